@@ -1,0 +1,103 @@
+// X.509 building blocks on @peculiar/x509 and Node's WebCrypto: key pairs, CAs and leaf
+// certificates, PEM in and out. Used for local clusters' PKI and for the mesh's CAs.
+import { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+export type KeyAlgorithm = 'ecdsa-p256' | 'rsa-2048' | 'rsa-4096';
+
+const ALGORITHMS: Record<KeyAlgorithm, webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams> = {
+  'ecdsa-p256': { name: 'ECDSA', namedCurve: 'P-256' },
+  'rsa-2048': { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 },
+  'rsa-4096': { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 4096 },
+};
+
+function signingAlgorithm(alg: KeyAlgorithm): webcrypto.Algorithm | webcrypto.EcdsaParams {
+  return alg === 'ecdsa-p256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5' };
+}
+
+export interface KeyPair {
+  algorithm: KeyAlgorithm;
+  keys: webcrypto.CryptoKeyPair;
+}
+
+export async function generateKeyPair(algorithm: KeyAlgorithm): Promise<KeyPair> {
+  const keys = (await webcrypto.subtle.generateKey(ALGORITHMS[algorithm], true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  return { algorithm, keys };
+}
+
+export async function privateKeyPem(pair: KeyPair): Promise<string> {
+  const der = await webcrypto.subtle.exportKey('pkcs8', pair.keys.privateKey);
+  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+}
+
+export async function publicKeyPem(pair: KeyPair): Promise<string> {
+  const der = await webcrypto.subtle.exportKey('spki', pair.keys.publicKey);
+  return x509.PemConverter.encode(der, 'PUBLIC KEY');
+}
+
+export async function importKeyPair(algorithm: KeyAlgorithm, privatePem: string, certificate: x509.X509Certificate): Promise<KeyPair> {
+  const der = x509.PemConverter.decodeFirst(privatePem);
+  const privateKey = await webcrypto.subtle.importKey('pkcs8', der, ALGORITHMS[algorithm], true, ['sign']);
+  const publicKey = await certificate.publicKey.export(ALGORITHMS[algorithm], ['verify']);
+  return { algorithm, keys: { privateKey: privateKey , publicKey } };
+}
+
+export interface CertificateRequest {
+  /** Distinguished name, e.g. "CN=Root CA, O=Istio". */
+  subject: string;
+  days: number;
+  ca?: { pathLength?: number };
+  keyUsages: x509.KeyUsageFlags;
+  extendedKeyUsages?: string[];
+  dnsNames?: string[];
+  ipAddresses?: string[];
+}
+
+export interface Issued {
+  certificate: x509.X509Certificate;
+  key: KeyPair;
+}
+
+function serialNumber(): string {
+  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
+  bytes[0] &= 0x7f; // positive
+  return Buffer.from(bytes).toString('hex');
+}
+
+/** Issues a certificate for `key`, signed by `issuer` or self-signed when there is none. */
+export async function issue(req: CertificateRequest, key: KeyPair, issuer?: Issued): Promise<x509.X509Certificate> {
+  const notBefore = new Date(Date.now() - 5 * 60_000); // tolerate small clock skew between clusters
+  const notAfter = new Date(notBefore.getTime() + req.days * 86_400_000);
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(Boolean(req.ca), req.ca?.pathLength, true),
+    new x509.KeyUsagesExtension(req.keyUsages, true),
+    await x509.SubjectKeyIdentifierExtension.create(key.keys.publicKey),
+  ];
+  if (issuer) extensions.push(await x509.AuthorityKeyIdentifierExtension.create(issuer.certificate));
+  if (req.extendedKeyUsages?.length) extensions.push(new x509.ExtendedKeyUsageExtension(req.extendedKeyUsages));
+  const names = [
+    ...(req.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(req.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+  ];
+  if (names.length) extensions.push(new x509.SubjectAlternativeNameExtension(names));
+  const signer = issuer?.key ?? key;
+  return x509.X509CertificateGenerator.create({
+    serialNumber: serialNumber(),
+    subject: req.subject,
+    issuer: issuer ? issuer.certificate.subject : req.subject,
+    notBefore,
+    notAfter,
+    publicKey: key.keys.publicKey,
+    signingKey: signer.keys.privateKey,
+    signingAlgorithm: signingAlgorithm(signer.algorithm),
+    extensions,
+  });
+}
+
+export function certificatePem(cert: x509.X509Certificate): string {
+  return cert.toString('pem') + '\n';
+}
+
+export { x509 };

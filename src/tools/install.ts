@@ -1,0 +1,231 @@
+// Finds each pinned tool (a user's copy named by env var, a KUBEBUILDER_ASSETS directory, PATH,
+// then our own build in the cache) and builds what is missing. A build happens in a scratch
+// directory next to its final place and is renamed into place only when complete, so the cache
+// never holds a half-installed tool; a build that fails leaves nothing behind.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { toolsDir } from '../paths';
+import { canConnect, freePort, sleep } from '../util/net';
+import { type Progress, formatDuration, stderrProgress, withHeartbeat } from '../util/progress';
+import {
+  ISTIO_MODULE_VERSION,
+  ISTIO_VERSION,
+  KUBERNETES_VERSION,
+  TEMPORAL_CLI_VERSION,
+  TEMPORAL_TEST_SERVER_VERSION,
+  TOOLS,
+  type Prerequisite,
+  type ToolSpec,
+  kubeModuleDir,
+  testServerPomDir,
+  toolSpec,
+} from './specs';
+
+export type ToolSource = 'env' | 'assets' | 'path' | 'cache';
+
+export interface ToolStatus {
+  name: string;
+  wanted: string;
+  found: string | null;
+  path: string | null;
+  source: ToolSource | null;
+  ok: boolean;
+  /** Why the tool is not ok, when it is not. */
+  problem?: string;
+}
+
+export class ToolSetupError extends Error {
+  override name = 'ToolSetupError';
+}
+
+async function probeVersion(spec: ToolSpec, file: string): Promise<string | undefined> {
+  const r = await execa(file, spec.versionArgs, { reject: false, timeout: 30_000, all: true });
+  return spec.parseVersion(r.all ?? '');
+}
+
+function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, name);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {
+      // not in this PATH entry
+    }
+  }
+  return undefined;
+}
+
+export function cachedPath(spec: ToolSpec): string {
+  return path.join(toolsDir(), spec.cacheKey(), spec.binary);
+}
+
+/** Where the tool is and which version it is, without building anything. */
+export async function inspectTool(spec: ToolSpec): Promise<ToolStatus> {
+  const base = { name: spec.name, wanted: spec.wanted };
+  const explicit = process.env[spec.envVar];
+  if (explicit) {
+    // An explicit choice is used as it is or reported as wrong; we never fall back silently.
+    if (!fs.existsSync(explicit)) {
+      return { ...base, found: null, path: explicit, source: 'env', ok: false, problem: `${spec.envVar} names a missing file` };
+    }
+    const found = (await probeVersion(spec, explicit)) ?? null;
+    const ok = found !== null && spec.accepts(found);
+    return { ...base, found, path: explicit, source: 'env', ok, ...(ok ? {} : { problem: `${spec.envVar}: version ${found ?? 'unknown'}, want ${spec.wanted}` }) };
+  }
+  const candidates: Array<[string, ToolSource]> = [
+    ...(spec.extraCandidates?.() ?? []).map((p): [string, ToolSource] => [p, 'assets']),
+    ...spec.pathNames.flatMap((n): Array<[string, ToolSource]> => {
+      const p = onPath(n);
+      return p ? [[p, 'path']] : [];
+    }),
+  ];
+  for (const [file, source] of candidates) {
+    if (!fs.existsSync(file)) continue;
+    const found = await probeVersion(spec, file);
+    if (found && spec.accepts(found)) return { ...base, found, path: file, source, ok: true };
+  }
+  const mine = cachedPath(spec);
+  if (fs.existsSync(mine)) {
+    const found = (await probeVersion(spec, mine)) ?? null;
+    const ok = found !== null && spec.accepts(found);
+    return { ...base, found, path: mine, source: 'cache', ok, ...(ok ? {} : { problem: `cached build reports ${found ?? 'no version'}` }) };
+  }
+  return { ...base, found: null, path: null, source: null, ok: false, problem: 'not installed (run `npm run setup`)' };
+}
+
+export async function inspectTools(): Promise<ToolStatus[]> {
+  return Promise.all(TOOLS.map(inspectTool));
+}
+
+const PREREQ_HELP: Record<Prerequisite, string> = {
+  go: 'Go (1.24 or newer; newer toolchains are fetched by Go itself when a module asks for one)',
+  java: 'a Java runtime (17 or newer)',
+  mvn: 'Apache Maven (3.6 or newer)',
+};
+
+async function checkPrerequisites(spec: ToolSpec): Promise<void> {
+  for (const p of spec.requires) {
+    const args = p === 'go' ? ['version'] : p === 'java' ? ['-version'] : ['-v'];
+    const r = await execa(p, args, { reject: false, timeout: 60_000 });
+    if (r.exitCode !== 0) {
+      throw new ToolSetupError(
+        `${spec.name} ${spec.wanted} is not installed and cannot be built here: ${PREREQ_HELP[p]} was not found on PATH. ` +
+          `Install it and run \`npm run setup\` again, or point ${spec.envVar} at an existing ${spec.name} ${spec.wanted}.`,
+      );
+    }
+  }
+}
+
+const goEnv = (gobin?: string) => ({
+  CGO_ENABLED: '0',
+  GOFLAGS: '-modcacherw',
+  ...(gobin ? { GOBIN: gobin } : {}),
+});
+
+async function run(file: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
+  const r = await execa(file, args, { ...opts, reject: false, all: true });
+  if (r.exitCode !== 0) {
+    const tail = (r.all ?? '').split('\n').filter((l) => !l.startsWith('go: downloading')).slice(-25).join('\n');
+    throw new ToolSetupError(`\`${file} ${args.join(' ')}\` failed (exit ${r.exitCode}):\n${tail}`);
+  }
+}
+
+type Builder = (dir: string) => Promise<void>;
+
+const BUILDERS: Record<string, Builder> = {
+  temporal: (dir) =>
+    run('go', ['install', '-trimpath', `-ldflags=-s -w -X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION}`,
+      `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`], { env: goEnv(dir) }),
+
+  'kube-apiserver': async (dir) => {
+    const [major, minor] = KUBERNETES_VERSION.slice(1).split('.');
+    const v = 'k8s.io/component-base/version';
+    await run('go', ['build', '-mod=readonly', '-trimpath',
+      `-ldflags=-s -w -X ${v}.gitVersion=${KUBERNETES_VERSION} -X ${v}.gitMajor=${major} -X ${v}.gitMinor=${minor} -X ${v}.gitTreeState=clean`,
+      '-o', path.join(dir, 'meshflow-kube'), '.'], { cwd: kubeModuleDir, env: goEnv() });
+    fs.symlinkSync('meshflow-kube', path.join(dir, 'kube-apiserver'));
+    fs.symlinkSync('meshflow-kube', path.join(dir, 'etcd'));
+  },
+
+  istioctl: (dir) =>
+    run('go', ['install', '-trimpath',
+      `-ldflags=-s -w -X istio.io/istio/pkg/version.buildVersion=${ISTIO_VERSION} -X istio.io/istio/pkg/version.buildStatus=Clean`,
+      `istio.io/istio/istioctl/cmd/istioctl@${ISTIO_MODULE_VERSION}`], { env: goEnv(dir) }),
+
+  'temporal-test-server': async (dir) => {
+    const lib = path.join(dir, 'lib');
+    await run('mvn', ['-B', '-q', '-f', path.join(testServerPomDir, 'pom.xml'), 'dependency:copy-dependencies',
+      '-DincludeScope=runtime', `-DoutputDirectory=${lib}`]);
+    const wrapper = path.join(dir, 'temporal-test-server');
+    // The SDK starts this file and SIGKILLs it on teardown, so it must exec the JVM (no shell left
+    // behind holding the port). A class-data archive made at install time keeps the JVM start well
+    // inside the SDK's 5 s readiness window.
+    fs.writeFileSync(wrapper, [
+      '#!/bin/sh',
+      '# Temporal time-skipping test server, installed by meshflow.',
+      'here=$(dirname "$0")',
+      `if [ "$1" = --version ]; then echo "temporal-test-server ${TEMPORAL_TEST_SERVER_VERSION}"; exit 0; fi`,
+      'cds=""',
+      'if [ -f "$here/app.jsa" ]; then cds="-XX:SharedArchiveFile=$here/app.jsa -Xshare:auto"; fi',
+      'exec java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss512k $cds $MESHFLOW_TEST_SERVER_JAVA_OPTS \\',
+      '  -cp "$here/lib/*" io.temporal.testserver.TestServer "$@" --enable-time-skipping',
+      '',
+    ].join('\n'), { mode: 0o755 });
+    await makeClassDataArchive(dir);
+  },
+};
+BUILDERS.etcd = BUILDERS['kube-apiserver'];
+
+/** Runs the test server once with -XX:ArchiveClassesAtExit so later starts load classes from the archive. */
+async function makeClassDataArchive(dir: string): Promise<void> {
+  const port = await freePort();
+  const child = execa('java', ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', '-Xss512k',
+    `-XX:ArchiveClassesAtExit=${path.join(dir, 'app.jsa')}`, '-cp', `${path.join(dir, 'lib')}/*`,
+    'io.temporal.testserver.TestServer', String(port), '--enable-time-skipping'], { reject: false });
+  const deadline = Date.now() + 60_000;
+  while (!(await canConnect(port)) && Date.now() < deadline) await sleep(200);
+  await sleep(1000);
+  child.kill('SIGTERM');
+  await child;
+}
+
+/** Makes sure the named tools are ready, building ours where needed. Returns their paths. */
+export async function ensureTools(names: string[] = TOOLS.map((t) => t.name), progress: Progress = stderrProgress): Promise<Record<string, string>> {
+  const paths: Record<string, string> = {};
+  for (const name of names) {
+    const spec = toolSpec(name);
+    let status = await inspectTool(spec);
+    if (!status.ok && status.source === 'env') throw new ToolSetupError(`${spec.name}: ${status.problem}`);
+    if (!status.ok) {
+      await buildTool(spec, progress);
+      status = await inspectTool(spec);
+      if (!status.ok) throw new ToolSetupError(`${spec.name} was built but does not work: ${status.problem}`);
+    }
+    paths[name] = status.path!;
+  }
+  return paths;
+}
+
+async function buildTool(spec: ToolSpec, progress: Progress): Promise<void> {
+  await checkPrerequisites(spec);
+  const finalDir = path.dirname(cachedPath(spec));
+  fs.mkdirSync(toolsDir(), { recursive: true });
+  const scratch = fs.mkdtempSync(path.join(toolsDir(), `.building-${spec.cacheKey()}-`));
+  const started = Date.now();
+  progress(`building ${spec.name} ${spec.wanted} into ${finalDir} (cold build: ${spec.coldBuild} on 2 cores; later runs reuse it)`);
+  try {
+    await withHeartbeat(progress, `building ${spec.name}`, BUILDERS[spec.name](scratch));
+    fs.rmSync(finalDir, { recursive: true, force: true });
+    fs.renameSync(scratch, finalDir);
+  } catch (err) {
+    fs.rmSync(scratch, { recursive: true, force: true });
+    if (err instanceof ToolSetupError) {
+      err.message += `\nNothing was installed. Fix the cause and run \`npm run setup\` again.`;
+    }
+    throw err;
+  }
+  progress(`built ${spec.name} ${spec.wanted} in ${formatDuration(Date.now() - started)}`);
+}
