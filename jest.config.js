@@ -31,6 +31,11 @@ const esm = [...new Set(esmPackages(path.join(__dirname, 'node_modules')))].map(
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
+  globalSetup: '<rootDir>/test/global-setup.ts',
+  globalTeardown: '<rootDir>/test/global-teardown.ts',
+  // Tests start real servers (API servers, Temporal); two cores run two test files at a time.
+  maxWorkers: 2,
+  testTimeout: 120_000,
   transform: { '^.+\\.(t|j)sx?$': ['@swc/jest'] },
   // unicorn-magic exports only an "import" condition, which Jest's CommonJS resolver does not try.
   moduleNameMapper: { '^unicorn-magic$': '<rootDir>/node_modules/unicorn-magic/node.js' },

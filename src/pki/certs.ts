@@ -1,5 +1,7 @@
 // X.509 building blocks on @peculiar/x509 and Node's WebCrypto: key pairs, CAs and leaf
 // certificates, PEM in and out. Used for local clusters' PKI and for the mesh's CAs.
+// @peculiar/x509 resolves its ASN.1 helpers through tsyringe, which needs the Reflect metadata API.
+import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 

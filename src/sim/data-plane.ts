@@ -23,15 +23,17 @@ export function loadBalancerPool(index: number): string {
 }
 
 export async function startSimulatedDataPlane(clusters: SimulatedCluster[], log: (line: string) => void = () => undefined): Promise<SimulatedDataPlane> {
-  const informers = (await Promise.all(clusters.map((c) => simulateCluster(c, log)))).flat();
+  const state = { stopped: false };
+  const informers = (await Promise.all(clusters.map((c) => simulateCluster(c, state, log)))).flat();
   return {
     async stop() {
+      state.stopped = true;
       await Promise.all(informers.map((i) => i.stop()));
     },
   };
 }
 
-async function simulateCluster(cluster: SimulatedCluster, log: (line: string) => void): Promise<Array<k8s.Informer<k8s.KubernetesObject>>> {
+async function simulateCluster(cluster: SimulatedCluster, state: { stopped: boolean }, log: (line: string) => void): Promise<Array<k8s.Informer<k8s.KubernetesObject>>> {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const apps = kc.makeApiClient(k8s.AppsV1Api);
@@ -86,7 +88,9 @@ async function simulateCluster(cluster: SimulatedCluster, log: (line: string) =>
   services.on('delete', (svc) => assigned.delete(`${svc.metadata?.namespace}/${svc.metadata?.name}`));
   // Informers restart their watch after errors; without an error handler they stop.
   for (const inf of [deployments, services] as Array<k8s.Informer<k8s.KubernetesObject>>) {
-    inf.on('error', () => setTimeout(() => void inf.start().catch(() => undefined), 1000));
+    inf.on('error', () => {
+      if (!state.stopped) setTimeout(() => !state.stopped && void inf.start().catch(() => undefined), 1000);
+    });
   }
   await Promise.all([deployments.start(), services.start()]);
   return [deployments, services] as Array<k8s.Informer<k8s.KubernetesObject>>;

@@ -160,8 +160,10 @@ const BUILDERS: Record<string, Builder> = {
     await run('mvn', ['-B', '-q', '-f', path.join(testServerPomDir, 'pom.xml'), 'dependency:copy-dependencies',
       '-DincludeScope=runtime', `-DoutputDirectory=${lib}`]);
     const wrapper = path.join(dir, 'temporal-test-server');
-    // The SDK starts this file and SIGKILLs it on teardown, so it must exec the JVM (no shell left
-    // behind holding the port). A class-data archive made at install time keeps the JVM start well
+    // The SDK starts this file as `<file> <port>` and SIGKILLs it on teardown, so it must exec the
+    // JVM (no shell left behind holding the port). Time skipping is left to the SDK, which locks
+    // and unlocks it around each wait; started with --enable-time-skipping the server would skip
+    // ahead before the worker even polls. A class-data archive made at install time keeps the JVM start well
     // inside the SDK's 5 s readiness window.
     fs.writeFileSync(wrapper, [
       '#!/bin/sh',
@@ -171,7 +173,7 @@ const BUILDERS: Record<string, Builder> = {
       'cds=""',
       'if [ -f "$here/app.jsa" ]; then cds="-XX:SharedArchiveFile=$here/app.jsa -Xshare:auto"; fi',
       'exec java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss512k $cds $MESHFLOW_TEST_SERVER_JAVA_OPTS \\',
-      '  -cp "$here/lib/*" io.temporal.testserver.TestServer "$@" --enable-time-skipping',
+      '  -cp "$here/lib/*" io.temporal.testserver.TestServer "$@"',
       '',
     ].join('\n'), { mode: 0o755 });
     await makeClassDataArchive(dir);
@@ -184,7 +186,7 @@ async function makeClassDataArchive(dir: string): Promise<void> {
   const port = await freePort();
   const child = execa('java', ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', '-Xss512k',
     `-XX:ArchiveClassesAtExit=${path.join(dir, 'app.jsa')}`, '-cp', `${path.join(dir, 'lib')}/*`,
-    'io.temporal.testserver.TestServer', String(port), '--enable-time-skipping'], { reject: false });
+    'io.temporal.testserver.TestServer', String(port)], { reject: false, forceKillAfterDelay: false });
   const deadline = Date.now() + 60_000;
   while (!(await canConnect(port)) && Date.now() < deadline) await sleep(200);
   await sleep(1000);

@@ -132,7 +132,8 @@ export const TOOLS: readonly ToolSpec[] = [
     versionArgs: ['--version'],
     parseVersion: (out) => /temporal-test-server (\S+)/.exec(out)?.[1],
     accepts: (v) => v === TEMPORAL_TEST_SERVER_VERSION,
-    cacheKey: () => `temporal-test-server-${TEMPORAL_TEST_SERVER_VERSION}-${hashOf(testServerPomDir, ['pom.xml'])}`,
+    // The `r2` names the wrapper script's revision (see install.ts): a new one reinstalls.
+    cacheKey: () => `temporal-test-server-${TEMPORAL_TEST_SERVER_VERSION}-r2-${hashOf(testServerPomDir, ['pom.xml'])}`,
     binary: 'temporal-test-server',
     requires: ['java', 'mvn'],
     coldBuild: '1-2 min',

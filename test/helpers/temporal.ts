@@ -1,0 +1,23 @@
+// Real Temporal servers for tests: the pinned Temporal CLI dev server, and Temporal's
+// time-skipping test server, both started from the tool cache (never downloaded).
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { MESH_SEARCH_ATTRIBUTES } from '../../src/temporal/search-attributes';
+import { tool } from './env';
+
+export function devServer(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: tool('temporal') },
+      ip: '127.0.0.1',
+      ui: false,
+      searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES),
+      log: { format: 'pretty', level: 'warn' },
+    },
+  });
+}
+
+export function timeSkippingServer(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: tool('temporal-test-server') } },
+  });
+}

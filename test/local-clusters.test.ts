@@ -1,0 +1,201 @@
+// Local clusters are real Kubernetes control planes: two of them, each its own API server with
+// its own CA and data, serve namespaces, secrets, CRDs with server-side apply, TokenRequest and
+// RBAC; the simulated data plane gives LoadBalancer Services addresses and rolls out Deployments;
+// clusters restart from their state and leave no process behind.
+import fs from 'node:fs';
+import * as k8s from '@kubernetes/client-node';
+import { LocalClusters, type LocalCluster, readyz } from '../src/local/clusters';
+import { type SimulatedDataPlane, startSimulatedDataPlane } from '../src/sim/data-plane';
+import { runningPid } from '../src/util/daemon';
+import { scratchDir, tool } from './helpers/env';
+import { sleep } from '../src/util/net';
+
+let state: string;
+let clusters: LocalClusters;
+let east: LocalCluster;
+let west: LocalCluster;
+let sim: SimulatedDataPlane;
+
+function kubeConfig(c: LocalCluster): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(c.kubeconfig);
+  return kc;
+}
+
+const core = (c: LocalCluster) => kubeConfig(c).makeApiClient(k8s.CoreV1Api);
+
+async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(200);
+  }
+}
+
+beforeAll(async () => {
+  state = scratchDir('local');
+  clusters = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
+  [east, west] = await clusters.start(['east', 'west']);
+  sim = await startSimulatedDataPlane([east, west]);
+});
+
+afterAll(async () => {
+  await sim?.stop();
+  await clusters?.delete(['east', 'west']);
+});
+
+test('each cluster has its own API server, CA and admin kubeconfig', async () => {
+  expect(east.port).not.toBe(west.port);
+  expect(fs.readFileSync(east.pki.caCert, 'utf8')).not.toBe(fs.readFileSync(west.pki.caCert, 'utf8'));
+  const version = await kubeConfig(east).makeApiClient(k8s.VersionApi).getCode();
+  expect(version.gitVersion).toBe('v1.34.4');
+  // east's CA does not vouch for west's server
+  const crossed = { ...west, pki: { ...west.pki, caCert: east.pki.caCert } };
+  expect(await readyz(crossed)).toBe(false);
+});
+
+test('namespaces and secrets live in one cluster only', async () => {
+  await core(east).createNamespace({ body: { metadata: { name: 'payments' } } });
+  await core(east).createNamespacedSecret({
+    namespace: 'payments',
+    body: { metadata: { name: 'db' }, stringData: { password: 'hunter2' } },
+  });
+  const secret = await core(east).readNamespacedSecret({ name: 'db', namespace: 'payments' });
+  expect(Buffer.from(secret.data!.password, 'base64').toString()).toBe('hunter2');
+  await expect(core(west).readNamespace({ name: 'payments' })).rejects.toMatchObject({ code: 404 });
+});
+
+test('a CRD and a custom resource are applied with server-side apply', async () => {
+  const objects = k8s.KubernetesObjectApi.makeApiClient(kubeConfig(west));
+  const crd = {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: 'widgets.example.meshflow.dev' },
+    spec: {
+      group: 'example.meshflow.dev',
+      names: { kind: 'Widget', plural: 'widgets', singular: 'widget' },
+      scope: 'Namespaced',
+      versions: [{
+        name: 'v1', served: true, storage: true,
+        schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } } } },
+      }],
+    },
+  };
+  await objects.patch(crd, undefined, undefined, 'meshflow-test', true, k8s.PatchStrategy.ServerSideApply);
+  const ext = kubeConfig(west).makeApiClient(k8s.ApiextensionsV1Api);
+  await eventually(async () => {
+    const c = await ext.readCustomResourceDefinition({ name: crd.metadata.name });
+    return c.status?.conditions?.find((x) => x.type === 'Established' && x.status === 'True') ? true : undefined;
+  });
+  const widget = { apiVersion: 'example.meshflow.dev/v1', kind: 'Widget', metadata: { name: 'w1', namespace: 'default' }, spec: { size: 3 } };
+  await eventually(async () => {
+    try {
+      return await objects.patch(widget, undefined, undefined, 'meshflow-test', true, k8s.PatchStrategy.ServerSideApply);
+    } catch {
+      return undefined; // discovery may lag the Established condition for a moment
+    }
+  });
+  // Applying again with a change updates the same object, owned by our field manager.
+  const applied = (await objects.patch({ ...widget, spec: { size: 5 } }, undefined, undefined, 'meshflow-test', true, k8s.PatchStrategy.ServerSideApply)) as typeof widget & {
+    metadata: { managedFields: Array<{ manager: string }> };
+  };
+  expect(applied.spec.size).toBe(5);
+  expect(applied.metadata.managedFields.map((f) => f.manager)).toContain('meshflow-test');
+});
+
+test('a ServiceAccount token from TokenRequest is allowed exactly what RBAC grants', async () => {
+  const api = core(east);
+  await api.createNamespace({ body: { metadata: { name: 'reader-test' } } });
+  await api.createNamespacedServiceAccount({ namespace: 'reader-test', body: { metadata: { name: 'reader' } } });
+  const rbac = kubeConfig(east).makeApiClient(k8s.RbacAuthorizationV1Api);
+  await rbac.createNamespacedRole({
+    namespace: 'reader-test',
+    body: { metadata: { name: 'service-reader' }, rules: [{ apiGroups: [''], resources: ['services'], verbs: ['get', 'list'] }] },
+  });
+  await rbac.createNamespacedRoleBinding({
+    namespace: 'reader-test',
+    body: {
+      metadata: { name: 'reader' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'service-reader' },
+      subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: 'reader-test' }],
+    },
+  });
+  const tr = await api.createNamespacedServiceAccountToken({
+    name: 'reader',
+    namespace: 'reader-test',
+    body: { spec: { audiences: [], expirationSeconds: 600 } },
+  });
+  const token = tr.status!.token;
+  expect(token.split('.')).toHaveLength(3); // a signed JWT
+
+  const kc = new k8s.KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'east', server: east.server, caData: fs.readFileSync(east.pki.caCert).toString('base64') }],
+    users: [{ name: 'reader', token }],
+    contexts: [{ name: 'east', cluster: 'east', user: 'reader' }],
+    currentContext: 'east',
+  });
+  const asReader = kc.makeApiClient(k8s.CoreV1Api);
+  const services = await asReader.listNamespacedService({ namespace: 'reader-test' });
+  expect(services.items).toEqual([]);
+  await expect(asReader.listNamespacedSecret({ namespace: 'reader-test' })).rejects.toMatchObject({ code: 403 });
+  await expect(asReader.listNamespacedService({ namespace: 'default' })).rejects.toMatchObject({ code: 403 });
+  await expect(
+    asReader.createNamespacedService({ namespace: 'reader-test', body: { metadata: { name: 'x' }, spec: { ports: [{ port: 80 }] } } }),
+  ).rejects.toMatchObject({ code: 403 });
+  // The same token means nothing to the other cluster, which has its own signing keys.
+  kc.clusters[0] = { ...kc.clusters[0], server: west.server, caData: fs.readFileSync(west.pki.caCert).toString('base64') };
+  await expect(kc.makeApiClient(k8s.CoreV1Api).listNamespacedService({ namespace: 'reader-test' })).rejects.toMatchObject({ code: 401 });
+});
+
+test('the simulated data plane gives LoadBalancer Services an address from the cluster pool and rolls out Deployments', async () => {
+  for (const c of [east, west]) {
+    await core(c).createNamespacedService({
+      namespace: 'default',
+      body: { metadata: { name: 'gateway' }, spec: { type: 'LoadBalancer', selector: { app: 'gw' }, ports: [{ name: 'tls', port: 15443 }] } },
+    });
+  }
+  const address = (c: LocalCluster) =>
+    eventually(async () => (await core(c).readNamespacedServiceStatus({ name: 'gateway', namespace: 'default' })).status?.loadBalancer?.ingress?.[0]?.ip);
+  expect(await address(east)).toMatch(/^198\.18\.0\.\d+$/);
+  expect(await address(west)).toMatch(/^198\.18\.1\.\d+$/);
+
+  const apps = kubeConfig(west).makeApiClient(k8s.AppsV1Api);
+  await apps.createNamespacedDeployment({
+    namespace: 'default',
+    body: {
+      metadata: { name: 'web' },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'web' } },
+        template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } },
+      },
+    },
+  });
+  const status = await eventually(async () => {
+    const d = await apps.readNamespacedDeploymentStatus({ name: 'web', namespace: 'default' });
+    return d.status?.availableReplicas === 2 ? d.status : undefined;
+  });
+  expect(status.conditions?.find((c) => c.type === 'Available')?.status).toBe('True');
+});
+
+test('clusters stop, restart from their state, and are deleted without leaving a process', async () => {
+  await sim.stop();
+  await clusters.stop();
+  expect(clusters.list().map((c) => [c.name, c.running])).toEqual([['east', false], ['west', false]]);
+  expect(await readyz(east)).toBe(false);
+
+  [east, west] = await clusters.start(['east', 'west']);
+  sim = await startSimulatedDataPlane([east, west]);
+  const ns = await core(east).readNamespace({ name: 'payments' });
+  expect(ns.metadata?.name).toBe('payments');
+
+  const pids = ['east', 'west'].map((n) => runningPid(`${clusters.root}/clusters/${n}/apiserver.pid`, state));
+  expect(pids.every((p) => p !== undefined)).toBe(true);
+  await sim.stop();
+  await clusters.delete(['east', 'west']);
+  for (const pid of pids) expect(fs.existsSync(`/proc/${pid}`) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(state)).toBe(false);
+  expect(fs.existsSync(clusters.root)).toBe(false);
+});
