@@ -10,7 +10,7 @@ import YAML from 'yaml';
 import { freePort, sleep } from '../util/net';
 import { type Progress, silent } from '../util/progress';
 import { logTail, runningPid, startDaemon, stopDaemon } from '../util/daemon';
-import { type ClusterPki, ensureClusterPki } from './pki';
+import { type ClusterPki, ensureClusterPki, pkiPaths } from './pki';
 
 export interface LocalTools {
   kubeApiserver: string;
@@ -142,7 +142,7 @@ export class LocalClusters {
       port: r.port,
       server: `https://127.0.0.1:${r.port}`,
       kubeconfig: path.join(dir, 'kubeconfig'),
-      pki: { dir: path.join(dir, 'pki') } as ClusterPki,
+      pki: pkiPaths(path.join(dir, 'pki')),
     };
   }
 

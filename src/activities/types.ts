@@ -1,0 +1,24 @@
+// The activities of the mesh workflow, as types only: workflow code imports this file, never the
+// implementations (which do I/O).
+import type { MeshSpec } from '../spec/schema';
+import type { Resource, StepOutcome, StepRequest } from '../workflows/types';
+
+export interface UndoRequest {
+  mesh: string;
+  spec: MeshSpec;
+  resource: Resource;
+}
+
+export interface MeshActivities {
+  createCluster(req: StepRequest): Promise<StepOutcome>;
+  createRootCa(req: StepRequest): Promise<StepOutcome>;
+  installCacerts(req: StepRequest): Promise<StepOutcome>;
+  installControlPlane(req: StepRequest): Promise<StepOutcome>;
+  installEastWestGateway(req: StepRequest): Promise<StepOutcome>;
+  exposeServices(req: StepRequest): Promise<StepOutcome>;
+  exposeIstiod(req: StepRequest): Promise<StepOutcome>;
+  linkClusters(req: StepRequest): Promise<StepOutcome>;
+  deployApp(req: StepRequest): Promise<StepOutcome>;
+  verifyMesh(req: StepRequest): Promise<StepOutcome>;
+  undoResource(req: UndoRequest): Promise<void>;
+}

@@ -1,0 +1,45 @@
+// Starting and talking to mesh workflows, for the CLI and the HTTP API.
+import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import type { MeshSpec } from './spec/schema';
+import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
+import { TASK_QUEUE, extendUpdate, meshWorkflowId, statusQuery, teardownSignal } from './workflows/definitions';
+import type { MeshStatus } from './workflows/types';
+import type { provisionMesh } from './workflows/mesh';
+
+export class MeshAlreadyRunningError extends Error {
+  override name = 'MeshAlreadyRunningError';
+}
+
+export async function startMesh(client: Client, spec: MeshSpec, taskQueue = TASK_QUEUE) {
+  try {
+    return await client.workflow.start<typeof provisionMesh>('provisionMesh', {
+      taskQueue,
+      workflowId: meshWorkflowId(spec.name),
+      args: [{ spec }],
+      staticSummary: `mesh ${spec.name}: ${spec.clusters.length} ${[...new Set(spec.clusters.map((c) => c.provider))].join('/')} cluster(s), ${spec.istio.topology}`,
+      typedSearchAttributes: [
+        { key: MESH_SEARCH_ATTRIBUTES.name, value: spec.name },
+        { key: MESH_SEARCH_ATTRIBUTES.phase, value: 'provisioning' },
+      ],
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      throw new MeshAlreadyRunningError(`mesh ${spec.name} is already running (workflow ${meshWorkflowId(spec.name)}): see \`meshflow status ${spec.name}\`, or \`meshflow down ${spec.name}\` first`);
+    }
+    throw err;
+  }
+}
+
+export const meshHandle = (client: Client, mesh: string) => client.workflow.getHandle<typeof provisionMesh>(meshWorkflowId(mesh));
+
+export async function meshStatus(client: Client, mesh: string): Promise<MeshStatus> {
+  return meshHandle(client, mesh).query(statusQuery);
+}
+
+export async function extendMesh(client: Client, mesh: string, by: string): Promise<string> {
+  return meshHandle(client, mesh).executeUpdate(extendUpdate, { args: [by] });
+}
+
+export async function teardownMesh(client: Client, mesh: string): Promise<void> {
+  await meshHandle(client, mesh).signal(teardownSignal);
+}

@@ -1,0 +1,135 @@
+// What meshflow applies to clusters for Istio: control planes and east-west gateways rendered by
+// the pinned istioctl, and the small objects Istio's multicluster guides apply by hand.
+import { execa } from 'execa';
+import YAML from 'yaml';
+import type { ClusterSpec, MeshSpec } from '../spec/schema';
+
+export const ISTIO_NAMESPACE = 'istio-system';
+export const NETWORK_LABEL = 'topology.istio.io/network';
+
+export async function istioctlRender(istioctl: string, iop: object): Promise<string> {
+  const r = await execa(istioctl, ['manifest', 'generate', '-f', '-'], { input: YAML.stringify(iop), reject: false, timeout: 120_000 });
+  if (r.exitCode !== 0) throw new Error(`istioctl manifest generate failed: ${r.stderr.split('\n').slice(-5).join(' ')}`);
+  return r.stdout;
+}
+
+/** The IstioOperator of a cluster's control plane (primary) or of its remote profile. */
+export function controlPlaneOperator(mesh: MeshSpec, cluster: ClusterSpec, remotePilotAddress?: string): object {
+  const global: Record<string, unknown> = { meshID: mesh.name, multiCluster: { clusterName: cluster.name }, network: cluster.network };
+  const values: Record<string, unknown> = { ...mesh.istio.values, global: { ...(mesh.istio.values.global as object | undefined), ...global } };
+  // DNS proxying lets a pod resolve services that exist only in other clusters (what `.global`
+  // names and istiocoredns did before Istio 1.8).
+  const meshConfig = { defaultConfig: { proxyMetadata: { ISTIO_META_DNS_CAPTURE: 'true' } } };
+  if (cluster.role === 'remote') {
+    return {
+      apiVersion: 'install.istio.io/v1alpha1',
+      kind: 'IstioOperator',
+      spec: {
+        profile: 'remote',
+        meshConfig,
+        values: { ...values, istiodRemote: { injectionPath: `/inject/cluster/${cluster.name}/net/${cluster.network}` }, global: { ...(values.global as object), remotePilotAddress } },
+      },
+    };
+  }
+  const servesRemotes = mesh.clusters.some((c) => c.role === 'remote' && c.primary === cluster.name);
+  return {
+    apiVersion: 'install.istio.io/v1alpha1',
+    kind: 'IstioOperator',
+    spec: {
+      profile: mesh.istio.profile,
+      meshConfig,
+      values: servesRemotes ? { ...values, pilot: { env: { EXTERNAL_ISTIOD: 'true' } } } : values,
+    },
+  };
+}
+
+export const EASTWEST_SERVICE = 'istio-eastwestgateway';
+
+export function eastWestOperator(mesh: MeshSpec, cluster: ClusterSpec): object {
+  return {
+    apiVersion: 'install.istio.io/v1alpha1',
+    kind: 'IstioOperator',
+    spec: {
+      profile: 'empty',
+      components: {
+        ingressGateways: [{
+          name: EASTWEST_SERVICE,
+          enabled: true,
+          label: { istio: 'eastwestgateway', app: EASTWEST_SERVICE, [NETWORK_LABEL]: cluster.network },
+          k8s: {
+            env: [{ name: 'ISTIO_META_REQUESTED_NETWORK_VIEW', value: cluster.network }],
+            service: {
+              ports: [
+                { name: 'status-port', port: 15021, targetPort: 15021 },
+                { name: 'tls', port: 15443, targetPort: 15443 },
+                { name: 'tls-istiod', port: 15012, targetPort: 15012 },
+                { name: 'tls-webhook', port: 15017, targetPort: 15017 },
+              ],
+            },
+          },
+        }],
+      },
+      values: { gateways: { 'istio-ingressgateway': { injectionTemplate: 'gateway' } }, global: { meshID: mesh.name, multiCluster: { clusterName: cluster.name }, network: cluster.network } },
+    },
+  };
+}
+
+export function crossNetworkGateway(): object {
+  return {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'Gateway',
+    metadata: { name: 'cross-network-gateway', namespace: ISTIO_NAMESPACE },
+    spec: {
+      selector: { istio: 'eastwestgateway' },
+      servers: [{ port: { number: 15443, name: 'tls', protocol: 'TLS' }, tls: { mode: 'AUTO_PASSTHROUGH' }, hosts: ['*.local'] }],
+    },
+  };
+}
+
+export function istiodExposure(): object[] {
+  return [
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'istiod-gateway', namespace: ISTIO_NAMESPACE },
+      spec: {
+        selector: { istio: 'eastwestgateway' },
+        servers: [
+          { port: { name: 'tls-istiod', number: 15012, protocol: 'tls' }, tls: { mode: 'PASSTHROUGH' }, hosts: ['*'] },
+          { port: { name: 'tls-istiodwebhook', number: 15017, protocol: 'tls' }, tls: { mode: 'PASSTHROUGH' }, hosts: ['*'] },
+        ],
+      },
+    },
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'istiod-vs', namespace: ISTIO_NAMESPACE },
+      spec: {
+        hosts: ['*'],
+        gateways: ['istiod-gateway'],
+        tls: [
+          { match: [{ port: 15012, sniHosts: ['*'] }], route: [{ destination: { host: 'istiod.istio-system.svc.cluster.local', port: { number: 15012 } } }] },
+          { match: [{ port: 15017, sniHosts: ['*'] }], route: [{ destination: { host: 'istiod.istio-system.svc.cluster.local', port: { number: 443 } } }] },
+        ],
+      },
+    },
+  ];
+}
+
+export const READER_SERVICE_ACCOUNT = 'istio-reader-service-account';
+export const READER_CLUSTER_ROLE = 'istio-reader-clusterrole-istio-system';
+
+export const remoteSecretName = (source: string) => `istio-remote-secret-${source}`;
+
+/** The kubeconfig inside a remote secret: named after the source cluster, authenticating with a reader token. */
+export function remoteKubeconfig(source: string, server: string, caData: string, token: string): string {
+  return YAML.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: source, cluster: { server, 'certificate-authority-data': caData } }],
+    users: [{ name: source, user: { token } }],
+    contexts: [{ name: source, context: { cluster: source, user: source } }],
+    'current-context': source,
+    preferences: {},
+  });
+}

@@ -1,0 +1,197 @@
+// The plan of a mesh, as data: every step, what it depends on, what it creates and how that is
+// undone. The workflow walks this graph, `meshflow plan` prints it, the status query reports it;
+// no list of steps is written anywhere else. Pure: safe to run inside workflow code.
+import type { ClusterSpec, MeshSpec } from '../spec/schema';
+
+export type StepKind =
+  | 'create-cluster'
+  | 'root-ca'
+  | 'cacerts'
+  | 'control-plane'
+  | 'eastwest-gateway'
+  | 'expose-services'
+  | 'expose-istiod'
+  | 'link'
+  | 'deploy-app'
+  | 'verify';
+
+export interface Step {
+  id: string;
+  kind: StepKind;
+  /** The cluster the step acts on (for `link`: the cluster whose API the secret opens). */
+  cluster?: string;
+  /** For `link`: the cluster that receives the remote secret. */
+  target?: string;
+  dependsOn: string[];
+  /** What the step creates, for `meshflow plan`. */
+  creates: string;
+  /** How what it creates is removed, or undefined when it creates nothing. */
+  undo?: string;
+  /** Rough duration, for the critical path estimate (ms). */
+  estimateMs: number;
+}
+
+export interface Plan {
+  mesh: string;
+  steps: Step[];
+}
+
+const id = (kind: StepKind, subject?: string) => (subject ? `${kind}:${subject}` : kind);
+
+/** Whether cluster `c` needs an east-west gateway: when any other cluster is on another network, or it exposes istiod to remotes. */
+function needsEastWest(mesh: MeshSpec, c: ClusterSpec): boolean {
+  const multiNetwork = new Set(mesh.clusters.map((x) => x.network)).size > 1;
+  const servesRemotes = mesh.clusters.some((x) => x.role === 'remote' && x.primary === c.name);
+  return (multiNetwork && c.role === 'primary') || servesRemotes || (multiNetwork && c.role === 'remote');
+}
+
+const CREATE_ESTIMATE_MS = { local: 8_000, existing: 1_000, gke: 360_000 } as const;
+
+export function buildPlan(mesh: MeshSpec): Plan {
+  const steps: Step[] = [];
+  const add = (s: Step) => steps.push(s);
+  const multiNetwork = new Set(mesh.clusters.map((x) => x.network)).size > 1;
+
+  add({ id: id('root-ca'), kind: 'root-ca', dependsOn: [], creates: 'mesh root CA (kept in the state directory, never in workflow history)', undo: 'delete the root CA files', estimateMs: 3_000 });
+
+  for (const c of mesh.clusters) {
+    add({
+      id: id('create-cluster', c.name),
+      kind: 'create-cluster',
+      cluster: c.name,
+      dependsOn: [],
+      creates: c.provider === 'existing' ? `connection to existing cluster ${c.name}` : `${c.provider} cluster ${c.name}`,
+      undo: c.provider === 'existing' ? undefined : `delete ${c.provider} cluster ${c.name}`,
+      estimateMs: CREATE_ESTIMATE_MS[c.provider],
+    });
+    add({
+      id: id('cacerts', c.name),
+      kind: 'cacerts',
+      cluster: c.name,
+      dependsOn: [id('create-cluster', c.name), id('root-ca')],
+      creates: `namespace istio-system (network ${c.network}) and secret cacerts with ${c.name}'s intermediate CA`,
+      undo: 'delete secret cacerts (and istio-system if meshflow created it)',
+      estimateMs: 3_000,
+    });
+  }
+  for (const c of mesh.clusters) {
+    const remoteDeps = c.role === 'remote' ? [id('expose-istiod', c.primary)] : [];
+    add({
+      id: id('control-plane', c.name),
+      kind: 'control-plane',
+      cluster: c.name,
+      dependsOn: [id('cacerts', c.name), ...remoteDeps],
+      creates: c.role === 'remote' ? `Istio remote profile on ${c.name} (istiod of ${c.primary})` : `Istio control plane on ${c.name} (mesh ${mesh.name}, network ${c.network})`,
+      undo: 'delete every object the install applied',
+      estimateMs: 20_000,
+    });
+    if (needsEastWest(mesh, c)) {
+      add({
+        id: id('eastwest-gateway', c.name),
+        kind: 'eastwest-gateway',
+        cluster: c.name,
+        dependsOn: [id('control-plane', c.name)],
+        creates: `east-west gateway for network ${c.network} (ports 15021/15443/15012/15017) and its load balancer address`,
+        undo: 'delete the east-west gateway',
+        estimateMs: 30_000,
+      });
+      if (multiNetwork) {
+        add({
+          id: id('expose-services', c.name),
+          kind: 'expose-services',
+          cluster: c.name,
+          dependsOn: [id('eastwest-gateway', c.name)],
+          creates: 'Gateway cross-network-gateway (15443 AUTO_PASSTHROUGH, *.local)',
+          undo: 'delete the Gateway',
+          estimateMs: 2_000,
+        });
+      }
+    }
+    if (mesh.clusters.some((x) => x.role === 'remote' && x.primary === c.name)) {
+      add({
+        id: id('expose-istiod', c.name),
+        kind: 'expose-istiod',
+        cluster: c.name,
+        dependsOn: [id('eastwest-gateway', c.name)],
+        creates: 'Gateway istiod-gateway and VirtualService istiod-vs (15012/15017 PASSTHROUGH)',
+        undo: 'delete the Gateway and VirtualService',
+        estimateMs: 2_000,
+      });
+    }
+  }
+  for (const [source, target] of linkPairs(mesh)) {
+    add({
+      id: id('link', `${source}->${target}`),
+      kind: 'link',
+      cluster: source,
+      target,
+      dependsOn: [id('control-plane', source), id('control-plane', target)],
+      creates: `remote secret istio-remote-secret-${source} in ${target} (reader token for ${source})`,
+      undo: `delete the remote secret from ${target}`,
+      estimateMs: 2_000,
+    });
+  }
+  const placement = appPlacement(mesh);
+  for (const c of mesh.clusters) {
+    if (!placement[c.name]?.length) continue;
+    add({
+      id: id('deploy-app', c.name),
+      kind: 'deploy-app',
+      cluster: c.name,
+      dependsOn: [id('control-plane', c.name)],
+      creates: `${mesh.app.sample} ${placement[c.name].join(', ')} in namespace sample`,
+      undo: 'delete the sample namespace objects',
+      estimateMs: 5_000,
+    });
+  }
+  add({
+    id: id('verify'),
+    kind: 'verify',
+    dependsOn: steps.map((s) => s.id),
+    creates: 'nothing: checks trust, network labels, gateways, remote secrets and istiod',
+    estimateMs: 5_000,
+  });
+  return { mesh: mesh.name, steps };
+}
+
+/** Ordered (source, target) pairs: target's istiod reads source's API through the remote secret. */
+export function linkPairs(mesh: MeshSpec): Array<[string, string]> {
+  const primaries = mesh.clusters.filter((c) => c.role === 'primary');
+  const pairs: Array<[string, string]> = [];
+  for (const source of mesh.clusters) {
+    for (const target of primaries) {
+      if (source.name === target.name) continue;
+      // A remote is read only by its own primary; primaries read each other.
+      if (source.role === 'remote' && source.primary !== target.name) continue;
+      pairs.push([source.name, target.name]);
+    }
+  }
+  return pairs;
+}
+
+/** Which sample versions run in which cluster (default: v1, v2, ... one per cluster). */
+export function appPlacement(mesh: MeshSpec): Record<string, string[]> {
+  if (mesh.app.sample === 'none') return {};
+  if (mesh.app.placement) return mesh.app.placement;
+  return Object.fromEntries(mesh.clusters.map((c, i) => [c.name, [`v${i + 1}`]]));
+}
+
+/** The longest chain of estimates through the graph: the least time the whole plan can take. */
+export function criticalPath(plan: Plan): { steps: string[]; estimateMs: number } {
+  const byId = new Map(plan.steps.map((s) => [s.id, s]));
+  const memo = new Map<string, { steps: string[]; estimateMs: number }>();
+  const longest = (sid: string): { steps: string[]; estimateMs: number } => {
+    const hit = memo.get(sid);
+    if (hit) return hit;
+    const s = byId.get(sid)!;
+    let best = { steps: [] as string[], estimateMs: 0 };
+    for (const d of s.dependsOn) {
+      const c = longest(d);
+      if (c.estimateMs > best.estimateMs) best = c;
+    }
+    const r = { steps: [...best.steps, sid], estimateMs: best.estimateMs + s.estimateMs };
+    memo.set(sid, r);
+    return r;
+  };
+  return plan.steps.map((s) => longest(s.id)).reduce((a, b) => (b.estimateMs > a.estimateMs ? b : a), { steps: [], estimateMs: 0 });
+}

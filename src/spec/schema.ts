@@ -1,0 +1,153 @@
+// The Mesh spec: one YAML document that says which clusters form the mesh, how Istio joins them,
+// what app runs where, and how long the mesh lives. Unknown fields are errors (a typo must not
+// silently become a default).
+import { z } from 'zod';
+import { parseDuration } from './duration';
+
+export const MIN_TTL_MS = 5 * 60_000;
+export const MAX_TTL_MS = 30 * 86_400_000;
+
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label: lowercase letters, digits and "-", starting and ending with a letter or digit')
+  .max(40, 'must be at most 40 characters');
+
+const cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, 'must be an IPv4 CIDR such as 10.8.0.0/14');
+
+export const durationText = z.string().refine((s) => parseDuration(s) !== undefined, 'must be a duration such as 45m, 2h or 7d');
+
+const ttl = durationText.refine((s) => {
+  const ms = parseDuration(s)!;
+  return ms >= MIN_TTL_MS && ms <= MAX_TTL_MS;
+}, 'must be between 5m and 30d');
+
+const localProvider = z.strictObject({}).describe('a control-plane-only cluster on this machine');
+
+const existingProvider = z.strictObject({
+  kubeconfig: z.string().min(1).describe('path of the kubeconfig file'),
+  context: z.string().min(1).optional().describe('context in that file (default: its current context)'),
+});
+
+const gkeProvider = z.strictObject({
+  project: z.string().regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'must be a GCP project ID'),
+  location: z.string().min(1),
+  nodeCount: z.number().int().min(1).max(100).default(3),
+  machineType: z.string().default('e2-standard-4'),
+});
+
+export const clusterSchema = z.strictObject({
+  name: dnsLabel,
+  provider: z.enum(['local', 'existing', 'gke']),
+  local: localProvider.optional(),
+  existing: existingProvider.optional(),
+  gke: gkeProvider.optional(),
+  network: dnsLabel,
+  role: z.enum(['primary', 'remote']).default('primary'),
+  /** For a remote cluster: the primary whose istiod serves it. */
+  primary: dnsLabel.optional(),
+  /** The API server address other clusters use to reach this one (default: the provider's). */
+  apiServerAddress: z.url().optional(),
+  podCidr: cidr.optional(),
+  serviceCidr: cidr.optional(),
+});
+
+export const meshSchema = z
+  .strictObject({
+    apiVersion: z.literal('meshflow.dev/v1alpha1'),
+    kind: z.literal('Mesh'),
+    name: dnsLabel,
+    ttl: ttl.default('4h'),
+    onFailure: z.enum(['delete', 'keep']).default('delete'),
+    clusters: z.array(clusterSchema).min(1, 'a mesh needs at least one cluster').max(20, 'at most 20 clusters'),
+    istio: z
+      .strictObject({
+        version: z.string().default('1.31'),
+        topology: z.enum(['multi-primary', 'primary-remote']).default('multi-primary'),
+        profile: z.enum(['default', 'minimal', 'demo']).default('default'),
+        values: z.record(z.string(), z.unknown()).default({}),
+      })
+      .prefault({}),
+    app: z
+      .strictObject({
+        sample: z.enum(['helloworld', 'none']).default('helloworld'),
+        /** cluster name -> the versions of the sample that run there */
+        placement: z.record(z.string(), z.array(z.string().min(1))).optional(),
+      })
+      .prefault({}),
+    verify: z
+      .strictObject({
+        controlPlane: z.boolean().default(true),
+        traffic: z.strictObject({ requests: z.number().int().min(1).max(1000).default(20) }).prefault({}),
+      })
+      .prefault({}),
+  })
+  .superRefine((mesh, ctx) => {
+    const names = new Map<string, number>();
+    mesh.clusters.forEach((c, i) => {
+      if (names.has(c.name)) ctx.addIssue({ code: 'custom', path: ['clusters', i, 'name'], message: `duplicate cluster name "${c.name}" (also clusters[${names.get(c.name)}])` });
+      names.set(c.name, i);
+      const settings = c[c.provider];
+      if (c.provider !== 'local' && settings === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['clusters', i, c.provider], message: `provider "${c.provider}" needs a "${c.provider}:" section` });
+      }
+      for (const other of ['local', 'existing', 'gke'] as const) {
+        if (other !== c.provider && c[other] !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['clusters', i, other], message: `settings for provider "${other}" on a cluster whose provider is "${c.provider}"` });
+        }
+      }
+    });
+    const primaries = mesh.clusters.filter((c) => c.role === 'primary');
+    if (primaries.length === 0) ctx.addIssue({ code: 'custom', path: ['clusters'], message: 'at least one cluster must have role: primary' });
+    mesh.clusters.forEach((c, i) => {
+      if (c.role === 'remote') {
+        if (mesh.istio.topology !== 'primary-remote') {
+          ctx.addIssue({ code: 'custom', path: ['clusters', i, 'role'], message: 'role: remote needs istio.topology: primary-remote' });
+        }
+        if (!c.primary) ctx.addIssue({ code: 'custom', path: ['clusters', i, 'primary'], message: 'a remote cluster must name its primary' });
+        else if (!primaries.some((p) => p.name === c.primary)) {
+          ctx.addIssue({ code: 'custom', path: ['clusters', i, 'primary'], message: `"${c.primary}" is not a primary cluster of this mesh` });
+        }
+      } else if (c.primary) {
+        ctx.addIssue({ code: 'custom', path: ['clusters', i, 'primary'], message: 'only a remote cluster names a primary' });
+      }
+    });
+    if (mesh.istio.topology === 'primary-remote' && !mesh.clusters.some((c) => c.role === 'remote')) {
+      ctx.addIssue({ code: 'custom', path: ['istio', 'topology'], message: 'primary-remote needs at least one cluster with role: remote' });
+    }
+    mesh.clusters.forEach((c, i) => {
+      for (const field of ['podCidr', 'serviceCidr'] as const) {
+        const mine = c[field];
+        if (!mine) continue;
+        mesh.clusters.forEach((o, j) => {
+          for (const f2 of ['podCidr', 'serviceCidr'] as const) {
+            const theirs = o[f2];
+            if (theirs && (j > i || (j === i && f2 > field)) && cidrsOverlap(mine, theirs)) {
+              ctx.addIssue({ code: 'custom', path: ['clusters', i, field], message: `${mine} overlaps ${f2} ${theirs} of cluster "${o.name}"` });
+            }
+          }
+        });
+      }
+    });
+    if (mesh.app.placement) {
+      for (const cluster of Object.keys(mesh.app.placement)) {
+        if (!names.has(cluster)) ctx.addIssue({ code: 'custom', path: ['app', 'placement', cluster], message: `no cluster named "${cluster}" in this mesh` });
+      }
+    }
+  });
+
+export type MeshSpec = z.infer<typeof meshSchema>;
+export type ClusterSpec = z.infer<typeof clusterSchema>;
+
+function cidrRange(c: string): [number, number] {
+  const [ip, bits] = c.split('/');
+  const n = ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+  const size = 2 ** (32 - Number(bits));
+  const start = n - (n % size);
+  return [start, start + size - 1];
+}
+
+export function cidrsOverlap(a: string, b: string): boolean {
+  const [a0, a1] = cidrRange(a);
+  const [b0, b1] = cidrRange(b);
+  return a0 <= b1 && b0 <= a1;
+}
