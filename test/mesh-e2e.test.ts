@@ -57,7 +57,8 @@ test('a two-network mesh on local clusters reaches ready, and down leaves nothin
   expect(ready.checks.filter((c) => c.name === 'traffic').map((c) => c.status)).toEqual(['not-supported', 'not-supported']);
 
   const local = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
-  expect(local.list().map((c) => c.name)).toEqual(['e2e-cluster1', 'e2e-cluster2']);
+  expect(local.list().map((c) => c.name).sort()).toEqual(['e2e-cluster1', 'e2e-cluster2']);
+  expect(new Set(local.list().map((c) => c.index)).size).toBe(2); // each its own load balancer pool
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(local.get('e2e-cluster2')!.kubeconfig);
   const secret = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ name: 'istio-remote-secret-cluster1', namespace: 'istio-system' });
@@ -70,4 +71,12 @@ test('a two-network mesh on local clusters reaches ready, and down leaves nothin
   expect(final.ledger).toEqual([]);
   expect(local.list()).toEqual([]);
   expect(fs.existsSync(path.join(state, 'meshes', 'e2e', 'ca'))).toBe(false);
+  const leftover = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(state);
+    } catch {
+      return false;
+    }
+  });
+  expect(leftover.map((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 2).join(' '))).toEqual([]);
 });

@@ -1,8 +1,20 @@
 #!/usr/bin/env node
 // The meshflow command line.
+import path from 'node:path';
 import { Command } from 'commander';
-import { doctor } from './doctor';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { extendMesh, meshHandle, meshStatus, startMesh, teardownMesh } from '../client';
+import { buildPlan } from '../plan/plan';
+import { packageRoot, stateDir } from '../paths';
+import { loadMeshSpec } from '../spec/load';
 import { ensureTools } from '../tools/install';
+import { sleep } from '../util/net';
+import type { MeshStatus } from '../workflows/types';
+import { doctor } from './doctor';
+import { connect, ensureWorker } from './local-mode';
+import { renderPlan, renderStatus } from './render';
+
+const DEFAULT_EXAMPLE = path.join(packageRoot, 'examples', 'two-clusters.yaml');
 
 const program = new Command('meshflow').description('Multi-cluster Istio meshes as durable Temporal workflows.');
 
@@ -21,7 +33,138 @@ program
     await ensureTools();
   });
 
+program
+  .command('validate <file>')
+  .description('check a mesh spec; errors name the field and line')
+  .action((file: string) => {
+    const spec = loadMeshSpec(file);
+    process.stdout.write(`${file}: mesh ${spec.name} is valid (${spec.clusters.length} clusters, ${spec.istio.topology})\n`);
+  });
+
+program
+  .command('plan <file>')
+  .description('print the steps that would run, what each creates and undoes, and the critical path (no side effects)')
+  .option('--json', 'print the plan as JSON')
+  .action((file: string, opts: { json?: boolean }) => {
+    const plan = buildPlan(loadMeshSpec(file));
+    process.stdout.write(opts.json ? JSON.stringify(plan, null, 2) + '\n' : renderPlan(plan));
+  });
+
+async function up(file: string, opts: { detach?: boolean }): Promise<void> {
+  const spec = loadMeshSpec(file);
+  const { client, target } = await connect();
+  await ensureWorker(client, target);
+  await startMesh(client, spec);
+  const link = target.uiUrl ? `${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(`mesh/${spec.name}`)}` : undefined;
+  process.stdout.write(`mesh ${spec.name}: started workflow mesh/${spec.name}${link ? `\n  Web UI: ${link}` : ''}\n`);
+  if (opts.detach) return;
+  const final = await follow(spec.name, client);
+  process.stdout.write(renderStatus(final, target.uiUrl));
+  if (final.phase !== 'ready') process.exitCode = 1;
+  else process.stdout.write(`\nkubeconfigs: meshflow kubeconfig ${spec.name} <cluster>; tear down: meshflow down ${spec.name}\n`);
+}
+
+/** Prints each step's state changes until the mesh is ready or has ended. */
+async function follow(mesh: string, client: Awaited<ReturnType<typeof connect>>['client']): Promise<MeshStatus> {
+  const seen = new Map<string, string>();
+  const started = Date.now();
+  for (;;) {
+    let s: MeshStatus;
+    try {
+      s = await meshStatus(client, mesh);
+    } catch (err) {
+      // The workflow has ended (failed after compensating): its result says how.
+      if ((await meshHandle(client, mesh).describe()).status.name === 'RUNNING') throw err;
+      try {
+        return await meshHandle(client, mesh).result();
+      } catch (failure) {
+        const f = failure as Error;
+        process.stdout.write(`mesh ${mesh}: ${f.cause instanceof Error ? f.cause.message : f.message}\n`);
+        return meshStatus(client, mesh); // closed workflows still answer queries, by replay
+      }
+    }
+    for (const st of s.steps) {
+      const key = `${st.state}${st.attempts ? `#${st.attempts}` : ''}`;
+      if (seen.get(st.id) !== key && st.state !== 'pending') {
+        const t = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
+        process.stdout.write(`${t}s  ${(st.cluster ?? 'mesh').padEnd(12)} ${st.kind}${st.target ? ` -> ${st.target}` : ''}: ${st.state}${st.lastError ? ` (${st.lastError})` : ''}\n`);
+        seen.set(st.id, key);
+      }
+    }
+    if (s.phase !== 'provisioning' && s.phase !== 'compensating') return s;
+    await sleep(500);
+  }
+}
+
+program
+  .command('up <file>')
+  .description('provision the mesh in FILE and follow it until ready (starts local Temporal and a worker if none runs)')
+  .option('--detach', 'return once the workflow has started')
+  .action(up);
+
+program
+  .command('start-workflow')
+  .description('`up` on the default example: a two-cluster, two-network mesh on local clusters')
+  .option('--detach', 'return once the workflow has started')
+  .action((opts: { detach?: boolean }) => up(DEFAULT_EXAMPLE, opts));
+
+program
+  .command('status <mesh>')
+  .description("the mesh's phase, each step per cluster, checks and ledger")
+  .option('--json', 'print the status as JSON')
+  .action(async (mesh: string, opts: { json?: boolean }) => {
+    const { client, target } = await connect();
+    const s = await meshStatus(client, mesh);
+    process.stdout.write(opts.json ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s, target.uiUrl));
+  });
+
+program
+  .command('list')
+  .description('meshes whose workflows are open')
+  .action(async () => {
+    const { client } = await connect();
+    const rows: string[] = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowType = "provisionMesh" AND ExecutionStatus = "Running"` })) {
+      const sa = wf.searchAttributes as Record<string, unknown[] | undefined>;
+      rows.push(`${String(sa.MeshName?.[0] ?? wf.workflowId).padEnd(20)} ${String(sa.MeshPhase?.[0] ?? '?').padEnd(14)} ${String(sa.ClusterCount?.[0] ?? '?').padStart(3)} clusters  ${String(sa.MeshProvider?.[0] ?? '')}`);
+    }
+    process.stdout.write(rows.length ? rows.join('\n') + '\n' : 'no meshes running\n');
+  });
+
+program
+  .command('extend <mesh> <duration>')
+  .description('move the mesh expiry later by DURATION (e.g. 2h)')
+  .action(async (mesh: string, by: string) => {
+    const { client } = await connect();
+    process.stdout.write(`mesh ${mesh} now expires at ${await extendMesh(client, mesh, by)}\n`);
+  });
+
+program
+  .command('down <mesh>')
+  .description('tear the mesh down (undo everything meshflow created, newest first)')
+  .option('--wait', 'wait until teardown has finished')
+  .action(async (mesh: string, opts: { wait?: boolean }) => {
+    const { client, target } = await connect();
+    await ensureWorker(client, target);
+    await teardownMesh(client, mesh);
+    process.stdout.write(`mesh ${mesh}: teardown requested\n`);
+    if (opts.wait) {
+      const final = await meshHandle(client, mesh).result();
+      process.stdout.write(renderStatus(final));
+      if (final.leftBehind.length) process.exitCode = 1;
+    }
+  });
+
+program
+  .command('kubeconfig <mesh> <cluster>')
+  .description('path of the admin kubeconfig of a local cluster')
+  .action((mesh: string, cluster: string) => {
+    process.stdout.write(path.join(stateDir(), 'local', 'clusters', `${mesh}-${cluster}`, 'kubeconfig') + '\n');
+  });
+
 program.parseAsync(process.argv).catch((err: unknown) => {
-  process.stderr.write(`meshflow: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
+  const e = err as Error;
+  const message = err instanceof WorkflowNotFoundError ? `no such mesh (workflow ${e.message})` : e.message;
+  process.stderr.write(`meshflow: ${message}\n`);
+  process.exitCode = process.exitCode || 1;
 });

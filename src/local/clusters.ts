@@ -10,6 +10,7 @@ import YAML from 'yaml';
 import { freePort, sleep } from '../util/net';
 import { type Progress, silent } from '../util/progress';
 import { logTail, runningPid, startDaemon, stopDaemon } from '../util/daemon';
+import { withLock } from '../util/lock';
 import { type ClusterPki, ensureClusterPki, pkiPaths } from './pki';
 
 export interface LocalTools {
@@ -70,10 +71,14 @@ export class LocalClusters {
     for (const n of names) {
       if (!NAME.test(n)) throw new LocalClusterError(`invalid local cluster name "${n}": use 1-40 lowercase letters, digits and '-'`);
     }
-    const etcd = await this.ensureEtcd();
-    // Records are made one at a time so that each new cluster gets the next free index.
-    const records: ClusterRecord[] = [];
-    for (const n of names) records.push(await this.record(n));
+    // etcd and the cluster records are shared by every caller (several activities may start
+    // clusters at once): one at a time, so there is one etcd and each cluster its own index.
+    const { etcd, records } = await withLock(this.root, async () => {
+      const etcd = await this.ensureEtcd();
+      const records: ClusterRecord[] = [];
+      for (const n of names) records.push(await this.record(n));
+      return { etcd, records };
+    });
     return Promise.all(records.map((r) => this.ensureApiserver(r, etcd)));
   }
 
@@ -97,13 +102,19 @@ export class LocalClusters {
 
   /** Stops the named clusters (all when none are named), keeping their data; etcd stops with the last one. */
   async stop(names?: string[]): Promise<void> {
-    const targets = names ?? this.list().map((c) => c.name);
-    await Promise.all(targets.map((n) => stopDaemon(this.apiserverPid(n), this.clusterDir(n))));
-    if (this.list().every((c) => !c.running)) await stopDaemon(path.join(this.etcdDir, 'etcd.pid'), this.etcdDir);
+    await withLock(this.root, async () => {
+      const targets = names ?? this.list().map((c) => c.name);
+      await Promise.all(targets.map((n) => stopDaemon(this.apiserverPid(n), this.clusterDir(n))));
+      if (this.list().every((c) => !c.running)) await stopDaemon(path.join(this.etcdDir, 'etcd.pid'), this.etcdDir);
+    });
   }
 
   /** Stops the named clusters and removes their data, keys in etcd included. */
   async delete(names: string[]): Promise<void> {
+    await withLock(this.root, () => this.deleteLocked(names));
+  }
+
+  private async deleteLocked(names: string[]): Promise<void> {
     const existing = names.filter((n) => fs.existsSync(this.clusterDir(n)));
     if (existing.length === 0) return;
     await Promise.all(existing.map((n) => stopDaemon(this.apiserverPid(n), this.clusterDir(n))));

@@ -1,4 +1,8 @@
 // Durations as users write them in specs and on the command line: 90s, 30m, 2h, 7d (or combined, 1h30m).
+/** A mesh lives at least 5 minutes and at most 30 days from when it becomes ready or is extended. */
+export const MIN_TTL_MS = 5 * 60_000;
+export const MAX_TTL_MS = 30 * 86_400_000;
+
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const DURATION = /^(?:\d+[smhd])+$/;
 

@@ -2,10 +2,8 @@
 // what app runs where, and how long the mesh lives. Unknown fields are errors (a typo must not
 // silently become a default).
 import { z } from 'zod';
-import { parseDuration } from './duration';
+import { MAX_TTL_MS, MIN_TTL_MS, parseDuration } from './duration';
 
-export const MIN_TTL_MS = 5 * 60_000;
-export const MAX_TTL_MS = 30 * 86_400_000;
 
 const dnsLabel = z
   .string()

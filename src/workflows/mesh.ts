@@ -18,8 +18,7 @@ import {
 } from '@temporalio/workflow';
 import type { MeshActivities } from '../activities/types';
 import { buildPlan, type Step, type StepKind } from '../plan/plan';
-import { MAX_TTL_MS } from '../spec/schema';
-import { formatDurationMs, parseDuration } from '../spec/duration';
+import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { extendUpdate, statusQuery, teardownSignal } from './definitions';
 import type { LedgerEntry, MeshPhase, MeshStatus, ProvisionMeshInput, Resource, StepOutcome, StepStatus } from './types';

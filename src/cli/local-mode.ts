@@ -1,0 +1,49 @@
+// Local mode for the CLI: Temporal and a worker on this machine, started in the background when
+// they are not there yet, so `meshflow up` works with nothing else running.
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { packageRoot, stateDir } from '../paths';
+import { connectOrStartLocal, type TemporalTarget } from '../temporal/connection';
+import { ensureTools } from '../tools/install';
+import { runningPid, startDaemon } from '../util/daemon';
+import { sleep } from '../util/net';
+import { type Progress, stderrProgress } from '../util/progress';
+import { TASK_QUEUE } from '../workflows/definitions';
+
+export async function connect(progress: Progress = stderrProgress): Promise<{ client: Client; target: TemporalTarget; startedServer: boolean }> {
+  const { client, started, target } = await connectOrStartLocal({
+    stateDir: stateDir(),
+    temporalBin: async () => (await ensureTools(['temporal'], progress)).temporal,
+    progress,
+  });
+  return { client, target, startedServer: started };
+}
+
+/** Makes sure some worker polls the meshflow task queue; starts one in the background if none does. */
+export async function ensureWorker(client: Client, target: TemporalTarget, progress: Progress = stderrProgress): Promise<void> {
+  if (await hasPollers(client, target.namespace)) return;
+  const dir = path.join(stateDir(), 'worker');
+  const pidFile = path.join(dir, 'worker.pid');
+  if (runningPid(pidFile, dir) === undefined) {
+    await ensureTools(['kube-apiserver', 'etcd', 'istioctl'], progress);
+    progress(`no meshflow worker polls task queue "${TASK_QUEUE}": starting one in the background (log: ${path.join(dir, 'worker.log')})`);
+    startDaemon({
+      file: process.execPath,
+      // The worker ignores --marker; it lets the PID check recognise this process.
+      args: [path.join(packageRoot, 'dist', 'worker.js'), `--marker=${dir}`],
+      pidFile,
+      marker: dir,
+      env: { ...process.env, TEMPORAL_ADDRESS: target.address, TEMPORAL_NAMESPACE: target.namespace },
+    });
+  }
+  const deadline = Date.now() + 60_000;
+  while (!(await hasPollers(client, target.namespace))) {
+    if (Date.now() > deadline || runningPid(pidFile, dir) === undefined) throw new Error(`the meshflow worker did not start; see ${path.join(dir, 'worker.log')}`);
+    await sleep(500);
+  }
+}
+
+async function hasPollers(client: Client, namespace: string): Promise<boolean> {
+  const r = await client.workflowService.describeTaskQueue({ namespace, taskQueue: { name: TASK_QUEUE, kind: 1 }, taskQueueType: 1 });
+  return (r.pollers ?? []).length > 0;
+}

@@ -1,0 +1,49 @@
+// Human-readable output for plans and mesh status.
+import { type Plan, criticalPath } from '../plan/plan';
+import { formatDurationMs } from '../spec/duration';
+import type { MeshStatus, StepStatus } from '../workflows/types';
+
+export function renderPlan(plan: Plan): string {
+  const lines = [`plan for mesh ${plan.mesh}: ${plan.steps.length} steps`, ''];
+  for (const s of plan.steps) {
+    lines.push(`${s.id}`);
+    lines.push(`    creates: ${s.creates}`);
+    if (s.undo) lines.push(`    undo:    ${s.undo}`);
+    if (s.dependsOn.length) lines.push(`    after:   ${s.kind === 'verify' ? 'all other steps' : s.dependsOn.join(', ')}`);
+  }
+  const cp = criticalPath(plan);
+  lines.push('', `critical path (~${formatDurationMs(cp.estimateMs)} estimated): ${cp.steps.join(' -> ')}`);
+  return lines.join('\n') + '\n';
+}
+
+const MARK: Record<StepStatus['state'], string> = {
+  pending: ' ', running: '~', done: '+', failed: 'x', undoing: '<', undone: '-', 'undo-failed': '!', kept: 'k',
+};
+
+export function renderStatus(s: MeshStatus, uiUrl?: string): string {
+  const lines = [`mesh ${s.mesh}: ${s.phase}${s.expiresAt && s.phase === 'ready' ? ` (expires ${s.expiresAt})` : ''}`];
+  if (s.error) lines.push(`error: ${s.error}`);
+  const groups = new Map<string, StepStatus[]>();
+  for (const step of s.steps) {
+    const key = step.cluster ?? '(mesh)';
+    groups.set(key, [...(groups.get(key) ?? []), step]);
+  }
+  for (const [cluster, steps] of groups) {
+    lines.push(`  ${cluster}`);
+    for (const st of steps) {
+      const took = st.startedAt && st.endedAt ? ` ${((Date.parse(st.endedAt) - Date.parse(st.startedAt)) / 1000).toFixed(1)}s` : '';
+      const out = st.outputs ? ' ' + Object.entries(st.outputs).map(([k, v]) => `${k}=${v}`).join(' ') : '';
+      lines.push(`    [${MARK[st.state]}] ${st.kind}${st.target ? ` -> ${st.target}` : ''}${took}${out}${st.lastError ? `  (${st.lastError})` : ''}`);
+    }
+  }
+  if (s.checks.length) {
+    lines.push('  checks');
+    for (const c of s.checks) lines.push(`    ${c.status.padEnd(13)} ${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}${c.hint ? `\n                  fix: ${c.hint}` : ''}`);
+  }
+  if (s.leftBehind.length) {
+    lines.push('  left behind (could not be removed)');
+    for (const l of s.leftBehind) lines.push(`    ${JSON.stringify(l.resource)}: ${l.error}`);
+  }
+  if (uiUrl) lines.push(`  Web UI: ${uiUrl}/namespaces/default/workflows/${encodeURIComponent(`mesh/${s.mesh}`)}`);
+  return lines.join('\n') + '\n';
+}
