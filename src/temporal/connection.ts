@@ -3,7 +3,7 @@
 // local mode starts the pinned dev server (SQLite under the state directory, Web UI on 8233).
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { MESH_SEARCH_ATTRIBUTES } from './search-attributes';
+import { MESH_SEARCH_ATTRIBUTES, searchAttributeRegistrations } from './search-attributes';
 import { logTail, runningPid, startDaemon } from '../util/daemon';
 import { type Progress, silent } from '../util/progress';
 import { sleep } from '../util/net';
@@ -84,7 +84,7 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
       if (missing.length === 0) return;
       await connection.operatorService.addSearchAttributes({
         namespace,
-        searchAttributes: Object.fromEntries(missing.map((k) => [k.name, k.type === 'INT' ? 2 : 6])),
+        searchAttributes: searchAttributeRegistrations(missing.map((k) => k.name)),
       });
       return;
     } catch (err) {

@@ -188,7 +188,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           for (const resource of details?.resources ?? []) status.ledger.push({ step: step.id, resource, createdAt: now() });
           s.state = 'failed';
           s.lastError = errorText(err);
-          failure ??= new Error(`step ${step.id}: ${s.lastError}`);
+          failure ??= isCancellation(err) ? err : new Error(`step ${step.id}: ${s.lastError}`);
         } finally {
           s.endedAt = now();
           running.delete(step.id);

@@ -1,7 +1,7 @@
 // Real Temporal servers for tests: the pinned Temporal CLI dev server, and Temporal's
 // time-skipping test server, both started from the tool cache (never downloaded).
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { MESH_SEARCH_ATTRIBUTES } from '../../src/temporal/search-attributes';
+import { MESH_SEARCH_ATTRIBUTES, searchAttributeRegistrations } from '../../src/temporal/search-attributes';
 import { tool } from './env';
 
 export function devServer(): Promise<TestWorkflowEnvironment> {
@@ -16,8 +16,10 @@ export function devServer(): Promise<TestWorkflowEnvironment> {
   });
 }
 
-export function timeSkippingServer(): Promise<TestWorkflowEnvironment> {
-  return TestWorkflowEnvironment.createTimeSkipping({
+export async function timeSkippingServer(): Promise<TestWorkflowEnvironment> {
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: tool('temporal-test-server') } },
   });
+  await env.connection.operatorService.addSearchAttributes({ namespace: 'default', searchAttributes: searchAttributeRegistrations() });
+  return env;
 }

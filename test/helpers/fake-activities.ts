@@ -1,0 +1,75 @@
+// TEST DOUBLE of the mesh activities, for workflow-logic tests on the time-skipping server: each
+// step "creates" one resource named after it, and steps or undos can be told to fail. Every call
+// is recorded so tests can check exactly what ran and in which order.
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { MeshActivities, UndoRequest } from '../../src/activities/types';
+import type { StepOutcome, StepRequest } from '../../src/workflows/types';
+
+export interface Script {
+  /** Step ids that fail permanently. */
+  failSteps?: string[];
+  /** Resource paths whose undo always fails. */
+  failUndo?: string[];
+  /** Step ids that block until cancelled (to test cancellation mid-flight). */
+  hangSteps?: string[];
+}
+
+export class FakeActivities {
+  readonly scripts = new Map<string, Script>();
+  readonly calls = new Map<string, string[]>();
+
+  private record(mesh: string, call: string) {
+    this.calls.set(mesh, [...(this.calls.get(mesh) ?? []), call]);
+  }
+
+  callsOf(mesh: string): string[] {
+    return this.calls.get(mesh) ?? [];
+  }
+
+  private async step(req: StepRequest): Promise<StepOutcome> {
+    const script = this.scripts.get(req.mesh) ?? {};
+    this.record(req.mesh, `run ${req.step.id}`);
+    if (script.hangSteps?.includes(req.step.id)) {
+      // Runs until cancelled; cancellation reaches an activity through its heartbeats.
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat(), 100);
+      try {
+        await ctx.cancelled;
+      } finally {
+        clearInterval(beat);
+      }
+    }
+    if (script.failSteps?.includes(req.step.id)) {
+      throw ApplicationFailure.create({ type: 'PermanentError', message: `injected failure in ${req.step.id}`, nonRetryable: true });
+    }
+    return {
+      resources: req.step.kind === 'verify' ? [] : [{ type: 'file', path: req.step.id }],
+      attempt: 1,
+      checks: req.step.kind === 'verify' ? [{ name: 'same-root', status: 'passed', detail: 'fake' }] : undefined,
+    };
+  }
+
+  activities(): MeshActivities {
+    const step = (req: StepRequest) => this.step(req);
+    return {
+      createCluster: step,
+      createRootCa: step,
+      installCacerts: step,
+      installControlPlane: step,
+      installEastWestGateway: step,
+      exposeServices: step,
+      exposeIstiod: step,
+      linkClusters: step,
+      deployApp: step,
+      verifyMesh: step,
+      undoResource: async (req: UndoRequest) => {
+        const p = req.resource.type === 'file' ? req.resource.path : JSON.stringify(req.resource);
+        this.record(req.mesh, `undo ${p}`);
+        if (this.scripts.get(req.mesh)?.failUndo?.includes(p)) {
+          throw ApplicationFailure.create({ type: 'UndoFailed', message: `injected undo failure for ${p}`, nonRetryable: true });
+        }
+      },
+    };
+  }
+}

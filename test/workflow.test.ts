@@ -1,0 +1,175 @@
+// provisionMesh's logic on the time-skipping server, with the activities replaced by a recording
+// test double: TTL expiry, extend, teardown, failure at every step (exact reverse undo),
+// cancellation, undo failures, onFailure: keep.
+import { WorkflowFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { buildPlan } from '../src/plan/plan';
+import { parseMeshSpec } from '../src/spec/load';
+import type { MeshSpec } from '../src/spec/schema';
+import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal } from '../src/workflows/definitions';
+import type { provisionMesh } from '../src/workflows/mesh';
+import type { MeshStatus } from '../src/workflows/types';
+import { sleep } from '../src/util/net';
+import { FakeActivities } from './helpers/fake-activities';
+import { timeSkippingServer } from './helpers/temporal';
+
+const TASK_QUEUE = 'workflow-logic';
+let env: TestWorkflowEnvironment;
+let worker: Worker;
+let running: Promise<void>;
+const fake = new FakeActivities();
+
+beforeAll(async () => {
+  env = await timeSkippingServer();
+  worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue: TASK_QUEUE,
+    workflowsPath: require.resolve('../src/workflows'),
+    activities: fake.activities(),
+    shutdownGraceTime: '1s',
+  });
+  running = worker.run();
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await running;
+  await env?.teardown();
+});
+
+function spec(name: string, extra = ''): MeshSpec {
+  return parseMeshSpec(`
+apiVersion: meshflow.dev/v1alpha1
+kind: Mesh
+name: ${name}
+ttl: 2h
+clusters:
+  - { name: east, provider: local, network: n1 }
+  - { name: west, provider: local, network: n2 }
+${extra}`);
+}
+
+function start(s: MeshSpec) {
+  return env.client.workflow.start<typeof provisionMesh>('provisionMesh', { taskQueue: TASK_QUEUE, workflowId: meshWorkflowId(s.name), args: [{ spec: s }] });
+}
+
+async function untilPhase(mesh: string, phase: string): Promise<MeshStatus> {
+  const handle = env.client.workflow.getHandle(meshWorkflowId(mesh));
+  for (let i = 0; i < 200; i++) {
+    const s = await handle.query(statusQuery);
+    if (s.phase === phase) return s;
+    await sleep(50);
+  }
+  throw new Error(`mesh ${mesh} never reached ${phase}`);
+}
+
+const runs = (mesh: string) => fake.callsOf(mesh).filter((c) => c.startsWith('run ')).map((c) => c.slice(4));
+const undos = (mesh: string) => fake.callsOf(mesh).filter((c) => c.startsWith('undo ')).map((c) => c.slice(5));
+const created = (mesh: string) => runs(mesh).filter((id) => id !== 'verify');
+
+/**
+ * Undo is "reverse order" in the sense that matters: exactly the steps that created something are
+ * undone, and every step is undone before anything it depended on (parallel steps finish in any
+ * order, so their relative order is free).
+ */
+function expectUndoneInReverse(mesh: string, steps: string[]) {
+  const order = undos(mesh);
+  expect([...order].sort()).toEqual([...steps].sort());
+  const plan = buildPlan(spec(mesh));
+  const deps = new Map(plan.steps.map((s) => [s.id, s.dependsOn]));
+  const reach = (id: string, seen = new Set<string>()): Set<string> => {
+    for (const d of deps.get(id) ?? []) if (!seen.has(d)) reach(d, seen.add(d));
+    return seen;
+  };
+  order.forEach((id, i) => {
+    for (const dep of reach(id)) {
+      if (order.includes(dep)) expect({ step: id, undoneBefore: dep, ok: order.indexOf(dep) > i }).toEqual({ step: id, undoneBefore: dep, ok: true });
+    }
+  });
+}
+
+test('a ready mesh is torn down when its TTL expires, undoing everything newest first', async () => {
+  const handle = await start(spec('ttl'));
+  const ready = await untilPhase('ttl', 'ready');
+  expect(Date.parse(ready.expiresAt!) - Date.parse(ready.readyAt!)).toBe(2 * 3_600_000);
+  const final = await handle.result(); // time skips to the deadline
+  expect(final.phase).toBe('deleted');
+  expectUndoneInReverse('ttl', created('ttl'));
+  expect(final.ledger).toEqual([]);
+  expect(final.steps.filter((s) => s.kind !== 'verify').every((s) => s.state === 'undone')).toBe(true);
+  // Independent steps ran in parallel: both clusters were being created before either cacerts step.
+  expect(runs('ttl').slice(0, 3).sort()).toEqual(['create-cluster:east', 'create-cluster:west', 'root-ca']);
+});
+
+test('extend moves the deadline; bad durations are refused with the reason', async () => {
+  const handle = await start(spec('ext'));
+  const ready = await untilPhase('ext', 'ready');
+  const extended = await handle.executeUpdate(extendUpdate, { args: ['3h'] });
+  expect(Date.parse(extended) - Date.parse(ready.expiresAt!)).toBe(3 * 3_600_000);
+  for (const [bad, reason] of [['-1h', 'not a positive duration'], ['0s', 'not a positive duration'], ['soon', 'not a positive duration'], ['40d', 'at most 30d']]) {
+    await expect(handle.executeUpdate(extendUpdate, { args: [bad] })).rejects.toMatchObject({ cause: { message: expect.stringContaining(reason) } });
+  }
+  const t0 = await env.currentTimeMs();
+  const final = await handle.result();
+  expect(final.phase).toBe('deleted');
+  // Torn down no earlier than the extended deadline (2h + 3h after ready).
+  expect((await env.currentTimeMs()) - t0).toBeGreaterThanOrEqual(5 * 3_600_000 - 60_000);
+});
+
+test('teardown signal tears a ready mesh down at once', async () => {
+  const handle = await start(spec('down'));
+  await untilPhase('down', 'ready');
+  await handle.signal(teardownSignal);
+  const final = await handle.result();
+  expect(final.phase).toBe('deleted');
+  expectUndoneInReverse('down', created('down'));
+});
+
+test.each(buildPlan(spec('x')).steps.map((s) => s.id))('a failure in %s undoes exactly what earlier steps created, in reverse', async (failing) => {
+  const mesh = `f-${failing.replace(/[^a-z0-9]+/g, '-')}`.slice(0, 40).replace(/-$/, '');
+  fake.scripts.set(mesh, { failSteps: [failing] });
+  const handle = await start(spec(mesh));
+  const err = await handle.result().catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  expect((err as WorkflowFailedError).cause).toMatchObject({ type: 'MeshProvisioningFailed', message: expect.stringContaining(`step ${failing}`) });
+  expectUndoneInReverse(mesh, created(mesh).filter((id) => id !== failing));
+  const status = await handle.query(statusQuery);
+  expect(status.phase).toBe('deleted');
+  expect(status.steps.find((s) => s.id === failing)).toMatchObject({ state: 'failed', lastError: expect.stringContaining('injected failure') });
+});
+
+test('cancelling while provisioning compensates what was created, then reports the cancel', async () => {
+  fake.scripts.set('cancel', { hangSteps: ['control-plane:west'] });
+  const handle = await start(spec('cancel'));
+  for (let i = 0; i < 200 && !runs('cancel').includes('control-plane:west'); i++) await sleep(50);
+  await handle.cancel();
+  await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
+  const status = await handle.query(statusQuery);
+  expect(status.phase).toBe('deleted');
+  expect(status.error).toBe('cancelled');
+  expectUndoneInReverse('cancel', created('cancel').filter((id) => id !== 'control-plane:west'));
+});
+
+test('an undo that keeps failing is reported, not dropped, and the rest is still undone', async () => {
+  fake.scripts.set('stuck', { failUndo: ['cacerts:east'] });
+  const handle = await start(spec('stuck'));
+  await untilPhase('stuck', 'ready');
+  await handle.signal(teardownSignal);
+  const final = await handle.result();
+  expect(final.phase).toBe('failed');
+  expect(final.leftBehind).toEqual([{ resource: { type: 'file', path: 'cacerts:east' }, error: expect.stringContaining('injected undo failure') }]);
+  expect(final.ledger.map((l) => l.step)).toEqual(['cacerts:east']);
+  expectUndoneInReverse('stuck', created('stuck'));
+  expect(final.steps.find((s) => s.id === 'cacerts:east')?.state).toBe('undo-failed');
+});
+
+test('onFailure: keep keeps everything and says what was kept', async () => {
+  fake.scripts.set('keep', { failSteps: ['link:east->west'] });
+  const handle = await start(spec('keep', 'onFailure: keep'));
+  const final = await handle.result();
+  expect(final.phase).toBe('kept');
+  expect(undos('keep')).toEqual([]);
+  expect(final.ledger.length).toBe(created('keep').length - 1);
+  expect(final.steps.filter((s) => s.state === 'kept').length).toBe(final.ledger.length);
+});
