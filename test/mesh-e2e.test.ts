@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { meshStatus, startMesh, teardownMesh } from '../src/client';
 import { createWorker } from '../src/worker';
 import { parseMeshSpec } from '../src/spec/load';
@@ -71,6 +72,21 @@ test('a two-network mesh on local clusters reaches ready, and down leaves nothin
   expect(final.ledger).toEqual([]);
   expect(local.list()).toEqual([]);
   expect(fs.existsSync(path.join(state, 'meshes', 'e2e', 'ca'))).toBe(false);
+
+  // Secrets never entered history: decode every payload and look for keys, tokens, kubeconfigs.
+  const history = JSON.parse(historyToJSON(await handle.fetchHistory()));
+  const texts: string[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) k === 'data' && typeof x === 'string' ? texts.push(Buffer.from(x, 'base64').toString()) : walk(x);
+  };
+  walk(history);
+  const all = texts.join('\n');
+  expect(all).toContain('"phase":"deleted"'); // the payloads were decoded
+  expect(all).not.toMatch(/PRIVATE KEY/);
+  expect(all).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\./); // a JWT
+  expect(all).not.toMatch(/client-key-data|certificate-authority-data|"token"/);
+
   const leftover = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
     try {
       return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(state);

@@ -1,7 +1,10 @@
 // provisionMesh's logic on the time-skipping server, with the activities replaced by a recording
 // test double: TTL expiry, extend, teardown, failure at every step (exact reverse undo),
 // cancellation, undo failures, onFailure: keep.
+import fs from 'node:fs';
+import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { buildPlan } from '../src/plan/plan';
@@ -33,6 +36,14 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // `MESHFLOW_RECORD_HISTORIES=1 npm test -- test/workflow.test.ts` refreshes the histories the
+  // replay test checks the workflow code against (after an intended, versioned change).
+  if (process.env.MESHFLOW_RECORD_HISTORIES) {
+    for (const [mesh, file] of [['ttl', 'ready-then-expired'], ['f-control-plane-west', 'failed-and-compensated'], ['stuck', 'undo-failure-reported']]) {
+      const history = await env.client.workflow.getHandle(meshWorkflowId(mesh)).fetchHistory();
+      fs.writeFileSync(path.join(__dirname, 'histories', `${file}.json`), historyToJSON(history) + '\n');
+    }
+  }
   worker?.shutdown();
   await running;
   await env?.teardown();

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The meshflow command line.
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
@@ -152,6 +153,18 @@ program
       const final = await meshHandle(client, mesh).result();
       process.stdout.write(renderStatus(final));
       if (final.leftBehind.length) process.exitCode = 1;
+    }
+  });
+
+program
+  .command('replay <history...>')
+  .description('replay recorded workflow histories (JSON) against this build: fails on non-determinism')
+  .action(async (files: string[]) => {
+    const { Worker } = await import('@temporalio/worker');
+    const { historyFromJSON } = await import('@temporalio/common/lib/proto-utils.js');
+    for (const file of files) {
+      await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows') }, historyFromJSON(JSON.parse(fs.readFileSync(file, 'utf8'))), path.basename(file));
+      process.stdout.write(`${file}: replayed without non-determinism\n`);
     }
   });
 

@@ -12,12 +12,12 @@ const dnsLabel = z
 
 const cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, 'must be an IPv4 CIDR such as 10.8.0.0/14');
 
-export const durationText = z.string().refine((s) => parseDuration(s) !== undefined, 'must be a duration such as 45m, 2h or 7d');
 
-const ttl = durationText.refine((s) => {
-  const ms = parseDuration(s)!;
-  return ms >= MIN_TTL_MS && ms <= MAX_TTL_MS;
-}, 'must be between 5m and 30d');
+const ttl = z.string().superRefine((s, ctx) => {
+  const ms = parseDuration(s);
+  if (ms === undefined) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 45m, 2h or 7d' });
+  else if (ms < MIN_TTL_MS || ms > MAX_TTL_MS) ctx.addIssue({ code: 'custom', message: 'must be between 5m and 30d' });
+});
 
 const localProvider = z.strictObject({}).describe('a control-plane-only cluster on this machine');
 
