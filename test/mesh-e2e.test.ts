@@ -78,7 +78,12 @@ test('a two-network mesh on local clusters reaches ready, and down leaves nothin
   const texts: string[] = [];
   const walk = (v: unknown): void => {
     if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) k === 'data' && typeof x === 'string' ? texts.push(Buffer.from(x, 'base64').toString()) : walk(x);
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'data' && typeof x === 'string') texts.push(Buffer.from(x, 'base64').toString());
+        else walk(x);
+      }
+    }
   };
   walk(history);
   const all = texts.join('\n');
