@@ -1,0 +1,164 @@
+// `npm run bench`: prints the numbers meshflow is held to, as tables.
+//  1. provisioning wall time against the plan's critical path (2 and 5 clusters), with step
+//     latencies injected by a TEST DOUBLE of the activities, beside the same steps run one after
+//     another as the classic scripts do;
+//  2. orchestration overhead per activity on the dev server (p50, p99);
+//  3. history events and the largest payload of a provisioned and torn-down 3-cluster mesh;
+//  4. local clusters: time until 2 are ready (warm tools) and RSS per API server;
+//  5. `meshflow setup` with every tool present.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { startMesh, teardownMesh } from '../client';
+import { LocalClusters } from '../local/clusters';
+import { type Plan, type StepKind, buildPlan, criticalPath } from '../plan/plan';
+import { parseMeshSpec } from '../spec/load';
+import type { MeshSpec } from '../spec/schema';
+import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
+import { ensureTools } from '../tools/install';
+import { sleep } from '../util/net';
+import { meshWorkflowId, statusQuery } from '../workflows/definitions';
+import type { MeshActivities } from '../activities/types';
+import type { StepOutcome, StepRequest } from '../workflows/types';
+
+/** Injected latency per step kind (ms): the plan's estimates scaled down 20x. */
+function latency(plan: Plan, kind: StepKind): number {
+  return Math.round(plan.steps.find((s) => s.kind === kind)!.estimateMs / 20);
+}
+
+/** TEST DOUBLE of the activities: each step sleeps its injected latency and creates one marker resource. */
+function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivities {
+  const step = async (req: StepRequest): Promise<StepOutcome> => {
+    await sleep(latencyOf(req));
+    return { resources: req.step.kind === 'verify' ? [] : [{ type: 'file', path: req.step.id }], attempt: 1 };
+  };
+  return {
+    createCluster: step, createRootCa: step, installCacerts: step, installControlPlane: step, installEastWestGateway: step,
+    exposeServices: step, exposeIstiod: step, linkClusters: step, deployApp: step, verifyMesh: step,
+    undoResource: async () => undefined,
+  };
+}
+
+function meshSpec(name: string, clusters: number): MeshSpec {
+  const list = Array.from({ length: clusters }, (_, i) => `  - { name: c${i + 1}, provider: local, network: n${(i % 2) + 1} }`).join('\n');
+  return parseMeshSpec(`apiVersion: meshflow.dev/v1alpha1\nkind: Mesh\nname: ${name}\nttl: 1h\nclusters:\n${list}\n`);
+}
+
+function table(title: string, rows: Array<Record<string, string | number>>): void {
+  const cols = Object.keys(rows[0]);
+  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  console.log(`\n${title}`);
+  console.log(cols.map((c, i) => c.padEnd(widths[i])).join('  '));
+  for (const r of rows) console.log(cols.map((c, i) => String(r[c]).padEnd(widths[i])).join('  '));
+}
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+
+async function waitReady(env: TestWorkflowEnvironment, mesh: string): Promise<void> {
+  for (;;) {
+    const s = await env.client.workflow.getHandle(meshWorkflowId(mesh)).query(statusQuery);
+    if (s.phase === 'ready') return;
+    if (s.phase !== 'provisioning') throw new Error(`mesh ${mesh} ended ${s.phase}: ${s.error}`);
+    await sleep(20);
+  }
+}
+
+async function main(): Promise<void> {
+  const tools = await ensureTools();
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: tools.temporal }, ip: '127.0.0.1', ui: false, searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES), log: { format: 'pretty', level: 'error' } },
+  });
+  try {
+    // 1. Wall time against the critical path.
+    const rows: Array<Record<string, string | number>> = [];
+    for (const n of [2, 5]) {
+      const spec = meshSpec(`bench-${n}`, n);
+      const plan = buildPlan(spec);
+      const worker = await Worker.create({
+        connection: env.nativeConnection, taskQueue: `bench-${n}`, workflowsPath: require.resolve('../workflows'),
+        activities: latencyActivities((req) => latency(plan, req.step.kind)),
+      });
+      const wall = await worker.runUntil(async () => {
+        const t0 = Date.now();
+        await startMesh(env.client, spec, `bench-${n}`);
+        await waitReady(env, spec.name);
+        const ms = Date.now() - t0;
+        await teardownMesh(env.client, spec.name);
+        await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
+        return ms;
+      });
+      const cp = plan.steps.length && criticalPath({ ...plan, steps: plan.steps.map((s) => ({ ...s, estimateMs: latency(plan, s.kind) })) }).estimateMs;
+      const sequential = plan.steps.reduce((sum, s) => sum + latency(plan, s.kind), 0);
+      rows.push({ clusters: n, steps: plan.steps.length, 'critical path ms': cp, 'meshflow wall ms': wall, ratio: (wall / cp).toFixed(3), 'one-after-another ms': sequential, speedup: (sequential / wall).toFixed(2) + 'x' });
+    }
+    table('1. provisioning wall time vs critical path (injected latencies = plan estimates / 20)', rows);
+
+    // 2. Orchestration overhead per activity: a mesh whose steps take no time, one step at a time on a chain.
+    const spec = meshSpec('overhead', 3);
+    const samples: number[] = [];
+    const worker = await Worker.create({
+      connection: env.nativeConnection, taskQueue: 'overhead', workflowsPath: require.resolve('../workflows'),
+      activities: latencyActivities(() => 0),
+    });
+    let eventsRow: Record<string, string | number> = {};
+    await worker.runUntil(async () => {
+      for (let round = 0; round < 5; round++) {
+        const s = { ...spec, name: `overhead-${round}` };
+        await startMesh(env.client, s, 'overhead');
+        await waitReady(env, s.name);
+        const status = await env.client.workflow.getHandle(meshWorkflowId(s.name)).query(statusQuery);
+        for (const st of status.steps) samples.push(Date.parse(st.endedAt!) - Date.parse(st.startedAt!));
+        await teardownMesh(env.client, s.name);
+        await env.client.workflow.getHandle(meshWorkflowId(s.name)).result();
+        if (round === 0) {
+          // 3. History of a whole 3-cluster mesh: provisioned, ready, torn down.
+          const history = await env.client.workflow.getHandle(meshWorkflowId(s.name)).fetchHistory();
+          const json = JSON.parse(historyToJSON(history)) as { events: unknown[] };
+          const sizes = json.events.map((e) => JSON.stringify(e).length);
+          eventsRow = { clusters: 3, steps: status.steps.length, 'history events': json.events.length, 'history bytes (JSON)': sizes.reduce((a, b) => a + b, 0), 'largest event bytes': Math.max(...sizes) };
+        }
+      }
+    });
+    table('2. orchestration overhead per activity on the dev server (no-op activities; time from schedule to completion seen by the workflow)', [
+      { activities: samples.length, 'p50 ms': pct(samples, 50), 'p99 ms': pct(samples, 99), 'max ms': Math.max(...samples) },
+    ]);
+    table('3. history of a 3-cluster mesh (provision + ready + teardown)', [eventsRow]);
+  } finally {
+    await env.teardown();
+  }
+
+  // 4. Local clusters.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-'));
+  const local = new LocalClusters(dir, { kubeApiserver: tools['kube-apiserver'], etcd: tools.etcd });
+  try {
+    const t0 = Date.now();
+    const clusters = await local.start(['bench-a', 'bench-b']);
+    const readyMs = Date.now() - t0;
+    const rss = clusters.map((c) => {
+      const pid = Number(fs.readFileSync(path.join(path.dirname(c.kubeconfig), 'apiserver.pid'), 'utf8'));
+      return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+    });
+    await local.stop();
+    const t1 = Date.now();
+    await local.start(['bench-a', 'bench-b']);
+    const restartMs = Date.now() - t1;
+    table('4. local clusters (tools warm)', [{ clusters: 2, 'first start ms (PKI + etcd + apiservers)': readyMs, 'restart from state ms': restartMs, 'RSS per apiserver MiB': rss.map((r) => r.toFixed(0)).join(', ') }]);
+  } finally {
+    await local.delete(['bench-a', 'bench-b']);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  // 5. Warm setup.
+  const t2 = Date.now();
+  await execa(process.execPath, [path.join(__dirname, '..', 'cli', 'main.js'), 'setup']);
+  table('5. tools', [{ 'warm `meshflow setup` ms': Date.now() - t2 }]);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
