@@ -172,8 +172,10 @@ const BUILDERS: Record<string, Builder> = {
       `if [ "$1" = --version ]; then echo "temporal-test-server ${TEMPORAL_TEST_SERVER_VERSION}"; exit 0; fi`,
       'cds=""',
       'if [ -f "$here/app.jsa" ]; then cds="-XX:SharedArchiveFile=$here/app.jsa -Xshare:auto"; fi',
+      '# The class path is relative so that it matches the one the archive was made with.',
+      'cd "$here" || exit 1',
       'exec java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss512k $cds $MESHFLOW_TEST_SERVER_JAVA_OPTS \\',
-      '  -cp "$here/lib/*" io.temporal.testserver.TestServer "$@"',
+      '  -cp "lib/*" io.temporal.testserver.TestServer "$@"',
       '',
     ].join('\n'), { mode: 0o755 });
     await makeClassDataArchive(dir);
@@ -185,8 +187,8 @@ BUILDERS.etcd = BUILDERS['kube-apiserver'];
 async function makeClassDataArchive(dir: string): Promise<void> {
   const port = await freePort();
   const child = execa('java', ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', '-Xss512k',
-    `-XX:ArchiveClassesAtExit=${path.join(dir, 'app.jsa')}`, '-cp', `${path.join(dir, 'lib')}/*`,
-    'io.temporal.testserver.TestServer', String(port)], { reject: false, forceKillAfterDelay: false });
+    '-XX:ArchiveClassesAtExit=app.jsa', '-cp', 'lib/*',
+    'io.temporal.testserver.TestServer', String(port)], { cwd: dir, reject: false, forceKillAfterDelay: false });
   const deadline = Date.now() + 60_000;
   while (!(await canConnect(port)) && Date.now() < deadline) await sleep(200);
   await sleep(1000);

@@ -133,7 +133,7 @@ export const TOOLS: readonly ToolSpec[] = [
     parseVersion: (out) => /temporal-test-server (\S+)/.exec(out)?.[1],
     accepts: (v) => v === TEMPORAL_TEST_SERVER_VERSION,
     // The `r2` names the wrapper script's revision (see install.ts): a new one reinstalls.
-    cacheKey: () => `temporal-test-server-${TEMPORAL_TEST_SERVER_VERSION}-r2-${hashOf(testServerPomDir, ['pom.xml'])}`,
+    cacheKey: () => `temporal-test-server-${TEMPORAL_TEST_SERVER_VERSION}-r3-${hashOf(testServerPomDir, ['pom.xml'])}`,
     binary: 'temporal-test-server',
     requires: ['java', 'mvn'],
     coldBuild: '1-2 min',
