@@ -34,8 +34,11 @@ if (major < 20 || (major === 20 && minor < 19)) {
 
 const installed = path.join(root, 'node_modules', '.package-lock.json');
 if (mtime(installed) < mtime(path.join(root, 'package-lock.json'))) {
-  say('installing npm dependencies (npm ci)...');
-  run('npm', ['ci', '--no-audit', '--no-fund']);
+  // `npm install` honours package-lock.json as `npm ci` does; `npm ci` is not used because the npm
+  // of this toolchain (11.x) writes lock files without other platforms' optional packages
+  // (@swc/core-darwin-*, ...) and then refuses them as out of sync.
+  say('installing npm dependencies (npm install, as locked)...');
+  run('npm', ['install', '--no-audit', '--no-fund']);
 }
 
 run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
