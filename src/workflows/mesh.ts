@@ -4,6 +4,7 @@
 // it is told to tear down; `extend` moves the deadline. Long waits continue-as-new with the
 // state they carry, so history stays bounded.
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
@@ -171,7 +172,13 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       const s = stepStatus(step.id);
       s.state = 'running';
       s.startedAt = now();
-      const act = proxyActivities<MeshActivities>({ ...OPTIONS[step.kind], summary: summary(step) })[ACTIVITY[step.kind]];
+      // On cancel, wait for the activity to finish or acknowledge: one that completes anyway has
+      // created something, and its result must reach the ledger to be undone.
+      const act = proxyActivities<MeshActivities>({
+        ...OPTIONS[step.kind],
+        summary: summary(step),
+        cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      })[ACTIVITY[step.kind]];
       const p = (async () => {
         try {
           const out: StepOutcome = await act({ mesh: spec.name, spec, step: { id: step.id, kind: step.kind, cluster: step.cluster, target: step.target } });
