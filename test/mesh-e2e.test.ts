@@ -1,6 +1,7 @@
-// End to end on the Temporal dev server and local clusters: a two-network mesh is provisioned by
-// the real workflow and activities (istioctl, API servers), reaches ready with every control-plane
-// check passing, and teardown leaves each API server with no meshflow-owned object and no process.
+// End to end on the Temporal dev server and local clusters, for the classic topologies (two
+// clusters on two networks, three clusters on two networks, primary-remote): the real workflow
+// and activities (istioctl, API servers) reach ready with every control-plane check passing, and
+// teardown leaves no cluster, CA file or process behind and no secret in history.
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -9,6 +10,7 @@ import { Worker } from '@temporalio/worker';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { meshStatus, startMesh, teardownMesh } from '../src/client';
 import { createWorker } from '../src/worker';
+import { linkPairs } from '../src/plan/plan';
 import { parseMeshSpec } from '../src/spec/load';
 import { sleep } from '../src/util/net';
 import { LocalClusters } from '../src/local/clusters';
@@ -45,33 +47,48 @@ async function waitPhase(mesh: string, phases: string[], timeoutMs = 150_000): P
   }
 }
 
-test('a two-network mesh on local clusters reaches ready, and down leaves nothing behind', async () => {
-  const spec = parseMeshSpec(fs.readFileSync(path.join(__dirname, '..', 'examples', 'two-clusters.yaml'), 'utf8'));
-  const handle = await startMesh(env.client, { ...spec, name: 'e2e' }, 'e2e');
-  const ready = await waitPhase('e2e', ['ready', 'failed', 'deleted']);
+test.each([
+  ['two-clusters.yaml', 'e2e-two'],
+  ['three-clusters.yaml', 'e2e-three'],
+  ['primary-remote.yaml', 'e2e-pr'],
+])('%s on local clusters reaches ready with every control-plane check passing, and down leaves nothing behind', async (example, mesh) => {
+  const spec = { ...parseMeshSpec(fs.readFileSync(path.join(__dirname, '..', 'examples', example), 'utf8')), name: mesh };
+  const handle = await startMesh(env.client, spec, 'e2e');
+  const ready = await waitPhase(mesh, ['ready', 'failed', 'deleted']);
   expect(ready.error).toBeUndefined();
   expect(ready.phase).toBe('ready');
   expect(ready.steps.every((s) => s.state === 'done')).toBe(true);
   const controlPlane = ready.checks.filter((c) => c.name !== 'traffic');
   expect(controlPlane.filter((c) => c.status !== 'passed')).toEqual([]);
-  expect(controlPlane.map((c) => c.name)).toEqual(expect.arrayContaining(['cacerts', 'same-root', 'network-label', 'eastwest-address', 'cross-network-gateway', 'remote-secret', 'istiod-available']));
-  expect(ready.checks.filter((c) => c.name === 'traffic').map((c) => c.status)).toEqual(['not-supported', 'not-supported']);
+  expect(new Set(controlPlane.map((c) => c.name))).toEqual(new Set(['cacerts', 'same-root', 'network-label', 'eastwest-address', 'cross-network-gateway', 'remote-secret', 'istiod-available']));
+  expect(ready.checks.filter((c) => c.name === 'traffic').map((c) => c.status)).toEqual(spec.clusters.map(() => 'not-supported'));
+  // Every ordered pair the topology needs has a working remote secret.
+  expect(controlPlane.filter((c) => c.name === 'remote-secret')).toHaveLength(linkPairs(spec).length);
 
   const local = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
-  expect(local.list().map((c) => c.name).sort()).toEqual(['e2e-cluster1', 'e2e-cluster2']);
-  expect(new Set(local.list().map((c) => c.index)).size).toBe(2); // each its own load balancer pool
+  const mine = local.list().filter((c) => c.name.startsWith(`${mesh}-`));
+  expect(mine.map((c) => c.name).sort()).toEqual(spec.clusters.map((c) => `${mesh}-${c.name}`).sort());
+  expect(new Set(mine.map((c) => c.index)).size).toBe(spec.clusters.length); // each its own load balancer pool
+  const [source, target] = linkPairs(spec)[0];
   const kc = new k8s.KubeConfig();
-  kc.loadFromFile(local.get('e2e-cluster2')!.kubeconfig);
-  const secret = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ name: 'istio-remote-secret-cluster1', namespace: 'istio-system' });
-  expect(secret.metadata?.annotations?.['networking.istio.io/cluster']).toBe('cluster1');
+  kc.loadFromFile(local.get(`${mesh}-${target}`)!.kubeconfig);
+  const secret = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ name: `istio-remote-secret-${source}`, namespace: 'istio-system' });
+  expect(secret.metadata?.annotations?.['networking.istio.io/cluster']).toBe(source);
+  if (spec.istio.topology === 'primary-remote') {
+    const remote = spec.clusters.find((c) => c.role === 'remote')!;
+    const rkc = new k8s.KubeConfig();
+    rkc.loadFromFile(local.get(`${mesh}-${remote.name}`)!.kubeconfig);
+    const ns = await rkc.makeApiClient(k8s.CoreV1Api).readNamespace({ name: 'istio-system' });
+    expect(ns.metadata?.annotations?.['topology.istio.io/controlPlaneClusters']).toBe(remote.primary);
+  }
 
-  await teardownMesh(env.client, 'e2e');
+  await teardownMesh(env.client, mesh);
   const final = await handle.result();
   expect(final.phase).toBe('deleted');
   expect(final.leftBehind).toEqual([]);
   expect(final.ledger).toEqual([]);
-  expect(local.list()).toEqual([]);
-  expect(fs.existsSync(path.join(state, 'meshes', 'e2e', 'ca'))).toBe(false);
+  expect(local.list().filter((c) => c.name.startsWith(`${mesh}-`))).toEqual([]);
+  expect(fs.existsSync(path.join(state, 'meshes', mesh, 'ca'))).toBe(false);
 
   // Secrets never entered history: decode every payload and look for keys, tokens, kubeconfigs.
   const history = JSON.parse(historyToJSON(await handle.fetchHistory()));

@@ -17,6 +17,12 @@ import { renderPlan, renderStatus } from './render';
 
 const DEFAULT_EXAMPLE = path.join(packageRoot, 'examples', 'two-clusters.yaml');
 
+// `meshflow list | head -1` closes our stdout early: that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 const program = new Command('meshflow').description('Multi-cluster Istio meshes as durable Temporal workflows.');
 
 program
