@@ -11,7 +11,11 @@ import { ensureTools } from './tools/install';
 import { TASK_QUEUE } from './workflows/definitions';
 
 export async function productionDeps(stateDir = defaultStateDir()): Promise<ActivityDeps> {
-  const tools = await ensureTools(['kube-apiserver', 'etcd', 'istioctl']);
+  return activityDeps(stateDir, await ensureTools(['kube-apiserver', 'etcd', 'istioctl']));
+}
+
+/** The real adapters: local clusters under `stateDir`, existing clusters, the pinned istioctl. */
+export function activityDeps(stateDir: string, tools: Record<string, string>): ActivityDeps {
   return {
     stateDir,
     istioctl: tools.istioctl,

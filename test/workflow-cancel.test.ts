@@ -9,7 +9,7 @@ import { meshWorkflowId, statusQuery } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
 import { buildPlan } from '../src/plan/plan';
 import { sleep } from '../src/util/net';
-import { FakeActivities } from './helpers/fake-activities';
+import { FakeActivities, expectUndoneInReverse } from './helpers/fake-activities';
 import { devServer } from './helpers/temporal';
 
 let env: TestWorkflowEnvironment;
@@ -52,8 +52,6 @@ clusters:
     // Exactly what had been created is undone, each step before the steps it depended on.
     const runs = fake.callsOf('cancel').filter((c) => c.startsWith('run ') && c !== 'run control-plane:west' && c !== 'run verify').map((c) => c.slice(4));
     const undos = fake.callsOf('cancel').filter((c) => c.startsWith('undo ')).map((c) => c.slice(5));
-    expect([...undos].sort()).toEqual([...runs].sort());
-    const deps = new Map(buildPlan(spec).steps.map((s) => [s.id, s.dependsOn]));
-    for (const [i, id] of undos.entries()) for (const d of deps.get(id) ?? []) if (undos.includes(d)) expect(undos.indexOf(d)).toBeGreaterThan(i);
+    expectUndoneInReverse(undos, runs, buildPlan(spec));
   });
 });

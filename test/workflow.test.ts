@@ -14,7 +14,7 @@ import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal } from '../sr
 import type { provisionMesh } from '../src/workflows/mesh';
 import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
-import { FakeActivities } from './helpers/fake-activities';
+import { FakeActivities, expectUndoneInReverse as expectUndoneInReverseOrder } from './helpers/fake-activities';
 import { timeSkippingServer } from './helpers/temporal';
 
 const TASK_QUEUE = 'workflow-logic';
@@ -79,25 +79,8 @@ const runs = (mesh: string) => fake.callsOf(mesh).filter((c) => c.startsWith('ru
 const undos = (mesh: string) => fake.callsOf(mesh).filter((c) => c.startsWith('undo ')).map((c) => c.slice(5));
 const created = (mesh: string) => runs(mesh).filter((id) => id !== 'verify');
 
-/**
- * Undo is "reverse order" in the sense that matters: exactly the steps that created something are
- * undone, and every step is undone before anything it depended on (parallel steps finish in any
- * order, so their relative order is free).
- */
 function expectUndoneInReverse(mesh: string, steps: string[]) {
-  const order = undos(mesh);
-  expect([...order].sort()).toEqual([...steps].sort());
-  const plan = buildPlan(spec(mesh));
-  const deps = new Map(plan.steps.map((s) => [s.id, s.dependsOn]));
-  const reach = (id: string, seen = new Set<string>()): Set<string> => {
-    for (const d of deps.get(id) ?? []) if (!seen.has(d)) reach(d, seen.add(d));
-    return seen;
-  };
-  order.forEach((id, i) => {
-    for (const dep of reach(id)) {
-      if (order.includes(dep)) expect({ step: id, undoneBefore: dep, ok: order.indexOf(dep) > i }).toEqual({ step: id, undoneBefore: dep, ok: true });
-    }
-  });
+  expectUndoneInReverseOrder(undos(mesh), steps, buildPlan(spec(mesh)));
 }
 
 test('a ready mesh is torn down when its TTL expires, undoing everything newest first', async () => {

@@ -4,6 +4,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { MeshActivities, UndoRequest } from '../../src/activities/types';
+import type { Plan } from '../../src/plan/plan';
 import type { StepOutcome, StepRequest } from '../../src/workflows/types';
 
 export interface Script {
@@ -72,4 +73,22 @@ export class FakeActivities {
       },
     };
   }
+}
+
+/**
+ * Undo is "reverse order" in the sense that matters: exactly `created` is undone, and every step
+ * before anything it depended on (parallel steps finish in any order, so theirs is free).
+ */
+export function expectUndoneInReverse(undone: string[], created: string[], plan: Plan): void {
+  expect([...undone].sort()).toEqual([...created].sort());
+  const deps = new Map(plan.steps.map((s) => [s.id, s.dependsOn]));
+  const reach = (id: string, seen = new Set<string>()): Set<string> => {
+    for (const d of deps.get(id) ?? []) if (!seen.has(d)) reach(d, seen.add(d));
+    return seen;
+  };
+  undone.forEach((id, i) => {
+    for (const dep of reach(id)) {
+      if (undone.includes(dep)) expect({ step: id, undoneBefore: dep, ok: undone.indexOf(dep) > i }).toEqual({ step: id, undoneBefore: dep, ok: true });
+    }
+  });
 }

@@ -1,16 +1,8 @@
-import { ExistingProvider, LocalProvider, UnavailableProvider } from '../../src/adapters/providers';
 import type { ActivityDeps } from '../../src/activities/mesh-activities';
+import { activityDeps } from '../../src/worker';
 import { tool } from './env';
 
-/** The worker's real adapters, on local clusters under `stateDir`. */
+/** The worker's real adapters, on local clusters under `stateDir`, with the tools the global setup prepared. */
 export function realDeps(stateDir: string): ActivityDeps {
-  return {
-    stateDir,
-    istioctl: tool('istioctl'),
-    providers: {
-      local: new LocalProvider(stateDir, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') }),
-      existing: new ExistingProvider(),
-      gke: new UnavailableProvider('gke'),
-    },
-  };
+  return activityDeps(stateDir, { 'kube-apiserver': tool('kube-apiserver'), etcd: tool('etcd'), istioctl: tool('istioctl') });
 }
