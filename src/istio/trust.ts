@@ -4,6 +4,7 @@
 // (mode 0600) and in each cluster's `cacerts` secret; they never travel through workflow history.
 import fs from 'node:fs';
 import path from 'node:path';
+import { withLock } from '../util/lock';
 import { type Issued, type KeyPair, certificatePem, generateKeyPair, importKeyPair, issue, privateKeyPem, x509 } from '../pki/certs';
 
 const KU = x509.KeyUsageFlags;
@@ -39,11 +40,15 @@ export async function ensureRootCa(dir: string): Promise<Issued> {
   const keyFile = path.join(dir, 'root-key.pem');
   if (fs.existsSync(certFile) && fs.existsSync(keyFile)) return loadIssued(certFile, keyFile);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const key = await generateKeyPair('rsa-4096');
-  const certificate = await issue({ subject: 'O=Istio, CN=Root CA', days: DAYS, ca: {}, keyUsages: CA_USAGES }, key);
-  writeAtomically(keyFile, await privateKeyPem(key));
-  writeAtomically(certFile, certificatePem(certificate));
-  return { certificate, key };
+  // Two callers making the root at once would each sign intermediates with their own.
+  return withLock(path.join(dir, 'root'), async () => {
+    if (fs.existsSync(certFile) && fs.existsSync(keyFile)) return loadIssued(certFile, keyFile);
+    const key = await generateKeyPair('rsa-4096');
+    const certificate = await issue({ subject: 'O=Istio, CN=Root CA', days: DAYS, ca: {}, keyUsages: CA_USAGES }, key);
+    writeAtomically(keyFile, await privateKeyPem(key));
+    writeAtomically(certFile, certificatePem(certificate));
+    return { certificate, key };
+  });
 }
 
 /** A cluster's intermediate CA and the four files of its `cacerts` secret. */
@@ -52,8 +57,9 @@ export async function ensureClusterCa(dir: string, cluster: string): Promise<Cac
   const cdir = path.join(dir, cluster);
   const certFile = path.join(cdir, 'ca-cert.pem');
   const keyFile = path.join(cdir, 'ca-key.pem');
-  if (!(fs.existsSync(certFile) && fs.existsSync(keyFile))) {
-    fs.mkdirSync(cdir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(cdir, { recursive: true, mode: 0o700 });
+  await withLock(path.join(cdir, 'ca'), async () => {
+    if (fs.existsSync(certFile) && fs.existsSync(keyFile)) return;
     const key = await generateKeyPair('rsa-4096');
     const certificate = await issue(
       { subject: `O=Istio, CN=Intermediate CA, L=${cluster}`, days: DAYS, ca: { pathLength: 0 }, keyUsages: CA_USAGES, dnsNames: ['istiod.istio-system.svc'] },
@@ -62,7 +68,7 @@ export async function ensureClusterCa(dir: string, cluster: string): Promise<Cac
     );
     writeAtomically(keyFile, await privateKeyPem(key));
     writeAtomically(certFile, certificatePem(certificate));
-  }
+  });
   const caCert = fs.readFileSync(certFile, 'utf8');
   const rootCert = certificatePem(root.certificate);
   return { 'ca-cert.pem': caCert, 'ca-key.pem': fs.readFileSync(keyFile, 'utf8'), 'root-cert.pem': rootCert, 'cert-chain.pem': caCert + rootCert };

@@ -1,0 +1,63 @@
+// The mesh CAs match Istio's own tooling, checked with openssl: RSA 4096 / SHA-256 root
+// (O=Istio, CN=Root CA), per-cluster intermediates (L=<cluster>, pathlen 0, SAN
+// istiod.istio-system.svc) that chain to the root, cert-chain = intermediate then root.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { ensureClusterCa } from '../src/istio/trust';
+import { scratchDir } from './helpers/env';
+
+let dir: string;
+let east: Awaited<ReturnType<typeof ensureClusterCa>>;
+let west: Awaited<ReturnType<typeof ensureClusterCa>>;
+
+const openssl = async (args: string[], input?: string) => (await execa('openssl', args, { input })).stdout;
+
+beforeAll(async () => {
+  dir = scratchDir('trust');
+  [east, west] = await Promise.all([ensureClusterCa(dir, 'east'), ensureClusterCa(dir, 'west')]);
+}, 120_000);
+
+test('one root for every cluster, each intermediate chaining to it', async () => {
+  expect(east['root-cert.pem']).toBe(west['root-cert.pem']);
+  expect(east['ca-cert.pem']).not.toBe(west['ca-cert.pem']);
+  const root = path.join(dir, 'root-cert.pem');
+  for (const [name, files] of [['east', east], ['west', west]] as const) {
+    const ca = path.join(dir, name, 'ca-cert.pem');
+    expect(await openssl(['verify', '-CAfile', root, ca])).toBe(`${ca}: OK`);
+    expect(files['cert-chain.pem']).toBe(files['ca-cert.pem'] + files['root-cert.pem']);
+  }
+});
+
+test('the root is RSA 4096, SHA-256, O=Istio CN=Root CA, a CA for 10 years', async () => {
+  const text = await openssl(['x509', '-noout', '-text'], east['root-cert.pem']);
+  expect(text).toContain('Public-Key: (4096 bit)');
+  expect(text).toContain('Signature Algorithm: sha256WithRSAEncryption');
+  expect(await openssl(['x509', '-noout', '-subject', '-nameopt', 'RFC2253'], east['root-cert.pem'])).toBe('subject=CN=Root CA,O=Istio');
+  expect(text).toMatch(/X509v3 Basic Constraints: critical\s+CA:TRUE/);
+  expect(text).toMatch(/X509v3 Key Usage: critical\s+Digital Signature, Non Repudiation, Key Encipherment, Certificate Sign/);
+  expect(text).toContain('X509v3 Subject Key Identifier');
+  const dates = await openssl(['x509', '-noout', '-startdate', '-enddate'], east['root-cert.pem']);
+  const [nb, na] = dates.split('\n').map((l) => Date.parse(l.split('=')[1]));
+  expect(Math.round((na - nb) / 86_400_000)).toBe(3650);
+});
+
+test('an intermediate is RSA 4096, L=<cluster>, pathlen 0, SAN istiod.istio-system.svc', async () => {
+  const text = await openssl(['x509', '-noout', '-text'], west['ca-cert.pem']);
+  expect(text).toContain('Public-Key: (4096 bit)');
+  expect(await openssl(['x509', '-noout', '-subject', '-nameopt', 'RFC2253'], west['ca-cert.pem'])).toBe('subject=L=west,CN=Intermediate CA,O=Istio');
+  expect(text).toMatch(/X509v3 Basic Constraints: critical\s+CA:TRUE, pathlen:0/);
+  expect(text).toMatch(/X509v3 Subject Alternative Name:\s+DNS:istiod\.istio-system\.svc/);
+  expect(text).toContain('X509v3 Authority Key Identifier');
+  // The key in the secret is the intermediate's.
+  const fromKey = await openssl(['pkey', '-pubout'], west['ca-key.pem']);
+  const fromCert = await openssl(['x509', '-noout', '-pubkey'], west['ca-cert.pem']);
+  expect(fromKey).toBe(fromCert);
+});
+
+test('CA files are private to their owner and reused on a second run', async () => {
+  expect(fs.statSync(path.join(dir, 'root-key.pem')).mode & 0o077).toBe(0);
+  expect(fs.statSync(path.join(dir, 'east', 'ca-key.pem')).mode & 0o077).toBe(0);
+  const again = await ensureClusterCa(dir, 'east');
+  expect(again).toEqual(east);
+});
