@@ -183,7 +183,10 @@ program
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = err as Error;
-  const message = err instanceof WorkflowNotFoundError ? `no such mesh (workflow ${e.message})` : e.message;
+  // Temporal wraps the reason (an update validator's, a failed workflow's) in `cause`: show it.
+  const reasons: string[] = [];
+  for (let c = e.cause; c instanceof Error && reasons.length < 3; c = c.cause) if (c.message) reasons.push(c.message);
+  const message = err instanceof WorkflowNotFoundError ? `no such mesh (workflow ${e.message})` : [e.message, ...reasons].join(': ');
   process.stderr.write(`meshflow: ${message}\n`);
   process.exitCode = process.exitCode || 1;
 });
