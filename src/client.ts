@@ -2,8 +2,8 @@
 import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { MeshSpec } from './spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
-import { TASK_QUEUE, extendUpdate, meshWorkflowId, statusQuery, teardownSignal } from './workflows/definitions';
-import type { MeshStatus } from './workflows/types';
+import { TASK_QUEUE, extendUpdate, meshWorkflowId, statusQuery, teardownSignal, verifyUpdate } from './workflows/definitions';
+import type { CheckResult, MeshStatus } from './workflows/types';
 import type { provisionMesh } from './workflows/mesh';
 
 export class MeshAlreadyRunningError extends Error {
@@ -42,4 +42,8 @@ export async function extendMesh(client: Client, mesh: string, by: string): Prom
 
 export async function teardownMesh(client: Client, mesh: string): Promise<void> {
   await meshHandle(client, mesh).signal(teardownSignal);
+}
+
+export async function verifyMesh(client: Client, mesh: string): Promise<CheckResult[]> {
+  return meshHandle(client, mesh).executeUpdate(verifyUpdate);
 }

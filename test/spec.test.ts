@@ -1,13 +1,35 @@
 // Mesh specs: the examples are valid, and bad input is refused with the field path and the line.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { SpecError, loadMeshSpec, parseMeshSpec } from '../src/spec/load';
 
 const examples = path.join(__dirname, '..', 'examples');
 
-test.each(fs.readdirSync(examples))('example %s is valid', (file) => {
-  const spec = loadMeshSpec(path.join(examples, file));
+test.each(fs.readdirSync(examples).filter((f) => f.endsWith('.yaml')))('example %s is valid', (file) => {
+  // existing-clusters.yaml names the user's own kubeconfig, which this machine lacks.
+  const spec = loadMeshSpec(path.join(examples, file), { checkFiles: false });
   expect(spec.clusters.length).toBeGreaterThanOrEqual(2);
+});
+
+test('file references resolve against the spec file and must exist, named by field and line', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spec-'));
+  fs.writeFileSync(path.join(dir, 'root-cert.pem'), 'x');
+  const file = path.join(dir, 'mesh.yaml');
+  fs.writeFileSync(file, BASE + 'trust:\n  rootCa:\n    certFile: root-cert.pem\n    keyFile: ./keys/root-key.pem\n');
+  const err = (() => {
+    try {
+      loadMeshSpec(file);
+    } catch (e) {
+      return e as SpecError;
+    }
+    throw new Error('spec was accepted');
+  })();
+  expect(err.problems.map((p) => `${p.line}:${p.column} ${p.path}: ${p.message}`)).toEqual([`14:14 trust.rootCa.keyFile: ${dir}/keys/root-key.pem does not exist`]);
+  fs.mkdirSync(path.join(dir, 'keys'));
+  fs.writeFileSync(path.join(dir, 'keys', 'root-key.pem'), 'x');
+  expect(loadMeshSpec(file).trust.rootCa).toEqual({ certFile: `${dir}/root-cert.pem`, keyFile: `${dir}/keys/root-key.pem` });
+  fs.rmSync(dir, { recursive: true });
 });
 
 const BASE = `apiVersion: meshflow.dev/v1alpha1
@@ -54,6 +76,9 @@ test.each([
   ['no primary at all', BASE.replace('network: n1\n', 'network: n1\n    role: remote\n    primary: west\n').replace('network: n2\n', 'network: n2\n    role: remote\n    primary: east\n') + 'istio: { topology: primary-remote }\n', expect.arrayContaining(['5:3 clusters: at least one cluster must have role: primary'])],
   ['overlapping pod CIDRs', BASE.replace('network: n1\n', 'network: n1\n    podCidr: 10.0.0.0/14\n').replace('network: n2\n', 'network: n2\n    podCidr: 10.2.0.0/16\n'), ['8:14 clusters[0].podCidr: 10.0.0.0/14 overlaps podCidr 10.2.0.0/16 of cluster "west"']],
   ['placement naming an unknown cluster', BASE + 'app:\n  placement:\n    north: [v1]\n', ['13:12 app.placement.north: no cluster named "north" in this mesh']],
+  ['a placement naming no part of the sample', BASE + 'app:\n  sample: online-boutique\n  placement:\n    east: [frontend, cartsrvice]\n', ['14:22 app.placement.east[1]: "cartsrvice" is not a part of online-boutique (its parts: frontend, productcatalogservice, recommendationservice, cartservice, emailservice, checkoutservice, paymentservice, currencyservice, shippingservice, adservice)']],
+  ['a placement without a sample', BASE + 'app:\n  sample: none\n  placement:\n    east: [v1]\n', ['14:5 app.placement: placement places a sample: set app.sample, or list your own files under app.manifests']],
+  ['manifests for an unknown cluster', BASE + 'app:\n  manifests:\n    - { file: a.yaml, clusters: [east, north] }\n', ['13:40 app.manifests[0].clusters[1]: no cluster named "north" in this mesh']],
   ['the wrong kind', BASE.replace('kind: Mesh', 'kind: Cluster'), ['2:7 kind: Invalid input: expected "Mesh"']],
   ['invalid YAML', BASE + 'istio: [unclosed\n', [expect.stringMatching(/^\d+:\d+ \(yaml\): /)]],
   ['a duplicate key', BASE + 'name: again\n', [expect.stringMatching(/^11:1 \(yaml\): Map keys must be unique/)]],

@@ -61,3 +61,47 @@ test('CA files are private to their owner and reused on a second run', async () 
   const again = await ensureClusterCa(dir, 'east');
   expect(again).toEqual(east);
 });
+
+describe('a root the user brings (trust.rootCa)', () => {
+  let own: string;
+  const user = () => ({ certFile: path.join(own, 'root-cert.pem'), keyFile: path.join(own, 'root-key.pem') });
+  const fingerprint = (pem: string) => openssl(['x509', '-noout', '-fingerprint', '-sha256'], pem);
+
+  beforeAll(async () => {
+    own = scratchDir('own-root');
+    // The key in SEC1 form ("EC PRIVATE KEY"), as `openssl ecparam -genkey` writes it.
+    await execa('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'root-key.pem'], { cwd: own });
+    await execa('openssl', ['req', '-x509', '-new', '-key', 'root-key.pem', '-out', 'root-cert.pem', '-days', '30', '-subj', '/O=Acme/CN=Acme Mesh Root',
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], { cwd: own });
+  });
+
+  test('signs every intermediate; the root stays where the user keeps it and is not copied', async () => {
+    const caDir = scratchDir('own-root-mesh');
+    const files = await ensureClusterCa(caDir, 'east', user());
+    const intermediate = path.join(caDir, 'east', 'ca-cert.pem');
+    expect(await openssl(['verify', '-CAfile', user().certFile, intermediate])).toBe(`${intermediate}: OK`);
+    expect(await fingerprint(files['root-cert.pem'])).toBe(await fingerprint(fs.readFileSync(user().certFile, 'utf8')));
+    expect(files['cert-chain.pem']).toBe(files['ca-cert.pem'] + files['root-cert.pem']);
+    expect(await openssl(['x509', '-noout', '-issuer', '-nameopt', 'RFC2253'], files['ca-cert.pem'])).toBe('issuer=CN=Acme Mesh Root,O=Acme');
+    expect(fs.readdirSync(caDir).sort()).toEqual(['east']);
+  });
+
+  test.each([
+    ['a key that is not the certificate\'s', async () => {
+      await execa('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'other-key.pem'], { cwd: own });
+      return { ...user(), keyFile: path.join(own, 'other-key.pem') };
+    }, /trust\.rootCa\.keyFile: .* is not the key of /],
+    ['a certificate that is no CA', async () => {
+      await execa('openssl', ['req', '-x509', '-new', '-key', 'root-key.pem', '-out', 'leaf.pem', '-days', '30', '-subj', '/CN=leaf', '-addext', 'basicConstraints=critical,CA:FALSE'], { cwd: own });
+      return { ...user(), certFile: path.join(own, 'leaf.pem') };
+    }, /trust\.rootCa\.certFile: .* is not a CA certificate/],
+    ['an encrypted key', async () => {
+      await execa('openssl', ['pkey', '-in', 'root-key.pem', '-aes256', '-passout', 'pass:secret', '-out', 'locked-key.pem'], { cwd: own });
+      return { ...user(), keyFile: path.join(own, 'locked-key.pem') };
+    }, /trust\.rootCa\.keyFile: .* is not an unencrypted PEM/],
+    ['a missing file', async () => ({ ...user(), certFile: path.join(own, 'nope.pem') }), /trust\.rootCa\.certFile: cannot read .*nope\.pem/],
+  ])('refuses %s, naming the field', async (_what, make, message) => {
+    const caDir = scratchDir('own-root-bad');
+    await expect(ensureClusterCa(caDir, 'east', await make())).rejects.toThrow(message);
+  });
+});

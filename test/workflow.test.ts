@@ -10,7 +10,7 @@ import { Worker } from '@temporalio/worker';
 import { buildPlan } from '../src/plan/plan';
 import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';
-import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal } from '../src/workflows/definitions';
+import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal, verifyUpdate } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
 import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
@@ -109,6 +109,38 @@ test('extend moves the deadline; bad durations are refused with the reason', asy
   expect(final.phase).toBe('deleted');
   // Torn down no earlier than the extended deadline (2h + 3h after ready).
   expect((await env.currentTimeMs()) - t0).toBeGreaterThanOrEqual(5 * 3_600_000 - 60_000);
+});
+
+test('reader tokens are renewed before they expire for as long as the mesh lives, extend included', async () => {
+  fake.scripts.set('renew', { tokenLifetimeMs: 45 * 60_000 });
+  const handle = await start(spec('renew'));
+  await untilPhase('renew', 'ready');
+  await handle.executeUpdate(extendUpdate, { args: ['1h'] });
+  const final = await handle.result();
+  expect(final.phase).toBe('deleted');
+  const tornDownAt = Date.parse(final.expiresAt!);
+  for (const step of ['link:east->west', 'link:west->east']) {
+    const tokens = (fake.tokens.get('renew') ?? []).filter((t) => t.step === step).sort((a, b) => a.issuedAt - b.issuedAt);
+    // 3h of mesh, renewed every 30 min (two thirds of 45 min); the last one outlives the mesh.
+    expect(tokens).toHaveLength(6);
+    tokens.slice(1).forEach((t, i) => expect(t.issuedAt).toBeLessThan(tokens[i].expiresAt));
+    expect(tokens[tokens.length - 1].expiresAt).toBeGreaterThan(tornDownAt);
+  }
+  // Renewal re-applies the same secret: it is in the ledger, and undone, once.
+  expect(undos('renew').filter((u) => u.startsWith('link:')).sort()).toEqual(['link:east->west', 'link:west->east']);
+});
+
+test('verify re-runs the checks of a ready mesh and refuses other phases', async () => {
+  const handle = await start(spec('vfy'));
+  await untilPhase('vfy', 'ready');
+  const checks = await handle.executeUpdate(verifyUpdate);
+  expect(checks).toEqual([{ name: 'same-root', status: 'passed', detail: 'fake, run 2' }]);
+  const status = await handle.query(statusQuery);
+  expect(status.checks).toEqual(checks);
+  expect(status.verifiedAt).toBeDefined();
+  await handle.signal(teardownSignal);
+  await handle.result();
+  await expect(handle.executeUpdate(verifyUpdate)).rejects.toThrow();
 });
 
 test('teardown signal tears a ready mesh down at once', async () => {

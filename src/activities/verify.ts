@@ -1,6 +1,6 @@
-// Control-plane checks of a mesh, each reported on its own with the likely cause and fix when it
-// fails. Traffic checks need running pods: on local clusters they are reported as not supported,
-// never as passed.
+// The checks of a mesh, each reported on its own with the likely cause and fix when it fails:
+// control-plane checks on every provider, then the traffic checks (./traffic.ts), which need
+// running pods and are reported as not supported on local clusters, never as passed.
 import * as k8s from '@kubernetes/client-node';
 import { type ClusterAccess, kubeFor } from '../adapters/providers';
 import type { Heartbeat } from '../adapters/kube';
@@ -8,6 +8,7 @@ import { EASTWEST_SERVICE, ISTIO_NAMESPACE, NETWORK_LABEL, remoteSecretName } fr
 import { buildPlan, linkPairs } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 import type { CheckResult } from '../workflows/types';
+import { type TrafficPort, trafficChecks } from './traffic';
 
 async function check(name: string, cluster: string | undefined, fn: () => Promise<Omit<CheckResult, 'name' | 'cluster'>>): Promise<CheckResult> {
   try {
@@ -20,7 +21,7 @@ async function check(name: string, cluster: string | undefined, fn: () => Promis
 const pass = (detail: string) => ({ status: 'passed' as const, detail });
 const fail = (detail: string, hint: string) => ({ status: 'failed' as const, detail, hint });
 
-export async function verifyMesh(spec: MeshSpec, access: (cluster: string) => ClusterAccess, heartbeat: Heartbeat): Promise<CheckResult[]> {
+export async function verifyMesh(spec: MeshSpec, access: (cluster: string) => ClusterAccess, traffic: TrafficPort, heartbeat: Heartbeat): Promise<CheckResult[]> {
   const plan = buildPlan(spec);
   const kubes = Object.fromEntries(spec.clusters.map((c) => [c.name, kubeFor(access(c.name))]));
   const results: CheckResult[] = [];
@@ -73,11 +74,16 @@ export async function verifyMesh(spec: MeshSpec, access: (cluster: string) => Cl
   }
 
   results.push(await check('same-root', undefined, async () => {
-    const distinct = new Set(roots.values());
     if (roots.size !== spec.clusters.length) return fail('not every cluster has a root certificate to compare', 'see the cacerts checks');
-    return distinct.size === 1
-      ? pass(`all ${roots.size} clusters trust the same root`)
-      : fail(`${distinct.size} different roots across clusters`, 'mismatched roots make cross-cluster mTLS fail (CERTIFICATE_VERIFY_FAILED / UNKNOWN_CA): give every cluster cacerts from one root');
+    // Group clusters by root: the largest group is the mesh's, the others are the odd ones out.
+    const groups = new Map<string, string[]>();
+    for (const [cluster, root] of roots) groups.set(root, [...(groups.get(root) ?? []), cluster]);
+    if (groups.size === 1) return pass(`all ${roots.size} clusters trust the same root`);
+    const [main, ...odd] = [...groups.values()].sort((a, b) => b.length - a.length);
+    return fail(
+      `${odd.flat().join(', ')} trust${odd.flat().length === 1 ? 's' : ''} a different root from ${main.join(', ')} (${groups.size} roots in all)`,
+      'mismatched roots make cross-cluster mTLS fail (CERTIFICATE_VERIFY_FAILED / UNKNOWN_CA): give every cluster cacerts from one root, then restart istiod',
+    );
   }));
 
   for (const [source, target] of linkPairs(spec)) {
@@ -112,17 +118,7 @@ export async function verifyMesh(spec: MeshSpec, access: (cluster: string) => Cl
     }));
   }
 
-  for (const c of spec.clusters) {
-    const a = access(c.name);
-    results.push({
-      name: 'traffic',
-      cluster: c.name,
-      status: 'not-supported',
-      detail: a.local
-        ? 'local clusters run no pods, so no request can cross clusters here; run the mesh on real clusters for this check'
-        : 'traffic checks (exec into the curl pod) are not part of this build',
-    });
-  }
+  results.push(...(await trafficChecks(spec, access, traffic, heartbeat)));
   return results;
 }
 

@@ -5,7 +5,10 @@
 //  2. orchestration overhead per activity on the dev server (p50, p99);
 //  3. history events and the largest payload of a provisioned and torn-down 3-cluster mesh;
 //  4. local clusters: time until 2 are ready (warm tools) and RSS per API server;
-//  5. `meshflow setup` with every tool present.
+//  5. `meshflow setup` with every tool present;
+//  6. the real install on local clusters (istioctl, API servers) for each example topology: whole
+//     install, time per step kind per cluster, and objects applied per cluster (one server-side
+//     apply request each).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +19,8 @@ import { Worker } from '@temporalio/worker';
 import { startMesh, teardownMesh } from '../client';
 import { LocalClusters } from '../local/clusters';
 import { type Plan, type StepKind, buildPlan, criticalPath } from '../plan/plan';
-import { parseMeshSpec } from '../spec/load';
+import { loadMeshSpec, parseMeshSpec } from '../spec/load';
+import { activityDeps, createWorker } from '../worker';
 import type { MeshSpec } from '../spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { ensureTools } from '../tools/install';
@@ -127,6 +131,8 @@ async function main(): Promise<void> {
       { activities: samples.length, 'p50 ms': pct(samples, 50), 'p99 ms': pct(samples, 99), 'max ms': Math.max(...samples) },
     ]);
     table('3. history of a 3-cluster mesh (provision + ready + teardown)', [eventsRow]);
+
+    await realInstalls(env, tools);
   } finally {
     await env.teardown();
   }
@@ -156,6 +162,49 @@ async function main(): Promise<void> {
   const t2 = Date.now();
   await execa(process.execPath, [path.join(__dirname, '..', 'cli', 'main.js'), 'setup']);
   table('5. tools', [{ 'warm `meshflow setup` ms': Date.now() - t2 }]);
+}
+
+/** 6. Real installs on local clusters, one example topology after another. */
+async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, string>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-real-'));
+  const examples = path.join(__dirname, '..', '..', 'examples');
+  const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-real');
+  const totals: Array<Record<string, string | number>> = [];
+  const perStep: Array<Record<string, string | number>> = [];
+  try {
+    await worker.runUntil(async () => {
+      for (const example of ['two-clusters', 'three-clusters', 'one-network', 'primary-remote']) {
+        const spec = { ...loadMeshSpec(path.join(examples, `${example}.yaml`)), name: `bench-${example}` };
+        const t0 = Date.now();
+        await startMesh(env.client, spec, 'bench-real');
+        await waitReady(env, spec.name);
+        const wall = Date.now() - t0;
+        const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
+        const t1 = Date.now();
+        await teardownMesh(env.client, spec.name);
+        await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
+        const objects = (cluster: string) => status.ledger.reduce((n, l) => n + (l.resource.type === 'objects' && l.resource.cluster === cluster ? l.resource.objects.length : 0), 0);
+        totals.push({
+          topology: example,
+          clusters: spec.clusters.length,
+          'install s': (wall / 1000).toFixed(1),
+          'teardown s': ((Date.now() - t1) / 1000).toFixed(1),
+          'objects applied per cluster': spec.clusters.map((c) => `${c.name} ${objects(c.name)}`).join(', '),
+        });
+        const kinds = [...new Set(status.steps.map((st) => st.kind))];
+        const row: Record<string, string | number> = { topology: example };
+        for (const kind of kinds) {
+          const secs = status.steps.filter((st) => st.kind === kind).map((st) => (Date.parse(st.endedAt!) - Date.parse(st.startedAt!)) / 1000);
+          row[kind] = secs.length === 1 ? secs[0].toFixed(1) : `${Math.min(...secs).toFixed(1)}-${Math.max(...secs).toFixed(1)}`;
+        }
+        perStep.push(row);
+      }
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  table('6. real install on local clusters (whole install, teardown, objects applied = server-side apply requests)', totals);
+  for (const row of perStep) table(`6. seconds per step (min-max over clusters or pairs): ${row.topology}`, [Object.fromEntries(Object.entries(row).filter(([k]) => k !== 'topology'))]);
 }
 
 main().catch((err: unknown) => {

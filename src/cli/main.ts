@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { extendMesh, meshHandle, meshStatus, startMesh, teardownMesh } from '../client';
+import { extendMesh, meshHandle, meshStatus, startMesh, teardownMesh, verifyMesh } from '../client';
 import { buildPlan } from '../plan/plan';
 import { packageRoot, stateDir } from '../paths';
 import { loadMeshSpec } from '../spec/load';
@@ -13,7 +13,7 @@ import { sleep } from '../util/net';
 import type { MeshStatus } from '../workflows/types';
 import { doctor } from './doctor';
 import { connect, ensureWorker } from './local-mode';
-import { renderPlan, renderStatus } from './render';
+import { renderChecks, renderPlan, renderStatus } from './render';
 
 const DEFAULT_EXAMPLE = path.join(packageRoot, 'examples', 'two-clusters.yaml');
 
@@ -123,6 +123,23 @@ program
     const { client, target } = await connect();
     const s = await meshStatus(client, mesh);
     process.stdout.write(opts.json ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s, target.uiUrl));
+  });
+
+program
+  .command('verify <mesh>')
+  .description('re-run every check on a ready mesh; failed checks name the likely cause and fix (exit 1 if any failed)')
+  .option('--json', 'print the checks as JSON')
+  .action(async (mesh: string, opts: { json?: boolean }) => {
+    const { client, target } = await connect();
+    await ensureWorker(client, target);
+    const checks = await verifyMesh(client, mesh);
+    const failed = checks.filter((c) => c.status === 'failed');
+    process.stdout.write(opts.json ? JSON.stringify(checks, null, 2) + '\n' : [
+      `mesh ${mesh}: ${failed.length ? `${failed.length} of ${checks.length} checks failed` : `all ${checks.filter((c) => c.status === 'passed').length} checks passed`}` +
+        (checks.some((c) => c.status === 'not-supported') ? ` (${checks.filter((c) => c.status === 'not-supported').length} not supported here)` : ''),
+      ...renderChecks(checks),
+    ].join('\n') + '\n');
+    if (failed.length) process.exitCode = 1;
   });
 
 program

@@ -1,7 +1,7 @@
 // Human-readable output for plans and mesh status.
 import { type Plan, criticalPath } from '../plan/plan';
 import { formatDurationMs } from '../spec/duration';
-import type { MeshStatus, StepStatus } from '../workflows/types';
+import type { CheckResult, MeshStatus, StepStatus } from '../workflows/types';
 
 export function renderPlan(plan: Plan): string {
   const lines = [`plan for mesh ${plan.mesh}: ${plan.steps.length} steps`, ''];
@@ -37,8 +37,8 @@ export function renderStatus(s: MeshStatus, uiUrl?: string): string {
     }
   }
   if (s.checks.length) {
-    lines.push('  checks');
-    for (const c of s.checks) lines.push(`    ${c.status.padEnd(13)} ${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}${c.hint ? `\n                  fix: ${c.hint}` : ''}`);
+    lines.push(`  checks${s.verifiedAt ? ` (re-run ${s.verifiedAt})` : ''}`);
+    lines.push(...renderChecks(s.checks).map((l) => `  ${l}`));
   }
   if (s.leftBehind.length) {
     lines.push('  left behind (could not be removed)');
@@ -46,4 +46,9 @@ export function renderStatus(s: MeshStatus, uiUrl?: string): string {
   }
   if (uiUrl) lines.push(`  Web UI: ${uiUrl}/namespaces/default/workflows/${encodeURIComponent(`mesh/${s.mesh}`)}`);
   return lines.join('\n') + '\n';
+}
+
+/** One line per check, with the likely cause and fix under each failed one. */
+export function renderChecks(checks: CheckResult[]): string[] {
+  return checks.map((c) => `  ${c.status.padEnd(13)} ${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}${c.hint ? `\n                fix: ${c.hint}` : ''}`);
 }

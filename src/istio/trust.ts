@@ -1,11 +1,14 @@
 // The mesh's shared trust, made the way Istio's tools/certs does it: one root CA (RSA 4096,
 // SHA-256, 10 years, O=Istio, CN=Root CA) and per cluster an intermediate CA (same key size,
-// L=<cluster>, pathlen 0, SAN istiod.istio-system.svc). Keys stay in the state directory
+// L=<cluster>, pathlen 0, SAN istiod.istio-system.svc). A user may bring their own root (files
+// they keep; meshflow reads them, never copies or deletes them). Keys stay in the state directory
 // (mode 0600) and in each cluster's `cacerts` secret; they never travel through workflow history.
+import { createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { PermanentError } from '../adapters/providers';
 import { withLock } from '../util/lock';
-import { type Issued, type KeyPair, certificatePem, generateKeyPair, importKeyPair, issue, privateKeyPem, x509 } from '../pki/certs';
+import { type Issued, type KeyPair, certificatePem, generateKeyPair, importKeyPair, issue, keyAlgorithmOf, keysMatch, privateKeyPem, x509 } from '../pki/certs';
 
 const KU = x509.KeyUsageFlags;
 const CA_USAGES = KU.digitalSignature | KU.nonRepudiation | KU.keyEncipherment | KU.keyCertSign;
@@ -16,6 +19,12 @@ export interface CacertsFiles {
   'ca-key.pem': string;
   'root-cert.pem': string;
   'cert-chain.pem': string;
+}
+
+/** A root CA the user keeps, by file reference (spec `trust.rootCa`). */
+export interface UserRoot {
+  certFile: string;
+  keyFile: string;
 }
 
 export function caDir(stateDir: string, mesh: string): string {
@@ -51,9 +60,53 @@ export async function ensureRootCa(dir: string): Promise<Issued> {
   });
 }
 
+/** The user's root CA, checked: a CA certificate, valid, allowed to sign intermediates, with its key. */
+export async function loadUserRoot(user: UserRoot): Promise<Issued> {
+  const read = (field: 'certFile' | 'keyFile') => {
+    try {
+      return fs.readFileSync(user[field], 'utf8');
+    } catch (err) {
+      throw new PermanentError(`trust.rootCa.${field}: cannot read ${user[field]}: ${(err as Error).message}`);
+    }
+  };
+  let certificate: x509.X509Certificate;
+  try {
+    certificate = new x509.X509Certificate(read('certFile'));
+  } catch (err) {
+    if (err instanceof PermanentError) throw err;
+    throw new PermanentError(`trust.rootCa.certFile: ${user.certFile} is not a PEM certificate`);
+  }
+  const bad = (why: string) => new PermanentError(`trust.rootCa.certFile: ${user.certFile} ${why}`);
+  const constraints = certificate.getExtension(x509.BasicConstraintsExtension);
+  if (!constraints?.ca) throw bad('is not a CA certificate (basicConstraints CA:TRUE is missing)');
+  if (constraints.pathLength === 0) throw bad('has pathlen 0: it may not sign the per-cluster intermediate CAs Istio needs');
+  const usage = certificate.getExtension(x509.KeyUsagesExtension);
+  if (usage && !(usage.usages & KU.keyCertSign)) throw bad('lacks the keyCertSign key usage');
+  const inADay = new Date(Date.now() + 86_400_000);
+  if (certificate.notAfter < inADay) throw bad(`expires ${certificate.notAfter.toISOString()}: use a root valid for longer than the mesh`);
+  const algorithm = keyAlgorithmOf(certificate);
+  if (!algorithm) throw bad('has a key meshflow cannot sign with (use RSA 2048/3072/4096 or ECDSA P-256/P-384)');
+  const keyPem = read('keyFile');
+  let key: KeyPair;
+  try {
+    // PKCS#1 ("RSA PRIVATE KEY"), SEC1 ("EC PRIVATE KEY") or PKCS#8: WebCrypto takes only the last.
+    const pkcs8 = createPrivateKey(keyPem).export({ type: 'pkcs8', format: 'pem' }).toString();
+    key = await importKeyPair(algorithm, pkcs8, certificate);
+  } catch {
+    throw new PermanentError(`trust.rootCa.keyFile: ${user.keyFile} is not an unencrypted PEM ${algorithm} private key (decrypt it with \`openssl pkey -in KEY -out PLAIN\`)`);
+  }
+  if (!(await keysMatch(key))) throw new PermanentError(`trust.rootCa.keyFile: ${user.keyFile} is not the key of ${user.certFile}`);
+  return { certificate, key };
+}
+
+/** The mesh's root: the user's when the spec names one, else the one meshflow keeps in `dir`. */
+export function meshRoot(dir: string, user?: UserRoot): Promise<Issued> {
+  return user ? loadUserRoot(user) : ensureRootCa(dir);
+}
+
 /** A cluster's intermediate CA and the four files of its `cacerts` secret. */
-export async function ensureClusterCa(dir: string, cluster: string): Promise<CacertsFiles> {
-  const root = await ensureRootCa(dir);
+export async function ensureClusterCa(dir: string, cluster: string, user?: UserRoot): Promise<CacertsFiles> {
+  const root = await meshRoot(dir, user);
   const cdir = path.join(dir, cluster);
   const certFile = path.join(cdir, 'ca-cert.pem');
   const keyFile = path.join(cdir, 'ca-key.pem');

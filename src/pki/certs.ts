@@ -7,16 +7,38 @@ import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
-export type KeyAlgorithm = 'ecdsa-p256' | 'rsa-2048' | 'rsa-4096';
+export type KeyAlgorithm = 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
 
+const rsa = (modulusLength: number): webcrypto.RsaHashedKeyGenParams => ({ name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength });
 const ALGORITHMS: Record<KeyAlgorithm, webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams> = {
   'ecdsa-p256': { name: 'ECDSA', namedCurve: 'P-256' },
-  'rsa-2048': { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 },
-  'rsa-4096': { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 4096 },
+  'ecdsa-p384': { name: 'ECDSA', namedCurve: 'P-384' },
+  'rsa-2048': rsa(2048),
+  'rsa-3072': rsa(3072),
+  'rsa-4096': rsa(4096),
 };
 
 function signingAlgorithm(alg: KeyAlgorithm): webcrypto.Algorithm | webcrypto.EcdsaParams {
-  return alg === 'ecdsa-p256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5' };
+  if (alg === 'ecdsa-p256') return { name: 'ECDSA', hash: 'SHA-256' };
+  if (alg === 'ecdsa-p384') return { name: 'ECDSA', hash: 'SHA-384' };
+  return { name: 'RSASSA-PKCS1-v1_5' };
+}
+
+/** The key algorithm of a certificate's public key, or undefined for one we do not sign with. */
+export function keyAlgorithmOf(certificate: x509.X509Certificate): KeyAlgorithm | undefined {
+  const alg = certificate.publicKey.algorithm as { name: string; namedCurve?: string; modulusLength?: number };
+  if (alg.name === 'ECDSA') return alg.namedCurve === 'P-256' ? 'ecdsa-p256' : alg.namedCurve === 'P-384' ? 'ecdsa-p384' : undefined;
+  if (alg.name === 'RSASSA-PKCS1-v1_5' || alg.name === 'RSA-PSS') {
+    return ({ 2048: 'rsa-2048', 3072: 'rsa-3072', 4096: 'rsa-4096' } as Record<number, KeyAlgorithm>)[alg.modulusLength ?? 0];
+  }
+  return undefined;
+}
+
+/** Whether `pair`'s private key is the one behind its public key (signs, and the public key verifies). */
+export async function keysMatch(pair: KeyPair): Promise<boolean> {
+  const data = webcrypto.getRandomValues(new Uint8Array(32));
+  const sig = await webcrypto.subtle.sign(signingAlgorithm(pair.algorithm), pair.keys.privateKey, data);
+  return webcrypto.subtle.verify(signingAlgorithm(pair.algorithm), pair.keys.publicKey, sig, data);
 }
 
 export interface KeyPair {

@@ -1,6 +1,7 @@
 // The plan of a mesh, as data: every step, what it depends on, what it creates and how that is
 // undone. The workflow walks this graph, `meshflow plan` prints it, the status query reports it;
 // no list of steps is written anywhere else. Pure: safe to run inside workflow code.
+import { SAMPLE_APPS } from '../istio/sample-apps';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 
 export type StepKind =
@@ -133,14 +134,19 @@ export function buildPlan(mesh: MeshSpec): Plan {
   }
   const placement = appPlacement(mesh);
   for (const c of mesh.clusters) {
-    if (!placement[c.name]?.length) continue;
+    const files = mesh.app.manifests.filter((m) => m.clusters.includes(c.name)).map((m) => m.file);
+    if (!placement[c.name]?.length && !files.length) continue;
+    const what = [
+      ...(placement[c.name]?.length ? [`${mesh.app.sample} (${placement[c.name].join(', ')})`] : []),
+      ...files.map((f) => `the objects of ${f}`),
+    ];
     add({
       id: id('deploy-app', c.name),
       kind: 'deploy-app',
       cluster: c.name,
       dependsOn: [id('control-plane', c.name)],
-      creates: `${mesh.app.sample} ${placement[c.name].join(', ')} in namespace sample`,
-      undo: 'delete the sample namespace objects',
+      creates: what.join(' and '),
+      undo: 'delete every object the deploy applied',
       estimateMs: 5_000,
     });
   }
@@ -169,11 +175,10 @@ export function linkPairs(mesh: MeshSpec): Array<[string, string]> {
   return pairs;
 }
 
-/** Which sample versions run in which cluster (default: v1, v2, ... one per cluster). */
+/** Which parts of the sample run in which cluster (default: the sample's own spread over the clusters). */
 export function appPlacement(mesh: MeshSpec): Record<string, string[]> {
   if (mesh.app.sample === 'none') return {};
-  if (mesh.app.placement) return mesh.app.placement;
-  return Object.fromEntries(mesh.clusters.map((c, i) => [c.name, [`v${i + 1}`]]));
+  return mesh.app.placement ?? SAMPLE_APPS[mesh.app.sample].defaultPlacement(mesh.clusters.map((c) => c.name));
 }
 
 /** The longest chain of estimates through the graph: the least time the whole plan can take. */

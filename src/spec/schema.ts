@@ -2,6 +2,7 @@
 // what app runs where, and how long the mesh lives. Unknown fields are errors (a typo must not
 // silently become a default).
 import { z } from 'zod';
+import { SAMPLE_APPS, type SampleName } from '../istio/sample-apps';
 import { MAX_TTL_MS, MIN_TTL_MS, parseDuration } from './duration';
 
 
@@ -57,6 +58,12 @@ export const meshSchema = z
     ttl: ttl.default('4h'),
     onFailure: z.enum(['delete', 'keep']).default('delete'),
     clusters: z.array(clusterSchema).min(1, 'a mesh needs at least one cluster').max(20, 'at most 20 clusters'),
+    trust: z
+      .strictObject({
+        /** Bring your own root CA (PEM files you keep); default: meshflow makes one per mesh. */
+        rootCa: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
+      })
+      .prefault({}),
     istio: z
       .strictObject({
         version: z.string().default('1.31'),
@@ -67,9 +74,20 @@ export const meshSchema = z
       .prefault({}),
     app: z
       .strictObject({
-        sample: z.enum(['helloworld', 'none']).default('helloworld'),
-        /** cluster name -> the versions of the sample that run there */
+        sample: z.enum([...(Object.keys(SAMPLE_APPS) as SampleName[]), 'none']).default('helloworld'),
+        /** cluster name -> the components of the sample that run there (helloworld: versions v1, v2...; default: spread over the clusters) */
         placement: z.record(z.string(), z.array(z.string().min(1))).optional(),
+        /** The user's own manifests (read by the worker at deploy time, never carried in workflow history), per cluster. */
+        manifests: z
+          .array(
+            z.strictObject({
+              file: z.string().min(1),
+              clusters: z.array(dnsLabel).min(1),
+              /** Namespace for objects that name none; created (with sidecar injection) unless it exists. Default: "default". */
+              namespace: dnsLabel.optional(),
+            }),
+          )
+          .default([]),
       })
       .prefault({}),
     verify: z
@@ -127,10 +145,22 @@ export const meshSchema = z
       }
     });
     if (mesh.app.placement) {
-      for (const cluster of Object.keys(mesh.app.placement)) {
+      const app = mesh.app.sample === 'none' ? undefined : SAMPLE_APPS[mesh.app.sample];
+      if (!app) ctx.addIssue({ code: 'custom', path: ['app', 'placement'], message: 'placement places a sample: set app.sample, or list your own files under app.manifests' });
+      for (const [cluster, components] of Object.entries(mesh.app.placement)) {
         if (!names.has(cluster)) ctx.addIssue({ code: 'custom', path: ['app', 'placement', cluster], message: `no cluster named "${cluster}" in this mesh` });
+        components.forEach((c, i) => {
+          if (app && !app.isComponent(c)) {
+            ctx.addIssue({ code: 'custom', path: ['app', 'placement', cluster, i], message: `"${c}" is not a part of ${app.name} (its parts: ${app.components.join(', ')}${app.name === 'helloworld' ? ', or any vN' : ''})` });
+          }
+        });
       }
     }
+    mesh.app.manifests.forEach((m, i) => {
+      m.clusters.forEach((cluster, j) => {
+        if (!names.has(cluster)) ctx.addIssue({ code: 'custom', path: ['app', 'manifests', i, 'clusters', j], message: `no cluster named "${cluster}" in this mesh` });
+      });
+    });
   });
 
 export type MeshSpec = z.infer<typeof meshSchema>;

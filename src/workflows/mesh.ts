@@ -1,12 +1,14 @@
 // provisionMesh: walks the mesh's plan (independent steps in parallel), records everything each
 // step creates in a ledger the moment it succeeds, and on failure or cancellation undoes the
 // ledger in reverse in a non-cancellable scope. A ready mesh stays open until its TTL expires or
-// it is told to tear down; `extend` moves the deadline. Long waits continue-as-new with the
-// state they carry, so history stays bounded.
+// it is told to tear down; `extend` moves the deadline, `verify` re-runs the checks, and the
+// remote secrets' reader tokens are renewed before they expire. Long waits continue-as-new with
+// the state they carry, so history stays bounded.
 import {
   ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
+  allHandlersFinished,
   CancellationScope,
   condition,
   continueAsNew,
@@ -21,7 +23,7 @@ import type { MeshActivities } from '../activities/types';
 import { buildPlan, type Step, type StepKind } from '../plan/plan';
 import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
-import { extendUpdate, statusQuery, teardownSignal } from './definitions';
+import { extendUpdate, statusQuery, teardownSignal, verifyUpdate } from './definitions';
 import type { LedgerEntry, MeshPhase, MeshStatus, ProvisionMeshInput, Resource, StepOutcome, StepStatus } from './types';
 
 const RETRY = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['SpecError', 'PermanentError'] };
@@ -59,6 +61,21 @@ const undoActivities = proxyActivities<MeshActivities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
 });
 
+/** A renewal that failed is tried again this much later (the token it replaces is still valid for a while). */
+const RENEWAL_RETRY_MS = 5 * 60_000;
+/** A token that outlives the mesh by this much needs no renewal. */
+const TOKEN_MARGIN_MS = 10 * 60_000;
+
+function stepActivity(step: Step, summaryText = summary(step)) {
+  // On cancel, wait for the activity to finish or acknowledge: one that completes anyway has
+  // created something, and its result must reach the ledger to be undone.
+  return proxyActivities<MeshActivities>({
+    ...OPTIONS[step.kind],
+    summary: summaryText,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  })[ACTIVITY[step.kind]];
+}
+
 function summary(step: Step): string {
   return step.target ? `${step.kind} ${step.cluster} -> ${step.target}` : step.cluster ? `${step.kind} ${step.cluster}` : step.kind;
 }
@@ -84,7 +101,16 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     leftBehind: [],
   };
   const stepStatus = (id: string) => status.steps.find((s) => s.id === id)!;
+  const request = (step: Step) => ({ mesh: spec.name, spec, step: { id: step.id, kind: step.kind, cluster: step.cluster, target: step.target } });
+  const record = (step: string, resources: Resource[]) => {
+    for (const resource of resources) {
+      // A step run again (a token renewal) reports what it already created: one entry is enough.
+      const known = status.ledger.some((l) => l.step === step && JSON.stringify(l.resource) === JSON.stringify(resource));
+      if (!known) status.ledger.push({ step, resource, createdAt: now() });
+    }
+  };
   let teardownRequested = false;
+  let deadlineMoved = false;
 
   const setPhase = (phase: MeshPhase) => {
     status.phase = phase;
@@ -107,6 +133,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       const ms = parseDuration(by)!;
       const expires = new Date(Math.max(Date.parse(status.expiresAt ?? now()), Date.now()) + ms);
       status.expiresAt = expires.toISOString();
+      deadlineMoved = true;
       return status.expiresAt;
     },
     {
@@ -116,6 +143,22 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         if (status.phase !== 'ready' && status.phase !== 'provisioning') throw new Error(`mesh ${spec.name} is ${status.phase}: nothing to extend`);
         const base = Math.max(Date.parse(status.expiresAt ?? now()), Date.now());
         if (base + ms - Date.now() > MAX_TTL_MS) throw new Error(`a mesh may live at most ${formatDurationMs(MAX_TTL_MS)} from now`);
+      },
+    },
+  );
+
+  setHandler(
+    verifyUpdate,
+    async () => {
+      const step = plan.steps.find((s) => s.kind === 'verify')!;
+      const out = await stepActivity(step, 'verify (requested)')(request(step));
+      status.checks = out.checks ?? [];
+      status.verifiedAt = now();
+      return status.checks;
+    },
+    {
+      validator: () => {
+        if (status.phase !== 'ready') throw new Error(`mesh ${spec.name} is ${status.phase}: checks run on a ready mesh`);
       },
     },
   );
@@ -145,14 +188,21 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     setPhase('ready');
   }
 
-  // Ready: wait for the deadline (which `extend` may move) or a teardown request.
+  // Ready: wait for the deadline (which `extend` may move) or a teardown request, renewing
+  // reader tokens on the way.
   try {
     for (;;) {
       const left = Date.parse(status.expiresAt!) - Date.now();
       if (left <= 0 || teardownRequested) break;
-      await condition(() => teardownRequested || workflowInfo().continueAsNewSuggested, left);
+      const renewIn = nextRenewal() - Date.now();
+      if (renewIn <= 0) {
+        await renewTokens();
+        continue;
+      }
+      deadlineMoved = false;
+      await condition(() => teardownRequested || deadlineMoved || workflowInfo().continueAsNewSuggested, Math.min(left, renewIn));
       if (workflowInfo().continueAsNewSuggested && !teardownRequested) {
-        await condition(() => true); // let running update handlers finish first
+        await condition(allHandlersFinished); // a running verify or extend finishes first
         await continueAsNew<typeof provisionMesh>({ spec, carried: status });
       }
     }
@@ -164,6 +214,34 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   setPhase(status.leftBehind.length ? 'failed' : 'deleted');
   return status;
 
+  /** When the first reader token that must outlive the mesh's deadline is due for renewal (Infinity: none is). */
+  function nextRenewal(): number {
+    const deadline = Date.parse(status.expiresAt!) + TOKEN_MARGIN_MS;
+    const due = status.steps
+      .filter((s) => s.kind === 'link' && s.outputs?.tokenRenewAt && Date.parse(s.outputs.tokenExpiresAt) < deadline)
+      .map((s) => Date.parse(s.outputs!.tokenRenewAt));
+    return Math.min(Infinity, ...due);
+  }
+
+  /** Links again the pairs whose tokens are due: a fresh token replaces the old one in the remote secret. */
+  async function renewTokens(): Promise<void> {
+    const due = plan.steps.filter((step) => step.kind === 'link' && Date.parse(stepStatus(step.id).outputs?.tokenRenewAt ?? '') <= Date.now());
+    await Promise.all(
+      due.map(async (step) => {
+        const s = stepStatus(step.id);
+        try {
+          const out = await stepActivity(step, `renew token ${step.cluster} -> ${step.target}`)(request(step));
+          record(step.id, out.resources);
+          s.outputs = { ...out.outputs, renewedAt: now() };
+          s.lastError = undefined;
+        } catch (err) {
+          s.lastError = `token renewal failed, retrying in ${formatDurationMs(RENEWAL_RETRY_MS)}: ${errorText(err)}`;
+          s.outputs = { ...s.outputs, tokenRenewAt: new Date(Date.now() + RENEWAL_RETRY_MS).toISOString() };
+        }
+      }),
+    );
+  }
+
   async function walk(): Promise<void> {
     const done = new Set<string>();
     const running = new Map<string, Promise<void>>();
@@ -172,18 +250,12 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       const s = stepStatus(step.id);
       s.state = 'running';
       s.startedAt = now();
-      // On cancel, wait for the activity to finish or acknowledge: one that completes anyway has
-      // created something, and its result must reach the ledger to be undone.
-      const act = proxyActivities<MeshActivities>({
-        ...OPTIONS[step.kind],
-        summary: summary(step),
-        cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      })[ACTIVITY[step.kind]];
+      const act = stepActivity(step);
       const p = (async () => {
         try {
-          const out: StepOutcome = await act({ mesh: spec.name, spec, step: { id: step.id, kind: step.kind, cluster: step.cluster, target: step.target } });
+          const out: StepOutcome = await act(request(step));
           // Record what was created before anything else can fail: it must be undone whatever happens next.
-          for (const resource of out.resources) status.ledger.push({ step: step.id, resource, createdAt: now() });
+          record(step.id, out.resources);
           if (out.checks) status.checks.push(...out.checks);
           s.outputs = out.outputs;
           s.attempts = out.attempt;
@@ -192,7 +264,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         } catch (err) {
           // A step that fails after creating something says what in its failure details.
           const details = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? (err.cause.details?.[0] as { resources?: Resource[] } | undefined) : undefined;
-          for (const resource of details?.resources ?? []) status.ledger.push({ step: step.id, resource, createdAt: now() });
+          record(step.id, details?.resources ?? []);
           s.state = 'failed';
           s.lastError = errorText(err);
           failure ??= isCancellation(err) ? err : new Error(`step ${step.id}: ${s.lastError}`);

@@ -64,6 +64,8 @@ export interface MeshStatus {
   startedAt: string;
   readyAt?: string;
   expiresAt?: string;
+  /** When `meshflow verify` last re-ran the checks. */
+  verifiedAt?: string;
   steps: StepStatus[];
   ledger: LedgerEntry[];
   checks: CheckResult[];

@@ -14,11 +14,21 @@ export interface Script {
   failUndo?: string[];
   /** Step ids that block until cancelled (to test cancellation mid-flight). */
   hangSteps?: string[];
+  /** Link steps issue reader tokens that live this long (renewed at two thirds, as the real ones). */
+  tokenLifetimeMs?: number;
+}
+
+/** A token a link step issued, in workflow (server) time. */
+export interface IssuedToken {
+  step: string;
+  issuedAt: number;
+  expiresAt: number;
 }
 
 export class FakeActivities {
   readonly scripts = new Map<string, Script>();
   readonly calls = new Map<string, string[]>();
+  readonly tokens = new Map<string, IssuedToken[]>();
 
   private record(mesh: string, call: string) {
     this.calls.set(mesh, [...(this.calls.get(mesh) ?? []), call]);
@@ -44,10 +54,19 @@ export class FakeActivities {
     if (script.failSteps?.includes(req.step.id)) {
       throw ApplicationFailure.create({ type: 'PermanentError', message: `injected failure in ${req.step.id}`, nonRetryable: true });
     }
+    let outputs: Record<string, string> | undefined;
+    if (req.step.kind === 'link' && script.tokenLifetimeMs) {
+      // Server time, not this process's clock: the time-skipping server moves only the former.
+      const issuedAt = Context.current().info.currentAttemptScheduledTimestampMs;
+      const expiresAt = issuedAt + script.tokenLifetimeMs;
+      this.tokens.set(req.mesh, [...(this.tokens.get(req.mesh) ?? []), { step: req.step.id, issuedAt, expiresAt }]);
+      outputs = { tokenExpiresAt: new Date(expiresAt).toISOString(), tokenRenewAt: new Date(issuedAt + (script.tokenLifetimeMs * 2) / 3).toISOString() };
+    }
     return {
       resources: req.step.kind === 'verify' ? [] : [{ type: 'file', path: req.step.id }],
       attempt: 1,
-      checks: req.step.kind === 'verify' ? [{ name: 'same-root', status: 'passed', detail: 'fake' }] : undefined,
+      outputs,
+      checks: req.step.kind === 'verify' ? [{ name: 'same-root', status: 'passed', detail: `fake, run ${this.callsOf(req.mesh).filter((c) => c === 'run verify').length}` }] : undefined,
     };
   }
 

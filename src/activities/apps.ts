@@ -1,0 +1,63 @@
+// What a cluster's deploy-app step applies: the sample's parts placed there and the user's own
+// manifests listed for it. User files are read here, on the worker, so whatever they hold
+// (Secrets included) never travels through workflow history.
+import fs from 'node:fs';
+import type * as k8s from '@kubernetes/client-node';
+import { PermanentError } from '../adapters/providers';
+import { type Kube, MESH_LABEL, parseManifests } from '../adapters/kube';
+import { SAMPLE_APPS } from '../istio/sample-apps';
+import { appPlacement } from '../plan/plan';
+import type { MeshSpec } from '../spec/schema';
+
+/** Kinds that live outside namespaces: they get no namespace filled in. */
+const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PriorityClass', 'StorageClass', 'IngressClass', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'PersistentVolume']);
+
+export function appObjects(spec: MeshSpec, cluster: string): k8s.KubernetesObject[] {
+  const placement = appPlacement(spec);
+  const objects = (spec.app.sample !== 'none' && placement[cluster]?.length ? SAMPLE_APPS[spec.app.sample].manifests(cluster, placement) : []) as k8s.KubernetesObject[];
+  spec.app.manifests.forEach((m, i) => {
+    if (!m.clusters.includes(cluster)) return;
+    let text: string;
+    try {
+      text = fs.readFileSync(m.file, 'utf8');
+    } catch (err) {
+      throw new PermanentError(`app.manifests[${i}].file: cannot read ${m.file} on this worker: ${(err as Error).message}`);
+    }
+    let mine: k8s.KubernetesObject[];
+    try {
+      mine = parseManifests(text);
+    } catch (err) {
+      throw new PermanentError(`app.manifests[${i}].file: ${m.file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    }
+    mine.forEach((o, j) => {
+      if (!o.apiVersion || !o.kind || !o.metadata?.name) throw new PermanentError(`app.manifests[${i}].file: object ${j + 1} of ${m.file} lacks apiVersion, kind or metadata.name`);
+    });
+    const ns = m.namespace ?? 'default';
+    for (const o of mine) if (!CLUSTER_SCOPED.has(o.kind!) && !o.metadata!.namespace) o.metadata!.namespace = ns;
+    const declared = new Set(mine.filter((o) => o.kind === 'Namespace').map((o) => o.metadata!.name));
+    if (m.namespace && !declared.has(m.namespace)) {
+      mine.unshift({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: m.namespace, labels: { 'istio-injection': 'enabled' } } });
+    }
+    objects.push(...mine);
+  });
+  // One object once, even when a sample and a file (or two files) both declare it.
+  const seen = new Set<string>();
+  return objects.filter((o) => {
+    const key = `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
+    return seen.has(key) ? false : (seen.add(key), true);
+  });
+}
+
+/**
+ * Drops the Namespace objects for namespaces that already exist and are not this mesh's: applying
+ * them would make meshflow their owner, and teardown would delete the user's namespace. Returns
+ * the names of the namespaces left alone.
+ */
+export async function withoutForeignNamespaces(k: Kube, mesh: string, objects: k8s.KubernetesObject[]): Promise<{ objects: k8s.KubernetesObject[]; foreign: string[] }> {
+  const foreign: string[] = [];
+  for (const o of objects.filter((x) => x.kind === 'Namespace')) {
+    const existing = await k.read({ apiVersion: 'v1', kind: 'Namespace', name: o.metadata!.name! });
+    if (existing && existing.metadata?.labels?.[MESH_LABEL] !== mesh) foreign.push(o.metadata!.name!);
+  }
+  return { objects: objects.filter((o) => !(o.kind === 'Namespace' && foreign.includes(o.metadata!.name!))), foreign };
+}

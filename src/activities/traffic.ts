@@ -1,0 +1,175 @@
+// Traffic checks: requests from a client pod (exec) that every placed cluster must answer, and
+// HTTP GETs through ingress gateways. They need running pods, so on local control-plane-only
+// clusters they are reported as not supported, never as passed. The pod and HTTP access go
+// through TrafficPort, so the checks' reasoning is testable where no pod can run.
+import { Writable } from 'node:stream';
+import * as k8s from '@kubernetes/client-node';
+import type { ClusterAccess } from '../adapters/providers';
+import type { Heartbeat } from '../adapters/kube';
+import { ISTIO_NAMESPACE } from '../istio/manifests';
+import { SAMPLE_APPS, type IngressProbe, type TrafficProbe } from '../istio/sample-apps';
+import { appPlacement } from '../plan/plan';
+import type { MeshSpec } from '../spec/schema';
+import type { CheckResult } from '../workflows/types';
+
+export const INGRESS_SERVICE = 'istio-ingressgateway';
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface TrafficPort {
+  /** Runs `command` in `container` of the first running pod matching `selector`. */
+  exec(access: ClusterAccess, namespace: string, selector: string, container: string, command: string[]): Promise<ExecResult>;
+  /** The ingress gateway's load balancer address, or undefined while it has none. */
+  ingressAddress(access: ClusterAccess): Promise<string | undefined>;
+  /** An HTTP GET from the worker. */
+  get(url: string): Promise<{ status: number; body: string }>;
+}
+
+class NoPodError extends Error {}
+
+function collect(): { stream: Writable; text: () => string } {
+  const chunks: Buffer[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk);
+      done();
+    },
+  });
+  return { stream, text: () => Buffer.concat(chunks).toString() };
+}
+
+/** The real port: exec over the Kubernetes API (WebSocket), GET with fetch. */
+export const kubeTraffic: TrafficPort = {
+  async exec(access, namespace, selector, container, command) {
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(access.kubeconfig);
+    if (access.context) kc.setCurrentContext(access.context);
+    const pods = await kc.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace, labelSelector: selector, fieldSelector: 'status.phase=Running' });
+    const pod = pods.items[0]?.metadata?.name;
+    if (!pod) throw new NoPodError(`no running pod ${selector} in namespace ${namespace}`);
+    const out = collect();
+    const err = collect();
+    const status = await new Promise<k8s.V1Status>((resolve, reject) => {
+      new k8s.Exec(kc).exec(namespace, pod, container, command, out.stream, err.stream, null, false, resolve).catch(reject);
+    });
+    const code = status.status === 'Success' ? 0 : Number(status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? 1);
+    return { stdout: out.text(), stderr: err.text(), exitCode: code };
+  },
+
+  async ingressAddress(access) {
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(access.kubeconfig);
+    if (access.context) kc.setCurrentContext(access.context);
+    const svc = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedService({ name: INGRESS_SERVICE, namespace: ISTIO_NAMESPACE });
+    const ing = svc.status?.loadBalancer?.ingress?.[0];
+    return ing?.ip ?? ing?.hostname ?? svc.spec?.externalIPs?.[0];
+  },
+
+  async get(url) {
+    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    return { status: res.status, body: await res.text() };
+  },
+};
+
+const NOT_ON_LOCAL = 'local clusters run no pods, so no request can cross clusters here; run the mesh on real clusters for this check';
+
+export async function trafficChecks(
+  spec: MeshSpec,
+  access: (cluster: string) => ClusterAccess,
+  port: TrafficPort,
+  heartbeat: Heartbeat,
+): Promise<CheckResult[]> {
+  if (spec.app.sample === 'none') {
+    return [{ name: 'traffic', status: 'not-supported', detail: 'app.sample is none: there is no sample app to send requests to' }];
+  }
+  const { exec, ingress } = SAMPLE_APPS[spec.app.sample].probes(appPlacement(spec));
+  const results: CheckResult[] = [];
+  for (const probe of exec) {
+    heartbeat({ traffic: probe.fromCluster });
+    const involved = [probe.fromCluster, ...Object.keys(probe.answers)];
+    results.push(involved.some((c) => access(c).local)
+      ? { name: 'traffic', cluster: probe.fromCluster, status: 'not-supported', detail: NOT_ON_LOCAL }
+      : await execProbe(spec, probe, access, port));
+  }
+  for (const probe of ingress) {
+    heartbeat({ ingress: probe.cluster });
+    results.push(access(probe.cluster).local
+      ? { name: 'ingress', cluster: probe.cluster, status: 'not-supported', detail: NOT_ON_LOCAL }
+      : await ingressProbe(probe, access, port));
+  }
+  return results;
+}
+
+async function execProbe(spec: MeshSpec, probe: TrafficProbe, access: (cluster: string) => ClusterAccess, port: TrafficPort): Promise<CheckResult> {
+  const base = { name: 'traffic', cluster: probe.fromCluster };
+  const requests = spec.verify.traffic.requests;
+  const answered = new Map(Object.keys(probe.answers).map((c) => [c, 0]));
+  const patterns = Object.entries(probe.answers).map(([c, re]) => [c, new RegExp(re, 'm')] as const);
+  let errors = 0;
+  let lastError = '';
+  for (let i = 0; i < requests; i++) {
+    let r: ExecResult;
+    try {
+      r = await port.exec(access(probe.fromCluster), probe.namespace, probe.podSelector, probe.container, probe.command);
+    } catch (err) {
+      if (err instanceof NoPodError) {
+        return { ...base, status: 'failed', detail: `cannot run ${probe.command.join(' ')}: ${err.message}`, hint: `kubectl -n ${probe.namespace} get pods -l ${probe.podSelector} (image pulls, sidecar injection, resources)` };
+      }
+      // One exec lost (a dropped WebSocket) is one failed request, not a failed check.
+      r = { stdout: '', stderr: `exec: ${(err as Error).message}`, exitCode: -1 };
+    }
+    const who = patterns.find(([, re]) => re.test(r.stdout))?.[0];
+    if (r.exitCode === 0 && who) answered.set(who, answered.get(who)! + 1);
+    else {
+      errors++;
+      lastError = (r.stderr || r.stdout).trim().split('\n')[0];
+    }
+  }
+  const counts = [...answered].map(([c, n]) => `${c} ${n}`).join(', ');
+  const silent = [...answered].filter(([, n]) => n === 0).map(([c]) => c);
+  const detail = `${requests} requests from ${probe.fromCluster} (${probe.command.join(' ')}): ${counts}${errors ? `, ${errors} failed (${lastError})` : ''}`;
+  if (!silent.length) return { ...base, status: 'passed', detail };
+  return { ...base, status: 'failed', detail: `${silent.join(', ')} never answered; ${detail}`, hint: silentHint(spec, probe.fromCluster, silent) };
+}
+
+/** Why a cluster's pods never answered: the path the requests take decides what to look at. */
+function silentHint(spec: MeshSpec, from: string, silent: string[]): string {
+  const network = (c: string) => spec.clusters.find((x) => x.name === c)!.network;
+  const crossing = silent.filter((c) => network(c) !== network(from));
+  const flat = silent.filter((c) => network(c) === network(from));
+  const hints: string[] = [];
+  if (crossing.length) {
+    hints.push(`requests to ${crossing.join(', ')} cross networks through the east-west gateway: check that its address (status) is reachable from ${from} on port 15443, ` +
+      'that every cluster has the same root (same-root check), and `istioctl proxy-config endpoint` on the client for the remote endpoints');
+  }
+  if (flat.length) {
+    const cidrs = [from, ...flat].map((c) => spec.clusters.find((x) => x.name === c)!.podCidr ?? `${c}'s pod range`).join(', ');
+    hints.push(`${from} and ${flat.join(', ')} share network ${network(from)}, so pods talk directly: open the firewall between the pod ranges (${cidrs}); ` +
+      'on GKE in one VPC, add an ingress rule that allows all clusters\' pod CIDRs');
+  }
+  hints.push('`istioctl remote-clusters` on each primary should say synced for every other cluster');
+  return hints.join('. ');
+}
+
+async function ingressProbe(probe: IngressProbe, access: (cluster: string) => ClusterAccess, port: TrafficPort): Promise<CheckResult> {
+  const base = { name: 'ingress', cluster: probe.cluster };
+  let address: string | undefined;
+  try {
+    address = await port.ingressAddress(access(probe.cluster));
+  } catch (err) {
+    return { ...base, status: 'failed', detail: `no ingress gateway: ${(err as Error).message.split('\n')[0]}`, hint: `install an ingress gateway in ${probe.cluster} (istio.profile default or demo)` };
+  }
+  if (!address) return { ...base, status: 'failed', detail: 'the ingress gateway has no address (load balancer pending)', hint: 'the cluster needs a load balancer implementation, or set spec.externalIPs on the Service' };
+  const url = `http://${address}${probe.path}`;
+  try {
+    const res = await port.get(url);
+    if (res.status === 200 && new RegExp(probe.expect, 'm').test(res.body)) return { ...base, status: 'passed', detail: `GET ${url}: 200, the expected page` };
+    return { ...base, status: 'failed', detail: `GET ${url}: ${res.status}, not the expected page`, hint: 'check the Gateway and VirtualService of the app and that its pods are ready (a 503 means no healthy endpoint)' };
+  } catch (err) {
+    return { ...base, status: 'failed', detail: `GET ${url}: ${(err as Error).message}`, hint: `the ingress address is not reachable from this worker: check firewalls in front of ${probe.cluster}'s load balancer` };
+  }
+}
