@@ -1,5 +1,5 @@
 // Replays recorded histories of real runs (ready then expired, failed and compensated, an undo
-// failure reported) against today's workflow code: a change that makes the workflow
+// failure reported, reader tokens renewed through an extend, checks re-run on request) against today's workflow code: a change that makes the workflow
 // non-deterministic fails here instead of breaking meshes that are already running. The replay
 // runs in `meshflow replay` (a plain Node process: protobufjs's reflection does not survive
 // Jest's module registry).
@@ -12,7 +12,7 @@ const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
 const cli = path.resolve(__dirname, '..', 'dist', 'cli', 'main.js');
 
 test('histories were recorded', () => {
-  expect(files.sort()).toEqual(['failed-and-compensated.json', 'ready-then-expired.json', 'undo-failure-reported.json']);
+  expect(files.sort()).toEqual(['failed-and-compensated.json', 'ready-then-expired.json', 'tokens-renewed-and-extended.json', 'undo-failure-reported.json', 'verified-on-request.json']);
 });
 
 test.each(files)('%s replays without non-determinism', async (file) => {

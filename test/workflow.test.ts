@@ -39,7 +39,10 @@ afterAll(async () => {
   // `MESHFLOW_RECORD_HISTORIES=1 npm test -- test/workflow.test.ts` refreshes the histories the
   // replay test checks the workflow code against (after an intended, versioned change).
   if (process.env.MESHFLOW_RECORD_HISTORIES) {
-    for (const [mesh, file] of [['ttl', 'ready-then-expired'], ['f-control-plane-west', 'failed-and-compensated'], ['stuck', 'undo-failure-reported']]) {
+    for (const [mesh, file] of [
+      ['ttl', 'ready-then-expired'], ['f-control-plane-west', 'failed-and-compensated'], ['stuck', 'undo-failure-reported'],
+      ['renew', 'tokens-renewed-and-extended'], ['vfy', 'verified-on-request'],
+    ]) {
       const history = await env.client.workflow.getHandle(meshWorkflowId(mesh)).fetchHistory();
       fs.writeFileSync(path.join(__dirname, 'histories', `${file}.json`), historyToJSON(history) + '\n');
     }

@@ -22,6 +22,7 @@ import {
 import type { MeshActivities } from '../activities/types';
 import { buildPlan, type Step, type StepKind } from '../plan/plan';
 import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
+import { upgradeSpec } from '../spec/upgrade';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { extendUpdate, statusQuery, teardownSignal, verifyUpdate } from './definitions';
 import type { LedgerEntry, MeshPhase, MeshStatus, ProvisionMeshInput, Resource, StepOutcome, StepStatus } from './types';
@@ -86,7 +87,7 @@ function errorText(err: unknown): string {
 }
 
 export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStatus> {
-  const { spec } = input;
+  const spec = upgradeSpec(input.spec);
   const plan = buildPlan(spec);
   const now = () => new Date(Date.now()).toISOString();
   const status: MeshStatus = input.carried ?? {
