@@ -16,7 +16,8 @@ test('file references resolve against the spec file and must exist, named by fie
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spec-'));
   fs.writeFileSync(path.join(dir, 'root-cert.pem'), 'x');
   const file = path.join(dir, 'mesh.yaml');
-  fs.writeFileSync(file, BASE + 'trust:\n  rootCa:\n    certFile: root-cert.pem\n    keyFile: ./keys/root-key.pem\n');
+  fs.writeFileSync(path.join(dir, 'app.yaml'), 'x');
+  fs.writeFileSync(file, BASE + 'trust:\n  rootCa:\n    certFile: root-cert.pem\n    keyFile: ./keys/root-key.pem\napp:\n  manifests:\n    - { file: app.yaml, clusters: [east] }\n    - { file: gone.yaml, clusters: [west] }\n');
   const err = (() => {
     try {
       loadMeshSpec(file);
@@ -25,10 +26,16 @@ test('file references resolve against the spec file and must exist, named by fie
     }
     throw new Error('spec was accepted');
   })();
-  expect(err.problems.map((p) => `${p.line}:${p.column} ${p.path}: ${p.message}`)).toEqual([`14:14 trust.rootCa.keyFile: ${dir}/keys/root-key.pem does not exist`]);
+  expect(err.problems.map((p) => `${p.line}:${p.column} ${p.path}: ${p.message}`)).toEqual([
+    `14:14 trust.rootCa.keyFile: ${dir}/keys/root-key.pem does not exist`,
+    `18:15 app.manifests[1].file: ${dir}/gone.yaml does not exist`,
+  ]);
   fs.mkdirSync(path.join(dir, 'keys'));
   fs.writeFileSync(path.join(dir, 'keys', 'root-key.pem'), 'x');
-  expect(loadMeshSpec(file).trust.rootCa).toEqual({ certFile: `${dir}/root-cert.pem`, keyFile: `${dir}/keys/root-key.pem` });
+  fs.writeFileSync(path.join(dir, 'gone.yaml'), 'x');
+  const spec = loadMeshSpec(file);
+  expect(spec.trust.rootCa).toEqual({ certFile: `${dir}/root-cert.pem`, keyFile: `${dir}/keys/root-key.pem` });
+  expect(spec.app.manifests.map((m) => m.file)).toEqual([`${dir}/app.yaml`, `${dir}/gone.yaml`]);
   fs.rmSync(dir, { recursive: true });
 });
 

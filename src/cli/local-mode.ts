@@ -19,11 +19,17 @@ export async function connect(progress: Progress = stderrProgress): Promise<{ cl
   return { client, target, startedServer: started };
 }
 
-/** Makes sure some worker polls the meshflow task queue; starts one in the background if none does. */
+/**
+ * Makes sure a worker polls the meshflow task queue. On this machine's Temporal, that is our
+ * background worker, started when its process is not running: Temporal lists a stopped worker's
+ * pollers for minutes after it is gone, so pollers alone would wait on a dead worker. Elsewhere,
+ * any poller will do.
+ */
 export async function ensureWorker(client: Client, target: TemporalTarget, progress: Progress = stderrProgress): Promise<void> {
-  if (await hasPollers(client, target.namespace)) return;
   const dir = path.join(stateDir(), 'worker');
   const pidFile = path.join(dir, 'worker.pid');
+  const onThisMachine = /^(127\.0\.0\.1|localhost|\[::1\]):/.test(target.address);
+  if (!onThisMachine && (await hasPollers(client, target.namespace))) return;
   if (runningPid(pidFile, dir) === undefined) {
     await ensureTools(['kube-apiserver', 'etcd', 'istioctl'], progress);
     progress(`no meshflow worker polls task queue "${TASK_QUEUE}": starting one in the background (log: ${path.join(dir, 'worker.log')})`);

@@ -121,6 +121,7 @@ program
   .option('--json', 'print the status as JSON')
   .action(async (mesh: string, opts: { json?: boolean }) => {
     const { client, target } = await connect();
+    await ensureWorker(client, target); // queries are answered by a worker
     const s = await meshStatus(client, mesh);
     process.stdout.write(opts.json ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s, target.uiUrl));
   });
@@ -159,7 +160,8 @@ program
   .command('extend <mesh> <duration>')
   .description('move the mesh expiry later by DURATION (e.g. 2h)')
   .action(async (mesh: string, by: string) => {
-    const { client } = await connect();
+    const { client, target } = await connect();
+    await ensureWorker(client, target);
     process.stdout.write(`mesh ${mesh} now expires at ${await extendMesh(client, mesh, by)}\n`);
   });
 

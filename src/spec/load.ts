@@ -41,6 +41,7 @@ function fileFields(spec: MeshSpec): Array<{ path: Array<string | number>; get: 
   if (root) {
     for (const key of ['certFile', 'keyFile'] as const) fields.push({ path: ['trust', 'rootCa', key], get: () => root[key], set: (v) => (root[key] = v) });
   }
+  spec.app.manifests.forEach((m, i) => fields.push({ path: ['app', 'manifests', i, 'file'], get: () => m.file, set: (v) => (m.file = v) }));
   spec.clusters.forEach((c, i) => {
     const existing = c.existing;
     if (existing) fields.push({ path: ['clusters', i, 'existing', 'kubeconfig'], get: () => existing.kubeconfig, set: (v) => (existing.kubeconfig = v) });
