@@ -13,6 +13,7 @@ import { execa } from 'execa';
 import { meshStatus, startMesh, teardownMesh, verifyMesh } from '../src/client';
 import { createWorker } from '../src/worker';
 import { buildPlan, linkPairs } from '../src/plan/plan';
+import { parseDuration } from '../src/spec/duration';
 import { parseMeshSpec } from '../src/spec/load';
 import { sleep } from '../src/util/net';
 import { LocalClusters } from '../src/local/clusters';
@@ -98,7 +99,9 @@ const SECRET_MARKER = 'user-secret-value-4f1c9';
 /** Online Boutique split over cluster1 and cluster3, and the user's own files (one with a Secret) in cluster2. */
 function boutiqueAndOwnFiles(spec: MeshSpec): void {
   const secretFile = path.join(scratchDir('own-files'), 'secret.yaml');
-  fs.writeFileSync(secretFile, `apiVersion: v1\nkind: Secret\nmetadata: { name: api-key }\nstringData: { key: ${SECRET_MARKER} }\n`);
+  // A namespaced object and a cluster-scoped one, neither naming a namespace.
+  fs.writeFileSync(secretFile, `apiVersion: v1\nkind: Secret\nmetadata: { name: api-key }\nstringData: { key: ${SECRET_MARKER} }\n---\n` +
+    'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: { name: greeter-reader }\nrules: [{ apiGroups: [""], resources: [configmaps], verbs: [get] }]\n');
   spec.app = {
     sample: 'online-boutique',
     placement: {
@@ -126,6 +129,7 @@ async function expectAppsPlaced(mesh: string, local: LocalClusters, ready: MeshS
   // What teardown will delete in cluster2: the user's objects, never the namespace meshflow did not make.
   const refs = ready.ledger.filter((l) => l.step === 'deploy-app:cluster2').flatMap((l) => (l.resource.type === 'objects' ? l.resource.objects : []));
   expect(refs).toContainEqual({ apiVersion: 'v1', kind: 'Secret', namespace: 'default', name: 'api-key' });
+  expect(refs.find((r) => r.kind === 'ClusterRole')).toEqual({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', name: 'greeter-reader' });
   expect(refs.filter((r) => r.kind === 'Namespace').map((r) => r.name)).toEqual(['greeter']);
   expect(ready.steps.find((st) => st.id === 'deploy-app:cluster2')?.outputs?.untouchedNamespaces).toBe('default');
 }
@@ -160,10 +164,21 @@ test.each([
   const traffic = ready.checks.filter((c) => c.name === 'traffic' || c.name === 'ingress');
   expect(traffic.length).toBeGreaterThan(0);
   expect(traffic.filter((c) => c.status !== 'not-supported')).toEqual([]);
+  const local = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
+  // Istio's release images at the spec's version, not the testing registry a source-built istioctl names.
+  const primary = spec.clusters.find((c) => c.role === 'primary')!.name;
+  const istiod = await kubeOf(local, `${mesh}-${primary}`).makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ name: 'istiod', namespace: 'istio-system' });
+  expect(istiod.spec?.template.spec?.containers[0].image).toBe(`docker.io/istio/pilot:${spec.istio.version}`);
+  // Reader tokens: the API server's expiry for TTL + 1h, renewal planned at two thirds of that.
+  for (const link of ready.steps.filter((st) => st.kind === 'link')) {
+    const issued = Date.parse(link.startedAt!);
+    const life = Date.parse(link.outputs!.tokenExpiresAt) - issued;
+    expect(Math.abs(life - (parseDuration(spec.ttl)! + 3_600_000))).toBeLessThan(60_000);
+    expect(Math.abs(Date.parse(link.outputs!.tokenRenewAt) - (issued + (life * 2) / 3))).toBeLessThan(60_000);
+  }
   // Every ordered pair the topology needs has a working remote secret.
   expect(controlPlane.filter((c) => c.name === 'remote-secret')).toHaveLength(linkPairs(spec).length);
 
-  const local = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
   const mine = local.list().filter((c) => c.name.startsWith(`${mesh}-`));
   expect(mine.map((c) => c.name).sort()).toEqual(spec.clusters.map((c) => `${mesh}-${c.name}`).sort());
   expect(new Set(mine.map((c) => c.index)).size).toBe(spec.clusters.length); // each its own load balancer pool

@@ -86,6 +86,7 @@ test.each([
   ['a placement naming no part of the sample', BASE + 'app:\n  sample: online-boutique\n  placement:\n    east: [frontend, cartsrvice]\n', ['14:22 app.placement.east[1]: "cartsrvice" is not a part of online-boutique (its parts: frontend, productcatalogservice, recommendationservice, cartservice, emailservice, checkoutservice, paymentservice, currencyservice, shippingservice, adservice)']],
   ['a placement without a sample', BASE + 'app:\n  sample: none\n  placement:\n    east: [v1]\n', ['14:5 app.placement: placement places a sample: set app.sample, or list your own files under app.manifests']],
   ['manifests for an unknown cluster', BASE + 'app:\n  manifests:\n    - { file: a.yaml, clusters: [east, north] }\n', ['13:40 app.manifests[0].clusters[1]: no cluster named "north" in this mesh']],
+  ['an Istio version the pinned istioctl does not render', BASE + 'istio: { version: 1.29.3 }\n', ['11:19 istio.version: must be a 1.31.x release such as 1.31.4: this build\'s pinned istioctl renders Istio 1.31']],
   ['the wrong kind', BASE.replace('kind: Mesh', 'kind: Cluster'), ['2:7 kind: Invalid input: expected "Mesh"']],
   ['invalid YAML', BASE + 'istio: [unclosed\n', [expect.stringMatching(/^\d+:\d+ \(yaml\): /)]],
   ['a duplicate key', BASE + 'name: again\n', [expect.stringMatching(/^11:1 \(yaml\): Map keys must be unique/)]],

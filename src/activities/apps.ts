@@ -9,14 +9,17 @@ import { SAMPLE_APPS } from '../istio/sample-apps';
 import { appPlacement } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 
-/** Kinds that live outside namespaces: they get no namespace filled in. */
+/** Whether a kind lives in namespaces (API discovery); undefined for a kind the server does not know yet. */
+export type Namespaced = (apiVersion: string, kind: string) => Promise<boolean | undefined>;
+
+/** Kinds known to live outside namespaces, for kinds discovery cannot answer for yet (their CRD is in the same file). */
 const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PriorityClass', 'StorageClass', 'IngressClass', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'PersistentVolume']);
 
-export function appObjects(spec: MeshSpec, cluster: string): k8s.KubernetesObject[] {
+export async function appObjects(spec: MeshSpec, cluster: string, namespaced: Namespaced): Promise<k8s.KubernetesObject[]> {
   const placement = appPlacement(spec);
   const objects = (spec.app.sample !== 'none' && placement[cluster]?.length ? SAMPLE_APPS[spec.app.sample].manifests(cluster, placement) : []) as k8s.KubernetesObject[];
-  spec.app.manifests.forEach((m, i) => {
-    if (!m.clusters.includes(cluster)) return;
+  for (const [i, m] of spec.app.manifests.entries()) {
+    if (!m.clusters.includes(cluster)) continue;
     let text: string;
     try {
       text = fs.readFileSync(m.file, 'utf8');
@@ -33,13 +36,16 @@ export function appObjects(spec: MeshSpec, cluster: string): k8s.KubernetesObjec
       if (!o.apiVersion || !o.kind || !o.metadata?.name) throw new PermanentError(`app.manifests[${i}].file: object ${j + 1} of ${m.file} lacks apiVersion, kind or metadata.name`);
     });
     const ns = m.namespace ?? 'default';
-    for (const o of mine) if (!CLUSTER_SCOPED.has(o.kind!) && !o.metadata!.namespace) o.metadata!.namespace = ns;
+    for (const o of mine) {
+      if (o.metadata!.namespace) continue;
+      if ((await namespaced(o.apiVersion!, o.kind!)) ?? !CLUSTER_SCOPED.has(o.kind!)) o.metadata!.namespace = ns;
+    }
     const declared = new Set(mine.filter((o) => o.kind === 'Namespace').map((o) => o.metadata!.name));
     if (m.namespace && !declared.has(m.namespace)) {
       mine.unshift({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: m.namespace, labels: { 'istio-injection': 'enabled' } } });
     }
     objects.push(...mine);
-  });
+  }
   // One object once, even when a sample and a file (or two files) both declare it.
   const seen = new Set<string>();
   return objects.filter((o) => {

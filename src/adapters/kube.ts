@@ -83,6 +83,17 @@ export class Kube {
 
   private readonly resources = new Map<string, { name: string; namespaced: boolean }>();
 
+  /** Whether a kind lives in namespaces, from API discovery; undefined when the server does not know it (yet). */
+  async namespaced(apiVersion: string, kind: string): Promise<boolean | undefined> {
+    try {
+      await this.resourcePath(apiVersion, kind);
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    }
+    return this.resources.get(`${apiVersion}/${kind}`)!.namespaced;
+  }
+
   /** The collection path of a kind, from API discovery (cached). */
   private async resourcePath(apiVersion: string, kind: string, namespace?: string): Promise<string> {
     const groupPath = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;

@@ -3,6 +3,7 @@
 import { execa } from 'execa';
 import YAML from 'yaml';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
+import { ISTIO_HUB } from './version';
 
 export const ISTIO_NAMESPACE = 'istio-system';
 export const NETWORK_LABEL = 'topology.istio.io/network';
@@ -13,10 +14,15 @@ export async function istioctlRender(istioctl: string, iop: object): Promise<str
   return r.stdout;
 }
 
+/** The release images of the spec's Istio version; `istio.values.global.hub`/`tag` override them (a mirror). */
+function images(mesh: MeshSpec): { hub: string; tag: string } {
+  return { hub: ISTIO_HUB, tag: mesh.istio.version };
+}
+
 /** The IstioOperator of a cluster's control plane (primary) or of its remote profile. */
 export function controlPlaneOperator(mesh: MeshSpec, cluster: ClusterSpec, remotePilotAddress?: string): object {
   const global: Record<string, unknown> = { meshID: mesh.name, multiCluster: { clusterName: cluster.name }, network: cluster.network };
-  const values: Record<string, unknown> = { ...mesh.istio.values, global: { ...(mesh.istio.values.global as object | undefined), ...global } };
+  const values: Record<string, unknown> = { ...mesh.istio.values, global: { ...images(mesh), ...(mesh.istio.values.global as object | undefined), ...global } };
   // DNS proxying lets a pod resolve services that exist only in other clusters (what `.global`
   // names and istiocoredns did before Istio 1.8).
   const meshConfig = { defaultConfig: { proxyMetadata: { ISTIO_META_DNS_CAPTURE: 'true' } } };
@@ -69,7 +75,10 @@ export function eastWestOperator(mesh: MeshSpec, cluster: ClusterSpec): object {
           },
         }],
       },
-      values: { gateways: { 'istio-ingressgateway': { injectionTemplate: 'gateway' } }, global: { meshID: mesh.name, multiCluster: { clusterName: cluster.name }, network: cluster.network } },
+      values: {
+        gateways: { 'istio-ingressgateway': { injectionTemplate: 'gateway' } },
+        global: { ...images(mesh), ...(mesh.istio.values.global as object | undefined), meshID: mesh.name, multiCluster: { clusterName: cluster.name }, network: cluster.network },
+      },
     },
   };
 }

@@ -53,7 +53,14 @@ export function buildPlan(mesh: MeshSpec): Plan {
   const add = (s: Step) => steps.push(s);
   const multiNetwork = new Set(mesh.clusters.map((x) => x.network)).size > 1;
 
-  add({ id: id('root-ca'), kind: 'root-ca', dependsOn: [], creates: 'mesh root CA (kept in the state directory, never in workflow history)', undo: 'delete the root CA files', estimateMs: 3_000 });
+  add({
+    id: id('root-ca'),
+    kind: 'root-ca',
+    dependsOn: [],
+    creates: `${mesh.trust.rootCa ? 'intermediate CAs signed by your root' : 'mesh root CA and an intermediate CA'} per cluster (kept in the state directory, never in workflow history)`,
+    undo: 'delete the CA files meshflow made',
+    estimateMs: 3_000,
+  });
 
   for (const c of mesh.clusters) {
     add({

@@ -3,6 +3,7 @@
 // silently become a default).
 import { z } from 'zod';
 import { SAMPLE_APPS, type SampleName } from '../istio/sample-apps';
+import { ISTIO_DEFAULT_VERSION, ISTIO_LINE, ISTIO_VERSION_PATTERN } from '../istio/version';
 import { MAX_TTL_MS, MIN_TTL_MS, parseDuration } from './duration';
 
 
@@ -66,7 +67,11 @@ export const meshSchema = z
       .prefault({}),
     istio: z
       .strictObject({
-        version: z.string().default('1.31'),
+        /** The Istio release whose images run (a patch of the line the pinned istioctl renders). */
+        version: z
+          .string()
+          .regex(ISTIO_VERSION_PATTERN, `must be a ${ISTIO_LINE}.x release such as ${ISTIO_DEFAULT_VERSION}: this build's pinned istioctl renders Istio ${ISTIO_LINE}`)
+          .default(ISTIO_DEFAULT_VERSION),
         topology: z.enum(['multi-primary', 'primary-remote']).default('multi-primary'),
         profile: z.enum(['default', 'minimal', 'demo']).default('default'),
         values: z.record(z.string(), z.unknown()).default({}),
