@@ -27,8 +27,17 @@ export function activityDeps(stateDir: string, tools: Record<string, string>): A
   };
 }
 
+/**
+ * Settings every meshflow worker runs with. A cancel (`down` while provisioning) reaches a running
+ * activity only with the answer to one of its heartbeats, and the SDK sends those at most every
+ * 80% of the heartbeat timeout (48 s for a 1-minute timeout) unless told otherwise: 5 s keeps a
+ * cancel prompt for a handful of extra RPCs per long step.
+ */
+export const WORKER_TUNING = { maxHeartbeatThrottleInterval: '5s' } as const;
+
 export async function createWorker(connection: NativeConnection, namespace: string, deps: ActivityDeps, taskQueue = TASK_QUEUE): Promise<Worker> {
   return Worker.create({
+    ...WORKER_TUNING,
     connection,
     namespace,
     taskQueue,

@@ -82,11 +82,16 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
     { name: 'cacerts', namespace: 'istio-system', body: [{ op: 'replace', path: '/data/root-cert.pem', value: fs.readFileSync(stranger).toString('base64') }] },
     k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
   );
+  // cluster1's reader gets the right to delete secrets: its remote secret (in cluster2) is no longer reader-only.
+  const rbac = kubeOf(local, `${mesh}-cluster1`).makeApiClient(k8s.RbacAuthorizationV1Api);
+  await rbac.createClusterRole({ body: { metadata: { name: 'too-much' }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['delete'] }] } });
+  await rbac.createClusterRoleBinding({ body: { metadata: { name: 'too-much' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'too-much' }, subjects: [{ kind: 'ServiceAccount', name: 'istio-reader-service-account', namespace: 'istio-system' }] } });
   const checks = await verifyMesh(env.client, mesh);
   const failed = checks.filter((c) => c.status === 'failed');
   expect(failed).toEqual([
     expect.objectContaining({ name: 'network-label', cluster: 'cluster2', detail: expect.stringContaining('want network2'), hint: expect.stringContaining('kubectl label ns istio-system topology.istio.io/network=network2') }),
     expect.objectContaining({ name: 'same-root', hint: expect.stringContaining('UNKNOWN_CA') }),
+    expect.objectContaining({ name: 'remote-secret', cluster: 'cluster2', detail: 'istio-remote-secret-cluster1 may delete secrets in cluster1', hint: expect.stringContaining('istio-reader-service-account') }),
   ]);
   expect(failed[1].detail).toContain('cluster1');
   const status = await meshStatus(env.client, mesh);

@@ -11,6 +11,7 @@ import { buildPlan } from '../src/plan/plan';
 import { sleep } from '../src/util/net';
 import { FakeActivities, expectUndoneInReverse } from './helpers/fake-activities';
 import { devServer } from './helpers/temporal';
+import { WORKER_TUNING } from '../src/worker';
 
 let env: TestWorkflowEnvironment;
 const fake = new FakeActivities();
@@ -34,6 +35,7 @@ clusters:
 `);
   fake.scripts.set('cancel', { hangSteps: ['control-plane:west'] });
   const worker = await Worker.create({
+    ...WORKER_TUNING,
     connection: env.nativeConnection,
     taskQueue: 'cancel',
     workflowsPath: require.resolve('../src/workflows'),

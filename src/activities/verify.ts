@@ -18,6 +18,12 @@ async function check(name: string, cluster: string | undefined, fn: () => Promis
   }
 }
 
+const WRITE_VERBS = ['create', 'update', 'patch', 'delete'];
+const GUARDED_RESOURCES = [
+  { group: '', resource: 'pods' }, { group: '', resource: 'services' }, { group: '', resource: 'secrets' },
+  { group: '', resource: 'namespaces' }, { group: '', resource: 'serviceaccounts' }, { group: 'apps', resource: 'deployments' },
+];
+
 const pass = (detail: string) => ({ status: 'passed' as const, detail });
 const fail = (detail: string, hint: string) => ({ status: 'failed' as const, detail, hint });
 
@@ -110,11 +116,14 @@ export async function verifyMesh(spec: MeshSpec, access: (cluster: string) => Cl
             : `${source}'s API server address in the secret is not reachable from ${target}: set clusters[${source}].apiServerAddress`,
         );
       }
-      const review = await kc.makeApiClient(k8s.AuthorizationV1Api).createSelfSubjectAccessReview({
-        body: { spec: { resourceAttributes: { verb: 'delete', resource: 'services', namespace: 'default' } } },
-      });
-      if (review.status?.allowed) return fail(`${name} may delete services in ${source}`, 'the reader ServiceAccount has more than read rights: check its RoleBindings');
-      return pass(`${target} reads ${source} (services, pods, endpointslices) and may not delete`);
+      // Reader only: no write verb on the kinds a leaked token could do harm with, in any namespace.
+      const auth = kc.makeApiClient(k8s.AuthorizationV1Api);
+      const writes = WRITE_VERBS.flatMap((verb) => GUARDED_RESOURCES.map((r) => ({ verb, ...r })));
+      const allowed = (
+        await Promise.all(writes.map(async (w) => ((await auth.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: w } } })).status?.allowed ? `${w.verb} ${w.resource}` : undefined)))
+      ).filter((x): x is string => x !== undefined);
+      if (allowed.length) return fail(`${name} may ${allowed.join(', ')} in ${source}`, 'the reader ServiceAccount has more than read rights: check the RoleBindings and ClusterRoleBindings of istio-system/istio-reader-service-account');
+      return pass(`${target} reads ${source} (services, pods, endpointslices) and may not create, change or delete anything`);
     }));
   }
 
