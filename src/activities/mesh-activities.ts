@@ -28,8 +28,9 @@ import { type TrafficPort, kubeTraffic } from './traffic';
 import { appPlacement } from '../plan/plan';
 import { parseDuration } from '../spec/duration';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
-import type { CheckResult, Resource, StepOutcome } from '../workflows/types';
+import type { CheckResult, Resource, StepOutcome, StepRequest } from '../workflows/types';
 import type { MeshActivities, UndoRequest } from './types';
+import { upgradeSpec } from '../spec/upgrade';
 import { verifyMesh } from './verify';
 
 export interface ActivityDeps {
@@ -90,7 +91,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
   const objectsResource = (cluster: string, refs: ObjectRef[]): Resource[] => (refs.length ? [{ type: 'objects', cluster, objects: refs }] : []);
   const outcome = (resources: Resource[], extra: Partial<StepOutcome> = {}): StepOutcome => ({ resources, attempt: attempt(), ...extra });
 
-  return {
+  const activities: MeshActivities = {
     createCluster: (req) =>
       guard(async () => {
         const c = clusterOf(req.spec, req.step.cluster!);
@@ -296,5 +297,9 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
       }
     },
   };
+  // Activities scheduled by a workflow of an earlier build carry that build's spec: fill in what it lacks.
+  return Object.fromEntries(
+    Object.entries(activities).map(([name, fn]) => [name, (req: StepRequest | UndoRequest) => (fn as (r: typeof req) => Promise<unknown>)({ ...req, spec: upgradeSpec(req.spec) })]),
+  ) as unknown as MeshActivities;
 }
 
