@@ -88,6 +88,26 @@ describe('a root the user brings (trust.rootCa)', () => {
     expect(fs.readdirSync(caDir).sort()).toEqual(['east']);
   });
 
+  test('an intermediate of the user\'s PKI signs, with chainFile up to their root: root-cert is the true root', async () => {
+    const pki = scratchDir('org-pki');
+    const run = (args: string[]) => execa('openssl', args, { cwd: pki });
+    fs.writeFileSync(path.join(pki, 'ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
+    await run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'org-root.key', '-out', 'org-root.pem', '-days', '30', '-subj', '/O=Acme/CN=Acme Root',
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+    await run(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'org-int.key', '-out', 'org-int.csr', '-subj', '/O=Acme/CN=Acme Mesh Intermediate']);
+    await run(['x509', '-req', '-in', 'org-int.csr', '-CA', 'org-root.pem', '-CAkey', 'org-root.key', '-CAcreateserial', '-out', 'org-int.pem', '-days', '30', '-extfile', 'ca.ext']);
+    const caDir = scratchDir('org-mesh');
+    const files = await ensureClusterCa(caDir, 'east', { certFile: path.join(pki, 'org-int.pem'), keyFile: path.join(pki, 'org-int.key'), chainFile: path.join(pki, 'org-root.pem') });
+    const clusterCa = path.join(caDir, 'east', 'ca-cert.pem');
+    expect(await openssl(['verify', '-CAfile', path.join(pki, 'org-root.pem'), '-untrusted', path.join(pki, 'org-int.pem'), clusterCa])).toBe(`${clusterCa}: OK`);
+    expect(await fingerprint(files['root-cert.pem'])).toBe(await fingerprint(fs.readFileSync(path.join(pki, 'org-root.pem'), 'utf8')));
+    const chain = files['cert-chain.pem'].match(/-----BEGIN CERTIFICATE-----/g);
+    expect(chain).toHaveLength(3); // cluster intermediate, Acme's intermediate, Acme's root
+    // A chain that does not lead from certFile to a root is refused.
+    await expect(ensureClusterCa(scratchDir('org-bad'), 'east', { certFile: path.join(pki, 'org-int.pem'), keyFile: path.join(pki, 'org-int.key'), chainFile: user().certFile }))
+      .rejects.toThrow(/trust\.rootCa\.chainFile: .* has no certificate that signed ".*Acme Mesh Intermediate/);
+  });
+
   test.each([
     ['a key that is not the certificate\'s', async () => {
       await execa('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'other-key.pem'], { cwd: own });

@@ -25,6 +25,13 @@ export interface CacertsFiles {
 export interface UserRoot {
   certFile: string;
   keyFile: string;
+  /** When certFile is itself an intermediate of the user's PKI: the certificates above it, up to the self-signed root. */
+  chainFile?: string;
+}
+
+/** The CA that signs the clusters' intermediates, and the certificates above it (empty when it is the root). */
+export interface MeshRoot extends Issued {
+  chain: x509.X509Certificate[];
 }
 
 export function caDir(stateDir: string, mesh: string): string {
@@ -61,10 +68,10 @@ export async function ensureRootCa(dir: string): Promise<Issued> {
 }
 
 /** The user's root CA, checked: a CA certificate, valid, allowed to sign intermediates, with its key. */
-export async function loadUserRoot(user: UserRoot): Promise<Issued> {
-  const read = (field: 'certFile' | 'keyFile') => {
+export async function loadUserRoot(user: UserRoot): Promise<MeshRoot> {
+  const read = (field: 'certFile' | 'keyFile' | 'chainFile') => {
     try {
-      return fs.readFileSync(user[field], 'utf8');
+      return fs.readFileSync(user[field]!, 'utf8');
     } catch (err) {
       throw new PermanentError(`trust.rootCa.${field}: cannot read ${user[field]}: ${(err as Error).message}`);
     }
@@ -96,12 +103,32 @@ export async function loadUserRoot(user: UserRoot): Promise<Issued> {
     throw new PermanentError(`trust.rootCa.keyFile: ${user.keyFile} is not an unencrypted PEM ${algorithm} private key (decrypt it with \`openssl pkey -in KEY -out PLAIN\`)`);
   }
   if (!(await keysMatch(key))) throw new PermanentError(`trust.rootCa.keyFile: ${user.keyFile} is not the key of ${user.certFile}`);
-  return { certificate, key };
+  return { certificate, key, chain: user.chainFile ? await loadChain(certificate, user.chainFile, read('chainFile')) : [] };
+}
+
+/** The certificates of chainFile, ordered from the one that signed `signer` up to a self-signed root. */
+async function loadChain(signer: x509.X509Certificate, file: string, pem: string): Promise<x509.X509Certificate[]> {
+  let certs: x509.X509Certificate[];
+  try {
+    certs = x509.PemConverter.decode(pem).map((der) => new x509.X509Certificate(der));
+  } catch {
+    throw new PermanentError(`trust.rootCa.chainFile: ${file} is not a PEM bundle of certificates`);
+  }
+  const chain: x509.X509Certificate[] = [];
+  for (let child = signer; !(await child.isSelfSigned()); ) {
+    const parent = certs.find((c) => c.subject === child.issuer && !chain.includes(c));
+    if (!parent || !(await child.verify({ publicKey: parent.publicKey, signatureOnly: true }))) {
+      throw new PermanentError(`trust.rootCa.chainFile: ${file} has no certificate that signed "${child.subject}": it must hold every CA certificate above certFile, up to the root`);
+    }
+    chain.push(parent);
+    child = parent;
+  }
+  return chain;
 }
 
 /** The mesh's root: the user's when the spec names one, else the one meshflow keeps in `dir`. */
-export function meshRoot(dir: string, user?: UserRoot): Promise<Issued> {
-  return user ? loadUserRoot(user) : ensureRootCa(dir);
+export async function meshRoot(dir: string, user?: UserRoot): Promise<MeshRoot> {
+  return user ? loadUserRoot(user) : { ...(await ensureRootCa(dir)), chain: [] };
 }
 
 /** A cluster's intermediate CA and the four files of its `cacerts` secret. */
@@ -123,6 +150,7 @@ export async function ensureClusterCa(dir: string, cluster: string, user?: UserR
     writeAtomically(certFile, certificatePem(certificate));
   });
   const caCert = fs.readFileSync(certFile, 'utf8');
-  const rootCert = certificatePem(root.certificate);
-  return { 'ca-cert.pem': caCert, 'ca-key.pem': fs.readFileSync(keyFile, 'utf8'), 'root-cert.pem': rootCert, 'cert-chain.pem': caCert + rootCert };
+  // cert-chain: the cluster's intermediate, then every CA above it up to the root (Istio's order).
+  const above = [root.certificate, ...root.chain].map(certificatePem);
+  return { 'ca-cert.pem': caCert, 'ca-key.pem': fs.readFileSync(keyFile, 'utf8'), 'root-cert.pem': above[above.length - 1], 'cert-chain.pem': caCert + above.join('') };
 }

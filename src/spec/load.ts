@@ -39,7 +39,9 @@ function fileFields(spec: MeshSpec): Array<{ path: Array<string | number>; get: 
   const fields: ReturnType<typeof fileFields> = [];
   const root = spec.trust.rootCa;
   if (root) {
-    for (const key of ['certFile', 'keyFile'] as const) fields.push({ path: ['trust', 'rootCa', key], get: () => root[key], set: (v) => (root[key] = v) });
+    for (const key of ['certFile', 'keyFile', 'chainFile'] as const) {
+      if (root[key] !== undefined) fields.push({ path: ['trust', 'rootCa', key], get: () => root[key]!, set: (v) => (root[key] = v) });
+    }
   }
   spec.app.manifests.forEach((m, i) => fields.push({ path: ['app', 'manifests', i, 'file'], get: () => m.file, set: (v) => (m.file = v) }));
   spec.clusters.forEach((c, i) => {

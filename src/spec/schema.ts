@@ -62,7 +62,14 @@ export const meshSchema = z
     trust: z
       .strictObject({
         /** Bring your own root CA (PEM files you keep); default: meshflow makes one per mesh. */
-        rootCa: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
+        rootCa: z
+          .strictObject({
+            certFile: z.string().min(1),
+            keyFile: z.string().min(1),
+            /** When certFile is an intermediate of your PKI: the CA certificates above it, up to your root. */
+            chainFile: z.string().min(1).optional(),
+          })
+          .optional(),
       })
       .prefault({}),
     istio: z
