@@ -22,6 +22,7 @@ import { type Plan, type StepKind, buildPlan, criticalPath } from '../plan/plan'
 import { loadMeshSpec, parseMeshSpec } from '../spec/load';
 import { activityDeps, createWorker } from '../worker';
 import type { MeshSpec } from '../spec/schema';
+import { DEV_SERVER_ARGS } from '../temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { ensureTools } from '../tools/install';
 import { sleep } from '../util/net';
@@ -74,7 +75,7 @@ async function waitReady(env: TestWorkflowEnvironment, mesh: string): Promise<vo
 async function main(): Promise<void> {
   const tools = await ensureTools();
   const env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: tools.temporal }, ip: '127.0.0.1', ui: false, searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES), log: { format: 'pretty', level: 'error' } },
+    server: { executable: { type: 'existing-path', path: tools.temporal }, ip: '127.0.0.1', ui: false, searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES), log: { format: 'pretty', level: 'error' }, extraArgs: DEV_SERVER_ARGS },
   });
   try {
     // 1. Wall time against the critical path.

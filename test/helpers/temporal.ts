@@ -1,6 +1,7 @@
 // Real Temporal servers for tests: the pinned Temporal CLI dev server, and Temporal's
 // time-skipping test server, both started from the tool cache (never downloaded).
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DEV_SERVER_ARGS } from '../../src/temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES, searchAttributeRegistrations } from '../../src/temporal/search-attributes';
 import { tool } from './env';
 
@@ -12,6 +13,7 @@ export function devServer(): Promise<TestWorkflowEnvironment> {
       ui: false,
       searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES),
       log: { format: 'pretty', level: 'warn' },
+      extraArgs: DEV_SERVER_ARGS,
     },
   });
 }
