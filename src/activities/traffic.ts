@@ -4,7 +4,7 @@
 // through TrafficPort, so the checks' reasoning is testable where no pod can run.
 import { Writable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
-import type { ClusterAccess } from '../adapters/providers';
+import { type ClusterAccess, kubeFor } from '../adapters/providers';
 import type { Heartbeat } from '../adapters/kube';
 import { ISTIO_NAMESPACE } from '../istio/manifests';
 import { SAMPLE_APPS, type IngressProbe, type TrafficProbe } from '../istio/sample-apps';
@@ -45,26 +45,21 @@ function collect(): { stream: Writable; text: () => string } {
 /** The real port: exec over the Kubernetes API (WebSocket), GET with fetch. */
 export const kubeTraffic: TrafficPort = {
   async exec(access, namespace, selector, container, command) {
-    const kc = new k8s.KubeConfig();
-    kc.loadFromFile(access.kubeconfig);
-    if (access.context) kc.setCurrentContext(access.context);
-    const pods = await kc.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace, labelSelector: selector, fieldSelector: 'status.phase=Running' });
+    const kube = kubeFor(access);
+    const pods = await kube.core.listNamespacedPod({ namespace, labelSelector: selector, fieldSelector: 'status.phase=Running' });
     const pod = pods.items[0]?.metadata?.name;
     if (!pod) throw new NoPodError(`no running pod ${selector} in namespace ${namespace}`);
     const out = collect();
     const err = collect();
     const status = await new Promise<k8s.V1Status>((resolve, reject) => {
-      new k8s.Exec(kc).exec(namespace, pod, container, command, out.stream, err.stream, null, false, resolve).catch(reject);
+      new k8s.Exec(kube.config).exec(namespace, pod, container, command, out.stream, err.stream, null, false, resolve).catch(reject);
     });
     const code = status.status === 'Success' ? 0 : Number(status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? 1);
     return { stdout: out.text(), stderr: err.text(), exitCode: code };
   },
 
   async ingressAddress(access) {
-    const kc = new k8s.KubeConfig();
-    kc.loadFromFile(access.kubeconfig);
-    if (access.context) kc.setCurrentContext(access.context);
-    const svc = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedService({ name: INGRESS_SERVICE, namespace: ISTIO_NAMESPACE });
+    const svc = await kubeFor(access).core.readNamespacedService({ name: INGRESS_SERVICE, namespace: ISTIO_NAMESPACE });
     const ing = svc.status?.loadBalancer?.ingress?.[0];
     return ing?.ip ?? ing?.hostname ?? svc.spec?.externalIPs?.[0];
   },

@@ -53,3 +53,10 @@ async function hasPollers(client: Client, namespace: string): Promise<boolean> {
   const r = await client.workflowService.describeTaskQueue({ namespace, taskQueue: { name: TASK_QUEUE, kind: 1 }, taskQueueType: 1 });
   return (r.pollers ?? []).length > 0;
 }
+
+/** Connects, and makes sure a worker is there to run what the command asks (queries, updates, steps). */
+export async function connectWithWorker(progress: Progress = stderrProgress): Promise<{ client: Client; target: TemporalTarget }> {
+  const { client, target } = await connect(progress);
+  await ensureWorker(client, target, progress);
+  return { client, target };
+}

@@ -12,7 +12,7 @@ import { ensureTools } from '../tools/install';
 import { sleep } from '../util/net';
 import type { MeshStatus } from '../workflows/types';
 import { doctor } from './doctor';
-import { connect, ensureWorker } from './local-mode';
+import { connect, connectWithWorker } from './local-mode';
 import { renderChecks, renderPlan, renderStatus } from './render';
 
 const DEFAULT_EXAMPLE = path.join(packageRoot, 'examples', 'two-clusters.yaml');
@@ -59,8 +59,7 @@ program
 
 async function up(file: string, opts: { detach?: boolean }): Promise<void> {
   const spec = loadMeshSpec(file);
-  const { client, target } = await connect();
-  await ensureWorker(client, target);
+  const { client, target } = await connectWithWorker();
   await startMesh(client, spec);
   const link = target.uiUrl ? `${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(`mesh/${spec.name}`)}` : undefined;
   process.stdout.write(`mesh ${spec.name}: started workflow mesh/${spec.name}${link ? `\n  Web UI: ${link}` : ''}\n`);
@@ -120,8 +119,7 @@ program
   .description("the mesh's phase, each step per cluster, checks and ledger")
   .option('--json', 'print the status as JSON')
   .action(async (mesh: string, opts: { json?: boolean }) => {
-    const { client, target } = await connect();
-    await ensureWorker(client, target); // queries are answered by a worker
+    const { client, target } = await connectWithWorker(); // queries are answered by a worker
     const s = await meshStatus(client, mesh);
     process.stdout.write(opts.json ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s, target.uiUrl));
   });
@@ -131,16 +129,13 @@ program
   .description('re-run every check on a ready mesh; failed checks name the likely cause and fix (exit 1 if any failed)')
   .option('--json', 'print the checks as JSON')
   .action(async (mesh: string, opts: { json?: boolean }) => {
-    const { client, target } = await connect();
-    await ensureWorker(client, target);
+    const { client } = await connectWithWorker();
     const checks = await verifyMesh(client, mesh);
-    const failed = checks.filter((c) => c.status === 'failed');
-    process.stdout.write(opts.json ? JSON.stringify(checks, null, 2) + '\n' : [
-      `mesh ${mesh}: ${failed.length ? `${failed.length} of ${checks.length} checks failed` : `all ${checks.filter((c) => c.status === 'passed').length} checks passed`}` +
-        (checks.some((c) => c.status === 'not-supported') ? ` (${checks.filter((c) => c.status === 'not-supported').length} not supported here)` : ''),
-      ...renderChecks(checks),
-    ].join('\n') + '\n');
-    if (failed.length) process.exitCode = 1;
+    const count = (status: string) => checks.filter((c) => c.status === status).length;
+    const [failed, passed, unsupported] = [count('failed'), count('passed'), count('not-supported')];
+    const summary = `mesh ${mesh}: ${failed ? `${failed} of ${checks.length} checks failed` : `all ${passed} checks passed`}${unsupported ? ` (${unsupported} not supported here)` : ''}`;
+    process.stdout.write(opts.json ? JSON.stringify(checks, null, 2) + '\n' : [summary, ...renderChecks(checks)].join('\n') + '\n');
+    if (failed) process.exitCode = 1;
   });
 
 program
@@ -160,8 +155,7 @@ program
   .command('extend <mesh> <duration>')
   .description('move the mesh expiry later by DURATION (e.g. 2h)')
   .action(async (mesh: string, by: string) => {
-    const { client, target } = await connect();
-    await ensureWorker(client, target);
+    const { client } = await connectWithWorker();
     process.stdout.write(`mesh ${mesh} now expires at ${await extendMesh(client, mesh, by)}\n`);
   });
 
@@ -170,8 +164,7 @@ program
   .description('tear the mesh down (undo everything meshflow created, newest first)')
   .option('--wait', 'wait until teardown has finished')
   .action(async (mesh: string, opts: { wait?: boolean }) => {
-    const { client, target } = await connect();
-    await ensureWorker(client, target);
+    const { client } = await connectWithWorker();
     await teardownMesh(client, mesh);
     process.stdout.write(`mesh ${mesh}: teardown requested\n`);
     if (opts.wait) {
