@@ -2,6 +2,7 @@
 // local mode, or by hand (`node dist/worker.js`) next to a shared Temporal cluster: add workers to
 // scale out; Temporal spreads the work.
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
 import type { ActivityDeps } from './activities/mesh-activities';
 import { ExistingProvider, LocalProvider, UnavailableProvider } from './adapters/providers';
@@ -33,17 +34,53 @@ export function activityDeps(stateDir: string, tools: Record<string, string>): A
  * 80% of the heartbeat timeout (48 s for a 1-minute timeout) unless told otherwise: 5 s keeps a
  * cancel prompt for a handful of extra RPCs per long step.
  */
-export const WORKER_TUNING = { maxHeartbeatThrottleInterval: '5s' } as const;
+export const WORKER_TUNING = { maxHeartbeatThrottleInterval: '1s' } as const;
 
-export async function createWorker(connection: NativeConnection, namespace: string, deps: ActivityDeps, taskQueue = TASK_QUEUE): Promise<Worker> {
-  return Worker.create({
-    ...WORKER_TUNING,
-    connection,
-    namespace,
-    taskQueue,
-    workflowsPath: require.resolve('./workflows'),
-    activities: createActivities(deps),
-  });
+/**
+ * A meshflow worker is two Temporal workers in one process: one on the shared task queue (mesh
+ * workflows, and the host claim that binds a new mesh to this host), one on this host's own queue
+ * (the mesh's steps, which need this host's state). Run, stop and wait for both together.
+ */
+export class MeshWorker {
+  constructor(
+    readonly shared: Worker,
+    readonly host: Worker,
+  ) {}
+
+  async run(): Promise<void> {
+    await Promise.all([this.shared.run(), this.host.run()]);
+  }
+
+  shutdown(): void {
+    for (const w of [this.shared, this.host]) if (w.getState() === 'RUNNING') w.shutdown();
+  }
+
+  /** Runs both workers until `fn` settles, then stops them. */
+  async runUntil<R>(fn: () => Promise<R>): Promise<R> {
+    const running = this.run();
+    try {
+      return await fn();
+    } finally {
+      this.shutdown();
+      await running;
+    }
+  }
+}
+
+export async function createWorker(connection: NativeConnection, namespace: string, deps: ActivityDeps, taskQueue = TASK_QUEUE): Promise<MeshWorker> {
+  const activities = createActivities(deps);
+  const host = hostId(deps.stateDir);
+  const hostQueue = hostTaskQueue(taskQueue, host);
+  const common = { ...WORKER_TUNING, connection, namespace };
+  return new MeshWorker(
+    await Worker.create({
+      ...common,
+      taskQueue,
+      workflowsPath: require.resolve('./workflows'),
+      activities: { ...activities, ...hostActivities({ host, taskQueue: hostQueue }) },
+    }),
+    await Worker.create({ ...common, taskQueue: hostQueue, activities }),
+  );
 }
 
 async function main(): Promise<void> {

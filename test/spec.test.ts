@@ -2,7 +2,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ISTIO_DEFAULT_VERSION, ISTIO_HUB } from '../src/istio/version';
+import { controlPlaneOperator, eastWestOperator } from '../src/istio/manifests';
+import { OWNED_VALUES } from '../src/spec/istio-values';
 import { SpecError, loadMeshSpec, parseMeshSpec } from '../src/spec/load';
+import { localClusterName } from '../src/spec/names';
+import { type MeshSpec, meshSchema } from '../src/spec/schema';
+import { upgradeSpec } from '../src/spec/upgrade';
 
 const examples = path.join(__dirname, '..', 'examples');
 
@@ -88,12 +94,322 @@ test.each([
   ['manifests for an unknown cluster', BASE + 'app:\n  manifests:\n    - { file: a.yaml, clusters: [east, north] }\n', ['13:40 app.manifests[0].clusters[1]: no cluster named "north" in this mesh']],
   ['an Istio version the pinned istioctl does not render', BASE + 'istio: { version: 1.29.3 }\n', ['11:19 istio.version: must be a 1.31.x release such as 1.31.4: this build\'s pinned istioctl renders Istio 1.31']],
   ['the wrong kind', BASE.replace('kind: Mesh', 'kind: Cluster'), ['2:7 kind: Invalid input: expected "Mesh"']],
-  ['invalid YAML', BASE + 'istio: [unclosed\n', [expect.stringMatching(/^\d+:\d+ \(yaml\): /)]],
-  ['a duplicate key', BASE + 'name: again\n', [expect.stringMatching(/^11:1 \(yaml\): Map keys must be unique/)]],
+  ['invalid YAML', BASE + 'istio: [unclosed\n', ['11:8 (yaml): "[" is never closed by "]"']],
+  ['a duplicate key', BASE + 'name: again\n', ['11:1 (yaml): duplicate key "name" (first at line 3)']],
 ])('refuses %s', (_what, yaml, expected) => {
   expect(problems(yaml)).toEqual(expected);
 });
 
 test('the error message names file, line, column and field', () => {
   expect(() => parseMeshSpec(BASE + 'ttl: 90d\n', 'mesh.yaml')).toThrow('mesh.yaml:11:6 ttl: must be between 5m and 30d');
+});
+
+/** What `meshflow validate` prints after "meshflow: " when the spec is refused. */
+function printed(yaml: string): string {
+  try {
+    parseMeshSpec(yaml, 'mesh.yaml');
+  } catch (err) {
+    return (err as Error).message;
+  }
+  throw new Error('spec was accepted');
+}
+
+const TAB = '(yaml): a tab indents this line: indent YAML with spaces';
+const UNCLOSED = '(yaml): "[" is never closed by "]"';
+
+describe('a YAML syntax error is one message: the first error, where it stands, no follow-on errors', () => {
+  // Each of these used to print the parser's follow-on confusion too (a tab: 7 messages).
+  test.each([
+    ['a tab-indented line', BASE.replace('    network: n1', '\tnetwork: n1'), `7:1 ${TAB}`],
+    ['a tab-indented top-level key', BASE.replace('kind: Mesh', '\tkind: Mesh'), `2:1 ${TAB}`],
+    ['an unclosed [ before block content', BASE.replace('clusters:', 'clusters: ['), `4:11 ${UNCLOSED}`],
+    ['an unclosed [ in a flow list', BASE + 'app:\n  placement:\n    east: [v1\n    west: [v2]\n', `13:11 ${UNCLOSED}`],
+    ['an unclosed {', BASE + 'istio: { topology: multi-primary\napp: {}\n', '11:8 (yaml): "{" is never closed by "}"'],
+    ['an unclosed quote', BASE.replace('name: demo', 'name: "x'), '3:7 (yaml): string quoted with " is never closed'],
+    ['a duplicate key', BASE + 'name: again\n', '11:1 (yaml): duplicate key "name" (first at line 3)'],
+    [
+      'a duplicate key in a cluster',
+      BASE.replace('    network: n2\n', '    network: n2\n    network: n3\n'),
+      '11:5 (yaml): duplicate key "network" (first at line 10)',
+    ],
+    ['a second document', BASE + '---\n', '11:1 (yaml): a second YAML document ("---"): a mesh spec is one document'],
+    [
+      'a key indented too deep',
+      BASE.replace('    network: n2', '     network: n2'),
+      '10:6 (yaml): indented deeper than the key above it, which already has a value: align the two',
+    ],
+    [
+      'two keys on one line',
+      BASE.replace('name: demo', 'name: demo: two'),
+      '3:7 (yaml): a second "key:" on one line: quote a value that holds ": "',
+    ],
+    [
+      'a key indented too little',
+      BASE.replace('    network: n2', '   network: n2'),
+      '10:1 (yaml): indented less than the keys above it but more than their list: align it with those keys',
+    ],
+    [
+      'a list item indented too little',
+      BASE.replace('  - name: west', ' - name: west'),
+      '8:1 (yaml): this list item is not aligned with the items above it',
+    ],
+    ['an alias to no anchor', BASE + 'ttl: *nope\n', '11:6 (yaml): Unresolved alias (the anchor must be set before the alias): nope'],
+  ])('%s', (_what, yaml, expected) => {
+    expect(problems(yaml)).toEqual([expected]);
+    expect(printed(yaml).split('\n')).toHaveLength(2);
+  });
+
+  test('what is printed', () => {
+    const yaml = BASE.replace('    network: n1', '\tnetwork: n1');
+    expect(printed(yaml)).toBe(`mesh.yaml: invalid mesh spec:\n  mesh.yaml:7:1 ${TAB}`);
+  });
+
+  test('a spec file with a syntax error', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spec-'));
+    const file = path.join(dir, 'mesh.yaml');
+    fs.writeFileSync(file, BASE + 'app:\n  placement:\n    east: [v1\n');
+    expect(() => loadMeshSpec(file)).toThrow(`${file}: invalid mesh spec:\n  ${file}:13:11 ${UNCLOSED}`);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('local cluster names', () => {
+  const meshName = 'a-mesh-named-with-32-characters1';
+
+  test('the helper names a local cluster after its mesh', () => {
+    expect(localClusterName('demo', 'cluster1')).toBe('demo-cluster1');
+  });
+
+  test('a local cluster whose name with the mesh name is over 40 characters is refused at its name', () => {
+    expect(meshName).toHaveLength(32);
+    // 32 + "-" + 7 = 40: accepted; 41 is refused.
+    const fits = BASE.replace('name: demo', `name: ${meshName}`).replace('name: west', 'name: west-12');
+    expect(parseMeshSpec(fits).clusters[1].name).toBe('west-12');
+    expect(problems(fits.replace('name: west-12', 'name: west-123'))).toEqual([
+      `8:11 clusters[1].name: local cluster name "${meshName}-west-123" (name-clusters[1].name) is 41 characters, ` +
+        'over the limit of 40: shorten name or clusters[1].name',
+    ]);
+  });
+
+  test('existing clusters keep their own names: no limit from the mesh name', () => {
+    const yaml = BASE.replace('name: demo', `name: ${meshName}`)
+      .replaceAll('provider: local', 'provider: existing\n    existing: { kubeconfig: /k }')
+      .replace('name: east', 'name: east-cluster-with-a-long-name');
+    const spec = parseMeshSpec(yaml, 'mesh.yaml', { checkFiles: false });
+    expect(spec.clusters[0].name).toBe('east-cluster-with-a-long-name');
+  });
+});
+
+test('provider gke is refused at validate, at its line, with what to use instead', () => {
+  const refused = '9:15 clusters[1].provider: provider gke is not available in this build; use local or existing';
+  const gke = 'provider: gke\n    gke: { project: my-project-1, location: europe-west1 }\n    network: n2';
+  expect(problems(BASE.replace('provider: local\n    network: n2', gke))).toEqual([refused]);
+  // Without its settings too: the one message that matters.
+  const bare = 'provider: gke\n    network: n2';
+  expect(problems(BASE.replace('provider: local\n    network: n2', bare))).toEqual([refused]);
+});
+
+describe('verify.controlPlane is gone', () => {
+  test('a spec that still sets it is told to remove it', () => {
+    expect(problems(BASE + 'verify:\n  controlPlane: true\n')).toEqual([
+      '12:3 verify.controlPlane: no longer a setting: the control-plane checks always run ' +
+        '(meshflow verify reruns them); remove it',
+    ]);
+  });
+
+  test('a spec recorded by an earlier version (in a workflow history) upgrades to one the schema accepts', () => {
+    const history = JSON.parse(fs.readFileSync(path.join(__dirname, 'histories', 'ready-then-expired.json'), 'utf8'));
+    const payload = history.events[0].workflowExecutionStartedEventAttributes.input.payloads[0];
+    const recorded = JSON.parse(Buffer.from(payload.data, 'base64').toString()).spec;
+    expect(recorded.verify).toEqual({ controlPlane: true, traffic: { requests: 20 } });
+    const spec = upgradeSpec(recorded);
+    expect(spec.verify).toEqual({ traffic: { requests: 20 } });
+    expect(meshSchema.parse(spec)).toEqual(spec);
+  });
+
+  test('today\'s specs carry no verify.controlPlane', () => {
+    const verify: MeshSpec['verify'] = parseMeshSpec(BASE).verify;
+    expect(verify).toEqual({ traffic: { requests: 20 } });
+  });
+});
+
+describe('istio.values', () => {
+  test('global.network is meshflow\'s: refused, naming the path, its line and where the value comes from', () => {
+    const yaml = BASE + 'istio:\n  values:\n    global:\n      hub: my.mirror/istio\n      network: other\n';
+    const refused = 'istio.values.global.network: set by meshflow from clusters[].network; remove it';
+    expect(problems(yaml)).toEqual([`15:16 ${refused}`]);
+    expect(printed(yaml)).toBe(`mesh.yaml: invalid mesh spec:\n  mesh.yaml:15:16 ${refused}`);
+  });
+
+  test.each([
+    ['global.meshID', 'set by meshflow from name; remove it'],
+    ['global.multiCluster.clusterName', 'set by meshflow from clusters[].name; remove it'],
+    [
+      'global.remotePilotAddress',
+      'set by meshflow on remote clusters, from the address of their primary\'s east-west gateway; remove it',
+    ],
+    [
+      'istiodRemote.injectionPath',
+      'set by meshflow on remote clusters, from clusters[].name and clusters[].network; remove it',
+    ],
+    [
+      'pilot.env.EXTERNAL_ISTIOD',
+      'set by meshflow on primaries that serve remote clusters (istio.topology, clusters[].role); remove it',
+    ],
+    ['gateways.istio-ingressgateway.injectionTemplate', 'set by meshflow for the east-west gateway; remove it'],
+    [
+      'meshConfig.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE',
+      'set by meshflow so that pods resolve the services of other clusters; remove it',
+    ],
+  ])('%s is meshflow\'s: refused, naming the path and line', (dotted, message) => {
+    // As a user would write it: one indented mapping per key.
+    const keys = dotted.split('.');
+    const nested = keys.map((key, i) => `${'  '.repeat(i + 2)}${key}:`).join('\n');
+    const yaml = BASE + 'istio:\n  values:\n' + nested + ' "x"\n';
+    const column = 2 * (keys.length + 1) + keys[keys.length - 1].length + 3;
+    expect(problems(yaml)).toEqual([`${12 + keys.length}:${column} istio.values.${dotted}: ${message}`]);
+  });
+
+  test('that list is the list validation and rendering share', () => {
+    expect(OWNED_VALUES.map((o) => o.path.join('.'))).toEqual([
+      'global.meshID',
+      'global.multiCluster.clusterName',
+      'global.network',
+      'global.remotePilotAddress',
+      'istiodRemote.injectionPath',
+      'pilot.env.EXTERNAL_ISTIOD',
+      'gateways.istio-ingressgateway.injectionTemplate',
+      'meshConfig.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE',
+    ]);
+  });
+
+  test('a non-mapping where meshflow sets a value inside is refused', () => {
+    const yaml = BASE + 'istio:\n  values:\n    global:\n      multiCluster: true\n';
+    expect(problems(yaml)).toEqual([
+      '14:21 istio.values.global.multiCluster: must be a mapping: meshflow sets global.multiCluster.clusterName in it',
+    ]);
+  });
+
+  test('global.hub and global.tag stay the user\'s', () => {
+    const yaml = BASE + 'istio:\n  values:\n    global: { hub: mirror.example/istio, tag: 1.31.4-distroless }\n';
+    const spec = parseMeshSpec(yaml);
+    const operators = [controlPlaneOperator(spec, spec.clusters[0]), eastWestOperator(spec, spec.clusters[0])];
+    for (const op of operators as Array<{ spec: { values: { global: object } } }>) {
+      expect(op.spec.values.global).toMatchObject({ hub: 'mirror.example/istio', tag: '1.31.4-distroless' });
+    }
+  });
+
+  const PRIMARY_REMOTE = `apiVersion: meshflow.dev/v1alpha1
+kind: Mesh
+name: demo
+clusters:
+  - { name: east, provider: local, network: n1 }
+  - { name: west, provider: local, network: n2, role: remote, primary: east }
+istio:
+  topology: primary-remote
+  values:
+    global:
+      hub: mirror.example/istio
+      proxy: { resources: { requests: { cpu: 50m } } }
+      multiCluster: { enabled: true }
+    pilot:
+      resources: { requests: { memory: 1Gi } }
+      env: { PILOT_ENABLE_FOO: "true" }
+    istiodRemote:
+      enabledLocalInjectorIstiod: false
+    gateways:
+      istio-ingressgateway:
+        resources: { requests: { cpu: 20m } }
+`;
+
+  test('user values are deep-merged into every operator meshflow renders, beside meshflow\'s own', () => {
+    const spec = parseMeshSpec(PRIMARY_REMOTE);
+    const [east, west] = spec.clusters;
+    const global = (cluster: string, network: string) => ({
+      hub: 'mirror.example/istio',
+      tag: ISTIO_DEFAULT_VERSION,
+      proxy: { resources: { requests: { cpu: '50m' } } },
+      meshID: 'demo',
+      multiCluster: { enabled: true, clusterName: cluster },
+      network,
+    });
+    const pilot = { resources: { requests: { memory: '1Gi' } }, env: { PILOT_ENABLE_FOO: 'true' } };
+    const gateway = { resources: { requests: { cpu: '20m' } } };
+    const dns = { defaultConfig: { proxyMetadata: { ISTIO_META_DNS_CAPTURE: 'true' } } };
+    // The primary serving a remote: the user's pilot settings and meshflow's EXTERNAL_ISTIOD.
+    expect(controlPlaneOperator(spec, east)).toEqual({
+      apiVersion: 'install.istio.io/v1alpha1',
+      kind: 'IstioOperator',
+      spec: {
+        profile: 'default',
+        meshConfig: dns,
+        values: {
+          global: global('east', 'n1'),
+          pilot: { ...pilot, env: { PILOT_ENABLE_FOO: 'true', EXTERNAL_ISTIOD: 'true' } },
+          istiodRemote: { enabledLocalInjectorIstiod: false },
+          gateways: { 'istio-ingressgateway': gateway },
+        },
+      },
+    });
+    // The remote: the user's istiodRemote settings, meshflow's injection path and pilot address.
+    expect(controlPlaneOperator(spec, west, '203.0.113.9')).toEqual({
+      apiVersion: 'install.istio.io/v1alpha1',
+      kind: 'IstioOperator',
+      spec: {
+        profile: 'remote',
+        meshConfig: dns,
+        values: {
+          global: { ...global('west', 'n2'), remotePilotAddress: '203.0.113.9' },
+          pilot,
+          istiodRemote: { enabledLocalInjectorIstiod: false, injectionPath: '/inject/cluster/west/net/n2' },
+          gateways: { 'istio-ingressgateway': gateway },
+        },
+      },
+    });
+    // The east-west gateway: all of the user's values (not only global), with meshflow's gateway template.
+    const eastWest = eastWestOperator(spec, east) as { spec: { profile: string; values: unknown } };
+    expect(eastWest.spec.profile).toBe('empty');
+    expect(eastWest.spec.values).toEqual({
+      global: global('east', 'n1'),
+      pilot,
+      istiodRemote: { enabledLocalInjectorIstiod: false },
+      gateways: { 'istio-ingressgateway': { ...gateway, injectionTemplate: 'gateway' } },
+    });
+    // Rendering leaves the spec as it was.
+    expect(spec.istio.values).toEqual(parseMeshSpec(PRIMARY_REMOTE).istio.values);
+  });
+
+  test('without user values: the release images of istio.version and meshflow\'s own values', () => {
+    const spec = parseMeshSpec(BASE);
+    expect((controlPlaneOperator(spec, spec.clusters[1]) as { spec: unknown }).spec).toEqual({
+      profile: 'default',
+      meshConfig: { defaultConfig: { proxyMetadata: { ISTIO_META_DNS_CAPTURE: 'true' } } },
+      values: {
+        global: {
+          hub: ISTIO_HUB,
+          tag: ISTIO_DEFAULT_VERSION,
+          meshID: 'demo',
+          multiCluster: { clusterName: 'west' },
+          network: 'n2',
+        },
+      },
+    });
+  });
+
+  test('every owned path is one that meshflow sets in some operator', () => {
+    const spec = parseMeshSpec(PRIMARY_REMOTE);
+    const [east, west] = spec.clusters;
+    type Operator = { spec: { values: object; meshConfig?: object } };
+    const rendered = [
+      controlPlaneOperator(spec, east),
+      controlPlaneOperator(spec, west, '203.0.113.9'),
+      eastWestOperator(spec, east),
+    ];
+    const get = (tree: unknown, keys: readonly string[]) =>
+      keys.reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], tree);
+    const set = (op: Operator, keys: readonly string[]) =>
+      keys[0] === 'meshConfig' ? get(op.spec.meshConfig, keys.slice(1)) : get(op.spec.values, keys);
+    const unset = OWNED_VALUES.filter((o) => !(rendered as Operator[]).some((op) => set(op, o.path) !== undefined));
+    expect(unset.map((o) => o.path.join('.'))).toEqual([]);
+  });
 });

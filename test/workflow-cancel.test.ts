@@ -1,11 +1,14 @@
-// Cancelling a mesh while it provisions, on the Temporal dev server (the Java time-skipping server
+// Stopping a mesh while it provisions, on the Temporal dev server (the Java time-skipping server
 // answers the cancel of a scheduled, not yet started activity in a way the SDK's state machines
-// reject, so cancellation semantics are checked against the real server).
+// reject, so cancellation semantics are checked against the real server): a workflow cancel,
+// `down` (the teardown signal) and TTL expiry each cancel the running step, which sees the cancel
+// within seconds, and compensation undoes exactly what was created, whatever onFailure says.
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { parseMeshSpec } from '../src/spec/load';
-import { meshWorkflowId, statusQuery } from '../src/workflows/definitions';
+import type { MeshSpec } from '../src/spec/schema';
+import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
 import { buildPlan } from '../src/plan/plan';
 import { sleep } from '../src/util/net';
@@ -13,47 +16,102 @@ import { FakeActivities, expectUndoneInReverse } from './helpers/fake-activities
 import { devServer } from './helpers/temporal';
 import { WORKER_TUNING } from '../src/worker';
 
+const QUEUE = 'cancel';
 let env: TestWorkflowEnvironment;
+let worker: Worker;
+let running: Promise<void>;
 const fake = new FakeActivities();
 
 beforeAll(async () => {
   env = await devServer();
-});
-
-afterAll(async () => {
-  await env?.teardown();
-});
-
-test('cancelling while provisioning compensates what was created, then reports the cancel', async () => {
-  const spec = parseMeshSpec(`
-apiVersion: meshflow.dev/v1alpha1
-kind: Mesh
-name: cancel
-clusters:
-  - { name: east, provider: local, network: n1 }
-  - { name: west, provider: local, network: n2 }
-`);
-  fake.scripts.set('cancel', { hangSteps: ['control-plane:west'] });
-  const worker = await Worker.create({
+  worker = await Worker.create({
     ...WORKER_TUNING,
     connection: env.nativeConnection,
-    taskQueue: 'cancel',
+    taskQueue: QUEUE,
     workflowsPath: require.resolve('../src/workflows'),
     activities: fake.activities(),
     shutdownGraceTime: '1s',
   });
-  await worker.runUntil(async () => {
-    const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', { taskQueue: 'cancel', workflowId: meshWorkflowId('cancel'), args: [{ spec }] });
-    for (let i = 0; i < 400 && !fake.callsOf('cancel').includes('run control-plane:west'); i++) await sleep(50);
-    await handle.cancel();
-    await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
-    const status = await handle.query(statusQuery);
-    expect(status.phase).toBe('deleted');
-    expect(status.error).toBe('cancelled');
-    expect(status.ledger).toEqual([]);
-    // Exactly what had been created is undone, each step before the steps it depended on.
-    const runs = fake.callsOf('cancel').filter((c) => c.startsWith('run ') && c !== 'run control-plane:west' && c !== 'run verify').map((c) => c.slice(4));
-    const undos = fake.callsOf('cancel').filter((c) => c.startsWith('undo ')).map((c) => c.slice(5));
-    expectUndoneInReverse(undos, runs, buildPlan(spec));
-  });
+  running = worker.run();
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await running;
+  await env?.teardown();
+});
+
+function spec(name: string, extra = ''): MeshSpec {
+  return parseMeshSpec(`
+apiVersion: meshflow.dev/v1alpha1
+kind: Mesh
+name: ${name}
+clusters:
+  - { name: east, provider: local, network: n1 }
+  - { name: west, provider: local, network: n2 }
+${extra}`);
+}
+
+/** Starts a mesh whose control-plane:west step runs until cancelled, and waits until it runs. */
+async function startHanging(s: MeshSpec) {
+  fake.scripts.set(s.name, { hangSteps: ['control-plane:west'] });
+  const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', { taskQueue: QUEUE, workflowId: meshWorkflowId(s.name), args: [{ spec: s }] });
+  for (let i = 0; i < 400 && !fake.callsOf(s.name).includes('run control-plane:west'); i++) await sleep(50);
+  expect(fake.callsOf(s.name)).toContain('run control-plane:west');
+  return handle;
+}
+
+/** Exactly what had been created is undone, each step before the steps it depended on; the hung step saw its cancel. */
+function expectCompensated(s: MeshSpec): void {
+  const calls = fake.callsOf(s.name);
+  const runs = calls.filter((c) => c.startsWith('run ') && c !== 'run control-plane:west' && c !== 'run verify').map((c) => c.slice(4));
+  const undos = calls.filter((c) => c.startsWith('undo ')).map((c) => c.slice(5));
+  expectUndoneInReverse(undos, runs, buildPlan(s));
+  expect(calls).toContain('cancelled control-plane:west');
+}
+
+test('cancelling while provisioning compensates what was created, then reports the cancel', async () => {
+  const s = spec('cancel');
+  const handle = await startHanging(s);
+  await handle.cancel();
+  await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
+  const status = await handle.query(statusQuery);
+  expect(status.phase).toBe('deleted');
+  expect(status.error).toBe('cancelled');
+  expect(status.ledger).toEqual([]);
+  expectCompensated(s);
+});
+
+test('down while provisioning cancels the running step within seconds and undoes everything, even with onFailure: keep', async () => {
+  const s = spec('down-early', 'onFailure: keep');
+  const handle = await startHanging(s);
+  const t0 = Date.now();
+  await handle.signal(teardownSignal);
+  const final = await handle.result(); // `down --wait` gets the final status, not an error
+  expect(Date.now() - t0).toBeLessThan(10_000);
+  expect(final.phase).toBe('deleted');
+  expect(final.error).toBe('teardown requested while provisioning');
+  expect(final.ledger).toEqual([]);
+  expect(final.steps.find((x) => x.id === 'control-plane:west')).toMatchObject({ state: 'failed', lastError: expect.stringContaining('cancelled') });
+  expectCompensated(s);
+});
+
+test('a TTL that expires while provisioning cancels the running step and compensates', async () => {
+  const s = { ...spec('expire-early'), ttl: '4s' };
+  const handle = await startHanging(s);
+  const final = await handle.result();
+  expect(final.phase).toBe('deleted');
+  expect(final.error).toContain('expired while it was provisioning');
+  expectCompensated(s);
+});
+
+test('extend while provisioning moves the deadline from the TTL the mesh would have had', async () => {
+  const s = spec('extend-early', 'ttl: 1h');
+  const handle = await startHanging(s);
+  const before = await handle.query(statusQuery);
+  expect(Date.parse(before.expiresAt!) - Date.parse(before.startedAt)).toBe(3_600_000);
+  const extended = await handle.executeUpdate(extendUpdate, { args: ['2h'] });
+  expect(Date.parse(extended) - Date.parse(before.startedAt)).toBe(3 * 3_600_000);
+  await handle.signal(teardownSignal);
+  expect((await handle.result()).phase).toBe('deleted');
 });

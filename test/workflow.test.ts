@@ -89,7 +89,8 @@ function expectUndoneInReverse(mesh: string, steps: string[]) {
 test('a ready mesh is torn down when its TTL expires, undoing everything newest first', async () => {
   const handle = await start(spec('ttl'));
   const ready = await untilPhase('ttl', 'ready');
-  expect(Date.parse(ready.expiresAt!) - Date.parse(ready.readyAt!)).toBe(2 * 3_600_000);
+  // The TTL runs from the start: a mesh never outlives it, not even while it provisions.
+  expect(Date.parse(ready.expiresAt!) - Date.parse(ready.startedAt)).toBe(2 * 3_600_000);
   const final = await handle.result(); // time skips to the deadline
   expect(final.phase).toBe('deleted');
   expectUndoneInReverse('ttl', created('ttl'));
@@ -181,12 +182,73 @@ test('an undo that keeps failing is reported, not dropped, and the rest is still
   expect(final.steps.find((s) => s.id === 'cacerts:east')?.state).toBe('undo-failed');
 });
 
-test('onFailure: keep keeps everything and says what was kept', async () => {
+test('onFailure: keep keeps everything, says what was kept, and stays open until down removes it', async () => {
   fake.scripts.set('keep', { failSteps: ['link:east->west'] });
   const handle = await start(spec('keep', 'onFailure: keep'));
-  const final = await handle.result();
-  expect(final.phase).toBe('kept');
+  const kept = await untilPhase('keep', 'kept');
   expect(undos('keep')).toEqual([]);
-  expect(final.ledger.length).toBe(created('keep').length - 1);
-  expect(final.steps.filter((s) => s.state === 'kept').length).toBe(final.ledger.length);
+  expect(kept.ledger.length).toBe(created('keep').length - 1);
+  expect(kept.steps.filter((s) => s.state === 'kept').length).toBe(kept.ledger.length);
+  expect(kept.error).toContain('injected failure in link:east->west');
+  // Open, with its deadline: `down` reaches it and removes exactly what was kept.
+  expect(Date.parse(kept.expiresAt!) - Date.parse(kept.startedAt)).toBe(2 * 3_600_000);
+  expect((await handle.describe()).status.name).toBe('RUNNING');
+  await handle.signal(teardownSignal);
+  const final = await handle.result();
+  expect(final.phase).toBe('deleted');
+  expect(final.ledger).toEqual([]);
+  expectUndoneInReverse('keep', created('keep').filter((id) => id !== 'link:east->west'));
+});
+
+test('a kept mesh is torn down when its TTL expires', async () => {
+  fake.scripts.set('keep-ttl', { failSteps: ['verify'] });
+  const handle = await start(spec('keep-ttl', 'onFailure: keep'));
+  await untilPhase('keep-ttl', 'kept');
+  const final = await handle.result(); // time skips to the deadline
+  expect(final.phase).toBe('deleted');
+  expectUndoneInReverse('keep-ttl', created('keep-ttl'));
+});
+
+test('a step that fails after creating something reports it in its trace, and it is undone', async () => {
+  fake.scripts.set('trace', { failAfterCreate: ['control-plane:west'] });
+  const handle = await start(spec('trace'));
+  await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
+  // control-plane:west's own resource is undone too, although the step failed.
+  expectUndoneInReverse('trace', created('trace'));
+  expect((await handle.query(statusQuery)).ledger).toEqual([]);
+});
+
+test('undo runs one lane per cluster, skips objects inside local clusters deleted whole, and removes files last', async () => {
+  fake.scripts.set('lanes', { realistic: true });
+  const handle = await start(spec('lanes'));
+  await untilPhase('lanes', 'ready');
+  await handle.signal(teardownSignal);
+  const final = await handle.result();
+  expect(final.phase).toBe('deleted');
+  expect(final.ledger).toEqual([]);
+  // Both clusters are local and deleted whole: no per-object deletes inside them, the CA file last.
+  expect(undos('lanes').slice(0, 2).sort()).toEqual(['create-cluster:east', 'create-cluster:west']);
+  expect(undos('lanes')).toEqual([...undos('lanes').slice(0, 2), 'root-ca']);
+  expect(final.steps.filter((s) => s.kind !== 'verify').every((s) => s.state === 'undone')).toBe(true);
+});
+
+test('undo on existing clusters deletes objects newest first within each cluster', async () => {
+  fake.scripts.set('exist', { realistic: true });
+  const s = spec('exist');
+  s.clusters = s.clusters.map((c) => ({ ...c, provider: 'existing' as const, existing: { kubeconfig: '/dev/null' } }));
+  const handle = await start(s);
+  await untilPhase('exist', 'ready');
+  await handle.signal(teardownSignal);
+  const final = await handle.result();
+  expect(final.phase).toBe('deleted');
+  const plan = buildPlan(s);
+  const clusterOf = (id: string) => {
+    const step = plan.steps.find((x) => x.id === id)!;
+    return step.target ?? step.cluster ?? '';
+  };
+  for (const lane of ['east', 'west']) {
+    const mine = (ids: string[]) => ids.filter((id) => clusterOf(id) === lane && !id.startsWith('create-cluster'));
+    expectUndoneInReverseOrder(mine(undos('exist')), mine(created('exist')), plan);
+  }
+  expect(undos('exist').at(-1)).toBe('root-ca');
 });

@@ -3,11 +3,38 @@
 // (Secrets included) never travels through workflow history.
 import fs from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
-import { PermanentError } from '../adapters/providers';
-import { type Kube, MESH_LABEL, parseManifests } from '../adapters/kube';
-import { SAMPLE_APPS } from '../istio/sample-apps';
+import { type Kube, ownedBy, parseManifests } from '../adapters/kube';
+import { SAMPLE_APPS, deploymentNames } from '../istio/sample-apps';
 import { appPlacement } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
+import type { StepOutcome, StepRequest } from '../steps/contract';
+import { PermanentError } from '../steps/errors';
+import { type ActivityDeps, kubeOf, objectsIn } from './deps';
+import { runStep } from './step';
+
+export function appActivities(deps: ActivityDeps) {
+  return {
+    deployApp: (req: StepRequest): Promise<StepOutcome> =>
+      runStep(async (ctx) => {
+        const c = req.step.cluster!;
+        const k = kubeOf(deps, req.spec, c, ctx.signal);
+        const all = await appObjects(req.spec, c, (apiVersion, kind) => k.namespaced(apiVersion, kind));
+        const { objects, foreign } = await withoutForeignNamespaces(k, req.mesh, all);
+        const refs = await k.apply(req.mesh, objects, { heartbeat: ctx.heartbeat, track: (r) => ctx.track(...objectsIn(c, r)) });
+        const byNamespace = new Map<string, string[]>();
+        for (const d of deploymentNames(objects)) byNamespace.set(d.namespace, [...(byNamespace.get(d.namespace) ?? []), d.name]);
+        for (const [namespace, names] of byNamespace) await k.waitDeploymentsAvailable(namespace, names, ctx.heartbeat);
+        const parts = appPlacement(req.spec)[c] ?? [];
+        return {
+          outputs: {
+            ...(parts.length ? { [req.spec.app.sample]: parts.join(',') } : {}),
+            objects: String(refs.length),
+            ...(foreign.length ? { untouchedNamespaces: foreign.join(',') } : {}),
+          },
+        };
+      }),
+  };
+}
 
 /** Whether a kind lives in namespaces (API discovery); undefined for a kind the server does not know yet. */
 export type Namespaced = (apiVersion: string, kind: string) => Promise<boolean | undefined>;
@@ -63,7 +90,7 @@ export async function withoutForeignNamespaces(k: Kube, mesh: string, objects: k
   const foreign: string[] = [];
   for (const o of objects.filter((x) => x.kind === 'Namespace')) {
     const existing = await k.read({ apiVersion: 'v1', kind: 'Namespace', name: o.metadata!.name! });
-    if (existing && existing.metadata?.labels?.[MESH_LABEL] !== mesh) foreign.push(o.metadata!.name!);
+    if (existing && !ownedBy(existing, mesh)) foreign.push(o.metadata!.name!);
   }
   return { objects: objects.filter((o) => !(o.kind === 'Namespace' && foreign.includes(o.metadata!.name!))), foreign };
 }

@@ -1,13 +1,8 @@
 // The activities of the mesh workflow, as types only: workflow code imports this file, never the
 // implementations (which do I/O).
-import type { MeshSpec } from '../spec/schema';
-import type { Resource, StepOutcome, StepRequest } from '../workflows/types';
+import type { StepOutcome, StepRequest, UndoOutcome, UndoRequest } from '../steps/contract';
 
-export interface UndoRequest {
-  mesh: string;
-  spec: MeshSpec;
-  resource: Resource;
-}
+export type { UndoRequest } from '../steps/contract';
 
 export interface MeshActivities {
   createCluster(req: StepRequest): Promise<StepOutcome>;
@@ -20,5 +15,5 @@ export interface MeshActivities {
   linkClusters(req: StepRequest): Promise<StepOutcome>;
   deployApp(req: StepRequest): Promise<StepOutcome>;
   verifyMesh(req: StepRequest): Promise<StepOutcome>;
-  undoResource(req: UndoRequest): Promise<void>;
+  undoResource(req: UndoRequest): Promise<UndoOutcome | void>;
 }

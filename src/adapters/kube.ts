@@ -4,19 +4,28 @@
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
+import type { ObjectRef } from '../steps/contract';
+import { NotOursError } from '../steps/errors';
+
+export type { ObjectRef } from '../steps/contract';
 
 export const FIELD_MANAGER = 'meshflow';
 export const MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const MESH_LABEL = 'meshflow.dev/mesh';
 
-export interface ObjectRef {
-  apiVersion: string;
-  kind: string;
-  namespace?: string;
-  name: string;
+export type Heartbeat = (detail?: unknown) => void;
+
+/** How an apply reports its work: progress, and the objects it is about to create (before it does). */
+export interface ApplyOptions {
+  heartbeat?: Heartbeat;
+  track?: (refs: ObjectRef[]) => void;
 }
 
-export type Heartbeat = (detail?: unknown) => void;
+/** An object that Kube.deleteOwned left in place, and why. */
+export interface Untouched {
+  ref: ObjectRef;
+  reason: string;
+}
 
 export function parseManifests(yaml: string): k8s.KubernetesObject[] {
   const docs = YAML.parseAllDocuments(yaml);
@@ -31,32 +40,76 @@ export function refOf(o: k8s.KubernetesObject): ObjectRef {
   return { apiVersion: o.apiVersion!, kind: o.kind!, namespace: o.metadata?.namespace, name: o.metadata!.name! };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Whether an object carries this mesh's ownership labels. */
+export function ownedBy(o: k8s.KubernetesObject, mesh: string): boolean {
+  const labels = o.metadata?.labels ?? {};
+  return labels[MANAGED_BY] === 'meshflow' && labels[MESH_LABEL] === mesh;
+}
+
+export const describeRef = (r: ObjectRef) => `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
+
+/** Waits `ms`, or rejects at once when `signal` aborts. */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time, keeping order in the results. */
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += limit) out.push(...(await Promise.all(items.slice(i, i + limit).map(fn))));
+  return out;
+}
 
 export class Kube {
   readonly objects: k8s.KubernetesObjectApi;
   readonly core: k8s.CoreV1Api;
   readonly apps: k8s.AppsV1Api;
 
-  constructor(readonly config: k8s.KubeConfig) {
+  /**
+   * `signal` aborts every request and wait of this client (an activity's cancellation): a cancel
+   * reaches a step within one poll interval.
+   */
+  constructor(
+    readonly config: k8s.KubeConfig,
+    readonly signal?: AbortSignal,
+  ) {
     this.objects = k8s.KubernetesObjectApi.makeApiClient(config);
     this.core = config.makeApiClient(k8s.CoreV1Api);
     this.apps = config.makeApiClient(k8s.AppsV1Api);
   }
 
-  static fromFile(file: string, context?: string): Kube {
+  static fromFile(file: string, context?: string, signal?: AbortSignal): Kube {
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(file);
     if (context) kc.setCurrentContext(context);
-    return new Kube(kc);
+    return new Kube(kc, signal);
   }
 
-  /** Server-side applies `objects` labelled as this mesh's; CRDs first, then the rest once they are established. */
-  async apply(mesh: string, objects: k8s.KubernetesObject[], heartbeat: Heartbeat = () => undefined): Promise<ObjectRef[]> {
+  /**
+   * Server-side applies `objects` labelled as this mesh's; CRDs first, then the rest once they are
+   * established. Nothing is taken over: when any of the objects already exists without this mesh's
+   * labels (an Istio installed by someone else, a user's object of the same name), nothing is
+   * applied and the step fails naming them. Each object is tracked before it is written.
+   */
+  async apply(mesh: string, objects: k8s.KubernetesObject[], opts: ApplyOptions = {}): Promise<ObjectRef[]> {
+    const heartbeat = opts.heartbeat ?? (() => undefined);
     const labelled = objects.map((o) => ({
       ...o,
       metadata: { ...o.metadata, labels: { ...(o.metadata?.labels ?? {}), [MANAGED_BY]: 'meshflow', [MESH_LABEL]: mesh } },
     }));
+    await this.refuseForeign(mesh, labelled);
+    opts.track?.(labelled.map(refOf));
     const crds = labelled.filter((o) => o.kind === 'CustomResourceDefinition');
     const namespaces = labelled.filter((o) => o.kind === 'Namespace');
     const rest = labelled.filter((o) => o.kind !== 'CustomResourceDefinition' && o.kind !== 'Namespace');
@@ -68,6 +121,38 @@ export class Kube {
       heartbeat({ applied: Math.min(i + 16, rest.length), of: rest.length });
     }
     return labelled.map(refOf);
+  }
+
+  /** Fails, naming them, when objects of these names exist and are not this mesh's. */
+  private async refuseForeign(mesh: string, objects: k8s.KubernetesObject[]): Promise<void> {
+    const found = await mapLimit(objects, 16, async (o) => {
+      const existing = await this.read(refOf(o));
+      return existing && !ownedBy(existing, mesh) ? refOf(o) : undefined;
+    });
+    const foreign = found.filter((r): r is ObjectRef => r !== undefined);
+    if (!foreign.length) return;
+    const names = foreign.slice(0, 5).map(describeRef).join(', ') + (foreign.length > 5 ? ` and ${foreign.length - 5} more` : '');
+    throw new NotOursError(
+      `${foreign.length} object(s) already exist in cluster ${this.clusterName()} and are not mesh ${mesh}'s ` +
+        `(no ${MANAGED_BY}=meshflow, ${MESH_LABEL}=${mesh} labels): ${names}. meshflow does not take over or delete ` +
+        'what it did not create: remove them, or use a cluster without them (an Istio installed by other means ' +
+        'cannot be joined this way)',
+    );
+  }
+
+  private clusterName(): string {
+    return this.config.getCurrentContext() || this.config.getCurrentCluster()?.server || 'cluster';
+  }
+
+  /** The object, or undefined when it (or its kind) does not exist. Raw JSON, through discovery. */
+  async read(ref: ObjectRef): Promise<k8s.KubernetesObject | undefined> {
+    try {
+      const base = await this.resourcePath(ref.apiVersion, ref.kind, ref.namespace);
+      return JSON.parse(await this.request('GET', `${base}/${encodeURIComponent(ref.name)}`)) as k8s.KubernetesObject;
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -109,7 +194,8 @@ export class Kube {
 
   private async request(method: string, urlPath: string, body?: string, contentType?: string): Promise<string> {
     const server = this.config.getCurrentCluster()!.server;
-    const opts: https.RequestOptions = { method, headers: contentType ? { 'Content-Type': contentType } : {} };
+    this.signal?.throwIfAborted();
+    const opts: https.RequestOptions = { method, headers: contentType ? { 'Content-Type': contentType } : {}, signal: this.signal };
     await this.config.applyToHTTPSOptions(opts);
     return new Promise((resolve, reject) => {
       const req = https.request(new URL(urlPath, server), opts, (res) => {
@@ -140,7 +226,7 @@ export class Kube {
       } catch (err) {
         const notFound = (err as { code?: number }).code === 404 || /not found|no matches for kind/i.test(String((err as Error).message));
         if (!notFound || attempt >= 20) throw err;
-        await sleep(250);
+        await pause(250, this.signal);
       }
     }
   }
@@ -153,7 +239,7 @@ export class Kube {
       if (c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True')) return;
       if (Date.now() > deadline) throw new Error(`CRD ${crd} was not established within ${timeoutMs / 1000}s`);
       heartbeat({ waitingFor: crd });
-      await sleep(200);
+      await pause(200, this.signal);
     }
   }
 
@@ -166,7 +252,7 @@ export class Kube {
         if (d.status?.observedGeneration === d.metadata?.generation && (d.status?.availableReplicas ?? 0) >= want) break;
         if (Date.now() > deadline) throw new Error(`deployment ${namespace}/${name} not available after ${Math.round(timeoutMs / 1000)}s (${d.status?.availableReplicas ?? 0}/${want} replicas)`);
         heartbeat({ waitingFor: `${namespace}/${name}` });
-        await sleep(500);
+        await pause(500, this.signal);
       }
     }
   }
@@ -181,47 +267,54 @@ export class Kube {
       if (address) return address;
       if (Date.now() > deadline) return undefined;
       heartbeat({ waitingFor: `load balancer ${namespace}/${name}` });
-      await sleep(500);
-    }
-  }
-
-  async read(ref: ObjectRef): Promise<k8s.KubernetesObject | undefined> {
-    try {
-      return await this.objects.read({ apiVersion: ref.apiVersion, kind: ref.kind, metadata: { name: ref.name, namespace: ref.namespace } });
-    } catch (err) {
-      if ((err as { code?: number }).code === 404) return undefined;
-      throw err;
+      await pause(500, this.signal);
     }
   }
 
   /**
-   * Deletes the objects that carry this mesh's ownership labels, newest first; objects that are
-   * gone or that meshflow does not own are left alone. Returns the refs it left because they were
-   * not ours.
+   * Deletes the objects that carry this mesh's ownership labels, newest first, reporting each
+   * one as it goes. Objects that are gone are skipped; objects meshflow does not own, and CRDs that
+   * still hold custom resources not created by this mesh (deleting the CRD would delete them), are
+   * left in place and returned with the reason.
    */
-  async deleteOwned(mesh: string, refs: ObjectRef[]): Promise<ObjectRef[]> {
-    const notOurs: ObjectRef[] = [];
-    for (const ref of [...refs].reverse()) {
-      let obj: k8s.KubernetesObject | undefined;
-      try {
-        obj = await this.read(ref);
-      } catch (err) {
-        // The kind itself is gone (its CRD was deleted first): so is the object.
-        if (/no matches for kind|not found/i.test(String((err as Error).message))) continue;
-        throw err;
-      }
+  async deleteOwned(mesh: string, refs: ObjectRef[], heartbeat: Heartbeat = () => undefined): Promise<Untouched[]> {
+    const untouched: Untouched[] = [];
+    for (const [i, ref] of [...refs].reverse().entries()) {
+      heartbeat({ deleting: describeRef(ref), done: i, of: refs.length });
+      const obj = await this.read(ref);
       if (!obj) continue;
-      const labels = obj.metadata?.labels ?? {};
-      if (labels[MANAGED_BY] !== 'meshflow' || labels[MESH_LABEL] !== mesh) {
-        notOurs.push(ref);
+      if (!ownedBy(obj, mesh)) {
+        untouched.push({ ref, reason: `not labelled ${MANAGED_BY}=meshflow, ${MESH_LABEL}=${mesh}` });
         continue;
       }
+      if (ref.kind === 'CustomResourceDefinition') {
+        const others = await this.foreignCustomResources(obj as k8s.V1CustomResourceDefinition, mesh);
+        if (others.length) {
+          untouched.push({ ref, reason: `still holds ${others.length} resource(s) not created by mesh ${mesh}, e.g. ${others.slice(0, 3).join(', ')}` });
+          continue;
+        }
+      }
       try {
-        await this.objects.delete({ apiVersion: ref.apiVersion, kind: ref.kind, metadata: { name: ref.name, namespace: ref.namespace } }, undefined, undefined, undefined, undefined, 'Background');
+        const base = await this.resourcePath(ref.apiVersion, ref.kind, ref.namespace);
+        await this.request('DELETE', `${base}/${encodeURIComponent(ref.name)}?propagationPolicy=Background`);
       } catch (err) {
         if ((err as { code?: number }).code !== 404) throw err;
       }
     }
-    return notOurs;
+    return untouched;
+  }
+
+  /** The custom resources of a CRD (served version, every namespace) that are not this mesh's. */
+  private async foreignCustomResources(crd: k8s.V1CustomResourceDefinition, mesh: string): Promise<string[]> {
+    const version = crd.spec.versions.find((v) => v.served)?.name;
+    if (!version) return [];
+    let list: { items: k8s.KubernetesObject[] };
+    try {
+      list = JSON.parse(await this.request('GET', `/apis/${crd.spec.group}/${version}/${crd.spec.names.plural}`)) as typeof list;
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return [];
+      throw err;
+    }
+    return list.items.filter((o) => !ownedBy(o, mesh)).map((o) => `${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name}`);
   }
 }

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { LocalClusters, type LocalTools } from '../local/clusters';
+import { localClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
 import { packageRoot } from '../paths';
 import { runningPid, startDaemon, stopDaemon } from '../util/daemon';
@@ -45,7 +46,7 @@ export class LocalProvider implements ClusterProvider {
 
   /** Local cluster names carry the mesh name, so two meshes never share a cluster. */
   private localName(mesh: string, cluster: ClusterSpec): string {
-    return `${mesh}-${cluster.name}`;
+    return localClusterName(mesh, cluster.name);
   }
 
   async create(mesh: string, cluster: ClusterSpec, heartbeat: Heartbeat): Promise<void> {

@@ -8,6 +8,7 @@ import { extendMesh, meshHandle, meshStatus, startMesh, teardownMesh, verifyMesh
 import { buildPlan } from '../plan/plan';
 import { packageRoot, stateDir } from '../paths';
 import { loadMeshSpec } from '../spec/load';
+import { localClusterName } from '../spec/names';
 import { ensureTools } from '../tools/install';
 import { sleep } from '../util/net';
 import type { MeshStatus } from '../workflows/types';
@@ -190,7 +191,8 @@ program
   .command('kubeconfig <mesh> <cluster>')
   .description('path of the admin kubeconfig of a local cluster')
   .action((mesh: string, cluster: string) => {
-    process.stdout.write(path.join(stateDir(), 'local', 'clusters', `${mesh}-${cluster}`, 'kubeconfig') + '\n');
+    const dir = path.join(stateDir(), 'local', 'clusters', localClusterName(mesh, cluster));
+    process.stdout.write(path.join(dir, 'kubeconfig') + '\n');
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

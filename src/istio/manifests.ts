@@ -2,6 +2,7 @@
 // the pinned istioctl, and the small objects Istio's multicluster guides apply by hand.
 import { execa } from 'execa';
 import YAML from 'yaml';
+import { type Values, type ValuesContext, deepMerge, ownedValues } from '../spec/istio-values';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import { ISTIO_HUB } from './version';
 
@@ -14,44 +15,33 @@ export async function istioctlRender(istioctl: string, iop: object): Promise<str
   return r.stdout;
 }
 
-/** The release images of the spec's Istio version; `istio.values.global.hub`/`tag` override them (a mirror). */
-function images(mesh: MeshSpec): { hub: string; tag: string } {
-  return { hub: ISTIO_HUB, tag: mesh.istio.version };
+/**
+ * The Helm values of one operator: the release images of the spec's Istio version (defaults the
+ * user's `global.hub`/`tag` override, e.g. for a mirror), then the user's `istio.values`
+ * deep-merged, then the values meshflow owns (validation refuses a spec that sets those).
+ * Owned `meshConfig.*` goes to the operator's meshConfig, which istioctl merges into the values.
+ */
+function operatorValues(ctx: ValuesContext): { values: Values; meshConfig?: Values } {
+  const { meshConfig, ...owned } = ownedValues(ctx);
+  const defaults = { global: { hub: ISTIO_HUB, tag: ctx.mesh.istio.version } };
+  const values = deepMerge(defaults, ctx.mesh.istio.values, owned);
+  return { values, meshConfig: meshConfig as Values | undefined };
 }
 
 /** The IstioOperator of a cluster's control plane (primary) or of its remote profile. */
 export function controlPlaneOperator(mesh: MeshSpec, cluster: ClusterSpec, remotePilotAddress?: string): object {
-  const global: Record<string, unknown> = { meshID: mesh.name, multiCluster: { clusterName: cluster.name }, network: cluster.network };
-  const values: Record<string, unknown> = { ...mesh.istio.values, global: { ...images(mesh), ...(mesh.istio.values.global as object | undefined), ...global } };
-  // DNS proxying lets a pod resolve services that exist only in other clusters (what `.global`
-  // names and istiocoredns did before Istio 1.8).
-  const meshConfig = { defaultConfig: { proxyMetadata: { ISTIO_META_DNS_CAPTURE: 'true' } } };
-  if (cluster.role === 'remote') {
-    return {
-      apiVersion: 'install.istio.io/v1alpha1',
-      kind: 'IstioOperator',
-      spec: {
-        profile: 'remote',
-        meshConfig,
-        values: { ...values, istiodRemote: { injectionPath: `/inject/cluster/${cluster.name}/net/${cluster.network}` }, global: { ...(values.global as object), remotePilotAddress } },
-      },
-    };
-  }
-  const servesRemotes = mesh.clusters.some((c) => c.role === 'remote' && c.primary === cluster.name);
+  const { values, meshConfig } = operatorValues({ mesh, cluster, operator: 'control-plane', remotePilotAddress });
   return {
     apiVersion: 'install.istio.io/v1alpha1',
     kind: 'IstioOperator',
-    spec: {
-      profile: mesh.istio.profile,
-      meshConfig,
-      values: servesRemotes ? { ...values, pilot: { env: { EXTERNAL_ISTIOD: 'true' } } } : values,
-    },
+    spec: { profile: cluster.role === 'remote' ? 'remote' : mesh.istio.profile, meshConfig, values },
   };
 }
 
 export const EASTWEST_SERVICE = 'istio-eastwestgateway';
 
 export function eastWestOperator(mesh: MeshSpec, cluster: ClusterSpec): object {
+  const { values } = operatorValues({ mesh, cluster, operator: 'east-west' });
   return {
     apiVersion: 'install.istio.io/v1alpha1',
     kind: 'IstioOperator',
@@ -75,10 +65,7 @@ export function eastWestOperator(mesh: MeshSpec, cluster: ClusterSpec): object {
           },
         }],
       },
-      values: {
-        gateways: { 'istio-ingressgateway': { injectionTemplate: 'gateway' } },
-        global: { ...images(mesh), ...(mesh.istio.values.global as object | undefined), meshID: mesh.name, multiCluster: { clusterName: cluster.name }, network: cluster.network },
-      },
+      values,
     },
   };
 }

@@ -5,6 +5,8 @@ import { z } from 'zod';
 import { SAMPLE_APPS, type SampleName } from '../istio/sample-apps';
 import { ISTIO_DEFAULT_VERSION, ISTIO_LINE, ISTIO_VERSION_PATTERN } from '../istio/version';
 import { MAX_TTL_MS, MIN_TTL_MS, parseDuration } from './duration';
+import { ownedValueProblems } from './istio-values';
+import { LOCAL_CLUSTER_NAME_MAX, localClusterName } from './names';
 
 
 const dnsLabel = z
@@ -104,7 +106,6 @@ export const meshSchema = z
       .prefault({}),
     verify: z
       .strictObject({
-        controlPlane: z.boolean().default(true),
         traffic: z.strictObject({ requests: z.number().int().min(1).max(1000).default(20) }).prefault({}),
       })
       .prefault({}),
@@ -114,6 +115,22 @@ export const meshSchema = z
     mesh.clusters.forEach((c, i) => {
       if (names.has(c.name)) ctx.addIssue({ code: 'custom', path: ['clusters', i, 'name'], message: `duplicate cluster name "${c.name}" (also clusters[${names.get(c.name)}])` });
       names.set(c.name, i);
+      if (c.provider === 'gke') {
+        // Kept in the enum so that this says what is wrong, rather than "Invalid option".
+        const message = 'provider gke is not available in this build; use local or existing';
+        ctx.addIssue({ code: 'custom', path: ['clusters', i, 'provider'], message });
+        return;
+      }
+      const local = localClusterName(mesh.name, c.name);
+      if (c.provider === 'local' && local.length > LOCAL_CLUSTER_NAME_MAX) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clusters', i, 'name'],
+          message:
+            `local cluster name "${local}" (name-clusters[${i}].name) is ${local.length} characters, over the limit ` +
+            `of ${LOCAL_CLUSTER_NAME_MAX}: shorten name or clusters[${i}].name`,
+        });
+      }
       const settings = c[c.provider];
       if (c.provider !== 'local' && settings === undefined) {
         ctx.addIssue({ code: 'custom', path: ['clusters', i, c.provider], message: `provider "${c.provider}" needs a "${c.provider}:" section` });
@@ -124,6 +141,9 @@ export const meshSchema = z
         }
       }
     });
+    for (const problem of ownedValueProblems(mesh.istio.values)) {
+      ctx.addIssue({ code: 'custom', path: ['istio', 'values', ...problem.path], message: problem.message });
+    }
     const primaries = mesh.clusters.filter((c) => c.role === 'primary');
     if (primaries.length === 0) ctx.addIssue({ code: 'custom', path: ['clusters'], message: 'at least one cluster must have role: primary' });
     mesh.clusters.forEach((c, i) => {

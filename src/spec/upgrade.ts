@@ -1,18 +1,25 @@
 // Specs travel inside workflow inputs, so a mesh started by an earlier meshflow carries a spec
-// parsed by an earlier schema: fields added since are absent, not defaulted. The workflow fills
-// them in (to what the schema's defaults would be) before anything reads them. Pure: runs in
-// workflow code.
+// parsed by an earlier schema: fields added since are absent, not defaulted, and fields removed
+// since are still there. The workflow fills in the first (to what the schema's defaults would be)
+// and drops the second before anything reads them. Pure: runs in workflow code.
 import { ISTIO_DEFAULT_VERSION, ISTIO_VERSION_PATTERN } from '../istio/version';
 import type { MeshSpec } from './schema';
 
-type Recorded = Omit<MeshSpec, 'trust' | 'app'> & { trust?: MeshSpec['trust']; app: Omit<MeshSpec['app'], 'manifests'> & { manifests?: MeshSpec['app']['manifests'] } };
+type Recorded = Omit<MeshSpec, 'trust' | 'app' | 'verify'> & {
+  trust?: MeshSpec['trust'];
+  app: Omit<MeshSpec['app'], 'manifests'> & { manifests?: MeshSpec['app']['manifests'] };
+  /** controlPlane: removed (the control-plane checks always ran; nothing read it). */
+  verify: MeshSpec['verify'] & { controlPlane?: boolean };
+};
 
 export function upgradeSpec(spec: Recorded): MeshSpec {
+  const { controlPlane: _removed, ...verify } = spec.verify;
   return {
     ...spec,
     trust: spec.trust ?? {},
     app: { ...spec.app, manifests: spec.app.manifests ?? [] },
     // Earlier specs named only the line ("1.31"); images need a release.
     istio: { ...spec.istio, version: ISTIO_VERSION_PATTERN.test(spec.istio.version) ? spec.istio.version : ISTIO_DEFAULT_VERSION },
+    verify,
   };
 }

@@ -1,18 +1,27 @@
 // provisionMesh: walks the mesh's plan (independent steps in parallel), records everything each
-// step creates in a ledger the moment it succeeds, and on failure or cancellation undoes the
-// ledger in reverse in a non-cancellable scope. A ready mesh stays open until its TTL expires or
-// it is told to tear down; `extend` moves the deadline, `verify` re-runs the checks, and the
-// remote secrets' reader tokens are renewed before they expire. Long waits continue-as-new with
-// the state they carry, so history stays bounded.
+// step creates in a ledger the moment it is reported (by a finished step, or in the trace of a
+// failed, cancelled or timed-out one), and on failure, cancellation, `down` or TTL expiry undoes
+// the ledger newest first in a non-cancellable scope. `down` and expiry during provisioning
+// cancel the running steps first. A ready mesh, or one kept after a failure (`onFailure: keep`),
+// stays open until its deadline or a teardown; `extend` moves the deadline, `verify` re-runs the
+// checks, and reader tokens are renewed before they expire. Long waits continue-as-new with the
+// state they carry, so history stays bounded.
+//
+// Versioning (see README, "Changing the workflow"): a change that alters the commands this code
+// issues is guarded by one patch per release, read once at the start; meshes started by an
+// earlier build replay the branch they started on.
 import {
   ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
-  allHandlersFinished,
+  CancelledFailure,
   CancellationScope,
+  TimeoutFailure,
+  allHandlersFinished,
   condition,
   continueAsNew,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -20,27 +29,41 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { MeshActivities } from '../activities/types';
+import type { HostActivities } from '../activities/host';
 import { buildPlan, type Step, type StepKind } from '../plan/plan';
 import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
 import { upgradeSpec } from '../spec/upgrade';
+import { type LedgerEntry, type Resource, type StepTrace, resourceCluster } from '../steps/contract';
+import { NON_RETRYABLE_TYPES } from '../steps/errors';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { extendUpdate, statusQuery, teardownSignal, verifyUpdate } from './definitions';
-import type { LedgerEntry, MeshPhase, MeshStatus, ProvisionMeshInput, Resource, StepOutcome, StepStatus } from './types';
+import type { MeshPhase, MeshStatus, ProvisionMeshInput, StepOutcome, StepStatus } from './types';
 
-const RETRY = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['SpecError', 'PermanentError'] };
+/** Release 2: teardown cancels running steps, kept meshes stay open, deadline from the start, host-bound steps, parallel undo. */
+export const PATCH_V2 = 'meshflow-v2-faults';
 
-/** Per-kind activity options: long cloud operations get long timeouts and must heartbeat. */
+const RETRY = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
+
+/**
+ * Per-kind activity options. Every step heartbeats every second (runStep), so a 10 s heartbeat
+ * timeout notices a lost worker within seconds and the retry resumes from the step's trace.
+ */
+const BEAT = { heartbeatTimeout: '10 seconds' } as const;
 const OPTIONS: Record<StepKind, ActivityOptions> = {
-  'create-cluster': { startToCloseTimeout: '45 minutes', heartbeatTimeout: '2 minutes', retry: RETRY },
-  'root-ca': { startToCloseTimeout: '2 minutes', retry: RETRY },
-  cacerts: { startToCloseTimeout: '2 minutes', retry: RETRY },
-  'control-plane': { startToCloseTimeout: '15 minutes', heartbeatTimeout: '1 minute', retry: RETRY },
-  'eastwest-gateway': { startToCloseTimeout: '15 minutes', heartbeatTimeout: '1 minute', retry: RETRY },
-  'expose-services': { startToCloseTimeout: '2 minutes', retry: RETRY },
-  'expose-istiod': { startToCloseTimeout: '2 minutes', retry: RETRY },
-  link: { startToCloseTimeout: '2 minutes', retry: RETRY },
-  'deploy-app': { startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry: RETRY },
-  verify: { startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry: { ...RETRY, maximumAttempts: 3 } },
+  'create-cluster': { startToCloseTimeout: '45 minutes', ...BEAT, retry: RETRY },
+  'root-ca': { startToCloseTimeout: '2 minutes', ...BEAT, retry: RETRY },
+  cacerts: { startToCloseTimeout: '2 minutes', ...BEAT, retry: RETRY },
+  'control-plane': { startToCloseTimeout: '15 minutes', ...BEAT, retry: RETRY },
+  'eastwest-gateway': { startToCloseTimeout: '15 minutes', ...BEAT, retry: RETRY },
+  'expose-services': { startToCloseTimeout: '2 minutes', ...BEAT, retry: RETRY },
+  'expose-istiod': { startToCloseTimeout: '2 minutes', ...BEAT, retry: RETRY },
+  link: { startToCloseTimeout: '2 minutes', ...BEAT, retry: RETRY },
+  'deploy-app': { startToCloseTimeout: '10 minutes', ...BEAT, retry: RETRY },
+  verify: { startToCloseTimeout: '10 minutes', ...BEAT, retry: { ...RETRY, maximumAttempts: 3 } },
+};
+/** Release 1's options, for meshes it started (their histories record these). */
+const V1_HEARTBEAT: Partial<Record<StepKind, string>> = {
+  'create-cluster': '2 minutes', 'control-plane': '1 minute', 'eastwest-gateway': '1 minute', 'deploy-app': '1 minute', verify: '1 minute',
 };
 
 const ACTIVITY: Record<StepKind, Exclude<keyof MeshActivities, 'undoResource'>> = {
@@ -56,37 +79,41 @@ const ACTIVITY: Record<StepKind, Exclude<keyof MeshActivities, 'undoResource'>> 
   verify: 'verifyMesh',
 };
 
-const undoActivities = proxyActivities<MeshActivities>({
+const UNDO_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '2 minutes',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
-});
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_TYPES },
+};
 
 /** A renewal that failed is tried again this much later (the token it replaces is still valid for a while). */
 const RENEWAL_RETRY_MS = 5 * 60_000;
 /** A token that outlives the mesh by this much needs no renewal. */
 const TOKEN_MARGIN_MS = 10 * 60_000;
 
-function stepActivity(step: Step, summaryText = summary(step)) {
-  // On cancel, wait for the activity to finish or acknowledge: one that completes anyway has
-  // created something, and its result must reach the ledger to be undone.
-  return proxyActivities<MeshActivities>({
-    ...OPTIONS[step.kind],
-    summary: summaryText,
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  })[ACTIVITY[step.kind]];
-}
-
 function summary(step: Step): string {
   return step.target ? `${step.kind} ${step.cluster} -> ${step.target}` : step.cluster ? `${step.kind} ${step.cluster}` : step.kind;
 }
 
 function errorText(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return `${err.cause.name === 'ApplicationFailure' ? (err.cause as ApplicationFailure).type ?? 'Error' : err.cause.name}: ${err.cause.message}`;
+  if (err instanceof ActivityFailure && err.cause) {
+    const type = err.cause instanceof ApplicationFailure ? (err.cause.type ?? 'Error') : err.cause.name;
+    return `${type}: ${err.cause.message}`;
+  }
   return err instanceof Error ? err.message : String(err);
 }
 
+/** What a failed, cancelled or timed-out step said it may have created (its trace). */
+function tracedResources(err: unknown): Resource[] {
+  if (!(err instanceof ActivityFailure)) return [];
+  const cause = err.cause;
+  let trace: StepTrace | undefined;
+  if (cause instanceof ApplicationFailure || cause instanceof CancelledFailure) trace = cause.details?.[0] as StepTrace | undefined;
+  else if (cause instanceof TimeoutFailure) trace = cause.lastHeartbeatDetails as StepTrace | undefined;
+  return Array.isArray(trace?.resources) ? trace.resources : [];
+}
+
 export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStatus> {
+  const v2 = patched(PATCH_V2);
   const spec = upgradeSpec(input.spec);
   const plan = buildPlan(spec);
   const now = () => new Date(Date.now()).toISOString();
@@ -96,6 +123,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     provider: [...new Set(spec.clusters.map((c) => c.provider))].join(','),
     clusters: spec.clusters.map((c) => c.name),
     startedAt: now(),
+    // The deadline runs from the start: a mesh never outlives its TTL, not even one still provisioning.
+    expiresAt: v2 ? new Date(Date.now() + parseDuration(spec.ttl)!).toISOString() : undefined,
     steps: plan.steps.map((s): StepStatus => ({ id: s.id, kind: s.kind, cluster: s.cluster, target: s.target, state: 'pending' })),
     ledger: [],
     checks: [],
@@ -105,13 +134,36 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   const request = (step: Step) => ({ mesh: spec.name, spec, step: { id: step.id, kind: step.kind, cluster: step.cluster, target: step.target } });
   const record = (step: string, resources: Resource[]) => {
     for (const resource of resources) {
-      // A step run again (a token renewal) reports what it already created: one entry is enough.
+      // A step run again (a token renewal, a retry) reports what it already created: one entry is enough.
       const known = status.ledger.some((l) => l.step === step && JSON.stringify(l.resource) === JSON.stringify(resource));
       if (!known) status.ledger.push({ step, resource, createdAt: now() });
     }
   };
   let teardownRequested = false;
-  let deadlineMoved = false;
+  /** Why provisioning was stopped from outside (teardown, expiry), once it was. */
+  let stopReason: string | undefined;
+  let deadlineVersion = 0;
+  const provisioning = new CancellationScope();
+
+  // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
+  // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
+  if (v2 && !status.hostQueue) {
+    const host = await proxyActivities<HostActivities>({ startToCloseTimeout: '1 minute', summary: 'claim a worker host' }).claimHost();
+    status.hostQueue = host.taskQueue;
+    status.host = host.host;
+  }
+  const hostOptions = (): ActivityOptions => (status.hostQueue ? { taskQueue: status.hostQueue } : {});
+  const stepActivity = (step: Step, summaryText = summary(step)) =>
+    // On cancel, wait for the activity to finish or acknowledge: one that completes anyway has
+    // created something, and its result (or trace) must reach the ledger to be undone.
+    proxyActivities<MeshActivities>({
+      ...OPTIONS[step.kind],
+      ...(v2 ? {} : { heartbeatTimeout: V1_HEARTBEAT[step.kind] }),
+      ...hostOptions(),
+      summary: summaryText,
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    })[ACTIVITY[step.kind]];
+  const undoActivity = (summaryText: string) => proxyActivities<MeshActivities>({ ...UNDO_OPTIONS, ...hostOptions(), summary: summaryText }).undoResource;
 
   const setPhase = (phase: MeshPhase) => {
     status.phase = phase;
@@ -124,30 +176,35 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     [MESH_SEARCH_ATTRIBUTES.phase.name]: [status.phase],
   });
 
+  const stopProvisioning = (reason: string) => {
+    if (stopReason !== undefined || status.phase !== 'provisioning') return;
+    stopReason = reason;
+    provisioning.cancel();
+  };
   setHandler(statusQuery, () => status);
   setHandler(teardownSignal, () => {
     teardownRequested = true;
+    if (v2) stopProvisioning('teardown requested while provisioning');
   });
   setHandler(
     extendUpdate,
     (by: string) => {
-      const ms = parseDuration(by)!;
-      const expires = new Date(Math.max(Date.parse(status.expiresAt ?? now()), Date.now()) + ms);
-      status.expiresAt = expires.toISOString();
-      deadlineMoved = true;
+      // From the deadline the mesh has (its TTL from the start, or an earlier extend), never from now.
+      const base = Math.max(Date.parse(status.expiresAt ?? now()), Date.now());
+      status.expiresAt = new Date(base + parseDuration(by)!).toISOString();
+      deadlineVersion++;
       return status.expiresAt;
     },
     {
       validator: (by: string) => {
         const ms = parseDuration(by);
         if (ms === undefined || ms <= 0) throw new Error(`"${by}" is not a positive duration such as 30m, 2h or 1d`);
-        if (status.phase !== 'ready' && status.phase !== 'provisioning') throw new Error(`mesh ${spec.name} is ${status.phase}: nothing to extend`);
+        if (!['ready', 'provisioning', 'kept'].includes(status.phase)) throw new Error(`mesh ${spec.name} is ${status.phase}: nothing to extend`);
         const base = Math.max(Date.parse(status.expiresAt ?? now()), Date.now());
         if (base + ms - Date.now() > MAX_TTL_MS) throw new Error(`a mesh may live at most ${formatDurationMs(MAX_TTL_MS)} from now`);
       },
     },
   );
-
   setHandler(
     verifyUpdate,
     async () => {
@@ -165,55 +222,95 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   );
 
   if (!input.carried) {
+    const outcome = await provision();
+    // Release 1 closed a kept mesh's workflow; a stop that was asked for has been compensated.
+    if ((!v2 && outcome === 'kept') || outcome === 'stopped') return status;
+  }
+  await live();
+  setPhase('tearing-down');
+  await CancellationScope.nonCancellable(() => undoAll());
+  setPhase(status.leftBehind.length ? 'failed' : 'deleted');
+  if (v2) await condition(allHandlersFinished);
+  return status;
+
+  /**
+   * Runs the plan: 'ready', or 'kept' when a failure left the mesh as it was (onFailure: keep).
+   * A teardown or an expiry is compensated ('stopped'); any other failure too, and then thrown.
+   */
+  async function provision(): Promise<'ready' | 'kept' | 'stopped'> {
+    if (v2) {
+      // A workflow cancel reaches this wait too: that ends it, and the walk's own handling follows.
+      watchDeadlineWhileProvisioning().catch((err: unknown) => {
+        if (!isCancellation(err)) throw err;
+      });
+    }
     try {
-      await CancellationScope.cancellable(() => walk());
+      await provisioning.run(() => walk());
     } catch (err) {
-      status.error = isCancellation(err) ? 'cancelled' : errorText(err);
-      if (spec.onFailure === 'keep' && !isCancellation(err)) {
+      status.error = stopReason ?? (isCancellation(err) ? 'cancelled' : errorText(err));
+      const stopped = stopReason !== undefined || isCancellation(err);
+      if (spec.onFailure === 'keep' && !stopped) {
         for (const s of status.steps) if (s.state === 'done') s.state = 'kept';
         setPhase('kept');
-        return status;
+        return 'kept';
       }
       setPhase('compensating');
       await CancellationScope.nonCancellable(() => undoAll());
       setPhase(status.leftBehind.length ? 'failed' : 'deleted');
+      if (stopReason !== undefined) {
+        // Asked for (down, expiry): the workflow completes, its result says what was removed.
+        await condition(allHandlersFinished);
+        return 'stopped';
+      }
       if (isCancellation(err)) throw err;
       throw ApplicationFailure.create({
         type: 'MeshProvisioningFailed',
-        message: `mesh ${spec.name} failed: ${status.error}. ` + (status.leftBehind.length ? `Could not remove ${status.leftBehind.length} resource(s): see status.leftBehind.` : 'Everything it created was removed.'),
+        message:
+          `mesh ${spec.name} failed: ${status.error}. ` +
+          (status.leftBehind.length ? `Could not remove ${status.leftBehind.length} resource(s): see status.leftBehind.` : 'Everything it created was removed.'),
         nonRetryable: true,
       });
     }
     status.readyAt = now();
     status.expiresAt ??= new Date(Date.now() + parseDuration(spec.ttl)!).toISOString();
     setPhase('ready');
+    return 'ready';
   }
 
-  // Ready: wait for the deadline (which `extend` may move) or a teardown request, renewing
-  // reader tokens on the way.
-  try {
-    for (;;) {
+  /** Cancels provisioning when the deadline passes first (extend moves it). */
+  async function watchDeadlineWhileProvisioning(): Promise<void> {
+    while (status.phase === 'provisioning' && stopReason === undefined) {
       const left = Date.parse(status.expiresAt!) - Date.now();
-      if (left <= 0 || teardownRequested) break;
-      const renewIn = nextRenewal() - Date.now();
-      if (renewIn <= 0) {
-        await renewTokens();
-        continue;
-      }
-      deadlineMoved = false;
-      await condition(() => teardownRequested || deadlineMoved || workflowInfo().continueAsNewSuggested, Math.min(left, renewIn));
-      if (workflowInfo().continueAsNewSuggested && !teardownRequested) {
-        await condition(allHandlersFinished); // a running verify or extend finishes first
-        await continueAsNew<typeof provisionMesh>({ spec, carried: status });
-      }
+      if (left <= 0) return stopProvisioning(`the mesh's TTL (${spec.ttl}) expired while it was provisioning`);
+      const seen = deadlineVersion;
+      await condition(() => status.phase !== 'provisioning' || stopReason !== undefined || deadlineVersion !== seen, left);
     }
-  } catch (err) {
-    if (!isCancellation(err)) throw err;
   }
-  setPhase('tearing-down');
-  await CancellationScope.nonCancellable(() => undoAll());
-  setPhase(status.leftBehind.length ? 'failed' : 'deleted');
-  return status;
+
+  /** Ready or kept: waits for the deadline (which `extend` may move) or a teardown, renewing reader tokens of a ready mesh. */
+  async function live(): Promise<void> {
+    try {
+      for (;;) {
+        const left = Date.parse(status.expiresAt!) - Date.now();
+        if (left <= 0 || teardownRequested) break;
+        const renewIn = status.phase === 'ready' ? nextRenewal() - Date.now() : Infinity;
+        if (renewIn <= 0) {
+          await renewTokens();
+          continue;
+        }
+        const seen = deadlineVersion;
+        await condition(() => teardownRequested || deadlineVersion !== seen || workflowInfo().continueAsNewSuggested, Math.min(left, renewIn));
+        if (workflowInfo().continueAsNewSuggested && !teardownRequested) {
+          await condition(allHandlersFinished); // a running verify or extend finishes first
+          // A teardown that arrived meanwhile is not carried into a new run: it is served here.
+          if (v2 && teardownRequested) break;
+          await continueAsNew<typeof provisionMesh>({ spec, carried: status });
+        }
+      }
+    } catch (err) {
+      if (!isCancellation(err)) throw err;
+    }
+  }
 
   /** When the first reader token that must outlive the mesh's deadline is due for renewal (Infinity: none is). */
   function nextRenewal(): number {
@@ -236,6 +333,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           s.outputs = { ...out.outputs, renewedAt: now() };
           s.lastError = undefined;
         } catch (err) {
+          record(step.id, tracedResources(err));
           s.lastError = `token renewal failed, retrying in ${formatDurationMs(RENEWAL_RETRY_MS)}: ${errorText(err)}`;
           s.outputs = { ...s.outputs, tokenRenewAt: new Date(Date.now() + RENEWAL_RETRY_MS).toISOString() };
         }
@@ -263,11 +361,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           s.state = 'done';
           done.add(step.id);
         } catch (err) {
-          // A step that fails after creating something says what in its failure details.
-          const details = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? (err.cause.details?.[0] as { resources?: Resource[] } | undefined) : undefined;
-          record(step.id, details?.resources ?? []);
+          // A step that fails, is cancelled or times out says in its trace what it may have created.
+          record(step.id, tracedResources(err));
           s.state = 'failed';
-          s.lastError = errorText(err);
+          s.lastError = isCancellation(err) && stopReason ? `cancelled: ${stopReason}` : errorText(err);
           failure ??= isCancellation(err) ? err : new Error(`step ${step.id}: ${s.lastError}`);
         } finally {
           s.endedAt = now();
@@ -277,7 +374,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       running.set(step.id, p);
     };
     for (;;) {
-      if (failure === undefined && !teardownRequested) {
+      if (failure === undefined && !teardownRequested && stopReason === undefined) {
         for (const step of plan.steps) {
           if (stepStatus(step.id).state === 'pending' && step.dependsOn.every((d) => done.has(d))) start(step);
         }
@@ -290,34 +387,56 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     if (teardownRequested) throw ApplicationFailure.create({ type: 'TeardownRequested', message: 'teardown requested while provisioning', nonRetryable: true });
     const failed = status.checks.filter((c) => c.status === 'failed');
     if (failed.length) {
-      throw ApplicationFailure.create({ type: 'VerificationFailed', message: failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`).join('; '), nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: 'VerificationFailed',
+        message: failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`).join('; '),
+        nonRetryable: true,
+      });
     }
   }
 
-  /** Undoes the ledger step by step, newest first; failures are recorded, never dropped. */
+  /** Undoes one ledger entry; a failure is recorded, never dropped. */
+  async function undoEntry(entry: LedgerEntry): Promise<void> {
+    const r = entry.resource;
+    const what = r.type === 'cluster' ? `cluster ${r.cluster}` : r.type === 'file' ? r.path.split('/').slice(-3).join('/') : `${r.objects.length} object(s) in ${r.cluster}`;
+    try {
+      const out = await undoActivity(`undo ${entry.step}: ${what}`)({ mesh: spec.name, spec, resource: r });
+      if (out?.untouched.length) (status.untouched ??= []).push(...out.untouched);
+      status.ledger = status.ledger.filter((l) => l !== entry);
+    } catch (err) {
+      status.leftBehind.push({ resource: r, error: errorText(err) });
+    }
+  }
+
+  /**
+   * Undoes the ledger newest first. Release 2 runs one lane per cluster in parallel (objects in
+   * different clusters do not depend on each other), skips the objects inside a local cluster
+   * that is itself deleted, and removes host files (the CAs) last.
+   */
   async function undoAll(): Promise<void> {
     const entries = [...status.ledger].reverse();
-    const byStep: Array<[string, LedgerEntry[]]> = [];
-    for (const e of entries) {
-      const last = byStep[byStep.length - 1];
-      if (last && last[0] === e.step) last[1].push(e);
-      else byStep.push([e.step, [e]]);
-    }
-    for (const [stepId, stepEntries] of byStep) {
-      const s = stepStatus(stepId);
-      s.state = 'undoing';
-      let failed = false;
-      for (const entry of stepEntries) {
-        try {
-          await undoActivities.undoResource({ mesh: spec.name, spec, resource: entry.resource });
-          status.ledger = status.ledger.filter((l) => l !== entry);
-        } catch (err) {
-          failed = true;
-          status.leftBehind.push({ resource: entry.resource, error: errorText(err) });
+    for (const e of entries) stepStatus(e.step).state = 'undoing';
+    if (!v2) {
+      for (const e of entries) await undoEntry(e);
+    } else {
+      const provider = (cluster: string) => spec.clusters.find((c) => c.name === cluster)?.provider;
+      const goneWhole = new Set(entries.flatMap((e) => (e.resource.type === 'cluster' && provider(e.resource.cluster) === 'local' ? [e.resource.cluster] : [])));
+      const lanes = new Map<string, LedgerEntry[]>();
+      for (const e of entries) {
+        if (e.resource.type === 'objects' && goneWhole.has(e.resource.cluster)) {
+          status.ledger = status.ledger.filter((l) => l !== e); // deleted with its cluster
+          continue;
         }
+        const lane = resourceCluster(e.resource);
+        lanes.set(lane, [...(lanes.get(lane) ?? []), e]);
       }
-      s.state = failed ? 'undo-failed' : 'undone';
+      const runLane = async (lane: LedgerEntry[]) => {
+        for (const e of lane) await undoEntry(e);
+      };
+      await Promise.all([...lanes].filter(([lane]) => lane !== '').map(([, lane]) => runLane(lane)));
+      await runLane(lanes.get('') ?? []);
     }
+    const failedSteps = new Set(entries.filter((e) => status.leftBehind.some((l) => l.resource === e.resource)).map((e) => e.step));
+    for (const e of entries) stepStatus(e.step).state = failedSteps.has(e.step) ? 'undo-failed' : 'undone';
   }
 }
-

@@ -1,43 +1,10 @@
-// Data the mesh workflow and its activities exchange. None of it is secret: kubeconfigs, CA keys
-// and tokens stay in the state directory or in the clusters, and only their locations and names
-// travel through workflow history.
+// The mesh workflow's state as its status query reports it, and its input. None of it is secret
+// (see ../steps/contract.ts, which holds what steps exchange with the workflow).
 import type { MeshSpec } from '../spec/schema';
 import type { StepKind } from '../plan/plan';
+import type { CheckResult, LedgerEntry, Resource } from '../steps/contract';
 
-/** Something a step created, and where: enough for its undo to find it again. */
-export type Resource =
-  | { type: 'cluster'; cluster: string; provider: string }
-  | { type: 'objects'; cluster: string; objects: Array<{ apiVersion: string; kind: string; namespace?: string; name: string }> }
-  | { type: 'file'; path: string };
-
-export interface LedgerEntry {
-  step: string;
-  resource: Resource;
-  createdAt: string;
-}
-
-export interface StepRequest {
-  mesh: string;
-  spec: MeshSpec;
-  step: { id: string; kind: StepKind; cluster?: string; target?: string };
-}
-
-export interface CheckResult {
-  name: string;
-  cluster?: string;
-  status: 'passed' | 'failed' | 'not-supported';
-  detail: string;
-  /** For a failed check: the likely cause and what to do. */
-  hint?: string;
-}
-
-export interface StepOutcome {
-  resources: Resource[];
-  /** Facts worth showing in status (e.g. an east-west gateway's address). */
-  outputs?: Record<string, string>;
-  checks?: CheckResult[];
-  attempt: number;
-}
+export type { CheckResult, LedgerEntry, Resource, StepOutcome, StepRequest } from '../steps/contract';
 
 export type StepState = 'pending' | 'running' | 'done' | 'failed' | 'undoing' | 'undone' | 'undo-failed' | 'kept';
 
@@ -71,6 +38,11 @@ export interface MeshStatus {
   checks: CheckResult[];
   /** Undo failures: what could not be removed, and why. */
   leftBehind: Array<{ resource: Resource; error: string }>;
+  /** What undo left in place on purpose: objects not this mesh's, CRDs others' resources still use. */
+  untouched?: Array<{ cluster?: string; object: string; reason: string }>;
+  /** The worker host whose state (CA keys, local clusters) the mesh's steps need, and its task queue. */
+  host?: string;
+  hostQueue?: string;
   error?: string;
 }
 

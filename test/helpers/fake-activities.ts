@@ -3,9 +3,10 @@
 // is recorded so tests can check exactly what ran and in which order.
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import type { HostActivities } from '../../src/activities/host';
 import type { MeshActivities, UndoRequest } from '../../src/activities/types';
 import type { Plan } from '../../src/plan/plan';
-import type { StepOutcome, StepRequest } from '../../src/workflows/types';
+import type { Resource, StepOutcome, StepRequest } from '../../src/steps/contract';
 
 export interface Script {
   /** Step ids that fail permanently. */
@@ -16,6 +17,26 @@ export interface Script {
   hangSteps?: string[];
   /** Link steps issue reader tokens that live this long (renewed at two thirds, as the real ones). */
   tokenLifetimeMs?: number;
+  /**
+   * Resources as the real steps make them: a cluster per create-cluster, objects in their cluster
+   * (a link's in its target), a file for the root CA. Default: one file per step, named after it.
+   */
+  realistic?: boolean;
+  /** Step ids that fail after creating their resource, reporting it only in their trace. */
+  failAfterCreate?: string[];
+}
+
+/** The resource a step "creates" under a realistic script; its undo is recorded as `undo <step id>`. */
+function realisticResource(req: StepRequest): Resource {
+  const { id, kind, cluster, target } = req.step;
+  if (kind === 'root-ca') return { type: 'file', path: id };
+  if (kind === 'create-cluster') return { type: 'cluster', cluster: cluster!, provider: 'local' };
+  return { type: 'objects', cluster: target ?? cluster!, objects: [{ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'fake', name: id }] };
+}
+
+/** The step id a fake resource stands for. */
+export function fakeResourceStep(r: Resource): string {
+  return r.type === 'file' ? r.path : r.type === 'cluster' ? `create-cluster:${r.cluster}` : r.objects[0].name;
 }
 
 /** A token a link step issued, in workflow (server) time. */
@@ -47,12 +68,24 @@ export class FakeActivities {
       const beat = setInterval(() => ctx.heartbeat(), 100);
       try {
         await ctx.cancelled;
+      } catch (err) {
+        this.record(req.mesh, `cancelled ${req.step.id}`);
+        throw err;
       } finally {
         clearInterval(beat);
       }
     }
+    const resources: Resource[] = req.step.kind === 'verify' ? [] : [script.realistic ? realisticResource(req) : { type: 'file', path: req.step.id }];
     if (script.failSteps?.includes(req.step.id)) {
       throw ApplicationFailure.create({ type: 'PermanentError', message: `injected failure in ${req.step.id}`, nonRetryable: true });
+    }
+    if (script.failAfterCreate?.includes(req.step.id)) {
+      throw ApplicationFailure.create({
+        type: 'PermanentError',
+        message: `injected failure in ${req.step.id} after creating`,
+        nonRetryable: true,
+        details: [{ resources }],
+      });
     }
     let outputs: Record<string, string> | undefined;
     if (req.step.kind === 'link' && script.tokenLifetimeMs) {
@@ -63,16 +96,18 @@ export class FakeActivities {
       outputs = { tokenExpiresAt: new Date(expiresAt).toISOString(), tokenRenewAt: new Date(issuedAt + (script.tokenLifetimeMs * 2) / 3).toISOString() };
     }
     return {
-      resources: req.step.kind === 'verify' ? [] : [{ type: 'file', path: req.step.id }],
+      resources,
       attempt: 1,
       outputs,
       checks: req.step.kind === 'verify' ? [{ name: 'same-root', status: 'passed', detail: `fake, run ${this.callsOf(req.mesh).filter((c) => c === 'run verify').length}` }] : undefined,
     };
   }
 
-  activities(): MeshActivities {
+  activities(): MeshActivities & HostActivities {
     const step = (req: StepRequest) => this.step(req);
     return {
+      // The mesh's steps stay on the queue the test's worker polls.
+      claimHost: async () => ({ host: 'test-host', taskQueue: Context.current().info.taskQueue }),
       createCluster: step,
       createRootCa: step,
       installCacerts: step,
@@ -84,11 +119,12 @@ export class FakeActivities {
       deployApp: step,
       verifyMesh: step,
       undoResource: async (req: UndoRequest) => {
-        const p = req.resource.type === 'file' ? req.resource.path : JSON.stringify(req.resource);
+        const p = fakeResourceStep(req.resource);
         this.record(req.mesh, `undo ${p}`);
         if (this.scripts.get(req.mesh)?.failUndo?.includes(p)) {
           throw ApplicationFailure.create({ type: 'UndoFailed', message: `injected undo failure for ${p}`, nonRetryable: true });
         }
+        return { untouched: [] };
       },
     };
   }

@@ -6,11 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { execa } from 'execa';
 import { meshStatus, startMesh, teardownMesh, verifyMesh } from '../../src/client';
-import { createWorker } from '../../src/worker';
+import { type MeshWorker, createWorker } from '../../src/worker';
 import { buildPlan, linkPairs } from '../../src/plan/plan';
 import { parseDuration } from '../../src/spec/duration';
 import { parseMeshSpec } from '../../src/spec/load';
@@ -23,7 +22,7 @@ import { realDeps } from './mesh';
 import { devServer } from './temporal';
 
 let env: TestWorkflowEnvironment;
-let worker: Worker;
+let worker: MeshWorker;
 let running: Promise<void>;
 let state: string;
 
@@ -222,7 +221,8 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
     expect(final.leftBehind).toEqual([]);
     expect(final.ledger).toEqual([]);
     expect(local.list().filter((c) => c.name.startsWith(`${mesh}-`))).toEqual([]);
-    expect(fs.existsSync(path.join(state, 'meshes', mesh, 'ca'))).toBe(false);
+    // Nothing of the mesh stays in the state directory, not even an empty folder.
+    expect(fs.existsSync(path.join(state, 'meshes', mesh))).toBe(false);
     // The user's root is theirs: read, never removed.
     if (spec.trust.rootCa) expect([fs.existsSync(spec.trust.rootCa.certFile), fs.existsSync(spec.trust.rootCa.keyFile)]).toEqual([true, true]);
   

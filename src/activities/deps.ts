@@ -1,0 +1,41 @@
+// What the mesh activities are built from (ports and adapters), and the lookups every step
+// kind shares: a cluster of the spec, its access, a Kubernetes client bound to the step's
+// cancellation.
+import type { ClusterAccess, ClusterProvider } from '../adapters/providers';
+import { kubeFor } from '../adapters/providers';
+import type { Kube, ObjectRef } from '../adapters/kube';
+import type { ClusterSpec, MeshSpec } from '../spec/schema';
+import type { Resource } from '../steps/contract';
+import { PermanentError } from '../steps/errors';
+import type { TrafficPort } from './traffic';
+
+export interface ActivityDeps {
+  stateDir: string;
+  providers: Record<ClusterSpec['provider'], ClusterProvider>;
+  istioctl: string;
+  /** How long to wait for an east-west gateway address before failing with a hint. */
+  loadBalancerTimeoutMs?: number;
+  /** The longest lifetime asked for a remote secret's reader token (default 24h); the workflow renews it at two thirds. */
+  maxTokenSeconds?: number;
+  /** How traffic checks reach pods and ingress gateways (default: exec over the Kubernetes API, fetch). */
+  traffic?: TrafficPort;
+}
+
+export function clusterOf(spec: MeshSpec, name: string): ClusterSpec {
+  const c = spec.clusters.find((x) => x.name === name);
+  if (!c) throw new PermanentError(`no cluster ${name} in mesh ${spec.name}`);
+  return c;
+}
+
+export function accessOf(deps: ActivityDeps, spec: MeshSpec, name: string): ClusterAccess {
+  const c = clusterOf(spec, name);
+  return deps.providers[c.provider].access(spec.name, c);
+}
+
+export function kubeOf(deps: ActivityDeps, spec: MeshSpec, name: string, signal?: AbortSignal): Kube {
+  return kubeFor(accessOf(deps, spec, name), signal);
+}
+
+/** A ledger resource for objects applied in a cluster (none for an empty list). */
+export const objectsIn = (cluster: string, refs: ObjectRef[]): Resource[] =>
+  refs.length ? [{ type: 'objects', cluster, objects: refs }] : [];

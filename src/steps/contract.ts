@@ -1,0 +1,92 @@
+// The contract between the mesh workflow and its activities: what a step is asked, what it
+// answers, and what it created. Neutral ground: workflow code and activity code both import it,
+// and nothing here does I/O. None of it is secret: kubeconfigs, CA keys and tokens stay in the
+// state directory or in the clusters; only their names and locations travel through history.
+import type { MeshSpec } from '../spec/schema';
+import type { StepKind } from '../plan/plan';
+
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+}
+
+/** Something a step created, and where: enough for its undo to find it again. */
+export type Resource =
+  | { type: 'cluster'; cluster: string; provider: string }
+  | { type: 'objects'; cluster: string; objects: ObjectRef[] }
+  | { type: 'file'; path: string };
+
+export interface LedgerEntry {
+  step: string;
+  resource: Resource;
+  createdAt: string;
+}
+
+export interface StepRequest {
+  mesh: string;
+  spec: MeshSpec;
+  step: { id: string; kind: StepKind; cluster?: string; target?: string };
+}
+
+export interface UndoRequest {
+  mesh: string;
+  spec: MeshSpec;
+  resource: Resource;
+}
+
+/** What an undo left in place on purpose (not meshflow's, or still in use), and why. */
+export interface UndoOutcome {
+  untouched: Array<{ cluster?: string; object: string; reason: string }>;
+}
+
+export interface CheckResult {
+  name: string;
+  cluster?: string;
+  status: 'passed' | 'failed' | 'not-supported';
+  detail: string;
+  /** For a failed check: the likely cause and what to do. */
+  hint?: string;
+}
+
+export interface StepOutcome {
+  resources: Resource[];
+  /** Facts worth showing in status (e.g. an east-west gateway's address). */
+  outputs?: Record<string, string>;
+  checks?: CheckResult[];
+  attempt: number;
+}
+
+/**
+ * What a failed, cancelled or timed-out step reports about itself, in its failure details or its
+ * last heartbeat: everything it may have created, so that compensation can remove it.
+ */
+export interface StepTrace {
+  resources: Resource[];
+  progress?: unknown;
+}
+
+/** Where a resource lives: the cluster it is in, or '' for files on the worker's host. */
+export function resourceCluster(r: Resource): string {
+  return r.type === 'file' ? '' : r.cluster;
+}
+
+/** Adds `more` to `into`, merging object lists per cluster and skipping what is already there. */
+export function mergeResources(into: Resource[], more: Resource[]): Resource[] {
+  const key = (o: ObjectRef) => `${o.apiVersion}/${o.kind}/${o.namespace ?? ''}/${o.name}`;
+  for (const r of more) {
+    if (r.type === 'objects') {
+      const mine = into.find((x): x is Extract<Resource, { type: 'objects' }> => x.type === 'objects' && x.cluster === r.cluster);
+      if (!mine) {
+        into.push({ type: 'objects', cluster: r.cluster, objects: [...r.objects] });
+        continue;
+      }
+      const known = new Set(mine.objects.map(key));
+      for (const o of r.objects) if (!known.has(key(o))) mine.objects.push(o);
+    } else if (!into.some((x) => JSON.stringify(x) === JSON.stringify(r))) {
+      into.push(r);
+    }
+  }
+  return into;
+}
