@@ -10,6 +10,9 @@ import type { ClusterSpec } from '../spec/schema';
 import { packageRoot } from '../paths';
 import { runningPid, startDaemon, stopDaemon } from '../util/daemon';
 import { type Heartbeat, Kube } from './kube';
+import { PermanentError } from '../steps/errors';
+
+export { PermanentError } from '../steps/errors';
 
 export interface ClusterAccess {
   kubeconfig: string;
@@ -28,12 +31,8 @@ export interface ClusterProvider {
   access(mesh: string, cluster: ClusterSpec): ClusterAccess;
 }
 
-export class PermanentError extends Error {
-  override name = 'PermanentError';
-}
-
-export function kubeFor(access: ClusterAccess): Kube {
-  return Kube.fromFile(access.kubeconfig, access.context);
+export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
+  return Kube.fromFile(access.kubeconfig, access.context, signal);
 }
 
 /** Local control-plane-only clusters (with the simulated data plane beside each). */

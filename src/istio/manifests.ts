@@ -9,8 +9,10 @@ import { ISTIO_HUB } from './version';
 export const ISTIO_NAMESPACE = 'istio-system';
 export const NETWORK_LABEL = 'topology.istio.io/network';
 
-export async function istioctlRender(istioctl: string, iop: object): Promise<string> {
-  const r = await execa(istioctl, ['manifest', 'generate', '-f', '-'], { input: YAML.stringify(iop), reject: false, timeout: 120_000 });
+export async function istioctlRender(istioctl: string, iop: object, signal?: AbortSignal): Promise<string> {
+  // A cancelled step kills istioctl at once (`cancelSignal`), rather than waiting for it.
+  const r = await execa(istioctl, ['manifest', 'generate', '-f', '-'], { input: YAML.stringify(iop), reject: false, timeout: 120_000, cancelSignal: signal });
+  signal?.throwIfAborted();
   if (r.exitCode !== 0) throw new Error(`istioctl manifest generate failed: ${r.stderr.split('\n').slice(-5).join(' ')}`);
   return r.stdout;
 }
