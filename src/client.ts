@@ -1,5 +1,6 @@
 // Starting and talking to mesh workflows, for the CLI and the HTTP API.
 import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { appPlacement } from './plan/plan';
 import type { MeshSpec } from './spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
 import { TASK_QUEUE, extendUpdate, meshWorkflowId, statusQuery, teardownSignal, verifyUpdate } from './workflows/definitions';
@@ -11,11 +12,14 @@ export class MeshAlreadyRunningError extends Error {
 }
 
 export async function startMesh(client: Client, spec: MeshSpec, taskQueue = TASK_QUEUE) {
+  // The run records the placement it starts with: a later build's default placement never moves
+  // the parts of a mesh that is already running (nor changes its plan under replay).
+  const recorded = spec.app.sample === 'none' || spec.app.placement ? spec : { ...spec, app: { ...spec.app, placement: appPlacement(spec) } };
   try {
     return await client.workflow.start<typeof provisionMesh>('provisionMesh', {
       taskQueue,
       workflowId: meshWorkflowId(spec.name),
-      args: [{ spec }],
+      args: [{ spec: recorded }],
       staticSummary: `mesh ${spec.name}: ${spec.clusters.length} ${[...new Set(spec.clusters.map((c) => c.provider))].join('/')} cluster(s), ${spec.istio.topology}`,
       typedSearchAttributes: [
         { key: MESH_SEARCH_ATTRIBUTES.name, value: spec.name },
