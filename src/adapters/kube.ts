@@ -5,7 +5,7 @@ import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
 import type { ObjectRef } from '../steps/contract';
-import { NotOursError } from '../steps/errors';
+import { NotOursError, PermanentError } from '../steps/errors';
 
 export type { ObjectRef } from '../steps/contract';
 
@@ -62,6 +62,13 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
     }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** Whether a failed API call is worth retrying: throttled, a server error, or a lost connection. */
+export function isTransient(err: unknown): boolean {
+  const e = err as { code?: number | string; name?: string };
+  if (typeof e.code === 'number') return e.code === 429 || e.code >= 500;
+  return ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ECONNABORTED'].includes(String(e.code)) || /socket hang up/i.test(String((err as Error)?.message));
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time, keeping order in the results. */
@@ -162,8 +169,18 @@ export class Kube {
    */
   private async ssa(o: k8s.KubernetesObject): Promise<void> {
     const base = await this.resourcePath(o.apiVersion!, o.kind!, o.metadata?.namespace);
+    // force: meshflow's field manager takes the fields of objects it owns (checked before) back from
+    // hand edits; it never forces an object that is not the mesh's.
     const query = `fieldManager=${FIELD_MANAGER}&force=true`;
-    await this.request('PATCH', `${base}/${encodeURIComponent(o.metadata!.name!)}?${query}`, JSON.stringify(o), 'application/apply-patch+yaml');
+    try {
+      await this.request('PATCH', `${base}/${encodeURIComponent(o.metadata!.name!)}?${query}`, JSON.stringify(o), 'application/apply-patch+yaml');
+    } catch (err) {
+      // A definite "no" (invalid object, forbidden): no retry changes it.
+      if ([400, 403, 422].includes((err as { code?: number }).code ?? 0)) {
+        throw new PermanentError(`${describeRef(refOf(o))} was refused by cluster ${this.clusterName()}: ${(err as Error).message}`);
+      }
+      throw err;
+    }
   }
 
   private readonly resources = new Map<string, { name: string; namespaced: boolean }>();
@@ -192,7 +209,23 @@ export class Kube {
     return r.namespaced ? `${groupPath}/namespaces/${namespace ?? 'default'}/${r.name}` : `${groupPath}/${r.name}`;
   }
 
+  /**
+   * One API request, retried while the answer is transient (429, 5xx, a reset or refused
+   * connection: an API server starting or under load), for up to about 30 s. Every request
+   * meshflow makes is idempotent (GET, server-side apply, DELETE), so a retry is safe.
+   */
   private async request(method: string, urlPath: string, body?: string, contentType?: string): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.requestOnce(method, urlPath, body, contentType);
+      } catch (err) {
+        if (!isTransient(err) || attempt >= 12 || this.signal?.aborted) throw err;
+        await pause(Math.min(250 * 2 ** (attempt - 1), 4000), this.signal);
+      }
+    }
+  }
+
+  private async requestOnce(method: string, urlPath: string, body?: string, contentType?: string): Promise<string> {
     const server = this.config.getCurrentCluster()!.server;
     this.signal?.throwIfAborted();
     const opts: https.RequestOptions = { method, headers: contentType ? { 'Content-Type': contentType } : {}, signal: this.signal };

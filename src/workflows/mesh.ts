@@ -145,13 +145,6 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   let deadlineVersion = 0;
   const provisioning = new CancellationScope();
 
-  // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
-  // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
-  if (v2 && !status.hostQueue) {
-    const host = await proxyActivities<HostActivities>({ startToCloseTimeout: '1 minute', summary: 'claim a worker host' }).claimHost();
-    status.hostQueue = host.taskQueue;
-    status.host = host.host;
-  }
   const hostOptions = (): ActivityOptions => (status.hostQueue ? { taskQueue: status.hostQueue } : {});
   const stepActivity = (step: Step, summaryText = summary(step)) =>
     // On cancel, wait for the activity to finish or acknowledge: one that completes anyway has
@@ -221,6 +214,13 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     },
   );
 
+  // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
+  // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
+  if (v2 && !status.hostQueue) {
+    const host = await proxyActivities<HostActivities>({ startToCloseTimeout: '1 minute', summary: 'claim a worker host' }).claimHost();
+    status.hostQueue = host.taskQueue;
+    status.host = host.host;
+  }
   if (!input.carried) {
     const outcome = await provision();
     // Release 1 closed a kept mesh's workflow; a stop that was asked for has been compensated.
