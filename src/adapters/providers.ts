@@ -54,6 +54,9 @@ export class LocalProvider implements ClusterProvider {
     try {
       const [local] = await this.clusters.start([name]);
       const dir = path.dirname(local.kubeconfig);
+      // "<mesh>-<cluster>" splits more than one way when names hold '-': say whose cluster this is (read by gc).
+      const owner = path.join(dir, 'owner.json');
+      if (!fs.existsSync(owner)) fs.writeFileSync(owner, JSON.stringify({ mesh, cluster: cluster.name }) + '\n');
       const pidFile = path.join(dir, 'simulated-data-plane.pid');
       if (runningPid(pidFile, dir) === undefined) {
         startDaemon({

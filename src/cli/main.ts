@@ -5,11 +5,13 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { extendMesh, meshHandle, meshStatus, startMesh, teardownMesh, verifyMesh } from '../client';
+import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../gc';
 import { buildPlan } from '../plan/plan';
 import { packageRoot, stateDir } from '../paths';
 import { loadMeshSpec } from '../spec/load';
 import { localClusterName } from '../spec/names';
 import { ensureTools } from '../tools/install';
+import { stderrProgress } from '../util/progress';
 import { sleep } from '../util/net';
 import type { MeshStatus } from '../workflows/types';
 import { doctor } from './doctor';
@@ -184,6 +186,31 @@ program
     for (const file of files) {
       await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows') }, historyFromJSON(JSON.parse(fs.readFileSync(file, 'utf8'))), path.basename(file));
       process.stdout.write(`${file}: replayed without non-determinism\n`);
+    }
+  });
+
+const gcTargets = gcClusterOptions();
+program
+  .command('gc')
+  .description('remove what meshflow left for meshes with no open workflow: objects, local clusters, CA dirs, daemons')
+  .option('--dry-run', 'only list what would be removed')
+  .option('--json', 'print the findings as JSON')
+  .option('--kubeconfig <file>', 'also search this cluster (repeatable or a comma list)', gcTargets.kubeconfig)
+  .option('--context <name>', 'context of the --kubeconfig before it (repeatable or comma list)', gcTargets.context)
+  .action(async (opts: { dryRun?: boolean; json?: boolean }) => {
+    const temporal = await temporalIsOpen(); // refuses when Temporal does not answer: it never guesses
+    try {
+      const result = await collectGarbage({
+        stateDir: stateDir(),
+        clusters: gcTargets.clusters,
+        isOpen: temporal.isOpen,
+        dryRun: opts.dryRun,
+        progress: stderrProgress,
+      });
+      process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : renderGc(result));
+      if (result.errors.length || result.findings.some((f) => f.action === 'failed')) process.exitCode = 1;
+    } finally {
+      await temporal.close();
     }
   });
 
