@@ -28,7 +28,9 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
     ...appActivities(deps),
     verifyMesh: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => ({
-        checks: await verifyMesh(req.spec, (name) => accessOf(deps, req.spec, name), deps.traffic ?? kubeTraffic, ctx.heartbeat),
+        checks: await verifyMesh(req.spec, (name) => accessOf(deps, req.spec, name), deps.traffic ?? kubeTraffic, ctx.heartbeat, {
+          signal: ctx.signal,
+        }),
       })),
     ...undoActivities(deps),
   };

@@ -4,6 +4,7 @@
 // the step is about to create is tracked before it is created, carried in each heartbeat (so a
 // retry after a crash knows what the dead attempt made) and in the details of any failure, so the
 // workflow's compensation removes exactly what was made, whether the step succeeded or not.
+import { setMaxListeners } from 'node:events';
 import { CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Heartbeat } from '../adapters/kube';
@@ -51,6 +52,8 @@ export async function runStep(fn: (ctx: StepContext) => Promise<StepResult>): Pr
     },
     attempt: activity?.info.attempt ?? 1,
   };
+  // Every request and wait of the step listens on the signal; a step runs many at once.
+  setMaxListeners(0, ctx.signal);
   beat();
   const timer = setInterval(beat, BEAT_MS);
   try {

@@ -149,9 +149,9 @@ export class ChaosBench {
       }
       result.endedReady = s.phase === 'ready';
       if (result.endedReady) {
-        const clusters = this.local.list().filter((c) => spec.clusters.some((x) => c.name === localClusterName(spec.name, x.name)));
-        const extra = this.local.list().filter((c) => c.name.startsWith(`${spec.name}-`) && !clusters.includes(c));
-        if (clusters.length !== spec.clusters.length || extra.length) result.duplicates.push(`clusters: ${this.local.list().map((c) => c.name).join(',')}`);
+        const want = spec.clusters.map((x) => localClusterName(spec.name, x.name)).sort();
+        const have = this.local.list().map((c) => c.name).filter((n) => n.startsWith(`${spec.name}-`)).sort();
+        if (JSON.stringify(have) !== JSON.stringify(want)) result.duplicates.push(`clusters ${have.join(',')} (want ${want.join(',')})`);
         if (s.checks.some((c) => c.name === 'same-root' && c.status !== 'passed')) result.duplicates.push('two roots');
         if (s.ledger.filter((l) => l.resource.type === 'file').length > 1) result.duplicates.push('two CA directories');
         await teardownMesh(this.client!, spec.name);

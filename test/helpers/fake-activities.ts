@@ -24,6 +24,8 @@ export interface Script {
   realistic?: boolean;
   /** Step ids that fail after creating their resource, reporting it only in their trace. */
   failAfterCreate?: string[];
+  /** A requested verify (not the first) waits for this before it answers. */
+  holdVerify?: Promise<void>;
 }
 
 /** The resource a step "creates" under a realistic script; its undo is recorded as `undo <step id>`. */
@@ -74,6 +76,9 @@ export class FakeActivities {
       } finally {
         clearInterval(beat);
       }
+    }
+    if (req.step.kind === 'verify' && script.holdVerify && this.callsOf(req.mesh).filter((c) => c === 'run verify').length > 1) {
+      await script.holdVerify;
     }
     const resources: Resource[] = req.step.kind === 'verify' ? [] : [script.realistic ? realisticResource(req) : { type: 'file', path: req.step.id }];
     if (script.failSteps?.includes(req.step.id)) {

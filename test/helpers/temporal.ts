@@ -5,7 +5,8 @@ import { DEV_SERVER_ARGS } from '../../src/temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES, searchAttributeRegistrations } from '../../src/temporal/search-attributes';
 import { tool } from './env';
 
-export function devServer(): Promise<TestWorkflowEnvironment> {
+/** The dev server as meshflow starts it; `dynamicConfig` adds settings (e.g. a low continue-as-new threshold). */
+export function devServer(dynamicConfig: Record<string, string | number> = {}): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: tool('temporal') },
@@ -13,7 +14,7 @@ export function devServer(): Promise<TestWorkflowEnvironment> {
       ui: false,
       searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES),
       log: { format: 'pretty', level: 'warn' },
-      extraArgs: DEV_SERVER_ARGS,
+      extraArgs: [...DEV_SERVER_ARGS, ...Object.entries(dynamicConfig).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`])],
     },
   });
 }
