@@ -13,6 +13,7 @@ import type { provisionMesh } from '../src/workflows/mesh';
 import { buildPlan } from '../src/plan/plan';
 import { sleep } from '../src/util/net';
 import { FakeActivities, expectUndoneInReverse } from './helpers/fake-activities';
+import { recordHistory } from './helpers/histories';
 import { devServer } from './helpers/temporal';
 import { WORKER_TUNING } from '../src/worker';
 
@@ -94,6 +95,7 @@ test('down while provisioning cancels the running step within seconds and undoes
   expect(final.ledger).toEqual([]);
   expect(final.steps.find((x) => x.id === 'control-plane:west')).toMatchObject({ state: 'failed', lastError: expect.stringContaining('cancelled') });
   expectCompensated(s);
+  await recordHistory(handle, 'v2-down-while-provisioning');
 });
 
 test('a TTL that expires while provisioning cancels the running step and compensates', async () => {
@@ -103,6 +105,7 @@ test('a TTL that expires while provisioning cancels the running step and compens
   expect(final.phase).toBe('deleted');
   expect(final.error).toContain('expired while it was provisioning');
   expectCompensated(s);
+  await recordHistory(handle, 'v2-expired-while-provisioning');
 });
 
 test('extend while provisioning moves the deadline from the TTL the mesh would have had', async () => {

@@ -12,6 +12,7 @@ import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
 import { WORKER_TUNING } from '../src/worker';
 import { FakeActivities } from './helpers/fake-activities';
+import { recordHistory } from './helpers/histories';
 import { devServer } from './helpers/temporal';
 
 const QUEUE = 'hosts';
@@ -111,4 +112,5 @@ test('a teardown that arrives while a verify holds up continue-as-new is served,
   expect(final.phase).toBe('deleted');
   // Torn down, not continued: the newest run completed (a lost teardown leaves one running for hours).
   expect((await handle.describe()).status.name).toBe('COMPLETED');
+  await recordHistory(handle, 'v2-continued-as-new-then-down');
 });

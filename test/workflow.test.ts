@@ -1,10 +1,7 @@
 // provisionMesh's logic on the time-skipping server, with the activities replaced by a recording
 // test double: TTL expiry, extend, teardown, failure at every step (exact reverse undo), undo
 // failures, onFailure: keep. Cancellation is tested on the dev server (workflow-cancel.test.ts).
-import fs from 'node:fs';
-import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { buildPlan } from '../src/plan/plan';
@@ -15,6 +12,7 @@ import type { provisionMesh } from '../src/workflows/mesh';
 import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
 import { FakeActivities, expectUndoneInReverse as expectUndoneInReverseOrder } from './helpers/fake-activities';
+import { recordHistory } from './helpers/histories';
 import { timeSkippingServer } from './helpers/temporal';
 
 const TASK_QUEUE = 'workflow-logic';
@@ -36,16 +34,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  // `MESHFLOW_RECORD_HISTORIES=1 npm test -- test/workflow.test.ts` refreshes the histories the
-  // replay test checks the workflow code against (after an intended, versioned change).
-  if (process.env.MESHFLOW_RECORD_HISTORIES) {
-    for (const [mesh, file] of [
-      ['ttl', 'ready-then-expired'], ['f-control-plane-west', 'failed-and-compensated'], ['stuck', 'undo-failure-reported'],
-      ['renew', 'tokens-renewed-and-extended'], ['vfy', 'verified-on-request'],
-    ]) {
-      const history = await env.client.workflow.getHandle(meshWorkflowId(mesh)).fetchHistory();
-      fs.writeFileSync(path.join(__dirname, 'histories', `${file}.json`), historyToJSON(history) + '\n');
-    }
+  // Release 2's histories (release 1's stay as they were recorded): see helpers/histories.ts.
+  for (const [mesh, file] of [
+    ['ttl', 'v2-ready-then-expired'], ['f-control-plane-west', 'v2-failed-and-compensated'], ['stuck', 'v2-undo-failure-reported'],
+    ['renew', 'v2-tokens-renewed-and-extended'], ['vfy', 'v2-verified-on-request'], ['keep', 'v2-kept-then-down'], ['lanes', 'v2-undo-lanes'],
+  ]) {
+    await recordHistory(env.client.workflow.getHandle(meshWorkflowId(mesh)), file);
   }
   worker?.shutdown();
   await running;
