@@ -5,7 +5,7 @@
 import { Writable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { type ClusterAccess, kubeFor } from '../adapters/providers';
-import type { Heartbeat } from '../adapters/kube';
+import { type Heartbeat, loadBalancerAddress } from '../adapters/kube';
 import { ISTIO_NAMESPACE } from '../istio/manifests';
 import { SAMPLE_APPS, type IngressProbe, type TrafficProbe } from '../istio/sample-apps';
 import { appPlacement } from '../plan/plan';
@@ -59,9 +59,7 @@ export const kubeTraffic: TrafficPort = {
   },
 
   async ingressAddress(access) {
-    const svc = await kubeFor(access).core.readNamespacedService({ name: INGRESS_SERVICE, namespace: ISTIO_NAMESPACE });
-    const ing = svc.status?.loadBalancer?.ingress?.[0];
-    return ing?.ip ?? ing?.hostname ?? svc.spec?.externalIPs?.[0];
+    return loadBalancerAddress(await kubeFor(access).core.readNamespacedService({ name: INGRESS_SERVICE, namespace: ISTIO_NAMESPACE }));
   },
 
   async get(url) {

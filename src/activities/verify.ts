@@ -11,7 +11,7 @@
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 import { type ClusterAccess, kubeFor } from '../adapters/providers';
-import type { Heartbeat } from '../adapters/kube';
+import { type Heartbeat, loadBalancerAddress } from '../adapters/kube';
 import {
   EASTWEST_SERVICE, ISTIO_NAMESPACE, NETWORK_LABEL, READER_SERVICE_ACCOUNT, remoteSecretName,
 } from '../istio/manifests';
@@ -545,8 +545,7 @@ async function controlPlaneChecks(
       results.push(await check('eastwest-address', c.name, async (call) => {
         const svc = await call(() =>
           k.core.readNamespacedService({ name: EASTWEST_SERVICE, namespace: ISTIO_NAMESPACE }));
-        const ing = svc.status?.loadBalancer?.ingress?.[0];
-        const address = ing?.ip ?? ing?.hostname ?? svc.spec?.externalIPs?.[0];
+        const address = loadBalancerAddress(svc);
         return address
           ? pass(`east-west gateway at ${address}`)
           : fail(

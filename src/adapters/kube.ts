@@ -40,6 +40,12 @@ export function refOf(o: k8s.KubernetesObject): ObjectRef {
   return { apiVersion: o.apiVersion!, kind: o.kind!, namespace: o.metadata?.namespace, name: o.metadata!.name! };
 }
 
+/** A Service's address for other networks: its first load balancer IP or hostname, else its first external IP. */
+export function loadBalancerAddress(svc: k8s.V1Service): string | undefined {
+  const ingress = svc.status?.loadBalancer?.ingress?.[0];
+  return ingress?.ip ?? ingress?.hostname ?? svc.spec?.externalIPs?.[0];
+}
+
 /** Whether an object carries this mesh's ownership labels. */
 export function ownedBy(o: k8s.KubernetesObject, mesh: string): boolean {
   const labels = o.metadata?.labels ?? {};
@@ -294,9 +300,7 @@ export class Kube {
   async waitLoadBalancer(namespace: string, name: string, heartbeat: Heartbeat, timeoutMs: number): Promise<string | undefined> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const svc = await this.core.readNamespacedService({ name, namespace });
-      const ingress = svc.status?.loadBalancer?.ingress?.[0];
-      const address = ingress?.ip ?? ingress?.hostname ?? svc.spec?.externalIPs?.[0];
+      const address = loadBalancerAddress(await this.core.readNamespacedService({ name, namespace }));
       if (address) return address;
       if (Date.now() > deadline) return undefined;
       heartbeat({ waitingFor: `load balancer ${namespace}/${name}` });

@@ -27,6 +27,8 @@ import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { ensureTools } from '../tools/install';
 import { sleep } from '../util/net';
 import { meshWorkflowId, statusQuery } from '../workflows/definitions';
+import { Context } from '@temporalio/activity';
+import type { HostActivities } from '../activities/host';
 import type { MeshActivities } from '../activities/types';
 import type { StepOutcome, StepRequest } from '../workflows/types';
 
@@ -35,13 +37,17 @@ function latency(plan: Plan, kind: StepKind): number {
   return Math.round(plan.steps.find((s) => s.kind === kind)!.estimateMs / 20);
 }
 
-/** TEST DOUBLE of the activities: each step sleeps its injected latency and creates one marker resource. */
-function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivities {
+/**
+ * TEST DOUBLE of the activities: each step sleeps its injected latency and creates one marker
+ * resource; the host claim keeps the steps on the worker's own queue.
+ */
+function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivities & HostActivities {
   const step = async (req: StepRequest): Promise<StepOutcome> => {
     await sleep(latencyOf(req));
     return { resources: req.step.kind === 'verify' ? [] : [{ type: 'file', path: req.step.id }], attempt: 1 };
   };
   return {
+    claimHost: async () => ({ host: 'bench', taskQueue: Context.current().info.taskQueue }),
     createCluster: step, createRootCa: step, installCacerts: step, installControlPlane: step, installEastWestGateway: step,
     exposeServices: step, exposeIstiod: step, linkClusters: step, deployApp: step, verifyMesh: step,
     undoResource: async () => undefined,

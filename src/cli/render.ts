@@ -1,6 +1,7 @@
 // Human-readable output for plans and mesh status.
 import { type Plan, criticalPath } from '../plan/plan';
 import { formatDurationMs } from '../spec/duration';
+import { meshWorkflowId } from '../workflows/definitions';
 import type { CheckResult, MeshStatus, StepStatus } from '../workflows/types';
 
 export function renderPlan(plan: Plan): string {
@@ -44,7 +45,7 @@ export function renderStatus(s: MeshStatus, uiUrl?: string): string {
     lines.push('  left behind (could not be removed)');
     for (const l of s.leftBehind) lines.push(`    ${JSON.stringify(l.resource)}: ${l.error}`);
   }
-  if (uiUrl) lines.push(`  Web UI: ${uiUrl}/namespaces/default/workflows/${encodeURIComponent(`mesh/${s.mesh}`)}`);
+  if (uiUrl) lines.push(`  Web UI: ${uiUrl}/namespaces/default/workflows/${encodeURIComponent(meshWorkflowId(s.mesh))}`);
   return lines.join('\n') + '\n';
 }
 
