@@ -8,7 +8,7 @@ import * as k8s from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { createActivities } from '../src/activities/mesh-activities';
 import { parseManifests } from '../src/adapters/kube';
-import { kubeFor } from '../src/adapters/providers';
+import { LocalProvider, kubeFor } from '../src/adapters/providers';
 import { controlPlaneOperator, istioctlRender } from '../src/istio/manifests';
 import type { MeshActivities } from '../src/activities/types';
 import { LocalClusters, type LocalCluster } from '../src/local/clusters';
@@ -162,6 +162,25 @@ test('a step that fails half-way reports the objects it had applied', async () =
   expect(objects).toEqual(expect.arrayContaining(['Namespace/halfway', 'ConfigMap/first', 'ConfigMap/Not_Valid']));
   const cm = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedConfigMap({ name: 'first', namespace: 'halfway' });
   expect(cm.metadata?.labels?.['meshflow.dev/mesh']).toBe('halfway');
+});
+
+test('a local cluster that fails to start is reported in the trace, and its undo removes what it had made', async () => {
+  // An API server that exits at once: the cluster's directory, PKI and etcd are made, then it fails.
+  const deps = realDeps(state);
+  const local = new LocalProvider(state, { kubeApiserver: '/bin/false', etcd: tool('etcd') });
+  const broken = createActivities({ ...deps, providers: { ...deps.providers, local } });
+  const spec = parseMeshSpec(`
+apiVersion: meshflow.dev/v1alpha1
+kind: Mesh
+name: nostart
+clusters:
+  - { name: c1, provider: local, network: n1 }
+`);
+  const f = await failure(broken.createCluster(req(spec, 'create-cluster:c1', 'create-cluster')));
+  expect(traced(f)).toEqual([{ type: 'cluster', cluster: 'c1', provider: 'local' }]);
+  expect(fs.existsSync(path.join(state, 'local', 'clusters', 'nostart-c1'))).toBe(true);
+  await broken.undoResource({ mesh: spec.name, spec, resource: traced(f)[0] });
+  expect(fs.existsSync(path.join(state, 'local', 'clusters', 'nostart-c1'))).toBe(false);
 });
 
 /**

@@ -74,9 +74,11 @@ export class LocalProvider implements ClusterProvider {
   async delete(mesh: string, cluster: ClusterSpec): Promise<void> {
     const name = this.localName(mesh, cluster);
     const local = this.clusters.get(name);
-    if (!local) return;
-    const dir = path.dirname(local.kubeconfig);
-    await stopDaemon(path.join(dir, 'simulated-data-plane.pid'), dir);
+    if (local) {
+      const dir = path.dirname(local.kubeconfig);
+      await stopDaemon(path.join(dir, 'simulated-data-plane.pid'), dir);
+    }
+    // Also when it never finished starting: its directory and etcd keys go all the same.
     await this.clusters.delete([name]);
   }
 
