@@ -1,5 +1,7 @@
-// Replays recorded histories of real runs (ready then expired, failed and compensated, an undo
-// failure reported, reader tokens renewed through an extend, checks re-run on request) against today's workflow code: a change that makes the workflow
+// Replays recorded histories against today's workflow code: release 1's (ready then expired,
+// failed and compensated, an undo failure, tokens renewed, checks re-run) and release 2's (the
+// same, plus a kept mesh, teardown and expiry while provisioning, a continue-as-new, and real
+// runs of each topology on local clusters): a change that makes the workflow
 // non-deterministic fails here instead of breaking meshes that are already running. The replay
 // runs in `meshflow replay` (a plain Node process: protobufjs's reflection does not survive
 // Jest's module registry).
@@ -11,8 +13,13 @@ const dir = path.join(__dirname, 'histories');
 const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
 const cli = path.resolve(__dirname, '..', 'dist', 'cli', 'main.js');
 
-test('histories were recorded', () => {
-  expect(files.sort()).toEqual(['failed-and-compensated.json', 'ready-then-expired.json', 'tokens-renewed-and-extended.json', 'undo-failure-reported.json', 'verified-on-request.json']);
+test('histories were recorded for every release and every kind of run', () => {
+  const release1 = ['failed-and-compensated', 'ready-then-expired', 'tokens-renewed-and-extended', 'undo-failure-reported', 'verified-on-request'];
+  const release2 = [
+    ...release1.map((f) => `v2-${f}`), 'v2-kept-then-down', 'v2-undo-lanes', 'v2-down-while-provisioning', 'v2-expired-while-provisioning',
+    'v2-continued-as-new-then-down', 'v2-e2e-two-clusters', 'v2-e2e-three-clusters', 'v2-e2e-one-network', 'v2-e2e-primary-remote',
+  ];
+  expect(files).toEqual(expect.arrayContaining([...release1, ...release2].map((f) => `${f}.json`)));
 });
 
 test.each(files)('%s replays without non-determinism', async (file) => {

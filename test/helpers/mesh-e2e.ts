@@ -18,6 +18,7 @@ import { LocalClusters } from '../../src/local/clusters';
 import type { MeshSpec } from '../../src/spec/schema';
 import type { MeshStatus } from '../../src/workflows/types';
 import { scratchDir, tool } from './env';
+import { recordHistory } from './histories';
 import { realDeps } from './mesh';
 import { devServer } from './temporal';
 
@@ -151,7 +152,7 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
 
   test.each(cases)('%s on local clusters reaches ready with every control-plane check passing, and down leaves nothing behind', async (example, mesh, options: CaseOptions) => {
     const spec = { ...parseMeshSpec(fs.readFileSync(path.join(__dirname, '..', '..', 'examples', example), 'utf8')), name: mesh };
-    if (options.ownRoot) spec.trust = { rootCa: await userRoot() };
+    if (options.ownRoot) spec.trust = { ...spec.trust, rootCa: await userRoot() };
     if (options.apps) boutiqueAndOwnFiles(spec);
     const handle = await startMesh(env.client, spec, 'e2e');
     // A failed assertion must not leave this mesh's clusters running into the next case.
@@ -226,6 +227,7 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
     // The user's root is theirs: read, never removed.
     if (spec.trust.rootCa) expect([fs.existsSync(spec.trust.rootCa.certFile), fs.existsSync(spec.trust.rootCa.keyFile)]).toEqual([true, true]);
   
+    await recordHistory(handle, `v2-e2e-${path.basename(example, '.yaml')}`);
     // Secrets never entered history: decode every payload and look for keys, tokens, kubeconfigs.
     const history = JSON.parse(historyToJSON(await handle.fetchHistory()));
     const texts: string[] = [];
