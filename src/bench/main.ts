@@ -2,7 +2,9 @@
 //  1. provisioning wall time against the plan's critical path (2 and 5 clusters), with step
 //     latencies injected by a TEST DOUBLE of the activities, beside the same steps run one after
 //     another as the classic scripts do;
-//  2. orchestration overhead per activity on the dev server (p50, p99);
+//  2. orchestration overhead per activity on the dev server (p50, p99); 2b. the floor: a chain of
+//     no-op activities on a dev server started as the local mode starts it (SQLite file), on the
+//     workflow's task queue and on another one;
 //  3. history events and the largest payload of a provisioned and torn-down 3-cluster mesh;
 //  4. local clusters: time until 2 are ready (warm tools) and RSS per API server;
 //  5. `meshflow setup` with every tool present;
@@ -30,6 +32,7 @@ import { meshWorkflowId, statusQuery } from '../workflows/definitions';
 import { Context } from '@temporalio/activity';
 import type { HostActivities } from '../activities/host';
 import type { MeshActivities } from '../activities/types';
+import type { noopChain } from './noop-chain';
 import type { StepOutcome, StepRequest } from '../workflows/types';
 
 /** Injected latency per step kind (ms): the plan's estimates scaled down 20x. */
@@ -137,6 +140,8 @@ async function main(): Promise<void> {
     table('2. orchestration overhead per activity on the dev server (no-op activities; time from schedule to completion seen by the workflow)', [
       { activities: samples.length, 'p50 ms': pct(samples, 50), 'p99 ms': pct(samples, 99), 'max ms': Math.max(...samples) },
     ]);
+    const chains = await noopChains(tools.temporal);
+    table('2b. round trip per no-op activity, chains of 100, dev server on a SQLite file with DEV_SERVER_ARGS', chains);
     table('3. history of a 3-cluster mesh (provision + ready + teardown)', [eventsRow]);
 
     await realInstalls(env, tools);
@@ -169,6 +174,49 @@ async function main(): Promise<void> {
   const t2 = Date.now();
   await execa(process.execPath, [path.join(__dirname, '..', 'cli', 'main.js'), 'setup']);
   table('5. tools', [{ 'warm `meshflow setup` ms': Date.now() - t2 }]);
+}
+
+/**
+ * 2b. The per-step floor: chains of no-op activities, one after another, on a dev server started
+ * with a database file as the local mode starts it. On the workflow's own task queue the worker
+ * gets each activity eagerly with its workflow task; on another queue every activity goes through
+ * the matching service, as with per-worker task queues.
+ */
+async function noopChains(temporal: string): Promise<Array<Record<string, string | number>>> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-chain-'));
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: temporal }, ip: '127.0.0.1', ui: false,
+      dbFilename: path.join(dir, 'temporal.db'), log: { format: 'pretty', level: 'error' }, extraArgs: DEV_SERVER_ARGS,
+    },
+  });
+  const rows: Array<Record<string, string | number>> = [];
+  try {
+    const activities = { noop: async () => undefined };
+    const workflows = await Worker.create({
+      connection: env.nativeConnection, taskQueue: 'chain', workflowsPath: require.resolve('./noop-chain'), activities,
+    });
+    const others = await Worker.create({ connection: env.nativeConnection, taskQueue: 'chain-activities', activities });
+    await workflows.runUntil(others.runUntil(async () => {
+      const ways = [['same task queue (eager)', undefined], ['other task queue', 'chain-activities']] as const;
+      for (const [where, queue] of ways) {
+        const run = (id: string, count: number) => env.client.workflow.execute<typeof noopChain>('noopChain', {
+          taskQueue: 'chain', workflowId: id, args: [count, queue],
+        });
+        await run(`warm-up-${queue ?? 'same'}`, 10);
+        const samples: number[] = [];
+        for (let round = 0; round < 3; round++) samples.push(...(await run(`chain-${queue ?? 'same'}-${round}`, 100)));
+        rows.push({
+          activities: where, samples: samples.length,
+          'p50 ms': pct(samples, 50), 'p99 ms': pct(samples, 99), 'max ms': Math.max(...samples),
+        });
+      }
+    }));
+  } finally {
+    await env.teardown();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
 }
 
 /** 6. Real installs on local clusters, one example topology after another. */

@@ -3,20 +3,34 @@
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { packageRoot, stateDir } from '../paths';
-import { connectOrStartLocal, type TemporalTarget } from '../temporal/connection';
+import { connectOrStartLocal, type StartWait, type TemporalTarget } from '../temporal/connection';
 import { ensureTools } from '../tools/install';
-import { runningPid, startDaemon } from '../util/daemon';
+import { logTail, runningPid, startSupervisedDaemon, supervisedPid } from '../util/daemon';
 import { sleep } from '../util/net';
 import { type Progress, stderrProgress } from '../util/progress';
 import { TASK_QUEUE } from '../workflows/definitions';
 
-export async function connect(progress: Progress = stderrProgress): Promise<{ client: Client; target: TemporalTarget; startedServer: boolean }> {
+export async function connect(
+  progress: Progress = stderrProgress,
+  wait?: StartWait,
+): Promise<{ client: Client; target: TemporalTarget; startedServer: boolean }> {
   const { client, started, target } = await connectOrStartLocal({
     stateDir: stateDir(),
     temporalBin: async () => (await ensureTools(['temporal'], progress)).temporal,
     progress,
+    wait,
   });
   return { client, target, startedServer: started };
+}
+
+/** The background worker's files in the state directory (its PID file holds its supervisor's PID). */
+export function workerFiles(): { dir: string; pidFile: string; log: string } {
+  const dir = path.join(stateDir(), 'worker');
+  return { dir, pidFile: path.join(dir, 'worker.pid'), log: path.join(dir, 'worker.log') };
+}
+
+function onThisMachine(target: TemporalTarget): boolean {
+  return /^(127\.0\.0\.1|localhost|\[::1\]):/.test(target.address);
 }
 
 /**
@@ -24,38 +38,126 @@ export async function connect(progress: Progress = stderrProgress): Promise<{ cl
  * background worker, started when its process is not running: Temporal lists a stopped worker's
  * pollers for minutes after it is gone, so pollers alone would wait on a dead worker. Elsewhere,
  * any poller will do.
+ *
+ * The background worker runs under a supervisor (src/util/daemon.ts) that restarts it when it
+ * exits abnormally, so timers of local meshes (TTL teardown, token renewal) fire without anyone
+ * typing a command. Stopping the supervisor (SIGTERM to the PID in worker.pid) stops the worker.
  */
-export async function ensureWorker(client: Client, target: TemporalTarget, progress: Progress = stderrProgress): Promise<void> {
-  const dir = path.join(stateDir(), 'worker');
-  const pidFile = path.join(dir, 'worker.pid');
-  const onThisMachine = /^(127\.0\.0\.1|localhost|\[::1\]):/.test(target.address);
-  if (!onThisMachine && (await hasPollers(client, target.namespace))) return;
+export async function ensureWorker(
+  client: Client,
+  target: TemporalTarget,
+  progress: Progress = stderrProgress,
+): Promise<void> {
+  const { dir, pidFile, log } = workerFiles();
+  if (!onThisMachine(target) && (await hasPollers(client, target.namespace))) return;
   if (runningPid(pidFile, dir) === undefined) {
-    await ensureTools(['kube-apiserver', 'etcd', 'istioctl'], progress);
-    progress(`no meshflow worker polls task queue "${TASK_QUEUE}": starting one in the background (log: ${path.join(dir, 'worker.log')})`);
-    startDaemon({
-      file: process.execPath,
-      // The worker ignores --marker; it lets the PID check recognise this process.
-      args: [path.join(packageRoot, 'dist', 'worker.js'), `--marker=${dir}`],
-      pidFile,
-      marker: dir,
-      env: { ...process.env, TEMPORAL_ADDRESS: target.address, TEMPORAL_NAMESPACE: target.namespace },
-    });
+    const why = `no meshflow worker polls task queue "${TASK_QUEUE}"`;
+    await startWorker(target, progress, `${why}: starting one in the background (log: ${log})`);
   }
-  const deadline = Date.now() + 60_000;
-  while (!(await hasPollers(client, target.namespace))) {
-    if (Date.now() > deadline || runningPid(pidFile, dir) === undefined) throw new Error(`the meshflow worker did not start; see ${path.join(dir, 'worker.log')}`);
+  // Our worker polls once a poller carries its PID (the SDK's identity is pid@host); a dead worker's
+  // pollers would satisfy a mere count.
+  const deadline = Date.now() + 120_000;
+  while (!(await ourWorkerPolls(client, target.namespace))) {
+    if (Date.now() > deadline || runningPid(pidFile, dir) === undefined) {
+      throw new Error(`the meshflow worker did not start; see ${log}:\n${logTail(pidFile)}`);
+    }
     await sleep(500);
   }
 }
 
+async function startWorker(target: TemporalTarget, progress: Progress, message: string): Promise<void> {
+  const { dir, pidFile } = workerFiles();
+  await ensureTools(['kube-apiserver', 'etcd', 'istioctl'], progress);
+  progress(message);
+  startSupervisedDaemon({
+    file: process.execPath,
+    // The worker ignores --marker; it lets the PID check recognise this process.
+    args: [path.join(packageRoot, 'dist', 'worker.js'), `--marker=${dir}`],
+    pidFile,
+    marker: dir,
+    env: { ...process.env, TEMPORAL_ADDRESS: target.address, TEMPORAL_NAMESPACE: target.namespace },
+  });
+}
+
+/**
+ * For commands that run for a while (`up` following a mesh): when this machine's background worker
+ * (its supervisor) is no longer running, starts it again, says so, and waits until it polls.
+ * Returns whether it did. Does nothing for a Temporal elsewhere, whose workers are not ours.
+ */
+export async function keepWorkerRunning(
+  client: Client,
+  target: TemporalTarget,
+  progress: Progress = stderrProgress,
+): Promise<boolean> {
+  const { dir, pidFile, log } = workerFiles();
+  if (!onThisMachine(target) || runningPid(pidFile, dir) !== undefined) return false;
+  await startWorker(target, progress, `the background meshflow worker is not running: restarting it (log: ${log})`);
+  await ensureWorker(client, target, progress);
+  return true;
+}
+
+/** The PID of this machine's background worker (not its supervisor) while it runs. */
+export function localWorkerPid(): number | undefined {
+  const { dir, pidFile } = workerFiles();
+  return supervisedPid(pidFile, dir) ?? runningPid(pidFile, dir);
+}
+
+/**
+ * Keeps an eye on this machine's background worker while a command follows a mesh: `check()`
+ * (every few seconds) restarts it when its supervisor is gone and says when its supervisor has
+ * restarted it; `recovered()`, after a failed query, tells whether the worker had died and is
+ * back, polling, so the query is worth asking again.
+ */
+export function watchWorker(client: Client, target: TemporalTarget, progress: Progress = stderrProgress) {
+  let seen = localWorkerPid();
+  const check = async (): Promise<void> => {
+    if (await keepWorkerRunning(client, target, progress)) {
+      seen = localWorkerPid();
+      return;
+    }
+    const now = localWorkerPid();
+    if (seen !== undefined && now !== undefined && now !== seen) {
+      const log = workerFiles().log;
+      progress(`the background meshflow worker (pid ${seen}) exited; its supervisor restarted it (pid ${now}, log: ${log})`);
+    }
+    if (now !== undefined) seen = now;
+  };
+  const recovered = async (): Promise<boolean> => {
+    if (!onThisMachine(target)) return false;
+    const before = seen;
+    await check();
+    const { dir, pidFile } = workerFiles();
+    if (runningPid(pidFile, dir) === undefined) return false;
+    await ensureWorker(client, target, progress);
+    seen = localWorkerPid();
+    return seen !== before;
+  };
+  return { check, recovered };
+}
+
+async function ourWorkerPolls(client: Client, namespace: string): Promise<boolean> {
+  const { dir, pidFile } = workerFiles();
+  // The supervised worker, or a worker started without a supervisor by an earlier version.
+  const pids = [supervisedPid(pidFile, dir), runningPid(pidFile, dir)].filter((p) => p !== undefined);
+  const r = await pollersOf(client, namespace);
+  return (r.pollers ?? []).some((p) => pids.some((pid) => (p.identity ?? '').startsWith(`${pid}@`)));
+}
+
+function pollersOf(client: Client, namespace: string) {
+  // kind 1: a normal (not sticky) queue; type 1: workflow tasks.
+  const taskQueue = { name: TASK_QUEUE, kind: 1 };
+  return client.workflowService.describeTaskQueue({ namespace, taskQueue, taskQueueType: 1 });
+}
+
 async function hasPollers(client: Client, namespace: string): Promise<boolean> {
-  const r = await client.workflowService.describeTaskQueue({ namespace, taskQueue: { name: TASK_QUEUE, kind: 1 }, taskQueueType: 1 });
+  const r = await pollersOf(client, namespace);
   return (r.pollers ?? []).length > 0;
 }
 
 /** Connects, and makes sure a worker is there to run what the command asks (queries, updates, steps). */
-export async function connectWithWorker(progress: Progress = stderrProgress): Promise<{ client: Client; target: TemporalTarget }> {
+export async function connectWithWorker(
+  progress: Progress = stderrProgress,
+): Promise<{ client: Client; target: TemporalTarget }> {
   const { client, target } = await connect(progress);
   await ensureWorker(client, target, progress);
   return { client, target };

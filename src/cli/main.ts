@@ -9,13 +9,14 @@ import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../g
 import { buildPlan } from '../plan/plan';
 import { packageRoot, stateDir } from '../paths';
 import { loadMeshSpec } from '../spec/load';
+import type { TemporalTarget } from '../temporal/connection';
 import { localClusterName } from '../spec/names';
 import { ensureTools } from '../tools/install';
 import { stderrProgress } from '../util/progress';
 import { sleep } from '../util/net';
 import type { MeshStatus } from '../workflows/types';
 import { doctor } from './doctor';
-import { connect, connectWithWorker } from './local-mode';
+import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { renderChecks, renderPlan, renderStatus } from './render';
 
 const DEFAULT_EXAMPLE = path.join(packageRoot, 'examples', 'two-clusters.yaml');
@@ -67,23 +68,40 @@ async function up(file: string, opts: { detach?: boolean }): Promise<void> {
   const link = target.uiUrl ? `${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(`mesh/${spec.name}`)}` : undefined;
   process.stdout.write(`mesh ${spec.name}: started workflow mesh/${spec.name}${link ? `\n  Web UI: ${link}` : ''}\n`);
   if (opts.detach) return;
-  const final = await follow(spec.name, client);
+  const final = await follow(spec.name, client, target);
   process.stdout.write(renderStatus(final, target.uiUrl));
   if (final.phase !== 'ready') process.exitCode = 1;
   else process.stdout.write(`\nkubeconfigs: meshflow kubeconfig ${spec.name} <cluster>; tear down: meshflow down ${spec.name}\n`);
 }
 
-/** Prints each step's state changes until the mesh is ready or has ended. */
-async function follow(mesh: string, client: Awaited<ReturnType<typeof connect>>['client']): Promise<MeshStatus> {
+/**
+ * Prints each step's state changes until the mesh is ready or has ended. Every few seconds, checks
+ * that the local background worker still runs, and restarts it if not (the mesh waits on it).
+ */
+async function follow(
+  mesh: string,
+  client: Awaited<ReturnType<typeof connect>>['client'],
+  target: TemporalTarget,
+): Promise<MeshStatus> {
   const seen = new Map<string, string>();
   const started = Date.now();
+  const worker = watchWorker(client, target);
+  let workerCheckedAt = started;
   for (;;) {
+    if (Date.now() - workerCheckedAt >= 3000) {
+      await worker.check();
+      workerCheckedAt = Date.now();
+    }
     let s: MeshStatus;
     try {
       s = await meshStatus(client, mesh);
     } catch (err) {
+      if ((await meshHandle(client, mesh).describe()).status.name === 'RUNNING') {
+        // A query needs a worker: the local one may have died, and be back by now.
+        if (await worker.recovered()) continue;
+        throw err;
+      }
       // The workflow has ended (failed after compensating): its result says how.
-      if ((await meshHandle(client, mesh).describe()).status.name === 'RUNNING') throw err;
       try {
         return await meshHandle(client, mesh).result();
       } catch (failure) {

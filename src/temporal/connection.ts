@@ -1,12 +1,13 @@
 // Where meshflow finds Temporal: TEMPORAL_ADDRESS (default 127.0.0.1:7233) and
-// TEMPORAL_NAMESPACE (default "default"). With nothing listening on the default address, the
-// local mode starts the pinned dev server (SQLite under the state directory, Web UI on 8233).
+// TEMPORAL_NAMESPACE (default "default"). With nothing listening on the local address (the
+// default, or MESHFLOW_LOCAL_TEMPORAL_ADDRESS), the local mode starts the pinned dev server (SQLite
+// under the state directory, Web UI on the port + 1000: 8233).
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { MESH_SEARCH_ATTRIBUTES, searchAttributeRegistrations } from './search-attributes';
-import { logTail, runningPid, startDaemon } from '../util/daemon';
-import { type Progress, silent } from '../util/progress';
-import { sleep } from '../util/net';
+import { daemonActivity, logFileOf, logTail, runningPid, startDaemon } from '../util/daemon';
+import { formatDuration, type Progress, silent } from '../util/progress';
+import { canConnect, sleep } from '../util/net';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export const DEFAULT_UI_PORT = 8233;
@@ -17,12 +18,29 @@ export interface TemporalTarget {
   uiUrl?: string;
 }
 
+/**
+ * Where the local mode runs its dev server: DEFAULT_ADDRESS, or MESHFLOW_LOCAL_TEMPORAL_ADDRESS (a
+ * loopback host:port, e.g. when 7233 is taken, or for tests). Its Web UI listens on port + 1000.
+ */
+export function localAddress(): string {
+  const address = process.env.MESHFLOW_LOCAL_TEMPORAL_ADDRESS || DEFAULT_ADDRESS;
+  if (!/^(127\.0\.0\.1|localhost):\d+$/.test(address)) {
+    throw new Error(`MESHFLOW_LOCAL_TEMPORAL_ADDRESS=${address}: the local dev server listens on 127.0.0.1:PORT`);
+  }
+  return address;
+}
+
+function uiPortOf(address: string): number {
+  return Number(address.split(':')[1]) + 1000;
+}
+
 export function temporalTarget(): TemporalTarget {
-  const address = process.env.TEMPORAL_ADDRESS || DEFAULT_ADDRESS;
+  const local = localAddress();
+  const address = process.env.TEMPORAL_ADDRESS || local;
   return {
     address,
     namespace: process.env.TEMPORAL_NAMESPACE || 'default',
-    uiUrl: process.env.MESHFLOW_UI_URL || (address === DEFAULT_ADDRESS ? `http://127.0.0.1:${DEFAULT_UI_PORT}` : undefined),
+    uiUrl: process.env.MESHFLOW_UI_URL || (address === local ? `http://127.0.0.1:${uiPortOf(address)}` : undefined),
   };
 }
 
@@ -35,60 +53,155 @@ export async function tryConnect(address: string): Promise<Connection | undefine
 }
 
 /**
- * Connects to Temporal; when nothing answers on the default local address, starts the local dev
- * server as a background process and says so. Returns the client and whether we started it.
+ * Dev-server settings meshflow starts it with (the tests and the bench too). Each step of a mesh
+ * pays one round trip through Temporal; measured with chains of no-op activities on a SQLite file
+ * (`npm run bench`, 2b), p50 per activity, on the workflow's task queue / on another one:
+ * - history.transferProcessorMaxPollRPS: the dev server's single history shard reads its transfer
+ *   queue (the tasks that hand workflow and activity tasks to matching) at most 20 times a second,
+ *   with a burst of 20; once a run of quick steps has spent it, every hand-off waits for the next
+ *   read: 50 / 100 ms (two hand-offs on another queue). At 1000/s that wait is gone.
+ * - SQLite in WAL mode with synchronous=normal commits without an fsync each: together with the
+ *   above, ~13 / ~15 ms, as fast as in memory here. It survives a crash or kill of the server
+ *   without losing anything (a power cut may lose the last commits, never the database); the -wal
+ *   and -shm files beside the database are part of it. Without --db-filename (tests) they are moot.
+ * - eager activity execution hands an activity scheduled on the workflow's own task queue to the
+ *   worker in the reply to its workflow task, skipping one hand-off: a few ms once the transfer
+ *   queue is fast. Mesh steps run on their host's task queue, where it does not apply.
+ * Tried without an effect beyond noise: history.timerProcessorMaxPollRPS,
+ * history.visibilityProcessorMaxPollRPS, one task queue partition, matching.useNewMatcher.
  */
-/**
- * Dev-server settings meshflow starts it with. Eager activity execution hands an activity to the
- * worker that scheduled it in the reply to its workflow task, instead of through the matching
- * service: a no-op activity's round trip drops from ~100 ms to ~30 ms (p50, measured here), and a
- * mesh's critical path pays that once per step. Temporal Cloud turns it on by default.
- */
-export const DEV_SERVER_ARGS = ['--dynamic-config-value', 'system.enableActivityEagerExecution=true'];
+export const DEV_SERVER_ARGS = [
+  '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
+  '--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000',
+  '--sqlite-pragma', 'journal_mode=wal',
+  '--sqlite-pragma', 'synchronous=normal',
+];
 
-export async function connectOrStartLocal(opts: { stateDir: string; temporalBin: () => Promise<string>; progress?: Progress }): Promise<{ client: Client; connection: Connection; started: boolean; target: TemporalTarget }> {
+/** How long to wait for a starting dev server (see waitForDevServer). */
+export interface StartWait {
+  /** Give up when the process has shown no sign of progress for this long (default 2 min). */
+  stallMs?: number;
+  /** Give up after this long however it goes (default 10 min). */
+  ceilingMs?: number;
+  /** A progress line this often while waiting (default 5 s). */
+  reportEveryMs?: number;
+}
+
+/**
+ * Connects to Temporal; when nothing answers on the local address, starts the local dev server as
+ * a background process and says so. Returns the client and whether we started it.
+ */
+export async function connectOrStartLocal(opts: {
+  stateDir: string;
+  temporalBin: () => Promise<string>;
+  progress?: Progress;
+  wait?: StartWait;
+}): Promise<{ client: Client; connection: Connection; started: boolean; target: TemporalTarget }> {
   const progress = opts.progress ?? silent;
   const target = temporalTarget();
-  let connection = await tryConnect(target.address);
+  const local = target.address === localAddress();
+  // Locally, a closed port says at once what a gRPC connect would say after its 2 s timeout.
+  const [host, port] = target.address.split(':');
+  let connection = !local || (await canConnect(Number(port), host)) ? await tryConnect(target.address) : undefined;
   let started = false;
   if (!connection) {
-    if (target.address !== DEFAULT_ADDRESS) throw new Error(`no Temporal server answers at TEMPORAL_ADDRESS=${target.address}`);
+    if (!local) {
+      throw new Error(`no Temporal server answers at TEMPORAL_ADDRESS=${target.address}`);
+    }
     const dir = path.join(opts.stateDir, 'temporal');
     const pidFile = path.join(dir, 'temporal.pid');
     if (runningPid(pidFile, dir) === undefined) {
-      const [host, port] = target.address.split(':');
-      progress(`no Temporal server at ${target.address}: starting the local dev server (data in ${dir}, Web UI ${target.uiUrl})`);
+      progress(
+        `no Temporal server at ${target.address}: starting the local dev server ` +
+          `(data in ${dir}, Web UI ${target.uiUrl})`,
+      );
       startDaemon({
         file: await opts.temporalBin(),
         pidFile,
         marker: dir,
         args: [
-          'server', 'start-dev', '--ip', host, '--port', port, '--ui-port', String(DEFAULT_UI_PORT),
-          '--db-filename', path.join(dir, 'temporal.db'), '--namespace', target.namespace, '--log-level', 'warn', ...DEV_SERVER_ARGS,
-          ...Object.values(MESH_SEARCH_ATTRIBUTES).flatMap((k) => ['--search-attribute', `${k.name}=${k.type === 'INT' ? 'Int' : 'Keyword'}`]),
+          'server', 'start-dev', '--ip', host, '--port', port, '--ui-port', String(uiPortOf(target.address)),
+          '--db-filename', path.join(dir, 'temporal.db'), '--namespace', target.namespace, '--log-level', 'warn',
+          ...DEV_SERVER_ARGS,
+          ...Object.values(MESH_SEARCH_ATTRIBUTES).flatMap((k) => [
+            '--search-attribute', `${k.name}=${k.type === 'INT' ? 'Int' : 'Keyword'}`,
+          ]),
         ],
       });
       started = true;
     }
-    const deadline = Date.now() + 30_000;
-    while (!(connection = await tryConnect(target.address))) {
-      if (Date.now() > deadline || runningPid(pidFile, dir) === undefined) {
-        throw new Error(`the local Temporal dev server did not start; last log lines:\n${logTail(pidFile)}`);
-      }
-      await sleep(250);
-    }
+    connection = await waitForDevServer(target.address, pidFile, dir, progress, opts.wait);
   }
   await ensureSearchAttributes(connection, target.namespace);
   return { client: new Client({ connection, namespace: target.namespace }), connection, started, target };
 }
 
+/**
+ * Waits for the dev server (PID file `pidFile`) to answer on `address`, for as long as its process
+ * runs and makes progress: it uses CPU time, its log grows, or its port starts accepting. A loaded
+ * machine may take minutes to start it; a fixed deadline gave up on servers that came up later.
+ * Gives up when the process has exited, has shown no progress for `stallMs`, or after `ceilingMs`;
+ * the error names the log and quotes its last lines.
+ */
+export async function waitForDevServer(
+  address: string,
+  pidFile: string,
+  marker: string,
+  progress: Progress,
+  wait: StartWait = {},
+): Promise<Connection> {
+  const stallMs = wait.stallMs ?? 120_000;
+  const ceilingMs = wait.ceilingMs ?? 600_000;
+  const reportEveryMs = wait.reportEveryMs ?? 5_000;
+  const port = Number(address.split(':')[1]);
+  const host = address.split(':')[0];
+  const started = Date.now();
+  let lastReport = started;
+  let lastProgress = started;
+  let lastSign = '';
+  const fail = (why: string) =>
+    new Error(`the local Temporal dev server ${why}; log ${logFileOf(pidFile)}, last lines:\n${logTail(pidFile)}`);
+  for (;;) {
+    const listening = await canConnect(port, host);
+    if (listening) {
+      const connection = await tryConnect(address);
+      if (connection) return connection;
+    }
+    const now = Date.now();
+    const activity = daemonActivity(pidFile, marker);
+    if (!activity) throw fail(`exited before it answered on ${address} (after ${formatDuration(now - started)})`);
+    const sign = `${activity.pid}/${activity.cpuTicks}/${activity.logBytes}/${listening}`;
+    if (sign !== lastSign) {
+      lastSign = sign;
+      lastProgress = now;
+    }
+    if (now - lastProgress > stallMs) {
+      const stalled = formatDuration(now - lastProgress);
+      throw fail(`(pid ${activity.pid}) made no progress for ${stalled} (no CPU time used, log unchanged)`);
+    }
+    if (now - started > ceilingMs) {
+      throw fail(`(pid ${activity.pid}) did not answer on ${address} within ${formatDuration(ceilingMs)}`);
+    }
+    if (now - lastReport >= reportEveryMs) {
+      lastReport = now;
+      progress(
+        `waiting for the local Temporal dev server to answer on ${address} (${formatDuration(now - started)}; ` +
+          `pid ${activity.pid} ${listening ? 'listening, not serving yet' : 'starting'}; log ${logFileOf(pidFile)})`,
+      );
+    }
+    await sleep(250);
+  }
+}
+
 /** Registers meshflow's search attributes where they are missing (start-dev's flags do not apply to an existing db). */
 export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
+  // A server that has just started on a loaded machine may take a while to register its namespace.
+  const deadline = Date.now() + 120_000;
   for (;;) {
     try {
       const existing = await connection.operatorService.listSearchAttributes({ namespace });
-      const missing = Object.values(MESH_SEARCH_ATTRIBUTES).filter((k) => !(k.name in (existing.customAttributes ?? {})));
+      const known = existing.customAttributes ?? {};
+      const missing = Object.values(MESH_SEARCH_ATTRIBUTES).filter((k) => !(k.name in known));
       if (missing.length === 0) return;
       await connection.operatorService.addSearchAttributes({
         namespace,

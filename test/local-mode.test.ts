@@ -1,0 +1,186 @@
+// Local mode against a scratch state directory and port: the CLI's dev server and background
+// worker, started as `meshflow up` starts them. The worker runs under a supervisor, so it comes
+// back after a SIGKILL with no command typed; a dev server that starts slowly is waited for while
+// it makes progress, and one that dies or hangs is reported with its log.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ConnectionLike } from '@temporalio/client';
+import { connect, ensureWorker, keepWorkerRunning, workerFiles } from '../src/cli/local-mode';
+import { connectOrStartLocal, temporalTarget } from '../src/temporal/connection';
+import { childPidFile, logFileOf, runningPid, stopDaemon, supervisedPid } from '../src/util/daemon';
+import { canConnect, freePort, sleep } from '../src/util/net';
+import { sweepDaemons } from '../src/util/sweep';
+import { TASK_QUEUE } from '../src/workflows/definitions';
+import { scratchDir, tool } from './helpers/env';
+import { devServer } from './helpers/temporal';
+
+const saved = { ...process.env };
+const lines: string[] = [];
+const progress = (line: string) => void lines.push(line);
+const scratch: string[] = [];
+
+/** A loopback port for a dev server whose Web UI port (+1000) is free too. */
+async function devServerPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + 1000 <= 65535 && !(await canConnect(port + 1000))) return port;
+  }
+}
+
+async function useLocalMode(label: string): Promise<string> {
+  const state = scratchDir(label);
+  scratch.push(state);
+  process.env.MESHFLOW_STATE_DIR = state;
+  process.env.MESHFLOW_LOCAL_TEMPORAL_ADDRESS = `127.0.0.1:${await devServerPort()}`;
+  delete process.env.TEMPORAL_ADDRESS;
+  delete process.env.MESHFLOW_UI_URL;
+  return state;
+}
+
+type Probe<T> = () => Promise<T | undefined> | T | undefined;
+
+async function eventually<T>(what: string, probe: Probe<T>, timeoutMs = 45_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(200);
+  }
+}
+
+/** A stand-in for the temporal binary, a shell script under `dir` that gets the real one's arguments. */
+function fakeTemporal(dir: string, body: string): string {
+  const file = path.join(dir, 'fake-temporal.sh');
+  fs.writeFileSync(file, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  return file;
+}
+
+afterEach(() => {
+  process.env = { ...saved };
+});
+
+afterAll(async () => {
+  // Each test stops what it started; this catches what a failed assertion left behind.
+  for (const dir of scratch) await sweepDaemons(dir);
+});
+
+test('the worker is restarted after SIGKILL without any command, and stops with its supervisor', async () => {
+  const state = await useLocalMode('local-mode-worker');
+  const temporalDir = path.join(state, 'temporal');
+  const { dir, pidFile, log } = workerFiles();
+  let connection: ConnectionLike | undefined;
+  try {
+    const { client, target, startedServer } = await connect(progress);
+    connection = client.connection;
+    expect(startedServer).toBe(true);
+    expect(target.address).toBe(process.env.MESHFLOW_LOCAL_TEMPORAL_ADDRESS);
+    expect(target.uiUrl).toBe(`http://127.0.0.1:${Number(target.address.split(':')[1]) + 1000}`);
+    // DEV_SERVER_ARGS put the database in WAL mode: its -wal file lies beside it.
+    expect(fs.existsSync(path.join(temporalDir, 'temporal.db-wal'))).toBe(true);
+    await ensureWorker(client, target, progress);
+
+    const pollsWith = async (pid: number) => {
+      const r = await client.workflowService.describeTaskQueue({
+        namespace: target.namespace, taskQueue: { name: TASK_QUEUE, kind: 1 }, taskQueueType: 1,
+      });
+      return (r.pollers ?? []).some((p) => (p.identity ?? '').startsWith(`${pid}@`)) ? true : undefined;
+    };
+    const supervisor = runningPid(pidFile, dir)!;
+    const first = supervisedPid(pidFile, dir)!;
+    expect(supervisor).toBeDefined();
+    expect(first).toBeDefined();
+    expect(first).not.toBe(supervisor);
+    await eventually('the first worker polls', () => pollsWith(first));
+
+    // Killed outright: its supervisor starts another, which polls again; nobody typed a command.
+    process.kill(first, 'SIGKILL');
+    const second = await eventually('a new worker', () => {
+      const pid = supervisedPid(pidFile, dir);
+      return pid !== undefined && pid !== first ? pid : undefined;
+    });
+    await eventually('the restarted worker polls', () => pollsWith(second));
+    expect(runningPid(pidFile, dir)).toBe(supervisor);
+    expect(fs.readFileSync(log, 'utf8')).toMatch(/killed by SIGKILL after [\d.]+ s: restarting/);
+
+    // The supervisor itself killed outright: its worker does not stay behind on its own, and the
+    // check `up` makes while it follows a mesh starts the pair again and says so.
+    process.kill(supervisor, 'SIGKILL');
+    const orphanGone = () => (runningPid(childPidFile(pidFile), dir) === undefined ? true : undefined);
+    await eventually('the orphaned worker exits', orphanGone, 15_000);
+    lines.length = 0;
+    expect(await keepWorkerRunning(client, target, progress)).toBe(true);
+    expect(lines.join('\n')).toMatch(/background meshflow worker is not running: restarting it/);
+    const third = supervisedPid(pidFile, dir)!;
+    await eventually('the worker started by the check polls', () => pollsWith(third));
+    expect(await keepWorkerRunning(client, target, progress)).toBe(false);
+
+    // Stopping the supervisor stops its worker, gracefully.
+    expect(await stopDaemon(pidFile, dir)).toBe(true);
+    expect(runningPid(childPidFile(pidFile), dir)).toBeUndefined();
+    expect(fs.readFileSync(log, 'utf8')).toMatch(/SIGTERM: stopping pid \d+[\s\S]*stopped \(exited with code 0\)/);
+  } finally {
+    await connection?.close();
+    await stopDaemon(pidFile, dir);
+    await stopDaemon(path.join(temporalDir, 'temporal.pid'), temporalDir);
+  }
+  expect(runningPid(path.join(temporalDir, 'temporal.pid'), temporalDir)).toBeUndefined();
+});
+
+test('the dev server accepts DEV_SERVER_ARGS without a database file too (as the tests start it)', async () => {
+  const env = await devServer();
+  try {
+    const info = await env.connection.workflowService.getSystemInfo({});
+    expect(info.serverVersion).toMatch(/^1\./);
+  } finally {
+    await env.teardown();
+  }
+});
+
+test('a dev server that starts slowly is waited for while it makes progress, with progress lines', async () => {
+  const state = await useLocalMode('local-mode-slow');
+  const dir = path.join(state, 'temporal');
+  const pidFile = path.join(dir, 'temporal.pid');
+  // Alive and logging for 5 s before the real server even starts: longer than `stallMs` below, so
+  // a fixed deadline of that length would have given up.
+  const slow = fakeTemporal(
+    state,
+    `for i in 1 2 3 4 5; do echo "still loading $i"; sleep 1; done\nexec "${tool('temporal')}" "$@"`,
+  );
+  lines.length = 0;
+  const t0 = Date.now();
+  try {
+    const { connection, started } = await connectOrStartLocal({
+      stateDir: state, temporalBin: async () => slow, progress, wait: { stallMs: 2500, reportEveryMs: 1000 },
+    });
+    await connection.close();
+    expect(started).toBe(true);
+    expect(Date.now() - t0).toBeGreaterThan(5000);
+    const waits = lines.filter((l) => l.startsWith('waiting for the local Temporal dev server'));
+    expect(waits.length).toBeGreaterThanOrEqual(3);
+    expect(waits[0]).toContain(logFileOf(pidFile));
+    expect(temporalTarget().address).toBe(process.env.MESHFLOW_LOCAL_TEMPORAL_ADDRESS);
+  } finally {
+    await stopDaemon(pidFile, dir);
+  }
+});
+
+test('a dev server that exits, or hangs without progress, is reported with its log', async () => {
+  const state = await useLocalMode('local-mode-fail');
+  const dir = path.join(state, 'temporal');
+  const pidFile = path.join(dir, 'temporal.pid');
+  try {
+    const dies = fakeTemporal(state, 'echo "failed to bind: address already in use"; exit 2');
+    await expect(connectOrStartLocal({ stateDir: state, temporalBin: async () => dies, progress })).rejects.toThrow(
+      new RegExp(`exited before it answered[^]*${logFileOf(pidFile)}[^]*failed to bind: address already in use`),
+    );
+    // A process that neither uses CPU nor logs (node idling, with the real arguments on its command line).
+    const idle = `"${process.execPath}" -e 'setTimeout(() => {}, 60000)' -- "$@"`;
+    const hangs = fakeTemporal(state, `echo "hanging"\nexec ${idle}`);
+    await expect(
+      connectOrStartLocal({ stateDir: state, temporalBin: async () => hangs, progress, wait: { stallMs: 1500 } }),
+    ).rejects.toThrow(/made no progress for \d+s[\s\S]*hanging/);
+  } finally {
+    await stopDaemon(pidFile, dir);
+  }
+});
