@@ -413,3 +413,47 @@ istio:
     expect(unset.map((o) => o.path.join('.'))).toEqual([]);
   });
 });
+
+describe('trust.keyAlgorithm', () => {
+  test('a new spec gets ECDSA P-256 CA keys; rsa-4096 is there on request', () => {
+    expect(parseMeshSpec(BASE).trust).toEqual({ keyAlgorithm: 'ecdsa-p256' });
+    expect(parseMeshSpec(BASE + 'trust:\n  keyAlgorithm: rsa-4096\n').trust).toEqual({ keyAlgorithm: 'rsa-4096' });
+  });
+
+  test.each([
+    ['another key type', 'rsa-2048', '12:17'],
+    ['a value of the wrong type', '4096', '12:17'],
+    ['the upper case', 'ECDSA-P256', '12:17'],
+  ])('%s is refused at its line, with the choices', (_what, value, at) => {
+    const refused = `${at} trust.keyAlgorithm: must be one of ecdsa-p256, rsa-4096`;
+    expect(problems(BASE + `trust:\n  keyAlgorithm: ${value}\n`)).toEqual([refused]);
+  });
+
+  test('beside your own root', () => {
+    const yaml = BASE + 'trust:\n  keyAlgorithm: rsa-4096\n  rootCa: { certFile: /pki/r.pem, keyFile: /pki/k.pem }\n';
+    expect(parseMeshSpec(yaml, 'mesh.yaml', { checkFiles: false }).trust).toEqual({
+      keyAlgorithm: 'rsa-4096',
+      rootCa: { certFile: '/pki/r.pem', keyFile: '/pki/k.pem' },
+    });
+  });
+
+  test('a spec recorded by an earlier version keeps the RSA 4096 keys that version made', () => {
+    const before: string[] = [];
+    for (const file of fs.readdirSync(path.join(__dirname, 'histories'))) {
+      const history = JSON.parse(fs.readFileSync(path.join(__dirname, 'histories', file), 'utf8'));
+      const payload = history.events[0].workflowExecutionStartedEventAttributes.input.payloads[0];
+      const recorded = JSON.parse(Buffer.from(payload.data, 'base64').toString()).spec;
+      const spec = upgradeSpec(recorded);
+      // Recorded before the choice existed: RSA 4096, as then; since: the choice recorded.
+      if (recorded.trust?.keyAlgorithm === undefined) before.push(file);
+      expect(spec.trust.keyAlgorithm).toBe(recorded.trust?.keyAlgorithm ?? 'rsa-4096');
+    }
+    expect(before).toContain('ready-then-expired.json');
+    const parsed = parseMeshSpec(BASE);
+    const userRoot = { certFile: '/pki/root.pem', keyFile: '/pki/root.key' };
+    const upgraded = upgradeSpec({ ...parsed, trust: { rootCa: userRoot } });
+    expect(upgraded.trust).toEqual({ rootCa: userRoot, keyAlgorithm: 'rsa-4096' });
+    // Today's specs keep their choice through the upgrade every workflow and activity applies.
+    expect(upgradeSpec(parsed)).toEqual(parsed);
+  });
+});

@@ -9,7 +9,12 @@ x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoPro
 
 export type KeyAlgorithm = 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
 
-const rsa = (modulusLength: number): webcrypto.RsaHashedKeyGenParams => ({ name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength });
+const rsa = (modulusLength: number): webcrypto.RsaHashedKeyGenParams => ({
+  name: 'RSASSA-PKCS1-v1_5',
+  hash: 'SHA-256',
+  publicExponent: new Uint8Array([1, 0, 1]),
+  modulusLength,
+});
 const ALGORITHMS: Record<KeyAlgorithm, webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams> = {
   'ecdsa-p256': { name: 'ECDSA', namedCurve: 'P-256' },
   'ecdsa-p384': { name: 'ECDSA', namedCurve: 'P-384' },
@@ -18,6 +23,7 @@ const ALGORITHMS: Record<KeyAlgorithm, webcrypto.RsaHashedKeyGenParams | webcryp
   'rsa-4096': rsa(4096),
 };
 
+/** How a key of `alg` signs: ECDSA with SHA-256 (P-256) or SHA-384 (P-384); RSA keys carry SHA-256 in their key. */
 function signingAlgorithm(alg: KeyAlgorithm): webcrypto.Algorithm | webcrypto.EcdsaParams {
   if (alg === 'ecdsa-p256') return { name: 'ECDSA', hash: 'SHA-256' };
   if (alg === 'ecdsa-p384') return { name: 'ECDSA', hash: 'SHA-384' };
@@ -27,9 +33,12 @@ function signingAlgorithm(alg: KeyAlgorithm): webcrypto.Algorithm | webcrypto.Ec
 /** The key algorithm of a certificate's public key, or undefined for one we do not sign with. */
 export function keyAlgorithmOf(certificate: x509.X509Certificate): KeyAlgorithm | undefined {
   const alg = certificate.publicKey.algorithm as { name: string; namedCurve?: string; modulusLength?: number };
-  if (alg.name === 'ECDSA') return alg.namedCurve === 'P-256' ? 'ecdsa-p256' : alg.namedCurve === 'P-384' ? 'ecdsa-p384' : undefined;
+  if (alg.name === 'ECDSA') {
+    return alg.namedCurve === 'P-256' ? 'ecdsa-p256' : alg.namedCurve === 'P-384' ? 'ecdsa-p384' : undefined;
+  }
   if (alg.name === 'RSASSA-PKCS1-v1_5' || alg.name === 'RSA-PSS') {
-    return ({ 2048: 'rsa-2048', 3072: 'rsa-3072', 4096: 'rsa-4096' } as Record<number, KeyAlgorithm>)[alg.modulusLength ?? 0];
+    const sizes: Record<number, KeyAlgorithm> = { 2048: 'rsa-2048', 3072: 'rsa-3072', 4096: 'rsa-4096' };
+    return sizes[alg.modulusLength ?? 0];
   }
   return undefined;
 }
@@ -46,8 +55,14 @@ export interface KeyPair {
   keys: webcrypto.CryptoKeyPair;
 }
 
+/**
+ * A new key pair. Asynchronous: WebCrypto generates it on libuv's thread pool, so the event loop
+ * stays free and several keys are made at once, one per core (RSA 4096: about a second or more
+ * each, varying widely; ECDSA P-256: well under a millisecond).
+ */
 export async function generateKeyPair(algorithm: KeyAlgorithm): Promise<KeyPair> {
-  const keys = (await webcrypto.subtle.generateKey(ALGORITHMS[algorithm], true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const usages: webcrypto.KeyUsage[] = ['sign', 'verify'];
+  const keys = (await webcrypto.subtle.generateKey(ALGORITHMS[algorithm], true, usages)) as webcrypto.CryptoKeyPair;
   return { algorithm, keys };
 }
 
@@ -61,11 +76,15 @@ export async function publicKeyPem(pair: KeyPair): Promise<string> {
   return x509.PemConverter.encode(der, 'PUBLIC KEY');
 }
 
-export async function importKeyPair(algorithm: KeyAlgorithm, privatePem: string, certificate: x509.X509Certificate): Promise<KeyPair> {
+export async function importKeyPair(
+  algorithm: KeyAlgorithm,
+  privatePem: string,
+  certificate: x509.X509Certificate,
+): Promise<KeyPair> {
   const der = x509.PemConverter.decodeFirst(privatePem);
   const privateKey = await webcrypto.subtle.importKey('pkcs8', der, ALGORITHMS[algorithm], true, ['sign']);
   const publicKey = await certificate.publicKey.export(ALGORITHMS[algorithm], ['verify']);
-  return { algorithm, keys: { privateKey: privateKey , publicKey } };
+  return { algorithm, keys: { privateKey, publicKey } };
 }
 
 export interface CertificateRequest {

@@ -14,6 +14,10 @@ const dnsLabel = z
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label: lowercase letters, digits and "-", starting and ending with a letter or digit')
   .max(40, 'must be at most 40 characters');
 
+/** Key types for the CAs meshflow makes; specs recorded before this choice existed mean rsa-4096. */
+export const CA_KEY_ALGORITHMS = ['ecdsa-p256', 'rsa-4096'] as const;
+export type CaKeyAlgorithm = (typeof CA_KEY_ALGORITHMS)[number];
+
 const cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, 'must be an IPv4 CIDR such as 10.8.0.0/14');
 
 
@@ -63,6 +67,13 @@ export const meshSchema = z
     clusters: z.array(clusterSchema).min(1, 'a mesh needs at least one cluster').max(20, 'at most 20 clusters'),
     trust: z
       .strictObject({
+        /**
+         * The key type of the CAs meshflow makes: its own root and every cluster's intermediate (under your root
+         * too). ECDSA P-256 takes milliseconds; RSA 4096 (Istio's tools/certs) takes seconds per key.
+         */
+        keyAlgorithm: z
+          .enum(CA_KEY_ALGORITHMS, { error: `must be one of ${CA_KEY_ALGORITHMS.join(', ')}` })
+          .default('ecdsa-p256'),
         /** Bring your own root CA (PEM files you keep); default: meshflow makes one per mesh. */
         rootCa: z
           .strictObject({

@@ -6,7 +6,7 @@ import { ISTIO_DEFAULT_VERSION, ISTIO_VERSION_PATTERN } from '../istio/version';
 import type { MeshSpec } from './schema';
 
 type Recorded = Omit<MeshSpec, 'trust' | 'app' | 'verify'> & {
-  trust?: MeshSpec['trust'];
+  trust?: Omit<MeshSpec['trust'], 'keyAlgorithm'> & { keyAlgorithm?: MeshSpec['trust']['keyAlgorithm'] };
   app: Omit<MeshSpec['app'], 'manifests'> & { manifests?: MeshSpec['app']['manifests'] };
   /** controlPlane: removed (the control-plane checks always ran; nothing read it). */
   verify: MeshSpec['verify'] & { controlPlane?: boolean };
@@ -16,7 +16,8 @@ export function upgradeSpec(spec: Recorded): MeshSpec {
   const { controlPlane: _removed, ...verify } = spec.verify;
   return {
     ...spec,
-    trust: spec.trust ?? {},
+    // Earlier versions made every CA key RSA 4096: a mesh they started keeps that (new specs get the schema's default).
+    trust: { ...spec.trust, keyAlgorithm: spec.trust?.keyAlgorithm ?? 'rsa-4096' },
     app: { ...spec.app, manifests: spec.app.manifests ?? [] },
     // Earlier specs named only the line ("1.31"); images need a release.
     istio: { ...spec.istio, version: ISTIO_VERSION_PATTERN.test(spec.istio.version) ? spec.istio.version : ISTIO_DEFAULT_VERSION },
