@@ -123,10 +123,17 @@ export class ChaosBench {
   }
 
   /**
-   * Starts `spec`, runs `fault` `breakAt` ms later (none when undefined), follows the mesh to its
-   * end (ready, then torn down; or compensated) and reports what it left.
+   * Starts `spec`, runs `fault` once `breakWhen` holds (ms since start, latest status; no fault
+   * when undefined), follows the mesh to its end (ready, then torn down; or compensated) and
+   * reports what it left.
    */
-  async run(spec: MeshSpec, faultName: string, breakAt?: number, fault?: () => Promise<void>, timeoutMs = 6 * 60_000): Promise<RunResult> {
+  async run(
+    spec: MeshSpec,
+    faultName: string,
+    breakWhen?: (elapsedMs: number, status: MeshStatus | undefined) => boolean,
+    fault?: () => Promise<void>,
+    timeoutMs = 6 * 60_000,
+  ): Promise<RunResult> {
     const started = Date.now();
     const result: RunResult = { mesh: spec.name, fault: '', endedReady: false, fullyCompensated: false, duplicates: [], leftovers: [] };
     try {
@@ -137,7 +144,7 @@ export class ChaosBench {
       for (;;) {
         this.keepWorkerAlive();
         s = await this.status(spec.name);
-        if (!broken && Date.now() - started >= breakAt!) {
+        if (!broken && breakWhen!(Date.now() - started, s)) {
           const running = s?.steps.filter((x) => x.state === 'running').map((x) => x.id).join(',') || s?.phase || '?';
           result.fault = `${faultName} at ${((Date.now() - started) / 1000).toFixed(1)}s (${running})`;
           broken = true;
