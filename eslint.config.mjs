@@ -7,9 +7,34 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 const nodeBuiltins = [
-  'assert', 'buffer', 'child_process', 'cluster', 'crypto', 'dgram', 'dns', 'events', 'fs', 'fs/promises', 'http', 'http2',
-  'https', 'net', 'os', 'path', 'perf_hooks', 'process', 'readline', 'stream', 'timers', 'tls', 'url', 'util', 'v8', 'vm',
-  'worker_threads', 'zlib',
+  'assert',
+  'buffer',
+  'child_process',
+  'cluster',
+  'crypto',
+  'dgram',
+  'dns',
+  'events',
+  'fs',
+  'fs/promises',
+  'http',
+  'http2',
+  'https',
+  'net',
+  'os',
+  'path',
+  'perf_hooks',
+  'process',
+  'readline',
+  'stream',
+  'timers',
+  'tls',
+  'url',
+  'util',
+  'v8',
+  'vm',
+  'worker_threads',
+  'zlib',
 ];
 
 export default tseslint.config(
@@ -30,20 +55,33 @@ export default tseslint.config(
     files: ['src/workflows/**/*.ts'],
     languageOptions: { globals: {} },
     rules: {
-      'no-restricted-imports': ['error', {
-        paths: [
-          ...nodeBuiltins.flatMap((m) => [m, `node:${m}`]).map((name) => ({ name, message: 'Workflow code may not use Node built-ins: do it in an activity.' })),
-          { name: 'execa', message: 'Workflow code may not run programs: do it in an activity.' },
-          { name: '@kubernetes/client-node', message: 'Workflow code may not do I/O: do it in an activity.' },
-          { name: '@temporalio/client', message: 'Workflows use @temporalio/workflow, not the client.' },
-          { name: '@temporalio/worker', message: 'Workflows use @temporalio/workflow, not the worker.' },
-        ],
-        patterns: [
-          { group: ['../activities/*', '../activities'], allowTypeImports: true, message: 'Workflows import activity types only (import type), through proxyActivities.' },
-          { group: ['../local/*', '../tools/*', '../sim/*', '../util/daemon', '../util/net'], message: 'Workflow code may not import modules that do I/O.' },
-        ],
-      }],
-      'no-restricted-globals': ['error',
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            ...nodeBuiltins
+              .flatMap((m) => [m, `node:${m}`])
+              .map((name) => ({ name, message: 'Workflow code may not use Node built-ins: do it in an activity.' })),
+            { name: 'execa', message: 'Workflow code may not run programs: do it in an activity.' },
+            { name: '@kubernetes/client-node', message: 'Workflow code may not do I/O: do it in an activity.' },
+            { name: '@temporalio/client', message: 'Workflows use @temporalio/workflow, not the client.' },
+            { name: '@temporalio/worker', message: 'Workflows use @temporalio/workflow, not the worker.' },
+          ],
+          patterns: [
+            {
+              group: ['../activities/*', '../activities'],
+              allowTypeImports: true,
+              message: 'Workflows import activity types only (import type), through proxyActivities.',
+            },
+            {
+              group: ['../local/*', '../tools/*', '../sim/*', '../util/daemon', '../util/net'],
+              message: 'Workflow code may not import modules that do I/O.',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
         { name: 'process', message: 'Workflow code may not read the process environment: pass it as workflow input.' },
         { name: 'setTimeout', message: 'Use sleep() or condition() from @temporalio/workflow.' },
         { name: 'setInterval', message: 'Use sleep() from @temporalio/workflow in a loop.' },
@@ -52,9 +90,14 @@ export default tseslint.config(
         { name: 'require', message: 'Use static imports in workflow code.' },
         { name: 'performance', message: 'Not deterministic: use workflow time (Date.now() is replay-safe).' },
       ],
-      'no-restricted-properties': ['error',
+      'no-restricted-properties': [
+        'error',
         { object: 'crypto', property: 'randomUUID', message: 'Use uuid4() from @temporalio/workflow.' },
-        { object: 'crypto', property: 'getRandomValues', message: 'Use Math.random() (seeded and replay-safe in workflows).' },
+        {
+          object: 'crypto',
+          property: 'getRandomValues',
+          message: 'Use Math.random() (seeded and replay-safe in workflows).',
+        },
       ],
     },
   },

@@ -10,9 +10,7 @@ function esmPackages(root) {
   if (!fs.existsSync(root)) return names;
   // Nested node_modules hold other versions of the same names, so the list may repeat names.
   for (const entry of fs.readdirSync(root)) {
-    const dirs = entry.startsWith('@')
-      ? fs.readdirSync(path.join(root, entry)).map((n) => `${entry}/${n}`)
-      : [entry];
+    const dirs = entry.startsWith('@') ? fs.readdirSync(path.join(root, entry)).map((n) => `${entry}/${n}`) : [entry];
     for (const name of dirs) {
       try {
         const pkg = JSON.parse(fs.readFileSync(path.join(root, name, 'package.json'), 'utf8'));

@@ -3,7 +3,14 @@ import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/c
 import { appPlacement } from './plan/plan';
 import type { MeshSpec } from './spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
-import { TASK_QUEUE, extendUpdate, meshWorkflowId, statusQuery, teardownSignal, verifyUpdate } from './workflows/definitions';
+import {
+  TASK_QUEUE,
+  extendUpdate,
+  meshWorkflowId,
+  statusQuery,
+  teardownSignal,
+  verifyUpdate,
+} from './workflows/definitions';
 import type { CheckResult, MeshStatus } from './workflows/types';
 import type { provisionMesh } from './workflows/mesh';
 
@@ -14,7 +21,10 @@ export class MeshAlreadyRunningError extends Error {
 export async function startMesh(client: Client, spec: MeshSpec, taskQueue = TASK_QUEUE) {
   // The run records the placement it starts with: a later build's default placement never moves
   // the parts of a mesh that is already running (nor changes its plan under replay).
-  const recorded = spec.app.sample === 'none' || spec.app.placement ? spec : { ...spec, app: { ...spec.app, placement: appPlacement(spec) } };
+  const recorded =
+    spec.app.sample === 'none' || spec.app.placement
+      ? spec
+      : { ...spec, app: { ...spec.app, placement: appPlacement(spec) } };
   try {
     return await client.workflow.start<typeof provisionMesh>('provisionMesh', {
       taskQueue,
@@ -28,13 +38,16 @@ export async function startMesh(client: Client, spec: MeshSpec, taskQueue = TASK
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      throw new MeshAlreadyRunningError(`mesh ${spec.name} is already running (workflow ${meshWorkflowId(spec.name)}): see \`meshflow status ${spec.name}\`, or \`meshflow down ${spec.name}\` first`);
+      throw new MeshAlreadyRunningError(
+        `mesh ${spec.name} is already running (workflow ${meshWorkflowId(spec.name)}): see \`meshflow status ${spec.name}\`, or \`meshflow down ${spec.name}\` first`,
+      );
     }
     throw err;
   }
 }
 
-export const meshHandle = (client: Client, mesh: string) => client.workflow.getHandle<typeof provisionMesh>(meshWorkflowId(mesh));
+export const meshHandle = (client: Client, mesh: string) =>
+  client.workflow.getHandle<typeof provisionMesh>(meshWorkflowId(mesh));
 
 export async function meshStatus(client: Client, mesh: string): Promise<MeshStatus> {
   return meshHandle(client, mesh).query(statusQuery);

@@ -380,7 +380,10 @@ function inspectMeshDir(dir: string) {
     .map((f) => ({ pidFile: path.join(dir, f), pid: runningPid(path.join(dir, f), dir) }))
     .filter((d): d is { pidFile: string; pid: number } => d.pid !== undefined);
   const known = (f: string) =>
-    f === 'ca' || f.startsWith('ca/') || f.endsWith('.pid') || f.endsWith('.log') ||
+    f === 'ca' ||
+    f.startsWith('ca/') ||
+    f.endsWith('.pid') ||
+    f.endsWith('.log') ||
     lockDirs.some((l) => f.startsWith(`${l}/`));
   return { held, daemons, others: files.filter((f) => !known(f)) };
 }
@@ -396,8 +399,15 @@ interface Planned {
 }
 
 const STAGE = {
-  webhooks: 0, namespaced: 1, clusterScoped: 2, namespaces: 3, crds: 4,
-  localClusters: 10, daemons: 20, caDirs: 21, meshDirs: 22,
+  webhooks: 0,
+  namespaced: 1,
+  clusterScoped: 2,
+  namespaces: 3,
+  crds: 4,
+  localClusters: 10,
+  daemons: 20,
+  caDirs: 21,
+  meshDirs: 22,
 };
 
 async function askOpen(meshes: string[], isOpen: (mesh: string) => Promise<boolean>): Promise<Map<string, boolean>> {
@@ -646,19 +656,23 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
     }
     const stages = [...new Set(plan.filter((p) => p.run).map((p) => p.stage))].sort((a, b) => a - b);
     for (const stage of stages) {
-      await mapLimit(plan.filter((p) => p.run && p.stage === stage), PARALLEL, async (p) => {
-        const f = p.finding;
-        const verb = f.action === 'would-stop' ? 'stopping' : 'deleting';
-        progress(`${verb} ${f.kind} ${f.what} (${f.where}, mesh ${f.mesh})`);
-        try {
-          const outcome = await p.run!();
-          f.action = outcome?.action ?? (f.action === 'would-stop' ? 'stopped' : 'deleted');
-          if (outcome?.reason) f.reason = outcome.reason;
-        } catch (err) {
-          f.action = 'failed';
-          f.reason = messageOf(err);
-        }
-      });
+      await mapLimit(
+        plan.filter((p) => p.run && p.stage === stage),
+        PARALLEL,
+        async (p) => {
+          const f = p.finding;
+          const verb = f.action === 'would-stop' ? 'stopping' : 'deleting';
+          progress(`${verb} ${f.kind} ${f.what} (${f.where}, mesh ${f.mesh})`);
+          try {
+            const outcome = await p.run!();
+            f.action = outcome?.action ?? (f.action === 'would-stop' ? 'stopped' : 'deleted');
+            if (outcome?.reason) f.reason = outcome.reason;
+          } catch (err) {
+            f.action = 'failed';
+            f.reason = messageOf(err);
+          }
+        },
+      );
     }
   }
 
@@ -737,7 +751,11 @@ export function gcClusterOptions(): {
   clusters: GcCluster[];
 } {
   const groups: Array<{ kubeconfig: string; contexts: string[] }> = [];
-  const split = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+  const split = (v: string) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   const clusters: GcCluster[] = [];
   const rebuild = () => {
     clusters.length = 0;
@@ -770,10 +788,13 @@ export function renderGc(r: GcResult): string {
     const header = ['KIND', 'WHERE', 'MESH', 'WHAT', 'ACTION', 'REASON'];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
     const line = (row: string[]) =>
-      row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+      row
+        .map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i])))
+        .join('  ')
+        .trimEnd();
     lines.push(line(header), ...rows.map(line));
   } else {
-    lines.push('nothing of meshflow\'s found');
+    lines.push("nothing of meshflow's found");
   }
   lines.push('', `state directory: ${r.stateDir}`);
   for (const w of r.warnings) lines.push(`warning: ${w}`);

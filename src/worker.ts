@@ -67,7 +67,12 @@ export class MeshWorker {
   }
 }
 
-export async function createWorker(connection: NativeConnection, namespace: string, deps: ActivityDeps, taskQueue = TASK_QUEUE): Promise<MeshWorker> {
+export async function createWorker(
+  connection: NativeConnection,
+  namespace: string,
+  deps: ActivityDeps,
+  taskQueue = TASK_QUEUE,
+): Promise<MeshWorker> {
   const activities = createActivities(deps);
   const host = hostId(deps.stateDir);
   const hostQueue = hostTaskQueue(taskQueue, host);

@@ -10,7 +10,10 @@ import { tool } from './helpers/env';
 let bench: ChaosBench;
 
 beforeAll(async () => {
-  bench = new ChaosBench({ temporal: tool('temporal'), kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') }, process.env.MESHFLOW_TEST_ROOT);
+  bench = new ChaosBench(
+    { temporal: tool('temporal'), kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') },
+    process.env.MESHFLOW_TEST_ROOT,
+  );
   await bench.startServer();
   bench.startWorker();
 });

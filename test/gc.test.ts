@@ -127,7 +127,11 @@ async function world(): Promise<Record<string, string>> {
     'shared Secret default/other-tool': await stateOf(s, 'v1', 'Secret', 'other-tool', 'default'),
     'alive-c1 Namespace alive-app': await stateOf(localKubeconfig('alive-c1'), 'v1', 'Namespace', 'alive-app'),
     'alive-c1 Secret default/stray': await stateOf(localKubeconfig('alive-c1'), 'v1', 'Secret', 'stray', 'default'),
-    'local clusters': local.list().map((c) => c.name).sort().join(','),
+    'local clusters': local
+      .list()
+      .map((c) => c.name)
+      .sort()
+      .join(','),
     'gone-c1 apiserver': pid(path.join(gone, 'apiserver.pid'), gone),
     'gone-c1 simulated data plane': pid(path.join(gone, 'simulated-data-plane.pid'), gone),
     'meshes/gone': exists('meshes/gone'),
@@ -140,8 +144,7 @@ async function world(): Promise<Record<string, string>> {
 }
 
 const short = (where: string) => (where.startsWith(state) ? path.relative(state, where) : where);
-const row = (f: GcFinding) =>
-  [f.kind, short(f.where), f.mesh, ...(f.kind === 'process' ? [] : [f.what])].join(' | ');
+const row = (f: GcFinding) => [f.kind, short(f.where), f.mesh, ...(f.kind === 'process' ? [] : [f.what])].join(' | ');
 
 /** The findings as "kind | where | mesh | what" -> action, processes by PID file (PIDs vary). */
 function table(r: GcResult): Record<string, string> {

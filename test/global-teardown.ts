@@ -7,6 +7,7 @@ export default async function globalTeardown(): Promise<void> {
   const root = process.env.MESHFLOW_TEST_ROOT;
   if (!root || !fs.existsSync(root)) return;
   const stopped = await sweepDaemons(root);
-  if (stopped.length) process.stderr.write(`[meshflow] stopped ${stopped.length} server(s) left by tests: ${stopped.join(', ')}\n`);
+  if (stopped.length)
+    process.stderr.write(`[meshflow] stopped ${stopped.length} server(s) left by tests: ${stopped.join(', ')}\n`);
   fs.rmSync(root, { recursive: true, force: true });
 }

@@ -77,10 +77,19 @@ test('a CRD and a custom resource are applied with server-side apply', async () 
       group: 'example.meshflow.dev',
       names: { kind: 'Widget', plural: 'widgets', singular: 'widget' },
       scope: 'Namespaced',
-      versions: [{
-        name: 'v1', served: true, storage: true,
-        schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } } } },
-      }],
+      versions: [
+        {
+          name: 'v1',
+          served: true,
+          storage: true,
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
+            },
+          },
+        },
+      ],
     },
   };
   await objects.patch(crd, undefined, undefined, 'meshflow-test', true, k8s.PatchStrategy.ServerSideApply);
@@ -89,16 +98,35 @@ test('a CRD and a custom resource are applied with server-side apply', async () 
     const c = await ext.readCustomResourceDefinition({ name: crd.metadata.name });
     return c.status?.conditions?.find((x) => x.type === 'Established' && x.status === 'True') ? true : undefined;
   });
-  const widget = { apiVersion: 'example.meshflow.dev/v1', kind: 'Widget', metadata: { name: 'w1', namespace: 'default' }, spec: { size: 3 } };
+  const widget = {
+    apiVersion: 'example.meshflow.dev/v1',
+    kind: 'Widget',
+    metadata: { name: 'w1', namespace: 'default' },
+    spec: { size: 3 },
+  };
   await eventually(async () => {
     try {
-      return await objects.patch(widget, undefined, undefined, 'meshflow-test', true, k8s.PatchStrategy.ServerSideApply);
+      return await objects.patch(
+        widget,
+        undefined,
+        undefined,
+        'meshflow-test',
+        true,
+        k8s.PatchStrategy.ServerSideApply,
+      );
     } catch {
       return undefined; // discovery may lag the Established condition for a moment
     }
   });
   // Applying again with a change updates the same object, owned by our field manager.
-  const applied = (await objects.patch({ ...widget, spec: { size: 5 } }, undefined, undefined, 'meshflow-test', true, k8s.PatchStrategy.ServerSideApply)) as typeof widget & {
+  const applied = (await objects.patch(
+    { ...widget, spec: { size: 5 } },
+    undefined,
+    undefined,
+    'meshflow-test',
+    true,
+    k8s.PatchStrategy.ServerSideApply,
+  )) as typeof widget & {
     metadata: { managedFields: Array<{ manager: string }> };
   };
   expect(applied.spec.size).toBe(5);
@@ -112,7 +140,10 @@ test('a ServiceAccount token from TokenRequest is allowed exactly what RBAC gran
   const rbac = kubeConfig(east).makeApiClient(k8s.RbacAuthorizationV1Api);
   await rbac.createNamespacedRole({
     namespace: 'reader-test',
-    body: { metadata: { name: 'service-reader' }, rules: [{ apiGroups: [''], resources: ['services'], verbs: ['get', 'list'] }] },
+    body: {
+      metadata: { name: 'service-reader' },
+      rules: [{ apiGroups: [''], resources: ['services'], verbs: ['get', 'list'] }],
+    },
   });
   await rbac.createNamespacedRoleBinding({
     namespace: 'reader-test',
@@ -143,22 +174,38 @@ test('a ServiceAccount token from TokenRequest is allowed exactly what RBAC gran
   await expect(asReader.listNamespacedSecret({ namespace: 'reader-test' })).rejects.toMatchObject({ code: 403 });
   await expect(asReader.listNamespacedService({ namespace: 'default' })).rejects.toMatchObject({ code: 403 });
   await expect(
-    asReader.createNamespacedService({ namespace: 'reader-test', body: { metadata: { name: 'x' }, spec: { ports: [{ port: 80 }] } } }),
+    asReader.createNamespacedService({
+      namespace: 'reader-test',
+      body: { metadata: { name: 'x' }, spec: { ports: [{ port: 80 }] } },
+    }),
   ).rejects.toMatchObject({ code: 403 });
   // The same token means nothing to the other cluster, which has its own signing keys.
-  kc.clusters[0] = { ...kc.clusters[0], server: west.server, caData: fs.readFileSync(west.pki.caCert).toString('base64') };
-  await expect(kc.makeApiClient(k8s.CoreV1Api).listNamespacedService({ namespace: 'reader-test' })).rejects.toMatchObject({ code: 401 });
+  kc.clusters[0] = {
+    ...kc.clusters[0],
+    server: west.server,
+    caData: fs.readFileSync(west.pki.caCert).toString('base64'),
+  };
+  await expect(
+    kc.makeApiClient(k8s.CoreV1Api).listNamespacedService({ namespace: 'reader-test' }),
+  ).rejects.toMatchObject({ code: 401 });
 });
 
 test('the simulated data plane gives LoadBalancer Services an address from the cluster pool and rolls out Deployments', async () => {
   for (const c of [east, west]) {
     await core(c).createNamespacedService({
       namespace: 'default',
-      body: { metadata: { name: 'gateway' }, spec: { type: 'LoadBalancer', selector: { app: 'gw' }, ports: [{ name: 'tls', port: 15443 }] } },
+      body: {
+        metadata: { name: 'gateway' },
+        spec: { type: 'LoadBalancer', selector: { app: 'gw' }, ports: [{ name: 'tls', port: 15443 }] },
+      },
     });
   }
   const address = (c: LocalCluster) =>
-    eventually(async () => (await core(c).readNamespacedServiceStatus({ name: 'gateway', namespace: 'default' })).status?.loadBalancer?.ingress?.[0]?.ip);
+    eventually(
+      async () =>
+        (await core(c).readNamespacedServiceStatus({ name: 'gateway', namespace: 'default' })).status?.loadBalancer
+          ?.ingress?.[0]?.ip,
+    );
   expect(await address(east)).toMatch(/^198\.18\.0\.\d+$/);
   expect(await address(west)).toMatch(/^198\.18\.1\.\d+$/);
 
@@ -184,7 +231,10 @@ test('the simulated data plane gives LoadBalancer Services an address from the c
 test('clusters stop, restart from their state, and are deleted without leaving a process', async () => {
   await sim.stop();
   await clusters.stop();
-  expect(clusters.list().map((c) => [c.name, c.running])).toEqual([['east', false], ['west', false]]);
+  expect(clusters.list().map((c) => [c.name, c.running])).toEqual([
+    ['east', false],
+    ['west', false],
+  ]);
   expect(await readyz(east)).toBe(false);
 
   [east, west] = await clusters.start(['east', 'west']);
@@ -196,6 +246,9 @@ test('clusters stop, restart from their state, and are deleted without leaving a
   expect(pids.every((p) => p !== undefined)).toBe(true);
   await sim.stop();
   await clusters.delete(['east', 'west']);
-  for (const pid of pids) expect(fs.existsSync(`/proc/${pid}`) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(state)).toBe(false);
+  for (const pid of pids)
+    expect(fs.existsSync(`/proc/${pid}`) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(state)).toBe(
+      false,
+    );
   expect(fs.existsSync(clusters.root)).toBe(false);
 });

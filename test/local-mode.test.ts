@@ -82,7 +82,9 @@ test('the worker is restarted after SIGKILL without any command, and stops with 
 
     const pollsWith = async (pid: number) => {
       const r = await client.workflowService.describeTaskQueue({
-        namespace: target.namespace, taskQueue: { name: TASK_QUEUE, kind: 1 }, taskQueueType: 1,
+        namespace: target.namespace,
+        taskQueue: { name: TASK_QUEUE, kind: 1 },
+        taskQueueType: 1,
       });
       return (r.pollers ?? []).some((p) => (p.identity ?? '').startsWith(`${pid}@`)) ? true : undefined;
     };
@@ -151,7 +153,10 @@ test('a dev server that starts slowly is waited for while it makes progress, wit
   const t0 = Date.now();
   try {
     const { connection, started } = await connectOrStartLocal({
-      stateDir: state, temporalBin: async () => slow, progress, wait: { stallMs: 2500, reportEveryMs: 1000 },
+      stateDir: state,
+      temporalBin: async () => slow,
+      progress,
+      wait: { stallMs: 2500, reportEveryMs: 1000 },
     });
     await connection.close();
     expect(started).toBe(true);

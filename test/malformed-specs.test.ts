@@ -24,7 +24,9 @@ test.each(corpus.map((m) => [m.mutation, m] as const))('%s: refused, naming the 
   }
   expect(error).toBeInstanceOf(SpecError);
   const problems = (error as SpecError).problems;
-  const named = problems.filter((p) => p.path === m.field || p.path.startsWith(`${m.field}.`) || p.path.startsWith(`${m.field}[`));
+  const named = problems.filter(
+    (p) => p.path === m.field || p.path.startsWith(`${m.field}.`) || p.path.startsWith(`${m.field}[`),
+  );
   expect({ mutation: m.mutation, named: named.length > 0, problems }).toMatchObject({ named: true });
   expect(named[0].line).toBeGreaterThan(0);
   // A syntax error is one message, not a cascade of follow-on errors.

@@ -34,7 +34,10 @@ afterAll(async () => {
 });
 
 /** A fresh local cluster, joined to mesh `mesh` as an existing cluster (meshflow did not make it). */
-async function existingCluster(mesh: string, app = 'app: { sample: none }'): Promise<{ spec: MeshSpec; cluster: LocalCluster; kc: k8s.KubeConfig }> {
+async function existingCluster(
+  mesh: string,
+  app = 'app: { sample: none }',
+): Promise<{ spec: MeshSpec; cluster: LocalCluster; kc: k8s.KubeConfig }> {
   const [cluster] = await clusters.start([`${mesh}-c1`]);
   started.push(cluster.name);
   const spec = parseMeshSpec(`
@@ -56,20 +59,26 @@ const req = (spec: MeshSpec, id: string, kind: StepRequest['step']['kind']): Ste
 });
 
 async function failure(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(ApplicationFailure);
   return err as ApplicationFailure;
 }
 
 const traced = (f: ApplicationFailure): Resource[] => (f.details?.[0] as StepTrace).resources;
 
-test('an object of the same name that is not the mesh\'s stops the control plane before anything is applied', async () => {
+test("an object of the same name that is not the mesh's stops the control plane before anything is applied", async () => {
   const { spec, kc } = await existingCluster('foreign');
   await activities.createRootCa({ mesh: spec.name, spec, step: { id: 'root-ca', kind: 'root-ca' } });
   await activities.installCacerts(req(spec, 'cacerts:c1', 'cacerts'));
   // Someone else's istiod ServiceAccount (as an Istio installed by other means would have).
   const core = kc.makeApiClient(k8s.CoreV1Api);
-  await core.createNamespacedServiceAccount({ namespace: 'istio-system', body: { metadata: { name: 'istiod', labels: { owner: 'someone' } } } });
+  await core.createNamespacedServiceAccount({
+    namespace: 'istio-system',
+    body: { metadata: { name: 'istiod', labels: { owner: 'someone' } } },
+  });
   const f = await failure(activities.installControlPlane(req(spec, 'control-plane:c1', 'control-plane')));
   expect(f.type).toBe('NotOurs');
   expect(f.nonRetryable).toBe(true);
@@ -90,15 +99,23 @@ test('a foreign istio-system is never relabelled, and a foreign cacerts is found
   let f = await failure(activities.installCacerts(req(spec, 'cacerts:c1', 'cacerts')));
   expect(f.type).toBe('NotOurs');
   expect(f.message).toContain('kubectl label ns istio-system topology.istio.io/network=n1');
-  expect((await core.readNamespace({ name: 'istio-system' })).metadata?.labels).toEqual({ team: 'platform', 'kubernetes.io/metadata.name': 'istio-system' });
-  await expect(core.readNamespacedSecret({ name: 'cacerts', namespace: 'istio-system' })).rejects.toMatchObject({ code: 404 });
+  expect((await core.readNamespace({ name: 'istio-system' })).metadata?.labels).toEqual({
+    team: 'platform',
+    'kubernetes.io/metadata.name': 'istio-system',
+  });
+  await expect(core.readNamespacedSecret({ name: 'cacerts', namespace: 'istio-system' })).rejects.toMatchObject({
+    code: 404,
+  });
 
   // Labelled by its owner, it is used as it is; a cacerts of someone else's is refused untouched.
   await core.patchNamespace(
     { name: 'istio-system', body: [{ op: 'add', path: '/metadata/labels/topology.istio.io~1network', value: 'n1' }] },
     k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
   );
-  await core.createNamespacedSecret({ namespace: 'istio-system', body: { metadata: { name: 'cacerts' }, stringData: { 'ca-cert.pem': 'theirs' } } });
+  await core.createNamespacedSecret({
+    namespace: 'istio-system',
+    body: { metadata: { name: 'cacerts' }, stringData: { 'ca-cert.pem': 'theirs' } },
+  });
   f = await failure(activities.installCacerts(req(spec, 'cacerts:c1', 'cacerts')));
   expect(f.message).toContain('already has a cacerts secret that meshflow did not create');
   const ns = await core.readNamespace({ name: 'istio-system' });
@@ -117,16 +134,29 @@ test('undo keeps a CRD that still holds resources the mesh did not create, and s
     apiVersion: 'networking.istio.io/v1',
     kind: 'Gateway',
     metadata: { name, namespace: 'default', labels },
-    spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }] },
+    spec: {
+      selector: { istio: 'ingressgateway' },
+      servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }],
+    },
   });
-  await custom.createNamespacedCustomObject({ group: 'networking.istio.io', version: 'v1', namespace: 'default', plural: 'gateways', body: gateway('users-own', {}) });
+  await custom.createNamespacedCustomObject({
+    group: 'networking.istio.io',
+    version: 'v1',
+    namespace: 'default',
+    plural: 'gateways',
+    body: gateway('users-own', {}),
+  });
   const untouched = [];
   for (const r of [...cp, ...cacerts.resources].reverse()) {
     const out = await activities.undoResource({ mesh: spec.name, spec, resource: r });
     untouched.push(...(out?.untouched ?? []));
   }
   expect(untouched).toEqual([
-    { cluster: 'c1', object: 'CustomResourceDefinition gateways.networking.istio.io', reason: expect.stringContaining('default/users-own') },
+    {
+      cluster: 'c1',
+      object: 'CustomResourceDefinition gateways.networking.istio.io',
+      reason: expect.stringContaining('default/users-own'),
+    },
   ]);
   const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
   // Deleted CRDs go once the API server has cleaned up their resources: count those not on their way out.
@@ -135,25 +165,45 @@ test('undo keeps a CRD that still holds resources the mesh did not create, and s
     .map((c) => c.metadata!.name!)
     .filter((n) => n.endsWith('istio.io'));
   expect(left).toEqual(['gateways.networking.istio.io']);
-  await custom.getNamespacedCustomObject({ group: 'networking.istio.io', version: 'v1', namespace: 'default', plural: 'gateways', name: 'users-own' });
-  await expect(kc.makeApiClient(k8s.CoreV1Api).readNamespacedServiceAccount({ name: 'istiod', namespace: 'istio-system' })).rejects.toMatchObject({ code: 404 });
+  await custom.getNamespacedCustomObject({
+    group: 'networking.istio.io',
+    version: 'v1',
+    namespace: 'default',
+    plural: 'gateways',
+    name: 'users-own',
+  });
+  await expect(
+    kc.makeApiClient(k8s.CoreV1Api).readNamespacedServiceAccount({ name: 'istiod', namespace: 'istio-system' }),
+  ).rejects.toMatchObject({ code: 404 });
   // The CA files and the mesh's folder are gone; nothing outside the state directory is touched.
-  await activities.undoResource({ mesh: spec.name, spec, resource: { type: 'file', path: path.join(state, 'meshes', spec.name, 'ca') } });
+  await activities.undoResource({
+    mesh: spec.name,
+    spec,
+    resource: { type: 'file', path: path.join(state, 'meshes', spec.name, 'ca') },
+  });
   expect(fs.existsSync(path.join(state, 'meshes', spec.name))).toBe(false);
   const outside = scratchDir('not-ours');
-  await expect(activities.undoResource({ mesh: spec.name, spec, resource: { type: 'file', path: outside } })).rejects.toThrow(/only inside its state directory/);
+  await expect(
+    activities.undoResource({ mesh: spec.name, spec, resource: { type: 'file', path: outside } }),
+  ).rejects.toThrow(/only inside its state directory/);
   expect(fs.existsSync(outside)).toBe(true);
 });
 
 test('a step that fails half-way reports the objects it had applied', async () => {
   const dir = scratchDir('manifests');
   const file = path.join(dir, 'app.yaml');
-  fs.writeFileSync(file, [
-    'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: first }\ndata: { a: "1" }',
-    // The API server refuses this one: object names are DNS-1123 subdomains.
-    'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: Not_Valid }\ndata: { b: "2" }',
-  ].join('\n---\n'));
-  const { spec, kc } = await existingCluster('halfway', `app: { sample: none, manifests: [ { file: ${file}, clusters: [c1], namespace: halfway } ] }`);
+  fs.writeFileSync(
+    file,
+    [
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: first }\ndata: { a: "1" }',
+      // The API server refuses this one: object names are DNS-1123 subdomains.
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: Not_Valid }\ndata: { b: "2" }',
+    ].join('\n---\n'),
+  );
+  const { spec, kc } = await existingCluster(
+    'halfway',
+    `app: { sample: none, manifests: [ { file: ${file}, clusters: [c1], namespace: halfway } ] }`,
+  );
   const f = await failure(activities.deployApp(req(spec, 'deploy-app:c1', 'deploy-app')));
   // The API server's definite "no" is final: no retry would change it.
   expect(f.nonRetryable).toBe(true);
@@ -190,6 +240,9 @@ clusters:
 async function applyControlPlaneWithoutRollout(spec: MeshSpec): Promise<Resource[]> {
   const k = kubeFor(realDeps(state).providers.existing.access(spec.name, spec.clusters[0]));
   const objects = parseManifests(await istioctlRender(tool('istioctl'), controlPlaneOperator(spec, spec.clusters[0])));
-  const refs = await k.apply(spec.name, objects.filter((o) => !(o.kind === 'Namespace' && o.metadata?.name === 'istio-system')));
+  const refs = await k.apply(
+    spec.name,
+    objects.filter((o) => !(o.kind === 'Namespace' && o.metadata?.name === 'istio-system')),
+  );
   return [{ type: 'objects', cluster: 'c1', objects: refs }];
 }

@@ -14,10 +14,24 @@ const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
 const cli = path.resolve(__dirname, '..', 'dist', 'cli', 'main.js');
 
 test('histories were recorded for every release and every kind of run', () => {
-  const release1 = ['failed-and-compensated', 'ready-then-expired', 'tokens-renewed-and-extended', 'undo-failure-reported', 'verified-on-request'];
+  const release1 = [
+    'failed-and-compensated',
+    'ready-then-expired',
+    'tokens-renewed-and-extended',
+    'undo-failure-reported',
+    'verified-on-request',
+  ];
   const release2 = [
-    ...release1.map((f) => `v2-${f}`), 'v2-kept-then-down', 'v2-undo-lanes', 'v2-down-while-provisioning', 'v2-expired-while-provisioning',
-    'v2-continued-as-new-then-down', 'v2-e2e-two-clusters', 'v2-e2e-three-clusters', 'v2-e2e-one-network', 'v2-e2e-primary-remote',
+    ...release1.map((f) => `v2-${f}`),
+    'v2-kept-then-down',
+    'v2-undo-lanes',
+    'v2-down-while-provisioning',
+    'v2-expired-while-provisioning',
+    'v2-continued-as-new-then-down',
+    'v2-e2e-two-clusters',
+    'v2-e2e-three-clusters',
+    'v2-e2e-one-network',
+    'v2-e2e-primary-remote',
   ];
   expect(files).toEqual(expect.arrayContaining([...release1, ...release2].map((f) => `${f}.json`)));
 });
@@ -32,7 +46,9 @@ test.each(files)('%s replays without non-determinism', async (file) => {
 test('a history from a different workflow shape fails the replay', async () => {
   // The same history with the second activity's type changed: what a reordered step list looks like.
   const history = JSON.parse(fs.readFileSync(path.join(dir, 'ready-then-expired.json'), 'utf8'));
-  const scheduled = history.events.filter((e: { activityTaskScheduledEventAttributes?: unknown }) => e.activityTaskScheduledEventAttributes);
+  const scheduled = history.events.filter(
+    (e: { activityTaskScheduledEventAttributes?: unknown }) => e.activityTaskScheduledEventAttributes,
+  );
   scheduled[0].activityTaskScheduledEventAttributes.activityType.name = 'deployApp';
   const tampered = path.join(fs.mkdtempSync(path.join(process.env.MESHFLOW_TEST_ROOT!, 'replay-')), 'tampered.json');
   fs.writeFileSync(tampered, JSON.stringify(history));

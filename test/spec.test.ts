@@ -23,7 +23,11 @@ test('file references resolve against the spec file and must exist, named by fie
   fs.writeFileSync(path.join(dir, 'root-cert.pem'), 'x');
   const file = path.join(dir, 'mesh.yaml');
   fs.writeFileSync(path.join(dir, 'app.yaml'), 'x');
-  fs.writeFileSync(file, BASE + 'trust:\n  rootCa:\n    certFile: root-cert.pem\n    keyFile: ./keys/root-key.pem\napp:\n  manifests:\n    - { file: app.yaml, clusters: [east] }\n    - { file: gone.yaml, clusters: [west] }\n');
+  fs.writeFileSync(
+    file,
+    BASE +
+      'trust:\n  rootCa:\n    certFile: root-cert.pem\n    keyFile: ./keys/root-key.pem\napp:\n  manifests:\n    - { file: app.yaml, clusters: [east] }\n    - { file: gone.yaml, clusters: [west] }\n',
+  );
   const err = (() => {
     try {
       loadMeshSpec(file);
@@ -69,30 +73,108 @@ function problems(yaml: string) {
 
 test('defaults fill what a minimal spec leaves out', () => {
   const spec = parseMeshSpec(BASE);
-  expect(spec).toMatchObject({ ttl: '4h', onFailure: 'delete', istio: { topology: 'multi-primary', profile: 'default' }, app: { sample: 'helloworld' } });
+  expect(spec).toMatchObject({
+    ttl: '4h',
+    onFailure: 'delete',
+    istio: { topology: 'multi-primary', profile: 'default' },
+    app: { sample: 'helloworld' },
+  });
   expect(spec.clusters[0].role).toBe('primary');
 });
 
 test.each([
   ['an unknown top-level field, at its line', BASE + 'ttll: 2h\n', ['11:1 (document): unknown field "ttll"']],
-  ['an unknown cluster field, at its line', BASE.replace('    network: n2\n', '    network: n2\n    netwrok: n3\n'), ['11:5 clusters[1]: unknown field "netwrok"']],
-  ['a bad cluster name', BASE.replace('name: east', 'name: East_1'), [expect.stringMatching(/^5:11 clusters\[0\]\.name: must be a DNS label/)]],
-  ['a duplicate cluster name', BASE.replace('name: west', 'name: east'), ['8:11 clusters[1].name: duplicate cluster name "east" (also clusters[0])']],
-  ['an unknown provider', BASE.replace('provider: local\n    network: n2', 'provider: aws\n    network: n2'), [expect.stringMatching(/^9:15 clusters\[1\]\.provider: Invalid option/)]],
-  ['a missing network, at the cluster', BASE.replace('    network: n1\n', ''), [expect.stringMatching(/^5:5 clusters\[0\]\.network: /)]],
+  [
+    'an unknown cluster field, at its line',
+    BASE.replace('    network: n2\n', '    network: n2\n    netwrok: n3\n'),
+    ['11:5 clusters[1]: unknown field "netwrok"'],
+  ],
+  [
+    'a bad cluster name',
+    BASE.replace('name: east', 'name: East_1'),
+    [expect.stringMatching(/^5:11 clusters\[0\]\.name: must be a DNS label/)],
+  ],
+  [
+    'a duplicate cluster name',
+    BASE.replace('name: west', 'name: east'),
+    ['8:11 clusters[1].name: duplicate cluster name "east" (also clusters[0])'],
+  ],
+  [
+    'an unknown provider',
+    BASE.replace('provider: local\n    network: n2', 'provider: aws\n    network: n2'),
+    [expect.stringMatching(/^9:15 clusters\[1\]\.provider: Invalid option/)],
+  ],
+  [
+    'a missing network, at the cluster',
+    BASE.replace('    network: n1\n', ''),
+    [expect.stringMatching(/^5:5 clusters\[0\]\.network: /)],
+  ],
   ['a TTL out of bounds', BASE + 'ttl: 90d\n', ['11:6 ttl: must be between 5m and 30d']],
   ['a TTL that is no duration', BASE + 'ttl: tomorrow\n', ['11:6 ttl: must be a duration such as 45m, 2h or 7d']],
-  ['existing without its settings', BASE.replace('provider: local\n    network: n1', 'provider: existing\n    network: n1'), ['5:5 clusters[0].existing: provider "existing" needs a "existing:" section']],
-  ['a remote in multi-primary', BASE.replace('network: n2\n', 'network: n2\n    role: remote\n    primary: east\n'), ['11:11 clusters[1].role: role: remote needs istio.topology: primary-remote']],
-  ['a remote naming no primary', BASE.replace('network: n2\n', 'network: n2\n    role: remote\n') + 'istio: { topology: primary-remote }\n', ['8:5 clusters[1].primary: a remote cluster must name its primary']],
-  ['a remote naming another remote', BASE.replace('network: n2\n', 'network: n2\n    role: remote\n    primary: west\n') + 'istio: { topology: primary-remote }\n', ['12:14 clusters[1].primary: "west" is not a primary cluster of this mesh']],
-  ['no primary at all', BASE.replace('network: n1\n', 'network: n1\n    role: remote\n    primary: west\n').replace('network: n2\n', 'network: n2\n    role: remote\n    primary: east\n') + 'istio: { topology: primary-remote }\n', expect.arrayContaining(['5:3 clusters: at least one cluster must have role: primary'])],
-  ['overlapping pod CIDRs', BASE.replace('network: n1\n', 'network: n1\n    podCidr: 10.0.0.0/14\n').replace('network: n2\n', 'network: n2\n    podCidr: 10.2.0.0/16\n'), ['8:14 clusters[0].podCidr: 10.0.0.0/14 overlaps podCidr 10.2.0.0/16 of cluster "west"']],
-  ['placement naming an unknown cluster', BASE + 'app:\n  placement:\n    north: [v1]\n', ['13:12 app.placement.north: no cluster named "north" in this mesh']],
-  ['a placement naming no part of the sample', BASE + 'app:\n  sample: online-boutique\n  placement:\n    east: [frontend, cartsrvice]\n', ['14:22 app.placement.east[1]: "cartsrvice" is not a part of online-boutique (its parts: frontend, productcatalogservice, recommendationservice, cartservice, emailservice, checkoutservice, paymentservice, currencyservice, shippingservice, adservice)']],
-  ['a placement without a sample', BASE + 'app:\n  sample: none\n  placement:\n    east: [v1]\n', ['14:5 app.placement: placement places a sample: set app.sample, or list your own files under app.manifests']],
-  ['manifests for an unknown cluster', BASE + 'app:\n  manifests:\n    - { file: a.yaml, clusters: [east, north] }\n', ['13:40 app.manifests[0].clusters[1]: no cluster named "north" in this mesh']],
-  ['an Istio version the pinned istioctl does not render', BASE + 'istio: { version: 1.29.3 }\n', ['11:19 istio.version: must be a 1.31.x release such as 1.31.4: this build\'s pinned istioctl renders Istio 1.31']],
+  [
+    'existing without its settings',
+    BASE.replace('provider: local\n    network: n1', 'provider: existing\n    network: n1'),
+    ['5:5 clusters[0].existing: provider "existing" needs a "existing:" section'],
+  ],
+  [
+    'a remote in multi-primary',
+    BASE.replace('network: n2\n', 'network: n2\n    role: remote\n    primary: east\n'),
+    ['11:11 clusters[1].role: role: remote needs istio.topology: primary-remote'],
+  ],
+  [
+    'a remote naming no primary',
+    BASE.replace('network: n2\n', 'network: n2\n    role: remote\n') + 'istio: { topology: primary-remote }\n',
+    ['8:5 clusters[1].primary: a remote cluster must name its primary'],
+  ],
+  [
+    'a remote naming another remote',
+    BASE.replace('network: n2\n', 'network: n2\n    role: remote\n    primary: west\n') +
+      'istio: { topology: primary-remote }\n',
+    ['12:14 clusters[1].primary: "west" is not a primary cluster of this mesh'],
+  ],
+  [
+    'no primary at all',
+    BASE.replace('network: n1\n', 'network: n1\n    role: remote\n    primary: west\n').replace(
+      'network: n2\n',
+      'network: n2\n    role: remote\n    primary: east\n',
+    ) + 'istio: { topology: primary-remote }\n',
+    expect.arrayContaining(['5:3 clusters: at least one cluster must have role: primary']),
+  ],
+  [
+    'overlapping pod CIDRs',
+    BASE.replace('network: n1\n', 'network: n1\n    podCidr: 10.0.0.0/14\n').replace(
+      'network: n2\n',
+      'network: n2\n    podCidr: 10.2.0.0/16\n',
+    ),
+    ['8:14 clusters[0].podCidr: 10.0.0.0/14 overlaps podCidr 10.2.0.0/16 of cluster "west"'],
+  ],
+  [
+    'placement naming an unknown cluster',
+    BASE + 'app:\n  placement:\n    north: [v1]\n',
+    ['13:12 app.placement.north: no cluster named "north" in this mesh'],
+  ],
+  [
+    'a placement naming no part of the sample',
+    BASE + 'app:\n  sample: online-boutique\n  placement:\n    east: [frontend, cartsrvice]\n',
+    [
+      '14:22 app.placement.east[1]: "cartsrvice" is not a part of online-boutique (its parts: frontend, productcatalogservice, recommendationservice, cartservice, emailservice, checkoutservice, paymentservice, currencyservice, shippingservice, adservice)',
+    ],
+  ],
+  [
+    'a placement without a sample',
+    BASE + 'app:\n  sample: none\n  placement:\n    east: [v1]\n',
+    ['14:5 app.placement: placement places a sample: set app.sample, or list your own files under app.manifests'],
+  ],
+  [
+    'manifests for an unknown cluster',
+    BASE + 'app:\n  manifests:\n    - { file: a.yaml, clusters: [east, north] }\n',
+    ['13:40 app.manifests[0].clusters[1]: no cluster named "north" in this mesh'],
+  ],
+  [
+    'an Istio version the pinned istioctl does not render',
+    BASE + 'istio: { version: 1.29.3 }\n',
+    ["11:19 istio.version: must be a 1.31.x release such as 1.31.4: this build's pinned istioctl renders Istio 1.31"],
+  ],
   ['the wrong kind', BASE.replace('kind: Mesh', 'kind: Cluster'), ['2:7 kind: Invalid input: expected "Mesh"']],
   ['invalid YAML', BASE + 'istio: [unclosed\n', ['11:8 (yaml): "[" is never closed by "]"']],
   ['a duplicate key', BASE + 'name: again\n', ['11:1 (yaml): duplicate key "name" (first at line 3)']],
@@ -101,7 +183,9 @@ test.each([
 });
 
 test('the error message names file, line, column and field', () => {
-  expect(() => parseMeshSpec(BASE + 'ttl: 90d\n', 'mesh.yaml')).toThrow('mesh.yaml:11:6 ttl: must be between 5m and 30d');
+  expect(() => parseMeshSpec(BASE + 'ttl: 90d\n', 'mesh.yaml')).toThrow(
+    'mesh.yaml:11:6 ttl: must be between 5m and 30d',
+  );
 });
 
 /** What `meshflow validate` prints after "meshflow: " when the spec is refused. */
@@ -153,7 +237,11 @@ describe('a YAML syntax error is one message: the first error, where it stands, 
       BASE.replace('  - name: west', ' - name: west'),
       '8:1 (yaml): this list item is not aligned with the items above it',
     ],
-    ['an alias to no anchor', BASE + 'ttl: *nope\n', '11:6 (yaml): Unresolved alias (the anchor must be set before the alias): nope'],
+    [
+      'an alias to no anchor',
+      BASE + 'ttl: *nope\n',
+      '11:6 (yaml): Unresolved alias (the anchor must be set before the alias): nope',
+    ],
   ])('%s', (_what, yaml, expected) => {
     expect(problems(yaml)).toEqual([expected]);
     expect(printed(yaml).split('\n')).toHaveLength(2);
@@ -227,14 +315,14 @@ describe('verify.controlPlane is gone', () => {
     expect(meshSchema.parse(spec)).toEqual(spec);
   });
 
-  test('today\'s specs carry no verify.controlPlane', () => {
+  test("today's specs carry no verify.controlPlane", () => {
     const verify: MeshSpec['verify'] = parseMeshSpec(BASE).verify;
     expect(verify).toEqual({ traffic: { requests: 20 } });
   });
 });
 
 describe('istio.values', () => {
-  test('global.network is meshflow\'s: refused, naming the path, its line and where the value comes from', () => {
+  test("global.network is meshflow's: refused, naming the path, its line and where the value comes from", () => {
     const yaml = BASE + 'istio:\n  values:\n    global:\n      hub: my.mirror/istio\n      network: other\n';
     const refused = 'istio.values.global.network: set by meshflow from clusters[].network; remove it';
     expect(problems(yaml)).toEqual([`15:16 ${refused}`]);
@@ -246,7 +334,7 @@ describe('istio.values', () => {
     ['global.multiCluster.clusterName', 'set by meshflow from clusters[].name; remove it'],
     [
       'global.remotePilotAddress',
-      'set by meshflow on remote clusters, from the address of their primary\'s east-west gateway; remove it',
+      "set by meshflow on remote clusters, from the address of their primary's east-west gateway; remove it",
     ],
     [
       'istiodRemote.injectionPath',
@@ -261,7 +349,7 @@ describe('istio.values', () => {
       'meshConfig.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE',
       'set by meshflow so that pods resolve the services of other clusters; remove it',
     ],
-  ])('%s is meshflow\'s: refused, naming the path and line', (dotted, message) => {
+  ])("%s is meshflow's: refused, naming the path and line", (dotted, message) => {
     // As a user would write it: one indented mapping per key.
     const keys = dotted.split('.');
     const nested = keys.map((key, i) => `${'  '.repeat(i + 2)}${key}:`).join('\n');
@@ -290,7 +378,7 @@ describe('istio.values', () => {
     ]);
   });
 
-  test('global.hub and global.tag stay the user\'s', () => {
+  test("global.hub and global.tag stay the user's", () => {
     const yaml = BASE + 'istio:\n  values:\n    global: { hub: mirror.example/istio, tag: 1.31.4-distroless }\n';
     const spec = parseMeshSpec(yaml);
     const operators = [controlPlaneOperator(spec, spec.clusters[0]), eastWestOperator(spec, spec.clusters[0])];
@@ -322,7 +410,7 @@ istio:
         resources: { requests: { cpu: 20m } }
 `;
 
-  test('user values are deep-merged into every operator meshflow renders, beside meshflow\'s own', () => {
+  test("user values are deep-merged into every operator meshflow renders, beside meshflow's own", () => {
     const spec = parseMeshSpec(PRIMARY_REMOTE);
     const [east, west] = spec.clusters;
     const global = (cluster: string, network: string) => ({
@@ -379,7 +467,7 @@ istio:
     expect(spec.istio.values).toEqual(parseMeshSpec(PRIMARY_REMOTE).istio.values);
   });
 
-  test('without user values: the release images of istio.version and meshflow\'s own values', () => {
+  test("without user values: the release images of istio.version and meshflow's own values", () => {
     const spec = parseMeshSpec(BASE);
     expect((controlPlaneOperator(spec, spec.clusters[1]) as { spec: unknown }).spec).toEqual({
       profile: 'default',

@@ -11,7 +11,9 @@ const meshflow = (args: string[], env: NodeJS.ProcessEnv = {}) =>
 test('doctor --json reports every pinned tool ready at its pinned version', async () => {
   const r = await meshflow(['doctor', '--json']);
   expect(r.exitCode).toBe(0);
-  const { tools } = JSON.parse(r.stdout) as { tools: Array<{ name: string; wanted: string; found: string; path: string; ok: boolean }> };
+  const { tools } = JSON.parse(r.stdout) as {
+    tools: Array<{ name: string; wanted: string; found: string; path: string; ok: boolean }>;
+  };
   expect(tools.map((t) => t.name)).toEqual(['temporal', 'kube-apiserver', 'etcd', 'istioctl', 'temporal-test-server']);
   for (const t of tools) {
     expect(t).toMatchObject({ ok: true, found: t.wanted });
@@ -29,7 +31,11 @@ test('doctor says what is wrong with a tool named by env var, and exits non-zero
 test('setup without Go names the missing prerequisite and the retry command, and installs nothing', async () => {
   const cache = scratchDir('cache-nogo');
   const node = path.dirname(process.execPath);
-  const r = await meshflow(['setup'], { MESHFLOW_CACHE_DIR: cache, PATH: `${node}:/usr/bin:/bin`, MESHFLOW_TEMPORAL_BIN: '' });
+  const r = await meshflow(['setup'], {
+    MESHFLOW_CACHE_DIR: cache,
+    PATH: `${node}:/usr/bin:/bin`,
+    MESHFLOW_TEMPORAL_BIN: '',
+  });
   expect(r.exitCode).toBe(1);
   expect(r.stderr).toContain('temporal 1.5.1 is not installed and cannot be built here: Go');
   expect(r.stderr).toContain('npm run setup');
@@ -39,7 +45,12 @@ test('setup without Go names the missing prerequisite and the retry command, and
 test('a build that fails leaves no half-installed tool in the cache', async () => {
   const cache = scratchDir('cache-fail');
   // No module proxy and an empty module cache: `go install` must fail while fetching.
-  const r = await meshflow(['setup'], { MESHFLOW_CACHE_DIR: cache, GOPROXY: 'off', GOMODCACHE: path.join(cache, 'gomod'), GOFLAGS: '' });
+  const r = await meshflow(['setup'], {
+    MESHFLOW_CACHE_DIR: cache,
+    GOPROXY: 'off',
+    GOMODCACHE: path.join(cache, 'gomod'),
+    GOFLAGS: '',
+  });
   expect(r.exitCode).toBe(1);
   expect(r.stderr).toContain('building temporal 1.5.1');
   expect(r.stderr).toContain('Nothing was installed');

@@ -13,11 +13,19 @@ class SimulatedPods implements TrafficPort {
     private readonly answering: Record<string, string>,
     private readonly page = '<title>Online Boutique</title>',
   ) {}
-  async exec(_access: ClusterAccess, _ns: string, _selector: string, _container: string, command: string[]): Promise<ExecResult> {
+  async exec(
+    _access: ClusterAccess,
+    _ns: string,
+    _selector: string,
+    _container: string,
+    command: string[],
+  ): Promise<ExecResult> {
     expect(command).toEqual(['curl', '-sS', 'helloworld.sample:5000/hello']);
     const clusters = Object.keys(this.answering);
     const version = this.answering[clusters[this.requests++ % clusters.length]];
-    return version ? { stdout: `Hello version: ${version}, instance: helloworld-${version}-7f8d9-abcde\n`, stderr: '', exitCode: 0 } : { stdout: '', stderr: 'curl: (56) Recv failure: Connection reset by peer', exitCode: 56 };
+    return version
+      ? { stdout: `Hello version: ${version}, instance: helloworld-${version}-7f8d9-abcde\n`, stderr: '', exitCode: 0 }
+      : { stdout: '', stderr: 'curl: (56) Recv failure: Connection reset by peer', exitCode: 56 };
   }
   async ingressAddress(): Promise<string> {
     return '203.0.113.7';
@@ -28,7 +36,8 @@ class SimulatedPods implements TrafficPort {
 }
 
 const spec = (networks: [string, string], provider = 'existing', sample = 'helloworld') =>
-  parseMeshSpec(`
+  parseMeshSpec(
+    `
 apiVersion: meshflow.dev/v1alpha1
 kind: Mesh
 name: t
@@ -37,22 +46,42 @@ clusters:
   - { name: west, provider: ${provider}, network: ${networks[1]}, podCidr: 10.2.0.0/16${provider === 'existing' ? ', existing: { kubeconfig: /k }' : ''} }
 app: { sample: ${sample} }
 verify: { traffic: { requests: 10 } }
-`, 'mesh.yaml', { checkFiles: false });
+`,
+    'mesh.yaml',
+    { checkFiles: false },
+  );
 
-const real = (local = false) => (): ClusterAccess => ({ kubeconfig: '/k', apiServer: 'https://k', caData: '', local });
+const real =
+  (local = false) =>
+  (): ClusterAccess => ({ kubeconfig: '/k', apiServer: 'https://k', caData: '', local });
 const beat = () => undefined;
 
 test('every placed cluster answers: passed, with the count per cluster', async () => {
   const checks = await trafficChecks(spec(['n1', 'n2']), real(), new SimulatedPods({ east: 'v1', west: 'v2' }), beat);
   expect(checks).toEqual([
-    { name: 'traffic', cluster: 'east', status: 'passed', detail: '10 requests from east (curl -sS helloworld.sample:5000/hello): east 5, west 5' },
-    { name: 'traffic', cluster: 'west', status: 'passed', detail: '10 requests from west (curl -sS helloworld.sample:5000/hello): east 5, west 5' },
+    {
+      name: 'traffic',
+      cluster: 'east',
+      status: 'passed',
+      detail: '10 requests from east (curl -sS helloworld.sample:5000/hello): east 5, west 5',
+    },
+    {
+      name: 'traffic',
+      cluster: 'west',
+      status: 'passed',
+      detail: '10 requests from west (curl -sS helloworld.sample:5000/hello): east 5, west 5',
+    },
   ]);
 });
 
 test('a cluster on another network that never answers points at the east-west gateway', async () => {
   const [first] = await trafficChecks(spec(['n1', 'n2']), real(), new SimulatedPods({ east: 'v1', west: '' }), beat);
-  expect(first).toMatchObject({ status: 'failed', detail: expect.stringMatching(/^west never answered; 10 requests from east .*: east 5, west 0, 5 failed \(curl: \(56\)/) });
+  expect(first).toMatchObject({
+    status: 'failed',
+    detail: expect.stringMatching(
+      /^west never answered; 10 requests from east .*: east 5, west 0, 5 failed \(curl: \(56\)/,
+    ),
+  });
   expect(first.hint).toContain('east-west gateway');
   expect(first.hint).not.toContain('firewall between the pod ranges');
 });
@@ -64,15 +93,30 @@ test('a cluster on the same network that never answers points at the firewall be
 });
 
 test('Online Boutique is checked through the ingress: its page, not just any 200', async () => {
-  const good = await trafficChecks(spec(['n1', 'n2'], 'existing', 'online-boutique'), real(), new SimulatedPods({}), beat);
-  expect(good).toEqual([{ name: 'ingress', cluster: 'east', status: 'passed', detail: 'GET http://203.0.113.7/: 200, the expected page' }]);
-  const bad = await trafficChecks(spec(['n1', 'n2'], 'existing', 'online-boutique'), real(), new SimulatedPods({}, '<title>Welcome to nginx!</title>'), beat);
+  const good = await trafficChecks(
+    spec(['n1', 'n2'], 'existing', 'online-boutique'),
+    real(),
+    new SimulatedPods({}),
+    beat,
+  );
+  expect(good).toEqual([
+    { name: 'ingress', cluster: 'east', status: 'passed', detail: 'GET http://203.0.113.7/: 200, the expected page' },
+  ]);
+  const bad = await trafficChecks(
+    spec(['n1', 'n2'], 'existing', 'online-boutique'),
+    real(),
+    new SimulatedPods({}, '<title>Welcome to nginx!</title>'),
+    beat,
+  );
   expect(bad[0]).toMatchObject({ status: 'failed', detail: 'GET http://203.0.113.7/: 200, not the expected page' });
 });
 
 test('on local clusters every traffic check is "not supported", never passed, and nothing is called', async () => {
   const pods = new SimulatedPods({ east: 'v1', west: 'v2' });
   const checks = await trafficChecks(spec(['n1', 'n2'], 'local'), real(true), pods, beat);
-  expect(checks.map((c) => [c.name, c.status])).toEqual([['traffic', 'not-supported'], ['traffic', 'not-supported']]);
+  expect(checks.map((c) => [c.name, c.status])).toEqual([
+    ['traffic', 'not-supported'],
+    ['traffic', 'not-supported'],
+  ]);
   expect(pods.requests).toBe(0);
 });

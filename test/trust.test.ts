@@ -73,7 +73,7 @@ beforeAll(async () => {
   meshes['rsa-4096'] = await makeCas('rsa-4096');
 }, 180_000);
 
-describe.each(['ecdsa-p256', 'rsa-4096'] as const)('meshflow\'s own CAs, %s keys', (keyAlgorithm) => {
+describe.each(['ecdsa-p256', 'rsa-4096'] as const)("meshflow's own CAs, %s keys", (keyAlgorithm) => {
   const expected = OPENSSL[keyAlgorithm];
   const mesh = () => meshes[keyAlgorithm];
 
@@ -83,7 +83,10 @@ describe.each(['ecdsa-p256', 'rsa-4096'] as const)('meshflow\'s own CAs, %s keys
     expect(east['ca-cert.pem']).not.toBe(west['ca-cert.pem']);
     const root = path.join(dir, 'root-cert.pem');
     expect(read(root)).toBe(east['root-cert.pem']);
-    for (const [name, files] of [['east', east], ['west', west]] as const) {
+    for (const [name, files] of [
+      ['east', east],
+      ['west', west],
+    ] as const) {
       const ca = path.join(dir, name, 'ca-cert.pem');
       expect(await verify(['-CAfile', root], ca)).toBe(`${ca}: OK`);
       expect(files['cert-chain.pem']).toBe(files['ca-cert.pem'] + files['root-cert.pem']);
@@ -150,8 +153,20 @@ describe('a root the user brings (trust.rootCa)', () => {
     own = scratchDir('own-root');
     // The key in SEC1 form ("EC PRIVATE KEY"), as `openssl ecparam -genkey` writes it.
     await inOwn(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'root-key.pem']);
-    await inOwn(['req', '-x509', '-new', '-key', 'root-key.pem', '-out', 'root-cert.pem', '-days', '30',
-      '-subj', '/O=Acme/CN=Acme Mesh Root', ...CA_EXT]);
+    await inOwn([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'root-key.pem',
+      '-out',
+      'root-cert.pem',
+      '-days',
+      '30',
+      '-subj',
+      '/O=Acme/CN=Acme Mesh Root',
+      ...CA_EXT,
+    ]);
   });
 
   test('signs every intermediate; the root stays where the user keeps it and is not copied', async () => {
@@ -183,18 +198,57 @@ describe('a root the user brings (trust.rootCa)', () => {
     expect(fs.readdirSync(caDir).sort()).toEqual(['east']);
   }, 60_000);
 
-  test('an intermediate of the user\'s PKI signs, with chainFile up to their root: root-cert is it', async () => {
+  test("an intermediate of the user's PKI signs, with chainFile up to their root: root-cert is it", async () => {
     const pki = scratchDir('org-pki');
     const run = (args: string[]) => execa('openssl', args, { cwd: pki });
     const ext = ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign', ''];
     fs.writeFileSync(path.join(pki, 'ca.ext'), ext.join('\n'));
-    await run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'org-root.key', '-out', 'org-root.pem',
-      '-days', '30',
-      '-subj', '/O=Acme/CN=Acme Root', ...CA_EXT]);
-    await run(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'org-int.key', '-out', 'org-int.csr',
-      '-subj', '/O=Acme/CN=Acme Mesh Intermediate']);
-    await run(['x509', '-req', '-in', 'org-int.csr', '-CA', 'org-root.pem', '-CAkey', 'org-root.key', '-CAcreateserial',
-      '-out', 'org-int.pem', '-days', '30', '-extfile', 'ca.ext']);
+    await run([
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'org-root.key',
+      '-out',
+      'org-root.pem',
+      '-days',
+      '30',
+      '-subj',
+      '/O=Acme/CN=Acme Root',
+      ...CA_EXT,
+    ]);
+    await run([
+      'req',
+      '-new',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'org-int.key',
+      '-out',
+      'org-int.csr',
+      '-subj',
+      '/O=Acme/CN=Acme Mesh Intermediate',
+    ]);
+    await run([
+      'x509',
+      '-req',
+      '-in',
+      'org-int.csr',
+      '-CA',
+      'org-root.pem',
+      '-CAkey',
+      'org-root.key',
+      '-CAcreateserial',
+      '-out',
+      'org-int.pem',
+      '-days',
+      '30',
+      '-extfile',
+      'ca.ext',
+    ]);
     const caDir = scratchDir('org-mesh');
     const at = (f: string) => path.join(pki, f);
     const rootCa = { certFile: at('org-int.pem'), keyFile: at('org-int.key'), chainFile: at('org-root.pem') };
@@ -211,26 +265,55 @@ describe('a root the user brings (trust.rootCa)', () => {
     expect(described).toContain('Signature Algorithm: sha256WithRSAEncryption');
     // A chain that does not lead from certFile to a root is refused.
     const badChain = { ...rootCa, chainFile: user().certFile };
-    await expect(ensureClusterCa(scratchDir('org-bad'), 'east', { rootCa: badChain, keyAlgorithm: 'ecdsa-p256' }))
-      .rejects.toThrow(/trust\.rootCa\.chainFile: .* has no certificate that signed ".*Acme Mesh Intermediate/);
+    await expect(
+      ensureClusterCa(scratchDir('org-bad'), 'east', { rootCa: badChain, keyAlgorithm: 'ecdsa-p256' }),
+    ).rejects.toThrow(/trust\.rootCa\.chainFile: .* has no certificate that signed ".*Acme Mesh Intermediate/);
   });
 
   test.each([
-    ['a key that is not the certificate\'s', async () => {
-      await inOwn(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'other-key.pem']);
-      return { ...user(), keyFile: path.join(own, 'other-key.pem') };
-    }, /trust\.rootCa\.keyFile: .* is not the key of /],
-    ['a certificate that is no CA', async () => {
-      await inOwn(['req', '-x509', '-new', '-key', 'root-key.pem', '-out', 'leaf.pem', '-days', '30',
-        '-subj', '/CN=leaf', '-addext', 'basicConstraints=critical,CA:FALSE']);
-      return { ...user(), certFile: path.join(own, 'leaf.pem') };
-    }, /trust\.rootCa\.certFile: .* is not a CA certificate/],
-    ['an encrypted key', async () => {
-      await inOwn(['pkey', '-in', 'root-key.pem', '-aes256', '-passout', 'pass:secret', '-out', 'locked-key.pem']);
-      return { ...user(), keyFile: path.join(own, 'locked-key.pem') };
-    }, /trust\.rootCa\.keyFile: .* is not an unencrypted PEM/],
-    ['a missing file', async () => ({ ...user(), certFile: path.join(own, 'nope.pem') }),
-      /trust\.rootCa\.certFile: cannot read .*nope\.pem/],
+    [
+      "a key that is not the certificate's",
+      async () => {
+        await inOwn(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'other-key.pem']);
+        return { ...user(), keyFile: path.join(own, 'other-key.pem') };
+      },
+      /trust\.rootCa\.keyFile: .* is not the key of /,
+    ],
+    [
+      'a certificate that is no CA',
+      async () => {
+        await inOwn([
+          'req',
+          '-x509',
+          '-new',
+          '-key',
+          'root-key.pem',
+          '-out',
+          'leaf.pem',
+          '-days',
+          '30',
+          '-subj',
+          '/CN=leaf',
+          '-addext',
+          'basicConstraints=critical,CA:FALSE',
+        ]);
+        return { ...user(), certFile: path.join(own, 'leaf.pem') };
+      },
+      /trust\.rootCa\.certFile: .* is not a CA certificate/,
+    ],
+    [
+      'an encrypted key',
+      async () => {
+        await inOwn(['pkey', '-in', 'root-key.pem', '-aes256', '-passout', 'pass:secret', '-out', 'locked-key.pem']);
+        return { ...user(), keyFile: path.join(own, 'locked-key.pem') };
+      },
+      /trust\.rootCa\.keyFile: .* is not an unencrypted PEM/,
+    ],
+    [
+      'a missing file',
+      async () => ({ ...user(), certFile: path.join(own, 'nope.pem') }),
+      /trust\.rootCa\.certFile: cannot read .*nope\.pem/,
+    ],
   ])('refuses %s, naming the field, and writes nothing', async (_what, make, message) => {
     const caDir = scratchDir('own-root-bad');
     const rootCa = await make();
@@ -243,8 +326,10 @@ describe('a root the user brings (trust.rootCa)', () => {
 describe('the root-ca step', () => {
   const yaml = (clusters: number, extra = '') =>
     'apiVersion: meshflow.dev/v1alpha1\nkind: Mesh\nname: keys\nclusters:\n' +
-    Array.from({ length: clusters }, (_, i) => `  - { name: ${i ? `c${i}` : 'east'}, provider: local, network: n${i} }`)
-      .join('\n') +
+    Array.from(
+      { length: clusters },
+      (_, i) => `  - { name: ${i ? `c${i}` : 'east'}, provider: local, network: n${i} }`,
+    ).join('\n') +
     '\n' +
     extra;
   const RSA = 'trust: { keyAlgorithm: rsa-4096 }\n';
@@ -286,7 +371,7 @@ describe('the root-ca step', () => {
     expect(east).toMatch(OPENSSL['rsa-4096'].key);
   }, 60_000);
 
-  test('the plan\'s estimate and text follow the key algorithm: with ECDSA the CAs are off the critical path', () => {
+  test("the plan's estimate and text follow the key algorithm: with ECDSA the CAs are off the critical path", () => {
     const rootCa = (spec: string) => {
       const plan = buildPlan(parseMeshSpec(spec));
       return { step: plan.steps.find((s) => s.kind === 'root-ca')!, critical: criticalPath(plan).steps };

@@ -15,10 +15,20 @@ import YAML from 'yaml';
 import type { ClusterAccess } from '../src/adapters/providers';
 import type { TrafficPort } from '../src/activities/traffic';
 import {
-  ChecksUnavailableError, type VerifyOptions, classifyError, readerRights, reviewReader, verifyMesh,
+  ChecksUnavailableError,
+  type VerifyOptions,
+  classifyError,
+  readerRights,
+  reviewReader,
+  verifyMesh,
 } from '../src/activities/verify';
 import {
-  ISTIO_NAMESPACE, NETWORK_LABEL, READER_CLUSTER_ROLE, READER_SERVICE_ACCOUNT, remoteKubeconfig, remoteSecretName,
+  ISTIO_NAMESPACE,
+  NETWORK_LABEL,
+  READER_CLUSTER_ROLE,
+  READER_SERVICE_ACCOUNT,
+  remoteKubeconfig,
+  remoteSecretName,
 } from '../src/istio/manifests';
 import { type LocalCluster, LocalClusters } from '../src/local/clusters';
 import { parseMeshSpec } from '../src/spec/load';
@@ -110,7 +120,11 @@ class FaultProxy {
     const port = this.upstream.port;
     const up = https.request(
       {
-        host: '127.0.0.1', port, method: req.method, path: req.url, ca: this.ca,
+        host: '127.0.0.1',
+        port,
+        method: req.method,
+        path: req.url,
+        ca: this.ca,
         headers: { ...req.headers, host: `127.0.0.1:${port}` },
         ...(req.headers.authorization ? {} : this.admin),
       },
@@ -158,7 +172,10 @@ function proxiedKubeconfig(c: LocalCluster, server: string, label: string): stri
 }
 
 const cacerts = {
-  'ca-cert.pem': b64('ca'), 'ca-key.pem': b64('key'), 'root-cert.pem': b64('ROOT'), 'cert-chain.pem': b64('chain'),
+  'ca-cert.pem': b64('ca'),
+  'ca-key.pem': b64('key'),
+  'root-cert.pem': b64('ROOT'),
+  'cert-chain.pem': b64('chain'),
 };
 
 /** What the control-plane install, cacerts and linkClusters leave behind, made by hand. */
@@ -166,7 +183,8 @@ async function meshState(cluster: string): Promise<void> {
   const api = core(cluster);
   await api.createNamespace({ body: { metadata: { name: ISTIO_NAMESPACE, labels: { [NETWORK_LABEL]: 'network1' } } } });
   await api.createNamespacedSecret({
-    namespace: ISTIO_NAMESPACE, body: { metadata: { name: 'cacerts' }, data: cacerts },
+    namespace: ISTIO_NAMESPACE,
+    body: { metadata: { name: 'cacerts' }, data: cacerts },
   });
   const apps = kubeOf(cluster).makeApiClient(k8s.AppsV1Api);
   const istiod = await apps.createNamespacedDeployment({
@@ -183,11 +201,13 @@ async function meshState(cluster: string): Promise<void> {
     },
   });
   await apps.replaceNamespacedDeploymentStatus({
-    name: 'istiod', namespace: ISTIO_NAMESPACE,
+    name: 'istiod',
+    namespace: ISTIO_NAMESPACE,
     body: { ...istiod, status: { conditions: [{ type: 'Available', status: 'True' }] } },
   });
   await api.createNamespacedServiceAccount({
-    namespace: ISTIO_NAMESPACE, body: { metadata: { name: READER_SERVICE_ACCOUNT } },
+    namespace: ISTIO_NAMESPACE,
+    body: { metadata: { name: READER_SERVICE_ACCOUNT } },
   });
   // The reading part of Istio's reader ClusterRole.
   await rbac(cluster).createClusterRole({
@@ -195,7 +215,8 @@ async function meshState(cluster: string): Promise<void> {
       metadata: { name: READER_CLUSTER_ROLE },
       rules: [
         {
-          apiGroups: [''], resources: ['endpoints', 'pods', 'services', 'nodes', 'namespaces', 'secrets'],
+          apiGroups: [''],
+          resources: ['endpoints', 'pods', 'services', 'nodes', 'namespaces', 'secrets'],
           verbs: ['get', 'list', 'watch'],
         },
         { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
@@ -218,7 +239,8 @@ async function meshState(cluster: string): Promise<void> {
  */
 async function link(source: string, target: string, server: string): Promise<void> {
   const tr = await core(source).createNamespacedServiceAccountToken({
-    name: READER_SERVICE_ACCOUNT, namespace: ISTIO_NAMESPACE,
+    name: READER_SERVICE_ACCOUNT,
+    namespace: ISTIO_NAMESPACE,
     body: { spec: { audiences: [], expirationSeconds: 3600 } },
   });
   await core(target).createNamespacedSecret({
@@ -252,8 +274,10 @@ beforeAll(async () => {
   const { cluster1, cluster2 } = locals;
   accessTo = {
     cluster1: {
-      kubeconfig: proxiedKubeconfig(cluster1, proxy.url, 'proxied'), apiServer: proxy.url,
-      caData: caData(cluster1), local: true,
+      kubeconfig: proxiedKubeconfig(cluster1, proxy.url, 'proxied'),
+      apiServer: proxy.url,
+      caData: caData(cluster1),
+      local: true,
     },
     cluster2: { kubeconfig: cluster2.kubeconfig, apiServer: cluster2.server, caData: caData(cluster2), local: true },
   };
@@ -279,12 +303,20 @@ test('the mesh made by hand passes every control-plane check', async () => {
   const results = await verify();
   expect(notPassed(results)).toEqual([]);
   expect(results.map((r) => `${r.name}${r.cluster ? `:${r.cluster}` : ''}`)).toEqual([
-    'cacerts:cluster1', 'network-label:cluster1', 'istiod-available:cluster1',
-    'cacerts:cluster2', 'network-label:cluster2', 'istiod-available:cluster2',
-    'same-root', 'remote-secret:cluster2', 'remote-secret:cluster1', 'traffic',
+    'cacerts:cluster1',
+    'network-label:cluster1',
+    'istiod-available:cluster1',
+    'cacerts:cluster2',
+    'network-label:cluster2',
+    'istiod-available:cluster2',
+    'same-root',
+    'remote-secret:cluster2',
+    'remote-secret:cluster1',
+    'traffic',
   ]);
-  expect(byName(results, 'remote-secret', 'cluster2')?.detail)
-    .toMatch(/may not create, change, delete, escalate, bind or impersonate, cluster-wide or in any of its \d+ /);
+  expect(byName(results, 'remote-secret', 'cluster2')?.detail).toMatch(
+    /may not create, change, delete, escalate, bind or impersonate, cluster-wide or in any of its \d+ /,
+  );
 });
 
 test('5xx, 429, resets and timeouts are transient errors; 4xx, TLS and unknown hosts are definite', () => {
@@ -321,10 +353,14 @@ test('checks that meet 503s, 429s, resets and a request that never answers retry
   expect(results.filter((r) => r.name !== 'traffic')).toHaveLength(9);
   type Beat = { verifying: string; retrying?: string };
   const retries = (beats as Beat[]).filter((b) => b.retrying);
-  expect(retries.map((b) => b.retrying)).toEqual(expect.arrayContaining([
-    expect.stringContaining('503'), expect.stringMatching(/socket hang up|ECONNRESET/), expect.stringContaining('429'),
-    expect.stringMatching(/abort/i),
-  ]));
+  expect(retries.map((b) => b.retrying)).toEqual(
+    expect.arrayContaining([
+      expect.stringContaining('503'),
+      expect.stringMatching(/socket hang up|ECONNRESET/),
+      expect.stringContaining('429'),
+      expect.stringMatching(/abort/i),
+    ]),
+  );
   expect(retries[0].verifying).toBe('cacerts (cluster1)');
   expect(retries.some((b) => b.verifying === 'remote-secret (cluster2)')).toBe(true);
 });
@@ -334,8 +370,9 @@ test('an API server that keeps answering 503 makes verify throw, never a failed 
   const started = Date.now();
   const run = verify({ ...FAST, retryBudgetMs: 1_500 });
   await expect(run).rejects.toBeInstanceOf(ChecksUnavailableError);
-  await expect(run).rejects
-    .toThrow(/check cacerts \(cluster1\) got no definite answer in 1\.\d+s \(\d+ retries\), last error: 503 injected/);
+  await expect(run).rejects.toThrow(
+    /check cacerts \(cluster1\) got no definite answer in 1\.\d+s \(\d+ retries\), last error: 503 injected/,
+  );
   expect(Date.now() - started).toBeLessThan(5_000);
   expect(proxy.injected.length).toBeGreaterThan(3);
 });
@@ -361,7 +398,9 @@ test('a missing cacerts fails definitively (404), without retries', async () => 
   try {
     const results = await verify();
     expect(byName(results, 'cacerts', 'cluster2')).toEqual({
-      name: 'cacerts', cluster: 'cluster2', status: 'failed',
+      name: 'cacerts',
+      cluster: 'cluster2',
+      status: 'failed',
       detail: 'istio-system/cacerts does not exist (404 secrets "cacerts" not found)',
       hint: expect.stringContaining('re-run `meshflow up`'),
     });
@@ -370,7 +409,8 @@ test('a missing cacerts fails definitively (404), without retries', async () => 
     expect(beats.filter((b) => (b as { retrying?: string }).retrying)).toEqual([]);
   } finally {
     await core('cluster2').createNamespacedSecret({
-      namespace: ISTIO_NAMESPACE, body: { metadata: { name: 'cacerts' }, data: cacerts },
+      namespace: ISTIO_NAMESPACE,
+      body: { metadata: { name: 'cacerts' }, data: cacerts },
     });
   }
 });
@@ -383,7 +423,8 @@ async function withGrant(rules: k8s.V1PolicyRule[], namespace: string | undefine
   if (namespace) {
     await api.createNamespacedRole({ namespace, body: { metadata: { name }, rules } });
     await api.createNamespacedRoleBinding({
-      namespace, body: { metadata: { name }, roleRef, subjects: [readerSubject] },
+      namespace,
+      body: { metadata: { name }, roleRef, subjects: [readerSubject] },
     });
   } else {
     await api.createClusterRole({ body: { metadata: { name }, rules } });
@@ -424,7 +465,8 @@ test('delete secrets granted in istio-system fails remote-secret, naming namespa
     expectReaderFailure(
       'istio-remote-secret-cluster1 may delete secrets in namespace istio-system of cluster1',
       /RoleBindings in istio-system of istio-system\/istio-reader-service-account in cluster1/,
-    ));
+    ),
+  );
   expect(notPassed(await verify())).toEqual([]);
 });
 
@@ -434,12 +476,14 @@ test('impersonating service accounts in another namespace, and users cluster-wid
     expectReaderFailure(
       'istio-remote-secret-cluster1 may impersonate serviceaccounts in namespace payments of cluster1',
       /RoleBindings in payments/,
-    ));
+    ),
+  );
   await withGrant([{ apiGroups: [''], resources: ['users', 'groups'], verbs: ['impersonate'] }], undefined, () =>
     expectReaderFailure(
       'istio-remote-secret-cluster1 may impersonate users, impersonate groups in cluster1',
       /ClusterRoleBindings of/,
-    ));
+    ),
+  );
 });
 
 test('escalate or bind on roles, and a wildcard rule, fail remote-secret', async () => {
@@ -448,18 +492,21 @@ test('escalate or bind on roles, and a wildcard rule, fail remote-secret', async
     expectReaderFailure(
       'istio-remote-secret-cluster1 may escalate roles in namespace istio-system of cluster1',
       /RoleBindings in istio-system/,
-    ));
+    ),
+  );
   await withGrant([{ apiGroups: [RBAC], resources: ['clusterroles'], verbs: ['bind', 'escalate'] }], undefined, () =>
     expectReaderFailure(
       'istio-remote-secret-cluster1 may escalate clusterroles, bind clusterroles in cluster1',
       /ClusterRoleBindings/,
-    ));
+    ),
+  );
   // A cluster-wide grant is named once, not once per namespace; a wildcard counts.
   await withGrant([{ apiGroups: ['apps'], resources: ['*'], verbs: ['deletecollection'] }], undefined, () =>
     expectReaderFailure(
       'istio-remote-secret-cluster1 may deletecollection deployments in cluster1',
       /ClusterRoleBindings/,
-    ));
+    ),
+  );
 });
 
 test('a rules review with an evaluation error falls back to access reviews in that namespace', async () => {
@@ -479,9 +526,15 @@ test('a rules review with an evaluation error falls back to access reviews in th
     const rights = await readerRights(await readerAuth(), core('cluster1'), (fn) => fn());
     expect(rights.fallback).toEqual([ns]);
     expect(rights.cluster).toEqual([]);
-    expect([...rights.namespaces]).toEqual([[ns, [
-      { verb: 'create', group: '', resource: 'pods' }, { verb: 'delete', group: '', resource: 'pods' },
-    ]]]);
+    expect([...rights.namespaces]).toEqual([
+      [
+        ns,
+        [
+          { verb: 'create', group: '', resource: 'pods' },
+          { verb: 'delete', group: '', resource: 'pods' },
+        ],
+      ],
+    ]);
     await expectReaderFailure(
       `istio-remote-secret-cluster1 may create pods, delete pods in namespace ${ns} of cluster1`,
       /RoleBindings in fallback/,
@@ -509,8 +562,10 @@ test('cost of the namespaced review: one rules review per namespace', async () =
   expect(rights.requests).toBe(37 + 1 + namespaces);
   const whole = Date.now();
   expect(notPassed(await verify())).toEqual([]);
-  console.log(`reader review of ${namespaces} namespaces: ${rights.requests} requests in ${ms} ms; ` +
-    `whole verify (2 pairs, cluster1 and its reader through the proxy) ${Date.now() - whole} ms`);
+  console.log(
+    `reader review of ${namespaces} namespaces: ${rights.requests} requests in ${ms} ms; ` +
+      `whole verify (2 pairs, cluster1 and its reader through the proxy) ${Date.now() - whole} ms`,
+  );
 });
 
 test('the budget is for errors in a row: a long review with errors now and then keeps going', async () => {

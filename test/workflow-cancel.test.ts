@@ -56,7 +56,11 @@ ${extra}`);
 /** Starts a mesh whose control-plane:west step runs until cancelled, and waits until it runs. */
 async function startHanging(s: MeshSpec) {
   fake.scripts.set(s.name, { hangSteps: ['control-plane:west'] });
-  const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', { taskQueue: QUEUE, workflowId: meshWorkflowId(s.name), args: [{ spec: s }] });
+  const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+    taskQueue: QUEUE,
+    workflowId: meshWorkflowId(s.name),
+    args: [{ spec: s }],
+  });
   for (let i = 0; i < 400 && !fake.callsOf(s.name).includes('run control-plane:west'); i++) await sleep(50);
   expect(fake.callsOf(s.name)).toContain('run control-plane:west');
   return handle;
@@ -65,7 +69,9 @@ async function startHanging(s: MeshSpec) {
 /** Exactly what had been created is undone, each step before the steps it depended on; the hung step saw its cancel. */
 function expectCompensated(s: MeshSpec): void {
   const calls = fake.callsOf(s.name);
-  const runs = calls.filter((c) => c.startsWith('run ') && c !== 'run control-plane:west' && c !== 'run verify').map((c) => c.slice(4));
+  const runs = calls
+    .filter((c) => c.startsWith('run ') && c !== 'run control-plane:west' && c !== 'run verify')
+    .map((c) => c.slice(4));
   const undos = calls.filter((c) => c.startsWith('undo ')).map((c) => c.slice(5));
   expectUndoneInReverse(undos, runs, buildPlan(s));
   expect(calls).toContain('cancelled control-plane:west');
@@ -93,7 +99,10 @@ test('down while provisioning cancels the running step within seconds and undoes
   expect(final.phase).toBe('deleted');
   expect(final.error).toBe('teardown requested while provisioning');
   expect(final.ledger).toEqual([]);
-  expect(final.steps.find((x) => x.id === 'control-plane:west')).toMatchObject({ state: 'failed', lastError: expect.stringContaining('cancelled') });
+  expect(final.steps.find((x) => x.id === 'control-plane:west')).toMatchObject({
+    state: 'failed',
+    lastError: expect.stringContaining('cancelled'),
+  });
   expectCompensated(s);
   await recordHistory(handle, 'v2-down-while-provisioning');
 });

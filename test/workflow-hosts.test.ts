@@ -63,7 +63,11 @@ clusters:
 }
 
 const start = (s: MeshSpec) =>
-  env.client.workflow.start<typeof provisionMesh>('provisionMesh', { taskQueue: QUEUE, workflowId: meshWorkflowId(s.name), args: [{ spec: s }] });
+  env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+    taskQueue: QUEUE,
+    workflowId: meshWorkflowId(s.name),
+    args: [{ spec: s }],
+  });
 
 async function untilPhase(mesh: string, phase: string): Promise<MeshStatus> {
   const handle = env.client.workflow.getHandle(meshWorkflowId(mesh));

@@ -36,8 +36,13 @@ beforeAll(async () => {
 afterAll(async () => {
   // Release 2's histories (release 1's stay as they were recorded): see helpers/histories.ts.
   for (const [mesh, file] of [
-    ['ttl', 'v2-ready-then-expired'], ['f-control-plane-west', 'v2-failed-and-compensated'], ['stuck', 'v2-undo-failure-reported'],
-    ['renew', 'v2-tokens-renewed-and-extended'], ['vfy', 'v2-verified-on-request'], ['keep', 'v2-kept-then-down'], ['lanes', 'v2-undo-lanes'],
+    ['ttl', 'v2-ready-then-expired'],
+    ['f-control-plane-west', 'v2-failed-and-compensated'],
+    ['stuck', 'v2-undo-failure-reported'],
+    ['renew', 'v2-tokens-renewed-and-extended'],
+    ['vfy', 'v2-verified-on-request'],
+    ['keep', 'v2-kept-then-down'],
+    ['lanes', 'v2-undo-lanes'],
   ]) {
     await recordHistory(env.client.workflow.getHandle(meshWorkflowId(mesh)), file);
   }
@@ -59,7 +64,11 @@ ${extra}`);
 }
 
 function start(s: MeshSpec) {
-  return env.client.workflow.start<typeof provisionMesh>('provisionMesh', { taskQueue: TASK_QUEUE, workflowId: meshWorkflowId(s.name), args: [{ spec: s }] });
+  return env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+    taskQueue: TASK_QUEUE,
+    workflowId: meshWorkflowId(s.name),
+    args: [{ spec: s }],
+  });
 }
 
 async function untilPhase(mesh: string, phase: string): Promise<MeshStatus> {
@@ -72,8 +81,16 @@ async function untilPhase(mesh: string, phase: string): Promise<MeshStatus> {
   throw new Error(`mesh ${mesh} never reached ${phase}`);
 }
 
-const runs = (mesh: string) => fake.callsOf(mesh).filter((c) => c.startsWith('run ')).map((c) => c.slice(4));
-const undos = (mesh: string) => fake.callsOf(mesh).filter((c) => c.startsWith('undo ')).map((c) => c.slice(5));
+const runs = (mesh: string) =>
+  fake
+    .callsOf(mesh)
+    .filter((c) => c.startsWith('run '))
+    .map((c) => c.slice(4));
+const undos = (mesh: string) =>
+  fake
+    .callsOf(mesh)
+    .filter((c) => c.startsWith('undo '))
+    .map((c) => c.slice(5));
 const created = (mesh: string) => runs(mesh).filter((id) => id !== 'verify');
 
 function expectUndoneInReverse(mesh: string, steps: string[]) {
@@ -99,8 +116,15 @@ test('extend moves the deadline; bad durations are refused with the reason', asy
   const ready = await untilPhase('ext', 'ready');
   const extended = await handle.executeUpdate(extendUpdate, { args: ['3h'] });
   expect(Date.parse(extended) - Date.parse(ready.expiresAt!)).toBe(3 * 3_600_000);
-  for (const [bad, reason] of [['-1h', 'not a positive duration'], ['0s', 'not a positive duration'], ['soon', 'not a positive duration'], ['40d', 'at most 30d']]) {
-    await expect(handle.executeUpdate(extendUpdate, { args: [bad] })).rejects.toMatchObject({ cause: { message: expect.stringContaining(reason) } });
+  for (const [bad, reason] of [
+    ['-1h', 'not a positive duration'],
+    ['0s', 'not a positive duration'],
+    ['soon', 'not a positive duration'],
+    ['40d', 'at most 30d'],
+  ]) {
+    await expect(handle.executeUpdate(extendUpdate, { args: [bad] })).rejects.toMatchObject({
+      cause: { message: expect.stringContaining(reason) },
+    });
   }
   const t0 = await env.currentTimeMs();
   const final = await handle.result();
@@ -118,14 +142,20 @@ test('reader tokens are renewed before they expire for as long as the mesh lives
   expect(final.phase).toBe('deleted');
   const tornDownAt = Date.parse(final.expiresAt!);
   for (const step of ['link:east->west', 'link:west->east']) {
-    const tokens = (fake.tokens.get('renew') ?? []).filter((t) => t.step === step).sort((a, b) => a.issuedAt - b.issuedAt);
+    const tokens = (fake.tokens.get('renew') ?? [])
+      .filter((t) => t.step === step)
+      .sort((a, b) => a.issuedAt - b.issuedAt);
     // 3h of mesh, renewed every 30 min (two thirds of 45 min); the last one outlives the mesh.
     expect(tokens).toHaveLength(6);
     tokens.slice(1).forEach((t, i) => expect(t.issuedAt).toBeLessThan(tokens[i].expiresAt));
     expect(tokens[tokens.length - 1].expiresAt).toBeGreaterThan(tornDownAt);
   }
   // Renewal re-applies the same secret: it is in the ledger, and undone, once.
-  expect(undos('renew').filter((u) => u.startsWith('link:')).sort()).toEqual(['link:east->west', 'link:west->east']);
+  expect(
+    undos('renew')
+      .filter((u) => u.startsWith('link:'))
+      .sort(),
+  ).toEqual(['link:east->west', 'link:west->east']);
 });
 
 test('verify re-runs the checks of a ready mesh and refuses other phases', async () => {
@@ -150,18 +180,30 @@ test('teardown signal tears a ready mesh down at once', async () => {
   expectUndoneInReverse('down', created('down'));
 });
 
-test.each(buildPlan(spec('x')).steps.map((s) => s.id))('a failure in %s undoes exactly what earlier steps created, in reverse', async (failing) => {
-  const mesh = `f-${failing.replace(/[^a-z0-9]+/g, '-')}`.slice(0, 40).replace(/-$/, '');
-  fake.scripts.set(mesh, { failSteps: [failing] });
-  const handle = await start(spec(mesh));
-  const err = await handle.result().catch((e: unknown) => e);
-  expect(err).toBeInstanceOf(WorkflowFailedError);
-  expect((err as WorkflowFailedError).cause).toMatchObject({ type: 'MeshProvisioningFailed', message: expect.stringContaining(`step ${failing}`) });
-  expectUndoneInReverse(mesh, created(mesh).filter((id) => id !== failing));
-  const status = await handle.query(statusQuery);
-  expect(status.phase).toBe('deleted');
-  expect(status.steps.find((s) => s.id === failing)).toMatchObject({ state: 'failed', lastError: expect.stringContaining('injected failure') });
-});
+test.each(buildPlan(spec('x')).steps.map((s) => s.id))(
+  'a failure in %s undoes exactly what earlier steps created, in reverse',
+  async (failing) => {
+    const mesh = `f-${failing.replace(/[^a-z0-9]+/g, '-')}`.slice(0, 40).replace(/-$/, '');
+    fake.scripts.set(mesh, { failSteps: [failing] });
+    const handle = await start(spec(mesh));
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause).toMatchObject({
+      type: 'MeshProvisioningFailed',
+      message: expect.stringContaining(`step ${failing}`),
+    });
+    expectUndoneInReverse(
+      mesh,
+      created(mesh).filter((id) => id !== failing),
+    );
+    const status = await handle.query(statusQuery);
+    expect(status.phase).toBe('deleted');
+    expect(status.steps.find((s) => s.id === failing)).toMatchObject({
+      state: 'failed',
+      lastError: expect.stringContaining('injected failure'),
+    });
+  },
+);
 
 test('an undo that keeps failing is reported, not dropped, and the rest is still undone', async () => {
   fake.scripts.set('stuck', { failUndo: ['cacerts:east'] });
@@ -170,7 +212,9 @@ test('an undo that keeps failing is reported, not dropped, and the rest is still
   await handle.signal(teardownSignal);
   const final = await handle.result();
   expect(final.phase).toBe('failed');
-  expect(final.leftBehind).toEqual([{ resource: { type: 'file', path: 'cacerts:east' }, error: expect.stringContaining('injected undo failure') }]);
+  expect(final.leftBehind).toEqual([
+    { resource: { type: 'file', path: 'cacerts:east' }, error: expect.stringContaining('injected undo failure') },
+  ]);
   expect(final.ledger.map((l) => l.step)).toEqual(['cacerts:east']);
   expectUndoneInReverse('stuck', created('stuck'));
   expect(final.steps.find((s) => s.id === 'cacerts:east')?.state).toBe('undo-failed');
@@ -191,7 +235,10 @@ test('onFailure: keep keeps everything, says what was kept, and stays open until
   const final = await handle.result();
   expect(final.phase).toBe('deleted');
   expect(final.ledger).toEqual([]);
-  expectUndoneInReverse('keep', created('keep').filter((id) => id !== 'link:east->west'));
+  expectUndoneInReverse(
+    'keep',
+    created('keep').filter((id) => id !== 'link:east->west'),
+  );
 });
 
 test('a kept mesh is torn down when its TTL expires', async () => {

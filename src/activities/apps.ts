@@ -20,9 +20,13 @@ export function appActivities(deps: ActivityDeps) {
         const k = kubeOf(deps, req.spec, c, ctx.signal);
         const all = await appObjects(req.spec, c, (apiVersion, kind) => k.namespaced(apiVersion, kind));
         const { objects, foreign } = await withoutForeignNamespaces(k, req.mesh, all);
-        const refs = await k.apply(req.mesh, objects, { heartbeat: ctx.heartbeat, track: (r) => ctx.track(...objectsIn(c, r)) });
+        const refs = await k.apply(req.mesh, objects, {
+          heartbeat: ctx.heartbeat,
+          track: (r) => ctx.track(...objectsIn(c, r)),
+        });
         const byNamespace = new Map<string, string[]>();
-        for (const d of deploymentNames(objects)) byNamespace.set(d.namespace, [...(byNamespace.get(d.namespace) ?? []), d.name]);
+        for (const d of deploymentNames(objects))
+          byNamespace.set(d.namespace, [...(byNamespace.get(d.namespace) ?? []), d.name]);
         for (const [namespace, names] of byNamespace) await k.waitDeploymentsAvailable(namespace, names, ctx.heartbeat);
         const parts = appPlacement(req.spec)[c] ?? [];
         return {
@@ -40,27 +44,53 @@ export function appActivities(deps: ActivityDeps) {
 export type Namespaced = (apiVersion: string, kind: string) => Promise<boolean | undefined>;
 
 /** Kinds known to live outside namespaces, for kinds discovery cannot answer for yet (their CRD is in the same file). */
-const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PriorityClass', 'StorageClass', 'IngressClass', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'PersistentVolume']);
+const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'CustomResourceDefinition',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'PriorityClass',
+  'StorageClass',
+  'IngressClass',
+  'MutatingWebhookConfiguration',
+  'ValidatingWebhookConfiguration',
+  'PersistentVolume',
+]);
 
-export async function appObjects(spec: MeshSpec, cluster: string, namespaced: Namespaced): Promise<k8s.KubernetesObject[]> {
+export async function appObjects(
+  spec: MeshSpec,
+  cluster: string,
+  namespaced: Namespaced,
+): Promise<k8s.KubernetesObject[]> {
   const placement = appPlacement(spec);
-  const objects = (spec.app.sample !== 'none' && placement[cluster]?.length ? SAMPLE_APPS[spec.app.sample].manifests(cluster, placement) : []) as k8s.KubernetesObject[];
+  const objects = (
+    spec.app.sample !== 'none' && placement[cluster]?.length
+      ? SAMPLE_APPS[spec.app.sample].manifests(cluster, placement)
+      : []
+  ) as k8s.KubernetesObject[];
   for (const [i, m] of spec.app.manifests.entries()) {
     if (!m.clusters.includes(cluster)) continue;
     let text: string;
     try {
       text = fs.readFileSync(m.file, 'utf8');
     } catch (err) {
-      throw new PermanentError(`app.manifests[${i}].file: cannot read ${m.file} on this worker: ${(err as Error).message}`);
+      throw new PermanentError(
+        `app.manifests[${i}].file: cannot read ${m.file} on this worker: ${(err as Error).message}`,
+      );
     }
     let mine: k8s.KubernetesObject[];
     try {
       mine = parseManifests(text);
     } catch (err) {
-      throw new PermanentError(`app.manifests[${i}].file: ${m.file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+      throw new PermanentError(
+        `app.manifests[${i}].file: ${m.file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`,
+      );
     }
     mine.forEach((o, j) => {
-      if (!o.apiVersion || !o.kind || !o.metadata?.name) throw new PermanentError(`app.manifests[${i}].file: object ${j + 1} of ${m.file} lacks apiVersion, kind or metadata.name`);
+      if (!o.apiVersion || !o.kind || !o.metadata?.name)
+        throw new PermanentError(
+          `app.manifests[${i}].file: object ${j + 1} of ${m.file} lacks apiVersion, kind or metadata.name`,
+        );
     });
     const ns = m.namespace ?? 'default';
     for (const o of mine) {
@@ -69,7 +99,11 @@ export async function appObjects(spec: MeshSpec, cluster: string, namespaced: Na
     }
     const declared = new Set(mine.filter((o) => o.kind === 'Namespace').map((o) => o.metadata!.name));
     if (m.namespace && !declared.has(m.namespace)) {
-      mine.unshift({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: m.namespace, labels: { 'istio-injection': 'enabled' } } });
+      mine.unshift({
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: m.namespace, labels: { 'istio-injection': 'enabled' } },
+      });
     }
     objects.push(...mine);
   }
@@ -86,7 +120,11 @@ export async function appObjects(spec: MeshSpec, cluster: string, namespaced: Na
  * them would make meshflow their owner, and teardown would delete the user's namespace. Returns
  * the names of the namespaces left alone.
  */
-export async function withoutForeignNamespaces(k: Kube, mesh: string, objects: k8s.KubernetesObject[]): Promise<{ objects: k8s.KubernetesObject[]; foreign: string[] }> {
+export async function withoutForeignNamespaces(
+  k: Kube,
+  mesh: string,
+  objects: k8s.KubernetesObject[],
+): Promise<{ objects: k8s.KubernetesObject[]; foreign: string[] }> {
   const foreign: string[] = [];
   for (const o of objects.filter((x) => x.kind === 'Namespace')) {
     const existing = await k.read({ apiVersion: 'v1', kind: 'Namespace', name: o.metadata!.name! });

@@ -21,7 +21,13 @@ import { type StepContext, runStep } from './step';
 const CONTROL_PLANE_CLUSTERS = 'topology.istio.io/controlPlaneClusters';
 
 /** Applies objects to a cluster as the mesh's, tracking them first; returns how many. */
-async function applyTracked(k: Kube, req: StepRequest, cluster: string, objects: object[], ctx: StepContext): Promise<number> {
+async function applyTracked(
+  k: Kube,
+  req: StepRequest,
+  cluster: string,
+  objects: object[],
+  ctx: StepContext,
+): Promise<number> {
   const refs = await k.apply(req.mesh, objects as k8s.KubernetesObject[], {
     heartbeat: ctx.heartbeat,
     track: (r) => ctx.track(...objectsIn(cluster, r)),
@@ -37,15 +43,20 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         let remotePilot: string | undefined;
         if (c.role === 'remote') {
           const primary = kubeOf(deps, req.spec, c.primary!, ctx.signal);
-          remotePilot = (await primary.waitLoadBalancer(ISTIO_NAMESPACE, EASTWEST_SERVICE, ctx.heartbeat, 1000)) ?? undefined;
+          remotePilot =
+            (await primary.waitLoadBalancer(ISTIO_NAMESPACE, EASTWEST_SERVICE, ctx.heartbeat, 1000)) ?? undefined;
           if (!remotePilot) throw new Error(`the east-west gateway of primary ${c.primary} has no address yet`);
         }
         const k = kubeOf(deps, req.spec, c.name, ctx.signal);
-        const rendered = parseManifests(await istioctlRender(deps.istioctl, controlPlaneOperator(req.spec, c, remotePilot), ctx.signal));
+        const rendered = parseManifests(
+          await istioctlRender(deps.istioctl, controlPlaneOperator(req.spec, c, remotePilot), ctx.signal),
+        );
         // istio-system is the cacerts step's (made by it, or the user's and left as it is).
         const objects = rendered.filter((o) => !(o.kind === 'Namespace' && o.metadata?.name === ISTIO_NAMESPACE));
         const count = await applyTracked(k, req, c.name, objects, ctx);
-        const deployments = objects.filter((o) => o.kind === 'Deployment' && o.metadata?.namespace === ISTIO_NAMESPACE).map((o) => o.metadata!.name!);
+        const deployments = objects
+          .filter((o) => o.kind === 'Deployment' && o.metadata?.namespace === ISTIO_NAMESPACE)
+          .map((o) => o.metadata!.name!);
         await k.waitDeploymentsAvailable(ISTIO_NAMESPACE, deployments, ctx.heartbeat);
         if (c.role === 'remote') await annotateRemote(k, req.mesh, c.name, c.primary!);
         return { outputs: { objects: String(count), deployments: deployments.join(',') } };
@@ -99,7 +110,11 @@ async function annotateRemote(k: Kube, mesh: string, cluster: string, primary: s
     );
   }
   await k.objects.patch(
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ISTIO_NAMESPACE, annotations: { [CONTROL_PLANE_CLUSTERS]: primary } } },
+    {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: ISTIO_NAMESPACE, annotations: { [CONTROL_PLANE_CLUSTERS]: primary } },
+    },
     undefined,
     undefined,
     'meshflow-remote',

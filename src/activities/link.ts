@@ -2,7 +2,13 @@
 // with a short-lived reader token straight from the TokenRequest API (never through history).
 import type * as k8s from '@kubernetes/client-node';
 import { kubeFor } from '../adapters/providers';
-import { ISTIO_NAMESPACE, READER_CLUSTER_ROLE, READER_SERVICE_ACCOUNT, remoteKubeconfig, remoteSecretName } from '../istio/manifests';
+import {
+  ISTIO_NAMESPACE,
+  READER_CLUSTER_ROLE,
+  READER_SERVICE_ACCOUNT,
+  remoteKubeconfig,
+  remoteSecretName,
+} from '../istio/manifests';
 import { parseDuration } from '../spec/duration';
 import type { StepOutcome, StepRequest } from '../steps/contract';
 import { PermanentError } from '../steps/errors';
@@ -30,7 +36,11 @@ export function linkActivities(deps: ActivityDeps) {
         // The reader ServiceAccount comes with the control plane install (and is undone with it);
         // its binding is this mesh's own.
         const readerObjects = [
-          { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: READER_SERVICE_ACCOUNT, namespace: ISTIO_NAMESPACE } },
+          {
+            apiVersion: 'v1',
+            kind: 'ServiceAccount',
+            metadata: { name: READER_SERVICE_ACCOUNT, namespace: ISTIO_NAMESPACE },
+          },
           {
             apiVersion: 'rbac.authorization.k8s.io/v1',
             kind: 'ClusterRoleBinding',
@@ -45,7 +55,10 @@ export function linkActivities(deps: ActivityDeps) {
         // A token for the mesh's TTL plus an hour, at most a day: short-lived credentials, and the
         // workflow renews them at two thirds of their life while the mesh lives on. The API server
         // may shorten the lifetime (--service-account-max-token-expiration): its answer counts.
-        const askedSeconds = Math.min(Math.ceil(parseDuration(req.spec.ttl)! / 1000) + 3600, deps.maxTokenSeconds ?? DAY_SECONDS);
+        const askedSeconds = Math.min(
+          Math.ceil(parseDuration(req.spec.ttl)! / 1000) + 3600,
+          deps.maxTokenSeconds ?? DAY_SECONDS,
+        );
         const issuedAt = Date.now();
         const tr = await src.core.createNamespacedServiceAccountToken({
           name: READER_SERVICE_ACCOUNT,

@@ -28,9 +28,15 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
     ...appActivities(deps),
     verifyMesh: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => ({
-        checks: await verifyMesh(req.spec, (name) => accessOf(deps, req.spec, name), deps.traffic ?? kubeTraffic, ctx.heartbeat, {
-          signal: ctx.signal,
-        }),
+        checks: await verifyMesh(
+          req.spec,
+          (name) => accessOf(deps, req.spec, name),
+          deps.traffic ?? kubeTraffic,
+          ctx.heartbeat,
+          {
+            signal: ctx.signal,
+          },
+        ),
       })),
     ...undoActivities(deps),
   };
@@ -38,7 +44,8 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
   return Object.fromEntries(
     Object.entries(activities).map(([name, fn]) => [
       name,
-      (req: StepRequest | UndoRequest) => (fn as (r: typeof req) => Promise<unknown>)({ ...req, spec: upgradeSpec(req.spec) }),
+      (req: StepRequest | UndoRequest) =>
+        (fn as (r: typeof req) => Promise<unknown>)({ ...req, spec: upgradeSpec(req.spec) }),
     ]),
   ) as unknown as MeshActivities;
 }

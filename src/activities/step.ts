@@ -73,8 +73,18 @@ export function failureOf(err: unknown, signal: AbortSignal, trace: StepTrace): 
   const details = [{ resources: trace.resources }];
   if (signal.aborted || err instanceof CancelledFailure) return new CancelledFailure('step cancelled', details);
   if (err instanceof ApplicationFailure) {
-    return ApplicationFailure.create({ type: err.type ?? 'Error', message: err.message, nonRetryable: err.nonRetryable ?? false, details });
+    return ApplicationFailure.create({
+      type: err.type ?? 'Error',
+      message: err.message,
+      nonRetryable: err.nonRetryable ?? false,
+      details,
+    });
   }
   const e = err instanceof Error ? err : new Error(String(err));
-  return ApplicationFailure.create({ type: e.name, message: e.message, nonRetryable: e instanceof PermanentError, details });
+  return ApplicationFailure.create({
+    type: e.name,
+    message: e.message,
+    nonRetryable: e instanceof PermanentError,
+    details,
+  });
 }

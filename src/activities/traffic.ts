@@ -22,7 +22,13 @@ export interface ExecResult {
 
 export interface TrafficPort {
   /** Runs `command` in `container` of the first running pod matching `selector`. */
-  exec(access: ClusterAccess, namespace: string, selector: string, container: string, command: string[]): Promise<ExecResult>;
+  exec(
+    access: ClusterAccess,
+    namespace: string,
+    selector: string,
+    container: string,
+    command: string[],
+  ): Promise<ExecResult>;
   /** The ingress gateway's load balancer address, or undefined while it has none. */
   ingressAddress(access: ClusterAccess): Promise<string | undefined>;
   /** An HTTP GET from the worker. */
@@ -46,20 +52,31 @@ function collect(): { stream: Writable; text: () => string } {
 export const kubeTraffic: TrafficPort = {
   async exec(access, namespace, selector, container, command) {
     const kube = kubeFor(access);
-    const pods = await kube.core.listNamespacedPod({ namespace, labelSelector: selector, fieldSelector: 'status.phase=Running' });
+    const pods = await kube.core.listNamespacedPod({
+      namespace,
+      labelSelector: selector,
+      fieldSelector: 'status.phase=Running',
+    });
     const pod = pods.items[0]?.metadata?.name;
     if (!pod) throw new NoPodError(`no running pod ${selector} in namespace ${namespace}`);
     const out = collect();
     const err = collect();
     const status = await new Promise<k8s.V1Status>((resolve, reject) => {
-      new k8s.Exec(kube.config).exec(namespace, pod, container, command, out.stream, err.stream, null, false, resolve).catch(reject);
+      new k8s.Exec(kube.config)
+        .exec(namespace, pod, container, command, out.stream, err.stream, null, false, resolve)
+        .catch(reject);
     });
-    const code = status.status === 'Success' ? 0 : Number(status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? 1);
+    const code =
+      status.status === 'Success'
+        ? 0
+        : Number(status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? 1);
     return { stdout: out.text(), stderr: err.text(), exitCode: code };
   },
 
   async ingressAddress(access) {
-    return loadBalancerAddress(await kubeFor(access).core.readNamespacedService({ name: INGRESS_SERVICE, namespace: ISTIO_NAMESPACE }));
+    return loadBalancerAddress(
+      await kubeFor(access).core.readNamespacedService({ name: INGRESS_SERVICE, namespace: ISTIO_NAMESPACE }),
+    );
   },
 
   async get(url) {
@@ -68,7 +85,8 @@ export const kubeTraffic: TrafficPort = {
   },
 };
 
-const NOT_ON_LOCAL = 'local clusters run no pods, so no request can cross clusters here; run the mesh on real clusters for this check';
+const NOT_ON_LOCAL =
+  'local clusters run no pods, so no request can cross clusters here; run the mesh on real clusters for this check';
 
 export async function trafficChecks(
   spec: MeshSpec,
@@ -77,27 +95,42 @@ export async function trafficChecks(
   heartbeat: Heartbeat,
 ): Promise<CheckResult[]> {
   if (spec.app.sample === 'none') {
-    return [{ name: 'traffic', status: 'not-supported', detail: 'app.sample is none: there is no sample app to send requests to' }];
+    return [
+      {
+        name: 'traffic',
+        status: 'not-supported',
+        detail: 'app.sample is none: there is no sample app to send requests to',
+      },
+    ];
   }
   const { exec, ingress } = SAMPLE_APPS[spec.app.sample].probes(appPlacement(spec));
   const results: CheckResult[] = [];
   for (const probe of exec) {
     heartbeat({ traffic: probe.fromCluster });
     const involved = [probe.fromCluster, ...Object.keys(probe.answers)];
-    results.push(involved.some((c) => access(c).local)
-      ? { name: 'traffic', cluster: probe.fromCluster, status: 'not-supported', detail: NOT_ON_LOCAL }
-      : await execProbe(spec, probe, access, port));
+    results.push(
+      involved.some((c) => access(c).local)
+        ? { name: 'traffic', cluster: probe.fromCluster, status: 'not-supported', detail: NOT_ON_LOCAL }
+        : await execProbe(spec, probe, access, port),
+    );
   }
   for (const probe of ingress) {
     heartbeat({ ingress: probe.cluster });
-    results.push(access(probe.cluster).local
-      ? { name: 'ingress', cluster: probe.cluster, status: 'not-supported', detail: NOT_ON_LOCAL }
-      : await ingressProbe(probe, access, port));
+    results.push(
+      access(probe.cluster).local
+        ? { name: 'ingress', cluster: probe.cluster, status: 'not-supported', detail: NOT_ON_LOCAL }
+        : await ingressProbe(probe, access, port),
+    );
   }
   return results;
 }
 
-async function execProbe(spec: MeshSpec, probe: TrafficProbe, access: (cluster: string) => ClusterAccess, port: TrafficPort): Promise<CheckResult> {
+async function execProbe(
+  spec: MeshSpec,
+  probe: TrafficProbe,
+  access: (cluster: string) => ClusterAccess,
+  port: TrafficPort,
+): Promise<CheckResult> {
   const base = { name: 'traffic', cluster: probe.fromCluster };
   const requests = spec.verify.traffic.requests;
   const answered = new Map(Object.keys(probe.answers).map((c) => [c, 0]));
@@ -107,10 +140,21 @@ async function execProbe(spec: MeshSpec, probe: TrafficProbe, access: (cluster: 
   for (let i = 0; i < requests; i++) {
     let r: ExecResult;
     try {
-      r = await port.exec(access(probe.fromCluster), probe.namespace, probe.podSelector, probe.container, probe.command);
+      r = await port.exec(
+        access(probe.fromCluster),
+        probe.namespace,
+        probe.podSelector,
+        probe.container,
+        probe.command,
+      );
     } catch (err) {
       if (err instanceof NoPodError) {
-        return { ...base, status: 'failed', detail: `cannot run ${probe.command.join(' ')}: ${err.message}`, hint: `kubectl -n ${probe.namespace} get pods -l ${probe.podSelector} (image pulls, sidecar injection, resources)` };
+        return {
+          ...base,
+          status: 'failed',
+          detail: `cannot run ${probe.command.join(' ')}: ${err.message}`,
+          hint: `kubectl -n ${probe.namespace} get pods -l ${probe.podSelector} (image pulls, sidecar injection, resources)`,
+        };
       }
       // One exec lost (a dropped WebSocket) is one failed request, not a failed check.
       r = { stdout: '', stderr: `exec: ${(err as Error).message}`, exitCode: -1 };
@@ -126,7 +170,12 @@ async function execProbe(spec: MeshSpec, probe: TrafficProbe, access: (cluster: 
   const silent = [...answered].filter(([, n]) => n === 0).map(([c]) => c);
   const detail = `${requests} requests from ${probe.fromCluster} (${probe.command.join(' ')}): ${counts}${errors ? `, ${errors} failed (${lastError})` : ''}`;
   if (!silent.length) return { ...base, status: 'passed', detail };
-  return { ...base, status: 'failed', detail: `${silent.join(', ')} never answered; ${detail}`, hint: silentHint(spec, probe.fromCluster, silent) };
+  return {
+    ...base,
+    status: 'failed',
+    detail: `${silent.join(', ')} never answered; ${detail}`,
+    hint: silentHint(spec, probe.fromCluster, silent),
+  };
 }
 
 /** Why a cluster's pods never answered: the path the requests take decides what to look at. */
@@ -136,33 +185,65 @@ function silentHint(spec: MeshSpec, from: string, silent: string[]): string {
   const flat = silent.filter((c) => network(c) === network(from));
   const hints: string[] = [];
   if (crossing.length) {
-    hints.push(`requests to ${crossing.join(', ')} cross networks through the east-west gateway: check that its address (status) is reachable from ${from} on port 15443, ` +
-      'that every cluster has the same root (same-root check), and `istioctl proxy-config endpoint` on the client for the remote endpoints');
+    hints.push(
+      `requests to ${crossing.join(', ')} cross networks through the east-west gateway: check that its address (status) is reachable from ${from} on port 15443, ` +
+        'that every cluster has the same root (same-root check), and `istioctl proxy-config endpoint` on the client for the remote endpoints',
+    );
   }
   if (flat.length) {
-    const cidrs = [from, ...flat].map((c) => spec.clusters.find((x) => x.name === c)!.podCidr ?? `${c}'s pod range`).join(', ');
-    hints.push(`${from} and ${flat.join(', ')} share network ${network(from)}, so pods talk directly: open the firewall between the pod ranges (${cidrs}); ` +
-      'on GKE in one VPC, add an ingress rule that allows all clusters\' pod CIDRs');
+    const cidrs = [from, ...flat]
+      .map((c) => spec.clusters.find((x) => x.name === c)!.podCidr ?? `${c}'s pod range`)
+      .join(', ');
+    hints.push(
+      `${from} and ${flat.join(', ')} share network ${network(from)}, so pods talk directly: open the firewall between the pod ranges (${cidrs}); ` +
+        "on GKE in one VPC, add an ingress rule that allows all clusters' pod CIDRs",
+    );
   }
   hints.push('`istioctl remote-clusters` on each primary should say synced for every other cluster');
   return hints.join('. ');
 }
 
-async function ingressProbe(probe: IngressProbe, access: (cluster: string) => ClusterAccess, port: TrafficPort): Promise<CheckResult> {
+async function ingressProbe(
+  probe: IngressProbe,
+  access: (cluster: string) => ClusterAccess,
+  port: TrafficPort,
+): Promise<CheckResult> {
   const base = { name: 'ingress', cluster: probe.cluster };
   let address: string | undefined;
   try {
     address = await port.ingressAddress(access(probe.cluster));
   } catch (err) {
-    return { ...base, status: 'failed', detail: `no ingress gateway: ${(err as Error).message.split('\n')[0]}`, hint: `install an ingress gateway in ${probe.cluster} (istio.profile default or demo)` };
+    return {
+      ...base,
+      status: 'failed',
+      detail: `no ingress gateway: ${(err as Error).message.split('\n')[0]}`,
+      hint: `install an ingress gateway in ${probe.cluster} (istio.profile default or demo)`,
+    };
   }
-  if (!address) return { ...base, status: 'failed', detail: 'the ingress gateway has no address (load balancer pending)', hint: 'the cluster needs a load balancer implementation, or set spec.externalIPs on the Service' };
+  if (!address)
+    return {
+      ...base,
+      status: 'failed',
+      detail: 'the ingress gateway has no address (load balancer pending)',
+      hint: 'the cluster needs a load balancer implementation, or set spec.externalIPs on the Service',
+    };
   const url = `http://${address}${probe.path}`;
   try {
     const res = await port.get(url);
-    if (res.status === 200 && new RegExp(probe.expect, 'm').test(res.body)) return { ...base, status: 'passed', detail: `GET ${url}: 200, the expected page` };
-    return { ...base, status: 'failed', detail: `GET ${url}: ${res.status}, not the expected page`, hint: 'check the Gateway and VirtualService of the app and that its pods are ready (a 503 means no healthy endpoint)' };
+    if (res.status === 200 && new RegExp(probe.expect, 'm').test(res.body))
+      return { ...base, status: 'passed', detail: `GET ${url}: 200, the expected page` };
+    return {
+      ...base,
+      status: 'failed',
+      detail: `GET ${url}: ${res.status}, not the expected page`,
+      hint: 'check the Gateway and VirtualService of the app and that its pods are ready (a 503 means no healthy endpoint)',
+    };
   } catch (err) {
-    return { ...base, status: 'failed', detail: `GET ${url}: ${(err as Error).message}`, hint: `the ingress address is not reachable from this worker: check firewalls in front of ${probe.cluster}'s load balancer` };
+    return {
+      ...base,
+      status: 'failed',
+      detail: `GET ${url}: ${(err as Error).message}`,
+      hint: `the ingress address is not reachable from this worker: check firewalls in front of ${probe.cluster}'s load balancer`,
+    };
   }
 }

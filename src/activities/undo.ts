@@ -29,12 +29,18 @@ export function undoActivities(deps: ActivityDeps) {
       await runStep(async (ctx) => {
         const r = req.resource;
         if (r.type === 'cluster') {
-          await deps.providers[clusterOf(req.spec, r.cluster).provider].delete(req.mesh, clusterOf(req.spec, r.cluster), ctx.heartbeat);
+          await deps.providers[clusterOf(req.spec, r.cluster).provider].delete(
+            req.mesh,
+            clusterOf(req.spec, r.cluster),
+            ctx.heartbeat,
+          );
         } else if (r.type === 'file') {
           const root = path.resolve(deps.stateDir);
           const target = path.resolve(r.path);
           if (!target.startsWith(root + path.sep)) {
-            throw new PermanentError(`refusing to delete ${r.path}: meshflow deletes files only inside its state directory ${root}`);
+            throw new PermanentError(
+              `refusing to delete ${r.path}: meshflow deletes files only inside its state directory ${root}`,
+            );
           }
           removeUpTo(target, path.join(root, 'meshes'));
         } else {

@@ -13,7 +13,11 @@ import * as k8s from '@kubernetes/client-node';
 import { type ClusterAccess, kubeFor } from '../adapters/providers';
 import { type Heartbeat, loadBalancerAddress } from '../adapters/kube';
 import {
-  EASTWEST_SERVICE, ISTIO_NAMESPACE, NETWORK_LABEL, READER_SERVICE_ACCOUNT, remoteSecretName,
+  EASTWEST_SERVICE,
+  ISTIO_NAMESPACE,
+  NETWORK_LABEL,
+  READER_SERVICE_ACCOUNT,
+  remoteSecretName,
 } from '../istio/manifests';
 import { buildPlan, linkPairs } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
@@ -57,8 +61,19 @@ export class ChecksUnavailableError extends Error {
 // Error classification
 
 const TRANSIENT_NET_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH',
-  'ENETDOWN', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'ESOCKETTIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
 type ErrorShape = { code?: unknown; name?: unknown; type?: unknown; message?: unknown; cause?: unknown };
@@ -231,7 +246,10 @@ class Agents {
  * when `signal` aborts.
  */
 function apiClient<T>(
-  kc: k8s.KubeConfig, api: new (config: k8s.Configuration) => T, opts: Options, agent: (made: unknown) => unknown,
+  kc: k8s.KubeConfig,
+  api: new (config: k8s.Configuration) => T,
+  opts: Options,
+  agent: (made: unknown) => unknown,
 ): T {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error('the kubeconfig has no current cluster');
@@ -239,15 +257,17 @@ function apiClient<T>(
     k8s.createConfiguration({
       baseServer: new k8s.ServerConfiguration(server, {}),
       authMethods: { default: kc },
-      promiseMiddleware: [{
-        pre: async (ctx) => {
-          const timeout = AbortSignal.timeout(opts.requestTimeoutMs);
-          ctx.setSignal(opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout);
-          ctx.setAgent(agent(ctx.getAgent()) as https.Agent);
-          return ctx;
+      promiseMiddleware: [
+        {
+          pre: async (ctx) => {
+            const timeout = AbortSignal.timeout(opts.requestTimeoutMs);
+            ctx.setSignal(opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout);
+            ctx.setAgent(agent(ctx.getAgent()) as https.Agent);
+            return ctx;
+          },
+          post: async (ctx) => ctx,
         },
-        post: async (ctx) => ctx,
-      }],
+      ],
     }),
   );
 }
@@ -285,8 +305,11 @@ export interface Permission {
 
 const WRITE_VERBS = ['create', 'update', 'patch', 'delete', 'deletecollection'];
 const GUARDED_RESOURCES = [
-  { group: '', resource: 'pods' }, { group: '', resource: 'services' }, { group: '', resource: 'secrets' },
-  { group: '', resource: 'namespaces' }, { group: '', resource: 'serviceaccounts' },
+  { group: '', resource: 'pods' },
+  { group: '', resource: 'services' },
+  { group: '', resource: 'secrets' },
+  { group: '', resource: 'namespaces' },
+  { group: '', resource: 'serviceaccounts' },
   { group: 'apps', resource: 'deployments' },
 ];
 const RBAC_GROUP = 'rbac.authorization.k8s.io';
@@ -298,7 +321,8 @@ const RBAC_GROUP = 'rbac.authorization.k8s.io';
 export const FORBIDDEN: Permission[] = [
   ...WRITE_VERBS.flatMap((verb) => GUARDED_RESOURCES.map((r) => ({ verb, ...r }))),
   ...['escalate', 'bind'].flatMap((verb) =>
-    ['roles', 'clusterroles'].map((resource) => ({ verb, group: RBAC_GROUP, resource }))),
+    ['roles', 'clusterroles'].map((resource) => ({ verb, group: RBAC_GROUP, resource })),
+  ),
   ...['users', 'groups', 'serviceaccounts'].map((resource) => ({ verb: 'impersonate', group: '', resource })),
 ];
 
@@ -357,8 +381,11 @@ export async function readerRights(
   const access = async (p: Permission, namespace?: string, name?: string) => {
     requests++;
     const resourceAttributes = {
-      verb: p.verb, group: p.group, resource: p.resource,
-      ...(namespace ? { namespace } : {}), ...(name ? { name } : {}),
+      verb: p.verb,
+      group: p.group,
+      resource: p.resource,
+      ...(namespace ? { namespace } : {}),
+      ...(name ? { name } : {}),
     };
     const review = await call(() => reader.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes } } }));
     return review.status?.allowed === true;
@@ -427,7 +454,10 @@ export async function readerRights(
  * clients with request timeouts and keep-alive connections, transient errors retried.
  */
 export async function reviewReader(
-  reader: k8s.KubeConfig, admin: k8s.KubeConfig, options: VerifyOptions = {}, heartbeat: Heartbeat = () => undefined,
+  reader: k8s.KubeConfig,
+  admin: k8s.KubeConfig,
+  options: VerifyOptions = {},
+  heartbeat: Heartbeat = () => undefined,
 ): Promise<ReaderRights> {
   const opts = { ...DEFAULTS, ...options };
   const agents = new Agents();
@@ -495,161 +525,183 @@ async function controlPlaneChecks(
   for (const c of spec.clusters) {
     const k = api[c.name];
     heartbeat({ verifying: c.name });
-    results.push(await check('cacerts', c.name, async (call) => {
-      let s: k8s.V1Secret;
-      try {
-        s = await call(() => k.core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }));
-      } catch (err) {
-        if (!notFound(err)) throw err;
-        return fail(
-          `${ISTIO_NAMESPACE}/cacerts does not exist (${describeError(err)})`,
-          'istiod falls back to a self-signed root that no other cluster trusts: ' +
-            're-run `meshflow up` to restore cacerts, then restart istiod',
-        );
-      }
-      const keys = ['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'];
-      const missing = keys.filter((key) => !s.data?.[key]);
-      if (missing.length) {
-        return fail(
-          `cacerts lacks ${missing.join(', ')}`,
-          'the secret was changed by hand: re-run `meshflow up` to restore it',
-        );
-      }
-      roots.set(c.name, Buffer.from(s.data!['root-cert.pem'], 'base64').toString());
-      return pass('ca-cert, ca-key, root-cert and cert-chain present');
-    }));
-    results.push(await check('network-label', c.name, async (call) => {
-      const ns = await call(() => k.core.readNamespace({ name: ISTIO_NAMESPACE }));
-      const label = ns.metadata?.labels?.[NETWORK_LABEL];
-      return label === c.network
-        ? pass(`${ISTIO_NAMESPACE} is on network ${c.network}`)
-        : fail(
-          `${ISTIO_NAMESPACE} has ${NETWORK_LABEL}=${label ?? '(none)'}, want ${c.network}`,
-          `label the namespace: kubectl label ns ${ISTIO_NAMESPACE} ${NETWORK_LABEL}=${c.network} --overwrite`,
-        );
-    }));
-    if (c.role === 'primary') {
-      results.push(await check('istiod-available', c.name, async (call) => {
-        const d = await call(() =>
-          k.apps.readNamespacedDeploymentStatus({ name: 'istiod', namespace: ISTIO_NAMESPACE }));
-        const ok = d.status?.conditions?.some((x) => x.type === 'Available' && x.status === 'True');
-        return ok
-          ? pass('istiod is available')
-          : fail(
-            'istiod is not available',
-            'kubectl -n istio-system describe deploy istiod (image pulls, resources, cacerts)',
+    results.push(
+      await check('cacerts', c.name, async (call) => {
+        let s: k8s.V1Secret;
+        try {
+          s = await call(() => k.core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }));
+        } catch (err) {
+          if (!notFound(err)) throw err;
+          return fail(
+            `${ISTIO_NAMESPACE}/cacerts does not exist (${describeError(err)})`,
+            'istiod falls back to a self-signed root that no other cluster trusts: ' +
+              're-run `meshflow up` to restore cacerts, then restart istiod',
           );
-      }));
+        }
+        const keys = ['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'];
+        const missing = keys.filter((key) => !s.data?.[key]);
+        if (missing.length) {
+          return fail(
+            `cacerts lacks ${missing.join(', ')}`,
+            'the secret was changed by hand: re-run `meshflow up` to restore it',
+          );
+        }
+        roots.set(c.name, Buffer.from(s.data!['root-cert.pem'], 'base64').toString());
+        return pass('ca-cert, ca-key, root-cert and cert-chain present');
+      }),
+    );
+    results.push(
+      await check('network-label', c.name, async (call) => {
+        const ns = await call(() => k.core.readNamespace({ name: ISTIO_NAMESPACE }));
+        const label = ns.metadata?.labels?.[NETWORK_LABEL];
+        return label === c.network
+          ? pass(`${ISTIO_NAMESPACE} is on network ${c.network}`)
+          : fail(
+              `${ISTIO_NAMESPACE} has ${NETWORK_LABEL}=${label ?? '(none)'}, want ${c.network}`,
+              `label the namespace: kubectl label ns ${ISTIO_NAMESPACE} ${NETWORK_LABEL}=${c.network} --overwrite`,
+            );
+      }),
+    );
+    if (c.role === 'primary') {
+      results.push(
+        await check('istiod-available', c.name, async (call) => {
+          const d = await call(() =>
+            k.apps.readNamespacedDeploymentStatus({ name: 'istiod', namespace: ISTIO_NAMESPACE }),
+          );
+          const ok = d.status?.conditions?.some((x) => x.type === 'Available' && x.status === 'True');
+          return ok
+            ? pass('istiod is available')
+            : fail(
+                'istiod is not available',
+                'kubectl -n istio-system describe deploy istiod (image pulls, resources, cacerts)',
+              );
+        }),
+      );
     }
     if (plan.steps.some((s) => s.kind === 'eastwest-gateway' && s.cluster === c.name)) {
-      results.push(await check('eastwest-address', c.name, async (call) => {
-        const svc = await call(() =>
-          k.core.readNamespacedService({ name: EASTWEST_SERVICE, namespace: ISTIO_NAMESPACE }));
-        const address = loadBalancerAddress(svc);
-        return address
-          ? pass(`east-west gateway at ${address}`)
-          : fail(
-            'the east-west gateway has no address (load balancer pending)',
-            'the cluster needs a load balancer implementation, or set spec.externalIPs on the Service',
+      results.push(
+        await check('eastwest-address', c.name, async (call) => {
+          const svc = await call(() =>
+            k.core.readNamespacedService({ name: EASTWEST_SERVICE, namespace: ISTIO_NAMESPACE }),
           );
-      }));
+          const address = loadBalancerAddress(svc);
+          return address
+            ? pass(`east-west gateway at ${address}`)
+            : fail(
+                'the east-west gateway has no address (load balancer pending)',
+                'the cluster needs a load balancer implementation, or set spec.externalIPs on the Service',
+              );
+        }),
+      );
     }
     if (plan.steps.some((s) => s.kind === 'expose-services' && s.cluster === c.name)) {
-      results.push(await check('cross-network-gateway', c.name, async (call) => {
-        const gw = await call(() => k.custom.getNamespacedCustomObject({
-          group: 'networking.istio.io', version: 'v1', namespace: ISTIO_NAMESPACE, plural: 'gateways',
-          name: 'cross-network-gateway',
-        }));
-        type Server = { port: { number: number }; tls?: { mode?: string } };
-        const server = (gw as { spec?: { servers?: Server[] } }).spec?.servers?.[0];
-        return server?.port.number === 15443 && server.tls?.mode === 'AUTO_PASSTHROUGH'
-          ? pass('Gateway cross-network-gateway: 15443 AUTO_PASSTHROUGH')
-          : fail('Gateway cross-network-gateway is not 15443 AUTO_PASSTHROUGH', 're-run `meshflow up` to restore it');
-      }));
+      results.push(
+        await check('cross-network-gateway', c.name, async (call) => {
+          const gw = await call(() =>
+            k.custom.getNamespacedCustomObject({
+              group: 'networking.istio.io',
+              version: 'v1',
+              namespace: ISTIO_NAMESPACE,
+              plural: 'gateways',
+              name: 'cross-network-gateway',
+            }),
+          );
+          type Server = { port: { number: number }; tls?: { mode?: string } };
+          const server = (gw as { spec?: { servers?: Server[] } }).spec?.servers?.[0];
+          return server?.port.number === 15443 && server.tls?.mode === 'AUTO_PASSTHROUGH'
+            ? pass('Gateway cross-network-gateway: 15443 AUTO_PASSTHROUGH')
+            : fail('Gateway cross-network-gateway is not 15443 AUTO_PASSTHROUGH', 're-run `meshflow up` to restore it');
+        }),
+      );
     }
   }
 
-  results.push(await check('same-root', undefined, async () => {
-    if (roots.size !== spec.clusters.length) {
-      return fail('not every cluster has a root certificate to compare', 'see the cacerts checks');
-    }
-    // Group clusters by root: the largest group is the mesh's, the others are the odd ones out.
-    const groups = new Map<string, string[]>();
-    for (const [cluster, root] of roots) groups.set(root, [...(groups.get(root) ?? []), cluster]);
-    if (groups.size === 1) return pass(`all ${roots.size} clusters trust the same root`);
-    const [main, ...odd] = [...groups.values()].sort((a, b) => b.length - a.length);
-    return fail(
-      `${odd.flat().join(', ')} trust${odd.flat().length === 1 ? 's' : ''} a different root from ${main.join(', ')} ` +
-        `(${groups.size} roots in all)`,
-      'mismatched roots make cross-cluster mTLS fail (CERTIFICATE_VERIFY_FAILED / UNKNOWN_CA): ' +
-        'give every cluster cacerts from one root, then restart istiod',
-    );
-  }));
+  results.push(
+    await check('same-root', undefined, async () => {
+      if (roots.size !== spec.clusters.length) {
+        return fail('not every cluster has a root certificate to compare', 'see the cacerts checks');
+      }
+      // Group clusters by root: the largest group is the mesh's, the others are the odd ones out.
+      const groups = new Map<string, string[]>();
+      for (const [cluster, root] of roots) groups.set(root, [...(groups.get(root) ?? []), cluster]);
+      if (groups.size === 1) return pass(`all ${roots.size} clusters trust the same root`);
+      const [main, ...odd] = [...groups.values()].sort((a, b) => b.length - a.length);
+      return fail(
+        `${odd.flat().join(', ')} trust${odd.flat().length === 1 ? 's' : ''} a different root from ${main.join(', ')} ` +
+          `(${groups.size} roots in all)`,
+        'mismatched roots make cross-cluster mTLS fail (CERTIFICATE_VERIFY_FAILED / UNKNOWN_CA): ' +
+          'give every cluster cacerts from one root, then restart istiod',
+      );
+    }),
+  );
 
   for (const [source, target] of linkPairs(spec)) {
     heartbeat({ verifying: `${source}->${target}` });
-    results.push(await check('remote-secret', target, async (call) => {
-      const name = remoteSecretName(source);
-      let s: k8s.V1Secret;
-      try {
-        s = await call(() => api[target].core.readNamespacedSecret({ name, namespace: ISTIO_NAMESPACE }));
-      } catch (err) {
-        if (!notFound(err)) throw err;
-        return fail(
-          `${ISTIO_NAMESPACE}/${name} does not exist in ${target}`,
-          `${target} does not see ${source}'s services: re-run \`meshflow up\``,
+    results.push(
+      await check('remote-secret', target, async (call) => {
+        const name = remoteSecretName(source);
+        let s: k8s.V1Secret;
+        try {
+          s = await call(() => api[target].core.readNamespacedSecret({ name, namespace: ISTIO_NAMESPACE }));
+        } catch (err) {
+          if (!notFound(err)) throw err;
+          return fail(
+            `${ISTIO_NAMESPACE}/${name} does not exist in ${target}`,
+            `${target} does not see ${source}'s services: re-run \`meshflow up\``,
+          );
+        }
+        const labelled = s.metadata?.labels?.['istio/multiCluster'] === 'true';
+        if (!labelled || s.metadata?.annotations?.['networking.istio.io/cluster'] !== source) {
+          return fail(
+            `${name} lacks label istio/multiCluster=true or annotation networking.istio.io/cluster=${source}`,
+            'istiod ignores it: re-run `meshflow up`',
+          );
+        }
+        if (!s.data?.[source]) {
+          return fail(`${name} has no kubeconfig under key ${source}`, 'istiod cannot read it: re-run `meshflow up`');
+        }
+        const kc = new k8s.KubeConfig();
+        kc.loadFromString(Buffer.from(s.data[source], 'base64').toString());
+        const reader = clients(kc, opts, agents);
+        try {
+          await call(() => reader.core.listServiceForAllNamespaces({ limit: 1 }));
+          await call(() => reader.core.listPodForAllNamespaces({ limit: 1 }));
+          await call(() => reader.discovery.listEndpointSliceForAllNamespaces({ limit: 1 }));
+        } catch (err) {
+          // Transient errors that outlast the budget are no verdict: the check's caller throws.
+          if (classifyError(err) === 'transient') throw err;
+          const code = (err as { code?: unknown }).code;
+          return fail(
+            `${name} cannot read ${source}'s API (${describeError(err)})`,
+            code === 401 || code === 403
+              ? 'the reader token was rejected or lacks rights: re-link with `meshflow up` (token expired after extend?)'
+              : `${source}'s API server address in the secret is not reachable from ${target}: ` +
+                  `set clusters[${source}].apiServerAddress`,
+          );
+        }
+        // Reader only: no write, escalate, bind or impersonate, neither cluster-wide nor in any namespace.
+        const rights = await readerRights(reader.auth, api[source].core, call, opts, (done, of) =>
+          heartbeat({ verifying: `${source}->${target}`, namespacesReviewed: done, of }),
         );
-      }
-      const labelled = s.metadata?.labels?.['istio/multiCluster'] === 'true';
-      if (!labelled || s.metadata?.annotations?.['networking.istio.io/cluster'] !== source) {
-        return fail(
-          `${name} lacks label istio/multiCluster=true or annotation networking.istio.io/cluster=${source}`,
-          'istiod ignores it: re-run `meshflow up`',
+        if (rights.cluster.length || rights.namespaces.size) {
+          const namespaces = [...rights.namespaces.keys()].sort();
+          const listed = namespaces.slice(0, 5).join(', ') + (namespaces.length > 5 ? ', ...' : '');
+          return fail(
+            `${name} may ${rightsText(rights, source)}`,
+            'the reader ServiceAccount has more than read rights: check the ClusterRoleBindings' +
+              (namespaces.length ? ` and the RoleBindings in ${listed}` : '') +
+              ` of ${ISTIO_NAMESPACE}/${READER_SERVICE_ACCOUNT} in ${source}`,
+          );
+        }
+        const fallback = rights.fallback.length
+          ? ` (${rights.fallback.length} of them asked permission by permission: their rules review was incomplete)`
+          : '';
+        return pass(
+          `${target} reads ${source} (services, pods, endpointslices) and may not create, change, delete, ` +
+            `escalate, bind or impersonate, cluster-wide or in any of its ${rights.reviewed} namespaces${fallback}`,
         );
-      }
-      if (!s.data?.[source]) {
-        return fail(`${name} has no kubeconfig under key ${source}`, 'istiod cannot read it: re-run `meshflow up`');
-      }
-      const kc = new k8s.KubeConfig();
-      kc.loadFromString(Buffer.from(s.data[source], 'base64').toString());
-      const reader = clients(kc, opts, agents);
-      try {
-        await call(() => reader.core.listServiceForAllNamespaces({ limit: 1 }));
-        await call(() => reader.core.listPodForAllNamespaces({ limit: 1 }));
-        await call(() => reader.discovery.listEndpointSliceForAllNamespaces({ limit: 1 }));
-      } catch (err) {
-        // Transient errors that outlast the budget are no verdict: the check's caller throws.
-        if (classifyError(err) === 'transient') throw err;
-        const code = (err as { code?: unknown }).code;
-        return fail(
-          `${name} cannot read ${source}'s API (${describeError(err)})`,
-          code === 401 || code === 403
-            ? 'the reader token was rejected or lacks rights: re-link with `meshflow up` (token expired after extend?)'
-            : `${source}'s API server address in the secret is not reachable from ${target}: ` +
-              `set clusters[${source}].apiServerAddress`,
-        );
-      }
-      // Reader only: no write, escalate, bind or impersonate, neither cluster-wide nor in any namespace.
-      const rights = await readerRights(reader.auth, api[source].core, call, opts, (done, of) =>
-        heartbeat({ verifying: `${source}->${target}`, namespacesReviewed: done, of }));
-      if (rights.cluster.length || rights.namespaces.size) {
-        const namespaces = [...rights.namespaces.keys()].sort();
-        const listed = namespaces.slice(0, 5).join(', ') + (namespaces.length > 5 ? ', ...' : '');
-        return fail(
-          `${name} may ${rightsText(rights, source)}`,
-          'the reader ServiceAccount has more than read rights: check the ClusterRoleBindings' +
-            (namespaces.length ? ` and the RoleBindings in ${listed}` : '') +
-            ` of ${ISTIO_NAMESPACE}/${READER_SERVICE_ACCOUNT} in ${source}`,
-        );
-      }
-      const fallback = rights.fallback.length
-        ? ` (${rights.fallback.length} of them asked permission by permission: their rules review was incomplete)`
-        : '';
-      return pass(
-        `${target} reads ${source} (services, pods, endpointslices) and may not create, change, delete, ` +
-          `escalate, bind or impersonate, cluster-wide or in any of its ${rights.reviewed} namespaces${fallback}`,
-      );
-    }));
+      }),
+    );
   }
 
   return results;

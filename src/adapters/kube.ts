@@ -30,7 +30,10 @@ export interface Untouched {
 export function parseManifests(yaml: string): k8s.KubernetesObject[] {
   const docs = YAML.parseAllDocuments(yaml);
   const broken = docs.findIndex((d) => d.errors.length > 0);
-  if (broken >= 0) throw new Error(`manifest document ${broken + 1} is not valid YAML: ${docs[broken].errors[0].message.split('\n')[0]}`);
+  if (broken >= 0)
+    throw new Error(
+      `manifest document ${broken + 1} is not valid YAML: ${docs[broken].errors[0].message.split('\n')[0]}`,
+    );
   return docs
     .map((d) => d.toJS() as k8s.KubernetesObject | null)
     .filter((o): o is k8s.KubernetesObject => Boolean(o && o.kind && o.apiVersion));
@@ -74,7 +77,10 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
 export function isTransient(err: unknown): boolean {
   const e = err as { code?: number | string; name?: string };
   if (typeof e.code === 'number') return e.code === 429 || e.code >= 500;
-  return ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ECONNABORTED'].includes(String(e.code)) || /socket hang up/i.test(String((err as Error)?.message));
+  return (
+    ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ECONNABORTED'].includes(String(e.code)) ||
+    /socket hang up/i.test(String((err as Error)?.message))
+  );
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time, keeping order in the results. */
@@ -119,7 +125,10 @@ export class Kube {
     const heartbeat = opts.heartbeat ?? (() => undefined);
     const labelled = objects.map((o) => ({
       ...o,
-      metadata: { ...o.metadata, labels: { ...(o.metadata?.labels ?? {}), [MANAGED_BY]: 'meshflow', [MESH_LABEL]: mesh } },
+      metadata: {
+        ...o.metadata,
+        labels: { ...(o.metadata?.labels ?? {}), [MANAGED_BY]: 'meshflow', [MESH_LABEL]: mesh },
+      },
     }));
     await this.refuseForeign(mesh, labelled);
     opts.track?.(labelled.map(refOf));
@@ -144,7 +153,8 @@ export class Kube {
     });
     const foreign = found.filter((r): r is ObjectRef => r !== undefined);
     if (!foreign.length) return;
-    const names = foreign.slice(0, 5).map(describeRef).join(', ') + (foreign.length > 5 ? ` and ${foreign.length - 5} more` : '');
+    const names =
+      foreign.slice(0, 5).map(describeRef).join(', ') + (foreign.length > 5 ? ` and ${foreign.length - 5} more` : '');
     throw new NotOursError(
       `${foreign.length} object(s) already exist in cluster ${this.clusterName()} and are not mesh ${mesh}'s ` +
         `(no ${MANAGED_BY}=meshflow, ${MESH_LABEL}=${mesh} labels): ${names}. meshflow does not take over or delete ` +
@@ -179,11 +189,18 @@ export class Kube {
     // hand edits; it never forces an object that is not the mesh's.
     const query = `fieldManager=${FIELD_MANAGER}&force=true`;
     try {
-      await this.request('PATCH', `${base}/${encodeURIComponent(o.metadata!.name!)}?${query}`, JSON.stringify(o), 'application/apply-patch+yaml');
+      await this.request(
+        'PATCH',
+        `${base}/${encodeURIComponent(o.metadata!.name!)}?${query}`,
+        JSON.stringify(o),
+        'application/apply-patch+yaml',
+      );
     } catch (err) {
       // A definite "no" (invalid object, forbidden): no retry changes it.
       if ([400, 403, 422].includes((err as { code?: number }).code ?? 0)) {
-        throw new PermanentError(`${describeRef(refOf(o))} was refused by cluster ${this.clusterName()}: ${(err as Error).message}`);
+        throw new PermanentError(
+          `${describeRef(refOf(o))} was refused by cluster ${this.clusterName()}: ${(err as Error).message}`,
+        );
       }
       throw err;
     }
@@ -207,7 +224,9 @@ export class Kube {
     const groupPath = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
     const key = `${apiVersion}/${kind}`;
     if (!this.resources.has(key)) {
-      const list = JSON.parse(await this.request('GET', groupPath)) as { resources: Array<{ name: string; kind: string; namespaced: boolean }> };
+      const list = JSON.parse(await this.request('GET', groupPath)) as {
+        resources: Array<{ name: string; kind: string; namespaced: boolean }>;
+      };
       for (const r of list.resources) if (!r.name.includes('/')) this.resources.set(`${apiVersion}/${r.kind}`, r);
     }
     const r = this.resources.get(key);
@@ -234,7 +253,11 @@ export class Kube {
   private async requestOnce(method: string, urlPath: string, body?: string, contentType?: string): Promise<string> {
     const server = this.config.getCurrentCluster()!.server;
     this.signal?.throwIfAborted();
-    const opts: https.RequestOptions = { method, headers: contentType ? { 'Content-Type': contentType } : {}, signal: this.signal };
+    const opts: https.RequestOptions = {
+      method,
+      headers: contentType ? { 'Content-Type': contentType } : {},
+      signal: this.signal,
+    };
     await this.config.applyToHTTPSOptions(opts);
     return new Promise((resolve, reject) => {
       const req = https.request(new URL(urlPath, server), opts, (res) => {
@@ -249,7 +272,9 @@ export class Kube {
           } catch {
             // not a Status object
           }
-          reject(Object.assign(new Error(`${method} ${urlPath}: ${res.statusCode} ${message}`), { code: res.statusCode }));
+          reject(
+            Object.assign(new Error(`${method} ${urlPath}: ${res.statusCode} ${message}`), { code: res.statusCode }),
+          );
         });
       });
       req.on('error', reject);
@@ -263,7 +288,9 @@ export class Kube {
       try {
         return await this.ssa(o);
       } catch (err) {
-        const notFound = (err as { code?: number }).code === 404 || /not found|no matches for kind/i.test(String((err as Error).message));
+        const notFound =
+          (err as { code?: number }).code === 404 ||
+          /not found|no matches for kind/i.test(String((err as Error).message));
         if (!notFound || attempt >= 20) throw err;
         await pause(250, this.signal);
       }
@@ -282,14 +309,23 @@ export class Kube {
     }
   }
 
-  async waitDeploymentsAvailable(namespace: string, names: string[], heartbeat: Heartbeat, timeoutMs = 10 * 60_000): Promise<void> {
+  async waitDeploymentsAvailable(
+    namespace: string,
+    names: string[],
+    heartbeat: Heartbeat,
+    timeoutMs = 10 * 60_000,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (const name of names) {
       for (;;) {
         const d = await this.apps.readNamespacedDeploymentStatus({ name, namespace });
         const want = d.spec?.replicas ?? 1;
-        if (d.status?.observedGeneration === d.metadata?.generation && (d.status?.availableReplicas ?? 0) >= want) break;
-        if (Date.now() > deadline) throw new Error(`deployment ${namespace}/${name} not available after ${Math.round(timeoutMs / 1000)}s (${d.status?.availableReplicas ?? 0}/${want} replicas)`);
+        if (d.status?.observedGeneration === d.metadata?.generation && (d.status?.availableReplicas ?? 0) >= want)
+          break;
+        if (Date.now() > deadline)
+          throw new Error(
+            `deployment ${namespace}/${name} not available after ${Math.round(timeoutMs / 1000)}s (${d.status?.availableReplicas ?? 0}/${want} replicas)`,
+          );
         heartbeat({ waitingFor: `${namespace}/${name}` });
         await pause(500, this.signal);
       }
@@ -297,7 +333,12 @@ export class Kube {
   }
 
   /** The first load balancer address (IP or hostname) of a Service, waiting for one to appear. */
-  async waitLoadBalancer(namespace: string, name: string, heartbeat: Heartbeat, timeoutMs: number): Promise<string | undefined> {
+  async waitLoadBalancer(
+    namespace: string,
+    name: string,
+    heartbeat: Heartbeat,
+    timeoutMs: number,
+  ): Promise<string | undefined> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const address = loadBalancerAddress(await this.core.readNamespacedService({ name, namespace }));
@@ -327,7 +368,10 @@ export class Kube {
       if (ref.kind === 'CustomResourceDefinition') {
         const others = await this.foreignCustomResources(obj as k8s.V1CustomResourceDefinition, mesh);
         if (others.length) {
-          untouched.push({ ref, reason: `still holds ${others.length} resource(s) not created by mesh ${mesh}, e.g. ${others.slice(0, 3).join(', ')}` });
+          untouched.push({
+            ref,
+            reason: `still holds ${others.length} resource(s) not created by mesh ${mesh}, e.g. ${others.slice(0, 3).join(', ')}`,
+          });
           continue;
         }
       }
@@ -347,11 +391,15 @@ export class Kube {
     if (!version) return [];
     let list: { items: k8s.KubernetesObject[] };
     try {
-      list = JSON.parse(await this.request('GET', `/apis/${crd.spec.group}/${version}/${crd.spec.names.plural}`)) as typeof list;
+      list = JSON.parse(
+        await this.request('GET', `/apis/${crd.spec.group}/${version}/${crd.spec.names.plural}`),
+      ) as typeof list;
     } catch (err) {
       if ((err as { code?: number }).code === 404) return [];
       throw err;
     }
-    return list.items.filter((o) => !ownedBy(o, mesh)).map((o) => `${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name}`);
+    return list.items
+      .filter((o) => !ownedBy(o, mesh))
+      .map((o) => `${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name}`);
   }
 }

@@ -102,7 +102,9 @@ export class ExistingProvider implements ClusterProvider {
     try {
       await kubeFor(access).core.listNamespace({ limit: 1 });
     } catch (err) {
-      throw new Error(`cannot reach cluster ${cluster.name} through ${access.kubeconfig}${access.context ? ` (context ${access.context})` : ''}: ${(err as Error).message}`);
+      throw new Error(
+        `cannot reach cluster ${cluster.name} through ${access.kubeconfig}${access.context ? ` (context ${access.context})` : ''}: ${(err as Error).message}`,
+      );
     }
   }
 
@@ -112,15 +114,23 @@ export class ExistingProvider implements ClusterProvider {
 
   access(_mesh: string, cluster: ClusterSpec): ClusterAccess {
     const file = cluster.existing!.kubeconfig.replace(/^~(?=\/)/, os.homedir());
-    if (!fs.existsSync(file)) throw new PermanentError(`clusters[${cluster.name}].existing.kubeconfig: ${file} does not exist`);
+    if (!fs.existsSync(file))
+      throw new PermanentError(`clusters[${cluster.name}].existing.kubeconfig: ${file} does not exist`);
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(file);
     const contextName = cluster.existing!.context ?? kc.getCurrentContext();
     const context = kc.getContextObject(contextName);
-    if (!context) throw new PermanentError(`clusters[${cluster.name}].existing.context: no context "${contextName}" in ${file}`);
+    if (!context)
+      throw new PermanentError(`clusters[${cluster.name}].existing.context: no context "${contextName}" in ${file}`);
     const kcCluster = kc.getCluster(context.cluster);
     const caData = kcCluster?.caData ?? (kcCluster?.caFile ? fs.readFileSync(kcCluster.caFile).toString('base64') : '');
-    return { kubeconfig: file, context: contextName, apiServer: cluster.apiServerAddress ?? kcCluster!.server, caData, local: false };
+    return {
+      kubeconfig: file,
+      context: contextName,
+      apiServer: cluster.apiServerAddress ?? kcCluster!.server,
+      caData,
+      local: false,
+    };
   }
 }
 

@@ -51,14 +51,25 @@ function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivit
   };
   return {
     claimHost: async () => ({ host: 'bench', taskQueue: Context.current().info.taskQueue }),
-    createCluster: step, createRootCa: step, installCacerts: step, installControlPlane: step, installEastWestGateway: step,
-    exposeServices: step, exposeIstiod: step, linkClusters: step, deployApp: step, verifyMesh: step,
+    createCluster: step,
+    createRootCa: step,
+    installCacerts: step,
+    installControlPlane: step,
+    installEastWestGateway: step,
+    exposeServices: step,
+    exposeIstiod: step,
+    linkClusters: step,
+    deployApp: step,
+    verifyMesh: step,
     undoResource: async () => undefined,
   };
 }
 
 function meshSpec(name: string, clusters: number): MeshSpec {
-  const list = Array.from({ length: clusters }, (_, i) => `  - { name: c${i + 1}, provider: local, network: n${(i % 2) + 1} }`).join('\n');
+  const list = Array.from(
+    { length: clusters },
+    (_, i) => `  - { name: c${i + 1}, provider: local, network: n${(i % 2) + 1} }`,
+  ).join('\n');
   return parseMeshSpec(`apiVersion: meshflow.dev/v1alpha1\nkind: Mesh\nname: ${name}\nttl: 1h\nclusters:\n${list}\n`);
 }
 
@@ -70,7 +81,8 @@ function table(title: string, rows: Array<Record<string, string | number>>): voi
   for (const r of rows) console.log(cols.map((c, i) => String(r[c]).padEnd(widths[i])).join('  '));
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
 async function waitReady(env: TestWorkflowEnvironment, mesh: string): Promise<void> {
   for (;;) {
@@ -84,7 +96,14 @@ async function waitReady(env: TestWorkflowEnvironment, mesh: string): Promise<vo
 async function main(): Promise<void> {
   const tools = await ensureTools();
   const env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: tools.temporal }, ip: '127.0.0.1', ui: false, searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES), log: { format: 'pretty', level: 'error' }, extraArgs: DEV_SERVER_ARGS },
+    server: {
+      executable: { type: 'existing-path', path: tools.temporal },
+      ip: '127.0.0.1',
+      ui: false,
+      searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES),
+      log: { format: 'pretty', level: 'error' },
+      extraArgs: DEV_SERVER_ARGS,
+    },
   });
   try {
     // 1. Wall time against the critical path.
@@ -93,7 +112,9 @@ async function main(): Promise<void> {
       const spec = meshSpec(`bench-${n}`, n);
       const plan = buildPlan(spec);
       const worker = await Worker.create({
-        connection: env.nativeConnection, taskQueue: `bench-${n}`, workflowsPath: require.resolve('../workflows'),
+        connection: env.nativeConnection,
+        taskQueue: `bench-${n}`,
+        workflowsPath: require.resolve('../workflows'),
         activities: latencyActivities((req) => latency(plan, req.step.kind)),
       });
       const wall = await worker.runUntil(async () => {
@@ -105,9 +126,20 @@ async function main(): Promise<void> {
         await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
         return ms;
       });
-      const cp = plan.steps.length && criticalPath({ ...plan, steps: plan.steps.map((s) => ({ ...s, estimateMs: latency(plan, s.kind) })) }).estimateMs;
+      const cp =
+        plan.steps.length &&
+        criticalPath({ ...plan, steps: plan.steps.map((s) => ({ ...s, estimateMs: latency(plan, s.kind) })) })
+          .estimateMs;
       const sequential = plan.steps.reduce((sum, s) => sum + latency(plan, s.kind), 0);
-      rows.push({ clusters: n, steps: plan.steps.length, 'critical path ms': cp, 'meshflow wall ms': wall, ratio: (wall / cp).toFixed(3), 'one-after-another ms': sequential, speedup: (sequential / wall).toFixed(2) + 'x' });
+      rows.push({
+        clusters: n,
+        steps: plan.steps.length,
+        'critical path ms': cp,
+        'meshflow wall ms': wall,
+        ratio: (wall / cp).toFixed(3),
+        'one-after-another ms': sequential,
+        speedup: (sequential / wall).toFixed(2) + 'x',
+      });
     }
     table('1. provisioning wall time vs critical path (injected latencies = plan estimates / 20)', rows);
 
@@ -115,7 +147,9 @@ async function main(): Promise<void> {
     const spec = meshSpec('overhead', 3);
     const samples: number[] = [];
     const worker = await Worker.create({
-      connection: env.nativeConnection, taskQueue: 'overhead', workflowsPath: require.resolve('../workflows'),
+      connection: env.nativeConnection,
+      taskQueue: 'overhead',
+      workflowsPath: require.resolve('../workflows'),
       activities: latencyActivities(() => 0),
     });
     let eventsRow: Record<string, string | number> = {};
@@ -133,13 +167,27 @@ async function main(): Promise<void> {
           const history = await env.client.workflow.getHandle(meshWorkflowId(s.name)).fetchHistory();
           const json = JSON.parse(historyToJSON(history)) as { events: unknown[] };
           const sizes = json.events.map((e) => JSON.stringify(e).length);
-          eventsRow = { clusters: 3, steps: status.steps.length, 'history events': json.events.length, 'history bytes (JSON)': sizes.reduce((a, b) => a + b, 0), 'largest event bytes': Math.max(...sizes) };
+          eventsRow = {
+            clusters: 3,
+            steps: status.steps.length,
+            'history events': json.events.length,
+            'history bytes (JSON)': sizes.reduce((a, b) => a + b, 0),
+            'largest event bytes': Math.max(...sizes),
+          };
         }
       }
     });
-    table('2. orchestration overhead per activity on the dev server (no-op activities; time from schedule to completion seen by the workflow)', [
-      { activities: samples.length, 'p50 ms': pct(samples, 50), 'p99 ms': pct(samples, 99), 'max ms': Math.max(...samples) },
-    ]);
+    table(
+      '2. orchestration overhead per activity on the dev server (no-op activities; time from schedule to completion seen by the workflow)',
+      [
+        {
+          activities: samples.length,
+          'p50 ms': pct(samples, 50),
+          'p99 ms': pct(samples, 99),
+          'max ms': Math.max(...samples),
+        },
+      ],
+    );
     const chains = await noopChains(tools.temporal);
     table('2b. round trip per no-op activity, chains of 100, dev server on a SQLite file with DEV_SERVER_ARGS', chains);
     table('3. history of a 3-cluster mesh (provision + ready + teardown)', [eventsRow]);
@@ -164,7 +212,14 @@ async function main(): Promise<void> {
     const t1 = Date.now();
     await local.start(['bench-a', 'bench-b']);
     const restartMs = Date.now() - t1;
-    table('4. local clusters (tools warm)', [{ clusters: 2, 'first start ms (PKI + etcd + apiservers)': readyMs, 'restart from state ms': restartMs, 'RSS per apiserver MiB': rss.map((r) => r.toFixed(0)).join(', ') }]);
+    table('4. local clusters (tools warm)', [
+      {
+        clusters: 2,
+        'first start ms (PKI + etcd + apiservers)': readyMs,
+        'restart from state ms': restartMs,
+        'RSS per apiserver MiB': rss.map((r) => r.toFixed(0)).join(', '),
+      },
+    ]);
   } finally {
     await local.delete(['bench-a', 'bench-b']);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -186,32 +241,51 @@ async function noopChains(temporal: string): Promise<Array<Record<string, string
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-chain-'));
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
-      executable: { type: 'existing-path', path: temporal }, ip: '127.0.0.1', ui: false,
-      dbFilename: path.join(dir, 'temporal.db'), log: { format: 'pretty', level: 'error' }, extraArgs: DEV_SERVER_ARGS,
+      executable: { type: 'existing-path', path: temporal },
+      ip: '127.0.0.1',
+      ui: false,
+      dbFilename: path.join(dir, 'temporal.db'),
+      log: { format: 'pretty', level: 'error' },
+      extraArgs: DEV_SERVER_ARGS,
     },
   });
   const rows: Array<Record<string, string | number>> = [];
   try {
     const activities = { noop: async () => undefined };
     const workflows = await Worker.create({
-      connection: env.nativeConnection, taskQueue: 'chain', workflowsPath: require.resolve('./noop-chain'), activities,
+      connection: env.nativeConnection,
+      taskQueue: 'chain',
+      workflowsPath: require.resolve('./noop-chain'),
+      activities,
     });
     const others = await Worker.create({ connection: env.nativeConnection, taskQueue: 'chain-activities', activities });
-    await workflows.runUntil(others.runUntil(async () => {
-      const ways = [['same task queue (eager)', undefined], ['other task queue', 'chain-activities']] as const;
-      for (const [where, queue] of ways) {
-        const run = (id: string, count: number) => env.client.workflow.execute<typeof noopChain>('noopChain', {
-          taskQueue: 'chain', workflowId: id, args: [count, queue],
-        });
-        await run(`warm-up-${queue ?? 'same'}`, 10);
-        const samples: number[] = [];
-        for (let round = 0; round < 3; round++) samples.push(...(await run(`chain-${queue ?? 'same'}-${round}`, 100)));
-        rows.push({
-          activities: where, samples: samples.length,
-          'p50 ms': pct(samples, 50), 'p99 ms': pct(samples, 99), 'max ms': Math.max(...samples),
-        });
-      }
-    }));
+    await workflows.runUntil(
+      others.runUntil(async () => {
+        const ways = [
+          ['same task queue (eager)', undefined],
+          ['other task queue', 'chain-activities'],
+        ] as const;
+        for (const [where, queue] of ways) {
+          const run = (id: string, count: number) =>
+            env.client.workflow.execute<typeof noopChain>('noopChain', {
+              taskQueue: 'chain',
+              workflowId: id,
+              args: [count, queue],
+            });
+          await run(`warm-up-${queue ?? 'same'}`, 10);
+          const samples: number[] = [];
+          for (let round = 0; round < 3; round++)
+            samples.push(...(await run(`chain-${queue ?? 'same'}-${round}`, 100)));
+          rows.push({
+            activities: where,
+            samples: samples.length,
+            'p50 ms': pct(samples, 50),
+            'p99 ms': pct(samples, 99),
+            'max ms': Math.max(...samples),
+          });
+        }
+      }),
+    );
   } finally {
     await env.teardown();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -238,7 +312,12 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
         const t1 = Date.now();
         await teardownMesh(env.client, spec.name);
         await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
-        const objects = (cluster: string) => status.ledger.reduce((n, l) => n + (l.resource.type === 'objects' && l.resource.cluster === cluster ? l.resource.objects.length : 0), 0);
+        const objects = (cluster: string) =>
+          status.ledger.reduce(
+            (n, l) =>
+              n + (l.resource.type === 'objects' && l.resource.cluster === cluster ? l.resource.objects.length : 0),
+            0,
+          );
         totals.push({
           topology: example,
           clusters: spec.clusters.length,
@@ -249,8 +328,11 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
         const kinds = [...new Set(status.steps.map((st) => st.kind))];
         const row: Record<string, string | number> = { topology: example };
         for (const kind of kinds) {
-          const secs = status.steps.filter((st) => st.kind === kind).map((st) => (Date.parse(st.endedAt!) - Date.parse(st.startedAt!)) / 1000);
-          row[kind] = secs.length === 1 ? secs[0].toFixed(1) : `${Math.min(...secs).toFixed(1)}-${Math.max(...secs).toFixed(1)}`;
+          const secs = status.steps
+            .filter((st) => st.kind === kind)
+            .map((st) => (Date.parse(st.endedAt!) - Date.parse(st.startedAt!)) / 1000);
+          row[kind] =
+            secs.length === 1 ? secs[0].toFixed(1) : `${Math.min(...secs).toFixed(1)}-${Math.max(...secs).toFixed(1)}`;
         }
         perStep.push(row);
       }
@@ -258,8 +340,14 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  table('6. real install on local clusters (whole install, teardown, objects applied = server-side apply requests)', totals);
-  for (const row of perStep) table(`6. seconds per step (min-max over clusters or pairs): ${row.topology}`, [Object.fromEntries(Object.entries(row).filter(([k]) => k !== 'topology'))]);
+  table(
+    '6. real install on local clusters (whole install, teardown, objects applied = server-side apply requests)',
+    totals,
+  );
+  for (const row of perStep)
+    table(`6. seconds per step (min-max over clusters or pairs): ${row.topology}`, [
+      Object.fromEntries(Object.entries(row).filter(([k]) => k !== 'topology')),
+    ]);
 }
 
 main().catch((err: unknown) => {

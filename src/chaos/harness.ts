@@ -62,15 +62,31 @@ export class ChaosBench {
   async startServer(): Promise<void> {
     this.port ||= await freePort();
     const args = [
-      'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(this.port), '--headless', '--log-level', 'error',
-      '--db-filename', path.join(this.state, 'temporal.db'), ...DEV_SERVER_ARGS,
-      ...Object.values(MESH_SEARCH_ATTRIBUTES).flatMap((k) => ['--search-attribute', `${k.name}=${k.type === 'INT' ? 'Int' : 'Keyword'}`]),
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(this.port),
+      '--headless',
+      '--log-level',
+      'error',
+      '--db-filename',
+      path.join(this.state, 'temporal.db'),
+      ...DEV_SERVER_ARGS,
+      ...Object.values(MESH_SEARCH_ATTRIBUTES).flatMap((k) => [
+        '--search-attribute',
+        `${k.name}=${k.type === 'INT' ? 'Int' : 'Keyword'}`,
+      ]),
     ];
-    this.server = spawn(this.tools.temporal, args, { stdio: ['ignore', 'ignore', fs.openSync(path.join(this.state, 'temporal.log'), 'a')] });
+    this.server = spawn(this.tools.temporal, args, {
+      stdio: ['ignore', 'ignore', fs.openSync(path.join(this.state, 'temporal.log'), 'a')],
+    });
     const deadline = Date.now() + 60_000;
     let connection: Connection | undefined;
     while (!(connection = await tryConnect(this.address))) {
-      if (Date.now() > deadline || this.server.exitCode !== null) throw new Error(`the dev server did not start (see ${this.state}/temporal.log)`);
+      if (Date.now() > deadline || this.server.exitCode !== null)
+        throw new Error(`the dev server did not start (see ${this.state}/temporal.log)`);
       await sleep(200);
     }
     await ensureSearchAttributes(connection, 'default');
@@ -82,8 +98,18 @@ export class ChaosBench {
   startWorker(): void {
     this.worker = spawn(process.execPath, [path.join(packageRoot, 'dist', 'worker.js')], {
       // A fixed host: the restarted worker takes its meshes' host queue back.
-      env: { ...process.env, TEMPORAL_ADDRESS: this.address, TEMPORAL_NAMESPACE: 'default', MESHFLOW_STATE_DIR: this.state, MESHFLOW_HOST_ID: 'chaos' },
-      stdio: ['ignore', fs.openSync(path.join(this.state, 'worker.log'), 'a'), fs.openSync(path.join(this.state, 'worker.log'), 'a')],
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: this.address,
+        TEMPORAL_NAMESPACE: 'default',
+        MESHFLOW_STATE_DIR: this.state,
+        MESHFLOW_HOST_ID: 'chaos',
+      },
+      stdio: [
+        'ignore',
+        fs.openSync(path.join(this.state, 'worker.log'), 'a'),
+        fs.openSync(path.join(this.state, 'worker.log'), 'a'),
+      ],
     });
   }
 
@@ -135,7 +161,14 @@ export class ChaosBench {
     timeoutMs = 6 * 60_000,
   ): Promise<RunResult> {
     const started = Date.now();
-    const result: RunResult = { mesh: spec.name, fault: '', endedReady: false, fullyCompensated: false, duplicates: [], leftovers: [] };
+    const result: RunResult = {
+      mesh: spec.name,
+      fault: '',
+      endedReady: false,
+      fullyCompensated: false,
+      duplicates: [],
+      leftovers: [],
+    };
     try {
       await startMesh(this.client!, spec);
       let broken = fault === undefined;
@@ -145,7 +178,13 @@ export class ChaosBench {
         this.keepWorkerAlive();
         s = await this.status(spec.name);
         if (!broken && breakWhen!(Date.now() - started, s)) {
-          const running = s?.steps.filter((x) => x.state === 'running').map((x) => x.id).join(',') || s?.phase || '?';
+          const running =
+            s?.steps
+              .filter((x) => x.state === 'running')
+              .map((x) => x.id)
+              .join(',') ||
+            s?.phase ||
+            '?';
           result.fault = `${faultName} at ${((Date.now() - started) / 1000).toFixed(1)}s (${running})`;
           broken = true;
           await fault!();
@@ -157,15 +196,21 @@ export class ChaosBench {
       result.endedReady = s.phase === 'ready';
       if (result.endedReady) {
         const want = spec.clusters.map((x) => localClusterName(spec.name, x.name)).sort();
-        const have = this.local.list().map((c) => c.name).filter((n) => n.startsWith(`${spec.name}-`)).sort();
-        if (JSON.stringify(have) !== JSON.stringify(want)) result.duplicates.push(`clusters ${have.join(',')} (want ${want.join(',')})`);
+        const have = this.local
+          .list()
+          .map((c) => c.name)
+          .filter((n) => n.startsWith(`${spec.name}-`))
+          .sort();
+        if (JSON.stringify(have) !== JSON.stringify(want))
+          result.duplicates.push(`clusters ${have.join(',')} (want ${want.join(',')})`);
         if (s.checks.some((c) => c.name === 'same-root' && c.status !== 'passed')) result.duplicates.push('two roots');
         if (s.ledger.filter((l) => l.resource.type === 'file').length > 1) result.duplicates.push('two CA directories');
         await teardownMesh(this.client!, spec.name);
       }
       const final = await this.finalStatus(spec.name, timeoutMs);
       result.fullyCompensated = final.phase === 'deleted' && final.ledger.length === 0 && final.leftBehind.length === 0;
-      if (!result.fullyCompensated) result.error = `${final.phase}: ${final.error ?? ''} ${JSON.stringify(final.leftBehind)}`;
+      if (!result.fullyCompensated)
+        result.error = `${final.phase}: ${final.error ?? ''} ${JSON.stringify(final.leftBehind)}`;
     } catch (err) {
       result.error = (err as Error).message;
     }
@@ -204,7 +249,8 @@ export class ChaosBench {
         // gone meanwhile
       }
     }
-    if (fs.existsSync(path.join(this.state, 'meshes', spec.name))) left.push(`files ${path.join(this.state, 'meshes', spec.name)}`);
+    if (fs.existsSync(path.join(this.state, 'meshes', spec.name)))
+      left.push(`files ${path.join(this.state, 'meshes', spec.name)}`);
     return left;
   }
 }

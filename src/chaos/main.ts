@@ -33,14 +33,20 @@ function table(rows: Array<Record<string, string | number>>): void {
   const cols = Object.keys(rows[0]);
   const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
   const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(width[i])).join(' | ') + ' |';
-  process.stdout.write([line(cols), line(width.map((w) => '-'.repeat(w))), ...rows.map((r) => line(cols.map((c) => String(r[c]))))].join('\n') + '\n');
+  process.stdout.write(
+    [line(cols), line(width.map((w) => '-'.repeat(w))), ...rows.map((r) => line(cols.map((c) => String(r[c]))))].join(
+      '\n',
+    ) + '\n',
+  );
 }
 
 function report(results: RunResult[]): void {
   for (const r of results) {
     const bad = !r.fullyCompensated || r.duplicates.length || r.leftovers.length || r.error;
-    process.stderr.write(`  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${r.endedReady ? 'ready, ' : ''}${r.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
-      `${r.error ? ` (${r.error})` : ''}${r.duplicates.length ? ` duplicates: ${r.duplicates.join('; ')}` : ''}${r.leftovers.length ? ` left: ${r.leftovers.join('; ')}` : ''}\n`);
+    process.stderr.write(
+      `  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${r.endedReady ? 'ready, ' : ''}${r.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
+        `${r.error ? ` (${r.error})` : ''}${r.duplicates.length ? ` duplicates: ${r.duplicates.join('; ')}` : ''}${r.leftovers.length ? ` left: ${r.leftovers.join('; ')}` : ''}\n`,
+    );
   }
 }
 
@@ -66,7 +72,14 @@ async function main(): Promise<void> {
     const kills: RunResult[] = [];
     for (let i = 0; i < Number(values.kills); i++) {
       const at = Math.round(500 + random() * 30_000);
-      kills.push(await bench.run(example('three-clusters.yaml', `kill${i}`), 'worker SIGKILL', (ms) => ms >= at, () => bench.killWorker()));
+      kills.push(
+        await bench.run(
+          example('three-clusters.yaml', `kill${i}`),
+          'worker SIGKILL',
+          (ms) => ms >= at,
+          () => bench.killWorker(),
+        ),
+      );
       report(kills.slice(-1));
     }
     if (kills.length) rows.push(row('worker SIGKILL (3 clusters)', kills));
@@ -75,7 +88,12 @@ async function main(): Promise<void> {
     for (let i = 0; i < Number(values['server-kills']); i++) {
       const at = Math.round(500 + random() * 25_000);
       serverKills.push(
-        await bench.run(example('three-clusters.yaml', `srv${i}`), 'dev server SIGKILL + restart', (ms) => ms >= at, () => bench.killServer()),
+        await bench.run(
+          example('three-clusters.yaml', `srv${i}`),
+          'dev server SIGKILL + restart',
+          (ms) => ms >= at,
+          () => bench.killServer(),
+        ),
       );
       report(serverKills.slice(-1));
     }
@@ -84,9 +102,15 @@ async function main(): Promise<void> {
     const n = Number(values.concurrent);
     if (n > 0) {
       const t0 = Date.now();
-      const together = await Promise.all(Array.from({ length: n }, (_, i) => bench.run(example('two-clusters.yaml', `many${i}`), `${n} at once`, undefined, undefined, 15 * 60_000)));
+      const together = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          bench.run(example('two-clusters.yaml', `many${i}`), `${n} at once`, undefined, undefined, 15 * 60_000),
+        ),
+      );
       report(together);
-      rows.push({ ...row(`${n} meshes at once (2 clusters each, ${Math.round((Date.now() - t0) / 1000)}s)`, together) });
+      rows.push({
+        ...row(`${n} meshes at once (2 clusters each, ${Math.round((Date.now() - t0) / 1000)}s)`, together),
+      });
     }
   } finally {
     await bench.stop();
@@ -98,10 +122,23 @@ async function main(): Promise<void> {
     try {
       parseMeshSpec(m.text, 'corpus.yaml', { checkFiles: false });
     } catch (err) {
-      if (err instanceof SpecError && err.problems.some((p) => p.path === m.field || p.path.startsWith(`${m.field}.`) || p.path.startsWith(`${m.field}[`))) named++;
+      if (
+        err instanceof SpecError &&
+        err.problems.some(
+          (p) => p.path === m.field || p.path.startsWith(`${m.field}.`) || p.path.startsWith(`${m.field}[`),
+        )
+      )
+        named++;
     }
   }
-  rows.push({ fault: 'malformed specs (refused naming the field)', runs: corpus.length, 'ended ready': 0, 'fully compensated': `${named} refused`, duplicates: 0, 'left behind': 0 });
+  rows.push({
+    fault: 'malformed specs (refused naming the field)',
+    runs: corpus.length,
+    'ended ready': 0,
+    'fully compensated': `${named} refused`,
+    duplicates: 0,
+    'left behind': 0,
+  });
   table(rows);
   process.stderr.write(`[chaos] worker restarts after a crash of its own: ${bench.workerRestarts}\n`);
 }

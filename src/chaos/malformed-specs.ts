@@ -20,10 +20,29 @@ export const FULL_SPEC = {
   ttl: '2h',
   onFailure: 'delete',
   clusters: [
-    { name: 'east', provider: 'local', network: 'n1', role: 'primary', podCidr: '10.10.0.0/16', serviceCidr: '10.110.0.0/16' },
-    { name: 'west', provider: 'local', network: 'n2', role: 'remote', primary: 'east', apiServerAddress: 'https://10.0.0.2:6443' },
+    {
+      name: 'east',
+      provider: 'local',
+      network: 'n1',
+      role: 'primary',
+      podCidr: '10.10.0.0/16',
+      serviceCidr: '10.110.0.0/16',
+    },
+    {
+      name: 'west',
+      provider: 'local',
+      network: 'n2',
+      role: 'remote',
+      primary: 'east',
+      apiServerAddress: 'https://10.0.0.2:6443',
+    },
   ],
-  istio: { version: '1.31.4', topology: 'primary-remote', profile: 'default', values: { pilot: { autoscaleEnabled: false } } },
+  istio: {
+    version: '1.31.4',
+    topology: 'primary-remote',
+    profile: 'default',
+    values: { pilot: { autoscaleEnabled: false } },
+  },
   app: { sample: 'helloworld', placement: { east: ['v1'], west: ['v2'] } },
   verify: { traffic: { requests: 20 } },
 };
@@ -83,18 +102,28 @@ function setAt(root: Json, path: Array<string | number>, value: Json | undefined
   return copy;
 }
 
-const REQUIRED = new Set(['apiVersion', 'kind', 'name', 'clusters', 'clusters[0].name', 'clusters[0].provider', 'clusters[0].network']);
+const REQUIRED = new Set([
+  'apiVersion',
+  'kind',
+  'name',
+  'clusters',
+  'clusters[0].name',
+  'clusters[0].provider',
+  'clusters[0].network',
+]);
 
 export function malformedSpecs(): MalformedSpec[] {
   const base = FULL_SPEC as unknown as Json;
   const out: MalformedSpec[] = [];
-  const add = (mutation: string, spec: Json, field: string) => out.push({ mutation, text: YAML.stringify(spec), field });
+  const add = (mutation: string, spec: Json, field: string) =>
+    out.push({ mutation, text: YAML.stringify(spec), field });
 
   for (const { path, value } of walk(base)) {
     const p = pathString(path);
     if (p.startsWith('istio.values')) continue; // free-form Helm values
     // Wrong type: a mapping where a scalar belongs, a scalar where a mapping or list belongs.
-    const wrong: Json = value !== null && typeof value === 'object' ? 42 : typeof value === 'number' ? 'many' : { unexpected: true };
+    const wrong: Json =
+      value !== null && typeof value === 'object' ? 42 : typeof value === 'number' ? 'many' : { unexpected: true };
     add(`${p}: wrong type`, setAt(base, path, wrong), p);
     for (const bad of BAD_VALUES[p] ?? []) add(`${p}: ${JSON.stringify(bad)}`, setAt(base, path, bad as Json), p);
     if (value !== null && typeof value === 'object' && !Array.isArray(value) && !p.startsWith('app.placement')) {
@@ -105,22 +134,38 @@ export function malformedSpecs(): MalformedSpec[] {
   add('unknown top-level key', { ...(base as object), colour: 'blue' } as Json, '(document)');
   // Cross-field rules.
   add('duplicate cluster name', setAt(base, ['clusters', 1, 'name'], 'east'), 'clusters[1].name');
-  add('no primary', setAt(setAt(base, ['clusters', 0, 'role'], 'remote'), ['clusters', 0, 'primary'], 'west'), 'clusters');
+  add(
+    'no primary',
+    setAt(setAt(base, ['clusters', 0, 'role'], 'remote'), ['clusters', 0, 'primary'], 'west'),
+    'clusters',
+  );
   add('remote without primary', setAt(base, ['clusters', 1, 'primary'], undefined), 'clusters[1].primary');
   add('primary names a primary', setAt(base, ['clusters', 0, 'primary'], 'west'), 'clusters[0].primary');
   add('remote in multi-primary', setAt(base, ['istio', 'topology'], 'multi-primary'), 'clusters[1].role');
   add('overlapping pod ranges', setAt(base, ['clusters', 1, 'podCidr'], '10.10.128.0/17'), 'clusters[0].podCidr');
   add('placement on an unknown cluster', setAt(base, ['app', 'placement', 'north'], ['v1']), 'app.placement.north');
   add('local name too long', setAt(base, ['name'], 'n'.repeat(36)), 'clusters[0].name');
-  add('owned Istio value', setAt(base, ['istio', 'values', 'global'], { network: 'n9' }), 'istio.values.global.network');
+  add(
+    'owned Istio value',
+    setAt(base, ['istio', 'values', 'global'], { network: 'n9' }),
+    'istio.values.global.network',
+  );
   add('empty cluster list', setAt(base, ['clusters'], []), 'clusters');
   // YAML syntax.
   const text = YAML.stringify(base);
   const lines = text.split('\n');
-  out.push({ mutation: 'tab indentation', text: lines.map((l, i) => (i === 8 ? `\t${l.trimStart()}` : l)).join('\n'), field: '(yaml)' });
+  out.push({
+    mutation: 'tab indentation',
+    text: lines.map((l, i) => (i === 8 ? `\t${l.trimStart()}` : l)).join('\n'),
+    field: '(yaml)',
+  });
   out.push({ mutation: 'unclosed flow sequence', text: text.replace('- v1', '[v1, v2'), field: '(yaml)' });
   out.push({ mutation: 'duplicate key', text: text.replace('ttl: 2h', 'ttl: 2h\nttl: 3h'), field: '(yaml)' });
-  out.push({ mutation: 'truncated mid-line', text: text.slice(0, text.indexOf('network: n2') + 8) + '"unterminated', field: '(yaml)' });
+  out.push({
+    mutation: 'truncated mid-line',
+    text: text.slice(0, text.indexOf('network: n2') + 8) + '"unterminated',
+    field: '(yaml)',
+  });
   out.push({ mutation: 'not a mapping', text: '- just\n- a list\n', field: '(document)' });
   return out;
 }

@@ -9,7 +9,9 @@ export async function doctor(opts: { json?: boolean }): Promise<number> {
     process.stdout.write(JSON.stringify({ tools: out }, null, 2) + '\n');
   } else {
     process.stdout.write(table(tools));
-    process.stdout.write(allOk ? '\nall tools ready\n' : '\nsome tools are missing: run `npm run setup` to build them\n');
+    process.stdout.write(
+      allOk ? '\nall tools ready\n' : '\nsome tools are missing: run `npm run setup` to build them\n',
+    );
   }
   return allOk ? 0 : 1;
 }
@@ -27,5 +29,8 @@ function table(tools: ToolStatus[]): string {
   ];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const purposes = TOOLS.map((t) => `  ${t.name}: ${t.purpose}`).join('\n');
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n') + `\n\n${purposes}\n`;
+  return (
+    rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n') +
+    `\n\n${purposes}\n`
+  );
 }

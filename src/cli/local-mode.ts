@@ -118,7 +118,9 @@ export function watchWorker(client: Client, target: TemporalTarget, progress: Pr
     const now = localWorkerPid();
     if (seen !== undefined && now !== undefined && now !== seen) {
       const log = workerFiles().log;
-      progress(`the background meshflow worker (pid ${seen}) exited; its supervisor restarted it (pid ${now}, log: ${log})`);
+      progress(
+        `the background meshflow worker (pid ${seen}) exited; its supervisor restarted it (pid ${now}, log: ${log})`,
+      );
     }
     if (now !== undefined) seen = now;
   };

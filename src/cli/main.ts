@@ -49,7 +49,9 @@ program
   .description('check a mesh spec; errors name the field and line')
   .action((file: string) => {
     const spec = loadMeshSpec(file);
-    process.stdout.write(`${file}: mesh ${spec.name} is valid (${spec.clusters.length} clusters, ${spec.istio.topology})\n`);
+    process.stdout.write(
+      `${file}: mesh ${spec.name} is valid (${spec.clusters.length} clusters, ${spec.istio.topology})\n`,
+    );
   });
 
 program
@@ -65,13 +67,18 @@ async function up(file: string, opts: { detach?: boolean }): Promise<void> {
   const spec = loadMeshSpec(file);
   const { client, target } = await connectWithWorker();
   await startMesh(client, spec);
-  const link = target.uiUrl ? `${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(`mesh/${spec.name}`)}` : undefined;
+  const link = target.uiUrl
+    ? `${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(`mesh/${spec.name}`)}`
+    : undefined;
   process.stdout.write(`mesh ${spec.name}: started workflow mesh/${spec.name}${link ? `\n  Web UI: ${link}` : ''}\n`);
   if (opts.detach) return;
   const final = await follow(spec.name, client, target);
   process.stdout.write(renderStatus(final, target.uiUrl));
   if (final.phase !== 'ready') process.exitCode = 1;
-  else process.stdout.write(`\nkubeconfigs: meshflow kubeconfig ${spec.name} <cluster>; tear down: meshflow down ${spec.name}\n`);
+  else
+    process.stdout.write(
+      `\nkubeconfigs: meshflow kubeconfig ${spec.name} <cluster>; tear down: meshflow down ${spec.name}\n`,
+    );
 }
 
 /**
@@ -114,7 +121,9 @@ async function follow(
       const key = `${st.state}${st.attempts ? `#${st.attempts}` : ''}`;
       if (seen.get(st.id) !== key && st.state !== 'pending') {
         const t = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
-        process.stdout.write(`${t}s  ${(st.cluster ?? 'mesh').padEnd(12)} ${st.kind}${st.target ? ` -> ${st.target}` : ''}: ${st.state}${st.lastError ? ` (${st.lastError})` : ''}\n`);
+        process.stdout.write(
+          `${t}s  ${(st.cluster ?? 'mesh').padEnd(12)} ${st.kind}${st.target ? ` -> ${st.target}` : ''}: ${st.state}${st.lastError ? ` (${st.lastError})` : ''}\n`,
+        );
         seen.set(st.id, key);
       }
     }
@@ -155,7 +164,9 @@ program
     const count = (status: string) => checks.filter((c) => c.status === status).length;
     const [failed, passed, unsupported] = [count('failed'), count('passed'), count('not-supported')];
     const summary = `mesh ${mesh}: ${failed ? `${failed} of ${checks.length} checks failed` : `all ${passed} checks passed`}${unsupported ? ` (${unsupported} not supported here)` : ''}`;
-    process.stdout.write(opts.json ? JSON.stringify(checks, null, 2) + '\n' : [summary, ...renderChecks(checks)].join('\n') + '\n');
+    process.stdout.write(
+      opts.json ? JSON.stringify(checks, null, 2) + '\n' : [summary, ...renderChecks(checks)].join('\n') + '\n',
+    );
     if (failed) process.exitCode = 1;
   });
 
@@ -165,9 +176,13 @@ program
   .action(async () => {
     const { client } = await connect();
     const rows: string[] = [];
-    for await (const wf of client.workflow.list({ query: `WorkflowType = "provisionMesh" AND ExecutionStatus = "Running"` })) {
+    for await (const wf of client.workflow.list({
+      query: `WorkflowType = "provisionMesh" AND ExecutionStatus = "Running"`,
+    })) {
       const sa = wf.searchAttributes as Record<string, unknown[] | undefined>;
-      rows.push(`${String(sa.MeshName?.[0] ?? wf.workflowId).padEnd(20)} ${String(sa.MeshPhase?.[0] ?? '?').padEnd(14)} ${String(sa.ClusterCount?.[0] ?? '?').padStart(3)} clusters  ${String(sa.MeshProvider?.[0] ?? '')}`);
+      rows.push(
+        `${String(sa.MeshName?.[0] ?? wf.workflowId).padEnd(20)} ${String(sa.MeshPhase?.[0] ?? '?').padEnd(14)} ${String(sa.ClusterCount?.[0] ?? '?').padStart(3)} clusters  ${String(sa.MeshProvider?.[0] ?? '')}`,
+      );
     }
     process.stdout.write(rows.length ? rows.join('\n') + '\n' : 'no meshes running\n');
   });
@@ -202,7 +217,11 @@ program
     const { Worker } = await import('@temporalio/worker');
     const { historyFromJSON } = await import('@temporalio/common/lib/proto-utils.js');
     for (const file of files) {
-      await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows') }, historyFromJSON(JSON.parse(fs.readFileSync(file, 'utf8'))), path.basename(file));
+      await Worker.runReplayHistory(
+        { workflowsPath: require.resolve('../workflows') },
+        historyFromJSON(JSON.parse(fs.readFileSync(file, 'utf8'))),
+        path.basename(file),
+      );
       process.stdout.write(`${file}: replayed without non-determinism\n`);
     }
   });
@@ -245,7 +264,8 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   // Temporal wraps the reason (an update validator's, a failed workflow's) in `cause`: show it.
   const reasons: string[] = [];
   for (let c = e.cause; c instanceof Error && reasons.length < 3; c = c.cause) if (c.message) reasons.push(c.message);
-  const message = err instanceof WorkflowNotFoundError ? `no such mesh (workflow ${e.message})` : [e.message, ...reasons].join(': ');
+  const message =
+    err instanceof WorkflowNotFoundError ? `no such mesh (workflow ${e.message})` : [e.message, ...reasons].join(': ');
   process.stderr.write(`meshflow: ${message}\n`);
   process.exitCode = process.exitCode || 1;
 });

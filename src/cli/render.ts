@@ -10,7 +10,8 @@ export function renderPlan(plan: Plan): string {
     lines.push(`${s.id}`);
     lines.push(`    creates: ${s.creates}`);
     if (s.undo) lines.push(`    undo:    ${s.undo}`);
-    if (s.dependsOn.length) lines.push(`    after:   ${s.kind === 'verify' ? 'all other steps' : s.dependsOn.join(', ')}`);
+    if (s.dependsOn.length)
+      lines.push(`    after:   ${s.kind === 'verify' ? 'all other steps' : s.dependsOn.join(', ')}`);
   }
   const cp = criticalPath(plan);
   lines.push('', `critical path (~${formatDurationMs(cp.estimateMs)} estimated): ${cp.steps.join(' -> ')}`);
@@ -18,7 +19,14 @@ export function renderPlan(plan: Plan): string {
 }
 
 const MARK: Record<StepStatus['state'], string> = {
-  pending: ' ', running: '~', done: '+', failed: 'x', undoing: '<', undone: '-', 'undo-failed': '!', kept: 'k',
+  pending: ' ',
+  running: '~',
+  done: '+',
+  failed: 'x',
+  undoing: '<',
+  undone: '-',
+  'undo-failed': '!',
+  kept: 'k',
 };
 
 export function renderStatus(s: MeshStatus, uiUrl?: string): string {
@@ -32,9 +40,19 @@ export function renderStatus(s: MeshStatus, uiUrl?: string): string {
   for (const [cluster, steps] of groups) {
     lines.push(`  ${cluster}`);
     for (const st of steps) {
-      const took = st.startedAt && st.endedAt ? ` ${((Date.parse(st.endedAt) - Date.parse(st.startedAt)) / 1000).toFixed(1)}s` : '';
-      const out = st.outputs ? ' ' + Object.entries(st.outputs).map(([k, v]) => `${k}=${v}`).join(' ') : '';
-      lines.push(`    [${MARK[st.state]}] ${st.kind}${st.target ? ` -> ${st.target}` : ''}${took}${out}${st.lastError ? `  (${st.lastError})` : ''}`);
+      const took =
+        st.startedAt && st.endedAt
+          ? ` ${((Date.parse(st.endedAt) - Date.parse(st.startedAt)) / 1000).toFixed(1)}s`
+          : '';
+      const out = st.outputs
+        ? ' ' +
+          Object.entries(st.outputs)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')
+        : '';
+      lines.push(
+        `    [${MARK[st.state]}] ${st.kind}${st.target ? ` -> ${st.target}` : ''}${took}${out}${st.lastError ? `  (${st.lastError})` : ''}`,
+      );
     }
   }
   if (s.checks.length) {
@@ -45,11 +63,15 @@ export function renderStatus(s: MeshStatus, uiUrl?: string): string {
     lines.push('  left behind (could not be removed)');
     for (const l of s.leftBehind) lines.push(`    ${JSON.stringify(l.resource)}: ${l.error}`);
   }
-  if (uiUrl) lines.push(`  Web UI: ${uiUrl}/namespaces/default/workflows/${encodeURIComponent(meshWorkflowId(s.mesh))}`);
+  if (uiUrl)
+    lines.push(`  Web UI: ${uiUrl}/namespaces/default/workflows/${encodeURIComponent(meshWorkflowId(s.mesh))}`);
   return lines.join('\n') + '\n';
 }
 
 /** One line per check, with the likely cause and fix under each failed one. */
 export function renderChecks(checks: CheckResult[]): string[] {
-  return checks.map((c) => `  ${c.status.padEnd(13)} ${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}${c.hint ? `\n                fix: ${c.hint}` : ''}`);
+  return checks.map(
+    (c) =>
+      `  ${c.status.padEnd(13)} ${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}${c.hint ? `\n                fix: ${c.hint}` : ''}`,
+  );
 }

@@ -11,9 +11,15 @@ export const NETWORK_LABEL = 'topology.istio.io/network';
 
 export async function istioctlRender(istioctl: string, iop: object, signal?: AbortSignal): Promise<string> {
   // A cancelled step kills istioctl at once (`cancelSignal`), rather than waiting for it.
-  const r = await execa(istioctl, ['manifest', 'generate', '-f', '-'], { input: YAML.stringify(iop), reject: false, timeout: 120_000, cancelSignal: signal });
+  const r = await execa(istioctl, ['manifest', 'generate', '-f', '-'], {
+    input: YAML.stringify(iop),
+    reject: false,
+    timeout: 120_000,
+    cancelSignal: signal,
+  });
   signal?.throwIfAborted();
-  if (r.exitCode !== 0) throw new Error(`istioctl manifest generate failed: ${r.stderr.split('\n').slice(-5).join(' ')}`);
+  if (r.exitCode !== 0)
+    throw new Error(`istioctl manifest generate failed: ${r.stderr.split('\n').slice(-5).join(' ')}`);
   return r.stdout;
 }
 
@@ -50,22 +56,24 @@ export function eastWestOperator(mesh: MeshSpec, cluster: ClusterSpec): object {
     spec: {
       profile: 'empty',
       components: {
-        ingressGateways: [{
-          name: EASTWEST_SERVICE,
-          enabled: true,
-          label: { istio: 'eastwestgateway', app: EASTWEST_SERVICE, [NETWORK_LABEL]: cluster.network },
-          k8s: {
-            env: [{ name: 'ISTIO_META_REQUESTED_NETWORK_VIEW', value: cluster.network }],
-            service: {
-              ports: [
-                { name: 'status-port', port: 15021, targetPort: 15021 },
-                { name: 'tls', port: 15443, targetPort: 15443 },
-                { name: 'tls-istiod', port: 15012, targetPort: 15012 },
-                { name: 'tls-webhook', port: 15017, targetPort: 15017 },
-              ],
+        ingressGateways: [
+          {
+            name: EASTWEST_SERVICE,
+            enabled: true,
+            label: { istio: 'eastwestgateway', app: EASTWEST_SERVICE, [NETWORK_LABEL]: cluster.network },
+            k8s: {
+              env: [{ name: 'ISTIO_META_REQUESTED_NETWORK_VIEW', value: cluster.network }],
+              service: {
+                ports: [
+                  { name: 'status-port', port: 15021, targetPort: 15021 },
+                  { name: 'tls', port: 15443, targetPort: 15443 },
+                  { name: 'tls-istiod', port: 15012, targetPort: 15012 },
+                  { name: 'tls-webhook', port: 15017, targetPort: 15017 },
+                ],
+              },
             },
           },
-        }],
+        ],
       },
       values,
     },
@@ -79,7 +87,13 @@ export function crossNetworkGateway(): object {
     metadata: { name: 'cross-network-gateway', namespace: ISTIO_NAMESPACE },
     spec: {
       selector: { istio: 'eastwestgateway' },
-      servers: [{ port: { number: 15443, name: 'tls', protocol: 'TLS' }, tls: { mode: 'AUTO_PASSTHROUGH' }, hosts: ['*.local'] }],
+      servers: [
+        {
+          port: { number: 15443, name: 'tls', protocol: 'TLS' },
+          tls: { mode: 'AUTO_PASSTHROUGH' },
+          hosts: ['*.local'],
+        },
+      ],
     },
   };
 }
@@ -94,7 +108,11 @@ export function istiodExposure(): object[] {
         selector: { istio: 'eastwestgateway' },
         servers: [
           { port: { name: 'tls-istiod', number: 15012, protocol: 'tls' }, tls: { mode: 'PASSTHROUGH' }, hosts: ['*'] },
-          { port: { name: 'tls-istiodwebhook', number: 15017, protocol: 'tls' }, tls: { mode: 'PASSTHROUGH' }, hosts: ['*'] },
+          {
+            port: { name: 'tls-istiodwebhook', number: 15017, protocol: 'tls' },
+            tls: { mode: 'PASSTHROUGH' },
+            hosts: ['*'],
+          },
         ],
       },
     },
@@ -106,8 +124,14 @@ export function istiodExposure(): object[] {
         hosts: ['*'],
         gateways: ['istiod-gateway'],
         tls: [
-          { match: [{ port: 15012, sniHosts: ['*'] }], route: [{ destination: { host: 'istiod.istio-system.svc.cluster.local', port: { number: 15012 } } }] },
-          { match: [{ port: 15017, sniHosts: ['*'] }], route: [{ destination: { host: 'istiod.istio-system.svc.cluster.local', port: { number: 443 } } }] },
+          {
+            match: [{ port: 15012, sniHosts: ['*'] }],
+            route: [{ destination: { host: 'istiod.istio-system.svc.cluster.local', port: { number: 15012 } } }],
+          },
+          {
+            match: [{ port: 15017, sniHosts: ['*'] }],
+            route: [{ destination: { host: 'istiod.istio-system.svc.cluster.local', port: { number: 443 } } }],
+          },
         ],
       },
     },

@@ -86,7 +86,10 @@ export async function ensureRootCa(dir: string, algorithm: CaKeyAlgorithm): Prom
     return withLock(path.join(dir, 'root'), async () => {
       if (fs.existsSync(certFile) && fs.existsSync(keyFile)) return loadIssued(certFile, keyFile);
       const key = await generateKeyPair(algorithm);
-      const certificate = await issue({ subject: 'O=Istio, CN=Root CA', days: DAYS, ca: {}, keyUsages: CA_USAGES }, key);
+      const certificate = await issue(
+        { subject: 'O=Istio, CN=Root CA', days: DAYS, ca: {}, keyUsages: CA_USAGES },
+        key,
+      );
       writeAtomically(keyFile, await privateKeyPem(key));
       writeAtomically(certFile, certificatePem(certificate));
       return { certificate, key };
@@ -157,7 +160,7 @@ async function loadChain(signer: x509.X509Certificate, file: string, pem: string
     throw new PermanentError(`trust.rootCa.chainFile: ${file} is not a PEM bundle of certificates`);
   }
   const chain: x509.X509Certificate[] = [];
-  for (let child = signer; !(await child.isSelfSigned()); ) {
+  for (let child = signer; !(await child.isSelfSigned());) {
     const parent = certs.find((c) => c.subject === child.issuer && !chain.includes(c));
     if (!parent || !(await child.verify({ publicKey: parent.publicKey, signatureOnly: true }))) {
       throw new PermanentError(

@@ -69,7 +69,8 @@ export class LocalClusters {
   /** Starts (or finds running) the named clusters; creates those that do not exist yet. */
   async start(names: string[]): Promise<LocalCluster[]> {
     for (const n of names) {
-      if (!NAME.test(n)) throw new LocalClusterError(`invalid local cluster name "${n}": use 1-40 lowercase letters, digits and '-'`);
+      if (!NAME.test(n))
+        throw new LocalClusterError(`invalid local cluster name "${n}": use 1-40 lowercase letters, digits and '-'`);
     }
     // etcd and the cluster records are shared by every caller (several activities may start
     // clusters at once): one at a time, so there is one etcd and each cluster its own index.
@@ -176,15 +177,26 @@ export class LocalClusters {
         pidFile,
         marker: dir,
         args: [
-          '--name=meshflow', `--data-dir=${path.join(dir, 'data')}`,
-          `--listen-client-urls=${client}`, `--advertise-client-urls=${client}`,
-          `--listen-peer-urls=${peer}`, `--initial-advertise-peer-urls=${peer}`,
+          '--name=meshflow',
+          `--data-dir=${path.join(dir, 'data')}`,
+          `--listen-client-urls=${client}`,
+          `--advertise-client-urls=${client}`,
+          `--listen-peer-urls=${peer}`,
+          `--initial-advertise-peer-urls=${peer}`,
           `--initial-cluster=meshflow=${peer}`,
           // Local clusters are disposable: trade durability on power loss for speed.
-          '--unsafe-no-fsync', '--log-level=warn',
+          '--unsafe-no-fsync',
+          '--log-level=warn',
         ],
       });
-      if (await waitFor(() => etcdHealthy(rec.clientPort), 30_000, () => runningPid(pidFile, dir) !== undefined)) return rec;
+      if (
+        await waitFor(
+          () => etcdHealthy(rec.clientPort),
+          30_000,
+          () => runningPid(pidFile, dir) !== undefined,
+        )
+      )
+        return rec;
       await stopDaemon(pidFile, dir);
       // A port taken by another program since the last run: pick new ones once.
       if (attempt === 0 && /address already in use/.test(logTail(pidFile))) {
@@ -232,11 +244,17 @@ export class LocalClusters {
         '--profiling=false',
       ],
     });
-    const ok = await waitFor(() => readyz(cluster), 90_000, () => runningPid(pidFile, dir) !== undefined);
+    const ok = await waitFor(
+      () => readyz(cluster),
+      90_000,
+      () => runningPid(pidFile, dir) !== undefined,
+    );
     if (!ok) {
       const tail = logTail(pidFile);
       await stopDaemon(pidFile, dir);
-      throw new LocalClusterError(`kube-apiserver for local cluster ${rec.name} did not become ready; last log lines:\n${tail}`);
+      throw new LocalClusterError(
+        `kube-apiserver for local cluster ${rec.name} did not become ready; last log lines:\n${tail}`,
+      );
     }
     return cluster;
   }
@@ -306,7 +324,12 @@ function writeKubeconfig(c: LocalCluster): void {
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name: c.name, cluster: { server: c.server, 'certificate-authority-data': b64(c.pki.caCert) } }],
-    users: [{ name: `${c.name}-admin`, user: { 'client-certificate-data': b64(c.pki.adminCert), 'client-key-data': b64(c.pki.adminKey) } }],
+    users: [
+      {
+        name: `${c.name}-admin`,
+        user: { 'client-certificate-data': b64(c.pki.adminCert), 'client-key-data': b64(c.pki.adminKey) },
+      },
+    ],
     contexts: [{ name: c.name, context: { cluster: c.name, user: `${c.name}-admin` } }],
     'current-context': c.name,
   };

@@ -38,11 +38,14 @@ export async function ensureClusterPki(dir: string, clusterName: string, service
   const paths = pkiPaths(dir);
   if (Object.values(FILES).every((f) => fs.existsSync(path.join(dir, f)))) return paths;
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const [caKey, servingKey, adminKey, saKey] = await Promise.all(
-    [0, 1, 2, 3].map(() => generateKeyPair('ecdsa-p256')),
-  );
+  const [caKey, servingKey, adminKey, saKey] = await Promise.all([0, 1, 2, 3].map(() => generateKeyPair('ecdsa-p256')));
   const caCert = await issue(
-    { subject: `CN=meshflow-local-${clusterName}-ca`, days: 3650, ca: {}, keyUsages: KU.keyCertSign | KU.cRLSign | KU.digitalSignature },
+    {
+      subject: `CN=meshflow-local-${clusterName}-ca`,
+      days: 3650,
+      ca: {},
+      keyUsages: KU.keyCertSign | KU.cRLSign | KU.digitalSignature,
+    },
     caKey,
   );
   const ca = { certificate: caCert, key: caKey };
@@ -52,14 +55,25 @@ export async function ensureClusterPki(dir: string, clusterName: string, service
       days: 825,
       keyUsages: KU.digitalSignature | KU.keyEncipherment,
       extendedKeyUsages: ['1.3.6.1.5.5.7.3.1'],
-      dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
+      dnsNames: [
+        'localhost',
+        'kubernetes',
+        'kubernetes.default',
+        'kubernetes.default.svc',
+        'kubernetes.default.svc.cluster.local',
+      ],
       ipAddresses: ['127.0.0.1', serviceIp],
     },
     servingKey,
     ca,
   );
   const admin = await issue(
-    { subject: 'CN=meshflow-admin, O=system:masters', days: 825, keyUsages: KU.digitalSignature | KU.keyEncipherment, extendedKeyUsages: ['1.3.6.1.5.5.7.3.2'] },
+    {
+      subject: 'CN=meshflow-admin, O=system:masters',
+      days: 825,
+      keyUsages: KU.digitalSignature | KU.keyEncipherment,
+      extendedKeyUsages: ['1.3.6.1.5.5.7.3.2'],
+    },
     adminKey,
     ca,
   );

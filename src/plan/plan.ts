@@ -84,7 +84,8 @@ export function buildPlan(mesh: MeshSpec): Plan {
       kind: 'create-cluster',
       cluster: c.name,
       dependsOn: [],
-      creates: c.provider === 'existing' ? `connection to existing cluster ${c.name}` : `${c.provider} cluster ${c.name}`,
+      creates:
+        c.provider === 'existing' ? `connection to existing cluster ${c.name}` : `${c.provider} cluster ${c.name}`,
       undo: c.provider === 'existing' ? undefined : `delete ${c.provider} cluster ${c.name}`,
       estimateMs: CREATE_ESTIMATE_MS[c.provider],
     });
@@ -105,7 +106,10 @@ export function buildPlan(mesh: MeshSpec): Plan {
       kind: 'control-plane',
       cluster: c.name,
       dependsOn: [id('cacerts', c.name), ...remoteDeps],
-      creates: c.role === 'remote' ? `Istio remote profile on ${c.name} (istiod of ${c.primary})` : `Istio control plane on ${c.name} (mesh ${mesh.name}, network ${c.network})`,
+      creates:
+        c.role === 'remote'
+          ? `Istio remote profile on ${c.name} (istiod of ${c.primary})`
+          : `Istio control plane on ${c.name} (mesh ${mesh.name}, network ${c.network})`,
       undo: 'delete every object the install applied',
       estimateMs: 20_000,
     });
@@ -221,5 +225,7 @@ export function criticalPath(plan: Plan): { steps: string[]; estimateMs: number 
     memo.set(sid, r);
     return r;
   };
-  return plan.steps.map((s) => longest(s.id)).reduce((a, b) => (b.estimateMs > a.estimateMs ? b : a), { steps: [], estimateMs: 0 });
+  return plan.steps
+    .map((s) => longest(s.id))
+    .reduce((a, b) => (b.estimateMs > a.estimateMs ? b : a), { steps: [], estimateMs: 0 });
 }

@@ -22,7 +22,10 @@ export function loadBalancerPool(index: number): string {
   return `198.18.${index % 256}.0/24`;
 }
 
-export async function startSimulatedDataPlane(clusters: SimulatedCluster[], log: (line: string) => void = () => undefined): Promise<SimulatedDataPlane> {
+export async function startSimulatedDataPlane(
+  clusters: SimulatedCluster[],
+  log: (line: string) => void = () => undefined,
+): Promise<SimulatedDataPlane> {
   const state = { stopped: false };
   const informers = (await Promise.all(clusters.map((c) => simulateCluster(c, state, log)))).flat();
   return {
@@ -33,7 +36,11 @@ export async function startSimulatedDataPlane(clusters: SimulatedCluster[], log:
   };
 }
 
-async function simulateCluster(cluster: SimulatedCluster, state: { stopped: boolean }, log: (line: string) => void): Promise<Array<k8s.Informer<k8s.KubernetesObject>>> {
+async function simulateCluster(
+  cluster: SimulatedCluster,
+  state: { stopped: boolean },
+  log: (line: string) => void,
+): Promise<Array<k8s.Informer<k8s.KubernetesObject>>> {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const apps = kc.makeApiClient(k8s.AppsV1Api);
@@ -46,7 +53,12 @@ async function simulateCluster(cluster: SimulatedCluster, state: { stopped: bool
   const rollOut = async (d: k8s.V1Deployment) => {
     const replicas = d.spec?.replicas ?? 1;
     const s = d.status ?? {};
-    if (s.observedGeneration === d.metadata?.generation && s.availableReplicas === replicas && s.updatedReplicas === replicas) return;
+    if (
+      s.observedGeneration === d.metadata?.generation &&
+      s.availableReplicas === replicas &&
+      s.updatedReplicas === replicas
+    )
+      return;
     const now = new Date();
     d.status = {
       observedGeneration: d.metadata?.generation,
@@ -55,12 +67,30 @@ async function simulateCluster(cluster: SimulatedCluster, state: { stopped: bool
       availableReplicas: replicas,
       updatedReplicas: replicas,
       conditions: [
-        { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'simulated data plane', lastUpdateTime: now, lastTransitionTime: now },
-        { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: 'simulated data plane', lastUpdateTime: now, lastTransitionTime: now },
+        {
+          type: 'Available',
+          status: 'True',
+          reason: 'MinimumReplicasAvailable',
+          message: 'simulated data plane',
+          lastUpdateTime: now,
+          lastTransitionTime: now,
+        },
+        {
+          type: 'Progressing',
+          status: 'True',
+          reason: 'NewReplicaSetAvailable',
+          message: 'simulated data plane',
+          lastUpdateTime: now,
+          lastTransitionTime: now,
+        },
       ],
     };
-    await ignoreConflicts(apps.replaceNamespacedDeploymentStatus({ name: d.metadata!.name!, namespace: d.metadata!.namespace!, body: d }));
-    log(`[sim ${cluster.name}] deployment ${d.metadata?.namespace}/${d.metadata?.name} available (${replicas} replicas)`);
+    await ignoreConflicts(
+      apps.replaceNamespacedDeploymentStatus({ name: d.metadata!.name!, namespace: d.metadata!.namespace!, body: d }),
+    );
+    log(
+      `[sim ${cluster.name}] deployment ${d.metadata?.namespace}/${d.metadata?.name} available (${replicas} replicas)`,
+    );
   };
 
   const balance = async (svc: k8s.V1Service) => {
@@ -74,13 +104,21 @@ async function simulateCluster(cluster: SimulatedCluster, state: { stopped: bool
     const ip = nextAddress(cluster.index, new Set(assigned.values()));
     assigned.set(key, ip);
     svc.status = { ...(svc.status ?? {}), loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } };
-    await ignoreConflicts(core.replaceNamespacedServiceStatus({ name: svc.metadata!.name!, namespace: svc.metadata!.namespace!, body: svc }));
+    await ignoreConflicts(
+      core.replaceNamespacedServiceStatus({
+        name: svc.metadata!.name!,
+        namespace: svc.metadata!.namespace!,
+        body: svc,
+      }),
+    );
     log(`[sim ${cluster.name}] service ${key} load balancer ${ip}`);
   };
 
-  const guard = <T>(fn: (o: T) => Promise<void>) => (o: T) => {
-    fn(o).catch((err: unknown) => log(`[sim ${cluster.name}] ${err instanceof Error ? err.message : String(err)}`));
-  };
+  const guard =
+    <T>(fn: (o: T) => Promise<void>) =>
+    (o: T) => {
+      fn(o).catch((err: unknown) => log(`[sim ${cluster.name}] ${err instanceof Error ? err.message : String(err)}`));
+    };
   deployments.on('add', guard(rollOut));
   deployments.on('update', guard(rollOut));
   services.on('add', guard(balance));

@@ -19,12 +19,18 @@ export class SpecError extends Error {
     readonly file: string,
     readonly problems: SpecProblem[],
   ) {
-    super(`${file}: invalid mesh spec:\n` + problems.map((p) => `  ${file}:${p.line}:${p.column} ${p.path}: ${p.message}`).join('\n'));
+    super(
+      `${file}: invalid mesh spec:\n` +
+        problems.map((p) => `  ${file}:${p.line}:${p.column} ${p.path}: ${p.message}`).join('\n'),
+    );
   }
 }
 
 function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  return path.reduce<string>((s, k) => (typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), '') || '(document)';
+  return (
+    path.reduce<string>((s, k) => (typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), '') ||
+    '(document)'
+  );
 }
 
 export interface ParseOptions {
@@ -35,18 +41,28 @@ export interface ParseOptions {
 }
 
 /** The file references of a spec, by field path. */
-function fileFields(spec: MeshSpec): Array<{ path: Array<string | number>; get: () => string; set: (v: string) => void }> {
+function fileFields(
+  spec: MeshSpec,
+): Array<{ path: Array<string | number>; get: () => string; set: (v: string) => void }> {
   const fields: ReturnType<typeof fileFields> = [];
   const root = spec.trust.rootCa;
   if (root) {
     for (const key of ['certFile', 'keyFile', 'chainFile'] as const) {
-      if (root[key] !== undefined) fields.push({ path: ['trust', 'rootCa', key], get: () => root[key]!, set: (v) => (root[key] = v) });
+      if (root[key] !== undefined)
+        fields.push({ path: ['trust', 'rootCa', key], get: () => root[key]!, set: (v) => (root[key] = v) });
     }
   }
-  spec.app.manifests.forEach((m, i) => fields.push({ path: ['app', 'manifests', i, 'file'], get: () => m.file, set: (v) => (m.file = v) }));
+  spec.app.manifests.forEach((m, i) =>
+    fields.push({ path: ['app', 'manifests', i, 'file'], get: () => m.file, set: (v) => (m.file = v) }),
+  );
   spec.clusters.forEach((c, i) => {
     const existing = c.existing;
-    if (existing) fields.push({ path: ['clusters', i, 'existing', 'kubeconfig'], get: () => existing.kubeconfig, set: (v) => (existing.kubeconfig = v) });
+    if (existing)
+      fields.push({
+        path: ['clusters', i, 'existing', 'kubeconfig'],
+        get: () => existing.kubeconfig,
+        set: (v) => (existing.kubeconfig = v),
+      });
   });
   return fields;
 }
@@ -84,7 +100,11 @@ export function parseMeshSpec(text: string, file = '<spec>', options: ParseOptio
       const resolved = path.resolve(options.baseDir ?? process.cwd(), field.get().replace(/^~(?=$|\/)/, os.homedir()));
       field.set(resolved);
       if (options.checkFiles !== false && !fs.existsSync(resolved)) {
-        problems.push({ path: formatPath(field.path), ...positionOf(doc, field.path, at), message: `${resolved} does not exist` });
+        problems.push({
+          path: formatPath(field.path),
+          ...positionOf(doc, field.path, at),
+          message: `${resolved} does not exist`,
+        });
       }
     }
     if (problems.length) throw new SpecError(file, problems);
@@ -110,7 +130,10 @@ export function parseMeshSpec(text: string, file = '<spec>', options: ParseOptio
     }
     return { path: formatPath(fieldPath), ...pos, message };
   });
-  throw new SpecError(file, problems.sort((a, b) => a.line - b.line || a.column - b.column));
+  throw new SpecError(
+    file,
+    problems.sort((a, b) => a.line - b.line || a.column - b.column),
+  );
 }
 
 /** Fields earlier versions accepted, with what to do about them instead of a bare "unknown field". */

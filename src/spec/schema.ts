@@ -8,10 +8,12 @@ import { MAX_TTL_MS, MIN_TTL_MS, parseDuration } from './duration';
 import { ownedValueProblems } from './istio-values';
 import { LOCAL_CLUSTER_NAME_MAX, localClusterName } from './names';
 
-
 const dnsLabel = z
   .string()
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label: lowercase letters, digits and "-", starting and ending with a letter or digit')
+  .regex(
+    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
+    'must be a DNS label: lowercase letters, digits and "-", starting and ending with a letter or digit',
+  )
   .max(40, 'must be at most 40 characters');
 
 /** Key types for the CAs meshflow makes; specs recorded before this choice existed mean rsa-4096. */
@@ -19,7 +21,6 @@ export const CA_KEY_ALGORITHMS = ['ecdsa-p256', 'rsa-4096'] as const;
 export type CaKeyAlgorithm = (typeof CA_KEY_ALGORITHMS)[number];
 
 const cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, 'must be an IPv4 CIDR such as 10.8.0.0/14');
-
 
 const ttl = z.string().superRefine((s, ctx) => {
   const ms = parseDuration(s);
@@ -90,7 +91,10 @@ export const meshSchema = z
         /** The Istio release whose images run (a patch of the line the pinned istioctl renders). */
         version: z
           .string()
-          .regex(ISTIO_VERSION_PATTERN, `must be a ${ISTIO_LINE}.x release such as ${ISTIO_DEFAULT_VERSION}: this build's pinned istioctl renders Istio ${ISTIO_LINE}`)
+          .regex(
+            ISTIO_VERSION_PATTERN,
+            `must be a ${ISTIO_LINE}.x release such as ${ISTIO_DEFAULT_VERSION}: this build's pinned istioctl renders Istio ${ISTIO_LINE}`,
+          )
           .default(ISTIO_DEFAULT_VERSION),
         topology: z.enum(['multi-primary', 'primary-remote']).default('multi-primary'),
         profile: z.enum(['default', 'minimal', 'demo']).default('default'),
@@ -124,7 +128,12 @@ export const meshSchema = z
   .superRefine((mesh, ctx) => {
     const names = new Map<string, number>();
     mesh.clusters.forEach((c, i) => {
-      if (names.has(c.name)) ctx.addIssue({ code: 'custom', path: ['clusters', i, 'name'], message: `duplicate cluster name "${c.name}" (also clusters[${names.get(c.name)}])` });
+      if (names.has(c.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clusters', i, 'name'],
+          message: `duplicate cluster name "${c.name}" (also clusters[${names.get(c.name)}])`,
+        });
       names.set(c.name, i);
       if (c.provider === 'gke') {
         // Kept in the enum so that this says what is wrong, rather than "Invalid option".
@@ -144,11 +153,19 @@ export const meshSchema = z
       }
       const settings = c[c.provider];
       if (c.provider !== 'local' && settings === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['clusters', i, c.provider], message: `provider "${c.provider}" needs a "${c.provider}:" section` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clusters', i, c.provider],
+          message: `provider "${c.provider}" needs a "${c.provider}:" section`,
+        });
       }
       for (const other of ['local', 'existing', 'gke'] as const) {
         if (other !== c.provider && c[other] !== undefined) {
-          ctx.addIssue({ code: 'custom', path: ['clusters', i, other], message: `settings for provider "${other}" on a cluster whose provider is "${c.provider}"` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['clusters', i, other],
+            message: `settings for provider "${other}" on a cluster whose provider is "${c.provider}"`,
+          });
         }
       }
     });
@@ -156,22 +173,44 @@ export const meshSchema = z
       ctx.addIssue({ code: 'custom', path: ['istio', 'values', ...problem.path], message: problem.message });
     }
     const primaries = mesh.clusters.filter((c) => c.role === 'primary');
-    if (primaries.length === 0) ctx.addIssue({ code: 'custom', path: ['clusters'], message: 'at least one cluster must have role: primary' });
+    if (primaries.length === 0)
+      ctx.addIssue({ code: 'custom', path: ['clusters'], message: 'at least one cluster must have role: primary' });
     mesh.clusters.forEach((c, i) => {
       if (c.role === 'remote') {
         if (mesh.istio.topology !== 'primary-remote') {
-          ctx.addIssue({ code: 'custom', path: ['clusters', i, 'role'], message: 'role: remote needs istio.topology: primary-remote' });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['clusters', i, 'role'],
+            message: 'role: remote needs istio.topology: primary-remote',
+          });
         }
-        if (!c.primary) ctx.addIssue({ code: 'custom', path: ['clusters', i, 'primary'], message: 'a remote cluster must name its primary' });
+        if (!c.primary)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['clusters', i, 'primary'],
+            message: 'a remote cluster must name its primary',
+          });
         else if (!primaries.some((p) => p.name === c.primary)) {
-          ctx.addIssue({ code: 'custom', path: ['clusters', i, 'primary'], message: `"${c.primary}" is not a primary cluster of this mesh` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['clusters', i, 'primary'],
+            message: `"${c.primary}" is not a primary cluster of this mesh`,
+          });
         }
       } else if (c.primary) {
-        ctx.addIssue({ code: 'custom', path: ['clusters', i, 'primary'], message: 'only a remote cluster names a primary' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clusters', i, 'primary'],
+          message: 'only a remote cluster names a primary',
+        });
       }
     });
     if (mesh.istio.topology === 'primary-remote' && !mesh.clusters.some((c) => c.role === 'remote')) {
-      ctx.addIssue({ code: 'custom', path: ['istio', 'topology'], message: 'primary-remote needs at least one cluster with role: remote' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['istio', 'topology'],
+        message: 'primary-remote needs at least one cluster with role: remote',
+      });
     }
     mesh.clusters.forEach((c, i) => {
       for (const field of ['podCidr', 'serviceCidr'] as const) {
@@ -181,7 +220,11 @@ export const meshSchema = z
           for (const f2 of ['podCidr', 'serviceCidr'] as const) {
             const theirs = o[f2];
             if (theirs && (j > i || (j === i && f2 > field)) && cidrsOverlap(mine, theirs)) {
-              ctx.addIssue({ code: 'custom', path: ['clusters', i, field], message: `${mine} overlaps ${f2} ${theirs} of cluster "${o.name}"` });
+              ctx.addIssue({
+                code: 'custom',
+                path: ['clusters', i, field],
+                message: `${mine} overlaps ${f2} ${theirs} of cluster "${o.name}"`,
+              });
             }
           }
         });
@@ -189,19 +232,38 @@ export const meshSchema = z
     });
     if (mesh.app.placement) {
       const app = mesh.app.sample === 'none' ? undefined : SAMPLE_APPS[mesh.app.sample];
-      if (!app) ctx.addIssue({ code: 'custom', path: ['app', 'placement'], message: 'placement places a sample: set app.sample, or list your own files under app.manifests' });
+      if (!app)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['app', 'placement'],
+          message: 'placement places a sample: set app.sample, or list your own files under app.manifests',
+        });
       for (const [cluster, components] of Object.entries(mesh.app.placement)) {
-        if (!names.has(cluster)) ctx.addIssue({ code: 'custom', path: ['app', 'placement', cluster], message: `no cluster named "${cluster}" in this mesh` });
+        if (!names.has(cluster))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['app', 'placement', cluster],
+            message: `no cluster named "${cluster}" in this mesh`,
+          });
         components.forEach((c, i) => {
           if (app && !app.isComponent(c)) {
-            ctx.addIssue({ code: 'custom', path: ['app', 'placement', cluster, i], message: `"${c}" is not a part of ${app.name} (its parts: ${app.components.join(', ')}${app.name === 'helloworld' ? ', or any vN' : ''})` });
+            ctx.addIssue({
+              code: 'custom',
+              path: ['app', 'placement', cluster, i],
+              message: `"${c}" is not a part of ${app.name} (its parts: ${app.components.join(', ')}${app.name === 'helloworld' ? ', or any vN' : ''})`,
+            });
           }
         });
       }
     }
     mesh.app.manifests.forEach((m, i) => {
       m.clusters.forEach((cluster, j) => {
-        if (!names.has(cluster)) ctx.addIssue({ code: 'custom', path: ['app', 'manifests', i, 'clusters', j], message: `no cluster named "${cluster}" in this mesh` });
+        if (!names.has(cluster))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['app', 'manifests', i, 'clusters', j],
+            message: `no cluster named "${cluster}" in this mesh`,
+          });
       });
     });
   });

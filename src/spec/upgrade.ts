@@ -20,7 +20,10 @@ export function upgradeSpec(spec: Recorded): MeshSpec {
     trust: { ...spec.trust, keyAlgorithm: spec.trust?.keyAlgorithm ?? 'rsa-4096' },
     app: { ...spec.app, manifests: spec.app.manifests ?? [] },
     // Earlier specs named only the line ("1.31"); images need a release.
-    istio: { ...spec.istio, version: ISTIO_VERSION_PATTERN.test(spec.istio.version) ? spec.istio.version : ISTIO_DEFAULT_VERSION },
+    istio: {
+      ...spec.istio,
+      version: ISTIO_VERSION_PATTERN.test(spec.istio.version) ? spec.istio.version : ISTIO_DEFAULT_VERSION,
+    },
     verify,
   };
 }

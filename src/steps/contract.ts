@@ -77,7 +77,9 @@ export function mergeResources(into: Resource[], more: Resource[]): Resource[] {
   const key = (o: ObjectRef) => `${o.apiVersion}/${o.kind}/${o.namespace ?? ''}/${o.name}`;
   for (const r of more) {
     if (r.type === 'objects') {
-      const mine = into.find((x): x is Extract<Resource, { type: 'objects' }> => x.type === 'objects' && x.cluster === r.cluster);
+      const mine = into.find(
+        (x): x is Extract<Resource, { type: 'objects' }> => x.type === 'objects' && x.cluster === r.cluster,
+      );
       if (!mine) {
         into.push({ type: 'objects', cluster: r.cluster, objects: [...r.objects] });
         continue;

@@ -71,10 +71,14 @@ export async function tryConnect(address: string): Promise<Connection | undefine
  * history.visibilityProcessorMaxPollRPS, one task queue partition, matching.useNewMatcher.
  */
 export const DEV_SERVER_ARGS = [
-  '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
-  '--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000',
-  '--sqlite-pragma', 'journal_mode=wal',
-  '--sqlite-pragma', 'synchronous=normal',
+  '--dynamic-config-value',
+  'system.enableActivityEagerExecution=true',
+  '--dynamic-config-value',
+  'history.transferProcessorMaxPollRPS=1000',
+  '--sqlite-pragma',
+  'journal_mode=wal',
+  '--sqlite-pragma',
+  'synchronous=normal',
 ];
 
 /** How long to wait for a starting dev server (see waitForDevServer). */
@@ -120,11 +124,24 @@ export async function connectOrStartLocal(opts: {
         pidFile,
         marker: dir,
         args: [
-          'server', 'start-dev', '--ip', host, '--port', port, '--ui-port', String(uiPortOf(target.address)),
-          '--db-filename', path.join(dir, 'temporal.db'), '--namespace', target.namespace, '--log-level', 'warn',
+          'server',
+          'start-dev',
+          '--ip',
+          host,
+          '--port',
+          port,
+          '--ui-port',
+          String(uiPortOf(target.address)),
+          '--db-filename',
+          path.join(dir, 'temporal.db'),
+          '--namespace',
+          target.namespace,
+          '--log-level',
+          'warn',
           ...DEV_SERVER_ARGS,
           ...Object.values(MESH_SEARCH_ATTRIBUTES).flatMap((k) => [
-            '--search-attribute', `${k.name}=${k.type === 'INT' ? 'Int' : 'Keyword'}`,
+            '--search-attribute',
+            `${k.name}=${k.type === 'INT' ? 'Int' : 'Keyword'}`,
           ]),
         ],
       });

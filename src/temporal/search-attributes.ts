@@ -10,7 +10,11 @@ export const MESH_SEARCH_ATTRIBUTES = {
 } as const;
 
 /** The attributes as the operator API registers them (IndexedValueType: 2 = KEYWORD, 3 = INT). */
-export function searchAttributeRegistrations(names: string[] = Object.values(MESH_SEARCH_ATTRIBUTES).map((k) => k.name)): Record<string, number> {
+export function searchAttributeRegistrations(
+  names: string[] = Object.values(MESH_SEARCH_ATTRIBUTES).map((k) => k.name),
+): Record<string, number> {
   const all = Object.values(MESH_SEARCH_ATTRIBUTES);
-  return Object.fromEntries(names.map((n) => [n, all.find((k) => k.name === n)!.type === SearchAttributeType.INT ? 3 : 2]));
+  return Object.fromEntries(
+    names.map((n) => [n, all.find((k) => k.name === n)!.type === SearchAttributeType.INT ? 3 : 2]),
+  );
 }

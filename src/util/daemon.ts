@@ -244,7 +244,9 @@ async function supervise(config: SupervisorConfig): Promise<void> {
     const ran = Date.now() - startedAt;
     const how = end.error
       ? `could not start (${end.error.message})`
-      : end.signal ? `killed by ${end.signal}` : `exited with code ${end.code}`;
+      : end.signal
+        ? `killed by ${end.signal}`
+        : `exited with code ${end.code}`;
     if (stopping) {
       say(`stopped (${how})`);
       break;

@@ -42,7 +42,13 @@ import type { MeshPhase, MeshStatus, ProvisionMeshInput, StepOutcome, StepStatus
 /** Release 2: teardown cancels running steps, kept meshes stay open, deadline from the start, host-bound steps, parallel undo. */
 export const PATCH_V2 = 'meshflow-v2-faults';
 
-const RETRY = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
+const RETRY = {
+  initialInterval: '1s',
+  backoffCoefficient: 2,
+  maximumInterval: '30s',
+  maximumAttempts: 5,
+  nonRetryableErrorTypes: NON_RETRYABLE_TYPES,
+};
 
 /**
  * Per-kind activity options. Every step heartbeats every second (runStep), so a 10 s heartbeat
@@ -65,7 +71,11 @@ const OPTIONS: Record<StepKind, ActivityOptions> = {
 };
 /** Release 1's options, for meshes it started (their histories record these). */
 const V1_HEARTBEAT: Partial<Record<StepKind, string>> = {
-  'create-cluster': '2 minutes', 'control-plane': '1 minute', 'eastwest-gateway': '1 minute', 'deploy-app': '1 minute', verify: '1 minute',
+  'create-cluster': '2 minutes',
+  'control-plane': '1 minute',
+  'eastwest-gateway': '1 minute',
+  'deploy-app': '1 minute',
+  verify: '1 minute',
 };
 
 const ACTIVITY: Record<StepKind, Exclude<keyof MeshActivities, 'undoResource'>> = {
@@ -84,7 +94,13 @@ const ACTIVITY: Record<StepKind, Exclude<keyof MeshActivities, 'undoResource'>> 
 const UNDO_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '2 minutes',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_TYPES },
+  retry: {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumInterval: '30s',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: NON_RETRYABLE_TYPES,
+  },
 };
 
 /** A renewal that failed is tried again this much later (the token it replaces is still valid for a while). */
@@ -93,7 +109,11 @@ const RENEWAL_RETRY_MS = 5 * 60_000;
 const TOKEN_MARGIN_MS = 10 * 60_000;
 
 function summary(step: Step): string {
-  return step.target ? `${step.kind} ${step.cluster} -> ${step.target}` : step.cluster ? `${step.kind} ${step.cluster}` : step.kind;
+  return step.target
+    ? `${step.kind} ${step.cluster} -> ${step.target}`
+    : step.cluster
+      ? `${step.kind} ${step.cluster}`
+      : step.kind;
 }
 
 function errorText(err: unknown): string {
@@ -109,7 +129,8 @@ function tracedResources(err: unknown): Resource[] {
   if (!(err instanceof ActivityFailure)) return [];
   const cause = err.cause;
   let trace: StepTrace | undefined;
-  if (cause instanceof ApplicationFailure || cause instanceof CancelledFailure) trace = cause.details?.[0] as StepTrace | undefined;
+  if (cause instanceof ApplicationFailure || cause instanceof CancelledFailure)
+    trace = cause.details?.[0] as StepTrace | undefined;
   else if (cause instanceof TimeoutFailure) trace = cause.lastHeartbeatDetails as StepTrace | undefined;
   return Array.isArray(trace?.resources) ? trace.resources : [];
 }
@@ -127,17 +148,29 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     startedAt: now(),
     // The deadline runs from the start: a mesh never outlives its TTL, not even one still provisioning.
     expiresAt: v2 ? new Date(Date.now() + parseDuration(spec.ttl)!).toISOString() : undefined,
-    steps: plan.steps.map((s): StepStatus => ({ id: s.id, kind: s.kind, cluster: s.cluster, target: s.target, state: 'pending' })),
+    steps: plan.steps.map((s): StepStatus => ({
+      id: s.id,
+      kind: s.kind,
+      cluster: s.cluster,
+      target: s.target,
+      state: 'pending',
+    })),
     ledger: [],
     checks: [],
     leftBehind: [],
   };
   const stepStatus = (id: string) => status.steps.find((s) => s.id === id)!;
-  const request = (step: Step) => ({ mesh: spec.name, spec, step: { id: step.id, kind: step.kind, cluster: step.cluster, target: step.target } });
+  const request = (step: Step) => ({
+    mesh: spec.name,
+    spec,
+    step: { id: step.id, kind: step.kind, cluster: step.cluster, target: step.target },
+  });
   const record = (step: string, resources: Resource[]) => {
     for (const resource of resources) {
       // A step run again (a token renewal, a retry) reports what it already created: one entry is enough.
-      const known = status.ledger.some((l) => l.step === step && JSON.stringify(l.resource) === JSON.stringify(resource));
+      const known = status.ledger.some(
+        (l) => l.step === step && JSON.stringify(l.resource) === JSON.stringify(resource),
+      );
       if (!known) status.ledger.push({ step, resource, createdAt: now() });
     }
   };
@@ -158,7 +191,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     })[ACTIVITY[step.kind]];
-  const undoActivity = (summaryText: string) => proxyActivities<MeshActivities>({ ...UNDO_OPTIONS, ...hostOptions(), summary: summaryText }).undoResource;
+  const undoActivity = (summaryText: string) =>
+    proxyActivities<MeshActivities>({ ...UNDO_OPTIONS, ...hostOptions(), summary: summaryText }).undoResource;
 
   const setPhase = (phase: MeshPhase) => {
     status.phase = phase;
@@ -194,9 +228,11 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       validator: (by: string) => {
         const ms = parseDuration(by);
         if (ms === undefined || ms <= 0) throw new Error(`"${by}" is not a positive duration such as 30m, 2h or 1d`);
-        if (!['ready', 'provisioning', 'kept'].includes(status.phase)) throw new Error(`mesh ${spec.name} is ${status.phase}: nothing to extend`);
+        if (!['ready', 'provisioning', 'kept'].includes(status.phase))
+          throw new Error(`mesh ${spec.name} is ${status.phase}: nothing to extend`);
         const base = Math.max(Date.parse(status.expiresAt ?? now()), Date.now());
-        if (base + ms - Date.now() > MAX_TTL_MS) throw new Error(`a mesh may live at most ${formatDurationMs(MAX_TTL_MS)} from now`);
+        if (base + ms - Date.now() > MAX_TTL_MS)
+          throw new Error(`a mesh may live at most ${formatDurationMs(MAX_TTL_MS)} from now`);
       },
     },
   );
@@ -211,7 +247,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     },
     {
       validator: () => {
-        if (status.phase !== 'ready') throw new Error(`mesh ${spec.name} is ${status.phase}: checks run on a ready mesh`);
+        if (status.phase !== 'ready')
+          throw new Error(`mesh ${spec.name} is ${status.phase}: checks run on a ready mesh`);
       },
     },
   );
@@ -219,7 +256,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
   // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
   if (v2 && !status.hostQueue) {
-    const host = await proxyActivities<HostActivities>({ startToCloseTimeout: '1 minute', summary: 'claim a worker host' }).claimHost();
+    const host = await proxyActivities<HostActivities>({
+      startToCloseTimeout: '1 minute',
+      summary: 'claim a worker host',
+    }).claimHost();
     status.hostQueue = host.taskQueue;
     status.host = host.host;
   }
@@ -269,7 +309,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         type: 'MeshProvisioningFailed',
         message:
           `mesh ${spec.name} failed: ${status.error}. ` +
-          (status.leftBehind.length ? `Could not remove ${status.leftBehind.length} resource(s): see status.leftBehind.` : 'Everything it created was removed.'),
+          (status.leftBehind.length
+            ? `Could not remove ${status.leftBehind.length} resource(s): see status.leftBehind.`
+            : 'Everything it created was removed.'),
         nonRetryable: true,
       });
     }
@@ -285,7 +327,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       const left = Date.parse(status.expiresAt!) - Date.now();
       if (left <= 0) return stopProvisioning(`the mesh's TTL (${spec.ttl}) expired while it was provisioning`);
       const seen = deadlineVersion;
-      await condition(() => status.phase !== 'provisioning' || stopReason !== undefined || deadlineVersion !== seen, left);
+      await condition(
+        () => status.phase !== 'provisioning' || stopReason !== undefined || deadlineVersion !== seen,
+        left,
+      );
     }
   }
 
@@ -301,7 +346,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           continue;
         }
         const seen = deadlineVersion;
-        await condition(() => teardownRequested || deadlineVersion !== seen || workflowInfo().continueAsNewSuggested, Math.min(left, renewIn));
+        await condition(
+          () => teardownRequested || deadlineVersion !== seen || workflowInfo().continueAsNewSuggested,
+          Math.min(left, renewIn),
+        );
         if (workflowInfo().continueAsNewSuggested && !teardownRequested) {
           await condition(allHandlersFinished); // a running verify or extend finishes first
           // A teardown that arrived meanwhile is not carried into a new run: it is served here.
@@ -325,7 +373,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
 
   /** Links again the pairs whose tokens are due: a fresh token replaces the old one in the remote secret. */
   async function renewTokens(): Promise<void> {
-    const due = plan.steps.filter((step) => step.kind === 'link' && Date.parse(stepStatus(step.id).outputs?.tokenRenewAt ?? '') <= Date.now());
+    const due = plan.steps.filter(
+      (step) => step.kind === 'link' && Date.parse(stepStatus(step.id).outputs?.tokenRenewAt ?? '') <= Date.now(),
+    );
     await Promise.all(
       due.map(async (step) => {
         const s = stepStatus(step.id);
@@ -386,7 +436,12 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       await Promise.race(running.values());
     }
     if (failure !== undefined) throw failure;
-    if (teardownRequested) throw ApplicationFailure.create({ type: 'TeardownRequested', message: 'teardown requested while provisioning', nonRetryable: true });
+    if (teardownRequested)
+      throw ApplicationFailure.create({
+        type: 'TeardownRequested',
+        message: 'teardown requested while provisioning',
+        nonRetryable: true,
+      });
     const failed = status.checks.filter((c) => c.status === 'failed');
     if (failed.length) {
       throw ApplicationFailure.create({
@@ -400,7 +455,12 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   /** Undoes one ledger entry; a failure is recorded, never dropped. */
   async function undoEntry(entry: LedgerEntry): Promise<void> {
     const r = entry.resource;
-    const what = r.type === 'cluster' ? `cluster ${r.cluster}` : r.type === 'file' ? r.path.split('/').slice(-3).join('/') : `${r.objects.length} object(s) in ${r.cluster}`;
+    const what =
+      r.type === 'cluster'
+        ? `cluster ${r.cluster}`
+        : r.type === 'file'
+          ? r.path.split('/').slice(-3).join('/')
+          : `${r.objects.length} object(s) in ${r.cluster}`;
     try {
       const out = await undoActivity(`undo ${entry.step}: ${what}`)({ mesh: spec.name, spec, resource: r });
       if (out?.untouched.length) (status.untouched ??= []).push(...out.untouched);
@@ -422,7 +482,11 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       for (const e of entries) await undoEntry(e);
     } else {
       const provider = (cluster: string) => spec.clusters.find((c) => c.name === cluster)?.provider;
-      const goneWhole = new Set(entries.flatMap((e) => (e.resource.type === 'cluster' && provider(e.resource.cluster) === 'local' ? [e.resource.cluster] : [])));
+      const goneWhole = new Set(
+        entries.flatMap((e) =>
+          e.resource.type === 'cluster' && provider(e.resource.cluster) === 'local' ? [e.resource.cluster] : [],
+        ),
+      );
       const lanes = new Map<string, LedgerEntry[]>();
       for (const e of entries) {
         if (e.resource.type === 'objects' && goneWhole.has(e.resource.cluster)) {
@@ -438,7 +502,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       await Promise.all([...lanes].filter(([lane]) => lane !== '').map(([, lane]) => runLane(lane)));
       await runLane(lanes.get('') ?? []);
     }
-    const failedSteps = new Set(entries.filter((e) => status.leftBehind.some((l) => l.resource === e.resource)).map((e) => e.step));
+    const failedSteps = new Set(
+      entries.filter((e) => status.leftBehind.some((l) => l.resource === e.resource)).map((e) => e.step),
+    );
     for (const e of entries) stepStatus(e.step).state = failedSteps.has(e.step) ? 'undo-failed' : 'undone';
   }
 }

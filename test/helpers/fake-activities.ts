@@ -33,7 +33,11 @@ function realisticResource(req: StepRequest): Resource {
   const { id, kind, cluster, target } = req.step;
   if (kind === 'root-ca') return { type: 'file', path: id };
   if (kind === 'create-cluster') return { type: 'cluster', cluster: cluster!, provider: 'local' };
-  return { type: 'objects', cluster: target ?? cluster!, objects: [{ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'fake', name: id }] };
+  return {
+    type: 'objects',
+    cluster: target ?? cluster!,
+    objects: [{ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'fake', name: id }],
+  };
 }
 
 /** The step id a fake resource stands for. */
@@ -77,12 +81,23 @@ export class FakeActivities {
         clearInterval(beat);
       }
     }
-    if (req.step.kind === 'verify' && script.holdVerify && this.callsOf(req.mesh).filter((c) => c === 'run verify').length > 1) {
+    if (
+      req.step.kind === 'verify' &&
+      script.holdVerify &&
+      this.callsOf(req.mesh).filter((c) => c === 'run verify').length > 1
+    ) {
       await script.holdVerify;
     }
-    const resources: Resource[] = req.step.kind === 'verify' ? [] : [script.realistic ? realisticResource(req) : { type: 'file', path: req.step.id }];
+    const resources: Resource[] =
+      req.step.kind === 'verify'
+        ? []
+        : [script.realistic ? realisticResource(req) : { type: 'file', path: req.step.id }];
     if (script.failSteps?.includes(req.step.id)) {
-      throw ApplicationFailure.create({ type: 'PermanentError', message: `injected failure in ${req.step.id}`, nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: 'PermanentError',
+        message: `injected failure in ${req.step.id}`,
+        nonRetryable: true,
+      });
     }
     if (script.failAfterCreate?.includes(req.step.id)) {
       throw ApplicationFailure.create({
@@ -98,13 +113,25 @@ export class FakeActivities {
       const issuedAt = Context.current().info.currentAttemptScheduledTimestampMs;
       const expiresAt = issuedAt + script.tokenLifetimeMs;
       this.tokens.set(req.mesh, [...(this.tokens.get(req.mesh) ?? []), { step: req.step.id, issuedAt, expiresAt }]);
-      outputs = { tokenExpiresAt: new Date(expiresAt).toISOString(), tokenRenewAt: new Date(issuedAt + (script.tokenLifetimeMs * 2) / 3).toISOString() };
+      outputs = {
+        tokenExpiresAt: new Date(expiresAt).toISOString(),
+        tokenRenewAt: new Date(issuedAt + (script.tokenLifetimeMs * 2) / 3).toISOString(),
+      };
     }
     return {
       resources,
       attempt: 1,
       outputs,
-      checks: req.step.kind === 'verify' ? [{ name: 'same-root', status: 'passed', detail: `fake, run ${this.callsOf(req.mesh).filter((c) => c === 'run verify').length}` }] : undefined,
+      checks:
+        req.step.kind === 'verify'
+          ? [
+              {
+                name: 'same-root',
+                status: 'passed',
+                detail: `fake, run ${this.callsOf(req.mesh).filter((c) => c === 'run verify').length}`,
+              },
+            ]
+          : undefined,
     };
   }
 
@@ -127,7 +154,11 @@ export class FakeActivities {
         const p = fakeResourceStep(req.resource);
         this.record(req.mesh, `undo ${p}`);
         if (this.scripts.get(req.mesh)?.failUndo?.includes(p)) {
-          throw ApplicationFailure.create({ type: 'UndoFailed', message: `injected undo failure for ${p}`, nonRetryable: true });
+          throw ApplicationFailure.create({
+            type: 'UndoFailed',
+            message: `injected undo failure for ${p}`,
+            nonRetryable: true,
+          });
         }
         return { untouched: [] };
       },
@@ -148,7 +179,12 @@ export function expectUndoneInReverse(undone: string[], created: string[], plan:
   };
   undone.forEach((id, i) => {
     for (const dep of reach(id)) {
-      if (undone.includes(dep)) expect({ step: id, undoneBefore: dep, ok: undone.indexOf(dep) > i }).toEqual({ step: id, undoneBefore: dep, ok: true });
+      if (undone.includes(dep))
+        expect({ step: id, undoneBefore: dep, ok: undone.indexOf(dep) > i }).toEqual({
+          step: id,
+          undoneBefore: dep,
+          ok: true,
+        });
     }
   });
 }

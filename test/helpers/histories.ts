@@ -10,5 +10,8 @@ export const recording = Boolean(process.env.MESHFLOW_RECORD_HISTORIES);
 
 export async function recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
   if (!recording) return;
-  fs.writeFileSync(path.join(__dirname, '..', 'histories', `${name}.json`), historyToJSON(await handle.fetchHistory()) + '\n');
+  fs.writeFileSync(
+    path.join(__dirname, '..', 'histories', `${name}.json`),
+    historyToJSON(await handle.fetchHistory()) + '\n',
+  );
 }

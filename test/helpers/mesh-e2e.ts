@@ -34,7 +34,8 @@ async function waitPhase(mesh: string, phases: string[], timeoutMs = 150_000): P
   for (;;) {
     const s = await meshStatus(env.client, mesh);
     if (phases.includes(s.phase)) return s;
-    if (Date.now() > deadline) throw new Error(`mesh ${mesh} stuck in ${s.phase}: ${JSON.stringify(s.steps.filter((x) => x.state !== 'done'))}`);
+    if (Date.now() > deadline)
+      throw new Error(`mesh ${mesh} stuck in ${s.phase}: ${JSON.stringify(s.steps.filter((x) => x.state !== 'done'))}`);
     await sleep(500);
   }
 }
@@ -43,8 +44,27 @@ async function waitPhase(mesh: string, phases: string[], timeoutMs = 150_000): P
 async function userRoot(): Promise<{ certFile: string; keyFile: string }> {
   const dir = scratchDir('user-root');
   await execa('openssl', ['genrsa', '-traditional', '-out', 'root-key.pem', '2048'], { cwd: dir });
-  await execa('openssl', ['req', '-x509', '-new', '-key', 'root-key.pem', '-out', 'root-cert.pem', '-days', '365', '-subj', '/O=Acme/CN=Acme Root CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], { cwd: dir });
+  await execa(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'root-key.pem',
+      '-out',
+      'root-cert.pem',
+      '-days',
+      '365',
+      '-subj',
+      '/O=Acme/CN=Acme Root CA',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    { cwd: dir },
+  );
   return { certFile: path.join(dir, 'root-cert.pem'), keyFile: path.join(dir, 'root-key.pem') };
 }
 
@@ -58,22 +78,47 @@ const kubeOf = (local: LocalClusters, name: string) => {
 async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void> {
   const c1 = kubeOf(local, `${mesh}-cluster1`).makeApiClient(k8s.CoreV1Api);
   const c2 = kubeOf(local, `${mesh}-cluster2`).makeApiClient(k8s.CoreV1Api);
-  await c2.patchNamespace({ name: 'istio-system', body: [{ op: 'remove', path: '/metadata/labels/topology.istio.io~1network' }] }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch));
+  await c2.patchNamespace(
+    { name: 'istio-system', body: [{ op: 'remove', path: '/metadata/labels/topology.istio.io~1network' }] },
+    k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
+  );
   const stranger = (await userRoot()).certFile;
   await c1.patchNamespacedSecret(
-    { name: 'cacerts', namespace: 'istio-system', body: [{ op: 'replace', path: '/data/root-cert.pem', value: fs.readFileSync(stranger).toString('base64') }] },
+    {
+      name: 'cacerts',
+      namespace: 'istio-system',
+      body: [{ op: 'replace', path: '/data/root-cert.pem', value: fs.readFileSync(stranger).toString('base64') }],
+    },
     k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
   );
   // cluster1's reader gets the right to delete secrets: its remote secret (in cluster2) is no longer reader-only.
   const rbac = kubeOf(local, `${mesh}-cluster1`).makeApiClient(k8s.RbacAuthorizationV1Api);
-  await rbac.createClusterRole({ body: { metadata: { name: 'too-much' }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['delete'] }] } });
-  await rbac.createClusterRoleBinding({ body: { metadata: { name: 'too-much' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'too-much' }, subjects: [{ kind: 'ServiceAccount', name: 'istio-reader-service-account', namespace: 'istio-system' }] } });
+  await rbac.createClusterRole({
+    body: { metadata: { name: 'too-much' }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['delete'] }] },
+  });
+  await rbac.createClusterRoleBinding({
+    body: {
+      metadata: { name: 'too-much' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'too-much' },
+      subjects: [{ kind: 'ServiceAccount', name: 'istio-reader-service-account', namespace: 'istio-system' }],
+    },
+  });
   const checks = await verifyMesh(env.client, mesh);
   const failed = checks.filter((c) => c.status === 'failed');
   expect(failed).toEqual([
-    expect.objectContaining({ name: 'network-label', cluster: 'cluster2', detail: expect.stringContaining('want network2'), hint: expect.stringContaining('kubectl label ns istio-system topology.istio.io/network=network2') }),
+    expect.objectContaining({
+      name: 'network-label',
+      cluster: 'cluster2',
+      detail: expect.stringContaining('want network2'),
+      hint: expect.stringContaining('kubectl label ns istio-system topology.istio.io/network=network2'),
+    }),
     expect.objectContaining({ name: 'same-root', hint: expect.stringContaining('UNKNOWN_CA') }),
-    expect.objectContaining({ name: 'remote-secret', cluster: 'cluster2', detail: 'istio-remote-secret-cluster1 may delete secrets in cluster1', hint: expect.stringContaining('istio-reader-service-account') }),
+    expect.objectContaining({
+      name: 'remote-secret',
+      cluster: 'cluster2',
+      detail: 'istio-remote-secret-cluster1 may delete secrets in cluster1',
+      hint: expect.stringContaining('istio-reader-service-account'),
+    }),
   ]);
   expect(failed[1].detail).toContain('cluster1');
   const status = await meshStatus(env.client, mesh);
@@ -87,16 +132,30 @@ const SECRET_MARKER = 'user-secret-value-4f1c9';
 function boutiqueAndOwnFiles(spec: MeshSpec): void {
   const secretFile = path.join(scratchDir('own-files'), 'secret.yaml');
   // A namespaced object and a cluster-scoped one, neither naming a namespace.
-  fs.writeFileSync(secretFile, `apiVersion: v1\nkind: Secret\nmetadata: { name: api-key }\nstringData: { key: ${SECRET_MARKER} }\n---\n` +
-    'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: { name: greeter-reader }\nrules: [{ apiGroups: [""], resources: [configmaps], verbs: [get] }]\n');
+  fs.writeFileSync(
+    secretFile,
+    `apiVersion: v1\nkind: Secret\nmetadata: { name: api-key }\nstringData: { key: ${SECRET_MARKER} }\n---\n` +
+      'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: { name: greeter-reader }\nrules: [{ apiGroups: [""], resources: [configmaps], verbs: [get] }]\n',
+  );
   spec.app = {
     sample: 'online-boutique',
     placement: {
       cluster1: ['frontend', 'productcatalogservice', 'recommendationservice', 'cartservice'],
-      cluster3: ['emailservice', 'checkoutservice', 'paymentservice', 'currencyservice', 'shippingservice', 'adservice'],
+      cluster3: [
+        'emailservice',
+        'checkoutservice',
+        'paymentservice',
+        'currencyservice',
+        'shippingservice',
+        'adservice',
+      ],
     },
     manifests: [
-      { file: path.join(__dirname, '..', '..', 'examples', 'apps', 'greeter.yaml'), clusters: ['cluster2'], namespace: 'greeter' },
+      {
+        file: path.join(__dirname, '..', '..', 'examples', 'apps', 'greeter.yaml'),
+        clusters: ['cluster2'],
+        namespace: 'greeter',
+      },
       // "default" exists and is not meshflow's: it must be used, never owned or deleted.
       { file: secretFile, clusters: ['cluster2'], namespace: 'default' },
     ],
@@ -105,18 +164,46 @@ function boutiqueAndOwnFiles(spec: MeshSpec): void {
 
 async function expectAppsPlaced(mesh: string, local: LocalClusters, ready: MeshStatus): Promise<void> {
   const deployments = async (cluster: string, namespace: string) =>
-    (await kubeOf(local, `${mesh}-${cluster}`).makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace })).items.map((d) => d.metadata!.name!).sort();
-  expect(await deployments('cluster1', 'boutique')).toEqual(['cartservice', 'frontend', 'productcatalogservice', 'recommendationservice', 'redis-cart']);
-  expect(await deployments('cluster3', 'boutique')).toEqual(['adservice', 'checkoutservice', 'currencyservice', 'emailservice', 'paymentservice', 'shippingservice']);
+    (
+      await kubeOf(local, `${mesh}-${cluster}`).makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace })
+    ).items
+      .map((d) => d.metadata!.name!)
+      .sort();
+  expect(await deployments('cluster1', 'boutique')).toEqual([
+    'cartservice',
+    'frontend',
+    'productcatalogservice',
+    'recommendationservice',
+    'redis-cart',
+  ]);
+  expect(await deployments('cluster3', 'boutique')).toEqual([
+    'adservice',
+    'checkoutservice',
+    'currencyservice',
+    'emailservice',
+    'paymentservice',
+    'shippingservice',
+  ]);
   expect(await deployments('cluster2', 'greeter')).toEqual(['greeter']);
   const c2 = kubeOf(local, `${mesh}-cluster2`).makeApiClient(k8s.CoreV1Api);
-  expect((await c2.readNamespace({ name: 'greeter' })).metadata?.labels).toMatchObject({ 'istio-injection': 'enabled', 'meshflow.dev/mesh': mesh });
-  expect((await c2.readNamespacedSecret({ name: 'api-key', namespace: 'default' })).metadata?.labels?.['meshflow.dev/mesh']).toBe(mesh);
+  expect((await c2.readNamespace({ name: 'greeter' })).metadata?.labels).toMatchObject({
+    'istio-injection': 'enabled',
+    'meshflow.dev/mesh': mesh,
+  });
+  expect(
+    (await c2.readNamespacedSecret({ name: 'api-key', namespace: 'default' })).metadata?.labels?.['meshflow.dev/mesh'],
+  ).toBe(mesh);
   expect((await c2.readNamespace({ name: 'default' })).metadata?.labels?.['meshflow.dev/mesh']).toBeUndefined();
   // What teardown will delete in cluster2: the user's objects, never the namespace meshflow did not make.
-  const refs = ready.ledger.filter((l) => l.step === 'deploy-app:cluster2').flatMap((l) => (l.resource.type === 'objects' ? l.resource.objects : []));
+  const refs = ready.ledger
+    .filter((l) => l.step === 'deploy-app:cluster2')
+    .flatMap((l) => (l.resource.type === 'objects' ? l.resource.objects : []));
   expect(refs).toContainEqual({ apiVersion: 'v1', kind: 'Secret', namespace: 'default', name: 'api-key' });
-  expect(refs.find((r) => r.kind === 'ClusterRole')).toEqual({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', name: 'greeter-reader' });
+  expect(refs.find((r) => r.kind === 'ClusterRole')).toEqual({
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    name: 'greeter-reader',
+  });
   expect(refs.filter((r) => r.kind === 'Namespace').map((r) => r.name)).toEqual(['greeter']);
   expect(ready.steps.find((st) => st.id === 'deploy-app:cluster2')?.outputs?.untouchedNamespaces).toBe('default');
 }
@@ -138,123 +225,157 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
     worker = await createWorker(env.nativeConnection, 'default', realDeps(state), 'e2e');
     running = worker.run();
   });
-  
+
   afterEach(async () => {
     for (const cleanup of onFailure) await cleanup();
     onFailure = [];
   });
-  
+
   afterAll(async () => {
     worker?.shutdown();
     await running;
     await env?.teardown();
   });
 
-  test.each(cases)('%s on local clusters reaches ready with every control-plane check passing, and down leaves nothing behind', async (example, mesh, options: CaseOptions) => {
-    const spec = { ...parseMeshSpec(fs.readFileSync(path.join(__dirname, '..', '..', 'examples', example), 'utf8')), name: mesh };
-    if (options.ownRoot) spec.trust = { ...spec.trust, rootCa: await userRoot() };
-    if (options.apps) boutiqueAndOwnFiles(spec);
-    const handle = await startMesh(env.client, spec, 'e2e');
-    // A failed assertion must not leave this mesh's clusters running into the next case.
-    onFailure.push(async () => {
-      await teardownMesh(env.client, mesh).catch(() => undefined);
-      await handle.result().catch(() => undefined);
-    });
-    const ready = await waitPhase(mesh, ['ready', 'failed', 'deleted']);
-    expect(ready.error).toBeUndefined();
-    expect(ready.phase).toBe('ready');
-    expect(ready.steps.every((s) => s.state === 'done')).toBe(true);
-    const controlPlane = ready.checks.filter((c) => c.name !== 'traffic' && c.name !== 'ingress');
-    expect(controlPlane.filter((c) => c.status !== 'passed')).toEqual([]);
-    // Gateway checks exactly where the topology needs gateways: none on one flat network.
-    const kinds = new Set(buildPlan(spec).steps.map((s) => s.kind));
-    const gatewayChecks = [...(kinds.has('eastwest-gateway') ? ['eastwest-address'] : []), ...(kinds.has('expose-services') ? ['cross-network-gateway'] : [])];
-    expect(new Set(controlPlane.map((c) => c.name))).toEqual(new Set(['cacerts', 'same-root', 'network-label', 'remote-secret', 'istiod-available', ...gatewayChecks]));
-    expect(gatewayChecks.length > 0).toBe(new Set(spec.clusters.map((c) => c.network)).size > 1);
-    // No pods run on local clusters: traffic checks exist and say so, none claims to have passed.
-    const traffic = ready.checks.filter((c) => c.name === 'traffic' || c.name === 'ingress');
-    expect(traffic.length).toBeGreaterThan(0);
-    expect(traffic.filter((c) => c.status !== 'not-supported')).toEqual([]);
-    const local = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
-    // Istio's release images at the spec's version, not the testing registry a source-built istioctl names.
-    const primary = spec.clusters.find((c) => c.role === 'primary')!.name;
-    const istiod = await kubeOf(local, `${mesh}-${primary}`).makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ name: 'istiod', namespace: 'istio-system' });
-    expect(istiod.spec?.template.spec?.containers[0].image).toBe(`docker.io/istio/pilot:${spec.istio.version}`);
-    // Reader tokens: the API server's expiry for TTL + 1h, renewal planned at two thirds of that.
-    for (const link of ready.steps.filter((st) => st.kind === 'link')) {
-      const issued = Date.parse(link.startedAt!);
-      const life = Date.parse(link.outputs!.tokenExpiresAt) - issued;
-      expect(Math.abs(life - (parseDuration(spec.ttl)! + 3_600_000))).toBeLessThan(60_000);
-      expect(Math.abs(Date.parse(link.outputs!.tokenRenewAt) - (issued + (life * 2) / 3))).toBeLessThan(60_000);
-    }
-    // Every ordered pair the topology needs has a working remote secret.
-    expect(controlPlane.filter((c) => c.name === 'remote-secret')).toHaveLength(linkPairs(spec).length);
-  
-    const mine = local.list().filter((c) => c.name.startsWith(`${mesh}-`));
-    expect(mine.map((c) => c.name).sort()).toEqual(spec.clusters.map((c) => `${mesh}-${c.name}`).sort());
-    expect(new Set(mine.map((c) => c.index)).size).toBe(spec.clusters.length); // each its own load balancer pool
-    const [source, target] = linkPairs(spec)[0];
-    const kc = new k8s.KubeConfig();
-    kc.loadFromFile(local.get(`${mesh}-${target}`)!.kubeconfig);
-    const secret = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ name: `istio-remote-secret-${source}`, namespace: 'istio-system' });
-    expect(secret.metadata?.annotations?.['networking.istio.io/cluster']).toBe(source);
-    for (const remote of spec.clusters.filter((c) => c.role === 'remote')) {
-      const rkc = new k8s.KubeConfig();
-      rkc.loadFromFile(local.get(`${mesh}-${remote.name}`)!.kubeconfig);
-      const ns = await rkc.makeApiClient(k8s.CoreV1Api).readNamespace({ name: 'istio-system' });
-      expect(ns.metadata?.annotations?.['topology.istio.io/controlPlaneClusters']).toBe(remote.primary);
-      // A remote runs no istiod of its own.
-      const deployments = await rkc.makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace: 'istio-system' });
-      expect(deployments.items.map((d) => d.metadata?.name)).not.toContain('istiod');
-    }
-  
-    if (options.ownRoot) {
-      const root = (await kubeOf(local, `${mesh}-${target}`).makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ name: 'cacerts', namespace: 'istio-system' })).data!['root-cert.pem'];
-      expect(Buffer.from(root, 'base64').toString()).toContain(fs.readFileSync(spec.trust.rootCa!.certFile, 'utf8').split('\n')[1]);
-    }
-    if (options.breakAndVerify) await breakAndVerify(mesh, local);
-    if (options.apps) await expectAppsPlaced(mesh, local, ready);
-  
-    onFailure = [];
-    await teardownMesh(env.client, mesh);
-    const final = await handle.result();
-    expect(final.phase).toBe('deleted');
-    expect(final.leftBehind).toEqual([]);
-    expect(final.ledger).toEqual([]);
-    expect(local.list().filter((c) => c.name.startsWith(`${mesh}-`))).toEqual([]);
-    // Nothing of the mesh stays in the state directory, not even an empty folder.
-    expect(fs.existsSync(path.join(state, 'meshes', mesh))).toBe(false);
-    // The user's root is theirs: read, never removed.
-    if (spec.trust.rootCa) expect([fs.existsSync(spec.trust.rootCa.certFile), fs.existsSync(spec.trust.rootCa.keyFile)]).toEqual([true, true]);
-  
-    await recordHistory(handle, `v2-e2e-${path.basename(example, '.yaml')}`);
-    // Secrets never entered history: decode every payload and look for keys, tokens, kubeconfigs.
-    const history = JSON.parse(historyToJSON(await handle.fetchHistory()));
-    const texts: string[] = [];
-    const walk = (v: unknown): void => {
-      if (Array.isArray(v)) v.forEach(walk);
-      else if (v && typeof v === 'object') {
-        for (const [k, x] of Object.entries(v)) {
-          if (k === 'data' && typeof x === 'string') texts.push(Buffer.from(x, 'base64').toString());
-          else walk(x);
+  test.each(cases)(
+    '%s on local clusters reaches ready with every control-plane check passing, and down leaves nothing behind',
+    async (example, mesh, options: CaseOptions) => {
+      const spec = {
+        ...parseMeshSpec(fs.readFileSync(path.join(__dirname, '..', '..', 'examples', example), 'utf8')),
+        name: mesh,
+      };
+      if (options.ownRoot) spec.trust = { ...spec.trust, rootCa: await userRoot() };
+      if (options.apps) boutiqueAndOwnFiles(spec);
+      const handle = await startMesh(env.client, spec, 'e2e');
+      // A failed assertion must not leave this mesh's clusters running into the next case.
+      onFailure.push(async () => {
+        await teardownMesh(env.client, mesh).catch(() => undefined);
+        await handle.result().catch(() => undefined);
+      });
+      const ready = await waitPhase(mesh, ['ready', 'failed', 'deleted']);
+      expect(ready.error).toBeUndefined();
+      expect(ready.phase).toBe('ready');
+      expect(ready.steps.every((s) => s.state === 'done')).toBe(true);
+      const controlPlane = ready.checks.filter((c) => c.name !== 'traffic' && c.name !== 'ingress');
+      expect(controlPlane.filter((c) => c.status !== 'passed')).toEqual([]);
+      // Gateway checks exactly where the topology needs gateways: none on one flat network.
+      const kinds = new Set(buildPlan(spec).steps.map((s) => s.kind));
+      const gatewayChecks = [
+        ...(kinds.has('eastwest-gateway') ? ['eastwest-address'] : []),
+        ...(kinds.has('expose-services') ? ['cross-network-gateway'] : []),
+      ];
+      expect(new Set(controlPlane.map((c) => c.name))).toEqual(
+        new Set(['cacerts', 'same-root', 'network-label', 'remote-secret', 'istiod-available', ...gatewayChecks]),
+      );
+      expect(gatewayChecks.length > 0).toBe(new Set(spec.clusters.map((c) => c.network)).size > 1);
+      // No pods run on local clusters: traffic checks exist and say so, none claims to have passed.
+      const traffic = ready.checks.filter((c) => c.name === 'traffic' || c.name === 'ingress');
+      expect(traffic.length).toBeGreaterThan(0);
+      expect(traffic.filter((c) => c.status !== 'not-supported')).toEqual([]);
+      const local = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
+      // Istio's release images at the spec's version, not the testing registry a source-built istioctl names.
+      const primary = spec.clusters.find((c) => c.role === 'primary')!.name;
+      const istiod = await kubeOf(local, `${mesh}-${primary}`)
+        .makeApiClient(k8s.AppsV1Api)
+        .readNamespacedDeployment({ name: 'istiod', namespace: 'istio-system' });
+      expect(istiod.spec?.template.spec?.containers[0].image).toBe(`docker.io/istio/pilot:${spec.istio.version}`);
+      // Reader tokens: the API server's expiry for TTL + 1h, renewal planned at two thirds of that.
+      for (const link of ready.steps.filter((st) => st.kind === 'link')) {
+        const issued = Date.parse(link.startedAt!);
+        const life = Date.parse(link.outputs!.tokenExpiresAt) - issued;
+        expect(Math.abs(life - (parseDuration(spec.ttl)! + 3_600_000))).toBeLessThan(60_000);
+        expect(Math.abs(Date.parse(link.outputs!.tokenRenewAt) - (issued + (life * 2) / 3))).toBeLessThan(60_000);
+      }
+      // Every ordered pair the topology needs has a working remote secret.
+      expect(controlPlane.filter((c) => c.name === 'remote-secret')).toHaveLength(linkPairs(spec).length);
+
+      const mine = local.list().filter((c) => c.name.startsWith(`${mesh}-`));
+      expect(mine.map((c) => c.name).sort()).toEqual(spec.clusters.map((c) => `${mesh}-${c.name}`).sort());
+      expect(new Set(mine.map((c) => c.index)).size).toBe(spec.clusters.length); // each its own load balancer pool
+      const [source, target] = linkPairs(spec)[0];
+      const kc = new k8s.KubeConfig();
+      kc.loadFromFile(local.get(`${mesh}-${target}`)!.kubeconfig);
+      const secret = await kc
+        .makeApiClient(k8s.CoreV1Api)
+        .readNamespacedSecret({ name: `istio-remote-secret-${source}`, namespace: 'istio-system' });
+      expect(secret.metadata?.annotations?.['networking.istio.io/cluster']).toBe(source);
+      for (const remote of spec.clusters.filter((c) => c.role === 'remote')) {
+        const rkc = new k8s.KubeConfig();
+        rkc.loadFromFile(local.get(`${mesh}-${remote.name}`)!.kubeconfig);
+        const ns = await rkc.makeApiClient(k8s.CoreV1Api).readNamespace({ name: 'istio-system' });
+        expect(ns.metadata?.annotations?.['topology.istio.io/controlPlaneClusters']).toBe(remote.primary);
+        // A remote runs no istiod of its own.
+        const deployments = await rkc
+          .makeApiClient(k8s.AppsV1Api)
+          .listNamespacedDeployment({ namespace: 'istio-system' });
+        expect(deployments.items.map((d) => d.metadata?.name)).not.toContain('istiod');
+      }
+
+      if (options.ownRoot) {
+        const root = (
+          await kubeOf(local, `${mesh}-${target}`)
+            .makeApiClient(k8s.CoreV1Api)
+            .readNamespacedSecret({ name: 'cacerts', namespace: 'istio-system' })
+        ).data!['root-cert.pem'];
+        expect(Buffer.from(root, 'base64').toString()).toContain(
+          fs.readFileSync(spec.trust.rootCa!.certFile, 'utf8').split('\n')[1],
+        );
+      }
+      if (options.breakAndVerify) await breakAndVerify(mesh, local);
+      if (options.apps) await expectAppsPlaced(mesh, local, ready);
+
+      onFailure = [];
+      await teardownMesh(env.client, mesh);
+      const final = await handle.result();
+      expect(final.phase).toBe('deleted');
+      expect(final.leftBehind).toEqual([]);
+      expect(final.ledger).toEqual([]);
+      expect(local.list().filter((c) => c.name.startsWith(`${mesh}-`))).toEqual([]);
+      // Nothing of the mesh stays in the state directory, not even an empty folder.
+      expect(fs.existsSync(path.join(state, 'meshes', mesh))).toBe(false);
+      // The user's root is theirs: read, never removed.
+      if (spec.trust.rootCa)
+        expect([fs.existsSync(spec.trust.rootCa.certFile), fs.existsSync(spec.trust.rootCa.keyFile)]).toEqual([
+          true,
+          true,
+        ]);
+
+      await recordHistory(handle, `v2-e2e-${path.basename(example, '.yaml')}`);
+      // Secrets never entered history: decode every payload and look for keys, tokens, kubeconfigs.
+      const history = JSON.parse(historyToJSON(await handle.fetchHistory()));
+      const texts: string[] = [];
+      const walk = (v: unknown): void => {
+        if (Array.isArray(v)) v.forEach(walk);
+        else if (v && typeof v === 'object') {
+          for (const [k, x] of Object.entries(v)) {
+            if (k === 'data' && typeof x === 'string') texts.push(Buffer.from(x, 'base64').toString());
+            else walk(x);
+          }
         }
-      }
-    };
-    walk(history);
-    const all = texts.join('\n');
-    expect(all).toContain('"phase":"deleted"'); // the payloads were decoded
-    expect(all).not.toMatch(/PRIVATE KEY/);
-    expect(all).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\./); // a JWT
-    expect(all).not.toMatch(/client-key-data|certificate-authority-data|"token"/);
-    expect(all).not.toContain(SECRET_MARKER); // the user's own Secret was read by the worker, not carried
-  
-    const leftover = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-      try {
-        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(path.join(state, 'local', 'clusters', `${mesh}-`));
-      } catch {
-        return false;
-      }
-    });
-    expect(leftover.map((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 2).join(' '))).toEqual([]);
-  });
+      };
+      walk(history);
+      const all = texts.join('\n');
+      expect(all).toContain('"phase":"deleted"'); // the payloads were decoded
+      expect(all).not.toMatch(/PRIVATE KEY/);
+      expect(all).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\./); // a JWT
+      expect(all).not.toMatch(/client-key-data|certificate-authority-data|"token"/);
+      expect(all).not.toContain(SECRET_MARKER); // the user's own Secret was read by the worker, not carried
+
+      const leftover = fs
+        .readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return fs
+              .readFileSync(`/proc/${p}/cmdline`, 'utf8')
+              .includes(path.join(state, 'local', 'clusters', `${mesh}-`));
+          } catch {
+            return false;
+          }
+        });
+      expect(
+        leftover.map((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 2).join(' ')),
+      ).toEqual([]);
+    },
+  );
 }

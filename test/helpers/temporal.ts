@@ -14,7 +14,10 @@ export function devServer(dynamicConfig: Record<string, string | number> = {}): 
       ui: false,
       searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES),
       log: { format: 'pretty', level: 'warn' },
-      extraArgs: [...DEV_SERVER_ARGS, ...Object.entries(dynamicConfig).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`])],
+      extraArgs: [
+        ...DEV_SERVER_ARGS,
+        ...Object.entries(dynamicConfig).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
+      ],
     },
   });
 }
@@ -23,6 +26,9 @@ export async function timeSkippingServer(): Promise<TestWorkflowEnvironment> {
   const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: tool('temporal-test-server') } },
   });
-  await env.connection.operatorService.addSearchAttributes({ namespace: 'default', searchAttributes: searchAttributeRegistrations() });
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: 'default',
+    searchAttributes: searchAttributeRegistrations(),
+  });
   return env;
 }

@@ -58,7 +58,11 @@ interface Container {
 }
 
 export function namespace(name: string, injected: boolean): object {
-  return { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { 'istio-injection': injected ? 'enabled' : 'disabled' } } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name, labels: { 'istio-injection': injected ? 'enabled' : 'disabled' } },
+  };
 }
 
 export function serviceAccount(ns: string, name: string): object {
@@ -66,13 +70,21 @@ export function serviceAccount(ns: string, name: string): object {
 }
 
 /** One replica of one container; the pod labels are the selector, so the two cannot drift apart. */
-export function deployment(ns: string, name: string, labels: Labels, c: Container, serviceAccountName?: string): object {
+export function deployment(
+  ns: string,
+  name: string,
+  labels: Labels,
+  c: Container,
+  serviceAccountName?: string,
+): object {
   const container = {
     name: c.name,
     image: c.image,
     ...(c.command && { command: c.command }),
     ...(c.args && { args: c.args }),
-    ...(c.env && Object.keys(c.env).length ? { env: Object.entries(c.env).map(([envName, value]) => ({ name: envName, value })) } : {}),
+    ...(c.env && Object.keys(c.env).length
+      ? { env: Object.entries(c.env).map(([envName, value]) => ({ name: envName, value })) }
+      : {}),
     ...(c.containerPort !== undefined && { ports: [{ containerPort: c.containerPort }] }),
     resources: { requests: c.requests ?? SMALL },
   };
@@ -83,7 +95,10 @@ export function deployment(ns: string, name: string, labels: Labels, c: Containe
     spec: {
       replicas: 1,
       selector: { matchLabels: labels },
-      template: { metadata: { labels }, spec: { ...(serviceAccountName && { serviceAccountName }), containers: [container] } },
+      template: {
+        metadata: { labels },
+        spec: { ...(serviceAccountName && { serviceAccountName }), containers: [container] },
+      },
     },
   };
 }
@@ -92,7 +107,12 @@ export function deployment(ns: string, name: string, labels: Labels, c: Containe
  * A ClusterIP Service. The port name matters: Istio picks the protocol from its prefix
  * (http, grpc, tcp-), so every port is named.
  */
-export function service(ns: string, name: string, selector: Labels, port: { name: string; port: number; targetPort?: number }): object {
+export function service(
+  ns: string,
+  name: string,
+  selector: Labels,
+  port: { name: string; port: number; targetPort?: number },
+): object {
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -107,7 +127,13 @@ export const CURL_SELECTOR = 'app=curl';
 export function curlClient(ns: string): object[] {
   return [
     serviceAccount(ns, 'curl'),
-    deployment(ns, 'curl', { app: 'curl' }, { name: 'curl', image: CURL_IMAGE, command: ['/bin/sleep', 'infinity'] }, 'curl'),
+    deployment(
+      ns,
+      'curl',
+      { app: 'curl' },
+      { name: 'curl', image: CURL_IMAGE, command: ['/bin/sleep', 'infinity'] },
+      'curl',
+    ),
   ];
 }
 
@@ -156,10 +182,15 @@ export function ingress(ns: string, gateway: string, virtualService: string, rou
  * The components placed in one cluster. An unknown name is an error rather than skipped: a
  * typo in a placement would otherwise deploy less than asked, silently.
  */
-export function componentsIn(app: Pick<SampleApp, 'name' | 'isComponent'>, cluster: string, placement: Record<string, string[]>): string[] {
+export function componentsIn(
+  app: Pick<SampleApp, 'name' | 'isComponent'>,
+  cluster: string,
+  placement: Record<string, string[]>,
+): string[] {
   const placed = placement[cluster] ?? [];
   const unknown = placed.filter((c) => !app.isComponent(c));
-  if (unknown.length) throw new Error(`${app.name}: unknown component(s) ${unknown.join(', ')} placed in cluster ${cluster}`);
+  if (unknown.length)
+    throw new Error(`${app.name}: unknown component(s) ${unknown.join(', ')} placed in cluster ${cluster}`);
   return placed;
 }
 

@@ -4,8 +4,20 @@
 // in its own cluster). Each cluster's ingress gateway routes /echo/<flavour> to the flavours it
 // runs, which checks the north-south path as well as the east-west one.
 import {
-  CURL_SELECTOR, HTTP_ECHO_IMAGE, type IngressProbe, type SampleApp, anyWholeBody, clustersWith, componentsIn, curlClient, deployment,
-  ingress, namespace, runningClusters, service, wholeBody,
+  CURL_SELECTOR,
+  HTTP_ECHO_IMAGE,
+  type IngressProbe,
+  type SampleApp,
+  anyWholeBody,
+  clustersWith,
+  componentsIn,
+  curlClient,
+  deployment,
+  ingress,
+  namespace,
+  runningClusters,
+  service,
+  wholeBody,
 } from './common';
 
 type Flavour = 'injected' | 'plain';
@@ -21,7 +33,8 @@ const labels = { app: 'echo' };
 const text = (cluster: string, flavour: Flavour) => `echo from ${cluster} ${flavour}`;
 const host = (flavour: Flavour) => `echo.${FLAVOURS[flavour].namespace}.svc.cluster.local`;
 
-const echoService = (flavour: Flavour) => service(FLAVOURS[flavour].namespace, 'echo', labels, { name: 'http', port: 80, targetPort: 8080 });
+const echoService = (flavour: Flavour) =>
+  service(FLAVOURS[flavour].namespace, 'echo', labels, { name: 'http', port: 80, targetPort: 8080 });
 
 function echoDeployment(cluster: string, flavour: Flavour): object {
   return deployment(FLAVOURS[flavour].namespace, 'echo', labels, {
@@ -53,7 +66,12 @@ export const echoApp: SampleApp = {
       // Only where placed: without sidecars no other cluster could reach these pods anyway.
       ...(has('plain') ? [echoService('plain'), echoDeployment(cluster, 'plain')] : []),
       ...curlClient(HOME),
-      ...ingress(HOME, 'echo', 'echo', placed.map((f) => ({ prefix: `/echo/${f}`, host: host(f), port: 80, rewrite: '/' }))),
+      ...ingress(
+        HOME,
+        'echo',
+        'echo',
+        placed.map((f) => ({ prefix: `/echo/${f}`, host: host(f), port: 80, rewrite: '/' })),
+      ),
     ];
   },
 
@@ -63,13 +81,13 @@ export const echoApp: SampleApp = {
     // Without an injected pod anywhere no exec request can be answered: nothing to check.
     const exec = injected.length
       ? runningClusters(placement).map((fromCluster) => ({
-        fromCluster,
-        namespace: HOME,
-        podSelector: CURL_SELECTOR,
-        container: 'curl',
-        command: ['curl', '-sS', `echo.${HOME}:80`],
-        answers,
-      }))
+          fromCluster,
+          namespace: HOME,
+          podSelector: CURL_SELECTOR,
+          container: 'curl',
+          command: ['curl', '-sS', `echo.${HOME}:80`],
+          answers,
+        }))
       : [];
     const ingressProbes: IngressProbe[] = runningClusters(placement).flatMap((cluster) =>
       (placement[cluster] as Flavour[]).map((f) => ({

@@ -2,7 +2,17 @@
 // the public images: Service helloworld (port 5000) in every cluster that runs a version, the
 // versions placed per cluster, and a curl client to call it from. A reply names the version
 // that served it, which tells which cluster answered when each cluster runs its own versions.
-import { CURL_SELECTOR, type SampleApp, componentsIn, curlClient, deployment, escapeRegex, namespace, runningClusters, service } from './common';
+import {
+  CURL_SELECTOR,
+  type SampleApp,
+  componentsIn,
+  curlClient,
+  deployment,
+  escapeRegex,
+  namespace,
+  runningClusters,
+  service,
+} from './common';
 
 export const SAMPLE_NAMESPACE = 'sample';
 
@@ -12,17 +22,23 @@ const labels = { app: 'helloworld' };
 // (samples/helloworld/src/app.py), so any other version runs the v1 image with that variable set,
 // exactly as Istio's gen-helloworld.sh does.
 const PUBLISHED = ['v1', 'v2'];
-const image = (version: string) => `docker.io/istio/examples-helloworld-${PUBLISHED.includes(version) ? version : 'v1'}:1.0`;
+const image = (version: string) =>
+  `docker.io/istio/examples-helloworld-${PUBLISHED.includes(version) ? version : 'v1'}:1.0`;
 
 function versionDeployment(version: string): object {
-  return deployment(SAMPLE_NAMESPACE, `helloworld-${version}`, { ...labels, version }, {
-    name: 'helloworld',
-    image: image(version),
-    env: { SERVICE_VERSION: version },
-    containerPort: 5000,
-    // Each request spins the CPU on purpose (app.py), so it gets more than the other samples.
-    requests: { cpu: '100m', memory: '64Mi' },
-  });
+  return deployment(
+    SAMPLE_NAMESPACE,
+    `helloworld-${version}`,
+    { ...labels, version },
+    {
+      name: 'helloworld',
+      image: image(version),
+      env: { SERVICE_VERSION: version },
+      containerPort: 5000,
+      // Each request spins the CPU on purpose (app.py), so it gets more than the other samples.
+      requests: { cpu: '100m', memory: '64Mi' },
+    },
+  );
 }
 
 export const helloworldApp: SampleApp = {
@@ -47,7 +63,10 @@ export const helloworldApp: SampleApp = {
   probes(placement) {
     // The body is "Hello version: v1, instance: helloworld-v1-<pod>".
     const answers = Object.fromEntries(
-      runningClusters(placement).map((c) => [c, `^Hello version: (${placement[c].map(escapeRegex).join('|')}), instance: `]),
+      runningClusters(placement).map((c) => [
+        c,
+        `^Hello version: (${placement[c].map(escapeRegex).join('|')}), instance: `,
+      ]),
     );
     const exec = runningClusters(placement).map((fromCluster) => ({
       fromCluster,

@@ -3,7 +3,16 @@
 // release/kubernetes-manifests.yaml at tag v0.10.5, without the load generator, the
 // LoadBalancer Service, health probes and security contexts. Split across clusters it makes
 // a dozen gRPC calls cross the mesh for one page view, which a single echo cannot show.
-import { type SampleApp, clustersWith, componentsIn, deployment, ingress, namespace, service, serviceAccount } from './common';
+import {
+  type SampleApp,
+  clustersWith,
+  componentsIn,
+  deployment,
+  ingress,
+  namespace,
+  service,
+  serviceAccount,
+} from './common';
 
 const NS = 'boutique';
 
@@ -12,8 +21,16 @@ const NS = 'boutique';
 const image = (name: string) => `us-central1-docker.pkg.dev/google-samples/microservices-demo/${name}:v0.10.5`;
 
 type Component =
-  | 'frontend' | 'productcatalogservice' | 'recommendationservice' | 'cartservice' | 'emailservice'
-  | 'checkoutservice' | 'paymentservice' | 'currencyservice' | 'shippingservice' | 'adservice';
+  | 'frontend'
+  | 'productcatalogservice'
+  | 'recommendationservice'
+  | 'cartservice'
+  | 'emailservice'
+  | 'checkoutservice'
+  | 'paymentservice'
+  | 'currencyservice'
+  | 'shippingservice'
+  | 'adservice';
 
 interface Microservice {
   /** name of the Deployment, Service and ServiceAccount, and the pods' app label */
@@ -34,7 +51,12 @@ interface Microservice {
 
 const SERVICES: Microservice[] = [
   {
-    name: 'frontend', component: 'frontend', image: image('frontend'), port: 80, listen: 8080, portName: 'http',
+    name: 'frontend',
+    component: 'frontend',
+    image: image('frontend'),
+    port: 80,
+    listen: 8080,
+    portName: 'http',
     calls: {
       PRODUCT_CATALOG_SERVICE_ADDR: 'productcatalogservice',
       CURRENCY_SERVICE_ADDR: 'currencyservice',
@@ -49,29 +71,54 @@ const SERVICES: Microservice[] = [
     env: { PORT: '8080', SHOPPING_ASSISTANT_SERVICE_ADDR: 'shoppingassistantservice:80', ENABLE_PROFILER: '0' },
   },
   {
-    name: 'productcatalogservice', component: 'productcatalogservice', image: image('productcatalogservice'), port: 3550, portName: 'grpc',
+    name: 'productcatalogservice',
+    component: 'productcatalogservice',
+    image: image('productcatalogservice'),
+    port: 3550,
+    portName: 'grpc',
     env: { PORT: '3550', DISABLE_PROFILER: '1' },
   },
   {
-    name: 'recommendationservice', component: 'recommendationservice', image: image('recommendationservice'), port: 8080, portName: 'grpc',
+    name: 'recommendationservice',
+    component: 'recommendationservice',
+    image: image('recommendationservice'),
+    port: 8080,
+    portName: 'grpc',
     calls: { PRODUCT_CATALOG_SERVICE_ADDR: 'productcatalogservice' },
     env: { PORT: '8080', DISABLE_PROFILER: '1' },
   },
   {
     // Listens on 7070 by its own configuration: the upstream manifest sets no PORT.
-    name: 'cartservice', component: 'cartservice', image: image('cartservice'), port: 7070, portName: 'grpc',
+    name: 'cartservice',
+    component: 'cartservice',
+    image: image('cartservice'),
+    port: 7070,
+    portName: 'grpc',
     calls: { REDIS_ADDR: 'redis-cart' },
   },
   {
     // Upstream runs the floating redis:alpine; pinned here.
-    name: 'redis-cart', component: 'cartservice', image: 'docker.io/library/redis:7.4.2-alpine', port: 6379, portName: 'tcp-redis',
+    name: 'redis-cart',
+    component: 'cartservice',
+    image: 'docker.io/library/redis:7.4.2-alpine',
+    port: 6379,
+    portName: 'tcp-redis',
   },
   {
-    name: 'emailservice', component: 'emailservice', image: image('emailservice'), port: 5000, listen: 8080, portName: 'grpc',
+    name: 'emailservice',
+    component: 'emailservice',
+    image: image('emailservice'),
+    port: 5000,
+    listen: 8080,
+    portName: 'grpc',
     env: { PORT: '8080', DISABLE_PROFILER: '1' },
   },
   {
-    name: 'checkoutservice', component: 'checkoutservice', image: image('checkoutservice'), port: 5050, portName: 'grpc',
+    name: 'checkoutservice',
+    component: 'checkoutservice',
+    image: image('checkoutservice'),
+    port: 5050,
+    portName: 'grpc',
     calls: {
       PRODUCT_CATALOG_SERVICE_ADDR: 'productcatalogservice',
       SHIPPING_SERVICE_ADDR: 'shippingservice',
@@ -83,26 +130,50 @@ const SERVICES: Microservice[] = [
     env: { PORT: '5050' },
   },
   {
-    name: 'paymentservice', component: 'paymentservice', image: image('paymentservice'), port: 50051, portName: 'grpc',
+    name: 'paymentservice',
+    component: 'paymentservice',
+    image: image('paymentservice'),
+    port: 50051,
+    portName: 'grpc',
     env: { PORT: '50051', DISABLE_PROFILER: '1' },
   },
   {
-    name: 'currencyservice', component: 'currencyservice', image: image('currencyservice'), port: 7000, portName: 'grpc',
+    name: 'currencyservice',
+    component: 'currencyservice',
+    image: image('currencyservice'),
+    port: 7000,
+    portName: 'grpc',
     env: { PORT: '7000', DISABLE_PROFILER: '1' },
   },
   {
-    name: 'shippingservice', component: 'shippingservice', image: image('shippingservice'), port: 50051, portName: 'grpc',
+    name: 'shippingservice',
+    component: 'shippingservice',
+    image: image('shippingservice'),
+    port: 50051,
+    portName: 'grpc',
     env: { PORT: '50051', DISABLE_PROFILER: '1' },
   },
   {
-    name: 'adservice', component: 'adservice', image: image('adservice'), port: 9555, portName: 'grpc',
+    name: 'adservice',
+    component: 'adservice',
+    image: image('adservice'),
+    port: 9555,
+    portName: 'grpc',
     env: { PORT: '9555' },
   },
 ];
 
 const COMPONENTS: Component[] = [
-  'frontend', 'productcatalogservice', 'recommendationservice', 'cartservice', 'emailservice',
-  'checkoutservice', 'paymentservice', 'currencyservice', 'shippingservice', 'adservice',
+  'frontend',
+  'productcatalogservice',
+  'recommendationservice',
+  'cartservice',
+  'emailservice',
+  'checkoutservice',
+  'paymentservice',
+  'currencyservice',
+  'shippingservice',
+  'adservice',
 ];
 // With two clusters or more: what a page view needs first, then checkout and the rest.
 const FIRST: Component[] = ['frontend', 'productcatalogservice', 'recommendationservice', 'cartservice'];
@@ -123,13 +194,19 @@ function workload(s: Microservice): object[] {
   return [
     // An account per service gives each its own mesh identity, to which policies can refer.
     serviceAccount(NS, s.name),
-    deployment(NS, s.name, { app: s.name }, {
-      name: 'server',
-      image: s.image,
-      env: { ...s.env, ...calls },
-      containerPort: s.listen ?? s.port,
-      requests: { cpu: '50m', memory: '64Mi' },
-    }, s.name),
+    deployment(
+      NS,
+      s.name,
+      { app: s.name },
+      {
+        name: 'server',
+        image: s.image,
+        env: { ...s.env, ...calls },
+        containerPort: s.listen ?? s.port,
+        requests: { cpu: '50m', memory: '64Mi' },
+      },
+      s.name,
+    ),
   ];
 }
 
@@ -154,14 +231,20 @@ export const onlineBoutiqueApp: SampleApp = {
       ...SERVICES.map(serviceObject),
       ...SERVICES.filter((s) => placed.includes(s.component)).flatMap(workload),
       ...(placed.includes('frontend')
-        ? ingress(NS, 'frontend-gateway', 'frontend-ingress', [{ prefix: '/', host: `frontend.${NS}.svc.cluster.local`, port: 80 }])
+        ? ingress(NS, 'frontend-gateway', 'frontend-ingress', [
+            { prefix: '/', host: `frontend.${NS}.svc.cluster.local`, port: 80 },
+          ])
         : []),
     ];
   },
 
   probes(placement) {
     // The home page's <title> (src/frontend/templates/header.html) unless CYMBAL_BRANDING is set.
-    const ingressProbes = clustersWith(placement, 'frontend').map((cluster) => ({ cluster, path: '/', expect: 'Online Boutique' }));
+    const ingressProbes = clustersWith(placement, 'frontend').map((cluster) => ({
+      cluster,
+      path: '/',
+      expect: 'Online Boutique',
+    }));
     return { exec: [], ingress: ingressProbes };
   },
 };
