@@ -7,8 +7,6 @@
 // remote-secret check naming verb, resource and namespace; a missing cacerts still fails.
 import fs from 'node:fs';
 import http from 'node:http';
-import https from 'node:https';
-import type net from 'node:net';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
@@ -30,6 +28,7 @@ import {
   remoteKubeconfig,
   remoteSecretName,
 } from '../src/istio/manifests';
+import { FaultProxy } from '../src/chaos/fault-proxy';
 import { type LocalCluster, LocalClusters } from '../src/local/clusters';
 import { parseMeshSpec } from '../src/spec/load';
 import type { CheckResult } from '../src/workflows/types';
@@ -56,93 +55,6 @@ const noTraffic: TrafficPort = {
   ingressAddress: () => Promise.resolve(undefined),
   get: () => Promise.reject(new Error('no traffic on local clusters')),
 };
-
-type FaultKind = '503' | '429' | 'reset' | 'hang';
-
-interface Fault {
-  kind: FaultKind;
-  when: (req: http.IncomingMessage) => boolean;
-  /** How many matching requests get the fault (Infinity: all). */
-  times: number;
-}
-
-/**
- * An HTTPS proxy on 127.0.0.1 in front of a local API server, with the server's own certificate
- * (valid for 127.0.0.1). Requests matching a fault get it; the others are forwarded, with the
- * admin client certificate when they carry no bearer token.
- */
-class FaultProxy {
-  faults: Fault[] = [];
-  readonly injected: string[] = [];
-  forwarded = 0;
-  port = 0;
-  private readonly hung = new Set<http.ServerResponse>();
-  private readonly server: https.Server;
-  private readonly ca: Buffer;
-  private readonly admin: { cert: Buffer; key: Buffer };
-
-  constructor(private readonly upstream: LocalCluster) {
-    const pki = upstream.pki;
-    this.ca = fs.readFileSync(pki.caCert);
-    this.admin = { cert: fs.readFileSync(pki.adminCert), key: fs.readFileSync(pki.adminKey) };
-    const tls = { cert: fs.readFileSync(pki.servingCert), key: fs.readFileSync(pki.servingKey) };
-    this.server = https.createServer(tls, (req, res) => this.handle(req, res));
-  }
-
-  get url(): string {
-    return `https://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as net.AddressInfo).port;
-    return this;
-  }
-
-  private handle(req: http.IncomingMessage, res: http.ServerResponse) {
-    const fault = this.faults.find((f) => f.times > 0 && f.when(req));
-    if (fault) {
-      fault.times--;
-      this.injected.push(`${fault.kind} ${req.method} ${req.url}`);
-      if (fault.kind === 'reset') {
-        req.socket.destroy();
-      } else if (fault.kind === 'hang') {
-        this.hung.add(res);
-      } else {
-        const code = Number(fault.kind);
-        res.writeHead(code, { 'content-type': 'application/json', ...(code === 429 ? { 'retry-after': '1' } : {}) });
-        const status = { kind: 'Status', apiVersion: 'v1', status: 'Failure', code, message: `injected ${code}` };
-        res.end(JSON.stringify(status));
-      }
-      return;
-    }
-    this.forwarded++;
-    const port = this.upstream.port;
-    const up = https.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: req.method,
-        path: req.url,
-        ca: this.ca,
-        headers: { ...req.headers, host: `127.0.0.1:${port}` },
-        ...(req.headers.authorization ? {} : this.admin),
-      },
-      (ur) => {
-        res.writeHead(ur.statusCode ?? 502, ur.headers);
-        ur.pipe(res);
-      },
-    );
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  }
-
-  async stop(): Promise<void> {
-    for (const res of this.hung) res.destroy();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 let clusters: LocalClusters;
 let locals: Record<string, LocalCluster>;

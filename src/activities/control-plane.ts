@@ -109,16 +109,18 @@ async function annotateRemote(k: Kube, mesh: string, cluster: string, primary: s
         `meshflow does not change it: kubectl annotate ns ${ISTIO_NAMESPACE} ${CONTROL_PLANE_CLUSTERS}=${primary}`,
     );
   }
-  await k.objects.patch(
-    {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name: ISTIO_NAMESPACE, annotations: { [CONTROL_PLANE_CLUSTERS]: primary } },
-    },
-    undefined,
-    undefined,
-    'meshflow-remote',
-    true,
-    k8s.PatchStrategy.ServerSideApply,
+  await k.retrying(() =>
+    k.objects.patch(
+      {
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: ISTIO_NAMESPACE, annotations: { [CONTROL_PLANE_CLUSTERS]: primary } },
+      },
+      undefined,
+      undefined,
+      'meshflow-remote',
+      true,
+      k8s.PatchStrategy.ServerSideApply,
+    ),
   );
 }

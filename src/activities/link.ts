@@ -60,11 +60,14 @@ export function linkActivities(deps: ActivityDeps) {
           deps.maxTokenSeconds ?? DAY_SECONDS,
         );
         const issuedAt = Date.now();
-        const tr = await src.core.createNamespacedServiceAccountToken({
-          name: READER_SERVICE_ACCOUNT,
-          namespace: ISTIO_NAMESPACE,
-          body: { spec: { audiences: [], expirationSeconds: askedSeconds } },
-        });
+        // A token whose answer was lost is simply never used: asking again is safe.
+        const tr = await src.retrying(() =>
+          src.core.createNamespacedServiceAccountToken({
+            name: READER_SERVICE_ACCOUNT,
+            namespace: ISTIO_NAMESPACE,
+            body: { spec: { audiences: [], expirationSeconds: askedSeconds } },
+          }),
+        );
         const expiresAt = new Date(tr.status!.expirationTimestamp ?? issuedAt + askedSeconds * 1000).getTime();
         const secret = {
           apiVersion: 'v1',

@@ -236,13 +236,19 @@ export class Kube {
 
   /**
    * One API request, retried while the answer is transient (429, 5xx, a reset or refused
-   * connection: an API server starting or under load), for up to about 30 s. Every request
-   * meshflow makes is idempotent (GET, server-side apply, DELETE), so a retry is safe.
+   * connection: an API server starting or under load, or an answer lost on the way), for up to
+   * about 30 s. Every request meshflow makes is idempotent (GET, server-side apply, DELETE, a new
+   * token), so a retry is safe.
    */
   private async request(method: string, urlPath: string, body?: string, contentType?: string): Promise<string> {
+    return this.retrying(() => this.requestOnce(method, urlPath, body, contentType));
+  }
+
+  /** Runs a call (raw or through the typed clients) again while its answer is transient. */
+  async retrying<T>(call: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.requestOnce(method, urlPath, body, contentType);
+        return await call();
       } catch (err) {
         if (!isTransient(err) || attempt >= 12 || this.signal?.aborted) throw err;
         await pause(Math.min(250 * 2 ** (attempt - 1), 4000), this.signal);
@@ -301,7 +307,7 @@ export class Kube {
     const ext = this.config.makeApiClient(k8s.ApiextensionsV1Api);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const c = await ext.readCustomResourceDefinition({ name: crd });
+      const c = await this.retrying(() => ext.readCustomResourceDefinition({ name: crd }));
       if (c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True')) return;
       if (Date.now() > deadline) throw new Error(`CRD ${crd} was not established within ${timeoutMs / 1000}s`);
       heartbeat({ waitingFor: crd });
@@ -318,7 +324,7 @@ export class Kube {
     const deadline = Date.now() + timeoutMs;
     for (const name of names) {
       for (;;) {
-        const d = await this.apps.readNamespacedDeploymentStatus({ name, namespace });
+        const d = await this.retrying(() => this.apps.readNamespacedDeploymentStatus({ name, namespace }));
         const want = d.spec?.replicas ?? 1;
         if (d.status?.observedGeneration === d.metadata?.generation && (d.status?.availableReplicas ?? 0) >= want)
           break;
@@ -341,7 +347,9 @@ export class Kube {
   ): Promise<string | undefined> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const address = loadBalancerAddress(await this.core.readNamespacedService({ name, namespace }));
+      const address = loadBalancerAddress(
+        await this.retrying(() => this.core.readNamespacedService({ name, namespace })),
+      );
       if (address) return address;
       if (Date.now() > deadline) return undefined;
       heartbeat({ waitingFor: `load balancer ${namespace}/${name}` });

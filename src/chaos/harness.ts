@@ -15,7 +15,9 @@ import type { MeshSpec } from '../spec/schema';
 import { localClusterName } from '../spec/names';
 import { DEV_SERVER_ARGS, ensureSearchAttributes, tryConnect } from '../temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
+import { stopDaemon } from '../util/daemon';
 import { freePort, sleep } from '../util/net';
+import { TASK_QUEUE } from '../workflows/definitions';
 import type { MeshStatus } from '../workflows/types';
 
 export interface ChaosTools {
@@ -46,6 +48,8 @@ export class ChaosBench {
   client?: Client;
   readonly local: LocalClusters;
   workerRestarts = 0;
+  /** The task queue meshes are started on (the child worker's by default). */
+  taskQueue = TASK_QUEUE;
 
   constructor(
     private readonly tools: ChaosTools,
@@ -135,6 +139,10 @@ export class ChaosBench {
     await kill(this.worker);
     await this.connection?.close().catch(() => undefined);
     await kill(this.server);
+    for (const c of this.local.list()) {
+      const dir = path.dirname(c.kubeconfig);
+      await stopDaemon(path.join(dir, 'simulated-data-plane.pid'), dir);
+    }
     await this.local.delete(this.local.list().map((c) => c.name)).catch(() => undefined);
     fs.rmSync(this.state, { recursive: true, force: true });
   }
@@ -170,7 +178,7 @@ export class ChaosBench {
       leftovers: [],
     };
     try {
-      await startMesh(this.client!, spec);
+      await startMesh(this.client!, spec, this.taskQueue);
       let broken = fault === undefined;
       if (broken) result.fault = faultName;
       let s: MeshStatus | undefined;

@@ -1,9 +1,11 @@
-// `npm run chaos [-- --kills N --server-kills N --concurrent N --seed S]`: breaks meshflow on
+// `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --seed S]`: breaks meshflow on
 // purpose and prints, per fault, how the runs ended, as a table.
 //  1. worker SIGKILL at a random point of a 3-cluster mesh's life (restarted at once, same host);
 //  2. dev server SIGKILL mid-run, restarted on the same database a second later;
-//  3. several meshes started at once on one worker;
-//  4. the malformed-spec corpus: every spec refused, naming its field, nothing started.
+//  3. Kubernetes API faults at a rate (503s, resets, slow answers, writes whose answer is lost)
+//     from a fault-injecting proxy in front of each local API server;
+//  4. several meshes started at once on one worker;
+//  5. the malformed-spec corpus: every spec refused, naming its field, nothing started.
 // A row counts runs, runs that ended ready, runs fully compensated (everything removed after
 // `down` or a failure), duplicates (a second cluster or root for one mesh) and runs that left
 // clusters, processes or files behind.
@@ -13,6 +15,12 @@ import { packageRoot } from '../paths';
 import { SpecError, loadMeshSpec, parseMeshSpec } from '../spec/load';
 import { ensureTools } from '../tools/install';
 import { stderrProgress } from '../util/progress';
+import { NativeConnection } from '@temporalio/worker';
+import type { LocalProvider } from '../adapters/providers';
+import { activityDeps, createWorker } from '../worker';
+import { TASK_QUEUE } from '../workflows/definitions';
+import type { Fault } from './fault-proxy';
+import { FaultyLocalProvider } from './faulty-provider';
 import { ChaosBench, type RunResult, seeded } from './harness';
 import { malformedSpecs } from './malformed-specs';
 
@@ -56,6 +64,7 @@ async function main(): Promise<void> {
       kills: { type: 'string', default: '20' },
       'server-kills': { type: 'string', default: '3' },
       concurrent: { type: 'string', default: '10' },
+      'api-faults': { type: 'string', default: '3' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
     },
   });
@@ -64,6 +73,13 @@ async function main(): Promise<void> {
   process.stderr.write(`[chaos] seed ${seed} (repeat with --seed ${seed})\n`);
   const tools = await ensureTools(['temporal', 'kube-apiserver', 'etcd', 'istioctl'], stderrProgress);
   const bench = new ChaosBench({ temporal: tools.temporal, kubeApiserver: tools['kube-apiserver'], etcd: tools.etcd });
+  // Interrupted (Ctrl-C, a timeout): stop the server, worker and clusters it started first.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`[chaos] ${signal}: stopping what the harness started\n`);
+      void bench.stop().finally(() => process.exit(130));
+    });
+  }
   const rows: Array<Record<string, string | number>> = [];
   try {
     await bench.startServer();
@@ -98,6 +114,44 @@ async function main(): Promise<void> {
       report(serverKills.slice(-1));
     }
     if (serverKills.length) rows.push(row('dev server SIGKILL + restart (3 clusters)', serverKills));
+
+    const apiRuns = Number(values['api-faults']);
+    if (apiRuns > 0) {
+      // Kubernetes API faults at a rate, on every request of the activities: a worker in this
+      // process whose local clusters are reached through fault-injecting proxies.
+      const faults = (): Fault[] => [
+        { kind: '503', when: () => random() < 0.05, times: Infinity },
+        { kind: 'reset', when: () => random() < 0.02, times: Infinity },
+        { kind: 'slow', when: () => random() < 0.02, times: Infinity },
+        { kind: 'lost-answer', when: (req) => req.method !== 'GET' && random() < 0.03, times: Infinity },
+      ];
+      const deps = activityDeps(bench.state, tools);
+      const real = deps.providers.local as LocalProvider;
+      const faulty = new FaultyLocalProvider(real, bench.local, faults);
+      const connection = await NativeConnection.connect({ address: bench.address });
+      const worker = await createWorker(
+        connection,
+        'default',
+        { ...deps, providers: { ...deps.providers, local: faulty } },
+        'faults',
+      );
+      bench.taskQueue = 'faults';
+      const apiFaults: RunResult[] = [];
+      await worker.runUntil(async () => {
+        for (let i = 0; i < apiRuns; i++) {
+          apiFaults.push(await bench.run(example('two-clusters.yaml', `api${i}`), 'API faults', undefined, undefined));
+          report(apiFaults.slice(-1));
+        }
+      });
+      await connection.close();
+      bench.taskQueue = TASK_QUEUE;
+      rows.push(
+        row(
+          `API faults: 5% 503, 2% reset, 2% slow, 3% lost write answers (2 clusters; ${faulty.injected()} injected)`,
+          apiFaults,
+        ),
+      );
+    }
 
     const n = Number(values.concurrent);
     if (n > 0) {

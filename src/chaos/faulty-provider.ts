@@ -1,0 +1,57 @@
+// TEST DOUBLE around the real LocalProvider, for the chaos harness: the same local clusters,
+// created and deleted by the real provider, but every Kubernetes call of the activities (and the
+// remote secrets' readers) goes through a FaultProxy in front of each cluster's API server.
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { Heartbeat } from '../adapters/kube';
+import type { ClusterAccess, ClusterProvider, LocalProvider } from '../adapters/providers';
+import type { LocalClusters } from '../local/clusters';
+import type { ClusterSpec } from '../spec/schema';
+import { localClusterName } from '../spec/names';
+import { type Fault, FaultProxy } from './fault-proxy';
+
+export class FaultyLocalProvider implements ClusterProvider {
+  readonly proxies = new Map<string, FaultProxy>();
+
+  constructor(
+    private readonly real: LocalProvider,
+    private readonly clusters: LocalClusters,
+    private readonly faults: () => Fault[],
+  ) {}
+
+  async create(mesh: string, cluster: ClusterSpec, heartbeat: Heartbeat): Promise<void> {
+    await this.real.create(mesh, cluster, heartbeat);
+    const name = localClusterName(mesh, cluster.name);
+    if (this.proxies.has(name)) return;
+    const proxy = await new FaultProxy(this.clusters.get(name)!).start();
+    proxy.faults = this.faults();
+    this.proxies.set(name, proxy);
+  }
+
+  async delete(mesh: string, cluster: ClusterSpec): Promise<void> {
+    const name = localClusterName(mesh, cluster.name);
+    await this.proxies.get(name)?.stop();
+    this.proxies.delete(name);
+    await this.real.delete(mesh, cluster);
+  }
+
+  access(mesh: string, cluster: ClusterSpec): ClusterAccess {
+    const real = this.real.access(mesh, cluster);
+    const proxy = this.proxies.get(localClusterName(mesh, cluster.name));
+    if (!proxy) return real;
+    const file = path.join(path.dirname(real.kubeconfig), 'kubeconfig-through-faults');
+    if (!fs.existsSync(file)) {
+      const doc = YAML.parse(fs.readFileSync(real.kubeconfig, 'utf8')) as {
+        clusters: Array<{ cluster: { server: string } }>;
+      };
+      for (const c of doc.clusters) c.cluster.server = proxy.url;
+      fs.writeFileSync(file, YAML.stringify(doc), { mode: 0o600 });
+    }
+    return { ...real, kubeconfig: file, apiServer: proxy.url };
+  }
+
+  injected(): number {
+    return [...this.proxies.values()].reduce((n, p) => n + p.injected.length, 0);
+  }
+}
