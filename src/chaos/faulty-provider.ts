@@ -13,6 +13,8 @@ import { type Fault, FaultProxy } from './fault-proxy';
 
 export class FaultyLocalProvider implements ClusterProvider {
   readonly proxies = new Map<string, FaultProxy>();
+  /** Faults injected by the proxies of clusters already deleted. */
+  private injectedBefore = 0;
 
   constructor(
     private readonly real: LocalProvider,
@@ -31,8 +33,12 @@ export class FaultyLocalProvider implements ClusterProvider {
 
   async delete(mesh: string, cluster: ClusterSpec): Promise<void> {
     const name = localClusterName(mesh, cluster.name);
-    await this.proxies.get(name)?.stop();
-    this.proxies.delete(name);
+    const proxy = this.proxies.get(name);
+    if (proxy) {
+      this.injectedBefore += proxy.injected.length;
+      await proxy.stop();
+      this.proxies.delete(name);
+    }
     await this.real.delete(mesh, cluster);
   }
 
@@ -51,7 +57,8 @@ export class FaultyLocalProvider implements ClusterProvider {
     return { ...real, kubeconfig: file, apiServer: proxy.url };
   }
 
+  /** How many faults the proxies injected so far. */
   injected(): number {
-    return [...this.proxies.values()].reduce((n, p) => n + p.injected.length, 0);
+    return [...this.proxies.values()].reduce((n, p) => n + p.injected.length, this.injectedBefore);
   }
 }

@@ -216,14 +216,24 @@ program
   .action(async (files: string[]) => {
     const { Worker } = await import('@temporalio/worker');
     const { historyFromJSON } = await import('@temporalio/common/lib/proto-utils.js');
-    for (const file of files) {
-      await Worker.runReplayHistory(
-        { workflowsPath: require.resolve('../workflows') },
-        historyFromJSON(JSON.parse(fs.readFileSync(file, 'utf8'))),
-        path.basename(file),
-      );
-      process.stdout.write(`${file}: replayed without non-determinism\n`);
+    // One workflow bundle for all of them; each history is reported on its own.
+    const histories = files.map((file) => ({
+      workflowId: file,
+      history: historyFromJSON(JSON.parse(fs.readFileSync(file, 'utf8'))),
+    }));
+    const failed: string[] = [];
+    for await (const result of Worker.runReplayHistories(
+      { workflowsPath: require.resolve('../workflows') },
+      histories,
+    )) {
+      if (result.error) {
+        failed.push(result.workflowId);
+        process.stderr.write(`${result.workflowId}: ${result.error.name}: ${result.error.message}\n`);
+      } else {
+        process.stdout.write(`${result.workflowId}: replayed without non-determinism\n`);
+      }
     }
+    if (failed.length) throw new Error(`${failed.length} of ${files.length} histories failed to replay`);
   });
 
 const gcTargets = gcClusterOptions();
