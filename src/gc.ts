@@ -6,11 +6,10 @@
 // is done; an error there stops gc before it changes anything. Nothing without meshflow's labels
 // or ownership record is touched.
 import fs from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
-import { MANAGED_BY, MESH_LABEL } from './adapters/kube';
+import { Kube, MANAGED_BY, MESH_LABEL } from './adapters/kube';
 import { LocalProvider } from './adapters/providers';
 import { caDir } from './istio/trust';
 import { LocalClusters, type LocalTools } from './local/clusters';
@@ -161,33 +160,9 @@ class ClusterApi {
     return this.config.getCurrentCluster()!.server;
   }
 
-  async request<T>(method: string, urlPath: string, body?: unknown): Promise<T> {
-    const server = this.server;
-    const headers: Record<string, string> = { Accept: 'application/json' };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const opts: https.RequestOptions = { method, headers, timeout: 30_000 };
-    await this.config.applyToHTTPSOptions(opts);
-    return new Promise((resolve, reject) => {
-      const req = https.request(new URL(urlPath, server), opts, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString();
-          const code = res.statusCode ?? 500;
-          if (code < 300) return resolve(JSON.parse(text) as T);
-          let message = text;
-          try {
-            message = (JSON.parse(text) as { message?: string }).message ?? text;
-          } catch {
-            // not a Status object
-          }
-          reject(Object.assign(new Error(`${method} ${urlPath}: ${code} ${message}`), { code }));
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: ${server} did not answer within 30s`)));
-      req.on('error', reject);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
-    });
+  /** One API call; transient answers are retried as in every meshflow call (Kube.requestJson). */
+  request<T>(method: string, urlPath: string, body?: unknown): Promise<T> {
+    return new Kube(this.config).requestJson<T>(method, urlPath, body);
   }
 
   /** Every resource type that can be listed and deleted, one version per group (the preferred one). */

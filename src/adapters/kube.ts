@@ -73,6 +73,8 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+const REQUEST_TIMEOUT_MS = 30_000;
+
 /** Whether a failed API call is worth retrying: throttled, a server error, or a lost connection. */
 export function isTransient(err: unknown): boolean {
   const e = err as { code?: number | string; name?: string };
@@ -244,6 +246,12 @@ export class Kube {
     return this.retrying(() => this.requestOnce(method, urlPath, body, contentType));
   }
 
+  /** A raw API call with a JSON body and a JSON answer, retried while transient like every call. */
+  async requestJson<T>(method: string, urlPath: string, body?: unknown): Promise<T> {
+    const json = body === undefined ? undefined : JSON.stringify(body);
+    return JSON.parse(await this.request(method, urlPath, json, json && 'application/json')) as T;
+  }
+
   /** Runs a call (raw or through the typed clients) again while its answer is transient. */
   async retrying<T>(call: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -261,8 +269,9 @@ export class Kube {
     this.signal?.throwIfAborted();
     const opts: https.RequestOptions = {
       method,
-      headers: contentType ? { 'Content-Type': contentType } : {},
+      headers: { Accept: 'application/json', ...(contentType ? { 'Content-Type': contentType } : {}) },
       signal: this.signal,
+      timeout: REQUEST_TIMEOUT_MS,
     };
     await this.config.applyToHTTPSOptions(opts);
     return new Promise((resolve, reject) => {
@@ -283,6 +292,14 @@ export class Kube {
           );
         });
       });
+      // An API server that does not answer at all: a transient error, retried like a reset.
+      req.on('timeout', () =>
+        req.destroy(
+          Object.assign(new Error(`${method} ${urlPath}: no answer within ${REQUEST_TIMEOUT_MS / 1000}s`), {
+            code: 'ETIMEDOUT',
+          }),
+        ),
+      );
       req.on('error', reject);
       req.end(body);
     });
