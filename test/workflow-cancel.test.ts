@@ -6,13 +6,12 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
-import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';
 import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
 import { buildPlan } from '../src/plan/plan';
 import { sleep } from '../src/util/net';
-import { FakeActivities, expectUndoneInReverse } from './helpers/fake-activities';
+import { FakeActivities, expectUndoneInReverse, twoClusterMesh } from './helpers/fake-activities';
 import { recordHistory } from './helpers/histories';
 import { devServer } from './helpers/temporal';
 import { WORKER_TUNING } from '../src/worker';
@@ -42,16 +41,7 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-function spec(name: string, extra = ''): MeshSpec {
-  return parseMeshSpec(`
-apiVersion: meshflow.dev/v1alpha1
-kind: Mesh
-name: ${name}
-clusters:
-  - { name: east, provider: local, network: n1 }
-  - { name: west, provider: local, network: n2 }
-${extra}`);
-}
+const spec = twoClusterMesh;
 
 /** Starts a mesh whose control-plane:west step runs until cancelled, and waits until it runs. */
 async function startHanging(s: MeshSpec) {

@@ -4,14 +4,13 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostActivities, hostTaskQueue } from '../src/activities/host';
-import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';
 import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal, verifyUpdate } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
 import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
 import { WORKER_TUNING } from '../src/worker';
-import { FakeActivities } from './helpers/fake-activities';
+import { FakeActivities, twoClusterMesh } from './helpers/fake-activities';
 import { recordHistory } from './helpers/histories';
 import { devServer } from './helpers/temporal';
 
@@ -51,16 +50,7 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-function spec(name: string): MeshSpec {
-  return parseMeshSpec(`
-apiVersion: meshflow.dev/v1alpha1
-kind: Mesh
-name: ${name}
-clusters:
-  - { name: east, provider: local, network: n1 }
-  - { name: west, provider: local, network: n2 }
-`);
-}
+const spec = (name: string): MeshSpec => twoClusterMesh(name);
 
 const start = (s: MeshSpec) =>
   env.client.workflow.start<typeof provisionMesh>('provisionMesh', {

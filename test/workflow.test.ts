@@ -5,13 +5,16 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { buildPlan } from '../src/plan/plan';
-import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';
 import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal, verifyUpdate } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
 import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
-import { FakeActivities, expectUndoneInReverse as expectUndoneInReverseOrder } from './helpers/fake-activities';
+import {
+  FakeActivities,
+  expectUndoneInReverse as expectUndoneInReverseOrder,
+  twoClusterMesh,
+} from './helpers/fake-activities';
 import { recordHistory } from './helpers/histories';
 import { timeSkippingServer } from './helpers/temporal';
 
@@ -51,17 +54,7 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-function spec(name: string, extra = ''): MeshSpec {
-  return parseMeshSpec(`
-apiVersion: meshflow.dev/v1alpha1
-kind: Mesh
-name: ${name}
-ttl: 2h
-clusters:
-  - { name: east, provider: local, network: n1 }
-  - { name: west, provider: local, network: n2 }
-${extra}`);
-}
+const spec = (name: string, extra = ''): MeshSpec => twoClusterMesh(name, `ttl: 2h\n${extra}`);
 
 function start(s: MeshSpec) {
   return env.client.workflow.start<typeof provisionMesh>('provisionMesh', {

@@ -32,6 +32,7 @@ import { meshWorkflowId, statusQuery } from '../workflows/definitions';
 import { Context } from '@temporalio/activity';
 import type { HostActivities } from '../activities/host';
 import type { MeshActivities } from '../activities/types';
+import { everyStep } from '../steps/activity-names';
 import type { noopChain } from './noop-chain';
 import type { StepOutcome, StepRequest } from '../workflows/types';
 
@@ -51,16 +52,7 @@ function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivit
   };
   return {
     claimHost: async () => ({ host: 'bench', taskQueue: Context.current().info.taskQueue }),
-    createCluster: step,
-    createRootCa: step,
-    installCacerts: step,
-    installControlPlane: step,
-    installEastWestGateway: step,
-    exposeServices: step,
-    exposeIstiod: step,
-    linkClusters: step,
-    deployApp: step,
-    verifyMesh: step,
+    ...everyStep(step),
     undoResource: async () => undefined,
   };
 }

@@ -29,6 +29,7 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { MeshActivities } from '../activities/types';
+import { STEP_ACTIVITIES } from '../steps/activity-names';
 import type { HostActivities } from '../activities/host';
 import { buildPlan, type Step, type StepKind } from '../plan/plan';
 import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
@@ -76,19 +77,6 @@ const V1_HEARTBEAT: Partial<Record<StepKind, string>> = {
   'eastwest-gateway': '1 minute',
   'deploy-app': '1 minute',
   verify: '1 minute',
-};
-
-const ACTIVITY: Record<StepKind, Exclude<keyof MeshActivities, 'undoResource'>> = {
-  'create-cluster': 'createCluster',
-  'root-ca': 'createRootCa',
-  cacerts: 'installCacerts',
-  'control-plane': 'installControlPlane',
-  'eastwest-gateway': 'installEastWestGateway',
-  'expose-services': 'exposeServices',
-  'expose-istiod': 'exposeIstiod',
-  link: 'linkClusters',
-  'deploy-app': 'deployApp',
-  verify: 'verifyMesh',
 };
 
 const UNDO_OPTIONS: ActivityOptions = {
@@ -190,7 +178,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       ...hostOptions(),
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    })[ACTIVITY[step.kind]];
+    })[STEP_ACTIVITIES[step.kind]];
   const undoActivity = (summaryText: string) =>
     proxyActivities<MeshActivities>({ ...UNDO_OPTIONS, ...hostOptions(), summary: summaryText }).undoResource;
 

@@ -5,7 +5,10 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HostActivities } from '../../src/activities/host';
 import type { MeshActivities, UndoRequest } from '../../src/activities/types';
+import { everyStep } from '../../src/steps/activity-names';
 import type { Plan } from '../../src/plan/plan';
+import { parseMeshSpec } from '../../src/spec/load';
+import type { MeshSpec } from '../../src/spec/schema';
 import type { Resource, StepOutcome, StepRequest } from '../../src/steps/contract';
 
 export interface Script {
@@ -140,16 +143,7 @@ export class FakeActivities {
     return {
       // The mesh's steps stay on the queue the test's worker polls.
       claimHost: async () => ({ host: 'test-host', taskQueue: Context.current().info.taskQueue }),
-      createCluster: step,
-      createRootCa: step,
-      installCacerts: step,
-      installControlPlane: step,
-      installEastWestGateway: step,
-      exposeServices: step,
-      exposeIstiod: step,
-      linkClusters: step,
-      deployApp: step,
-      verifyMesh: step,
+      ...everyStep(step),
       undoResource: async (req: UndoRequest) => {
         const p = fakeResourceStep(req.resource);
         this.record(req.mesh, `undo ${p}`);
@@ -187,4 +181,16 @@ export function expectUndoneInReverse(undone: string[], created: string[], plan:
         });
     }
   });
+}
+
+/** The two-cluster, two-network mesh the workflow tests run (`extra`: more top-level YAML). */
+export function twoClusterMesh(name: string, extra = ''): MeshSpec {
+  return parseMeshSpec(`
+apiVersion: meshflow.dev/v1alpha1
+kind: Mesh
+name: ${name}
+clusters:
+  - { name: east, provider: local, network: n1 }
+  - { name: west, provider: local, network: n2 }
+${extra}`);
 }

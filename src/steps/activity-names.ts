@@ -1,0 +1,29 @@
+// Which activity runs each kind of step: shared by the workflow, which schedules them by name,
+// and the test doubles, which serve them all. Values with no I/O, so workflow code may import it.
+import type { MeshActivities } from '../activities/types';
+import type { StepKind } from '../plan/plan';
+import type { StepOutcome, StepRequest } from './contract';
+
+export type StepActivityName = Exclude<keyof MeshActivities, 'undoResource'>;
+
+/** The activity that runs each kind of step. */
+export const STEP_ACTIVITIES: Record<StepKind, StepActivityName> = {
+  'create-cluster': 'createCluster',
+  'root-ca': 'createRootCa',
+  cacerts: 'installCacerts',
+  'control-plane': 'installControlPlane',
+  'eastwest-gateway': 'installEastWestGateway',
+  'expose-services': 'exposeServices',
+  'expose-istiod': 'exposeIstiod',
+  link: 'linkClusters',
+  'deploy-app': 'deployApp',
+  verify: 'verifyMesh',
+};
+
+/** Every step activity served by one function (test doubles). */
+export function everyStep(fn: (req: StepRequest) => Promise<StepOutcome>): Record<StepActivityName, typeof fn> {
+  return Object.fromEntries(Object.values(STEP_ACTIVITIES).map((name) => [name, fn])) as Record<
+    StepActivityName,
+    typeof fn
+  >;
+}
