@@ -85,34 +85,31 @@ async function main(): Promise<void> {
     await bench.startServer();
     bench.startWorker();
 
-    const kills: RunResult[] = [];
-    for (let i = 0; i < Number(values.kills); i++) {
-      const at = Math.round(500 + random() * 30_000);
-      kills.push(
-        await bench.run(
-          example('three-clusters.yaml', `kill${i}`),
-          'worker SIGKILL',
-          (ms) => ms >= at,
-          () => bench.killWorker(),
-        ),
-      );
-      report(kills.slice(-1));
-    }
+    /** `count` runs of a three-cluster mesh, each broken by `fault` at a random time within `withinMs`. */
+    const atRandomTimes = async (
+      count: number,
+      prefix: string,
+      withinMs: number,
+      name: string,
+      fault: () => Promise<void>,
+    ) => {
+      const results: RunResult[] = [];
+      for (let i = 0; i < count; i++) {
+        const at = Math.round(500 + random() * withinMs);
+        results.push(await bench.run(example('three-clusters.yaml', `${prefix}${i}`), name, (ms) => ms >= at, fault));
+        report(results.slice(-1));
+      }
+      return results;
+    };
+    const kills = await atRandomTimes(Number(values.kills), 'kill', 30_000, 'worker SIGKILL', () => bench.killWorker());
     if (kills.length) rows.push(row('worker SIGKILL (3 clusters)', kills));
-
-    const serverKills: RunResult[] = [];
-    for (let i = 0; i < Number(values['server-kills']); i++) {
-      const at = Math.round(500 + random() * 25_000);
-      serverKills.push(
-        await bench.run(
-          example('three-clusters.yaml', `srv${i}`),
-          'dev server SIGKILL + restart',
-          (ms) => ms >= at,
-          () => bench.killServer(),
-        ),
-      );
-      report(serverKills.slice(-1));
-    }
+    const serverKills = await atRandomTimes(
+      Number(values['server-kills']),
+      'srv',
+      25_000,
+      'dev server SIGKILL + restart',
+      () => bench.killServer(),
+    );
     if (serverKills.length) rows.push(row('dev server SIGKILL + restart (3 clusters)', serverKills));
 
     const apiRuns = Number(values['api-faults']);
