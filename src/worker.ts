@@ -6,13 +6,14 @@ import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
 import type { ActivityDeps } from './activities/mesh-activities';
 import { ExistingProvider, LocalProvider, UnavailableProvider } from './adapters/providers';
+import { LOCAL_TOOL_NAMES, localTools } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
 import { temporalTarget } from './temporal/connection';
 import { ensureTools } from './tools/install';
 import { TASK_QUEUE } from './workflows/definitions';
 
 export async function productionDeps(stateDir = defaultStateDir()): Promise<ActivityDeps> {
-  return activityDeps(stateDir, await ensureTools(['kube-apiserver', 'etcd', 'istioctl']));
+  return activityDeps(stateDir, await ensureTools([...LOCAL_TOOL_NAMES, 'istioctl']));
 }
 
 /** The real adapters: local clusters under `stateDir`, existing clusters, the pinned istioctl. */
@@ -21,7 +22,7 @@ export function activityDeps(stateDir: string, tools: Record<string, string>): A
     stateDir,
     istioctl: tools.istioctl,
     providers: {
-      local: new LocalProvider(stateDir, { kubeApiserver: tools['kube-apiserver'], etcd: tools.etcd }),
+      local: new LocalProvider(stateDir, localTools(tools)),
       existing: new ExistingProvider(),
       gke: new UnavailableProvider('gke'),
     },

@@ -5,15 +5,12 @@
 import path from 'node:path';
 import { ChaosBench } from '../src/chaos/harness';
 import { loadMeshSpec } from '../src/spec/load';
-import { tool } from './helpers/env';
+import { testLocalTools, tool } from './helpers/env';
 
 let bench: ChaosBench;
 
 beforeAll(async () => {
-  bench = new ChaosBench(
-    { temporal: tool('temporal'), kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') },
-    process.env.MESHFLOW_TEST_ROOT,
-  );
+  bench = new ChaosBench({ temporal: tool('temporal'), local: testLocalTools() }, process.env.MESHFLOW_TEST_ROOT);
   await bench.startServer();
   bench.startWorker();
 });

@@ -12,7 +12,11 @@ import {
   eastWestOperator,
   istioctlRender,
   istiodExposure,
+  type WebhookURLs,
 } from '../istio/manifests';
+import type { IstiodRunner } from '../adapters/providers';
+import type { IstiodEndpoint } from '../local/clusters';
+import type { ClusterSpec } from '../spec/schema';
 import type { StepOutcome, StepRequest } from '../steps/contract';
 import { NotOursError } from '../steps/errors';
 import { type ActivityDeps, clusterOf, kubeOf, objectsIn } from './deps';
@@ -48,18 +52,40 @@ export function controlPlaneActivities(deps: ActivityDeps) {
           if (!remotePilot) throw new Error(`the east-west gateway of primary ${c.primary} has no address yet`);
         }
         const k = kubeOf(deps, req.spec, c.name, ctx.signal);
+        // Local clusters: istiod runs on this machine (the primary's serves its remotes too), and
+        // the API server calls its webhooks there.
+        const servedBy = c.role === 'remote' ? clusterOf(req.spec, c.primary!) : c;
+        const runner = deps.providers[c.provider].istiodRunner && deps.providers[servedBy.provider].istiodRunner;
+        let webhooks: WebhookURLs | undefined;
+        if (runner) {
+          const e = await runner.istiodEndpoint(req.mesh, servedBy);
+          webhooks = {
+            injectionURL: `${e.webhook}/inject/cluster/${c.name}/net/${c.network}`,
+            validationURL: `${e.webhook}/validate`,
+          };
+        }
         const rendered = parseManifests(
-          await istioctlRender(deps.istioctl, controlPlaneOperator(req.spec, c, remotePilot), ctx.signal),
+          await istioctlRender(deps.istioctl, controlPlaneOperator(req.spec, c, remotePilot, webhooks), ctx.signal),
         );
         // istio-system is the cacerts step's (made by it, or the user's and left as it is).
         const objects = rendered.filter((o) => !(o.kind === 'Namespace' && o.metadata?.name === ISTIO_NAMESPACE));
         const count = await applyTracked(k, req, c.name, objects, ctx);
+        let istiodDebug: string | undefined;
+        if (runner && c.role === 'primary') {
+          istiodDebug = (await startLocalIstiod(k, runner, req, c, istiodEnv(objects), ctx)).debug;
+        }
         const deployments = objects
           .filter((o) => o.kind === 'Deployment' && o.metadata?.namespace === ISTIO_NAMESPACE)
           .map((o) => o.metadata!.name!);
         await k.waitDeploymentsAvailable(ISTIO_NAMESPACE, deployments, ctx.heartbeat);
         if (c.role === 'remote') await annotateRemote(k, req.mesh, c.name, c.primary!);
-        return { outputs: { objects: String(count), deployments: deployments.join(',') } };
+        return {
+          outputs: {
+            objects: String(count),
+            deployments: deployments.join(','),
+            ...(istiodDebug ? { istiodDebug } : {}),
+          },
+        };
       }),
 
     installEastWestGateway: (req: StepRequest): Promise<StepOutcome> =>
@@ -97,6 +123,37 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         return {};
       }),
   };
+}
+
+/** istiod for a local primary, with the plugged-in CA the cacerts step put in the cluster. */
+async function startLocalIstiod(
+  k: Kube,
+  runner: IstiodRunner,
+  req: StepRequest,
+  c: ClusterSpec,
+  env: Record<string, string>,
+  ctx: StepContext,
+): Promise<IstiodEndpoint> {
+  const secret = await k.retrying(() => k.core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }));
+  const cacerts = Object.fromEntries(
+    Object.entries(secret.data ?? {}).map(([file, b64]) => [file, Buffer.from(b64, 'base64').toString()]),
+  );
+  return runner.startIstiod(req.mesh, c, { clusterId: c.name, cacerts, env, signal: ctx.signal });
+}
+
+/**
+ * The environment the rendered istiod Deployment gives its container (REVISION, PILOT_* and
+ * whatever `pilot.env` holds), so that istiod run on this machine is configured as one in the
+ * cluster would be. Values taken from the pod (fieldRef, resourceFieldRef) are the runner's.
+ */
+function istiodEnv(objects: k8s.KubernetesObject[]): Record<string, string> {
+  const d = objects.find(
+    (o) => o.kind === 'Deployment' && o.metadata?.name === 'istiod' && o.metadata.namespace === ISTIO_NAMESPACE,
+  ) as k8s.V1Deployment | undefined;
+  const container = d?.spec?.template.spec?.containers.find((x) => x.name === 'discovery');
+  const env: Record<string, string> = {};
+  for (const e of container?.env ?? []) if (e.value !== undefined && e.name !== 'KUBECONFIG') env[e.name] = e.value;
+  return env;
 }
 
 /** A remote's istio-system names its primary; annotated by meshflow only when the namespace is the mesh's. */

@@ -4,11 +4,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { LocalClusters, type LocalTools } from '../local/clusters';
+import {
+  type IstiodEndpoint,
+  type IstiodOptions,
+  LocalClusters,
+  type LocalTools,
+  istiodEndpoint,
+} from '../local/clusters';
 import { localClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
 import { packageRoot } from '../paths';
-import { runningPid, startDaemon, stopDaemon } from '../util/daemon';
+import { runningPid, startDaemon } from '../util/daemon';
 import { type Heartbeat, Kube } from './kube';
 import { PermanentError } from '../steps/errors';
 
@@ -23,12 +29,22 @@ export interface ClusterAccess {
   caData: string;
   /** A cluster on this machine: its API address is reachable from the other local clusters only. */
   local: boolean;
+  /** An istiod meshflow runs on this machine for the cluster (local primaries), while it runs. */
+  istiod?: IstiodEndpoint;
+}
+
+/** A provider that runs istiod itself, beside the cluster (local clusters): no in-cluster istiod serves it. */
+export interface IstiodRunner {
+  /** Where the cluster's istiod answers once started; the ports are chosen now and kept. */
+  istiodEndpoint(mesh: string, cluster: ClusterSpec): Promise<IstiodEndpoint>;
+  startIstiod(mesh: string, cluster: ClusterSpec, opts: IstiodOptions): Promise<IstiodEndpoint>;
 }
 
 export interface ClusterProvider {
   create(mesh: string, cluster: ClusterSpec, heartbeat: Heartbeat): Promise<void>;
   delete(mesh: string, cluster: ClusterSpec, heartbeat: Heartbeat): Promise<void>;
   access(mesh: string, cluster: ClusterSpec): ClusterAccess;
+  istiodRunner?: IstiodRunner;
 }
 
 export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
@@ -38,9 +54,17 @@ export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
 /** Local control-plane-only clusters (with the simulated data plane beside each). */
 export class LocalProvider implements ClusterProvider {
   private readonly clusters: LocalClusters;
+  readonly istiodRunner?: IstiodRunner;
 
   constructor(stateDir: string, tools: LocalTools) {
     this.clusters = new LocalClusters(stateDir, tools);
+    if (tools.pilotDiscovery) {
+      this.istiodRunner = {
+        istiodEndpoint: async (mesh, cluster) =>
+          istiodEndpoint(await this.clusters.istiodPorts(this.localName(mesh, cluster))),
+        startIstiod: (mesh, cluster, opts) => this.clusters.startIstiod(this.localName(mesh, cluster), opts),
+      };
+    }
   }
 
   /** Local cluster names carry the mesh name, so two meshes never share a cluster. */
@@ -52,7 +76,7 @@ export class LocalProvider implements ClusterProvider {
     const name = this.localName(mesh, cluster);
     const beat = setInterval(() => heartbeat({ starting: name }), 5000);
     try {
-      const [local] = await this.clusters.start([name]);
+      const [local] = await this.clusters.start([name], { podCidrs: { [name]: cluster.podCidr } });
       const dir = path.dirname(local.kubeconfig);
       // "<mesh>-<cluster>" splits more than one way when names hold '-': say whose cluster this is (read by gc).
       const owner = path.join(dir, 'owner.json');
@@ -72,14 +96,9 @@ export class LocalProvider implements ClusterProvider {
   }
 
   async delete(mesh: string, cluster: ClusterSpec): Promise<void> {
-    const name = this.localName(mesh, cluster);
-    const local = this.clusters.get(name);
-    if (local) {
-      const dir = path.dirname(local.kubeconfig);
-      await stopDaemon(path.join(dir, 'simulated-data-plane.pid'), dir);
-    }
-    // Also when it never finished starting: its directory and etcd keys go all the same.
-    await this.clusters.delete([name]);
+    // Every process of the cluster stops (istiod included); also when it never finished
+    // starting, its directory and etcd keys go all the same.
+    await this.clusters.delete([this.localName(mesh, cluster)]);
   }
 
   access(mesh: string, cluster: ClusterSpec): ClusterAccess {
@@ -90,6 +109,7 @@ export class LocalProvider implements ClusterProvider {
       apiServer: cluster.apiServerAddress ?? local.server,
       caData: fs.readFileSync(local.pki.caCert).toString('base64'),
       local: true,
+      istiod: this.clusters.istiod(local.name),
     };
   }
 }

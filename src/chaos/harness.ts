@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { meshHandle, meshStatus, startMesh, teardownMesh } from '../client';
-import { LocalClusters } from '../local/clusters';
+import { LocalClusters, type LocalTools } from '../local/clusters';
 import { packageRoot } from '../paths';
 import type { MeshSpec } from '../spec/schema';
 import { localClusterName } from '../spec/names';
@@ -22,8 +22,7 @@ import type { MeshStatus } from '../workflows/types';
 
 export interface ChaosTools {
   temporal: string;
-  kubeApiserver: string;
-  etcd: string;
+  local: LocalTools;
 }
 
 /** What one run ended as, and what it left. */
@@ -56,7 +55,7 @@ export class ChaosBench {
     root = os.tmpdir(),
   ) {
     this.state = fs.mkdtempSync(path.join(root, 'meshflow-chaos-'));
-    this.local = new LocalClusters(this.state, { kubeApiserver: tools.kubeApiserver, etcd: tools.etcd });
+    this.local = new LocalClusters(this.state, tools.local);
   }
 
   get address(): string {

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../paths';
 import { SpecError, loadMeshSpec, parseMeshSpec } from '../spec/load';
+import { LOCAL_TOOL_NAMES, localTools } from '../local/tools';
 import { ensureTools } from '../tools/install';
 import { stderrProgress } from '../util/progress';
 import { NativeConnection } from '@temporalio/worker';
@@ -71,8 +72,8 @@ async function main(): Promise<void> {
   const seed = Number(values.seed);
   const random = seeded(seed);
   process.stderr.write(`[chaos] seed ${seed} (repeat with --seed ${seed})\n`);
-  const tools = await ensureTools(['temporal', 'kube-apiserver', 'etcd', 'istioctl'], stderrProgress);
-  const bench = new ChaosBench({ temporal: tools.temporal, kubeApiserver: tools['kube-apiserver'], etcd: tools.etcd });
+  const tools = await ensureTools(['temporal', ...LOCAL_TOOL_NAMES, 'istioctl'], stderrProgress);
+  const bench = new ChaosBench({ temporal: tools.temporal, local: localTools(tools) });
   // Interrupted (Ctrl-C, a timeout): stop the server, worker and clusters it started first.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {

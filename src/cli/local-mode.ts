@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { packageRoot, stateDir } from '../paths';
 import { connectOrStartLocal, type StartWait, type TemporalTarget } from '../temporal/connection';
+import { LOCAL_TOOL_NAMES } from '../local/tools';
 import { ensureTools } from '../tools/install';
 import { logTail, runningPid, startSupervisedDaemon, supervisedPid } from '../util/daemon';
 import { sleep } from '../util/net';
@@ -67,7 +68,7 @@ export async function ensureWorker(
 
 async function startWorker(target: TemporalTarget, progress: Progress, message: string): Promise<void> {
   const { dir, pidFile } = workerFiles();
-  await ensureTools(['kube-apiserver', 'etcd', 'istioctl'], progress);
+  await ensureTools([...LOCAL_TOOL_NAMES, 'istioctl'], progress);
   progress(message);
   startSupervisedDaemon({
     file: process.execPath,

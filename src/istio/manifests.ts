@@ -36,9 +36,30 @@ function operatorValues(ctx: ValuesContext): { values: Values; meshConfig?: Valu
   return { values, meshConfig: meshConfig as Values | undefined };
 }
 
+/**
+ * Where the API server calls Istio's webhooks when istiod runs outside the cluster (local
+ * clusters: istiod is a process on this machine): URLs instead of the in-cluster `istiod` Service.
+ */
+export interface WebhookURLs {
+  injectionURL: string;
+  validationURL: string;
+}
+
 /** The IstioOperator of a cluster's control plane (primary) or of its remote profile. */
-export function controlPlaneOperator(mesh: MeshSpec, cluster: ClusterSpec, remotePilotAddress?: string): object {
-  const { values, meshConfig } = operatorValues({ mesh, cluster, operator: 'control-plane', remotePilotAddress });
+export function controlPlaneOperator(
+  mesh: MeshSpec,
+  cluster: ClusterSpec,
+  remotePilotAddress?: string,
+  webhooks?: WebhookURLs,
+): object {
+  const rendered = operatorValues({ mesh, cluster, operator: 'control-plane', remotePilotAddress });
+  const meshConfig = rendered.meshConfig;
+  const values = webhooks
+    ? deepMerge(rendered.values, {
+        istiodRemote: { injectionURL: webhooks.injectionURL },
+        base: { validationURL: webhooks.validationURL },
+      })
+    : rendered.values;
   return {
     apiVersion: 'install.istio.io/v1alpha1',
     kind: 'IstioOperator',

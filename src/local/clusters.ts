@@ -1,11 +1,15 @@
-// Local control-plane-only clusters: each is a real kube-apiserver with its own port, CA,
-// serving and admin certificates, service-account keys and RBAC, all backed by one etcd (each
-// cluster under its own --etcd-prefix). Everything lives under <stateDir>/local; processes run
-// detached, so clusters outlive the command that started them and are found again from their
-// PID files. Nothing here runs pods: see src/sim for the simulated data plane.
+// Local clusters: each is a real kube-apiserver with its own port, CA, serving and admin
+// certificates, service-account keys and RBAC, all backed by one etcd (each cluster under its own
+// --etcd-prefix); beside it, given the tools, a real kube-controller-manager and kube-scheduler
+// and kwok, which plays the cluster's node: pods are scheduled to it and reach Running with IPs
+// from the cluster's pod CIDR, though no container runs. Everything lives under
+// <stateDir>/local; processes run detached, so clusters outlive the command that started them and
+// are found again from their PID files. What no component here does (load-balancer addresses) is
+// left to src/sim.
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
+import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
 import { freePort, sleep } from '../util/net';
 import { type Progress, silent } from '../util/progress';
@@ -16,7 +20,25 @@ import { type ClusterPki, ensureClusterPki, pkiPaths } from './pki';
 export interface LocalTools {
   kubeApiserver: string;
   etcd: string;
+  /** The controllers, the scheduler and kwok; without them a cluster is an API server alone (some tests want that). */
+  workloads?: WorkloadTools;
+  /** istiod, run beside the clusters whose control plane meshflow installs. */
+  pilotDiscovery?: string;
 }
+
+export interface WorkloadTools {
+  kubeControllerManager: string;
+  kubeScheduler: string;
+  kwok: string;
+  /** kwok's stage definitions (installed beside our kwok build). */
+  kwokStages: string;
+}
+
+/** The processes of a local cluster besides its API server, in the order they are stopped. */
+export const COMPONENTS = ['istiod', 'kwok', 'scheduler', 'controller-manager', 'simulated-data-plane'] as const;
+
+/** The name kwok's node of every local cluster has. */
+export const NODE_NAME = 'kwok-node-0';
 
 export interface LocalCluster {
   name: string;
@@ -26,12 +48,20 @@ export interface LocalCluster {
   server: string;
   kubeconfig: string;
   pki: ClusterPki;
+  /** The CIDR the pods of its node get their IPs from. */
+  podCidr: string;
 }
 
 interface ClusterRecord {
   name: string;
   index: number;
   port: number;
+  podCidr?: string;
+}
+
+export interface StartOptions {
+  /** Pod CIDR by cluster name, for clusters created now (default: 10.<128 + index>.0.0/16). */
+  podCidrs?: Record<string, string | undefined>;
 }
 
 interface EtcdRecord {
@@ -67,7 +97,7 @@ export class LocalClusters {
   }
 
   /** Starts (or finds running) the named clusters; creates those that do not exist yet. */
-  async start(names: string[]): Promise<LocalCluster[]> {
+  async start(names: string[], options: StartOptions = {}): Promise<LocalCluster[]> {
     for (const n of names) {
       if (!NAME.test(n))
         throw new LocalClusterError(`invalid local cluster name "${n}": use 1-40 lowercase letters, digits and '-'`);
@@ -77,10 +107,27 @@ export class LocalClusters {
     const { etcd, records } = await withLock(this.root, async () => {
       const etcd = await this.ensureEtcd();
       const records: ClusterRecord[] = [];
-      for (const n of names) records.push(await this.record(n));
+      for (const n of names) records.push(await this.record(n, options.podCidrs?.[n]));
       return { etcd, records };
     });
-    return Promise.all(records.map((r) => this.ensureApiserver(r, etcd)));
+    return Promise.all(
+      records.map(async (r) => {
+        const cluster = await this.ensureApiserver(r, etcd);
+        if (this.tools.workloads) await this.ensureWorkloads(cluster, this.tools.workloads);
+        return cluster;
+      }),
+    );
+  }
+
+  /** A component's PID file in the cluster's directory (`apiserver`, or one of COMPONENTS). */
+  pidFile(name: string, component: string): string {
+    return path.join(this.clusterDir(name), `${component}.pid`);
+  }
+
+  private async stopComponents(name: string): Promise<void> {
+    const dir = this.clusterDir(name);
+    for (const c of COMPONENTS) await stopDaemon(this.pidFile(name, c), dir);
+    await stopDaemon(this.apiserverPid(name), dir);
   }
 
   /** The clusters that exist in the state directory (running or not). */
@@ -105,7 +152,7 @@ export class LocalClusters {
   async stop(names?: string[]): Promise<void> {
     await withLock(this.root, async () => {
       const targets = names ?? this.list().map((c) => c.name);
-      await Promise.all(targets.map((n) => stopDaemon(this.apiserverPid(n), this.clusterDir(n))));
+      await Promise.all(targets.map((n) => this.stopComponents(n)));
       if (this.list().every((c) => !c.running)) await stopDaemon(path.join(this.etcdDir, 'etcd.pid'), this.etcdDir);
     });
   }
@@ -118,7 +165,7 @@ export class LocalClusters {
   private async deleteLocked(names: string[]): Promise<void> {
     const existing = names.filter((n) => fs.existsSync(this.clusterDir(n)));
     if (existing.length === 0) return;
-    await Promise.all(existing.map((n) => stopDaemon(this.apiserverPid(n), this.clusterDir(n))));
+    await Promise.all(existing.map((n) => this.stopComponents(n)));
     const etcd = await this.ensureEtcd();
     for (const n of existing) {
       await deleteEtcdPrefix(etcd.clientPort, etcdPrefix(n));
@@ -136,12 +183,12 @@ export class LocalClusters {
     return path.join(this.clusterDir(name), 'apiserver.pid');
   }
 
-  private async record(name: string): Promise<ClusterRecord> {
+  private async record(name: string, podCidr: string | undefined): Promise<ClusterRecord> {
     const file = path.join(this.clusterDir(name), 'cluster.json');
     if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as ClusterRecord;
     const index = Math.max(-1, ...this.list().map((c) => c.index)) + 1;
     fs.mkdirSync(this.clusterDir(name), { recursive: true, mode: 0o700 });
-    const rec: ClusterRecord = { name, index, port: await freePort() };
+    const rec: ClusterRecord = { name, index, port: await freePort(), podCidr: podCidr ?? defaultPodCidr(index) };
     fs.writeFileSync(file, JSON.stringify(rec, null, 2) + '\n');
     return rec;
   }
@@ -155,6 +202,7 @@ export class LocalClusters {
       server: `https://127.0.0.1:${r.port}`,
       kubeconfig: path.join(dir, 'kubeconfig'),
       pki: pkiPaths(path.join(dir, 'pki')),
+      podCidr: r.podCidr ?? defaultPodCidr(r.index),
     };
   }
 
@@ -236,9 +284,9 @@ export class LocalClusters {
         '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
         `--service-account-key-file=${pki.saPublicKey}`,
         `--service-account-signing-key-file=${pki.saPrivateKey}`,
-        // No controller manager runs to fill ServiceAccount token secrets, so the admission
-        // plugin that waits for them is off; tokens come from the TokenRequest API.
-        '--disable-admission-plugins=ServiceAccount',
+        // Without a controller manager nothing makes the `default` ServiceAccount the admission
+        // plugin waits for; tokens come from the TokenRequest API either way.
+        ...(this.tools.workloads ? [] : ['--disable-admission-plugins=ServiceAccount']),
         '--allow-privileged=true',
         '--endpoint-reconciler-type=none',
         '--profiling=false',
@@ -258,6 +306,253 @@ export class LocalClusters {
     }
     return cluster;
   }
+
+  /**
+   * The ports of the cluster's istiod, chosen once and kept in its directory, so that what was
+   * rendered for it (webhook URLs) stays true across restarts.
+   */
+  async istiodPorts(name: string): Promise<IstiodPorts> {
+    const file = path.join(this.clusterDir(name), 'istiod.json');
+    if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as IstiodPorts;
+    if (!fs.existsSync(this.clusterDir(name))) throw new LocalClusterError(`no local cluster ${name}`);
+    const ports: IstiodPorts = {
+      http: await freePort(),
+      grpc: await freePort(),
+      secureGrpc: await freePort(),
+      https: await freePort(),
+      monitoring: await freePort(),
+      ctrlz: await freePort(),
+    };
+    fs.writeFileSync(file, JSON.stringify(ports, null, 2) + '\n');
+    return ports;
+  }
+
+  /** Where the cluster's istiod answers, when it runs. */
+  istiod(name: string): IstiodEndpoint | undefined {
+    const file = path.join(this.clusterDir(name), 'istiod.json');
+    if (!fs.existsSync(file) || runningPid(this.pidFile(name, 'istiod'), this.clusterDir(name)) === undefined) {
+      return undefined;
+    }
+    return istiodEndpoint(JSON.parse(fs.readFileSync(file, 'utf8')) as IstiodPorts);
+  }
+
+  /**
+   * Runs istiod (pilot-discovery) for the cluster as a process on this machine, with the
+   * cluster's admin kubeconfig, its plugged-in CA (the `cacerts` files, written 0600 into the
+   * cluster's directory) and the ports of istiodPorts(); waits until it says it is ready. Mesh
+   * config and the injection template come from the cluster's `istio` and `istio-sidecar-injector`
+   * ConfigMaps, as for an istiod in the cluster. Already running: left as it is.
+   */
+  async startIstiod(name: string, opts: IstiodOptions): Promise<IstiodEndpoint> {
+    const bin = this.tools.pilotDiscovery;
+    if (!bin) throw new LocalClusterError('pilot-discovery is not among the local tools');
+    const dir = this.clusterDir(name);
+    const pidFile = this.pidFile(name, 'istiod');
+    const ports = await this.istiodPorts(name);
+    const endpoint = istiodEndpoint(ports);
+    if (runningPid(pidFile, dir) !== undefined && (await istiodReady(endpoint))) return endpoint;
+    await stopDaemon(pidFile, dir);
+    const home = path.join(dir, 'istiod');
+    const caDir = path.join(home, 'cacerts');
+    fs.mkdirSync(caDir, { recursive: true, mode: 0o700 });
+    for (const [file, pem] of Object.entries(opts.cacerts)) {
+      fs.writeFileSync(path.join(caDir, file), pem, { mode: 0o600 });
+    }
+    const cluster = this.get(name);
+    if (!cluster) throw new LocalClusterError(`no local cluster ${name}`);
+    this.progress(`starting istiod for local cluster ${name} (debug ${endpoint.debug})`);
+    startDaemon({
+      file: bin,
+      pidFile,
+      marker: dir,
+      cwd: home,
+      env: {
+        PATH: process.env.PATH,
+        HOME: home,
+        REVISION: 'default',
+        PILOT_CERT_PROVIDER: 'istiod',
+        ...opts.env,
+        POD_NAMESPACE: 'istio-system',
+        POD_NAME: `istiod-${name}`,
+        ROOT_CA_DIR: caDir,
+        CLUSTER_ID: opts.clusterId,
+        // Its serving certificate names 127.0.0.1, where the API server reaches its webhooks.
+        ISTIOD_CUSTOM_HOST: '127.0.0.1',
+      },
+      args: [
+        'discovery',
+        `--kubeconfig=${cluster.kubeconfig}`,
+        `--clusterID=${opts.clusterId}`,
+        `--httpAddr=127.0.0.1:${ports.http}`,
+        `--grpcAddr=127.0.0.1:${ports.grpc}`,
+        `--secureGRPCAddr=127.0.0.1:${ports.secureGrpc}`,
+        `--httpsAddr=127.0.0.1:${ports.https}`,
+        `--monitoringAddr=127.0.0.1:${ports.monitoring}`,
+        `--ctrlz_port=${ports.ctrlz}`,
+        '--ctrlz_address=127.0.0.1',
+        // No files: mesh config and networks come from the `istio` ConfigMap.
+        `--meshConfig=${path.join(home, 'no-mesh-file')}`,
+        `--networksConfig=${path.join(home, 'no-networks-file')}`,
+        '--log_output_level=default:info',
+      ],
+    });
+    const ok = await waitFor(
+      () => istiodReady(endpoint),
+      90_000,
+      () => runningPid(pidFile, dir) !== undefined,
+      opts.signal,
+    );
+    if (!ok) {
+      const tail = logTail(pidFile);
+      await stopDaemon(pidFile, dir);
+      throw new LocalClusterError(`istiod for local cluster ${name} did not become ready; last log lines:\n${tail}`);
+    }
+    return endpoint;
+  }
+
+  /**
+   * The controller manager, the scheduler and kwok beside a running API server, and the node kwok
+   * plays. Each is started when it is not running; all of them only talk to the API server.
+   */
+  private async ensureWorkloads(cluster: LocalCluster, tools: WorkloadTools): Promise<void> {
+    const dir = path.dirname(cluster.kubeconfig);
+    const kc = cluster.kubeconfig;
+    const daemons: Array<{ component: string; file: string; args: string[] }> = [
+      {
+        component: 'controller-manager',
+        file: tools.kubeControllerManager,
+        args: [
+          `--kubeconfig=${kc}`,
+          '--secure-port=0',
+          '--leader-elect=false',
+          `--cluster-name=${cluster.name}`,
+          `--service-account-private-key-file=${cluster.pki.saPrivateKey}`,
+          `--root-ca-file=${cluster.pki.caCert}`,
+          '--use-service-account-credentials=false',
+          '--kube-api-qps=200',
+          '--kube-api-burst=400',
+          '--v=1',
+        ],
+      },
+      {
+        component: 'scheduler',
+        file: tools.kubeScheduler,
+        args: [`--kubeconfig=${kc}`, '--secure-port=0', '--leader-elect=false', '--v=1'],
+      },
+      {
+        component: 'kwok',
+        file: tools.kwok,
+        args: [
+          `--kubeconfig=${kc}`,
+          `--config=${tools.kwokStages}`,
+          '--manage-all-nodes=false',
+          `--manage-nodes-with-annotation-selector=${KWOK_ANNOTATION}=fake`,
+          `--cidr=${cluster.podCidr}`,
+          '--node-lease-duration-seconds=40',
+        ],
+      },
+    ];
+    for (const d of daemons) {
+      const pidFile = this.pidFile(cluster.name, d.component);
+      if (runningPid(pidFile, dir) !== undefined) continue;
+      this.progress(`starting ${d.component} for local cluster ${cluster.name}`);
+      startDaemon({ file: d.file, args: d.args, pidFile, marker: dir });
+    }
+    await ensureNode(cluster);
+  }
+}
+
+const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
+
+export interface IstiodPorts {
+  http: number;
+  grpc: number;
+  secureGrpc: number;
+  https: number;
+  monitoring: number;
+  ctrlz: number;
+}
+
+/** How to reach an istiod meshflow runs on this machine. */
+export interface IstiodEndpoint {
+  /** Its debug HTTP address: `curl <debug>/debug/clusterz`. */
+  debug: string;
+  /** Its plaintext xDS address (host:port). */
+  xds: string;
+  /** Base URL of its injection and validation webhooks. */
+  webhook: string;
+}
+
+export interface IstiodOptions {
+  /** The Istio cluster ID (the spec's cluster name). */
+  clusterId: string;
+  /** The plugged-in CA: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem. */
+  cacerts: Record<string, string>;
+  /** The environment an in-cluster istiod would get (REVISION, PILOT_*, EXTERNAL_ISTIOD, ...). */
+  env?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+export function istiodEndpoint(p: IstiodPorts): IstiodEndpoint {
+  return {
+    debug: `http://127.0.0.1:${p.http}`,
+    xds: `127.0.0.1:${p.grpc}`,
+    webhook: `https://127.0.0.1:${p.https}`,
+  };
+}
+
+async function istiodReady(e: IstiodEndpoint): Promise<boolean> {
+  try {
+    const r = await fetch(`${e.debug}/ready`, { signal: AbortSignal.timeout(2000) });
+    return r.ok;
+  } catch {
+    return false;
+  }
+}
+
+export function defaultPodCidr(index: number): string {
+  return `10.${128 + (index % 64)}.0.0/16`;
+}
+
+/** The node kwok plays: its pod CIDR is the cluster's, so pods get their IPs from it. */
+async function ensureNode(cluster: LocalCluster): Promise<void> {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(cluster.kubeconfig);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const node: k8s.V1Node = {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name: NODE_NAME,
+      annotations: { [KWOK_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+      labels: {
+        type: 'kwok',
+        'kubernetes.io/arch': 'amd64',
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/hostname': NODE_NAME,
+        'node-role.kubernetes.io/agent': '',
+        'topology.kubernetes.io/region': 'local',
+        'topology.kubernetes.io/zone': 'local-a',
+      },
+    },
+    spec: { podCIDR: cluster.podCidr, podCIDRs: [cluster.podCidr] },
+    status: {
+      allocatable: { cpu: '64', memory: '256Gi', pods: '500' },
+      capacity: { cpu: '64', memory: '256Gi', pods: '500' },
+    },
+  };
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await core.createNode({ body: node });
+      return;
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (code === 409) return;
+      if (attempt >= 20)
+        throw new LocalClusterError(`cannot create node ${NODE_NAME} in ${cluster.name}: ${String(err)}`);
+      await sleep(250);
+    }
+  }
 }
 
 function etcdPrefix(name: string): string {
@@ -265,9 +560,15 @@ function etcdPrefix(name: string): string {
 }
 
 /** Polls `check` until it is true, the deadline passes, or `alive` says the process died. */
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, alive: () => boolean): Promise<boolean> {
+async function waitFor(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  alive: () => boolean,
+  signal?: AbortSignal,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    signal?.throwIfAborted();
     if (await check()) return true;
     if (!alive()) return false;
     await sleep(100);

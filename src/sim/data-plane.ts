@@ -1,11 +1,10 @@
-// SIMULATED DATA PLANE. Local clusters are control planes only: no kubelet runs pods, no
-// controller manager rolls out Deployments, no cloud gives LoadBalancer Services an address.
-// This module stands in for those, and only for local clusters: it marks every Deployment
-// available (observedGeneration current, all replicas ready) and gives each LoadBalancer Service
-// an ingress address from the cluster's own pool, 198.18.<cluster index>.0/24 (the benchmarking
-// range: no traffic is ever sent there). It writes only the status subresource, as the real
-// controllers do, so everything else in meshflow sees the same API objects a real cluster shows
-// and knows nothing of this module.
+// SIMULATED DATA PLANE. On local clusters real controllers roll out Deployments and kwok plays the
+// node their pods run on, but no cloud gives LoadBalancer Services an address. This module stands
+// in for that one thing, and only for local clusters: it gives each LoadBalancer Service an ingress
+// address from the cluster's own pool, 198.18.<cluster index>.0/24 (the benchmarking range: no
+// traffic is ever sent there). It writes only the status subresource, as a cloud controller does,
+// so everything else in meshflow sees the same API objects a real cluster shows and knows nothing
+// of this module.
 import * as k8s from '@kubernetes/client-node';
 
 export interface SimulatedCluster {
@@ -43,55 +42,10 @@ async function simulateCluster(
 ): Promise<Array<k8s.Informer<k8s.KubernetesObject>>> {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
-  const apps = kc.makeApiClient(k8s.AppsV1Api);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const assigned = new Map<string, string>(); // "ns/name" -> address, so an address is never handed out twice
 
-  const deployments = k8s.makeInformer(kc, '/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces());
   const services = k8s.makeInformer(kc, '/api/v1/services', () => core.listServiceForAllNamespaces());
-
-  const rollOut = async (d: k8s.V1Deployment) => {
-    const replicas = d.spec?.replicas ?? 1;
-    const s = d.status ?? {};
-    if (
-      s.observedGeneration === d.metadata?.generation &&
-      s.availableReplicas === replicas &&
-      s.updatedReplicas === replicas
-    )
-      return;
-    const now = new Date();
-    d.status = {
-      observedGeneration: d.metadata?.generation,
-      replicas,
-      readyReplicas: replicas,
-      availableReplicas: replicas,
-      updatedReplicas: replicas,
-      conditions: [
-        {
-          type: 'Available',
-          status: 'True',
-          reason: 'MinimumReplicasAvailable',
-          message: 'simulated data plane',
-          lastUpdateTime: now,
-          lastTransitionTime: now,
-        },
-        {
-          type: 'Progressing',
-          status: 'True',
-          reason: 'NewReplicaSetAvailable',
-          message: 'simulated data plane',
-          lastUpdateTime: now,
-          lastTransitionTime: now,
-        },
-      ],
-    };
-    await ignoreConflicts(
-      apps.replaceNamespacedDeploymentStatus({ name: d.metadata!.name!, namespace: d.metadata!.namespace!, body: d }),
-    );
-    log(
-      `[sim ${cluster.name}] deployment ${d.metadata?.namespace}/${d.metadata?.name} available (${replicas} replicas)`,
-    );
-  };
 
   const balance = async (svc: k8s.V1Service) => {
     const key = `${svc.metadata?.namespace}/${svc.metadata?.name}`;
@@ -119,19 +73,17 @@ async function simulateCluster(
     (o: T) => {
       fn(o).catch((err: unknown) => log(`[sim ${cluster.name}] ${err instanceof Error ? err.message : String(err)}`));
     };
-  deployments.on('add', guard(rollOut));
-  deployments.on('update', guard(rollOut));
   services.on('add', guard(balance));
   services.on('update', guard(balance));
   services.on('delete', (svc) => assigned.delete(`${svc.metadata?.namespace}/${svc.metadata?.name}`));
   // Informers restart their watch after errors; without an error handler they stop.
-  for (const inf of [deployments, services] as Array<k8s.Informer<k8s.KubernetesObject>>) {
+  for (const inf of [services] as Array<k8s.Informer<k8s.KubernetesObject>>) {
     inf.on('error', () => {
       if (!state.stopped) setTimeout(() => !state.stopped && void inf.start().catch(() => undefined), 1000);
     });
   }
-  await Promise.all([deployments.start(), services.start()]);
-  return [deployments, services] as Array<k8s.Informer<k8s.KubernetesObject>>;
+  await services.start();
+  return [services] as Array<k8s.Informer<k8s.KubernetesObject>>;
 }
 
 function nextAddress(index: number, used: Set<string>): string {

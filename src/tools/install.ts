@@ -12,6 +12,7 @@ import {
   ISTIO_MODULE_VERSION,
   ISTIO_VERSION,
   KUBERNETES_VERSION,
+  KWOK_VERSION,
   TEMPORAL_CLI_VERSION,
   TEMPORAL_TEST_SERVER_VERSION,
   TOOLS,
@@ -146,9 +147,22 @@ const BUILDERS: Record<string, Builder> = {
     await run('go', ['build', '-mod=readonly', '-trimpath',
       `-ldflags=-s -w -X ${v}.gitVersion=${KUBERNETES_VERSION} -X ${v}.gitMajor=${major} -X ${v}.gitMinor=${minor} -X ${v}.gitTreeState=clean`,
       '-o', path.join(dir, 'meshflow-kube'), '.'], { cwd: kubeModuleDir, env: goEnv() });
-    fs.symlinkSync('meshflow-kube', path.join(dir, 'kube-apiserver'));
-    fs.symlinkSync('meshflow-kube', path.join(dir, 'etcd'));
+    for (const role of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'etcd']) {
+      fs.symlinkSync('meshflow-kube', path.join(dir, role));
+    }
   },
+
+  kwok: async (dir) => {
+    await run('go', ['install', '-trimpath', '-ldflags=-s -w', `sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}`], {
+      env: goEnv(dir),
+    });
+    fs.writeFileSync(path.join(dir, KWOK_STAGES), await kwokStages());
+  },
+
+  'pilot-discovery': (dir) =>
+    run('go', ['install', '-trimpath',
+      `-ldflags=-s -w -X istio.io/istio/pkg/version.buildVersion=${ISTIO_VERSION} -X istio.io/istio/pkg/version.buildStatus=Clean`,
+      `istio.io/istio/pilot/cmd/pilot-discovery@${ISTIO_MODULE_VERSION}`], { env: goEnv(dir) }),
 
   istioctl: (dir) =>
     run('go', ['install', '-trimpath',
@@ -181,7 +195,28 @@ const BUILDERS: Record<string, Builder> = {
     await makeClassDataArchive(dir);
   },
 };
-BUILDERS.etcd = BUILDERS['kube-apiserver'];
+BUILDERS.etcd = BUILDERS['kube-controller-manager'] = BUILDERS['kube-scheduler'] = BUILDERS['kube-apiserver'];
+
+/** The file beside our kwok that holds the stages it plays (kwok itself ships none outside kwokctl). */
+export const KWOK_STAGES = 'stages.yaml';
+
+/**
+ * kwok's own "fast" stages, as kwokctl runs them: nodes become Ready and renew their lease; pods
+ * go Running with IPs from their node's pod CIDR, complete, and go away when deleted. Read from
+ * the kwok module that `go install` just fetched, so they always match the binary.
+ */
+async function kwokStages(): Promise<string> {
+  const r = await execa('go', ['mod', 'download', '-json', `sigs.k8s.io/kwok@${KWOK_VERSION}`], { env: goEnv() });
+  const dir = (JSON.parse(r.stdout) as { Dir: string }).Dir;
+  const files = [
+    'node/fast/node-initialize.yaml',
+    'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml',
+    'pod/fast/pod-ready.yaml',
+    'pod/fast/pod-complete.yaml',
+    'pod/fast/pod-delete.yaml',
+  ];
+  return files.map((f) => fs.readFileSync(path.join(dir, 'kustomize', 'stage', f), 'utf8').trim()).join('\n---\n') + '\n';
+}
 
 /** Runs the test server once with -XX:ArchiveClassesAtExit so later starts load classes from the archive. */
 async function makeClassDataArchive(dir: string): Promise<void> {

@@ -46,6 +46,8 @@ export const TEMPORAL_TEST_SERVER_VERSION = '1.38.0';
  */
 export const ISTIO_MODULE_VERSION = 'v0.0.0-20260827124520-eed52ebb66ad';
 export const ISTIO_VERSION = '1.31-eed52ebb66ad';
+/** kwok simulates nodes and the pods scheduled to them (no containers run) against a real API server. */
+export const KWOK_VERSION = 'v0.8.0';
 
 /** Hash of the files in a repository folder, so that editing the wrapper module rebuilds it. */
 function hashOf(dir: string, files: string[]): string {
@@ -108,6 +110,54 @@ export const TOOLS: readonly ToolSpec[] = [
     binary: 'etcd',
     requires: ['go'],
     coldBuild: 'built with kube-apiserver',
+  },
+  ...(['kube-controller-manager', 'kube-scheduler'] as const).map(
+    (name): ToolSpec => ({
+      name,
+      wanted: KUBERNETES_VERSION,
+      purpose:
+        name === 'kube-controller-manager'
+          ? 'Kubernetes controllers for local clusters (Deployments, EndpointSlices, namespace deletion, GC)'
+          : 'Kubernetes scheduler for local clusters (places pods on their simulated nodes)',
+      envVar: name === 'kube-controller-manager' ? 'MESHFLOW_KUBE_CONTROLLER_MANAGER_BIN' : 'MESHFLOW_KUBE_SCHEDULER_BIN',
+      pathNames: [name],
+      versionArgs: ['--version'],
+      parseVersion: (out) => /Kubernetes (v\d+\.\d+\.\d+\S*)/.exec(out)?.[1],
+      accepts: (v) => v.startsWith('v1.34.'),
+      cacheKey: kubeKey,
+      binary: name,
+      requires: ['go'],
+      coldBuild: 'built with kube-apiserver',
+    }),
+  ),
+  {
+    name: 'kwok',
+    wanted: KWOK_VERSION,
+    purpose: 'simulated nodes for local clusters: scheduled pods get Running with IPs from the pod CIDR',
+    envVar: 'MESHFLOW_KWOK_BIN',
+    // Only our build: it carries the stage definitions (stages.yaml) kwok runs with.
+    pathNames: [],
+    versionArgs: ['--version'],
+    parseVersion: (out) => /(v\d+\.\d+\.\d+)/.exec(out)?.[1],
+    accepts: (v) => v === KWOK_VERSION,
+    cacheKey: () => `kwok-${KWOK_VERSION}-r1`,
+    binary: 'kwok',
+    requires: ['go'],
+    coldBuild: '2-4 min',
+  },
+  {
+    name: 'pilot-discovery',
+    wanted: ISTIO_VERSION,
+    purpose: 'istiod, run as a process for the primaries of local clusters',
+    envVar: 'MESHFLOW_PILOT_DISCOVERY_BIN',
+    pathNames: ['pilot-discovery'],
+    versionArgs: ['version', '--short'],
+    parseVersion: (out) => /client version: (\d+\.\d+[^\s]*)/.exec(out)?.[1],
+    accepts: (v) => v === ISTIO_VERSION,
+    cacheKey: () => `pilot-discovery-${ISTIO_VERSION}`,
+    binary: 'pilot-discovery',
+    requires: ['go'],
+    coldBuild: '5-10 min (1-2 after istioctl)',
   },
   {
     name: 'istioctl',

@@ -1,11 +1,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { LocalTools } from '../../src/local/clusters';
+import { LOCAL_TOOL_NAMES, localTools } from '../../src/local/tools';
 
 /** Paths of the pinned tools, resolved once by the global setup. */
-export function tool(name: 'temporal' | 'kube-apiserver' | 'etcd' | 'istioctl' | 'temporal-test-server'): string {
+export function tool(name: string): string {
   const tools = JSON.parse(process.env.MESHFLOW_TEST_TOOLS ?? '{}') as Record<string, string>;
   if (!tools[name]) throw new Error(`tool ${name} was not prepared by the global setup`);
   return tools[name];
+}
+
+/** The tools of local clusters with workloads and istiod, as the worker gets them. */
+export function testLocalTools(): LocalTools {
+  return localTools(Object.fromEntries(LOCAL_TOOL_NAMES.map((n) => [n, tool(n)])));
 }
 
 /** A fresh directory under the run's scratch root (removed by the global teardown). */
