@@ -1,13 +1,14 @@
 // Local clusters are real Kubernetes control planes: two of them, each its own API server with
 // its own CA and data, serve namespaces, secrets, CRDs with server-side apply, TokenRequest and
-// RBAC; the simulated data plane gives LoadBalancer Services addresses and rolls out Deployments;
-// clusters restart from their state and leave no process behind.
+// RBAC; real controllers roll out Deployments and delete namespaces, kwok's node runs the pods
+// with IPs from the cluster's pod CIDR; the simulated data plane gives LoadBalancer Services
+// addresses; clusters restart from their state and leave no process behind.
 import fs from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
-import { LocalClusters, type LocalCluster, readyz } from '../src/local/clusters';
+import { COMPONENTS, LocalClusters, type LocalCluster, NODE_NAME, readyz } from '../src/local/clusters';
 import { type SimulatedDataPlane, startSimulatedDataPlane } from '../src/sim/data-plane';
 import { runningPid } from '../src/util/daemon';
-import { scratchDir, tool } from './helpers/env';
+import { scratchDir, testLocalTools } from './helpers/env';
 import { sleep } from '../src/util/net';
 
 let state: string;
@@ -36,8 +37,8 @@ async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 20
 
 beforeAll(async () => {
   state = scratchDir('local');
-  clusters = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
-  [east, west] = await clusters.start(['east', 'west']);
+  clusters = new LocalClusters(state, testLocalTools());
+  [east, west] = await clusters.start(['east', 'west'], { podCidrs: { east: '10.61.0.0/16' } });
   sim = await startSimulatedDataPlane([east, west]);
 });
 
@@ -190,7 +191,7 @@ test('a ServiceAccount token from TokenRequest is allowed exactly what RBAC gran
   ).rejects.toMatchObject({ code: 401 });
 });
 
-test('the simulated data plane gives LoadBalancer Services an address from the cluster pool and rolls out Deployments', async () => {
+test('the simulated data plane gives LoadBalancer Services an address from the cluster pool', async () => {
   for (const c of [east, west]) {
     await core(c).createNamespacedService({
       namespace: 'default',
@@ -208,8 +209,10 @@ test('the simulated data plane gives LoadBalancer Services an address from the c
     );
   expect(await address(east)).toMatch(/^198\.18\.0\.\d+$/);
   expect(await address(west)).toMatch(/^198\.18\.1\.\d+$/);
+});
 
-  const apps = kubeConfig(west).makeApiClient(k8s.AppsV1Api);
+test('Deployments roll out through ReplicaSets to Running pods with IPs from the pod CIDR', async () => {
+  const apps = kubeConfig(east).makeApiClient(k8s.AppsV1Api);
   await apps.createNamespacedDeployment({
     namespace: 'default',
     body: {
@@ -226,6 +229,44 @@ test('the simulated data plane gives LoadBalancer Services an address from the c
     return d.status?.availableReplicas === 2 ? d.status : undefined;
   });
   expect(status.conditions?.find((c) => c.type === 'Available')?.status).toBe('True');
+  const pods = (await core(east).listNamespacedPod({ namespace: 'default', labelSelector: 'app=web' })).items;
+  expect(pods.map((p) => p.status?.phase)).toEqual(['Running', 'Running']);
+  for (const p of pods) {
+    expect(p.status?.podIP).toMatch(/^10\.61\.\d+\.\d+$/);
+    expect(p.spec?.nodeName).toBe(NODE_NAME);
+    expect(p.metadata?.ownerReferences?.[0]?.kind).toBe('ReplicaSet');
+  }
+  // The EndpointSlice controller follows the pods.
+  await core(east).createNamespacedService({
+    namespace: 'default',
+    body: { metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ port: 80 }] } },
+  });
+  const slice = kubeConfig(east).makeApiClient(k8s.DiscoveryV1Api);
+  const addresses = await eventually(async () => {
+    const s = await slice.listNamespacedEndpointSlice({
+      namespace: 'default',
+      labelSelector: 'kubernetes.io/service-name=web',
+    });
+    const all = s.items.flatMap((i) => i.endpoints.flatMap((e) => e.addresses));
+    return all.length === 2 ? all.sort() : undefined;
+  });
+  expect(addresses).toEqual(pods.map((p) => p.status!.podIP!).sort());
+  // west's pods come from west's own (default) pod CIDR.
+  expect(west.podCidr).not.toBe(east.podCidr);
+});
+
+test('a namespace is deleted for real, with what it holds', async () => {
+  await core(west).createNamespace({ body: { metadata: { name: 'doomed' } } });
+  await core(west).createNamespacedConfigMap({ namespace: 'doomed', body: { metadata: { name: 'x' } } });
+  await core(west).deleteNamespace({ name: 'doomed' });
+  await eventually(async () => {
+    try {
+      await core(west).readNamespace({ name: 'doomed' });
+      return undefined;
+    } catch (err) {
+      return (err as { code?: number }).code === 404 ? true : undefined;
+    }
+  }, 60_000);
 });
 
 test('clusters stop, restart from their state, and are deleted without leaving a process', async () => {
@@ -242,7 +283,15 @@ test('clusters stop, restart from their state, and are deleted without leaving a
   const ns = await core(east).readNamespace({ name: 'payments' });
   expect(ns.metadata?.name).toBe('payments');
 
-  const pids = ['east', 'west'].map((n) => runningPid(`${clusters.root}/clusters/${n}/apiserver.pid`, state));
+  // The pod CIDR chosen at creation outlives the restart.
+  expect(east.podCidr).toBe('10.61.0.0/16');
+  // Every process of each cluster: API server, controller manager, scheduler, kwok.
+  const pids = ['east', 'west'].flatMap((n) =>
+    ['apiserver', ...COMPONENTS.filter((c) => ['controller-manager', 'scheduler', 'kwok'].includes(c))].map((c) =>
+      runningPid(clusters.pidFile(n, c), state),
+    ),
+  );
+  expect(pids).toHaveLength(8);
   expect(pids.every((p) => p !== undefined)).toBe(true);
   await sim.stop();
   await clusters.delete(['east', 'west']);

@@ -30,7 +30,7 @@ export interface ClusterAccess {
   /** A cluster on this machine: its API address is reachable from the other local clusters only. */
   local: boolean;
   /** An istiod meshflow runs on this machine for the cluster (local primaries), while it runs. */
-  istiod?: IstiodEndpoint;
+  istiod?: IstiodEndpoint & { running: boolean; log: string };
 }
 
 /** A provider that runs istiod itself, beside the cluster (local clusters): no in-cluster istiod serves it. */

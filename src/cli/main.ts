@@ -6,12 +6,14 @@ import { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { extendMesh, meshHandle, meshStatus, startMesh, teardownMesh, verifyMesh } from '../client';
 import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../gc';
+import { COMPONENTS } from '../local/clusters';
 import { buildPlan } from '../plan/plan';
 import { packageRoot, stateDir } from '../paths';
 import { loadMeshSpec } from '../spec/load';
 import type { TemporalTarget } from '../temporal/connection';
 import { localClusterName } from '../spec/names';
 import { ensureTools } from '../tools/install';
+import { logFileOf } from '../util/daemon';
 import { stderrProgress } from '../util/progress';
 import { sleep } from '../util/net';
 import type { MeshStatus } from '../workflows/types';
@@ -151,7 +153,17 @@ program
   .action(async (mesh: string, opts: { json?: boolean }) => {
     const { client, target } = await connectWithWorker(); // queries are answered by a worker
     const s = await meshStatus(client, mesh);
-    process.stdout.write(opts.json ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s, target.uiUrl));
+    // The istiod meshflow runs for each local primary: `curl <address>/debug/clusterz`.
+    const istiodDebug = Object.fromEntries(
+      s.steps.flatMap((st) =>
+        st.kind === 'control-plane' && st.cluster && st.outputs?.istiodDebug
+          ? [[st.cluster, st.outputs.istiodDebug]]
+          : [],
+      ),
+    );
+    process.stdout.write(
+      opts.json ? JSON.stringify({ ...s, istiodDebug }, null, 2) + '\n' : renderStatus(s, target.uiUrl),
+    );
   });
 
 program
@@ -267,6 +279,25 @@ program
   .action((mesh: string, cluster: string) => {
     const dir = path.join(stateDir(), 'local', 'clusters', localClusterName(mesh, cluster));
     process.stdout.write(path.join(dir, 'kubeconfig') + '\n');
+  });
+
+program
+  .command('logs <mesh> <cluster> [component]')
+  .description(`the log of a local cluster's process: ${['apiserver', ...COMPONENTS].join(', ')} (default istiod)`)
+  .option('-n, --lines <count>', 'print the last COUNT lines (default: all)')
+  .option('--path', 'print only where the log is')
+  .action((mesh: string, cluster: string, component: string | undefined, opts: { lines?: string; path?: boolean }) => {
+    const which = component ?? 'istiod';
+    if (![...COMPONENTS, 'apiserver'].includes(which as (typeof COMPONENTS)[number])) {
+      throw new Error(`no component ${which}: choose one of apiserver, ${COMPONENTS.join(', ')}`);
+    }
+    const dir = path.join(stateDir(), 'local', 'clusters', localClusterName(mesh, cluster));
+    const file = logFileOf(path.join(dir, `${which}.pid`));
+    if (!fs.existsSync(file)) throw new Error(`no ${which} log for cluster ${cluster} of mesh ${mesh} (${file})`);
+    if (opts.path) return void process.stdout.write(file + '\n');
+    const text = fs.readFileSync(file, 'utf8');
+    const lines = opts.lines ? Number(opts.lines) : undefined;
+    process.stdout.write(lines ? text.trimEnd().split('\n').slice(-lines).join('\n') + '\n' : text);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -13,7 +13,7 @@ import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
 import { freePort, sleep } from '../util/net';
 import { type Progress, silent } from '../util/progress';
-import { logTail, runningPid, startDaemon, stopDaemon } from '../util/daemon';
+import { logFileOf, logTail, runningPid, startDaemon, stopDaemon } from '../util/daemon';
 import { withLock } from '../util/lock';
 import { type ClusterPki, ensureClusterPki, pkiPaths } from './pki';
 
@@ -327,13 +327,16 @@ export class LocalClusters {
     return ports;
   }
 
-  /** Where the cluster's istiod answers, when it runs. */
-  istiod(name: string): IstiodEndpoint | undefined {
+  /** Where the cluster's istiod answers, once meshflow has run one for it; whether it runs now. */
+  istiod(name: string): (IstiodEndpoint & { running: boolean; log: string }) | undefined {
     const file = path.join(this.clusterDir(name), 'istiod.json');
-    if (!fs.existsSync(file) || runningPid(this.pidFile(name, 'istiod'), this.clusterDir(name)) === undefined) {
-      return undefined;
-    }
-    return istiodEndpoint(JSON.parse(fs.readFileSync(file, 'utf8')) as IstiodPorts);
+    const pidFile = this.pidFile(name, 'istiod');
+    if (!fs.existsSync(file) || !fs.existsSync(logFileOf(pidFile))) return undefined;
+    return {
+      ...istiodEndpoint(JSON.parse(fs.readFileSync(file, 'utf8')) as IstiodPorts),
+      running: runningPid(pidFile, this.clusterDir(name)) !== undefined,
+      log: logFileOf(pidFile),
+    };
   }
 
   /**
