@@ -33,9 +33,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
           (name) => accessOf(deps, req.spec, name),
           deps.traffic ?? kubeTraffic,
           ctx.heartbeat,
-          {
-            signal: ctx.signal,
-          },
+          { signal: ctx.signal, istioctl: deps.istioctl },
         ),
       })),
     ...undoActivities(deps),

@@ -86,7 +86,8 @@ export const kubeTraffic: TrafficPort = {
 };
 
 const NOT_ON_LOCAL =
-  'local clusters run no pods, so no request can cross clusters here; run the mesh on real clusters for this check';
+  "local clusters' pods are played by kwok: no container and no Envoy runs, so no request can cross clusters here " +
+  '(cross-network-endpoints shows what Envoy would be told); run the mesh on real clusters for this check';
 
 export async function trafficChecks(
   spec: MeshSpec,

@@ -23,6 +23,7 @@ import { buildPlan, linkPairs } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 import { sleep } from '../util/net';
 import type { CheckResult } from '../workflows/types';
+import { istioChecks } from './istio-checks';
 import { type TrafficPort, trafficChecks } from './traffic';
 
 export interface VerifyOptions {
@@ -37,9 +38,11 @@ export interface VerifyOptions {
   concurrency?: number;
   /** Aborts requests and waits at once (the activity was cancelled); its reason is thrown as it is. */
   signal?: AbortSignal;
+  /** The pinned istioctl, for the `analyze` check (not run without it). */
+  istioctl?: string;
 }
 
-type Options = Required<Omit<VerifyOptions, 'signal'>> & Pick<VerifyOptions, 'signal'>;
+type Options = Required<Omit<VerifyOptions, 'signal' | 'istioctl'>> & Pick<VerifyOptions, 'signal' | 'istioctl'>;
 
 const DEFAULTS: Options = {
   retryBudgetMs: 30_000,
@@ -499,8 +502,20 @@ export async function verifyMesh(
 ): Promise<CheckResult[]> {
   const agents = new Agents();
   try {
-    const results = await controlPlaneChecks(spec, access, heartbeat, { ...DEFAULTS, ...options }, agents);
-    return [...results, ...(await trafficChecks(spec, access, traffic, heartbeat))];
+    const opts = { ...DEFAULTS, ...options };
+    const results = await controlPlaneChecks(spec, access, heartbeat, opts, agents);
+    const api = Object.fromEntries(
+      spec.clusters.map((c) => [c.name, clients(kubeFor(access(c.name)).config, opts, agents)]),
+    );
+    const istio = await istioChecks({
+      spec,
+      access,
+      api,
+      check: (name, cluster, fn) => runCheck(name, cluster, fn, heartbeat, opts),
+      istioctl: opts.istioctl,
+      signal: opts.signal,
+    });
+    return [...results, ...istio, ...(await trafficChecks(spec, access, traffic, heartbeat))];
   } finally {
     agents.destroy();
   }

@@ -1,0 +1,344 @@
+// The checks only a running Istio can answer: what istiod itself has discovered, what it hands a
+// proxy over xDS, whether Istio injected the sample's pods, and what Istio's own analyzer says.
+// The API-side checks in ./verify.ts prove the objects are right; these prove Istio read them as
+// meant. Each failure names its likely cause and fix.
+//
+// `discovery` and `cross-network-endpoints` ask istiod directly: its debug HTTP interface and its
+// plaintext xDS port. meshflow reaches those for the istiod it runs itself (local clusters); an
+// in-cluster istiod serves them only inside its pod, so on other providers the two checks say
+// they are not supported here rather than pass. `injection` and `analyze` read the clusters'
+// APIs and hold everywhere.
+import type * as k8s from '@kubernetes/client-node';
+import { execa } from 'execa';
+import type { ClusterAccess } from '../adapters/providers';
+import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
+import { SAMPLE_APPS } from '../istio/sample-apps';
+import { fetchEndpoints, outboundCluster } from '../istio/xds';
+import { appPlacement, linkPairs } from '../plan/plan';
+import type { ClusterSpec, MeshSpec } from '../spec/schema';
+import type { CheckResult } from '../workflows/types';
+import { loadBalancerAddress } from '../adapters/kube';
+
+/** What the Istio checks get from verifyMesh: its clients, its retrying check runner. */
+export interface IstioCheckContext {
+  spec: MeshSpec;
+  access: (cluster: string) => ClusterAccess;
+  api: Record<string, { core: k8s.CoreV1Api; discovery: k8s.DiscoveryV1Api }>;
+  check: (name: string, cluster: string | undefined, fn: (call: Call) => Promise<Verdict>) => Promise<CheckResult>;
+  /** The pinned istioctl, for `analyze`; without it that check is not run. */
+  istioctl?: string;
+  signal?: AbortSignal;
+}
+
+type Verdict = Omit<CheckResult, 'name' | 'cluster'>;
+type Call = <T>(fn: () => Promise<T>) => Promise<T>;
+
+const pass = (detail: string): Verdict => ({ status: 'passed', detail });
+const fail = (detail: string, hint: string): Verdict => ({ status: 'failed', detail, hint });
+const notSupported = (detail: string): Verdict => ({ status: 'not-supported', detail });
+
+const notRunning = (cluster: string, log: string): Verdict =>
+  fail(
+    `istiod of ${cluster} is not running`,
+    `see its log, ${log}; \`meshflow up\` with the same spec starts it again`,
+  );
+
+const IN_CLUSTER_ISTIOD =
+  'istiod runs in the cluster and serves its debug and xDS interfaces only inside its pod; ' +
+  'run `istioctl x internal-debug clusterz` and `istioctl proxy-config endpoints` against a sidecar instead';
+
+/** The clusters whose services and endpoints a primary's istiod must read: its own, its remotes', its peers'. */
+export function clustersReadBy(spec: MeshSpec, primary: string): string[] {
+  const read = new Set([primary]);
+  for (const [source, target] of linkPairs(spec)) if (target === primary) read.add(source);
+  for (const c of spec.clusters) if (c.role === 'remote' && c.primary === primary) read.add(c.name);
+  return spec.clusters.map((c) => c.name).filter((n) => read.has(n));
+}
+
+/** The primary whose istiod serves a cluster (itself, for a primary). */
+function servedBy(spec: MeshSpec, c: ClusterSpec): ClusterSpec {
+  return c.role === 'remote' ? spec.clusters.find((p) => p.name === c.primary)! : c;
+}
+
+interface SampleService {
+  namespace: string;
+  name: string;
+  port: number;
+}
+
+/** The sample's injected namespaces and its Services there, by cluster. */
+function sampleLayout(spec: MeshSpec): { namespaces: Map<string, string[]>; services: SampleService[] } {
+  const namespaces = new Map<string, string[]>();
+  const services = new Map<string, SampleService>();
+  if (spec.app.sample === 'none') return { namespaces, services: [] };
+  const placement = appPlacement(spec);
+  type Obj = {
+    kind: string;
+    metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+    spec?: { ports?: Array<{ port: number }> };
+  };
+  for (const [cluster, parts] of Object.entries(placement)) {
+    if (!parts.length) continue;
+    const objects = SAMPLE_APPS[spec.app.sample].manifests(cluster, placement) as Obj[];
+    const injected = objects
+      .filter((o) => o.kind === 'Namespace' && o.metadata.labels?.['istio-injection'] === 'enabled')
+      .map((o) => o.metadata.name);
+    namespaces.set(cluster, injected);
+    for (const o of objects) {
+      const port = o.spec?.ports?.[0]?.port;
+      if (o.kind !== 'Service' || !injected.includes(o.metadata.namespace ?? '') || !port) continue;
+      services.set(`${o.metadata.namespace}/${o.metadata.name}`, {
+        namespace: o.metadata.namespace!,
+        name: o.metadata.name,
+        port,
+      });
+    }
+  }
+  return { namespaces, services: [...services.values()] };
+}
+
+async function debugJson<T>(endpoint: string, path: string, signal?: AbortSignal): Promise<T> {
+  const timeout = AbortSignal.timeout(10_000);
+  const r = await fetch(`${endpoint}${path}`, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+  if (!r.ok) throw Object.assign(new Error(`istiod ${path}: HTTP ${r.status}`), { code: r.status });
+  return (await r.json()) as T;
+}
+
+export async function istioChecks(ctx: IstioCheckContext): Promise<CheckResult[]> {
+  const { spec } = ctx;
+  const results: CheckResult[] = [];
+  const layout = sampleLayout(spec);
+
+  for (const p of spec.clusters.filter((c) => c.role === 'primary')) {
+    results.push(await ctx.check('discovery', p.name, (call) => discovery(ctx, p, layout, call)));
+  }
+  for (const c of spec.clusters) {
+    if (!layout.services.length) break;
+    results.push(await ctx.check('cross-network-endpoints', c.name, (call) => crossNetwork(ctx, c, layout, call)));
+  }
+  for (const c of spec.clusters) {
+    const namespaces = layout.namespaces.get(c.name);
+    if (!namespaces?.length) continue;
+    results.push(await ctx.check('injection', c.name, (call) => injection(ctx, c, namespaces, call)));
+  }
+  if (ctx.istioctl) {
+    for (const c of spec.clusters) results.push(await ctx.check('analyze', c.name, () => analyze(ctx, c)));
+  }
+  return results;
+}
+
+interface ClusterzEntry {
+  id: string;
+  syncStatus?: string;
+}
+
+type Shards = Record<string, Record<string, { Shards: Record<string, Array<{ Addresses?: string[] }>> }>>;
+
+async function discovery(
+  ctx: IstioCheckContext,
+  p: ClusterSpec,
+  layout: ReturnType<typeof sampleLayout>,
+  call: Call,
+): Promise<Verdict> {
+  const istiod = ctx.access(p.name).istiod;
+  if (!istiod) return notSupported(IN_CLUSTER_ISTIOD);
+  if (!istiod.running) return notRunning(p.name, istiod.log);
+  const expected = clustersReadBy(ctx.spec, p.name);
+  const clusterz = await call(() => debugJson<ClusterzEntry[]>(istiod.debug, '/debug/clusterz', ctx.signal));
+  const status = new Map(clusterz.map((e) => [e.id, e.syncStatus ?? 'unknown']));
+  const unsynced = expected.filter((c) => status.get(c) !== 'synced');
+  if (unsynced.length) {
+    return fail(
+      `istiod of ${p.name} does not read ${unsynced.map((c) => `${c} (${status.get(c) ?? 'not listed'})`).join(', ')}`,
+      `istiod finds other clusters through the remote secrets in ${p.name}'s ${ISTIO_NAMESPACE}: check that ` +
+        `istio-remote-secret-<cluster> exists, is labelled istio/multiCluster=true and names the right cluster, ` +
+        `and see ${istiod.debug}/debug/clusterz`,
+    );
+  }
+  // Every cluster that runs sample pods has endpoints in istiod's shards, under its own cluster ID.
+  const shards = await call(() => debugJson<Shards>(istiod.debug, '/debug/endpointShardz', ctx.signal));
+  const counts = new Map<string, number>();
+  for (const svc of layout.services) {
+    const host = `${svc.name}.${svc.namespace}.svc.cluster.local`;
+    for (const [shard, endpoints] of Object.entries(shards[host]?.[svc.namespace]?.Shards ?? {})) {
+      const cluster = shard.split('/').slice(1).join('/');
+      counts.set(cluster, (counts.get(cluster) ?? 0) + endpoints.length);
+    }
+  }
+  const hosting = expected.filter((c) => layout.namespaces.has(c));
+  const missing = hosting.filter((c) => !counts.get(c));
+  if (missing.length) {
+    return fail(
+      `istiod of ${p.name} has no endpoints of the sample from ${missing.join(', ')}`,
+      'the pods of those clusters are not Running or not selected by their Services, or istiod cannot list ' +
+        `their EndpointSlices (the reader's rights): see ${istiod.debug}/debug/endpointShardz`,
+    );
+  }
+  const seen = hosting.map((c) => `${c} ${counts.get(c)}`).join(', ');
+  return pass(`istiod of ${p.name} reads ${expected.join(', ')} (synced)${seen ? `; sample endpoints: ${seen}` : ''}`);
+}
+
+/**
+ * Asked as a sidecar of cluster `c`, istiod must give each sample service's endpoints in c's own
+ * network at their pod IPs, and those of every other network at that network's east-west gateway
+ * on 15443: the core promise of multi-network Istio.
+ */
+async function crossNetwork(
+  ctx: IstioCheckContext,
+  c: ClusterSpec,
+  layout: ReturnType<typeof sampleLayout>,
+  call: Call,
+): Promise<Verdict> {
+  const primary = servedBy(ctx.spec, c);
+  const istiod = ctx.access(primary.name).istiod;
+  if (!istiod) return notSupported(IN_CLUSTER_ISTIOD);
+  if (!istiod.running) return notRunning(primary.name, istiod.log);
+  const visible = clustersReadBy(ctx.spec, primary.name);
+  // What the clusters' APIs say: pod addresses per service, and each network's gateways.
+  const gateways = new Map<string, Set<string>>();
+  for (const other of ctx.spec.clusters.filter((x) => visible.includes(x.name) && x.network !== c.network)) {
+    try {
+      const svc = await call(() =>
+        ctx.api[other.name].core.readNamespacedService({ name: EASTWEST_SERVICE, namespace: ISTIO_NAMESPACE }),
+      );
+      const address = loadBalancerAddress(svc);
+      if (address) gateways.set(other.network, (gateways.get(other.network) ?? new Set()).add(`${address}:15443`));
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 404) throw err;
+    }
+  }
+  const problems: string[] = [];
+  const answers: string[] = [];
+  const names = layout.services.map((s) => outboundCluster(`${s.name}.${s.namespace}.svc.cluster.local`, s.port));
+  const got = await call(() =>
+    fetchEndpoints(
+      istiod.xds,
+      { clusterId: c.name, network: c.network, namespace: layout.services[0].namespace },
+      names,
+      { signal: ctx.signal },
+    ),
+  );
+  for (const [i, svc] of layout.services.entries()) {
+    const want = new Set<string>();
+    const wantGateways = new Map<string, Set<string>>();
+    for (const other of ctx.spec.clusters.filter((x) => visible.includes(x.name))) {
+      if (!layout.namespaces.get(other.name)?.includes(svc.namespace)) continue;
+      const slices = await call(() =>
+        ctx.api[other.name].discovery.listNamespacedEndpointSlice({
+          namespace: svc.namespace,
+          labelSelector: `kubernetes.io/service-name=${svc.name}`,
+        }),
+      );
+      const addresses = slices.items.flatMap((s) =>
+        s.endpoints
+          .filter((e) => e.conditions?.ready !== false)
+          .flatMap((e) => e.addresses.map((a) => `${a}:${s.ports?.[0]?.port ?? svc.port}`)),
+      );
+      if (!addresses.length) continue;
+      if (other.network === c.network) for (const a of addresses) want.add(a);
+      else wantGateways.set(other.network, gateways.get(other.network) ?? new Set());
+    }
+    const have = (got[names[i]] ?? []).map((e) => `${e.address}:${e.port}`);
+    const gatewayAddrs = new Set([...wantGateways.values()].flatMap((s) => [...s]));
+    const unexpected = have.filter((a) => !want.has(a) && !gatewayAddrs.has(a));
+    const missingPods = [...want].filter((a) => !have.includes(a));
+    const missingNetworks = [...wantGateways.entries()]
+      .filter(([, addrs]) => ![...addrs].some((a) => have.includes(a)))
+      .map(([net, addrs]) => `${net} (${addrs.size ? [...addrs].join(' or ') : 'gateway has no address'})`);
+    if (unexpected.length || missingPods.length || missingNetworks.length) {
+      problems.push(
+        `${svc.name}.${svc.namespace}: got [${have.join(', ')}]` +
+          (missingPods.length ? `; missing pods ${missingPods.join(', ')}` : '') +
+          (missingNetworks.length ? `; no gateway of ${missingNetworks.join(', ')}` : '') +
+          (unexpected.length ? `; unexpected ${unexpected.join(', ')}` : ''),
+      );
+    }
+    const label = (a: string) =>
+      want.has(a) ? `${a} (pod)` : `${a} (${[...wantGateways].find(([, s]) => s.has(a))?.[0]} gateway)`;
+    answers.push(`${svc.name}.${svc.namespace} -> ${have.map(label).join(', ') || 'none'}`);
+  }
+  if (problems.length) {
+    return fail(
+      `as a proxy of ${c.name} (${c.network}), istiod of ${primary.name} answers: ${problems.join(' | ')}`,
+      'endpoints of another network must go through its east-west gateway: check the topology.istio.io/network ' +
+        `label of ${ISTIO_NAMESPACE} in every cluster, the east-west gateway's address and network label, ` +
+        `and the remote secrets; see ${istiod.debug}/debug/networkz`,
+    );
+  }
+  const shown = answers.slice(0, 3).join('; ') + (answers.length > 3 ? `; and ${answers.length - 3} more` : '');
+  return pass(`as a proxy of ${c.name} (${c.network}), istiod of ${primary.name} answers ${shown}`);
+}
+
+async function injection(ctx: IstioCheckContext, c: ClusterSpec, namespaces: string[], call: Call): Promise<Verdict> {
+  const bad: string[] = [];
+  let pods = 0;
+  for (const ns of namespaces) {
+    const list = await call(() => ctx.api[c.name].core.listNamespacedPod({ namespace: ns }));
+    for (const pod of list.items) {
+      if (pod.metadata?.deletionTimestamp) continue;
+      pods++;
+      const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+      const proxy = all.find((x) => x.name === 'istio-proxy');
+      const env = new Map((proxy?.env ?? []).map((e) => [e.name, e.value]));
+      const name = `${ns}/${pod.metadata?.name}`;
+      if (!proxy) bad.push(`${name} has no istio-proxy`);
+      else if (env.get('ISTIO_META_CLUSTER_ID') !== c.name || env.get('ISTIO_META_NETWORK') !== c.network) {
+        bad.push(
+          `${name} was injected for cluster ${env.get('ISTIO_META_CLUSTER_ID') ?? '?'}, ` +
+            `network ${env.get('ISTIO_META_NETWORK') || '(none)'}`,
+        );
+      }
+    }
+  }
+  if (!pods) {
+    return fail(
+      `no sample pods in ${namespaces.join(', ')}`,
+      `see \`kubectl -n ${namespaces[0]} get events\`: the injection webhook must reach istiod for pods to be created`,
+    );
+  }
+  if (bad.length) {
+    return fail(
+      bad.slice(0, 5).join('; ') + (bad.length > 5 ? `; and ${bad.length - 5} more` : ''),
+      'pods created before istiod ran, or by a webhook of another cluster, keep the wrong sidecar: check the ' +
+        'istio-injection label and the istio-sidecar-injector webhook, then restart the Deployments',
+    );
+  }
+  return pass(`${pods} sample pod(s) carry istio-proxy for cluster ${c.name}, network ${c.network}`);
+}
+
+interface AnalyzerMessage {
+  code: string;
+  level: string;
+  message: string;
+  origin?: string;
+}
+
+async function analyze(ctx: IstioCheckContext, c: ClusterSpec): Promise<Verdict> {
+  const a = ctx.access(c.name);
+  const args = ['analyze', '--all-namespaces', '--output', 'json', '--kubeconfig', a.kubeconfig];
+  if (a.context) args.push('--context', a.context);
+  const r = await execa(ctx.istioctl!, args, { reject: false, timeout: 120_000, cancelSignal: ctx.signal });
+  ctx.signal?.throwIfAborted();
+  let messages: AnalyzerMessage[];
+  try {
+    messages = JSON.parse(r.stdout || '[]') as AnalyzerMessage[];
+  } catch {
+    // Not a verdict about the mesh: an analyzer that could not run (API unreachable) is retried.
+    throw Object.assign(new Error(`istioctl analyze failed: ${r.stderr.split('\n').slice(-3).join(' ')}`), {
+      code: 503,
+    });
+  }
+  const errors = messages.filter((m) => m.level === 'Error');
+  const warnings = messages.filter((m) => m.level === 'Warning').length;
+  if (errors.length) {
+    return fail(
+      errors
+        .slice(0, 5)
+        .map((m) => `${m.code} ${m.origin ?? ''}: ${m.message}`)
+        .join('; '),
+      `Istio's analyzer found ${errors.length} error(s): see https://istio.io/latest/docs/reference/config/analysis/ ` +
+        `and run \`istioctl analyze -A --kubeconfig ${a.kubeconfig}\``,
+    );
+  }
+  return pass(`istioctl analyze: no errors (${warnings} warning(s))`);
+}
