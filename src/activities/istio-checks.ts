@@ -230,9 +230,9 @@ async function crossNetwork(
         }),
       );
       const addresses = slices.items.flatMap((s) =>
-        s.endpoints
+        (s.endpoints ?? [])
           .filter((e) => e.conditions?.ready !== false)
-          .flatMap((e) => e.addresses.map((a) => `${a}:${s.ports?.[0]?.port ?? svc.port}`)),
+          .flatMap((e) => (e.addresses ?? []).map((a) => `${a}:${s.ports?.[0]?.port ?? svc.port}`)),
       );
       if (!addresses.length) continue;
       if (other.network === c.network) for (const a of addresses) want.add(a);

@@ -129,7 +129,9 @@ export async function issue(req: CertificateRequest, key: KeyPair, issuer?: Issu
   return x509.X509CertificateGenerator.create({
     serialNumber: serialNumber(),
     subject: req.subject,
-    issuer: issuer ? issuer.certificate.subject : req.subject,
+    // The issuer name as the issuer's certificate encodes it, byte for byte: Go (istiod) finds a
+    // parent by the raw name, so a re-encoded one (PrintableString for UTF8String) breaks the chain.
+    issuer: issuer ? issuer.certificate.subjectName : req.subject,
     notBefore,
     notAfter,
     publicKey: key.keys.publicKey,
