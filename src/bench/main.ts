@@ -27,6 +27,8 @@ import type { MeshSpec } from '../spec/schema';
 import { DEV_SERVER_ARGS } from '../temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { ensureTools } from '../tools/install';
+import { localTools } from '../local/tools';
+import { localClusterName } from '../spec/names';
 import { sleep } from '../util/net';
 import { meshWorkflowId, statusQuery } from '../workflows/definitions';
 import { Context } from '@temporalio/activity';
@@ -191,7 +193,7 @@ async function main(): Promise<void> {
 
   // 4. Local clusters.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-'));
-  const local = new LocalClusters(dir, { kubeApiserver: tools['kube-apiserver'], etcd: tools.etcd });
+  const local = new LocalClusters(dir, localTools(tools));
   try {
     const t0 = Date.now();
     const clusters = await local.start(['bench-a', 'bench-b']);
@@ -207,7 +209,7 @@ async function main(): Promise<void> {
     table('4. local clusters (tools warm)', [
       {
         clusters: 2,
-        'first start ms (PKI + etcd + apiservers)': readyMs,
+        'first start ms (PKI + etcd + apiserver, controller manager, scheduler, kwok node)': readyMs,
         'restart from state ms': restartMs,
         'RSS per apiserver MiB': rss.map((r) => r.toFixed(0)).join(', '),
       },
@@ -285,6 +287,58 @@ async function noopChains(temporal: string): Promise<Array<Record<string, string
   return rows;
 }
 
+/**
+ * Polls the debug interface of the first primary's istiod (once it runs) until it holds endpoints
+ * from another cluster: the time from `up` until that istiod could route across clusters.
+ */
+function firstCrossClusterEndpoints(
+  stateDir: string,
+  spec: MeshSpec,
+  t0: number,
+): { done: Promise<number | undefined> } {
+  const primary = spec.clusters.find((c) => c.role === 'primary')!;
+  const others = new Set(spec.clusters.filter((c) => c.name !== primary.name).map((c) => c.name));
+  const file = path.join(stateDir, 'local', 'clusters', localClusterName(spec.name, primary.name), 'istiod.json');
+  const done = (async () => {
+    while (Date.now() - t0 < 300_000) {
+      try {
+        const ports = JSON.parse(fs.readFileSync(file, 'utf8')) as { http: number };
+        const r = await fetch(`http://127.0.0.1:${ports.http}/debug/endpointShardz`);
+        const shards = (await r.json()) as Record<string, Record<string, { Shards: Record<string, unknown[]> }>>;
+        for (const byNs of Object.values(shards))
+          for (const ns of Object.values(byNs))
+            for (const [shard, eps] of Object.entries(ns.Shards))
+              if (others.has(shard.split('/')[1]) && eps.length) return Date.now() - t0;
+      } catch {
+        // not started yet
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return undefined;
+  })();
+  return { done };
+}
+
+/** Resident memory of the mesh's local cluster processes, summed by kind (etcd is shared and not counted). */
+function rssByComponent(stateDir: string, mesh: string): string {
+  const root = path.join(stateDir, 'local', 'clusters');
+  const sums = new Map<string, number>();
+  for (const cluster of fs.readdirSync(root).filter((n) => n.startsWith(`${mesh}-`))) {
+    for (const file of fs.readdirSync(path.join(root, cluster)).filter((f) => f.endsWith('.pid'))) {
+      try {
+        const pid = Number(fs.readFileSync(path.join(root, cluster, file), 'utf8'));
+        const kb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+        const kind = file.replace(/\.pid$/, '');
+        sums.set(kind, (sums.get(kind) ?? 0) + kb / 1024);
+      } catch {
+        // gone
+      }
+    }
+  }
+  const total = [...sums.values()].reduce((a, b) => a + b, 0);
+  return `${total.toFixed(0)} (${[...sums].map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')})`;
+}
+
 /** 6. Real installs on local clusters, one example topology after another. */
 async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, string>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-real-'));
@@ -298,8 +352,11 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
         const spec = { ...loadMeshSpec(path.join(examples, `${example}.yaml`)), name: `bench-${example}` };
         const t0 = Date.now();
         await startMesh(env.client, spec, 'bench-real');
+        const seen = firstCrossClusterEndpoints(dir, spec, t0);
         await waitReady(env, spec.name);
         const wall = Date.now() - t0;
+        const memory = rssByComponent(dir, spec.name);
+        const endpointsMs = await seen.done;
         const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
         const t1 = Date.now();
         await teardownMesh(env.client, spec.name);
@@ -316,6 +373,9 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
           'install s': (wall / 1000).toFixed(1),
           'teardown s': ((Date.now() - t1) / 1000).toFixed(1),
           'objects applied per cluster': spec.clusters.map((c) => `${c.name} ${objects(c.name)}`).join(', '),
+          "up until the first istiod sees another cluster's endpoints s":
+            endpointsMs === undefined ? 'n/a' : (endpointsMs / 1000).toFixed(1),
+          'RSS MiB at ready, all clusters (per process kind)': memory,
         });
         const kinds = [...new Set(status.steps.map((st) => st.kind))];
         const row: Record<string, string | number> = { topology: example };
