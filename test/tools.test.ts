@@ -14,11 +14,25 @@ test('doctor --json reports every pinned tool ready at its pinned version', asyn
   const { tools } = JSON.parse(r.stdout) as {
     tools: Array<{ name: string; wanted: string; found: string; path: string; ok: boolean }>;
   };
-  expect(tools.map((t) => t.name)).toEqual(['temporal', 'kube-apiserver', 'etcd', 'istioctl', 'temporal-test-server']);
+  expect(tools.map((t) => t.name)).toEqual([
+    'temporal',
+    'kube-apiserver',
+    'etcd',
+    'kube-controller-manager',
+    'kube-scheduler',
+    'kwok',
+    'pilot-discovery',
+    'istioctl',
+    'temporal-test-server',
+  ]);
   for (const t of tools) {
     expect(t).toMatchObject({ ok: true, found: t.wanted });
     expect(fs.existsSync(t.path)).toBe(true);
   }
+  // kwok carries the stages it plays: nodes become Ready, pods Running with IPs.
+  const kwok = tools.find((t) => t.name === 'kwok')!;
+  const stages = fs.readFileSync(path.join(path.dirname(kwok.path), 'stages.yaml'), 'utf8');
+  for (const stage of ['node-initialize', 'pod-ready', 'pod-delete']) expect(stages).toContain(`name: ${stage}`);
 });
 
 test('doctor says what is wrong with a tool named by env var, and exits non-zero', async () => {

@@ -175,7 +175,12 @@ const heartbeat = (detail?: unknown) => beats.push(detail);
 const verify = (options: VerifyOptions = FAST) => verifyMesh(spec, (c) => accessTo[c], noTraffic, heartbeat, options);
 const byName = (results: CheckResult[], name: string, cluster?: string) =>
   results.find((r) => r.name === name && r.cluster === cluster);
-const notPassed = (results: CheckResult[]) => results.filter((r) => r.status !== 'passed' && r.name !== 'traffic');
+// The mesh here is made by hand on API servers alone: no istiod runs and no pod exists, so the
+// checks that ask Istio itself have nothing to ask. They are proven where istiod runs, in the
+// end-to-end tests (mesh-e2e-*), each break included; here they must at least not pass.
+const ISTIO_CHECKS = new Set(['discovery', 'cross-network-endpoints', 'injection', 'analyze']);
+const notPassed = (results: CheckResult[]) =>
+  results.filter((r) => r.status !== 'passed' && r.name !== 'traffic' && !ISTIO_CHECKS.has(r.name));
 
 beforeAll(async () => {
   dir = scratchDir('verify');
@@ -214,6 +219,10 @@ beforeEach(() => {
 test('the mesh made by hand passes every control-plane check', async () => {
   const results = await verify();
   expect(notPassed(results)).toEqual([]);
+  // Without an istiod meshflow runs, discovery says so rather than pass (no sample app here: no
+  // endpoints or pods to ask about).
+  const istio = results.filter((r) => ISTIO_CHECKS.has(r.name));
+  expect(istio.map((r) => `${r.name} ${r.status}`)).toEqual(['discovery not-supported', 'discovery not-supported']);
   expect(results.map((r) => `${r.name}${r.cluster ? `:${r.cluster}` : ''}`)).toEqual([
     'cacerts:cluster1',
     'network-label:cluster1',
@@ -224,6 +233,8 @@ test('the mesh made by hand passes every control-plane check', async () => {
     'same-root',
     'remote-secret:cluster2',
     'remote-secret:cluster1',
+    'discovery:cluster1',
+    'discovery:cluster2',
     'traffic',
   ]);
   expect(byName(results, 'remote-secret', 'cluster2')?.detail).toMatch(
@@ -262,7 +273,7 @@ test('checks that meet 503s, 429s, resets and a request that never answers retry
   expect(proxy.faults.map((f) => f.times)).toEqual([0, 0, 0, 0, 0, 0]);
   expect(proxy.injected).toHaveLength(11);
   expect(notPassed(results)).toEqual([]);
-  expect(results.filter((r) => r.name !== 'traffic')).toHaveLength(9);
+  expect(results.filter((r) => r.name !== 'traffic' && !ISTIO_CHECKS.has(r.name))).toHaveLength(9);
   type Beat = { verifying: string; retrying?: string };
   const retries = (beats as Beat[]).filter((b) => b.retrying);
   expect(retries.map((b) => b.retrying)).toEqual(
