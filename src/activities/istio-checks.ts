@@ -39,8 +39,8 @@ const notSupported = (detail: string): Verdict => ({ status: 'not-supported', de
 
 const notRunning = (cluster: string, log: string): Verdict =>
   fail(
-    `istiod of ${cluster} is not running`,
-    `see its log, ${log}; \`meshflow up\` with the same spec starts it again`,
+    `istiod of ${cluster} is not running (its supervisor gave up after repeated failures)`,
+    `see why in its log, ${log} (\`meshflow logs <mesh> ${cluster}\`); to start it again, tear the mesh down and bring it up`,
   );
 
 const IN_CLUSTER_ISTIOD =

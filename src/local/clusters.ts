@@ -13,7 +13,7 @@ import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
 import { freePort, sleep } from '../util/net';
 import { type Progress, silent } from '../util/progress';
-import { logFileOf, logTail, runningPid, startDaemon, stopDaemon } from '../util/daemon';
+import { logFileOf, logTail, runningPid, startDaemon, startSupervisedDaemon, stopDaemon } from '../util/daemon';
 import { withLock } from '../util/lock';
 import { type ClusterPki, ensureClusterPki, pkiPaths } from './pki';
 
@@ -344,7 +344,8 @@ export class LocalClusters {
    * cluster's admin kubeconfig, its plugged-in CA (the `cacerts` files, written 0600 into the
    * cluster's directory) and the ports of istiodPorts(); waits until it says it is ready. Mesh
    * config and the injection template come from the cluster's `istio` and `istio-sidecar-injector`
-   * ConfigMaps, as for an istiod in the cluster. Already running: left as it is.
+   * ConfigMaps, as for an istiod in the cluster. It runs under a supervisor that starts it again
+   * when it exits abnormally (giving up after repeated quick failures). Already running: left as it is.
    */
   async startIstiod(name: string, opts: IstiodOptions): Promise<IstiodEndpoint> {
     const bin = this.tools.pilotDiscovery;
@@ -364,7 +365,8 @@ export class LocalClusters {
     const cluster = this.get(name);
     if (!cluster) throw new LocalClusterError(`no local cluster ${name}`);
     this.progress(`starting istiod for local cluster ${name} (debug ${endpoint.debug})`);
-    startDaemon({
+    // Supervised: an istiod that dies (OOM, a crash) is started again, as its Deployment would be.
+    startSupervisedDaemon({
       file: bin,
       pidFile,
       marker: dir,

@@ -14,7 +14,7 @@ import { buildPlan, linkPairs } from '../../src/plan/plan';
 import { parseDuration } from '../../src/spec/duration';
 import { parseMeshSpec } from '../../src/spec/load';
 import { sleep } from '../../src/util/net';
-import { stopDaemon } from '../../src/util/daemon';
+import { stopDaemon, supervisedPid } from '../../src/util/daemon';
 import { LocalClusters } from '../../src/local/clusters';
 import type { MeshSpec } from '../../src/spec/schema';
 import type { MeshStatus } from '../../src/workflows/types';
@@ -109,6 +109,14 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
       },
       jsonPatch,
     );
+
+  // 0. istiod killed: its supervisor starts it again, and Istio's checks ride out the gap.
+  const dir1 = path.dirname(local.get(`${mesh}-cluster1`)!.kubeconfig);
+  const killed = supervisedPid(path.join(dir1, 'istiod.pid'), dir1)!;
+  process.kill(killed, 'SIGKILL');
+  await untilFailing(mesh, []);
+  expect(supervisedPid(path.join(dir1, 'istiod.pid'), dir1)).toEqual(expect.any(Number));
+  expect(supervisedPid(path.join(dir1, 'istiod.pid'), dir1)).not.toBe(killed);
 
   // 1. A wrong network label on istio-system. Pods injected before keep their network, so istiod
   // still routes them right; the label check catches what the next pods would get.
