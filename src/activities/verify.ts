@@ -503,10 +503,10 @@ export async function verifyMesh(
   const agents = new Agents();
   try {
     const opts = { ...DEFAULTS, ...options };
-    const results = await controlPlaneChecks(spec, access, heartbeat, opts, agents);
     const api = Object.fromEntries(
       spec.clusters.map((c) => [c.name, clients(kubeFor(access(c.name)).config, opts, agents)]),
     );
+    const results = await controlPlaneChecks(spec, api, heartbeat, opts, agents);
     const istio = await istioChecks({
       spec,
       access,
@@ -523,15 +523,12 @@ export async function verifyMesh(
 
 async function controlPlaneChecks(
   spec: MeshSpec,
-  access: (cluster: string) => ClusterAccess,
+  api: Record<string, Clients>,
   heartbeat: Heartbeat,
   opts: Options,
   agents: Agents,
 ): Promise<CheckResult[]> {
   const plan = buildPlan(spec);
-  const api = Object.fromEntries(
-    spec.clusters.map((c) => [c.name, clients(kubeFor(access(c.name)).config, opts, agents)]),
-  );
   const results: CheckResult[] = [];
   const roots = new Map<string, string>();
   const check = (name: string, cluster: string | undefined, fn: (call: Call) => Promise<Verdict>) =>

@@ -324,11 +324,14 @@ function rssByComponent(stateDir: string, mesh: string): string {
   const root = path.join(stateDir, 'local', 'clusters');
   const sums = new Map<string, number>();
   for (const cluster of fs.readdirSync(root).filter((n) => n.startsWith(`${mesh}-`))) {
-    for (const file of fs.readdirSync(path.join(root, cluster)).filter((f) => f.endsWith('.pid'))) {
+    const files = fs.readdirSync(path.join(root, cluster));
+    for (const file of files.filter((f) => f.endsWith('.pid') || f.endsWith('.pid.child'))) {
       try {
         const pid = Number(fs.readFileSync(path.join(root, cluster, file), 'utf8'));
         const kb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
-        const kind = file.replace(/\.pid$/, '');
+        // A supervised process (istiod): the program under its own name, its supervisor apart.
+        const name = file.replace(/\.pid(\.child)?$/, '');
+        const kind = file.endsWith('.pid') && files.includes(`${file}.child`) ? `${name} supervisor` : name;
         sums.set(kind, (sums.get(kind) ?? 0) + kb / 1024);
       } catch {
         // gone
