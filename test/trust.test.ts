@@ -177,6 +177,14 @@ describe('a root the user brings (trust.rootCa)', () => {
     expect(await fingerprint(files['root-cert.pem'])).toBe(await fingerprint(read(user().certFile)));
     expect(files['cert-chain.pem']).toBe(files['ca-cert.pem'] + files['root-cert.pem']);
     expect(await issuer(files['ca-cert.pem'])).toBe('issuer=CN=Acme Mesh Root,O=Acme');
+    // Byte for byte, string types included: Go (istiod) finds the parent by the raw name, and a
+    // PrintableString issuer under a UTF8String root is "signed by unknown authority" to it.
+    const typed = (pem: string, which: '-issuer' | '-subject') =>
+      execa('openssl', ['x509', '-noout', which, '-nameopt', 'RFC2253,show_type'], { input: pem }).then((r) =>
+        r.stdout.replace(/^\w+=/, ''),
+      );
+    expect(await typed(files['ca-cert.pem'], '-issuer')).toBe(await typed(read(user().certFile), '-subject'));
+    expect(await typed(read(user().certFile), '-subject')).toContain('UTF8STRING');
     const described = await text(files['ca-cert.pem']);
     expect(described).toMatch(OPENSSL['ecdsa-p256'].key);
     expect(described).toContain('Signature Algorithm: ecdsa-with-SHA256');
