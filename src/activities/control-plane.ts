@@ -19,7 +19,7 @@ import type { IstiodEndpoint } from '../local/clusters';
 import type { ClusterSpec } from '../spec/schema';
 import type { StepOutcome, StepRequest } from '../steps/contract';
 import { NotOursError } from '../steps/errors';
-import { type ActivityDeps, clusterOf, kubeOf, objectsIn } from './deps';
+import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn } from './deps';
 import { type StepContext, runStep } from './step';
 
 const CONTROL_PLANE_CLUSTERS = 'topology.istio.io/controlPlaneClusters';
@@ -54,7 +54,7 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         const k = kubeOf(deps, req.spec, c.name, ctx.signal);
         // Local clusters: istiod runs on this machine (the primary's serves its remotes too), and
         // the API server calls its webhooks there.
-        const servedBy = c.role === 'remote' ? clusterOf(req.spec, c.primary!) : c;
+        const servedBy = controlPlaneOf(req.spec, c);
         const runner = deps.providers[c.provider].istiodRunner && deps.providers[servedBy.provider].istiodRunner;
         let webhooks: WebhookURLs | undefined;
         if (runner) {

@@ -27,6 +27,11 @@ export function clusterOf(spec: MeshSpec, name: string): ClusterSpec {
   return c;
 }
 
+/** The primary whose istiod serves a cluster: itself, or a remote's primary. */
+export function controlPlaneOf(spec: MeshSpec, c: ClusterSpec): ClusterSpec {
+  return c.role === 'remote' ? clusterOf(spec, c.primary!) : c;
+}
+
 export function accessOf(deps: ActivityDeps, spec: MeshSpec, name: string): ClusterAccess {
   const c = clusterOf(spec, name);
   return deps.providers[c.provider].access(spec.name, c);

@@ -18,6 +18,8 @@ import { appPlacement, linkPairs } from '../plan/plan';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { CheckResult } from '../workflows/types';
 import { loadBalancerAddress } from '../adapters/kube';
+import { type Call, type Verdict, fail, notFound, notSupported, pass } from './checks';
+import { controlPlaneOf } from './deps';
 
 /** What the Istio checks get from verifyMesh: its clients, its retrying check runner. */
 export interface IstioCheckContext {
@@ -29,13 +31,6 @@ export interface IstioCheckContext {
   istioctl?: string;
   signal?: AbortSignal;
 }
-
-type Verdict = Omit<CheckResult, 'name' | 'cluster'>;
-type Call = <T>(fn: () => Promise<T>) => Promise<T>;
-
-const pass = (detail: string): Verdict => ({ status: 'passed', detail });
-const fail = (detail: string, hint: string): Verdict => ({ status: 'failed', detail, hint });
-const notSupported = (detail: string): Verdict => ({ status: 'not-supported', detail });
 
 const notRunning = (cluster: string, log: string): Verdict =>
   fail(
@@ -53,11 +48,6 @@ export function clustersReadBy(spec: MeshSpec, primary: string): string[] {
   for (const [source, target] of linkPairs(spec)) if (target === primary) read.add(source);
   for (const c of spec.clusters) if (c.role === 'remote' && c.primary === primary) read.add(c.name);
   return spec.clusters.map((c) => c.name).filter((n) => read.has(n));
-}
-
-/** The primary whose istiod serves a cluster (itself, for a primary). */
-function servedBy(spec: MeshSpec, c: ClusterSpec): ClusterSpec {
-  return c.role === 'remote' ? spec.clusters.find((p) => p.name === c.primary)! : c;
 }
 
 interface SampleService {
@@ -189,7 +179,7 @@ async function crossNetwork(
   layout: ReturnType<typeof sampleLayout>,
   call: Call,
 ): Promise<Verdict> {
-  const primary = servedBy(ctx.spec, c);
+  const primary = controlPlaneOf(ctx.spec, c);
   const istiod = ctx.access(primary.name).istiod;
   if (!istiod) return notSupported(IN_CLUSTER_ISTIOD);
   if (!istiod.running) return notRunning(primary.name, istiod.log);
@@ -204,7 +194,7 @@ async function crossNetwork(
       const address = loadBalancerAddress(svc);
       if (address) gateways.set(other.network, (gateways.get(other.network) ?? new Set()).add(`${address}:15443`));
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 404) throw err;
+      if (!notFound(err)) throw err;
     }
   }
   const problems: string[] = [];

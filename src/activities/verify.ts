@@ -23,6 +23,7 @@ import { buildPlan, linkPairs } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 import { sleep } from '../util/net';
 import type { CheckResult } from '../workflows/types';
+import { type Call, type Verdict, fail, notFound, pass } from './checks';
 import { istioChecks } from './istio-checks';
 import { type TrafficPort, trafficChecks } from './traffic';
 
@@ -165,13 +166,6 @@ async function retrying<T>(a: Attempts, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-type Verdict = Omit<CheckResult, 'name' | 'cluster'>;
-/** Runs one request of a check, retrying transient errors within the check's budget. */
-type Call = <T>(fn: () => Promise<T>) => Promise<T>;
-
-const pass = (detail: string): Verdict => ({ status: 'passed', detail });
-const fail = (detail: string, hint: string): Verdict => ({ status: 'failed', detail, hint });
-
 /**
  * One check: transient errors are retried (each request through `call`, and the check as a whole)
  * until they have lasted `retryBudgetMs` without a success; a definite error is a failed check;
@@ -294,8 +288,6 @@ function clients(kc: k8s.KubeConfig, opts: Options, agents: Agents): Clients {
     discovery: make(k8s.DiscoveryV1Api),
   };
 }
-
-const notFound = (err: unknown) => (err as { code?: unknown }).code === 404;
 
 // ---------------------------------------------------------------------------------------------
 // Reader-only: what the remote secret's token may not do

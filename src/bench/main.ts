@@ -298,12 +298,13 @@ function firstCrossClusterEndpoints(
 ): { done: Promise<number | undefined> } {
   const primary = spec.clusters.find((c) => c.role === 'primary')!;
   const others = new Set(spec.clusters.filter((c) => c.name !== primary.name).map((c) => c.name));
-  const file = path.join(stateDir, 'local', 'clusters', localClusterName(spec.name, primary.name), 'istiod.json');
+  const local = new LocalClusters(stateDir, { kubeApiserver: '', etcd: '' });
   const done = (async () => {
     while (Date.now() - t0 < 300_000) {
       try {
-        const ports = JSON.parse(fs.readFileSync(file, 'utf8')) as { http: number };
-        const r = await fetch(`http://127.0.0.1:${ports.http}/debug/endpointShardz`);
+        const istiod = local.istiod(localClusterName(spec.name, primary.name));
+        if (!istiod?.running) throw new Error('not started yet');
+        const r = await fetch(`${istiod.debug}/debug/endpointShardz`);
         const shards = (await r.json()) as Record<string, Record<string, { Shards: Record<string, unknown[]> }>>;
         for (const byNs of Object.values(shards))
           for (const ns of Object.values(byNs))

@@ -136,6 +136,14 @@ async function run(file: string, args: string[], opts: { cwd?: string; env?: Rec
 
 type Builder = (dir: string) => Promise<void>;
 
+/** A command of the pinned istio.io/istio module, its version stamped as `ISTIO_VERSION`. */
+function installIstioCommand(dir: string, pkg: string): Promise<void> {
+  const v = 'istio.io/istio/pkg/version';
+  return run('go', ['install', '-trimpath',
+    `-ldflags=-s -w -X ${v}.buildVersion=${ISTIO_VERSION} -X ${v}.buildStatus=Clean`,
+    `istio.io/istio/${pkg}@${ISTIO_MODULE_VERSION}`], { env: goEnv(dir) });
+}
+
 const BUILDERS: Record<string, Builder> = {
   temporal: (dir) =>
     run('go', ['install', '-trimpath', `-ldflags=-s -w -X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION}`,
@@ -159,15 +167,9 @@ const BUILDERS: Record<string, Builder> = {
     fs.writeFileSync(path.join(dir, KWOK_STAGES), await kwokStages());
   },
 
-  'pilot-discovery': (dir) =>
-    run('go', ['install', '-trimpath',
-      `-ldflags=-s -w -X istio.io/istio/pkg/version.buildVersion=${ISTIO_VERSION} -X istio.io/istio/pkg/version.buildStatus=Clean`,
-      `istio.io/istio/pilot/cmd/pilot-discovery@${ISTIO_MODULE_VERSION}`], { env: goEnv(dir) }),
+  'pilot-discovery': (dir) => installIstioCommand(dir, 'pilot/cmd/pilot-discovery'),
 
-  istioctl: (dir) =>
-    run('go', ['install', '-trimpath',
-      `-ldflags=-s -w -X istio.io/istio/pkg/version.buildVersion=${ISTIO_VERSION} -X istio.io/istio/pkg/version.buildStatus=Clean`,
-      `istio.io/istio/istioctl/cmd/istioctl@${ISTIO_MODULE_VERSION}`], { env: goEnv(dir) }),
+  istioctl: (dir) => installIstioCommand(dir, 'istioctl/cmd/istioctl'),
 
   'temporal-test-server': async (dir) => {
     const lib = path.join(dir, 'lib');
