@@ -1,6 +1,7 @@
 // The meshflow worker: runs the mesh workflow and its activities. Started by `meshflow up` in
 // local mode, or by hand (`node dist/worker.js`) next to a shared Temporal cluster: add workers to
 // scale out; Temporal spreads the work.
+import path from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
@@ -9,7 +10,7 @@ import { ExistingProvider, LocalProvider, UnavailableProvider } from './adapters
 import { LOCAL_TOOL_NAMES, localTools } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
 import { temporalTarget } from './temporal/connection';
-import { ensureTools } from './tools/install';
+import { ISTIO_ADDONS_DIR, ensureTools } from './tools/install';
 import { TASK_QUEUE } from './workflows/definitions';
 
 export async function productionDeps(stateDir = defaultStateDir()): Promise<ActivityDeps> {
@@ -21,6 +22,7 @@ export function activityDeps(stateDir: string, tools: Record<string, string>): A
   return {
     stateDir,
     istioctl: tools.istioctl,
+    istioAddons: path.join(path.dirname(tools.istioctl), ISTIO_ADDONS_DIR),
     providers: {
       local: new LocalProvider(stateDir, localTools(tools)),
       existing: new ExistingProvider(),

@@ -9,6 +9,7 @@ import { SpecError, loadMeshSpec, parseMeshSpec } from '../src/spec/load';
 import { localClusterName } from '../src/spec/names';
 import { type MeshSpec, meshSchema } from '../src/spec/schema';
 import { upgradeSpec } from '../src/spec/upgrade';
+import { buildPlan } from '../src/plan/plan';
 
 const examples = path.join(__dirname, '..', 'examples');
 
@@ -543,5 +544,32 @@ describe('trust.keyAlgorithm', () => {
     expect(upgraded.trust).toEqual({ rootCa: userRoot, keyAlgorithm: 'rsa-4096' });
     // Today's specs keep their choice through the upgrade every workflow and activity applies.
     expect(upgradeSpec(parsed)).toEqual(parsed);
+  });
+});
+
+describe('addons', () => {
+  test('none by default; a spec recorded before addons existed upgrades to none', () => {
+    expect(parseMeshSpec(BASE).addons).toEqual([]);
+    const { addons: _absent, ...recorded } = parseMeshSpec(BASE);
+    expect(upgradeSpec(recorded).addons).toEqual([]);
+    expect(buildPlan(parseMeshSpec(BASE)).steps.filter((s) => s.kind === 'addons')).toEqual([]);
+  });
+
+  test('an unknown addon is refused at its line, with the ones there are', () => {
+    expect(problems(BASE + 'addons: [prometheus, grafna]\n')).toEqual([
+      '11:22 addons[1]: must be one of prometheus, grafana, jaeger, kiali',
+    ]);
+  });
+
+  test('an addon listed twice is refused', () => {
+    expect(problems(BASE + 'addons: [kiali, kiali]\n')).toEqual(['11:9 addons: lists an addon more than once']);
+  });
+
+  test('each primary gets an addons step after its control plane; remotes none', () => {
+    const remote = BASE.replace('    network: n2\n', '    network: n2\n    role: remote\n    primary: east\n');
+    const spec = parseMeshSpec(remote + 'istio:\n  topology: primary-remote\naddons: [prometheus, kiali]\n');
+    const steps = buildPlan(spec).steps.filter((s) => s.kind === 'addons');
+    expect(steps.map((s) => [s.id, s.dependsOn])).toEqual([['addons:east', ['control-plane:east']]]);
+    expect(steps[0].creates).toContain('prometheus, kiali');
   });
 });

@@ -33,6 +33,14 @@ test('doctor --json reports every pinned tool ready at its pinned version', asyn
   const kwok = tools.find((t) => t.name === 'kwok')!;
   const stages = fs.readFileSync(path.join(path.dirname(kwok.path), 'stages.yaml'), 'utf8');
   for (const stage of ['node-initialize', 'pod-ready', 'pod-delete']) expect(stages).toContain(`name: ${stage}`);
+  // istioctl carries Istio's addon manifests of the same module.
+  const istioctl = tools.find((t) => t.name === 'istioctl')!;
+  expect(fs.readdirSync(path.join(path.dirname(istioctl.path), 'addons')).sort()).toEqual([
+    'grafana.yaml',
+    'jaeger.yaml',
+    'kiali.yaml',
+    'prometheus.yaml',
+  ]);
 });
 
 test('doctor says what is wrong with a tool named by env var, and exits non-zero', async () => {

@@ -13,6 +13,8 @@ export interface ActivityDeps {
   stateDir: string;
   providers: Record<ClusterSpec['provider'], ClusterProvider>;
   istioctl: string;
+  /** Istio's addon manifests (`<addon>.yaml`), for meshes that ask for addons. */
+  istioAddons?: string;
   /** How long to wait for an east-west gateway address before failing with a hint. */
   loadBalancerTimeoutMs?: number;
   /** The longest lifetime asked for a remote secret's reader token (default 24h); the workflow renews it at two thirds. */

@@ -5,6 +5,7 @@
 // server-side applied, CAs are reused when present.
 import { upgradeSpec } from '../spec/upgrade';
 import type { StepOutcome, StepRequest, UndoRequest } from '../steps/contract';
+import { addonActivities } from './addons';
 import { appActivities } from './apps';
 import { clusterActivities } from './cluster';
 import { controlPlaneActivities } from './control-plane';
@@ -26,6 +27,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
     ...controlPlaneActivities(deps),
     ...linkActivities(deps),
     ...appActivities(deps),
+    ...addonActivities(deps),
     verifyMesh: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => ({
         checks: await verifyMesh(

@@ -14,6 +14,7 @@ export interface MeshActivities {
   exposeIstiod(req: StepRequest): Promise<StepOutcome>;
   linkClusters(req: StepRequest): Promise<StepOutcome>;
   deployApp(req: StepRequest): Promise<StepOutcome>;
+  installAddons(req: StepRequest): Promise<StepOutcome>;
   verifyMesh(req: StepRequest): Promise<StepOutcome>;
   undoResource(req: UndoRequest): Promise<UndoOutcome | void>;
 }

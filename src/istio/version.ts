@@ -9,3 +9,7 @@ export const ISTIO_HUB = 'docker.io/istio';
 
 /** A version this build can install: a patch release of its line. */
 export const ISTIO_VERSION_PATTERN = /^1\.31\.\d+$/;
+
+/** Istio's observability addons (its samples/addons) a mesh may ask for; shipped beside our istioctl. */
+export const ISTIO_ADDONS = ['prometheus', 'grafana', 'jaeger', 'kiali'] as const;
+export type IstioAddon = (typeof ISTIO_ADDONS)[number];

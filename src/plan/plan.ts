@@ -14,6 +14,7 @@ export type StepKind =
   | 'expose-istiod'
   | 'link'
   | 'deploy-app'
+  | 'addons'
   | 'verify';
 
 export interface Step {
@@ -176,6 +177,19 @@ export function buildPlan(mesh: MeshSpec): Plan {
       undo: 'delete every object the deploy applied',
       estimateMs: 5_000,
     });
+  }
+  if (mesh.addons?.length) {
+    for (const c of mesh.clusters.filter((x) => x.role === 'primary')) {
+      add({
+        id: id('addons', c.name),
+        kind: 'addons',
+        cluster: c.name,
+        dependsOn: [id('control-plane', c.name)],
+        creates: `Istio's ${mesh.addons.join(', ')} in istio-system (from the pinned Istio's samples/addons)`,
+        undo: 'delete every object the addons applied',
+        estimateMs: 15_000,
+      });
+    }
   }
   add({
     id: id('verify'),

@@ -3,7 +3,7 @@
 // silently become a default).
 import { z } from 'zod';
 import { SAMPLE_APPS, type SampleName } from '../istio/sample-apps';
-import { ISTIO_DEFAULT_VERSION, ISTIO_LINE, ISTIO_VERSION_PATTERN } from '../istio/version';
+import { ISTIO_ADDONS, ISTIO_DEFAULT_VERSION, ISTIO_LINE, ISTIO_VERSION_PATTERN } from '../istio/version';
 import { MAX_TTL_MS, MIN_TTL_MS, parseDuration } from './duration';
 import { ownedValueProblems } from './istio-values';
 import { LOCAL_CLUSTER_NAME_MAX, localClusterName } from './names';
@@ -119,6 +119,11 @@ export const meshSchema = z
           .default([]),
       })
       .prefault({}),
+    /** Istio's observability addons, installed on every primary from the pinned Istio's samples/addons. */
+    addons: z
+      .array(z.enum(ISTIO_ADDONS, { error: `must be one of ${ISTIO_ADDONS.join(', ')}` }))
+      .default([])
+      .refine((a) => new Set(a).size === a.length, 'lists an addon more than once'),
     verify: z
       .strictObject({
         traffic: z.strictObject({ requests: z.number().int().min(1).max(1000).default(20) }).prefault({}),

@@ -5,7 +5,8 @@
 import { ISTIO_DEFAULT_VERSION, ISTIO_VERSION_PATTERN } from '../istio/version';
 import type { MeshSpec } from './schema';
 
-type Recorded = Omit<MeshSpec, 'trust' | 'app' | 'verify'> & {
+type Recorded = Omit<MeshSpec, 'trust' | 'app' | 'verify' | 'addons'> & {
+  addons?: MeshSpec['addons'];
   trust?: Omit<MeshSpec['trust'], 'keyAlgorithm'> & { keyAlgorithm?: MeshSpec['trust']['keyAlgorithm'] };
   app: Omit<MeshSpec['app'], 'manifests'> & { manifests?: MeshSpec['app']['manifests'] };
   /** controlPlane: removed (the control-plane checks always ran; nothing read it). */
@@ -25,5 +26,6 @@ export function upgradeSpec(spec: Recorded): MeshSpec {
       version: ISTIO_VERSION_PATTERN.test(spec.istio.version) ? spec.istio.version : ISTIO_DEFAULT_VERSION,
     },
     verify,
+    addons: spec.addons ?? [],
   };
 }

@@ -17,6 +17,7 @@ export const STEP_ACTIVITIES: Record<StepKind, StepActivityName> = {
   'expose-istiod': 'exposeIstiod',
   link: 'linkClusters',
   'deploy-app': 'deployApp',
+  addons: 'installAddons',
   verify: 'verifyMesh',
 };
 

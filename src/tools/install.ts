@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { toolsDir } from '../paths';
+import { ISTIO_ADDONS } from '../istio/version';
 import { canConnect, freePort, sleep } from '../util/net';
 import { type Progress, formatDuration, stderrProgress, withHeartbeat } from '../util/progress';
 import {
@@ -169,7 +170,14 @@ const BUILDERS: Record<string, Builder> = {
 
   'pilot-discovery': (dir) => installIstioCommand(dir, 'pilot/cmd/pilot-discovery'),
 
-  istioctl: (dir) => installIstioCommand(dir, 'istioctl/cmd/istioctl'),
+  istioctl: async (dir) => {
+    await installIstioCommand(dir, 'istioctl/cmd/istioctl');
+    // Istio's observability addons, from the same module, for specs that ask for them.
+    const addons = path.join(dir, ISTIO_ADDONS_DIR);
+    fs.mkdirSync(addons);
+    const samples = path.join(await moduleDir(`istio.io/istio@${ISTIO_MODULE_VERSION}`), 'samples', 'addons');
+    for (const addon of ISTIO_ADDONS) fs.copyFileSync(path.join(samples, `${addon}.yaml`), path.join(addons, `${addon}.yaml`));
+  },
 
   'temporal-test-server': async (dir) => {
     const lib = path.join(dir, 'lib');
@@ -199,6 +207,15 @@ const BUILDERS: Record<string, Builder> = {
 };
 BUILDERS.etcd = BUILDERS['kube-controller-manager'] = BUILDERS['kube-scheduler'] = BUILDERS['kube-apiserver'];
 
+/** Where the Go module cache holds a module's source (fetched when missing). */
+async function moduleDir(moduleAtVersion: string): Promise<string> {
+  const r = await execa('go', ['mod', 'download', '-json', moduleAtVersion], { env: goEnv() });
+  return (JSON.parse(r.stdout) as { Dir: string }).Dir;
+}
+
+/** The directory beside our istioctl that holds Istio's addon manifests (samples/addons of the same module). */
+export const ISTIO_ADDONS_DIR = 'addons';
+
 /** The file beside our kwok that holds the stages it plays (kwok itself ships none outside kwokctl). */
 export const KWOK_STAGES = 'stages.yaml';
 
@@ -208,8 +225,7 @@ export const KWOK_STAGES = 'stages.yaml';
  * the kwok module that `go install` just fetched, so they always match the binary.
  */
 async function kwokStages(): Promise<string> {
-  const r = await execa('go', ['mod', 'download', '-json', `sigs.k8s.io/kwok@${KWOK_VERSION}`], { env: goEnv() });
-  const dir = (JSON.parse(r.stdout) as { Dir: string }).Dir;
+  const dir = await moduleDir(`sigs.k8s.io/kwok@${KWOK_VERSION}`);
   const files = [
     'node/fast/node-initialize.yaml',
     'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml',

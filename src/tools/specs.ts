@@ -168,7 +168,8 @@ export const TOOLS: readonly ToolSpec[] = [
     versionArgs: ['version', '--remote=false', '--short'],
     parseVersion: (out) => /(?:client version: )?(\d+\.\d+[^\s]*)/.exec(out)?.[1],
     accepts: (v) => v === ISTIO_VERSION,
-    cacheKey: () => `istioctl-${ISTIO_VERSION}`,
+    // r2: Istio's addon manifests are installed beside it.
+    cacheKey: () => `istioctl-${ISTIO_VERSION}-r2`,
     binary: 'istioctl',
     requires: ['go'],
     coldBuild: '5-10 min',

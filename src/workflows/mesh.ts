@@ -66,6 +66,7 @@ const OPTIONS: Record<StepKind, ActivityOptions> = {
   'expose-istiod': { startToCloseTimeout: '2 minutes', ...BEAT, retry: RETRY },
   link: { startToCloseTimeout: '2 minutes', ...BEAT, retry: RETRY },
   'deploy-app': { startToCloseTimeout: '10 minutes', ...BEAT, retry: RETRY },
+  addons: { startToCloseTimeout: '10 minutes', ...BEAT, retry: RETRY },
   // Checks retry transient errors themselves for 30 s and then fail as ChecksUnavailable: an API
   // outage of several minutes is not a verdict on the mesh, so the step keeps trying for a while.
   verify: { startToCloseTimeout: '10 minutes', ...BEAT, retry: { ...RETRY, maximumAttempts: 8 } },

@@ -312,6 +312,28 @@ export interface CaseOptions {
   breakAndVerify?: boolean;
   /** Online Boutique split over two clusters and the user's own files in the third. */
   apps?: boolean;
+  /** Istio's observability addons on every primary. */
+  addons?: boolean;
+}
+
+/** Prometheus, Grafana, Jaeger and Kiali run on every primary, Kiali told its cluster and the others' addresses. */
+async function expectAddons(mesh: string, local: LocalClusters, spec: MeshSpec, ready: MeshStatus): Promise<void> {
+  for (const c of spec.clusters.filter((x) => x.role === 'primary')) {
+    expect(ready.steps.find((st) => st.id === `addons:${c.name}`)?.state).toBe('done');
+    const kc = kubeOf(local, `${mesh}-${c.name}`);
+    for (const name of ['prometheus', 'grafana', 'jaeger', 'kiali']) {
+      const d = await kc.makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ name, namespace: 'istio-system' });
+      expect([name, d.status?.availableReplicas, d.metadata?.labels?.['meshflow.dev/mesh']]).toEqual([name, 1, mesh]);
+    }
+    const cm = await kc
+      .makeApiClient(k8s.CoreV1Api)
+      .readNamespacedConfigMap({ name: 'kiali', namespace: 'istio-system' });
+    const config = cm.data!['config.yaml'];
+    expect(config).toContain(`cluster_name: ${c.name}`);
+    expect(config).toContain('internal_url: http://tracing.istio-system:16685/jaeger');
+    expect(config).toContain('internal_url: http://grafana.istio-system:3000');
+    expect(config).not.toContain('CHANGEME');
+  }
 }
 
 /** Registers the dev server, a worker with the real activities, and one test per [example file, mesh name, options]. */
@@ -343,6 +365,7 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
       };
       if (options.ownRoot) spec.trust = { ...spec.trust, rootCa: await userRoot() };
       if (options.apps) boutiqueAndOwnFiles(spec);
+      if (options.addons) spec.addons = ['prometheus', 'grafana', 'jaeger', 'kiali'];
       const handle = await startMesh(env.client, spec, 'e2e');
       // A failed assertion must not leave this mesh's clusters running into the next case.
       onFailure.push(async () => {
@@ -448,6 +471,7 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
       }
       if (options.breakAndVerify) await breakAndVerify(mesh, local);
       if (options.apps) await expectAppsPlaced(mesh, local, ready);
+      if (options.addons) await expectAddons(mesh, local, spec, ready);
 
       onFailure = [];
       await teardownMesh(env.client, mesh);
