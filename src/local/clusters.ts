@@ -124,10 +124,15 @@ export class LocalClusters {
     return path.join(this.clusterDir(name), `${component}.pid`);
   }
 
-  private async stopComponents(name: string): Promise<void> {
+  /**
+   * Stops every process of a cluster, the API server last. `graceMs` bounds each one's graceful
+   * exit: an API server still watched by another cluster's istiod (through its remote secret)
+   * waits out the whole grace before it exits.
+   */
+  private async stopComponents(name: string, graceMs?: number): Promise<void> {
     const dir = this.clusterDir(name);
-    for (const c of COMPONENTS) await stopDaemon(this.pidFile(name, c), dir);
-    await stopDaemon(this.apiserverPid(name), dir);
+    for (const c of COMPONENTS) await stopDaemon(this.pidFile(name, c), dir, graceMs);
+    await stopDaemon(this.apiserverPid(name), dir, graceMs);
   }
 
   /** The clusters that exist in the state directory (running or not). */
@@ -165,7 +170,8 @@ export class LocalClusters {
   private async deleteLocked(names: string[]): Promise<void> {
     const existing = names.filter((n) => fs.existsSync(this.clusterDir(n)));
     if (existing.length === 0) return;
-    await Promise.all(existing.map((n) => this.stopComponents(n)));
+    // Its data goes next, so there is nothing for a graceful shutdown to keep.
+    await Promise.all(existing.map((n) => this.stopComponents(n, DELETE_GRACE_MS)));
     const etcd = await this.ensureEtcd();
     for (const n of existing) {
       await deleteEtcdPrefix(etcd.clientPort, etcdPrefix(n));
@@ -470,6 +476,9 @@ export class LocalClusters {
 }
 
 const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
+
+/** How long a cluster being deleted gives each of its processes to exit before SIGKILL. */
+const DELETE_GRACE_MS = 1_500;
 
 export interface IstiodPorts {
   http: number;
