@@ -196,8 +196,8 @@ beforeAll(async () => {
     devServer(),
     others.start(['shared']),
     // As the mesh workflows made them: named <mesh>-<cluster>, with the simulated data plane beside each.
-    provider.create('gone', spec('c1'), () => undefined),
-    provider.create('alive', spec('c1'), () => undefined),
+    provider.create('gone', spec('c1'), { heartbeat: () => undefined }),
+    provider.create('alive', spec('c1'), { heartbeat: () => undefined }),
   ]);
   process.stderr.write(`[gc.test] dev server + 3 API servers ready in ${Date.now() - started} ms\n`);
 

@@ -238,7 +238,7 @@ clusters:
  * beside this cluster, so istiod would never become available).
  */
 async function applyControlPlaneWithoutRollout(spec: MeshSpec): Promise<Resource[]> {
-  const k = kubeFor(realDeps(state).providers.existing.access(spec.name, spec.clusters[0]));
+  const k = kubeFor(await realDeps(state).providers.existing.access(spec.name, spec.clusters[0]));
   const objects = parseManifests(await istioctlRender(tool('istioctl'), controlPlaneOperator(spec, spec.clusters[0])));
   const refs = await k.apply(
     spec.name,

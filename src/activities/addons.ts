@@ -22,7 +22,7 @@ export function addonActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const c = req.step.cluster!;
         const objects = addonObjects(deps, req.spec, c);
-        const k = kubeOf(deps, req.spec, c, ctx.signal);
+        const k = await kubeOf(deps, req.spec, c, ctx.signal);
         const refs = await k.apply(req.mesh, objects, {
           heartbeat: ctx.heartbeat,
           track: (r) => ctx.track(...objectsIn(c, r)),

@@ -17,7 +17,7 @@ export function appActivities(deps: ActivityDeps) {
     deployApp: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = req.step.cluster!;
-        const k = kubeOf(deps, req.spec, c, ctx.signal);
+        const k = await kubeOf(deps, req.spec, c, ctx.signal);
         const all = await appObjects(req.spec, c, (apiVersion, kind) => k.namespaced(apiVersion, kind));
         const { objects, foreign } = await withoutForeignNamespaces(k, req.mesh, all);
         const refs = await k.apply(req.mesh, objects, {

@@ -11,7 +11,7 @@ export function clusterActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
         if (c.provider !== 'existing') ctx.track({ type: 'cluster', cluster: c.name, provider: c.provider });
-        await deps.providers[c.provider].create(req.mesh, c, ctx.heartbeat);
+        await deps.providers[c.provider].create(req.mesh, c, ctx);
         return {};
       }),
   };

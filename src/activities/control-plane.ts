@@ -46,12 +46,12 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         const c = clusterOf(req.spec, req.step.cluster!);
         let remotePilot: string | undefined;
         if (c.role === 'remote') {
-          const primary = kubeOf(deps, req.spec, c.primary!, ctx.signal);
+          const primary = await kubeOf(deps, req.spec, c.primary!, ctx.signal);
           remotePilot =
             (await primary.waitLoadBalancer(ISTIO_NAMESPACE, EASTWEST_SERVICE, ctx.heartbeat, 1000)) ?? undefined;
           if (!remotePilot) throw new Error(`the east-west gateway of primary ${c.primary} has no address yet`);
         }
-        const k = kubeOf(deps, req.spec, c.name, ctx.signal);
+        const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
         // Local clusters: istiod runs on this machine (the primary's serves its remotes too), and
         // the API server calls its webhooks there.
         const servedBy = controlPlaneOf(req.spec, c);
@@ -91,7 +91,7 @@ export function controlPlaneActivities(deps: ActivityDeps) {
     installEastWestGateway: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
-        const k = kubeOf(deps, req.spec, c.name, ctx.signal);
+        const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
         const objects = parseManifests(await istioctlRender(deps.istioctl, eastWestOperator(req.spec, c), ctx.signal));
         await applyTracked(k, req, c.name, objects, ctx);
         const timeout = deps.loadBalancerTimeoutMs ?? 10 * 60_000;
@@ -112,14 +112,14 @@ export function controlPlaneActivities(deps: ActivityDeps) {
     exposeServices: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = req.step.cluster!;
-        await applyTracked(kubeOf(deps, req.spec, c, ctx.signal), req, c, [crossNetworkGateway()], ctx);
+        await applyTracked(await kubeOf(deps, req.spec, c, ctx.signal), req, c, [crossNetworkGateway()], ctx);
         return {};
       }),
 
     exposeIstiod: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = req.step.cluster!;
-        await applyTracked(kubeOf(deps, req.spec, c, ctx.signal), req, c, istiodExposure(), ctx);
+        await applyTracked(await kubeOf(deps, req.spec, c, ctx.signal), req, c, istiodExposure(), ctx);
         return {};
       }),
   };

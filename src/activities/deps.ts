@@ -34,13 +34,25 @@ export function controlPlaneOf(spec: MeshSpec, c: ClusterSpec): ClusterSpec {
   return c.role === 'remote' ? clusterOf(spec, c.primary!) : c;
 }
 
-export function accessOf(deps: ActivityDeps, spec: MeshSpec, name: string): ClusterAccess {
+export function accessOf(deps: ActivityDeps, spec: MeshSpec, name: string): Promise<ClusterAccess> {
   const c = clusterOf(spec, name);
   return deps.providers[c.provider].access(spec.name, c);
 }
 
-export function kubeOf(deps: ActivityDeps, spec: MeshSpec, name: string, signal?: AbortSignal): Kube {
-  return kubeFor(accessOf(deps, spec, name), signal);
+/** Every cluster's access at once, for code that looks them up synchronously. */
+export async function accessAll(deps: ActivityDeps, spec: MeshSpec): Promise<(name: string) => ClusterAccess> {
+  const all = new Map(
+    await Promise.all(spec.clusters.map(async (c) => [c.name, await accessOf(deps, spec, c.name)] as const)),
+  );
+  return (name) => {
+    const a = all.get(name);
+    if (!a) throw new PermanentError(`no cluster ${name} in mesh ${spec.name}`);
+    return a;
+  };
+}
+
+export async function kubeOf(deps: ActivityDeps, spec: MeshSpec, name: string, signal?: AbortSignal): Promise<Kube> {
+  return kubeFor(await accessOf(deps, spec, name), signal);
 }
 
 /** A ledger resource for objects applied in a cluster (none for an empty list). */

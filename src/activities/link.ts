@@ -24,8 +24,8 @@ export function linkActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const source = clusterOf(req.spec, req.step.cluster!);
         const target = clusterOf(req.spec, req.step.target!);
-        const from = accessOf(deps, req.spec, source.name);
-        const to = accessOf(deps, req.spec, target.name);
+        const from = await accessOf(deps, req.spec, source.name);
+        const to = await accessOf(deps, req.spec, target.name);
         if (LOOPBACK.includes(new URL(from.apiServer).hostname) && !(from.local && to.local)) {
           throw new PermanentError(
             `cluster ${source.name}'s API server address ${from.apiServer} is only reachable from this machine, not from ` +

@@ -9,7 +9,7 @@ import { addonActivities } from './addons';
 import { appActivities } from './apps';
 import { clusterActivities } from './cluster';
 import { controlPlaneActivities } from './control-plane';
-import { type ActivityDeps, accessOf } from './deps';
+import { type ActivityDeps, accessAll } from './deps';
 import { linkActivities } from './link';
 import { runStep } from './step';
 import { kubeTraffic } from './traffic';
@@ -32,7 +32,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
       runStep(async (ctx) => ({
         checks: await verifyMesh(
           req.spec,
-          (name) => accessOf(deps, req.spec, name),
+          await accessAll(deps, req.spec),
           deps.traffic ?? kubeTraffic,
           ctx.heartbeat,
           { signal: ctx.signal, istioctl: deps.istioctl },

@@ -22,6 +22,8 @@ export interface StepContext {
   /** Records resources the step is about to create: call it before creating them. */
   track(...resources: Resource[]): void;
   readonly attempt: number;
+  /** The progress the previous attempt last reported (to resume, say, a cloud operation it started). */
+  readonly previous?: unknown;
 }
 
 export type StepResult = Omit<StepOutcome, 'attempt' | 'resources'> & { resources?: Resource[] };
@@ -51,6 +53,7 @@ export async function runStep(fn: (ctx: StepContext) => Promise<StepResult>): Pr
       beat();
     },
     attempt: activity?.info.attempt ?? 1,
+    previous: earlier?.progress,
   };
   // Every request and wait of the step listens on the signal; a step runs many at once.
   setMaxListeners(0, ctx.signal);

@@ -38,7 +38,7 @@ export function trustActivities(deps: ActivityDeps) {
     installCacerts: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
-        const k = kubeOf(deps, req.spec, c.name, ctx.signal);
+        const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
         // Every check before any change: a cluster that is someone else's is left exactly as it was.
         const ns = await k.read({ apiVersion: 'v1', kind: 'Namespace', name: ISTIO_NAMESPACE });
         const cacerts = await k.read({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' });

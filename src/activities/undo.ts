@@ -32,7 +32,7 @@ export function undoActivities(deps: ActivityDeps) {
           await deps.providers[clusterOf(req.spec, r.cluster).provider].delete(
             req.mesh,
             clusterOf(req.spec, r.cluster),
-            ctx.heartbeat,
+            ctx,
           );
         } else if (r.type === 'file') {
           const root = path.resolve(deps.stateDir);
@@ -46,7 +46,7 @@ export function undoActivities(deps: ActivityDeps) {
         } else {
           let k: Kube;
           try {
-            k = kubeOf(deps, req.spec, r.cluster, ctx.signal);
+            k = await kubeOf(deps, req.spec, r.cluster, ctx.signal);
           } catch (err) {
             // The cluster itself is gone (deleted by an earlier undo): so is everything in it.
             if (err instanceof PermanentError) return {};

@@ -29,6 +29,11 @@ export interface ClusterAccess {
   caData: string;
   /** A cluster on this machine: its API address is reachable from the other local clusters only. */
   local: boolean;
+  /**
+   * A bearer token for the API, held in memory only (GKE: a Google access token, refreshed by the
+   * provider); the kubeconfig file then carries none.
+   */
+  token?: string;
   /** An istiod meshflow runs on this machine for the cluster (local primaries), while it runs. */
   istiod?: IstiodEndpoint & { running: boolean; log: string };
 }
@@ -40,15 +45,42 @@ export interface IstiodRunner {
   startIstiod(mesh: string, cluster: ClusterSpec, opts: IstiodOptions): Promise<IstiodEndpoint>;
 }
 
+/** What a provider's create or delete is given by the step that runs it. */
+export interface ProviderContext {
+  /** Reports progress; it is kept with the step, and the next attempt gets it back as `previous`. */
+  heartbeat: Heartbeat;
+  /** The last progress an earlier attempt of this step reported (e.g. the cloud operation it started). */
+  previous?: unknown;
+  signal?: AbortSignal;
+}
+
 export interface ClusterProvider {
-  create(mesh: string, cluster: ClusterSpec, heartbeat: Heartbeat): Promise<void>;
-  delete(mesh: string, cluster: ClusterSpec, heartbeat: Heartbeat): Promise<void>;
-  access(mesh: string, cluster: ClusterSpec): ClusterAccess;
+  create(mesh: string, cluster: ClusterSpec, ctx: ProviderContext): Promise<void>;
+  delete(mesh: string, cluster: ClusterSpec, ctx: ProviderContext): Promise<void>;
+  /** How to reach the cluster; a cluster that does not exist (any more) is a PermanentError. */
+  access(mesh: string, cluster: ClusterSpec): Promise<ClusterAccess>;
+  /**
+   * Checks, before anything changes, that the cluster can join the mesh (reachable, supported,
+   * permitted, not someone else's); each problem says what to fix. Undefined: nothing to check.
+   */
+  preflight?(mesh: string, cluster: ClusterSpec, ctx: PreflightContext): Promise<string[]>;
   istiodRunner?: IstiodRunner;
 }
 
+export interface PreflightContext {
+  signal?: AbortSignal;
+  /** Whether every cluster of the mesh is on this machine (a loopback API address is then fine). */
+  allLocal: boolean;
+}
+
 export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
-  return Kube.fromFile(access.kubeconfig, access.context, signal);
+  if (!access.token) return Kube.fromFile(access.kubeconfig, access.context, signal);
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(access.kubeconfig);
+  if (access.context) kc.setCurrentContext(access.context);
+  const user = kc.getCurrentUser();
+  kc.users = kc.users.map((u) => (u.name === user?.name ? { ...u, token: access.token } : u));
+  return new Kube(kc, signal);
 }
 
 /** Local control-plane-only clusters (with the simulated data plane beside each). */
@@ -72,7 +104,7 @@ export class LocalProvider implements ClusterProvider {
     return localClusterName(mesh, cluster.name);
   }
 
-  async create(mesh: string, cluster: ClusterSpec, heartbeat: Heartbeat): Promise<void> {
+  async create(mesh: string, cluster: ClusterSpec, { heartbeat }: ProviderContext): Promise<void> {
     const name = this.localName(mesh, cluster);
     const beat = setInterval(() => heartbeat({ starting: name }), 5000);
     try {
@@ -101,7 +133,7 @@ export class LocalProvider implements ClusterProvider {
     await this.clusters.delete([this.localName(mesh, cluster)]);
   }
 
-  access(mesh: string, cluster: ClusterSpec): ClusterAccess {
+  async access(mesh: string, cluster: ClusterSpec): Promise<ClusterAccess> {
     const local = this.clusters.get(this.localName(mesh, cluster));
     if (!local) throw new PermanentError(`local cluster ${cluster.name} of mesh ${mesh} does not exist`);
     return {
@@ -118,7 +150,7 @@ export class LocalProvider implements ClusterProvider {
 export class ExistingProvider implements ClusterProvider {
   async create(mesh: string, cluster: ClusterSpec): Promise<void> {
     // Connecting is the whole of "creating": prove the context works before going on.
-    const access = this.access(mesh, cluster);
+    const access = await this.access(mesh, cluster);
     try {
       await kubeFor(access).core.listNamespace({ limit: 1 });
     } catch (err) {
@@ -132,7 +164,7 @@ export class ExistingProvider implements ClusterProvider {
     // Existing clusters are not ours to delete; the objects meshflow put in them are undone one by one.
   }
 
-  access(_mesh: string, cluster: ClusterSpec): ClusterAccess {
+  async access(_mesh: string, cluster: ClusterSpec): Promise<ClusterAccess> {
     const file = cluster.existing!.kubeconfig.replace(/^~(?=\/)/, os.homedir());
     if (!fs.existsSync(file))
       throw new PermanentError(`clusters[${cluster.name}].existing.kubeconfig: ${file} does not exist`);
@@ -166,7 +198,7 @@ export class UnavailableProvider implements ClusterProvider {
   async delete(): Promise<void> {
     this.fail();
   }
-  access(): ClusterAccess {
+  async access(): Promise<ClusterAccess> {
     this.fail();
   }
 }

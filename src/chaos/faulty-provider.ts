@@ -4,8 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import type { Heartbeat } from '../adapters/kube';
-import type { ClusterAccess, ClusterProvider, LocalProvider } from '../adapters/providers';
+import type { ClusterAccess, ClusterProvider, LocalProvider, ProviderContext } from '../adapters/providers';
 import type { LocalClusters } from '../local/clusters';
 import type { ClusterSpec } from '../spec/schema';
 import { localClusterName } from '../spec/names';
@@ -22,8 +21,8 @@ export class FaultyLocalProvider implements ClusterProvider {
     private readonly faults: () => Fault[],
   ) {}
 
-  async create(mesh: string, cluster: ClusterSpec, heartbeat: Heartbeat): Promise<void> {
-    await this.real.create(mesh, cluster, heartbeat);
+  async create(mesh: string, cluster: ClusterSpec, ctx: ProviderContext): Promise<void> {
+    await this.real.create(mesh, cluster, ctx);
     const name = localClusterName(mesh, cluster.name);
     if (this.proxies.has(name)) return;
     const proxy = await new FaultProxy(this.clusters.get(name)!).start();
@@ -42,8 +41,8 @@ export class FaultyLocalProvider implements ClusterProvider {
     await this.real.delete(mesh, cluster);
   }
 
-  access(mesh: string, cluster: ClusterSpec): ClusterAccess {
-    const real = this.real.access(mesh, cluster);
+  async access(mesh: string, cluster: ClusterSpec): Promise<ClusterAccess> {
+    const real = await this.real.access(mesh, cluster);
     const proxy = this.proxies.get(localClusterName(mesh, cluster.name));
     if (!proxy) return real;
     const file = path.join(path.dirname(real.kubeconfig), 'kubeconfig-through-faults');
