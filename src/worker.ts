@@ -6,7 +6,8 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
 import type { ActivityDeps } from './activities/mesh-activities';
-import { ExistingProvider, LocalProvider, UnavailableProvider } from './adapters/providers';
+import { ExistingProvider, LocalProvider } from './adapters/providers';
+import { GkeProvider } from './adapters/gke';
 import { LOCAL_TOOL_NAMES, localTools } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
 import { temporalTarget } from './temporal/connection';
@@ -26,7 +27,7 @@ export function activityDeps(stateDir: string, tools: Record<string, string>): A
     providers: {
       local: new LocalProvider(stateDir, localTools(tools)),
       existing: new ExistingProvider(),
-      gke: new UnavailableProvider('gke'),
+      gke: new GkeProvider(stateDir),
     },
   };
 }

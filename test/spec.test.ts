@@ -289,13 +289,48 @@ describe('local cluster names', () => {
   });
 });
 
-test('provider gke is refused at validate, at its line, with what to use instead', () => {
-  const refused = '9:15 clusters[1].provider: provider gke is not available in this build; use local or existing';
-  const gke = 'provider: gke\n    gke: { project: my-project-1, location: europe-west1 }\n    network: n2';
-  expect(problems(BASE.replace('provider: local\n    network: n2', gke))).toEqual([refused]);
-  // Without its settings too: the one message that matters.
-  const bare = 'provider: gke\n    network: n2';
-  expect(problems(BASE.replace('provider: local\n    network: n2', bare))).toEqual([refused]);
+describe('provider gke', () => {
+  const gke = (settings: string) =>
+    BASE.replace('provider: local\n    network: n2', `provider: gke\n    gke: ${settings}\n    network: n2`);
+
+  test('takes a project and a location, with defaults for the rest', () => {
+    const spec = parseMeshSpec(gke('{ project: my-project-1, location: europe-west1 }'), 'mesh.yaml');
+    expect(spec.clusters[1].gke).toEqual({
+      project: 'my-project-1',
+      location: 'europe-west1',
+      nodeCount: 3,
+      machineType: 'e2-standard-4',
+      releaseChannel: 'REGULAR',
+      network: 'default',
+    });
+  });
+
+  test('each setting is checked at its line', () => {
+    expect(problems(gke('{ project: X, location: europe-west1 }'))).toEqual([
+      '10:21 clusters[1].gke.project: must be a GCP project ID such as my-project-123',
+    ]);
+    expect(problems(gke('{ project: my-project-1, location: europe, releaseChannel: FAST }'))).toEqual([
+      '10:45 clusters[1].gke.location: must be a GCP region such as us-central1 or a zone such as us-central1-a',
+      '10:69 clusters[1].gke.releaseChannel: must be one of RAPID, REGULAR, STABLE, EXTENDED',
+    ]);
+    // Without its settings: says what is missing.
+    expect(problems(BASE.replace('provider: local\n    network: n2', 'provider: gke\n    network: n2'))).toEqual([
+      '8:5 clusters[1].gke: provider "gke" needs a "gke:" section',
+    ]);
+  });
+
+  test('two clusters of one mesh network must share a VPC', () => {
+    const two = BASE.replace(
+      'provider: local\n    network: n1',
+      'provider: gke\n    gke: { project: proj-one-1, location: us-east1 }\n    network: n1',
+    ).replace(
+      'provider: local\n    network: n2',
+      'provider: gke\n    gke: { project: proj-two-2, location: us-east1 }\n    network: n1',
+    );
+    expect(problems(two).join('\n')).toContain(
+      'network "n1" is also clusters[0]\'s, in VPC proj-one-1/default; this cluster is in VPC proj-two-2/default',
+    );
+  });
 });
 
 describe('verify.controlPlane is gone', () => {

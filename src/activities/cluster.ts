@@ -1,9 +1,17 @@
 // create-cluster: a cluster from its provider. The cluster is tracked before it is asked for, so
 // a create that fails half-way (a directory and etcd keys made, an API server that never came
 // up) is deleted by compensation like a finished one.
+import os from 'node:os';
+import * as k8s from '@kubernetes/client-node';
+import { GkeProvider } from '../adapters/gke';
+import { gkeFlatNetworks } from '../plan/plan';
 import type { StepRequest, StepOutcome } from '../steps/contract';
-import { type ActivityDeps, clusterOf } from './deps';
+import { PermanentError } from '../steps/errors';
+import type { ClusterSpec } from '../spec/schema';
+import { type ActivityDeps, clusterOf, gkeProvider } from './deps';
 import { runStep } from './step';
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
 
 export function clusterActivities(deps: ActivityDeps) {
   return {
@@ -14,5 +22,65 @@ export function clusterActivities(deps: ActivityDeps) {
         await deps.providers[c.provider].create(req.mesh, c, ctx);
         return {};
       }),
+
+    /**
+     * Checks every cluster meshflow did not make here before anything changes. All problems of all
+     * clusters are reported at once, each with what to fix.
+     */
+    preflightMesh: (req: StepRequest): Promise<StepOutcome> =>
+      runStep(async (ctx) => {
+        const checked = req.spec.clusters.filter((c) => c.provider !== 'local');
+        // Whether every API server is on this machine: then loopback addresses reach each other.
+        const allLocal = req.spec.clusters.every((c) => onThisMachine(deps, c));
+        const results = await Promise.all(
+          checked.map(async (c) => {
+            ctx.heartbeat({ checking: c.name });
+            const problems =
+              (await deps.providers[c.provider].preflight?.(req.mesh, c, { signal: ctx.signal, allLocal })) ?? [];
+            return { cluster: c.name, problems };
+          }),
+        );
+        const failed = results.filter((r) => r.problems.length);
+        if (failed.length) {
+          throw new PermanentError(
+            `preflight: ${failed.length} of ${checked.length} cluster(s) cannot join mesh ${req.mesh}; nothing was changed.\n` +
+              failed.map((r) => r.problems.map((p) => `- ${r.cluster}: ${p}`).join('\n')).join('\n'),
+          );
+        }
+        return { outputs: Object.fromEntries(results.map((r) => [r.cluster, 'ready to join'])) };
+      }),
+
+    /** The VPC firewall rule that lets the pod ranges of a mesh network's GKE clusters reach each other. */
+    createFirewall: (req: StepRequest): Promise<StepOutcome> =>
+      runStep(async (ctx) => {
+        const network = req.step.target!;
+        const group = gkeFlatNetworks(req.spec).find((g) => g.network === network);
+        if (!group) throw new PermanentError(`network ${network} has no two GKE clusters: no firewall rule to make`);
+        const gke = gkeProvider(deps);
+        const project = group.clusters[0].gke!.project;
+        ctx.track({ type: 'firewall', network, project, name: GkeProvider.firewallName(req.mesh, network) });
+        const rule = await gke.ensureFirewall(req.mesh, network, group.clusters, ctx);
+        return { outputs: { rule: `${rule.project}/${rule.name}`, sourceRanges: rule.sourceRanges.join(',') } };
+      }),
   };
+}
+
+/**
+ * Whether a cluster's API server is on this machine, known without contacting it: local clusters,
+ * the GKE emulator's, and existing clusters whose address (or kubeconfig server) is loopback.
+ */
+function onThisMachine(deps: ActivityDeps, c: ClusterSpec): boolean {
+  if (c.provider === 'local') return true;
+  if (c.provider === 'gke') return gkeProvider(deps).clients.emulated;
+  try {
+    let server = c.apiServerAddress;
+    if (!server) {
+      const kc = new k8s.KubeConfig();
+      kc.loadFromFile(c.existing!.kubeconfig.replace(/^~(?=\/)/, os.homedir()));
+      server = kc.getCluster(kc.getContextObject(c.existing!.context ?? kc.getCurrentContext())?.cluster ?? '')?.server;
+    }
+    return Boolean(server && LOOPBACK.test(new URL(server).hostname));
+  } catch {
+    return false;
+  }
 }

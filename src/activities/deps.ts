@@ -4,6 +4,7 @@
 import type { ClusterAccess, ClusterProvider } from '../adapters/providers';
 import { kubeFor } from '../adapters/providers';
 import type { Kube, ObjectRef } from '../adapters/kube';
+import { GkeProvider } from '../adapters/gke';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { Resource } from '../steps/contract';
 import { PermanentError } from '../steps/errors';
@@ -21,6 +22,13 @@ export interface ActivityDeps {
   maxTokenSeconds?: number;
   /** How traffic checks reach pods and ingress gateways (default: exec over the Kubernetes API, fetch). */
   traffic?: TrafficPort;
+}
+
+/** The GKE provider, for what only GKE has (firewall rules). */
+export function gkeProvider(deps: ActivityDeps): GkeProvider {
+  const p = deps.providers.gke;
+  if (!(p instanceof GkeProvider)) throw new PermanentError('this worker has no GKE provider');
+  return p;
 }
 
 export function clusterOf(spec: MeshSpec, name: string): ClusterSpec {

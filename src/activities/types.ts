@@ -5,7 +5,9 @@ import type { StepOutcome, StepRequest, UndoOutcome, UndoRequest } from '../step
 export type { UndoRequest } from '../steps/contract';
 
 export interface MeshActivities {
+  preflightMesh(req: StepRequest): Promise<StepOutcome>;
   createCluster(req: StepRequest): Promise<StepOutcome>;
+  createFirewall(req: StepRequest): Promise<StepOutcome>;
   createRootCa(req: StepRequest): Promise<StepOutcome>;
   installCacerts(req: StepRequest): Promise<StepOutcome>;
   installControlPlane(req: StepRequest): Promise<StepOutcome>;

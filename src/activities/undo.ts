@@ -7,7 +7,7 @@ import { describeRef } from '../adapters/kube';
 import type { Kube } from '../adapters/kube';
 import type { UndoOutcome, UndoRequest } from '../steps/contract';
 import { PermanentError } from '../steps/errors';
-import { type ActivityDeps, clusterOf, kubeOf } from './deps';
+import { type ActivityDeps, clusterOf, gkeProvider, kubeOf } from './deps';
 import { runStep } from './step';
 
 /** Removes `dir` and then each parent that is left empty, up to (not including) `root`. */
@@ -34,6 +34,8 @@ export function undoActivities(deps: ActivityDeps) {
             clusterOf(req.spec, r.cluster),
             ctx,
           );
+        } else if (r.type === 'firewall') {
+          await gkeProvider(deps).deleteFirewall(req.mesh, r.network, r.project, ctx);
         } else if (r.type === 'file') {
           const root = path.resolve(deps.stateDir);
           const target = path.resolve(r.path);

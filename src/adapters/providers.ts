@@ -17,6 +17,7 @@ import { packageRoot } from '../paths';
 import { runningPid, startDaemon } from '../util/daemon';
 import { type Heartbeat, Kube } from './kube';
 import { PermanentError } from '../steps/errors';
+import { preflightCluster } from './preflight';
 
 export { PermanentError } from '../steps/errors';
 
@@ -164,6 +165,16 @@ export class ExistingProvider implements ClusterProvider {
     // Existing clusters are not ours to delete; the objects meshflow put in them are undone one by one.
   }
 
+  async preflight(mesh: string, cluster: ClusterSpec, ctx: PreflightContext): Promise<string[]> {
+    let access: ClusterAccess;
+    try {
+      access = await this.access(mesh, cluster);
+    } catch (err) {
+      return [(err as Error).message];
+    }
+    return preflightCluster(mesh, cluster.name, access, kubeFor(access, ctx.signal).config, ctx.allLocal);
+  }
+
   async access(_mesh: string, cluster: ClusterSpec): Promise<ClusterAccess> {
     const file = cluster.existing!.kubeconfig.replace(/^~(?=\/)/, os.homedir());
     if (!fs.existsSync(file))
@@ -176,29 +187,14 @@ export class ExistingProvider implements ClusterProvider {
       throw new PermanentError(`clusters[${cluster.name}].existing.context: no context "${contextName}" in ${file}`);
     const kcCluster = kc.getCluster(context.cluster);
     const caData = kcCluster?.caData ?? (kcCluster?.caFile ? fs.readFileSync(kcCluster.caFile).toString('base64') : '');
+    const apiServer = cluster.apiServerAddress ?? kcCluster!.server;
     return {
       kubeconfig: file,
       context: contextName,
-      apiServer: cluster.apiServerAddress ?? kcCluster!.server,
+      apiServer,
       caData,
-      local: false,
+      // A loopback API server is on this machine (as local clusters are): only clusters here reach it.
+      local: /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(new URL(apiServer).hostname),
     };
-  }
-}
-
-/** GKE clusters are declared in the spec but not provisioned by this build. */
-export class UnavailableProvider implements ClusterProvider {
-  constructor(private readonly provider: string) {}
-  private fail(): never {
-    throw new PermanentError(`provider "${this.provider}" is not available in this build of meshflow`);
-  }
-  async create(): Promise<void> {
-    this.fail();
-  }
-  async delete(): Promise<void> {
-    this.fail();
-  }
-  async access(): Promise<ClusterAccess> {
-    this.fail();
   }
 }

@@ -5,7 +5,9 @@ import { SAMPLE_APPS } from '../istio/sample-apps';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 
 export type StepKind =
+  | 'preflight'
   | 'create-cluster'
+  | 'firewall'
   | 'root-ca'
   | 'cacerts'
   | 'control-plane'
@@ -22,7 +24,7 @@ export interface Step {
   kind: StepKind;
   /** The cluster the step acts on (for `link`: the cluster whose API the secret opens). */
   cluster?: string;
-  /** For `link`: the cluster that receives the remote secret. */
+  /** For `link`: the cluster that receives the remote secret. For `firewall`: the mesh network. */
   target?: string;
   dependsOn: string[];
   /** What the step creates, for `meshflow plan`. */
@@ -62,10 +64,44 @@ function rootCaEstimateMs(mesh: MeshSpec): number {
   return 2_000 * keys;
 }
 
-export function buildPlan(mesh: MeshSpec): Plan {
+/** Mesh networks with two or more GKE clusters (one VPC): their pod ranges need a firewall rule to reach each other. */
+export function gkeFlatNetworks(mesh: MeshSpec): Array<{ network: string; clusters: ClusterSpec[] }> {
+  const byNetwork = new Map<string, ClusterSpec[]>();
+  for (const c of mesh.clusters)
+    if (c.provider === 'gke') byNetwork.set(c.network, [...(byNetwork.get(c.network) ?? []), c]);
+  return [...byNetwork].filter(([, cs]) => cs.length > 1).map(([network, clusters]) => ({ network, clusters }));
+}
+
+/** Whether the mesh has clusters meshflow did not make on this machine, which a preflight checks first. */
+export const needsPreflight = (mesh: MeshSpec) => mesh.clusters.some((c) => c.provider !== 'local');
+
+export interface PlanOptions {
+  /**
+   * A preflight step before anything changes, for meshes with existing or GKE clusters (default:
+   * when there are such clusters). False for meshes started before preflights existed.
+   */
+  preflight?: boolean;
+}
+
+export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
   const steps: Step[] = [];
   const add = (s: Step) => steps.push(s);
   const multiNetwork = new Set(mesh.clusters.map((x) => x.network)).size > 1;
+  const preflight = (options.preflight ?? true) && needsPreflight(mesh);
+  const first = preflight ? [id('preflight')] : [];
+
+  if (preflight) {
+    const checked = mesh.clusters.filter((c) => c.provider !== 'local').map((c) => c.name);
+    add({
+      id: id('preflight'),
+      kind: 'preflight',
+      dependsOn: [],
+      creates:
+        `nothing: checks ${checked.join(', ')} before anything changes (reachable, Kubernetes version, ` +
+        "permissions, no Istio that is not this mesh's, API address reachable from the other clusters)",
+      estimateMs: 2_000,
+    });
+  }
 
   const cas = mesh.trust.rootCa
     ? 'an intermediate CA per cluster, signed by your root'
@@ -73,7 +109,7 @@ export function buildPlan(mesh: MeshSpec): Plan {
   add({
     id: id('root-ca'),
     kind: 'root-ca',
-    dependsOn: [],
+    dependsOn: first,
     creates: `${cas}, ${KEY_NAMES[mesh.trust.keyAlgorithm]} keys (in the state directory, never in workflow history)`,
     undo: 'delete the CA files meshflow made',
     estimateMs: rootCaEstimateMs(mesh),
@@ -84,7 +120,7 @@ export function buildPlan(mesh: MeshSpec): Plan {
       id: id('create-cluster', c.name),
       kind: 'create-cluster',
       cluster: c.name,
-      dependsOn: [],
+      dependsOn: first,
       creates:
         c.provider === 'existing' ? `connection to existing cluster ${c.name}` : `${c.provider} cluster ${c.name}`,
       undo: c.provider === 'existing' ? undefined : `delete ${c.provider} cluster ${c.name}`,
@@ -98,6 +134,18 @@ export function buildPlan(mesh: MeshSpec): Plan {
       creates: `namespace istio-system (network ${c.network}) and secret cacerts with ${c.name}'s intermediate CA`,
       undo: 'delete secret cacerts (and istio-system if meshflow created it)',
       estimateMs: 1_000,
+    });
+  }
+  for (const { network, clusters } of gkeFlatNetworks(mesh)) {
+    const names = clusters.map((c) => c.name);
+    add({
+      id: id('firewall', network),
+      kind: 'firewall',
+      target: network,
+      dependsOn: names.map((n) => id('create-cluster', n)),
+      creates: `VPC firewall rule letting the pod ranges of ${names.join(', ')} (network ${network}) reach each other`,
+      undo: 'delete the firewall rule',
+      estimateMs: 15_000,
     });
   }
   for (const c of mesh.clusters) {

@@ -6,7 +6,7 @@ import { SAMPLE_APPS, type SampleName } from '../istio/sample-apps';
 import { ISTIO_ADDONS, ISTIO_DEFAULT_VERSION, ISTIO_LINE, ISTIO_VERSION_PATTERN } from '../istio/version';
 import { MAX_TTL_MS, MIN_TTL_MS, parseDuration } from './duration';
 import { ownedValueProblems } from './istio-values';
-import { LOCAL_CLUSTER_NAME_MAX, localClusterName } from './names';
+import { GKE_CLUSTER_NAME, LOCAL_CLUSTER_NAME_MAX, gkeClusterName, localClusterName } from './names';
 
 const dnsLabel = z
   .string()
@@ -35,11 +35,37 @@ const existingProvider = z.strictObject({
   context: z.string().min(1).optional().describe('context in that file (default: its current context)'),
 });
 
+export const GKE_RELEASE_CHANNELS = ['RAPID', 'REGULAR', 'STABLE', 'EXTENDED'] as const;
+
 const gkeProvider = z.strictObject({
-  project: z.string().regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'must be a GCP project ID'),
-  location: z.string().min(1),
+  project: z.string().regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'must be a GCP project ID such as my-project-123'),
+  /** A zone (us-central1-a: a zonal cluster) or a region (us-central1: a regional cluster, nodes in each of its zones). */
+  location: z
+    .string()
+    .regex(
+      /^[a-z]+-[a-z]+[0-9]+(-[a-z])?$/,
+      'must be a GCP region such as us-central1 or a zone such as us-central1-a',
+    ),
+  /** The GKE cluster's name (default: "<mesh>-<cluster>"). */
+  clusterName: z
+    .string()
+    .regex(
+      GKE_CLUSTER_NAME,
+      "must be a GKE cluster name: a lowercase letter, then lowercase letters, digits and '-', at most 40 characters",
+    )
+    .optional(),
+  /** Nodes per zone of the default node pool. */
   nodeCount: z.number().int().min(1).max(100).default(3),
-  machineType: z.string().default('e2-standard-4'),
+  machineType: z
+    .string()
+    .regex(/^[a-z0-9]+-[-a-z0-9]+$/, 'must be a machine type such as e2-standard-4')
+    .default('e2-standard-4'),
+  releaseChannel: z
+    .enum(GKE_RELEASE_CHANNELS, { error: `must be one of ${GKE_RELEASE_CHANNELS.join(', ')}` })
+    .default('REGULAR'),
+  /** The VPC network (in the project) and, optionally, its subnetwork. */
+  network: z.string().min(1).default('default'),
+  subnetwork: z.string().min(1).optional(),
 });
 
 export const clusterSchema = z.strictObject({
@@ -140,11 +166,14 @@ export const meshSchema = z
           message: `duplicate cluster name "${c.name}" (also clusters[${names.get(c.name)}])`,
         });
       names.set(c.name, i);
-      if (c.provider === 'gke') {
-        // Kept in the enum so that this says what is wrong, rather than "Invalid option".
-        const message = 'provider gke is not available in this build; use local or existing';
-        ctx.addIssue({ code: 'custom', path: ['clusters', i, 'provider'], message });
-        return;
+      if (c.provider === 'gke' && c.gke && !c.gke.clusterName && !GKE_CLUSTER_NAME.test(gkeClusterName(mesh.name, c))) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clusters', i, 'gke'],
+          message:
+            `the GKE cluster name "${gkeClusterName(mesh.name, c)}" (name-clusters[${i}].name) is not one GKE takes ` +
+            `(a lowercase letter first, at most 40 characters): set clusters[${i}].gke.clusterName`,
+        });
       }
       const local = localClusterName(mesh.name, c.name);
       if (c.provider === 'local' && local.length > LOCAL_CLUSTER_NAME_MAX) {
@@ -173,6 +202,31 @@ export const meshSchema = z
           });
         }
       }
+    });
+    // GKE: one cluster name per project and location; a mesh network is one VPC.
+    const gkeSeen = new Map<string, number>();
+    const vpcOfNetwork = new Map<string, { vpc: string; i: number }>();
+    mesh.clusters.forEach((c, i) => {
+      if (c.provider !== 'gke' || !c.gke) return;
+      const key = `${c.gke.project}/${c.gke.location}/${gkeClusterName(mesh.name, c)}`;
+      if (gkeSeen.has(key))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clusters', i, 'gke'],
+          message: `clusters[${gkeSeen.get(key)}] is already GKE cluster ${key}: give one a gke.clusterName of its own`,
+        });
+      gkeSeen.set(key, i);
+      const vpc = `${c.gke.project}/${c.gke.network}`;
+      const same = vpcOfNetwork.get(c.network);
+      if (same && same.vpc !== vpc)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clusters', i, 'network'],
+          message:
+            `network "${c.network}" is also clusters[${same.i}]'s, in VPC ${same.vpc}; this cluster is in VPC ${vpc}, ` +
+            `whose pods cannot reach the other's: give it a network of its own (east-west gateways then carry the traffic)`,
+        });
+      else vpcOfNetwork.set(c.network, { vpc, i });
     });
     for (const problem of ownedValueProblems(mesh.istio.values)) {
       ctx.addIssue({ code: 'custom', path: ['istio', 'values', ...problem.path], message: problem.message });

@@ -8,7 +8,9 @@ export type StepActivityName = Exclude<keyof MeshActivities, 'undoResource'>;
 
 /** The activity that runs each kind of step. */
 export const STEP_ACTIVITIES: Record<StepKind, StepActivityName> = {
+  preflight: 'preflightMesh',
   'create-cluster': 'createCluster',
+  firewall: 'createFirewall',
   'root-ca': 'createRootCa',
   cacerts: 'installCacerts',
   'control-plane': 'installControlPlane',

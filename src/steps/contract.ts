@@ -16,7 +16,9 @@ export interface ObjectRef {
 export type Resource =
   | { type: 'cluster'; cluster: string; provider: string }
   | { type: 'objects'; cluster: string; objects: ObjectRef[] }
-  | { type: 'file'; path: string };
+  | { type: 'file'; path: string }
+  /** A VPC firewall rule of a mesh network (GKE clusters sharing a VPC). */
+  | { type: 'firewall'; network: string; project: string; name: string };
 
 export interface LedgerEntry {
   step: string;
@@ -69,7 +71,7 @@ export interface StepTrace {
 
 /** Where a resource lives: the cluster it is in, or '' for files on the worker's host. */
 export function resourceCluster(r: Resource): string {
-  return r.type === 'file' ? '' : r.cluster;
+  return r.type === 'file' ? '' : r.type === 'firewall' ? `firewall:${r.network}` : r.cluster;
 }
 
 /** Adds `more` to `into`, merging object lists per cluster and skipping what is already there. */

@@ -31,7 +31,7 @@ import {
 import type { MeshActivities } from '../activities/types';
 import { STEP_ACTIVITIES } from '../steps/activity-names';
 import type { HostActivities } from '../activities/host';
-import { buildPlan, type Step, type StepKind } from '../plan/plan';
+import { buildPlan, needsPreflight, type Step, type StepKind } from '../plan/plan';
 import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
 import { upgradeSpec } from '../spec/upgrade';
 import { type LedgerEntry, type Resource, type StepTrace, resourceCluster } from '../steps/contract';
@@ -42,6 +42,7 @@ import type { MeshPhase, MeshStatus, ProvisionMeshInput, StepOutcome, StepStatus
 
 /** Release 2: teardown cancels running steps, kept meshes stay open, deadline from the start, host-bound steps, parallel undo. */
 export const PATCH_V2 = 'meshflow-v2-faults';
+export const PATCH_PREFLIGHT = 'meshflow-preflight';
 
 const RETRY = {
   initialInterval: '1s',
@@ -57,6 +58,8 @@ const RETRY = {
  */
 const BEAT = { heartbeatTimeout: '10 seconds' } as const;
 const OPTIONS: Record<StepKind, ActivityOptions> = {
+  preflight: { startToCloseTimeout: '5 minutes', ...BEAT, retry: RETRY },
+  firewall: { startToCloseTimeout: '10 minutes', ...BEAT, retry: RETRY },
   'create-cluster': { startToCloseTimeout: '45 minutes', ...BEAT, retry: RETRY },
   'root-ca': { startToCloseTimeout: '2 minutes', ...BEAT, retry: RETRY },
   cacerts: { startToCloseTimeout: '2 minutes', ...BEAT, retry: RETRY },
@@ -127,7 +130,8 @@ function tracedResources(err: unknown): Resource[] {
 export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStatus> {
   const v2 = patched(PATCH_V2);
   const spec = upgradeSpec(input.spec);
-  const plan = buildPlan(spec);
+  // Meshes started before preflights existed keep the plan they started with.
+  const plan = buildPlan(spec, { preflight: needsPreflight(spec) && patched(PATCH_PREFLIGHT) });
   const now = () => new Date(Date.now()).toISOString();
   const status: MeshStatus = input.carried ?? {
     mesh: spec.name,
@@ -449,7 +453,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         ? `cluster ${r.cluster}`
         : r.type === 'file'
           ? r.path.split('/').slice(-3).join('/')
-          : `${r.objects.length} object(s) in ${r.cluster}`;
+          : r.type === 'firewall'
+            ? `firewall rule ${r.name}`
+            : `${r.objects.length} object(s) in ${r.cluster}`;
     try {
       const out = await undoActivity(`undo ${entry.step}: ${what}`)({ mesh: spec.name, spec, resource: r });
       if (out?.untouched.length) (status.untouched ??= []).push(...out.untouched);
@@ -473,7 +479,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       const provider = (cluster: string) => spec.clusters.find((c) => c.name === cluster)?.provider;
       const goneWhole = new Set(
         entries.flatMap((e) =>
-          e.resource.type === 'cluster' && provider(e.resource.cluster) === 'local' ? [e.resource.cluster] : [],
+          // A cluster meshflow made is deleted whole, with everything in it.
+          e.resource.type === 'cluster' && provider(e.resource.cluster) !== 'existing' ? [e.resource.cluster] : [],
         ),
       );
       const lanes = new Map<string, LedgerEntry[]>();
