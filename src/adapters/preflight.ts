@@ -56,9 +56,14 @@ async function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
 function messageOf(err: unknown): string {
   const e = err as { code?: number; body?: unknown; message?: string };
   if (typeof e.code === 'number') {
-    const body = typeof e.body === 'string' ? e.body : JSON.stringify(e.body ?? '');
-    const m = /"message":"([^"]+)"/.exec(body);
-    return `HTTP ${e.code}${m ? `: ${m[1]}` : ''}`;
+    let message: string | undefined;
+    try {
+      const body = (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as { message?: string } | undefined;
+      message = body?.message;
+    } catch {
+      message = undefined;
+    }
+    return `HTTP ${e.code}${message ? `: ${message}` : ''}`;
   }
   return e.message ?? String(err);
 }
@@ -116,16 +121,22 @@ export async function preflightCluster(
           }),
           'a SelfSubjectAccessReview',
         );
-        const what = `${verb} ${resource}${subresource ? `/${subresource}` : ''}${group ? `.${group}` : ''}${namespace ? ` in ${namespace}` : ''}`;
-        return review.status?.allowed ? [] : [what];
+        const what = `${resource}${subresource ? `/${subresource}` : ''}${group ? `.${group}` : ''}${namespace ? ` in ${namespace}` : ''}`;
+        return review.status?.allowed ? [] : [{ verb, what }];
       }),
-    ).catch((err: unknown) => [[`(cannot review permissions: ${messageOf(err)})`]])
+    ).catch((err: unknown) => [[{ verb: 'review', what: `permissions (${messageOf(err)})` }]])
   ).flat();
   if (denied.length) {
+    // "create/delete namespaces, create serviceaccounts/token in istio-system": one entry per resource.
+    const verbs = new Map<string, string[]>();
+    for (const d of denied) verbs.set(d.what, [...(verbs.get(d.what) ?? []), d.verb]);
     problems.push(
-      `the kubeconfig's user may not ${denied.join(', ')}. meshflow installs Istio cluster-wide: give it cluster-admin ` +
+      `the kubeconfig's user may not ${[...verbs].map(([what, v]) => `${v.join('/')} ${what}`).join(', ')}. ` +
+        'meshflow installs Istio cluster-wide: give it cluster-admin ' +
         '(kubectl create clusterrolebinding meshflow-admin --clusterrole=cluster-admin --user=<user>)',
     );
+    // Without them the reads below say nothing new.
+    return problems;
   }
 
   // 4. An Istio that is not this mesh's is never taken over.
