@@ -11,6 +11,7 @@ import * as k8s from '@kubernetes/client-node';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { Kube, MANAGED_BY, MESH_LABEL } from './adapters/kube';
 import { LocalProvider } from './adapters/providers';
+import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, GkeProvider } from './adapters/gke';
 import { caDir } from './istio/trust';
 import { LocalClusters, type LocalTools } from './local/clusters';
 import type { ClusterSpec } from './spec/schema';
@@ -33,7 +34,7 @@ export interface GcCluster {
   context?: string;
 }
 
-export type GcKind = 'object' | 'local-cluster' | 'ca-dir' | 'mesh-dir' | 'process';
+export type GcKind = 'object' | 'local-cluster' | 'ca-dir' | 'mesh-dir' | 'process' | 'gke-cluster' | 'firewall-rule';
 export type GcAction = 'would-delete' | 'deleted' | 'would-stop' | 'stopped' | 'kept' | 'terminating' | 'failed';
 
 export interface GcFinding {
@@ -56,6 +57,8 @@ export interface GcOptions {
   isOpen: (mesh: string) => Promise<boolean>;
   dryRun?: boolean;
   progress?: Progress;
+  /** GKE projects to search for labelled clusters and firewall rules (`--provider gke --project P`). */
+  gke?: { projects: string[]; provider: GkeProvider };
   /** kube-apiserver and etcd, needed only to delete a local cluster (default: the pinned tools, built if missing). */
   localTools?: () => Promise<LocalTools>;
 }
@@ -380,6 +383,8 @@ const STAGE = {
   namespaces: 3,
   crds: 4,
   localClusters: 10,
+  firewalls: 11,
+  gkeClusters: 12,
   daemons: 20,
   caDirs: 21,
   meshDirs: 22,
@@ -446,8 +451,18 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
     }
   });
 
+  const gkeFound: GkeFound[] = [];
+  for (const project of opts.gke?.projects ?? []) {
+    progress(`searching GKE project ${project} for meshflow's clusters and firewall rules`);
+    try {
+      gkeFound.push(...(await scanGke(opts.gke!.provider, project)));
+    } catch (err) {
+      errors.push(`GKE project ${project} was not searched: ${messageOf(err)}`);
+    }
+  }
+
   // 2. Which meshes are open: all of them, before anything is decided.
-  const names = new Set<string>([...locals.flatMap((c) => c.owners), ...meshDirs]);
+  const names = new Set<string>([...locals.flatMap((c) => c.owners), ...meshDirs, ...gkeFound.map((g) => g.mesh)]);
   for (const found of scans.values()) for (const f of found) names.add(f.mesh);
   const open = await askOpen([...names].sort(), opts.isOpen);
   const isOpen = (mesh: string) => open.get(mesh) === true;
@@ -581,6 +596,12 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
       const what = `${n} object(s)`;
       add({ kind: 'object', where: api.label, mesh, what, action: 'kept', reason: 'workflow running' }, 0);
     }
+  }
+
+  for (const g of gkeFound) {
+    const base = { kind: g.kind, where: g.where, mesh: g.mesh, what: g.what };
+    if (isOpen(g.mesh)) add({ ...base, action: 'kept', reason: 'workflow running' }, 0);
+    else add({ ...base, reason: g.reason }, g.kind === 'firewall-rule' ? STAGE.firewalls : STAGE.gkeClusters, g.remove);
   }
 
   for (const mesh of meshDirs) {
@@ -776,4 +797,67 @@ export function renderGc(r: GcResult): string {
   for (const e of r.errors) lines.push(`error: ${e}`);
   lines.push(r.summary);
   return lines.join('\n') + '\n';
+}
+
+interface GkeFound {
+  kind: 'gke-cluster' | 'firewall-rule';
+  where: string;
+  mesh: string;
+  what: string;
+  reason: string;
+  remove: () => Promise<undefined>;
+}
+
+/** meshflow's GKE clusters (by their resource labels) and firewall rules (by name and description) in a project. */
+async function scanGke(gke: GkeProvider, project: string): Promise<GkeFound[]> {
+  const found: GkeFound[] = [];
+  const [list] = await gke.clients.clusters.listClusters({ parent: `projects/${project}/locations/-` });
+  for (const c of list.clusters ?? []) {
+    const labels = c.resourceLabels ?? {};
+    if (labels[GKE_MANAGED_BY] !== 'meshflow' || !labels[GKE_MESH_LABEL]) continue;
+    const mesh = labels[GKE_MESH_LABEL];
+    const cluster: ClusterSpec = {
+      name: labels[GKE_CLUSTER_LABEL] ?? c.name!,
+      provider: 'gke',
+      network: 'gc',
+      role: 'primary',
+      gke: {
+        project,
+        location: c.location!,
+        clusterName: c.name!,
+        nodeCount: 1,
+        machineType: 'e2-standard-4',
+        releaseChannel: 'REGULAR',
+        network: 'default',
+      },
+    };
+    found.push({
+      kind: 'gke-cluster',
+      where: `projects/${project}/locations/${c.location}`,
+      mesh,
+      what: c.name!,
+      reason: `labelled ${GKE_MESH_LABEL}=${mesh}, status ${c.status}`,
+      remove: async () => {
+        await gke.delete(mesh, cluster, { heartbeat: () => undefined });
+        return undefined;
+      },
+    });
+  }
+  const [rules] = await gke.clients.firewalls.list({ project });
+  for (const r of rules ?? []) {
+    const owner = GkeProvider.ruleOwner(r.description ?? '');
+    if (!owner || !r.name?.startsWith('meshflow-')) continue;
+    found.push({
+      kind: 'firewall-rule',
+      where: `projects/${project}/global/firewalls`,
+      mesh: owner.mesh,
+      what: r.name,
+      reason: `network ${owner.network}: ${(r.sourceRanges ?? []).join(', ')}`,
+      remove: async () => {
+        await gke.deleteFirewall(owner.mesh, owner.network, project, { heartbeat: () => undefined });
+        return undefined;
+      },
+    });
+  }
+  return found;
 }

@@ -413,6 +413,12 @@ export class GkeProvider implements ClusterProvider {
     return `meshflow mesh ${mesh} network ${network}: pods of its GKE clusters reach each other`;
   }
 
+  /** The mesh and network a rule's description names, when meshflow wrote it. */
+  static ruleOwner(description: string): { mesh: string; network: string } | undefined {
+    const m = /^meshflow mesh ([a-z0-9-]+) network ([a-z0-9-]+): pods of its GKE clusters reach each other$/.exec(description);
+    return m ? { mesh: m[1], network: m[2] } : undefined;
+  }
+
   /** A request id GCE deduplicates on: the same rule asked twice (a lost answer) is made once. */
   private static requestId(mesh: string, name: string, verb: string, nonce: string): string {
     const h = createHash('sha256').update(`${mesh}/${name}/${verb}/${nonce}`).digest('hex');

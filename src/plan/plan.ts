@@ -2,6 +2,7 @@
 // undone. The workflow walks this graph, `meshflow plan` prints it, the status query reports it;
 // no list of steps is written anywhere else. Pure: safe to run inside workflow code.
 import { SAMPLE_APPS } from '../istio/sample-apps';
+import { gkeClusterName } from '../spec/names';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 
 export type StepKind =
@@ -91,14 +92,22 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
   const first = preflight ? [id('preflight')] : [];
 
   if (preflight) {
-    const checked = mesh.clusters.filter((c) => c.provider !== 'local').map((c) => c.name);
+    const existing = mesh.clusters.filter((c) => c.provider === 'existing').map((c) => c.name);
+    const gke = mesh.clusters.filter((c) => c.provider === 'gke').map((c) => c.name);
+    const checks = [
+      ...(existing.length
+        ? [
+            `${existing.join(', ')}: reachable, Kubernetes version, permissions, no Istio that is not this mesh's, ` +
+              'API address reachable from the other clusters',
+          ]
+        : []),
+      ...(gke.length ? [`${gke.join(', ')}: GKE answers for the project and location, the cluster name is free`] : []),
+    ];
     add({
       id: id('preflight'),
       kind: 'preflight',
       dependsOn: [],
-      creates:
-        `nothing: checks ${checked.join(', ')} before anything changes (reachable, Kubernetes version, ` +
-        "permissions, no Istio that is not this mesh's, API address reachable from the other clusters)",
+      creates: `nothing: checks before anything changes (${checks.join('; ')})`,
       estimateMs: 2_000,
     });
   }
@@ -122,7 +131,12 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
       cluster: c.name,
       dependsOn: first,
       creates:
-        c.provider === 'existing' ? `connection to existing cluster ${c.name}` : `${c.provider} cluster ${c.name}`,
+        c.provider === 'existing'
+          ? `connection to existing cluster ${c.name}`
+          : c.provider === 'gke'
+            ? `GKE cluster ${gkeClusterName(mesh.name, c)} in ${c.gke!.project}/${c.gke!.location} ` +
+              `(${c.gke!.nodeCount} x ${c.gke!.machineType} per zone, ${c.gke!.releaseChannel} channel, VPC ${c.gke!.network})`
+            : `local cluster ${c.name}`,
       undo: c.provider === 'existing' ? undefined : `delete ${c.provider} cluster ${c.name}`,
       estimateMs: CREATE_ESTIMATE_MS[c.provider],
     });
