@@ -7,7 +7,9 @@ import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
 import type { ActivityDeps } from './activities/mesh-activities';
 import { ExistingProvider, LocalProvider } from './adapters/providers';
-import { GkeProvider } from './adapters/gke';
+import { GkeProvider, type GkeProviderOptions } from './adapters/gke';
+import { gkeEndpoints } from './gke/clients';
+import { EmulatedIstiod } from './gke/emulated-istiod';
 import { LOCAL_TOOL_NAMES, localTools } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
 import { temporalTarget } from './temporal/connection';
@@ -27,9 +29,15 @@ export function activityDeps(stateDir: string, tools: Record<string, string>): A
     providers: {
       local: new LocalProvider(stateDir, localTools(tools)),
       existing: new ExistingProvider(),
-      gke: new GkeProvider(stateDir),
+      gke: new GkeProvider(stateDir, gkeOptions(tools)),
     },
   };
+}
+
+/** Against the GKE emulator (GKE_EMULATOR_HOST), meshflow runs the emulated clusters' istiod as it does local ones'. */
+function gkeOptions(tools: Record<string, string>): GkeProviderOptions {
+  const endpoints = gkeEndpoints();
+  return endpoints.emulator ? { istiodRunner: new EmulatedIstiod(endpoints, localTools(tools)) } : {};
 }
 
 /**

@@ -11,6 +11,7 @@ import YAML from 'yaml';
 import type { protos as containerProtos } from '@google-cloud/container';
 import type { protos as computeProtos } from '@google-cloud/compute';
 import { type GkeClients, gkeClients } from '../gke/clients';
+import { EmulatedIstiod } from '../gke/emulated-istiod';
 import { gkeClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
 import { NotOursError, PermanentError } from '../steps/errors';
@@ -331,6 +332,7 @@ export class GkeProvider implements ClusterProvider {
       token: await this.clients.accessToken(),
       // The emulator's clusters are on this machine, as local clusters are.
       local: emulated,
+      ...(this.istiodRunner instanceof EmulatedIstiod ? { istiod: await this.istiodRunner.running(mesh, c) } : {}),
     };
   }
 
@@ -415,7 +417,9 @@ export class GkeProvider implements ClusterProvider {
 
   /** The mesh and network a rule's description names, when meshflow wrote it. */
   static ruleOwner(description: string): { mesh: string; network: string } | undefined {
-    const m = /^meshflow mesh ([a-z0-9-]+) network ([a-z0-9-]+): pods of its GKE clusters reach each other$/.exec(description);
+    const m = /^meshflow mesh ([a-z0-9-]+) network ([a-z0-9-]+): pods of its GKE clusters reach each other$/.exec(
+      description,
+    );
     return m ? { mesh: m[1], network: m[2] } : undefined;
   }
 

@@ -13,8 +13,7 @@ import {
 } from '../local/clusters';
 import { localClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
-import { packageRoot } from '../paths';
-import { runningPid, startDaemon } from '../util/daemon';
+import { startSimulatedDataPlane } from '../sim/start';
 import { type Heartbeat, Kube } from './kube';
 import { PermanentError } from '../steps/errors';
 import { preflightCluster } from './preflight';
@@ -114,15 +113,7 @@ export class LocalProvider implements ClusterProvider {
       // "<mesh>-<cluster>" splits more than one way when names hold '-': say whose cluster this is (read by gc).
       const owner = path.join(dir, 'owner.json');
       if (!fs.existsSync(owner)) fs.writeFileSync(owner, JSON.stringify({ mesh, cluster: cluster.name }) + '\n');
-      const pidFile = path.join(dir, 'simulated-data-plane.pid');
-      if (runningPid(pidFile, dir) === undefined) {
-        startDaemon({
-          file: process.execPath,
-          args: [path.join(packageRoot, 'dist', 'sim', 'daemon.js'), local.name, String(local.index), local.kubeconfig],
-          pidFile,
-          marker: dir,
-        });
-      }
+      startSimulatedDataPlane(local);
     } finally {
       clearInterval(beat);
     }

@@ -108,3 +108,18 @@ export function gkeClients(endpoints: GkeEndpoints = gkeEndpoints()): GkeClients
 async function closeAll(...clients: Array<{ close(): Promise<void> }>): Promise<void> {
   await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
 }
+
+/** What the emulator says of itself (GET /emulator/info on its Compute port). */
+export interface EmulatorInfo {
+  /** Its state directory: the local clusters that back its GKE clusters live under it. */
+  stateDir: string;
+}
+
+export async function emulatorInfo(endpoints: GkeEndpoints = gkeEndpoints()): Promise<EmulatorInfo> {
+  const e = endpoints.emulator;
+  if (!e) throw new Error('not talking to the GKE emulator');
+  const res = await fetch(`http://${e.compute.host}:${e.compute.port}/emulator/info`);
+  if (!res.ok)
+    throw new Error(`the GKE emulator at ${e.compute.host}:${e.compute.port} answered ${res.status} to /emulator/info`);
+  return (await res.json()) as EmulatorInfo;
+}

@@ -1,0 +1,42 @@
+// TEST DOUBLE territory: the GKE emulator's clusters run no pods (kwok plays them), so no istiod
+// pod would serve them. As for local clusters, meshflow runs istiod beside each emulated primary
+// (pilot-discovery on this machine, against the backing local cluster) and the cluster's webhooks
+// point at it. Against real GKE none of this exists: istiod runs as the Deployment Istio installs.
+import type { IstiodRunner } from '../adapters/providers';
+import { type IstiodEndpoint, LocalClusters, type LocalTools, istiodEndpoint } from '../local/clusters';
+import { gkeClusterName } from '../spec/names';
+import type { ClusterSpec } from '../spec/schema';
+import { type GkeEndpoints, emulatorInfo } from './clients';
+import { backingName } from './emulator-model';
+
+export class EmulatedIstiod implements IstiodRunner {
+  private clusters?: Promise<LocalClusters>;
+
+  constructor(
+    private readonly endpoints: GkeEndpoints,
+    private readonly tools: LocalTools,
+  ) {}
+
+  /** The emulator's local clusters (it says where it keeps them). */
+  private local(): Promise<LocalClusters> {
+    this.clusters ??= emulatorInfo(this.endpoints).then((info) => new LocalClusters(info.stateDir, this.tools));
+    return this.clusters;
+  }
+
+  private name(mesh: string, c: ClusterSpec): string {
+    return backingName(c.gke!.project, c.gke!.location, gkeClusterName(mesh, c));
+  }
+
+  async istiodEndpoint(mesh: string, c: ClusterSpec): Promise<IstiodEndpoint> {
+    return istiodEndpoint(await (await this.local()).istiodPorts(this.name(mesh, c)));
+  }
+
+  async startIstiod(mesh: string, c: ClusterSpec, opts: Parameters<IstiodRunner['startIstiod']>[2]) {
+    return (await this.local()).startIstiod(this.name(mesh, c), opts);
+  }
+
+  /** The istiod of an emulated cluster, as ClusterAccess reports it. */
+  async running(mesh: string, c: ClusterSpec) {
+    return (await this.local()).istiod(this.name(mesh, c));
+  }
+}
