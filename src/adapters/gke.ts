@@ -279,11 +279,11 @@ export class GkeProvider implements ClusterProvider {
     const previous = (ctx.previous as { operation?: string; doing?: string } | undefined) ?? {};
     if (previous.doing === doing && previous.operation) {
       await this.wait(ref, previous.operation, ctx, doing);
-      return;
+      return this.forget(mesh, c);
     }
     for (;;) {
       const found = await this.getCluster(ref);
-      if (!found) return; // gone already
+      if (!found) return this.forget(mesh, c); // gone already
       if (!this.ours(found, mesh)) {
         throw new NotOursError(
           `${describe(ref)} is not mesh ${mesh}'s (its labels: ${JSON.stringify(found.resourceLabels ?? {})}): left in place`,
@@ -299,12 +299,25 @@ export class GkeProvider implements ClusterProvider {
         const [op] = await this.clients.clusters.deleteCluster({ name: pathOf(ref) });
         ctx.heartbeat({ operation: op.name, doing });
         await this.wait(ref, op.name!, ctx, doing);
-        return;
+        return this.forget(mesh, c);
       } catch (err) {
-        if (grpcCode(err) === Code.NOT_FOUND) return;
+        if (grpcCode(err) === Code.NOT_FOUND) return this.forget(mesh, c);
         if (grpcCode(err) === Code.FAILED_PRECONDITION) continue; // an operation started meanwhile
         throw err instanceof PermanentError ? err : gkeError(err, doing, ref.project);
       }
+    }
+  }
+
+  /** Removes the kubeconfig meshflow wrote for a deleted cluster (and the mesh's folder once empty). */
+  private forget(mesh: string, c: ClusterSpec): void {
+    this.cache.delete(pathOf(refOf(mesh, c)));
+    const dir = path.join(this.stateDir, 'gke', mesh);
+    fs.rmSync(path.join(dir, c.name), { recursive: true, force: true });
+    try {
+      fs.rmdirSync(dir);
+      fs.rmdirSync(path.dirname(dir));
+    } catch {
+      // not empty: other clusters' kubeconfigs
     }
   }
 
