@@ -843,7 +843,7 @@ async function scanGke(gke: GkeProvider, project: string): Promise<GkeFound[]> {
       },
     });
   }
-  const [rules] = await gke.clients.firewalls.list({ project });
+  const [rules] = await gke.clients.firewalls.list({ project, filter: 'name = "meshflow-*"' });
   for (const r of rules ?? []) {
     const owner = GkeProvider.ruleOwner(r.description ?? '');
     if (!owner || !r.name?.startsWith('meshflow-')) continue;

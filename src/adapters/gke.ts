@@ -87,6 +87,43 @@ export function grpcCode(err: unknown): number | undefined {
   return typeof c === 'number' ? c : undefined;
 }
 
+/**
+ * Compute's REST errors reach the caller as HTTP statuses (gaxios throws before gax maps them, and
+ * its body is the message): as the gRPC code they stand for, so one mapping serves both APIs.
+ */
+function computeError(err: unknown): unknown {
+  const e = err as { code?: unknown; status?: unknown; message?: string };
+  const status = typeof e.status === 'number' ? e.status : typeof e.code === 'number' ? e.code : undefined;
+  if (status === undefined || status < 400) return err;
+  const byStatus: Record<number, number> = {
+    400: Code.INVALID_ARGUMENT,
+    401: Code.UNAUTHENTICATED,
+    403: Code.PERMISSION_DENIED,
+    404: Code.NOT_FOUND,
+    409: Code.ALREADY_EXISTS,
+    412: Code.FAILED_PRECONDITION,
+    429: Code.RESOURCE_EXHAUSTED,
+    503: Code.UNAVAILABLE,
+    504: Code.DEADLINE_EXCEEDED,
+  };
+  let message = e.message ?? '';
+  try {
+    message = (JSON.parse(message) as { error?: { message?: string } }).error?.message ?? message;
+  } catch {
+    // not JSON: keep it
+  }
+  return Object.assign(new Error(message), { code: byStatus[status] ?? (status >= 500 ? Code.UNAVAILABLE : status) });
+}
+
+/** A Compute call, its errors as gRPC codes. */
+async function compute<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    throw computeError(err);
+  }
+}
+
 /** The message of a Google API error without the "3 INVALID_ARGUMENT: " prefix gax adds. */
 function reason(err: unknown): string {
   const e = err as { details?: unknown; message?: string };
@@ -444,9 +481,9 @@ export class GkeProvider implements ClusterProvider {
 
   private async waitCompute(project: string, opName: string, ctx: ProviderContext, doing: string): Promise<void> {
     for (;;) {
-      const [op] = await this.clients.operations
-        .wait({ project, operation: opName })
-        .catch((err: unknown) => Promise.reject(gkeError(err, doing, project)));
+      const [op] = await compute(this.clients.operations.wait({ project, operation: opName })).catch((err: unknown) =>
+        Promise.reject(gkeError(err, doing, project)),
+      );
       ctx.heartbeat({ operation: opName, doing, status: op.status });
       if (op.status === 'DONE') {
         const errors = op.error?.errors ?? [];
@@ -497,11 +534,13 @@ export class GkeProvider implements ClusterProvider {
       return { project, name, sourceRanges };
     }
     try {
-      const [op] = await this.clients.firewalls.insert({
-        project,
-        firewallResource: rule,
-        requestId: GkeProvider.requestId(mesh, name, 'insert', sourceRanges.join(',')),
-      });
+      const [op] = await compute(
+        this.clients.firewalls.insert({
+          project,
+          firewallResource: rule,
+          requestId: GkeProvider.requestId(mesh, name, 'insert', sourceRanges.join(',')),
+        }),
+      );
       const opName = (op.latestResponse as { name?: string } | undefined)?.name ?? op.name;
       if (opName) await this.waitCompute(project, opName, ctx, doing);
     } catch (err) {
@@ -513,7 +552,7 @@ export class GkeProvider implements ClusterProvider {
 
   private async getFirewall(project: string, name: string): Promise<Firewall | undefined> {
     try {
-      const [rule] = await this.clients.firewalls.get({ project, firewall: name });
+      const [rule] = await compute(this.clients.firewalls.get({ project, firewall: name }));
       return rule;
     } catch (err) {
       if (grpcCode(err) === Code.NOT_FOUND) return undefined;
@@ -530,11 +569,13 @@ export class GkeProvider implements ClusterProvider {
     if (existing.description !== GkeProvider.ruleDescription(mesh, network))
       throw new NotOursError(`firewall rule ${name} in project ${project} is not mesh ${mesh}'s: left in place`);
     try {
-      const [op] = await this.clients.firewalls.delete({
-        project,
-        firewall: name,
-        requestId: GkeProvider.requestId(mesh, name, 'delete', String(existing.id ?? '')),
-      });
+      const [op] = await compute(
+        this.clients.firewalls.delete({
+          project,
+          firewall: name,
+          requestId: GkeProvider.requestId(mesh, name, 'delete', String(existing.id ?? '')),
+        }),
+      );
       const opName = (op.latestResponse as { name?: string } | undefined)?.name ?? op.name;
       if (opName) await this.waitCompute(project, opName, ctx, doing);
     } catch (err) {

@@ -18,6 +18,7 @@ import { stderrProgress } from '../util/progress';
 import { sleep } from '../util/net';
 import type { MeshStatus } from '../workflows/types';
 import { doctor } from './doctor';
+import { gkeEmulatorCommand } from './gke-emulator';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { renderChecks, renderPlan, renderStatus } from './render';
 
@@ -299,6 +300,16 @@ program
     const lines = opts.lines ? Number(opts.lines) : undefined;
     process.stdout.write(lines ? text.trimEnd().split('\n').slice(-lines).join('\n') + '\n' : text);
   });
+
+program
+  .command('gke-emulator')
+  .description('run the GKE emulator (ClusterManager gRPC, Compute REST) on 127.0.0.1; clusters are local clusters')
+  .option('--port <n>', 'ClusterManager (gRPC) port (default: any free one)')
+  .option('--compute-port <n>', 'Compute (REST) port (default: --port + 1, or any free one)')
+  .option('--latency <f>', "scale of GKE's durations (create 300 s, delete 180 s)", '0.01')
+  .option('--state-dir <dir>', 'where the emulated clusters live (default: <state dir>/gke-emulator)')
+  .option('--reset', 'delete every emulated cluster and firewall rule, then exit')
+  .action(gkeEmulatorCommand);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = err as Error;

@@ -44,7 +44,9 @@ export function gkeEndpoints(env: NodeJS.ProcessEnv = process.env): GkeEndpoints
 
 /** An auth client that holds the emulator's token: no network, no metadata server. */
 function emulatorAuthClient(): OAuth2Client {
-  const client = new OAuth2Client();
+  // Node's own fetch: otherwise gaxios imports node-fetch with a dynamic import(), which Jest's VM
+  // refuses (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING_FLAG), so no test could reach Compute.
+  const client = new OAuth2Client({ transporterOptions: { fetchImplementation: fetch } });
   // Far in the future: the library never tries to refresh it.
   client.setCredentials({ access_token: EMULATOR_ACCESS_TOKEN, expiry_date: Date.now() + 10 * 365 * 86_400_000 });
   return client;

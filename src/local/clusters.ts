@@ -62,6 +62,11 @@ interface ClusterRecord {
 export interface StartOptions {
   /** Pod CIDR by cluster name, for clusters created now (default: 10.<128 + index>.0.0/16). */
   podCidrs?: Record<string, string | undefined>;
+  /**
+   * A bearer token by cluster name, for clusters created now: the API server takes it as a member
+   * of system:masters (the GKE emulator's clusters accept its stand-in Google access token).
+   */
+  tokens?: Record<string, string | undefined>;
 }
 
 interface EtcdRecord {
@@ -107,7 +112,7 @@ export class LocalClusters {
     const { etcd, records } = await withLock(this.root, async () => {
       const etcd = await this.ensureEtcd();
       const records: ClusterRecord[] = [];
-      for (const n of names) records.push(await this.record(n, options.podCidrs?.[n]));
+      for (const n of names) records.push(await this.record(n, options.podCidrs?.[n], options.tokens?.[n]));
       return { etcd, records };
     });
     return Promise.all(
@@ -189,14 +194,20 @@ export class LocalClusters {
     return path.join(this.clusterDir(name), 'apiserver.pid');
   }
 
-  private async record(name: string, podCidr: string | undefined): Promise<ClusterRecord> {
+  private async record(name: string, podCidr: string | undefined, token: string | undefined): Promise<ClusterRecord> {
     const file = path.join(this.clusterDir(name), 'cluster.json');
     if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as ClusterRecord;
     const index = Math.max(-1, ...this.list().map((c) => c.index)) + 1;
     fs.mkdirSync(this.clusterDir(name), { recursive: true, mode: 0o700 });
+    if (token) fs.writeFileSync(this.tokenFile(name), `${token},gke-user,gke-user,system:masters\n`, { mode: 0o600 });
     const rec: ClusterRecord = { name, index, port: await freePort(), podCidr: podCidr ?? defaultPodCidr(index) };
     fs.writeFileSync(file, JSON.stringify(rec, null, 2) + '\n');
     return rec;
+  }
+
+  /** The API server's static bearer tokens (--token-auth-file), when the cluster was created with one. */
+  private tokenFile(name: string): string {
+    return path.join(this.clusterDir(name), 'tokens.csv');
   }
 
   private describe(r: ClusterRecord): LocalCluster {
@@ -296,6 +307,7 @@ export class LocalClusters {
         '--allow-privileged=true',
         '--endpoint-reconciler-type=none',
         '--profiling=false',
+        ...(fs.existsSync(this.tokenFile(rec.name)) ? [`--token-auth-file=${this.tokenFile(rec.name)}`] : []),
       ],
     });
     const ok = await waitFor(

@@ -45,7 +45,10 @@ function realisticResource(req: StepRequest): Resource {
 
 /** The step id a fake resource stands for. */
 export function fakeResourceStep(r: Resource): string {
-  return r.type === 'file' ? r.path : r.type === 'cluster' ? `create-cluster:${r.cluster}` : r.objects[0].name;
+  if (r.type === 'file') return r.path;
+  if (r.type === 'cluster') return `create-cluster:${r.cluster}`;
+  if (r.type === 'firewall') return `firewall:${r.network}`;
+  return r.objects[0].name;
 }
 
 /** A token a link step issued, in workflow (server) time. */
