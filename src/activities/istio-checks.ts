@@ -57,15 +57,25 @@ interface SampleService {
 }
 
 /** The sample's injected namespaces and its Services there, by cluster. */
-function sampleLayout(spec: MeshSpec): { namespaces: Map<string, string[]>; services: SampleService[] } {
+function sampleLayout(spec: MeshSpec): {
+  namespaces: Map<string, string[]>;
+  services: SampleService[];
+  /** Clusters that run pods behind a sample Service (caller-callee's caller cluster serves none). */
+  serving: Set<string>;
+} {
   const namespaces = new Map<string, string[]>();
   const services = new Map<string, SampleService>();
-  if (spec.app.sample === 'none') return { namespaces, services: [] };
+  const serving = new Set<string>();
+  if (spec.app.sample === 'none') return { namespaces, services: [], serving };
   const placement = appPlacement(spec);
   type Obj = {
     kind: string;
     metadata: { name: string; namespace?: string; labels?: Record<string, string> };
-    spec?: { ports?: Array<{ port: number }> };
+    spec?: {
+      ports?: Array<{ port: number }>;
+      selector?: Record<string, string>;
+      template?: { metadata?: { labels?: Record<string, string> } };
+    };
   };
   for (const [cluster, parts] of Object.entries(placement)) {
     if (!parts.length) continue;
@@ -74,6 +84,18 @@ function sampleLayout(spec: MeshSpec): { namespaces: Map<string, string[]>; serv
       .filter((o) => o.kind === 'Namespace' && o.metadata.labels?.['istio-injection'] === 'enabled')
       .map((o) => o.metadata.name);
     namespaces.set(cluster, injected);
+    const pods = objects
+      .filter((o) => o.kind === 'Deployment')
+      .map((d) => ({ ns: d.metadata.namespace, labels: d.spec?.template?.metadata?.labels ?? {} }));
+    for (const o of objects) {
+      const selector = o.kind === 'Service' ? Object.entries(o.spec?.selector ?? {}) : [];
+      if (
+        selector.length &&
+        injected.includes(o.metadata.namespace ?? '') &&
+        pods.some((p) => p.ns === o.metadata.namespace && selector.every(([k, v]) => p.labels[k] === v))
+      )
+        serving.add(cluster);
+    }
     for (const o of objects) {
       const port = o.spec?.ports?.[0]?.port;
       if (o.kind !== 'Service' || !injected.includes(o.metadata.namespace ?? '') || !port) continue;
@@ -84,7 +106,7 @@ function sampleLayout(spec: MeshSpec): { namespaces: Map<string, string[]>; serv
       });
     }
   }
-  return { namespaces, services: [...services.values()] };
+  return { namespaces, services: [...services.values()], serving };
 }
 
 async function debugJson<T>(endpoint: string, path: string, signal?: AbortSignal): Promise<T> {
@@ -155,7 +177,7 @@ async function discovery(
       counts.set(cluster, (counts.get(cluster) ?? 0) + endpoints.length);
     }
   }
-  const hosting = expected.filter((c) => layout.namespaces.has(c));
+  const hosting = expected.filter((c) => layout.serving.has(c));
   const missing = hosting.filter((c) => !counts.get(c));
   if (missing.length) {
     return fail(
