@@ -8,6 +8,7 @@ import { extendMesh, meshHandle, meshStatus, startMesh, teardownMesh, verifyMesh
 import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../gc';
 import { COMPONENTS } from '../local/clusters';
 import { buildPlan } from '../plan/plan';
+import { GkeProvider } from '../adapters/gke';
 import { packageRoot, stateDir } from '../paths';
 import { loadMeshSpec } from '../spec/load';
 import type { TemporalTarget } from '../temporal/connection';
@@ -257,12 +258,28 @@ program
   .option('--json', 'print the findings as JSON')
   .option('--kubeconfig <file>', 'also search this cluster (repeatable or a comma list)', gcTargets.kubeconfig)
   .option('--context <name>', 'context of the --kubeconfig before it (repeatable or comma list)', gcTargets.context)
-  .action(async (opts: { dryRun?: boolean; json?: boolean }) => {
+  .option('--provider <name>', 'also search a cloud: gke (with --project)')
+  .option(
+    '--project <id>',
+    'GCP project to search with --provider gke (repeatable; default $GOOGLE_CLOUD_PROJECT)',
+    (v: string, all: string[] = []) => [...all, ...v.split(',')],
+  )
+  .action(async (opts: { dryRun?: boolean; json?: boolean; provider?: string; project?: string[] }) => {
+    if (opts.provider !== undefined && opts.provider !== 'gke')
+      throw new Error(`--provider ${opts.provider}: the only cloud gc searches is gke`);
+    const projects = opts.project ?? (process.env.GOOGLE_CLOUD_PROJECT ? [process.env.GOOGLE_CLOUD_PROJECT] : []);
+    if (opts.provider === 'gke' && !projects.length)
+      throw new Error(
+        '--provider gke needs --project P (or GOOGLE_CLOUD_PROJECT): GKE is searched one project at a time',
+      );
+    if (opts.project && opts.provider !== 'gke') throw new Error('--project goes with --provider gke');
+    const gke = opts.provider === 'gke' ? new GkeProvider(stateDir()) : undefined;
     const temporal = await temporalIsOpen(); // refuses when Temporal does not answer: it never guesses
     try {
       const result = await collectGarbage({
         stateDir: stateDir(),
         clusters: gcTargets.clusters,
+        ...(gke ? { gke: { projects, provider: gke } } : {}),
         isOpen: temporal.isOpen,
         dryRun: opts.dryRun,
         progress: stderrProgress,
@@ -270,16 +287,23 @@ program
       process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : renderGc(result));
       if (result.errors.length || result.findings.some((f) => f.action === 'failed')) process.exitCode = 1;
     } finally {
+      await gke?.close();
       await temporal.close();
     }
   });
 
 program
   .command('kubeconfig <mesh> <cluster>')
-  .description('path of the admin kubeconfig of a local cluster')
+  .description(
+    "path of a cluster's kubeconfig: a local cluster's admin one, or the one meshflow wrote for a GKE cluster",
+  )
   .action((mesh: string, cluster: string) => {
-    const dir = path.join(stateDir(), 'local', 'clusters', localClusterName(mesh, cluster));
-    process.stdout.write(path.join(dir, 'kubeconfig') + '\n');
+    const local = path.join(stateDir(), 'local', 'clusters', localClusterName(mesh, cluster), 'kubeconfig');
+    const gke = path.join(stateDir(), 'gke', mesh, cluster, 'kubeconfig');
+    const found = [local, gke].find((f) => fs.existsSync(f));
+    if (!found)
+      throw new Error(`no kubeconfig for cluster ${cluster} of mesh ${mesh} (looked for ${local} and ${gke})`);
+    process.stdout.write(found + '\n');
   });
 
 program
