@@ -4,6 +4,7 @@
 // lost is made once; Google's errors become a fix or a retry; the kubeconfig holds no secret.
 import fs from 'node:fs';
 import { GkeProvider } from '../src/adapters/gke';
+import { collectGarbage } from '../src/gc';
 import { type GkeClients, gkeClients, gkeEndpoints } from '../src/gke/clients';
 import { GkeEmulator } from '../src/gke/emulator';
 import { parseMeshSpec } from '../src/spec/load';
@@ -154,4 +155,50 @@ test("Google's errors: a fix for what no retry mends, a retry for the rest", asy
   await Promise.all([provider.delete('prov', a, ctx), provider.delete('prov', b, ctx)]);
   expect(emulator.clusters()).toEqual([]);
   expect(fs.existsSync(`${state}/gke/prov`)).toBe(false);
+});
+
+test('gc --provider gke: labelled clusters and firewall rules of gone meshes are found and removed, open ones kept', async () => {
+  const labelled = (mesh: string) => ({ 'managed-by': 'meshflow', 'meshflow-mesh': mesh, 'meshflow-cluster': 'a' });
+  const gone = { ...a, gke: { ...a.gke!, clusterName: 'gone-a' } };
+  const open = { ...a, gke: { ...a.gke!, clusterName: 'open-a' } };
+  for (const [name, mesh] of [
+    ['gone-a', 'gone'],
+    ['open-a', 'open'],
+    ['theirs-a', ''],
+  ]) {
+    await clients.clusters.createCluster({
+      parent: 'projects/prov-project-1/locations/us-east1-b',
+      cluster: { name, initialNodeCount: 1, resourceLabels: mesh ? labelled(mesh) : { team: 'x' } },
+    });
+  }
+  await provider.create('gone', gone, ctx); // waits for its operation
+  await provider.create('open', open, ctx);
+  await provider.ensureFirewall('gone', 'vpc', [gone], ctx);
+  const isOpen = async (mesh: string) => mesh === 'open';
+  const dry = await collectGarbage({
+    stateDir: state,
+    isOpen,
+    dryRun: true,
+    gke: { projects: ['prov-project-1'], provider },
+  });
+  const seen = dry.findings.map((f) => `${f.kind} ${f.what} ${f.mesh} ${f.action}`).sort();
+  expect(seen).toEqual([
+    'firewall-rule meshflow-gone-vpc gone would-delete',
+    'gke-cluster gone-a gone would-delete',
+    'gke-cluster open-a open kept',
+  ]);
+  const done = await collectGarbage({ stateDir: state, isOpen, gke: { projects: ['prov-project-1'], provider } });
+  expect(
+    done.findings
+      .filter((f) => f.action === 'deleted')
+      .map((f) => f.what)
+      .sort(),
+  ).toEqual(['gone-a', 'meshflow-gone-vpc']);
+  expect(
+    emulator
+      .clusters()
+      .map((c) => c.name)
+      .sort(),
+  ).toEqual(['open-a', 'theirs-a']);
+  expect(emulator.firewalls()).toEqual([]);
 });
