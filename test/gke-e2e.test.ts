@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { meshStatus, startMesh, teardownMesh } from '../src/client';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST, gkeClients } from '../src/gke/clients';
@@ -155,6 +156,21 @@ test('two projects on two networks with Online Boutique: ready through the real 
   expect(final.phase).toBe('deleted');
   expect(final.leftBehind).toEqual([]);
   expectNothingLeft('gke-two');
+  // The Google access token and the clusters' CAs stayed out of history.
+  const texts: string[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object')
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'data' && typeof x === 'string') texts.push(Buffer.from(x, 'base64').toString());
+        else walk(x);
+      }
+  };
+  walk(JSON.parse(historyToJSON(await handle.fetchHistory())));
+  const decoded = texts.join('\n');
+  expect(decoded).toContain('"phase":"deleted"');
+  expect(decoded).not.toContain('gke-emulator-access-token');
+  expect(decoded).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE|LS0tLS1CRUdJTi/);
   expect(local.list().map((c) => c.name)).toEqual([]);
 });
 
