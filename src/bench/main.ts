@@ -20,6 +20,8 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { startMesh, teardownMesh } from '../client';
 import { LocalClusters } from '../local/clusters';
+import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST } from '../gke/clients';
+import { GkeEmulator } from '../gke/emulator';
 import { type Plan, type StepKind, buildPlan, criticalPath } from '../plan/plan';
 import { loadMeshSpec, parseMeshSpec } from '../spec/load';
 import { activityDeps, createWorker } from '../worker';
@@ -100,98 +102,117 @@ async function main(): Promise<void> {
     },
   });
   try {
-    // 1. Wall time against the critical path.
-    const rows: Array<Record<string, string | number>> = [];
-    for (const n of [2, 5]) {
-      const spec = meshSpec(`bench-${n}`, n);
-      const plan = buildPlan(spec);
+    if (want('orchestration')) {
+      // 1. Wall time against the critical path.
+      const rows: Array<Record<string, string | number>> = [];
+      for (const n of [2, 5]) {
+        const spec = meshSpec(`bench-${n}`, n);
+        const plan = buildPlan(spec);
+        const worker = await Worker.create({
+          connection: env.nativeConnection,
+          taskQueue: `bench-${n}`,
+          workflowsPath: require.resolve('../workflows'),
+          activities: latencyActivities((req) => latency(plan, req.step.kind)),
+        });
+        const wall = await worker.runUntil(async () => {
+          const t0 = Date.now();
+          await startMesh(env.client, spec, `bench-${n}`);
+          await waitReady(env, spec.name);
+          const ms = Date.now() - t0;
+          await teardownMesh(env.client, spec.name);
+          await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
+          return ms;
+        });
+        const cp =
+          plan.steps.length &&
+          criticalPath({ ...plan, steps: plan.steps.map((s) => ({ ...s, estimateMs: latency(plan, s.kind) })) })
+            .estimateMs;
+        const sequential = plan.steps.reduce((sum, s) => sum + latency(plan, s.kind), 0);
+        rows.push({
+          clusters: n,
+          steps: plan.steps.length,
+          'critical path ms': cp,
+          'meshflow wall ms': wall,
+          ratio: (wall / cp).toFixed(3),
+          'one-after-another ms': sequential,
+          speedup: (sequential / wall).toFixed(2) + 'x',
+        });
+      }
+      table('1. provisioning wall time vs critical path (injected latencies = plan estimates / 20)', rows);
+
+      // 2. Orchestration overhead per activity: a mesh whose steps take no time, one step at a time on a chain.
+      const spec = meshSpec('overhead', 3);
+      const samples: number[] = [];
       const worker = await Worker.create({
         connection: env.nativeConnection,
-        taskQueue: `bench-${n}`,
+        taskQueue: 'overhead',
         workflowsPath: require.resolve('../workflows'),
-        activities: latencyActivities((req) => latency(plan, req.step.kind)),
+        activities: latencyActivities(() => 0),
       });
-      const wall = await worker.runUntil(async () => {
-        const t0 = Date.now();
-        await startMesh(env.client, spec, `bench-${n}`);
-        await waitReady(env, spec.name);
-        const ms = Date.now() - t0;
-        await teardownMesh(env.client, spec.name);
-        await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
-        return ms;
-      });
-      const cp =
-        plan.steps.length &&
-        criticalPath({ ...plan, steps: plan.steps.map((s) => ({ ...s, estimateMs: latency(plan, s.kind) })) })
-          .estimateMs;
-      const sequential = plan.steps.reduce((sum, s) => sum + latency(plan, s.kind), 0);
-      rows.push({
-        clusters: n,
-        steps: plan.steps.length,
-        'critical path ms': cp,
-        'meshflow wall ms': wall,
-        ratio: (wall / cp).toFixed(3),
-        'one-after-another ms': sequential,
-        speedup: (sequential / wall).toFixed(2) + 'x',
-      });
-    }
-    table('1. provisioning wall time vs critical path (injected latencies = plan estimates / 20)', rows);
-
-    // 2. Orchestration overhead per activity: a mesh whose steps take no time, one step at a time on a chain.
-    const spec = meshSpec('overhead', 3);
-    const samples: number[] = [];
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue: 'overhead',
-      workflowsPath: require.resolve('../workflows'),
-      activities: latencyActivities(() => 0),
-    });
-    let eventsRow: Record<string, string | number> = {};
-    await worker.runUntil(async () => {
-      for (let round = 0; round < 5; round++) {
-        const s = { ...spec, name: `overhead-${round}` };
-        await startMesh(env.client, s, 'overhead');
-        await waitReady(env, s.name);
-        const status = await env.client.workflow.getHandle(meshWorkflowId(s.name)).query(statusQuery);
-        for (const st of status.steps) samples.push(Date.parse(st.endedAt!) - Date.parse(st.startedAt!));
-        await teardownMesh(env.client, s.name);
-        await env.client.workflow.getHandle(meshWorkflowId(s.name)).result();
-        if (round === 0) {
-          // 3. History of a whole 3-cluster mesh: provisioned, ready, torn down.
-          const history = await env.client.workflow.getHandle(meshWorkflowId(s.name)).fetchHistory();
-          const json = JSON.parse(historyToJSON(history)) as { events: unknown[] };
-          const sizes = json.events.map((e) => JSON.stringify(e).length);
-          eventsRow = {
-            clusters: 3,
-            steps: status.steps.length,
-            'history events': json.events.length,
-            'history bytes (JSON)': sizes.reduce((a, b) => a + b, 0),
-            'largest event bytes': Math.max(...sizes),
-          };
+      let eventsRow: Record<string, string | number> = {};
+      await worker.runUntil(async () => {
+        for (let round = 0; round < 5; round++) {
+          const s = { ...spec, name: `overhead-${round}` };
+          await startMesh(env.client, s, 'overhead');
+          await waitReady(env, s.name);
+          const status = await env.client.workflow.getHandle(meshWorkflowId(s.name)).query(statusQuery);
+          for (const st of status.steps) samples.push(Date.parse(st.endedAt!) - Date.parse(st.startedAt!));
+          await teardownMesh(env.client, s.name);
+          await env.client.workflow.getHandle(meshWorkflowId(s.name)).result();
+          if (round === 0) {
+            // 3. History of a whole 3-cluster mesh: provisioned, ready, torn down.
+            const history = await env.client.workflow.getHandle(meshWorkflowId(s.name)).fetchHistory();
+            const json = JSON.parse(historyToJSON(history)) as { events: unknown[] };
+            const sizes = json.events.map((e) => JSON.stringify(e).length);
+            eventsRow = {
+              clusters: 3,
+              steps: status.steps.length,
+              'history events': json.events.length,
+              'history bytes (JSON)': sizes.reduce((a, b) => a + b, 0),
+              'largest event bytes': Math.max(...sizes),
+            };
+          }
         }
-      }
-    });
-    table(
-      '2. orchestration overhead per activity on the dev server (no-op activities; time from schedule to completion seen by the workflow)',
-      [
-        {
-          activities: samples.length,
-          'p50 ms': pct(samples, 50),
-          'p99 ms': pct(samples, 99),
-          'max ms': Math.max(...samples),
-        },
-      ],
-    );
-    const chains = await noopChains(tools.temporal);
-    table('2b. round trip per no-op activity, chains of 100, dev server on a SQLite file with DEV_SERVER_ARGS', chains);
-    table('3. history of a 3-cluster mesh (provision + ready + teardown)', [eventsRow]);
-
-    await realInstalls(env, tools);
+      });
+      table(
+        '2. orchestration overhead per activity on the dev server (no-op activities; time from schedule to completion seen by the workflow)',
+        [
+          {
+            activities: samples.length,
+            'p50 ms': pct(samples, 50),
+            'p99 ms': pct(samples, 99),
+            'max ms': Math.max(...samples),
+          },
+        ],
+      );
+      const chains = await noopChains(tools.temporal);
+      table(
+        '2b. round trip per no-op activity, chains of 100, dev server on a SQLite file with DEV_SERVER_ARGS',
+        chains,
+      );
+      table('3. history of a 3-cluster mesh (provision + ready + teardown)', [eventsRow]);
+    }
+    if (want('real')) await realInstalls(env, tools);
+    if (want('gke')) await gkeEmulated(env, tools);
   } finally {
     await env.teardown();
   }
 
-  // 4. Local clusters.
+  if (want('local')) await localClusterBench(tools);
+  if (want('tools')) {
+    // 5. Warm setup.
+    const t2 = Date.now();
+    await execa(process.execPath, [path.join(__dirname, '..', 'cli', 'main.js'), 'setup']);
+    table('5. tools', [{ 'warm `meshflow setup` ms': Date.now() - t2 }]);
+  }
+}
+
+/** `npm run bench -- gke real`: only those sections (orchestration, real, gke, local, tools); none named: all. */
+const SECTIONS = process.argv.slice(2);
+const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(section);
+
+/** 4. Local clusters. */
+async function localClusterBench(tools: Record<string, string>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-'));
   const local = new LocalClusters(dir, localTools(tools));
   try {
@@ -218,11 +239,6 @@ async function main(): Promise<void> {
     await local.delete(['bench-a', 'bench-b']);
     fs.rmSync(dir, { recursive: true, force: true });
   }
-
-  // 5. Warm setup.
-  const t2 = Date.now();
-  await execa(process.execPath, [path.join(__dirname, '..', 'cli', 'main.js'), 'setup']);
-  table('5. tools', [{ 'warm `meshflow setup` ms': Date.now() - t2 }]);
 }
 
 /**
@@ -404,6 +420,79 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
     table(`6. seconds per step (min-max over clusters or pairs): ${row.topology}`, [
       Object.fromEntries(Object.entries(row).filter(([k]) => k !== 'topology')),
     ]);
+}
+
+/**
+ * 7. The two-project GKE example against the emulator, with GKE's durations at 1/20 (create 15 s,
+ * delete 9 s): wall time against the critical path of the steps' own durations through the plan,
+ * and how often each created cluster's operation was polled.
+ */
+async function gkeEmulated(env: TestWorkflowEnvironment, tools: Record<string, string>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-gke-'));
+  const emulator = new GkeEmulator({ stateDir: path.join(dir, 'emulator'), tools: localTools(tools), latency: 0.05 });
+  const at = await emulator.start();
+  const saved = { grpc: process.env[GKE_EMULATOR_HOST], compute: process.env[GKE_COMPUTE_EMULATOR_HOST] };
+  process.env[GKE_EMULATOR_HOST] = at.grpc;
+  process.env[GKE_COMPUTE_EMULATOR_HOST] = at.compute;
+  const spec = {
+    ...loadMeshSpec(path.join(__dirname, '..', '..', 'examples', 'gke-two-projects.yaml')),
+    name: 'bench-gke',
+  };
+  const plan = buildPlan(spec);
+  try {
+    const worker = await createWorker(
+      env.nativeConnection,
+      'default',
+      activityDeps(path.join(dir, 'state'), tools),
+      'bench-gke',
+    );
+    await worker.runUntil(async () => {
+      const t0 = Date.now();
+      await startMesh(env.client, spec, 'bench-gke');
+      await waitReady(env, spec.name);
+      const wall = Date.now() - t0;
+      const ready = emulator.calls();
+      const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
+      const took = new Map(status.steps.map((st) => [st.id, Date.parse(st.endedAt!) - Date.parse(st.startedAt!)]));
+      const cp = criticalPath({
+        ...plan,
+        steps: plan.steps.map((st) => ({ ...st, estimateMs: took.get(st.id) ?? 0 })),
+      });
+      const t1 = Date.now();
+      await teardownMesh(env.client, spec.name);
+      await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
+      const down = emulator.calls();
+      const creates = status.steps.filter((st) => st.kind === 'create-cluster');
+      table(
+        '7. GKE (emulated, GKE durations / 20: create 15 s, delete 9 s), examples/gke-two-projects.yaml; polls start at 1 s and grow by 1.5 up to 15 s',
+        [
+          {
+            'ready s': (wall / 1000).toFixed(1),
+            'critical path of step durations s': (cp.estimateMs / 1000).toFixed(1),
+            ratio: (wall / cp.estimateMs).toFixed(3),
+            'create-cluster s': creates.map((st) => ((took.get(st.id) ?? 0) / 1000).toFixed(1)).join(', '),
+            'GetOperation per created cluster': ((ready.GetOperation ?? 0) / creates.length).toFixed(1),
+            'teardown s': ((Date.now() - t1) / 1000).toFixed(1),
+            'GetOperation per deleted cluster': (
+              ((down.GetOperation ?? 0) - (ready.GetOperation ?? 0)) /
+              creates.length
+            ).toFixed(1),
+          },
+        ],
+      );
+    });
+  } finally {
+    await emulator.reset();
+    await emulator.stop();
+    for (const [k, v] of [
+      [GKE_EMULATOR_HOST, saved.grpc],
+      [GKE_COMPUTE_EMULATOR_HOST, saved.compute],
+    ] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 main().catch((err: unknown) => {
