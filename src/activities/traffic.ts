@@ -86,7 +86,7 @@ export const kubeTraffic: TrafficPort = {
 };
 
 const NOT_ON_LOCAL =
-  "local clusters' pods are played by kwok: no container and no Envoy runs, so no request can cross clusters here " +
+  "the pods of clusters on this machine (local, or the GKE emulator's) are played by kwok: no container and no Envoy runs, so no request can cross clusters here " +
   '(cross-network-endpoints shows what Envoy would be told); run the mesh on real clusters for this check';
 
 export async function trafficChecks(
