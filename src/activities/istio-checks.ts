@@ -10,7 +10,7 @@
 // APIs and hold everywhere.
 import type * as k8s from '@kubernetes/client-node';
 import { execa } from 'execa';
-import type { ClusterAccess } from '../adapters/providers';
+import { type ClusterAccess, withKubeconfigFile } from '../adapters/providers';
 import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { SAMPLE_APPS } from '../istio/sample-apps';
 import { fetchEndpoints, outboundCluster } from '../istio/xds';
@@ -327,9 +327,11 @@ interface AnalyzerMessage {
 
 async function analyze(ctx: IstioCheckContext, c: ClusterSpec): Promise<Verdict> {
   const a = ctx.access(c.name);
-  const args = ['analyze', '--all-namespaces', '--output', 'json', '--kubeconfig', a.kubeconfig];
-  if (a.context) args.push('--context', a.context);
-  const r = await execa(ctx.istioctl!, args, { reject: false, timeout: 120_000, cancelSignal: ctx.signal });
+  const r = await withKubeconfigFile(a, (kubeconfig) => {
+    const args = ['analyze', '--all-namespaces', '--output', 'json', '--kubeconfig', kubeconfig];
+    if (a.context) args.push('--context', a.context);
+    return execa(ctx.istioctl!, args, { reject: false, timeout: 120_000, cancelSignal: ctx.signal });
+  });
   ctx.signal?.throwIfAborted();
   let messages: AnalyzerMessage[];
   try {

@@ -79,8 +79,27 @@ export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
   kc.loadFromFile(access.kubeconfig);
   if (access.context) kc.setCurrentContext(access.context);
   const user = kc.getCurrentUser();
-  kc.users = kc.users.map((u) => (u.name === user?.name ? { ...u, token: access.token } : u));
+  // The token only: not also the exec plugin the file names for other programs (gke-gcloud-auth-plugin).
+  kc.users = kc.users.map((u) => (u.name === user?.name ? { name: u.name, token: access.token } : u));
   return new Kube(kc, signal);
+}
+
+/**
+ * Runs `fn` with a kubeconfig file a separate program (istioctl) can use. When the access carries
+ * its token in memory (GKE), that is a copy holding the token, readable by this user only, in a
+ * private temporary directory, and removed when `fn` is done.
+ */
+export async function withKubeconfigFile<T>(access: ClusterAccess, fn: (file: string) => Promise<T>): Promise<T> {
+  if (!access.token) return fn(access.kubeconfig);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-kubeconfig-'));
+  try {
+    const kc = kubeFor(access).config;
+    const file = path.join(dir, 'kubeconfig');
+    fs.writeFileSync(file, kc.exportConfig(), { mode: 0o600 });
+    return await fn(file);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Local control-plane-only clusters (with the simulated data plane beside each). */

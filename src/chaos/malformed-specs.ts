@@ -55,7 +55,7 @@ const BAD_VALUES: Record<string, unknown[]> = {
   ttl: ['forever', '1m', '31d', '0s', '-2h'],
   onFailure: ['retry'],
   'clusters[0].name': ['East', 'a b', ''],
-  'clusters[0].provider': ['aws', 'gke'],
+  'clusters[0].provider': ['aws', 'GKE'],
   'clusters[0].network': ['Net 1', ''],
   'clusters[0].role': ['leader'],
   'clusters[0].podCidr': ['10.10.0.0', '300.1.1.1/99x', 'ten'],

@@ -19,11 +19,13 @@ export class SpecError extends Error {
     readonly file: string,
     readonly problems: SpecProblem[],
   ) {
-    super(
-      `${file}: invalid mesh spec:\n` +
-        problems.map((p) => `  ${file}:${p.line}:${p.column} ${p.path}: ${p.message}`).join('\n'),
-    );
+    super(`${file}: invalid mesh spec:\n` + problems.map((p) => `  ${problemLine(file, p)}`).join('\n'));
   }
+}
+
+/** A problem as `meshflow validate` prints it: `FILE:LINE:COLUMN FIELD: MESSAGE`. */
+export function problemLine(file: string, p: SpecProblem): string {
+  return `${file}:${p.line}:${p.column} ${p.path}: ${p.message}`;
 }
 
 function formatPath(path: ReadonlyArray<PropertyKey>): string {
@@ -34,8 +36,11 @@ function formatPath(path: ReadonlyArray<PropertyKey>): string {
 }
 
 export interface ParseOptions {
-  /** Relative file references (kubeconfigs, CA files) are resolved against this directory (default: the working directory). */
-  baseDir?: string;
+  /**
+   * Relative file references (kubeconfigs, CA files) are resolved against this directory (default: the working
+   * directory). null: the spec has no directory (it came over the HTTP API), so every reference must be absolute.
+   */
+  baseDir?: string | null;
   /** Whether referenced files must exist (default: true). */
   checkFiles?: boolean;
 }
@@ -97,6 +102,14 @@ export function parseMeshSpec(text: string, file = '<spec>', options: ParseOptio
     // Workers may run elsewhere in the file system: every file reference leaves here absolute.
     const problems: SpecProblem[] = [];
     for (const field of fileFields(result.data)) {
+      if (options.baseDir === null && !path.isAbsolute(field.get())) {
+        problems.push({
+          path: formatPath(field.path),
+          ...positionOf(doc, field.path, at),
+          message: `"${field.get()}" must be an absolute path on the worker's host: a spec sent over the API has no directory to resolve it against`,
+        });
+        continue;
+      }
       const resolved = path.resolve(options.baseDir ?? process.cwd(), field.get().replace(/^~(?=$|\/)/, os.homedir()));
       field.set(resolved);
       if (options.checkFiles !== false && !fs.existsSync(resolved)) {
