@@ -18,7 +18,16 @@ export class MeshAlreadyRunningError extends Error {
   override name = 'MeshAlreadyRunningError';
 }
 
-export async function startMesh(client: Client, spec: MeshSpec, taskQueue = TASK_QUEUE) {
+/**
+ * Starts the mesh's workflow. `memo` is kept with the run, unindexed (the HTTP API records the
+ * idempotency key and spec digest of the request that started it there).
+ */
+export async function startMesh(
+  client: Client,
+  spec: MeshSpec,
+  taskQueue = TASK_QUEUE,
+  memo?: Record<string, unknown>,
+) {
   // The run records the placement it starts with: a later build's default placement never moves
   // the parts of a mesh that is already running (nor changes its plan under replay).
   const recorded =
@@ -30,6 +39,7 @@ export async function startMesh(client: Client, spec: MeshSpec, taskQueue = TASK
       taskQueue,
       workflowId: meshWorkflowId(spec.name),
       args: [{ spec: recorded }],
+      memo,
       staticSummary: `mesh ${spec.name}: ${spec.clusters.length} ${[...new Set(spec.clusters.map((c) => c.provider))].join('/')} cluster(s), ${spec.istio.topology}`,
       typedSearchAttributes: [
         { key: MESH_SEARCH_ATTRIBUTES.name, value: spec.name },
@@ -51,6 +61,56 @@ export const meshHandle = (client: Client, mesh: string) =>
 
 export async function meshStatus(client: Client, mesh: string): Promise<MeshStatus> {
   return meshHandle(client, mesh).query(statusQuery);
+}
+
+/** The status as `meshflow status --json` prints it and `GET /v1/meshes/{name}` answers it. */
+export type StatusView = MeshStatus & {
+  /** The istiod meshflow runs for each local primary, by cluster: `curl <address>/debug/clusterz`. */
+  istiodDebug: Record<string, string>;
+};
+
+export function statusView(s: MeshStatus): StatusView {
+  const istiodDebug = Object.fromEntries(
+    s.steps.flatMap((st) =>
+      st.kind === 'control-plane' && st.cluster && st.outputs?.istiodDebug
+        ? [[st.cluster, st.outputs.istiodDebug]]
+        : [],
+    ),
+  );
+  return { ...s, istiodDebug };
+}
+
+/** An open mesh as `meshflow list` shows it, from the search attributes its workflow keeps current. */
+export interface MeshSummary {
+  name: string;
+  workflowId: string;
+  phase?: string;
+  clusters?: number;
+  provider?: string;
+  startedAt: string;
+}
+
+export async function listMeshes(client: Client): Promise<MeshSummary[]> {
+  const meshes: MeshSummary[] = [];
+  for await (const wf of client.workflow.list({
+    query: `WorkflowType = "provisionMesh" AND ExecutionStatus = "Running"`,
+  })) {
+    const sa = wf.typedSearchAttributes;
+    meshes.push({
+      name: sa.get(MESH_SEARCH_ATTRIBUTES.name) ?? wf.workflowId,
+      workflowId: wf.workflowId,
+      phase: sa.get(MESH_SEARCH_ATTRIBUTES.phase),
+      clusters: sa.get(MESH_SEARCH_ATTRIBUTES.clusterCount),
+      provider: sa.get(MESH_SEARCH_ATTRIBUTES.provider),
+      startedAt: wf.startTime.toISOString(),
+    });
+  }
+  return meshes;
+}
+
+/** The mesh's workflow in the Temporal Web UI. */
+export function meshWebUiUrl(uiUrl: string, namespace: string, mesh: string): string {
+  return `${uiUrl}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(meshWorkflowId(mesh))}`;
 }
 
 export async function extendMesh(client: Client, mesh: string, by: string): Promise<string> {

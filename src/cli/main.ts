@@ -4,7 +4,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { extendMesh, meshHandle, meshStatus, startMesh, teardownMesh, verifyMesh } from '../client';
+import {
+  extendMesh,
+  listMeshes,
+  meshHandle,
+  meshStatus,
+  startMesh,
+  statusView,
+  teardownMesh,
+  verifyMesh,
+} from '../client';
 import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../gc';
 import { COMPONENTS } from '../local/clusters';
 import { buildPlan } from '../plan/plan';
@@ -22,6 +31,7 @@ import { doctor } from './doctor';
 import { gkeEmulatorCommand } from './gke-emulator';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { renderChecks, renderPlan, renderStatus } from './render';
+import { serveCommand } from './serve';
 
 const DEFAULT_EXAMPLE = path.join(packageRoot, 'examples', 'two-clusters.yaml');
 
@@ -155,17 +165,7 @@ program
   .action(async (mesh: string, opts: { json?: boolean }) => {
     const { client, target } = await connectWithWorker(); // queries are answered by a worker
     const s = await meshStatus(client, mesh);
-    // The istiod meshflow runs for each local primary: `curl <address>/debug/clusterz`.
-    const istiodDebug = Object.fromEntries(
-      s.steps.flatMap((st) =>
-        st.kind === 'control-plane' && st.cluster && st.outputs?.istiodDebug
-          ? [[st.cluster, st.outputs.istiodDebug]]
-          : [],
-      ),
-    );
-    process.stdout.write(
-      opts.json ? JSON.stringify({ ...s, istiodDebug }, null, 2) + '\n' : renderStatus(s, target.uiUrl),
-    );
+    process.stdout.write(opts.json ? JSON.stringify(statusView(s), null, 2) + '\n' : renderStatus(s, target.uiUrl));
   });
 
 program
@@ -189,15 +189,10 @@ program
   .description('meshes whose workflows are open')
   .action(async () => {
     const { client } = await connect();
-    const rows: string[] = [];
-    for await (const wf of client.workflow.list({
-      query: `WorkflowType = "provisionMesh" AND ExecutionStatus = "Running"`,
-    })) {
-      const sa = wf.searchAttributes as Record<string, unknown[] | undefined>;
-      rows.push(
-        `${String(sa.MeshName?.[0] ?? wf.workflowId).padEnd(20)} ${String(sa.MeshPhase?.[0] ?? '?').padEnd(14)} ${String(sa.ClusterCount?.[0] ?? '?').padStart(3)} clusters  ${String(sa.MeshProvider?.[0] ?? '')}`,
-      );
-    }
+    const rows = (await listMeshes(client)).map(
+      (m) =>
+        `${m.name.padEnd(20)} ${(m.phase ?? '?').padEnd(14)} ${String(m.clusters ?? '?').padStart(3)} clusters  ${m.provider ?? ''}`,
+    );
     process.stdout.write(rows.length ? rows.join('\n') + '\n' : 'no meshes running\n');
   });
 
@@ -324,6 +319,16 @@ program
     const lines = opts.lines ? Number(opts.lines) : undefined;
     process.stdout.write(lines ? text.trimEnd().split('\n').slice(-lines).join('\n') + '\n' : text);
   });
+
+program
+  .command('serve')
+  .description(
+    'serve the HTTP API: create, follow (SSE), extend, verify and tear down meshes; OpenAPI at /openapi.json',
+  )
+  .option('--port <n>', 'port to listen on', '8080')
+  .option('--host <address>', 'address to listen on', '127.0.0.1')
+  .option('--insecure-no-auth', 'serve without bearer tokens (only on a loopback host)')
+  .action(serveCommand);
 
 program
   .command('gke-emulator')

@@ -8,7 +8,8 @@ import { MAX_TTL_MS, MIN_TTL_MS, parseDuration } from './duration';
 import { ownedValueProblems } from './istio-values';
 import { GKE_CLUSTER_NAME, LOCAL_CLUSTER_NAME_MAX, gkeClusterName, localClusterName } from './names';
 
-const dnsLabel = z
+/** A DNS label of at most 40 characters: mesh, cluster and network names. */
+export const dnsLabel = z
   .string()
   .regex(
     /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,

@@ -1,0 +1,217 @@
+// The HTTP API as a Hono app, built from what it needs (a Temporal client, the namespace, the Web
+// UI's address, the tokens, a log): no globals, so tests build it against any Temporal they like.
+// Requests pass, in order: the request log and metrics, the token check, the path check, the body
+// limit and the content type check; then the route's own validation (zod) and its handler.
+import type { HttpBindings } from '@hono/node-server';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Client } from '@temporalio/client';
+import type { Context, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { streamSSE } from 'hono/streaming';
+import type { ZodError } from 'zod';
+import { listMeshes } from '../client';
+import { meshSchema } from '../spec/schema';
+import { bearerAuth } from './auth';
+import { ApiError, type Problem, innermostMessage, temporalUnavailable } from './errors';
+import { followMesh } from './events';
+import { Meshes, parseSpec } from './meshes';
+import { type Log, type Metrics, createMetrics, observe, stderrLog } from './observe';
+import { JSON_TYPE, PUBLIC_PATHS, YAML_TYPES, routes } from './routes';
+
+export interface ApiDeps {
+  client: Client;
+  namespace: string;
+  /** The Temporal Web UI's base address, for links; none when unknown. */
+  uiUrl?: string;
+  /** Bearer tokens; none: every request is let in (only `startApi` on a loopback host allows that). */
+  tokens: string[];
+  log?: Log;
+  /** How often an event stream polls the status query (default 250 ms). */
+  pollMs?: number;
+}
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+const KEEPALIVE_MS = 15_000;
+
+type App = OpenAPIHono<{ Bindings: HttpBindings }>;
+
+export interface Api {
+  app: App;
+  /** Ends every event stream (an `end` event with reason "shutdown"); the server then drains. */
+  shutdown(): void;
+}
+
+export function createApp(deps: ApiDeps): Api {
+  const log = deps.log ?? stderrLog;
+  const metrics = createMetrics();
+  const app: App = new OpenAPIHono({
+    defaultHook: (result) => {
+      if (!result.success) throw invalid(result.target, result.error);
+    },
+  });
+  app.use('*', observe(metrics, log));
+  const auth = deps.tokens.length ? bearerAuth(deps.tokens) : undefined;
+  app.use('*', (c, next) => (auth && !PUBLIC_PATHS.has(c.req.path) ? auth(c, next) : next()));
+  app.use('*', rejectPathTricks);
+  app.use('*', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge }));
+  app.use(routes.create.path, contentTypes(routes.create.method, [...YAML_TYPES, JSON_TYPE]));
+  app.use(routes.extend.getRoutingPath(), contentTypes(routes.extend.method, [JSON_TYPE]));
+  app.onError((err, c) => {
+    const known =
+      err instanceof ApiError ? err : err instanceof HTTPException ? fromHono(err) : temporalUnavailable(err);
+    if (!known) log({ level: 'error', msg: 'request failed', method: c.req.method, error: String(err) });
+    const answer = known ?? new ApiError(500, 'internal', `internal error: ${err.message}`);
+    return c.json(answer.body(), answer.status, answer.headers);
+  });
+  app.notFound((c) => {
+    const err = new ApiError(404, 'no_route', `no route ${c.req.method} ${c.req.path}: see /openapi.json`);
+    return c.json(err.body(), 404);
+  });
+
+  const streams = new Set<AbortController>();
+  meshRoutes(app, new Meshes(deps.client, deps.namespace, deps.uiUrl), streams, deps.pollMs);
+  operationRoutes(app, deps, metrics);
+  return {
+    app,
+    shutdown: () => {
+      for (const s of streams) s.abort('shutdown');
+    },
+  };
+}
+
+function meshRoutes(app: App, meshes: Meshes, streams: Set<AbortController>, pollMs?: number): void {
+  app.openapi(routes.create, async (c) => {
+    const json = (c.req.header('content-type') ?? '').toLowerCase().startsWith(JSON_TYPE);
+    const spec = parseSpec(await c.req.text(), json);
+    const { started, replayed } = await meshes.start(spec, c.req.valid('header')['idempotency-key']);
+    if (replayed) c.header('Idempotent-Replayed', 'true');
+    return c.json(started, 202);
+  });
+  app.openapi(routes.list, async (c) =>
+    c.json({ meshes: await meshes.temporal(() => listMeshes(meshes.client)) }, 200),
+  );
+  app.openapi(routes.status, async (c) => c.json(await meshes.status(c.req.valid('param').name), 200));
+  app.openapi(routes.extend, async (c) => {
+    const { name } = c.req.valid('param');
+    return c.json({ name, expiresAt: await meshes.extend(name, c.req.valid('json').by) }, 200);
+  });
+  app.openapi(routes.verify, async (c) => {
+    const { name } = c.req.valid('param');
+    return c.json({ name, checks: await meshes.verify(name) }, 200);
+  });
+  app.openapi(routes.teardown, async (c) => {
+    const { name } = c.req.valid('param');
+    const { phase, requested } = await meshes.teardown(name);
+    return requested ? c.json({ name, phase }, 202) : c.json({ name, phase }, 200);
+  });
+  app.openapi(routes.events, async (c) => {
+    const { name } = c.req.valid('param');
+    const first = await meshes.status(name); // a 404 is an answer, not a stream
+    return streamSSE(c, async (stream) => {
+      const stop = new AbortController();
+      streams.add(stop);
+      stream.onAbort(() => stop.abort('disconnect'));
+      // A comment now and then keeps proxies from closing a quiet stream (a ready mesh changes little).
+      const keepalive = setInterval(() => void stream.write(': keep-alive\n\n'), KEEPALIVE_MS);
+      try {
+        await followMesh({
+          first,
+          poll: () => meshes.status(name),
+          send: (event, data) => stream.writeSSE({ event, data: JSON.stringify(data) }),
+          untilReady: c.req.valid('query').until === 'ready',
+          signal: stop.signal,
+          intervalMs: pollMs,
+        });
+      } finally {
+        clearInterval(keepalive);
+        streams.delete(stop);
+      }
+    });
+  });
+}
+
+function operationRoutes(app: App, { client, namespace }: ApiDeps, metrics: Metrics): void {
+  app.openapi(routes.healthz, (c) => c.json({ status: 'ok' as const }, 200));
+  app.openapi(routes.readyz, async (c) => {
+    try {
+      await client.connection.withDeadline(Date.now() + 2000, () =>
+        client.workflowService.describeNamespace({ namespace }),
+      );
+    } catch (err) {
+      const reason = err instanceof Error ? innermostMessage(err) : String(err);
+      throw new ApiError(503, 'temporal_unavailable', `Temporal does not answer for namespace ${namespace}: ${reason}`);
+    }
+    return c.json({ status: 'ready' as const, namespace }, 200);
+  });
+  app.openapi(routes.metrics, async (c) =>
+    c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }),
+  );
+
+  // The spec as a client writes it (defaults optional), made by zod itself: meshSchema is built
+  // before zod has the OpenAPI extension (every command loads it), so it cannot be registered as is.
+  const specSchema = z.toJSONSchema(meshSchema, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' });
+  type SchemaObject = Parameters<typeof app.openAPIRegistry.registerComponent<'schemas'>>[2];
+  app.openAPIRegistry.registerComponent('schemas', 'MeshSpec', specSchema as SchemaObject);
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  const info = { title: 'meshflow', version: '1', description: 'Multi-cluster Istio meshes as Temporal workflows.' };
+  app.openapi(routes.openapi, (c) =>
+    c.json(app.getOpenAPIDocument({ openapi: '3.0.3', info, security: [{ bearer: [] }] }), 200),
+  );
+}
+
+function tooLarge(): never {
+  throw new ApiError(413, 'body_too_large', `the body is over ${MAX_BODY_BYTES} bytes (1 MiB), the most taken`);
+}
+
+/** Hono's own refusals (a JSON body that does not parse, a media type the validator does not take). */
+function fromHono(err: HTTPException): ApiError {
+  const code = err.status === 415 ? 'unsupported_media_type' : 'invalid_request';
+  return new ApiError(err.status as ContentfulStatusCode, code, err.message);
+}
+
+/** A request that failed validation: 400 with each problem by field. */
+function invalid(target: string, error: ZodError): ApiError {
+  const problems: Problem[] = error.issues.map((issue) => {
+    const unknown = issue.code === 'unrecognized_keys' ? issue.keys : [];
+    const path = [...issue.path, ...unknown.slice(0, 1)].map(String).join('.') || '(body)';
+    const message = unknown.length
+      ? `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}`
+      : issue.message;
+    return { path, message, text: `${path}: ${message}` };
+  });
+  const where = { param: 'path', query: 'query', header: 'headers', json: 'body' }[target] ?? target;
+  return new ApiError(400, 'invalid_request', `invalid ${where}: ${problems.map((p) => p.text).join('; ')}`, problems);
+}
+
+/** 415 unless the body is one of `types` (parameters such as charset are fine). */
+function contentTypes(method: string, types: string[]): MiddlewareHandler {
+  return async (c, next) => {
+    if (c.req.method.toLowerCase() === method) {
+      const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
+      if (!types.includes(type)) {
+        const got = type ? `"${type}"` : 'missing';
+        throw new ApiError(415, 'unsupported_media_type', `Content-Type ${got}: this takes ${types.join(', ')}`);
+      }
+    }
+    await next();
+  };
+}
+
+/**
+ * Rejects paths that would change meaning when normalised: dot segments (`/v1/meshes/..`, which
+ * URL parsing folds away before routing), encoded slashes and backslashes. Read from the raw
+ * request line, before any parsing.
+ */
+async function rejectPathTricks(c: Context<{ Bindings: HttpBindings }>, next: () => Promise<void>): Promise<void> {
+  const raw = (c.env?.incoming?.url ?? new URL(c.req.url).pathname).split('?')[0];
+  if (/(^|\/)(\.|%2e){1,2}(\/|$)/i.test(raw) || /%2f|%5c|\\/i.test(raw)) {
+    throw new ApiError(
+      400,
+      'invalid_path',
+      `the path ${JSON.stringify(raw)} holds a dot segment or an encoded slash: mesh names are DNS labels`,
+    );
+  }
+  await next();
+}

@@ -1,0 +1,191 @@
+// The mesh operations of the API: what each asks Temporal (through src/client.ts, as the CLI does),
+// within a deadline, and what Temporal's answers mean to a client (404 unknown, 409 not now).
+import {
+  type Client,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type WorkflowExecutionDescription,
+} from '@temporalio/client';
+import {
+  MeshAlreadyRunningError,
+  type StatusView,
+  extendMesh,
+  meshHandle,
+  meshStatus,
+  meshWebUiUrl,
+  startMesh,
+  statusView,
+  teardownMesh,
+  verifyMesh,
+} from '../client';
+import { SpecError, parseMeshSpec } from '../spec/load';
+import type { MeshSpec } from '../spec/schema';
+import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
+import { TASK_QUEUE, meshWorkflowId } from '../workflows/definitions';
+import type { CheckResult, MeshPhase } from '../workflows/types';
+import { ApiError, innermostMessage, specProblems } from './errors';
+import {
+  IdempotencyKeys,
+  REQUEST_MEMO,
+  type RequestMemo,
+  type Started,
+  recordedStart,
+  specDigest,
+} from './idempotency';
+import { PHASES } from './schemas';
+
+/** How long a call to Temporal may take before the request fails with 503 (verify waits for its checks). */
+const DEADLINE_MS = 10_000;
+const EXTENDABLE: MeshPhase[] = ['provisioning', 'ready', 'kept'];
+
+export class Meshes {
+  private readonly keys = new IdempotencyKeys();
+
+  constructor(
+    readonly client: Client,
+    private readonly namespace: string,
+    private readonly uiUrl?: string,
+  ) {}
+
+  /** `fn`'s calls to Temporal, failing (503) after `ms`. */
+  temporal<T>(fn: () => Promise<T>, ms = DEADLINE_MS): Promise<T> {
+    return this.client.connection.withDeadline(Date.now() + ms, fn);
+  }
+
+  private webUi(mesh: string): { webUi?: string } {
+    return this.uiUrl ? { webUi: meshWebUiUrl(this.uiUrl, this.namespace, mesh) } : {};
+  }
+
+  /**
+   * Starts the mesh; with an idempotency key, answers what the key answered before (see
+   * idempotency.ts) instead. `replayed` says which.
+   */
+  async start(spec: MeshSpec, key?: string): Promise<{ started: Started; replayed: boolean }> {
+    const digest = specDigest(spec);
+    const start = async (): Promise<Started> => {
+      const memo: RequestMemo = { specSha256: digest, ...(key ? { idempotencyKey: key } : {}) };
+      try {
+        const handle = await this.temporal(() => startMesh(this.client, spec, TASK_QUEUE, { [REQUEST_MEMO]: memo }));
+        return {
+          name: spec.name,
+          workflowId: handle.workflowId,
+          runId: handle.firstExecutionRunId,
+          ...this.webUi(spec.name),
+        };
+      } catch (err) {
+        if (!(err instanceof MeshAlreadyRunningError)) throw err;
+        throw new ApiError(
+          409,
+          'mesh_already_running',
+          `mesh ${spec.name} is already running (workflow ${meshWorkflowId(spec.name)}): ` +
+            `GET /v1/meshes/${spec.name} for its status, DELETE it before starting it again`,
+        );
+      }
+    };
+    if (!key) return { started: await start(), replayed: false };
+    const recorded = () =>
+      this.temporal(() => recordedStart(this.client, spec.name, key, digest, this.webUi(spec.name)));
+    return this.keys.answer(key, digest, recorded, start);
+  }
+
+  /** The status query, as `meshflow status --json` prints it; 404 when no workflow of that name ever ran. */
+  async status(mesh: string): Promise<StatusView> {
+    try {
+      return statusView(await this.temporal(() => meshStatus(this.client, mesh)));
+    } catch (err) {
+      throw err instanceof WorkflowNotFoundError ? noMesh(mesh) : err;
+    }
+  }
+
+  async extend(mesh: string, by: string): Promise<string> {
+    try {
+      return await this.temporal(() => extendMesh(this.client, mesh, by));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
+      if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+      // The workflow refused: either the mesh is past extending, or the duration is too long (30 days at most).
+      const { phase } = await this.status(mesh);
+      if (!EXTENDABLE.includes(phase)) {
+        throw new ApiError(409, 'not_extendable', `mesh ${mesh} is ${phase}: nothing to extend`);
+      }
+      const reason = innermostMessage(err);
+      throw new ApiError(400, 'invalid_duration', reason, [{ path: 'by', message: reason, text: `by: ${reason}` }]);
+    }
+  }
+
+  /** Runs every check again; answers once they have run, which may take minutes (no deadline). */
+  async verify(mesh: string): Promise<CheckResult[]> {
+    try {
+      return await verifyMesh(this.client, mesh);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
+      if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+      const { phase } = await this.status(mesh);
+      if (phase !== 'ready')
+        throw new ApiError(409, 'not_ready', `mesh ${mesh} is ${phase}: checks run on a ready mesh`);
+      throw new ApiError(502, 'verify_failed', `the checks could not run: ${innermostMessage(err)}`);
+    }
+  }
+
+  /** Asks for the teardown (`requested`), or says the mesh had already ended and how. */
+  async teardown(mesh: string): Promise<{ phase: MeshPhase; requested: boolean }> {
+    try {
+      await this.temporal(() => teardownMesh(this.client, mesh));
+    } catch (err) {
+      // A signal to an ended workflow is "not found" too: tell the two apart.
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      return { phase: await this.endedPhase(mesh), requested: false };
+    }
+    return { phase: (await this.status(mesh)).phase, requested: true };
+  }
+
+  /** The final phase of a mesh whose workflow has ended (from its search attribute, else its status); 404 when none ran. */
+  private async endedPhase(mesh: string): Promise<MeshPhase> {
+    let d: WorkflowExecutionDescription;
+    try {
+      d = await this.temporal(() => meshHandle(this.client, mesh).describe());
+    } catch (err) {
+      throw err instanceof WorkflowNotFoundError ? noMesh(mesh) : err;
+    }
+    const recorded = d.typedSearchAttributes.get(MESH_SEARCH_ATTRIBUTES.phase) as MeshPhase | undefined;
+    return recorded && PHASES.includes(recorded) ? recorded : (await this.status(mesh)).phase;
+  }
+
+  private async hasEnded(mesh: string): Promise<ApiError> {
+    const phase = await this.endedPhase(mesh);
+    return new ApiError(409, 'mesh_ended', `mesh ${mesh} has ended (${phase}): its workflow takes no more requests`);
+  }
+}
+
+const noMesh = (mesh: string) =>
+  new ApiError(404, 'mesh_not_found', `no mesh ${mesh} (no workflow ${meshWorkflowId(mesh)})`);
+
+/**
+ * The spec in a create's body, validated as `meshflow validate` validates a file (problems by
+ * line, column and field). File references are paths on the worker's host, which reads them: they
+ * must be absolute, and are not looked for here.
+ */
+export function parseSpec(text: string, json: boolean): MeshSpec {
+  try {
+    if (json) assertJson(text);
+    return parseMeshSpec(text, 'request', { checkFiles: false, baseDir: null });
+  } catch (err) {
+    if (!(err instanceof SpecError)) throw err;
+    throw new ApiError(400, 'invalid_spec', err.message, specProblems(err));
+  }
+}
+
+/** A body sent as JSON must be JSON (YAML, which the spec parser also reads, is not). */
+function assertJson(text: string): void {
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    const message = (err as Error).message;
+    // V8 names the position, or quotes the text it stopped at (then: from the start), or ran out of text.
+    const position = message.match(/position (\d+)/)?.[1];
+    const at = position ? Number(position) : /end of JSON/.test(message) ? text.length : 0;
+    const before = text.slice(0, at).split('\n');
+    const column = before[before.length - 1].length + 1;
+    throw new SpecError('request', [{ path: '(json)', line: before.length, column, message }]);
+  }
+}

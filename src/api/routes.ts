@@ -1,0 +1,176 @@
+// The API's routes as OpenAPI operations: paths, parameters, bodies and every answer, each with its
+// schema. `app.ts` gives each its handler; /openapi.json is generated from these.
+import { type RouteConfig, createRoute, z } from '@hono/zod-openapi';
+import {
+  ChecksSchema,
+  CreateHeaders,
+  ErrorSchema,
+  EventsQuery,
+  ExtendBody,
+  ExtendedSchema,
+  HealthSchema,
+  MeshListSchema,
+  MeshNameParams,
+  ReadySchema,
+  StartedSchema,
+  StatusSchema,
+  TeardownSchema,
+} from './schemas';
+
+export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
+export const JSON_TYPE = 'application/json';
+
+const json = <S extends z.ZodType>(schema: S, description: string) => ({
+  content: { [JSON_TYPE]: { schema } },
+  description,
+});
+
+const ERRORS = {
+  400: 'the request is malformed: a bad mesh name, spec, duration or field (`problems` says where)',
+  401: 'no bearer token, or not one this API accepts',
+  404: 'no mesh of that name',
+  409: 'the mesh is not in a state that allows it',
+  413: 'the body is over 1 MiB',
+  415: 'the Content-Type is not one this operation takes',
+  422: 'the Idempotency-Key was used for a different spec',
+  502: 'the workflow failed to do it',
+  503: 'Temporal did not answer',
+} as const;
+const errors = <C extends keyof typeof ERRORS>(...codes: C[]) =>
+  Object.fromEntries(codes.map((c) => [c, json(ErrorSchema, ERRORS[c])])) as Record<
+    C,
+    ReturnType<typeof json<typeof ErrorSchema>>
+  >;
+
+/** Operations any client may call, without a token. */
+const PUBLIC = { security: [] as Array<Record<string, string[]>> };
+const MESHES = ['meshes'];
+
+export const routes = {
+  create: createRoute({
+    method: 'post',
+    path: '/v1/meshes',
+    tags: MESHES,
+    summary: 'Start a mesh',
+    description:
+      'Validates the spec (as `meshflow validate` does) and starts workflow `mesh/<name>`. File references ' +
+      '(trust.rootCa, app.manifests, existing.kubeconfig) must be absolute paths on the worker host: they are ' +
+      'read there, not here.',
+    request: {
+      headers: CreateHeaders,
+      body: {
+        required: true,
+        content: {
+          ...Object.fromEntries(
+            YAML_TYPES.map((t) => [t, { schema: { type: 'string' as const, description: 'the mesh spec as YAML' } }]),
+          ),
+          [JSON_TYPE]: { schema: { $ref: '#/components/schemas/MeshSpec' } },
+        },
+      },
+    },
+    responses: {
+      202: json(StartedSchema, 'the workflow has started (or, for a repeated Idempotency-Key, had started)'),
+      ...errors(400, 401, 409, 413, 415, 422, 503),
+    },
+  }),
+  list: createRoute({
+    method: 'get',
+    path: '/v1/meshes',
+    tags: MESHES,
+    summary: 'Open meshes and their phase',
+    responses: { 200: json(MeshListSchema, 'open meshes'), ...errors(401, 503) },
+  }),
+  status: createRoute({
+    method: 'get',
+    path: '/v1/meshes/{name}',
+    tags: MESHES,
+    summary: "A mesh's status",
+    request: { params: MeshNameParams },
+    responses: { 200: json(StatusSchema, 'the status query'), ...errors(400, 401, 404, 503) },
+  }),
+  extend: createRoute({
+    method: 'post',
+    path: '/v1/meshes/{name}/extend',
+    tags: MESHES,
+    summary: "Move a mesh's expiry later",
+    request: { params: MeshNameParams, body: { required: true, content: { [JSON_TYPE]: { schema: ExtendBody } } } },
+    responses: { 200: json(ExtendedSchema, 'the new expiry'), ...errors(400, 401, 404, 409, 413, 415, 503) },
+  }),
+  verify: createRoute({
+    method: 'post',
+    path: '/v1/meshes/{name}/verify',
+    tags: MESHES,
+    summary: 'Run every check again on a ready mesh',
+    description: 'Answers when the checks have run (seconds to minutes); a failed check is a 200 with its result.',
+    request: { params: MeshNameParams },
+    responses: { 200: json(ChecksSchema, 'the checks'), ...errors(400, 401, 404, 409, 502, 503) },
+  }),
+  teardown: createRoute({
+    method: 'delete',
+    path: '/v1/meshes/{name}',
+    tags: MESHES,
+    summary: 'Tear a mesh down',
+    request: { params: MeshNameParams },
+    responses: {
+      202: json(TeardownSchema, 'teardown requested; follow it with /events'),
+      200: json(TeardownSchema, 'the mesh had already ended: nothing to do'),
+      ...errors(400, 401, 404, 503),
+    },
+  }),
+  events: createRoute({
+    method: 'get',
+    path: '/v1/meshes/{name}/events',
+    tags: MESHES,
+    summary: "Follow a mesh's progress as server-sent events",
+    description:
+      'Events: `status` (the whole status, first), `step` (a step whose state or attempts changed, polled every ' +
+      '250 ms), `phase` ({phase, previous}), `error` (the status could not be read; polling goes on), `end` ' +
+      '({reason: ended | ready | shutdown, phase}) before the stream closes.',
+    request: { params: MeshNameParams, query: EventsQuery },
+    responses: {
+      200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream' },
+      ...errors(400, 401, 404, 503),
+    },
+  }),
+  healthz: createRoute({
+    method: 'get',
+    path: '/healthz',
+    tags: ['operations'],
+    summary: 'The process is up',
+    ...PUBLIC,
+    responses: { 200: json(HealthSchema, 'always') },
+  }),
+  readyz: createRoute({
+    method: 'get',
+    path: '/readyz',
+    tags: ['operations'],
+    summary: 'Temporal answers (the namespace exists)',
+    ...PUBLIC,
+    responses: { 200: json(ReadySchema, 'ready'), ...errors(503) },
+  }),
+  metrics: createRoute({
+    method: 'get',
+    path: '/metrics',
+    tags: ['operations'],
+    summary: 'Prometheus metrics',
+    responses: {
+      200: { content: { 'text/plain': { schema: z.string() } }, description: 'the exposition format' },
+      ...errors(401),
+    },
+  }),
+  openapi: createRoute({
+    method: 'get',
+    path: '/openapi.json',
+    tags: ['operations'],
+    summary: 'This document',
+    ...PUBLIC,
+    responses: { 200: json(z.record(z.string(), z.unknown()), 'the OpenAPI 3 document') },
+  }),
+} satisfies Record<string, RouteConfig>;
+
+/** Paths served without a token: probes, and the API's description (it holds no data). */
+export const PUBLIC_PATHS = new Set<string>(
+  Object.values(routes)
+    .filter((r) => 'security' in r)
+    .map((r) => r.path),
+);

@@ -1,0 +1,175 @@
+// What the HTTP API takes and answers, as zod schemas: the same definitions validate requests and
+// make the OpenAPI document. Answers that carry workflow state (status, checks, list rows) are
+// described here and type-checked against the types the CLI prints, so the two cannot drift apart.
+import { z } from '@hono/zod-openapi';
+import type { MeshSummary, StatusView } from '../client';
+import { parseDuration } from '../spec/duration';
+import { dnsLabel } from '../spec/schema';
+import type { CheckResult } from '../workflows/types';
+
+export const ProblemSchema = z
+  .object({
+    path: z.string().openapi({ example: 'clusters[1].name' }),
+    message: z.string(),
+    line: z.number().int().optional().openapi({ description: 'line in the request body (specs only)' }),
+    column: z.number().int().optional(),
+    text: z.string().openapi({
+      description: 'the problem as `meshflow validate` prints it',
+      example: 'request:7:13 clusters[1].name: duplicate cluster name "east" (also clusters[0])',
+    }),
+  })
+  .openapi('Problem');
+
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: 'invalid_spec' }),
+      message: z.string(),
+      problems: z.array(ProblemSchema).optional(),
+    }),
+  })
+  .openapi('Error');
+
+export const MeshNameParams = z.object({
+  name: dnsLabel.meta({ description: 'the mesh name (a DNS label, at most 40 characters)', example: 'demo' }),
+});
+
+export const CreateHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .regex(/^[\x21-\x7e]{1,255}$/, 'must be 1 to 255 visible ASCII characters')
+    .optional()
+    .openapi({
+      description:
+        'the same key with the same spec within 24 h answers the first answer again without starting anything; ' +
+        'with another spec it is refused (422)',
+      example: '0b7c6a51-3f0e-4a43-9d51-8c1b3e0c1d2f',
+    }),
+});
+
+export const StartedSchema = z
+  .object({
+    name: z.string(),
+    workflowId: z.string().openapi({ example: 'mesh/demo' }),
+    runId: z.string().openapi({ description: 'the first run of the workflow' }),
+    webUi: z
+      .string()
+      .optional()
+      .openapi({ description: "the workflow in Temporal's Web UI, when its address is known" }),
+  })
+  .openapi('MeshStarted');
+
+/** A positive duration such as 30m, 2h or 1d, as `meshflow extend` takes it. */
+const positiveDuration = z.string().refine((by) => (parseDuration(by) ?? 0) > 0, {
+  error: (issue) => `${JSON.stringify(issue.input)} is not a positive duration such as 30m, 2h or 1d`,
+});
+
+export const ExtendBody = z
+  .strictObject({ by: positiveDuration.openapi({ example: '2h' }) })
+  .openapi('ExtendRequest', { description: 'moves the expiry later; at most 30 days from now' });
+
+export const ExtendedSchema = z.object({ name: z.string(), expiresAt: z.string() }).openapi('MeshExtended');
+
+export const EventsQuery = z.object({
+  until: z.enum(['ready']).optional().openapi({ description: 'also end the stream once the mesh is ready' }),
+});
+
+const checkSchema = z
+  .object({
+    name: z.string(),
+    cluster: z.string().optional(),
+    status: z.enum(['passed', 'failed', 'not-supported']),
+    detail: z.string(),
+    hint: z.string().optional(),
+  })
+  .openapi('Check');
+
+export const ChecksSchema = z.object({ name: z.string(), checks: z.array(checkSchema) }).openapi('MeshChecks');
+
+const resourceSchema = z
+  .union([
+    z.object({ type: z.literal('cluster'), cluster: z.string(), provider: z.string() }),
+    z.object({
+      type: z.literal('objects'),
+      cluster: z.string(),
+      objects: z.array(
+        z.object({ apiVersion: z.string(), kind: z.string(), namespace: z.string().optional(), name: z.string() }),
+      ),
+    }),
+    z.object({ type: z.literal('file'), path: z.string() }),
+    z.object({ type: z.literal('firewall'), network: z.string(), project: z.string(), name: z.string() }),
+  ])
+  .openapi('Resource');
+
+const stepSchema = z
+  .object({
+    id: z.string().openapi({ example: 'control-plane:east' }),
+    kind: z.string().openapi({ description: 'a step kind of the plan (`meshflow plan`)', example: 'control-plane' }),
+    cluster: z.string().optional(),
+    target: z.string().optional(),
+    state: z.enum(['pending', 'running', 'done', 'failed', 'undoing', 'undone', 'undo-failed', 'kept']),
+    startedAt: z.string().optional(),
+    endedAt: z.string().optional(),
+    attempts: z.number().int().optional(),
+    lastError: z.string().optional(),
+    outputs: z.record(z.string(), z.string()).optional(),
+  })
+  .openapi('Step');
+
+export const PHASES = ['provisioning', 'ready', 'failed', 'compensating', 'tearing-down', 'deleted', 'kept'] as const;
+
+export const StatusSchema = z
+  .object({
+    mesh: z.string(),
+    phase: z.enum(PHASES),
+    provider: z.string(),
+    clusters: z.array(z.string()),
+    startedAt: z.string(),
+    readyAt: z.string().optional(),
+    expiresAt: z.string().optional(),
+    verifiedAt: z.string().optional(),
+    steps: z.array(stepSchema),
+    ledger: z.array(z.object({ step: z.string(), resource: resourceSchema, createdAt: z.string() })),
+    checks: z.array(checkSchema),
+    leftBehind: z.array(z.object({ resource: resourceSchema, error: z.string() })),
+    untouched: z.array(z.object({ cluster: z.string().optional(), object: z.string(), reason: z.string() })).optional(),
+    host: z.string().optional(),
+    hostQueue: z.string().optional(),
+    error: z.string().optional(),
+    istiodDebug: z.record(z.string(), z.string()),
+  })
+  .openapi('MeshStatus', { description: 'what `meshflow status NAME --json` prints' });
+
+export const MeshListSchema = z
+  .object({
+    meshes: z.array(
+      z.object({
+        name: z.string(),
+        workflowId: z.string(),
+        phase: z.string().optional(),
+        clusters: z.number().int().optional(),
+        provider: z.string().optional(),
+        startedAt: z.string(),
+      }),
+    ),
+  })
+  .openapi('MeshList', { description: 'open meshes, as `meshflow list` shows them' });
+
+export const TeardownSchema = z.object({ name: z.string(), phase: z.enum(PHASES) }).openapi('MeshTeardown');
+
+export const HealthSchema = z.object({ status: z.literal('ok') });
+export const ReadySchema = z.object({ status: z.literal('ready'), namespace: z.string() });
+
+/** A schema describes a type when every value of the type is valid under it and every field is named. */
+type Describes<Schema extends z.ZodType, T> = [T] extends [z.infer<Schema>]
+  ? [Exclude<keyof T, keyof z.infer<Schema>>] extends [never]
+    ? true
+    : false
+  : false;
+type Assert<T extends true> = T;
+/** Fails to compile when an answer's schema no longer describes what the CLI prints. */
+export type AnswersDescribed = [
+  Assert<Describes<typeof StatusSchema, StatusView>>,
+  Assert<Describes<typeof MeshListSchema, { meshes: MeshSummary[] }>>,
+  Assert<Describes<typeof checkSchema, CheckResult>>,
+];
