@@ -40,6 +40,12 @@ const EXTENDABLE: MeshPhase[] = ['provisioning', 'ready', 'kept'];
 
 export class Meshes {
   private readonly keys = new IdempotencyKeys();
+  /**
+   * Status queries in flight, by mesh. A workflow answers its queries one at a time, so concurrent
+   * reads of one mesh share one query (single flight) instead of queueing behind each other. A
+   * change (extend, delete, verify) drops the entry: a read that starts after it asks anew.
+   */
+  private readonly reading = new Map<string, Promise<StatusView>>();
 
   constructor(
     readonly client: Client,
@@ -90,14 +96,30 @@ export class Meshes {
 
   /** The status query, as `meshflow status --json` prints it; 404 when no workflow of that name ever ran. */
   async status(mesh: string): Promise<StatusView> {
+    let read = this.reading.get(mesh);
+    if (!read) {
+      read = this.temporal(() => meshStatus(this.client, mesh)).then(statusView);
+      this.reading.set(mesh, read);
+      const done = read;
+      void done.then(
+        () => this.reading.get(mesh) === done && this.reading.delete(mesh),
+        () => this.reading.get(mesh) === done && this.reading.delete(mesh),
+      );
+    }
     try {
-      return statusView(await this.temporal(() => meshStatus(this.client, mesh)));
+      return await read;
     } catch (err) {
       throw err instanceof WorkflowNotFoundError ? noMesh(mesh) : err;
     }
   }
 
+  /** A change to `mesh` is under way: reads from now on ask Temporal anew. */
+  private changed(mesh: string): void {
+    this.reading.delete(mesh);
+  }
+
   async extend(mesh: string, by: string): Promise<string> {
+    this.changed(mesh);
     try {
       return await this.temporal(() => extendMesh(this.client, mesh, by));
     } catch (err) {
@@ -115,6 +137,7 @@ export class Meshes {
 
   /** Runs every check again; answers once they have run, which may take minutes (no deadline). */
   async verify(mesh: string): Promise<CheckResult[]> {
+    this.changed(mesh);
     try {
       return await verifyMesh(this.client, mesh);
     } catch (err) {
@@ -131,6 +154,7 @@ export class Meshes {
   async teardown(mesh: string): Promise<{ phase: MeshPhase; requested: boolean }> {
     try {
       await this.temporal(() => teardownMesh(this.client, mesh));
+      this.changed(mesh);
     } catch (err) {
       // A signal to an ended workflow is "not found" too: tell the two apart.
       if (!(err instanceof WorkflowNotFoundError)) throw err;

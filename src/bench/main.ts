@@ -22,6 +22,7 @@ import { startMesh, teardownMesh } from '../client';
 import { LocalClusters } from '../local/clusters';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST } from '../gke/clients';
 import { GkeEmulator } from '../gke/emulator';
+import { startApi } from '../api/server';
 import { type Plan, type StepKind, buildPlan, criticalPath } from '../plan/plan';
 import { loadMeshSpec, parseMeshSpec } from '../spec/load';
 import { activityDeps, createWorker } from '../worker';
@@ -194,6 +195,7 @@ async function main(): Promise<void> {
     }
     if (want('real')) await realInstalls(env, tools);
     if (want('gke')) await gkeEmulated(env, tools);
+    if (want('api')) await apiBench(env);
   } finally {
     await env.teardown();
   }
@@ -207,7 +209,7 @@ async function main(): Promise<void> {
   }
 }
 
-/** `npm run bench -- gke real`: only those sections (orchestration, real, gke, local, tools); none named: all. */
+/** `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, local, tools); none named: all. */
 const SECTIONS = process.argv.slice(2);
 const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(section);
 
@@ -492,6 +494,97 @@ async function gkeEmulated(env: TestWorkflowEnvironment, tools: Record<string, s
       else process.env[k] = v;
     }
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * 8. The HTTP API: GET /v1/meshes/{name} on a ready mesh (no-op activities) under 50 concurrent
+ * clients for 10 s; and how long after a step ends its server-sent event arrives (the stream polls
+ * the status query every 250 ms).
+ */
+async function apiBench(env: TestWorkflowEnvironment): Promise<void> {
+  const spec = meshSpec('bench-api', 3);
+  const plan = buildPlan(spec);
+  const token = 'bench-token';
+  const api = await startApi({
+    client: env.client,
+    namespace: 'default',
+    tokens: [token],
+    host: '127.0.0.1',
+    port: 0,
+    log: () => undefined,
+  });
+  const headers = { authorization: `Bearer ${token}` };
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue: 'bench-api',
+    workflowsPath: require.resolve('../workflows'),
+    activities: latencyActivities((req) => latency(plan, req.step.kind)),
+  });
+  try {
+    await worker.runUntil(async () => {
+      // Step -> event: follow the mesh from its start, noting when each step event arrives.
+      const arrived = new Map<string, number>();
+      const stream = fetch(`${api.url}/v1/meshes/${spec.name}/events?until=ready`, { headers });
+      await startMesh(env.client, spec, 'bench-api');
+      const res = await stream.catch(async () =>
+        fetch(`${api.url}/v1/meshes/${spec.name}/events?until=ready`, { headers }),
+      );
+      const reader = res.body!.getReader();
+      let buffer = '';
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += new TextDecoder().decode(value);
+        let i;
+        while ((i = buffer.indexOf('\n\n')) >= 0) {
+          const frame = buffer.slice(0, i);
+          buffer = buffer.slice(i + 2);
+          const data = /^data: (.*)$/m.exec(frame)?.[1];
+          if (/^event: step$/m.test(frame) && data) {
+            const st = JSON.parse(data) as { id: string; state: string };
+            if (st.state === 'done' && !arrived.has(st.id)) arrived.set(st.id, Date.now());
+          }
+        }
+      }
+      const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
+      const lags = status.steps
+        .filter((st) => arrived.has(st.id) && st.endedAt)
+        .map((st) => arrived.get(st.id)! - Date.parse(st.endedAt!));
+
+      // GET under load.
+      const samples: number[] = [];
+      const until = Date.now() + 10_000;
+      const cpu0 = process.cpuUsage();
+      const t0 = Date.now();
+      await Promise.all(
+        Array.from({ length: 50 }, async () => {
+          while (Date.now() < until) {
+            const s0 = performance.now();
+            const r = await fetch(`${api.url}/v1/meshes/${spec.name}`, { headers });
+            await r.arrayBuffer();
+            if (r.status !== 200) throw new Error(`GET answered ${r.status}`);
+            samples.push(performance.now() - s0);
+          }
+        }),
+      );
+      const seconds = (Date.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      table('8. HTTP API (meshflow serve in-process, dev server, 3-cluster mesh on no-op activities)', [
+        {
+          'GET /v1/meshes/{name}, 50 clients': `${samples.length} requests`,
+          'p50 ms': pct(samples, 50).toFixed(1),
+          'p99 ms': pct(samples, 99).toFixed(1),
+          'req/s': (samples.length / seconds).toFixed(0),
+          'API process CPU (cores)': ((cpu.user + cpu.system) / 1e6 / seconds).toFixed(2),
+          'step end -> SSE event ms p50/max': lags.length ? `${pct(lags, 50)}/${Math.max(...lags)}` : 'n/a',
+        },
+      ]);
+      await teardownMesh(env.client, spec.name);
+      await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
+    });
+  } finally {
+    await api.close();
   }
 }
 
