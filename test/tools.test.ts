@@ -24,6 +24,7 @@ test('doctor --json reports every pinned tool ready at its pinned version', asyn
     'pilot-discovery',
     'istioctl',
     'temporal-test-server',
+    'composecheck',
   ]);
   for (const t of tools) {
     expect(t).toMatchObject({ ok: true, found: t.wanted });

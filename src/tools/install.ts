@@ -19,6 +19,7 @@ import {
   TOOLS,
   type Prerequisite,
   type ToolSpec,
+  composecheckModuleDir,
   kubeModuleDir,
   testServerPomDir,
   toolSpec,
@@ -178,6 +179,12 @@ const BUILDERS: Record<string, Builder> = {
     const samples = path.join(await moduleDir(`istio.io/istio@${ISTIO_MODULE_VERSION}`), 'samples', 'addons');
     for (const addon of ISTIO_ADDONS) fs.copyFileSync(path.join(samples, `${addon}.yaml`), path.join(addons, `${addon}.yaml`));
   },
+
+  composecheck: (dir) =>
+    run('go', ['build', '-mod=readonly', '-trimpath', '-ldflags=-s -w', '-o', path.join(dir, 'composecheck'), '.'], {
+      cwd: composecheckModuleDir,
+      env: goEnv(),
+    }),
 
   'temporal-test-server': async (dir) => {
     const lib = path.join(dir, 'lib');

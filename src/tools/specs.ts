@@ -48,6 +48,8 @@ export const ISTIO_MODULE_VERSION = 'v0.0.0-20260827124520-eed52ebb66ad';
 export const ISTIO_VERSION = '1.31-eed52ebb66ad';
 /** kwok simulates nodes and the pods scheduled to them (no containers run) against a real API server. */
 export const KWOK_VERSION = 'v0.8.0';
+/** The compose-spec loader (what Docker Compose v2 loads compose files with), for checking docker-compose.yml. */
+export const COMPOSE_GO_VERSION = 'v2.16.2';
 
 /** Hash of the files in a repository folder, so that editing the wrapper module rebuilds it. */
 function hashOf(dir: string, files: string[]): string {
@@ -58,6 +60,7 @@ function hashOf(dir: string, files: string[]): string {
 
 export const kubeModuleDir = path.join(packageRoot, 'tools', 'kube');
 export const testServerPomDir = path.join(packageRoot, 'tools', 'test-server');
+export const composecheckModuleDir = path.join(packageRoot, 'tools', 'composecheck');
 
 function kubebuilderAsset(name: string): string[] {
   const dir = process.env.KUBEBUILDER_ASSETS;
@@ -188,6 +191,21 @@ export const TOOLS: readonly ToolSpec[] = [
     binary: 'temporal-test-server',
     requires: ['java', 'mvn'],
     coldBuild: '1-2 min',
+  },
+  {
+    name: 'composecheck',
+    wanted: COMPOSE_GO_VERSION,
+    purpose: 'loads and validates docker-compose.yml with the compose-spec loader (compose-go), as Docker Compose does',
+    envVar: 'MESHFLOW_COMPOSECHECK_BIN',
+    pathNames: [],
+    versionArgs: ['--version'],
+    parseVersion: (out) => /composecheck compose-go (\S+)/.exec(out)?.[1],
+    accepts: (v) => v === COMPOSE_GO_VERSION,
+    cacheKey: () =>
+      `composecheck-${COMPOSE_GO_VERSION}-${hashOf(composecheckModuleDir, ['go.mod', 'go.sum', 'main.go'])}`,
+    binary: 'composecheck',
+    requires: ['go'],
+    coldBuild: 'under 1 min',
   },
 ];
 
