@@ -1,5 +1,5 @@
 // Starting and talking to mesh workflows, for the CLI and the HTTP API.
-import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { appPlacement } from './plan/plan';
 import type { MeshSpec } from './spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
@@ -34,6 +34,14 @@ export async function startMesh(
     spec.app.sample === 'none' || spec.app.placement
       ? spec
       : { ...spec, app: { ...spec.app, placement: appPlacement(spec) } };
+  // A run a schedule started carries the mesh's name with its scheduled time appended
+  // (mesh/<name>-<time>): the workflow ID alone would not keep a second run of the name out.
+  const scheduled = await openScheduledRun(client, spec.name);
+  if (scheduled) {
+    throw new MeshAlreadyRunningError(
+      `mesh ${spec.name} is already running (workflow ${scheduled}, started by a schedule): see \`meshflow status ${spec.name}\`, or \`meshflow down ${spec.name}\` first`,
+    );
+  }
   try {
     return await client.workflow.start<typeof provisionMesh>('provisionMesh', {
       taskQueue,
@@ -59,8 +67,32 @@ export async function startMesh(
 export const meshHandle = (client: Client, mesh: string) =>
   client.workflow.getHandle<typeof provisionMesh>(meshWorkflowId(mesh));
 
+/** The workflow ID of an open run of `mesh` that a schedule started (its ID is not mesh/<name>), if any. */
+async function openScheduledRun(client: Client, mesh: string): Promise<string | undefined> {
+  const query =
+    `WorkflowType = "provisionMesh" AND ExecutionStatus = "Running" AND ` +
+    `${MESH_SEARCH_ATTRIBUTES.name.name} = "${mesh}" AND WorkflowId != "${meshWorkflowId(mesh)}"`;
+  for await (const wf of client.workflow.list({ query, pageSize: 1 })) return wf.workflowId;
+  return undefined;
+}
+
+/**
+ * The mesh's workflow: mesh/<name>, or, when that is not open, the open run a schedule started
+ * under the name (mesh/<name>-<scheduled time>), so status, verify, extend and down find both.
+ */
+export async function resolveMesh(client: Client, mesh: string) {
+  const direct = meshHandle(client, mesh);
+  try {
+    if ((await direct.describe()).status.name === 'RUNNING') return direct;
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
+  const scheduled = await openScheduledRun(client, mesh);
+  return scheduled ? client.workflow.getHandle<typeof provisionMesh>(scheduled) : direct;
+}
+
 export async function meshStatus(client: Client, mesh: string): Promise<MeshStatus> {
-  return meshHandle(client, mesh).query(statusQuery);
+  return (await resolveMesh(client, mesh)).query(statusQuery);
 }
 
 /** The status as `meshflow status --json` prints it and `GET /v1/meshes/{name}` answers it. */
@@ -114,13 +146,13 @@ export function meshWebUiUrl(uiUrl: string, namespace: string, mesh: string): st
 }
 
 export async function extendMesh(client: Client, mesh: string, by: string): Promise<string> {
-  return meshHandle(client, mesh).executeUpdate(extendUpdate, { args: [by] });
+  return (await resolveMesh(client, mesh)).executeUpdate(extendUpdate, { args: [by] });
 }
 
 export async function teardownMesh(client: Client, mesh: string): Promise<void> {
-  await meshHandle(client, mesh).signal(teardownSignal);
+  await (await resolveMesh(client, mesh)).signal(teardownSignal);
 }
 
 export async function verifyMesh(client: Client, mesh: string): Promise<CheckResult[]> {
-  return meshHandle(client, mesh).executeUpdate(verifyUpdate);
+  return (await resolveMesh(client, mesh)).executeUpdate(verifyUpdate);
 }

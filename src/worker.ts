@@ -2,7 +2,9 @@
 // local mode, or by hand (`node dist/worker.js`) next to a shared Temporal cluster: add workers to
 // scale out; Temporal spreads the work.
 import path from 'node:path';
+import { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { createSweepActivities } from './schedules/sweep-activities';
 import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
 import type { ActivityDeps } from './activities/mesh-activities';
@@ -94,7 +96,12 @@ export async function createWorker(
       ...common,
       taskQueue,
       workflowsPath: require.resolve('./workflows'),
-      activities: { ...activities, ...hostActivities({ host, taskQueue: hostQueue }) },
+      activities: {
+        ...activities,
+        ...hostActivities({ host, taskQueue: hostQueue }),
+        // The sweep schedule's workflow reads the open meshes through these.
+        ...createSweepActivities(new Client({ connection, namespace })),
+      },
     }),
     await Worker.create({ ...common, taskQueue: hostQueue, activities }),
   );

@@ -16,6 +16,7 @@ import { meshSchema } from '../spec/schema';
 import { bearerAuth } from './auth';
 import { ApiError, type Problem, innermostMessage, temporalUnavailable } from './errors';
 import { followMesh } from './events';
+import { addScheduleRoutes } from './schedules';
 import { Meshes, parseSpec } from './meshes';
 import { type Log, type Metrics, createMetrics, observe, stderrLog } from './observe';
 import { JSON_TYPE, PUBLIC_PATHS, YAML_TYPES, routes } from './routes';
@@ -72,6 +73,7 @@ export function createApp(deps: ApiDeps): Api {
 
   const streams = new Set<AbortController>();
   meshRoutes(app, new Meshes(deps.client, deps.namespace, deps.uiUrl), streams, deps.pollMs);
+  addScheduleRoutes(app, deps.client);
   operationRoutes(app, deps, metrics);
   return {
     app,

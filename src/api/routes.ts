@@ -16,6 +16,7 @@ import {
   StatusSchema,
   TeardownSchema,
 } from './schemas';
+import { scheduleRoutes } from './schedules';
 
 export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
 export const JSON_TYPE = 'application/json';
@@ -166,6 +167,7 @@ export const routes = {
     ...PUBLIC,
     responses: { 200: json(z.record(z.string(), z.unknown()), 'the OpenAPI 3 document') },
   }),
+  ...scheduleRoutes,
 } satisfies Record<string, RouteConfig>;
 
 /** Paths served without a token: probes, and the API's description (it holds no data). */

@@ -32,6 +32,7 @@ import { gkeEmulatorCommand } from './gke-emulator';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { renderChecks, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
+import { scheduleCommand } from '../schedules/cli';
 
 const DEFAULT_EXAMPLE = path.join(packageRoot, 'examples', 'two-clusters.yaml');
 
@@ -329,6 +330,8 @@ program
   .option('--host <address>', 'address to listen on', '127.0.0.1')
   .option('--insecure-no-auth', 'serve without bearer tokens (only on a loopback host)')
   .action(serveCommand);
+
+program.addCommand(scheduleCommand());
 
 program
   .command('gke-emulator')

@@ -1,1 +1,2 @@
 export { provisionMesh } from './mesh';
+export { sweepMeshes } from './sweep';
