@@ -10,11 +10,10 @@ import { meshStatus, startMesh, teardownMesh } from '../src/client';
 import { LocalClusters } from '../src/local/clusters';
 import { buildPlan } from '../src/plan/plan';
 import { parseMeshSpec } from '../src/spec/load';
-import { sleep } from '../src/util/net';
 import { type MeshWorker, createWorker } from '../src/worker';
 import type { MeshStatus } from '../src/workflows/types';
 import { scratchDir, testLocalTools } from './helpers/env';
-import { realDeps } from './helpers/mesh';
+import { realDeps, waitPhase as waitForPhase } from './helpers/mesh';
 import { devServer } from './helpers/temporal';
 
 jest.setTimeout(240_000);
@@ -25,15 +24,8 @@ let running: Promise<void>;
 let state: string;
 let clusters: LocalClusters;
 
-async function waitPhase(mesh: string, phases: string[], timeoutMs = 120_000): Promise<MeshStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await meshStatus(env.client, mesh);
-    if (phases.includes(s.phase)) return s;
-    if (Date.now() > deadline) throw new Error(`mesh ${mesh} stuck in ${s.phase}`);
-    await sleep(300);
-  }
-}
+const waitPhase = (mesh: string, phases: string[], timeoutMs = 120_000): Promise<MeshStatus> =>
+  waitForPhase(env.client, mesh, phases, timeoutMs);
 
 /** Every object in a cluster that carries meshflow's label for `mesh` (namespaces, and the kinds Istio installs). */
 async function labelledFor(kc: k8s.KubeConfig, mesh: string): Promise<string[]> {

@@ -19,7 +19,7 @@ import { sleep } from '../src/util/net';
 import { type MeshWorker, createWorker } from '../src/worker';
 import type { MeshStatus } from '../src/workflows/types';
 import { scratchDir, testLocalTools } from './helpers/env';
-import { realDeps } from './helpers/mesh';
+import { realDeps, waitPhase as waitForPhase } from './helpers/mesh';
 import { devServer } from './helpers/temporal';
 
 jest.setTimeout(300_000);
@@ -32,16 +32,8 @@ let emulatorState: string;
 let emulator: GkeEmulator;
 const saved = { gke: process.env[GKE_EMULATOR_HOST], compute: process.env[GKE_COMPUTE_EMULATOR_HOST] };
 
-async function waitPhase(mesh: string, phases: string[], timeoutMs = 200_000): Promise<MeshStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await meshStatus(env.client, mesh);
-    if (phases.includes(s.phase)) return s;
-    if (Date.now() > deadline)
-      throw new Error(`mesh ${mesh} stuck in ${s.phase}: ${JSON.stringify(s.steps.filter((x) => x.state !== 'done'))}`);
-    await sleep(300);
-  }
-}
+const waitPhase = (mesh: string, phases: string[], timeoutMs = 200_000): Promise<MeshStatus> =>
+  waitForPhase(env.client, mesh, phases, timeoutMs);
 
 const example = (file: string, name: string): MeshSpec => ({
   ...parseMeshSpec(fs.readFileSync(path.join(__dirname, '..', 'examples', file), 'utf8')),

@@ -31,6 +31,8 @@ export interface RunResult {
   /** What was broken, and when (ms after start, and the step that was running). */
   fault: string;
   endedReady: boolean;
+  /** The phase it ended in, with the mesh's error when it has one (why it did not end ready). */
+  ended?: string;
   fullyCompensated: boolean;
   duplicates: string[];
   leftovers: string[];
@@ -201,6 +203,7 @@ export class ChaosBench {
         await sleep(250);
       }
       result.endedReady = s.phase === 'ready';
+      result.ended = s.error ? `${s.phase}: ${s.error}` : s.phase;
       if (result.endedReady) {
         const want = spec.clusters.map((x) => localClusterName(spec.name, x.name)).sort();
         const have = this.local

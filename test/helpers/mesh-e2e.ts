@@ -20,7 +20,7 @@ import type { MeshSpec } from '../../src/spec/schema';
 import type { MeshStatus } from '../../src/workflows/types';
 import { scratchDir, tool } from './env';
 import { recordHistory } from './histories';
-import { realDeps } from './mesh';
+import { realDeps, waitPhase as waitForPhase } from './mesh';
 import { devServer } from './temporal';
 
 let env: TestWorkflowEnvironment;
@@ -30,16 +30,8 @@ let state: string;
 
 let onFailure: Array<() => Promise<void>> = [];
 
-async function waitPhase(mesh: string, phases: string[], timeoutMs = 150_000): Promise<MeshStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await meshStatus(env.client, mesh);
-    if (phases.includes(s.phase)) return s;
-    if (Date.now() > deadline)
-      throw new Error(`mesh ${mesh} stuck in ${s.phase}: ${JSON.stringify(s.steps.filter((x) => x.state !== 'done'))}`);
-    await sleep(500);
-  }
-}
+const waitPhase = (mesh: string, phases: string[], timeoutMs = 150_000): Promise<MeshStatus> =>
+  waitForPhase(env.client, mesh, phases, timeoutMs, 500);
 
 /** A root CA of the user's own, made with openssl (RSA, PKCS#1 key as `openssl genrsa -traditional` writes it). */
 async function userRoot(): Promise<{ certFile: string; keyFile: string }> {
