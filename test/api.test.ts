@@ -22,7 +22,7 @@ import { WORKER_TUNING } from '../src/worker';
 import { TASK_QUEUE } from '../src/workflows/definitions';
 import type { MeshStatus, StepStatus } from '../src/workflows/types';
 import { scratchDir } from './helpers/env';
-import { FakeActivities } from './helpers/fake-activities';
+import { FakeActivities, twoClusterYaml } from './helpers/fake-activities';
 import { devServer } from './helpers/temporal';
 
 const TOKEN = 'api-test-token-0123456789abcdef';
@@ -62,14 +62,6 @@ afterAll(async () => {
   await running;
   await env?.teardown();
 });
-
-const yamlSpec = (name: string, extra = '') => `apiVersion: meshflow.dev/v1alpha1
-kind: Mesh
-name: ${name}
-clusters:
-  - { name: east, provider: local, network: n1 }
-  - { name: west, provider: local, network: n2 }
-${extra}`;
 
 const jsonSpec = (name: string, extra: Record<string, unknown> = {}) =>
   JSON.stringify({
@@ -213,7 +205,7 @@ const ready = (name: string) =>
   });
 
 test('a YAML create starts the mesh; its events arrive in plan order, each step after what it depends on, then end', async () => {
-  const text = yamlSpec('api-yaml');
+  const text = twoClusterYaml('api-yaml');
   const res = await create(text);
   expect(res.status).toBe(202);
   expect(res.json).toEqual({
@@ -296,9 +288,9 @@ test('a JSON create; status equals `meshflow status --json`; list, extend, verif
 
 test('a second create of a running mesh is 409; verify before ready is 409; DELETE while provisioning compensates', async () => {
   fake.scripts.set('api-slow', { hangSteps: ['control-plane:west'] });
-  const first = await create(yamlSpec('api-slow'));
+  const first = await create(twoClusterYaml('api-slow'));
   expect(first.status).toBe(202);
-  const again = await create(yamlSpec('api-slow'));
+  const again = await create(twoClusterYaml('api-slow'));
   expect(again.status).toBe(409);
   expect(again.json.error).toMatchObject({
     code: 'mesh_already_running',
@@ -327,23 +319,25 @@ test('a second create of a running mesh is 409; verify before ready is 409; DELE
 
 test('Idempotency-Key: the same key and spec answer the first answer, also after a restart; another spec is 422', async () => {
   const key = { 'Idempotency-Key': 'key-0001' };
-  const first = await create(yamlSpec('api-idem'), 'application/yaml', key);
+  const first = await create(twoClusterYaml('api-idem'), 'application/yaml', key);
   expect(first.status).toBe(202);
   expect(first.headers['idempotent-replayed']).toBeUndefined();
   const runsAfterFirst = await allRuns();
 
-  const replay = await create(yamlSpec('api-idem'), 'application/yaml', key);
+  const replay = await create(twoClusterYaml('api-idem'), 'application/yaml', key);
   expect(replay.status).toBe(202);
   expect(replay.json).toEqual(first.json);
   expect(replay.headers['idempotent-replayed']).toBe('true');
   // The same spec as JSON is the same request.
   expect((await create(jsonSpec('api-idem'), 'application/json', key)).json).toEqual(first.json);
 
-  const other = await create(yamlSpec('api-idem', 'ttl: 2h'), 'application/yaml', key);
+  const other = await create(twoClusterYaml('api-idem', 'ttl: 2h'), 'application/yaml', key);
   expect(other.status).toBe(422);
   expect(other.json.error.code).toBe('idempotency_key_reused');
   // A new key for a running mesh is a new request: a conflict.
-  expect((await create(yamlSpec('api-idem'), 'application/yaml', { 'Idempotency-Key': 'key-0002' })).status).toBe(409);
+  expect((await create(twoClusterYaml('api-idem'), 'application/yaml', { 'Idempotency-Key': 'key-0002' })).status).toBe(
+    409,
+  );
 
   // A restarted API (no keys in memory) finds the key on the workflow.
   const restarted = await startApi({
@@ -357,7 +351,7 @@ test('Idempotency-Key: the same key and spec answer the first answer, also after
   });
   try {
     const after = await call('POST', '/v1/meshes', {
-      body: yamlSpec('api-idem'),
+      body: twoClusterYaml('api-idem'),
       type: 'application/yaml',
       headers: key,
       port: restarted.port,
@@ -366,7 +360,7 @@ test('Idempotency-Key: the same key and spec answer the first answer, also after
     expect(after.json).toEqual(first.json);
     expect(after.headers['idempotent-replayed']).toBe('true');
     const changed = await call('POST', '/v1/meshes', {
-      body: yamlSpec('api-idem', 'ttl: 3h'),
+      body: twoClusterYaml('api-idem', 'ttl: 3h'),
       type: 'application/yaml',
       headers: key,
       port: restarted.port,
@@ -433,7 +427,7 @@ describe('malformed requests', () => {
       name: 'wrong types',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-types').replace(/clusters:[\s\S]*$/, 'clusters: many\n'), type: yaml },
+      opts: { body: twoClusterYaml('bad-types').replace(/clusters:[\s\S]*$/, 'clusters: many\n'), type: yaml },
       status: 400,
       code: 'invalid_spec',
       reason: /request:4:11 clusters: .*array/,
@@ -442,7 +436,7 @@ describe('malformed requests', () => {
       name: 'unknown field',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-field', 'colour: blue'), type: yaml },
+      opts: { body: twoClusterYaml('bad-field', 'colour: blue'), type: yaml },
       status: 400,
       code: 'invalid_spec',
       reason: /request:7:1 \(document\): unknown field "colour"/,
@@ -451,7 +445,7 @@ describe('malformed requests', () => {
       name: 'duplicate cluster names',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-dup').replace('west', 'east'), type: yaml },
+      opts: { body: twoClusterYaml('bad-dup').replace('west', 'east'), type: yaml },
       status: 400,
       code: 'invalid_spec',
       reason: /request:6:\d+ clusters\[1\]\.name: duplicate cluster name "east"/,
@@ -460,7 +454,10 @@ describe('malformed requests', () => {
       name: 'relative file reference',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-file', 'trust: { rootCa: { certFile: ca.pem, keyFile: /etc/ca.key } }'), type: yaml },
+      opts: {
+        body: twoClusterYaml('bad-file', 'trust: { rootCa: { certFile: ca.pem, keyFile: /etc/ca.key } }'),
+        type: yaml,
+      },
       status: 400,
       code: 'invalid_spec',
       reason: /trust\.rootCa\.certFile: "ca\.pem" must be an absolute path on the worker's host/,
@@ -469,7 +466,7 @@ describe('malformed requests', () => {
       name: 'JSON that is not JSON',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-json'), type: json },
+      opts: { body: twoClusterYaml('bad-json'), type: json },
       status: 400,
       code: 'invalid_spec',
       reason: /request:1:1 \(json\): Unexpected token/,
@@ -487,7 +484,7 @@ describe('malformed requests', () => {
       name: '2 MiB body',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: `# ${'x'.repeat(2 * 1024 * 1024)}\n${yamlSpec('bad-big')}`, type: yaml },
+      opts: { body: `# ${'x'.repeat(2 * 1024 * 1024)}\n${twoClusterYaml('bad-big')}`, type: yaml },
       status: 413,
       code: 'body_too_large',
       reason: /over 1048576 bytes/,
@@ -496,7 +493,7 @@ describe('malformed requests', () => {
       name: 'wrong content type',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-type'), type: 'text/plain' },
+      opts: { body: twoClusterYaml('bad-type'), type: 'text/plain' },
       status: 415,
       code: 'unsupported_media_type',
       reason: /"text\/plain": this takes application\/yaml/,
@@ -505,7 +502,7 @@ describe('malformed requests', () => {
       name: 'no content type',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-notype') },
+      opts: { body: twoClusterYaml('bad-notype') },
       status: 415,
       code: 'unsupported_media_type',
       reason: /missing/,
@@ -514,7 +511,7 @@ describe('malformed requests', () => {
       name: 'bad Idempotency-Key',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-key'), type: yaml, headers: { 'Idempotency-Key': 'k'.repeat(256) } },
+      opts: { body: twoClusterYaml('bad-key'), type: yaml, headers: { 'Idempotency-Key': 'k'.repeat(256) } },
       status: 400,
       code: 'invalid_request',
       reason: /idempotency-key: must be 1 to 255/,
@@ -523,7 +520,7 @@ describe('malformed requests', () => {
       name: 'missing token',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-anon'), type: yaml, token: null },
+      opts: { body: twoClusterYaml('bad-anon'), type: yaml, token: null },
       status: 401,
       code: 'unauthorized',
       reason: /Authorization: Bearer/,
@@ -532,7 +529,7 @@ describe('malformed requests', () => {
       name: 'wrong token of the same length',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-tok1'), type: yaml, token: sameLength },
+      opts: { body: twoClusterYaml('bad-tok1'), type: yaml, token: sameLength },
       status: 401,
       code: 'unauthorized',
       reason: /not one this API accepts/,
@@ -541,7 +538,7 @@ describe('malformed requests', () => {
       name: 'token of another length',
       method: 'POST',
       path: '/v1/meshes',
-      opts: { body: yamlSpec('bad-tok2'), type: yaml, token: `${TOKEN}0` },
+      opts: { body: twoClusterYaml('bad-tok2'), type: yaml, token: `${TOKEN}0` },
       status: 401,
       code: 'unauthorized',
       reason: /not one this API accepts/,
@@ -783,7 +780,7 @@ test('/healthz and /readyz answer without a token; /readyz is 503 with the reaso
 });
 
 test('a client that disconnects stops the polling', async () => {
-  await create(yamlSpec('api-leave'));
+  await create(twoClusterYaml('api-leave'));
   await ready('api-leave');
   let queries = 0;
   const counting: WorkflowClientInterceptor = {
@@ -820,7 +817,7 @@ test('a client that disconnects stops the polling', async () => {
 test('close lets a request in flight finish, ends event streams with reason shutdown, then stops', async () => {
   let release!: () => void;
   fake.scripts.set('api-drain', { holdVerify: new Promise<void>((r) => (release = r)) });
-  await create(yamlSpec('api-drain'));
+  await create(twoClusterYaml('api-drain'));
   await ready('api-drain');
   const second = await startApi({
     client: env.client,

@@ -34,7 +34,7 @@ import type { provisionMesh } from '../src/workflows/mesh';
 import { type SweepResult, sweepMeshes, verdict } from '../src/workflows/sweep';
 import type { MeshStatus } from '../src/workflows/types';
 import { scratchDir } from './helpers/env';
-import { FakeActivities, twoClusterMesh } from './helpers/fake-activities';
+import { FakeActivities, twoClusterMesh, twoClusterYaml } from './helpers/fake-activities';
 import { devServer } from './helpers/temporal';
 
 const TOKEN = 'schedules-test-token-0123456789abcdef';
@@ -257,19 +257,11 @@ function call(method: string, urlPath: string, body?: unknown, token: string | n
   });
 }
 
-const YAML = (name: string, extra = '') => `apiVersion: meshflow.dev/v1alpha1
-kind: Mesh
-name: ${name}
-clusters:
-  - { name: east, provider: local, network: n1 }
-  - { name: west, provider: local, network: n2 }
-${extra}`;
-
 describe('managing schedules', () => {
   test('the API: create, duplicate 409, list, describe, pause, unpause, trigger, delete, 404, 401', async () => {
     const created = await call('POST', '/v1/schedules', {
       kind: 'mesh',
-      spec: YAML('apimesh'),
+      spec: twoClusterYaml('apimesh'),
       cron: '0 3 * * *',
       overlap: 'buffer-one',
       paused: true,
@@ -284,7 +276,7 @@ describe('managing schedules', () => {
       paused: true,
     });
     expect(created.json.nextRuns.length).toBeGreaterThan(0);
-    const again = await call('POST', '/v1/schedules', { kind: 'mesh', spec: YAML('apimesh'), every: '1h' });
+    const again = await call('POST', '/v1/schedules', { kind: 'mesh', spec: twoClusterYaml('apimesh'), every: '1h' });
     expect(again).toMatchObject({ status: 409, json: { error: { code: 'schedule_exists' } } });
 
     const sweep = await call('POST', '/v1/schedules', { kind: 'sweep', every: '1h', keptLimit: '12h' });
@@ -333,16 +325,16 @@ describe('managing schedules', () => {
 
   test('the API refuses bad input with 4xx and a reason, and creates nothing', async () => {
     const bad: Array<[unknown, number, RegExp]> = [
-      [{ kind: 'mesh', spec: YAML('badcron'), cron: 'every blue moon' }, 400, /cron/],
+      [{ kind: 'mesh', spec: twoClusterYaml('badcron'), cron: 'every blue moon' }, 400, /cron/],
       [
-        { kind: 'mesh', spec: YAML('baddur'), every: '5 minutes' },
+        { kind: 'mesh', spec: twoClusterYaml('baddur'), every: '5 minutes' },
         400,
         /every: "5 minutes" is not a positive duration/,
       ],
-      [{ kind: 'mesh', spec: YAML('zero'), every: '0s' }, 400, /not a positive duration/],
-      [{ kind: 'mesh', spec: YAML('both'), every: '5m', cron: '0 * * * *' }, 400, /exactly one of every/],
-      [{ kind: 'mesh', spec: YAML('overlap'), every: '5m', overlap: 'sometimes' }, 400, /overlap/],
-      [{ kind: 'mesh', spec: YAML('badspec', 'ttl: forever'), every: '5m' }, 400, /ttl/],
+      [{ kind: 'mesh', spec: twoClusterYaml('zero'), every: '0s' }, 400, /not a positive duration/],
+      [{ kind: 'mesh', spec: twoClusterYaml('both'), every: '5m', cron: '0 * * * *' }, 400, /exactly one of every/],
+      [{ kind: 'mesh', spec: twoClusterYaml('overlap'), every: '5m', overlap: 'sometimes' }, 400, /overlap/],
+      [{ kind: 'mesh', spec: twoClusterYaml('badspec', 'ttl: forever'), every: '5m' }, 400, /ttl/],
       [{ kind: 'mesh', every: '5m' }, 400, /needs the mesh spec/],
       [{ kind: 'sweep', every: '5m', keptLimit: 'long' }, 400, /keptLimit/],
       [{ kind: 'sweep', every: '5m', extra: 1 }, 400, /unknown field/],
@@ -357,7 +349,7 @@ describe('managing schedules', () => {
     }
     const badSpec = await call('POST', '/v1/schedules', {
       kind: 'mesh',
-      spec: YAML('badspec', 'ttl: forever'),
+      spec: twoClusterYaml('badspec', 'ttl: forever'),
       every: '5m',
     });
     expect(badSpec.json.error.problems[0]).toMatchObject({ path: 'ttl', line: 7 });
@@ -400,7 +392,7 @@ describe('managing schedules', () => {
       createMeshSchedule(env.client, twoClusterMesh('ov1'), { every: '5m', overlap: 'never' as never }),
     ).rejects.toThrow(/overlap/);
     const file = path.join(scratchDir('schedules'), 'bad.yaml');
-    fs.writeFileSync(file, YAML('clibad', 'ttl: 1m'));
+    fs.writeFileSync(file, twoClusterYaml('clibad', 'ttl: 1m'));
     const cli = scheduleCommand().exitOverride();
     await expect(
       cli.parseAsync(['create', 'clibad', '--spec', file, '--every', '5m'], { from: 'user' }),

@@ -187,13 +187,15 @@ export function expectUndoneInReverse(undone: string[], created: string[], plan:
 }
 
 /** The two-cluster, two-network mesh the workflow tests run (`extra`: more top-level YAML). */
-export function twoClusterMesh(name: string, extra = ''): MeshSpec {
-  return parseMeshSpec(`
-apiVersion: meshflow.dev/v1alpha1
+/** The spec text of a two-cluster mesh on two networks (east, west), with `extra` lines appended. */
+export const twoClusterYaml = (name: string, extra = '') => `apiVersion: meshflow.dev/v1alpha1
 kind: Mesh
 name: ${name}
 clusters:
   - { name: east, provider: local, network: n1 }
   - { name: west, provider: local, network: n2 }
-${extra}`);
+${extra}`;
+
+export function twoClusterMesh(name: string, extra = ''): MeshSpec {
+  return parseMeshSpec(twoClusterYaml(name, extra));
 }
