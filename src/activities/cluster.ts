@@ -2,6 +2,7 @@
 // a create that fails half-way (a directory and etcd keys made, an API server that never came
 // up) is deleted by compensation like a finished one.
 import os from 'node:os';
+import { isLoopbackUrl } from '../util/net';
 import * as k8s from '@kubernetes/client-node';
 import { GkeProvider } from '../adapters/gke';
 import { gkeFlatNetworks } from '../plan/plan';
@@ -10,8 +11,6 @@ import { PermanentError } from '../steps/errors';
 import type { ClusterSpec } from '../spec/schema';
 import { type ActivityDeps, clusterOf, gkeProvider } from './deps';
 import { runStep } from './step';
-
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
 
 export function clusterActivities(deps: ActivityDeps) {
   return {
@@ -79,7 +78,7 @@ function onThisMachine(deps: ActivityDeps, c: ClusterSpec): boolean {
       kc.loadFromFile(c.existing!.kubeconfig.replace(/^~(?=\/)/, os.homedir()));
       server = kc.getCluster(kc.getContextObject(c.existing!.context ?? kc.getCurrentContext())?.cluster ?? '')?.server;
     }
-    return Boolean(server && LOOPBACK.test(new URL(server).hostname));
+    return Boolean(server && isLoopbackUrl(server));
   } catch {
     return false;
   }

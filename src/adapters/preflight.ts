@@ -3,6 +3,7 @@
 // will do, runs no Istio that is not this mesh's, and that the other clusters can reach its API.
 // Each problem says what to fix.
 import * as k8s from '@kubernetes/client-node';
+import { isLoopbackUrl } from '../util/net';
 import { ISTIO_LINE } from '../istio/version';
 import { MANAGED_BY, MESH_LABEL, pause } from './kube';
 import type { ClusterAccess } from './providers';
@@ -10,7 +11,6 @@ import type { ClusterAccess } from './providers';
 /** The oldest Kubernetes minor the pinned Istio installs on (istioctl's k8sversion.MinK8SVersion). */
 export const MIN_KUBERNETES_MINOR = 32;
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
 const ISTIO_NAMESPACE = 'istio-system';
 const TIMEOUT_MS = 10_000;
 
@@ -102,8 +102,7 @@ export async function preflightCluster(
   }
 
   // 2. The other clusters must reach its API (the remote secrets point there).
-  const host = new URL(access.apiServer).hostname;
-  if (LOOPBACK.test(host) && !allLocal) {
+  if (isLoopbackUrl(access.apiServer) && !allLocal) {
     problems.push(
       `its API server address ${access.apiServer} is loopback: only this machine reaches it, not the other clusters' istiod. ` +
         `Set clusters[${cluster}].apiServerAddress to an address they can reach.`,

@@ -1,6 +1,7 @@
 // Where clusters come from. One interface, one implementation per provider; activities see only
 // the interface, and tests may bring their own implementation.
 import fs from 'node:fs';
+import { isLoopbackUrl } from '../util/net';
 import os from 'node:os';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -204,7 +205,7 @@ export class ExistingProvider implements ClusterProvider {
       apiServer,
       caData,
       // A loopback API server is on this machine (as local clusters are): only clusters here reach it.
-      local: /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(new URL(apiServer).hostname),
+      local: isLoopbackUrl(apiServer),
     };
   }
 }

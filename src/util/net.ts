@@ -27,3 +27,8 @@ export async function canConnect(port: number, host = '127.0.0.1'): Promise<bool
 export async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Whether a URL's API server is on this machine: a loopback address or localhost. */
+export function isLoopbackUrl(url: string): boolean {
+  return /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(new URL(url).hostname);
+}
