@@ -185,7 +185,9 @@ export async function waitForDevServer(
       if (connection) return connection;
     }
     const now = Date.now();
-    const activity = daemonActivity(pidFile, marker);
+    // A process seen gone is looked at once more: while it execs (a wrapper script handing over
+    // to the binary) its command line reads empty for a moment.
+    const activity = daemonActivity(pidFile, marker) ?? (await sleep(200).then(() => daemonActivity(pidFile, marker)));
     if (!activity) throw fail(`exited before it answered on ${address} (after ${formatDuration(now - started)})`);
     const sign = `${activity.pid}/${activity.cpuTicks}/${activity.logBytes}/${listening}`;
     if (sign !== lastSign) {
