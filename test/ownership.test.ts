@@ -246,3 +246,11 @@ async function applyControlPlaneWithoutRollout(spec: MeshSpec): Promise<Resource
   );
   return [{ type: 'objects', cluster: 'c1', objects: refs }];
 }
+
+test('rendered manifests are read as objects, and broken YAML is refused with its line', () => {
+  const objects = parseManifests('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n# only a comment\n---\n');
+  expect(objects.map((o) => `${o.kind}/${o.metadata?.name}`)).toEqual(['ConfigMap/a']);
+  expect(() => parseManifests('apiVersion: v1\nkind: ConfigMap\n---\nmetadata: [a,\n')).toThrow(
+    /manifest is not valid YAML at line \d+/,
+  );
+});

@@ -82,9 +82,7 @@ export async function appObjects(
     try {
       mine = parseManifests(text);
     } catch (err) {
-      throw new PermanentError(
-        `app.manifests[${i}].file: ${m.file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`,
-      );
+      throw new PermanentError(`app.manifests[${i}].file: ${m.file}: ${(err as Error).message.split('\n')[0]}`);
     }
     mine.forEach((o, j) => {
       if (!o.apiVersion || !o.kind || !o.metadata?.name)

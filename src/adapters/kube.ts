@@ -3,7 +3,7 @@
 // objects meshflow labelled as its own for this mesh.
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
-import YAML from 'yaml';
+import * as jsYaml from 'js-yaml';
 import type { ObjectRef } from '../steps/contract';
 import { NotOursError, PermanentError } from '../steps/errors';
 
@@ -27,16 +27,25 @@ export interface Untouched {
   reason: string;
 }
 
-export function parseManifests(yaml: string): k8s.KubernetesObject[] {
-  const docs = YAML.parseAllDocuments(yaml);
-  const broken = docs.findIndex((d) => d.errors.length > 0);
-  if (broken >= 0)
-    throw new Error(
-      `manifest document ${broken + 1} is not valid YAML: ${docs[broken].errors[0].message.split('\n')[0]}`,
-    );
-  return docs
-    .map((d) => d.toJS() as k8s.KubernetesObject | null)
-    .filter((o): o is k8s.KubernetesObject => Boolean(o && o.kind && o.apiVersion));
+/**
+ * Rendered manifests (istioctl's, an addon's, an app's) as objects. Machine-written YAML is read
+ * with js-yaml: istioctl's control plane is 1.1 MB (its CRDs' schemas), which js-yaml reads in
+ * ~50 ms and the `yaml` library, kept for specs for its error positions, in ~400 ms of the
+ * worker's main thread per cluster.
+ */
+export function parseManifests(text: string): k8s.KubernetesObject[] {
+  let docs: unknown[];
+  try {
+    docs = jsYaml.loadAll(text);
+  } catch (err) {
+    const mark = (err as { mark?: { line: number } }).mark;
+    const reason = (err as { reason?: string }).reason ?? (err as Error).message;
+    throw new Error(`manifest is not valid YAML${mark ? ` at line ${mark.line + 1}` : ''}: ${reason}`);
+  }
+  return docs.filter((o): o is k8s.KubernetesObject => {
+    const obj = o as k8s.KubernetesObject | null;
+    return Boolean(obj && obj.kind && obj.apiVersion);
+  });
 }
 
 export function refOf(o: k8s.KubernetesObject): ObjectRef {
@@ -138,7 +147,8 @@ export class Kube {
     const namespaces = labelled.filter((o) => o.kind === 'Namespace');
     const rest = labelled.filter((o) => o.kind !== 'CustomResourceDefinition' && o.kind !== 'Namespace');
     for (const batch of [crds, namespaces]) await Promise.all(batch.map((o) => this.ssa(o)));
-    for (const crd of crds) await this.waitEstablished(crd.metadata!.name!, heartbeat);
+    // The API server establishes CRDs independently: wait for them together, not one after another.
+    await Promise.all(crds.map((crd) => this.waitEstablished(crd.metadata!.name!, heartbeat)));
     // Independent objects go up in parallel, a few at a time.
     for (let i = 0; i < rest.length; i += 16) {
       await Promise.all(rest.slice(i, i + 16).map((o) => this.ssaWithRetry(o)));
@@ -149,7 +159,17 @@ export class Kube {
 
   /** Fails, naming them, when objects of these names exist and are not this mesh's. */
   private async refuseForeign(mesh: string, objects: k8s.KubernetesObject[]): Promise<void> {
+    // An object of a kind the server does not serve (its CRD is in this batch) cannot exist yet:
+    // one discovery read per API group says which kinds those are, instead of one miss per object.
+    const groups = [...new Set(objects.map((o) => o.apiVersion!))];
+    const served = new Set<string>();
+    await Promise.all(
+      groups.map(async (apiVersion) => {
+        for (const kind of await this.kindsOf(apiVersion)) served.add(`${apiVersion}/${kind}`);
+      }),
+    );
     const found = await mapLimit(objects, 16, async (o) => {
+      if (!served.has(`${o.apiVersion}/${o.kind}`)) return undefined;
       const existing = await this.read(refOf(o));
       return existing && !ownedBy(existing, mesh) ? refOf(o) : undefined;
     });
@@ -221,16 +241,44 @@ export class Kube {
     return this.resources.get(`${apiVersion}/${kind}`)!.namespaced;
   }
 
-  /** The collection path of a kind, from API discovery (cached). */
+  /** Discovery reads under way, by group path: concurrent lookups in one group share one request. */
+  private readonly discovering = new Map<string, Promise<void>>();
+
+  /** Reads a group's resources into the cache; a group the server does not serve (404) adds nothing. */
+  private async discover(apiVersion: string): Promise<void> {
+    const groupPath = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    let pending = this.discovering.get(groupPath);
+    if (!pending) {
+      pending = (async () => {
+        try {
+          const list = JSON.parse(await this.request('GET', groupPath)) as {
+            resources: Array<{ name: string; kind: string; namespaced: boolean }>;
+          };
+          for (const r of list.resources) if (!r.name.includes('/')) this.resources.set(`${apiVersion}/${r.kind}`, r);
+        } catch (err) {
+          if ((err as { code?: number }).code !== 404) throw err;
+        } finally {
+          this.discovering.delete(groupPath);
+        }
+      })();
+      this.discovering.set(groupPath, pending);
+    }
+    return pending;
+  }
+
+  /** The kinds the server serves in a group version, read afresh. */
+  private async kindsOf(apiVersion: string): Promise<string[]> {
+    await this.discover(apiVersion);
+    return [...this.resources.keys()]
+      .filter((k) => k.startsWith(`${apiVersion}/`) && k.lastIndexOf('/') === apiVersion.length)
+      .map((k) => k.slice(apiVersion.length + 1));
+  }
+
+  /** The collection path of a kind, from API discovery (cached; a kind not found yet is looked up again). */
   private async resourcePath(apiVersion: string, kind: string, namespace?: string): Promise<string> {
     const groupPath = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
     const key = `${apiVersion}/${kind}`;
-    if (!this.resources.has(key)) {
-      const list = JSON.parse(await this.request('GET', groupPath)) as {
-        resources: Array<{ name: string; kind: string; namespaced: boolean }>;
-      };
-      for (const r of list.resources) if (!r.name.includes('/')) this.resources.set(`${apiVersion}/${r.kind}`, r);
-    }
+    if (!this.resources.has(key)) await this.discover(apiVersion);
     const r = this.resources.get(key);
     if (!r) throw Object.assign(new Error(`no matches for kind ${kind} in ${apiVersion}`), { code: 404 });
     return r.namespaced ? `${groupPath}/namespaces/${namespace ?? 'default'}/${r.name}` : `${groupPath}/${r.name}`;
@@ -328,7 +376,7 @@ export class Kube {
       if (c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True')) return;
       if (Date.now() > deadline) throw new Error(`CRD ${crd} was not established within ${timeoutMs / 1000}s`);
       heartbeat({ waitingFor: crd });
-      await pause(200, this.signal);
+      await pause(100, this.signal);
     }
   }
 
