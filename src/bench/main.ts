@@ -31,6 +31,8 @@ import { DEV_SERVER_ARGS } from '../temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { ensureTools } from '../tools/install';
 import { localTools } from '../local/tools';
+import { ChaosBench } from '../chaos/harness';
+import { meshHandle } from '../client';
 import { localClusterName } from '../spec/names';
 import { sleep } from '../util/net';
 import { meshWorkflowId, statusQuery } from '../workflows/definitions';
@@ -201,6 +203,7 @@ async function main(): Promise<void> {
   }
 
   if (want('local')) await localClusterBench(tools);
+  if (want('resume')) await resumeAfterKill(tools);
   if (want('tools')) {
     // 5. Warm setup.
     const t2 = Date.now();
@@ -209,7 +212,10 @@ async function main(): Promise<void> {
   }
 }
 
-/** `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, local, tools); none named: all. */
+/**
+ * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, local, resume, tools); none named:
+ * all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples in section 6.
+ */
 const SECTIONS = process.argv.slice(2);
 const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(section);
 
@@ -241,6 +247,68 @@ async function localClusterBench(tools: Record<string, string>): Promise<void> {
     await local.delete(['bench-a', 'bench-b']);
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * 9. A dead worker: the two-cluster example with its worker (a child process, as `meshflow up`
+ * runs it) SIGKILLed while a step runs, and started again at once, as the local mode's supervisor
+ * does. The killed attempt is noticed when its heartbeat times out (10 s); the time measured is
+ * from the kill until the step's next attempt starts on the new worker, then until the mesh is ready.
+ */
+async function resumeAfterKill(tools: Record<string, string>): Promise<void> {
+  const examples = path.join(__dirname, '..', '..', 'examples');
+  const rows: Array<Record<string, string | number>> = [];
+  for (const kind of ['create-cluster', 'control-plane']) {
+    const bench = new ChaosBench({ temporal: tools.temporal, local: localTools(tools) });
+    try {
+      await bench.startServer();
+      bench.startWorker();
+      const spec = { ...loadMeshSpec(path.join(examples, 'two-clusters.yaml')), name: `resume-${kind}` };
+      const t0 = Date.now();
+      await startMesh(bench.client!, spec, bench.taskQueue);
+      let killedAt = 0;
+      let killed = '';
+      let resumedAt = 0;
+      for (;;) {
+        const s = await bench.status(spec.name);
+        if (!killedAt) {
+          const running = s?.steps.find((st) => st.kind === kind && st.state === 'running');
+          // Half a second into the step: the attempt has done some of its work.
+          if (running && Date.now() - Date.parse(running.startedAt!) > 500) {
+            killed = running.id;
+            await bench.killWorker();
+            killedAt = Date.now();
+          }
+        } else if (!resumedAt) {
+          const desc = await meshHandle(bench.client!, spec.name).describe();
+          const retry = desc.raw.pendingActivities?.find(
+            (a) => (a.attempt ?? 0) > 1 && a.state === 2 /* PENDING_ACTIVITY_STATE_STARTED */,
+          );
+          if (retry) resumedAt = Date.now();
+        }
+        if (s && s.phase !== 'provisioning') {
+          if (s.phase !== 'ready') throw new Error(`resume bench: mesh ended ${s.phase}: ${s.error}`);
+          break;
+        }
+        if (Date.now() - t0 > 5 * 60_000) throw new Error('resume bench: mesh not ready in 5 minutes');
+        await sleep(100);
+      }
+      const readyAt = Date.now();
+      const status = await bench.status(spec.name);
+      rows.push({
+        'killed during': killed,
+        'kill to retry started s': resumedAt ? ((resumedAt - killedAt) / 1000).toFixed(1) : 'not seen',
+        'kill to ready s': ((readyAt - killedAt) / 1000).toFixed(1),
+        'attempts of that step': status?.steps.find((st) => st.id === killed)?.attempts ?? '?',
+        'up to ready s': ((readyAt - t0) / 1000).toFixed(1),
+      });
+      await teardownMesh(bench.client!, spec.name);
+      await meshHandle(bench.client!, spec.name).result();
+    } finally {
+      await bench.stop();
+    }
+  }
+  table('9. worker SIGKILLed mid-step and restarted at once (two-clusters example)', rows);
 }
 
 /**
@@ -370,7 +438,9 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
   const perStep: Array<Record<string, string | number>> = [];
   try {
     await worker.runUntil(async () => {
-      for (const example of ['two-clusters', 'three-clusters', 'one-network', 'primary-remote']) {
+      for (const example of (
+        process.env.MESHFLOW_BENCH_EXAMPLES ?? 'two-clusters,three-clusters,one-network,primary-remote'
+      ).split(',')) {
         const spec = { ...loadMeshSpec(path.join(examples, `${example}.yaml`)), name: `bench-${example}` };
         const t0 = Date.now();
         await startMesh(env.client, spec, 'bench-real');
