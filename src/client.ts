@@ -1,6 +1,6 @@
 // Starting and talking to mesh workflows, for the CLI and the HTTP API.
 import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
-import { appPlacement } from './plan/plan';
+import { appPlacement, buildPlan, needsPreflight } from './plan/plan';
 import type { MeshSpec } from './spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
 import {
@@ -49,6 +49,7 @@ export async function startMesh(
       args: [{ spec: recorded }],
       memo,
       staticSummary: `mesh ${spec.name}: ${spec.clusters.length} ${[...new Set(spec.clusters.map((c) => c.provider))].join('/')} cluster(s), ${spec.istio.topology}`,
+      staticDetails: planDetails(recorded),
       typedSearchAttributes: [
         { key: MESH_SEARCH_ATTRIBUTES.name, value: spec.name },
         { key: MESH_SEARCH_ATTRIBUTES.phase, value: 'provisioning' },
@@ -62,6 +63,12 @@ export async function startMesh(
     }
     throw err;
   }
+}
+
+/** The plan as the Web UI shows it under the run's details (Markdown): each step and what it creates. */
+export function planDetails(spec: MeshSpec): string {
+  const steps = buildPlan(spec, { preflight: needsPreflight(spec) }).steps;
+  return ['**Plan**', '', ...steps.map((s) => `- \`${s.id}\`: ${s.creates}`), '', `TTL ${spec.ttl}`].join('\n');
 }
 
 export const meshHandle = (client: Client, mesh: string) =>

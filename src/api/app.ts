@@ -1,10 +1,12 @@
 // The HTTP API as a Hono app, built from what it needs (a Temporal client, the namespace, the Web
 // UI's address, the tokens, a log): no globals, so tests build it against any Temporal they like.
-// Requests pass, in order: the request log and metrics, the token check, the path check, the body
-// limit and the content type check; then the route's own validation (zod) and its handler.
+// Requests pass, in order: the request log and metrics, CORS (the codec paths only), the token check,
+// the path check, the body limit and the content type check; then the route's own validation (zod)
+// and its handler.
 import type { HttpBindings } from '@hono/node-server';
 import { OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Client } from '@temporalio/client';
+import type { PayloadCodec } from '@temporalio/common';
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
@@ -14,6 +16,7 @@ import type { ZodError } from 'zod';
 import { listMeshes } from '../client';
 import { meshSchema } from '../spec/schema';
 import { bearerAuth } from './auth';
+import { CODEC_PATHS, addCodecRoutes, codecCors } from './codec';
 import { ApiError, type Problem, innermostMessage, temporalUnavailable } from './errors';
 import { followMesh } from './events';
 import { addScheduleRoutes } from './schedules';
@@ -31,6 +34,10 @@ export interface ApiDeps {
   log?: Log;
   /** How often an event stream polls the status query (default 250 ms). */
   pollMs?: number;
+  /** The payload codec /codec/* applies (dataConverter's); none: encryption is off, payloads pass through. */
+  codec?: PayloadCodec;
+  /** The one origin /codec/* answers CORS for (default: uiUrl's origin). */
+  uiOrigin?: string;
 }
 
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -53,10 +60,13 @@ export function createApp(deps: ApiDeps): Api {
     },
   });
   app.use('*', observe(metrics, log));
+  const uiOrigin = deps.uiOrigin ?? (deps.uiUrl && new URL(deps.uiUrl).origin);
+  if (uiOrigin) app.use('/codec/*', codecCors(uiOrigin));
   const auth = deps.tokens.length ? bearerAuth(deps.tokens) : undefined;
   app.use('*', (c, next) => (auth && !PUBLIC_PATHS.has(c.req.path) ? auth(c, next) : next()));
   app.use('*', rejectPathTricks);
-  app.use('*', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge }));
+  const limit = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
+  app.use('*', (c, next) => (CODEC_PATHS.includes(c.req.path) ? next() : limit(c, next)));
   app.use(routes.create.path, contentTypes(routes.create.method, [...YAML_TYPES, JSON_TYPE]));
   app.use(routes.extend.getRoutingPath(), contentTypes(routes.extend.method, [JSON_TYPE]));
   app.onError((err, c) => {
@@ -74,6 +84,7 @@ export function createApp(deps: ApiDeps): Api {
   const streams = new Set<AbortController>();
   meshRoutes(app, new Meshes(deps.client, deps.namespace, deps.uiUrl), streams, deps.pollMs);
   addScheduleRoutes(app, deps.client);
+  addCodecRoutes(app, deps.codec);
   operationRoutes(app, deps, metrics);
   return {
     app,

@@ -16,6 +16,7 @@ import {
   StatusSchema,
   TeardownSchema,
 } from './schemas';
+import { codecRoutes } from './codec';
 import { scheduleRoutes } from './schedules';
 
 export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
@@ -168,6 +169,7 @@ export const routes = {
     responses: { 200: json(z.record(z.string(), z.unknown()), 'the OpenAPI 3 document') },
   }),
   ...scheduleRoutes,
+  ...codecRoutes,
 } satisfies Record<string, RouteConfig>;
 
 /** Paths served without a token: probes, and the API's description (it holds no data). */

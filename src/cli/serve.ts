@@ -3,12 +3,14 @@
 // when none runs), since the API starts meshes and asks them their status, which needs a worker.
 import { assertServable, tokensFromEnv } from '../api/auth';
 import { stderrLog } from '../api/observe';
+import { payloadCodec } from '../temporal/codec';
 import { connectWithWorker } from './local-mode';
 
 export async function serveCommand(opts: { port: string; host: string; insecureNoAuth?: boolean }): Promise<void> {
   const port = Number(opts.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`--port ${opts.port}: not a port number`);
   const tokens = tokensFromEnv();
+  const codec = payloadCodec();
   // Refused before anything starts: no Temporal, no worker for a server that would not run.
   assertServable(opts.host, tokens, opts.insecureNoAuth);
   const { client, target } = await connectWithWorker();
@@ -18,6 +20,9 @@ export async function serveCommand(opts: { port: string; host: string; insecureN
     client,
     namespace: target.namespace,
     uiUrl: target.uiUrl,
+    // The Web UI's origin, for the codec endpoint's CORS (default: MESHFLOW_UI_URL's or the local UI's).
+    uiOrigin: process.env.MESHFLOW_UI_ORIGIN || undefined,
+    codec,
     tokens,
     log: stderrLog,
     host: opts.host,
@@ -25,6 +30,7 @@ export async function serveCommand(opts: { port: string; host: string; insecureN
     insecureNoAuth: opts.insecureNoAuth,
   });
   process.stdout.write(`meshflow API on ${api.url} (OpenAPI at /openapi.json)\n`);
+  if (codec) process.stdout.write(`payload codec for the Web UI at ${api.url}/codec\n`);
   if (!tokens.length) stderrLog({ level: 'warn', msg: 'serving without authentication (--insecure-no-auth)' });
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));

@@ -23,6 +23,7 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -190,7 +191,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   const setPhase = (phase: MeshPhase) => {
     status.phase = phase;
     upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.phase.name]: [phase] });
+    setCurrentDetails(`phase: ${phase}`); // the Web UI shows it beside the run
   };
+  /** The TTL timer's summary in the Web UI. */
+  const ttlSummary = () => `TTL: tear down at ${status.expiresAt}`;
   upsertSearchAttributes({
     [MESH_SEARCH_ATTRIBUTES.name.name]: [spec.name],
     [MESH_SEARCH_ATTRIBUTES.provider.name]: [status.provider],
@@ -323,6 +327,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       await condition(
         () => status.phase !== 'provisioning' || stopReason !== undefined || deadlineVersion !== seen,
         left,
+        { summary: ttlSummary() },
       );
     }
   }
@@ -342,6 +347,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         await condition(
           () => teardownRequested || deadlineVersion !== seen || workflowInfo().continueAsNewSuggested,
           Math.min(left, renewIn),
+          { summary: left <= renewIn ? ttlSummary() : `renew reader tokens, then ${ttlSummary()}` },
         );
         if (workflowInfo().continueAsNewSuggested && !teardownRequested) {
           await condition(allHandlersFinished); // a running verify or extend finishes first

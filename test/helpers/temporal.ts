@@ -5,17 +5,25 @@ import { DEV_SERVER_ARGS } from '../../src/temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES, searchAttributeRegistrations } from '../../src/temporal/search-attributes';
 import { tool } from './env';
 
-/** The dev server as meshflow starts it; `dynamicConfig` adds settings (e.g. a low continue-as-new threshold). */
-export function devServer(dynamicConfig: Record<string, string | number> = {}): Promise<TestWorkflowEnvironment> {
+/**
+ * The dev server as meshflow starts it; `dynamicConfig` adds settings (e.g. a low continue-as-new threshold),
+ * `ui` serves its Web UI on a port with extra arguments (e.g. --ui-codec-endpoint); without, no UI.
+ */
+export function devServer(
+  dynamicConfig: Record<string, string | number> = {},
+  ui?: { port: number; args: string[] },
+): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: tool('temporal') },
       ip: '127.0.0.1',
-      ui: false,
+      ui: !!ui,
+      uiPort: ui?.port,
       searchAttributes: Object.values(MESH_SEARCH_ATTRIBUTES),
       log: { format: 'pretty', level: 'warn' },
       extraArgs: [
         ...DEV_SERVER_ARGS,
+        ...(ui?.args ?? []),
         ...Object.entries(dynamicConfig).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
       ],
     },
