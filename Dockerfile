@@ -46,6 +46,6 @@ RUN mkdir -p /var/lib/meshflow && chown node:node /var/lib/meshflow
 USER node
 VOLUME ["/var/lib/meshflow"]
 ENTRYPOINT ["node", "dist/cli/main.js"]
-# The worker runs as `node dist/worker.js` (docker-compose.yml sets that entrypoint): the CLI has no
-# worker command. Run as it is, the image reports its pinned tools.
-CMD ["doctor"]
+# Run as it is, the image is a worker (`meshflow worker`: TEMPORAL_ADDRESS, TLS or API key from the
+# environment; SIGTERM stops it gracefully); `docker run meshflow:0.1.0 doctor` reports its tools.
+CMD ["worker"]

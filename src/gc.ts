@@ -15,7 +15,9 @@ import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, GkeProvider } from '
 import { caDir } from './istio/trust';
 import { LocalClusters, type LocalTools } from './local/clusters';
 import type { ClusterSpec } from './spec/schema';
-import { temporalTarget, tryConnect } from './temporal/connection';
+import { connectTo, temporalTarget } from './temporal/connection';
+import { connectionOptions } from './temporal/connection-options';
+import { dataConverter } from './temporal/codec';
 import { ensureTools } from './tools/install';
 import { logFileOf, runningPid, stopDaemon } from './util/daemon';
 import { type Progress, silent } from './util/progress';
@@ -717,14 +719,13 @@ export async function temporalIsOpen(): Promise<{
   close: () => Promise<void>;
 }> {
   const target = temporalTarget();
-  const connection = await tryConnect(target.address);
-  if (!connection) {
+  const connection = await connectTo(connectionOptions(target.address), 2000).catch((err: Error) => {
     throw new GcRefused(
-      `no Temporal server answers at ${target.address}: gc cannot tell which meshes still have an open workflow, ` +
+      `${err.message}: gc cannot tell which meshes still have an open workflow, ` +
         'so it changed nothing. Start the Temporal server that runs your meshes (for the local one, any ' +
         'command such as `meshflow list` starts it) or point TEMPORAL_ADDRESS at it.',
     );
-  }
+  });
   try {
     await connection.workflowService.describeNamespace({ namespace: target.namespace });
   } catch (err) {
@@ -733,7 +734,7 @@ export async function temporalIsOpen(): Promise<{
     const ns = target.namespace;
     throw new GcRefused(`Temporal at ${target.address} cannot describe namespace ${ns} (${why}); gc changed nothing`);
   }
-  const client = new Client({ connection, namespace: target.namespace });
+  const client = new Client({ connection, namespace: target.namespace, dataConverter: dataConverter() });
   return { isOpen: meshIsOpen(client), close: () => connection.close() };
 }
 

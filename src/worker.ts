@@ -3,7 +3,7 @@
 // scale out; Temporal spreads the work.
 import path from 'node:path';
 import { Client } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createSweepActivities } from './schedules/sweep-activities';
 import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
@@ -14,7 +14,7 @@ import { gkeEndpoints } from './gke/clients';
 import { EmulatedIstiod } from './gke/emulated-istiod';
 import { LOCAL_TOOL_NAMES, localTools } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
-import { temporalTarget } from './temporal/connection';
+import { dataConverter } from './temporal/codec';
 import { ISTIO_ADDONS_DIR, ensureTools } from './tools/install';
 import { TASK_QUEUE } from './workflows/definitions';
 
@@ -86,11 +86,13 @@ export async function createWorker(
   namespace: string,
   deps: ActivityDeps,
   taskQueue = TASK_QUEUE,
+  shutdown: Pick<WorkerOptions, 'shutdownGraceTime' | 'shutdownForceTime'> = {},
 ): Promise<MeshWorker> {
   const activities = createActivities(deps);
   const host = hostId(deps.stateDir);
   const hostQueue = hostTaskQueue(taskQueue, host);
-  const common = { ...WORKER_TUNING, connection, namespace };
+  const converter = dataConverter();
+  const common = { ...WORKER_TUNING, ...shutdown, connection, namespace, dataConverter: converter };
   return new MeshWorker(
     await Worker.create({
       ...common,
@@ -100,23 +102,20 @@ export async function createWorker(
         ...activities,
         ...hostActivities({ host, taskQueue: hostQueue }),
         // The sweep schedule's workflow reads the open meshes through these.
-        ...createSweepActivities(new Client({ connection, namespace })),
+        ...createSweepActivities(new Client({ connection, namespace, dataConverter: converter })),
       },
     }),
     await Worker.create({ ...common, taskQueue: hostQueue, activities }),
   );
 }
 
-async function main(): Promise<void> {
-  const target = temporalTarget();
-  const connection = await NativeConnection.connect({ address: target.address });
-  const worker = await createWorker(connection, target.namespace, await productionDeps());
-  await worker.run();
-}
-
+// `node dist/worker.js` is `meshflow worker --shutdown-grace 0s`: local mode's background worker
+// stops at once (its supervisor waits 10 s), and a cancelled step resumes when it is back.
 if (require.main === module) {
-  main().catch((err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  });
+  import('./cli/worker.js')
+    .then(({ runWorker }) => runWorker({ shutdownGraceMs: 0 }))
+    .catch((err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    });
 }

@@ -20,6 +20,7 @@ interface Service {
   secrets?: Array<{ source: string; target: string }>;
   command?: string[] | null;
   entrypoint?: string[] | null;
+  stop_grace_period?: string;
 }
 
 /** Loads a compose file with the loader; its normalized project, or the loader's message. */
@@ -122,8 +123,10 @@ describe('docker-compose.yml', () => {
     }
     // A worker is a host (its meshes' keys are in its volume): it has a fixed identity across restarts.
     expect(services['meshflow-worker'].environment?.MESHFLOW_HOST_ID).toBe('compose-worker-1');
-    expect(services['meshflow-worker'].command).toBeNull();
-    expect(services['meshflow-worker'].entrypoint).toEqual(['node', 'dist/worker.js']);
+    // The image's CLI entrypoint runs `meshflow worker`; Compose waits past its grace period before killing.
+    expect(services['meshflow-worker'].entrypoint).toBeNull();
+    expect(services['meshflow-worker'].command).toEqual(['worker', '--shutdown-grace', '30s']);
+    expect(services['meshflow-worker'].stop_grace_period).toBe('45s');
     expect(services['meshflow-api'].command).toEqual(['serve', '--host', '0.0.0.0', '--port', '8080']);
     const api = services['meshflow-api'];
     expect(api.secrets).toEqual([{ source: 'meshflow_api_tokens', target: '/run/secrets/meshflow_api_tokens' }]);
@@ -166,7 +169,7 @@ describe('docker-compose.yml', () => {
     expect(r.stderr).toBe('');
     const { services: all } = JSON.parse(r.stdout) as { services: Record<string, Service & { volumes: unknown }> };
     const [one, two] = [all['meshflow-worker'], all['meshflow-worker-2']];
-    expect(two.entrypoint).toEqual(one.entrypoint);
+    expect(two.command).toEqual(one.command);
     expect(two.depends_on).toEqual(one.depends_on);
     expect(two.environment).toEqual({ ...one.environment, MESHFLOW_HOST_ID: 'compose-worker-2' });
     expect(two.volumes).toEqual([
@@ -257,6 +260,8 @@ describe('Dockerfile', () => {
     expect(users.length).toBe(1);
     expect(users[0]).not.toMatch(/^(root|0)(:|$)/);
     expect(inStage(last, 'ENTRYPOINT')).toEqual(['["node", "dist/cli/main.js"]']);
+    // Run without arguments, the image is a worker.
+    expect(inStage(last, 'CMD')).toEqual(['["worker"]']);
   });
 
   test('sends no secrets, dependencies or build output into the build context', () => {

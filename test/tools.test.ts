@@ -25,6 +25,7 @@ test('doctor --json reports every pinned tool ready at its pinned version', asyn
     'istioctl',
     'temporal-test-server',
     'composecheck',
+    'actionlint',
   ]);
   for (const t of tools) {
     expect(t).toMatchObject({ ok: true, found: t.wanted });

@@ -14,6 +14,7 @@ import { packageRoot } from '../paths';
 import type { MeshSpec } from '../spec/schema';
 import { localClusterName } from '../spec/names';
 import { DEV_SERVER_ARGS, ensureSearchAttributes, tryConnect } from '../temporal/connection';
+import { dataConverter } from '../temporal/codec';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { stopDaemon } from '../util/daemon';
 import { freePort, sleep } from '../util/net';
@@ -89,7 +90,7 @@ export class ChaosBench {
     });
     const deadline = Date.now() + 60_000;
     let connection: Connection | undefined;
-    while (!(connection = await tryConnect(this.address))) {
+    while (!(connection = await tryConnect({ address: this.address }))) {
       if (Date.now() > deadline || this.server.exitCode !== null)
         throw new Error(`the dev server did not start (see ${this.state}/temporal.log)`);
       await sleep(200);
@@ -97,7 +98,7 @@ export class ChaosBench {
     await ensureSearchAttributes(connection, 'default');
     await this.connection?.close().catch(() => undefined);
     this.connection = connection;
-    this.client = new Client({ connection, namespace: 'default' });
+    this.client = new Client({ connection, namespace: 'default', dataConverter: dataConverter() });
   }
 
   startWorker(): void {

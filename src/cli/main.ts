@@ -226,6 +226,7 @@ program
   .action(async (files: string[]) => {
     const { Worker } = await import('@temporalio/worker');
     const { historyFromJSON } = await import('@temporalio/common/lib/proto-utils.js');
+    const { dataConverter } = await import('../temporal/codec.js');
     // One workflow bundle for all of them; each history is reported on its own.
     const histories = files.map((file) => ({
       workflowId: file,
@@ -233,7 +234,8 @@ program
     }));
     const failed: string[] = [];
     for await (const result of Worker.runReplayHistories(
-      { workflowsPath: require.resolve('../workflows') },
+      // An encrypted history replays with the keys it was written with (MESHFLOW_PAYLOAD_KEYS...).
+      { workflowsPath: require.resolve('../workflows'), dataConverter: dataConverter() },
       histories,
     )) {
       if (result.error) {
@@ -320,6 +322,13 @@ program
     const lines = opts.lines ? Number(opts.lines) : undefined;
     process.stdout.write(lines ? text.trimEnd().split('\n').slice(-lines).join('\n') + '\n' : text);
   });
+
+program
+  .command('worker')
+  .description('run a meshflow worker in the foreground against TEMPORAL_ADDRESS (TLS, API key: see README)')
+  .option('--shutdown-grace <duration>', 'on SIGTERM/SIGINT, how long running activities may take to finish', '30s')
+  // Loaded here: the other commands need neither the worker SDK nor the activities.
+  .action(async (opts: { shutdownGrace: string }) => (await import('./worker.js')).workerCommand(opts));
 
 program
   .command('serve')

@@ -1,10 +1,19 @@
 // Where meshflow finds Temporal: TEMPORAL_ADDRESS (default 127.0.0.1:7233) and
-// TEMPORAL_NAMESPACE (default "default"). With nothing listening on the local address (the
-// default, or MESHFLOW_LOCAL_TEMPORAL_ADDRESS), the local mode starts the pinned dev server (SQLite
-// under the state directory, Web UI on the port + 1000: 8233).
+// TEMPORAL_NAMESPACE (default "default"), with TLS or an API key as connection-options.ts reads
+// them. With nothing listening on the local address (the default, or
+// MESHFLOW_LOCAL_TEMPORAL_ADDRESS) and no TLS or key, the local mode starts the pinned dev server
+// (SQLite under the state directory, Web UI on the port + 1000: 8233).
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { MESH_SEARCH_ATTRIBUTES, searchAttributeRegistrations } from './search-attributes';
+import { dataConverter, payloadKeysFromEnv } from './codec';
+import {
+  connectionOptions,
+  describeConnection,
+  isSecured,
+  type TemporalConnectionOptions,
+  tlsProblem,
+} from './connection-options';
 import { daemonActivity, logFileOf, logTail, runningPid, startDaemon } from '../util/daemon';
 import { formatDuration, type Progress, silent } from '../util/progress';
 import { canConnect, sleep } from '../util/net';
@@ -44,12 +53,26 @@ export function temporalTarget(): TemporalTarget {
   };
 }
 
-export async function tryConnect(address: string): Promise<Connection | undefined> {
+/**
+ * A client connection with `options` (connectionOptions()), or an error that says where, how (TLS,
+ * API key; never the key) and why not, e.g. a server certificate the CA does not vouch for.
+ */
+export async function connectTo(options: TemporalConnectionOptions, timeoutMs = 10_000): Promise<Connection> {
   try {
-    return await Connection.connect({ address, connectTimeout: 2000 });
-  } catch {
-    return undefined;
+    return await Connection.connect({ ...options, connectTimeout: timeoutMs });
+  } catch (err) {
+    throw await connectionError(options, err);
   }
+}
+
+/** The error for a failed connect: where, how, the SDK's reason and, with TLS, the handshake's. */
+export async function connectionError(options: TemporalConnectionOptions, err: unknown): Promise<Error> {
+  const why = [err instanceof Error ? err.message : String(err), await tlsProblem(options)].filter(Boolean);
+  return new Error(`no Temporal server answers at ${describeConnection(options)}: ${why.join('; ')}`, { cause: err });
+}
+
+export async function tryConnect(options: TemporalConnectionOptions): Promise<Connection | undefined> {
+  return connectTo(options, 2000).catch(() => undefined);
 }
 
 /**
@@ -81,6 +104,17 @@ export const DEV_SERVER_ARGS = [
   'synchronous=normal',
 ];
 
+/** Where `meshflow serve` answers the Web UI's codec calls unless MESHFLOW_CODEC_URL says otherwise. */
+export const DEFAULT_CODEC_URL = 'http://127.0.0.1:8080/codec';
+
+/**
+ * With payload encryption on, the dev server's Web UI decodes payloads through `meshflow serve`'s
+ * codec endpoint (MESHFLOW_CODEC_URL, default DEFAULT_CODEC_URL); off, it shows them as they are.
+ */
+export function uiCodecArgs(env: Record<string, string | undefined> = process.env): string[] {
+  return payloadKeysFromEnv(env).length ? ['--ui-codec-endpoint', env.MESHFLOW_CODEC_URL || DEFAULT_CODEC_URL] : [];
+}
+
 /** How long to wait for a starting dev server (see waitForDevServer). */
 export interface StartWait {
   /** Give up when the process has shown no sign of progress for this long (default 2 min). */
@@ -103,15 +137,15 @@ export async function connectOrStartLocal(opts: {
 }): Promise<{ client: Client; connection: Connection; started: boolean; target: TemporalTarget }> {
   const progress = opts.progress ?? silent;
   const target = temporalTarget();
-  const local = target.address === localAddress();
+  const options = connectionOptions(target.address);
+  // A server reached with TLS or an API key is the user's, never a dev server of ours.
+  const local = target.address === localAddress() && !isSecured(options);
+  if (!local) return connected(await connectTo(options), target, false);
   // Locally, a closed port says at once what a gRPC connect would say after its 2 s timeout.
   const [host, port] = target.address.split(':');
-  let connection = !local || (await canConnect(Number(port), host)) ? await tryConnect(target.address) : undefined;
+  let connection = (await canConnect(Number(port), host)) ? await tryConnect(options) : undefined;
   let started = false;
   if (!connection) {
-    if (!local) {
-      throw new Error(`no Temporal server answers at TEMPORAL_ADDRESS=${target.address}`);
-    }
     const dir = path.join(opts.stateDir, 'temporal');
     const pidFile = path.join(dir, 'temporal.pid');
     if (runningPid(pidFile, dir) === undefined) {
@@ -139,6 +173,7 @@ export async function connectOrStartLocal(opts: {
           '--log-level',
           'warn',
           ...DEV_SERVER_ARGS,
+          ...uiCodecArgs(),
           ...Object.values(MESH_SEARCH_ATTRIBUTES).flatMap((k) => [
             '--search-attribute',
             `${k.name}=${k.type === 'INT' ? 'Int' : 'Keyword'}`,
@@ -149,8 +184,13 @@ export async function connectOrStartLocal(opts: {
     }
     connection = await waitForDevServer(target.address, pidFile, dir, progress, opts.wait);
   }
+  return connected(connection, target, started);
+}
+
+async function connected(connection: Connection, target: TemporalTarget, started: boolean) {
   await ensureSearchAttributes(connection, target.namespace);
-  return { client: new Client({ connection, namespace: target.namespace }), connection, started, target };
+  const client = new Client({ connection, namespace: target.namespace, dataConverter: dataConverter() });
+  return { client, connection, started, target };
 }
 
 /**
@@ -181,7 +221,7 @@ export async function waitForDevServer(
   for (;;) {
     const listening = await canConnect(port, host);
     if (listening) {
-      const connection = await tryConnect(address);
+      const connection = await tryConnect({ address });
       if (connection) return connection;
     }
     const now = Date.now();

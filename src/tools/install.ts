@@ -10,6 +10,7 @@ import { ISTIO_ADDONS } from '../istio/version';
 import { canConnect, freePort, sleep } from '../util/net';
 import { type Progress, formatDuration, stderrProgress, withHeartbeat } from '../util/progress';
 import {
+  ACTIONLINT_VERSION,
   ISTIO_MODULE_VERSION,
   ISTIO_VERSION,
   KUBERNETES_VERSION,
@@ -185,6 +186,11 @@ const BUILDERS: Record<string, Builder> = {
       cwd: composecheckModuleDir,
       env: goEnv(),
     }),
+
+  // Checked against the Go checksum database like the other `go install`s: the module is pinned by its tag's hash.
+  actionlint: (dir) =>
+    run('go', ['install', '-trimpath', '-ldflags=-s -w',
+      `github.com/rhysd/actionlint/cmd/actionlint@${ACTIONLINT_VERSION}`], { env: goEnv(dir) }),
 
   'temporal-test-server': async (dir) => {
     const lib = path.join(dir, 'lib');

@@ -50,6 +50,8 @@ export const ISTIO_VERSION = '1.31-eed52ebb66ad';
 export const KWOK_VERSION = 'v0.8.0';
 /** The compose-spec loader (what Docker Compose v2 loads compose files with), for checking docker-compose.yml. */
 export const COMPOSE_GO_VERSION = 'v2.16.2';
+/** actionlint checks GitHub Actions workflows and the local action (action.yml) they use. */
+export const ACTIONLINT_VERSION = 'v1.7.12';
 
 /** Hash of the files in a repository folder, so that editing the wrapper module rebuilds it. */
 function hashOf(dir: string, files: string[]): string {
@@ -204,6 +206,21 @@ export const TOOLS: readonly ToolSpec[] = [
     cacheKey: () =>
       `composecheck-${COMPOSE_GO_VERSION}-${hashOf(composecheckModuleDir, ['go.mod', 'go.sum', 'main.go'])}`,
     binary: 'composecheck',
+    requires: ['go'],
+    coldBuild: 'under 1 min',
+  },
+  {
+    name: 'actionlint',
+    wanted: ACTIONLINT_VERSION,
+    purpose: 'lints GitHub Actions workflows and the local action they use (action.yml), as in CI',
+    envVar: 'MESHFLOW_ACTIONLINT_BIN',
+    pathNames: ['actionlint'],
+    versionArgs: ['--version'],
+    // A `go install` of a tagged module reports its module version on the first line.
+    parseVersion: (out) => /^(v\d+\.\d+\.\d+)\s*$/m.exec(out)?.[1],
+    accepts: (v) => v === ACTIONLINT_VERSION,
+    cacheKey: () => `actionlint-${ACTIONLINT_VERSION}`,
+    binary: 'actionlint',
     requires: ['go'],
     coldBuild: 'under 1 min',
   },
