@@ -101,6 +101,12 @@ test('no dev server is started for `meshflow worker`, nor for a local address wi
   expect(list.stderr).toContain(`meshflow: no Temporal server answers at ${local} (TLS, system CAs, API key)`);
   expect(list.stderr).not.toContain('starting the local dev server');
   expect(fs.existsSync(path.join(state, 'temporal'))).toBe(false);
+  // A bad payload key is refused before the local mode starts anything.
+  const badKey = await run(['list'], { MESHFLOW_PAYLOAD_KEYS: 'k1:not*base64!' });
+  expect(badKey.exitCode).toBe(1);
+  expect(badKey.stderr).toContain('MESHFLOW_PAYLOAD_KEYS: entry 1 (key id k1): the key is not base64');
+  expect(badKey.stderr).not.toContain('starting the local dev server');
+  expect(fs.existsSync(path.join(state, 'temporal'))).toBe(false);
 });
 
 describe('against a dev server behind TLS', () => {

@@ -138,6 +138,8 @@ export async function connectOrStartLocal(opts: {
   const progress = opts.progress ?? silent;
   const target = temporalTarget();
   const options = connectionOptions(target.address);
+  // Bad payload keys are refused before anything starts (they are read again by every client and worker).
+  const codecArgs = uiCodecArgs();
   // A server reached with TLS or an API key is the user's, never a dev server of ours.
   const local = target.address === localAddress() && !isSecured(options);
   if (!local) return connected(await connectTo(options), target, false);
@@ -173,7 +175,7 @@ export async function connectOrStartLocal(opts: {
           '--log-level',
           'warn',
           ...DEV_SERVER_ARGS,
-          ...uiCodecArgs(),
+          ...codecArgs,
           ...Object.values(MESH_SEARCH_ATTRIBUTES).flatMap((k) => [
             '--search-attribute',
             `${k.name}=${k.type === 'INT' ? 'Int' : 'Keyword'}`,
