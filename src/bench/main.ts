@@ -409,27 +409,37 @@ function firstCrossClusterEndpoints(
   return { done };
 }
 
-/** Resident memory of the mesh's local cluster processes, summed by kind (etcd is shared and not counted). */
-function rssByComponent(stateDir: string, mesh: string): string {
+/**
+ * Resident memory (MiB) and CPU time used so far (s) of the mesh's local cluster processes, summed
+ * by kind (etcd is shared and not counted; istioctl runs and exits, and is in the worker's
+ * children, not here).
+ */
+function usageByComponent(stateDir: string, mesh: string): { rss: string; cpu: string } {
   const root = path.join(stateDir, 'local', 'clusters');
-  const sums = new Map<string, number>();
+  const rss = new Map<string, number>();
+  const cpu = new Map<string, number>();
   for (const cluster of fs.readdirSync(root).filter((n) => n.startsWith(`${mesh}-`))) {
     const files = fs.readdirSync(path.join(root, cluster));
     for (const file of files.filter((f) => f.endsWith('.pid') || f.endsWith('.pid.child'))) {
       try {
         const pid = Number(fs.readFileSync(path.join(root, cluster, file), 'utf8'));
         const kb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+        // utime and stime, in clock ticks (100 a second), after the command name in parentheses.
+        const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        const seconds = (Number(fields[11]) + Number(fields[12])) / 100;
         // A supervised process (istiod): the program under its own name, its supervisor apart.
         const name = file.replace(/\.pid(\.child)?$/, '');
         const kind = file.endsWith('.pid') && files.includes(`${file}.child`) ? `${name} supervisor` : name;
-        sums.set(kind, (sums.get(kind) ?? 0) + kb / 1024);
+        rss.set(kind, (rss.get(kind) ?? 0) + kb / 1024);
+        cpu.set(kind, (cpu.get(kind) ?? 0) + seconds);
       } catch {
         // gone
       }
     }
   }
-  const total = [...sums.values()].reduce((a, b) => a + b, 0);
-  return `${total.toFixed(0)} (${[...sums].map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')})`;
+  const show = (m: Map<string, number>, digits: number) =>
+    `${[...m.values()].reduce((a, b) => a + b, 0).toFixed(digits)} (${[...m].map(([k, v]) => `${k} ${v.toFixed(digits)}`).join(', ')})`;
+  return { rss: show(rss, 0), cpu: show(cpu, 1) };
 }
 
 /** 6. Real installs on local clusters, one example topology after another. */
@@ -446,10 +456,12 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
       ).split(',')) {
         const spec = { ...loadMeshSpec(path.join(examples, `${example}.yaml`)), name: `bench-${example}` };
         const t0 = Date.now();
+        const cpuAtStart = process.cpuUsage();
         await startMesh(env.client, spec, 'bench-real');
         const seen = firstCrossClusterEndpoints(dir, spec, t0);
         const wall = await waitReady(env, spec.name);
-        const memory = rssByComponent(dir, spec.name);
+        const usage = usageByComponent(dir, spec.name);
+        const workerCpu = process.cpuUsage(cpuAtStart);
         const endpointsMs = await seen.done;
         const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
         const t1 = Date.now();
@@ -469,7 +481,12 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
           'objects applied per cluster': spec.clusters.map((c) => `${c.name} ${objects(c.name)}`).join(', '),
           "up until the first istiod sees another cluster's endpoints s":
             endpointsMs === undefined ? 'n/a' : (endpointsMs / 1000).toFixed(1),
-          'RSS MiB at ready, all clusters (per process kind)': memory,
+          'RSS MiB at ready, all clusters (per process kind)': usage.rss,
+          'CPU s until ready, all clusters (per process kind)': usage.cpu,
+          'CPU s until ready, this process (worker, bench, istioctl not counted)': (
+            (workerCpu.user + workerCpu.system) /
+            1e6
+          ).toFixed(1),
         });
         const kinds = [...new Set(status.steps.map((st) => st.kind))];
         const row: Record<string, string | number> = { topology: example };
