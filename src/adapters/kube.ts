@@ -318,7 +318,13 @@ export class Kube {
     this.signal?.throwIfAborted();
     const opts: https.RequestOptions = {
       method,
-      headers: { Accept: 'application/json', ...(contentType ? { 'Content-Type': contentType } : {}) },
+      headers: {
+        Accept: 'application/json',
+        ...(contentType ? { 'Content-Type': contentType } : {}),
+        // Said outright: Node sends a DELETE's body without a length, which on a kept-alive
+        // connection the API server reads as the start of the next request (400 Bad Request).
+        ...(body !== undefined ? { 'Content-Length': Buffer.byteLength(body) } : {}),
+      },
       signal: this.signal,
       timeout: REQUEST_TIMEOUT_MS,
     };
