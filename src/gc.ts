@@ -8,7 +8,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { PooledKubeConfig } from './adapters/kube-config';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { Kube, MANAGED_BY, MESH_LABEL } from './adapters/kube';
 import { LocalProvider } from './adapters/providers';
@@ -150,7 +149,7 @@ class ClusterApi {
   ) {}
 
   static open(label: string | undefined, kubeconfig: string, context?: string): ClusterApi {
-    const kc = new PooledKubeConfig();
+    const kc = new k8s.KubeConfig();
     kc.loadFromFile(kubeconfig);
     if (context) {
       if (!kc.getContextObject(context)) throw new Error(`no context "${context}" in ${kubeconfig}`);

@@ -10,7 +10,6 @@
 // instead of reporting the check as failed.
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
-import { PooledKubeConfig } from '../adapters/kube-config';
 import { type ClusterAccess, kubeFor } from '../adapters/providers';
 import { type Heartbeat, loadBalancerAddress } from '../adapters/kube';
 import {
@@ -665,7 +664,7 @@ async function controlPlaneChecks(
         if (!s.data?.[source]) {
           return fail(`${name} has no kubeconfig under key ${source}`, 'istiod cannot read it: re-run `meshflow up`');
         }
-        const kc = new PooledKubeConfig();
+        const kc = new k8s.KubeConfig();
         kc.loadFromString(Buffer.from(s.data[source], 'base64').toString());
         const reader = clients(kc, opts, agents);
         try {

@@ -3,7 +3,6 @@
 // objects meshflow labelled as its own for this mesh.
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
-import { PooledKubeConfig } from './kube-config';
 import * as jsYaml from 'js-yaml';
 import type { ObjectRef } from '../steps/contract';
 import { NotOursError, PermanentError } from '../steps/errors';
@@ -121,7 +120,7 @@ export class Kube {
   }
 
   static fromFile(file: string, context?: string, signal?: AbortSignal): Kube {
-    const kc = new PooledKubeConfig();
+    const kc = new k8s.KubeConfig();
     kc.loadFromFile(file);
     if (context) kc.setCurrentContext(context);
     return new Kube(kc, signal);

@@ -5,7 +5,6 @@ import { isLoopbackUrl } from '../util/net';
 import os from 'node:os';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { PooledKubeConfig } from './kube-config';
 import {
   type IstiodEndpoint,
   type IstiodOptions,
@@ -77,7 +76,7 @@ export interface PreflightContext {
 
 export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
   if (!access.token) return Kube.fromFile(access.kubeconfig, access.context, signal);
-  const kc = new PooledKubeConfig();
+  const kc = new k8s.KubeConfig();
   kc.loadFromFile(access.kubeconfig);
   if (access.context) kc.setCurrentContext(access.context);
   const user = kc.getCurrentUser();
