@@ -437,8 +437,10 @@ function usageByComponent(stateDir: string, mesh: string): { rss: string; cpu: s
       }
     }
   }
-  const show = (m: Map<string, number>, digits: number) =>
-    `${[...m.values()].reduce((a, b) => a + b, 0).toFixed(digits)} (${[...m].map(([k, v]) => `${k} ${v.toFixed(digits)}`).join(', ')})`;
+  const show = (m: Map<string, number>, digits: number) => {
+    const total = [...m.values()].reduce((a, b) => a + b, 0);
+    return `${total.toFixed(digits)} (${[...m].map(([k, v]) => `${k} ${v.toFixed(digits)}`).join(', ')})`;
+  };
   return { rss: show(rss, 0), cpu: show(cpu, 1) };
 }
 
