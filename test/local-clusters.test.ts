@@ -9,7 +9,7 @@ import { COMPONENTS, LocalClusters, type LocalCluster, NODE_NAME, readyz } from 
 import { type SimulatedDataPlane, startSimulatedDataPlane } from '../src/sim/data-plane';
 import { runningPid } from '../src/util/daemon';
 import { scratchDir, testLocalTools } from './helpers/env';
-import { sleep } from '../src/util/net';
+import { ephemeralPortRange, sleep } from '../src/util/net';
 
 let state: string;
 let clusters: LocalClusters;
@@ -55,6 +55,16 @@ test('each cluster has its own API server, CA and admin kubeconfig', async () =>
   // east's CA does not vouch for west's server
   const crossed = { ...west, pki: { ...west.pki, caCert: east.pki.caCert } };
   expect(await readyz(crossed)).toBe(false);
+});
+
+test('server ports lie outside the range outgoing connections take their ports from', async () => {
+  // An istiod once failed with EADDRINUSE: its port, chosen in the ephemeral range, was taken by
+  // a client connection before it bound it. Ports of local servers are drawn from outside it.
+  const [lo, hi] = ephemeralPortRange();
+  const istiod = await clusters.istiodPorts('east');
+  const ports = [east.port, west.port, ...Object.values(istiod)];
+  for (const port of ports) expect(port >= lo && port <= hi).toBe(false);
+  expect(new Set(ports).size).toBe(ports.length);
 });
 
 test('namespaces and secrets live in one cluster only', async () => {

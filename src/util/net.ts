@@ -1,7 +1,43 @@
+import fs from 'node:fs';
 import net from 'node:net';
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
-export async function freePort(): Promise<number> {
+/**
+ * The range the kernel draws local ports of outgoing connections from. A server port inside it
+ * can be taken, between choosing it and binding it (or between restarts), by any client
+ * connection on the machine: an istiod failed to start with EADDRINUSE that way. Linux says
+ * where it is; elsewhere the IANA range (macOS's default) is assumed.
+ */
+export function ephemeralPortRange(): [number, number] {
+  try {
+    const [lo, hi] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(lo) && Number.isInteger(hi) && lo > 0 && hi >= lo) return [lo, hi];
+  } catch {
+    // not Linux
+  }
+  return [49152, 65535];
+}
+
+/** Where server ports are drawn from: 20000-65535 without the ephemeral range. */
+function serverPortRanges(): Array<[number, number]> {
+  const [lo, hi] = ephemeralPortRange();
+  const ranges: Array<[number, number]> = [];
+  if (lo > 20000) ranges.push([20000, lo - 1]);
+  if (hi < 65535) ranges.push([Math.max(hi + 1, 20000), 65535]);
+  return ranges.filter(([a, b]) => b - a >= 1000);
+}
+
+const handedOut = new Set<number>();
+
+async function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+async function osPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
@@ -11,6 +47,33 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A TCP port on 127.0.0.1 for a server to listen on: free a moment ago, outside the ephemeral
+ * range (so no outgoing connection takes it meanwhile), and not handed out before by this process.
+ */
+export async function freePort(): Promise<number> {
+  const ranges = serverPortRanges();
+  const size = ranges.reduce((n, [a, b]) => n + b - a + 1, 0);
+  for (let tries = 0; size > 0 && tries < 200; tries++) {
+    let k = Math.floor(Math.random() * size);
+    let port = 0;
+    for (const [a, b] of ranges) {
+      if (k <= b - a) {
+        port = a + k;
+        break;
+      }
+      k -= b - a + 1;
+    }
+    if (handedOut.has(port) || !(await bindable(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  // The ephemeral range covers almost every port: let the kernel choose.
+  const port = await osPort();
+  handedOut.add(port);
+  return port;
 }
 
 export async function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
