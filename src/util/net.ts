@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
 /**
  * The range the kernel draws local ports of outgoing connections from. A server port inside it
@@ -27,6 +29,34 @@ function serverPortRanges(): Array<[number, number]> {
 }
 
 const handedOut = new Set<number>();
+
+/** How long a port handed out by any meshflow process on this machine is not handed out again. */
+const RESERVED_MS = 2 * 60_000;
+
+/**
+ * Claims a port for RESERVED_MS among the meshflow processes of this user (test workers, a worker
+ * and the CLI): a port is chosen a few seconds before its server binds it, and another process
+ * must not choose it meanwhile. A file per port in the temp directory, made exclusively; one older
+ * than RESERVED_MS is stale and taken over. Unwritable directory: no claim, the bind probe remains.
+ */
+export function reservePort(port: number): boolean {
+  const dir = path.join(os.tmpdir(), `meshflow-ports-${process.getuid?.() ?? 'user'}`);
+  const file = path.join(dir, String(port));
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return true;
+    try {
+      if (Date.now() - fs.statSync(file).mtimeMs < RESERVED_MS) return false;
+      fs.writeFileSync(file, `${process.pid}\n`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
 
 async function bindable(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -66,7 +96,7 @@ export async function freePort(): Promise<number> {
       }
       k -= b - a + 1;
     }
-    if (handedOut.has(port) || !(await bindable(port))) continue;
+    if (handedOut.has(port) || !reservePort(port) || !(await bindable(port))) continue;
     handedOut.add(port);
     return port;
   }

@@ -1,0 +1,29 @@
+// Server ports for local components: outside the kernel's ephemeral range, and claimed among
+// meshflow's processes between being chosen and being bound.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ephemeralPortRange, freePort, reservePort } from '../src/util/net';
+
+const claimFile = (port: number) => path.join(os.tmpdir(), `meshflow-ports-${process.getuid!()}`, String(port));
+
+test('ports handed out lie outside the ephemeral range, are free, and differ', async () => {
+  const [lo, hi] = ephemeralPortRange();
+  const ports: number[] = [];
+  for (let i = 0; i < 40; i++) ports.push(await freePort());
+  for (const port of ports) expect(port >= lo && port <= hi).toBe(false);
+  expect(new Set(ports).size).toBe(ports.length);
+  // each one is claimed for this process
+  for (const port of ports) expect(fs.readFileSync(claimFile(port), 'utf8').trim()).toBe(String(process.pid));
+});
+
+test('a port another process claimed is not handed out until its claim is two minutes old', async () => {
+  const port = await freePort();
+  // The claim is a file, made exclusively: any meshflow process on the machine (another jest
+  // worker, the CLI) is refused while it is fresh, as this one is.
+  expect(reservePort(port)).toBe(false);
+  const old = new Date(Date.now() - 3 * 60_000);
+  fs.utimesSync(claimFile(port), old, old);
+  expect(reservePort(port)).toBe(true);
+  expect(reservePort(port)).toBe(false);
+});
