@@ -44,6 +44,7 @@ export function reservePort(port: number): boolean {
   const file = path.join(dir, String(port));
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!swept) sweepClaims(dir);
     fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
     return true;
   } catch (err) {
@@ -54,6 +55,20 @@ export function reservePort(port: number): boolean {
       return true;
     } catch {
       return false;
+    }
+  }
+}
+
+let swept = false;
+
+/** Removes stale claims, once per process, so that the directory holds only the last minutes' ports. */
+function sweepClaims(dir: string): void {
+  swept = true;
+  for (const name of fs.readdirSync(dir)) {
+    try {
+      if (Date.now() - fs.statSync(path.join(dir, name)).mtimeMs >= RESERVED_MS) fs.rmSync(path.join(dir, name));
+    } catch {
+      // claimed or removed by another process meanwhile
     }
   }
 }
