@@ -80,6 +80,24 @@ function table(title: string, rows: Array<Record<string, string | number>>): voi
   for (const r of rows) console.log(cols.map((c, i) => String(r[c]).padEnd(widths[i])).join('  '));
 }
 
+/**
+ * What to stop when the bench is interrupted (Ctrl-C, SIGTERM): the clusters, servers and workers
+ * a section started run as their own processes and would outlive it. Each section registers its own
+ * while it runs; `finally` blocks do the same on a normal end.
+ */
+const onInterrupt = new Set<() => Promise<unknown>>();
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping the clusters, servers and workers the bench started ...`);
+    void Promise.allSettled([...onInterrupt].map((stop) => stop())).then((results) => {
+      for (const r of results)
+        if (r.status === 'rejected') console.error(`could not stop everything: ${String(r.reason)}`);
+      process.exit(130);
+    });
+  });
+}
+
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
@@ -109,6 +127,7 @@ async function main(): Promise<void> {
       extraArgs: DEV_SERVER_ARGS,
     },
   });
+  onInterrupt.add(() => env.teardown());
   try {
     if (want('orchestration')) {
       // 1. Wall time against the critical path.
@@ -203,6 +222,7 @@ async function main(): Promise<void> {
     if (want('api')) await apiBench(env);
   } finally {
     await env.teardown();
+    onInterrupt.clear();
   }
 
   if (want('local')) await localClusterBench(tools);
@@ -226,6 +246,9 @@ const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(sec
 async function localClusterBench(tools: Record<string, string>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-'));
   const local = new LocalClusters(dir, localTools(tools));
+  const stop = () =>
+    local.delete(['bench-a', 'bench-b']).finally(() => fs.rmSync(dir, { recursive: true, force: true }));
+  onInterrupt.add(stop);
   try {
     const t0 = Date.now();
     const clusters = await local.start(['bench-a', 'bench-b']);
@@ -247,8 +270,8 @@ async function localClusterBench(tools: Record<string, string>): Promise<void> {
       },
     ]);
   } finally {
-    await local.delete(['bench-a', 'bench-b']);
-    fs.rmSync(dir, { recursive: true, force: true });
+    onInterrupt.delete(stop);
+    await stop();
   }
 }
 
@@ -263,6 +286,8 @@ async function resumeAfterKill(tools: Record<string, string>): Promise<void> {
   const rows: Array<Record<string, string | number>> = [];
   for (const kind of ['create-cluster', 'control-plane']) {
     const bench = new ChaosBench({ temporal: tools.temporal, local: localTools(tools) });
+    const stop = () => bench.stop();
+    onInterrupt.add(stop);
     try {
       await bench.startServer();
       bench.startWorker();
@@ -308,6 +333,7 @@ async function resumeAfterKill(tools: Record<string, string>): Promise<void> {
       await teardownMesh(bench.client!, spec.name);
       await meshHandle(bench.client!, spec.name).result();
     } finally {
+      onInterrupt.delete(stop);
       await bench.stop();
     }
   }
@@ -451,6 +477,12 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
   const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-real');
   const totals: Array<Record<string, string | number>> = [];
   const perStep: Array<Record<string, string | number>> = [];
+  const stopClusters = async () => {
+    const local = new LocalClusters(dir, localTools(tools));
+    await local.delete(local.list().map((c) => c.name));
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  onInterrupt.add(stopClusters);
   try {
     await worker.runUntil(async () => {
       for (const example of (
@@ -504,9 +536,8 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
     });
   } finally {
     // A mesh that did not finish (an error, a failed step) leaves its clusters: stop their processes too.
-    const local = new LocalClusters(dir, localTools(tools));
-    await local.delete(local.list().map((c) => c.name)).catch(() => undefined);
-    fs.rmSync(dir, { recursive: true, force: true });
+    onInterrupt.delete(stopClusters);
+    await stopClusters().catch((err: unknown) => console.error(`could not stop every cluster: ${String(err)}`));
   }
   table(
     '6. real install on local clusters (whole install, teardown, objects applied = server-side apply requests)',
@@ -535,6 +566,8 @@ async function gkeEmulated(env: TestWorkflowEnvironment, tools: Record<string, s
     name: 'bench-gke',
   };
   const plan = buildPlan(spec);
+  const stopEmulator = () => emulator.reset().finally(() => emulator.stop());
+  onInterrupt.add(stopEmulator);
   try {
     const worker = await createWorker(
       env.nativeConnection,
@@ -576,8 +609,8 @@ async function gkeEmulated(env: TestWorkflowEnvironment, tools: Record<string, s
       );
     });
   } finally {
-    await emulator.reset();
-    await emulator.stop();
+    onInterrupt.delete(stopEmulator);
+    await stopEmulator();
     for (const [k, v] of [
       [GKE_EMULATOR_HOST, saved.grpc],
       [GKE_COMPUTE_EMULATOR_HOST, saved.compute],
