@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { SharedTlsKubeConfig } from './adapters/kube-config';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { Kube, MANAGED_BY, MESH_LABEL } from './adapters/kube';
 import { LocalProvider } from './adapters/providers';
@@ -149,7 +150,7 @@ class ClusterApi {
   ) {}
 
   static open(label: string | undefined, kubeconfig: string, context?: string): ClusterApi {
-    const kc = new k8s.KubeConfig();
+    const kc = new SharedTlsKubeConfig();
     kc.loadFromFile(kubeconfig);
     if (context) {
       if (!kc.getContextObject(context)) throw new Error(`no context "${context}" in ${kubeconfig}`);

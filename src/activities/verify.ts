@@ -10,6 +10,7 @@
 // instead of reporting the check as failed.
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
+import { SharedTlsKubeConfig } from '../adapters/kube-config';
 import { type ClusterAccess, kubeFor } from '../adapters/providers';
 import { type Heartbeat, loadBalancerAddress } from '../adapters/kube';
 import {
@@ -664,7 +665,7 @@ async function controlPlaneChecks(
         if (!s.data?.[source]) {
           return fail(`${name} has no kubeconfig under key ${source}`, 'istiod cannot read it: re-run `meshflow up`');
         }
-        const kc = new k8s.KubeConfig();
+        const kc = new SharedTlsKubeConfig();
         kc.loadFromString(Buffer.from(s.data[source], 'base64').toString());
         const reader = clients(kc, opts, agents);
         try {

@@ -3,6 +3,7 @@
 // objects meshflow labelled as its own for this mesh.
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
+import { SharedTlsKubeConfig } from './kube-config';
 import * as jsYaml from 'js-yaml';
 import type { ObjectRef } from '../steps/contract';
 import { NotOursError, PermanentError } from '../steps/errors';
@@ -120,7 +121,7 @@ export class Kube {
   }
 
   static fromFile(file: string, context?: string, signal?: AbortSignal): Kube {
-    const kc = new k8s.KubeConfig();
+    const kc = new SharedTlsKubeConfig();
     kc.loadFromFile(file);
     if (context) kc.setCurrentContext(context);
     return new Kube(kc, signal);

@@ -5,6 +5,7 @@ import { isLoopbackUrl } from '../util/net';
 import os from 'node:os';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { SharedTlsKubeConfig } from './kube-config';
 import {
   type IstiodEndpoint,
   type IstiodOptions,
@@ -76,7 +77,7 @@ export interface PreflightContext {
 
 export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
   if (!access.token) return Kube.fromFile(access.kubeconfig, access.context, signal);
-  const kc = new k8s.KubeConfig();
+  const kc = new SharedTlsKubeConfig();
   kc.loadFromFile(access.kubeconfig);
   if (access.context) kc.setCurrentContext(access.context);
   const user = kc.getCurrentUser();

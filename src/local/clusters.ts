@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { SharedTlsKubeConfig } from '../adapters/kube-config';
 import YAML from 'yaml';
 import { freePort, sleep } from '../util/net';
 import { type Progress, silent } from '../util/progress';
@@ -544,7 +545,7 @@ export function defaultPodCidr(index: number): string {
 
 /** The node kwok plays: its pod CIDR is the cluster's, so pods get their IPs from it. */
 async function ensureNode(cluster: LocalCluster): Promise<void> {
-  const kc = new k8s.KubeConfig();
+  const kc = new SharedTlsKubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const node: k8s.V1Node = {

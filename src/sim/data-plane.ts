@@ -6,6 +6,7 @@
 // so everything else in meshflow sees the same API objects a real cluster shows and knows nothing
 // of this module.
 import * as k8s from '@kubernetes/client-node';
+import { SharedTlsKubeConfig } from '../adapters/kube-config';
 
 export interface SimulatedCluster {
   name: string;
@@ -40,7 +41,7 @@ async function simulateCluster(
   state: { stopped: boolean },
   log: (line: string) => void,
 ): Promise<Array<k8s.Informer<k8s.KubernetesObject>>> {
-  const kc = new k8s.KubeConfig();
+  const kc = new SharedTlsKubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const assigned = new Map<string, string>(); // "ns/name" -> address, so an address is never handed out twice
