@@ -1,11 +1,10 @@
 // Server ports for local components: outside the kernel's ephemeral range, and claimed among
 // meshflow's processes between being chosen and being bound.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { ephemeralPortRange, freePort, reservePort } from '../src/util/net';
+import { ephemeralPortRange, freePort, portClaimFile, reservePort } from '../src/util/net';
 
-const claimFile = (port: number) => path.join(os.tmpdir(), `meshflow-ports-${process.getuid!()}`, String(port));
+const claimFile = portClaimFile;
 
 test('ports handed out lie outside the ephemeral range, are free, differ, and stale claims go', async () => {
   const [lo, hi] = ephemeralPortRange();

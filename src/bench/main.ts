@@ -87,6 +87,15 @@ function table(title: string, rows: Array<Record<string, string | number>>): voi
  */
 const onInterrupt = new Set<() => Promise<unknown>>();
 
+/** Registers `stop` for an interrupt; returns what the section's `finally` awaits: unregistered, then stopped. */
+function stopOnInterrupt(stop: () => Promise<unknown>): () => Promise<void> {
+  onInterrupt.add(stop);
+  return async () => {
+    onInterrupt.delete(stop);
+    await stop();
+  };
+}
+
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     console.error(`\n${signal}: stopping the clusters, servers and workers the bench started ...`);
@@ -127,7 +136,7 @@ async function main(): Promise<void> {
       extraArgs: DEV_SERVER_ARGS,
     },
   });
-  onInterrupt.add(() => env.teardown());
+  const teardown = stopOnInterrupt(() => env.teardown());
   try {
     if (want('orchestration')) {
       // 1. Wall time against the critical path.
@@ -221,8 +230,7 @@ async function main(): Promise<void> {
     if (want('gke')) await gkeEmulated(env, tools);
     if (want('api')) await apiBench(env);
   } finally {
-    await env.teardown();
-    onInterrupt.clear();
+    await teardown();
   }
 
   if (want('local')) await localClusterBench(tools);
@@ -246,9 +254,9 @@ const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(sec
 async function localClusterBench(tools: Record<string, string>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-'));
   const local = new LocalClusters(dir, localTools(tools));
-  const stop = () =>
-    local.delete(['bench-a', 'bench-b']).finally(() => fs.rmSync(dir, { recursive: true, force: true }));
-  onInterrupt.add(stop);
+  const stop = stopOnInterrupt(() =>
+    local.delete(['bench-a', 'bench-b']).finally(() => fs.rmSync(dir, { recursive: true, force: true })),
+  );
   try {
     const t0 = Date.now();
     const clusters = await local.start(['bench-a', 'bench-b']);
@@ -270,7 +278,6 @@ async function localClusterBench(tools: Record<string, string>): Promise<void> {
       },
     ]);
   } finally {
-    onInterrupt.delete(stop);
     await stop();
   }
 }
@@ -286,8 +293,7 @@ async function resumeAfterKill(tools: Record<string, string>): Promise<void> {
   const rows: Array<Record<string, string | number>> = [];
   for (const kind of ['create-cluster', 'control-plane']) {
     const bench = new ChaosBench({ temporal: tools.temporal, local: localTools(tools) });
-    const stop = () => bench.stop();
-    onInterrupt.add(stop);
+    const stop = stopOnInterrupt(() => bench.stop());
     try {
       await bench.startServer();
       bench.startWorker();
@@ -333,8 +339,7 @@ async function resumeAfterKill(tools: Record<string, string>): Promise<void> {
       await teardownMesh(bench.client!, spec.name);
       await meshHandle(bench.client!, spec.name).result();
     } finally {
-      onInterrupt.delete(stop);
-      await bench.stop();
+      await stop();
     }
   }
   table('9. worker SIGKILLed mid-step and restarted at once (two-clusters example)', rows);
@@ -358,6 +363,9 @@ async function noopChains(temporal: string): Promise<Array<Record<string, string
       extraArgs: DEV_SERVER_ARGS,
     },
   });
+  const teardown = stopOnInterrupt(() =>
+    env.teardown().finally(() => fs.rmSync(dir, { recursive: true, force: true })),
+  );
   const rows: Array<Record<string, string | number>> = [];
   try {
     const activities = { noop: async () => undefined };
@@ -396,8 +404,7 @@ async function noopChains(temporal: string): Promise<Array<Record<string, string
       }),
     );
   } finally {
-    await env.teardown();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await teardown();
   }
   return rows;
 }
@@ -477,12 +484,11 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
   const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-real');
   const totals: Array<Record<string, string | number>> = [];
   const perStep: Array<Record<string, string | number>> = [];
-  const stopClusters = async () => {
+  const stopClusters = stopOnInterrupt(async () => {
     const local = new LocalClusters(dir, localTools(tools));
     await local.delete(local.list().map((c) => c.name));
     fs.rmSync(dir, { recursive: true, force: true });
-  };
-  onInterrupt.add(stopClusters);
+  });
   try {
     await worker.runUntil(async () => {
       for (const example of (
@@ -536,7 +542,6 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
     });
   } finally {
     // A mesh that did not finish (an error, a failed step) leaves its clusters: stop their processes too.
-    onInterrupt.delete(stopClusters);
     await stopClusters().catch((err: unknown) => console.error(`could not stop every cluster: ${String(err)}`));
   }
   table(
@@ -566,8 +571,7 @@ async function gkeEmulated(env: TestWorkflowEnvironment, tools: Record<string, s
     name: 'bench-gke',
   };
   const plan = buildPlan(spec);
-  const stopEmulator = () => emulator.reset().finally(() => emulator.stop());
-  onInterrupt.add(stopEmulator);
+  const stopEmulator = stopOnInterrupt(() => emulator.reset().finally(() => emulator.stop()));
   try {
     const worker = await createWorker(
       env.nativeConnection,
@@ -609,7 +613,6 @@ async function gkeEmulated(env: TestWorkflowEnvironment, tools: Record<string, s
       );
     });
   } finally {
-    onInterrupt.delete(stopEmulator);
     await stopEmulator();
     for (const [k, v] of [
       [GKE_EMULATOR_HOST, saved.grpc],

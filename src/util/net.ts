@@ -40,8 +40,8 @@ const RESERVED_MS = 2 * 60_000;
  * than RESERVED_MS is stale and taken over. Unwritable directory: no claim, the bind probe remains.
  */
 export function reservePort(port: number): boolean {
-  const dir = path.join(os.tmpdir(), `meshflow-ports-${process.getuid?.() ?? 'user'}`);
-  const file = path.join(dir, String(port));
+  const file = portClaimFile(port);
+  const dir = path.dirname(file);
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (!swept) sweepClaims(dir);
@@ -57,6 +57,11 @@ export function reservePort(port: number): boolean {
       return false;
     }
   }
+}
+
+/** Where a port's claim is kept: a file per port, in a directory of this user's in the temp directory. */
+export function portClaimFile(port: number): string {
+  return path.join(os.tmpdir(), `meshflow-ports-${process.getuid?.() ?? 'user'}`, String(port));
 }
 
 let swept = false;
