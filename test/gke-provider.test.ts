@@ -106,6 +106,35 @@ test('a delete that meets a create still running waits for it, then deletes', as
   expect(emulator.clusters().filter((c) => c.name === 'prov-b')).toEqual([]);
 });
 
+test('a delete waiting for a running create stops when its step is cancelled, and deletes nothing', async () => {
+  const c: ClusterSpec = { ...b, name: 'c', gke: { ...b.gke!, location: 'us-east1-d' } };
+  await clients.clusters.createCluster({
+    parent: 'projects/prov-project-1/locations/us-east1-d',
+    cluster: {
+      name: 'prov-c',
+      initialNodeCount: 1,
+      resourceLabels: { 'managed-by': 'meshflow', 'meshflow-mesh': 'prov' },
+    },
+  });
+  const cancel = new AbortController();
+  const deletes = emulator.calls().DeleteCluster ?? 0;
+  const opPath = 'projects/prov-project-1/locations/us-east1-d/clusters/prov-c';
+  const deleting = provider.delete('prov', c, { ...ctx, signal: cancel.signal });
+  const outcome = deleting.then(
+    () => 'deleted',
+    (err: Error) => err,
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  const pollsAtCancel = provider.operationCalls.get(opPath) ?? 0;
+  cancel.abort(new Error('step cancelled'));
+  expect(await outcome).toEqual(new Error('step cancelled'));
+  // It neither polled on in a loop nor went on to delete once the create was done.
+  expect((provider.operationCalls.get(opPath) ?? 0) - pollsAtCancel).toBeLessThanOrEqual(1);
+  expect(emulator.calls().DeleteCluster ?? 0).toBe(deletes);
+  await provider.delete('prov', c, ctx); // the retry of the step finishes the job
+  expect(emulator.clusters().filter((x) => x.name === 'prov-c')).toEqual([]);
+});
+
 test('a firewall rule whose insert answer was lost is made once, and deleted only by its mesh', async () => {
   await provider.create('prov', b, ctx);
   emulator.fault({ method: 'firewalls.insert', kind: 'lose-answer' });

@@ -129,6 +129,47 @@ test('the worker is restarted after SIGKILL without any command, and stops with 
   expect(runningPid(path.join(temporalDir, 'temporal.pid'), temporalDir)).toBeUndefined();
 });
 
+test("a second Temporal on this machine gets a worker of its own, not the wait for the first one's", async () => {
+  const state = await useLocalMode('local-mode-two-targets');
+  const temporalDir = path.join(state, 'temporal');
+  const own = workerFiles();
+  const users = await devServer(); // a dev server of the user's, on another loopback port
+  let connection: ConnectionLike | undefined;
+  let other: ReturnType<typeof workerFiles> | undefined;
+  try {
+    const local = await connect(progress);
+    connection = local.client.connection;
+    await ensureWorker(local.client, local.target, progress);
+    process.env.TEMPORAL_ADDRESS = users.address;
+    const target = temporalTarget();
+    expect(target.address).toBe(users.address);
+    other = workerFiles(target);
+    expect(other.dir).not.toBe(own.dir);
+    lines.length = 0;
+    const t0 = Date.now();
+    await ensureWorker(users.client, target, progress);
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(lines.join('\n')).toContain(`starting one in the background (log: ${other.log})`);
+    // Each server has its own worker polling it; the first one is still the same process.
+    const pollers = async (client: typeof users.client, pid: number) =>
+      (
+        await client.workflowService.describeTaskQueue({
+          namespace: 'default',
+          taskQueue: { name: TASK_QUEUE, kind: 1 },
+          taskQueueType: 1,
+        })
+      ).pollers?.some((p) => (p.identity ?? '').startsWith(`${pid}@`));
+    expect(await pollers(users.client, supervisedPid(other.pidFile, other.dir)!)).toBe(true);
+    expect(await pollers(local.client, supervisedPid(own.pidFile, own.dir)!)).toBe(true);
+  } finally {
+    await connection?.close();
+    if (other) await stopDaemon(other.pidFile, other.dir);
+    await stopDaemon(own.pidFile, own.dir);
+    await stopDaemon(path.join(temporalDir, 'temporal.pid'), temporalDir);
+    await users.teardown();
+  }
+});
+
 test('the dev server accepts DEV_SERVER_ARGS without a database file too (as the tests start it)', async () => {
   const env = await devServer();
   try {

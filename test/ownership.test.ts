@@ -189,6 +189,44 @@ test('undo keeps a CRD that still holds resources the mesh did not create, and s
   expect(fs.existsSync(outside)).toBe(true);
 });
 
+test('an existing cluster that cannot be reached keeps its objects: undo fails to be retried, never "already gone"', async () => {
+  const { spec: direct, cluster, kc } = await existingCluster('unreach');
+  // The mesh reaches its cluster through a kubeconfig file that is then removed.
+  const copy = path.join(scratchDir('unreach-kubeconfig'), 'kubeconfig');
+  fs.copyFileSync(cluster.kubeconfig, copy);
+  const spec = { ...direct, clusters: [{ ...direct.clusters[0]!, existing: { kubeconfig: copy } }] };
+  await activities.createRootCa({ mesh: spec.name, spec, step: { id: 'root-ca', kind: 'root-ca' } });
+  const cacerts = await activities.installCacerts(req(spec, 'cacerts:c1', 'cacerts'));
+  fs.rmSync(copy);
+  for (const r of cacerts.resources) {
+    const f = await failure(activities.undoResource({ mesh: spec.name, spec, resource: r }));
+    expect(f.nonRetryable).toBe(false);
+    expect(f.message).toMatch(/^cannot reach cluster c1 to remove \d+ object\(s\): .*kubeconfig: .* does not exist/);
+  }
+  const secret = await kc
+    .makeApiClient(k8s.CoreV1Api)
+    .readNamespacedSecret({ name: 'cacerts', namespace: 'istio-system' });
+  expect(secret.metadata?.labels?.['meshflow.dev/mesh']).toBe('unreach');
+
+  // A local cluster its provider knows to be deleted took its objects with it: nothing to undo.
+  const gone = parseMeshSpec(`
+apiVersion: meshflow.dev/v1alpha1
+kind: Mesh
+name: gone
+clusters:
+  - { name: c1, provider: local, network: n1 }
+app: { sample: none }
+`);
+  const objects = {
+    type: 'objects' as const,
+    cluster: 'c1',
+    objects: [{ apiVersion: 'v1', kind: 'Namespace', name: 'x' }],
+  };
+  await expect(activities.undoResource({ mesh: 'gone', spec: gone, resource: objects })).resolves.toEqual({
+    untouched: [],
+  });
+});
+
 test('a step that fails half-way reports the objects it had applied', async () => {
   const dir = scratchDir('manifests');
   const file = path.join(dir, 'app.yaml');

@@ -117,3 +117,31 @@ test('extend while provisioning moves the deadline from the TTL the mesh would h
   await handle.signal(teardownSignal);
   expect((await handle.result()).phase).toBe('deleted');
 });
+
+test('a failing step cancels the steps running beside it before compensation, which undoes what each made', async () => {
+  const s = spec('sibling-fails');
+  // create-cluster:west runs until cancelled; cacerts:east, which starts later, fails.
+  fake.scripts.set(s.name, { hangSteps: ['create-cluster:west'], failSteps: ['cacerts:east'] });
+  const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+    taskQueue: QUEUE,
+    workflowId: meshWorkflowId(s.name),
+    args: [{ spec: s }],
+  });
+  await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
+  const status = await handle.query(statusQuery);
+  expect(status.phase).toBe('deleted');
+  expect(status.error).toContain('step cacerts:east: PermanentError: injected failure in cacerts:east');
+  expect(status.steps.find((x) => x.id === 'create-cluster:west')).toMatchObject({
+    state: 'failed',
+    lastError: 'cancelled: step cacerts:east failed',
+  });
+  const calls = fake.callsOf(s.name);
+  expect(calls).toContain('cancelled create-cluster:west');
+  // Compensation started after the cancelled step had answered, and undid what the others made.
+  expect(calls.indexOf('cancelled create-cluster:west')).toBeLessThan(calls.findIndex((c) => c.startsWith('undo ')));
+  expect(calls.filter((c) => c.startsWith('undo ')).sort()).toEqual(
+    ['undo create-cluster:east', 'undo root-ca'].sort(),
+  );
+  expect(status.ledger).toEqual([]);
+  await recordHistory(handle, 'v3-failure-cancels-siblings');
+});

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describeRef } from '../adapters/kube';
 import type { Kube } from '../adapters/kube';
 import type { UndoOutcome, UndoRequest } from '../steps/contract';
-import { PermanentError } from '../steps/errors';
+import { ClusterGoneError, PermanentError } from '../steps/errors';
 import { type ActivityDeps, clusterOf, gkeProvider, kubeOf } from './deps';
 import { runStep } from './step';
 
@@ -50,9 +50,13 @@ export function undoActivities(deps: ActivityDeps) {
           try {
             k = await kubeOf(deps, req.spec, r.cluster, ctx.signal);
           } catch (err) {
-            // The cluster itself is gone (deleted by an earlier undo): so is everything in it.
-            if (err instanceof PermanentError) return {};
-            throw err;
+            // Only a cluster its provider knows to be deleted took these objects with it. One that
+            // cannot be reached (an existing cluster's kubeconfig gone, its API down) still holds
+            // them: the undo is retried, and then the mesh reports them as left behind, with why.
+            if (err instanceof ClusterGoneError) return {};
+            throw new Error(
+              `cannot reach cluster ${r.cluster} to remove ${r.objects.length} object(s): ${(err as Error).message}`,
+            );
           }
           for (const u of await k.deleteOwned(req.mesh, r.objects, ctx.heartbeat)) {
             untouched.push({ cluster: r.cluster, object: describeRef(u.ref), reason: u.reason });

@@ -14,7 +14,7 @@ import { type GkeClients, gkeClients } from '../gke/clients';
 import { EmulatedIstiod } from '../gke/emulated-istiod';
 import { gkeClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
-import { NotOursError, PermanentError } from '../steps/errors';
+import { ClusterGoneError, NotOursError, PermanentError } from '../steps/errors';
 import { pause } from './kube';
 import type { ClusterAccess, ClusterProvider, IstiodRunner, PreflightContext, ProviderContext } from './providers';
 
@@ -329,7 +329,12 @@ export class GkeProvider implements ClusterProvider {
       // A create (or another delete) still running: GKE runs one operation at a time; wait it out.
       const running = await this.runningOperation(ref);
       if (running) {
-        await this.wait(ref, running, ctx, `finish the operation running on ${describe(ref)}`).catch(() => undefined);
+        // How that operation ended does not matter (a failed create leaves a cluster to delete too),
+        // but a cancel of this step does: it ends the loop. Looking again waits a poll first.
+        await this.wait(ref, running, ctx, `finish the operation running on ${describe(ref)}`).catch((err: unknown) => {
+          if (ctx.signal?.aborted) throw err;
+        });
+        await pause(this.poll.initialMs, ctx.signal);
         continue;
       }
       try {
@@ -339,7 +344,10 @@ export class GkeProvider implements ClusterProvider {
         return this.forget(mesh, c);
       } catch (err) {
         if (grpcCode(err) === Code.NOT_FOUND) return this.forget(mesh, c);
-        if (grpcCode(err) === Code.FAILED_PRECONDITION) continue; // an operation started meanwhile
+        if (grpcCode(err) === Code.FAILED_PRECONDITION) {
+          await pause(this.poll.initialMs, ctx.signal); // an operation started meanwhile: look again shortly
+          continue;
+        }
         throw err instanceof PermanentError ? err : gkeError(err, doing, ref.project);
       }
     }
@@ -363,7 +371,7 @@ export class GkeProvider implements ClusterProvider {
     const ref = refOf(mesh, c);
     const hit = this.cache.get(pathOf(ref));
     const cluster = hit && Date.now() - hit.at < 60_000 ? hit.cluster : await this.getCluster(ref);
-    if (!cluster) throw new PermanentError(`${describe(ref)} of mesh ${mesh} does not exist`);
+    if (!cluster) throw new ClusterGoneError(`${describe(ref)} of mesh ${mesh} does not exist`);
     return cluster;
   }
 

@@ -17,7 +17,7 @@ import { localClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
 import { startSimulatedDataPlane } from '../sim/start';
 import { type Heartbeat, Kube } from './kube';
-import { PermanentError } from '../steps/errors';
+import { ClusterGoneError, PermanentError } from '../steps/errors';
 import { preflightCluster } from './preflight';
 
 export { PermanentError } from '../steps/errors';
@@ -59,7 +59,7 @@ export interface ProviderContext {
 export interface ClusterProvider {
   create(mesh: string, cluster: ClusterSpec, ctx: ProviderContext): Promise<void>;
   delete(mesh: string, cluster: ClusterSpec, ctx: ProviderContext): Promise<void>;
-  /** How to reach the cluster; a cluster that does not exist (any more) is a PermanentError. */
+  /** How to reach the cluster; a cluster it made that does not exist (any more) is a ClusterGoneError. */
   access(mesh: string, cluster: ClusterSpec): Promise<ClusterAccess>;
   /**
    * Checks, before anything changes, that the cluster can join the mesh (reachable, supported,
@@ -148,7 +148,7 @@ export class LocalProvider implements ClusterProvider {
 
   async access(mesh: string, cluster: ClusterSpec): Promise<ClusterAccess> {
     const local = this.clusters.get(this.localName(mesh, cluster));
-    if (!local) throw new PermanentError(`local cluster ${cluster.name} of mesh ${mesh} does not exist`);
+    if (!local) throw new ClusterGoneError(`local cluster ${cluster.name} of mesh ${mesh} does not exist`);
     return {
       kubeconfig: local.kubeconfig,
       apiServer: cluster.apiServerAddress ?? local.server,

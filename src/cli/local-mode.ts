@@ -3,7 +3,7 @@
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { packageRoot, stateDir } from '../paths';
-import { connectOrStartLocal, type StartWait, type TemporalTarget } from '../temporal/connection';
+import { connectOrStartLocal, localAddress, type StartWait, type TemporalTarget } from '../temporal/connection';
 import { LOCAL_TOOL_NAMES } from '../local/tools';
 import { ensureTools } from '../tools/install';
 import { logTail, runningPid, startSupervisedDaemon, supervisedPid } from '../util/daemon';
@@ -24,9 +24,17 @@ export async function connect(
   return { client, target, startedServer: started };
 }
 
-/** The background worker's files in the state directory (its PID file holds its supervisor's PID). */
-export function workerFiles(): { dir: string; pidFile: string; log: string } {
-  const dir = path.join(stateDir(), 'worker');
+/**
+ * The background worker's files in the state directory (its PID file holds its supervisor's PID).
+ * One worker per Temporal target: local mode's own dev server has `worker/`, any other Temporal on
+ * this machine (a dev server of the user's, on another port or namespace) a folder of its own, so a
+ * command never waits on a worker that polls another server.
+ */
+export function workerFiles(target?: TemporalTarget): { dir: string; pidFile: string; log: string } {
+  const own = !target || (target.address === localAddress() && target.namespace === 'default');
+  const dir = own
+    ? path.join(stateDir(), 'worker')
+    : path.join(stateDir(), 'worker', 'targets', `${target.address}-${target.namespace}`.replace(/[^\w.-]/g, '_'));
   return { dir, pidFile: path.join(dir, 'worker.pid'), log: path.join(dir, 'worker.log') };
 }
 
@@ -49,7 +57,7 @@ export async function ensureWorker(
   target: TemporalTarget,
   progress: Progress = stderrProgress,
 ): Promise<void> {
-  const { dir, pidFile, log } = workerFiles();
+  const { dir, pidFile, log } = workerFiles(target);
   if (!onThisMachine(target) && (await hasPollers(client, target.namespace))) return;
   if (runningPid(pidFile, dir) === undefined) {
     const why = `no meshflow worker polls task queue "${TASK_QUEUE}"`;
@@ -58,7 +66,7 @@ export async function ensureWorker(
   // Our worker polls once a poller carries its PID (the SDK's identity is pid@host); a dead worker's
   // pollers would satisfy a mere count.
   const deadline = Date.now() + 120_000;
-  while (!(await ourWorkerPolls(client, target.namespace))) {
+  while (!(await ourWorkerPolls(client, target))) {
     if (Date.now() > deadline || runningPid(pidFile, dir) === undefined) {
       throw new Error(`the meshflow worker did not start; see ${log}:\n${logTail(pidFile)}`);
     }
@@ -67,7 +75,7 @@ export async function ensureWorker(
 }
 
 async function startWorker(target: TemporalTarget, progress: Progress, message: string): Promise<void> {
-  const { dir, pidFile } = workerFiles();
+  const { dir, pidFile } = workerFiles(target);
   await ensureTools([...LOCAL_TOOL_NAMES, 'istioctl'], progress);
   progress(message);
   startSupervisedDaemon({
@@ -90,16 +98,16 @@ export async function keepWorkerRunning(
   target: TemporalTarget,
   progress: Progress = stderrProgress,
 ): Promise<boolean> {
-  const { dir, pidFile, log } = workerFiles();
+  const { dir, pidFile, log } = workerFiles(target);
   if (!onThisMachine(target) || runningPid(pidFile, dir) !== undefined) return false;
   await startWorker(target, progress, `the background meshflow worker is not running: restarting it (log: ${log})`);
   await ensureWorker(client, target, progress);
   return true;
 }
 
-/** The PID of this machine's background worker (not its supervisor) while it runs. */
-export function localWorkerPid(): number | undefined {
-  const { dir, pidFile } = workerFiles();
+/** The PID of this machine's background worker for `target` (not its supervisor) while it runs. */
+export function localWorkerPid(target?: TemporalTarget): number | undefined {
+  const { dir, pidFile } = workerFiles(target);
   return supervisedPid(pidFile, dir) ?? runningPid(pidFile, dir);
 }
 
@@ -110,15 +118,15 @@ export function localWorkerPid(): number | undefined {
  * back, polling, so the query is worth asking again.
  */
 export function watchWorker(client: Client, target: TemporalTarget, progress: Progress = stderrProgress) {
-  let seen = localWorkerPid();
+  let seen = localWorkerPid(target);
   const check = async (): Promise<void> => {
     if (await keepWorkerRunning(client, target, progress)) {
-      seen = localWorkerPid();
+      seen = localWorkerPid(target);
       return;
     }
-    const now = localWorkerPid();
+    const now = localWorkerPid(target);
     if (seen !== undefined && now !== undefined && now !== seen) {
-      const log = workerFiles().log;
+      const log = workerFiles(target).log;
       progress(
         `the background meshflow worker (pid ${seen}) exited; its supervisor restarted it (pid ${now}, log: ${log})`,
       );
@@ -129,20 +137,20 @@ export function watchWorker(client: Client, target: TemporalTarget, progress: Pr
     if (!onThisMachine(target)) return false;
     const before = seen;
     await check();
-    const { dir, pidFile } = workerFiles();
+    const { dir, pidFile } = workerFiles(target);
     if (runningPid(pidFile, dir) === undefined) return false;
     await ensureWorker(client, target, progress);
-    seen = localWorkerPid();
+    seen = localWorkerPid(target);
     return seen !== before;
   };
   return { check, recovered };
 }
 
-async function ourWorkerPolls(client: Client, namespace: string): Promise<boolean> {
-  const { dir, pidFile } = workerFiles();
+async function ourWorkerPolls(client: Client, target: TemporalTarget): Promise<boolean> {
+  const { dir, pidFile } = workerFiles(target);
   // The supervised worker, or a worker started without a supervisor by an earlier version.
   const pids = [supervisedPid(pidFile, dir), runningPid(pidFile, dir)].filter((p) => p !== undefined);
-  const r = await pollersOf(client, namespace);
+  const r = await pollersOf(client, target.namespace);
   return (r.pollers ?? []).some((p) => pids.some((pid) => (p.identity ?? '').startsWith(`${pid}@`)));
 }
 

@@ -6,7 +6,7 @@ export class PermanentError extends Error {
 }
 
 /** Failure type names the workflow treats as final. */
-export const NON_RETRYABLE_TYPES = ['SpecError', 'PermanentError', 'NotOurs'];
+export const NON_RETRYABLE_TYPES = ['SpecError', 'PermanentError', 'NotOurs', 'ClusterGone'];
 
 /**
  * An object that exists and is not this mesh's: meshflow neither takes it over nor deletes it.
@@ -14,4 +14,12 @@ export const NON_RETRYABLE_TYPES = ['SpecError', 'PermanentError', 'NotOurs'];
  */
 export class NotOursError extends PermanentError {
   override name = 'NotOurs';
+}
+
+/**
+ * A cluster meshflow made (local, GKE) that its provider knows to be deleted: everything that was
+ * in it went with it. Never said of a cluster that only cannot be reached.
+ */
+export class ClusterGoneError extends PermanentError {
+  override name = 'ClusterGone';
 }

@@ -44,6 +44,8 @@ import type { MeshPhase, MeshStatus, ProvisionMeshInput, StepOutcome, StepStatus
 /** Release 2: teardown cancels running steps, kept meshes stay open, deadline from the start, host-bound steps, parallel undo. */
 export const PATCH_V2 = 'meshflow-v2-faults';
 export const PATCH_PREFLIGHT = 'meshflow-preflight';
+/** Release 3: a step that fails cancels the steps running beside it before compensation starts. */
+export const PATCH_V3 = 'meshflow-v3-cancel-siblings';
 
 const RETRY = {
   initialInterval: '1s',
@@ -130,6 +132,7 @@ function tracedResources(err: unknown): Resource[] {
 
 export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStatus> {
   const v2 = patched(PATCH_V2);
+  const v3 = v2 && patched(PATCH_V3);
   const spec = upgradeSpec(input.spec);
   // Meshes started before preflights existed keep the plan they started with.
   const plan = buildPlan(spec, { preflight: needsPreflight(spec) && patched(PATCH_PREFLIGHT) });
@@ -396,6 +399,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     const done = new Set<string>();
     const running = new Map<string, Promise<void>>();
     let failure: unknown;
+    /** The steps of this walk: the first failure cancels them (a GKE create may otherwise run on for 45 minutes). */
+    const steps = new CancellationScope();
+    /** Why the running steps were cancelled, once a step failed. */
+    let failedStep: string | undefined;
     const start = (step: Step) => {
       const s = stepStatus(step.id);
       s.state = 'running';
@@ -403,7 +410,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       const act = stepActivity(step);
       const p = (async () => {
         try {
-          const out: StepOutcome = await act(request(step));
+          const out: StepOutcome = await (v3 ? steps.run(() => act(request(step))) : act(request(step)));
           // Record what was created before anything else can fail: it must be undone whatever happens next.
           record(step.id, out.resources);
           if (out.checks) status.checks.push(...out.checks);
@@ -415,8 +422,14 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           // A step that fails, is cancelled or times out says in its trace what it may have created.
           record(step.id, tracedResources(err));
           s.state = 'failed';
-          s.lastError = isCancellation(err) && stopReason ? `cancelled: ${stopReason}` : errorText(err);
+          const cancelledBy = stopReason ?? (failedStep && `step ${failedStep} failed`);
+          s.lastError = isCancellation(err) && cancelledBy ? `cancelled: ${cancelledBy}` : errorText(err);
           failure ??= isCancellation(err) ? err : new Error(`step ${step.id}: ${s.lastError}`);
+          if (v3 && !isCancellation(err) && failedStep === undefined) {
+            // The steps still running are cancelled; each reports what it made before compensation starts.
+            failedStep = step.id;
+            steps.cancel();
+          }
         } finally {
           s.endedAt = now();
           running.delete(step.id);
