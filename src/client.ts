@@ -11,7 +11,7 @@ import {
   teardownSignal,
   verifyUpdate,
 } from './workflows/definitions';
-import type { CheckResult, MeshStatus } from './workflows/types';
+import type { CheckResult, MeshStatus, TeardownOptions } from './workflows/types';
 import type { provisionMesh } from './workflows/mesh';
 
 export class MeshAlreadyRunningError extends Error {
@@ -127,6 +127,8 @@ export interface MeshSummary {
   clusters?: number;
   provider?: string;
   startedAt: string;
+  /** The mesh's host picks up none of its steps (its HostUnavailable condition, from the run's memo). */
+  hostUnavailable?: { host: string; since: string };
 }
 
 export async function listMeshes(client: Client): Promise<MeshSummary[]> {
@@ -142,6 +144,9 @@ export async function listMeshes(client: Client): Promise<MeshSummary[]> {
       clusters: sa.get(MESH_SEARCH_ATTRIBUTES.clusterCount),
       provider: sa.get(MESH_SEARCH_ATTRIBUTES.provider),
       startedAt: wf.startTime.toISOString(),
+      ...(wf.memo?.hostUnavailable
+        ? { hostUnavailable: wf.memo.hostUnavailable as MeshSummary['hostUnavailable'] }
+        : {}),
     });
   }
   return meshes;
@@ -156,8 +161,8 @@ export async function extendMesh(client: Client, mesh: string, by: string): Prom
   return (await resolveMesh(client, mesh)).executeUpdate(extendUpdate, { args: [by] });
 }
 
-export async function teardownMesh(client: Client, mesh: string): Promise<void> {
-  await (await resolveMesh(client, mesh)).signal(teardownSignal);
+export async function teardownMesh(client: Client, mesh: string, options: TeardownOptions = {}): Promise<void> {
+  await (await resolveMesh(client, mesh)).signal(teardownSignal, options);
 }
 
 export async function verifyMesh(client: Client, mesh: string): Promise<CheckResult[]> {

@@ -4,10 +4,12 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostActivities, hostTaskQueue } from '../src/activities/host';
+import { listMeshes } from '../src/client';
+import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';
 import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal, verifyUpdate } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
-import type { MeshStatus } from '../src/workflows/types';
+import type { MeshStatus, Resource } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
 import { WORKER_TUNING } from '../src/worker';
 import { FakeActivities, twoClusterMesh } from './helpers/fake-activities';
@@ -107,4 +109,81 @@ test('a teardown that arrives while a verify holds up continue-as-new is served,
   // Torn down, not continued: the newest run completed (a lost teardown leaves one running for hours).
   expect((await handle.describe()).status.name).toBe('COMPLETED');
   await recordHistory(handle, 'v2-continued-as-new-then-down');
+});
+
+test('a host that stops picking up steps is named HostUnavailable, and down --abandon-host tears down the rest', async () => {
+  // Host h1 runs the mesh's steps, then is gone for good; the shared queue's worker stays.
+  const queue = 'gone-host';
+  const fake = new FakeActivities();
+  const s = parseMeshSpec(`apiVersion: meshflow.dev/v1alpha1
+kind: Mesh
+name: abandon
+clusters:
+  - { name: east, provider: existing, network: n1, existing: { kubeconfig: /nonexistent/east.kubeconfig } }
+  - { name: west, provider: local, network: n2 }
+`);
+  fake.scripts.set(s.name, { realistic: true });
+  const connection = await NativeConnection.connect({ address: env.address });
+  const common = { ...WORKER_TUNING, connection, shutdownGraceTime: '1s' };
+  const { claimHost: _claim, ...steps } = fake.activities();
+  const shared = await Worker.create({
+    ...common,
+    taskQueue: queue,
+    workflowsPath: require.resolve('../src/workflows'),
+    activities: { ...steps, ...hostActivities({ host: 'h1', taskQueue: hostTaskQueue(queue, 'h1') }) },
+  });
+  const host = await Worker.create({ ...common, taskQueue: hostTaskQueue(queue, 'h1'), activities: steps });
+  const sharedRun = shared.run();
+  const hostRun = host.run();
+  try {
+    const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+      taskQueue: queue,
+      workflowId: meshWorkflowId(s.name),
+      args: [{ spec: s, hostWait: '2s' }],
+    });
+    const ready = await untilPhase(s.name, 'ready');
+    expect(ready.host).toBe('h1');
+    host.shutdown();
+    await hostRun;
+    const onHost = fake.callsOf(s.name).length;
+
+    // down waits for the host: within the host wait the status, list and the Web UI's details name it.
+    await handle.signal(teardownSignal);
+    let waiting: MeshStatus | undefined;
+    for (let i = 0; i < 200 && !waiting?.conditions?.length; i++) {
+      waiting = await handle.query(statusQuery);
+      await sleep(100);
+    }
+    expect(waiting!.phase).toBe('tearing-down');
+    expect(waiting!.conditions).toEqual([
+      expect.objectContaining({
+        type: 'HostUnavailable',
+        host: 'h1',
+        message: expect.stringContaining('--abandon-host'),
+      }),
+    ]);
+    const listed = (await listMeshes(env.client)).find((m) => m.name === s.name);
+    expect(listed?.hostUnavailable).toEqual({ host: 'h1', since: waiting!.conditions![0]!.since });
+    expect(fake.callsOf(s.name).length).toBe(onHost); // nothing ran meanwhile
+
+    // Abandoned: the existing cluster's objects are removed by any worker; the host's remains are listed.
+    await handle.signal(teardownSignal, { abandonHost: true });
+    const final = await handle.result();
+    expect(final.phase).toBe('failed');
+    const undone = fake
+      .callsOf(s.name)
+      .slice(onHost)
+      .filter((c) => c.startsWith('undo '));
+    expect(undone.length).toBeGreaterThan(0);
+    const byCluster = (r: Resource) => (r.type === 'file' ? '(host files)' : r.type === 'firewall' ? '' : r.cluster);
+    expect(new Set(final.leftBehind.map((l) => byCluster(l.resource)))).toEqual(new Set(['west', '(host files)']));
+    for (const l of final.leftBehind) expect(l.error).toContain('on host h1, abandoned by down --abandon-host');
+    expect(final.ledger.every((l) => l.resource.type === 'file' || byCluster(l.resource) === 'west')).toBe(true);
+    await recordHistory(handle, 'v3-host-abandoned');
+  } finally {
+    if (host.getState() === 'RUNNING') host.shutdown();
+    shared.shutdown();
+    await Promise.all([sharedRun, hostRun]);
+    await connection.close();
+  }
 });

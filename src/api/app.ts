@@ -116,7 +116,8 @@ function meshRoutes(app: App, meshes: Meshes, streams: Set<AbortController>, pol
   });
   app.openapi(routes.teardown, async (c) => {
     const { name } = c.req.valid('param');
-    const { phase, requested } = await meshes.teardown(name);
+    const { abandonHost } = c.req.valid('query');
+    const { phase, requested } = await meshes.teardown(name, { abandonHost: abandonHost === 'true' });
     return requested ? c.json({ name, phase }, 202) : c.json({ name, phase }, 200);
   });
   app.openapi(routes.events, async (c) => {

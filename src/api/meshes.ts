@@ -22,7 +22,7 @@ import { SpecError, parseMeshSpec } from '../spec/load';
 import type { MeshSpec } from '../spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { TASK_QUEUE, meshWorkflowId } from '../workflows/definitions';
-import type { CheckResult, MeshPhase } from '../workflows/types';
+import type { CheckResult, MeshPhase, TeardownOptions } from '../workflows/types';
 import { ApiError, innermostMessage, specProblems } from './errors';
 import {
   IdempotencyKeys,
@@ -151,9 +151,9 @@ export class Meshes {
   }
 
   /** Asks for the teardown (`requested`), or says the mesh had already ended and how. */
-  async teardown(mesh: string): Promise<{ phase: MeshPhase; requested: boolean }> {
+  async teardown(mesh: string, options: TeardownOptions = {}): Promise<{ phase: MeshPhase; requested: boolean }> {
     try {
-      await this.temporal(() => teardownMesh(this.client, mesh));
+      await this.temporal(() => teardownMesh(this.client, mesh, options));
       this.changed(mesh);
     } catch (err) {
       // A signal to an ended workflow is "not found" too: tell the two apart.

@@ -14,6 +14,7 @@ import {
   ReadySchema,
   StartedSchema,
   StatusSchema,
+  TeardownQuery,
   TeardownSchema,
 } from './schemas';
 import { codecRoutes } from './codec';
@@ -112,7 +113,7 @@ export const routes = {
     path: '/v1/meshes/{name}',
     tags: MESHES,
     summary: 'Tear a mesh down',
-    request: { params: MeshNameParams },
+    request: { params: MeshNameParams, query: TeardownQuery },
     responses: {
       202: json(TeardownSchema, 'teardown requested; follow it with /events'),
       200: json(TeardownSchema, 'the mesh had already ended: nothing to do'),

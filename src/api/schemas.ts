@@ -34,6 +34,17 @@ export const MeshNameParams = z.object({
   name: dnsLabel.meta({ description: 'the mesh name (a DNS label, at most 40 characters)', example: 'demo' }),
 });
 
+export const TeardownQuery = z.object({
+  abandonHost: z
+    .enum(['true', 'false'])
+    .optional()
+    .meta({
+      description:
+        "true: tear down from any worker what needs no host (cloud and existing clusters), and list what only the mesh's " +
+        'unavailable host could remove in leftBehind',
+    }),
+});
+
 export const CreateHeaders = z.object({
   'idempotency-key': z
     .string()
@@ -135,6 +146,17 @@ export const StatusSchema = z
     untouched: z.array(z.object({ cluster: z.string().optional(), object: z.string(), reason: z.string() })).optional(),
     host: z.string().optional(),
     hostQueue: z.string().optional(),
+    conditions: z
+      .array(
+        z.object({
+          type: z.literal('HostUnavailable'),
+          host: z.string(),
+          since: z.string(),
+          message: z.string(),
+        }),
+      )
+      .optional()
+      .describe('What stands in the way beside the phase: HostUnavailable when the mesh host picks up no step'),
     error: z.string().optional(),
     istiodDebug: z.record(z.string(), z.string()),
   })
@@ -150,6 +172,10 @@ export const MeshListSchema = z
         clusters: z.number().int().optional(),
         provider: z.string().optional(),
         startedAt: z.string(),
+        hostUnavailable: z
+          .object({ host: z.string(), since: z.string() })
+          .optional()
+          .describe("the mesh's host has picked up none of its steps since then (see the status's conditions)"),
       }),
     ),
   })

@@ -192,7 +192,8 @@ program
     const { client } = await connect();
     const rows = (await listMeshes(client)).map(
       (m) =>
-        `${m.name.padEnd(20)} ${(m.phase ?? '?').padEnd(14)} ${String(m.clusters ?? '?').padStart(3)} clusters  ${m.provider ?? ''}`,
+        `${m.name.padEnd(20)} ${(m.phase ?? '?').padEnd(14)} ${String(m.clusters ?? '?').padStart(3)} clusters  ${m.provider ?? ''}` +
+        (m.hostUnavailable ? `  HostUnavailable: ${m.hostUnavailable.host} since ${m.hostUnavailable.since}` : ''),
     );
     process.stdout.write(rows.length ? rows.join('\n') + '\n' : 'no meshes running\n');
   });
@@ -209,10 +210,14 @@ program
   .command('down <mesh>')
   .description('tear the mesh down (undo everything meshflow created, newest first)')
   .option('--wait', 'wait until teardown has finished')
-  .action(async (mesh: string, opts: { wait?: boolean }) => {
+  .option(
+    '--abandon-host',
+    "the mesh's host is gone for good: tear down from any worker what needs no host, list the host's remains",
+  )
+  .action(async (mesh: string, opts: { wait?: boolean; abandonHost?: boolean }) => {
     const { client } = await connectWithWorker();
-    await teardownMesh(client, mesh);
-    process.stdout.write(`mesh ${mesh}: teardown requested\n`);
+    await teardownMesh(client, mesh, { abandonHost: opts.abandonHost });
+    process.stdout.write(`mesh ${mesh}: teardown requested${opts.abandonHost ? ' (abandoning its host)' : ''}\n`);
     if (opts.wait) {
       const final = await meshHandle(client, mesh).result();
       process.stdout.write(renderStatus(final));

@@ -32,6 +32,7 @@ const MARK: Record<StepStatus['state'], string> = {
 export function renderStatus(s: MeshStatus, uiUrl?: string): string {
   const lines = [`mesh ${s.mesh}: ${s.phase}${s.expiresAt && s.phase === 'ready' ? ` (expires ${s.expiresAt})` : ''}`];
   if (s.error) lines.push(`error: ${s.error}`);
+  for (const c of s.conditions ?? []) lines.push(`${c.type} since ${c.since}: ${c.message}`);
   const groups = new Map<string, StepStatus[]>();
   for (const step of s.steps) {
     const key = step.cluster ?? '(mesh)';

@@ -25,26 +25,32 @@ import {
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
 import type { MeshActivities } from '../activities/types';
 import { STEP_ACTIVITIES } from '../steps/activity-names';
 import type { HostActivities } from '../activities/host';
 import { buildPlan, needsPreflight, type Step, type StepKind } from '../plan/plan';
 import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
 import { upgradeSpec } from '../spec/upgrade';
-import { type LedgerEntry, type Resource, type StepTrace, resourceCluster } from '../steps/contract';
+import { type LedgerEntry, type Resource, type StepTrace, type UndoOutcome, resourceCluster } from '../steps/contract';
 import { NON_RETRYABLE_TYPES } from '../steps/errors';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { extendUpdate, statusQuery, teardownSignal, verifyUpdate } from './definitions';
-import type { MeshPhase, MeshStatus, ProvisionMeshInput, StepOutcome, StepStatus } from './types';
+import type { MeshPhase, MeshStatus, ProvisionMeshInput, StepOutcome, StepStatus, TeardownOptions } from './types';
 
 /** Release 2: teardown cancels running steps, kept meshes stay open, deadline from the start, host-bound steps, parallel undo. */
 export const PATCH_V2 = 'meshflow-v2-faults';
 export const PATCH_PREFLIGHT = 'meshflow-preflight';
-/** Release 3: a step that fails cancels the steps running beside it before compensation starts. */
+/**
+ * Release 3: a step that fails cancels the steps running beside it before compensation starts; a
+ * host that does not pick up a step within the host wait is named (HostUnavailable) and can be
+ * abandoned by `down --abandon-host`; a due token renewal no longer holds up a teardown.
+ */
 export const PATCH_V3 = 'meshflow-v3-cancel-siblings';
 
 const RETRY = {
@@ -100,6 +106,8 @@ const UNDO_OPTIONS: ActivityOptions = {
 
 /** A renewal that failed is tried again this much later (the token it replaces is still valid for a while). */
 const RENEWAL_RETRY_MS = 5 * 60_000;
+/** How long a step waits for the mesh's host to pick it up before the mesh says the host is unavailable. */
+const HOST_WAIT = '5 minutes';
 /** A token that outlives the mesh by this much needs no renewal. */
 const TOKEN_MARGIN_MS = 10 * 60_000;
 
@@ -110,6 +118,18 @@ function summary(step: Step): string {
       ? `${step.kind} ${step.cluster}`
       : step.kind;
 }
+
+/** The mesh's host did not pick the activity up in time (a host queue no worker polls). */
+function hostTimedOut(err: unknown): boolean {
+  return (
+    err instanceof ActivityFailure &&
+    err.cause instanceof TimeoutFailure &&
+    err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START
+  );
+}
+
+/** What `down --abandon-host` ends an activity waiting on the host with. */
+class HostAbandoned extends Error {}
 
 function errorText(err: unknown): string {
   if (err instanceof ActivityFailure && err.cause) {
@@ -177,7 +197,16 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   let deadlineVersion = 0;
   const provisioning = new CancellationScope();
 
-  const hostOptions = (): ActivityOptions => (status.hostQueue ? { taskQueue: status.hostQueue } : {});
+  /** Set by `down --abandon-host`: nothing waits on the host any more. */
+  let abandonHost = false;
+  /** Scopes of the activities waiting on (or running on) the host: an abandon cancels them. */
+  const hostScopes = new Set<CancellationScope>();
+  /** A due token renewal, which a teardown cancels (the host it waits on may be gone). */
+  let renewal: CancellationScope | undefined;
+  const hostOptions = (): ActivityOptions =>
+    status.hostQueue
+      ? { taskQueue: status.hostQueue, ...(v3 ? { scheduleToStartTimeout: input.hostWait ?? HOST_WAIT } : {}) }
+      : {};
   const stepActivity = (step: Step, summaryText = summary(step)) =>
     // On cancel, wait for the activity to finish or acknowledge: one that completes anyway has
     // created something, and its result (or trace) must reach the ledger to be undone.
@@ -188,8 +217,55 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     })[STEP_ACTIVITIES[step.kind]];
-  const undoActivity = (summaryText: string) =>
-    proxyActivities<MeshActivities>({ ...UNDO_OPTIONS, ...hostOptions(), summary: summaryText }).undoResource;
+  const undoActivity = (summaryText: string, onHost = true) =>
+    proxyActivities<MeshActivities>({ ...UNDO_OPTIONS, ...(onHost ? hostOptions() : {}), summary: summaryText })
+      .undoResource;
+
+  /**
+   * Runs an activity on the mesh's host. While no worker of the host picks it up, the status says
+   * HostUnavailable and the activity is asked again; once one does, the condition goes. An abandon
+   * (`down --abandon-host`) ends the wait with HostAbandoned.
+   */
+  async function onHost<T>(call: () => Promise<T>): Promise<T> {
+    if (!v3 || !status.hostQueue) return call();
+    for (;;) {
+      if (abandonHost) throw new HostAbandoned();
+      const scope = new CancellationScope();
+      hostScopes.add(scope);
+      try {
+        const out = await scope.run(call);
+        setHostCondition(false);
+        return out;
+      } catch (err) {
+        if (abandonHost && (isCancellation(err) || hostTimedOut(err))) throw new HostAbandoned();
+        if (!hostTimedOut(err)) throw err;
+        setHostCondition(true);
+      } finally {
+        hostScopes.delete(scope);
+      }
+    }
+  }
+
+  function setHostCondition(unavailable: boolean): void {
+    const known = status.conditions?.some((c) => c.type === 'HostUnavailable') ?? false;
+    if (unavailable === known) return;
+    if (unavailable) {
+      const host = status.host ?? status.hostQueue!;
+      const message =
+        `no worker of host ${host} has picked up a step of mesh ${spec.name} for ${input.hostWait ?? HOST_WAIT}; ` +
+        `its steps wait for it. Start a worker with that host's state directory (or MESHFLOW_HOST_ID=${host}), ` +
+        `or run \`meshflow down ${spec.name} --abandon-host\` to tear down what any worker can reach`;
+      status.conditions = [...(status.conditions ?? []), { type: 'HostUnavailable', host, since: now(), message }];
+    } else {
+      status.conditions = status.conditions!.filter((c) => c.type !== 'HostUnavailable');
+    }
+    const condition = status.conditions.find((c) => c.type === 'HostUnavailable');
+    // The memo is what `list` and the Web UI's run list read without asking the workflow.
+    upsertMemo({ hostUnavailable: condition ? { host: condition.host, since: condition.since } : null });
+    setCurrentDetails(
+      `phase: ${status.phase}` + (condition ? `; host ${condition.host} unavailable since ${condition.since}` : ''),
+    );
+  }
 
   const setPhase = (phase: MeshPhase) => {
     status.phase = phase;
@@ -211,9 +287,14 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     provisioning.cancel();
   };
   setHandler(statusQuery, () => status);
-  setHandler(teardownSignal, () => {
+  setHandler(teardownSignal, (options?: TeardownOptions) => {
     teardownRequested = true;
-    if (v2) stopProvisioning('teardown requested while provisioning');
+    if (v3 && options?.abandonHost && !abandonHost) {
+      abandonHost = true;
+      for (const scope of hostScopes) scope.cancel();
+    }
+    if (v3) renewal?.cancel();
+    if (v2) stopProvisioning(`teardown requested while provisioning${abandonHost ? ' (abandoning the host)' : ''}`);
   });
   setHandler(
     extendUpdate,
@@ -240,7 +321,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     verifyUpdate,
     async () => {
       const step = plan.steps.find((s) => s.kind === 'verify')!;
-      const out = await stepActivity(step, 'verify (requested)')(request(step));
+      const out = await onHost(() => stepActivity(step, 'verify (requested)')(request(step)));
       status.checks = out.checks ?? [];
       status.verifiedAt = now();
       return status.checks;
@@ -343,7 +424,12 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         if (left <= 0 || teardownRequested) break;
         const renewIn = status.phase === 'ready' ? nextRenewal() - Date.now() : Infinity;
         if (renewIn <= 0) {
-          await renewTokens();
+          if (v3) {
+            // In a scope a teardown cancels: a renewal waiting on a host that is gone must not hide it.
+            renewal = new CancellationScope();
+            await renewal.run(() => renewTokens());
+            renewal = undefined;
+          } else await renewTokens();
           continue;
         }
         const seen = deadlineVersion;
@@ -382,7 +468,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       due.map(async (step) => {
         const s = stepStatus(step.id);
         try {
-          const out = await stepActivity(step, `renew token ${step.cluster} -> ${step.target}`)(request(step));
+          const renew = stepActivity(step, `renew token ${step.cluster} -> ${step.target}`);
+          const out = await onHost(() => renew(request(step)));
           record(step.id, out.resources);
           s.outputs = { ...out.outputs, renewedAt: now() };
           s.lastError = undefined;
@@ -410,7 +497,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       const act = stepActivity(step);
       const p = (async () => {
         try {
-          const out: StepOutcome = await (v3 ? steps.run(() => act(request(step))) : act(request(step)));
+          const out: StepOutcome = await (v3 ? steps.run(() => onHost(() => act(request(step)))) : act(request(step)));
           // Record what was created before anything else can fail: it must be undone whatever happens next.
           record(step.id, out.resources);
           if (out.checks) status.checks.push(...out.checks);
@@ -475,13 +562,38 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           : r.type === 'firewall'
             ? `firewall rule ${r.name}`
             : `${r.objects.length} object(s) in ${r.cluster}`;
+    const summaryText = `undo ${entry.step}: ${what}`;
+    const req = { mesh: spec.name, spec, resource: r };
     try {
-      const out = await undoActivity(`undo ${entry.step}: ${what}`)({ mesh: spec.name, spec, resource: r });
+      let out: UndoOutcome | void = undefined;
+      try {
+        if (!abandonHost) out = await onHost(() => undoActivity(summaryText)(req));
+      } catch (err) {
+        if (!(err instanceof HostAbandoned)) throw err;
+      }
+      if (abandonHost) {
+        // Only the host reaches its local clusters and its state directory; the rest, any worker.
+        if (needsHost(r)) {
+          status.leftBehind.push({
+            resource: r,
+            error: `on host ${status.host}, abandoned by down --abandon-host: remove it there (meshflow gc on that host)`,
+          });
+          return;
+        }
+        out = await undoActivity(`${summaryText} (any worker)`, false)(req);
+      }
       if (out?.untouched.length) (status.untouched ??= []).push(...out.untouched);
       status.ledger = status.ledger.filter((l) => l !== entry);
     } catch (err) {
       status.leftBehind.push({ resource: r, error: errorText(err) });
     }
+  }
+
+  /** A resource only the mesh's host can remove: a file in its state directory, a local cluster or what is in one. */
+  function needsHost(r: Resource): boolean {
+    if (r.type === 'file') return true;
+    if (r.type === 'firewall') return false;
+    return spec.clusters.find((c) => c.name === r.cluster)?.provider === 'local';
   }
 
   /**

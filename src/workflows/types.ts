@@ -43,11 +43,32 @@ export interface MeshStatus {
   /** The worker host whose state (CA keys, local clusters) the mesh's steps need, and its task queue. */
   host?: string;
   hostQueue?: string;
+  /** What stands in the mesh's way beside its phase (a host that no longer picks up its steps). */
+  conditions?: MeshCondition[];
   error?: string;
+}
+
+/**
+ * HostUnavailable: no worker of the mesh's host has picked up one of its steps within the host
+ * wait; the step waits on, and `down --abandon-host` tears down what any worker can reach.
+ */
+export interface MeshCondition {
+  type: 'HostUnavailable';
+  host: string;
+  since: string;
+  message: string;
+}
+
+/** What a teardown asks for beyond the default. */
+export interface TeardownOptions {
+  /** Tear down from any worker what needs no host, and list what only the mesh's host could remove. */
+  abandonHost?: boolean;
 }
 
 export interface ProvisionMeshInput {
   spec: MeshSpec;
+  /** How long a step waits for the mesh's host to pick it up before HostUnavailable (default 5m). */
+  hostWait?: string;
   /** Set when the workflow continues as new: the state to carry on from. */
   carried?: MeshStatus;
 }
