@@ -1,6 +1,8 @@
 // Workflow behaviour that needs the real dev server: steps stay on the host that claimed the mesh
 // when several workers run, and a teardown that arrives while a verify holds up a continue-as-new
 // is served, not lost. The server suggests continue-as-new early here (after 40 events).
+import fs from 'node:fs';
+import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostActivities, hostTaskQueue } from '../src/activities/host';
@@ -14,6 +16,7 @@ import { sleep } from '../src/util/net';
 import { WORKER_TUNING } from '../src/worker';
 import { FakeActivities, twoClusterMesh } from './helpers/fake-activities';
 import { recordHistory } from './helpers/histories';
+import { scratchDir } from './helpers/env';
 import { devServer } from './helpers/temporal';
 
 const QUEUE = 'hosts';
@@ -115,11 +118,13 @@ test('a host that stops picking up steps is named HostUnavailable, and down --ab
   // Host h1 runs the mesh's steps, then is gone for good; the shared queue's worker stays.
   const queue = 'gone-host';
   const fake = new FakeActivities();
+  const kubeconfig = path.join(scratchDir('gone-host'), 'east.kubeconfig'); // only its existence is checked here
+  fs.writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\n');
   const s = parseMeshSpec(`apiVersion: meshflow.dev/v1alpha1
 kind: Mesh
 name: abandon
 clusters:
-  - { name: east, provider: existing, network: n1, existing: { kubeconfig: /nonexistent/east.kubeconfig } }
+  - { name: east, provider: existing, network: n1, existing: { kubeconfig: ${kubeconfig} } }
   - { name: west, provider: local, network: n2 }
 `);
   fake.scripts.set(s.name, { realistic: true });

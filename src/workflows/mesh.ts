@@ -442,7 +442,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           await condition(allHandlersFinished); // a running verify or extend finishes first
           // A teardown that arrived meanwhile is not carried into a new run: it is served here.
           if (v2 && teardownRequested) break;
-          await continueAsNew<typeof provisionMesh>({ spec, carried: status });
+          await continueAsNew<typeof provisionMesh>({ spec, carried: status, hostWait: input.hostWait });
         }
       }
     } catch (err) {
