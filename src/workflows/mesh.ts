@@ -461,7 +461,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           ? r.path.split('/').slice(-3).join('/')
           : r.type === 'firewall'
             ? `firewall rule ${r.name}`
-            : `${r.objects.length} object(s) in ${r.cluster}`;
+            : r.type === 'trust'
+              ? `trust store entries of ${r.mesh}`
+              : `${r.objects.length} object(s) in ${r.cluster}`;
     try {
       const out = await undoActivity(`undo ${entry.step}: ${what}`)({ mesh: spec.name, spec, resource: r });
       if (out?.untouched.length) (status.untouched ??= []).push(...out.untouched);
