@@ -16,7 +16,7 @@ import { LOCAL_TOOL_NAMES, localTools } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
 import { dataConverter } from './temporal/codec';
 import type { TrustStore } from './trust-store/store';
-import { StateDirTrustStore } from './trust-store/state-dir';
+import { trustStoreFromEnv } from './trust-store/from-env';
 import { ISTIO_ADDONS_DIR, ensureTools } from './tools/install';
 import { TASK_QUEUE } from './workflows/definitions';
 
@@ -26,12 +26,12 @@ export async function productionDeps(stateDir = defaultStateDir()): Promise<Acti
 
 /**
  * The real adapters: local clusters under `stateDir`, existing clusters, the pinned istioctl, and the
- * trust store (the state directory).
+ * trust store MESHFLOW_TRUST_STORE names (read now: a wrong value stops the worker before it polls).
  */
 export function activityDeps(
   stateDir: string,
   tools: Record<string, string>,
-  trustStore: TrustStore = new StateDirTrustStore(stateDir),
+  trustStore: TrustStore = trustStoreFromEnv(stateDir),
 ): ActivityDeps {
   return {
     stateDir,
