@@ -59,9 +59,8 @@ export function kubernetesTrustStore(where: KubernetesStoreLocation): Kubernetes
   const contexts = kc.getContexts().map((c) => c.name);
   if (where.context) {
     if (!contexts.includes(where.context)) {
-      throw wrong(
-        `context "${where.context}" is not in kubeconfig ${where.kubeconfig} (it has: ${contexts.join(', ') || 'none'})`,
-      );
+      const has = contexts.join(', ') || 'none';
+      throw wrong(`context "${where.context}" is not in kubeconfig ${where.kubeconfig} (it has: ${has})`);
     }
     kc.setCurrentContext(where.context);
   }
