@@ -78,7 +78,10 @@ async function ensureCa(
   make: () => Promise<Issued>,
   signal?: AbortSignal,
 ): Promise<{ keyPem: string; certPem: string }> {
-  const [keyPem, certPem] = await Promise.all([entries.get(names.key, signal), entries.get(names.cert, signal)]);
+  // The certificate first: it is written last, so a key read after it is its key, never a
+  // leftover of a write that stopped half-way.
+  const certPem = await entries.get(names.cert, signal);
+  const keyPem = certPem === undefined ? undefined : await entries.get(names.key, signal);
   if (keyPem !== undefined && certPem !== undefined) return { keyPem, certPem };
   const made = await make();
   const stored = await entries.putIfAbsent(
