@@ -205,6 +205,37 @@ describe('the Kubernetes trust store', () => {
   });
 });
 
+describe('the state directory trust store', () => {
+  test("keeps the CA directory's layout, and two root-ca attempts on one host keep one root", async () => {
+    const stateDir = scratchDir('state-dir-store');
+    const spec = parseMeshSpec(
+      'apiVersion: meshflow.dev/v1alpha1\nkind: Mesh\nname: local\nclusters:\n' +
+        '  - { name: east, provider: local, network: n1 }\n',
+    );
+    const deps = (): ActivityDeps => ({
+      stateDir,
+      providers: {} as ActivityDeps['providers'],
+      istioctl: 'not used by this step',
+      trustStore: new StateDirTrustStore(stateDir),
+    });
+    const step = { id: 'root-ca', kind: 'root-ca' } as const;
+    const attempts = await Promise.all(
+      [deps(), deps()].map((d) => createActivities(d).createRootCa({ mesh: 'local', spec, step })),
+    );
+    expect(attempts[0].outputs?.rootFingerprint).toBe(attempts[1].outputs?.rootFingerprint);
+    const dir = path.join(stateDir, 'meshes', 'local', 'ca');
+    expect(attempts[0].resources).toEqual([{ type: 'file', path: dir }]);
+    expect((fs.readdirSync(dir, { recursive: true }) as string[]).sort()).toEqual([
+      'east',
+      path.join('east', 'ca-cert.pem'),
+      path.join('east', 'ca-key.pem'),
+      'root-cert.pem',
+      'root-key.pem',
+    ]);
+    expect(fs.statSync(path.join(dir, 'root-key.pem')).mode & 0o777).toBe(0o600);
+  });
+});
+
 describe('a mesh whose trust store is the Kubernetes one', () => {
   let env: TestWorkflowEnvironment;
 
