@@ -15,6 +15,8 @@ import { EmulatedIstiod } from './gke/emulated-istiod';
 import { LOCAL_TOOL_NAMES, localTools } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
 import { dataConverter } from './temporal/codec';
+import type { TrustStore } from './trust-store/store';
+import { trustStoreFromEnv } from './trust-store/from-env';
 import { ISTIO_ADDONS_DIR, ensureTools } from './tools/install';
 import { TASK_QUEUE } from './workflows/definitions';
 
@@ -22,11 +24,19 @@ export async function productionDeps(stateDir = defaultStateDir()): Promise<Acti
   return activityDeps(stateDir, await ensureTools([...LOCAL_TOOL_NAMES, 'istioctl']));
 }
 
-/** The real adapters: local clusters under `stateDir`, existing clusters, the pinned istioctl. */
-export function activityDeps(stateDir: string, tools: Record<string, string>): ActivityDeps {
+/**
+ * The real adapters: local clusters under `stateDir`, existing clusters, the pinned istioctl, and the
+ * trust store MESHFLOW_TRUST_STORE names (read now: a wrong value stops the worker before it polls).
+ */
+export function activityDeps(
+  stateDir: string,
+  tools: Record<string, string>,
+  trustStore: TrustStore = trustStoreFromEnv(stateDir),
+): ActivityDeps {
   return {
     stateDir,
     istioctl: tools.istioctl,
+    trustStore,
     istioAddons: path.join(path.dirname(tools.istioctl), ISTIO_ADDONS_DIR),
     providers: {
       local: new LocalProvider(stateDir, localTools(tools)),

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { type ActivityDeps, createActivities } from '../src/activities/mesh-activities';
 import { type CacertsFiles, type TrustSettings, ensureClusterCa, ensureMeshCas } from '../src/istio/trust';
+import { DirectoryEntries, StateDirTrustStore } from '../src/trust-store/state-dir';
 import { buildPlan, criticalPath } from '../src/plan/plan';
 import { parseMeshSpec } from '../src/spec/load';
 import type { CaKeyAlgorithm, MeshSpec } from '../src/spec/schema';
@@ -56,12 +57,15 @@ async function makeCas(keyAlgorithm: CaKeyAlgorithm): Promise<MeshCas> {
     last = now;
   }, 10);
   try {
-    await ensureMeshCas(dir, ['east', 'west'], trust);
+    await ensureMeshCas(new DirectoryEntries(dir), ['east', 'west'], trust);
   } finally {
     clearInterval(timer);
   }
   // What each cacerts step reads: the files made above, reused.
-  const [east, west] = await Promise.all([ensureClusterCa(dir, 'east', trust), ensureClusterCa(dir, 'west', trust)]);
+  const [east, west] = await Promise.all([
+    ensureClusterCa(new DirectoryEntries(dir), 'east', trust),
+    ensureClusterCa(new DirectoryEntries(dir), 'west', trust),
+  ]);
   return { dir, east, west, longestStallMs };
 }
 
@@ -131,10 +135,10 @@ describe.each(['ecdsa-p256', 'rsa-4096'] as const)("meshflow's own CAs, %s keys"
     const { dir, east } = mesh();
     expect(fs.statSync(path.join(dir, 'root-key.pem')).mode & 0o077).toBe(0);
     expect(fs.statSync(path.join(dir, 'east', 'ca-key.pem')).mode & 0o077).toBe(0);
-    expect(await ensureClusterCa(dir, 'east', { keyAlgorithm })).toEqual(east);
+    expect(await ensureClusterCa(new DirectoryEntries(dir), 'east', { keyAlgorithm })).toEqual(east);
     // A CA is reused as it was made, whatever a later call asks for.
     const other = keyAlgorithm === 'rsa-4096' ? 'ecdsa-p256' : 'rsa-4096';
-    expect(await ensureClusterCa(dir, 'east', { keyAlgorithm: other })).toEqual(east);
+    expect(await ensureClusterCa(new DirectoryEntries(dir), 'east', { keyAlgorithm: other })).toEqual(east);
   });
 });
 
@@ -171,7 +175,10 @@ describe('a root the user brings (trust.rootCa)', () => {
 
   test('signs every intermediate; the root stays where the user keeps it and is not copied', async () => {
     const caDir = scratchDir('own-root-mesh');
-    const files = await ensureClusterCa(caDir, 'east', { rootCa: user(), keyAlgorithm: 'ecdsa-p256' });
+    const files = await ensureClusterCa(new DirectoryEntries(caDir), 'east', {
+      rootCa: user(),
+      keyAlgorithm: 'ecdsa-p256',
+    });
     const intermediate = path.join(caDir, 'east', 'ca-cert.pem');
     expect(await verify(['-CAfile', user().certFile], intermediate)).toBe(`${intermediate}: OK`);
     expect(await fingerprint(files['root-cert.pem'])).toBe(await fingerprint(read(user().certFile)));
@@ -194,8 +201,8 @@ describe('a root the user brings (trust.rootCa)', () => {
   test('with rsa-4096, the intermediates under an ECDSA root are RSA 4096, signed with ECDSA-SHA256', async () => {
     const caDir = scratchDir('own-root-rsa');
     const trust: TrustSettings = { rootCa: user(), keyAlgorithm: 'rsa-4096' };
-    await ensureMeshCas(caDir, ['east'], trust);
-    const files = await ensureClusterCa(caDir, 'east', trust);
+    await ensureMeshCas(new DirectoryEntries(caDir), ['east'], trust);
+    const files = await ensureClusterCa(new DirectoryEntries(caDir), 'east', trust);
     const intermediate = path.join(caDir, 'east', 'ca-cert.pem');
     expect(await verify(['-CAfile', user().certFile], intermediate)).toBe(`${intermediate}: OK`);
     const described = await text(files['ca-cert.pem']);
@@ -260,7 +267,7 @@ describe('a root the user brings (trust.rootCa)', () => {
     const caDir = scratchDir('org-mesh');
     const at = (f: string) => path.join(pki, f);
     const rootCa = { certFile: at('org-int.pem'), keyFile: at('org-int.key'), chainFile: at('org-root.pem') };
-    const files = await ensureClusterCa(caDir, 'east', { rootCa, keyAlgorithm: 'ecdsa-p256' });
+    const files = await ensureClusterCa(new DirectoryEntries(caDir), 'east', { rootCa, keyAlgorithm: 'ecdsa-p256' });
     const clusterCa = path.join(caDir, 'east', 'ca-cert.pem');
     const verified = await verify(['-CAfile', at('org-root.pem'), '-untrusted', at('org-int.pem')], clusterCa);
     expect(verified).toBe(`${clusterCa}: OK`);
@@ -274,7 +281,10 @@ describe('a root the user brings (trust.rootCa)', () => {
     // A chain that does not lead from certFile to a root is refused.
     const badChain = { ...rootCa, chainFile: user().certFile };
     await expect(
-      ensureClusterCa(scratchDir('org-bad'), 'east', { rootCa: badChain, keyAlgorithm: 'ecdsa-p256' }),
+      ensureClusterCa(new DirectoryEntries(scratchDir('org-bad')), 'east', {
+        rootCa: badChain,
+        keyAlgorithm: 'ecdsa-p256',
+      }),
     ).rejects.toThrow(/trust\.rootCa\.chainFile: .* has no certificate that signed ".*Acme Mesh Intermediate/);
   });
 
@@ -325,8 +335,12 @@ describe('a root the user brings (trust.rootCa)', () => {
   ])('refuses %s, naming the field, and writes nothing', async (_what, make, message) => {
     const caDir = scratchDir('own-root-bad');
     const rootCa = await make();
-    await expect(ensureClusterCa(caDir, 'east', { rootCa, keyAlgorithm: 'ecdsa-p256' })).rejects.toThrow(message);
-    await expect(ensureMeshCas(caDir, ['east', 'west'], { rootCa, keyAlgorithm: 'rsa-4096' })).rejects.toThrow(message);
+    await expect(
+      ensureClusterCa(new DirectoryEntries(caDir), 'east', { rootCa, keyAlgorithm: 'ecdsa-p256' }),
+    ).rejects.toThrow(message);
+    await expect(
+      ensureMeshCas(new DirectoryEntries(caDir), ['east', 'west'], { rootCa, keyAlgorithm: 'rsa-4096' }),
+    ).rejects.toThrow(message);
     expect(fs.readdirSync(caDir)).toEqual([]);
   });
 });
@@ -344,7 +358,12 @@ describe('the root-ca step', () => {
 
   const run = async (spec: MeshSpec) => {
     const stateDir = scratchDir('root-ca-step');
-    const deps = { stateDir, providers: {} as ActivityDeps['providers'], istioctl: 'not used by this step' };
+    const deps: ActivityDeps = {
+      stateDir,
+      providers: {} as ActivityDeps['providers'],
+      istioctl: 'not used by this step',
+      trustStore: new StateDirTrustStore(stateDir),
+    };
     const step = { id: 'root-ca', kind: 'root-ca' } as const;
     const out = await createActivities(deps).createRootCa({ mesh: spec.name, spec, step });
     const at = (f: string) => path.join(stateDir, 'meshes', spec.name, 'ca', f);

@@ -8,12 +8,15 @@ import { GkeProvider } from '../adapters/gke';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { Resource } from '../steps/contract';
 import { PermanentError } from '../steps/errors';
+import type { TrustStore } from '../trust-store/store';
 import type { TrafficPort } from './traffic';
 
 export interface ActivityDeps {
   stateDir: string;
   providers: Record<ClusterSpec['provider'], ClusterProvider>;
   istioctl: string;
+  /** Where meshes' CA keys and certificates are kept (MESHFLOW_TRUST_STORE; the state directory by default). */
+  trustStore: TrustStore;
   /** Istio's addon manifests (`<addon>.yaml`), for meshes that ask for addons. */
   istioAddons?: string;
   /** How long to wait for an east-west gateway address before failing with a hint. */

@@ -1,8 +1,8 @@
-// root-ca and cacerts: the mesh's root CA and every cluster's intermediate (files in the state
-// directory, never in history), then each cluster's `cacerts` secret in istio-system.
-import fs from 'node:fs';
+// root-ca and cacerts: the mesh's root CA and every cluster's intermediate (entries of the
+// worker's trust store, never in history), then each cluster's `cacerts` secret in istio-system.
 import { ownedBy } from '../adapters/kube';
-import { caDir, ensureClusterCa, ensureMeshCas } from '../istio/trust';
+import { ensureClusterCa, ensureMeshCas } from '../istio/trust';
+import { meshEntries } from '../trust-store/store';
 import { ISTIO_NAMESPACE, NETWORK_LABEL } from '../istio/manifests';
 import type { StepOutcome, StepRequest } from '../steps/contract';
 import { NotOursError } from '../steps/errors';
@@ -13,17 +13,20 @@ export function trustActivities(deps: ActivityDeps) {
   return {
     createRootCa: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
-        const dir = caDir(deps.stateDir, req.mesh);
-        // A directory that was there before the first attempt is not this run's to delete.
-        if (!fs.existsSync(dir) || ctx.attempt > 1) ctx.track({ type: 'file', path: dir });
+        const store = deps.trustStore;
+        // Entries that were there before the first attempt are not this run's to delete.
+        if (ctx.attempt > 1 || !(await store.list(req.mesh, ctx.signal)).length) {
+          ctx.track(store.ledgerResource(req.mesh));
+        }
         const user = req.spec.trust.rootCa;
-        // The directory holds the intermediates (and meshflow's own root); a user's root stays where it is.
+        // The store holds the intermediates (and meshflow's own root); a user's root stays where it is.
         // Every cluster's intermediate is made now, while the clusters start: an RSA 4096 key takes
         // seconds and would otherwise sit on the critical path in each cacerts step.
         const root = await ensureMeshCas(
-          dir,
+          meshEntries(store, req.mesh),
           req.spec.clusters.map((c) => c.name),
           req.spec.trust,
+          ctx.signal,
         );
         return {
           outputs: {
@@ -63,7 +66,7 @@ export function trustActivities(deps: ActivityDeps) {
               `kubectl label ns ${ISTIO_NAMESPACE} ${NETWORK_LABEL}=${c.network}`,
           );
         }
-        const files = await ensureClusterCa(caDir(deps.stateDir, req.mesh), c.name, req.spec.trust);
+        const files = await ensureClusterCa(meshEntries(deps.trustStore, req.mesh), c.name, req.spec.trust, ctx.signal);
         const secret = {
           apiVersion: 'v1',
           kind: 'Secret',

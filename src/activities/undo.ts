@@ -45,6 +45,8 @@ export function undoActivities(deps: ActivityDeps) {
             );
           }
           removeUpTo(target, path.join(root, 'meshes'));
+        } else if (r.type === 'trust') {
+          await deps.trustStore.deleteMesh(r.mesh, ctx.signal);
         } else {
           let k: Kube;
           try {

@@ -109,6 +109,7 @@ const resourceSchema = z
     }),
     z.object({ type: z.literal('file'), path: z.string() }),
     z.object({ type: z.literal('firewall'), network: z.string(), project: z.string(), name: z.string() }),
+    z.object({ type: z.literal('trust'), mesh: z.string() }),
   ])
   .openapi('Resource');
 

@@ -2,14 +2,13 @@
 // O=Istio, CN=Root CA) and per cluster an intermediate CA (L=<cluster>, pathlen 0, SAN
 // istiod.istio-system.svc), with the spec's key type (trust.keyAlgorithm): ECDSA P-256 or, as
 // tools/certs does, RSA 4096; signed with SHA-256. A user may bring their own root (files they
-// keep; meshflow reads them, never copies or deletes them). Keys stay in the state directory
-// (mode 0600) and in each cluster's `cacerts` secret; they never travel through workflow history.
+// keep; meshflow reads them, never copies or deletes them). Keys stay in the mesh's trust store
+// entries and in each cluster's `cacerts` secret; they never travel through workflow history.
 import { createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import { PermanentError } from '../adapters/providers';
 import type { CaKeyAlgorithm } from '../spec/schema';
-import { withLock } from '../util/lock';
+import type { MeshEntries } from '../trust-store/store';
 import {
   type Issued,
   type KeyPair,
@@ -22,6 +21,8 @@ import {
   privateKeyPem,
   x509,
 } from '../pki/certs';
+
+export { caDir } from '../trust-store/state-dir';
 
 const KU = x509.KeyUsageFlags;
 const CA_USAGES = KU.digitalSignature | KU.nonRepudiation | KU.keyEncipherment | KU.keyCertSign;
@@ -53,54 +54,71 @@ export interface MeshRoot extends Issued {
   chain: x509.X509Certificate[];
 }
 
-export function caDir(stateDir: string, mesh: string): string {
-  return path.join(stateDir, 'meshes', mesh, 'ca');
-}
-
 /** A CA meshflow made earlier (whatever its key type: a CA is reused as it was made). */
-async function loadIssued(certFile: string, keyFile: string): Promise<Issued> {
-  const certificate = new x509.X509Certificate(fs.readFileSync(certFile, 'utf8'));
+async function loadIssued(what: string, certPem: string, keyPem: string): Promise<Issued> {
+  const certificate = new x509.X509Certificate(certPem);
   const algorithm = keyAlgorithmOf(certificate);
-  if (!algorithm) throw new PermanentError(`${certFile} has a key type meshflow does not sign with`);
-  const key: KeyPair = await importKeyPair(algorithm, fs.readFileSync(keyFile, 'utf8'), certificate);
+  if (!algorithm) throw new PermanentError(`${what} has a key type meshflow does not sign with`);
+  const key: KeyPair = await importKeyPair(algorithm, keyPem, certificate);
   return { certificate, key };
 }
 
-function writeAtomically(file: string, content: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, content, { mode: 0o600 });
-  fs.renameSync(tmp, file);
+/** The entries of a CA: its key, then its certificate (whose presence marks the CA complete). */
+const caEntries = (prefix: string) => ({ key: `${prefix}-key.pem`, cert: `${prefix}-cert.pem` });
+const ROOT = caEntries('root');
+const clusterEntries = (cluster: string) => caEntries(`${cluster}/ca`);
+
+/**
+ * A CA from the store, or made now and stored unless another attempt stored one first: then that
+ * one is used and this one dropped, so every intermediate is signed by the one root that is kept.
+ */
+async function ensureCa(
+  entries: MeshEntries,
+  names: { key: string; cert: string },
+  make: () => Promise<Issued>,
+  signal?: AbortSignal,
+): Promise<{ keyPem: string; certPem: string }> {
+  // The certificate first: it is written last, so a key read after it is its key, never a
+  // leftover of a write that stopped half-way.
+  const certPem = await entries.get(names.cert, signal);
+  const keyPem = certPem === undefined ? undefined : await entries.get(names.key, signal);
+  if (keyPem !== undefined && certPem !== undefined) return { keyPem, certPem };
+  const made = await make();
+  const stored = await entries.putIfAbsent(
+    { [names.key]: await privateKeyPem(made.key), [names.cert]: certificatePem(made.certificate) },
+    signal,
+  );
+  return { keyPem: stored[names.key], certPem: stored[names.cert] };
 }
 
-/** The mesh root CA: made once, reused on retry (the key is written before the certificate that marks it complete). */
-export async function ensureRootCa(dir: string, algorithm: CaKeyAlgorithm): Promise<Issued> {
-  const certFile = path.join(dir, 'root-cert.pem');
-  const keyFile = path.join(dir, 'root-key.pem');
-  if (fs.existsSync(certFile) && fs.existsSync(keyFile)) return loadIssued(certFile, keyFile);
-  // Callers in this process share one making of the root; the lock keeps other processes out.
-  const pending = makingRoots.get(dir);
+/** The mesh root CA: made once, reused on retry and by a concurrent attempt. */
+export function ensureRootCa(entries: MeshEntries, algorithm: CaKeyAlgorithm, signal?: AbortSignal): Promise<Issued> {
+  // Callers in this process share one making of the root (the mesh step asks once per cluster):
+  // an RSA 4096 key takes seconds, and only one of several would be kept.
+  const pending = makingRoots.get(entries);
   if (pending) return pending;
   const making = (async () => {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // Two callers making the root at once would each sign intermediates with their own.
-    return withLock(path.join(dir, 'root'), async () => {
-      if (fs.existsSync(certFile) && fs.existsSync(keyFile)) return loadIssued(certFile, keyFile);
-      const key = await generateKeyPair(algorithm);
-      const certificate = await issue(
-        { subject: 'O=Istio, CN=Root CA', days: DAYS, ca: {}, keyUsages: CA_USAGES },
-        key,
-      );
-      writeAtomically(keyFile, await privateKeyPem(key));
-      writeAtomically(certFile, certificatePem(certificate));
-      return { certificate, key };
-    });
-  })().finally(() => makingRoots.delete(dir));
-  makingRoots.set(dir, making);
+    const { keyPem, certPem } = await ensureCa(
+      entries,
+      ROOT,
+      async () => {
+        const key = await generateKeyPair(algorithm);
+        const certificate = await issue(
+          { subject: 'O=Istio, CN=Root CA', days: DAYS, ca: {}, keyUsages: CA_USAGES },
+          key,
+        );
+        return { certificate, key };
+      },
+      signal,
+    );
+    return loadIssued(`the root CA (${ROOT.cert})`, certPem, keyPem);
+  })().finally(() => makingRoots.delete(entries));
+  makingRoots.set(entries, making);
   return making;
 }
 
-/** Roots being made in this process, by directory. */
-const makingRoots = new Map<string, Promise<Issued>>();
+/** Roots being made in this process, by the entries they go to. */
+const makingRoots = new WeakMap<MeshEntries, Promise<Issued>>();
 
 /** The user's root CA, checked: a CA certificate, valid, allowed to sign intermediates, with its key. */
 export async function loadUserRoot(user: UserRoot): Promise<MeshRoot> {
@@ -174,56 +192,69 @@ async function loadChain(signer: x509.X509Certificate, file: string, pem: string
   return chain;
 }
 
-/** The mesh's root: the user's when the spec names one, else the one meshflow keeps in `dir`. */
-export async function meshRoot(dir: string, trust: TrustSettings): Promise<MeshRoot> {
-  return trust.rootCa ? loadUserRoot(trust.rootCa) : { ...(await ensureRootCa(dir, trust.keyAlgorithm)), chain: [] };
+/** The mesh's root: the user's when the spec names one, else the one meshflow keeps in the store. */
+export async function meshRoot(entries: MeshEntries, trust: TrustSettings, signal?: AbortSignal): Promise<MeshRoot> {
+  return trust.rootCa
+    ? loadUserRoot(trust.rootCa)
+    : { ...(await ensureRootCa(entries, trust.keyAlgorithm, signal)), chain: [] };
 }
 
 /**
  * The root and every cluster's intermediate, all keys generated at once (asynchronously, on
  * libuv's threads: RSA 4096 keys take seconds each, and no intermediate waits for the root's key).
  */
-export async function ensureMeshCas(dir: string, clusters: string[], trust: TrustSettings): Promise<MeshRoot> {
-  const [root] = await Promise.all([meshRoot(dir, trust), ...clusters.map((c) => ensureClusterCa(dir, c, trust))]);
+export async function ensureMeshCas(
+  entries: MeshEntries,
+  clusters: string[],
+  trust: TrustSettings,
+  signal?: AbortSignal,
+): Promise<MeshRoot> {
+  const [root] = await Promise.all([
+    meshRoot(entries, trust, signal),
+    ...clusters.map((c) => ensureClusterCa(entries, c, trust, signal)),
+  ]);
   return root;
 }
 
 /** A cluster's intermediate CA and the four files of its `cacerts` secret. */
-export async function ensureClusterCa(dir: string, cluster: string, trust: TrustSettings): Promise<CacertsFiles> {
-  const rootReady = meshRoot(dir, trust);
+export async function ensureClusterCa(
+  entries: MeshEntries,
+  cluster: string,
+  trust: TrustSettings,
+  signal?: AbortSignal,
+): Promise<CacertsFiles> {
+  const rootReady = meshRoot(entries, trust, signal);
   rootReady.catch(() => undefined); // awaited below; meanwhile a refusal must not go unhandled
   // The user's root is read and checked (milliseconds) before anything is written.
   if (trust.rootCa) await rootReady;
-  const cdir = path.join(dir, cluster);
-  const certFile = path.join(cdir, 'ca-cert.pem');
-  const keyFile = path.join(cdir, 'ca-key.pem');
-  fs.mkdirSync(cdir, { recursive: true, mode: 0o700 });
-  await withLock(path.join(cdir, 'ca'), async () => {
-    if (fs.existsSync(certFile) && fs.existsSync(keyFile)) return;
-    // This key is made while meshflow's own root is (the root is needed only to sign).
-    const [root, key] = await Promise.all([rootReady, generateKeyPair(trust.keyAlgorithm)]);
-    const certificate = await issue(
-      {
-        subject: `O=Istio, CN=Intermediate CA, L=${cluster}`,
-        days: DAYS,
-        ca: { pathLength: 0 },
-        keyUsages: CA_USAGES,
-        dnsNames: ['istiod.istio-system.svc'],
-      },
-      key,
-      root,
-    );
-    writeAtomically(keyFile, await privateKeyPem(key));
-    writeAtomically(certFile, certificatePem(certificate));
-  });
+  const { keyPem, certPem } = await ensureCa(
+    entries,
+    clusterEntries(cluster),
+    async () => {
+      // This key is made while meshflow's own root is (the root is needed only to sign).
+      const [root, key] = await Promise.all([rootReady, generateKeyPair(trust.keyAlgorithm)]);
+      const certificate = await issue(
+        {
+          subject: `O=Istio, CN=Intermediate CA, L=${cluster}`,
+          days: DAYS,
+          ca: { pathLength: 0 },
+          keyUsages: CA_USAGES,
+          dnsNames: ['istiod.istio-system.svc'],
+        },
+        key,
+        root,
+      );
+      return { certificate, key };
+    },
+    signal,
+  );
   const root = await rootReady;
-  const caCert = fs.readFileSync(certFile, 'utf8');
   // cert-chain: the cluster's intermediate, then every CA above it up to the root (Istio's order).
   const above = [root.certificate, ...root.chain].map(certificatePem);
   return {
-    'ca-cert.pem': caCert,
-    'ca-key.pem': fs.readFileSync(keyFile, 'utf8'),
+    'ca-cert.pem': certPem,
+    'ca-key.pem': keyPem,
     'root-cert.pem': above[above.length - 1],
-    'cert-chain.pem': caCert + above.join(''),
+    'cert-chain.pem': certPem + above.join(''),
   };
 }

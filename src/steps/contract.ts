@@ -17,6 +17,8 @@ export type Resource =
   | { type: 'cluster'; cluster: string; provider: string }
   | { type: 'objects'; cluster: string; objects: ObjectRef[] }
   | { type: 'file'; path: string }
+  /** A mesh's entries in the worker's trust store (when it is not the state directory). */
+  | { type: 'trust'; mesh: string }
   /** A VPC firewall rule of a mesh network (GKE clusters sharing a VPC). */
   | { type: 'firewall'; network: string; project: string; name: string };
 
@@ -69,9 +71,10 @@ export interface StepTrace {
   progress?: unknown;
 }
 
-/** Where a resource lives: the cluster it is in, or '' for files on the worker's host. */
+/** Where a resource lives: the cluster it is in, or '' for CA files and trust entries (undone last). */
 export function resourceCluster(r: Resource): string {
-  return r.type === 'file' ? '' : r.type === 'firewall' ? `firewall:${r.network}` : r.cluster;
+  if (r.type === 'file' || r.type === 'trust') return '';
+  return r.type === 'firewall' ? `firewall:${r.network}` : r.cluster;
 }
 
 /** Adds `more` to `into`, merging object lists per cluster and skipping what is already there. */

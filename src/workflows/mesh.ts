@@ -561,7 +561,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           ? r.path.split('/').slice(-3).join('/')
           : r.type === 'firewall'
             ? `firewall rule ${r.name}`
-            : `${r.objects.length} object(s) in ${r.cluster}`;
+            : r.type === 'trust'
+              ? `trust store entries of ${r.mesh}`
+              : `${r.objects.length} object(s) in ${r.cluster}`;
     const summaryText = `undo ${entry.step}: ${what}`;
     const req = { mesh: spec.name, spec, resource: r };
     try {
@@ -592,7 +594,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   /** A resource only the mesh's host can remove: a file in its state directory, a local cluster or what is in one. */
   function needsHost(r: Resource): boolean {
     if (r.type === 'file') return true;
-    if (r.type === 'firewall') return false;
+    if (r.type === 'firewall' || r.type === 'trust') return false; // a cloud's, a management cluster's
     return spec.clusters.find((c) => c.name === r.cluster)?.provider === 'local';
   }
 

@@ -48,6 +48,7 @@ export function fakeResourceStep(r: Resource): string {
   if (r.type === 'file') return r.path;
   if (r.type === 'cluster') return `create-cluster:${r.cluster}`;
   if (r.type === 'firewall') return `firewall:${r.network}`;
+  if (r.type === 'trust') return `trust:${r.mesh}`;
   return r.objects[0].name;
 }
 
