@@ -211,10 +211,11 @@ program
   .option('--wait', 'wait until teardown has finished')
   .action(async (mesh: string, opts: { wait?: boolean }) => {
     const { client } = await connectWithWorker();
-    await teardownMesh(client, mesh);
-    process.stdout.write(`mesh ${mesh}: teardown requested\n`);
+    // The run signalled is the run followed: a scheduled mesh may run under another workflow id.
+    const run = await teardownMesh(client, mesh);
+    process.stdout.write(`mesh ${mesh}: teardown requested (workflow ${run.workflowId})\n`);
     if (opts.wait) {
-      const final = await meshHandle(client, mesh).result();
+      const final = await run.result();
       process.stdout.write(renderStatus(final));
       if (final.leftBehind.length) process.exitCode = 1;
     }
