@@ -103,6 +103,9 @@ async function openRuns(mesh: string): Promise<Array<{ workflowId: string; runId
 
 const statusOf = (workflowId: string) => env.client.workflow.getHandle(workflowId).query(statusQuery);
 const teardown = (workflowId: string) => env.client.workflow.getHandle(workflowId).signal('teardown');
+/** Tears the mesh down and waits until it has ended. */
+const down = async (mesh: string) =>
+  expect((await (await teardownMesh(env.client, mesh)).result()).phase).toBe('deleted');
 
 /** A run as a schedule of an earlier meshflow started it: provisionMesh under mesh/<name>-<scheduled time>. */
 const LEGACY_TIME = '2026-11-28T04:35:02Z';
@@ -202,7 +205,7 @@ describe('a recurring mesh schedule', () => {
         : undefined,
     );
     await deleteSchedule(env.client, id);
-    await teardown('mesh/byhand1');
+    await down('byhand1');
 
     // A run a schedule of an earlier meshflow started, under mesh/<name>-<time>.
     await startLegacyRun('legacy1');
@@ -214,7 +217,7 @@ describe('a recurring mesh schedule', () => {
     );
     expect(await openRuns('legacy1')).toHaveLength(1);
     await deleteSchedule(env.client, legacy);
-    await teardown(`mesh/legacy1-${LEGACY_TIME}`);
+    await down('legacy1');
   }, 90_000);
 
   test('a tick and an `up` of one name at the same moment: exactly one run', async () => {
@@ -294,8 +297,8 @@ describe('down and gc of a scheduled mesh', () => {
     });
 
     await deleteSchedule(env.client, id);
-    await teardown('mesh/gcsched');
-    await teardown(`mesh/gclegacy-${LEGACY_TIME}`);
+    await down('gcsched');
+    await down('gclegacy');
   }, 90_000);
 });
 
@@ -581,7 +584,7 @@ describe('managing schedules', () => {
       '58,1 * * * *',
       '30 * * * * * *',
       '@every 1m',
-      '0 0-59/3 9 * * 2027',
+      '0 0-59/3 9 * * * 2027',
     ])
       expect({ cron, refused: await refusal({ cron }) }).toEqual({ cron, refused: 'cron' });
     expect(cronMinGapMs('*/5 * * * *')).toBe(300_000);
