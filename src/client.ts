@@ -130,8 +130,14 @@ export async function openRunsOf(client: Client, mesh: string): Promise<OpenRun[
  * started under the name; when none is open, mesh/<name> (its last run answers queries).
  */
 async function openRun(client: Client, mesh: string) {
-  const runs = await openRunsOf(client, mesh);
-  const run = runs.find((r) => r.workflowId === meshWorkflowId(mesh)) ?? runs[0];
+  // mesh/<name> first: one describe, and no visibility query, for every mesh but an earlier schedule's.
+  try {
+    const d = await meshHandle(client, mesh).describe();
+    if (d.status.name === 'RUNNING') return client.workflow.getHandle<typeof provisionMesh>(d.workflowId, d.runId);
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
+  const [run] = await openRunsOf(client, mesh);
   return run ? client.workflow.getHandle<typeof provisionMesh>(run.workflowId, run.runId) : meshHandle(client, mesh);
 }
 
