@@ -18,6 +18,11 @@ export class MeshAlreadyRunningError extends Error {
   override name = 'MeshAlreadyRunningError';
 }
 
+const alreadyRunning = (mesh: string, which: string) =>
+  new MeshAlreadyRunningError(
+    `mesh ${mesh} is already running (${which}): see \`meshflow status ${mesh}\`, or \`meshflow down ${mesh}\` first`,
+  );
+
 /**
  * Starts the mesh's workflow. `memo` is kept with the run, unindexed (the HTTP API records the
  * idempotency key and spec digest of the request that started it there).
@@ -28,19 +33,13 @@ export async function startMesh(
   taskQueue = TASK_QUEUE,
   memo?: Record<string, unknown>,
 ) {
-  // The run records the placement it starts with: a later build's default placement never moves
-  // the parts of a mesh that is already running (nor changes its plan under replay).
-  const recorded =
-    spec.app.sample === 'none' || spec.app.placement
-      ? spec
-      : { ...spec, app: { ...spec.app, placement: appPlacement(spec) } };
-  // A run a schedule started carries the mesh's name with its scheduled time appended
-  // (mesh/<name>-<time>): the workflow ID alone would not keep a second run of the name out.
-  const scheduled = await openScheduledRun(client, spec.name);
+  const recorded = recordedSpec(spec);
+  // Every run of a name is mesh/<name> now (a schedule starts it as its child, src/workflows/
+  // scheduled-mesh.ts), and Temporal refuses a second start of an open id. A schedule of an earlier
+  // meshflow started its runs as mesh/<name>-<time>: those are looked for here.
+  const scheduled = (await openRunsOf(client, spec.name)).find((r) => r.workflowId !== meshWorkflowId(spec.name));
   if (scheduled) {
-    throw new MeshAlreadyRunningError(
-      `mesh ${spec.name} is already running (workflow ${scheduled}, started by a schedule): see \`meshflow status ${spec.name}\`, or \`meshflow down ${spec.name}\` first`,
-    );
+    throw alreadyRunning(spec.name, `workflow ${scheduled.workflowId}, started by a schedule`);
   }
   try {
     return await client.workflow.start<typeof provisionMesh>('provisionMesh', {
@@ -48,7 +47,7 @@ export async function startMesh(
       workflowId: meshWorkflowId(spec.name),
       args: [{ spec: recorded }],
       memo,
-      staticSummary: `mesh ${spec.name}: ${spec.clusters.length} ${[...new Set(spec.clusters.map((c) => c.provider))].join('/')} cluster(s), ${spec.istio.topology}`,
+      staticSummary: meshSummary(spec),
       staticDetails: planDetails(recorded),
       typedSearchAttributes: [
         { key: MESH_SEARCH_ATTRIBUTES.name, value: spec.name },
@@ -57,12 +56,32 @@ export async function startMesh(
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      throw new MeshAlreadyRunningError(
-        `mesh ${spec.name} is already running (workflow ${meshWorkflowId(spec.name)}): see \`meshflow status ${spec.name}\`, or \`meshflow down ${spec.name}\` first`,
-      );
+      const id = meshWorkflowId(spec.name);
+      const parent = await meshHandle(client, spec.name)
+        .describe()
+        .then((d) => d.parentExecution?.workflowId)
+        .catch(() => undefined);
+      const by = parent ? `, started by a schedule as ${parent}` : '';
+      throw alreadyRunning(spec.name, `workflow ${id}${by}`);
     }
     throw err;
   }
+}
+
+/**
+ * The spec as a run records it, with the placement it starts with: a later build's default
+ * placement never moves the parts of a mesh that is already running (nor changes its plan under replay).
+ */
+export function recordedSpec(spec: MeshSpec): MeshSpec {
+  return spec.app.sample === 'none' || spec.app.placement
+    ? spec
+    : { ...spec, app: { ...spec.app, placement: appPlacement(spec) } };
+}
+
+/** The run's summary in the Web UI. */
+export function meshSummary(spec: MeshSpec): string {
+  const providers = [...new Set(spec.clusters.map((c) => c.provider))].join('/');
+  return `mesh ${spec.name}: ${spec.clusters.length} ${providers} cluster(s), ${spec.istio.topology}`;
 }
 
 /** The plan as the Web UI shows it under the run's details (Markdown): each step and what it creates. */
@@ -74,28 +93,60 @@ export function planDetails(spec: MeshSpec): string {
 export const meshHandle = (client: Client, mesh: string) =>
   client.workflow.getHandle<typeof provisionMesh>(meshWorkflowId(mesh));
 
-/** The workflow ID of an open run of `mesh` that a schedule started (its ID is not mesh/<name>), if any. */
-async function openScheduledRun(client: Client, mesh: string): Promise<string | undefined> {
-  const query =
-    `WorkflowType = "provisionMesh" AND ExecutionStatus = "Running" AND ` +
-    `${MESH_SEARCH_ATTRIBUTES.name.name} = "${mesh}" AND WorkflowId != "${meshWorkflowId(mesh)}"`;
-  for await (const wf of client.workflow.list({ query, pageSize: 1 })) return wf.workflowId;
-  return undefined;
+/** An open run of a mesh: its workflow and run. */
+export interface OpenRun {
+  workflowId: string;
+  runId: string;
 }
 
 /**
- * The mesh's workflow: mesh/<name>, or, when that is not open, the open run a schedule started
- * under the name (mesh/<name>-<scheduled time>), so status, verify, extend and down find both.
+ * Every open run of `mesh`, each confirmed open by describing it (strongly consistent): mesh/<name>
+ * (started by hand, or by a schedule as its child), and runs a schedule of an earlier meshflow
+ * started as mesh/<name>-<scheduled time>, found by their MeshName search attribute. Visibility
+ * lags a start by a moment, but those schedules start no new runs under such ids.
  */
-export async function resolveMesh(client: Client, mesh: string) {
-  const direct = meshHandle(client, mesh);
+export async function openRunsOf(client: Client, mesh: string): Promise<OpenRun[]> {
+  const ids = new Set([meshWorkflowId(mesh)]);
+  const query =
+    `WorkflowType = "provisionMesh" AND ExecutionStatus = "Running" AND ` +
+    `${MESH_SEARCH_ATTRIBUTES.name.name} = "${mesh.replace(/["\\]/g, '')}"`;
+  for await (const wf of client.workflow.list({ query })) ids.add(wf.workflowId);
+  const runs = await Promise.all(
+    [...ids].map(async (workflowId): Promise<OpenRun[]> => {
+      try {
+        const d = await client.workflow.getHandle(workflowId).describe();
+        return d.status.name === 'RUNNING' && d.type === 'provisionMesh' ? [{ workflowId, runId: d.runId }] : [];
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return [];
+        throw err;
+      }
+    }),
+  );
+  return runs.flat();
+}
+
+/**
+ * The run of `mesh` that is open, pinned to its run id: mesh/<name>, else one an earlier schedule
+ * started under the name; when none is open, mesh/<name> (its last run answers queries).
+ */
+async function openRun(client: Client, mesh: string) {
+  // mesh/<name> first: one describe, and no visibility query, for every mesh but an earlier schedule's.
   try {
-    if ((await direct.describe()).status.name === 'RUNNING') return direct;
+    const d = await meshHandle(client, mesh).describe();
+    if (d.status.name === 'RUNNING') return client.workflow.getHandle<typeof provisionMesh>(d.workflowId, d.runId);
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError)) throw err;
   }
-  const scheduled = await openScheduledRun(client, mesh);
-  return scheduled ? client.workflow.getHandle<typeof provisionMesh>(scheduled) : direct;
+  const [run] = await openRunsOf(client, mesh);
+  return run ? client.workflow.getHandle<typeof provisionMesh>(run.workflowId, run.runId) : meshHandle(client, mesh);
+}
+
+/**
+ * The mesh's workflow, as status, verify and extend address it: not pinned to a run, so a mesh
+ * that continued as new is reached in its current run.
+ */
+export async function resolveMesh(client: Client, mesh: string) {
+  return client.workflow.getHandle<typeof provisionMesh>((await openRun(client, mesh)).workflowId);
 }
 
 export async function meshStatus(client: Client, mesh: string): Promise<MeshStatus> {
@@ -161,8 +212,21 @@ export async function extendMesh(client: Client, mesh: string, by: string): Prom
   return (await resolveMesh(client, mesh)).executeUpdate(extendUpdate, { args: [by] });
 }
 
-export async function teardownMesh(client: Client, mesh: string, options: TeardownOptions = {}): Promise<void> {
-  await (await resolveMesh(client, mesh)).signal(teardownSignal, options);
+/**
+ * Asks the mesh's open run to tear down, and returns the run it signalled, whose `result()` is the
+ * mesh's final status (following a continue-as-new): `down --wait` waits on exactly that run.
+ */
+export async function teardownMesh(client: Client, mesh: string, options: TeardownOptions = {}) {
+  for (let again = false; ; again = true) {
+    const run = await openRun(client, mesh);
+    try {
+      await run.signal(teardownSignal, options);
+      return run;
+    } catch (err) {
+      // The run described ended meanwhile (it continued as new, or was torn down): look once more.
+      if (again || !(err instanceof WorkflowNotFoundError)) throw err;
+    }
+  }
 }
 
 export async function verifyMesh(client: Client, mesh: string): Promise<CheckResult[]> {

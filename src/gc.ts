@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { SharedTlsKubeConfig } from './adapters/kube-config';
-import { Client, WorkflowNotFoundError } from '@temporalio/client';
+import { Client } from '@temporalio/client';
+import { openRunsOf } from './client';
 import { Kube, MANAGED_BY, MESH_LABEL } from './adapters/kube';
 import { LocalProvider } from './adapters/providers';
 import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, GkeProvider } from './adapters/gke';
@@ -22,7 +23,6 @@ import { dataConverter } from './temporal/codec';
 import { ensureTools } from './tools/install';
 import { logFileOf, runningPid, stopDaemon } from './util/daemon';
 import { type Progress, silent } from './util/progress';
-import { meshWorkflowId } from './workflows/definitions';
 
 /** Written by LocalProvider.create into each local cluster's directory: {"mesh", "cluster"}. */
 const OWNER_FILE = 'owner.json';
@@ -698,16 +698,12 @@ function summarize(r: Omit<GcResult, 'summary'>): string {
 // ---------------------------------------------------------------------------------------------
 // CLI helpers: Temporal, --kubeconfig/--context, the table.
 
-/** isOpen backed by Temporal: the mesh's workflow, described (strongly consistent, unlike list queries). */
+/**
+ * isOpen backed by Temporal: whether any run of the mesh name is open, mesh/<name> or one a
+ * schedule started under another id (openRunsOf: each run found is described, strongly consistent).
+ */
 export function meshIsOpen(client: Client): (mesh: string) => Promise<boolean> {
-  return async (mesh) => {
-    try {
-      return (await client.workflow.getHandle(meshWorkflowId(mesh)).describe()).status.name === 'RUNNING';
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return false;
-      throw err;
-    }
-  };
+  return async (mesh) => (await openRunsOf(client, mesh)).length > 0;
 }
 
 /**

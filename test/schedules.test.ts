@@ -9,7 +9,9 @@ import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { type RunningApi, startApi } from '../src/api/server';
-import { meshStatus, startMesh, teardownMesh } from '../src/client';
+import { execa } from 'execa';
+import { MeshAlreadyRunningError, meshStatus, startMesh, teardownMesh } from '../src/client';
+import type { GcResult } from '../src/gc';
 import { scheduleCommand } from '../src/schedules/cli';
 import {
   NoScheduleError,
@@ -24,6 +26,7 @@ import {
   triggerSchedule,
   unpauseSchedule,
 } from '../src/schedules/schedules';
+import { cronMinGapMs } from '../src/schedules/interval';
 import { createSweepActivities } from '../src/schedules/sweep-activities';
 import { SpecError } from '../src/spec/load';
 import { MESH_SEARCH_ATTRIBUTES } from '../src/temporal/search-attributes';
@@ -38,6 +41,7 @@ import { FakeActivities, twoClusterMesh, twoClusterYaml } from './helpers/fake-a
 import { devServer } from './helpers/temporal';
 
 const TOKEN = 'schedules-test-token-0123456789abcdef';
+const CLI = path.resolve(__dirname, '..', 'dist', 'cli', 'main.js');
 const STALE_QUEUE = 'stale-mesh';
 let env: TestWorkflowEnvironment;
 let workers: Worker[];
@@ -99,43 +103,202 @@ async function openRuns(mesh: string): Promise<Array<{ workflowId: string; runId
 
 const statusOf = (workflowId: string) => env.client.workflow.getHandle(workflowId).query(statusQuery);
 const teardown = (workflowId: string) => env.client.workflow.getHandle(workflowId).signal('teardown');
+/** Tears the mesh down and waits until it has ended. */
+const down = async (mesh: string) =>
+  expect((await (await teardownMesh(env.client, mesh)).result()).phase).toBe('deleted');
+
+/** A run as a schedule of an earlier meshflow started it: provisionMesh under mesh/<name>-<scheduled time>. */
+const LEGACY_TIME = '2026-11-28T04:35:02Z';
+const startLegacyRun = (mesh: string) =>
+  env.client.workflow.start('provisionMesh', {
+    taskQueue: TASK_QUEUE,
+    workflowId: `mesh/${mesh}-${LEGACY_TIME}`,
+    args: [{ spec: twoClusterMesh(mesh) }],
+    typedSearchAttributes: [
+      { key: MESH_SEARCH_ATTRIBUTES.name, value: mesh },
+      { key: MESH_SEARCH_ATTRIBUTES.phase, value: 'provisioning' },
+    ],
+  });
+
+const ready = (workflowId: string) =>
+  until(`${workflowId} ready`, async () => ((await statusOf(workflowId)).phase === 'ready' ? true : undefined));
+
+/** The schedule's latest run once it has an outcome other than `running`, or `running` when `running` is true. */
+const lastTick = (id: string, running = false) =>
+  until(`a run of ${id}`, async () => {
+    const a = (await describeSchedule(env.client, id)).recentActions.at(-1);
+    return a?.outcome && (running || a.outcome !== 'running') ? a : undefined;
+  });
 
 describe('a recurring mesh schedule', () => {
-  test('starts the mesh from its spec every tick, with the mesh name as search attribute, and skips while a run is open', async () => {
-    const spec = twoClusterMesh('every2s', 'ttl: 10m');
-    const id = await createMeshSchedule(env.client, spec, { every: '2s' });
-    expect(id).toBe('meshflow-mesh-every2s');
+  test('starts the mesh as mesh/NAME from its tick, with the mesh name as search attribute; a tick while it is open starts nothing, nor does up', async () => {
+    const spec = twoClusterMesh('sched1', 'ttl: 10m');
+    const id = await createMeshSchedule(env.client, spec, { every: '1h' });
+    expect(id).toBe('meshflow-mesh-sched1');
+    const t0 = Date.now();
+    await triggerSchedule(env.client, id);
+    // Temporal appends the scheduled time to the action's workflow id; the mesh is its child, under the mesh's own id.
+    const tick = await lastTick(id, true);
+    expect(tick.workflowId).toMatch(/^meshflow-mesh-sched1-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     const [run] = await until('a scheduled run', async () => {
-      const runs = await openRuns('every2s');
+      const runs = await openRuns('sched1');
       return runs.length ? runs : undefined;
     });
-    // Temporal appends the scheduled time to the action's workflow id.
-    expect(run.workflowId).toMatch(/^mesh\/every2s-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-    const ready = await until('ready', async () => {
-      const s = await statusOf(run.workflowId);
-      return s.phase === 'ready' ? s : undefined;
-    });
-    expect(ready).toMatchObject({ mesh: 'every2s', clusters: ['east', 'west'] });
+    expect(run.workflowId).toBe('mesh/sched1');
+    await ready('mesh/sched1');
+    process.stderr.write(`[schedules.test] trigger to ready: ${Date.now() - t0} ms\n`);
+    expect((await statusOf('mesh/sched1')).clusters).toEqual(['east', 'west']);
     const described = await env.client.workflow.getHandle(run.workflowId).describe();
-    expect(described.typedSearchAttributes.get(MESH_SEARCH_ATTRIBUTES.name)).toBe('every2s');
+    expect(described.typedSearchAttributes.get(MESH_SEARCH_ATTRIBUTES.name)).toBe('sched1');
+    expect(described.parentExecution?.workflowId).toBe(tick.workflowId);
 
-    // Overlap SKIP: ticks while this run is open start nothing.
-    await sleep(5000);
-    expect(await openRuns('every2s')).toHaveLength(1);
-    const d = await env.client.schedule.getHandle(id).describe();
-    expect(d.info.numActionsSkippedOverlap).toBeGreaterThanOrEqual(1);
-    expect(d.info.recentActions.map((a) => a.action.workflow.workflowId)).toEqual([run.workflowId]);
+    // Overlap SKIP: the tick's run lasts as long as the mesh, so a tick meanwhile starts nothing.
+    await triggerSchedule(env.client, id);
+    await until('the second tick skipped', async () =>
+      (await env.client.schedule.getHandle(id).describe()).info.numActionsSkippedOverlap >= 1 ? true : undefined,
+    );
+    expect(await openRuns('sched1')).toHaveLength(1);
+    expect((await describeSchedule(env.client, id)).recentActions).toEqual([
+      expect.objectContaining({ workflowId: tick.workflowId, outcome: 'running' }),
+    ]);
 
-    // Found by its name, as `meshflow status every2s` does; and `up` of the same name is refused.
-    expect((await meshStatus(env.client, 'every2s')).phase).toBe('ready');
+    // Found by its name, as `meshflow status sched1` does; and `up` of the same name is refused by Temporal.
+    expect((await meshStatus(env.client, 'sched1')).phase).toBe('ready');
     await expect(startMesh(env.client, spec)).rejects.toThrow(
-      `mesh every2s is already running (workflow ${run.workflowId}, started by a schedule)`,
+      `mesh sched1 is already running (workflow mesh/sched1, started by a schedule as ${tick.workflowId})`,
     );
 
     await deleteSchedule(env.client, id);
-    await teardownMesh(env.client, 'every2s');
-    const final = await env.client.workflow.getHandle<typeof provisionMesh>(run.workflowId).result();
-    expect(final.phase).toBe('deleted');
+    const signalled = await teardownMesh(env.client, 'sched1');
+    expect((await signalled.result()).phase).toBe('deleted');
+    // The tick's run ends with its mesh, and says how.
+    expect(await env.client.workflow.getHandle(tick.workflowId).result()).toEqual({
+      mesh: 'sched1',
+      workflowId: 'mesh/sched1',
+      outcome: 'ended',
+      phase: 'deleted',
+    });
+  }, 90_000);
+
+  test('a tick while a run of the name is open (by `up`, or by an earlier schedule) ends as skipped, saying which, and creates nothing', async () => {
+    const spec = twoClusterMesh('byhand1');
+    await startMesh(env.client, spec);
+    await ready('mesh/byhand1');
+    const id = await createMeshSchedule(env.client, spec, { every: '1h' });
+    const t0 = Date.now();
+    await triggerSchedule(env.client, id);
+    const tick = await lastTick(id);
+    process.stderr.write(`[schedules.test] trigger to skipped: ${Date.now() - t0} ms\n`);
+    expect(tick.outcome).toBe('skipped: mesh byhand1 is already running as mesh/byhand1');
+    expect(await env.client.workflow.getHandle(tick.workflowId).result()).toEqual({
+      mesh: 'byhand1',
+      workflowId: 'mesh/byhand1',
+      outcome: 'skipped',
+      reason: 'mesh byhand1 is already running as mesh/byhand1',
+    });
+    expect(await openRuns('byhand1')).toEqual([expect.objectContaining({ workflowId: 'mesh/byhand1' })]);
+    expect(fake.callsOf('byhand1').filter((c) => c === 'run create-cluster:east')).toHaveLength(1);
+    // `schedule list` shows the last run's outcome too (its list comes from visibility, a moment behind).
+    await until('the list to show the skip', async () =>
+      (await listSchedules(env.client)).find((s) => s.id === id)?.recentActions.at(-1)?.outcome === tick.outcome
+        ? true
+        : undefined,
+    );
+    await deleteSchedule(env.client, id);
+    await down('byhand1');
+
+    // A run a schedule of an earlier meshflow started, under mesh/<name>-<time>.
+    await startLegacyRun('legacy1');
+    await ready(`mesh/legacy1-${LEGACY_TIME}`);
+    const legacy = await createMeshSchedule(env.client, twoClusterMesh('legacy1'), { every: '1h' });
+    await triggerSchedule(env.client, legacy);
+    expect((await lastTick(legacy)).outcome).toBe(
+      `skipped: mesh legacy1 is already running as mesh/legacy1-${LEGACY_TIME}`,
+    );
+    expect(await openRuns('legacy1')).toHaveLength(1);
+    await deleteSchedule(env.client, legacy);
+    await down('legacy1');
+  }, 90_000);
+
+  test('a tick and an `up` of one name at the same moment: exactly one run', async () => {
+    for (const mesh of ['race0', 'race1', 'race2']) {
+      const spec = twoClusterMesh(mesh);
+      const id = await createMeshSchedule(env.client, spec, { every: '1h' });
+      const [up] = await Promise.allSettled([startMesh(env.client, spec), triggerSchedule(env.client, id)]);
+      const tick = await lastTick(id, true);
+      await ready(`mesh/${mesh}`);
+      expect(await openRuns(mesh)).toEqual([expect.objectContaining({ workflowId: `mesh/${mesh}` })]);
+      if (up.status === 'fulfilled') {
+        expect((await lastTick(id)).outcome).toBe(`skipped: mesh ${mesh} is already running as mesh/${mesh}`);
+      } else {
+        expect(up.reason).toBeInstanceOf(MeshAlreadyRunningError);
+        expect(tick.outcome).toBe('running');
+      }
+      expect(fake.callsOf(mesh).filter((c) => c === 'run create-cluster:east')).toHaveLength(1);
+      process.stderr.write(`[schedules.test] ${mesh}: ${up.status === 'fulfilled' ? 'up' : 'the tick'} won\n`);
+      await deleteSchedule(env.client, id);
+      expect((await (await teardownMesh(env.client, mesh)).result()).phase).toBe('deleted');
+    }
+  }, 90_000);
+});
+
+describe('down and gc of a scheduled mesh', () => {
+  test('down follows exactly the run it signalled, also one an earlier schedule started under mesh/NAME-<time>', async () => {
+    await startLegacyRun('legacy2');
+    await ready(`mesh/legacy2-${LEGACY_TIME}`);
+    const t0 = Date.now();
+    const run = await teardownMesh(env.client, 'legacy2');
+    expect(run.workflowId).toBe(`mesh/legacy2-${LEGACY_TIME}`);
+    expect((await run.result()).phase).toBe('deleted');
+    process.stderr.write(`[schedules.test] down --wait of a legacy scheduled run: ${Date.now() - t0} ms\n`);
+  }, 60_000);
+
+  test('gc --dry-run --json keeps the clusters and files of open scheduled meshes, and lists a closed one', async () => {
+    const id = await createMeshSchedule(env.client, twoClusterMesh('gcsched'), { every: '1h' });
+    await triggerSchedule(env.client, id);
+    await until('gcsched open', async () => ((await openRuns('gcsched')).length ? true : undefined));
+    await ready('mesh/gcsched');
+    await startLegacyRun('gclegacy');
+    await ready(`mesh/gclegacy-${LEGACY_TIME}`);
+
+    // What the runs would have left on disk: a stopped local cluster each (with its owner record) and a CA.
+    const state = scratchDir('schedules-gc');
+    for (const mesh of ['gcsched', 'gclegacy', 'gcgone']) {
+      const dir = path.join(state, 'local', 'clusters', `${mesh}-east`);
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, 'cluster.json'), JSON.stringify({ name: `${mesh}-east`, index: 0, port: 1 }));
+      fs.writeFileSync(path.join(dir, 'owner.json'), JSON.stringify({ mesh, cluster: 'east' }));
+      fs.mkdirSync(path.join(state, 'meshes', mesh, 'ca'), { recursive: true });
+      fs.writeFileSync(path.join(state, 'meshes', mesh, 'ca', 'root-cert.pem'), 'not really a certificate\n');
+    }
+    const t0 = Date.now();
+    const cmd = await execa(process.execPath, [CLI, 'gc', '--dry-run', '--json'], {
+      reject: false,
+      env: { ...process.env, MESHFLOW_STATE_DIR: state, TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default' },
+    });
+    process.stderr.write(`[schedules.test] gc --dry-run --json: ${Date.now() - t0} ms\n`);
+    expect(cmd.stderr).not.toMatch(/error/i);
+    expect(cmd.exitCode).toBe(0);
+    const result = JSON.parse(cmd.stdout) as GcResult;
+    expect(result.meshes).toEqual([
+      { mesh: 'gcgone', open: false },
+      { mesh: 'gclegacy', open: true },
+      { mesh: 'gcsched', open: true },
+    ]);
+    const actions = Object.fromEntries(result.findings.map((f) => [`${f.kind} ${f.mesh}`, f.action]));
+    expect(actions).toEqual({
+      'local-cluster gcsched': 'kept',
+      'local-cluster gclegacy': 'kept',
+      'local-cluster gcgone': 'would-delete',
+      'ca-dir gcsched': 'kept',
+      'ca-dir gclegacy': 'kept',
+      'ca-dir gcgone': 'would-delete',
+      'mesh-dir gcgone': 'would-delete',
+    });
+
+    await deleteSchedule(env.client, id);
+    await down('gcsched');
+    await down('gclegacy');
   }, 90_000);
 });
 
@@ -334,6 +497,21 @@ describe('managing schedules', () => {
       [{ kind: 'mesh', spec: twoClusterYaml('zero'), every: '0s' }, 400, /not a positive duration/],
       [{ kind: 'mesh', spec: twoClusterYaml('both'), every: '5m', cron: '0 * * * *' }, 400, /exactly one of every/],
       [{ kind: 'mesh', spec: twoClusterYaml('overlap'), every: '5m', overlap: 'sometimes' }, 400, /overlap/],
+      [
+        { kind: 'mesh', spec: twoClusterYaml('allowall'), every: '1h', overlap: 'allow-all' },
+        400,
+        /^overlap: allow-all would start a run while the last one is open, .* choose skip or buffer-one$/,
+      ],
+      [
+        { kind: 'mesh', spec: twoClusterYaml('often'), every: '1m' },
+        400,
+        /^every: runs every 1m; the shortest interval is 5m/,
+      ],
+      [
+        { kind: 'mesh', spec: twoClusterYaml('oftencron'), cron: '*/2 * * * *' },
+        400,
+        /^cron: runs every 2m; the shortest interval is 5m/,
+      ],
       [{ kind: 'mesh', spec: twoClusterYaml('badspec', 'ttl: forever'), every: '5m' }, 400, /ttl/],
       [{ kind: 'mesh', every: '5m' }, 400, /needs the mesh spec/],
       [{ kind: 'sweep', every: '5m', keptLimit: 'long' }, 400, /keptLimit/],
@@ -353,7 +531,8 @@ describe('managing schedules', () => {
       every: '5m',
     });
     expect(badSpec.json.error.problems[0]).toMatchObject({ path: 'ttl', line: 7 });
-    for (const id of ['badcron', 'baddur', 'zero', 'both', 'overlap', 'badspec'].map((m) => `meshflow-mesh-${m}`))
+    const refused = ['badcron', 'baddur', 'zero', 'both', 'overlap', 'allowall', 'often', 'oftencron', 'badspec'];
+    for (const id of refused.map((m) => `meshflow-mesh-${m}`))
       expect((await call('GET', `/v1/schedules/${id}`)).status).toBe(404);
     expect((await call('GET', '/v1/schedules/meshflow-sweep')).status).toBe(404);
   });
@@ -391,6 +570,31 @@ describe('managing schedules', () => {
     await expect(
       createMeshSchedule(env.client, twoClusterMesh('ov1'), { every: '5m', overlap: 'never' as never }),
     ).rejects.toThrow(/overlap/);
+    // One run of a mesh name at a time, and not too often: refused before anything is created, naming the field.
+    const refusal = (when: Parameters<typeof createMeshSchedule>[2]) =>
+      createMeshSchedule(env.client, twoClusterMesh('often1'), when).then(
+        () => 'created',
+        (e: ScheduleInputError) => e.problems.map((p) => p.path).join(','),
+      );
+    expect(await refusal({ every: '1h', overlap: 'allow-all' })).toBe('overlap');
+    expect(await refusal({ every: '4m59s' })).toBe('every');
+    for (const cron of [
+      '* * * * *',
+      '*/4 * * * *',
+      '58,1 * * * *',
+      '30 * * * * * *',
+      '@every 1m',
+      '0 0-59/3 9 * * * 2027',
+    ])
+      expect({ cron, refused: await refusal({ cron }) }).toEqual({ cron, refused: 'cron' });
+    expect(cronMinGapMs('*/5 * * * *')).toBe(300_000);
+    expect(cronMinGapMs('0 9 * * 1-5')).toBe(86_400_000);
+    expect(cronMinGapMs('CRON_TZ=Europe/Paris 0 */6 * * *')).toBe(21_600_000);
+    expect(cronMinGapMs('@hourly')).toBe(3_600_000);
+    await expect(describeSchedule(env.client, 'meshflow-mesh-often1')).rejects.toThrow(NoScheduleError);
+    expect(await refusal({ cron: '*/5 * * * *', paused: true })).toBe('created');
+    await deleteSchedule(env.client, 'meshflow-mesh-often1');
+
     const file = path.join(scratchDir('schedules'), 'bad.yaml');
     fs.writeFileSync(file, twoClusterYaml('clibad', 'ttl: 1m'));
     const cli = scheduleCommand().exitOverride();
@@ -400,6 +604,13 @@ describe('managing schedules', () => {
     await expect(
       cli.parseAsync(['create', 'clibad', '--spec', file, '--every', '5m'], { from: 'user' }),
     ).rejects.toThrow(/bad\.yaml:7:\d+ ttl/);
+    const good = path.join(scratchDir('schedules'), 'good.yaml');
+    fs.writeFileSync(good, twoClusterYaml('cliallow'));
+    await expect(
+      cli.parseAsync(['create', 'cliallow', '--spec', good, '--every', '5m', '--overlap', 'allow-all'], {
+        from: 'user',
+      }),
+    ).rejects.toThrow(/^overlap: allow-all would start a run while the last one is open/);
 
     await deleteSchedule(env.client, id);
     await expect(describeSchedule(env.client, id)).rejects.toThrow(NoScheduleError);

@@ -180,7 +180,8 @@ clusters:
       .slice(onHost)
       .filter((c) => c.startsWith('undo '));
     expect(undone.length).toBeGreaterThan(0);
-    const byCluster = (r: Resource) => (r.type === 'file' ? '(host files)' : r.type === 'firewall' ? '' : r.cluster);
+    const byCluster = (r: Resource) =>
+      r.type === 'file' ? '(host files)' : r.type === 'firewall' || r.type === 'trust' ? '' : r.cluster;
     expect(new Set(final.leftBehind.map((l) => byCluster(l.resource)))).toEqual(new Set(['west', '(host files)']));
     for (const l of final.leftBehind) expect(l.error).toContain('on host h1, abandoned by down --abandon-host');
     expect(final.ledger.every((l) => l.resource.type === 'file' || byCluster(l.resource) === 'west')).toBe(true);

@@ -38,7 +38,17 @@ export const ScheduleSchema = z
     overlap: z.string().optional().openapi({ description: 'describe only: skip, buffer-one or allow-all' }),
     paused: z.boolean(),
     nextRuns: z.array(z.string()),
-    recentActions: z.array(z.object({ scheduledAt: z.string(), workflowId: z.string(), runId: z.string() })),
+    recentActions: z.array(
+      z.object({
+        scheduledAt: z.string(),
+        workflowId: z.string(),
+        runId: z.string(),
+        outcome: z.string().optional().openapi({
+          description: 'what the run came to',
+          example: 'skipped: mesh demo is already running as mesh/demo',
+        }),
+      }),
+    ),
   })
   .openapi('Schedule');
 
@@ -53,12 +63,12 @@ export const CreateScheduleBody = z
       .openapi({
         description: 'kind mesh: the mesh spec, as YAML text or as a JSON object (validated as `meshflow validate`)',
       }),
-    every: z.string().optional().openapi({ description: 'a positive duration (30s, 5m, 1h); or cron', example: '5m' }),
+    every: z.string().optional().openapi({ description: 'a duration of at least 5m (5m, 1h); or cron', example: '5m' }),
     cron: z.string().optional().openapi({ description: 'a cron expression; or every', example: '0 9 * * 1-5' }),
     overlap: z
       .enum(Object.keys(OVERLAPS) as [keyof typeof OVERLAPS])
       .optional()
-      .openapi({ description: 'default skip' }),
+      .openapi({ description: 'skip (default) or buffer-one; allow-all is refused: two runs of one mesh collide' }),
     paused: z.boolean().optional(),
     keptLimit: z.string().optional().openapi({ description: 'kind sweep: default 24h', example: '24h' }),
   })

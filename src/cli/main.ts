@@ -216,10 +216,12 @@ program
   )
   .action(async (mesh: string, opts: { wait?: boolean; abandonHost?: boolean }) => {
     const { client } = await connectWithWorker();
-    await teardownMesh(client, mesh, { abandonHost: opts.abandonHost });
-    process.stdout.write(`mesh ${mesh}: teardown requested${opts.abandonHost ? ' (abandoning its host)' : ''}\n`);
+    // The run signalled is the run followed: a scheduled mesh may run under another workflow id.
+    const run = await teardownMesh(client, mesh, { abandonHost: opts.abandonHost });
+    const abandoning = opts.abandonHost ? ', abandoning its host' : '';
+    process.stdout.write(`mesh ${mesh}: teardown requested (workflow ${run.workflowId}${abandoning})\n`);
     if (opts.wait) {
-      const final = await meshHandle(client, mesh).result();
+      const final = await run.result();
       process.stdout.write(renderStatus(final));
       if (final.leftBehind.length) process.exitCode = 1;
     }

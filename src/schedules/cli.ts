@@ -36,7 +36,7 @@ export function renderSchedules(all: ScheduleView[]): string {
       const last = s.recentActions.at(-1);
       return (
         `${s.id.padEnd(32)} ${s.kind.padEnd(6)} ${s.spec.padEnd(18)} ${s.paused ? 'paused' : 'active'}  ${next}` +
-        (last ? `  last ${last.workflowId}` : '') +
+        (last ? `  last ${last.workflowId}${last.outcome ? ` (${last.outcome})` : ''}` : '') +
         (s.summary ? `\n${' '.repeat(33)}${s.summary}` : '')
       );
     })
@@ -50,7 +50,9 @@ function renderSchedule(s: ScheduleView): string {
     ...(s.keptLimit ? [`  kept limit: ${s.keptLimit}`] : []),
     `  next runs: ${s.nextRuns.join(', ') || 'none'}`,
     '  recent runs:',
-    ...(s.recentActions.length ? s.recentActions.map((a) => `    ${a.scheduledAt}  ${a.workflowId}`) : ['    none']),
+    ...(s.recentActions.length
+      ? s.recentActions.map((a) => `    ${a.scheduledAt}  ${a.workflowId}${a.outcome ? `  ${a.outcome}` : ''}`)
+      : ['    none']),
   ].join('\n');
 }
 
@@ -62,9 +64,9 @@ export function scheduleCommand(): Command {
     .command('create <name>')
     .description('`sweep`: tear down expired and long-kept meshes; NAME --spec FILE: start the mesh at every tick')
     .option('--spec <file>', 'the mesh spec (validated as `meshflow validate` does)')
-    .option('--every <duration>', 'run every DURATION (e.g. 5m)')
+    .option('--every <duration>', 'run every DURATION (at least 5m)')
     .option('--cron <expr>', 'run on a cron expression (e.g. "0 9 * * 1-5")')
-    .option('--overlap <policy>', 'a tick while the last run is open: skip, buffer-one or allow-all', 'skip')
+    .option('--overlap <policy>', 'a tick while the last run is open: skip, or buffer-one (run once it ends)', 'skip')
     .option('--kept-limit <duration>', 'sweep: tear down meshes kept after a failure for longer (default 24h)')
     .option('--paused', 'create it paused')
     .action(async (name: string, opts: CreateOptions) => {

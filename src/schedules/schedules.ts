@@ -11,20 +11,25 @@ import {
   ScheduleOverlapPolicy,
   type ScheduleSummary,
 } from '@temporalio/client';
-import { appPlacement } from '../plan/plan';
+import { meshSummary, planDetails, recordedSpec } from '../client';
 import { formatDurationMs, parseDuration } from '../spec/duration';
 import type { MeshSpec } from '../spec/schema';
-import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
-import { TASK_QUEUE, meshWorkflowId } from '../workflows/definitions';
-import type { provisionMesh } from '../workflows/mesh';
+import { TASK_QUEUE } from '../workflows/definitions';
+import type { ScheduledMeshInput, ScheduledMeshResult, scheduledMesh } from '../workflows/scheduled-mesh';
 import type { SweepInput, sweepMeshes } from '../workflows/sweep';
+import { cronMinGapMs } from './interval';
 
 export const SWEEP_SCHEDULE_ID = 'meshflow-sweep';
 export const meshScheduleId = (mesh: string) => `meshflow-mesh-${mesh}`;
 export const DEFAULT_KEPT_LIMIT = '24h';
 
+/** Temporal's overlap policies by the names meshflow gives them; allow-all is refused (checkWhen) but named. */
 export const OVERLAPS = { skip: 'SKIP', 'buffer-one': 'BUFFER_ONE', 'allow-all': 'ALLOW_ALL' } as const;
 export type Overlap = keyof typeof OVERLAPS;
+/** The policies that never run two actions at once: a mesh schedule's action lasts as long as its mesh. */
+const ONE_AT_A_TIME: Overlap[] = ['skip', 'buffer-one'];
+/** The shortest interval between two runs of a schedule. */
+export const MIN_INTERVAL = '5m';
 
 /** A request that cannot become a schedule: the problems say which field and why. */
 export class ScheduleInputError extends Error {
@@ -64,11 +69,37 @@ export function checkWhen(when: ScheduleOptions): void {
   const problems: Array<{ path: string; message: string }> = [];
   if ((when.every === undefined) === (when.cron === undefined))
     problems.push({ path: 'every', message: 'give exactly one of every (a duration such as 5m) or cron' });
-  if (when.every !== undefined && !((parseDuration(when.every) ?? 0) > 0))
-    problems.push({ path: 'every', message: `"${when.every}" is not a positive duration such as 30s, 5m or 1h` });
+  const min = parseDuration(MIN_INTERVAL)!;
+  const tooOften = (gap: number) =>
+    `runs every ${formatDurationMs(gap)}; the shortest interval is ${MIN_INTERVAL} (a mesh takes minutes to ` +
+    'stand up and tear down)';
+  const every = when.every === undefined ? undefined : parseDuration(when.every);
+  if (when.every !== undefined && !((every ?? 0) > 0))
+    problems.push({ path: 'every', message: `"${when.every}" is not a positive duration such as 5m or 1h` });
+  else if (every !== undefined && every < min) problems.push({ path: 'every', message: tooOften(every) });
   if (when.cron !== undefined && !when.cron.trim()) problems.push({ path: 'cron', message: 'empty cron expression' });
+  else if (when.cron !== undefined) {
+    const gap = cronMinGapMs(when.cron);
+    const fields = when.cron.trim().split(/\s+/).length;
+    // Fewer or more fields, or a form not read here: Temporal's parser says what is wrong with it.
+    if (gap === undefined && fields >= 5 && fields <= 7 && !when.cron.trim().startsWith('@'))
+      problems.push({
+        path: 'cron',
+        message:
+          `cannot tell how often "${when.cron}" runs: ` +
+          'write its seconds, minutes and hours as numbers, ranges, steps or lists',
+      });
+    else if (gap !== undefined && gap < min) problems.push({ path: 'cron', message: tooOften(gap) });
+  }
   if (when.overlap !== undefined && !(when.overlap in OVERLAPS))
-    problems.push({ path: 'overlap', message: `"${when.overlap}": choose one of ${Object.keys(OVERLAPS).join(', ')}` });
+    problems.push({ path: 'overlap', message: `"${when.overlap}": choose one of ${ONE_AT_A_TIME.join(', ')}` });
+  else if (when.overlap !== undefined && !ONE_AT_A_TIME.includes(when.overlap))
+    problems.push({
+      path: 'overlap',
+      message:
+        `${when.overlap} would start a run while the last one is open, and two runs of one mesh make the same ` +
+        `clusters (every resource name derives from the mesh name): choose ${ONE_AT_A_TIME.join(' or ')}`,
+    });
   if (problems.length) throw new ScheduleInputError(problems);
 }
 
@@ -138,9 +169,10 @@ export async function createSweepSchedule(
 }
 
 /**
- * A mesh started from `spec` at every tick; its TTL ends each run. The run's workflow id is
- * `mesh/<name>-<scheduled time>` (Temporal appends the time); its MeshName search attribute is the
- * mesh's name, which `meshflow list` shows.
+ * A mesh started from `spec` at every tick; its TTL ends each run. Each tick runs scheduledMesh
+ * (`meshflow-mesh-<name>-<scheduled time>`: Temporal appends the time), which starts the mesh as its
+ * child `mesh/<name>`, as `up` names it, and lasts as long as the mesh: one run per mesh name at a
+ * time, whoever starts it (see src/workflows/scheduled-mesh.ts).
  */
 export async function createMeshSchedule(
   client: Client,
@@ -149,26 +181,21 @@ export async function createMeshSchedule(
   taskQueue = TASK_QUEUE,
 ): Promise<string> {
   checkWhen(when);
-  const recorded =
-    spec.app.sample === 'none' || spec.app.placement
-      ? spec
-      : { ...spec, app: { ...spec.app, placement: appPlacement(spec) } };
-  const summary = `mesh ${spec.name} (scheduled): ${spec.clusters.length} cluster(s), ${spec.istio.topology}, ttl ${spec.ttl}`;
+  const recorded = recordedSpec(spec);
+  const input: ScheduledMeshInput = { spec: recorded, summary: meshSummary(spec), details: planDetails(recorded) };
+  const { clusters, istio, ttl } = spec;
+  const summary = `mesh ${spec.name} (scheduled): ${clusters.length} cluster(s), ${istio.topology}, ttl ${ttl}`;
   const memo: ScheduleMemo = { kind: 'mesh', mesh: spec.name, every: when.every, cron: when.cron, summary };
   return create(client, {
     scheduleId: meshScheduleId(spec.name),
     spec: specOf(when),
     action: {
       type: 'startWorkflow',
-      workflowType: 'provisionMesh' satisfies (typeof provisionMesh)['name'],
-      args: [{ spec: recorded }],
+      workflowType: 'scheduledMesh' satisfies (typeof scheduledMesh)['name'],
+      args: [input],
       taskQueue,
-      workflowId: meshWorkflowId(spec.name),
+      workflowId: meshScheduleId(spec.name),
       staticSummary: summary,
-      typedSearchAttributes: [
-        { key: MESH_SEARCH_ATTRIBUTES.name, value: spec.name },
-        { key: MESH_SEARCH_ATTRIBUTES.phase, value: 'provisioning' },
-      ],
     },
     policies: { overlap: ScheduleOverlapPolicy[OVERLAPS[when.overlap ?? 'skip']] },
     state: { paused: when.paused ?? false },
@@ -189,7 +216,39 @@ export interface ScheduleView {
   overlap?: string;
   paused: boolean;
   nextRuns: string[];
-  recentActions: Array<{ scheduledAt: string; workflowId: string; runId: string }>;
+  /** `outcome`: what the run came to, e.g. `skipped: mesh demo is already running as mesh/demo`. */
+  recentActions: Array<{ scheduledAt: string; workflowId: string; runId: string; outcome?: string }>;
+}
+
+/**
+ * What a run a schedule started came to, in a line: `running`, a scheduled mesh's `mesh/demo ended
+ * deleted`, `mesh/demo failed: ...` or `skipped: mesh demo is already running as mesh/demo`, else
+ * the run's status (`completed`, `terminated`...). Undefined once Temporal no longer keeps the run.
+ */
+async function outcomeOf(client: Client, workflowId: string, runId: string): Promise<string | undefined> {
+  try {
+    const handle = client.workflow.getHandle(workflowId, runId);
+    const d = await handle.describe();
+    if (d.status.name !== 'COMPLETED' || d.type !== ('scheduledMesh' satisfies (typeof scheduledMesh)['name']))
+      return d.status.name.toLowerCase();
+    const r = (await handle.result()) as ScheduledMeshResult;
+    if (r.outcome === 'skipped') return `skipped: ${r.reason}`;
+    return r.outcome === 'failed' ? `${r.workflowId} failed: ${r.reason}` : `${r.workflowId} ended ${r.phase}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The view with the outcome of its recent runs (`last`: of the latest only, as the list shows it). */
+async function withOutcomes(client: Client, v: ScheduleView, last = false): Promise<ScheduleView> {
+  const actions = await Promise.all(
+    v.recentActions.map(async (a, i) => {
+      if (last && i < v.recentActions.length - 1) return a;
+      const outcome = await outcomeOf(client, a.workflowId, a.runId);
+      return outcome ? { ...a, outcome } : a;
+    }),
+  );
+  return { ...v, recentActions: actions };
 }
 
 function view(
@@ -233,7 +292,8 @@ export async function listSchedules(client: Client): Promise<ScheduleView[]> {
   for await (const s of client.schedule.list()) {
     if (isOurs(s.scheduleId)) all.push(view(s.scheduleId, s.memo, s));
   }
-  return all.sort((a, b) => a.id.localeCompare(b.id));
+  const outcomes = await Promise.all(all.map((v) => withOutcomes(client, v, true)));
+  return outcomes.sort((a, b) => a.id.localeCompare(b.id));
 }
 
 async function handled<T>(id: string, fn: () => Promise<T>): Promise<T> {
@@ -251,7 +311,7 @@ export function describeSchedule(client: Client, id: string): Promise<ScheduleVi
   return handled(id, async () => {
     const d: ScheduleDescription = await client.schedule.getHandle(id).describe();
     const overlap = Object.entries(OVERLAPS).find(([, v]) => v === d.policies.overlap)?.[0] ?? d.policies.overlap;
-    return view(id, d.memo, d, overlap);
+    return withOutcomes(client, view(id, d.memo, d, overlap));
   });
 }
 

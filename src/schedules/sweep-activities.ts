@@ -1,7 +1,8 @@
-// The sweep's one activity: the open mesh workflows (a visibility query, as `meshflow list`) and
-// each one's status query. The decision and the teardown signal are the workflow's (../workflows/sweep.ts).
+// The schedules' activities. The sweep's: the open mesh workflows (a visibility query, as
+// `meshflow list`) and each one's status query; the decision and the teardown signal are the
+// workflow's (../workflows/sweep.ts). A scheduled mesh's: the open runs of its name.
 import type { Client } from '@temporalio/client';
-import { listMeshes } from '../client';
+import { listMeshes, openRunsOf } from '../client';
 import { statusQuery } from '../workflows/definitions';
 import type { MeshStatus } from '../workflows/types';
 
@@ -17,6 +18,8 @@ export interface SweptMesh {
 
 export interface SweepActivities {
   listOpenMeshes(): Promise<SweptMesh[]>;
+  /** Workflow ids of the open runs of a mesh name (../workflows/scheduled-mesh.ts). */
+  openMeshRuns(mesh: string): Promise<string[]>;
 }
 
 const QUERY_DEADLINE_MS = 10_000;
@@ -42,6 +45,9 @@ export function createSweepActivities(client: Client): SweepActivities {
           }
         }),
       );
+    },
+    async openMeshRuns(mesh) {
+      return (await openRunsOf(client, mesh)).map((r) => r.workflowId);
     },
   };
 }

@@ -1,2 +1,3 @@
 export { provisionMesh } from './mesh';
 export { sweepMeshes } from './sweep';
+export { scheduledMesh } from './scheduled-mesh';
