@@ -4,8 +4,8 @@
 // Open meshes are counted in Temporal, not in this process, so a restarted API counts the same: a
 // create records its token's name in the run's search attribute MeshCreatedBy, and the count is a
 // visibility query for running mesh workflows with that name. Visibility lags a start by a moment,
-// so runs this process started in the last minute count even before the query sees them, and the
-// creates of one token are checked and started one at a time.
+// so runs this process started in the last minute count (while they run) even before the query
+// sees them, and the creates of one token are checked and started one at a time.
 import { Client, type WorkflowClientInterceptor } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
@@ -58,10 +58,17 @@ export class Quotas {
     await this.client.connection.withDeadline(Date.now() + 10_000, async () => {
       for await (const wf of this.client.workflow.list({ query })) open.add(wf.workflowId);
     });
+    // Runs started here that the query does not show yet: counted while they run.
     const now = Date.now();
-    const recent = (this.recent.get(token) ?? []).filter((r) => now - r.at < VISIBILITY_LAG_MS);
+    const recent: Array<{ workflowId: string; at: number }> = [];
+    for (const r of this.recent.get(token) ?? []) {
+      if (now - r.at > VISIBILITY_LAG_MS || open.has(r.workflowId)) continue;
+      const { status } = await this.client.workflow.getHandle(r.workflowId).describe();
+      if (status.name !== 'RUNNING') continue;
+      recent.push(r);
+      open.add(r.workflowId);
+    }
     this.recent.set(token, recent);
-    for (const r of recent) open.add(r.workflowId);
     return open;
   }
 

@@ -62,14 +62,11 @@ export const CreateScheduleBody = z
       .openapi({
         description: 'kind mesh: the mesh spec, as YAML text or as a JSON object (validated as `meshflow validate`)',
       }),
-    every: z
-      .string()
-      .optional()
-      .openapi({
-        description: 'a positive duration (30s, 5m, 1h); or cron',
-        example: '5m',
-        pattern: POSITIVE_DURATION,
-      }),
+    every: z.string().optional().openapi({
+      description: 'a positive duration (30s, 5m, 1h); or cron',
+      example: '5m',
+      pattern: POSITIVE_DURATION,
+    }),
     cron: z
       .string()
       .optional()
