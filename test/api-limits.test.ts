@@ -111,11 +111,14 @@ async function allRuns(): Promise<string[]> {
   return runs.sort();
 }
 
+/** Deletes the mesh and waits until it has ended, also for visibility (which the quota counts with). */
 const deleteAndWait = async (mesh: string) => {
   await call(api.port, 'DELETE', `/v1/meshes/${mesh}`, as('bob'));
-  await until(`${mesh} closed`, async () =>
-    (await env.client.workflow.getHandle(`mesh/${mesh}`).describe()).status.name === 'RUNNING' ? undefined : 1,
-  );
+  await until(`${mesh} closed`, async () => {
+    const open = await env.client.workflow.count(`WorkflowId = "mesh/${mesh}" AND ExecutionStatus = "Running"`);
+    const { status } = await env.client.workflow.getHandle(`mesh/${mesh}`).describe();
+    return open.count === 0 && status.name !== 'RUNNING' ? 1 : undefined;
+  });
 };
 
 describe('file references', () => {

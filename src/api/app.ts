@@ -203,7 +203,12 @@ function operationRoutes(app: App, { client, namespace }: ApiDeps, metrics: Metr
   type SchemaObject = Parameters<typeof app.openAPIRegistry.registerComponent<'schemas'>>[2];
   app.openAPIRegistry.registerComponent('schemas', 'MeshSpec', specSchema as SchemaObject);
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
-  const info = { title: 'meshflow', version: '1', description: 'Multi-cluster Istio meshes as Temporal workflows.' };
+  const info = {
+    title: 'meshflow',
+    version: '1',
+    description:
+      'Multi-cluster Istio meshes as Temporal workflows. A method a path does not declare answers 405 with Allow.',
+  };
   app.openapi(routes.openapi, (c) =>
     c.json(app.getOpenAPIDocument({ openapi: '3.0.3', info, security: [{ bearer: [] }] }), 200),
   );

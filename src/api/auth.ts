@@ -61,9 +61,11 @@ export function tokensFromEnv(env: NodeJS.ProcessEnv = process.env): NamedToken[
 /** Tokens as the API takes them: bare ones (tests, the bench) are named `default`, or `token-N` when several. */
 export function namedTokens(tokens: Array<string | NamedToken>): NamedToken[] {
   const bare = tokens.filter((t) => typeof t === 'string').length;
-  return tokens.map((t, i) =>
-    typeof t !== 'string' ? t : { name: bare === 1 ? DEFAULT_TOKEN_NAME : `token-${i + 1}`, token: t },
-  );
+  return tokens.map((t, i) => {
+    if (typeof t === 'string') return { name: bare === 1 ? DEFAULT_TOKEN_NAME : `token-${i + 1}`, token: t };
+    if (!NAME.test(t.name)) throw new Error(`token name ${JSON.stringify(t.name)}: letters, digits, ".", "_", "-"`);
+    return t;
+  });
 }
 
 const LOOPBACK_HOSTS = ['127.0.0.1', '::1', '[::1]', 'localhost'];

@@ -51,6 +51,7 @@ export class Meshes {
    * change (extend, delete, verify) drops the entry: a read that starts after it asks anew.
    */
   private readonly reading = new Map<string, Promise<StatusView>>();
+  private readonly creators = new Map<string, Promise<string | undefined>>();
   /** The client that starts meshes: it also records the token's name in a search attribute (see quotas.ts). */
   private starter?: Client;
 
@@ -110,16 +111,28 @@ export class Meshes {
 
   /** The status and, for a run the API started, the name of the token it was started with (its memo). */
   async statusWithCreator(mesh: string): Promise<StatusView & { createdBy?: string }> {
-    const status = await this.status(mesh);
-    const createdBy = await this.temporal(async () => {
-      const latest = await (await resolveMesh(this.client, mesh)).describe();
-      const memo = latest.memo?.[CREATED_BY_MEMO];
-      if (typeof memo === 'string' || !latest.raw.workflowExecutionInfo?.firstRunId) return memo;
-      const firstRunId = latest.raw.workflowExecutionInfo.firstRunId;
-      if (firstRunId === latest.runId) return undefined;
-      return (await this.client.workflow.getHandle(latest.workflowId, firstRunId).describe()).memo?.[CREATED_BY_MEMO];
-    }).catch(() => undefined);
-    return typeof createdBy === 'string' ? { ...status, createdBy } : status;
+    const [status, createdBy] = await Promise.all([this.status(mesh), this.creator(mesh)]);
+    return createdBy ? { ...status, createdBy } : status;
+  }
+
+  /** The memo's createdBy of the mesh's run (or its chain's first run); concurrent reads share one lookup. */
+  private creator(mesh: string): Promise<string | undefined> {
+    let lookup = this.creators.get(mesh);
+    if (!lookup) {
+      lookup = this.temporal(async () => {
+        const latest = await (await resolveMesh(this.client, mesh)).describe();
+        const firstRunId = latest.raw.workflowExecutionInfo?.firstRunId;
+        const memo =
+          latest.memo?.[CREATED_BY_MEMO] ??
+          (firstRunId && firstRunId !== latest.runId
+            ? (await this.client.workflow.getHandle(latest.workflowId, firstRunId).describe()).memo?.[CREATED_BY_MEMO]
+            : undefined);
+        return typeof memo === 'string' ? memo : undefined;
+      }).catch(() => undefined);
+      this.creators.set(mesh, lookup);
+      void lookup.finally(() => this.creators.get(mesh) === lookup && this.creators.delete(mesh));
+    }
+    return lookup;
   }
 
   /** The status query, as `meshflow status --json` prints it; 404 when no workflow of that name ever ran. */
