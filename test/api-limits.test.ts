@@ -134,7 +134,7 @@ describe('file references', () => {
       expect.objectContaining({
         path: 'trust.rootCa.keyFile',
         text: expect.stringMatching(
-          /^request:5:\d+ trust\.rootCa\.keyFile: .* under none of the directories in MESHFLOW_API_FILE_ROOTS/,
+          /^request:7:\d+ trust\.rootCa\.keyFile: .* under none of the directories in MESHFLOW_API_FILE_ROOTS/,
         ),
       }),
     ]);
@@ -399,8 +399,10 @@ describe('the document says what the server does', () => {
 
 describe('malformed requests', () => {
   const named = { name: 'carol', token: SECRETS.carol };
-  const corpus = () =>
-    malformedRequests({ root, otherMeshCa, linkOut: path.join(root, 'link'), named, readyMesh: 'corpus-ready' });
+  // The cases are named when the file loads, and built once the directories exist.
+  const corpus = (dirs = { root, otherMeshCa }) =>
+    malformedRequests({ ...dirs, linkOut: path.join(dirs.root, 'link'), named, readyMesh: 'corpus-ready' });
+  const names = corpus({ root: '/r', otherMeshCa: '/o' }).map((c) => c.name);
   let before: string[];
   beforeAll(async () => {
     expect((await create('bob', twoClusterYaml('corpus-ready'))).status).toBe(202);
@@ -413,7 +415,8 @@ describe('malformed requests', () => {
       expect(codes).toContain(code);
   });
 
-  test.each(corpus().map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+  test.each(names)('%s', async (name) => {
+    const c = corpus().find((x) => x.name === name)!;
     const held: Array<{ close(): void }> = [];
     const filled: string[] = [];
     if (c.precondition === 'open-meshes-full') {
