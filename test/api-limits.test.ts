@@ -406,7 +406,11 @@ describe('malformed requests', () => {
   let before: string[];
   beforeAll(async () => {
     expect((await create('bob', twoClusterYaml('corpus-ready'))).status).toBe(202);
-    before = await allRuns();
+    // Visibility lists a run a moment after its start.
+    before = await until('corpus-ready listed', async () => {
+      const runs = await allRuns();
+      return runs.some((r) => r.startsWith('mesh/corpus-ready@')) ? runs : undefined;
+    });
   });
 
   test('the corpus has path, size, quota and named-token cases', () => {
