@@ -245,7 +245,11 @@ test('a JSON create; status equals `meshflow status --json`; list, extend, verif
 
   // The same function makes the CLI's --json and this answer.
   const body = (await call('GET', '/v1/meshes/api-json')).json;
-  expect(body).toEqual(JSON.parse(JSON.stringify(statusView(await meshStatus(env.client, 'api-json')))));
+  // Beside it, the name of the token that started the run (from its memo).
+  expect(body).toEqual({
+    ...JSON.parse(JSON.stringify(statusView(await meshStatus(env.client, 'api-json')))),
+    createdBy: 'default',
+  });
   expect(body.istiodDebug).toEqual({});
 
   const listed = await until('the list to show api-json ready', async () => {
@@ -743,7 +747,10 @@ test('/metrics counts requests by route pattern; the log has one line per reques
 
   const lines = logs.filter((l) => l.msg === 'request');
   expect(lines.length).toBeGreaterThan(20);
-  for (const l of lines) expect(Object.keys(l).sort()).toEqual(['method', 'ms', 'msg', 'route', 'status']);
+  for (const l of lines) expect(Object.keys(l).sort()).toEqual(['method', 'ms', 'msg', 'route', 'status', 'token']);
+  expect(lines.filter((l) => l.status !== 401 && l.route !== '/openapi.json').every((l) => l.token === 'default')).toBe(
+    true,
+  );
   expect(JSON.stringify(logs)).not.toContain(TOKEN);
   expect(JSON.stringify(logs)).not.toContain('apiVersion');
 });
@@ -862,11 +869,12 @@ test('serve refuses to start without a token unless on a loopback host with --in
 test('tokens come from MESHFLOW_API_TOKEN and MESHFLOW_API_TOKEN_FILE (comments and blank lines skipped)', () => {
   const dir = scratchDir('api-tokens');
   const file = path.join(dir, 'tokens');
-  fs.writeFileSync(file, '# team tokens\n\n  alpha-token  \nbeta-token\n');
+  fs.writeFileSync(file, '# team tokens\n\n  alpha-token  \nbeta-token\nci: gamma-token\n');
   expect(tokensFromEnv({ MESHFLOW_API_TOKEN: 'single', MESHFLOW_API_TOKEN_FILE: file })).toEqual([
-    'single',
-    'alpha-token',
-    'beta-token',
+    { name: 'default', token: 'single' },
+    { name: 'line-3', token: 'alpha-token' },
+    { name: 'line-4', token: 'beta-token' },
+    { name: 'ci', token: 'gamma-token' },
   ]);
   fs.writeFileSync(file, '# none yet\n\n');
   expect(() => tokensFromEnv({ MESHFLOW_API_TOKEN_FILE: file })).toThrow(/holds no token/);

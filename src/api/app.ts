@@ -15,22 +15,31 @@ import { streamSSE } from 'hono/streaming';
 import type { ZodError } from 'zod';
 import { listMeshes } from '../client';
 import { meshSchema } from '../spec/schema';
-import { bearerAuth } from './auth';
+import { type NamedToken, anonymous, bearerAuth, namedTokens, tokenName } from './auth';
 import { CODEC_PATHS, addCodecRoutes, codecCors } from './codec';
 import { ApiError, type Problem, innermostMessage, temporalUnavailable } from './errors';
 import { followMesh } from './events';
 import { addScheduleRoutes } from './schedules';
 import { Meshes, parseSpec } from './meshes';
+import { DEFAULT_LIMITS, type Limits, Quotas } from './quotas';
 import { type Log, type Metrics, createMetrics, observe, stderrLog } from './observe';
 import { JSON_TYPE, PUBLIC_PATHS, YAML_TYPES, routes } from './routes';
+import { apiSpecSchema } from './schemas';
 
 export interface ApiDeps {
   client: Client;
   namespace: string;
   /** The Temporal Web UI's base address, for links; none when unknown. */
   uiUrl?: string;
-  /** Bearer tokens; none: every request is let in (only `startApi` on a loopback host allows that). */
-  tokens: string[];
+  /**
+   * Bearer tokens, each with its name (a bare one is named `default`); none: every request is let in
+   * (only `startApi` on a loopback host allows that) as `default`.
+   */
+  tokens: Array<string | NamedToken>;
+  /** Directories under which specs may name files (MESHFLOW_API_FILE_ROOTS, realpath'd); none: no file at all. */
+  fileRoots?: string[];
+  /** Per token: open meshes and event streams (default 10 and 20). */
+  limits?: Partial<Limits>;
   log?: Log;
   /** How often an event stream polls the status query (default 250 ms). */
   pollMs?: number;
@@ -62,8 +71,8 @@ export function createApp(deps: ApiDeps): Api {
   app.use('*', observe(metrics, log));
   const uiOrigin = deps.uiOrigin ?? (deps.uiUrl && new URL(deps.uiUrl).origin);
   if (uiOrigin) app.use('/codec/*', codecCors(uiOrigin));
-  const auth = deps.tokens.length ? bearerAuth(deps.tokens) : undefined;
-  app.use('*', (c, next) => (auth && !PUBLIC_PATHS.has(c.req.path) ? auth(c, next) : next()));
+  const auth = deps.tokens.length ? bearerAuth(namedTokens(deps.tokens)) : anonymous;
+  app.use('*', (c, next) => (PUBLIC_PATHS.has(c.req.path) ? next() : auth(c, next)));
   app.use('*', rejectPathTricks);
   const limit = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
   app.use('*', (c, next) => (CODEC_PATHS.includes(c.req.path) ? next() : limit(c, next)));
@@ -77,13 +86,25 @@ export function createApp(deps: ApiDeps): Api {
     return c.json(answer.body(), answer.status, answer.headers);
   });
   app.notFound((c) => {
+    const allow = allowedMethods(c.req.path);
+    if (allow.length) {
+      const err = new ApiError(
+        405,
+        'method_not_allowed',
+        `${c.req.method} is not an operation of ${c.req.path}: it takes ${allow.join(', ')}`,
+      );
+      return c.json(err.body(), 405, { Allow: allow.join(', ') });
+    }
     const err = new ApiError(404, 'no_route', `no route ${c.req.method} ${c.req.path}: see /openapi.json`);
     return c.json(err.body(), 404);
   });
 
   const streams = new Set<AbortController>();
-  meshRoutes(app, new Meshes(deps.client, deps.namespace, deps.uiUrl), streams, deps.pollMs);
-  addScheduleRoutes(app, deps.client);
+  const fileRoots = deps.fileRoots ?? [];
+  const quotas = new Quotas(deps.client, { ...DEFAULT_LIMITS, ...deps.limits });
+  const meshes = new Meshes(deps.client, deps.namespace, quotas, deps.uiUrl);
+  meshRoutes(app, meshes, quotas, fileRoots, streams, deps.pollMs);
+  addScheduleRoutes(app, deps.client, fileRoots);
   addCodecRoutes(app, deps.codec);
   operationRoutes(app, deps, metrics);
   return {
@@ -94,18 +115,25 @@ export function createApp(deps: ApiDeps): Api {
   };
 }
 
-function meshRoutes(app: App, meshes: Meshes, streams: Set<AbortController>, pollMs?: number): void {
+function meshRoutes(
+  app: App,
+  meshes: Meshes,
+  quotas: Quotas,
+  fileRoots: string[],
+  streams: Set<AbortController>,
+  pollMs?: number,
+): void {
   app.openapi(routes.create, async (c) => {
     const json = (c.req.header('content-type') ?? '').toLowerCase().startsWith(JSON_TYPE);
-    const spec = parseSpec(await c.req.text(), json);
-    const { started, replayed } = await meshes.start(spec, c.req.valid('header')['idempotency-key']);
+    const spec = parseSpec(await c.req.text(), json, fileRoots);
+    const { started, replayed } = await meshes.start(spec, tokenName(c), c.req.valid('header')['idempotency-key']);
     if (replayed) c.header('Idempotent-Replayed', 'true');
     return c.json(started, 202);
   });
   app.openapi(routes.list, async (c) =>
     c.json({ meshes: await meshes.temporal(() => listMeshes(meshes.client)) }, 200),
   );
-  app.openapi(routes.status, async (c) => c.json(await meshes.status(c.req.valid('param').name), 200));
+  app.openapi(routes.status, async (c) => c.json(await meshes.statusWithCreator(c.req.valid('param').name), 200));
   app.openapi(routes.extend, async (c) => {
     const { name } = c.req.valid('param');
     return c.json({ name, expiresAt: await meshes.extend(name, c.req.valid('json').by) }, 200);
@@ -123,6 +151,7 @@ function meshRoutes(app: App, meshes: Meshes, streams: Set<AbortController>, pol
   app.openapi(routes.events, async (c) => {
     const { name } = c.req.valid('param');
     const first = await meshes.status(name); // a 404 is an answer, not a stream
+    const release = quotas.openStream(tokenName(c));
     return streamSSE(c, async (stream) => {
       const stop = new AbortController();
       streams.add(stop);
@@ -141,6 +170,7 @@ function meshRoutes(app: App, meshes: Meshes, streams: Set<AbortController>, pol
       } finally {
         clearInterval(keepalive);
         streams.delete(stop);
+        release();
       }
     });
   });
@@ -165,11 +195,21 @@ function operationRoutes(app: App, { client, namespace }: ApiDeps, metrics: Metr
 
   // The spec as a client writes it (defaults optional), made by zod itself: meshSchema is built
   // before zod has the OpenAPI extension (every command loads it), so it cannot be registered as is.
-  const specSchema = z.toJSONSchema(meshSchema, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' });
+  const specSchema = apiSpecSchema(
+    z.toJSONSchema(meshSchema, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' }) as Record<
+      string,
+      unknown
+    >,
+  );
   type SchemaObject = Parameters<typeof app.openAPIRegistry.registerComponent<'schemas'>>[2];
   app.openAPIRegistry.registerComponent('schemas', 'MeshSpec', specSchema as SchemaObject);
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
-  const info = { title: 'meshflow', version: '1', description: 'Multi-cluster Istio meshes as Temporal workflows.' };
+  const info = {
+    title: 'meshflow',
+    version: '1',
+    description:
+      'Multi-cluster Istio meshes as Temporal workflows. A method a path does not declare answers 405 with Allow.',
+  };
   app.openapi(routes.openapi, (c) =>
     c.json(app.getOpenAPIDocument({ openapi: '3.0.3', info, security: [{ bearer: [] }] }), 200),
   );
@@ -197,6 +237,25 @@ function invalid(target: string, error: ZodError): ApiError {
   });
   const where = { param: 'path', query: 'query', header: 'headers', json: 'body' }[target] ?? target;
   return new ApiError(400, 'invalid_request', `invalid ${where}: ${problems.map((p) => p.text).join('; ')}`, problems);
+}
+
+/** Every route's path as a pattern, with its methods: what a 405 names in `Allow`. */
+const ROUTE_METHODS = (() => {
+  const byPath = new Map<string, Set<string>>();
+  for (const r of Object.values(routes)) {
+    const methods = byPath.get(r.path) ?? new Set<string>();
+    methods.add(r.method.toUpperCase());
+    if (r.method === 'get') methods.add('HEAD');
+    byPath.set(r.path, methods);
+  }
+  return [...byPath].map(([p, methods]) => ({
+    pattern: new RegExp(`^${p.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}$`),
+    allow: [...methods].sort(),
+  }));
+})();
+
+function allowedMethods(path: string): string[] {
+  return ROUTE_METHODS.find((r) => r.pattern.test(path))?.allow ?? [];
 }
 
 /** 415 unless the body is one of `types` (parameters such as charset are fine). */

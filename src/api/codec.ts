@@ -15,10 +15,17 @@ const JSON_TYPE = 'application/json';
 export const CODEC_MAX_BODY_BYTES = 8 * 1024 * 1024;
 export const CODEC_PATHS = ['/codec/decode', '/codec/encode'];
 
+/** Base64 as zod's base64() takes it: padded, in groups of four. */
+const base64 = () =>
+  z
+    .string()
+    .base64()
+    .openapi({ format: 'byte', pattern: '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$' });
+
 const PayloadSchema = z
   .object({
-    metadata: z.record(z.string(), z.string().base64()).optional(),
-    data: z.string().base64().optional(),
+    metadata: z.record(z.string(), base64()).optional(),
+    data: base64().optional(),
   })
   .openapi('Payload', { description: 'a Temporal payload as proto3 JSON: metadata values and data in base64' });
 const PayloadsSchema = z.object({ payloads: z.array(PayloadSchema) }).openapi('Payloads');
@@ -39,6 +46,7 @@ const codecRoute = (verb: 'decode' | 'encode', summary: string) =>
       400: json(ErrorSchema, 'not {payloads: [{metadata, data}]} with base64 values'),
       401: json(ErrorSchema, 'no bearer token, or not one this API accepts'),
       413: json(ErrorSchema, 'the body is over 8 MiB'),
+      415: json(ErrorSchema, 'the Content-Type is not application/json'),
       422: json(ErrorSchema, 'a payload is encrypted with a key this server does not have, or does not decrypt'),
     },
   });

@@ -13,6 +13,7 @@ import {
   meshHandle,
   meshStatus,
   meshWebUiUrl,
+  resolveMesh,
   startMesh,
   statusView,
   teardownMesh,
@@ -24,6 +25,7 @@ import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { TASK_QUEUE, meshWorkflowId } from '../workflows/definitions';
 import type { CheckResult, MeshPhase, TeardownOptions } from '../workflows/types';
 import { ApiError, innermostMessage, specProblems } from './errors';
+import { assertFilesAllowed } from './file-roots';
 import {
   IdempotencyKeys,
   REQUEST_MEMO,
@@ -32,11 +34,14 @@ import {
   recordedStart,
   specDigest,
 } from './idempotency';
+import { type Quotas, withCreatorAttribute } from './quotas';
 import { PHASES } from './schemas';
 
 /** How long a call to Temporal may take before the request fails with 503 (verify waits for its checks). */
 const DEADLINE_MS = 10_000;
 const EXTENDABLE: MeshPhase[] = ['provisioning', 'ready', 'kept'];
+/** The memo field naming the API token whose request started a run (shown by the Web UI and GET /v1/meshes/{name}). */
+export const CREATED_BY_MEMO = 'createdBy';
 
 export class Meshes {
   private readonly keys = new IdempotencyKeys();
@@ -46,10 +51,14 @@ export class Meshes {
    * change (extend, delete, verify) drops the entry: a read that starts after it asks anew.
    */
   private readonly reading = new Map<string, Promise<StatusView>>();
+  private readonly creators = new Map<string, Promise<string | undefined>>();
+  /** The client that starts meshes: it also records the token's name in a search attribute (see quotas.ts). */
+  private starter?: Client;
 
   constructor(
     readonly client: Client,
     private readonly namespace: string,
+    private readonly quotas: Quotas,
     private readonly uiUrl?: string,
   ) {}
 
@@ -63,35 +72,67 @@ export class Meshes {
   }
 
   /**
-   * Starts the mesh; with an idempotency key, answers what the key answered before (see
-   * idempotency.ts) instead. `replayed` says which.
+   * Starts the mesh for the token named `token` (within its quota of open meshes); with an
+   * idempotency key, answers what the key answered before (see idempotency.ts) instead, quota or
+   * not. `replayed` says which.
    */
-  async start(spec: MeshSpec, key?: string): Promise<{ started: Started; replayed: boolean }> {
+  async start(spec: MeshSpec, token: string, key?: string): Promise<{ started: Started; replayed: boolean }> {
     const digest = specDigest(spec);
-    const start = async (): Promise<Started> => {
-      const memo: RequestMemo = { specSha256: digest, ...(key ? { idempotencyKey: key } : {}) };
-      try {
-        const handle = await this.temporal(() => startMesh(this.client, spec, TASK_QUEUE, { [REQUEST_MEMO]: memo }));
-        return {
-          name: spec.name,
-          workflowId: handle.workflowId,
-          runId: handle.firstExecutionRunId,
-          ...this.webUi(spec.name),
-        };
-      } catch (err) {
-        if (!(err instanceof MeshAlreadyRunningError)) throw err;
-        throw new ApiError(
-          409,
-          'mesh_already_running',
-          `mesh ${spec.name} is already running (workflow ${meshWorkflowId(spec.name)}): ` +
-            `GET /v1/meshes/${spec.name} for its status, DELETE it before starting it again`,
-        );
-      }
-    };
+    const start = (): Promise<Started> => this.quotas.create(token, () => this.startAs(spec, token, digest, key));
     if (!key) return { started: await start(), replayed: false };
     const recorded = () =>
       this.temporal(() => recordedStart(this.client, spec.name, key, digest, this.webUi(spec.name)));
     return this.keys.answer(key, digest, recorded, start);
+  }
+
+  private async startAs(spec: MeshSpec, token: string, digest: string, key?: string): Promise<Started> {
+    const memo: RequestMemo = { specSha256: digest, ...(key ? { idempotencyKey: key } : {}) };
+    const memos = { [REQUEST_MEMO]: memo, [CREATED_BY_MEMO]: token };
+    try {
+      this.starter ??= withCreatorAttribute(this.client, CREATED_BY_MEMO);
+      const starter = this.starter;
+      const handle = await this.temporal(() => startMesh(starter, spec, TASK_QUEUE, memos));
+      return {
+        name: spec.name,
+        workflowId: handle.workflowId,
+        runId: handle.firstExecutionRunId,
+        ...this.webUi(spec.name),
+      };
+    } catch (err) {
+      if (!(err instanceof MeshAlreadyRunningError)) throw err;
+      throw new ApiError(
+        409,
+        'mesh_already_running',
+        `mesh ${spec.name} is already running (workflow ${meshWorkflowId(spec.name)}): ` +
+          `GET /v1/meshes/${spec.name} for its status, DELETE it before starting it again`,
+      );
+    }
+  }
+
+  /** The status and, for a run the API started, the name of the token it was started with (its memo). */
+  async statusWithCreator(mesh: string): Promise<StatusView & { createdBy?: string }> {
+    const [status, createdBy] = await Promise.all([this.status(mesh), this.creator(mesh)]);
+    return createdBy ? { ...status, createdBy } : status;
+  }
+
+  /** The memo's createdBy of the mesh's run (or its chain's first run); concurrent reads share one lookup. */
+  private creator(mesh: string): Promise<string | undefined> {
+    let lookup = this.creators.get(mesh);
+    if (!lookup) {
+      lookup = this.temporal(async () => {
+        const latest = await (await resolveMesh(this.client, mesh)).describe();
+        const firstRunId = latest.raw.workflowExecutionInfo?.firstRunId;
+        const memo =
+          latest.memo?.[CREATED_BY_MEMO] ??
+          (firstRunId && firstRunId !== latest.runId
+            ? (await this.client.workflow.getHandle(latest.workflowId, firstRunId).describe()).memo?.[CREATED_BY_MEMO]
+            : undefined);
+        return typeof memo === 'string' ? memo : undefined;
+      }).catch(() => undefined);
+      this.creators.set(mesh, lookup);
+      void lookup.finally(() => this.creators.get(mesh) === lookup && this.creators.delete(mesh));
+    }
+    return lookup;
   }
 
   /** The status query, as `meshflow status --json` prints it; 404 when no workflow of that name ever ran. */
@@ -187,16 +228,19 @@ const noMesh = (mesh: string) =>
 /**
  * The spec in a create's body, validated as `meshflow validate` validates a file (problems by
  * line, column and field). File references are paths on the worker's host, which reads them: they
- * must be absolute, and are not looked for here.
+ * must be absolute and lie under one of `fileRoots` (see file-roots.ts); they need not exist here.
  */
-export function parseSpec(text: string, json: boolean): MeshSpec {
+export function parseSpec(text: string, json: boolean, fileRoots: string[]): MeshSpec {
+  let spec: MeshSpec;
   try {
     if (json) assertJson(text);
-    return parseMeshSpec(text, 'request', { checkFiles: false, baseDir: null });
+    spec = parseMeshSpec(text, 'request', { checkFiles: false, baseDir: null });
   } catch (err) {
     if (!(err instanceof SpecError)) throw err;
     throw new ApiError(400, 'invalid_spec', err.message, specProblems(err));
   }
+  assertFilesAllowed(spec, text, fileRoots);
+  return spec;
 }
 
 /** A body sent as JSON must be JSON (YAML, which the spec parser also reads, is not). */

@@ -1,7 +1,8 @@
-// What the API tells its operators: one JSON log line per request (method, route, status, ms; never
-// headers or bodies) and Prometheus metrics (Node's defaults, requests and their durations by route).
+// What the API tells its operators: one JSON log line per request (method, route, status, ms, the
+// token's name; never headers, bodies or the token itself) and Prometheus metrics (Node's defaults, requests and their durations by route).
 import type { Context, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
+import { TOKEN_NAME } from './auth';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type Log = (entry: Record<string, unknown>) => void;
@@ -55,7 +56,9 @@ export function observe(metrics: Metrics, log: Log): MiddlewareHandler {
       const labels = { method: c.req.method, route: routeOf(c), status: String(c.res.status) };
       metrics.requests.inc(labels);
       metrics.duration.observe(labels, seconds);
-      log({ msg: 'request', ...labels, status: c.res.status, ms: Math.round(seconds * 1000) });
+      // The token's name (set by the token check; null when the request had no valid token), never the token.
+      const token = (c.get(TOKEN_NAME) as string | undefined) ?? null;
+      log({ msg: 'request', ...labels, status: c.res.status, ms: Math.round(seconds * 1000), token });
     }
   };
 }

@@ -29,21 +29,33 @@ const json = <S extends z.ZodType>(schema: S, description: string) => ({
 });
 
 const ERRORS = {
-  400: 'the request is malformed: a bad mesh name, spec, duration or field (`problems` says where)',
+  400:
+    'the request is malformed: a bad mesh name, spec, duration or field, or a file outside MESHFLOW_API_FILE_ROOTS ' +
+    '(`problems` says where)',
   401: 'no bearer token, or not one this API accepts',
   404: 'no mesh of that name',
   409: 'the mesh is not in a state that allows it',
   413: 'the body is over 1 MiB',
   415: 'the Content-Type is not one this operation takes',
   422: 'the Idempotency-Key was used for a different spec',
+  429: 'the token is at its limit (open meshes for a create, event streams for /events): see Retry-After',
   502: 'the workflow failed to do it',
   503: 'Temporal did not answer',
 } as const;
+/** Headers some errors carry. */
+const ERROR_HEADERS: Partial<Record<keyof typeof ERRORS, Record<string, { description: string; schema: object }>>> = {
+  401: { 'WWW-Authenticate': { description: 'Bearer', schema: { type: 'string' } } },
+  429: {
+    'Retry-After': { description: 'seconds to wait before trying again', schema: { type: 'integer', minimum: 1 } },
+  },
+};
 const errors = <C extends keyof typeof ERRORS>(...codes: C[]) =>
-  Object.fromEntries(codes.map((c) => [c, json(ErrorSchema, ERRORS[c])])) as Record<
-    C,
-    ReturnType<typeof json<typeof ErrorSchema>>
-  >;
+  Object.fromEntries(
+    codes.map((c) => [
+      c,
+      { ...json(ErrorSchema, ERRORS[c]), ...(ERROR_HEADERS[c] ? { headers: ERROR_HEADERS[c] } : {}) },
+    ]),
+  ) as Record<C, ReturnType<typeof json<typeof ErrorSchema>>>;
 
 /** Operations any client may call, without a token. */
 const PUBLIC = { security: [] as Array<Record<string, string[]>> };
@@ -57,8 +69,10 @@ export const routes = {
     summary: 'Start a mesh',
     description:
       'Validates the spec (as `meshflow validate` does) and starts workflow `mesh/<name>`. File references ' +
-      '(trust.rootCa, app.manifests, existing.kubeconfig) must be absolute paths on the worker host: they are ' +
-      'read there, not here.',
+      '(trust.rootCa.certFile, keyFile, chainFile, app.manifests[].file, clusters[].existing.kubeconfig) must be ' +
+      'absolute paths under a directory of MESHFLOW_API_FILE_ROOTS (symlinks resolved; none set: no file ' +
+      'references), else 400 `file_not_allowed`; the worker reads them on its host. A token holds at most ' +
+      'MESHFLOW_API_MAX_OPEN_MESHES open meshes (default 10), else 429.',
     request: {
       headers: CreateHeaders,
       body: {
@@ -73,7 +87,7 @@ export const routes = {
     },
     responses: {
       202: json(StartedSchema, 'the workflow has started (or, for a repeated Idempotency-Key, had started)'),
-      ...errors(400, 401, 409, 413, 415, 422, 503),
+      ...errors(400, 401, 409, 413, 415, 422, 429, 503),
     },
   }),
   list: createRoute({
@@ -128,11 +142,12 @@ export const routes = {
     description:
       'Events: `status` (the whole status, first), `step` (a step whose state or attempts changed, polled every ' +
       '250 ms), `phase` ({phase, previous}), `error` (the status could not be read; polling goes on), `end` ' +
-      '({reason: ended | ready | shutdown, phase}) before the stream closes.',
+      '({reason: ended | ready | shutdown, phase}) before the stream closes. A token holds at most ' +
+      'MESHFLOW_API_MAX_EVENT_STREAMS streams at once (default 20), else 429.',
     request: { params: MeshNameParams, query: EventsQuery },
     responses: {
       200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream' },
-      ...errors(400, 401, 404, 503),
+      ...errors(400, 401, 404, 429, 503),
     },
   }),
   healthz: createRoute({

@@ -54,6 +54,15 @@ export const ScheduleSchema = z
 
 const ScheduleListSchema = z.object({ schedules: z.array(ScheduleSchema) }).openapi('ScheduleList');
 
+/** A duration as `meshflow schedule` takes it (30s, 5m, 1h30m); positive where `positive` (some digit not 0). */
+const DURATION = '^(\\d+[smhd])+$';
+const POSITIVE_DURATION = '^(?=.*[1-9])(\\d+[smhd])+$';
+
+/**
+ * The document states what the handler enforces beyond the fields (see create below): exactly one
+ * of every and cron; a mesh schedule has a spec and no keptLimit, the sweep no spec. The handler
+ * checks them itself, to answer each with its own message.
+ */
 export const CreateScheduleBody = z
   .strictObject({
     kind: z.enum(['sweep', 'mesh']),
@@ -63,16 +72,40 @@ export const CreateScheduleBody = z
       .openapi({
         description: 'kind mesh: the mesh spec, as YAML text or as a JSON object (validated as `meshflow validate`)',
       }),
-    every: z.string().optional().openapi({ description: 'a duration of at least 5m (5m, 1h); or cron', example: '5m' }),
-    cron: z.string().optional().openapi({ description: 'a cron expression; or every', example: '0 9 * * 1-5' }),
+    every: z.string().optional().openapi({
+      description: 'a positive duration (at least 5m for kind mesh: 5m, 1h); or cron',
+      example: '5m',
+      pattern: POSITIVE_DURATION,
+    }),
+    cron: z
+      .string()
+      .optional()
+      .openapi({ description: 'a cron expression; or every', example: '0 9 * * 1-5', pattern: '\\S' }),
     overlap: z
       .enum(Object.keys(OVERLAPS) as [keyof typeof OVERLAPS])
       .optional()
       .openapi({ description: 'skip (default) or buffer-one; allow-all is refused: two runs of one mesh collide' }),
     paused: z.boolean().optional(),
-    keptLimit: z.string().optional().openapi({ description: 'kind sweep: default 24h', example: '24h' }),
+    keptLimit: z
+      .string()
+      .optional()
+      .openapi({ description: 'kind sweep: default 24h', example: '24h', pattern: DURATION }),
   })
-  .openapi('CreateSchedule');
+  .openapi('CreateSchedule', {
+    allOf: [
+      { oneOf: [{ required: ['every'] }, { required: ['cron'] }] },
+      {
+        oneOf: [
+          { properties: { kind: { type: 'string', enum: ['sweep'] } }, not: { required: ['spec'] } },
+          {
+            properties: { kind: { type: 'string', enum: ['mesh'] } },
+            required: ['spec'],
+            not: { required: ['keptLimit'] },
+          },
+        ],
+      },
+    ],
+  });
 
 const IdParams = z.object({
   id: z
@@ -119,6 +152,7 @@ export const scheduleRoutes = {
       400: E400,
       401: E401,
       409: err('a schedule with that id already exists'),
+      413: err('the body is over 1 MiB'),
       415: err('the body is not JSON'),
       503: E503,
     },
@@ -145,7 +179,11 @@ export const scheduleRoutes = {
 } satisfies Record<string, RouteConfig>;
 
 /** Adds the schedule routes to the app (after its auth, path and body checks). */
-export function addScheduleRoutes(app: OpenAPIHono<{ Bindings: HttpBindings }>, client: Client): void {
+export function addScheduleRoutes(
+  app: OpenAPIHono<{ Bindings: HttpBindings }>,
+  client: Client,
+  fileRoots: string[],
+): void {
   const temporal = <T>(fn: () => Promise<T>): Promise<T> =>
     client.connection.withDeadline(Date.now() + DEADLINE_MS, fn).catch((e: unknown) => {
       throw known(e);
@@ -164,7 +202,7 @@ export function addScheduleRoutes(app: OpenAPIHono<{ Bindings: HttpBindings }>, 
   app.openapi(r.listSchedules, async (c) => c.json({ schedules: await temporal(() => listSchedules(client)) }, 200));
   app.openapi(r.createSchedule, async (c) => {
     const body = c.req.valid('json');
-    const id = await temporal(() => create(client, body));
+    const id = await temporal(() => create(client, body, fileRoots));
     return c.json(await temporal(() => describeSchedule(client, id)), 201);
   });
   app.openapi(r.describeSchedule, async (c) =>
@@ -185,7 +223,7 @@ export function addScheduleRoutes(app: OpenAPIHono<{ Bindings: HttpBindings }>, 
   app.openapi(r.triggerSchedule, async (c) => c.json(await steered(triggerSchedule)(c.req.valid('param').id), 202));
 }
 
-async function create(client: Client, body: z.infer<typeof CreateScheduleBody>): Promise<string> {
+async function create(client: Client, body: z.infer<typeof CreateScheduleBody>, fileRoots: string[]): Promise<string> {
   const when = { every: body.every, cron: body.cron, overlap: body.overlap, paused: body.paused };
   if (body.kind === 'sweep') {
     if (body.spec !== undefined) throw invalidInput('spec', 'the sweep takes no spec');
@@ -194,7 +232,9 @@ async function create(client: Client, body: z.infer<typeof CreateScheduleBody>):
   if (body.keptLimit !== undefined) throw invalidInput('keptLimit', 'keptLimit is for the sweep');
   if (body.spec === undefined) throw invalidInput('spec', 'a mesh schedule needs the mesh spec');
   const spec =
-    typeof body.spec === 'string' ? parseSpec(body.spec, false) : parseSpec(JSON.stringify(body.spec, null, 2), true);
+    typeof body.spec === 'string'
+      ? parseSpec(body.spec, false, fileRoots)
+      : parseSpec(JSON.stringify(body.spec, null, 2), true, fileRoots);
   return createMeshSchedule(client, spec, when);
 }
 

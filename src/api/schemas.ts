@@ -76,7 +76,7 @@ const positiveDuration = z.string().refine((by) => (parseDuration(by) ?? 0) > 0,
 });
 
 export const ExtendBody = z
-  .strictObject({ by: positiveDuration.openapi({ example: '2h' }) })
+  .strictObject({ by: positiveDuration.openapi({ example: '2h', pattern: '^(?=.*[1-9])(\\d+[smhd])+$' }) })
   .openapi('ExtendRequest', { description: 'moves the expiry later; at most 30 days from now' });
 
 export const ExtendedSchema = z.object({ name: z.string(), expiresAt: z.string() }).openapi('MeshExtended');
@@ -160,8 +160,14 @@ export const StatusSchema = z
       .describe('What stands in the way beside the phase: HostUnavailable when the mesh host picks up no step'),
     error: z.string().optional(),
     istiodDebug: z.record(z.string(), z.string()),
+    createdBy: z
+      .string()
+      .optional()
+      .openapi({ description: "the name of the API token that started the run (its memo's createdBy)" }),
   })
-  .openapi('MeshStatus', { description: 'what `meshflow status NAME --json` prints' });
+  .openapi('MeshStatus', {
+    description: 'what `meshflow status NAME --json` prints, and the token name of a run the API started',
+  });
 
 export const MeshListSchema = z
   .object({
@@ -200,3 +206,24 @@ export type AnswersDescribed = [
   Assert<Describes<typeof MeshListSchema, { meshes: MeshSummary[] }>>,
   Assert<Describes<typeof checkSchema, CheckResult>>,
 ];
+
+type JsonSchema = { [key: string]: unknown };
+
+/**
+ * The mesh spec's JSON schema (zod's, from src/spec/schema.ts) with what the API enforces beyond it
+ * stated too: file references are absolute paths (and must lie under MESHFLOW_API_FILE_ROOTS), the
+ * TTL is a duration. Cross-field rules (duplicate names, primaries, overlapping CIDRs) stay in prose.
+ */
+export function apiSpecSchema(schema: JsonSchema): JsonSchema {
+  const at = (node: unknown, ...keys: string[]): JsonSchema | undefined =>
+    keys.reduce<unknown>((n, k) => (n && typeof n === 'object' ? (n as JsonSchema)[k] : undefined), node) as
+      JsonSchema | undefined;
+  const absolute = { pattern: '^/', description: 'an absolute path under a directory of MESHFLOW_API_FILE_ROOTS' };
+  const props = at(schema, 'properties');
+  for (const key of ['certFile', 'keyFile', 'chainFile'])
+    Object.assign(at(props, 'trust', 'properties', 'rootCa', 'properties', key) ?? {}, absolute);
+  Object.assign(at(props, 'app', 'properties', 'manifests', 'items', 'properties', 'file') ?? {}, absolute);
+  Object.assign(at(props, 'clusters', 'items', 'properties', 'existing', 'properties', 'kubeconfig') ?? {}, absolute);
+  Object.assign(at(props, 'ttl') ?? {}, { pattern: '^(\\d+[smhd])+$', description: 'between 5m and 30d' });
+  return schema;
+}

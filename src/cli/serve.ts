@@ -2,7 +2,9 @@
 // `up` and `status` do (local mode included: a local dev server and background worker are started
 // when none runs), since the API starts meshes and asks them their status, which needs a worker.
 import { assertServable, tokensFromEnv } from '../api/auth';
+import { fileRootsFromEnv } from '../api/file-roots';
 import { stderrLog } from '../api/observe';
+import { limitsFromEnv } from '../api/quotas';
 import { payloadCodec } from '../temporal/codec';
 import { connectWithWorker } from './local-mode';
 
@@ -11,6 +13,8 @@ export async function serveCommand(opts: { port: string; host: string; insecureN
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`--port ${opts.port}: not a port number`);
   const tokens = tokensFromEnv();
   const codec = payloadCodec();
+  const fileRoots = fileRootsFromEnv();
+  const limits = limitsFromEnv();
   // Refused before anything starts: no Temporal, no worker for a server that would not run.
   assertServable(opts.host, tokens, opts.insecureNoAuth);
   const { client, target } = await connectWithWorker();
@@ -24,6 +28,8 @@ export async function serveCommand(opts: { port: string; host: string; insecureN
     uiOrigin: process.env.MESHFLOW_UI_ORIGIN || undefined,
     codec,
     tokens,
+    fileRoots,
+    limits,
     log: stderrLog,
     host: opts.host,
     port,

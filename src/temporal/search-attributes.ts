@@ -7,6 +7,8 @@ export const MESH_SEARCH_ATTRIBUTES = {
   phase: defineSearchAttributeKey('MeshPhase', SearchAttributeType.KEYWORD),
   provider: defineSearchAttributeKey('MeshProvider', SearchAttributeType.KEYWORD),
   clusterCount: defineSearchAttributeKey('ClusterCount', SearchAttributeType.INT),
+  /** The name of the API token whose request started the run (none for the CLI): the API's quota counts by it. */
+  createdBy: defineSearchAttributeKey('MeshCreatedBy', SearchAttributeType.KEYWORD),
 } as const;
 
 /** The attributes as the operator API registers them (IndexedValueType: 2 = KEYWORD, 3 = INT). */
