@@ -1,9 +1,9 @@
 // Property-based requests against the API from its own OpenAPI document (schemathesis, pinned, see
 // helpers/schemathesis.ts), on the Temporal dev server with the real mesh workflow and the TEST
-// DOUBLE activities: a bounded run (seeded, a few hundred requests, loopback only) in which no
+// DOUBLE activities: a bounded run (seeded, about 850 requests, loopback only) in which no
 // answer is a 5xx and every answer is one the document declares, with its content type, headers
 // and schema, and requests the document refuses are refused. Left out: the event stream (it does
-// not end) and schedule creation (a schedule keeps starting meshes after the run).
+// not end) and /v1/schedules (a created schedule keeps starting meshes after the run).
 import { execa } from 'execa';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -65,9 +65,9 @@ test('a seeded schemathesis run finds no 5xx and no answer the document does not
       ...['-m', 'schemathesis.cli', 'run', `${api.url}/openapi.json`],
       ...['-H', `Authorization: Bearer ${TOKEN}`],
       ...['--checks', checks.join(',')],
-      ...['--exclude-path-regex', '/events$'],
-      ...['--exclude-path', '/v1/schedules', '--exclude-method', 'POST'],
-      ...['--phases', 'examples,coverage,fuzzing', '--max-examples', '8', '--seed', '1', '--workers', '1'],
+      // Excluded options are or-ed: this leaves out GET /v1/schedules with the create.
+      ...['--exclude-path-regex', '/events$|^/v1/schedules$'],
+      ...['--phases', 'examples,coverage,fuzzing', '--max-examples', '4', '--seed', '1', '--workers', '1'],
       ...['--request-timeout', '30', '--no-color', '--output-truncate', 'false'],
     ],
     { all: true, reject: false, env: { NO_PROXY: '127.0.0.1', no_proxy: '127.0.0.1' }, timeout: 900_000 },
@@ -78,8 +78,10 @@ test('a seeded schemathesis run finds no 5xx and no answer the document does not
     server: [],
     output: '',
   });
-  // Bounded: a few hundred requests, every one answered by this loopback server.
+  // Bounded: under a thousand requests (the coverage phase makes most), all to this loopback server.
   expect(answers.length).toBeGreaterThan(100);
-  expect(answers.length).toBeLessThan(3000);
-  process.stderr.write(`schemathesis: ${answers.length} requests\n`);
+  expect(answers.length).toBeLessThan(1500);
+  const byStatus = new Map<number, number>();
+  for (const a of answers) byStatus.set(a.status, (byStatus.get(a.status) ?? 0) + 1);
+  process.stderr.write(`schemathesis: ${answers.length} requests, by status ${JSON.stringify([...byStatus])}\n`);
 }, 1_200_000);
