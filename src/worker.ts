@@ -110,7 +110,7 @@ export async function createWorker(
       workflowsPath: require.resolve('./workflows'),
       activities: {
         ...activities,
-        ...hostActivities({ host, taskQueue: hostQueue }),
+        ...hostActivities({ host, taskQueue: hostQueue, sharedTrust: deps.trustStore.shared }),
         // The sweep schedule's workflow reads the open meshes through these.
         ...createSweepActivities(new Client({ connection, namespace, dataConverter: converter })),
       },

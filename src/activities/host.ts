@@ -10,6 +10,8 @@ import path from 'node:path';
 export interface HostClaim {
   host: string;
   taskQueue: string;
+  /** This worker keeps trust material where every worker reaches it (MESHFLOW_TRUST_STORE=kubernetes:...). */
+  sharedTrust?: boolean;
 }
 
 export interface HostActivities {

@@ -27,6 +27,7 @@ const entryName = (key: string) => key.replaceAll('_', '/');
 const code = (err: unknown) => (err as { code?: unknown }).code;
 
 export class KubernetesTrustStore implements TrustStore {
+  readonly shared = true;
   /** `label` names the cluster in messages (its kubeconfig and context); the config's credentials are never shown. */
   constructor(
     private readonly config: k8s.KubeConfig,

@@ -74,6 +74,7 @@ export class DirectoryEntries implements MeshEntries {
 }
 
 export class StateDirTrustStore implements TrustStore {
+  readonly shared = false;
   constructor(readonly stateDir: string) {}
 
   get where(): string {

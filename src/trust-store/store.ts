@@ -11,6 +11,8 @@ export const ENTRY_NAME = /^[a-z0-9][a-z0-9.-]*(\/[a-z0-9][a-z0-9.-]*)*$/;
 export interface TrustStore {
   /** Where the entries are kept, for messages: a directory or a namespace, never a secret. */
   readonly where: string;
+  /** Every worker configured alike reaches these entries (not one host's disk). */
+  readonly shared: boolean;
   /** One entry of a mesh, or undefined when it is not there. */
   get(mesh: string, name: string, signal?: AbortSignal): Promise<string | undefined>;
   /**

@@ -33,7 +33,8 @@ import {
 import { TimeoutType } from '@temporalio/common';
 import type { MeshActivities } from '../activities/types';
 import { STEP_ACTIVITIES } from '../steps/activity-names';
-import type { HostActivities } from '../activities/host';
+import type { HostActivities, HostClaim } from '../activities/host';
+import type { MeshSpec } from '../spec/schema';
 import { buildPlan, needsPreflight, type Step, type StepKind } from '../plan/plan';
 import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
 import { upgradeSpec } from '../spec/upgrade';
@@ -125,6 +126,20 @@ function hostTimedOut(err: unknown): boolean {
     err instanceof ActivityFailure &&
     err.cause instanceof TimeoutFailure &&
     err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START
+  );
+}
+
+/**
+ * Whether a mesh's steps need the disk of one host: local clusters run there, an existing
+ * cluster's kubeconfig and the files a spec names (a user's root CA, app manifests) are read
+ * there, and CAs kept in a host's state directory stay there.
+ */
+function needsOneHost(spec: MeshSpec, claim: HostClaim): boolean {
+  return (
+    !claim.sharedTrust ||
+    spec.clusters.some((c) => c.provider !== 'gke') ||
+    spec.trust.rootCa !== undefined ||
+    spec.app.manifests.length > 0
   );
 }
 
@@ -336,13 +351,17 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
 
   // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
   // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
-  if (v2 && !status.hostQueue) {
+  // Release 3: a mesh that needs no host's disk (cloud clusters only, its CAs in a store every
+  // worker reads) is claimed by none: its steps run on the shared queue, on any worker.
+  if (v2 && !status.hostQueue && !(v3 && input.carried)) {
     const host = await proxyActivities<HostActivities>({
       startToCloseTimeout: '1 minute',
       summary: 'claim a worker host',
     }).claimHost();
-    status.hostQueue = host.taskQueue;
-    status.host = host.host;
+    if (!v3 || needsOneHost(spec, host)) {
+      status.hostQueue = host.taskQueue;
+      status.host = host.host;
+    }
   }
   if (!input.carried) {
     const outcome = await provision();
