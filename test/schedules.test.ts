@@ -256,8 +256,11 @@ describe('down and gc of a scheduled mesh', () => {
   test('gc --dry-run --json keeps the clusters and files of open scheduled meshes, and lists a closed one', async () => {
     const id = await createMeshSchedule(env.client, twoClusterMesh('gcsched'), { every: '1h' });
     await triggerSchedule(env.client, id);
-    await until('gcsched open', async () => ((await openRuns('gcsched')).length ? true : undefined));
-    await ready('mesh/gcsched');
+    const [run] = await until('gcsched open', async () => {
+      const runs = await openRuns('gcsched');
+      return runs.length ? runs : undefined;
+    });
+    await ready(run.workflowId);
     await startLegacyRun('gclegacy');
     await ready(`mesh/gclegacy-${LEGACY_TIME}`);
 
