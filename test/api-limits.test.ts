@@ -386,6 +386,8 @@ describe('the document says what the server does', () => {
     }
     expect(s.MeshSpec.properties.trust.properties.rootCa.properties.keyFile.pattern).toBe('^/');
     expect(s.MeshSpec.properties.ttl.pattern).toBeDefined();
+    // A cluster's provider settings and a remote's primary: one variant per provider, remote or not.
+    expect(s.MeshSpec.properties.clusters.items.allOf.map((a: { oneOf: unknown[] }) => a.oneOf.length)).toEqual([3, 2]);
     expect(s.CreateSchedule.allOf[0]).toEqual({ oneOf: [{ required: ['every'] }, { required: ['cron'] }] });
     const both = await call(
       api.port,
