@@ -10,6 +10,7 @@ import { Worker } from '@temporalio/worker';
 import { type RunningApi, startApi } from '../src/api/server';
 import { WORKER_TUNING } from '../src/worker';
 import { TASK_QUEUE } from '../src/workflows/definitions';
+import { scratchDir } from './helpers/env';
 import { FakeActivities } from './helpers/fake-activities';
 import { schemathesisPython } from './helpers/schemathesis';
 import { devServer } from './helpers/temporal';
@@ -70,7 +71,14 @@ test('a seeded schemathesis run finds no 5xx and no answer the document does not
       ...['--phases', 'examples,coverage,fuzzing', '--max-examples', '4', '--seed', '1', '--workers', '1'],
       ...['--request-timeout', '30', '--no-color', '--output-truncate', 'false'],
     ],
-    { all: true, reject: false, env: { NO_PROXY: '127.0.0.1', no_proxy: '127.0.0.1' }, timeout: 900_000 },
+    // Its own directory: schemathesis keeps a database of examples where it runs.
+    {
+      cwd: scratchDir('api-fuzz'),
+      all: true,
+      reject: false,
+      env: { NO_PROXY: '127.0.0.1', no_proxy: '127.0.0.1' },
+      timeout: 900_000,
+    },
   );
   const server = answers.filter((a) => a.status >= 500);
   expect({ exit: run.exitCode, server, output: run.exitCode ? run.all : '' }).toEqual({

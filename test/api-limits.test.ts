@@ -124,7 +124,7 @@ const deleteAndWait = async (mesh: string) => {
 describe('file references', () => {
   const rootCa = (cert: string, key: string) => `trust: { rootCa: { certFile: ${cert}, keyFile: ${key} } }`;
 
-  test("another mesh's root key is refused with the field and the variable; none started without roots set", async () => {
+  test("another mesh's root key is refused, naming field and variable; nothing without roots set", async () => {
     const before = await allRuns();
     const key = path.join(otherMeshCa, 'root-key.pem');
     const res = await create('bob', twoClusterYaml('files-steal', rootCa(path.join(root, 'c'), key)));
@@ -158,7 +158,7 @@ describe('file references', () => {
     expect(await allRuns()).toEqual(before);
   });
 
-  test('files under a root are taken (they need not exist yet); .. and symlinks are resolved before the check', async () => {
+  test('files under a root are taken (they need not exist); .. and symlinks are resolved first', async () => {
     const ok = await create(
       'bob',
       twoClusterYaml('files-ok', rootCa(path.join(root, 'c'), path.join(root, 'later', 'k'))),
@@ -203,7 +203,8 @@ describe('file references', () => {
     const spec = parseMeshSpec(
       twoClusterYaml(
         'all-files',
-        `${rootCa('/a/c', '/a/k').replace('} }', ', chainFile: /a/ch } }')}\napp: { manifests: [{ file: /a/m, clusters: [east] }] }`,
+        `${rootCa('/a/c', '/a/k').replace('} }', ', chainFile: /a/ch } }')}\n` +
+          'app: { manifests: [{ file: /a/m, clusters: [east] }] }',
       ).replace(
         '{ name: west, provider: local, network: n2 }',
         '{ name: west, provider: existing, existing: { kubeconfig: /a/kc }, network: n2 }',
@@ -231,7 +232,7 @@ describe('named tokens', () => {
     expect(() => tokensFromEnv({ MESHFLOW_API_TOKEN_FILE: file })).toThrow(/line 1: a token holds no whitespace/);
   });
 
-  test("the token's name is in every request's log line, the run's memo and search attribute, and its status", async () => {
+  test("the token's name is in each request's log line, the run's memo, search attribute and status", async () => {
     const res = await create('alice', twoClusterYaml('named-alice'));
     expect(res.status).toBe(202);
     const d = await env.client.workflow.getHandle('mesh/named-alice').describe();
@@ -255,7 +256,7 @@ describe('named tokens', () => {
 });
 
 describe('limits per token', () => {
-  test('open meshes: past the limit 429 with Retry-After, other tokens unaffected, counted again after a restart', async () => {
+  test('open meshes: past the limit 429 with Retry-After, not for others, counted again after a restart', async () => {
     for (const m of ['quota-a1', 'quota-a2']) expect((await create('alice', twoClusterYaml(m))).status).toBe(202);
     const over = await create('alice', twoClusterYaml('quota-a3'));
     expect(over.status).toBe(429);
@@ -263,7 +264,8 @@ describe('limits per token', () => {
     expect(over.json.error).toEqual({
       code: 'quota_exceeded',
       message:
-        'token alice has 2 open meshes, the most MESHFLOW_API_MAX_OPEN_MESHES allows (2): DELETE one, or wait for one to expire',
+        'token alice has 2 open meshes, the most MESHFLOW_API_MAX_OPEN_MESHES allows (2): ' +
+        'DELETE one, or wait for one to expire',
     });
     expect((await create('bob', twoClusterYaml('quota-b1'))).status).toBe(202);
 
@@ -386,6 +388,8 @@ describe('the document says what the server does', () => {
     }
     expect(s.MeshSpec.properties.trust.properties.rootCa.properties.keyFile.pattern).toBe('^/');
     expect(s.MeshSpec.properties.ttl.pattern).toBeDefined();
+    // A cluster's provider settings and a remote's primary: one variant per provider, remote or not.
+    expect(s.MeshSpec.properties.clusters.items.allOf.map((a: { oneOf: unknown[] }) => a.oneOf.length)).toEqual([3, 2]);
     expect(s.CreateSchedule.allOf[0]).toEqual({ oneOf: [{ required: ['every'] }, { required: ['cron'] }] });
     const both = await call(
       api.port,

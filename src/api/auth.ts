@@ -51,7 +51,8 @@ export function tokensFromEnv(env: NodeJS.ProcessEnv = process.env): NamedToken[
     });
     if (tokens.length === before) {
       throw new Error(
-        `MESHFLOW_API_TOKEN_FILE=${file} holds no token (one a line, name:token or a token; blank lines and # comments are skipped)`,
+        `MESHFLOW_API_TOKEN_FILE=${file} holds no token ` +
+          '(one a line, name:token or a token; blank lines and # comments are skipped)',
       );
     }
   }

@@ -1,5 +1,6 @@
 // What the API tells its operators: one JSON log line per request (method, route, status, ms, the
-// token's name; never headers, bodies or the token itself) and Prometheus metrics (Node's defaults, requests and their durations by route).
+// token's name; never headers, bodies or the token itself) and Prometheus metrics (Node's defaults,
+// requests and their durations by route).
 import type { Context, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import { TOKEN_NAME } from './auth';

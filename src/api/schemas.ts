@@ -212,7 +212,8 @@ type JsonSchema = { [key: string]: unknown };
 /**
  * The mesh spec's JSON schema (zod's, from src/spec/schema.ts) with what the API enforces beyond it
  * stated too: file references are absolute paths (and must lie under MESHFLOW_API_FILE_ROOTS), the
- * TTL is a duration. Cross-field rules (duplicate names, primaries, overlapping CIDRs) stay in prose.
+ * TTL is a duration, a cluster carries its own provider's settings only, a remote cluster names its primary.
+ * Rules across clusters (unique names, primaries that exist, overlapping CIDRs) are not stated.
  */
 export function apiSpecSchema(schema: JsonSchema): JsonSchema {
   const at = (node: unknown, ...keys: string[]): JsonSchema | undefined =>
@@ -225,5 +226,30 @@ export function apiSpecSchema(schema: JsonSchema): JsonSchema {
   Object.assign(at(props, 'app', 'properties', 'manifests', 'items', 'properties', 'file') ?? {}, absolute);
   Object.assign(at(props, 'clusters', 'items', 'properties', 'existing', 'properties', 'kubeconfig') ?? {}, absolute);
   Object.assign(at(props, 'ttl') ?? {}, { pattern: '^(\\d+[smhd])+$', description: 'between 5m and 30d' });
+  // A cluster has the settings of its own provider only (existing and gke: required), and names a
+  // primary exactly when its role is remote.
+  const cluster = at(props, 'clusters', 'items');
+  if (cluster) {
+    const providers = ['local', 'existing', 'gke'];
+    cluster.allOf = [
+      {
+        oneOf: providers.map((p) => ({
+          properties: { provider: { type: 'string', enum: [p] } },
+          ...(p === 'local' ? {} : { required: [p] }),
+          not: { anyOf: providers.filter((o) => o !== p).map((o) => ({ required: [o] })) },
+        })),
+      },
+      {
+        oneOf: [
+          { properties: { role: { type: 'string', enum: ['remote'] } }, required: ['role', 'primary'] },
+          {
+            not: {
+              anyOf: [{ required: ['primary'] }, { properties: { role: { enum: ['remote'] } }, required: ['role'] }],
+            },
+          },
+        ],
+      },
+    ];
+  }
   return schema;
 }
