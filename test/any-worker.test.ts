@@ -165,3 +165,66 @@ app: { sample: none }
   b.proc.kill('SIGTERM');
   await until('worker B stops', async () => (b.proc.exitCode !== null || b.proc.signalCode ? true : undefined));
 });
+
+test('two workers with one store run six GKE meshes while each is killed in turn: all ready, all torn down', async () => {
+  const names = ['six-1', 'six-2', 'six-3', 'six-4', 'six-5', 'six-6'];
+  let a = startWorker('host-a2');
+  let b = startWorker('host-b2');
+  await until(
+    'both workers poll',
+    async () => ((await polls(a.proc.pid!)) && (await polls(b.proc.pid!)) ? true : undefined),
+    120_000,
+  );
+  const handles = await Promise.all(
+    names.map((name, i) =>
+      startMesh(
+        env.client,
+        parseMeshSpec(`
+apiVersion: meshflow.dev/v1alpha1
+kind: Mesh
+name: ${name}
+clusters:
+  - { name: c1, provider: gke, network: n1, gke: { project: six-project-${i + 1}, location: us-central1-a, nodeCount: 1 } }
+app: { sample: none }
+`),
+      ),
+    ),
+  );
+  // Each worker is SIGKILLed mid-provisioning and started again under its host id: the other one,
+  // or its own new process, takes over what it ran.
+  const killAndRestart = async (w: ReturnType<typeof startWorker>, host: string) => {
+    w.proc.kill('SIGKILL');
+    await until(`${host} is gone`, async () => (w.proc.exitCode !== null || w.proc.signalCode ? true : undefined));
+    return startWorker(host);
+  };
+  await sleep(4000);
+  a = await killAndRestart(a, 'host-a2');
+  await sleep(8000);
+  b = await killAndRestart(b, 'host-b2');
+  const logs = () => `worker A:\n${a.log().slice(-2000)}\nworker B:\n${b.log().slice(-2000)}`;
+  for (const name of names) {
+    const s = await until(
+      `${name} ends provisioning`,
+      async () => {
+        const st = await meshStatus(env.client, name);
+        return ['ready', 'failed', 'deleted'].includes(st.phase) ? st : undefined;
+      },
+      400_000,
+      logs,
+    );
+    expect({ name, phase: s.phase, error: s.error, hostQueue: s.hostQueue }).toEqual({
+      name,
+      phase: 'ready',
+      error: undefined,
+      hostQueue: undefined,
+    });
+  }
+  for (const name of names) await teardownMesh(env.client, name);
+  for (const h of handles) expect((await h.result()).phase).toBe('deleted');
+  expect(emulator.clusters().filter((c) => names.includes(c.resourceLabels?.['meshflow-mesh'] ?? ''))).toEqual([]);
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(storeKubeconfig);
+  const secrets = await kc.makeApiClient(k8s.CoreV1Api).listNamespacedSecret({ namespace: 'meshflow-trust' });
+  expect(secrets.items.map((s) => s.metadata?.name).filter((n) => n?.startsWith('meshflow-trust-six'))).toEqual([]);
+  for (const w of [a, b]) w.proc.kill('SIGTERM');
+});
