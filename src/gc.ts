@@ -1,7 +1,8 @@
 // `meshflow gc`: finds what meshflow left behind for meshes that have no open workflow, and
-// removes it. Four kinds of leftovers: Kubernetes objects carrying meshflow's ownership labels (in
+// removes it. Five kinds of leftovers: Kubernetes objects carrying meshflow's ownership labels (in
 // every local cluster and in the clusters named on the command line), local clusters made for a
-// mesh, CA directories under <stateDir>/meshes, and daemons whose PID files live there. Whether a
+// mesh, CA directories under <stateDir>/meshes, daemons whose PID files live there, and the
+// Secrets of the Kubernetes trust store (MESHFLOW_TRUST_STORE), one per mesh. Whether a
 // mesh is open is asked (isOpen is injected: the CLI asks Temporal) for every mesh before anything
 // is done; an error there stops gc before it changes anything. Nothing without meshflow's labels
 // or ownership record is touched.
@@ -15,6 +16,8 @@ import { Kube, MANAGED_BY, MESH_LABEL } from './adapters/kube';
 import { LocalProvider } from './adapters/providers';
 import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, GkeProvider } from './adapters/gke';
 import { caDir } from './istio/trust';
+import { type KubernetesStoreLocation, kubernetesTrustStore } from './trust-store/from-env';
+import { secretName } from './trust-store/kubernetes';
 import { LocalClusters, type LocalTools } from './local/clusters';
 import type { ClusterSpec } from './spec/schema';
 import { connectTo, temporalTarget } from './temporal/connection';
@@ -37,12 +40,13 @@ export interface GcCluster {
   context?: string;
 }
 
-export type GcKind = 'object' | 'local-cluster' | 'ca-dir' | 'mesh-dir' | 'process' | 'gke-cluster' | 'firewall-rule';
+export type GcKind =
+  'object' | 'local-cluster' | 'ca-dir' | 'trust-secret' | 'mesh-dir' | 'process' | 'gke-cluster' | 'firewall-rule';
 export type GcAction = 'would-delete' | 'deleted' | 'would-stop' | 'stopped' | 'kept' | 'terminating' | 'failed';
 
 export interface GcFinding {
   kind: GcKind;
-  /** The cluster (objects), the directory (local clusters, CA and mesh directories) or the PID file (processes). */
+  /** The cluster (objects, trust Secrets), the directory (local clusters, CA and mesh directories) or the PID file. */
   where: string;
   /** The owning mesh; "a|a-b" for an old local cluster whose owner was not recorded and its name allows either. */
   mesh: string;
@@ -60,6 +64,8 @@ export interface GcOptions {
   isOpen: (mesh: string) => Promise<boolean>;
   dryRun?: boolean;
   progress?: Progress;
+  /** The Kubernetes trust store (MESHFLOW_TRUST_STORE): its Secrets `meshflow-trust-<mesh>` are searched too. */
+  trustStore?: KubernetesStoreLocation;
   /** GKE projects to search for labelled clusters and firewall rules (`--provider gke --project P`). */
   gke?: { projects: string[]; provider: GkeProvider };
   /** kube-apiserver and etcd, needed only to delete a local cluster (default: the pinned tools, built if missing). */
@@ -74,7 +80,7 @@ export interface GcResult {
   meshes: Array<{ mesh: string; open: boolean }>;
   /** What could not be searched without failing gc (a stopped local cluster, an API group that did not answer). */
   warnings: string[];
-  /** Clusters named by the caller that could not be searched. */
+  /** Clusters named by the caller (and the trust store's) that could not be searched. */
   errors: string[];
   summary: string;
 }
@@ -105,6 +111,8 @@ interface KubeItem {
     deletionTimestamp?: string;
     finalizers?: string[];
   };
+  /** A Secret's entries: only their names are read (to count them), never their values. */
+  data?: Record<string, string>;
   spec?: {
     group?: string;
     names?: { plural?: string };
@@ -118,6 +126,8 @@ interface Found {
   item: KubeItem;
   mesh: string;
 }
+
+const SECRETS: ApiResource = { groupVersion: 'v1', name: 'secrets', kind: 'Secret', namespaced: true };
 
 const groupPath = (gv: string) => (gv.includes('/') ? `/apis/${gv}` : `/api/${gv}`);
 const collectionPath = (r: ApiResource) => `${groupPath(r.groupVersion)}/${r.name}`;
@@ -390,6 +400,7 @@ const STAGE = {
   gkeClusters: 12,
   daemons: 20,
   caDirs: 21,
+  trustSecrets: 21,
   meshDirs: 22,
 };
 
@@ -454,6 +465,19 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
     }
   });
 
+  let trust: { api: ClusterApi; found: Found[] } | undefined;
+  if (opts.trustStore) {
+    const { kubeconfig, namespace } = opts.trustStore;
+    progress(`searching the trust store (namespace ${namespace} of ${kubeconfig}) for meshes' CA Secrets`);
+    try {
+      trust = await scanTrustStore(opts.trustStore);
+    } catch (err) {
+      errors.push(`trust store (namespace ${namespace} of ${kubeconfig}) was not searched: ${messageOf(err)}`);
+    }
+  }
+  // A trust Secret in a cluster also searched for objects is reported once, as the store's.
+  const trustUids = new Set(trust?.found.map((f) => f.item.metadata.uid));
+
   const gkeFound: GkeFound[] = [];
   for (const project of opts.gke?.projects ?? []) {
     progress(`searching GKE project ${project} for meshflow's clusters and firewall rules`);
@@ -467,6 +491,7 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
   // 2. Which meshes are open: all of them, before anything is decided.
   const names = new Set<string>([...locals.flatMap((c) => c.owners), ...meshDirs, ...gkeFound.map((g) => g.mesh)]);
   for (const found of scans.values()) for (const f of found) names.add(f.mesh);
+  for (const f of trust?.found ?? []) names.add(f.mesh);
   const open = await askOpen([...names].sort(), opts.isOpen);
   const isOpen = (mesh: string) => open.get(mesh) === true;
 
@@ -551,6 +576,7 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
     if (wholeClusters.has(api)) continue;
     const openCount = new Map<string, number>();
     for (const f of found) {
+      if (trustUids.has(f.item.metadata.uid)) continue;
       if (isOpen(f.mesh)) {
         openCount.set(f.mesh, (openCount.get(f.mesh) ?? 0) + 1);
         continue;
@@ -598,6 +624,19 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
     for (const [mesh, n] of openCount) {
       const what = `${n} object(s)`;
       add({ kind: 'object', where: api.label, mesh, what, action: 'kept', reason: 'workflow running' }, 0);
+    }
+  }
+
+  for (const f of trust?.found ?? []) {
+    const { api } = trust!;
+    const m = f.item.metadata;
+    const base = { kind: 'trust-secret' as const, where: api.label, mesh: f.mesh, what: describeItem('Secret', m) };
+    if (isOpen(f.mesh)) add({ ...base, action: 'kept', reason: 'workflow running' }, 0);
+    else if (m.deletionTimestamp) {
+      add({ ...base, action: 'terminating', reason: `deleted since ${m.deletionTimestamp}` }, 0);
+    } else {
+      const reason = `mesh CA keys and certificates (${Object.keys(f.item.data ?? {}).length} entries)`;
+      add({ ...base, reason }, STAGE.trustSecrets, () => api.deleteFound(f));
     }
   }
 
@@ -795,6 +834,22 @@ export function renderGc(r: GcResult): string {
   for (const e of r.errors) lines.push(`error: ${e}`);
   lines.push(r.summary);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The trust store's Secrets: `meshflow-trust-<mesh>` carrying that mesh's labels. Other Secrets of
+ * its namespace, labelled or not, are not the store's (the store neither uses nor deletes them).
+ */
+async function scanTrustStore(where: KubernetesStoreLocation): Promise<{ api: ClusterApi; found: Found[] }> {
+  kubernetesTrustStore(where); // checks the kubeconfig and its context, naming what is wrong and nothing it holds
+  const api = ClusterApi.open(undefined, where.kubeconfig, where.context);
+  const items = await api.list(`/api/v1/namespaces/${encodeURIComponent(where.namespace)}/secrets`, SELECTOR);
+  const found: Found[] = [];
+  for (const item of items) {
+    const mesh = item.metadata.labels?.[MESH_LABEL];
+    if (mesh && item.metadata.name === secretName(mesh)) found.push({ res: SECRETS, item, mesh });
+  }
+  return { api, found };
 }
 
 interface GkeFound {

@@ -1,7 +1,9 @@
 // meshflow gc against real API servers and the Temporal dev server. Mesh "gone" (its workflow
 // terminated) left local cluster gone-c1, labelled objects in a cluster it shared with others, a
 // CA directory and a daemon; mesh "alive" (workflow running) has the same kinds of things, and the
-// shared cluster also holds objects without meshflow's labels. gc --dry-run lists and changes
+// shared cluster also holds objects without meshflow's labels. The Kubernetes trust store
+// (MESHFLOW_TRUST_STORE, in a management cluster gc is not otherwise told of) holds the CA Secrets
+// of gone, alive and never, beside Secrets that are not the store's. gc --dry-run lists and changes
 // nothing; gc removes exactly what is gone's (and that of meshes Temporal never heard of), keeps a
 // CRD that still holds a custom resource that is not gone's, and never touches the rest.
 import fs from 'node:fs';
@@ -16,6 +18,7 @@ import type { ClusterSpec } from '../src/spec/schema';
 import { runningPid, startDaemon, stopDaemon } from '../src/util/daemon';
 import { freePort, sleep } from '../src/util/net';
 import { sweepDaemons } from '../src/util/sweep';
+import { TRUST_STORE_VAR } from '../src/trust-store/from-env';
 import { scratchDir, tool } from './helpers/env';
 import { devServer } from './helpers/temporal';
 
@@ -25,6 +28,7 @@ const spec = (name: string): ClusterSpec => ({ name, provider: 'local', network:
 const labels = (mesh: string) => ({ 'app.kubernetes.io/managed-by': 'meshflow', 'meshflow.dev/mesh': mesh });
 const GROUP = 'gc.meshflow.dev';
 const ANY = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+const TRUST_NS = 'meshflow-trust';
 
 /** An object to create: "Kind", name, namespace (or none), labels. */
 function obj(apiVersion: string, kind: string, name: string, namespace?: string, lbls?: Record<string, string>) {
@@ -38,6 +42,8 @@ let provider: LocalProvider;
 let local: LocalClusters;
 let others: LocalClusters;
 let shared: LocalCluster;
+/** The management cluster of the trust store; gc learns of it from MESHFLOW_TRUST_STORE only. */
+let mgmt: LocalCluster;
 let helperPidFile: string;
 
 function kubeConfig(kubeconfig: string): k8s.KubeConfig {
@@ -127,6 +133,14 @@ async function world(): Promise<Record<string, string>> {
     'shared Secret default/other-tool': await stateOf(s, 'v1', 'Secret', 'other-tool', 'default'),
     'alive-c1 Namespace alive-app': await stateOf(localKubeconfig('alive-c1'), 'v1', 'Namespace', 'alive-app'),
     'alive-c1 Secret default/stray': await stateOf(localKubeconfig('alive-c1'), 'v1', 'Secret', 'stray', 'default'),
+    ...Object.fromEntries(
+      await Promise.all(
+        ['gone', 'alive', 'never', 'unlabelled', 'half', 'mislabelled', 'ca-of-gone'].map(async (n) => [
+          `trust Secret meshflow-trust-${n}`,
+          await stateOf(mgmt.kubeconfig, 'v1', 'Secret', `meshflow-trust-${n}`, TRUST_NS),
+        ]),
+      ),
+    ),
     'local clusters': local
       .list()
       .map((c) => c.name)
@@ -173,6 +187,9 @@ function expected(done: boolean): Record<string, string> {
     [`object | shared | gone | CustomResourceDefinition gadgets.${GROUP}`]: 'kept',
     'object | shared | gone | Gadget default/g-gone': del,
     'object | shared | alive | 1 object(s)': 'kept',
+    [`trust-secret | mgmt | gone | Secret ${TRUST_NS}/meshflow-trust-gone`]: del,
+    [`trust-secret | mgmt | never | Secret ${TRUST_NS}/meshflow-trust-never`]: del,
+    [`trust-secret | mgmt | alive | Secret ${TRUST_NS}/meshflow-trust-alive`]: 'kept',
     'ca-dir | meshes/gone/ca | gone | mesh CA keys and certificates': del,
     'process | meshes/gone/helper.pid | gone': stop,
     'mesh-dir | meshes/gone | gone | mesh directory': del,
@@ -192,14 +209,14 @@ beforeAll(async () => {
   local = new LocalClusters(state, await tools());
   others = new LocalClusters(elsewhere, await tools());
   const started = Date.now();
-  [env, [shared]] = await Promise.all([
+  [env, [shared, mgmt]] = await Promise.all([
     devServer(),
-    others.start(['shared']),
+    others.start(['shared', 'mgmt']),
     // As the mesh workflows made them: named <mesh>-<cluster>, with the simulated data plane beside each.
     provider.create('gone', spec('c1'), { heartbeat: () => undefined }),
     provider.create('alive', spec('c1'), { heartbeat: () => undefined }),
   ]);
-  process.stderr.write(`[gc.test] dev server + 3 API servers ready in ${Date.now() - started} ms\n`);
+  process.stderr.write(`[gc.test] dev server + 4 API servers ready in ${Date.now() - started} ms\n`);
 
   // Temporal: alive's workflow is running (no worker needs to pick it up), gone's was terminated,
   // and no other mesh ever had one.
@@ -226,6 +243,21 @@ beforeAll(async () => {
     obj('v1', 'ConfigMap', 'alive-cm', 'plain', labels('alive')),
     obj('v1', 'ConfigMap', 'half-labelled', 'default', { 'app.kubernetes.io/managed-by': 'meshflow' }),
     obj('v1', 'Secret', 'other-tool', 'default', { ...gone, 'app.kubernetes.io/managed-by': 'helm' }),
+  ]);
+  // The trust store: a mesh's Secret as the store writes it (name, labels, entries), and Secrets that are not the
+  // store's: no labels, not both, another tool's, a name that is not the labelled mesh's.
+  const trustSecret = (name: string, lbls?: Record<string, string>) => ({
+    ...obj('v1', 'Secret', name, TRUST_NS, lbls),
+    type: 'Opaque',
+    data: { 'root-key.pem': 'a2V5', 'root-cert.pem': 'Y2VydA==', 'east_ca-key.pem': 'a2V5' },
+  });
+  await createAll(mgmt.kubeconfig, [
+    obj('v1', 'Namespace', TRUST_NS),
+    ...['gone', 'alive', 'never'].map((m) => trustSecret(`meshflow-trust-${m}`, labels(m))),
+    trustSecret('meshflow-trust-unlabelled'),
+    trustSecret('meshflow-trust-half', { 'app.kubernetes.io/managed-by': 'meshflow' }),
+    trustSecret('meshflow-trust-mislabelled', { ...gone, 'app.kubernetes.io/managed-by': 'helm' }),
+    trustSecret('meshflow-trust-ca-of-gone', gone),
   ]);
   await createAll(localKubeconfig('gone-c1'), [obj('v1', 'Namespace', 'gone-app', undefined, gone)]);
   await createAll(localKubeconfig('alive-c1'), [
@@ -260,13 +292,29 @@ afterAll(async () => {
   // Whatever gc left (everything, if it failed): the providers' own delete, then the rest.
   if (provider) for (const mesh of ['alive', 'gone']) await provider.delete(mesh, spec('c1'));
   if (local) await local.delete(local.list().map((c) => c.name));
-  await others?.delete(['shared']);
+  await others?.delete(['shared', 'mgmt']);
   await env?.teardown();
   for (const dir of [state, elsewhere]) if (dir && fs.existsSync(dir)) await sweepDaemons(dir);
 }, 120_000);
 
+const trustStore = () => ({ kubeconfig: mgmt.kubeconfig, namespace: TRUST_NS });
 const gc = (dryRun: boolean, isOpen = meshIsOpen(env.client)) =>
-  collectGarbage({ stateDir: state, clusters: [{ kubeconfig: shared.kubeconfig }], isOpen, dryRun, localTools: tools });
+  collectGarbage({
+    stateDir: state,
+    clusters: [{ kubeconfig: shared.kubeconfig }],
+    trustStore: trustStore(),
+    isOpen,
+    dryRun,
+    localTools: tools,
+  });
+/** The command's environment: Temporal, the state directory and the trust store, as the workers have them. */
+const cmdEnv = () => ({
+  ...process.env,
+  MESHFLOW_STATE_DIR: state,
+  TEMPORAL_ADDRESS: env.address,
+  TEMPORAL_NAMESPACE: 'default',
+  [TRUST_STORE_VAR]: `kubernetes:${mgmt.kubeconfig}/${TRUST_NS}`,
+});
 
 test('without an answer from Temporal, gc refuses and changes nothing', async () => {
   const before = await world();
@@ -303,6 +351,7 @@ test('gc --dry-run lists what is garbage and what is kept, and changes nothing',
   expect(r.meshes).toEqual(
     ['alive', 'alive-x', 'gone', 'keepme', 'never', 'old', 'old-mesh'].map((m) => ({ mesh: m, open: m === 'alive' })),
   );
+  expect(reasonOf(r, `Secret ${TRUST_NS}/meshflow-trust-gone`)).toBe('mesh CA keys and certificates (3 entries)');
   expect(reasonOf(r, `CustomResourceDefinition gadgets.${GROUP}`)).toBe(
     `holds 1 custom resource(s) without mesh gone's labels, e.g. gadgets.${GROUP} default/g-user`,
   );
@@ -310,23 +359,62 @@ test('gc --dry-run lists what is garbage and what is kept, and changes nothing',
   expect(reasonOf(r, 'old-mesh-c1')).toMatch(/owner not recorded: one of old, old-mesh, none open/);
   expect(reasonOf(r, 'gone-c1')).toMatch(/1 labelled object\(s\) go with it/);
   const meshes = '(6 mesh(es) without an open workflow, 1 with one)';
-  expect(r.summary).toBe(`dry run: would delete 15, would stop 3, kept 7 ${meshes}`);
+  expect(r.summary).toBe(`dry run: would delete 17, would stop 3, kept 8 ${meshes}`);
   expect(await world()).toEqual(before);
 
   // The command, against the same Temporal: the same findings, as JSON; still nothing changed.
   const cmd = await execa(process.execPath, [cli, 'gc', '--dry-run', '--json', '--kubeconfig', shared.kubeconfig], {
     reject: false,
-    env: { ...process.env, MESHFLOW_STATE_DIR: state, TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default' },
+    env: cmdEnv(),
   });
   expect(cmd.stderr).not.toMatch(/error/i);
   expect(cmd.exitCode).toBe(0);
   expect(table(JSON.parse(cmd.stdout) as GcResult)).toEqual(expected(false));
   const text = await execa(process.execPath, [cli, 'gc', '--dry-run', '--kubeconfig', shared.kubeconfig], {
-    env: { ...process.env, MESHFLOW_STATE_DIR: state, TEMPORAL_ADDRESS: env.address },
+    env: cmdEnv(),
   });
   expect(text.stdout).toMatch(/^KIND +WHERE +MESH +WHAT +ACTION +REASON$/m);
   expect(text.stdout).toMatch(/^local-cluster +<state>\/local\/clusters\/gone-c1 +gone +gone-c1 +would-delete/m);
+  expect(text.stdout).toMatch(/^trust-secret +mgmt +gone +Secret meshflow-trust\/meshflow-trust-gone +would-delete/m);
   expect(text.stdout.trimEnd().split('\n').pop()).toBe(r.summary);
+
+  // The management cluster named with --kubeconfig as well: each trust Secret is listed once, as the store's.
+  const both = await collectGarbage({
+    stateDir: state,
+    clusters: [{ kubeconfig: shared.kubeconfig }, { kubeconfig: mgmt.kubeconfig }],
+    trustStore: trustStore(),
+    isOpen: meshIsOpen(env.client),
+    dryRun: true,
+    localTools: tools,
+  });
+  const inMgmt = both.findings.filter((f) => f.where === 'mgmt').map(row);
+  expect(inMgmt.sort()).toEqual(
+    [
+      'object | mgmt | gone | Secret meshflow-trust/meshflow-trust-ca-of-gone',
+      ...Object.keys(expected(false)).filter((k) => k.startsWith('trust-secret')),
+    ].sort(),
+  );
+
+  // MESHFLOW_TRUST_STORE of the wrong form stops the command before it asks anything; a store it cannot search
+  // is an error, as a named cluster is: exit 1, the rest searched.
+  const gcWith = (value: string) =>
+    execa(process.execPath, [cli, 'gc', '--dry-run', '--json'], {
+      reject: false,
+      env: { ...cmdEnv(), [TRUST_STORE_VAR]: value },
+    });
+  const form = await gcWith(`kubernetes:${mgmt.kubeconfig}/Trust_NS`);
+  expect(form.exitCode).toBe(1);
+  expect(form.stderr).toContain('MESHFLOW_TRUST_STORE: namespace "Trust_NS" is not a Kubernetes namespace name');
+  expect(form.stdout).toBe('');
+  const nope = await gcWith(`kubernetes:${mgmt.kubeconfig}#nope/${TRUST_NS}`);
+  expect(nope.exitCode).toBe(1);
+  const unsearched = JSON.parse(nope.stdout) as GcResult;
+  expect(unsearched.errors).toEqual([
+    `trust store (namespace ${TRUST_NS} of ${mgmt.kubeconfig}) was not searched: ` +
+      `MESHFLOW_TRUST_STORE: context "nope" is not in kubeconfig ${mgmt.kubeconfig} (it has: mgmt)`,
+  ]);
+  expect(unsearched.findings.filter((f) => f.kind === 'trust-secret')).toEqual([]);
+  expect(unsearched.summary).toMatch(/; 1 cluster\(s\) could not be searched$/);
   expect(await world()).toEqual(before);
 });
 
@@ -336,7 +424,7 @@ test('gc removes what the closed and unknown meshes left, and nothing else', asy
   process.stderr.write(`[gc.test] gc: ${Date.now() - t0} ms\n`);
   expect(r.findings.filter((f) => f.action === 'failed')).toEqual([]);
   expect(table(r)).toEqual(expected(true));
-  expect(r.summary).toBe('deleted 15, stopped 3, kept 7 (6 mesh(es) without an open workflow, 1 with one)');
+  expect(r.summary).toBe('deleted 17, stopped 3, kept 8 (6 mesh(es) without an open workflow, 1 with one)');
 
   // A CRD's deletion finishes when the API server has removed its custom resources.
   const widgets = () =>
@@ -362,6 +450,13 @@ test('gc removes what the closed and unknown meshes left, and nothing else', asy
     'shared Secret default/other-tool': 'present',
     'alive-c1 Namespace alive-app': 'present',
     'alive-c1 Secret default/stray': 'absent',
+    'trust Secret meshflow-trust-gone': 'absent',
+    'trust Secret meshflow-trust-never': 'absent',
+    'trust Secret meshflow-trust-alive': 'present',
+    'trust Secret meshflow-trust-unlabelled': 'present',
+    'trust Secret meshflow-trust-half': 'present',
+    'trust Secret meshflow-trust-mislabelled': 'present',
+    'trust Secret meshflow-trust-ca-of-gone': 'present',
     'local clusters': 'alive-c1,alive-x-c1',
     'gone-c1 apiserver': 'stopped',
     'gone-c1 simulated data plane': 'stopped',

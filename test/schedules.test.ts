@@ -508,12 +508,12 @@ describe('managing schedules', () => {
       [
         { kind: 'mesh', spec: twoClusterYaml('often'), every: '1m' },
         400,
-        /^every: runs every 1m; the shortest interval is 5m/,
+        /^every: runs every 1m; the shortest interval of a mesh schedule is 5m/,
       ],
       [
         { kind: 'mesh', spec: twoClusterYaml('oftencron'), cron: '*/2 * * * *' },
         400,
-        /^cron: runs every 2m; the shortest interval is 5m/,
+        /^cron: runs every 2m; the shortest interval of a mesh schedule is 5m/,
       ],
       [{ kind: 'mesh', spec: twoClusterYaml('badspec', 'ttl: forever'), every: '5m' }, 400, /ttl/],
       [{ kind: 'mesh', every: '5m' }, 400, /needs the mesh spec/],
@@ -538,6 +538,57 @@ describe('managing schedules', () => {
     for (const id of refused.map((m) => `meshflow-mesh-${m}`))
       expect((await call('GET', `/v1/schedules/${id}`)).status).toBe(404);
     expect((await call('GET', '/v1/schedules/meshflow-sweep')).status).toBe(404);
+  });
+
+  test('the interval floor is 5m for a mesh schedule and 1m for the sweep, in the API and the CLI', async () => {
+    const meshFloor = 'the shortest interval of a mesh schedule is 5m (a mesh takes minutes to stand up and tear down)';
+    const sweepFloor =
+      'the shortest interval of the sweep is 1m (each sweep lists the open meshes and asks each its status)';
+    const refusedBy = async (body: object) => {
+      const a = await call('POST', '/v1/schedules', body);
+      return { status: a.status, code: a.json.error?.code, message: a.json.error?.message };
+    };
+    // The API: a sweep every minute is created; a mesh every minute, or a sweep every 30s, is refused for its reason.
+    for (const when of [{ every: '1m' }, { cron: '* * * * *' }, { every: '90s' }]) {
+      const created = await call('POST', '/v1/schedules', { kind: 'sweep', paused: true, ...when });
+      expect({ when, status: created.status, kind: created.json.kind }).toEqual({ when, status: 201, kind: 'sweep' });
+      expect((await call('DELETE', '/v1/schedules/meshflow-sweep')).status).toBe(200);
+    }
+    expect(await refusedBy({ kind: 'sweep', every: '30s' })).toEqual({
+      status: 400,
+      code: 'invalid_schedule',
+      message: `every: runs every 30s; ${sweepFloor}`,
+    });
+    expect(await refusedBy({ kind: 'sweep', cron: '*/20 * * * * * *' })).toMatchObject({
+      message: `cron: runs every 20s; ${sweepFloor}`,
+    });
+    for (const when of [{ every: '1m' }, { cron: '* * * * *' }, { every: '4m59s' }]) {
+      const r = await refusedBy({ kind: 'mesh', spec: twoClusterYaml('floor'), ...when });
+      expect(r).toMatchObject({ status: 400, code: 'invalid_schedule', message: expect.stringContaining(meshFloor) });
+    }
+    expect((await call('GET', '/v1/schedules/meshflow-mesh-floor')).status).toBe(404);
+
+    // The CLI's functions, and the command itself, which checks before it connects.
+    expect(await createSweepSchedule(env.client, { every: '2m', paused: true })).toBe('meshflow-sweep');
+    expect((await describeSchedule(env.client, 'meshflow-sweep')).spec).toBe('every 2m');
+    await deleteSchedule(env.client, 'meshflow-sweep');
+    await expect(createMeshSchedule(env.client, twoClusterMesh('floor'), { every: '2m' })).rejects.toThrow(
+      `every: runs every 2m; ${meshFloor}`,
+    );
+    await expect(createSweepSchedule(env.client, { every: '59s' })).rejects.toThrow(
+      `every: runs every 59s; ${sweepFloor}`,
+    );
+    const file = path.join(scratchDir('schedules'), 'floor.yaml');
+    fs.writeFileSync(file, twoClusterYaml('floor'));
+    const create = (...args: string[]) =>
+      scheduleCommand()
+        .exitOverride()
+        .parseAsync(['create', ...args], { from: 'user' });
+    await expect(create('sweep', '--every', '30s')).rejects.toThrow(`every: runs every 30s; ${sweepFloor}`);
+    await expect(create('floor', '--spec', file, '--every', '1m')).rejects.toThrow(
+      `every: runs every 1m; ${meshFloor}`,
+    );
+    expect((await call('GET', '/v1/schedules/meshflow-mesh-floor')).status).toBe(404);
   });
 
   test("the CLI's functions: create, list, describe, pause, unpause, trigger, delete; bad input creates nothing", async () => {

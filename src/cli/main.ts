@@ -15,6 +15,7 @@ import {
   verifyMesh,
 } from '../client';
 import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../gc';
+import { kubernetesLocationFromEnv } from '../trust-store/from-env';
 import { COMPONENTS } from '../local/clusters';
 import { buildPlan } from '../plan/plan';
 import { GkeProvider } from '../adapters/gke';
@@ -258,7 +259,10 @@ program
 const gcTargets = gcClusterOptions();
 program
   .command('gc')
-  .description('remove what meshflow left for meshes with no open workflow: objects, local clusters, CA dirs, daemons')
+  .description(
+    'remove what meshflow left for meshes with no open workflow: objects, local clusters, CA dirs, daemons, ' +
+      'and the Secrets of the trust store MESHFLOW_TRUST_STORE names',
+  )
   .option('--dry-run', 'only list what would be removed')
   .option('--json', 'print the findings as JSON')
   .option('--kubeconfig <file>', 'also search this cluster (repeatable or a comma list)', gcTargets.kubeconfig)
@@ -278,12 +282,15 @@ program
         '--provider gke needs --project P (or GOOGLE_CLOUD_PROJECT): GKE is searched one project at a time',
       );
     if (opts.project && opts.provider !== 'gke') throw new Error('--project goes with --provider gke');
+    // The store the workers use, read as they read it: a value of the wrong form stops gc before it asks anything.
+    const trustStore = kubernetesLocationFromEnv();
     const gke = opts.provider === 'gke' ? new GkeProvider(stateDir()) : undefined;
     const temporal = await temporalIsOpen(); // refuses when Temporal does not answer: it never guesses
     try {
       const result = await collectGarbage({
         stateDir: stateDir(),
         clusters: gcTargets.clusters,
+        ...(trustStore ? { trustStore } : {}),
         ...(gke ? { gke: { projects, provider: gke } } : {}),
         isOpen: temporal.isOpen,
         dryRun: opts.dryRun,

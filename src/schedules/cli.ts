@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { connect, connectWithWorker } from '../cli/local-mode';
 import { loadMeshSpec } from '../spec/load';
 import {
+  MIN_INTERVAL,
   type Overlap,
   checkWhen,
   type ScheduleView,
@@ -64,7 +65,10 @@ export function scheduleCommand(): Command {
     .command('create <name>')
     .description('`sweep`: tear down expired and long-kept meshes; NAME --spec FILE: start the mesh at every tick')
     .option('--spec <file>', 'the mesh spec (validated as `meshflow validate` does)')
-    .option('--every <duration>', 'run every DURATION (at least 5m)')
+    .option(
+      '--every <duration>',
+      `run every DURATION (at least ${MIN_INTERVAL.mesh.every} for a mesh, ${MIN_INTERVAL.sweep.every} for the sweep)`,
+    )
     .option('--cron <expr>', 'run on a cron expression (e.g. "0 9 * * 1-5")')
     .option('--overlap <policy>', 'a tick while the last run is open: skip, or buffer-one (run once it ends)', 'skip')
     .option('--kept-limit <duration>', 'sweep: tear down meshes kept after a failure for longer (default 24h)')
@@ -74,7 +78,7 @@ export function scheduleCommand(): Command {
       if (!opts.spec && name !== 'sweep') throw new Error(`schedule ${name} needs --spec FILE (or create \`sweep\`)`);
       if (opts.spec && opts.keptLimit) throw new Error('--kept-limit is for the sweep, not a mesh schedule');
       // Checked before connecting: bad input starts nothing, not even a local Temporal.
-      checkWhen(when);
+      checkWhen(opts.spec ? 'mesh' : 'sweep', when);
       const spec = opts.spec ? loadMeshSpec(opts.spec) : undefined;
       const { client } = await connectWithWorker(); // the schedule's runs need a worker
       const id = spec

@@ -28,8 +28,15 @@ export const OVERLAPS = { skip: 'SKIP', 'buffer-one': 'BUFFER_ONE', 'allow-all':
 export type Overlap = keyof typeof OVERLAPS;
 /** The policies that never run two actions at once: a mesh schedule's action lasts as long as its mesh. */
 const ONE_AT_A_TIME: Overlap[] = ['skip', 'buffer-one'];
-/** The shortest interval between two runs of a schedule. */
-export const MIN_INTERVAL = '5m';
+export type ScheduleKind = 'sweep' | 'mesh';
+/**
+ * The shortest interval between two runs of a schedule, and why. A mesh takes minutes to stand up
+ * and tear down; a sweep is one listing and a status query per open mesh, so it may run more often.
+ */
+export const MIN_INTERVAL: Record<ScheduleKind, { every: string; why: string }> = {
+  mesh: { every: '5m', why: 'a mesh takes minutes to stand up and tear down' },
+  sweep: { every: '1m', why: 'each sweep lists the open meshes and asks each its status' },
+};
 
 /** A request that cannot become a schedule: the problems say which field and why. */
 export class ScheduleInputError extends Error {
@@ -58,21 +65,23 @@ export interface ScheduleOptions extends When {
 
 /** What meshflow keeps in the schedule's memo: what it is and when, as the user wrote it. */
 interface ScheduleMemo extends When {
-  kind: 'sweep' | 'mesh';
+  kind: ScheduleKind;
   mesh?: string;
   keptLimit?: string;
   /** What each run is, in a line. */
   summary: string;
 }
 
-export function checkWhen(when: ScheduleOptions): void {
+/** Refuses what cannot become a `kind` schedule, every problem at once, before anything is created. */
+export function checkWhen(kind: ScheduleKind, when: ScheduleOptions): void {
   const problems: Array<{ path: string; message: string }> = [];
   if ((when.every === undefined) === (when.cron === undefined))
     problems.push({ path: 'every', message: 'give exactly one of every (a duration such as 5m) or cron' });
-  const min = parseDuration(MIN_INTERVAL)!;
+  const floor = MIN_INTERVAL[kind];
+  const min = parseDuration(floor.every)!;
+  const which = kind === 'mesh' ? 'a mesh schedule' : 'the sweep';
   const tooOften = (gap: number) =>
-    `runs every ${formatDurationMs(gap)}; the shortest interval is ${MIN_INTERVAL} (a mesh takes minutes to ` +
-    'stand up and tear down)';
+    `runs every ${formatDurationMs(gap)}; the shortest interval of ${which} is ${floor.every} (${floor.why})`;
   const every = when.every === undefined ? undefined : parseDuration(when.every);
   if (when.every !== undefined && !((every ?? 0) > 0))
     problems.push({ path: 'every', message: `"${when.every}" is not a positive duration such as 5m or 1h` });
@@ -143,7 +152,7 @@ export async function createSweepSchedule(
   when: ScheduleOptions & { keptLimit?: string },
   taskQueue = TASK_QUEUE,
 ): Promise<string> {
-  checkWhen(when);
+  checkWhen('sweep', when);
   const keptLimit = when.keptLimit ?? DEFAULT_KEPT_LIMIT;
   const keptLimitMs = parseDuration(keptLimit);
   if (keptLimitMs === undefined)
@@ -180,7 +189,7 @@ export async function createMeshSchedule(
   when: ScheduleOptions,
   taskQueue = TASK_QUEUE,
 ): Promise<string> {
-  checkWhen(when);
+  checkWhen('mesh', when);
   const recorded = recordedSpec(spec);
   const input: ScheduledMeshInput = { spec: recorded, summary: meshSummary(spec), details: planDetails(recorded) };
   const { clusters, istio, ttl } = spec;

@@ -71,10 +71,16 @@ export function kubernetesTrustStore(where: KubernetesStoreLocation): Kubernetes
   return new KubernetesTrustStore(kc, where.namespace, `kubeconfig ${where.kubeconfig}, context ${context}`);
 }
 
+/** Where MESHFLOW_TRUST_STORE puts the Kubernetes store; undefined for the state directory (unset or `state-dir`). */
+export function kubernetesLocationFromEnv(env: NodeJS.ProcessEnv = process.env): KubernetesStoreLocation | undefined {
+  const value = env[TRUST_STORE_VAR]?.trim();
+  if (!value || value === 'state-dir') return undefined;
+  if (value.startsWith('kubernetes:')) return parseKubernetesLocation(value);
+  throw wrong(`"${value}" is not a trust store: use state-dir (the default) or ${FORM}`);
+}
+
 /** The store MESHFLOW_TRUST_STORE names (the state directory when it is unset). */
 export function trustStoreFromEnv(stateDir: string, env: NodeJS.ProcessEnv = process.env): TrustStore {
-  const value = env[TRUST_STORE_VAR]?.trim();
-  if (!value || value === 'state-dir') return new StateDirTrustStore(stateDir);
-  if (value.startsWith('kubernetes:')) return kubernetesTrustStore(parseKubernetesLocation(value));
-  throw wrong(`"${value}" is not a trust store: use state-dir (the default) or ${FORM}`);
+  const where = kubernetesLocationFromEnv(env);
+  return where ? kubernetesTrustStore(where) : new StateDirTrustStore(stateDir);
 }
