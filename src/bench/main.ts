@@ -10,7 +10,9 @@
 //  5. `meshflow setup` with every tool present;
 //  6. the real install on local clusters (istioctl, API servers) for each example topology: whole
 //     install, time per step kind per cluster, and objects applied per cluster (one server-side
-//     apply request each).
+//     apply request each);
+//  10. another worker takes over a GKE (emulated) mesh on the shared queue after its worker is
+//     SIGKILLed for good (src/bench/takeover.ts).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,6 +43,7 @@ import type { HostActivities } from '../activities/host';
 import type { MeshActivities } from '../activities/types';
 import { everyStep } from '../steps/activity-names';
 import type { noopChain } from './noop-chain';
+import { takeoverAfterKill } from './takeover';
 import type { StepOutcome, StepRequest } from '../workflows/types';
 
 /** Injected latency per step kind (ms): the plan's estimates scaled down 20x. */
@@ -229,6 +232,12 @@ async function main(): Promise<void> {
     if (want('real')) await realInstalls(env, tools);
     if (want('gke')) await gkeEmulated(env, tools);
     if (want('api')) await apiBench(env);
+    if (want('takeover')) {
+      table(
+        '10. another worker takes over: a GKE (emulated, durations / 20) mesh with the Kubernetes trust store; worker A SIGKILLed inside the create, never restarted; worker B started at the kill',
+        await takeoverAfterKill(env, tools, stopOnInterrupt),
+      );
+    }
   } finally {
     await teardown();
   }
@@ -244,7 +253,7 @@ async function main(): Promise<void> {
 }
 
 /**
- * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, local, resume, tools); none named:
+ * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, takeover, local, resume, tools); none named:
  * all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples in section 6.
  */
 const SECTIONS = process.argv.slice(2);
