@@ -234,8 +234,9 @@ async function main(): Promise<void> {
     if (want('api')) await apiBench(env);
     if (want('takeover')) {
       table(
-        '10. another worker takes over: a GKE (emulated, durations / 20) mesh with the Kubernetes trust store; worker A SIGKILLed inside the create, never restarted; worker B started at the kill',
-        await takeoverAfterKill(env, tools, stopOnInterrupt),
+        '10. another worker takes over: a GKE (emulated, durations / 20) mesh with the Kubernetes trust store; ' +
+          'worker A SIGKILLed inside the create, never restarted; worker B started at the kill',
+        await takeoverAfterKill(tools, stopOnInterrupt),
       );
     }
   } finally {
@@ -253,8 +254,8 @@ async function main(): Promise<void> {
 }
 
 /**
- * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, takeover, local, resume, tools); none named:
- * all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples in section 6.
+ * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, takeover, local, resume,
+ * tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples in section 6.
  */
 const SECTIONS = process.argv.slice(2);
 const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(section);

@@ -1,11 +1,13 @@
-// `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --seed S]`: breaks meshflow on
-// purpose and prints, per fault, how the runs ended, as a table.
+// `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --takeovers N --seed S]`:
+// breaks meshflow on purpose and prints, per fault, how the runs ended, as a table.
 //  1. worker SIGKILL at a random point of a 3-cluster mesh's life (restarted at once, same host);
 //  2. dev server SIGKILL mid-run, restarted on the same database a second later;
 //  3. Kubernetes API faults at a rate (503s, resets, slow answers, writes whose answer is lost)
 //     from a fault-injecting proxy in front of each local API server;
 //  4. several meshes started at once on one worker;
-//  5. the malformed-spec corpus: every spec refused, naming its field, nothing started.
+//  5. one of two workers SIGKILLed for good while GKE (emulated) meshes with the Kubernetes trust
+//     store provision: the other worker, and the one that replaces it, finish every mesh;
+//  6. the malformed-spec corpus: every spec refused, naming its field, nothing started.
 // A row counts runs, runs that ended ready, runs fully compensated (everything removed after
 // `down` or a failure), duplicates (a second cluster or root for one mesh) and runs that left
 // clusters, processes or files behind.
@@ -24,6 +26,7 @@ import type { Fault } from './fault-proxy';
 import { FaultyLocalProvider } from './faulty-provider';
 import { ChaosBench, type RunResult, seeded } from './harness';
 import { malformedSpecs } from './malformed-specs';
+import { takeoverRuns } from './takeover';
 
 const example = (file: string, name: string) => ({ ...loadMeshSpec(path.join(packageRoot, 'examples', file)), name });
 
@@ -66,6 +69,7 @@ async function main(): Promise<void> {
       'server-kills': { type: 'string', default: '3' },
       concurrent: { type: 'string', default: '10' },
       'api-faults': { type: 'string', default: '3' },
+      takeovers: { type: 'string', default: '10' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
     },
   });
@@ -166,6 +170,24 @@ async function main(): Promise<void> {
     }
   } finally {
     await bench.stop();
+  }
+
+  const takeovers = Number(values.takeovers);
+  if (takeovers > 0) {
+    // Its own dev server, GKE emulator, management cluster (the trust store) and worker processes.
+    const stops = new Set<() => Promise<void>>();
+    const interrupted = () =>
+      void Promise.allSettled([...stops].map((stop) => stop())).finally(() => process.exit(130));
+    process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
+    const results = await takeoverRuns(
+      tools,
+      takeovers,
+      random,
+      (r) => report([r]),
+      (stop) => stops.add(stop),
+    );
+    process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
+    rows.push(row('one of two workers SIGKILLed for good (GKE emulated, Kubernetes trust store)', results));
   }
 
   const corpus = malformedSpecs();
