@@ -1,9 +1,14 @@
 // `npm run chaos` ends whatever its rows ended with: an API-fault run given up on while its mesh
 // is still provisioning is torn down (nothing left behind, counted as given up), and the process
 // exits on its own, with nothing left open (its fault proxies closed), once it printed its table.
+// The API-fault runs get the istiod the real local provider runs (its injection webhook is what
+// lets pods of injected namespaces be created on a local cluster).
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { scratchDir } from './helpers/env';
+import { LocalProvider } from '../src/adapters/providers';
+import { FaultyLocalProvider } from '../src/chaos/faulty-provider';
+import { LocalClusters } from '../src/local/clusters';
+import { scratchDir, testLocalTools } from './helpers/env';
 
 const main = path.resolve(__dirname, '..', 'dist', 'chaos', 'main.js');
 
@@ -34,3 +39,14 @@ test('a run given up on while provisioning is torn down, and the harness exits',
       .map((c) => c.trim()),
   ).toEqual(['1', '0', '1', '0', '0', '1']);
 }, 240_000);
+
+test('the faulty provider runs istiod beside primaries as the real one does', () => {
+  const real = new LocalProvider(scratchDir('faulty-provider'), testLocalTools());
+  const faulty = new FaultyLocalProvider(
+    real,
+    new LocalClusters(scratchDir('faulty-clusters'), testLocalTools()),
+    () => [],
+  );
+  expect(real.istiodRunner).toBeDefined();
+  expect(faulty.istiodRunner).toBe(real.istiodRunner);
+});
