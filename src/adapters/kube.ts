@@ -96,6 +96,104 @@ export function isTransient(err: unknown): boolean {
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time, keeping order in the results. */
+/** How long a wait for Deployments lasts by default: well inside the 10 minutes of the shortest step that waits. */
+export const DEPLOYMENT_WAIT_MS = 4 * 60_000;
+
+/** Deployments not available in time; the message says why. Retryable: a later attempt may see them up. */
+export class DeploymentUnavailableError extends Error {
+  override name = 'DeploymentUnavailable';
+}
+
+export interface RetryOptions {
+  /** No retry starts after this time (ms since the epoch). */
+  until?: number;
+  /** Told of each transient answer that is retried. */
+  onTransient?: (err: unknown) => void;
+}
+
+/** The transient answers a wait rode out, for its message: a wait under API faults says so. */
+class ApiAnswers {
+  private requests = 0;
+  private errors = 0;
+  private last = '';
+
+  transient(err: unknown): void {
+    this.requests++;
+    this.errors++;
+    this.last = shortError(err);
+  }
+
+  /** The call's answer, or undefined (counted) when its transient errors outlasted the retries. */
+  async read<T>(call: () => Promise<T>): Promise<T | undefined> {
+    try {
+      const answer = await call();
+      this.requests++;
+      return answer;
+    } catch (err) {
+      if (!isTransient(err)) throw err;
+      this.transient(err);
+      return undefined;
+    }
+  }
+
+  summary(): string {
+    if (!this.errors) return '';
+    return `; the API server answered ${this.errors} of ${this.requests} requests with errors (last: ${this.last})`;
+  }
+}
+
+/** An API error in one line: the status code and the Status message, or the connection error's code. */
+export function shortError(err: unknown): string {
+  const e = err as { code?: number | string; body?: unknown; message?: string };
+  if (typeof e.code === 'number') {
+    let message = typeof e.body === 'string' ? e.body : '';
+    try {
+      message = (JSON.parse(message) as { message?: string }).message ?? message;
+    } catch {
+      // not a Status object
+    }
+    return `${e.code}${message ? ` ${message}` : ''}`.slice(0, 200);
+  }
+  const first = String(e.message ?? err).split('\n')[0];
+  return (e.code && !first.includes(String(e.code)) ? `${e.code} ${first}` : first).slice(0, 200);
+}
+
+export function deploymentAvailable(d: k8s.V1Deployment): boolean {
+  const want = d.spec?.replicas ?? 1;
+  return d.status?.observedGeneration === d.metadata?.generation && (d.status?.availableReplicas ?? 0) >= want;
+}
+
+/** Conditions that are not as they should be: any but True, and ReplicaFailure (a failure when True). */
+function notTrue(
+  conditions: Array<{ type: string; status: string; reason?: string; message?: string }> | undefined,
+  failuresOnly = false,
+): string[] {
+  return (conditions ?? [])
+    .filter((c) => (c.type === 'ReplicaFailure' ? c.status === 'True' : !failuresOnly && c.status !== 'True'))
+    .map(
+      (c) =>
+        `${c.type}=${c.status}${c.reason || c.message ? ` (${[c.reason, c.message].filter(Boolean).join(': ')})` : ''}`,
+    );
+}
+
+function revision(rs: k8s.V1ReplicaSet): number {
+  return Number(rs.metadata?.annotations?.['deployment.kubernetes.io/revision'] ?? 0);
+}
+
+/** A pod's phase and, when it is not ready, why: unscheduled, a container waiting or ended. */
+function podState(p: k8s.V1Pod): string {
+  const out = [`pod ${p.metadata?.name}: ${p.status?.phase ?? 'no phase'}`];
+  if (!p.spec?.nodeName && !p.status?.conditions?.some((c) => c.type === 'PodScheduled')) out.push('not scheduled');
+  out.push(...notTrue(p.status?.conditions));
+  for (const c of [...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])]) {
+    const waiting = c.state?.waiting;
+    const ended = c.state?.terminated;
+    if (waiting) out.push(`${c.name} waiting (${[waiting.reason, waiting.message].filter(Boolean).join(': ')})`);
+    else if (ended && ended.exitCode !== 0) out.push(`${c.name} exited ${ended.exitCode} (${ended.reason ?? ''})`);
+  }
+  return out.join(', ');
+}
+
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = [];
   for (let i = 0; i < items.length; i += limit) out.push(...(await Promise.all(items.slice(i, i + limit).map(fn))));
@@ -301,13 +399,19 @@ export class Kube {
     return JSON.parse(await this.request(method, urlPath, json, json && 'application/json')) as T;
   }
 
-  /** Runs a call (raw or through the typed clients) again while its answer is transient. */
-  async retrying<T>(call: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a call (raw or through the typed clients) again while its answer is transient, up to 12
+   * times; a wait passes its deadline as `until` (no retry starts after it) and counts the
+   * transient answers it rode out with `onTransient`.
+   */
+  async retrying<T>(call: () => Promise<T>, opts: RetryOptions = {}): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await call();
       } catch (err) {
         if (!isTransient(err) || attempt >= 12 || this.signal?.aborted) throw err;
+        if (opts.until !== undefined && Date.now() > opts.until) throw err;
+        opts.onTransient?.(err);
         await pause(Math.min(250 * 2 ** (attempt - 1), 4000), this.signal);
       }
     }
@@ -387,27 +491,85 @@ export class Kube {
     }
   }
 
+  /**
+   * Waits until each Deployment has as many available replicas as it wants. Past the deadline
+   * (shorter than any step that waits, so it fires first) it fails as DeploymentUnavailable,
+   * saying why: the Deployment's conditions, its ReplicaSet's and its pods' as the cluster
+   * shows them, and how many of the reads meanwhile the API server answered with errors.
+   */
   async waitDeploymentsAvailable(
     namespace: string,
     names: string[],
     heartbeat: Heartbeat,
-    timeoutMs = 10 * 60_000,
+    timeoutMs = DEPLOYMENT_WAIT_MS,
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    const api = new ApiAnswers();
     for (const name of names) {
+      // The last answer read: what the message describes when the reads at the deadline fail.
+      let last: k8s.V1Deployment | undefined;
       for (;;) {
-        const d = await this.retrying(() => this.apps.readNamespacedDeploymentStatus({ name, namespace }));
-        const want = d.spec?.replicas ?? 1;
-        if (d.status?.observedGeneration === d.metadata?.generation && (d.status?.availableReplicas ?? 0) >= want)
-          break;
-        if (Date.now() > deadline)
-          throw new Error(
-            `deployment ${namespace}/${name} not available after ${Math.round(timeoutMs / 1000)}s (${d.status?.availableReplicas ?? 0}/${want} replicas)`,
+        const d = await api.read(() =>
+          this.retrying(() => this.apps.readNamespacedDeploymentStatus({ name, namespace }), {
+            until: deadline,
+            onTransient: (err) => api.transient(err),
+          }),
+        );
+        if (d && deploymentAvailable(d)) break;
+        last = d ?? last;
+        if (Date.now() > deadline) {
+          const why = last ? await this.whyUnavailable(last, api) : 'the API server never answered a read of it';
+          throw new DeploymentUnavailableError(
+            `deployment ${namespace}/${name} not available after ${Math.round(timeoutMs / 1000)}s: ${why}` +
+              api.summary(),
           );
+        }
         heartbeat({ waitingFor: `${namespace}/${name}` });
         await pause(500, this.signal);
       }
     }
+  }
+
+  /** What keeps a Deployment from being available, from its status, its newest ReplicaSet and that one's pods. */
+  private async whyUnavailable(d: k8s.V1Deployment, api: ApiAnswers): Promise<string> {
+    const want = d.spec?.replicas ?? 1;
+    const s = d.status ?? {};
+    const parts = [`${s.availableReplicas ?? 0}/${want} replicas available`];
+    if (s.observedGeneration === undefined)
+      parts.push(
+        'no controller has acted on it (status.observedGeneration unset: is kube-controller-manager running?)',
+      );
+    else if (s.observedGeneration !== d.metadata?.generation)
+      parts.push(`its controller has seen generation ${s.observedGeneration} of ${d.metadata?.generation}`);
+    parts.push(...notTrue(s.conditions));
+    const namespace = d.metadata!.namespace!;
+    const owned = (o: k8s.V1ObjectMeta | undefined, uid?: string) =>
+      Boolean(uid && o?.ownerReferences?.some((r) => r.uid === uid));
+    const sets = await api.read(() =>
+      this.retrying(() => this.apps.listNamespacedReplicaSet({ namespace }), { onTransient: (e) => api.transient(e) }),
+    );
+    if (!sets) return parts.join('; ');
+    const newest = sets.items
+      .filter((rs) => owned(rs.metadata, d.metadata?.uid))
+      .sort((a, b) => revision(b) - revision(a))[0];
+    if (!newest) {
+      parts.push('it has no ReplicaSet');
+      return parts.join('; ');
+    }
+    const rs = newest.status;
+    parts.push(
+      `ReplicaSet ${newest.metadata!.name}: ${rs?.replicas ?? 0} pod(s), ${rs?.readyReplicas ?? 0} ready` +
+        notTrue(rs?.conditions, true)
+          .map((c) => `, ${c}`)
+          .join(''),
+    );
+    const pods = await api.read(() =>
+      this.retrying(() => this.core.listNamespacedPod({ namespace }), { onTransient: (e) => api.transient(e) }),
+    );
+    const mine = pods?.items.filter((p) => owned(p.metadata, newest.metadata?.uid)) ?? [];
+    for (const p of mine.slice(0, 3)) parts.push(podState(p));
+    if (mine.length > 3) parts.push(`and ${mine.length - 3} more pod(s)`);
+    return parts.join('; ');
   }
 
   /** The first load balancer address (IP or hostname) of a Service, waiting for one to appear. */

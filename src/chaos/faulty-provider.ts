@@ -1,10 +1,19 @@
 // TEST DOUBLE around the real LocalProvider, for the chaos harness: the same local clusters,
 // created and deleted by the real provider, but every Kubernetes call of the activities (and the
-// remote secrets' readers) goes through a FaultProxy in front of each cluster's API server.
+// remote secrets' readers) goes through a FaultProxy in front of each cluster's API server. It runs
+// istiod beside each primary as the real provider does: without it the control plane would be
+// istioctl's in-cluster istiod, whose injection webhook a local API server cannot call, and no
+// pod of an injected namespace would ever be created.
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import type { ClusterAccess, ClusterProvider, LocalProvider, ProviderContext } from '../adapters/providers';
+import type {
+  ClusterAccess,
+  ClusterProvider,
+  IstiodRunner,
+  LocalProvider,
+  ProviderContext,
+} from '../adapters/providers';
 import type { LocalClusters } from '../local/clusters';
 import type { ClusterSpec } from '../spec/schema';
 import { localClusterName } from '../spec/names';
@@ -14,12 +23,15 @@ export class FaultyLocalProvider implements ClusterProvider {
   readonly proxies = new Map<string, FaultProxy>();
   /** Faults injected by the proxies of clusters already deleted. */
   private injectedBefore = 0;
+  readonly istiodRunner?: IstiodRunner;
 
   constructor(
     private readonly real: LocalProvider,
     private readonly clusters: LocalClusters,
     private readonly faults: () => Fault[],
-  ) {}
+  ) {
+    this.istiodRunner = real.istiodRunner;
+  }
 
   async create(mesh: string, cluster: ClusterSpec, ctx: ProviderContext): Promise<void> {
     await this.real.create(mesh, cluster, ctx);
@@ -54,6 +66,15 @@ export class FaultyLocalProvider implements ClusterProvider {
       fs.writeFileSync(file, YAML.stringify(doc), { mode: 0o600 });
     }
     return { ...real, kubeconfig: file, apiServer: proxy.url };
+  }
+
+  /** Stops every proxy still open (their clusters outlived the runs): an open proxy keeps the process alive. */
+  async stop(): Promise<void> {
+    for (const [name, proxy] of this.proxies) {
+      this.injectedBefore += proxy.injected.length;
+      await proxy.stop();
+      this.proxies.delete(name);
+    }
   }
 
   /** How many faults the proxies injected so far. */

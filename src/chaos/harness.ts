@@ -37,6 +37,8 @@ export interface RunResult {
   fullyCompensated: boolean;
   duplicates: string[];
   leftovers: string[];
+  /** The run neither ended nor failed in time: the harness stopped waiting and tore it down. */
+  gaveUp?: boolean;
   error?: string;
 }
 
@@ -200,12 +202,22 @@ export class ChaosBench {
           await fault!();
         }
         if (s && !['provisioning', 'compensating'].includes(s.phase) && broken) break;
-        if (Date.now() - started > timeoutMs) throw new Error(`still ${s?.phase} after ${timeoutMs / 1000}s`);
+        if (Date.now() - started > timeoutMs) break;
         await sleep(250);
       }
-      result.endedReady = s.phase === 'ready';
-      result.ended = s.error ? `${s.phase}: ${s.error}` : s.phase;
-      if (result.endedReady) {
+      if (!s || ['provisioning', 'compensating'].includes(s.phase)) {
+        // Given up on: the run is torn down all the same, so that nothing it made outlives the row.
+        result.gaveUp = true;
+        result.error = `still ${s?.phase ?? 'unknown'} after ${timeoutMs / 1000}s${stillRunning(s)}`;
+        result.ended = s?.phase;
+        await teardownMesh(this.client!, spec.name).catch((err: unknown) => {
+          result.error += `; down failed: ${(err as Error).message}`;
+        });
+      } else {
+        result.endedReady = s.phase === 'ready';
+        result.ended = s.error ? `${s.phase}: ${s.error}` : s.phase;
+      }
+      if (result.endedReady && s) {
         const want = spec.clusters.map((x) => localClusterName(spec.name, x.name)).sort();
         const have = this.local
           .list()
@@ -221,9 +233,11 @@ export class ChaosBench {
       const final = await this.finalStatus(spec.name, timeoutMs);
       result.fullyCompensated = final.phase === 'deleted' && final.ledger.length === 0 && final.leftBehind.length === 0;
       if (!result.fullyCompensated)
-        result.error = `${final.phase}: ${final.error ?? ''} ${JSON.stringify(final.leftBehind)}`;
+        result.error = [result.error, `${final.phase}: ${final.error ?? ''} ${JSON.stringify(final.leftBehind)}`]
+          .filter(Boolean)
+          .join('; then ');
     } catch (err) {
-      result.error = (err as Error).message;
+      result.error = [result.error, (err as Error).message].filter(Boolean).join('; then ');
     }
     result.leftovers = this.leftovers(spec);
     return result;
@@ -264,6 +278,19 @@ export class ChaosBench {
       left.push(`files ${path.join(this.state, 'meshes', spec.name)}`);
     return left;
   }
+}
+
+/** The steps still running, with their attempts and last error: where a run given up on stood. */
+function stillRunning(s: MeshStatus | undefined): string {
+  const running = (s?.steps ?? []).filter((x) => x.state === 'running');
+  if (!running.length) return '';
+  const one = (x: MeshStatus['steps'][number]) =>
+    [
+      x.id,
+      x.attempts && x.attempts > 1 ? ` attempt ${x.attempts}` : '',
+      x.lastError ? `, last error: ${x.lastError}` : '',
+    ].join('');
+  return ` (running: ${running.map(one).join('; ')})`;
 }
 
 async function kill(p: ChildProcess | undefined): Promise<void> {

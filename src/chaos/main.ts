@@ -38,6 +38,7 @@ function row(fault: string, results: RunResult[]): Record<string, string | numbe
     'fully compensated': results.filter((r) => r.fullyCompensated).length,
     duplicates: results.filter((r) => r.duplicates.length).length,
     'left behind': results.filter((r) => r.leftovers.length).length,
+    'gave up': results.filter((r) => r.gaveUp).length,
   };
 }
 
@@ -71,8 +72,11 @@ async function main(): Promise<void> {
       'api-faults': { type: 'string', default: '3' },
       takeovers: { type: 'string', default: '10' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
+      // How long the harness follows one run before it gives up on it and tears it down.
+      'run-timeout': { type: 'string', default: '360' },
     },
   });
+  const runTimeoutMs = Number(values['run-timeout']) * 1000;
   const seed = Number(values.seed);
   const random = seeded(seed);
   process.stderr.write(`[chaos] seed ${seed} (repeat with --seed ${seed})\n`);
@@ -101,7 +105,8 @@ async function main(): Promise<void> {
       const results: RunResult[] = [];
       for (let i = 0; i < count; i++) {
         const at = Math.round(500 + random() * withinMs);
-        results.push(await bench.run(example('three-clusters.yaml', `${prefix}${i}`), name, (ms) => ms >= at, fault));
+        const spec = example('three-clusters.yaml', `${prefix}${i}`);
+        results.push(await bench.run(spec, name, (ms) => ms >= at, fault, runTimeoutMs));
         report(results.slice(-1));
       }
       return results;
@@ -139,13 +144,19 @@ async function main(): Promise<void> {
       );
       bench.taskQueue = 'faults';
       const apiFaults: RunResult[] = [];
-      await worker.runUntil(async () => {
-        for (let i = 0; i < apiRuns; i++) {
-          apiFaults.push(await bench.run(example('two-clusters.yaml', `api${i}`), 'API faults', undefined, undefined));
-          report(apiFaults.slice(-1));
-        }
-      });
-      await connection.close();
+      try {
+        await worker.runUntil(async () => {
+          for (let i = 0; i < apiRuns; i++) {
+            const spec = example('two-clusters.yaml', `api${i}`);
+            apiFaults.push(await bench.run(spec, 'API faults', undefined, undefined, runTimeoutMs));
+            report(apiFaults.slice(-1));
+          }
+        });
+      } finally {
+        await connection.close();
+        // Proxies of clusters a run left (a run given up on) would keep this process alive.
+        await faulty.stop();
+      }
       bench.taskQueue = TASK_QUEUE;
       rows.push(
         row(
@@ -160,7 +171,7 @@ async function main(): Promise<void> {
       const t0 = Date.now();
       const together = await Promise.all(
         Array.from({ length: n }, (_, i) =>
-          bench.run(example('two-clusters.yaml', `many${i}`), `${n} at once`, undefined, undefined, 15 * 60_000),
+          bench.run(example('two-clusters.yaml', `many${i}`), `${n} at once`, undefined, undefined, 2.5 * runTimeoutMs),
         ),
       );
       report(together);
@@ -212,12 +223,25 @@ async function main(): Promise<void> {
     'fully compensated': `${named} refused`,
     duplicates: 0,
     'left behind': 0,
+    'gave up': 0,
   });
   table(rows);
   process.stderr.write(`[chaos] worker restarts after a crash of its own: ${bench.workerRestarts}\n`);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n`);
-  process.exitCode = 1;
-});
+/** How long the process may take to exit once the harness stopped everything it started. */
+const EXIT_GRACE_MS = 10_000;
+
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    // Everything the harness started is stopped by now; whatever still holds the event loop is a
+    // leak: say what it is, and exit all the same (unref'd: this timer alone keeps nothing open).
+    setTimeout(() => {
+      process.stderr.write(`[chaos] still open after the run: ${process.getActiveResourcesInfo().join(', ')}\n`);
+      process.exit(process.exitCode || 1);
+    }, EXIT_GRACE_MS).unref();
+  });
