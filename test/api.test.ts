@@ -23,6 +23,7 @@ import { TASK_QUEUE } from '../src/workflows/definitions';
 import type { MeshStatus, StepStatus } from '../src/workflows/types';
 import { scratchDir } from './helpers/env';
 import { FakeActivities, twoClusterYaml } from './helpers/fake-activities';
+import { type Answer, type CallOptions, call as httpCall } from './helpers/api-http';
 import { devServer } from './helpers/temporal';
 
 const TOKEN = 'api-test-token-0123456789abcdef';
@@ -75,52 +76,14 @@ const jsonSpec = (name: string, extra: Record<string, unknown> = {}) =>
     ...extra,
   });
 
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
-}
+/** A call's options here: the token defaults to this file's, the port to the API's. */
+type LocalCallOptions = Partial<CallOptions> & { port?: number };
 
-interface CallOptions {
-  body?: string | Buffer;
-  type?: string;
-  /** The bearer token; null: no Authorization header. */
-  token?: string | null;
-  headers?: Record<string, string>;
-  port?: number;
-}
-
-/** One request on a connection of its own, the path sent exactly as given (no client-side normalising). */
-function call(method: string, urlPath: string, opts: CallOptions = {}): Promise<Answer> {
-  const headers: Record<string, string> = { ...opts.headers };
-  const token = opts.token === undefined ? TOKEN : opts.token;
-  if (token !== null) headers.authorization = `Bearer ${token}`;
-  if (opts.type) headers['content-type'] = opts.type;
-  if (opts.body !== undefined) headers['content-length'] = String(Buffer.byteLength(opts.body));
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port: opts.port ?? api.port, method, path: urlPath, headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode!, headers: res.headers, text, json });
-        });
-      },
-    );
-    // A server may answer (413) before it has read the whole body and close: the answer counts.
-    req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? undefined : reject(err)));
-    if (opts.body !== undefined) req.write(opts.body);
-    req.end();
+/** One request on a connection of its own, with this file's token unless told otherwise. */
+function call(method: string, urlPath: string, opts: LocalCallOptions = {}): Promise<Answer> {
+  return httpCall(opts.port ?? api.port, method, urlPath, {
+    ...opts,
+    token: opts.token === undefined ? TOKEN : opts.token,
   });
 }
 
@@ -413,7 +376,7 @@ describe('malformed requests', () => {
     name: string;
     method: string;
     path: string;
-    opts?: CallOptions;
+    opts?: LocalCallOptions;
     status: number;
     code: string;
     reason: RegExp;
