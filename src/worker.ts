@@ -91,6 +91,25 @@ export class MeshWorker {
   }
 }
 
+/**
+ * Worker Versioning, opt-in: MESHFLOW_BUILD_ID names this worker's build in the Worker Deployment
+ * MESHFLOW_DEPLOYMENT (default meshflow). Mesh workflows are then pinned to the build that started
+ * them, their steps and undos included, while new meshes go to the deployment's current version
+ * (`temporal worker deployment set-current-version`). Unset: an unversioned worker, as before, and
+ * changes in place stay behind patched() (README, "Changing the workflow").
+ */
+export function workerDeploymentFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+): WorkerOptions['workerDeploymentOptions'] {
+  const buildId = env.MESHFLOW_BUILD_ID?.trim();
+  if (!buildId) return undefined;
+  return {
+    useWorkerVersioning: true,
+    version: { deploymentName: env.MESHFLOW_DEPLOYMENT?.trim() || 'meshflow', buildId },
+    defaultVersioningBehavior: 'PINNED',
+  };
+}
+
 export async function createWorker(
   connection: NativeConnection,
   namespace: string,
@@ -102,7 +121,15 @@ export async function createWorker(
   const host = hostId(deps.stateDir);
   const hostQueue = hostTaskQueue(taskQueue, host);
   const converter = dataConverter();
-  const common = { ...WORKER_TUNING, ...shutdown, connection, namespace, dataConverter: converter };
+  const workerDeploymentOptions = workerDeploymentFromEnv();
+  const common = {
+    ...WORKER_TUNING,
+    ...shutdown,
+    connection,
+    namespace,
+    dataConverter: converter,
+    ...(workerDeploymentOptions ? { workerDeploymentOptions } : {}),
+  };
   return new MeshWorker(
     await Worker.create({
       ...common,

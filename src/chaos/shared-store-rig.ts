@@ -12,6 +12,7 @@ import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST } from '../gke/clients';
 import { GkeEmulator } from '../gke/emulator';
 import { LocalClusters } from '../local/clusters';
 import { localTools } from '../local/tools';
+import { packageRoot } from '../paths';
 import { parseMeshSpec } from '../spec/load';
 import type { MeshSpec } from '../spec/schema';
 import { DEV_SERVER_ARGS } from '../temporal/connection';
@@ -74,11 +75,11 @@ export class SharedStoreRig {
   }
 
   /** Starts a `meshflow worker` process for `host`; its output goes to `<state>/worker.log`. */
-  startWorker(host: string): RigWorker {
+  startWorker(host: string, env: NodeJS.ProcessEnv = {}): RigWorker {
     const state = path.join(this.dir, 'hosts', host);
     fs.mkdirSync(state, { recursive: true });
     const log = fs.openSync(path.join(state, 'worker.log'), 'a');
-    const proc = spawn(process.execPath, [path.join(__dirname, '..', 'cli', 'main.js'), 'worker'], {
+    const proc = spawn(process.execPath, [path.join(packageRoot, 'dist', 'cli', 'main.js'), 'worker'], {
       env: {
         ...process.env,
         TEMPORAL_ADDRESS: this.env!.address,
@@ -88,6 +89,7 @@ export class SharedStoreRig {
         MESHFLOW_TRUST_STORE: `kubernetes:${this.storeKubeconfig}/${STORE_NAMESPACE}`,
         [GKE_EMULATOR_HOST]: this.endpoints.grpc,
         [GKE_COMPUTE_EMULATOR_HOST]: this.endpoints.compute,
+        ...env,
       },
       stdio: ['ignore', log, log],
     });

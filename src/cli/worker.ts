@@ -10,7 +10,7 @@ import { connectionOptions, describeConnection } from '../temporal/connection-op
 import { connectionError, temporalTarget } from '../temporal/connection';
 import { parseDuration } from '../spec/duration';
 import { TASK_QUEUE } from '../workflows/definitions';
-import { createWorker, productionDeps } from '../worker';
+import { createWorker, productionDeps, workerDeploymentFromEnv } from '../worker';
 
 export interface RunWorkerOptions {
   /** How long running activities may take to finish after SIGTERM/SIGINT before they are cancelled. */
@@ -36,7 +36,11 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
       shutdownForceTime: opts.shutdownGraceMs + 10_000,
     });
     const hostQueue = hostTaskQueue(TASK_QUEUE, hostId(deps.stateDir));
-    log(`connected to ${where}, namespace ${target.namespace}; polling task queues ${TASK_QUEUE} and ${hostQueue}`);
+    const version = workerDeploymentFromEnv()?.version;
+    const build = version ? `; build ${version.buildId} of deployment ${version.deploymentName} (meshes pinned)` : '';
+    log(
+      `connected to ${where}, namespace ${target.namespace}; polling task queues ${TASK_QUEUE} and ${hostQueue}${build}`,
+    );
     const stop = (signal: NodeJS.Signals) => {
       log(`${signal}: stopping; running activities get ${opts.shutdownGraceMs / 1000}s to finish`);
       worker.shutdown();
