@@ -43,6 +43,28 @@ afterAll(async () => {
 
 const spec = twoClusterMesh;
 
+const runs = (mesh: string) =>
+  fake
+    .callsOf(mesh)
+    .filter((c) => c.startsWith('run '))
+    .map((c) => c.slice(4));
+const undos = (mesh: string) =>
+  fake
+    .callsOf(mesh)
+    .filter((c) => c.startsWith('undo '))
+    .map((c) => c.slice(5));
+/** What the steps that ran created: every step that ran to its end or failed after creating (not verify). */
+const created = (mesh: string) =>
+  runs(mesh).filter((id) => id !== 'verify' && !fake.callsOf(mesh).includes(`cancelled ${id}`));
+const expectUndoneInReverseOf = (mesh: string, steps: string[], s: MeshSpec) =>
+  expectUndoneInReverse(undos(mesh), steps, buildPlan(s));
+const start = (s: MeshSpec) =>
+  env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+    taskQueue: QUEUE,
+    workflowId: meshWorkflowId(s.name),
+    args: [{ spec: s }],
+  });
+
 /** Starts a mesh whose control-plane:west step runs until cancelled, and waits until it runs. */
 async function startHanging(s: MeshSpec) {
   fake.scripts.set(s.name, { hangSteps: ['control-plane:west'] });
@@ -144,4 +166,42 @@ test('a failing step cancels the steps running beside it before compensation, wh
   );
   expect(status.ledger).toEqual([]);
   await recordHistory(handle, 'v3-failure-cancels-siblings');
+});
+
+test.each(buildPlan(spec('x', 'ttl: 2h')).steps.map((s) => s.id))(
+  'a failure in %s undoes exactly what earlier steps created, in reverse',
+  async (failing) => {
+    const mesh = `f-${failing.replace(/[^a-z0-9]+/g, '-')}`.slice(0, 40).replace(/-$/, '');
+    fake.scripts.set(mesh, { failSteps: [failing] });
+    const s = spec(mesh, 'ttl: 2h');
+    const handle = await start(s);
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause).toMatchObject({
+      type: 'MeshProvisioningFailed',
+      message: expect.stringContaining(`step ${failing}`),
+    });
+    expectUndoneInReverseOf(
+      mesh,
+      created(mesh).filter((id) => id !== failing),
+      s,
+    );
+    const status = await handle.query(statusQuery);
+    expect(status.phase).toBe('deleted');
+    if (mesh === 'f-control-plane-west') await recordHistory(handle, 'v3-failed-and-compensated');
+    expect(status.steps.find((s) => s.id === failing)).toMatchObject({
+      state: 'failed',
+      lastError: expect.stringContaining('injected failure'),
+    });
+  },
+);
+
+test('a step that fails after creating something reports it in its trace, and it is undone', async () => {
+  fake.scripts.set('trace', { failAfterCreate: ['control-plane:west'] });
+  const s = spec('trace', 'ttl: 2h');
+  const handle = await start(s);
+  await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
+  // control-plane:west's own resource is undone too, although the step failed.
+  expectUndoneInReverseOf('trace', created('trace'), s);
+  expect((await handle.query(statusQuery)).ledger).toEqual([]);
 });

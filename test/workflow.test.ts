@@ -1,7 +1,8 @@
 // provisionMesh's logic on the time-skipping server, with the activities replaced by a recording
-// test double: TTL expiry, extend, teardown, failure at every step (exact reverse undo), undo
-// failures, onFailure: keep. Cancellation is tested on the dev server (workflow-cancel.test.ts).
-import { WorkflowFailedError } from '@temporalio/client';
+// test double: TTL expiry, extend, teardown, undo failures, onFailure: keep. Failures while steps
+// run beside the failing one cancel those steps, and cancellation is tested on the dev server
+// (workflow-cancel.test.ts, failure at every step included): the Java time-skipping server answers
+// the cancel of a scheduled, not yet started activity in a way the SDK's state machines reject.
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { buildPlan } from '../src/plan/plan';
@@ -40,7 +41,6 @@ afterAll(async () => {
   // Release 2's histories (release 1's stay as they were recorded): see helpers/histories.ts.
   for (const [mesh, file] of [
     ['ttl', 'v2-ready-then-expired'],
-    ['f-control-plane-west', 'v2-failed-and-compensated'],
     ['stuck', 'v2-undo-failure-reported'],
     ['renew', 'v2-tokens-renewed-and-extended'],
     ['vfy', 'v2-verified-on-request'],
@@ -173,31 +173,6 @@ test('teardown signal tears a ready mesh down at once', async () => {
   expectUndoneInReverse('down', created('down'));
 });
 
-test.each(buildPlan(spec('x')).steps.map((s) => s.id))(
-  'a failure in %s undoes exactly what earlier steps created, in reverse',
-  async (failing) => {
-    const mesh = `f-${failing.replace(/[^a-z0-9]+/g, '-')}`.slice(0, 40).replace(/-$/, '');
-    fake.scripts.set(mesh, { failSteps: [failing] });
-    const handle = await start(spec(mesh));
-    const err = await handle.result().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(WorkflowFailedError);
-    expect((err as WorkflowFailedError).cause).toMatchObject({
-      type: 'MeshProvisioningFailed',
-      message: expect.stringContaining(`step ${failing}`),
-    });
-    expectUndoneInReverse(
-      mesh,
-      created(mesh).filter((id) => id !== failing),
-    );
-    const status = await handle.query(statusQuery);
-    expect(status.phase).toBe('deleted');
-    expect(status.steps.find((s) => s.id === failing)).toMatchObject({
-      state: 'failed',
-      lastError: expect.stringContaining('injected failure'),
-    });
-  },
-);
-
 test('an undo that keeps failing is reported, not dropped, and the rest is still undone', async () => {
   fake.scripts.set('stuck', { failUndo: ['cacerts:east'] });
   const handle = await start(spec('stuck'));
@@ -241,15 +216,6 @@ test('a kept mesh is torn down when its TTL expires', async () => {
   const final = await handle.result(); // time skips to the deadline
   expect(final.phase).toBe('deleted');
   expectUndoneInReverse('keep-ttl', created('keep-ttl'));
-});
-
-test('a step that fails after creating something reports it in its trace, and it is undone', async () => {
-  fake.scripts.set('trace', { failAfterCreate: ['control-plane:west'] });
-  const handle = await start(spec('trace'));
-  await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
-  // control-plane:west's own resource is undone too, although the step failed.
-  expectUndoneInReverse('trace', created('trace'));
-  expect((await handle.query(statusQuery)).ledger).toEqual([]);
 });
 
 test('undo runs one lane per cluster, skips objects inside local clusters deleted whole, and removes files last', async () => {

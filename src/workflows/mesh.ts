@@ -531,8 +531,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           const cancelledBy = stopReason ?? (failedStep && `step ${failedStep} failed`);
           s.lastError = isCancellation(err) && cancelledBy ? `cancelled: ${cancelledBy}` : errorText(err);
           failure ??= isCancellation(err) ? err : new Error(`step ${step.id}: ${s.lastError}`);
-          if (v3 && !isCancellation(err) && failedStep === undefined) {
-            // The steps still running are cancelled; each reports what it made before compensation starts.
+          if (v3 && !isCancellation(err) && failedStep === undefined && spec.onFailure !== 'keep') {
+            // The steps still running are cancelled; each reports what it made before compensation
+            // starts. A mesh kept on failure is left to be looked at as it gets: its steps finish.
             failedStep = step.id;
             steps.cancel();
           }
@@ -597,7 +598,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         if (needsHost(r)) {
           status.leftBehind.push({
             resource: r,
-            error: `on host ${status.host}, abandoned by down --abandon-host: remove it there (meshflow gc on that host)`,
+            error:
+              `on host ${status.host}, abandoned by down --abandon-host: ` +
+              'remove it there (meshflow gc on that host)',
           });
           return;
         }
