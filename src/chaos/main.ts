@@ -82,11 +82,13 @@ async function main(): Promise<void> {
   process.stderr.write(`[chaos] seed ${seed} (repeat with --seed ${seed})\n`);
   const tools = await ensureTools(['temporal', ...LOCAL_TOOL_NAMES, 'istioctl'], stderrProgress);
   const bench = new ChaosBench({ temporal: tools.temporal, local: localTools(tools) });
-  // Interrupted (Ctrl-C, a timeout): stop the server, worker and clusters it started first.
+  // Interrupted (Ctrl-C, a timeout): stop every server, worker and cluster it started first (the
+  // bench's, and the takeover row's rig once it runs), then exit.
+  const stops = new Set<() => Promise<void>>([() => bench.stop()]);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       process.stderr.write(`[chaos] ${signal}: stopping what the harness started\n`);
-      void bench.stop().finally(() => process.exit(130));
+      void Promise.allSettled([...stops].map((stop) => stop())).finally(() => process.exit(130));
     });
   }
   const rows: Array<Record<string, string | number>> = [];
@@ -186,10 +188,6 @@ async function main(): Promise<void> {
   const takeovers = Number(values.takeovers);
   if (takeovers > 0) {
     // Its own dev server, GKE emulator, management cluster (the trust store) and worker processes.
-    const stops = new Set<() => Promise<void>>();
-    const interrupted = () =>
-      void Promise.allSettled([...stops].map((stop) => stop())).finally(() => process.exit(130));
-    process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
     const results = await takeoverRuns(
       tools,
       takeovers,
@@ -197,7 +195,6 @@ async function main(): Promise<void> {
       (r) => report([r]),
       (stop) => stops.add(stop),
     );
-    process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
     rows.push(row('one of two workers SIGKILLed for good (GKE emulated, Kubernetes trust store)', results));
   }
 
