@@ -189,7 +189,7 @@ test('undo keeps a CRD that still holds resources the mesh did not create, and s
   expect(fs.existsSync(outside)).toBe(true);
 });
 
-test('an existing cluster that cannot be reached keeps its objects: undo fails to be retried, never "already gone"', async () => {
+test('an existing cluster out of reach keeps its objects: undo fails to be retried, never "already gone"', async () => {
   const { spec: direct, cluster, kc } = await existingCluster('unreach');
   // The mesh reaches its cluster through a kubeconfig file that is then removed.
   const copy = path.join(scratchDir('unreach-kubeconfig'), 'kubeconfig');

@@ -40,7 +40,8 @@ export const TeardownQuery = z.object({
     .optional()
     .meta({
       description:
-        "true: tear down from any worker what needs no host (cloud and existing clusters), and list what only the mesh's " +
+        'true: tear down from any worker what needs no host (cloud and existing clusters), ' +
+        "and list what only the mesh's " +
         'unavailable host could remove in leftBehind',
     }),
 });

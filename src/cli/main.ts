@@ -193,7 +193,8 @@ program
     const { client } = await connect();
     const rows = (await listMeshes(client)).map(
       (m) =>
-        `${m.name.padEnd(20)} ${(m.phase ?? '?').padEnd(14)} ${String(m.clusters ?? '?').padStart(3)} clusters  ${m.provider ?? ''}` +
+        `${m.name.padEnd(20)} ${(m.phase ?? '?').padEnd(14)} ` +
+        `${String(m.clusters ?? '?').padStart(3)} clusters  ${m.provider ?? ''}` +
         (m.hostUnavailable ? `  HostUnavailable: ${m.hostUnavailable.host} since ${m.hostUnavailable.since}` : ''),
     );
     process.stdout.write(rows.length ? rows.join('\n') + '\n' : 'no meshes running\n');

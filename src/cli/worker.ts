@@ -39,7 +39,8 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     const version = workerDeploymentFromEnv()?.version;
     const build = version ? `; build ${version.buildId} of deployment ${version.deploymentName} (meshes pinned)` : '';
     log(
-      `connected to ${where}, namespace ${target.namespace}; polling task queues ${TASK_QUEUE} and ${hostQueue}${build}`,
+      `connected to ${where}, namespace ${target.namespace}; ` +
+        `polling task queues ${TASK_QUEUE} and ${hostQueue}${build}`,
     );
     const stop = (signal: NodeJS.Signals) => {
       log(`${signal}: stopping; running activities get ${opts.shutdownGraceMs / 1000}s to finish`);
