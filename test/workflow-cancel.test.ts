@@ -43,16 +43,8 @@ afterAll(async () => {
 
 const spec = twoClusterMesh;
 
-const runs = (mesh: string) =>
-  fake
-    .callsOf(mesh)
-    .filter((c) => c.startsWith('run '))
-    .map((c) => c.slice(4));
-const undos = (mesh: string) =>
-  fake
-    .callsOf(mesh)
-    .filter((c) => c.startsWith('undo '))
-    .map((c) => c.slice(5));
+const runs = (mesh: string) => fake.runsOf(mesh);
+const undos = (mesh: string) => fake.undosOf(mesh);
 /** What the steps that ran created: every step that ran to its end or failed after creating (not verify). */
 const created = (mesh: string) =>
   runs(mesh).filter((id) => id !== 'verify' && !fake.callsOf(mesh).includes(`cancelled ${id}`));

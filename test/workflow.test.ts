@@ -74,16 +74,8 @@ async function untilPhase(mesh: string, phase: string): Promise<MeshStatus> {
   throw new Error(`mesh ${mesh} never reached ${phase}`);
 }
 
-const runs = (mesh: string) =>
-  fake
-    .callsOf(mesh)
-    .filter((c) => c.startsWith('run '))
-    .map((c) => c.slice(4));
-const undos = (mesh: string) =>
-  fake
-    .callsOf(mesh)
-    .filter((c) => c.startsWith('undo '))
-    .map((c) => c.slice(5));
+const runs = (mesh: string) => fake.runsOf(mesh);
+const undos = (mesh: string) => fake.undosOf(mesh);
 const created = (mesh: string) => runs(mesh).filter((id) => id !== 'verify');
 
 function expectUndoneInReverse(mesh: string, steps: string[]) {

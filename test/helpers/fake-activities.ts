@@ -72,6 +72,20 @@ export class FakeActivities {
     return this.calls.get(mesh) ?? [];
   }
 
+  /** The step ids the mesh ran, in order. */
+  runsOf(mesh: string): string[] {
+    return this.callsOf(mesh)
+      .filter((c) => c.startsWith('run '))
+      .map((c) => c.slice(4));
+  }
+
+  /** What the mesh undid (fake resource paths), in order. */
+  undosOf(mesh: string): string[] {
+    return this.callsOf(mesh)
+      .filter((c) => c.startsWith('undo '))
+      .map((c) => c.slice(5));
+  }
+
   private async step(req: StepRequest): Promise<StepOutcome> {
     const script = this.scripts.get(req.mesh) ?? {};
     this.record(req.mesh, `run ${req.step.id}`);
