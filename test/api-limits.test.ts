@@ -20,9 +20,9 @@ import { sleep } from '../src/util/net';
 import { WORKER_TUNING } from '../src/worker';
 import { TASK_QUEUE } from '../src/workflows/definitions';
 import { type CallOptions, call, openStream } from './helpers/api-http';
-import { scratchDir } from './helpers/env';
+import { scratchDir, until } from './helpers/env';
 import { FakeActivities, twoClusterYaml } from './helpers/fake-activities';
-import { devServer } from './helpers/temporal';
+import { devServer, workflowRuns } from './helpers/temporal';
 
 const SECRETS = { alice: 'alice-secret-0123456789', bob: 'bob-secret-0123456789', carol: 'carol-secret-012345678' };
 const LIMITS = { openMeshes: 2, eventStreams: 2 };
@@ -95,21 +95,8 @@ const as = (who: keyof typeof SECRETS, opts: Omit<CallOptions, 'token'> = {}) =>
 const create = (who: keyof typeof SECRETS, body: string, port = api.port) =>
   call(port, 'POST', '/v1/meshes', as(who, { body, type: 'application/yaml' }));
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-async function allRuns(): Promise<string[]> {
-  const runs: string[] = [];
-  for await (const wf of env.client.workflow.list()) runs.push(`${wf.workflowId}@${wf.runId}`);
-  return runs.sort();
-}
+/** Every workflow the namespace holds, by id and run. */
+const allRuns = () => workflowRuns(env.client);
 
 /** Deletes the mesh and waits until it has ended, also for visibility (which the quota counts with). */
 const deleteAndWait = async (mesh: string) => {

@@ -21,10 +21,10 @@ import { sleep } from '../src/util/net';
 import { WORKER_TUNING } from '../src/worker';
 import { TASK_QUEUE } from '../src/workflows/definitions';
 import type { MeshStatus, StepStatus } from '../src/workflows/types';
-import { scratchDir } from './helpers/env';
+import { scratchDir, until } from './helpers/env';
 import { FakeActivities, twoClusterYaml } from './helpers/fake-activities';
 import { type Answer, type CallOptions, call as httpCall } from './helpers/api-http';
-import { devServer } from './helpers/temporal';
+import { devServer, workflowRuns } from './helpers/temporal';
 
 const TOKEN = 'api-test-token-0123456789abcdef';
 const UI = 'http://127.0.0.1:8233';
@@ -144,22 +144,8 @@ function follow(
   });
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 /** Every workflow the namespace holds, by id and run. */
-async function allRuns(): Promise<string[]> {
-  const runs: string[] = [];
-  for await (const wf of env.client.workflow.list()) runs.push(`${wf.workflowId}@${wf.runId}`);
-  return runs.sort();
-}
+const allRuns = () => workflowRuns(env.client);
 
 const ready = (name: string) =>
   until(`mesh ${name} ready`, async () => {
@@ -289,7 +275,11 @@ test('Idempotency-Key: the same key and spec answer the first answer, also after
   const first = await create(twoClusterYaml('api-idem'), 'application/yaml', key);
   expect(first.status).toBe(202);
   expect(first.headers['idempotent-replayed']).toBeUndefined();
-  const runsAfterFirst = await allRuns();
+  // Visibility lists a run a moment after it starts: wait for the first one before counting.
+  const runsAfterFirst = await until('the first run listed', async () => {
+    const runs = await allRuns();
+    return runs.some((r) => r.startsWith('mesh/api-idem@')) ? runs : undefined;
+  });
 
   const replay = await create(twoClusterYaml('api-idem'), 'application/yaml', key);
   expect(replay.status).toBe(202);

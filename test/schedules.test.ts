@@ -131,7 +131,7 @@ const lastTick = (id: string, running = false) =>
   });
 
 describe('a recurring mesh schedule', () => {
-  test('starts the mesh as mesh/NAME from its tick, with the mesh name as search attribute; a tick while it is open starts nothing, nor does up', async () => {
+  test('a tick starts mesh/NAME (MeshName set); a tick while it is open starts nothing, nor does up', async () => {
     const spec = twoClusterMesh('sched1', 'ttl: 10m');
     const id = await createMeshSchedule(env.client, spec, { every: '1h' });
     expect(id).toBe('meshflow-mesh-sched1');
@@ -180,7 +180,7 @@ describe('a recurring mesh schedule', () => {
     });
   }, 90_000);
 
-  test('a tick while a run of the name is open (by `up`, or by an earlier schedule) ends as skipped, saying which, and creates nothing', async () => {
+  test('a tick while the name runs (up, an earlier schedule) ends skipped, says which, creates nothing', async () => {
     const spec = twoClusterMesh('byhand1');
     await startMesh(env.client, spec);
     await ready('mesh/byhand1');
@@ -243,7 +243,7 @@ describe('a recurring mesh schedule', () => {
 });
 
 describe('down and gc of a scheduled mesh', () => {
-  test('down follows exactly the run it signalled, also one an earlier schedule started under mesh/NAME-<time>', async () => {
+  test('down follows the run it signalled, also one an earlier schedule started as mesh/NAME-<time>', async () => {
     await startLegacyRun('legacy2');
     await ready(`mesh/legacy2-${LEGACY_TIME}`);
     const t0 = Date.now();
@@ -253,7 +253,7 @@ describe('down and gc of a scheduled mesh', () => {
     process.stderr.write(`[schedules.test] down --wait of a legacy scheduled run: ${Date.now() - t0} ms\n`);
   }, 60_000);
 
-  test('gc --dry-run --json keeps the clusters and files of open scheduled meshes, and lists a closed one', async () => {
+  test('gc --dry-run --json keeps open scheduled meshes, and lists a closed one', async () => {
     const id = await createMeshSchedule(env.client, twoClusterMesh('gcsched'), { every: '1h' });
     await triggerSchedule(env.client, id);
     const [run] = await until('gcsched open', async () => {

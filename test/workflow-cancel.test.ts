@@ -132,7 +132,7 @@ test('extend while provisioning moves the deadline from the TTL the mesh would h
   expect((await handle.result()).phase).toBe('deleted');
 });
 
-test('a failing step cancels the steps running beside it before compensation, which undoes what each made', async () => {
+test('a failing step cancels the steps beside it before compensation, which undoes what each made', async () => {
   const s = spec('sibling-fails');
   // create-cluster:west runs until cancelled; cacerts:east, which starts later, fails.
   fake.scripts.set(s.name, { hangSteps: ['create-cluster:west'], failSteps: ['cacerts:east'] });

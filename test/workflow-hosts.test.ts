@@ -114,7 +114,7 @@ test('a teardown that arrives while a verify holds up continue-as-new is served,
   await recordHistory(handle, 'v2-continued-as-new-then-down');
 });
 
-test('a host that stops picking up steps is named HostUnavailable, and down --abandon-host tears down the rest', async () => {
+test('a host that picks up no step is HostUnavailable; down --abandon-host tears down the rest', async () => {
   // Host h1 runs the mesh's steps, then is gone for good; the shared queue's worker stays.
   const queue = 'gone-host';
   const fake = new FakeActivities();

@@ -1,5 +1,6 @@
 // Real Temporal servers for tests: the pinned Temporal CLI dev server, and Temporal's
 // time-skipping test server, both started from the tool cache (never downloaded).
+import type { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DEV_SERVER_ARGS } from '../../src/temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES, searchAttributeRegistrations } from '../../src/temporal/search-attributes';
@@ -39,4 +40,11 @@ export async function timeSkippingServer(): Promise<TestWorkflowEnvironment> {
     searchAttributes: searchAttributeRegistrations(),
   });
   return env;
+}
+
+/** Every workflow run the namespace holds, as `<workflow id>@<run id>`, sorted. */
+export async function workflowRuns(client: Client): Promise<string[]> {
+  const runs: string[] = [];
+  for await (const wf of client.workflow.list()) runs.push(`${wf.workflowId}@${wf.runId}`);
+  return runs.sort();
 }
