@@ -57,7 +57,7 @@ interface SampleService {
 }
 
 /** The sample's injected namespaces and its Services there, by cluster. */
-function sampleLayout(spec: MeshSpec): {
+export function sampleLayout(spec: MeshSpec): {
   namespaces: Map<string, string[]>;
   services: SampleService[];
   /** Clusters that run pods behind a sample Service (caller-callee's caller cluster serves none). */

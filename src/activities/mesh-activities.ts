@@ -11,6 +11,7 @@ import { clusterActivities } from './cluster';
 import { controlPlaneActivities } from './control-plane';
 import { type ActivityDeps, accessAll } from './deps';
 import { linkActivities } from './link';
+import { membershipActivities } from './membership';
 import { runStep } from './step';
 import { kubeTraffic } from './traffic';
 import { trustActivities } from './trust';
@@ -39,6 +40,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
         ),
       })),
     ...undoActivities(deps),
+    ...membershipActivities(deps),
   };
   // Activities scheduled by a workflow of an earlier build carry that build's spec: fill in what it lacks.
   return Object.fromEntries(

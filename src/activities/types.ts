@@ -1,8 +1,8 @@
 // The activities of the mesh workflow, as types only: workflow code imports this file, never the
 // implementations (which do I/O).
-import type { StepOutcome, StepRequest, UndoOutcome, UndoRequest } from '../steps/contract';
+import type { ForgetOutcome, ForgetRequest, StepOutcome, StepRequest, UndoOutcome, UndoRequest } from '../steps/contract';
 
-export type { UndoRequest } from '../steps/contract';
+export type { ForgetOutcome, ForgetRequest, UndoRequest } from '../steps/contract';
 
 export interface MeshActivities {
   preflightMesh(req: StepRequest): Promise<StepOutcome>;
@@ -19,4 +19,9 @@ export interface MeshActivities {
   installAddons(req: StepRequest): Promise<StepOutcome>;
   verifyMesh(req: StepRequest): Promise<StepOutcome>;
   undoResource(req: UndoRequest): Promise<UndoOutcome | void>;
+  /**
+   * After a cluster's links are removed: waits until no remaining istiod lists it or hands out its
+   * endpoints or its network's gateway (istiods meshflow runs; others cannot be asked from here).
+   */
+  awaitClusterForgotten(req: ForgetRequest): Promise<ForgetOutcome>;
 }

@@ -129,7 +129,34 @@ const stepSchema = z
   })
   .openapi('Step');
 
-export const PHASES = ['provisioning', 'ready', 'failed', 'compensating', 'tearing-down', 'deleted', 'kept'] as const;
+export const PHASES = [
+  'provisioning',
+  'ready',
+  'updating',
+  'failed',
+  'compensating',
+  'tearing-down',
+  'deleted',
+  'kept',
+] as const;
+
+const updateSchema = z
+  .object({
+    id: z.string(),
+    requestedAt: z.string(),
+    endedAt: z.string().optional(),
+    state: z.enum(['running', 'applied', 'rolled-back', 'failed', 'cancelled']),
+    summary: z.string().openapi({ example: 'add cluster3; 9 step(s) added, 1 run again, 0 removed' }),
+    added: z.array(z.string()),
+    rerun: z.array(z.string()),
+    removed: z.array(z.string()),
+    forgotten: z
+      .array(z.object({ cluster: z.string(), afterMs: z.number().optional(), detail: z.string() }))
+      .optional()
+      .describe('per removed cluster: how long until no remaining istiod knew it, or why that was not proven'),
+    error: z.string().optional(),
+  })
+  .openapi('MeshUpdate', { description: 'one `meshflow apply` (PUT /v1/meshes/{name}): what it changed, how it ended' });
 
 export const StatusSchema = z
   .object({
@@ -151,14 +178,25 @@ export const StatusSchema = z
     conditions: z
       .array(
         z.object({
-          type: z.literal('HostUnavailable'),
-          host: z.string(),
-          since: z.string(),
+          type: z.enum(['Ready', 'Provisioning', 'Updating', 'Drifted', 'HostUnavailable']),
+          status: z.enum(['True', 'False', 'Unknown']).optional(),
+          reason: z.string().optional(),
           message: z.string(),
+          lastTransitionTime: z.string().optional(),
+          host: z.string().optional(),
+          since: z.string().optional(),
         }),
       )
       .optional()
-      .describe('What stands in the way beside the phase: HostUnavailable when the mesh host picks up no step'),
+      .describe(
+        "The mesh's state beside its phase, as Cluster API has it: Ready, Provisioning, Updating, Drifted; " +
+          'HostUnavailable while the mesh host picks up no step',
+      ),
+    updates: z.array(updateSchema).optional().describe('the last 20 updates (apply), newest last'),
+    retiredClusters: z
+      .array(z.record(z.string(), z.unknown()))
+      .optional()
+      .describe('clusters an update removed whose resources are not all gone (see leftBehind)'),
     error: z.string().optional(),
     istiodDebug: z.record(z.string(), z.string()),
     createdBy: z

@@ -64,6 +64,7 @@ function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivit
     claimHost: async () => ({ host: 'bench', taskQueue: Context.current().info.taskQueue }),
     ...everyStep(step),
     undoResource: async () => undefined,
+    awaitClusterForgotten: async () => ({ forgotten: true, afterMs: 0, detail: 'test double: no istiod' }),
   };
 }
 

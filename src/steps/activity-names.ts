@@ -4,7 +4,8 @@ import type { MeshActivities } from '../activities/types';
 import type { StepKind } from '../plan/plan';
 import type { StepOutcome, StepRequest } from './contract';
 
-export type StepActivityName = Exclude<keyof MeshActivities, 'undoResource'>;
+/** The activities that run a step of the plan (the others undo, or serve an update). */
+export type StepActivityName = Exclude<keyof MeshActivities, 'undoResource' | 'awaitClusterForgotten'>;
 
 /** The activity that runs each kind of step. */
 export const STEP_ACTIVITIES: Record<StepKind, StepActivityName> = {

@@ -40,6 +40,21 @@ export interface UndoRequest {
   resource: Resource;
 }
 
+/** A cluster leaving the mesh: `spec` still has it. */
+export interface ForgetRequest {
+  mesh: string;
+  spec: MeshSpec;
+  cluster: string;
+}
+
+export interface ForgetOutcome {
+  /** Whether every remaining istiod that could be asked no longer knows the cluster. */
+  forgotten: boolean;
+  /** From the start of the activity until the last istiod forgot it. */
+  afterMs: number;
+  detail: string;
+}
+
 /** What an undo left in place on purpose (not meshflow's, or still in use), and why. */
 export interface UndoOutcome {
   untouched: Array<{ cluster?: string; object: string; reason: string }>;

@@ -1,6 +1,8 @@
 // The mesh workflow's messages, shared by the workflow, the worker and every client.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { CheckResult, MeshStatus, TeardownOptions } from './types';
+import type { ApplyRequest } from '../plan/diff';
+import type { MeshSpec } from '../spec/schema';
+import type { ApplyResult, CheckResult, MeshStatus, TeardownOptions } from './types';
 
 export const TASK_QUEUE = 'meshflow';
 export const meshWorkflowId = (mesh: string) => `mesh/${mesh}`;
@@ -12,3 +14,10 @@ export const extendUpdate = defineUpdate<string, [string]>('extend');
 export const teardownSignal = defineSignal<[TeardownOptions?]>('teardown');
 /** Re-runs every check of a ready mesh; the status carries the new results, which are returned. */
 export const verifyUpdate = defineUpdate<CheckResult[]>('verify');
+/** The spec the mesh runs now (its first, or the last one `apply` made it). File references only, no secrets. */
+export const specQuery = defineQuery<MeshSpec>('spec');
+/**
+ * Changes the running mesh to a new spec (add, remove, replace clusters; move the app). The
+ * validator refuses what cannot change in place, naming the field; the answer says what changed.
+ */
+export const applyUpdate = defineUpdate<ApplyResult, [ApplyRequest]>('apply');

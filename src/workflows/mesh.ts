@@ -20,6 +20,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  currentUpdateInfo,
   isCancellation,
   patched,
   proxyActivities,
@@ -35,14 +36,32 @@ import type { MeshActivities } from '../activities/types';
 import { STEP_ACTIVITIES } from '../steps/activity-names';
 import type { HostActivities, HostClaim } from '../activities/host';
 import type { MeshSpec } from '../spec/schema';
-import { buildPlan, needsPreflight, type Step, type StepKind } from '../plan/plan';
+import { buildPlan, needsPreflight, type Plan, type Step, type StepKind } from '../plan/plan';
+import { type ApplyRequest, type PlanDelta, applyProblems, diffPlans } from '../plan/diff';
 import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
 import { upgradeSpec } from '../spec/upgrade';
-import { type LedgerEntry, type Resource, type StepTrace, type UndoOutcome, resourceCluster } from '../steps/contract';
+import {
+  type LedgerEntry,
+  type ObjectRef,
+  type Resource,
+  type StepTrace,
+  type UndoOutcome,
+  resourceCluster,
+} from '../steps/contract';
 import { NON_RETRYABLE_TYPES } from '../steps/errors';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
-import { extendUpdate, statusQuery, teardownSignal, verifyUpdate } from './definitions';
-import type { MeshPhase, MeshStatus, ProvisionMeshInput, StepOutcome, StepStatus, TeardownOptions } from './types';
+import { applyUpdate, extendUpdate, specQuery, statusQuery, teardownSignal, verifyUpdate } from './definitions';
+import type {
+  ApplyResult,
+  MeshCondition,
+  MeshPhase,
+  MeshStatus,
+  ProvisionMeshInput,
+  StepOutcome,
+  StepStatus,
+  TeardownOptions,
+  UpdateRecord,
+} from './types';
 
 /** Release 2: teardown cancels running steps, kept meshes stay open, deadline from the start, host-bound steps, parallel undo. */
 export const PATCH_V2 = 'meshflow-v2-faults';
@@ -143,6 +162,13 @@ function needsOneHost(spec: MeshSpec, claim: HostClaim): boolean {
   );
 }
 
+const objectKey = (o: ObjectRef) => `${o.apiVersion}/${o.kind}/${o.namespace ?? ''}/${o.name}`;
+
+/** clusters[2].network, as `validate` names a field. */
+function formatPath(path: Array<string | number>): string {
+  return path.reduce<string>((s, k) => (typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${k}` : k), '');
+}
+
 /** What `down --abandon-host` ends an activity waiting on the host with. */
 class HostAbandoned extends Error {}
 
@@ -168,9 +194,10 @@ function tracedResources(err: unknown): Resource[] {
 export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStatus> {
   const v2 = patched(PATCH_V2);
   const v3 = v2 && patched(PATCH_V3);
-  const spec = upgradeSpec(input.spec);
+  // The spec and plan the mesh runs: its first, then each one an `apply` made it.
+  let spec = upgradeSpec(input.spec);
   // Meshes started before preflights existed keep the plan they started with.
-  const plan = buildPlan(spec, { preflight: needsPreflight(spec) && patched(PATCH_PREFLIGHT) });
+  let plan: Plan = buildPlan(spec, { preflight: needsPreflight(spec) && patched(PATCH_PREFLIGHT) });
   const now = () => new Date(Date.now()).toISOString();
   const status: MeshStatus = input.carried ?? {
     mesh: spec.name,
@@ -218,6 +245,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   const hostScopes = new Set<CancellationScope>();
   /** A due token renewal, which a teardown cancels (the host it waits on may be gone). */
   let renewal: CancellationScope | undefined;
+  /** The `apply` in progress (one at a time), and its scope, which a teardown or the deadline cancels. */
+  let updating: { record: UpdateRecord; scope: CancellationScope } | undefined;
+  /** What each step that ran in the current update reported it applied (all of it: steps apply whole). */
+  const ran = new Map<string, Resource[]>();
   const hostOptions = (): ActivityOptions =>
     status.hostQueue
       ? { taskQueue: status.hostQueue, ...(v3 ? { scheduleToStartTimeout: input.hostWait ?? HOST_WAIT } : {}) }
@@ -270,7 +301,18 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         `no worker of host ${host} has picked up a step of mesh ${spec.name} for ${input.hostWait ?? HOST_WAIT}; ` +
         `its steps wait for it. Start a worker with that host's state directory (or MESHFLOW_HOST_ID=${host}), ` +
         `or run \`meshflow down ${spec.name} --abandon-host\` to tear down what any worker can reach`;
-      status.conditions = [...(status.conditions ?? []), { type: 'HostUnavailable', host, since: now(), message }];
+      status.conditions = [
+        ...(status.conditions ?? []),
+        {
+          type: 'HostUnavailable',
+          status: 'True',
+          reason: 'NoWorkerPolling',
+          host,
+          since: now(),
+          lastTransitionTime: now(),
+          message,
+        },
+      ];
     } else {
       status.conditions = status.conditions!.filter((c) => c.type !== 'HostUnavailable');
     }
@@ -282,8 +324,60 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     );
   }
 
+  /** Sets a condition; its transition time moves only when its status changes. */
+  function setCondition(type: MeshCondition['type'], on: boolean, reason: string, message: string): void {
+    const value = on ? 'True' : 'False';
+    const known = status.conditions?.find((c) => c.type === type);
+    const lastTransitionTime = known?.status === value ? known.lastTransitionTime : now();
+    const next: MeshCondition = { type, status: value, reason, message, lastTransitionTime };
+    status.conditions = known
+      ? status.conditions!.map((c) => (c === known ? next : c))
+      : [...(status.conditions ?? []), next];
+  }
+
+  /** Ready, Provisioning and Updating as the phase has them. */
+  function phaseConditions(phase: MeshPhase): void {
+    const failedChecks = status.checks.filter((c) => c.status === 'failed').length;
+    switch (phase) {
+      case 'provisioning':
+        setCondition('Provisioning', true, 'Provisioning', `running the plan's ${plan.steps.length} steps`);
+        setCondition('Ready', false, 'Provisioning', 'the mesh is being made');
+        break;
+      case 'ready':
+        setCondition('Provisioning', false, 'Provisioned', `ready since ${status.readyAt ?? now()}`);
+        setCondition('Updating', false, 'Idle', lastUpdateText());
+        setCondition(
+          'Ready',
+          failedChecks === 0,
+          failedChecks ? 'ChecksFailed' : 'Verified',
+          failedChecks
+            ? `${failedChecks} check(s) failed: see checks`
+            : `${spec.clusters.length} cluster(s), every check passed or is not supported`,
+        );
+        break;
+      case 'updating':
+        setCondition('Updating', true, 'Applying', updating?.record.summary ?? 'applying a new spec');
+        break;
+      case 'kept':
+        setCondition('Provisioning', false, 'Failed', status.error ?? 'failed');
+        setCondition('Ready', false, 'Kept', `kept after a failure (onFailure: keep): ${status.error ?? ''}`);
+        break;
+      default:
+        setCondition('Provisioning', false, phase === 'compensating' ? 'Failed' : 'Ended', phase);
+        setCondition('Updating', false, 'Ended', phase);
+        setCondition('Ready', false, phase === 'deleted' ? 'Deleted' : 'TearingDown', phase);
+    }
+  }
+
+  function lastUpdateText(): string {
+    const last = status.updates?.at(-1);
+    if (!last) return 'no update yet';
+    return `last update ${last.id} ${last.state} at ${last.endedAt ?? last.requestedAt}: ${last.summary}`;
+  }
+
   const setPhase = (phase: MeshPhase) => {
     status.phase = phase;
+    phaseConditions(phase);
     upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.phase.name]: [phase] });
     setCurrentDetails(`phase: ${phase}`); // the Web UI shows it beside the run
   };
@@ -309,6 +403,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       for (const scope of hostScopes) scope.cancel();
     }
     if (v3) renewal?.cancel();
+    updating?.scope.cancel(); // an update in progress ends; the teardown undoes what it made too
     if (v2) stopProvisioning(`teardown requested while provisioning${abandonHost ? ' (abandoning the host)' : ''}`);
   });
   setHandler(
@@ -349,6 +444,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     },
   );
 
+  setHandler(specQuery, () => spec);
+  setHandler(applyUpdate, (req: ApplyRequest) => applyChange(req), { validator: validateApply });
+
   // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
   // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
   // Release 3: a mesh that needs no host's disk (cloud clusters only, its CAs in a store every
@@ -364,6 +462,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     }
   }
   if (!input.carried) {
+    phaseConditions(status.phase);
     const outcome = await provision();
     // Release 1 closed a kept mesh's workflow; a stop that was asked for has been compensated.
     if ((!v2 && outcome === 'kept') || outcome === 'stopped') return status;
@@ -442,6 +541,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         const left = Date.parse(status.expiresAt!) - Date.now();
         if (left <= 0 || teardownRequested) break;
         const renewIn = status.phase === 'ready' ? nextRenewal() - Date.now() : Infinity;
+        const phase = status.phase;
         if (renewIn <= 0) {
           if (v3) {
             // In a scope a teardown cancels: a renewal waiting on a host that is gone must not hide it.
@@ -453,7 +553,11 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         }
         const seen = deadlineVersion;
         await condition(
-          () => teardownRequested || deadlineVersion !== seen || workflowInfo().continueAsNewSuggested,
+          () =>
+            teardownRequested ||
+            deadlineVersion !== seen ||
+            status.phase !== phase || // an update began or ended: renewals wait for a ready mesh
+            workflowInfo().continueAsNewSuggested,
           Math.min(left, renewIn),
           { summary: left <= renewIn ? ttlSummary() : `renew reader tokens, then ${ttlSummary()}` },
         );
@@ -466,6 +570,11 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       }
     } catch (err) {
       if (!isCancellation(err)) throw err;
+    }
+    if (updating) {
+      // The deadline or a teardown ends an update in progress; the teardown then undoes everything.
+      updating.scope.cancel();
+      await condition(() => updating === undefined);
     }
   }
 
@@ -501,8 +610,12 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     );
   }
 
-  async function walk(): Promise<void> {
-    const done = new Set<string>();
+  /**
+   * Runs the pending steps of the plan whose dependencies are done (all of them when the mesh is
+   * made; an update's added and changed steps later). With `verdict`, failed checks fail the walk.
+   */
+  async function walk(verdict = true): Promise<void> {
+    const done = new Set(status.steps.filter((s) => s.state === 'done').map((s) => s.id));
     const running = new Map<string, Promise<void>>();
     let failure: unknown;
     /** The steps of this walk: the first failure cancels them (a GKE create may otherwise run on for 45 minutes). */
@@ -519,6 +632,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           const out: StepOutcome = await (v3 ? steps.run(() => onHost(() => act(request(step)))) : act(request(step)));
           // Record what was created before anything else can fail: it must be undone whatever happens next.
           record(step.id, out.resources);
+          ran.set(step.id, out.resources);
           if (out.checks) status.checks.push(...out.checks);
           s.outputs = out.outputs;
           s.attempts = out.attempt;
@@ -562,7 +676,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         nonRetryable: true,
       });
     const failed = status.checks.filter((c) => c.status === 'failed');
-    if (failed.length) {
+    if (verdict && failed.length) {
       throw ApplicationFailure.create({
         type: 'VerificationFailed',
         message: failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`).join('; '),
@@ -571,6 +685,336 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     }
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // apply: change a ready mesh to a new spec
+
+  function validateApply(req: ApplyRequest): void {
+    if (!v3) {
+      throw new Error(
+        `mesh ${spec.name} was started by an earlier meshflow release, which cannot change a running mesh: ` +
+          'tear it down and bring it up again to change it',
+      );
+    }
+    if (updating) {
+      const r = updating.record;
+      throw new Error(
+        `update ${r.id} (${r.summary}) has been running since ${r.requestedAt}: one update at a time; ` +
+          `wait for it (meshflow status ${spec.name})`,
+      );
+    }
+    if (teardownRequested || status.phase !== 'ready')
+      throw new Error(
+        `mesh ${spec.name} is ${teardownRequested ? 'tearing-down' : status.phase}: apply changes a ready mesh`,
+      );
+    if (!req || typeof req.spec !== 'object' || !Array.isArray(req.spec?.clusters))
+      throw new Error('the request carries no mesh spec (want { spec, replace? })');
+    let problems;
+    try {
+      problems = applyProblems(spec, upgradeSpec(req.spec), req.replace ?? []);
+      diffPlans(spec, upgradeSpec(req.spec), req.replace ?? [], plan);
+    } catch (err) {
+      throw new Error(`not a mesh spec meshflow can read: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (problems.length) {
+      throw ApplicationFailure.create({
+        type: 'SpecChangeRefused',
+        message: problems.map((p) => `${formatPath(p.path)}: ${p.message}`).join('; '),
+        details: [problems],
+        nonRetryable: true,
+      });
+    }
+  }
+
+  /**
+   * Takes the mesh to `req.spec`: replaced clusters go first (their names come back), then the
+   * added and changed steps run, then removed clusters are unlinked, forgotten by every istiod
+   * and undone, then what a changed step no longer applies is deleted, then verify. A failure
+   * undoes what the update made and brings back the previous spec (less any cluster already
+   * removed); a teardown or the deadline ends it, and the teardown undoes everything.
+   */
+  async function applyChange(req: ApplyRequest): Promise<ApplyResult> {
+    const next = upgradeSpec(req.spec);
+    const replace = req.replace ?? [];
+    const prevSpec = spec;
+    const delta = diffPlans(spec, next, replace, plan);
+    const record: UpdateRecord = {
+      id: currentUpdateInfo()?.id ?? `update-${(status.updates?.length ?? 0) + 1}`,
+      requestedAt: now(),
+      state: 'running',
+      summary: deltaSummary(delta),
+      added: delta.added.map((s) => s.id),
+      rerun: delta.rerun.map((s) => s.id),
+      removed: delta.removed.map((s) => s.id),
+    };
+    status.updates = [...(status.updates ?? []), record].slice(-20);
+    if (delta.empty) {
+      spec = next; // settings that need no step (onFailure, verify) take effect
+      record.state = 'applied';
+      record.endedAt = now();
+      setCondition('Updating', false, 'Idle', lastUpdateText());
+      return { update: record, phase: status.phase, clusters: status.clusters, checks: status.checks };
+    }
+    const scope = new CancellationScope();
+    updating = { record, scope };
+    setPhase('updating');
+    /** Clusters removed so far: the previous spec without them is what a failure goes back to. */
+    const gone = new Set<string>();
+    /** The objects each step had applied before the update, by step: what a rollback keeps. */
+    const had = new Map<string, Set<string>>();
+    for (const l of status.ledger)
+      if (l.resource.type === 'objects')
+        for (const k of objectKeys([l.resource], l.resource.cluster))
+          had.set(l.step, (had.get(l.step) ?? new Set()).add(k));
+    ran.clear();
+    const replaced = new Set(delta.replacedClusters);
+    const replacing = delta.removed.filter((s) => replaced.has(s.cluster ?? '') || replaced.has(s.target ?? ''));
+    const dropping = delta.removed.filter((s) => !replacing.includes(s));
+    try {
+      await scope.run(async () => {
+        // 1. A replaced cluster goes first: the new one takes its name.
+        if (delta.replacedClusters.length) {
+          await removeSteps(replacing, prevSpec, delta.replacedClusters, record);
+          for (const c of delta.replacedClusters) gone.add(c);
+        }
+        // 2. The new plan: its added and changed steps run, the rest is as it was.
+        switchPlan(next, new Set([...delta.added, ...delta.rerun].map((s) => s.id)));
+        status.clusters = next.clusters.map((c) => c.name);
+        await walk(false);
+        // 3. Removed clusters: unlinked, forgotten, undone; steps no longer in the plan undone.
+        await removeSteps(dropping, prevSpec, delta.removedClusters, record);
+        for (const c of delta.removedClusters) gone.add(c);
+        // 4. What a changed step applied before and applies no more (the app moved away).
+        await undoStale(delta.rerun.map((s) => s.id));
+        // 5. Verify the mesh as the new spec has it.
+        await runVerify('verify (after apply)');
+        const failed = status.checks.filter((c) => c.status === 'failed');
+        if (failed.length) {
+          throw new Error(
+            'verify failed after the change: ' +
+              failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`).join('; '),
+          );
+        }
+      });
+      record.state = 'applied';
+      upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.clusterCount.name]: [spec.clusters.length] });
+      status.provider = [...new Set(spec.clusters.map((c) => c.provider))].join(',');
+    } catch (err) {
+      if (isCancellation(err) || teardownRequested) {
+        // Ended by a teardown or the deadline: the teardown that follows undoes everything.
+        record.state = 'cancelled';
+        record.error = teardownRequested ? 'teardown requested during the update' : "the mesh's TTL expired";
+      } else {
+        record.error = errorText(err);
+        await CancellationScope.nonCancellable(() => rollBack(delta, prevSpec, gone, had, record));
+      }
+    } finally {
+      record.endedAt = now();
+      updating = undefined;
+      if (status.phase === 'updating') setPhase('ready');
+    }
+    if (record.state === 'cancelled')
+      throw ApplicationFailure.create({ type: 'UpdateCancelled', message: record.error });
+    return { update: record, phase: status.phase, clusters: status.clusters, checks: status.checks };
+  }
+
+  /** "add cluster3; remove cluster1; move the app in cluster2; 4 step(s) added, 2 run again, 6 removed" */
+  function deltaSummary(d: PlanDelta): string {
+    const parts = [
+      ...(d.replacedClusters.length ? [`replace ${d.replacedClusters.join(', ')}`] : []),
+      ...(d.addedClusters.length ? [`add ${d.addedClusters.join(', ')}`] : []),
+      ...(d.removedClusters.length ? [`remove ${d.removedClusters.join(', ')}`] : []),
+      ...(d.moved.length ? [`move the app in ${d.moved.join(', ')}`] : []),
+    ];
+    const counts = `${d.added.length} step(s) added, ${d.rerun.length} run again, ${d.removed.length} removed`;
+    return d.empty ? 'no change' : [...parts, counts].join('; ');
+  }
+
+  /** Makes `next` the mesh's spec and plan; the steps in `pending` are to run, the others keep their state. */
+  function switchPlan(next: MeshSpec, pending: Set<string>, runVerifyStep = false): void {
+    spec = next;
+    plan = buildPlan(next, { preflight: plan.steps.some((s) => s.kind === 'preflight') || undefined });
+    const known = new Map(status.steps.map((s) => [s.id, s]));
+    const steps = plan.steps.map((step): StepStatus => {
+      const old = known.get(step.id);
+      if (step.kind === 'verify')
+        return { ...(old ?? { id: step.id, kind: step.kind }), state: runVerifyStep ? 'pending' : 'done' };
+      if (old && !pending.has(step.id)) return old;
+      return { id: step.id, kind: step.kind, cluster: step.cluster, target: step.target, state: 'pending' };
+    });
+    // Steps no longer in the plan stay listed while the ledger holds what they made.
+    const inPlan = new Set(plan.steps.map((s) => s.id));
+    const leaving = status.steps.filter((s) => !inPlan.has(s.id) && status.ledger.some((l) => l.step === s.id));
+    status.steps = [...steps, ...leaving];
+  }
+
+  /**
+   * Removes steps from the mesh with what they made, and with them `clusters`: first every link
+   * that reads or is read by those clusters (remote secrets in the other primaries), then proof that
+   * no remaining istiod still knows them, then the rest, newest first.
+   */
+  async function removeSteps(steps: Step[], prev: MeshSpec, clusters: string[], record: UpdateRecord) {
+    if (!steps.length) return;
+    const leaving = new Set(clusters);
+    const ids = new Set(steps.map((s) => s.id));
+    for (const c of prev.clusters.filter((x) => leaving.has(x.name)))
+      status.retiredClusters = [...(status.retiredClusters ?? []).filter((x) => x.name !== c.name), c];
+    // The remote secrets the staying primaries hold first: then no istiod reads a leaving cluster.
+    const links = status.ledger.filter(
+      (l) => ids.has(l.step) && l.step.startsWith('link:') && !leaving.has(resourceCluster(l.resource)),
+    );
+    await undoSome(links);
+    for (const cluster of clusters) {
+      const started = Date.now();
+      const out = await onHost(() =>
+        proxyActivities<MeshActivities>({
+          startToCloseTimeout: '6 minutes',
+          heartbeatTimeout: '30 seconds',
+          retry: RETRY,
+          ...hostOptions(),
+          summary: `prove no istiod knows ${cluster}`,
+        }).awaitClusterForgotten({ mesh: spec.name, spec: prev, cluster }),
+      ).catch((err: unknown) => ({ forgotten: false, afterMs: Date.now() - started, detail: errorText(err) }));
+      (record.forgotten ??= []).push({ cluster, afterMs: out.forgotten ? out.afterMs : undefined, detail: out.detail });
+    }
+    await undoSome(status.ledger.filter((l) => ids.has(l.step)));
+    const left = status.ledger.filter((l) => ids.has(l.step));
+    if (left.length) {
+      throw new Error(
+        `could not remove everything of ${clusters.join(', ') || [...ids].join(', ')}: ` +
+          `${left.length} resource(s) left, see leftBehind`,
+      );
+    }
+    status.retiredClusters = status.retiredClusters?.filter((c) => !leaving.has(c.name));
+    status.steps = status.steps.filter((s) => !ids.has(s.id) || plan.steps.some((p) => p.id === s.id));
+  }
+
+  /** What the steps run again applied before and did not apply this time: deleted. */
+  async function undoStale(steps: string[]): Promise<void> {
+    const stale: LedgerEntry[] = [];
+    for (const step of steps) {
+      const now = ran.get(step);
+      if (!now) continue;
+      for (const entry of status.ledger.filter((l) => l.step === step && l.resource.type === 'objects')) {
+        const r = entry.resource as Extract<Resource, { type: 'objects' }>;
+        const keep = objectKeys(now, r.cluster);
+        const gone = r.objects.filter((o) => !keep.has(`${r.cluster}/${objectKey(o)}`));
+        if (gone.length) stale.push(splitObjects(entry, gone));
+      }
+    }
+    await undoSome(stale);
+  }
+
+  /** Takes `gone` out of `entry` into an entry of its own (which undo then removes from the ledger). */
+  function splitObjects(entry: LedgerEntry, gone: ObjectRef[]): LedgerEntry {
+    const r = entry.resource as Extract<Resource, { type: 'objects' }>;
+    const drop = new Set(gone.map(objectKey));
+    const rest = r.objects.filter((o) => !drop.has(objectKey(o)));
+    const part: LedgerEntry = { ...entry, resource: { type: 'objects', cluster: r.cluster, objects: gone } };
+    status.ledger = status.ledger.flatMap((l) =>
+      l !== entry ? [l] : [...(rest.length ? [{ ...l, resource: { ...r, objects: rest } }] : []), part],
+    );
+    return part;
+  }
+
+  /**
+   * After a failed update: undoes what it added, brings back the steps it changed as `prev` had
+   * them, and verifies. Clusters already removed stay removed (the previous spec without them).
+   */
+  async function rollBack(
+    d: PlanDelta,
+    prev: MeshSpec,
+    gone: Set<string>,
+    had: Map<string, Set<string>>,
+    record: UpdateRecord,
+  ): Promise<void> {
+    const added = new Set(d.added.map((s) => s.id));
+    const before = new Set(d.rerun.map((s) => s.id));
+    // Objects a changed step applied that it had not applied before the update.
+    const fresh: LedgerEntry[] = [];
+    for (const step of ran.keys()) {
+      if (!before.has(step)) continue;
+      for (const entry of status.ledger.filter((l) => l.step === step && l.resource.type === 'objects')) {
+        const r = entry.resource as Extract<Resource, { type: 'objects' }>;
+        const newObjects = r.objects.filter((o) => !had.get(step)?.has(`${r.cluster}/${objectKey(o)}`));
+        if (newObjects.length) fresh.push(splitObjects(entry, newObjects));
+      }
+    }
+    await undoSome([...status.ledger.filter((l) => added.has(l.step)), ...fresh]);
+    const target: MeshSpec = { ...prev, clusters: prev.clusters.filter((c) => !gone.has(c.name)) };
+    const redo = new Set([
+      ...diffPlans(prev, target).rerun.map((s) => s.id),
+      ...[...ran.keys()].filter((s) => before.has(s)),
+    ]);
+    const leftover = status.ledger.filter((l) => added.has(l.step));
+    try {
+      if (leftover.length)
+        throw new Error(`${leftover.length} resource(s) it added could not be removed: see leftBehind`);
+      switchPlan(target, redo, true);
+      status.clusters = target.clusters.map((c) => c.name);
+      status.checks = [];
+      await walk(true);
+      record.state = 'rolled-back';
+      record.error =
+        `${record.error}; undone: the mesh is as the previous spec had it` +
+        (gone.size ? `, without ${[...gone].join(', ')} (already removed)` : '');
+    } catch (err) {
+      record.state = 'failed';
+      record.error = `${record.error}; rolling back failed too: ${errorText(err)}`;
+    }
+    upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.clusterCount.name]: [spec.clusters.length] });
+  }
+
+  /** Runs the checks of the mesh as it is now; the status carries them. */
+  async function runVerify(summaryText: string): Promise<void> {
+    const step = plan.steps.find((s) => s.kind === 'verify')!;
+    const out = await onHost(() => stepActivity(step, summaryText)(request(step)));
+    status.checks = out.checks ?? [];
+    status.verifiedAt = now();
+    const s = stepStatus(step.id);
+    s.state = 'done';
+    s.endedAt = now();
+  }
+
+  /** Undoes some ledger entries: newest first, one lane per cluster, objects of a deleted cluster with it. */
+  async function undoSome(entries: LedgerEntry[]): Promise<void> {
+    if (!entries.length) return;
+    const newestFirst = [...entries].sort((a, b) => status.ledger.indexOf(b) - status.ledger.indexOf(a));
+    for (const e of newestFirst) (status.steps.find((s) => s.id === e.step) ?? { state: '' }).state = 'undoing';
+    const deleted = new Set(
+      newestFirst.flatMap(({ resource: r }) =>
+        r.type === 'cluster' && undoSpecFor(r).clusters.find((c) => c.name === r.cluster)?.provider !== 'existing'
+          ? [r.cluster]
+          : [],
+      ),
+    );
+    const lanes = new Map<string, LedgerEntry[]>();
+    for (const e of newestFirst) {
+      if (e.resource.type === 'objects' && deleted.has(e.resource.cluster)) {
+        status.ledger = status.ledger.filter((l) => l !== e);
+        continue;
+      }
+      const lane = resourceCluster(e.resource);
+      lanes.set(lane, [...(lanes.get(lane) ?? []), e]);
+    }
+    await Promise.all(
+      [...lanes.values()].map(async (lane) => {
+        for (const e of lane) await undoEntry(e);
+      }),
+    );
+    for (const e of newestFirst) {
+      const s = status.steps.find((x) => x.id === e.step);
+      if (s) s.state = status.ledger.includes(e) ? 'undo-failed' : 'undone';
+    }
+  }
+
+  /** "cluster/apiVersion/kind/namespace/name" of each object in `resources` that is in `cluster`. */
+  function objectKeys(resources: Resource[], cluster: string): Set<string> {
+    return new Set(
+      resources.flatMap((r) =>
+        r.type === 'objects' && r.cluster === cluster ? r.objects.map((o) => `${cluster}/${objectKey(o)}`) : [],
+      ),
+    );
+  }
   /** Undoes one ledger entry; a failure is recorded, never dropped. */
   async function undoEntry(entry: LedgerEntry): Promise<void> {
     const r = entry.resource;
@@ -585,7 +1029,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
               ? `trust store entries of ${r.mesh}`
               : `${r.objects.length} object(s) in ${r.cluster}`;
     const summaryText = `undo ${entry.step}: ${what}`;
-    const req = { mesh: spec.name, spec, resource: r };
+    const req = { mesh: spec.name, spec: undoSpecFor(r), resource: r };
     try {
       let out: UndoOutcome | void = undefined;
       try {
@@ -617,7 +1061,15 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   function needsHost(r: Resource): boolean {
     if (r.type === 'file') return true;
     if (r.type === 'firewall' || r.type === 'trust') return false; // a cloud's, a management cluster's
-    return spec.clusters.find((c) => c.name === r.cluster)?.provider === 'local';
+    return undoSpecFor(r).clusters.find((c) => c.name === r.cluster)?.provider === 'local';
+  }
+
+  /** The spec an undo of `r` needs: the mesh's, or with the cluster an update removed, which `r` is in. */
+  function undoSpecFor(r: Resource): MeshSpec {
+    const cluster = r.type === 'cluster' || r.type === 'objects' ? r.cluster : undefined;
+    if (!cluster || spec.clusters.some((c) => c.name === cluster)) return spec;
+    const retired = status.retiredClusters?.find((c) => c.name === cluster);
+    return retired ? { ...spec, clusters: [...spec.clusters, retired] } : spec;
   }
 
   /**
@@ -631,7 +1083,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     if (!v2) {
       for (const e of entries) await undoEntry(e);
     } else {
-      const provider = (cluster: string) => spec.clusters.find((c) => c.name === cluster)?.provider;
+      const provider = (cluster: string) =>
+        undoSpecFor({ type: 'cluster', cluster, provider: '' }).clusters.find((c) => c.name === cluster)?.provider;
       const goneWhole = new Set(
         entries.flatMap((e) =>
           // A cluster meshflow made is deleted whole, with everything in it.

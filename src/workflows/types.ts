@@ -1,6 +1,6 @@
 // The mesh workflow's state as its status query reports it, and its input. None of it is secret
 // (see ../steps/contract.ts, which holds what steps exchange with the workflow).
-import type { MeshSpec } from '../spec/schema';
+import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { StepKind } from '../plan/plan';
 import type { CheckResult, LedgerEntry, Resource } from '../steps/contract';
 
@@ -21,7 +21,15 @@ export interface StepStatus {
   outputs?: Record<string, string>;
 }
 
-export type MeshPhase = 'provisioning' | 'ready' | 'failed' | 'compensating' | 'tearing-down' | 'deleted' | 'kept';
+export type MeshPhase =
+  | 'provisioning'
+  | 'ready'
+  | 'updating'
+  | 'failed'
+  | 'compensating'
+  | 'tearing-down'
+  | 'deleted'
+  | 'kept';
 
 export interface MeshStatus {
   mesh: string;
@@ -43,20 +51,56 @@ export interface MeshStatus {
   /** The worker host whose state (CA keys, local clusters) the mesh's steps need, and its task queue. */
   host?: string;
   hostQueue?: string;
-  /** What stands in the mesh's way beside its phase (a host that no longer picks up its steps). */
+  /** The mesh's state beside its phase, as conditions (Ready, Provisioning, Updating, Drifted, HostUnavailable). */
   conditions?: MeshCondition[];
+  /** Clusters an update removed whose resources are not all gone yet: what their undo needs to reach them. */
+  retiredClusters?: ClusterSpec[];
+  /** The changes `meshflow apply` made or tried, newest last (the last 20). */
+  updates?: UpdateRecord[];
   error?: string;
 }
 
 /**
- * HostUnavailable: no worker of the mesh's host has picked up one of its steps within the host
- * wait; the step waits on, and `down --abandon-host` tears down what any worker can reach.
+ * Cluster API's pattern: each condition has a status, a reason in one word, a message for people
+ * and when its status last changed. Ready, Provisioning and Updating are always there (once the
+ * mesh has a phase); HostUnavailable only while it holds: no worker of the mesh's host has picked
+ * up one of its steps within the host wait (the step waits on; `down --abandon-host` tears down
+ * what any worker can reach).
  */
 export interface MeshCondition {
-  type: 'HostUnavailable';
-  host: string;
-  since: string;
+  type: 'Ready' | 'Provisioning' | 'Updating' | 'Drifted' | 'HostUnavailable';
+  status?: 'True' | 'False' | 'Unknown';
+  reason?: string;
   message: string;
+  lastTransitionTime?: string;
+  /** HostUnavailable: the host, and since when. */
+  host?: string;
+  since?: string;
+}
+
+/** One `meshflow apply`: what it changed, how it ended. */
+export interface UpdateRecord {
+  /** The Temporal update id. */
+  id: string;
+  requestedAt: string;
+  endedAt?: string;
+  state: 'running' | 'applied' | 'rolled-back' | 'failed' | 'cancelled';
+  /** In a few words: "add cluster3; link 4 pairs". */
+  summary: string;
+  added: string[];
+  rerun: string[];
+  removed: string[];
+  /** Per removed cluster: how long until no remaining istiod knew it (ms), or why that was not proven. */
+  forgotten?: Array<{ cluster: string; afterMs?: number; detail: string }>;
+  error?: string;
+}
+
+/** What `apply` answers: the update as it ended, and the checks that ran after it. */
+export interface ApplyResult {
+  update: UpdateRecord;
+  phase: MeshPhase;
+  clusters: string[];
+  checks: CheckResult[];
 }
 
 /** What a teardown asks for beyond the default. */

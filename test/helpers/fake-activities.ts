@@ -4,7 +4,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HostActivities } from '../../src/activities/host';
-import type { MeshActivities, UndoRequest } from '../../src/activities/types';
+import type { ForgetRequest, MeshActivities, UndoRequest } from '../../src/activities/types';
 import { everyStep } from '../../src/steps/activity-names';
 import type { Plan } from '../../src/plan/plan';
 import { parseMeshSpec } from '../../src/spec/load';
@@ -162,6 +162,10 @@ export class FakeActivities {
       // The mesh's steps stay on the queue the test's worker polls.
       claimHost: async () => ({ host: 'test-host', taskQueue: Context.current().info.taskQueue }),
       ...everyStep(step),
+      awaitClusterForgotten: async (req: ForgetRequest) => {
+        this.record(req.mesh, `forget ${req.cluster}`);
+        return { forgotten: true, afterMs: 0, detail: 'test double: no istiod to ask' };
+      },
       undoResource: async (req: UndoRequest) => {
         const p = fakeResourceStep(req.resource);
         this.record(req.mesh, `undo ${p}`);
