@@ -1,6 +1,13 @@
 // The activities of the mesh workflow, as types only: workflow code imports this file, never the
 // implementations (which do I/O).
-import type { ForgetOutcome, ForgetRequest, StepOutcome, StepRequest, UndoOutcome, UndoRequest } from '../steps/contract';
+import type {
+  ForgetOutcome,
+  ForgetRequest,
+  StepOutcome,
+  StepRequest,
+  UndoOutcome,
+  UndoRequest,
+} from '../steps/contract';
 
 export type { ForgetOutcome, ForgetRequest, UndoRequest } from '../steps/contract';
 

@@ -156,7 +156,9 @@ const updateSchema = z
       .describe('per removed cluster: how long until no remaining istiod knew it, or why that was not proven'),
     error: z.string().optional(),
   })
-  .openapi('MeshUpdate', { description: 'one `meshflow apply` (PUT /v1/meshes/{name}): what it changed, how it ended' });
+  .openapi('MeshUpdate', {
+    description: 'one `meshflow apply` (PUT /v1/meshes/{name}): what it changed, how it ended',
+  });
 
 export const StatusSchema = z
   .object({

@@ -22,14 +22,7 @@ export interface StepStatus {
 }
 
 export type MeshPhase =
-  | 'provisioning'
-  | 'ready'
-  | 'updating'
-  | 'failed'
-  | 'compensating'
-  | 'tearing-down'
-  | 'deleted'
-  | 'kept';
+  'provisioning' | 'ready' | 'updating' | 'failed' | 'compensating' | 'tearing-down' | 'deleted' | 'kept';
 
 export interface MeshStatus {
   mesh: string;
