@@ -1,12 +1,21 @@
 // Starting and talking to mesh workflows, for the CLI and the HTTP API.
-import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import {
+  type Client,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateStage,
+} from '@temporalio/client';
+import { applyProblems, diffPlans } from './plan/diff';
 import { appPlacement, buildPlan, needsPreflight } from './plan/plan';
+import { upgradeSpec } from './spec/upgrade';
 import type { MeshSpec } from './spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
 import {
   TASK_QUEUE,
+  applyUpdate,
   extendUpdate,
   meshWorkflowId,
+  specQuery,
   statusQuery,
   teardownSignal,
   verifyUpdate,
@@ -20,7 +29,8 @@ export class MeshAlreadyRunningError extends Error {
 
 const alreadyRunning = (mesh: string, which: string) =>
   new MeshAlreadyRunningError(
-    `mesh ${mesh} is already running (${which}): see \`meshflow status ${mesh}\`, or \`meshflow down ${mesh}\` first`,
+    `mesh ${mesh} is already running (${which}): to change it, \`meshflow apply FILE\`; ` +
+      `see \`meshflow status ${mesh}\`, or \`meshflow down ${mesh}\` first`,
   );
 
 /**
@@ -231,4 +241,43 @@ export async function teardownMesh(client: Client, mesh: string, options: Teardo
 
 export async function verifyMesh(client: Client, mesh: string): Promise<CheckResult[]> {
   return (await resolveMesh(client, mesh)).executeUpdate(verifyUpdate);
+}
+
+/** The spec a running mesh runs now (its first, or the last `apply`'s). */
+export async function runningSpec(client: Client, mesh: string): Promise<MeshSpec> {
+  const handle = await resolveMesh(client, mesh);
+  try {
+    return await handle.query(specQuery);
+  } catch (err) {
+    if (/spec/.test((err as Error).message) && /(unknown|not found|registered)/i.test((err as Error).message))
+      throw new Error(
+        `mesh ${mesh} was started by an earlier meshflow release, which cannot change a running mesh: ` +
+          'tear it down and bring it up again to change it',
+      );
+    throw err;
+  }
+}
+
+/**
+ * Why `next` cannot replace the running mesh's spec, or the change as steps. The same rules the
+ * workflow's validator applies; asked here first so the problems can name the file's lines.
+ */
+export async function planChange(client: Client, next: MeshSpec, replace: string[] = [], mesh = next.name) {
+  const current = await runningSpec(client, mesh);
+  const recorded = recordedSpec(next);
+  const problems = applyProblems(upgradeSpec(current), recorded, replace);
+  return {
+    current,
+    problems,
+    delta: problems.length ? undefined : diffPlans(upgradeSpec(current), recorded, replace),
+  };
+}
+
+/** Starts `apply` on the running mesh; resolves once the workflow has accepted it (the validator passed). */
+export async function applyMesh(client: Client, next: MeshSpec, replace: string[] = []) {
+  const handle = await resolveMesh(client, next.name);
+  return handle.startUpdate(applyUpdate, {
+    args: [{ spec: recordedSpec(next), ...(replace.length ? { replace } : {}) }],
+    waitForStage: WorkflowUpdateStage.ACCEPTED,
+  });
 }

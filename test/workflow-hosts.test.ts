@@ -155,20 +155,27 @@ clusters:
     // down waits for the host: within the host wait the status, list and the Web UI's details name it.
     await handle.signal(teardownSignal);
     let waiting: MeshStatus | undefined;
-    for (let i = 0; i < 200 && !waiting?.conditions?.length; i++) {
+    const hostCondition = (st?: MeshStatus) => st?.conditions?.find((c) => c.type === 'HostUnavailable');
+    for (let i = 0; i < 200 && !hostCondition(waiting); i++) {
       waiting = await handle.query(statusQuery);
       await sleep(100);
     }
     expect(waiting!.phase).toBe('tearing-down');
-    expect(waiting!.conditions).toEqual([
+    expect(hostCondition(waiting)).toEqual(
       expect.objectContaining({
         type: 'HostUnavailable',
+        status: 'True',
         host: 'h1',
         message: expect.stringContaining('--abandon-host'),
       }),
-    ]);
+    );
+    // Beside it, the mesh is not Ready: it is being torn down.
+    expect(waiting!.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'TearingDown',
+    });
     const listed = (await listMeshes(env.client)).find((m) => m.name === s.name);
-    expect(listed?.hostUnavailable).toEqual({ host: 'h1', since: waiting!.conditions![0]!.since });
+    expect(listed?.hostUnavailable).toEqual({ host: 'h1', since: hostCondition(waiting)!.since });
     expect(fake.callsOf(s.name).length).toBe(onHost); // nothing ran meanwhile
 
     // Abandoned: the existing cluster's objects are removed by any worker; the host's remains are listed.

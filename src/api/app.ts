@@ -78,6 +78,8 @@ export function createApp(deps: ApiDeps): Api {
   app.use('*', (c, next) => (CODEC_PATHS.includes(c.req.path) ? next() : limit(c, next)));
   app.use(routes.create.path, contentTypes(routes.create.method, [...YAML_TYPES, JSON_TYPE]));
   app.use(routes.extend.getRoutingPath(), contentTypes(routes.extend.method, [JSON_TYPE]));
+  app.use(routes.apply.getRoutingPath(), contentTypes(routes.apply.method, [...YAML_TYPES, JSON_TYPE]));
+  app.use(routes.planChange.getRoutingPath(), contentTypes(routes.planChange.method, [...YAML_TYPES, JSON_TYPE]));
   app.onError((err, c) => {
     const known =
       err instanceof ApiError ? err : err instanceof HTTPException ? fromHono(err) : temporalUnavailable(err);
@@ -129,6 +131,22 @@ function meshRoutes(
     const { started, replayed } = await meshes.start(spec, tokenName(c), c.req.valid('header')['idempotency-key']);
     if (replayed) c.header('Idempotent-Replayed', 'true');
     return c.json(started, 202);
+  });
+  const changeOf = async (c: Context) => {
+    const text = await c.req.text();
+    const json = (c.req.header('content-type') ?? '').toLowerCase().startsWith(JSON_TYPE);
+    const replace = c.req.query('replace')?.split(',') ?? [];
+    return { text, spec: parseSpec(text, json, fileRoots), replace };
+  };
+  app.openapi(routes.apply, async (c) => {
+    const { name } = c.req.valid('param');
+    const { text, spec, replace } = await changeOf(c);
+    return c.json({ name, ...(await meshes.apply(name, spec, text, replace)) }, 200);
+  });
+  app.openapi(routes.planChange, async (c) => {
+    const { name } = c.req.valid('param');
+    const { text, spec, replace } = await changeOf(c);
+    return c.json({ name, ...(await meshes.planChange(name, spec, text, replace)) }, 200);
   });
   app.openapi(routes.list, async (c) =>
     c.json({ meshes: await meshes.temporal(() => listMeshes(meshes.client)) }, 200),

@@ -9,21 +9,24 @@ import {
 import {
   MeshAlreadyRunningError,
   type StatusView,
+  applyMesh,
   extendMesh,
   meshHandle,
   meshStatus,
   meshWebUiUrl,
+  planChange,
   resolveMesh,
   startMesh,
   statusView,
   teardownMesh,
   verifyMesh,
 } from '../client';
-import { SpecError, parseMeshSpec } from '../spec/load';
+import { SpecError, locateProblems, parseMeshSpec } from '../spec/load';
+import { describeDelta } from '../plan/diff';
 import type { MeshSpec } from '../spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { TASK_QUEUE, meshWorkflowId } from '../workflows/definitions';
-import type { CheckResult, MeshPhase, TeardownOptions } from '../workflows/types';
+import type { ApplyResult, CheckResult, MeshPhase, TeardownOptions } from '../workflows/types';
 import { ApiError, innermostMessage, specProblems } from './errors';
 import { assertFilesAllowed } from './file-roots';
 import {
@@ -189,6 +192,76 @@ export class Meshes {
         throw new ApiError(409, 'not_ready', `mesh ${mesh} is ${phase}: checks run on a ready mesh`);
       throw new ApiError(502, 'verify_failed', `the checks could not run: ${innermostMessage(err)}`);
     }
+  }
+
+  /** The change `spec` would make to the running mesh; 400 naming the fields of a change that cannot be made. */
+  async planChange(mesh: string, spec: MeshSpec, text: string, replace: string[]) {
+    if (spec.name !== mesh) {
+      const message = `is "${spec.name}", the path names mesh "${mesh}": a mesh is not renamed in place`;
+      throw new ApiError(
+        400,
+        'change_refused',
+        `name: ${message}`,
+        specProblems(locateProblems('request', [{ path: ['name'], message }], text)),
+      );
+    }
+    let plan: Awaited<ReturnType<typeof planChange>>;
+    try {
+      plan = await this.temporal(() => planChange(this.client, spec, replace));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
+      throw err;
+    }
+    if (plan.problems.length) {
+      const problems = locateProblems('request', plan.problems, text);
+      throw new ApiError(400, 'change_refused', problems.message, specProblems(problems));
+    }
+    const d = plan.delta!;
+    const ref = (s: { id: string; kind: string; creates: string }) => ({ id: s.id, kind: s.kind, creates: s.creates });
+    return {
+      empty: d.empty,
+      added: d.added.map(ref),
+      rerun: d.rerun.map(ref),
+      removed: d.removed.map(ref),
+      addedClusters: d.addedClusters,
+      removedClusters: d.removedClusters,
+      replacedClusters: d.replacedClusters,
+      moved: d.moved,
+      criticalPath: d.criticalPath,
+      text: describeDelta(d),
+    };
+  }
+
+  /** Applies `spec` to the running mesh; answers when the update has ended (no deadline: minutes). */
+  async apply(mesh: string, spec: MeshSpec, text: string, replace: string[]): Promise<ApplyResult> {
+    await this.planChange(mesh, spec, text, replace); // refusals with lines, before the workflow is asked
+    this.changed(mesh);
+    let update: Awaited<ReturnType<typeof applyMesh>>;
+    try {
+      update = await this.temporal(() => applyMesh(this.client, spec, replace));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
+      if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+      const reason = innermostMessage(err);
+      throw new ApiError(409, /one update at a time/.test(reason) ? 'update_in_progress' : 'not_ready', reason);
+    }
+    let result: ApplyResult;
+    try {
+      result = await update.result();
+    } catch (err) {
+      if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+      throw new ApiError(502, 'apply_failed', `update ${update.updateId}: ${innermostMessage(err)}`);
+    } finally {
+      this.changed(mesh);
+    }
+    if (result.update.state !== 'applied') {
+      throw new ApiError(
+        502,
+        'apply_failed',
+        `update ${result.update.id} ${result.update.state}: ${result.update.error ?? result.update.summary}`,
+      );
+    }
+    return result;
   }
 
   /** Asks for the teardown (`requested`), or says the mesh had already ended and how. */

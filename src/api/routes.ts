@@ -2,6 +2,9 @@
 // schema. `app.ts` gives each its handler; /openapi.json is generated from these.
 import { type RouteConfig, createRoute, z } from '@hono/zod-openapi';
 import {
+  AppliedSchema,
+  ApplyQuery,
+  ChangePlanSchema,
   ChecksSchema,
   CreateHeaders,
   ErrorSchema,
@@ -34,12 +37,12 @@ const ERRORS = {
     '(`problems` says where)',
   401: 'no bearer token, or not one this API accepts',
   404: 'no mesh of that name',
-  409: 'the mesh is not in a state that allows it',
+  409: 'the mesh is not in a state that allows it (or, for an apply, another update runs)',
   413: 'the body is over 1 MiB',
   415: 'the Content-Type is not one this operation takes',
   422: 'the Idempotency-Key was used for a different spec',
   429: 'the token is at its limit (open meshes for a create, event streams for /events): see Retry-After',
-  502: 'the workflow failed to do it',
+  502: 'the workflow failed to do it (an apply that failed was undone: `detail` says how it ended)',
   503: 'Temporal did not answer',
 } as const;
 /** Headers some errors carry. */
@@ -89,6 +92,58 @@ export const routes = {
       202: json(StartedSchema, 'the workflow has started (or, for a repeated Idempotency-Key, had started)'),
       ...errors(400, 401, 409, 413, 415, 422, 429, 503),
     },
+  }),
+  apply: createRoute({
+    method: 'put',
+    path: '/v1/meshes/{name}',
+    tags: MESHES,
+    summary: 'Change a running mesh to a new spec',
+    description:
+      'What `meshflow apply` does: a Temporal Update on the ready mesh. Clusters are added, removed (unlinked, ' +
+      'forgotten by every istiod, undone) or replaced (`replace`), the app moves with its placement; then every ' +
+      'check runs. Answers when the update has ended (minutes). Refused with 400 `change_refused` when the new ' +
+      "spec changes what cannot change in place (the name, trust, Istio's settings, the ttl, a kept cluster's " +
+      'provider, network, role or settings; `problems` names each field and line), with 409 when the mesh is not ' +
+      'ready or another update runs. A failed update is undone and answered 502 with how it ended. File ' +
+      'references follow the rules of POST /v1/meshes.',
+    request: {
+      params: MeshNameParams,
+      query: ApplyQuery,
+      body: {
+        required: true,
+        content: {
+          ...Object.fromEntries(
+            YAML_TYPES.map((t) => [t, { schema: { type: 'string' as const, description: 'the mesh spec as YAML' } }]),
+          ),
+          [JSON_TYPE]: { schema: { $ref: '#/components/schemas/MeshSpec' } },
+        },
+      },
+    },
+    responses: {
+      200: json(AppliedSchema, 'the update was applied (or changed nothing) and the checks ran'),
+      ...errors(400, 401, 404, 409, 413, 415, 502, 503),
+    },
+  }),
+  planChange: createRoute({
+    method: 'post',
+    path: '/v1/meshes/{name}/plan',
+    tags: MESHES,
+    summary: 'What applying a spec would change, as steps (nothing changes)',
+    description: 'What `meshflow apply --dry-run` prints; refused changes as for PUT /v1/meshes/{name}.',
+    request: {
+      params: MeshNameParams,
+      query: ApplyQuery,
+      body: {
+        required: true,
+        content: {
+          ...Object.fromEntries(
+            YAML_TYPES.map((t) => [t, { schema: { type: 'string' as const, description: 'the mesh spec as YAML' } }]),
+          ),
+          [JSON_TYPE]: { schema: { $ref: '#/components/schemas/MeshSpec' } },
+        },
+      },
+    },
+    responses: { 200: json(ChangePlanSchema, 'the change'), ...errors(400, 401, 404, 409, 413, 415, 503) },
   }),
   list: createRoute({
     method: 'get',

@@ -229,6 +229,41 @@ export const MeshListSchema = z
   })
   .openapi('MeshList', { description: 'open meshes, as `meshflow list` shows them' });
 
+export const ApplyQuery = z.object({
+  replace: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(,[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/)
+    .optional()
+    .meta({ description: 'clusters to remove and make anew under their names, comma separated', example: 'west' }),
+});
+
+export const AppliedSchema = z
+  .object({
+    name: z.string(),
+    update: updateSchema,
+    phase: z.enum(PHASES),
+    clusters: z.array(z.string()),
+    checks: z.array(checkSchema),
+  })
+  .openapi('MeshApplied', { description: 'the update as it ended, and the checks run after it' });
+
+const stepRefSchema = z.object({ id: z.string(), kind: z.string(), creates: z.string() });
+export const ChangePlanSchema = z
+  .object({
+    name: z.string(),
+    empty: z.boolean().describe('the spec is the running one: nothing would run'),
+    added: z.array(stepRefSchema),
+    rerun: z.array(stepRefSchema).describe('steps applied again with other inputs (re-linked, moved, changed)'),
+    removed: z.array(stepRefSchema),
+    addedClusters: z.array(z.string()),
+    removedClusters: z.array(z.string()),
+    replacedClusters: z.array(z.string()),
+    moved: z.array(z.string()).describe('clusters whose part of the sample app changes'),
+    criticalPath: z.object({ steps: z.array(z.string()), estimateMs: z.number() }),
+    text: z.string().describe('the change as `meshflow apply --dry-run` prints it'),
+  })
+  .openapi('MeshChangePlan', { description: 'what PUT /v1/meshes/{name} would change, as steps' });
+
 export const TeardownSchema = z.object({ name: z.string(), phase: z.enum(PHASES) }).openapi('MeshTeardown');
 
 export const HealthSchema = z.object({ status: z.literal('ok') });

@@ -5,10 +5,12 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import {
+  applyMesh,
   extendMesh,
   listMeshes,
   meshHandle,
   meshStatus,
+  planChange,
   startMesh,
   statusView,
   teardownMesh,
@@ -20,7 +22,8 @@ import { COMPONENTS } from '../local/clusters';
 import { buildPlan } from '../plan/plan';
 import { GkeProvider } from '../adapters/gke';
 import { packageRoot, stateDir } from '../paths';
-import { loadMeshSpec } from '../spec/load';
+import { loadMeshSpec, locateProblems } from '../spec/load';
+import { describeDelta } from '../plan/diff';
 import type { TemporalTarget } from '../temporal/connection';
 import { localClusterName } from '../spec/names';
 import { ensureTools } from '../tools/install';
@@ -74,9 +77,77 @@ program
   .command('plan <file>')
   .description('print the steps that would run, what each creates and undoes, and the critical path (no side effects)')
   .option('--json', 'print the plan as JSON')
-  .action((file: string, opts: { json?: boolean }) => {
+  .option('--against <mesh>', 'print what `apply FILE` would change in this running mesh, as steps')
+  .option('--replace <cluster>', 'with --against: remove this cluster and make it anew (repeatable)', collect)
+  .action(async (file: string, opts: { json?: boolean; against?: string; replace?: string[] }) => {
+    if (opts.against) return printChange(file, { ...opts, mesh: opts.against });
     const plan = buildPlan(loadMeshSpec(file));
     process.stdout.write(opts.json ? JSON.stringify(plan, null, 2) + '\n' : renderPlan(plan));
+  });
+
+function collect(value: string, all: string[] = []): string[] {
+  return [...all, ...value.split(',')];
+}
+
+/** The change `apply FILE` would make, as steps; refused changes as `validate` prints problems. */
+async function printChange(file: string, opts: { json?: boolean; replace?: string[]; mesh?: string }) {
+  const spec = loadMeshSpec(file);
+  const { client } = await connectWithWorker();
+  const { problems, delta } = await planChange(client, spec, opts.replace, opts.mesh);
+  if (problems.length) throw locateProblems(file, problems);
+  process.stdout.write(opts.json ? JSON.stringify(delta, null, 2) + '\n' : describeDelta(delta!));
+}
+
+program
+  .command('apply <file>')
+  .description(
+    'change the running mesh to the spec in FILE (add, remove or replace clusters, move the app) and follow it; ' +
+      'a failed change is undone',
+  )
+  .option('--dry-run', 'print the change as steps (what is added, re-linked, moved, removed); change nothing')
+  .option('--replace <cluster>', 'remove this cluster and make it anew under its name (repeatable)', collect)
+  .option('--json', 'print the result as JSON')
+  .action(async (file: string, opts: { dryRun?: boolean; replace?: string[]; json?: boolean }) => {
+    if (opts.dryRun) return printChange(file, opts);
+    const spec = loadMeshSpec(file);
+    const { client } = await connectWithWorker();
+    const { problems, delta } = await planChange(client, spec, opts.replace);
+    if (problems.length) throw locateProblems(file, problems);
+    const update = await applyMesh(client, spec, opts.replace);
+    if (!opts.json)
+      process.stdout.write(`mesh ${spec.name}: update ${update.updateId} accepted\n${describeDelta(delta!)}`);
+    // Step changes as they happen, until the update answers.
+    let answered = false;
+    const result = update.result().finally(() => (answered = true));
+    const seen = new Map<string, string>();
+    const started = Date.now();
+    while (!answered && !opts.json) {
+      const s = await meshStatus(client, spec.name).catch(() => undefined);
+      for (const st of s?.steps ?? []) {
+        if (seen.get(st.id) === st.state || (!seen.has(st.id) && st.state === 'done')) continue;
+        if (!seen.has(st.id) && st.state === 'pending') {
+          seen.set(st.id, st.state);
+          continue;
+        }
+        seen.set(st.id, st.state);
+        const t = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
+        process.stdout.write(`${t}s  ${st.id}: ${st.state}${st.lastError ? ` (${st.lastError})` : ''}\n`);
+      }
+      await Promise.race([result.catch(() => undefined), sleep(500)]);
+    }
+    const out = await result;
+    if (opts.json) return void process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    const u = out.update;
+    process.stdout.write(`mesh ${spec.name}: update ${u.id} ${u.state}: ${u.summary}\n`);
+    for (const f of u.forgotten ?? []) process.stdout.write(`  ${f.cluster} removed: ${f.detail}\n`);
+    if (u.error) process.stdout.write(`  ${u.error}\n`);
+    const failed = out.checks.filter((c) => c.status === 'failed');
+    process.stdout.write(
+      `  now ${out.clusters.length} cluster(s): ${out.clusters.join(', ')}; ` +
+        (failed.length ? `${failed.length} check(s) failed\n` : `checks passed (${out.checks.length})\n`),
+    );
+    if (failed.length) process.stdout.write(renderChecks(failed).join('\n') + '\n');
+    if (u.state !== 'applied') process.exitCode = 1;
   });
 
 async function up(file: string, opts: { detach?: boolean }): Promise<void> {

@@ -249,3 +249,24 @@ export function loadMeshSpec(file: string, options: Omit<ParseOptions, 'baseDir'
   }
   return parseMeshSpec(text, file, { ...options, baseDir: path.dirname(path.resolve(file)) });
 }
+
+/**
+ * Problems found in a valid spec (a change `apply` refuses), placed at their fields in `file` as
+ * `validate` places its own.
+ */
+export function locateProblems(
+  file: string,
+  problems: Array<{ path: Array<string | number>; message: string }>,
+  text = fs.readFileSync(file, 'utf8'),
+): SpecError {
+  const lines = new LineCounter();
+  const doc = YAML.parseDocument(text, { lineCounter: lines });
+  const at = (offset: number) => {
+    const { line, col } = lines.linePos(offset);
+    return { line, column: col };
+  };
+  return new SpecError(
+    file,
+    problems.map((p) => ({ path: formatPath(p.path), ...positionOf(doc, p.path, at), message: p.message })),
+  );
+}
