@@ -1,5 +1,6 @@
 // The activities of the mesh workflow, as types only: workflow code imports this file, never the
 // implementations (which do I/O).
+import type { DriftBaselineRequest, DriftBaselineResult, DriftCheckRequest, DriftReport } from '../drift/types';
 import type { StepOutcome, StepRequest, UndoOutcome, UndoRequest } from '../steps/contract';
 
 export type { UndoRequest } from '../steps/contract';
@@ -19,4 +20,8 @@ export interface MeshActivities {
   installAddons(req: StepRequest): Promise<StepOutcome>;
   verifyMesh(req: StepRequest): Promise<StepOutcome>;
   undoResource(req: UndoRequest): Promise<UndoOutcome | void>;
+  /** Digests of what the ledger's objects look like now (after a run), to compare later checks with. */
+  baselineDrift(req: DriftBaselineRequest): Promise<DriftBaselineResult>;
+  /** The ledger's objects that are gone, changed or not ours any more since the baseline. */
+  checkDrift(req: DriftCheckRequest): Promise<DriftReport>;
 }

@@ -64,6 +64,12 @@ function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivit
     claimHost: async () => ({ host: 'bench', taskQueue: Context.current().info.taskQueue }),
     ...everyStep(step),
     undoResource: async () => undefined,
+    baselineDrift: async () => ({
+      baseline: { takenAt: new Date().toISOString(), objects: {} },
+      requests: 0,
+      unreachable: [],
+    }),
+    checkDrift: async () => ({ checkedAt: new Date().toISOString(), objects: 0, requests: 0, items: [] }),
   };
 }
 

@@ -4,7 +4,7 @@ import type { MeshActivities } from '../activities/types';
 import type { StepKind } from '../plan/plan';
 import type { StepOutcome, StepRequest } from './contract';
 
-export type StepActivityName = Exclude<keyof MeshActivities, 'undoResource'>;
+export type StepActivityName = Exclude<keyof MeshActivities, 'undoResource' | 'baselineDrift' | 'checkDrift'>;
 
 /** The activity that runs each kind of step. */
 export const STEP_ACTIVITIES: Record<StepKind, StepActivityName> = {
