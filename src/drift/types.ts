@@ -56,7 +56,7 @@ export interface DriftItem {
 
 export interface DriftReport {
   checkedAt: string;
-  /** Ledger objects looked at. */
+  /** Ledger objects, those of unreachable clusters included. */
   objects: number;
   /** Kubernetes requests made (discovery and retries included). */
   requests: number;
