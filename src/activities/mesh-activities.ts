@@ -10,6 +10,7 @@ import { appActivities } from './apps';
 import { clusterActivities } from './cluster';
 import { controlPlaneActivities } from './control-plane';
 import { type ActivityDeps, accessAll } from './deps';
+import { driftActivities } from './drift';
 import { linkActivities } from './link';
 import { membershipActivities } from './membership';
 import { runStep } from './step';
@@ -41,6 +42,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
       })),
     ...undoActivities(deps),
     ...membershipActivities(deps),
+    ...driftActivities(deps),
   };
   // Activities scheduled by a workflow of an earlier build carry that build's spec: fill in what it lacks.
   return Object.fromEntries(

@@ -28,7 +28,8 @@ export interface StepContext {
 
 export type StepResult = Omit<StepOutcome, 'attempt' | 'resources'> & { resources?: Resource[] };
 
-function current(): Context | undefined {
+/** The running activity's context, or undefined outside an activity (a direct call in a test). */
+export function current(): Context | undefined {
   try {
     return Context.current();
   } catch {

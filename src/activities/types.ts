@@ -8,6 +8,7 @@ import type {
   UndoOutcome,
   UndoRequest,
 } from '../steps/contract';
+import type { DriftBaselineRequest, DriftBaselineResult, DriftCheckRequest, DriftReport } from '../drift/types';
 
 export type { ForgetOutcome, ForgetRequest, UndoRequest } from '../steps/contract';
 
@@ -31,4 +32,8 @@ export interface MeshActivities {
    * endpoints or its network's gateway (istiods meshflow runs; others cannot be asked from here).
    */
   awaitClusterForgotten(req: ForgetRequest): Promise<ForgetOutcome>;
+  /** Digests of what the ledger's objects look like now (after a run), to compare later checks with. */
+  baselineDrift(req: DriftBaselineRequest): Promise<DriftBaselineResult>;
+  /** The ledger's objects that are gone, changed or not ours any more since the baseline. */
+  checkDrift(req: DriftCheckRequest): Promise<DriftReport>;
 }

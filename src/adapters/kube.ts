@@ -204,6 +204,8 @@ export class Kube {
   readonly objects: k8s.KubernetesObjectApi;
   readonly core: k8s.CoreV1Api;
   readonly apps: k8s.AppsV1Api;
+  /** Raw requests this client has sent (discovery and retries included; not the typed clients'), for benches. */
+  sent = 0;
 
   /**
    * `signal` aborts every request and wait of this client (an activity's cancellation): a cancel
@@ -300,6 +302,28 @@ export class Kube {
   }
 
   /**
+   * The objects of a kind in one namespace (or cluster-wide for cluster-scoped kinds) matching a
+   * label selector, raw JSON; an empty list when the server does not serve the kind.
+   */
+  async list(
+    apiVersion: string,
+    kind: string,
+    namespace?: string,
+    labelSelector?: string,
+  ): Promise<k8s.KubernetesObject[]> {
+    let base: string;
+    try {
+      base = await this.resourcePath(apiVersion, kind, namespace);
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return [];
+      throw err;
+    }
+    const query = labelSelector ? `?labelSelector=${encodeURIComponent(labelSelector)}` : '';
+    const list = JSON.parse(await this.request('GET', `${base}${query}`)) as { items: k8s.KubernetesObject[] };
+    return list.items.map((o) => ({ apiVersion, kind, ...o }));
+  }
+
+  /**
    * Server-side apply as raw JSON. The typed client re-serializes objects through its models,
    * which drops schema keys such as x-kubernetes-int-or-string from CRDs; apply must send the
    * manifest exactly as rendered.
@@ -389,14 +413,20 @@ export class Kube {
    * about 30 s. Every request meshflow makes is idempotent (GET, server-side apply, DELETE, a new
    * token), so a retry is safe.
    */
-  private async request(method: string, urlPath: string, body?: string, contentType?: string): Promise<string> {
-    return this.retrying(() => this.requestOnce(method, urlPath, body, contentType));
+  private async request(
+    method: string,
+    urlPath: string,
+    body?: string,
+    contentType?: string,
+    retry: RetryOptions = {},
+  ): Promise<string> {
+    return this.retrying(() => this.requestOnce(method, urlPath, body, contentType), retry);
   }
 
-  /** A raw API call with a JSON body and a JSON answer, retried while transient like every call. */
-  async requestJson<T>(method: string, urlPath: string, body?: unknown): Promise<T> {
+  /** A raw API call with a JSON body and a JSON answer, retried while transient like every call (or as told). */
+  async requestJson<T>(method: string, urlPath: string, body?: unknown, retry: RetryOptions = {}): Promise<T> {
     const json = body === undefined ? undefined : JSON.stringify(body);
-    return JSON.parse(await this.request(method, urlPath, json, json && 'application/json')) as T;
+    return JSON.parse(await this.request(method, urlPath, json, json && 'application/json', retry)) as T;
   }
 
   /**
@@ -420,6 +450,7 @@ export class Kube {
   private async requestOnce(method: string, urlPath: string, body?: string, contentType?: string): Promise<string> {
     const server = this.config.getCurrentCluster()!.server;
     this.signal?.throwIfAborted();
+    this.sent++;
     const opts: https.RequestOptions = {
       method,
       headers: {

@@ -65,6 +65,12 @@ function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivit
     ...everyStep(step),
     undoResource: async () => undefined,
     awaitClusterForgotten: async () => ({ forgotten: true, afterMs: 0, detail: 'test double: no istiod' }),
+    baselineDrift: async () => ({
+      baseline: { takenAt: new Date().toISOString(), objects: {} },
+      requests: 0,
+      unreachable: [],
+    }),
+    checkDrift: async () => ({ checkedAt: new Date().toISOString(), objects: 0, requests: 0, items: [] }),
   };
 }
 

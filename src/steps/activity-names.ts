@@ -4,8 +4,11 @@ import type { MeshActivities } from '../activities/types';
 import type { StepKind } from '../plan/plan';
 import type { StepOutcome, StepRequest } from './contract';
 
-/** The activities that run a step of the plan (the others undo, or serve an update). */
-export type StepActivityName = Exclude<keyof MeshActivities, 'undoResource' | 'awaitClusterForgotten'>;
+/** The activities that run a step of the plan (the others undo, serve an update, or look for drift). */
+export type StepActivityName = Exclude<
+  keyof MeshActivities,
+  'undoResource' | 'awaitClusterForgotten' | 'baselineDrift' | 'checkDrift'
+>;
 
 /** The activity that runs each kind of step. */
 export const STEP_ACTIVITIES: Record<StepKind, StepActivityName> = {

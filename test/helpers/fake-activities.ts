@@ -178,6 +178,13 @@ export class FakeActivities {
         }
         return { untouched: [] };
       },
+      // No drift: the meshes of these tests exist only in the double's records.
+      baselineDrift: async () => ({
+        baseline: { takenAt: new Date().toISOString(), objects: {} },
+        requests: 0,
+        unreachable: [],
+      }),
+      checkDrift: async () => ({ checkedAt: new Date().toISOString(), objects: 0, requests: 0, items: [] }),
     };
   }
 }
