@@ -8,6 +8,7 @@ import { createSweepActivities } from './schedules/sweep-activities';
 import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
 import type { ActivityDeps } from './activities/mesh-activities';
+import type { MeshActivities } from './activities/types';
 import { ExistingProvider, LocalProvider } from './adapters/providers';
 import { GkeProvider, type GkeProviderOptions } from './adapters/gke';
 import { gkeEndpoints } from './gke/clients';
@@ -116,8 +117,10 @@ export async function createWorker(
   deps: ActivityDeps,
   taskQueue = TASK_QUEUE,
   shutdown: Pick<WorkerOptions, 'shutdownGraceTime' | 'shutdownForceTime'> = {},
+  /** Wraps the activities (tests inject faults into real steps this way). */
+  decorate: (activities: MeshActivities) => MeshActivities = (a) => a,
 ): Promise<MeshWorker> {
-  const activities = createActivities(deps);
+  const activities = decorate(createActivities(deps));
   const host = hostId(deps.stateDir);
   const hostQueue = hostTaskQueue(taskQueue, host);
   const converter = dataConverter();
