@@ -158,3 +158,33 @@ test('two clusters grow to three and shrink back to two; a failing add leaves th
   expect(mine()).toEqual([]);
   await recordHistory(handle, 'v3-e2e-apply');
 });
+
+test('a primary-remote mesh gains a remote: its istiod serves it, every check passes', async () => {
+  const name = 'hub-live';
+  const full = {
+    ...parseMeshSpec(fs.readFileSync(path.join(__dirname, '..', 'examples', 'primary-remote.yaml'), 'utf8')),
+    name,
+  };
+  const small: MeshSpec = {
+    ...full,
+    clusters: full.clusters.filter((c) => c.name !== 'cluster3'),
+    app: { ...full.app, placement: { cluster1: ['v1'], cluster2: ['v2'] } },
+  };
+  const handle = await startMesh(env.client, small, QUEUE);
+  try {
+    expect((await waitPhase(env.client, name, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
+    const grown = await (await applyMesh(env.client, full)).result();
+    expect(grown.update.state).toBe('applied');
+    expect(failedChecks(grown.checks)).toEqual([]);
+    // A remote is linked to its primary only, and its control plane is the primary's istiod.
+    expect(grown.update.added.filter((id) => id.startsWith('link:'))).toEqual(['link:cluster3->cluster1']);
+    expect(grown.checks.find((c) => c.name === 'discovery')?.detail).toMatch(/reads cluster1, cluster2, cluster3/);
+    expect(await clusterz(await meshStatus(env.client, name))).toEqual({
+      cluster1: ['cluster1', 'cluster2', 'cluster3'],
+    });
+  } finally {
+    await teardownMesh(env.client, name);
+  }
+  const final = await handle.result();
+  expect(final.ledger).toEqual([]);
+});

@@ -42,7 +42,7 @@ import { PHASES } from './schemas';
 
 /** How long a call to Temporal may take before the request fails with 503 (verify waits for its checks). */
 const DEADLINE_MS = 10_000;
-const EXTENDABLE: MeshPhase[] = ['provisioning', 'ready', 'kept'];
+const EXTENDABLE: MeshPhase[] = ['provisioning', 'ready', 'updating', 'kept'];
 /** The memo field naming the API token whose request started a run (shown by the Web UI and GET /v1/meshes/{name}). */
 export const CREATED_BY_MEMO = 'createdBy';
 

@@ -32,7 +32,23 @@ const MARK: Record<StepStatus['state'], string> = {
 export function renderStatus(s: MeshStatus, uiUrl?: string): string {
   const lines = [`mesh ${s.mesh}: ${s.phase}${s.expiresAt && s.phase === 'ready' ? ` (expires ${s.expiresAt})` : ''}`];
   if (s.error) lines.push(`error: ${s.error}`);
-  for (const c of s.conditions ?? []) lines.push(`${c.type} since ${c.since}: ${c.message}`);
+  // Conditions that say something beyond the phase: a host gone, checks failing, an update running, drift.
+  for (const c of s.conditions ?? []) {
+    if (c.type === 'HostUnavailable') lines.push(`HostUnavailable since ${c.since}: ${c.message}`);
+    else if (
+      (c.type === 'Ready' && c.status === 'False' && s.phase === 'ready') ||
+      (c.type !== 'Ready' && c.status === 'True')
+    )
+      lines.push(`${c.type}=${c.status} (${c.reason}) since ${c.lastTransitionTime}: ${c.message}`);
+  }
+  const last = s.updates?.at(-1);
+  if (last) {
+    lines.push(
+      `last update ${last.id}: ${last.state} (${last.summary}) at ${last.endedAt ?? last.requestedAt}` +
+        (last.error ? `\n  ${last.error}` : ''),
+    );
+    for (const f of last.forgotten ?? []) lines.push(`  ${f.cluster} removed: ${f.detail}`);
+  }
   const groups = new Map<string, StepStatus[]>();
   for (const step of s.steps) {
     const key = step.cluster ?? '(mesh)';

@@ -379,7 +379,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     status.phase = phase;
     phaseConditions(phase);
     upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.phase.name]: [phase] });
-    setCurrentDetails(`phase: ${phase}`); // the Web UI shows it beside the run
+    // The Web UI shows it beside the run.
+    setCurrentDetails(`phase: ${phase}` + (phase === 'updating' && updating ? `: ${updating.record.summary}` : ''));
   };
   /** The TTL timer's summary in the Web UI. */
   const ttlSummary = () => `TTL: tear down at ${status.expiresAt}`;
@@ -419,7 +420,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       validator: (by: string) => {
         const ms = parseDuration(by);
         if (ms === undefined || ms <= 0) throw new Error(`"${by}" is not a positive duration such as 30m, 2h or 1d`);
-        if (!['ready', 'provisioning', 'kept'].includes(status.phase))
+        if (!['ready', 'provisioning', 'kept', 'updating'].includes(status.phase))
           throw new Error(`mesh ${spec.name} is ${status.phase}: nothing to extend`);
         const base = Math.max(Date.parse(status.expiresAt ?? now()), Date.now());
         if (base + ms - Date.now() > MAX_TTL_MS)
