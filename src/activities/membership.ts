@@ -102,7 +102,7 @@ export function membershipActivities(deps: ActivityDeps) {
               afterMs,
               detail: istiods.length
                 ? `no istiod of ${istiods.map((i) => i.primary.name).join(', ')} knows ${cluster} or ` +
-                  `${what} after ${afterMs} ms${notAsked}`
+                  `${what}${notAsked}`
                 : `no remaining istiod could be asked${notAsked}`,
             };
         return {};

@@ -34,7 +34,7 @@ import type { MeshStatus } from '../workflows/types';
 import { doctor } from './doctor';
 import { gkeEmulatorCommand } from './gke-emulator';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
-import { renderChecks, renderPlan, renderStatus } from './render';
+import { forgotIn, renderChecks, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
 import { scheduleCommand } from '../schedules/cli';
 
@@ -139,7 +139,8 @@ program
     if (opts.json) return void process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     const u = out.update;
     process.stdout.write(`mesh ${spec.name}: update ${u.id} ${u.state}: ${u.summary}\n`);
-    for (const f of u.forgotten ?? []) process.stdout.write(`  ${f.cluster} removed: ${f.detail}\n`);
+    for (const f of u.forgotten ?? [])
+      process.stdout.write(`  ${f.cluster} removed: ${f.detail}${forgotIn(f.afterMs)}\n`);
     if (u.error) process.stdout.write(`  ${u.error}\n`);
     const failed = out.checks.filter((c) => c.status === 'failed');
     process.stdout.write(

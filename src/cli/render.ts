@@ -29,6 +29,13 @@ const MARK: Record<StepStatus['state'], string> = {
   kept: 'k',
 };
 
+/** "; forgotten by every istiod 1.2 s after its links were removed" (nothing when not proven). */
+export function forgotIn(afterMs?: number): string {
+  return afterMs === undefined
+    ? ''
+    : `; forgotten by every istiod ${(afterMs / 1000).toFixed(1)} s after its links were removed`;
+}
+
 export function renderStatus(s: MeshStatus, uiUrl?: string): string {
   const lines = [`mesh ${s.mesh}: ${s.phase}${s.expiresAt && s.phase === 'ready' ? ` (expires ${s.expiresAt})` : ''}`];
   if (s.error) lines.push(`error: ${s.error}`);
@@ -47,7 +54,7 @@ export function renderStatus(s: MeshStatus, uiUrl?: string): string {
       `last update ${last.id}: ${last.state} (${last.summary}) at ${last.endedAt ?? last.requestedAt}` +
         (last.error ? `\n  ${last.error}` : ''),
     );
-    for (const f of last.forgotten ?? []) lines.push(`  ${f.cluster} removed: ${f.detail}`);
+    for (const f of last.forgotten ?? []) lines.push(`  ${f.cluster} removed: ${f.detail}${forgotIn(f.afterMs)}`);
   }
   const groups = new Map<string, StepStatus[]>();
   for (const step of s.steps) {

@@ -18,8 +18,9 @@ export class SpecError extends Error {
   constructor(
     readonly file: string,
     readonly problems: SpecProblem[],
+    heading = 'invalid mesh spec',
   ) {
-    super(`${file}: invalid mesh spec:\n` + problems.map((p) => `  ${problemLine(file, p)}`).join('\n'));
+    super(`${file}: ${heading}:\n` + problems.map((p) => `  ${problemLine(file, p)}`).join('\n'));
   }
 }
 
@@ -268,5 +269,6 @@ export function locateProblems(
   return new SpecError(
     file,
     problems.map((p) => ({ path: formatPath(p.path), ...positionOf(doc, p.path, at), message: p.message })),
+    'cannot change the running mesh in place',
   );
 }

@@ -863,9 +863,11 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     const links = status.ledger.filter(
       (l) => ids.has(l.step) && l.step.startsWith('link:') && !leaving.has(resourceCluster(l.resource)),
     );
+    // The time to disappear from every istiod runs from the unlink.
+    const unlinked = Date.now();
     await undoSome(links);
     for (const cluster of clusters) {
-      const started = Date.now();
+      const started = unlinked;
       const out = await onHost(() =>
         proxyActivities<MeshActivities>({
           startToCloseTimeout: '6 minutes',
@@ -875,7 +877,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           summary: `prove no istiod knows ${cluster}`,
         }).awaitClusterForgotten({ mesh: spec.name, spec: prev, cluster }),
       ).catch((err: unknown) => ({ forgotten: false, afterMs: Date.now() - started, detail: errorText(err) }));
-      (record.forgotten ??= []).push({ cluster, afterMs: out.forgotten ? out.afterMs : undefined, detail: out.detail });
+      const afterMs = Date.now() - started;
+      (record.forgotten ??= []).push({ cluster, afterMs: out.forgotten ? afterMs : undefined, detail: out.detail });
     }
     await undoSome(status.ledger.filter((l) => ids.has(l.step)));
     const left = status.ledger.filter((l) => ids.has(l.step));
@@ -968,12 +971,20 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   /** Runs the checks of the mesh as it is now; the status carries them. */
   async function runVerify(summaryText: string): Promise<void> {
     const step = plan.steps.find((s) => s.kind === 'verify')!;
-    const out = await onHost(() => stepActivity(step, summaryText)(request(step)));
-    status.checks = out.checks ?? [];
-    status.verifiedAt = now();
     const s = stepStatus(step.id);
-    s.state = 'done';
-    s.endedAt = now();
+    Object.assign(s, { state: 'running', startedAt: now(), endedAt: undefined });
+    try {
+      const out = await onHost(() => stepActivity(step, summaryText)(request(step)));
+      status.checks = out.checks ?? [];
+      status.verifiedAt = now();
+      s.state = 'done';
+    } catch (err) {
+      s.state = 'failed';
+      s.lastError = errorText(err);
+      throw err;
+    } finally {
+      s.endedAt = now();
+    }
   }
 
   /** Undoes some ledger entries: newest first, one lane per cluster, objects of a deleted cluster with it. */
