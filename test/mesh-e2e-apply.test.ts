@@ -2,9 +2,11 @@
 // a ready two-cluster mesh grows to three (a third network) and verify passes with the new
 // cluster's endpoints in every istiod's answer; it shrinks back and no istiod lists the removed
 // cluster or hands out its endpoints; an add whose control plane fails (a fault injected after
-// the real install ran) leaves the two-cluster mesh ready and verified, and nothing of the third.
+// the real install ran) leaves the two-cluster mesh ready and verified, and nothing of the third;
+// the app moves (v1 and v2 swap clusters) and nothing of the old placement stays.
 import fs from 'node:fs';
 import path from 'node:path';
+import * as k8s from '@kubernetes/client-node';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { applyMesh, meshStatus, startMesh, teardownMesh } from '../src/client';
@@ -150,6 +152,30 @@ test('two clusters grow to three and shrink back to two; a failing add leaves th
   expect(await clusterz(s)).toEqual({ cluster1: ['cluster1', 'cluster2'], cluster2: ['cluster1', 'cluster2'] });
   expect(JSON.stringify(s.ledger)).not.toContain('cluster3');
   expect(s.leftBehind).toEqual([]);
+
+  // The app moves: v1 and v2 swap clusters; each deploy runs again and what it no longer applies is deleted.
+  failCluster3 = false;
+  const swapped = specOf(2);
+  swapped.app = { ...swapped.app, placement: { cluster1: ['v2'], cluster2: ['v1'] } };
+  const moved = await apply(swapped);
+  expect(moved.update.state).toBe('applied');
+  expect([...moved.update.rerun].sort()).toEqual(['deploy-app:cluster1', 'deploy-app:cluster2']);
+  expect(moved.update.added).toEqual([]);
+  expect(failedChecks(moved.checks)).toEqual([]);
+  for (const [cluster, want] of [
+    ['cluster1', ['helloworld-v2']],
+    ['cluster2', ['helloworld-v1']],
+  ] as const) {
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(local().get(`${MESH}-${cluster}`)!.kubeconfig);
+    const items = (await kc.makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace: 'sample' })).items;
+    expect(
+      items
+        .map((d) => d.metadata!.name!)
+        .filter((n) => n.startsWith('helloworld'))
+        .sort(),
+    ).toEqual(want);
+  }
 
   await teardownMesh(env.client, MESH);
   const final = await handle.result();
