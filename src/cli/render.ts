@@ -29,8 +29,9 @@ const MARK: Record<StepStatus['state'], string> = {
   kept: 'k',
 };
 
-export function renderStatus(s: MeshStatus, uiUrl?: string): string {
+export function renderStatus(s: MeshStatus, uiUrl?: string, createdBy?: string): string {
   const lines = [`mesh ${s.mesh}: ${s.phase}${s.expiresAt && s.phase === 'ready' ? ` (expires ${s.expiresAt})` : ''}`];
+  if (createdBy) lines.push(`created by: ${createdBy} (API token)`);
   if (s.error) lines.push(`error: ${s.error}`);
   for (const c of s.conditions ?? []) lines.push(`${c.type} since ${c.since}: ${c.message}`);
   const groups = new Map<string, StepStatus[]>();
