@@ -233,8 +233,11 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       if (!known) status.ledger.push({ step, resource, createdAt: now() });
     }
   };
-  // The copies `up` made are undone with the mesh, after everything else (the oldest entry).
-  if (v4 && !input.carried && copiedFiles(spec)) record('spec-files', [{ type: 'trust', mesh: spec.name }]);
+  // The copies `up` made are the mesh's trust store entries, as its CAs are (the root-ca step's):
+  // recorded now, so they are undone with the mesh even when it fails before that step.
+  if (v4 && !input.carried && copiedFiles(spec)) {
+    record(plan.steps.find((s) => s.kind === 'root-ca')!.id, [{ type: 'trust', mesh: spec.name }]);
+  }
   let teardownRequested = false;
   /** Why provisioning was stopped from outside (teardown, expiry), once it was. */
   let stopReason: string | undefined;
