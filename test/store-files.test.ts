@@ -28,6 +28,7 @@ import type { TrustStore } from '../src/trust-store/store';
 import { type MeshWorker, activityDeps, createWorker } from '../src/worker';
 import { TASK_QUEUE } from '../src/workflows/definitions';
 import { call } from './helpers/api-http';
+import { recordHistory } from './helpers/histories';
 import { scratchDir, testLocalTools, tool, until } from './helpers/env';
 import { waitPhase } from './helpers/mesh';
 import { devServer } from './helpers/temporal';
@@ -225,6 +226,7 @@ app:
 
   await teardownMesh(env.client, 'sf');
   const final = await meshHandle(env.client, 'sf').result();
+  await recordHistory(meshHandle(env.client, 'sf'), 'v4-store-files-existing-cluster');
   expect([final.phase, final.leftBehind, final.ledger]).toEqual(['deleted', [], []]);
   await expect(core.readNamespacedSecret({ name: secretName('sf'), namespace: NAMESPACE })).rejects.toMatchObject({
     code: 404,
@@ -292,6 +294,7 @@ test('an API mesh with its root CA as PEM is ready under that root, which histor
 
     expect((await call(api.port, 'DELETE', '/v1/meshes/inl', { token })).status).toBe(202);
     expect((await meshHandle(env.client, 'inl').result()).phase).toBe('deleted');
+    await recordHistory(meshHandle(env.client, 'inl'), 'v4-store-files-pem-root');
     const history = await historyText('mesh/inl');
     expect(history).toContain('"stored":"files/');
     expect(history).not.toMatch(/PRIVATE KEY/);
