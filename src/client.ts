@@ -9,6 +9,9 @@ import { applyProblems, diffPlans } from './plan/diff';
 import { appPlacement, buildPlan, needsPreflight } from './plan/plan';
 import { upgradeSpec } from './spec/upgrade';
 import type { MeshSpec } from './spec/schema';
+import { PermanentError } from './steps/errors';
+import { copySpecFiles, hasInlineRoot } from './trust-store/spec-files';
+import type { TrustStore } from './trust-store/store';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
 import {
   TASK_QUEUE,
@@ -35,15 +38,17 @@ const alreadyRunning = (mesh: string, which: string) =>
 
 /**
  * Starts the mesh's workflow. `memo` is kept with the run, unindexed (the HTTP API records the
- * idempotency key and spec digest of the request that started it there).
+ * idempotency key and spec digest of the request that started it there). With `store` (the trust
+ * store the workers use), the files the spec names and a root CA given as PEM are copied into it
+ * first and the run records their entries instead (src/trust-store/spec-files.ts).
  */
 export async function startMesh(
   client: Client,
   spec: MeshSpec,
   taskQueue = TASK_QUEUE,
   memo?: Record<string, unknown>,
+  store?: TrustStore,
 ) {
-  const recorded = recordedSpec(spec);
   // Every run of a name is mesh/<name> now (a schedule starts it as its child, src/workflows/
   // scheduled-mesh.ts), and Temporal refuses a second start of an open id. A schedule of an earlier
   // meshflow started its runs as mesh/<name>-<time>: those are looked for here.
@@ -51,6 +56,11 @@ export async function startMesh(
   if (scheduled) {
     throw alreadyRunning(spec.name, `workflow ${scheduled.workflowId}, started by a schedule`);
   }
+  if (!store && hasInlineRoot(spec)) {
+    throw new PermanentError('trust.rootCa: a root CA given as PEM needs the trust store the workers use');
+  }
+  const copied = store ? await copySpecFiles(store, spec) : { spec, entries: [] };
+  const recorded = recordedSpec(copied.spec);
   try {
     return await client.workflow.start<typeof provisionMesh>('provisionMesh', {
       taskQueue,
@@ -66,6 +76,10 @@ export async function startMesh(
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      // Refused for certain: the copies are this start's alone (entries of their own), so they go.
+      // After any other error the start may have happened all the same: they stay, and gc removes
+      // them once no run of the mesh is open.
+      if (copied.entries.length) await store!.removeEntries(spec.name, copied.entries).catch(() => undefined);
       const id = meshWorkflowId(spec.name);
       const parent = await meshHandle(client, spec.name)
         .describe()
@@ -159,6 +173,24 @@ export async function resolveMesh(client: Client, mesh: string) {
   return client.workflow.getHandle<typeof provisionMesh>((await openRun(client, mesh)).workflowId);
 }
 
+/** The memo field naming the API token whose request started a run (shown by the Web UI, `status` and `list`). */
+export const CREATED_BY_MEMO = 'createdBy';
+
+/**
+ * The name of the API token that started the mesh's run (its memo's createdBy, or its chain's first
+ * run's); undefined for a run started otherwise (`up`, a schedule).
+ */
+export async function meshCreatedBy(client: Client, mesh: string): Promise<string | undefined> {
+  const latest = await (await resolveMesh(client, mesh)).describe();
+  const firstRunId = latest.raw.workflowExecutionInfo?.firstRunId;
+  const memo =
+    latest.memo?.[CREATED_BY_MEMO] ??
+    (firstRunId && firstRunId !== latest.runId
+      ? (await client.workflow.getHandle(latest.workflowId, firstRunId).describe()).memo?.[CREATED_BY_MEMO]
+      : undefined);
+  return typeof memo === 'string' ? memo : undefined;
+}
+
 export async function meshStatus(client: Client, mesh: string): Promise<MeshStatus> {
   return (await resolveMesh(client, mesh)).query(statusQuery);
 }
@@ -188,6 +220,8 @@ export interface MeshSummary {
   clusters?: number;
   provider?: string;
   startedAt: string;
+  /** The name of the API token that started the run (its memo's createdBy); none for a run `up` started. */
+  createdBy?: string;
   /** The mesh's host picks up none of its steps (its HostUnavailable condition, from the run's memo). */
   hostUnavailable?: { host: string; since: string };
 }
@@ -205,6 +239,7 @@ export async function listMeshes(client: Client): Promise<MeshSummary[]> {
       clusters: sa.get(MESH_SEARCH_ATTRIBUTES.clusterCount),
       provider: sa.get(MESH_SEARCH_ATTRIBUTES.provider),
       startedAt: wf.startTime.toISOString(),
+      ...(typeof wf.memo?.[CREATED_BY_MEMO] === 'string' ? { createdBy: wf.memo[CREATED_BY_MEMO] } : {}),
       ...(wf.memo?.hostUnavailable
         ? { hostUnavailable: wf.memo.hostUnavailable as MeshSummary['hostUnavailable'] }
         : {}),
@@ -237,6 +272,42 @@ export async function teardownMesh(client: Client, mesh: string, options: Teardo
       if (again || !(err instanceof WorkflowNotFoundError)) throw err;
     }
   }
+}
+
+/** The last run of a mesh whose workflow has ended: how it closed and, when it can be read, its final phase. */
+export interface EndedRun {
+  workflowId: string;
+  /** Temporal's word for how it closed: completed, failed, terminated, timed out, cancelled. */
+  closed: string;
+  closedAt?: string;
+  phase?: string;
+}
+
+/** The mesh's last run when it has ended; undefined when it is still open or none ever ran. */
+export async function endedRun(client: Client, mesh: string): Promise<EndedRun | undefined> {
+  let d;
+  try {
+    d = await meshHandle(client, mesh).describe();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+  if (d.status.name === 'RUNNING') return undefined;
+  // The phase the run kept in its search attribute; else (a run of an earlier meshflow) its result.
+  let phase = d.typedSearchAttributes.get(MESH_SEARCH_ATTRIBUTES.phase);
+  if (!phase && d.status.name === 'COMPLETED') {
+    phase = (
+      await meshHandle(client, mesh)
+        .result()
+        .catch(() => undefined)
+    )?.phase;
+  }
+  return {
+    workflowId: d.workflowId,
+    closed: d.status.name.toLowerCase().replace('_', ' '),
+    closedAt: d.closeTime?.toISOString(),
+    ...(phase ? { phase } : {}),
+  };
 }
 
 export async function verifyMesh(client: Client, mesh: string): Promise<CheckResult[]> {

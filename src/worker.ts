@@ -41,7 +41,7 @@ export function activityDeps(
     istioAddons: path.join(path.dirname(tools.istioctl), ISTIO_ADDONS_DIR),
     providers: {
       local: new LocalProvider(stateDir, localTools(tools)),
-      existing: new ExistingProvider(),
+      existing: new ExistingProvider(trustStore),
       gke: new GkeProvider(stateDir, gkeOptions(tools)),
     },
   };

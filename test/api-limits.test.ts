@@ -406,8 +406,8 @@ describe('malformed requests', () => {
 
   test('the corpus has path, size, quota and named-token cases', () => {
     const codes = corpus().map((c) => c.code);
-    for (const code of ['file_not_allowed', 'body_too_large', 'quota_exceeded', 'unauthorized', 'method_not_allowed'])
-      expect(codes).toContain(code);
+    const all = ['file_not_allowed', 'body_too_large', 'quota_exceeded', 'unauthorized', 'method_not_allowed'];
+    for (const code of [...all, 'invalid_spec']) expect(codes).toContain(code);
   });
 
   test.each(names)('%s', async (name) => {
@@ -432,6 +432,7 @@ describe('malformed requests', () => {
       const problems = (res.json.error.problems ?? []).map((x: { text: string }) => x.text).join('\n');
       expect(`${res.json.error.message}\n${problems}`).toMatch(c.reason);
       for (const [h, value] of Object.entries(c.headers ?? {})) expect(res.headers[h]).toMatch(value);
+      if (c.absent) expect(res.text).not.toContain(c.absent);
     } finally {
       for (const s of held) s.close();
       for (const m of filled) await deleteAndWait(m);

@@ -1,6 +1,7 @@
 // What a cluster's deploy-app step applies: the sample's parts placed there and the user's own
-// manifests listed for it. User files are read here, on the worker, so whatever they hold
-// (Secrets included) never travels through workflow history.
+// manifests listed for it. User files are read here, on the worker (from the copy `up` put in the
+// mesh's trust store, or from the file), so whatever they hold (Secrets included) never travels
+// through workflow history.
 import fs from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
 import { type Kube, ownedBy, parseManifests } from '../adapters/kube';
@@ -18,7 +19,12 @@ export function appActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const c = req.step.cluster!;
         const k = await kubeOf(deps, req.spec, c, ctx.signal);
-        const all = await appObjects(req.spec, c, (apiVersion, kind) => k.namespaced(apiVersion, kind));
+        const all = await appObjects(
+          req.spec,
+          c,
+          (apiVersion, kind) => k.namespaced(apiVersion, kind),
+          (entry) => deps.trustStore.get(req.mesh, entry, ctx.signal),
+        );
         const { objects, foreign } = await withoutForeignNamespaces(k, req.mesh, all);
         const refs = await k.apply(req.mesh, objects, {
           heartbeat: ctx.heartbeat,
@@ -57,10 +63,14 @@ const CLUSTER_SCOPED = new Set([
   'PersistentVolume',
 ]);
 
+/** An entry of the mesh's trust store (a manifest `up` copied there), or undefined when it is not there. */
+export type StoredEntry = (entry: string) => Promise<string | undefined>;
+
 export async function appObjects(
   spec: MeshSpec,
   cluster: string,
   namespaced: Namespaced,
+  stored: StoredEntry = async () => undefined,
 ): Promise<k8s.KubernetesObject[]> {
   const placement = appPlacement(spec);
   const objects = (
@@ -71,12 +81,24 @@ export async function appObjects(
   for (const [i, m] of spec.app.manifests.entries()) {
     if (!m.clusters.includes(cluster)) continue;
     let text: string;
-    try {
-      text = fs.readFileSync(m.file, 'utf8');
-    } catch (err) {
-      throw new PermanentError(
-        `app.manifests[${i}].file: cannot read ${m.file} on this worker: ${(err as Error).message}`,
-      );
+    if (m.stored !== undefined) {
+      const copy = await stored(m.stored);
+      if (copy === undefined) {
+        throw new PermanentError(
+          `app.manifests[${i}].file: ${m.file} as up copied it is not in this worker's trust store (entry ` +
+            `${m.stored}): give every worker the MESHFLOW_TRUST_STORE the mesh was started with`,
+        );
+      }
+      text = copy;
+    } else {
+      // A mesh started before up copied files (or with a store of one host's disk): the file on this host.
+      try {
+        text = fs.readFileSync(m.file, 'utf8');
+      } catch (err) {
+        throw new PermanentError(
+          `app.manifests[${i}].file: cannot read ${m.file} on this worker: ${(err as Error).message}`,
+        );
+      }
     }
     let mine: k8s.KubernetesObject[];
     try {

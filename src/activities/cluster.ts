@@ -1,9 +1,7 @@
 // create-cluster: a cluster from its provider. The cluster is tracked before it is asked for, so
 // a create that fails half-way (a directory and etcd keys made, an API server that never came
 // up) is deleted by compensation like a finished one.
-import os from 'node:os';
 import { isLoopbackUrl } from '../util/net';
-import * as k8s from '@kubernetes/client-node';
 import { GkeProvider } from '../adapters/gke';
 import { gkeFlatNetworks } from '../plan/plan';
 import type { StepRequest, StepOutcome } from '../steps/contract';
@@ -30,7 +28,9 @@ export function clusterActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const checked = req.spec.clusters.filter((c) => c.provider !== 'local');
         // Whether every API server is on this machine: then loopback addresses reach each other.
-        const allLocal = req.spec.clusters.every((c) => onThisMachine(deps, c));
+        const allLocal = (await Promise.all(req.spec.clusters.map((c) => onThisMachine(deps, req.mesh, c)))).every(
+          Boolean,
+        );
         const results = await Promise.all(
           checked.map(async (c) => {
             ctx.heartbeat({ checking: c.name });
@@ -68,16 +68,12 @@ export function clusterActivities(deps: ActivityDeps) {
  * Whether a cluster's API server is on this machine, known without contacting it: local clusters,
  * the GKE emulator's, and existing clusters whose address (or kubeconfig server) is loopback.
  */
-function onThisMachine(deps: ActivityDeps, c: ClusterSpec): boolean {
+async function onThisMachine(deps: ActivityDeps, mesh: string, c: ClusterSpec): Promise<boolean> {
   if (c.provider === 'local') return true;
   if (c.provider === 'gke') return gkeProvider(deps).clients.emulated;
   try {
-    let server = c.apiServerAddress;
-    if (!server) {
-      const kc = new k8s.KubeConfig();
-      kc.loadFromFile(c.existing!.kubeconfig.replace(/^~(?=\/)/, os.homedir()));
-      server = kc.getCluster(kc.getContextObject(c.existing!.context ?? kc.getCurrentContext())?.cluster ?? '')?.server;
-    }
+    // The access of an existing cluster (its kubeconfig from the trust store or the file) names its server.
+    const server = c.apiServerAddress ?? (await deps.providers.existing.access(mesh, c)).apiServer;
     return Boolean(server && isLoopbackUrl(server));
   } catch {
     return false;

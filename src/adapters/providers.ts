@@ -18,12 +18,19 @@ import type { ClusterSpec } from '../spec/schema';
 import { startSimulatedDataPlane } from '../sim/start';
 import { type Heartbeat, Kube } from './kube';
 import { ClusterGoneError, PermanentError } from '../steps/errors';
+import type { TrustStore } from '../trust-store/store';
 import { preflightCluster } from './preflight';
 
 export { PermanentError } from '../steps/errors';
 
 export interface ClusterAccess {
+  /** The kubeconfig file; with `config`, only the path the spec named (for messages). */
   kubeconfig: string;
+  /**
+   * The kubeconfig itself, held in memory only: an existing cluster's, as `up` copied it into the
+   * trust store (its named context only). Programs that need a file get a private copy.
+   */
+  config?: string;
   context?: string;
   /** The API server address other clusters use (remote secrets point here). */
   apiServer: string;
@@ -76,10 +83,12 @@ export interface PreflightContext {
 }
 
 export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
-  if (!access.token) return Kube.fromFile(access.kubeconfig, access.context, signal);
+  if (!access.token && access.config === undefined) return Kube.fromFile(access.kubeconfig, access.context, signal);
   const kc = new SharedTlsKubeConfig();
-  kc.loadFromFile(access.kubeconfig);
+  if (access.config !== undefined) kc.loadFromString(access.config);
+  else kc.loadFromFile(access.kubeconfig);
   if (access.context) kc.setCurrentContext(access.context);
+  if (!access.token) return new Kube(kc, signal);
   const user = kc.getCurrentUser();
   // The token only: not also the exec plugin the file names for other programs (gke-gcloud-auth-plugin).
   kc.users = kc.users.map((u) => (u.name === user?.name ? { name: u.name, token: access.token } : u));
@@ -88,11 +97,11 @@ export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
 
 /**
  * Runs `fn` with a kubeconfig file a separate program (istioctl) can use. When the access carries
- * its token in memory (GKE), that is a copy holding the token, readable by this user only, in a
- * private temporary directory, and removed when `fn` is done.
+ * its token (GKE) or its whole kubeconfig (from the trust store) in memory, that is a copy,
+ * readable by this user only, in a private temporary directory, and removed when `fn` is done.
  */
 export async function withKubeconfigFile<T>(access: ClusterAccess, fn: (file: string) => Promise<T>): Promise<T> {
-  if (!access.token) return fn(access.kubeconfig);
+  if (!access.token && access.config === undefined) return fn(access.kubeconfig);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-kubeconfig-'));
   try {
     const kc = kubeFor(access).config;
@@ -159,8 +168,14 @@ export class LocalProvider implements ClusterProvider {
   }
 }
 
-/** Clusters the user already runs, from a kubeconfig context. meshflow never deletes them. */
+/**
+ * Clusters the user already runs, from a kubeconfig context: the copy `up` put in the mesh's trust
+ * store, or (meshes started before that, or with a store of one host's disk) the file on this host.
+ * meshflow never deletes them.
+ */
 export class ExistingProvider implements ClusterProvider {
+  constructor(private readonly store?: TrustStore) {}
+
   async create(mesh: string, cluster: ClusterSpec): Promise<void> {
     // Connecting is the whole of "creating": prove the context works before going on.
     const access = await this.access(mesh, cluster);
@@ -187,12 +202,26 @@ export class ExistingProvider implements ClusterProvider {
     return preflightCluster(mesh, cluster.name, access, kubeFor(access, ctx.signal).config, ctx.allLocal);
   }
 
-  async access(_mesh: string, cluster: ClusterSpec): Promise<ClusterAccess> {
+  async access(mesh: string, cluster: ClusterSpec): Promise<ClusterAccess> {
     const file = cluster.existing!.kubeconfig.replace(/^~(?=\/)/, os.homedir());
-    if (!fs.existsSync(file))
-      throw new PermanentError(`clusters[${cluster.name}].existing.kubeconfig: ${file} does not exist`);
     const kc = new k8s.KubeConfig();
-    kc.loadFromFile(file);
+    const stored = cluster.existing!.stored;
+    let config: string | undefined;
+    if (stored !== undefined) {
+      config = await this.store?.get(mesh, stored);
+      if (config === undefined) {
+        throw new PermanentError(
+          `clusters[${cluster.name}].existing.kubeconfig: ${file} as up copied it is not in this worker's ` +
+            `trust store (entry ${stored}${this.store ? ` in the ${this.store.where}` : ''}): give every worker the ` +
+            'MESHFLOW_TRUST_STORE the mesh was started with',
+        );
+      }
+      kc.loadFromString(config);
+    } else {
+      if (!fs.existsSync(file))
+        throw new PermanentError(`clusters[${cluster.name}].existing.kubeconfig: ${file} does not exist`);
+      kc.loadFromFile(file);
+    }
     const contextName = cluster.existing!.context ?? kc.getCurrentContext();
     const context = kc.getContextObject(contextName);
     if (!context)
@@ -202,6 +231,7 @@ export class ExistingProvider implements ClusterProvider {
     const apiServer = cluster.apiServerAddress ?? kcCluster!.server;
     return {
       kubeconfig: file,
+      ...(config !== undefined ? { config } : {}),
       context: contextName,
       apiServer,
       caData,

@@ -25,6 +25,7 @@ import { DEFAULT_LIMITS, type Limits, Quotas } from './quotas';
 import { type Log, type Metrics, createMetrics, observe, stderrLog } from './observe';
 import { JSON_TYPE, PUBLIC_PATHS, YAML_TYPES, routes } from './routes';
 import { apiSpecSchema } from './schemas';
+import type { TrustStore } from '../trust-store/store';
 
 export interface ApiDeps {
   client: Client;
@@ -38,6 +39,11 @@ export interface ApiDeps {
   tokens: Array<string | NamedToken>;
   /** Directories under which specs may name files (MESHFLOW_API_FILE_ROOTS, realpath'd); none: no file at all. */
   fileRoots?: string[];
+  /**
+   * The trust store the workers use (MESHFLOW_TRUST_STORE): a create copies the files its spec names,
+   * and a root CA given as PEM, into it. None: PEM is refused, files are read by the workers.
+   */
+  trustStore?: TrustStore;
   /** Per token: open meshes and event streams (default 10 and 20). */
   limits?: Partial<Limits>;
   log?: Log;
@@ -104,7 +110,7 @@ export function createApp(deps: ApiDeps): Api {
   const streams = new Set<AbortController>();
   const fileRoots = deps.fileRoots ?? [];
   const quotas = new Quotas(deps.client, { ...DEFAULT_LIMITS, ...deps.limits });
-  const meshes = new Meshes(deps.client, deps.namespace, quotas, deps.uiUrl);
+  const meshes = new Meshes(deps.client, deps.namespace, quotas, deps.uiUrl, deps.trustStore);
   meshRoutes(app, meshes, quotas, fileRoots, streams, deps.pollMs);
   addScheduleRoutes(app, deps.client, fileRoots);
   addCodecRoutes(app, deps.codec);

@@ -7,15 +7,16 @@ import {
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
 import {
+  CREATED_BY_MEMO,
   MeshAlreadyRunningError,
   type StatusView,
   applyMesh,
   extendMesh,
+  meshCreatedBy,
   meshHandle,
   meshStatus,
   meshWebUiUrl,
   planChange,
-  resolveMesh,
   startMesh,
   statusView,
   teardownMesh,
@@ -23,6 +24,8 @@ import {
 } from '../client';
 import { SpecError, locateProblems, parseMeshSpec } from '../spec/load';
 import { describeDelta } from '../plan/diff';
+import { PermanentError } from '../steps/errors';
+import type { TrustStore } from '../trust-store/store';
 import type { MeshSpec } from '../spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { TASK_QUEUE, meshWorkflowId } from '../workflows/definitions';
@@ -43,8 +46,7 @@ import { PHASES } from './schemas';
 /** How long a call to Temporal may take before the request fails with 503 (verify waits for its checks). */
 const DEADLINE_MS = 10_000;
 const EXTENDABLE: MeshPhase[] = ['provisioning', 'ready', 'updating', 'kept'];
-/** The memo field naming the API token whose request started a run (shown by the Web UI and GET /v1/meshes/{name}). */
-export const CREATED_BY_MEMO = 'createdBy';
+export { CREATED_BY_MEMO } from '../client';
 
 export class Meshes {
   private readonly keys = new IdempotencyKeys();
@@ -63,6 +65,7 @@ export class Meshes {
     private readonly namespace: string,
     private readonly quotas: Quotas,
     private readonly uiUrl?: string,
+    private readonly trustStore?: TrustStore,
   ) {}
 
   /** `fn`'s calls to Temporal, failing (503) after `ms`. */
@@ -94,7 +97,7 @@ export class Meshes {
     try {
       this.starter ??= withCreatorAttribute(this.client, CREATED_BY_MEMO);
       const starter = this.starter;
-      const handle = await this.temporal(() => startMesh(starter, spec, TASK_QUEUE, memos));
+      const handle = await this.temporal(() => startMesh(starter, spec, TASK_QUEUE, memos, this.trustStore));
       return {
         name: spec.name,
         workflowId: handle.workflowId,
@@ -102,6 +105,8 @@ export class Meshes {
         ...this.webUi(spec.name),
       };
     } catch (err) {
+      // What the files (or PEM) hold cannot be used: a root that is no CA, a file that cannot be read.
+      if (err instanceof PermanentError) throw new ApiError(400, 'invalid_spec', err.message);
       if (!(err instanceof MeshAlreadyRunningError)) throw err;
       throw new ApiError(
         409,
@@ -122,16 +127,7 @@ export class Meshes {
   private creator(mesh: string): Promise<string | undefined> {
     let lookup = this.creators.get(mesh);
     if (!lookup) {
-      lookup = this.temporal(async () => {
-        const latest = await (await resolveMesh(this.client, mesh)).describe();
-        const firstRunId = latest.raw.workflowExecutionInfo?.firstRunId;
-        const memo =
-          latest.memo?.[CREATED_BY_MEMO] ??
-          (firstRunId && firstRunId !== latest.runId
-            ? (await this.client.workflow.getHandle(latest.workflowId, firstRunId).describe()).memo?.[CREATED_BY_MEMO]
-            : undefined);
-        return typeof memo === 'string' ? memo : undefined;
-      }).catch(() => undefined);
+      lookup = this.temporal(() => meshCreatedBy(this.client, mesh)).catch(() => undefined);
       this.creators.set(mesh, lookup);
       void lookup.finally(() => this.creators.get(mesh) === lookup && this.creators.delete(mesh));
     }

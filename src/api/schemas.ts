@@ -220,6 +220,10 @@ export const MeshListSchema = z
         clusters: z.number().int().optional(),
         provider: z.string().optional(),
         startedAt: z.string(),
+        createdBy: z
+          .string()
+          .optional()
+          .describe("the name of the API token that started the run (its memo's createdBy)"),
         hostUnavailable: z
           .object({ host: z.string(), since: z.string() })
           .optional()
@@ -297,8 +301,40 @@ export function apiSpecSchema(schema: JsonSchema): JsonSchema {
       JsonSchema | undefined;
   const absolute = { pattern: '^/', description: 'an absolute path under a directory of MESHFLOW_API_FILE_ROOTS' };
   const props = at(schema, 'properties');
-  for (const key of ['certFile', 'keyFile', 'chainFile'])
-    Object.assign(at(props, 'trust', 'properties', 'rootCa', 'properties', key) ?? {}, absolute);
+  const rootCa = at(props, 'trust', 'properties', 'rootCa');
+  for (const key of ['certFile', 'keyFile', 'chainFile']) Object.assign(at(rootCa, 'properties', key) ?? {}, absolute);
+  const pem = (what: string) => ({
+    pattern: `-----BEGIN ${what}`,
+    description:
+      `${what === 'CERTIFICATE' ? 'certificate' : 'unencrypted private key'}, PEM; validated, kept in the ` +
+      "trust store (MESHFLOW_TRUST_STORE=kubernetes:...), never in the workflow's history",
+  });
+  Object.assign(at(rootCa, 'properties', 'cert') ?? {}, pem('CERTIFICATE'));
+  Object.assign(at(rootCa, 'properties', 'key') ?? {}, {
+    ...pem('(RSA |EC )?PRIVATE KEY'),
+    pattern: 'PRIVATE KEY-----',
+  });
+  Object.assign(at(rootCa, 'properties', 'chain') ?? {}, pem('CERTIFICATE'));
+  if (rootCa) {
+    // Files or PEM text, never both: either certFile and keyFile, or cert and key.
+    rootCa.oneOf = [
+      {
+        required: ['certFile', 'keyFile'],
+        not: { anyOf: [{ required: ['cert'] }, { required: ['key'] }, { required: ['chain'] }] },
+      },
+      {
+        required: ['cert', 'key'],
+        not: { anyOf: [{ required: ['certFile'] }, { required: ['keyFile'] }, { required: ['chainFile'] }] },
+      },
+    ];
+  }
+  // `stored` is set by meshflow in the spec a run records, never by a client.
+  for (const obj of [
+    rootCa,
+    at(props, 'app', 'properties', 'manifests', 'items'),
+    at(props, 'clusters', 'items', 'properties', 'existing'),
+  ])
+    delete (at(obj, 'properties') ?? {}).stored;
   Object.assign(at(props, 'app', 'properties', 'manifests', 'items', 'properties', 'file') ?? {}, absolute);
   Object.assign(at(props, 'clusters', 'items', 'properties', 'existing', 'properties', 'kubeconfig') ?? {}, absolute);
   Object.assign(at(props, 'ttl') ?? {}, { pattern: '^(\\d+[smhd])+$', description: 'between 5m and 30d' });

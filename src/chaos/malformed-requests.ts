@@ -2,7 +2,8 @@
 // reason its message must give: spec file references outside MESHFLOW_API_FILE_ROOTS (another
 // mesh's CA key, `..`, a symlink out of a root, every field that names a file), bodies just over
 // the limits, a token past its quotas, and tokens presented wrongly (a token file's whole
-// `name:token` line, a name instead of its token). None of them may start a workflow.
+// `name:token` line, a name instead of its token), a root CA given as PEM that is none (whose key
+// the answer must not quote). None of them may start a workflow.
 import path from 'node:path';
 
 export interface MalformedRequest {
@@ -19,6 +20,8 @@ export interface MalformedRequest {
   code: string;
   reason: RegExp;
   headers?: Record<string, RegExp>;
+  /** Text the answer must not hold: the content of a key the request carried. */
+  absent?: string;
 }
 
 export interface RequestCorpusContext {
@@ -35,6 +38,9 @@ export interface RequestCorpusContext {
 }
 
 const FILES = /MESHFLOW_API_FILE_ROOTS/;
+/** The body of a "key" that is not one: an answer quoting the key would quote this. */
+const KEY_BODY = 'bm90LWEta2V5LWJ1dC1hLXNlY3JldC1hbGwtdGhlLXNhbWU=';
+const pem = (what: string, body: string) => `"-----BEGIN ${what}-----\\n${body}\\n-----END ${what}-----\\n"`;
 const WEST = '{ name: west, provider: local, network: n2 }';
 
 /** A valid two-cluster spec with `extra` YAML appended. */
@@ -82,6 +88,23 @@ export function malformedRequests(ctx: RequestCorpusContext): MalformedRequest[]
         '',
         `{ name: west, provider: existing, existing: { kubeconfig: ${key} }, network: n2 }`,
       ),
+    },
+    {
+      name: 'root CA as PEM that does not parse',
+      method: 'POST',
+      path: '/v1/meshes',
+      body: specYaml(
+        'rq-bad-pem',
+        `trust:\n  rootCa:\n    cert: ${pem('CERTIFICATE', 'bm90IGEgY2VydGlmaWNhdGU=')}\n` +
+          `    key: ${pem('PRIVATE KEY', KEY_BODY)}`,
+      ),
+      type: yaml,
+      token: as,
+      status: 400,
+      code: 'invalid_spec',
+      reason:
+        /trust\.rootCa\.cert: is not a PEM certificate[^]*trust\.rootCa\.key: is not an unencrypted PEM private key/,
+      absent: KEY_BODY,
     },
     {
       name: 'schedule whose spec names a file',

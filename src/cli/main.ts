@@ -6,8 +6,10 @@ import { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import {
   applyMesh,
+  endedRun,
   extendMesh,
   listMeshes,
+  meshCreatedBy,
   meshHandle,
   meshStatus,
   planChange,
@@ -17,7 +19,7 @@ import {
   verifyMesh,
 } from '../client';
 import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../gc';
-import { kubernetesLocationFromEnv } from '../trust-store/from-env';
+import { kubernetesLocationFromEnv, trustStoreFromEnv } from '../trust-store/from-env';
 import { COMPONENTS } from '../local/clusters';
 import { buildPlan } from '../plan/plan';
 import { GkeProvider } from '../adapters/gke';
@@ -30,6 +32,7 @@ import { ensureTools } from '../tools/install';
 import { logFileOf } from '../util/daemon';
 import { stderrProgress } from '../util/progress';
 import { sleep } from '../util/net';
+import { TASK_QUEUE } from '../workflows/definitions';
 import type { MeshStatus } from '../workflows/types';
 import { doctor } from './doctor';
 import { gkeEmulatorCommand } from './gke-emulator';
@@ -154,7 +157,8 @@ program
 async function up(file: string, opts: { detach?: boolean }): Promise<void> {
   const spec = loadMeshSpec(file);
   const { client, target } = await connectWithWorker();
-  await startMesh(client, spec);
+  // The workers' store: the files the spec names are copied into it, and read from it thereafter.
+  await startMesh(client, spec, TASK_QUEUE, undefined, trustStoreFromEnv(stateDir()));
   const link = target.uiUrl
     ? `${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(`mesh/${spec.name}`)}`
     : undefined;
@@ -238,8 +242,15 @@ program
   .option('--json', 'print the status as JSON')
   .action(async (mesh: string, opts: { json?: boolean }) => {
     const { client, target } = await connectWithWorker(); // queries are answered by a worker
-    const s = await meshStatus(client, mesh);
-    process.stdout.write(opts.json ? JSON.stringify(statusView(s), null, 2) + '\n' : renderStatus(s, target.uiUrl));
+    const [s, createdBy] = await Promise.all([
+      meshStatus(client, mesh),
+      meshCreatedBy(client, mesh).catch(() => undefined),
+    ]);
+    process.stdout.write(
+      opts.json
+        ? JSON.stringify({ ...statusView(s), ...(createdBy ? { createdBy } : {}) }, null, 2) + '\n'
+        : renderStatus(s, target.uiUrl, createdBy),
+    );
   });
 
 program
@@ -266,7 +277,8 @@ program
     const rows = (await listMeshes(client)).map(
       (m) =>
         `${m.name.padEnd(20)} ${(m.phase ?? '?').padEnd(14)} ` +
-        `${String(m.clusters ?? '?').padStart(3)} clusters  ${m.provider ?? ''}` +
+        `${String(m.clusters ?? '?').padStart(3)} clusters  ${(m.provider ?? '').padEnd(9)}` +
+        (m.createdBy ? `  created by ${m.createdBy}` : '') +
         (m.hostUnavailable ? `  HostUnavailable: ${m.hostUnavailable.host} since ${m.hostUnavailable.since}` : ''),
     );
     process.stdout.write(rows.length ? rows.join('\n') + '\n' : 'no meshes running\n');
@@ -291,7 +303,23 @@ program
   .action(async (mesh: string, opts: { wait?: boolean; abandonHost?: boolean }) => {
     const { client } = await connectWithWorker();
     // The run signalled is the run followed: a scheduled mesh may run under another workflow id.
-    const run = await teardownMesh(client, mesh, { abandonHost: opts.abandonHost });
+    let run;
+    try {
+      run = await teardownMesh(client, mesh, { abandonHost: opts.abandonHost });
+    } catch (err) {
+      // A signal to a run that has ended is "not found" too: say which it is.
+      const ended = err instanceof WorkflowNotFoundError ? await endedRun(client, mesh) : undefined;
+      if (!ended) throw err;
+      const phase = ended.phase ? `, phase ${ended.phase}` : '';
+      const at = ended.closedAt ? ` at ${ended.closedAt}` : '';
+      process.stdout.write(
+        `mesh ${mesh} has already ended (workflow ${ended.workflowId} ${ended.closed}${at}${phase}): ` +
+          'nothing to tear down' +
+          (ended.phase === 'deleted' ? '\n' : `; \`meshflow gc\` removes what it may have left\n`),
+      );
+      if (ended.phase !== 'deleted') process.exitCode = 1;
+      return;
+    }
     const abandoning = opts.abandonHost ? ', abandoning its host' : '';
     process.stdout.write(`mesh ${mesh}: teardown requested (workflow ${run.workflowId}${abandoning})\n`);
     if (opts.wait) {

@@ -36,8 +36,9 @@ export function forgotIn(afterMs?: number): string {
     : `; forgotten by every istiod ${(afterMs / 1000).toFixed(1)} s after its links were removed`;
 }
 
-export function renderStatus(s: MeshStatus, uiUrl?: string): string {
+export function renderStatus(s: MeshStatus, uiUrl?: string, createdBy?: string): string {
   const lines = [`mesh ${s.mesh}: ${s.phase}${s.expiresAt && s.phase === 'ready' ? ` (expires ${s.expiresAt})` : ''}`];
+  if (createdBy) lines.push(`created by: ${createdBy} (API token)`);
   if (s.error) lines.push(`error: ${s.error}`);
   // Conditions that say something beyond the phase: a host gone, checks failing, an update running, drift.
   for (const c of s.conditions ?? []) {

@@ -5,7 +5,9 @@ import { assertServable, tokensFromEnv } from '../api/auth';
 import { fileRootsFromEnv } from '../api/file-roots';
 import { stderrLog } from '../api/observe';
 import { limitsFromEnv } from '../api/quotas';
+import { stateDir } from '../paths';
 import { payloadCodec } from '../temporal/codec';
+import { trustStoreFromEnv } from '../trust-store/from-env';
 import { connectWithWorker } from './local-mode';
 
 export async function serveCommand(opts: { port: string; host: string; insecureNoAuth?: boolean }): Promise<void> {
@@ -15,6 +17,8 @@ export async function serveCommand(opts: { port: string; host: string; insecureN
   const codec = payloadCodec();
   const fileRoots = fileRootsFromEnv();
   const limits = limitsFromEnv();
+  // The workers' store: files a spec names, and a root CA given as PEM, are copied into it at create.
+  const trustStore = trustStoreFromEnv(stateDir());
   // Refused before anything starts: no Temporal, no worker for a server that would not run.
   assertServable(opts.host, tokens, opts.insecureNoAuth);
   const { client, target } = await connectWithWorker();
@@ -29,6 +33,7 @@ export async function serveCommand(opts: { port: string; host: string; insecureN
     codec,
     tokens,
     fileRoots,
+    trustStore,
     limits,
     log: stderrLog,
     host: opts.host,

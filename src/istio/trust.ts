@@ -2,7 +2,8 @@
 // O=Istio, CN=Root CA) and per cluster an intermediate CA (L=<cluster>, pathlen 0, SAN
 // istiod.istio-system.svc), with the spec's key type (trust.keyAlgorithm): ECDSA P-256 or, as
 // tools/certs does, RSA 4096; signed with SHA-256. A user may bring their own root (files they
-// keep; meshflow reads them, never copies or deletes them). Keys stay in the mesh's trust store
+// keep, or PEM text; `up` copies either into the mesh's trust store, and the steps read it there;
+// meshflow never changes or deletes the user's files). Keys stay in the mesh's trust store
 // entries and in each cluster's `cacerts` secret; they never travel through workflow history.
 import { createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
@@ -35,12 +36,42 @@ export interface CacertsFiles {
   'cert-chain.pem': string;
 }
 
-/** A root CA the user keeps, by file reference (spec `trust.rootCa`). */
+/**
+ * A root CA the user keeps (spec `trust.rootCa`): files on the worker's host, PEM text, or, once
+ * `up` has copied either into the mesh's trust store, the prefix of its entries there (`stored`;
+ * the file names are then kept for messages only).
+ */
 export interface UserRoot {
-  certFile: string;
-  keyFile: string;
-  /** When certFile is an intermediate of the user's PKI: the certificates above it, up to the self-signed root. */
+  certFile?: string;
+  keyFile?: string;
+  /** When the certificate is an intermediate of the user's PKI: the certificates above it, up to the root. */
   chainFile?: string;
+  cert?: string;
+  key?: string;
+  chain?: string;
+  stored?: string;
+}
+
+/** The entries of a user's root copied into the trust store, under `stored`. */
+export const userRootEntries = (stored: string) => ({
+  cert: `${stored}/cert.pem`,
+  key: `${stored}/key.pem`,
+  chain: `${stored}/chain.pem`,
+});
+
+/** A user's root as PEM text, with how messages name each part (a field and file, never the content). */
+export interface UserRootPem {
+  cert: string;
+  key: string;
+  chain?: string;
+  names: { cert: string; key: string; chain: string };
+}
+
+/** How messages name the parts of a user's root: by field and file, or by field alone for PEM text. */
+export function userRootNames(user: UserRoot): UserRootPem['names'] {
+  const name = (file: 'certFile' | 'keyFile' | 'chainFile', text: 'cert' | 'key' | 'chain') =>
+    user[file] !== undefined ? `trust.rootCa.${file}: ${user[file]}` : `trust.rootCa.${text} (PEM)`;
+  return { cert: name('certFile', 'cert'), key: name('keyFile', 'key'), chain: name('chainFile', 'chain') };
 }
 
 /** The spec's `trust`: whose root, and the key type of the CAs meshflow makes. */
@@ -120,23 +151,59 @@ export function ensureRootCa(entries: MeshEntries, algorithm: CaKeyAlgorithm, si
 /** Roots being made in this process, by the entries they go to. */
 const makingRoots = new WeakMap<MeshEntries, Promise<Issued>>();
 
-/** The user's root CA, checked: a CA certificate, valid, allowed to sign intermediates, with its key. */
-export async function loadUserRoot(user: UserRoot): Promise<MeshRoot> {
-  const read = (field: 'certFile' | 'keyFile' | 'chainFile') => {
+/**
+ * The PEM of a user's root: from the trust store when `up` copied it there, else from the spec's
+ * text or the files on this host (meshes started before the copy existed name host paths).
+ */
+export async function userRootPem(user: UserRoot, entries?: MeshEntries, signal?: AbortSignal): Promise<UserRootPem> {
+  const names = userRootNames(user);
+  if (user.stored !== undefined) {
+    const at = userRootEntries(user.stored);
+    const get = async (part: 'cert' | 'key' | 'chain') => {
+      const value = await entries?.get(at[part], signal);
+      if (value === undefined && part !== 'chain') {
+        throw new PermanentError(
+          `${names[part]}: not in the mesh's trust store (entry ${at[part]}), where up copied it: ` +
+            'give every worker the MESHFLOW_TRUST_STORE the mesh was started with',
+        );
+      }
+      return value;
+    };
+    const [cert, key, chain] = await Promise.all([get('cert'), get('key'), get('chain')]);
+    return { cert: cert!, key: key!, ...(chain !== undefined ? { chain } : {}), names };
+  }
+  const read = (field: 'certFile' | 'keyFile' | 'chainFile', text: 'cert' | 'key' | 'chain') => {
+    if (user[text] !== undefined) return user[text];
+    if (user[field] === undefined) return undefined;
     try {
-      return fs.readFileSync(user[field]!, 'utf8');
+      return fs.readFileSync(user[field], 'utf8');
     } catch (err) {
       throw new PermanentError(`trust.rootCa.${field}: cannot read ${user[field]}: ${(err as Error).message}`);
     }
   };
+  const cert = read('certFile', 'cert');
+  const key = read('keyFile', 'key');
+  if (cert === undefined || key === undefined)
+    throw new PermanentError('trust.rootCa: needs a certificate and its key');
+  const chain = read('chainFile', 'chain');
+  return { cert, key, ...(chain !== undefined ? { chain } : {}), names };
+}
+
+/** The user's root CA, checked: a CA certificate, valid, allowed to sign intermediates, with its key. */
+export async function loadUserRoot(user: UserRoot, entries?: MeshEntries, signal?: AbortSignal): Promise<MeshRoot> {
+  return checkUserRoot(await userRootPem(user, entries, signal));
+}
+
+/** The checks of a user's root, on its PEM; messages name the parts, never quote them. */
+export async function checkUserRoot(pem: UserRootPem): Promise<MeshRoot> {
+  const { names } = pem;
   let certificate: x509.X509Certificate;
   try {
-    certificate = new x509.X509Certificate(read('certFile'));
-  } catch (err) {
-    if (err instanceof PermanentError) throw err;
-    throw new PermanentError(`trust.rootCa.certFile: ${user.certFile} is not a PEM certificate`);
+    certificate = new x509.X509Certificate(pem.cert);
+  } catch {
+    throw new PermanentError(`${names.cert} is not a PEM certificate`);
   }
-  const bad = (why: string) => new PermanentError(`trust.rootCa.certFile: ${user.certFile} ${why}`);
+  const bad = (why: string) => new PermanentError(`${names.cert} ${why}`);
   const constraints = certificate.getExtension(x509.BasicConstraintsExtension);
   if (!constraints?.ca) throw bad('is not a CA certificate (basicConstraints CA:TRUE is missing)');
   if (constraints.pathLength === 0) {
@@ -150,40 +217,39 @@ export async function loadUserRoot(user: UserRoot): Promise<MeshRoot> {
   }
   const algorithm = keyAlgorithmOf(certificate);
   if (!algorithm) throw bad('has a key meshflow cannot sign with (use RSA 2048/3072/4096 or ECDSA P-256/P-384)');
-  const keyPem = read('keyFile');
   let key: KeyPair;
   try {
     // PKCS#1 ("RSA PRIVATE KEY"), SEC1 ("EC PRIVATE KEY") or PKCS#8: WebCrypto takes only the last.
-    const pkcs8 = createPrivateKey(keyPem).export({ type: 'pkcs8', format: 'pem' }).toString();
+    const pkcs8 = createPrivateKey(pem.key).export({ type: 'pkcs8', format: 'pem' }).toString();
     key = await importKeyPair(algorithm, pkcs8, certificate);
   } catch {
     throw new PermanentError(
-      `trust.rootCa.keyFile: ${user.keyFile} is not an unencrypted PEM ${algorithm} private key ` +
+      `${names.key} is not an unencrypted PEM ${algorithm} private key ` +
         '(decrypt it with `openssl pkey -in KEY -out PLAIN`)',
     );
   }
   if (!(await keysMatch(key))) {
-    throw new PermanentError(`trust.rootCa.keyFile: ${user.keyFile} is not the key of ${user.certFile}`);
+    throw new PermanentError(`${names.key} is not the key of ${names.cert.replace(/^trust\.rootCa\.\w+: /, '')}`);
   }
-  const chain = user.chainFile ? await loadChain(certificate, user.chainFile, read('chainFile')) : [];
+  const chain = pem.chain !== undefined ? await loadChain(certificate, names.chain, pem.chain) : [];
   return { certificate, key, chain };
 }
 
 /** The certificates of chainFile, ordered from the one that signed `signer` up to a self-signed root. */
-async function loadChain(signer: x509.X509Certificate, file: string, pem: string): Promise<x509.X509Certificate[]> {
+async function loadChain(signer: x509.X509Certificate, name: string, pem: string): Promise<x509.X509Certificate[]> {
   let certs: x509.X509Certificate[];
   try {
     certs = x509.PemConverter.decode(pem).map((der) => new x509.X509Certificate(der));
   } catch {
-    throw new PermanentError(`trust.rootCa.chainFile: ${file} is not a PEM bundle of certificates`);
+    throw new PermanentError(`${name} is not a PEM bundle of certificates`);
   }
   const chain: x509.X509Certificate[] = [];
   for (let child = signer; !(await child.isSelfSigned());) {
     const parent = certs.find((c) => c.subject === child.issuer && !chain.includes(c));
     if (!parent || !(await child.verify({ publicKey: parent.publicKey, signatureOnly: true }))) {
       throw new PermanentError(
-        `trust.rootCa.chainFile: ${file} has no certificate that signed "${child.subject}": ` +
-          'it must hold every CA certificate above certFile, up to the root',
+        `${name} has no certificate that signed "${child.subject}": ` +
+          'it must hold every CA certificate above the root CA certificate, up to the self-signed root',
       );
     }
     chain.push(parent);
@@ -195,7 +261,7 @@ async function loadChain(signer: x509.X509Certificate, file: string, pem: string
 /** The mesh's root: the user's when the spec names one, else the one meshflow keeps in the store. */
 export async function meshRoot(entries: MeshEntries, trust: TrustSettings, signal?: AbortSignal): Promise<MeshRoot> {
   return trust.rootCa
-    ? loadUserRoot(trust.rootCa)
+    ? loadUserRoot(trust.rootCa, entries, signal)
     : { ...(await ensureRootCa(entries, trust.keyAlgorithm, signal)), chain: [] };
 }
 

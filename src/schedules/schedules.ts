@@ -12,6 +12,7 @@ import {
   type ScheduleSummary,
 } from '@temporalio/client';
 import { meshSummary, planDetails, recordedSpec } from '../client';
+import { hasInlineRoot } from '../trust-store/spec-files';
 import { formatDurationMs, parseDuration } from '../spec/duration';
 import type { MeshSpec } from '../spec/schema';
 import { TASK_QUEUE } from '../workflows/definitions';
@@ -190,6 +191,12 @@ export async function createMeshSchedule(
   taskQueue = TASK_QUEUE,
 ): Promise<string> {
   checkWhen('mesh', when);
+  if (hasInlineRoot(spec)) {
+    // A schedule's action holds the spec as it is, and each tick's run records it: no key may be in it.
+    throw new ScheduleInputError([
+      { path: 'trust.rootCa', message: 'a scheduled mesh names its root CA by files (certFile, keyFile), not as PEM' },
+    ]);
+  }
   const recorded = recordedSpec(spec);
   const input: ScheduledMeshInput = { spec: recorded, summary: meshSummary(spec), details: planDetails(recorded) };
   const { clusters, istio, ttl } = spec;

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML, { type CST, type Document, LineCounter, Parser, isNode } from 'yaml';
+import { inlineRootProblems } from './pem';
 import { type MeshSpec, meshSchema } from './schema';
 
 export interface SpecProblem {
@@ -120,6 +121,9 @@ export function parseMeshSpec(text: string, file = '<spec>', options: ParseOptio
           message: `${resolved} does not exist`,
         });
       }
+    }
+    for (const p of inlineRootProblems(result.data)) {
+      problems.push({ path: formatPath(p.path), ...positionOf(doc, p.path, at), message: p.message });
     }
     if (problems.length) throw new SpecError(file, problems);
     return result.data;

@@ -31,9 +31,17 @@ const ttl = z.string().superRefine((s, ctx) => {
 
 const localProvider = z.strictObject({}).describe('a control-plane-only cluster on this machine');
 
+/**
+ * Where `up` put the content of a file the spec names: an entry (or, for a root CA, the prefix of
+ * its entries) in the mesh's trust store. Set by meshflow in the spec a run records, which keeps
+ * the file's path for display and none of its content; never written by a user.
+ */
+const stored = z.string().min(1).optional();
+
 const existingProvider = z.strictObject({
   kubeconfig: z.string().min(1).describe('path of the kubeconfig file'),
   context: z.string().min(1).optional().describe('context in that file (default: its current context)'),
+  stored,
 });
 
 export const GKE_RELEASE_CHANNELS = ['RAPID', 'REGULAR', 'STABLE', 'EXTENDED'] as const;
@@ -102,13 +110,24 @@ export const meshSchema = z
         keyAlgorithm: z
           .enum(CA_KEY_ALGORITHMS, { error: `must be one of ${CA_KEY_ALGORITHMS.join(', ')}` })
           .default('ecdsa-p256'),
-        /** Bring your own root CA (PEM files you keep); default: meshflow makes one per mesh. */
+        /**
+         * Bring your own root CA, as PEM files (certFile, keyFile, chainFile) or as PEM text (cert, key,
+         * chain); default: meshflow makes one per mesh. `up` copies it into the mesh's trust store.
+         */
         rootCa: z
           .strictObject({
-            certFile: z.string().min(1),
-            keyFile: z.string().min(1),
+            certFile: z.string().min(1).optional(),
+            keyFile: z.string().min(1).optional(),
             /** When certFile is an intermediate of your PKI: the CA certificates above it, up to your root. */
             chainFile: z.string().min(1).optional(),
+            cert: z.string().min(1).optional().describe('the CA certificate, PEM'),
+            key: z.string().min(1).optional().describe('its unencrypted private key, PEM (PKCS#1, SEC1 or PKCS#8)'),
+            chain: z
+              .string()
+              .min(1)
+              .optional()
+              .describe('when cert is an intermediate of your PKI: the CA certificates above it, up to your root, PEM'),
+            stored,
           })
           .optional(),
       })
@@ -139,6 +158,7 @@ export const meshSchema = z
             z.strictObject({
               file: z.string().min(1),
               clusters: z.array(dnsLabel).min(1),
+              stored,
               /** Namespace for objects that name none; created (with sidecar injection) unless it exists. Default: "default". */
               namespace: dnsLabel.optional(),
             }),
@@ -158,6 +178,16 @@ export const meshSchema = z
       .prefault({}),
   })
   .superRefine((mesh, ctx) => {
+    rootCaProblems(mesh.trust.rootCa, ctx);
+    const notYours = (path: Array<string | number>) =>
+      ctx.addIssue({
+        code: 'custom',
+        path: [...path, 'stored'],
+        message: 'is set by meshflow when it copies the file into the trust store at up; remove it',
+      });
+    if (mesh.trust.rootCa?.stored !== undefined) notYours(['trust', 'rootCa']);
+    mesh.clusters.forEach((c, i) => c.existing?.stored !== undefined && notYours(['clusters', i, 'existing']));
+    mesh.app.manifests.forEach((m, i) => m.stored !== undefined && notYours(['app', 'manifests', i]));
     const names = new Map<string, number>();
     mesh.clusters.forEach((c, i) => {
       if (names.has(c.name))
@@ -327,6 +357,29 @@ export const meshSchema = z
       });
     });
   });
+
+type RootCa = NonNullable<z.infer<typeof meshSchema>['trust']['rootCa']>;
+
+/** A root CA is files (certFile and keyFile, chainFile optional) or PEM text (cert and key, chain optional). */
+function rootCaProblems(root: RootCa | undefined, ctx: z.RefinementCtx): void {
+  if (!root) return;
+  const issue = (field: string, message: string) =>
+    ctx.addIssue({ code: 'custom', path: ['trust', 'rootCa', field], message });
+  const files = root.certFile !== undefined || root.keyFile !== undefined || root.chainFile !== undefined;
+  const inline = root.cert !== undefined || root.key !== undefined || root.chain !== undefined;
+  if (files && inline) {
+    issue(
+      root.cert !== undefined ? 'cert' : root.key !== undefined ? 'key' : 'chain',
+      'give the root CA as files (certFile, keyFile) or as PEM (cert, key), not both',
+    );
+  } else if (inline) {
+    if (root.cert === undefined) issue('cert', 'the root CA needs its certificate (PEM) beside its key');
+    if (root.key === undefined) issue('key', 'the root CA needs its private key (PEM) beside its certificate');
+  } else if (root.stored === undefined) {
+    if (root.certFile === undefined) issue('certFile', 'the root CA needs certFile (or cert, PEM)');
+    if (root.keyFile === undefined) issue('keyFile', 'the root CA needs keyFile (or key, PEM)');
+  }
+}
 
 export type MeshSpec = z.infer<typeof meshSchema>;
 export type ClusterSpec = z.infer<typeof clusterSchema>;

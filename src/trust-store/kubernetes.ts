@@ -132,6 +132,31 @@ export class KubernetesTrustStore implements TrustStore {
       .sort();
   }
 
+  async removeEntries(mesh: string, names: string[], signal?: AbortSignal): Promise<void> {
+    checkEntryNames(names);
+    const kube = this.kube(signal);
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const secret = await this.read(kube, mesh);
+      const data = { ...secret?.data };
+      if (!secret || !names.some((n) => data[dataKey(n)] !== undefined)) return;
+      for (const n of names) delete data[dataKey(n)];
+      try {
+        // Compare-and-swap as putIfAbsent: an entry written meanwhile by anyone is read again, never lost.
+        if (Object.keys(data).length) await kube.requestJson('PUT', this.path(mesh), { ...secret, data });
+        else
+          await kube.requestJson('DELETE', this.path(mesh), {
+            apiVersion: 'v1',
+            kind: 'DeleteOptions',
+            preconditions: { uid: secret.metadata?.uid, resourceVersion: secret.metadata?.resourceVersion },
+          });
+        return;
+      } catch (err) {
+        if (code(err) !== 409 && code(err) !== 404) throw this.explained(err);
+      }
+    }
+    throw new Error(`trust store (${this.where}): Secret ${secretName(mesh)} kept changing under ${MAX_ROUNDS} writes`);
+  }
+
   /** Deletes the mesh's Secret when it carries the mesh's labels (a Secret that is not its own stays). */
   async deleteMesh(mesh: string, signal?: AbortSignal): Promise<void> {
     const kube = this.kube(signal);

@@ -97,6 +97,15 @@ export class StateDirTrustStore implements TrustStore {
     return this.entries(mesh).list();
   }
 
+  async removeEntries(mesh: string, names: string[]): Promise<void> {
+    checkEntryNames(names);
+    const entries = this.entries(mesh);
+    await withLock(path.join(entries.dir, 'entries'), async () => {
+      for (const n of names) fs.rmSync(path.join(entries.dir, ...n.split('/')), { force: true });
+    });
+    if (!entries.list().length) await this.deleteMesh(mesh);
+  }
+
   async deleteMesh(mesh: string): Promise<void> {
     fs.rmSync(caDir(this.stateDir, mesh), { recursive: true, force: true });
   }

@@ -24,6 +24,11 @@ export interface TrustStore {
   putIfAbsent(mesh: string, entries: Record<string, string>, signal?: AbortSignal): Promise<Record<string, string>>;
   /** The names of a mesh's entries (none when it has none). */
   list(mesh: string, signal?: AbortSignal): Promise<string[]>;
+  /**
+   * Removes these entries of a mesh (those that are there), and the mesh's place in the store when
+   * no entry is left: what a start that failed had copied in, without touching the other entries.
+   */
+  removeEntries(mesh: string, names: string[], signal?: AbortSignal): Promise<void>;
   /** Removes every entry of a mesh, and nothing of any other mesh; nothing to remove is fine. */
   deleteMesh(mesh: string, signal?: AbortSignal): Promise<void>;
   /** What a mesh's ledger records when its entries are made here, so that its undo removes them. */

@@ -72,6 +72,13 @@ export const PATCH_PREFLIGHT = 'meshflow-preflight';
  * abandoned by `down --abandon-host`; a due token renewal no longer holds up a teardown.
  */
 export const PATCH_V3 = 'meshflow-v3-cancel-siblings';
+/**
+ * Release 4: the files a spec names (and a root CA given as PEM) are copied into the trust store
+ * by `up`, and the spec names their entries (`stored`): with a store every worker reads, such a
+ * mesh needs no host for them, and its ledger records the store from the start (a mesh that fails
+ * before its root-ca step still removes the copies).
+ */
+export const PATCH_V4 = 'meshflow-v4-store-files';
 
 const RETRY = {
   initialInterval: '1s',
@@ -149,16 +156,35 @@ function hostTimedOut(err: unknown): boolean {
 }
 
 /**
- * Whether a mesh's steps need the disk of one host: local clusters run there, an existing
- * cluster's kubeconfig and the files a spec names (a user's root CA, app manifests) are read
- * there, and CAs kept in a host's state directory stay there.
+ * Whether a mesh's steps need the disk of one host: local clusters run there, CAs kept in a
+ * host's state directory stay there, and an existing cluster's kubeconfig and the files a spec
+ * names (a user's root CA, app manifests) are read there, unless `up` copied them into the store
+ * (release 4: then any worker reads them).
  */
-function needsOneHost(spec: MeshSpec, claim: HostClaim): boolean {
+function needsOneHost(spec: MeshSpec, claim: HostClaim, v4: boolean): boolean {
+  if (!claim.sharedTrust) return true;
+  if (!v4) {
+    return (
+      spec.clusters.some((c) => c.provider !== 'gke') ||
+      spec.trust.rootCa !== undefined ||
+      spec.app.manifests.length > 0
+    );
+  }
   return (
-    !claim.sharedTrust ||
-    spec.clusters.some((c) => c.provider !== 'gke') ||
-    spec.trust.rootCa !== undefined ||
-    spec.app.manifests.length > 0
+    spec.clusters.some(
+      (c) => c.provider === 'local' || (c.provider === 'existing' && c.existing?.stored === undefined),
+    ) ||
+    (spec.trust.rootCa !== undefined && spec.trust.rootCa.stored === undefined) ||
+    spec.app.manifests.some((m) => m.stored === undefined)
+  );
+}
+
+/** Whether `up` copied files of the spec into the trust store (their entries are the mesh's, as its CAs are). */
+function copiedFiles(spec: MeshSpec): boolean {
+  return (
+    spec.trust.rootCa?.stored !== undefined ||
+    spec.clusters.some((c) => c.existing?.stored !== undefined) ||
+    spec.app.manifests.some((m) => m.stored !== undefined)
   );
 }
 
@@ -194,6 +220,7 @@ function tracedResources(err: unknown): Resource[] {
 export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStatus> {
   const v2 = patched(PATCH_V2);
   const v3 = v2 && patched(PATCH_V3);
+  const v4 = v3 && patched(PATCH_V4);
   // The spec and plan the mesh runs: its first, then each one an `apply` made it.
   let spec = upgradeSpec(input.spec);
   // Meshes started before preflights existed keep the plan they started with.
@@ -233,6 +260,11 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       if (!known) status.ledger.push({ step, resource, createdAt: now() });
     }
   };
+  // The copies `up` made are the mesh's trust store entries, as its CAs are (the root-ca step's):
+  // recorded now, so they are undone with the mesh even when it fails before that step.
+  if (v4 && !input.carried && copiedFiles(spec)) {
+    record(plan.steps.find((s) => s.kind === 'root-ca')!.id, [{ type: 'trust', mesh: spec.name }]);
+  }
   let teardownRequested = false;
   /** Why provisioning was stopped from outside (teardown, expiry), once it was. */
   let stopReason: string | undefined;
@@ -457,7 +489,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       startToCloseTimeout: '1 minute',
       summary: 'claim a worker host',
     }).claimHost();
-    if (!v3 || needsOneHost(spec, host)) {
+    if (!v3 || needsOneHost(spec, host, v4)) {
       status.hostQueue = host.taskQueue;
       status.host = host.host;
     }

@@ -458,7 +458,7 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
             .readNamespacedSecret({ name: 'cacerts', namespace: 'istio-system' })
         ).data!['root-cert.pem'];
         expect(Buffer.from(root, 'base64').toString()).toContain(
-          fs.readFileSync(spec.trust.rootCa!.certFile, 'utf8').split('\n')[1],
+          fs.readFileSync(spec.trust.rootCa!.certFile!, 'utf8').split('\n')[1],
         );
       }
       if (options.breakAndVerify) await breakAndVerify(mesh, local);
@@ -476,7 +476,7 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
       expect(fs.existsSync(path.join(state, 'meshes', mesh))).toBe(false);
       // The user's root is theirs: read, never removed.
       if (spec.trust.rootCa)
-        expect([fs.existsSync(spec.trust.rootCa.certFile), fs.existsSync(spec.trust.rootCa.keyFile)]).toEqual([
+        expect([fs.existsSync(spec.trust.rootCa.certFile!), fs.existsSync(spec.trust.rootCa.keyFile!)]).toEqual([
           true,
           true,
         ]);
