@@ -344,11 +344,24 @@ export async function planChange(client: Client, next: MeshSpec, replace: string
   };
 }
 
-/** Starts `apply` on the running mesh; resolves once the workflow has accepted it (the validator passed). */
-export async function applyMesh(client: Client, next: MeshSpec, replace: string[] = []) {
+/**
+ * Starts `apply` on the running mesh; resolves once the workflow has accepted it (the validator
+ * passed). With `store` (the workers' trust store), the files the new spec names are copied into
+ * it first, as `startMesh` does; a refused update removes its copies.
+ */
+export async function applyMesh(client: Client, next: MeshSpec, replace: string[] = [], store?: TrustStore) {
   const handle = await resolveMesh(client, next.name);
-  return handle.startUpdate(applyUpdate, {
-    args: [{ spec: recordedSpec(next), ...(replace.length ? { replace } : {}) }],
-    waitForStage: WorkflowUpdateStage.ACCEPTED,
-  });
+  if (!store && hasInlineRoot(next)) {
+    throw new PermanentError('trust.rootCa: a root CA given as PEM needs the trust store the workers use');
+  }
+  const copied = store ? await copySpecFiles(store, next) : { spec: next, entries: [] };
+  try {
+    return await handle.startUpdate(applyUpdate, {
+      args: [{ spec: recordedSpec(copied.spec), ...(replace.length ? { replace } : {}) }],
+      waitForStage: WorkflowUpdateStage.ACCEPTED,
+    });
+  } catch (err) {
+    if (copied.entries.length) await store!.removeEntries(next.name, copied.entries).catch(() => undefined);
+    throw err;
+  }
 }

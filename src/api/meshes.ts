@@ -234,7 +234,7 @@ export class Meshes {
     this.changed(mesh);
     let update: Awaited<ReturnType<typeof applyMesh>>;
     try {
-      update = await this.temporal(() => applyMesh(this.client, spec, replace));
+      update = await this.temporal(() => applyMesh(this.client, spec, replace, this.trustStore));
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
       if (!(err instanceof WorkflowUpdateFailedError)) throw err;

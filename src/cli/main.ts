@@ -116,7 +116,7 @@ program
     const { client } = await connectWithWorker();
     const { problems, delta } = await planChange(client, spec, opts.replace);
     if (problems.length) throw locateProblems(file, problems);
-    const update = await applyMesh(client, spec, opts.replace);
+    const update = await applyMesh(client, spec, opts.replace, trustStoreFromEnv(stateDir()));
     if (!opts.json)
       process.stdout.write(`mesh ${spec.name}: update ${update.updateId} accepted\n${describeDelta(delta!)}`);
     // Step changes as they happen, until the update answers.

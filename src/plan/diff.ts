@@ -46,10 +46,14 @@ export interface PlanDelta {
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
-/** A cluster's settings that a kept cluster may not change (its provider's section, addresses, CIDRs). */
-function fixedSettings(c: ClusterSpec): Record<string, unknown> {
-  // An existing cluster's kubeconfig file may move (or be copied into the trust store): its context may not.
-  const existing = c.existing ? { context: c.existing.context } : undefined;
+/**
+ * A cluster's settings that a kept cluster may not change (its provider's section, addresses,
+ * CIDRs). Where its files are is not among them: an existing cluster's kubeconfig file may move,
+ * and `up` and `apply` copy it into the trust store under a new entry each time (`stored`); only
+ * its context counts, when the new spec names one.
+ */
+function fixedSettings(c: ClusterSpec, context?: string): Record<string, unknown> {
+  const existing = c.existing ? { context: context ?? c.existing.context } : undefined;
   return {
     local: c.local,
     existing,
@@ -72,7 +76,7 @@ export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string
       message: `is "${next.name}", the running mesh is "${current.name}": a mesh is not renamed in place`,
     });
   }
-  if (!same(next.trust, current.trust)) {
+  if (!same(trustIdentity(next), trustIdentity(current))) {
     problems.push({
       path: ['trust'],
       message:
@@ -132,7 +136,7 @@ export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string
       });
     }
     const fixedNew = fixedSettings(c);
-    const fixedOld = fixedSettings(old);
+    const fixedOld = fixedSettings(old, c.existing && !c.existing.context ? undefined : old.existing?.context);
     const changed = Object.keys(fixedNew).find((k) => !same(fixedNew[k], fixedOld[k]) && c.provider === old.provider);
     if (changed) {
       problems.push({
@@ -158,6 +162,24 @@ export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string
   return problems;
 }
 
+/**
+ * The trust a spec names, without where its files are kept (`stored`, a new trust store entry at
+ * each `up` or `apply`) or a root given as PEM text (the running spec holds only its entry).
+ */
+function trustIdentity(spec: MeshSpec): unknown {
+  const root = spec.trust.rootCa;
+  if (!root) return spec.trust;
+  const { stored: _s, cert: _c, key: _k, chain: _ch, ...names } = root;
+  return { ...spec.trust, rootCa: names };
+}
+
+/** A cluster as its steps use it, without where its kubeconfig is kept. */
+function clusterIdentity(c: ClusterSpec | undefined): unknown {
+  if (!c?.existing) return c;
+  const { stored: _s, kubeconfig: _k, ...existing } = c.existing;
+  return { ...c, existing };
+}
+
 /** What a step does with its inputs, so a step in both plans runs again only when they differ. */
 function stepInputs(spec: MeshSpec, step: Step): string {
   const cluster = (name?: string) => spec.clusters.find((c) => c.name === name);
@@ -165,26 +187,26 @@ function stepInputs(spec: MeshSpec, step: Step): string {
     case 'preflight':
     case 'root-ca':
       // The preflight checks every cluster (an added one too); the CAs of an added cluster are made by its cacerts.
-      return step.kind === 'preflight' ? JSON.stringify(spec.clusters) : JSON.stringify(spec.trust);
+      return step.kind === 'preflight' ? JSON.stringify(spec.clusters.map(clusterIdentity)) : '';
     case 'deploy-app': {
       const placement = appPlacement(spec);
       const parts = placement[step.cluster!] ?? [];
       const sample = parts.length ? SAMPLE_APPS[spec.app.sample as keyof typeof SAMPLE_APPS] : undefined;
       return JSON.stringify({
         sample: sample?.manifests(step.cluster!, placement),
-        files: spec.app.manifests.filter((m) => m.clusters.includes(step.cluster!)),
+        files: spec.app.manifests.filter((m) => m.clusters.includes(step.cluster!)).map(({ stored: _s, ...m }) => m),
       });
     }
     case 'addons':
-      return JSON.stringify({ addons: spec.addons, cluster: cluster(step.cluster) });
+      return JSON.stringify({ addons: spec.addons, cluster: clusterIdentity(cluster(step.cluster)) });
     case 'link':
-      return JSON.stringify([cluster(step.cluster), cluster(step.target)]);
+      return JSON.stringify([clusterIdentity(cluster(step.cluster)), clusterIdentity(cluster(step.target))]);
     case 'firewall':
       return step.creates;
     case 'verify':
       return '';
     default:
-      return JSON.stringify({ cluster: cluster(step.cluster), creates: step.creates });
+      return JSON.stringify({ cluster: clusterIdentity(cluster(step.cluster)), creates: step.creates });
   }
 }
 
