@@ -13,6 +13,7 @@ import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
 import {
   TASK_QUEUE,
   applyUpdate,
+  driftUpdate,
   extendUpdate,
   meshWorkflowId,
   specQuery,
@@ -20,7 +21,7 @@ import {
   teardownSignal,
   verifyUpdate,
 } from './workflows/definitions';
-import type { CheckResult, MeshStatus, TeardownOptions } from './workflows/types';
+import type { CheckResult, DriftStatus, MeshStatus, TeardownOptions } from './workflows/types';
 import type { provisionMesh } from './workflows/mesh';
 
 export class MeshAlreadyRunningError extends Error {
@@ -190,6 +191,8 @@ export interface MeshSummary {
   startedAt: string;
   /** The mesh's host picks up none of its steps (its HostUnavailable condition, from the run's memo). */
   hostUnavailable?: { host: string; since: string };
+  /** The mesh's last drift check found something (from the run's memo; absent when it found nothing). */
+  drift?: { state: 'repaired' | 'drifted' | 'unrepaired'; found: number; checkedAt: string };
 }
 
 export async function listMeshes(client: Client): Promise<MeshSummary[]> {
@@ -208,6 +211,7 @@ export async function listMeshes(client: Client): Promise<MeshSummary[]> {
       ...(wf.memo?.hostUnavailable
         ? { hostUnavailable: wf.memo.hostUnavailable as MeshSummary['hostUnavailable'] }
         : {}),
+      ...(wf.memo?.drift ? { drift: wf.memo.drift as MeshSummary['drift'] } : {}),
     });
   }
   return meshes;
@@ -241,6 +245,11 @@ export async function teardownMesh(client: Client, mesh: string, options: Teardo
 
 export async function verifyMesh(client: Client, mesh: string): Promise<CheckResult[]> {
   return (await resolveMesh(client, mesh)).executeUpdate(verifyUpdate);
+}
+
+/** Checks the ready mesh for drift now (repairing it unless its spec says `drift.repair: false`); the report. */
+export async function driftMesh(client: Client, mesh: string): Promise<DriftStatus> {
+  return (await resolveMesh(client, mesh)).executeUpdate(driftUpdate);
 }
 
 /** The spec a running mesh runs now (its first, or the last `apply`'s). */
