@@ -2,7 +2,8 @@
 // (its drift checks find what the test scripts, for the steps it names): what a check finds is
 // repaired by running exactly the owning steps again, then verify, then a new baseline; with
 // `repair: false` it is only reported; an object that is not the mesh's is reported and nothing
-// runs; drift and apply are one at a time.
+// runs; drift and apply are one at a time. The API's POST .../drift, its counter and the events
+// stream's drift event.
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage, type WorkflowHandle } from '@temporalio/client';
@@ -15,6 +16,9 @@ import { FakeActivities, type Script, twoClusterYaml } from './helpers/fake-acti
 import { recordHistory } from './helpers/histories';
 import { devServer } from './helpers/temporal';
 import { WORKER_TUNING } from '../src/worker';
+import { createApp } from '../src/api/app';
+import { followMesh } from '../src/api/events';
+import type { StatusView } from '../src/client';
 
 const QUEUE = 'drift';
 let env: TestWorkflowEnvironment;
@@ -194,4 +198,47 @@ test('an apply waits for a drift check in progress: refused while it runs', asyn
   release();
   expect((await check).state).toBe('clean');
   await down(handle);
+});
+
+test('POST /v1/meshes/{name}/drift answers the report, the metrics count its items by kind, 409 while not ready', async () => {
+  const name = 'api';
+  const handle = await startReady(name, 'drift: { repair: false }\n');
+  fake.scripts.get(name)!.drift = [
+    [
+      { step: 'link:west->east', cluster: 'east' },
+      { step: 'cacerts:east', cluster: 'east', kind: 'changed' },
+      { step: 'expose-services:east', cluster: 'east', kind: 'changed' },
+    ],
+  ];
+  const { app } = createApp({ client: env.client, namespace: 'default', tokens: [], log: () => {} });
+  const res = await app.request(`/v1/meshes/${name}/drift`, { method: 'POST' });
+  expect(res.status).toBe(200);
+  const body = (await res.json()) as { name: string; drift: { state: string; items: unknown[] } };
+  expect(body).toMatchObject({ name, drift: { state: 'drifted' } });
+  expect(body.drift.items).toHaveLength(3);
+  // A status read of the same report does not count it again.
+  expect((await app.request(`/v1/meshes/${name}`)).status).toBe(200);
+  const metrics = await (await app.request('/metrics')).text();
+  expect(metrics).toMatch(/^meshflow_drift_items_total\{mesh="api",kind="changed"\} 2$/m);
+  expect(metrics).toMatch(/^meshflow_drift_items_total\{mesh="api",kind="missing"\} 1$/m);
+  await handle.signal(teardownSignal);
+  await handle.result();
+  const ended = await app.request(`/v1/meshes/${name}/drift`, { method: 'POST' });
+  expect(ended.status).toBe(409);
+});
+
+test('an event stream sends a drift event when the status carries a new drift report', async () => {
+  const base = { phase: 'ready', steps: [] } as unknown as StatusView;
+  const report = { checkedAt: 't1', state: 'repaired' } as StatusView['drift'];
+  const polls = [base, { ...base, drift: report }, { ...base, drift: report }, { ...base, phase: 'deleted' }];
+  const sent: string[] = [];
+  await followMesh({
+    first: base,
+    poll: async () => polls.shift() as StatusView,
+    send: async (event) => void sent.push(event),
+    untilReady: false,
+    signal: new AbortController().signal,
+    intervalMs: 1,
+  });
+  expect(sent).toEqual(['status', 'drift', 'phase', 'end']);
 });

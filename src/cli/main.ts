@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import {
   applyMesh,
+  driftMesh,
   extendMesh,
   listMeshes,
   meshHandle,
@@ -34,7 +35,7 @@ import type { MeshStatus } from '../workflows/types';
 import { doctor } from './doctor';
 import { gkeEmulatorCommand } from './gke-emulator';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
-import { renderChecks, renderPlan, renderStatus } from './render';
+import { renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
 import { scheduleCommand } from '../schedules/cli';
 
@@ -258,6 +259,22 @@ program
   });
 
 program
+  .command('drift <mesh>')
+  .description(
+    'check a ready mesh for drift now: what its steps applied against the baseline, and every check; ' +
+      'repairs by running the owning steps again unless the spec says drift.repair: false (exit 1 if drift stays)',
+  )
+  .option('--json', 'print the report as JSON')
+  .action(async (mesh: string, opts: { json?: boolean }) => {
+    const { client } = await connectWithWorker();
+    const report = await driftMesh(client, mesh);
+    process.stdout.write(
+      opts.json ? JSON.stringify(report, null, 2) + '\n' : [`mesh ${mesh}:`, ...renderDrift(report)].join('\n') + '\n',
+    );
+    if (report.state === 'drifted' || report.state === 'unrepaired') process.exitCode = 1;
+  });
+
+program
   .command('list')
   .description('meshes whose workflows are open')
   .action(async () => {
@@ -266,7 +283,8 @@ program
       (m) =>
         `${m.name.padEnd(20)} ${(m.phase ?? '?').padEnd(14)} ` +
         `${String(m.clusters ?? '?').padStart(3)} clusters  ${m.provider ?? ''}` +
-        (m.hostUnavailable ? `  HostUnavailable: ${m.hostUnavailable.host} since ${m.hostUnavailable.since}` : ''),
+        (m.hostUnavailable ? `  HostUnavailable: ${m.hostUnavailable.host} since ${m.hostUnavailable.since}` : '') +
+        (m.drift ? `  drift ${m.drift.state}: ${m.drift.found} found at ${m.drift.checkedAt}` : ''),
     );
     process.stdout.write(rows.length ? rows.join('\n') + '\n' : 'no meshes running\n');
   });
