@@ -200,7 +200,7 @@ test('an apply waits for a drift check in progress: refused while it runs', asyn
   await down(handle);
 });
 
-test('POST /v1/meshes/{name}/drift answers the report, the metrics count its items by kind, 409 while not ready', async () => {
+test('POST /v1/meshes/{name}/drift answers the report, counted by kind in the metrics; 409 once ended', async () => {
   const name = 'api';
   const handle = await startReady(name, 'drift: { repair: false }\n');
   fake.scripts.get(name)!.drift = [

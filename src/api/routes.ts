@@ -210,7 +210,8 @@ export const routes = {
     summary: "Follow a mesh's progress as server-sent events",
     description:
       'Events: `status` (the whole status, first), `step` (a step whose state or attempts changed, polled every ' +
-      "250 ms), `phase` ({phase, previous}), `drift` (a new drift report: the status's drift), `error` (the status could not be read; polling goes on), `end` " +
+      '250 ms), `phase` ({phase, previous}), `drift` (a new drift report: the status drift), ' +
+      '`error` (the status could not be read; polling goes on), `end` ' +
       '({reason: ended | ready | shutdown, phase}) before the stream closes. A token holds at most ' +
       'MESHFLOW_API_MAX_EVENT_STREAMS streams at once (default 20), else 429.',
     request: { params: MeshNameParams, query: EventsQuery },
