@@ -200,6 +200,20 @@ test('an apply waits for a drift check in progress: refused while it runs', asyn
   await down(handle);
 });
 
+test('a baseline that fails is reported and taken again; the mesh stays ready', async () => {
+  const name = 'nobase';
+  const handle = await startReady(name, '', { failBaselines: 1 });
+  const s = await waitFor(handle, (x) => x.drift?.error !== undefined);
+  expect(s.phase).toBe('ready');
+  expect(s.drift?.error).toMatch(/^baseline: PermanentError: injected/);
+  // A check asked for takes the baseline it lacks first.
+  const report = await handle.executeUpdate(driftUpdate);
+  expect(report).toMatchObject({ state: 'clean' });
+  expect(report.error).toBeUndefined();
+  expect(fake.driftCallsOf(name)).toEqual(['baseline', 'baseline', 'check']);
+  await down(handle);
+});
+
 test('POST /v1/meshes/{name}/drift answers the report, counted by kind in the metrics; 409 once ended', async () => {
   const name = 'api';
   const handle = await startReady(name, 'drift: { repair: false }\n');

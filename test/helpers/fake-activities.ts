@@ -39,6 +39,8 @@ export interface Script {
   failChecks?: CheckResult[][];
   /** A drift check waits for this before it answers. */
   holdDrift?: Promise<void>;
+  /** This many drift baselines fail (for good) before one succeeds. */
+  failBaselines?: number;
 }
 
 /** The resource a step "creates" under a realistic script; its undo is recorded as `undo <step id>`. */
@@ -202,6 +204,11 @@ export class FakeActivities {
       // The meshes of these tests exist only in the double's records: drift is what the script says.
       baselineDrift: async (req) => {
         this.recordDrift(req.mesh, 'baseline');
+        const script = this.scripts.get(req.mesh) ?? {};
+        if (script.failBaselines) {
+          script.failBaselines--;
+          throw ApplicationFailure.create({ type: 'PermanentError', message: 'injected', nonRetryable: true });
+        }
         return { baseline: { takenAt: new Date().toISOString(), objects: {} }, requests: 0, unreachable: [] };
       },
       checkDrift: async (req): Promise<DriftReport> => {
