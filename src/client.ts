@@ -16,6 +16,7 @@ import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
 import {
   TASK_QUEUE,
   applyUpdate,
+  driftUpdate,
   extendUpdate,
   meshWorkflowId,
   specQuery,
@@ -23,7 +24,7 @@ import {
   teardownSignal,
   verifyUpdate,
 } from './workflows/definitions';
-import type { CheckResult, MeshStatus, TeardownOptions } from './workflows/types';
+import type { CheckResult, DriftStatus, MeshStatus, TeardownOptions } from './workflows/types';
 import type { provisionMesh } from './workflows/mesh';
 
 export class MeshAlreadyRunningError extends Error {
@@ -224,6 +225,8 @@ export interface MeshSummary {
   createdBy?: string;
   /** The mesh's host picks up none of its steps (its HostUnavailable condition, from the run's memo). */
   hostUnavailable?: { host: string; since: string };
+  /** The mesh's last drift check found something (from the run's memo; absent when it found nothing). */
+  drift?: { state: 'repaired' | 'drifted' | 'unrepaired'; found: number; checkedAt: string };
 }
 
 export async function listMeshes(client: Client): Promise<MeshSummary[]> {
@@ -243,6 +246,7 @@ export async function listMeshes(client: Client): Promise<MeshSummary[]> {
       ...(wf.memo?.hostUnavailable
         ? { hostUnavailable: wf.memo.hostUnavailable as MeshSummary['hostUnavailable'] }
         : {}),
+      ...(wf.memo?.drift ? { drift: wf.memo.drift as MeshSummary['drift'] } : {}),
     });
   }
   return meshes;
@@ -312,6 +316,11 @@ export async function endedRun(client: Client, mesh: string): Promise<EndedRun |
 
 export async function verifyMesh(client: Client, mesh: string): Promise<CheckResult[]> {
   return (await resolveMesh(client, mesh)).executeUpdate(verifyUpdate);
+}
+
+/** Checks the ready mesh for drift now (repairing it unless its spec says `drift.repair: false`); the report. */
+export async function driftMesh(client: Client, mesh: string): Promise<DriftStatus> {
+  return (await resolveMesh(client, mesh)).executeUpdate(driftUpdate);
 }
 
 /** The spec a running mesh runs now (its first, or the last `apply`'s). */

@@ -33,8 +33,9 @@ test('histories were recorded for every release and every kind of run', () => {
     'v2-e2e-one-network',
     'v2-e2e-primary-remote',
   ];
-  // Release 4: files of the spec in the trust store (an existing cluster on no host; a root CA given as PEM).
-  const release4 = ['v4-store-files-existing-cluster', 'v4-store-files-pem-root'];
+  // Release 4: files of the spec in the trust store (an existing cluster on no host; a root CA given as PEM),
+  // and a drift check that repaired what it found (the meshflow-v4-drift patch).
+  const release4 = ['v4-store-files-existing-cluster', 'v4-store-files-pem-root', 'v4-drift-repaired'];
   expect(files).toEqual(expect.arrayContaining([...release1, ...release2, ...release4].map((f) => `${f}.json`)));
 });
 

@@ -10,6 +10,7 @@ import { localClusterName } from '../src/spec/names';
 import { type MeshSpec, meshSchema } from '../src/spec/schema';
 import { upgradeSpec } from '../src/spec/upgrade';
 import { buildPlan } from '../src/plan/plan';
+import { applyProblems, diffPlans } from '../src/plan/diff';
 
 const examples = path.join(__dirname, '..', 'examples');
 
@@ -606,5 +607,34 @@ describe('addons', () => {
     const steps = buildPlan(spec).steps.filter((s) => s.kind === 'addons');
     expect(steps.map((s) => [s.id, s.dependsOn])).toEqual([['addons:east', ['control-plane:east']]]);
     expect(steps[0].creates).toContain('prometheus, kiali');
+  });
+});
+
+describe('drift', () => {
+  test('checked every 10m and repaired by default; a spec recorded before drift detection upgrades to that', () => {
+    expect(parseMeshSpec(BASE).drift).toEqual({ every: '10m', repair: true });
+    const { drift: _absent, ...recorded } = parseMeshSpec(BASE);
+    expect(upgradeSpec(recorded).drift).toEqual({ every: '10m', repair: true });
+    expect(upgradeSpec({ ...recorded, drift: { repair: false } }).drift).toEqual({ every: '10m', repair: false });
+    expect(parseMeshSpec(BASE + 'drift: { every: off, repair: false }\n').drift).toEqual({
+      every: 'off',
+      repair: false,
+    });
+  });
+
+  test('an interval under a minute, or not a duration, is refused at its line', () => {
+    expect(problems(BASE + 'drift: { every: 30s }\n')).toEqual([
+      '11:17 drift.every: must be between 1m and 30d, or off',
+    ]);
+    expect(problems(BASE + 'drift: { every: never }\n')).toEqual([
+      '11:17 drift.every: must be a duration such as 10m or 1h, or off',
+    ]);
+  });
+
+  test('a running mesh takes new drift settings in place: nothing runs', () => {
+    const current = parseMeshSpec(BASE);
+    const next = parseMeshSpec(BASE + 'drift: { every: 1h, repair: false }\n');
+    expect(applyProblems(current, next)).toEqual([]);
+    expect(diffPlans(current, next).empty).toBe(true);
   });
 });

@@ -244,3 +244,19 @@ test('undo on existing clusters deletes objects newest first within each cluster
   }
   expect(undos('exist').at(-1)).toBe('root-ca');
 });
+
+test('drift is checked every drift.every on its own while the mesh is ready, and what it finds is repaired', async () => {
+  // The first check finds a remote secret gone; the ones after it find nothing.
+  fake.scripts.set('drifty', { drift: [[{ step: 'link:east->west', cluster: 'west' }]] });
+  const handle = await start(twoClusterMesh('drifty', 'ttl: 5m\ndrift: { every: 1m }\n'));
+  await untilPhase('drifty', 'ready');
+  const final = await handle.result(); // time skips through the checks to the deadline
+  expect(final.phase).toBe('deleted');
+  const calls = fake.driftCallsOf('drifty');
+  // A baseline when ready, a check a minute after each (the repair takes a new baseline), until the TTL.
+  expect(calls.slice(0, 3)).toEqual(['baseline', 'check', 'baseline']);
+  expect(calls.filter((c) => c === 'check').length).toBeGreaterThanOrEqual(3);
+  expect(runs('drifty').filter((id) => id === 'link:east->west')).toHaveLength(2);
+  expect(final.drift).toMatchObject({ trigger: 'timer', state: 'clean' });
+  expect(final.conditions?.find((c) => c.type === 'Drifted')).toMatchObject({ status: 'False', reason: 'NoDrift' });
+});

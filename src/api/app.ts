@@ -110,7 +110,9 @@ export function createApp(deps: ApiDeps): Api {
   const streams = new Set<AbortController>();
   const fileRoots = deps.fileRoots ?? [];
   const quotas = new Quotas(deps.client, { ...DEFAULT_LIMITS, ...deps.limits });
-  const meshes = new Meshes(deps.client, deps.namespace, quotas, deps.uiUrl, deps.trustStore);
+  const meshes = new Meshes(deps.client, deps.namespace, quotas, deps.uiUrl, deps.trustStore, (mesh, report) => {
+    for (const item of report.items) metrics.driftItems.inc({ mesh, kind: item.kind });
+  });
   meshRoutes(app, meshes, quotas, fileRoots, streams, deps.pollMs);
   addScheduleRoutes(app, deps.client, fileRoots);
   addCodecRoutes(app, deps.codec);
@@ -165,6 +167,10 @@ function meshRoutes(
   app.openapi(routes.verify, async (c) => {
     const { name } = c.req.valid('param');
     return c.json({ name, checks: await meshes.verify(name) }, 200);
+  });
+  app.openapi(routes.drift, async (c) => {
+    const { name } = c.req.valid('param');
+    return c.json({ name, drift: await meshes.drift(name) }, 200);
   });
   app.openapi(routes.teardown, async (c) => {
     const { name } = c.req.valid('param');

@@ -3,6 +3,7 @@
 //   status  the whole status, once, first
 //   step    a step whose state or attempt count changed (the changes `meshflow up` prints), in plan order
 //   phase   the mesh's phase changed: { phase, previous }
+//   drift   a new drift report (the status's drift: a check ran, on schedule or on request)
 //   error   the status could not be read (once per run of failures; polling goes on)
 //   end     { reason, phase }, then the stream closes: reason "ended" (deleted, failed or kept),
 //           "ready" (with ?until=ready), or "shutdown" (the server is stopping)
@@ -14,7 +15,10 @@ import type { MeshPhase, StepStatus } from '../workflows/types';
 export const FINAL_PHASES: readonly MeshPhase[] = ['deleted', 'failed', 'kept'];
 export const POLL_MS = 250;
 
-export type SendEvent = (event: 'status' | 'step' | 'phase' | 'error' | 'end', data: unknown) => Promise<void>;
+export type SendEvent = (
+  event: 'status' | 'step' | 'phase' | 'drift' | 'error' | 'end',
+  data: unknown,
+) => Promise<void>;
 
 const stepKey = (s: StepStatus) => `${s.state}#${s.attempts ?? 0}`;
 
@@ -63,6 +67,7 @@ export async function followMesh(opts: {
     failing = false;
     for (const step of stepChanges(prev, next)) await send('step', step);
     if (next.phase !== prev.phase) await send('phase', { phase: next.phase, previous: prev.phase });
+    if (next.drift && JSON.stringify(next.drift) !== JSON.stringify(prev.drift)) await send('drift', next.drift);
     prev = next;
   }
 }

@@ -11,6 +11,7 @@ import {
   MeshAlreadyRunningError,
   type StatusView,
   applyMesh,
+  driftMesh,
   extendMesh,
   meshCreatedBy,
   meshHandle,
@@ -29,7 +30,7 @@ import type { TrustStore } from '../trust-store/store';
 import type { MeshSpec } from '../spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { TASK_QUEUE, meshWorkflowId } from '../workflows/definitions';
-import type { ApplyResult, CheckResult, MeshPhase, TeardownOptions } from '../workflows/types';
+import type { ApplyResult, CheckResult, DriftStatus, MeshPhase, TeardownOptions } from '../workflows/types';
 import { ApiError, innermostMessage, specProblems } from './errors';
 import { assertFilesAllowed } from './file-roots';
 import {
@@ -59,6 +60,8 @@ export class Meshes {
   private readonly creators = new Map<string, Promise<string | undefined>>();
   /** The client that starts meshes: it also records the token's name in a search attribute (see quotas.ts). */
   private starter?: Client;
+  /** The last drift report seen of each mesh (its checkedAt): a report is counted once. */
+  private readonly driftSeen = new Map<string, string>();
 
   constructor(
     readonly client: Client,
@@ -66,7 +69,15 @@ export class Meshes {
     private readonly quotas: Quotas,
     private readonly uiUrl?: string,
     private readonly trustStore?: TrustStore,
+    /** Told each drift report the first time the API sees it (the metrics count its items). */
+    private readonly onDrift: (mesh: string, report: DriftStatus) => void = () => {},
   ) {}
+
+  private sawDrift(mesh: string, report: DriftStatus | undefined): void {
+    if (!report || this.driftSeen.get(mesh) === report.checkedAt) return;
+    this.driftSeen.set(mesh, report.checkedAt);
+    this.onDrift(mesh, report);
+  }
 
   /** `fn`'s calls to Temporal, failing (503) after `ms`. */
   temporal<T>(fn: () => Promise<T>, ms = DEADLINE_MS): Promise<T> {
@@ -138,7 +149,12 @@ export class Meshes {
   async status(mesh: string): Promise<StatusView> {
     let read = this.reading.get(mesh);
     if (!read) {
-      read = this.temporal(() => meshStatus(this.client, mesh)).then(statusView);
+      read = this.temporal(() => meshStatus(this.client, mesh))
+        .then(statusView)
+        .then((s) => {
+          this.sawDrift(mesh, s.drift);
+          return s;
+        });
       this.reading.set(mesh, read);
       const done = read;
       void done.then(
@@ -188,6 +204,27 @@ export class Meshes {
         throw new ApiError(409, 'not_ready', `mesh ${mesh} is ${phase}: checks run on a ready mesh`);
       throw new ApiError(502, 'verify_failed', `the checks could not run: ${innermostMessage(err)}`);
     }
+  }
+
+  /** Checks the mesh for drift now (and repairs it, as its spec says); answers with the report (no deadline). */
+  async drift(mesh: string): Promise<DriftStatus> {
+    this.changed(mesh);
+    let report: DriftStatus;
+    try {
+      report = await driftMesh(this.client, mesh);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
+      if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+      const { phase } = await this.status(mesh);
+      const reason = innermostMessage(err);
+      if (phase !== 'ready' || /running since|earlier meshflow release|renewing/.test(reason))
+        throw new ApiError(409, phase !== 'ready' ? 'not_ready' : 'busy', reason);
+      throw new ApiError(502, 'drift_failed', `the drift check could not run: ${reason}`);
+    } finally {
+      this.changed(mesh);
+    }
+    this.sawDrift(mesh, report);
+    return report;
   }
 
   /** The change `spec` would make to the running mesh; 400 naming the fields of a change that cannot be made. */

@@ -1,6 +1,6 @@
 // What the API tells its operators: one JSON log line per request (method, route, status, ms, the
 // token's name; never headers, bodies or the token itself) and Prometheus metrics (Node's defaults,
-// requests and their durations by route).
+// requests and their durations by route, drift items by mesh and kind).
 import type { Context, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import { TOKEN_NAME } from './auth';
@@ -16,6 +16,8 @@ export interface Metrics {
   registry: Registry;
   requests: Counter<'method' | 'route' | 'status'>;
   duration: Histogram<'method' | 'route' | 'status'>;
+  /** Counted when the API first sees a drift report (a status read, an event stream's poll, POST .../drift). */
+  driftItems: Counter<'mesh' | 'kind'>;
 }
 
 /** A registry of its own per API, so several can run in one process (tests do). */
@@ -36,6 +38,14 @@ export function createMetrics(): Metrics {
       help: 'Time to answer an HTTP request (to the start of the stream for server-sent events)',
       labelNames,
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120],
+      registers: [registry],
+    }),
+    driftItems: new Counter({
+      name: 'meshflow_drift_items_total',
+      help:
+        "Objects drift checks found missing, changed, not the mesh's (foreign) or unreachable, by mesh and kind; " +
+        'counted once per report, when this API first reads it',
+      labelNames: ['mesh', 'kind'] as const,
       registers: [registry],
     }),
   };

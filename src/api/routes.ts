@@ -7,6 +7,7 @@ import {
   ChangePlanSchema,
   ChecksSchema,
   CreateHeaders,
+  DriftAnswerSchema,
   ErrorSchema,
   EventsQuery,
   ExtendBody,
@@ -177,6 +178,19 @@ export const routes = {
     request: { params: MeshNameParams },
     responses: { 200: json(ChecksSchema, 'the checks'), ...errors(400, 401, 404, 409, 502, 503) },
   }),
+  drift: createRoute({
+    method: 'post',
+    path: '/v1/meshes/{name}/drift',
+    tags: MESHES,
+    summary: 'Check a ready mesh for drift now, and repair it',
+    description:
+      'What `meshflow drift` does: what the steps applied is compared with the baseline taken after the last ' +
+      'change, every check runs, and (unless the spec says drift.repair: false) the steps that own what drifted ' +
+      'or failed run again. Answers with the report once done; drift that stays is a 200 with state drifted or ' +
+      'unrepaired. 409 unless the mesh is ready and no apply or other drift check runs.',
+    request: { params: MeshNameParams },
+    responses: { 200: json(DriftAnswerSchema, 'the drift report'), ...errors(400, 401, 404, 409, 502, 503) },
+  }),
   teardown: createRoute({
     method: 'delete',
     path: '/v1/meshes/{name}',
@@ -196,7 +210,8 @@ export const routes = {
     summary: "Follow a mesh's progress as server-sent events",
     description:
       'Events: `status` (the whole status, first), `step` (a step whose state or attempts changed, polled every ' +
-      '250 ms), `phase` ({phase, previous}), `error` (the status could not be read; polling goes on), `end` ' +
+      '250 ms), `phase` ({phase, previous}), `drift` (a new drift report: the status drift), ' +
+      '`error` (the status could not be read; polling goes on), `end` ' +
       '({reason: ended | ready | shutdown, phase}) before the stream closes. A token holds at most ' +
       'MESHFLOW_API_MAX_EVENT_STREAMS streams at once (default 20), else 429.',
     request: { params: MeshNameParams, query: EventsQuery },

@@ -5,7 +5,7 @@ import { z } from '@hono/zod-openapi';
 import type { MeshSummary, StatusView } from '../client';
 import { parseDuration } from '../spec/duration';
 import { dnsLabel } from '../spec/schema';
-import type { CheckResult } from '../workflows/types';
+import type { CheckResult, DriftStatus } from '../workflows/types';
 
 export const ProblemSchema = z
   .object({
@@ -160,6 +160,35 @@ const updateSchema = z
     description: 'one `meshflow apply` (PUT /v1/meshes/{name}): what it changed, how it ended',
   });
 
+const driftItemSchema = z
+  .object({
+    cluster: z.string(),
+    object: z.string().describe("the object's key (cluster/apiVersion/kind/namespace/name); '' for a whole cluster"),
+    kind: z.enum(['missing', 'changed', 'foreign', 'unreachable']),
+    step: z.string().describe('the step that owns the object: the one run again to repair it'),
+    detail: z.string(),
+  })
+  .openapi('DriftItem');
+
+export const DriftSchema = z
+  .object({
+    checkedAt: z.string(),
+    trigger: z.enum(['timer', 'requested']),
+    objects: z.number().int().describe('ledger objects compared with the baseline'),
+    items: z.array(driftItemSchema),
+    failedChecks: z.array(checkSchema),
+    repaired: z.array(z.string()).describe('the steps that ran again to repair what was found'),
+    state: z.enum(['clean', 'repaired', 'drifted', 'unrepaired']),
+    error: z.string().optional(),
+  })
+  .openapi('MeshDrift', {
+    description:
+      'one drift check: clean (nothing found), repaired, drifted (found, drift.repair is false), unrepaired ' +
+      "(something stays: an object not the mesh's, a cluster that did not answer, a check no step repairs)",
+  });
+
+export const DriftAnswerSchema = z.object({ name: z.string(), drift: DriftSchema }).openapi('MeshDriftChecked');
+
 export const StatusSchema = z
   .object({
     mesh: z.string(),
@@ -195,6 +224,7 @@ export const StatusSchema = z
           'HostUnavailable while the mesh host picks up no step',
       ),
     updates: z.array(updateSchema).optional().describe('the last 20 updates (apply), newest last'),
+    drift: DriftSchema.optional().describe('the last drift check'),
     retiredClusters: z
       .array(z.record(z.string(), z.unknown()))
       .optional()
@@ -228,6 +258,14 @@ export const MeshListSchema = z
           .object({ host: z.string(), since: z.string() })
           .optional()
           .describe("the mesh's host has picked up none of its steps since then (see the status's conditions)"),
+        drift: z
+          .object({
+            state: z.enum(['repaired', 'drifted', 'unrepaired']),
+            found: z.number().int(),
+            checkedAt: z.string(),
+          })
+          .optional()
+          .describe("the mesh's last drift check found something (see the status's drift)"),
       }),
     ),
   })
@@ -285,6 +323,7 @@ export type AnswersDescribed = [
   Assert<Describes<typeof StatusSchema, StatusView>>,
   Assert<Describes<typeof MeshListSchema, { meshes: MeshSummary[] }>>,
   Assert<Describes<typeof checkSchema, CheckResult>>,
+  Assert<Describes<typeof DriftSchema, DriftStatus>>,
 ];
 
 type JsonSchema = { [key: string]: unknown };
@@ -338,6 +377,10 @@ export function apiSpecSchema(schema: JsonSchema): JsonSchema {
   Object.assign(at(props, 'app', 'properties', 'manifests', 'items', 'properties', 'file') ?? {}, absolute);
   Object.assign(at(props, 'clusters', 'items', 'properties', 'existing', 'properties', 'kubeconfig') ?? {}, absolute);
   Object.assign(at(props, 'ttl') ?? {}, { pattern: '^(\\d+[smhd])+$', description: 'between 5m and 30d' });
+  Object.assign(at(props, 'drift', 'properties', 'every') ?? {}, {
+    pattern: '^((\\d+[smhd])+|off)$',
+    description: 'how often a ready mesh is checked for drift: 1m to 30d, or off (on request only); default 10m',
+  });
   // A cluster has the settings of its own provider only (existing and gke: required), and names a
   // primary exactly when its role is remote.
   const cluster = at(props, 'clusters', 'items');

@@ -7,6 +7,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import {
   applyMesh,
   endedRun,
+  driftMesh,
   extendMesh,
   listMeshes,
   meshCreatedBy,
@@ -37,7 +38,7 @@ import type { MeshStatus } from '../workflows/types';
 import { doctor } from './doctor';
 import { gkeEmulatorCommand } from './gke-emulator';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
-import { forgotIn, renderChecks, renderPlan, renderStatus } from './render';
+import { forgotIn, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
 import { scheduleCommand } from '../schedules/cli';
 
@@ -270,6 +271,22 @@ program
   });
 
 program
+  .command('drift <mesh>')
+  .description(
+    'check a ready mesh for drift now: what its steps applied against the baseline, and every check; ' +
+      'repairs by running the owning steps again unless the spec says drift.repair: false (exit 1 if drift stays)',
+  )
+  .option('--json', 'print the report as JSON')
+  .action(async (mesh: string, opts: { json?: boolean }) => {
+    const { client } = await connectWithWorker();
+    const report = await driftMesh(client, mesh);
+    process.stdout.write(
+      opts.json ? JSON.stringify(report, null, 2) + '\n' : [`mesh ${mesh}:`, ...renderDrift(report)].join('\n') + '\n',
+    );
+    if (report.state === 'drifted' || report.state === 'unrepaired') process.exitCode = 1;
+  });
+
+program
   .command('list')
   .description('meshes whose workflows are open')
   .action(async () => {
@@ -279,7 +296,8 @@ program
         `${m.name.padEnd(20)} ${(m.phase ?? '?').padEnd(14)} ` +
         `${String(m.clusters ?? '?').padStart(3)} clusters  ${(m.provider ?? '').padEnd(9)}` +
         (m.createdBy ? `  created by ${m.createdBy}` : '') +
-        (m.hostUnavailable ? `  HostUnavailable: ${m.hostUnavailable.host} since ${m.hostUnavailable.since}` : ''),
+        (m.hostUnavailable ? `  HostUnavailable: ${m.hostUnavailable.host} since ${m.hostUnavailable.since}` : '') +
+        (m.drift ? `  drift ${m.drift.state}: ${m.drift.found} found at ${m.drift.checkedAt}` : ''),
     );
     process.stdout.write(rows.length ? rows.join('\n') + '\n' : 'no meshes running\n');
   });

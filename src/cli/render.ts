@@ -2,7 +2,7 @@
 import { type Plan, criticalPath } from '../plan/plan';
 import { formatDurationMs } from '../spec/duration';
 import { meshWorkflowId } from '../workflows/definitions';
-import type { CheckResult, MeshStatus, StepStatus } from '../workflows/types';
+import type { CheckResult, DriftStatus, MeshStatus, StepStatus } from '../workflows/types';
 
 export function renderPlan(plan: Plan): string {
   const lines = [`plan for mesh ${plan.mesh}: ${plan.steps.length} steps`, ''];
@@ -84,6 +84,7 @@ export function renderStatus(s: MeshStatus, uiUrl?: string, createdBy?: string):
     lines.push(`  checks${s.verifiedAt ? ` (re-run ${s.verifiedAt})` : ''}`);
     lines.push(...renderChecks(s.checks).map((l) => `  ${l}`));
   }
+  if (s.drift) lines.push(...renderDrift(s.drift).map((l) => `  ${l}`));
   if (s.leftBehind.length) {
     lines.push('  left behind (could not be removed)');
     for (const l of s.leftBehind) lines.push(`    ${JSON.stringify(l.resource)}: ${l.error}`);
@@ -99,4 +100,17 @@ export function renderChecks(checks: CheckResult[]): string[] {
     (c) =>
       `  ${c.status.padEnd(13)} ${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}${c.hint ? `\n                fix: ${c.hint}` : ''}`,
   );
+}
+
+/** A drift report: what it found, item by item, and what ran again to repair it. */
+export function renderDrift(d: DriftStatus): string[] {
+  const found = `${d.items.length} of ${d.objects} object(s) drifted, ${d.failedChecks.length} check(s) failed`;
+  const lines = [
+    `drift ${d.state} (checked ${d.checkedAt}, ${d.trigger === 'timer' ? 'on schedule' : 'on request'}): ${found}`,
+  ];
+  for (const i of d.items) lines.push(`  ${i.kind.padEnd(13)} ${i.object || i.cluster}: ${i.detail}`);
+  if (d.failedChecks.length) lines.push(...renderChecks(d.failedChecks));
+  if (d.repaired.length) lines.push(`  repaired by running again: ${d.repaired.join(', ')}`);
+  if (d.error) lines.push(`  error: ${d.error}`);
+  return lines;
 }

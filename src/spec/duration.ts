@@ -2,6 +2,12 @@
 /** A mesh lives at least 5 minutes and at most 30 days from when it becomes ready or is extended. */
 export const MIN_TTL_MS = 5 * 60_000;
 export const MAX_TTL_MS = 30 * 86_400_000;
+/** Drift checks run at most once a minute (spec `drift.every`). */
+export const MIN_DRIFT_EVERY_MS = 60_000;
+/** The interval of drift checks, in ms; undefined when they are off (`every: off`: on request only). */
+export function driftEveryMs(every: string): number | undefined {
+  return every === 'off' ? undefined : parseDuration(every);
+}
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const DURATION = /^(?:\d+[smhd])+$/;

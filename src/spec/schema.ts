@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { SAMPLE_APPS, type SampleName } from '../istio/sample-apps';
 import { ISTIO_ADDONS, ISTIO_DEFAULT_VERSION, ISTIO_LINE, ISTIO_VERSION_PATTERN } from '../istio/version';
-import { MAX_TTL_MS, MIN_TTL_MS, parseDuration } from './duration';
+import { MAX_TTL_MS, MIN_DRIFT_EVERY_MS, MIN_TTL_MS, parseDuration } from './duration';
 import { ownedValueProblems } from './istio-values';
 import { GKE_CLUSTER_NAME, LOCAL_CLUSTER_NAME_MAX, gkeClusterName, localClusterName } from './names';
 
@@ -27,6 +27,15 @@ const ttl = z.string().superRefine((s, ctx) => {
   const ms = parseDuration(s);
   if (ms === undefined) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 45m, 2h or 7d' });
   else if (ms < MIN_TTL_MS || ms > MAX_TTL_MS) ctx.addIssue({ code: 'custom', message: 'must be between 5m and 30d' });
+});
+
+/** How often a ready mesh is checked for drift: a duration of at least 1m, or `off` (checks on request only). */
+const driftEvery = z.string().superRefine((s, ctx) => {
+  if (s === 'off') return;
+  const ms = parseDuration(s);
+  if (ms === undefined) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 10m or 1h, or off' });
+  else if (ms < MIN_DRIFT_EVERY_MS || ms > MAX_TTL_MS)
+    ctx.addIssue({ code: 'custom', message: 'must be between 1m and 30d, or off' });
 });
 
 const localProvider = z.strictObject({}).describe('a control-plane-only cluster on this machine');
@@ -174,6 +183,17 @@ export const meshSchema = z
     verify: z
       .strictObject({
         traffic: z.strictObject({ requests: z.number().int().min(1).max(1000).default(20) }).prefault({}),
+      })
+      .prefault({}),
+    /**
+     * Drift detection on a ready mesh: every `every`, what its steps applied is compared with the
+     * baseline taken after the last change, and every check runs; with `repair`, the steps that own
+     * what changed or failed run again. Objects that are no longer the mesh's are only reported.
+     */
+    drift: z
+      .strictObject({
+        every: driftEvery.default('10m'),
+        repair: z.boolean().default(true),
       })
       .prefault({}),
   })

@@ -5,8 +5,9 @@
 import { ISTIO_DEFAULT_VERSION, ISTIO_VERSION_PATTERN } from '../istio/version';
 import type { MeshSpec } from './schema';
 
-type Recorded = Omit<MeshSpec, 'trust' | 'app' | 'verify' | 'addons'> & {
+type Recorded = Omit<MeshSpec, 'trust' | 'app' | 'verify' | 'addons' | 'drift'> & {
   addons?: MeshSpec['addons'];
+  drift?: Partial<MeshSpec['drift']>;
   trust?: Omit<MeshSpec['trust'], 'keyAlgorithm'> & { keyAlgorithm?: MeshSpec['trust']['keyAlgorithm'] };
   app: Omit<MeshSpec['app'], 'manifests'> & { manifests?: MeshSpec['app']['manifests'] };
   /** controlPlane: removed (the control-plane checks always ran; nothing read it). */
@@ -27,5 +28,8 @@ export function upgradeSpec(spec: Recorded): MeshSpec {
     },
     verify,
     addons: spec.addons ?? [],
+    // The schema's defaults; a mesh started before drift detection only uses them once its
+    // workflow has drift detection (see PATCH_V4 in ../workflows/mesh.ts).
+    drift: { every: spec.drift?.every ?? '10m', repair: spec.drift?.repair ?? true },
   };
 }

@@ -2,7 +2,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ApplyRequest } from '../plan/diff';
 import type { MeshSpec } from '../spec/schema';
-import type { ApplyResult, CheckResult, MeshStatus, TeardownOptions } from './types';
+import type { ApplyResult, CheckResult, DriftStatus, MeshStatus, TeardownOptions } from './types';
 
 export const TASK_QUEUE = 'meshflow';
 export const meshWorkflowId = (mesh: string) => `mesh/${mesh}`;
@@ -21,3 +21,8 @@ export const specQuery = defineQuery<MeshSpec>('spec');
  * validator refuses what cannot change in place, naming the field; the answer says what changed.
  */
 export const applyUpdate = defineUpdate<ApplyResult, [ApplyRequest]>('apply');
+/**
+ * Checks the ready mesh for drift now (as `drift.every` does): compares what its steps applied with
+ * the baseline, runs every check, repairs with `drift.repair`, and returns the report.
+ */
+export const driftUpdate = defineUpdate<DriftStatus>('drift');

@@ -38,7 +38,9 @@ import type { HostActivities, HostClaim } from '../activities/host';
 import type { MeshSpec } from '../spec/schema';
 import { buildPlan, needsPreflight, type Plan, type Step, type StepKind } from '../plan/plan';
 import { type ApplyRequest, type PlanDelta, applyProblems, diffPlans } from '../plan/diff';
-import { MAX_TTL_MS, formatDurationMs, parseDuration } from '../spec/duration';
+import { MAX_TTL_MS, driftEveryMs, formatDurationMs, parseDuration } from '../spec/duration';
+import type { DriftReport } from '../drift/types';
+import { stepsForChecks, stepsForDrift } from '../drift/repair';
 import { upgradeSpec } from '../spec/upgrade';
 import {
   type LedgerEntry,
@@ -50,12 +52,22 @@ import {
 } from '../steps/contract';
 import { NON_RETRYABLE_TYPES } from '../steps/errors';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
-import { applyUpdate, extendUpdate, specQuery, statusQuery, teardownSignal, verifyUpdate } from './definitions';
+import {
+  applyUpdate,
+  driftUpdate,
+  extendUpdate,
+  specQuery,
+  statusQuery,
+  teardownSignal,
+  verifyUpdate,
+} from './definitions';
 import type {
   ApplyResult,
   MeshCondition,
   MeshPhase,
   MeshStatus,
+  CheckResult,
+  DriftStatus,
   ProvisionMeshInput,
   StepOutcome,
   StepStatus,
@@ -79,6 +91,11 @@ export const PATCH_V3 = 'meshflow-v3-cancel-siblings';
  * before its root-ca step still removes the copies).
  */
 export const PATCH_V4 = 'meshflow-v4-store-files';
+/**
+ * Release 4 too: a ready mesh is checked for drift every `drift.every` (and on request, the `drift`
+ * update) against a baseline taken after each change, and repaired by running the owning steps again.
+ */
+export const PATCH_V4_DRIFT = 'meshflow-v4-drift';
 
 const RETRY = {
   initialInterval: '1s',
@@ -221,6 +238,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   const v2 = patched(PATCH_V2);
   const v3 = v2 && patched(PATCH_V3);
   const v4 = v3 && patched(PATCH_V4);
+  const v4drift = v3 && patched(PATCH_V4_DRIFT);
   // The spec and plan the mesh runs: its first, then each one an `apply` made it.
   let spec = upgradeSpec(input.spec);
   // Meshes started before preflights existed keep the plan they started with.
@@ -281,6 +299,19 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   let updating: { record: UpdateRecord; scope: CancellationScope } | undefined;
   /** What each step that ran in the current update reported it applied (all of it: steps apply whole). */
   const ran = new Map<string, Resource[]>();
+  /** The drift baseline (one copy: carried across continue-as-new in the input) and when it was taken. */
+  let driftBase = input.driftBaseline;
+  /** Bumped by every change after which the baseline is stale (an apply, a token renewal). */
+  let driftStale = 0;
+  /** The `driftStale` the baseline was taken at. */
+  let driftBaselined = 0;
+  /** Bumped when the drift state changes: the live loop's wait wakes on it. */
+  let driftVersion = 0;
+  /** A baseline being taken, and a drift check in progress (one at a time, never beside an apply). */
+  let baselining: Promise<void> | undefined;
+  let drifting: { since: string; scope: CancellationScope } | undefined;
+  /** When a baseline that failed is tried again (workflow time, ms). */
+  let baselineRetryAt = 0;
   const hostOptions = (): ActivityOptions =>
     status.hostQueue
       ? { taskQueue: status.hostQueue, ...(v3 ? { scheduleToStartTimeout: input.hostWait ?? HOST_WAIT } : {}) }
@@ -437,6 +468,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     }
     if (v3) renewal?.cancel();
     updating?.scope.cancel(); // an update in progress ends; the teardown undoes what it made too
+    drifting?.scope.cancel(); // so does a drift repair
     if (v2) stopProvisioning(`teardown requested while provisioning${abandonHost ? ' (abandoning the host)' : ''}`);
   });
   setHandler(
@@ -478,7 +510,13 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   );
 
   setHandler(specQuery, () => spec);
-  setHandler(applyUpdate, (req: ApplyRequest) => applyChange(req), { validator: validateApply });
+  setHandler(applyUpdate, (req: ApplyRequest) => applyChange(req), {
+    validator: (req: ApplyRequest) => {
+      refuseWhileDrifting('apply');
+      validateApply(req);
+    },
+  });
+  setHandler(driftUpdate, () => checkDriftNow('requested'), { validator: validateDrift });
 
   // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
   // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
@@ -582,23 +620,46 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
             await renewal.run(() => renewTokens());
             renewal = undefined;
           } else await renewTokens();
+          if (v4drift) driftAfterChange(); // a renewal re-applies the link's remote secret
+          continue;
+        }
+        const driftIn = v4drift ? driftDueIn() : Infinity;
+        if (driftIn <= 0) {
+          await driftTick();
           continue;
         }
         const seen = deadlineVersion;
+        const seenDrift = driftVersion;
+        const seenSpec = spec;
         await condition(
           () =>
             teardownRequested ||
             deadlineVersion !== seen ||
             status.phase !== phase || // an update began or ended: renewals wait for a ready mesh
+            (v4drift && (driftVersion !== seenDrift || spec !== seenSpec)) || // new drift state or settings
             workflowInfo().continueAsNewSuggested,
-          Math.min(left, renewIn),
-          { summary: left <= renewIn ? ttlSummary() : `renew reader tokens, then ${ttlSummary()}` },
+          Math.min(left, renewIn, driftIn),
+          {
+            summary:
+              left <= Math.min(renewIn, driftIn)
+                ? ttlSummary()
+                : renewIn <= driftIn
+                  ? `renew reader tokens, then ${ttlSummary()}`
+                  : `check for drift (every ${spec.drift.every}), then ${ttlSummary()}`,
+          },
         );
         if (workflowInfo().continueAsNewSuggested && !teardownRequested) {
           await condition(allHandlersFinished); // a running verify or extend finishes first
           // A teardown that arrived meanwhile is not carried into a new run: it is served here.
           if (v2 && teardownRequested) break;
-          await continueAsNew<typeof provisionMesh>({ spec, carried: status, hostWait: input.hostWait });
+          // A stale baseline is not carried: the new run takes a fresh one.
+          const driftBaseline = v4drift && driftBaselined === driftStale ? driftBase : undefined;
+          await continueAsNew<typeof provisionMesh>({
+            spec,
+            carried: status,
+            hostWait: input.hostWait,
+            ...(driftBaseline ? { driftBaseline } : {}),
+          });
         }
       }
     } catch (err) {
@@ -608,6 +669,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       // The deadline or a teardown ends an update in progress; the teardown then undoes everything.
       updating.scope.cancel();
       await condition(() => updating === undefined);
+    }
+    if (drifting) {
+      drifting.scope.cancel();
+      await condition(() => drifting === undefined);
     }
   }
 
@@ -844,6 +909,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       record.endedAt = now();
       updating = undefined;
       if (status.phase === 'updating') setPhase('ready');
+      if (v4drift) driftAfterChange(); // applied or rolled back: the mesh is as a new baseline has it
     }
     if (record.state === 'cancelled')
       throw ApplicationFailure.create({ type: 'UpdateCancelled', message: record.error });
@@ -1154,5 +1220,196 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       entries.filter((e) => status.leftBehind.some((l) => l.resource === e.resource)).map((e) => e.step),
     );
     for (const e of entries) stepStatus(e.step).state = failedSteps.has(e.step) ? 'undo-failed' : 'undone';
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // drift: compare a ready mesh with its baseline, and repair it by running the owning steps again
+
+  /** The baseline is stale after a change: the live loop takes a new one. */
+  function driftAfterChange(): void {
+    driftStale++;
+    driftVersion++;
+  }
+
+  /** How long until the live loop has drift work (a baseline, a check); Infinity when it has none. */
+  function driftDueIn(): number {
+    if (status.phase !== 'ready' || teardownRequested || drifting || baselining) return Infinity;
+    if (!driftBase || driftBaselined !== driftStale) return baselineRetryAt - Date.now();
+    const every = driftEveryMs(spec.drift.every);
+    if (every === undefined) return Infinity;
+    const last = Math.max(Date.parse(driftBase.at), Date.parse(status.drift?.checkedAt ?? driftBase.at));
+    return last + every - Date.now();
+  }
+
+  /** The live loop's drift work: a baseline when there is none (or a stale one), else a check. */
+  async function driftTick(): Promise<void> {
+    if (!driftBase || driftBaselined !== driftStale) await takeBaseline();
+    else await checkDriftNow('timer');
+  }
+
+  function driftActivity(summaryText: string) {
+    return proxyActivities<MeshActivities>({
+      startToCloseTimeout: '10 minutes',
+      ...BEAT,
+      retry: RETRY,
+      ...hostOptions(),
+      summary: summaryText,
+    });
+  }
+
+  /** Takes the baseline of what the mesh's steps applied; a failure is tried again a minute later. */
+  function takeBaseline(): Promise<void> {
+    baselining ??= (async () => {
+      const version = driftStale;
+      try {
+        const req = { mesh: spec.name, spec, ledger: status.ledger };
+        const out = await onHost(() => driftActivity('drift: take the baseline').baselineDrift(req));
+        driftBase = { baseline: out.baseline, at: now() };
+        driftBaselined = version;
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        baselineRetryAt = Date.now() + 60_000;
+        status.drift = { ...(status.drift ?? emptyDrift('timer')), error: `baseline: ${errorText(err)}` };
+      } finally {
+        baselining = undefined;
+        driftVersion++;
+      }
+    })();
+    return baselining;
+  }
+
+  function emptyDrift(trigger: DriftStatus['trigger']): DriftStatus {
+    return { checkedAt: now(), trigger, objects: 0, items: [], failedChecks: [], repaired: [], state: 'clean' };
+  }
+
+  function refuseWhileDrifting(what: string): void {
+    if (drifting)
+      throw new Error(
+        `a drift check of mesh ${spec.name} has been running since ${drifting.since}: ${what} waits for it ` +
+          `(meshflow status ${spec.name})`,
+      );
+  }
+
+  function validateDrift(): void {
+    if (!v4drift)
+      throw new Error(
+        `mesh ${spec.name} was started by an earlier meshflow release, which has no drift detection: ` +
+          'tear it down and bring it up again to have it',
+      );
+    if (updating) {
+      const r = updating.record;
+      throw new Error(
+        `update ${r.id} (${r.summary}) has been running since ${r.requestedAt}: drift is checked after it, ` +
+          `one change at a time (meshflow status ${spec.name})`,
+      );
+    }
+    refuseWhileDrifting('another check');
+    if (renewal) throw new Error(`mesh ${spec.name} is renewing reader tokens: check for drift in a moment`);
+    if (teardownRequested || status.phase !== 'ready')
+      throw new Error(
+        `mesh ${spec.name} is ${teardownRequested ? 'tearing-down' : status.phase}: drift is checked on a ready mesh`,
+      );
+  }
+
+  /**
+   * One drift check: the ledger's objects against the baseline, and every check. With
+   * `drift.repair`, the steps that own what is missing or changed, and those that repair a failed
+   * check, run again (as a walk runs them), then verify, then a new baseline. Objects that are not
+   * the mesh's and clusters that do not answer are reported, never acted on.
+   */
+  async function checkDriftNow(trigger: DriftStatus['trigger']): Promise<DriftStatus> {
+    const scope = new CancellationScope();
+    drifting = { since: now(), scope };
+    const out = emptyDrift(trigger);
+    try {
+      await scope.run(async () => {
+        if (baselining) await baselining;
+        if (!driftBase || driftBaselined !== driftStale) await takeBaseline();
+        if (!driftBase) throw new Error(status.drift?.error ?? 'no baseline could be taken');
+        const req = { mesh: spec.name, spec, ledger: status.ledger, baseline: driftBase.baseline };
+        const [report] = await Promise.all([
+          onHost(() =>
+            driftActivity(`drift: check ${trigger === 'timer' ? 'on schedule' : 'on request'}`).checkDrift(req),
+          ),
+          runVerify(`verify (drift check)`),
+        ]);
+        out.checkedAt = now();
+        out.objects = report.objects;
+        out.items = report.items;
+        out.failedChecks = status.checks.filter((c) => c.status === 'failed');
+        if (!out.items.length && !out.failedChecks.length) return;
+        if (!spec.drift.repair) {
+          out.state = 'drifted';
+          return;
+        }
+        out.state = 'unrepaired';
+        const steps = repairSteps(report, out.failedChecks);
+        if (steps.length) {
+          for (const id of steps) stepStatus(id).state = 'pending';
+          try {
+            await walk(false);
+          } finally {
+            out.repaired = steps.filter((id) => stepStatus(id).state === 'done');
+          }
+          await runVerify('verify (after drift repair)');
+          await takeBaseline();
+        }
+        const stays =
+          out.items.some((i) => !out.repaired.includes(i.step) || (i.kind !== 'missing' && i.kind !== 'changed')) ||
+          status.checks.some((c) => c.status === 'failed');
+        if (!stays) out.state = 'repaired';
+      });
+    } catch (err) {
+      // The check could not run, or the repair failed (its step says why): nothing is known to be repaired.
+      out.state = 'unrepaired';
+      out.error = isCancellation(err) ? 'ended by a teardown' : errorText(err);
+    } finally {
+      drifting = undefined;
+      driftVersion++;
+    }
+    recordDrift(out);
+    return out;
+  }
+
+  /** The plan steps that repair `report` and `failed`, in plan order (dependencies first). */
+  function repairSteps(report: DriftReport, failed: CheckResult[]): string[] {
+    const wanted = new Set([...stepsForDrift(report), ...stepsForChecks(spec, failed)]);
+    return plan.steps.filter((s) => wanted.has(s.id) && s.kind !== 'verify' && s.kind !== 'preflight').map((s) => s.id);
+  }
+
+  /** The report goes into the status, the Drifted condition and the memo `list` reads. */
+  function recordDrift(d: DriftStatus): void {
+    status.drift = d;
+    const found = d.items.length + d.failedChecks.length;
+    const what = `${d.items.length} object(s) drifted, ${d.failedChecks.length} check(s) failed at ${d.checkedAt}`;
+    // Clusters that did not answer say nothing either way: Unknown, unless something else was found.
+    const unknown =
+      !d.error && !d.failedChecks.length && d.items.length > 0 && d.items.every((i) => i.kind === 'unreachable');
+    const [value, reason, message]: [MeshCondition['status'], string, string] =
+      d.state === 'clean'
+        ? ['False', 'NoDrift', `checked ${d.checkedAt}: nothing drifted, every check passed`]
+        : d.state === 'repaired'
+          ? ['False', 'Repaired', `${what}; repaired by running ${d.repaired.join(', ')} again`]
+          : unknown
+            ? ['Unknown', 'ClustersUnreachable', `${what}: ${d.items.map((i) => i.detail).join('; ')}`]
+            : [
+                'True',
+                d.state === 'drifted' ? 'RepairOff' : d.error ? 'RepairFailed' : 'NotRepaired',
+                `${what}${d.state === 'drifted' ? ' (drift.repair is false: reported only)' : ''}` +
+                  `${d.error ? `: ${d.error}` : ''}; see the status's drift`,
+              ];
+    const known = status.conditions?.find((c) => c.type === 'Drifted');
+    const next: MeshCondition = {
+      type: 'Drifted',
+      status: value,
+      reason,
+      message,
+      lastTransitionTime: known?.status === value ? known.lastTransitionTime : now(),
+    };
+    status.conditions = known
+      ? status.conditions!.map((c) => (c === known ? next : c))
+      : [...(status.conditions ?? []), next];
+    if (status.phase === 'ready') phaseConditions('ready'); // Ready follows the checks that just ran
+    upsertMemo({ drift: d.state === 'clean' ? null : { state: d.state, found, checkedAt: d.checkedAt } });
   }
 }

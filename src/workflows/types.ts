@@ -3,6 +3,7 @@
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { StepKind } from '../plan/plan';
 import type { CheckResult, LedgerEntry, Resource } from '../steps/contract';
+import type { DriftBaseline, DriftItem } from '../drift/types';
 
 export type { CheckResult, LedgerEntry, Resource, StepOutcome, StepRequest } from '../steps/contract';
 
@@ -50,6 +51,29 @@ export interface MeshStatus {
   retiredClusters?: ClusterSpec[];
   /** The changes `meshflow apply` made or tried, newest last (the last 20). */
   updates?: UpdateRecord[];
+  /** The last drift check of the mesh (see DriftStatus). */
+  drift?: DriftStatus;
+  error?: string;
+}
+
+/**
+ * One drift check (`drift.every`, or `meshflow drift`): what changed since the baseline, which
+ * checks failed, and which steps ran again to repair them. `state`: `clean` (nothing found),
+ * `repaired` (found and repaired, the checks pass again), `drifted` (found, `repair: false`: reported
+ * only), `unrepaired` (something stays: an object that is not the mesh's, a cluster that did not
+ * answer, a check no step repairs, a repair that failed).
+ */
+export interface DriftStatus {
+  checkedAt: string;
+  /** What ran it: the `drift.every` timer or a request. */
+  trigger: 'timer' | 'requested';
+  /** Ledger objects compared with the baseline. */
+  objects: number;
+  items: DriftItem[];
+  failedChecks: CheckResult[];
+  /** The steps that ran again (and succeeded). */
+  repaired: string[];
+  state: 'clean' | 'repaired' | 'drifted' | 'unrepaired';
   error?: string;
 }
 
@@ -108,4 +132,6 @@ export interface ProvisionMeshInput {
   hostWait?: string;
   /** Set when the workflow continues as new: the state to carry on from. */
   carried?: MeshStatus;
+  /** Carried across continue-as-new: the drift baseline and when (workflow time) it was taken; its only copy. */
+  driftBaseline?: { baseline: DriftBaseline; at: string };
 }

@@ -9,7 +9,8 @@ import { everyStep } from '../../src/steps/activity-names';
 import type { Plan } from '../../src/plan/plan';
 import { parseMeshSpec } from '../../src/spec/load';
 import type { MeshSpec } from '../../src/spec/schema';
-import type { Resource, StepOutcome, StepRequest } from '../../src/steps/contract';
+import type { CheckResult, Resource, StepOutcome, StepRequest } from '../../src/steps/contract';
+import type { DriftItem, DriftKind, DriftReport } from '../../src/drift/types';
 
 export interface Script {
   /** Step ids that fail permanently. */
@@ -29,6 +30,17 @@ export interface Script {
   failAfterCreate?: string[];
   /** A requested verify (not the first) waits for this before it answers. */
   holdVerify?: Promise<void>;
+  /**
+   * What the next drift checks find, one entry per check (then nothing): objects of the given steps
+   * (realistic resources: the step's ConfigMap in its cluster), missing unless another kind is given.
+   */
+  drift?: Array<Array<{ step: string; cluster: string; kind?: DriftKind }>>;
+  /** Failed checks the next verify runs report beside same-root, one entry per run (then none). */
+  failChecks?: CheckResult[][];
+  /** A drift check waits for this before it answers. */
+  holdDrift?: Promise<void>;
+  /** This many drift baselines fail (for good) before one succeeds. */
+  failBaselines?: number;
 }
 
 /** The resource a step "creates" under a realistic script; its undo is recorded as `undo <step id>`. */
@@ -63,6 +75,16 @@ export class FakeActivities {
   readonly scripts = new Map<string, Script>();
   readonly calls = new Map<string, string[]>();
   readonly tokens = new Map<string, IssuedToken[]>();
+  /** Drift baselines taken and checks made, by mesh ("baseline", "check"), apart from the steps' calls. */
+  readonly driftCalls = new Map<string, string[]>();
+
+  private recordDrift(mesh: string, call: string) {
+    this.driftCalls.set(mesh, [...(this.driftCalls.get(mesh) ?? []), call]);
+  }
+
+  driftCallsOf(mesh: string): string[] {
+    return this.driftCalls.get(mesh) ?? [];
+  }
 
   private record(mesh: string, call: string) {
     this.calls.set(mesh, [...(this.calls.get(mesh) ?? []), call]);
@@ -151,6 +173,7 @@ export class FakeActivities {
                 status: 'passed',
                 detail: `fake, run ${this.callsOf(req.mesh).filter((c) => c === 'run verify').length}`,
               },
+              ...(script.failChecks?.shift() ?? []),
             ]
           : undefined,
     };
@@ -178,13 +201,31 @@ export class FakeActivities {
         }
         return { untouched: [] };
       },
-      // No drift: the meshes of these tests exist only in the double's records.
-      baselineDrift: async () => ({
-        baseline: { takenAt: new Date().toISOString(), objects: {} },
-        requests: 0,
-        unreachable: [],
-      }),
-      checkDrift: async () => ({ checkedAt: new Date().toISOString(), objects: 0, requests: 0, items: [] }),
+      // The meshes of these tests exist only in the double's records: drift is what the script says.
+      baselineDrift: async (req) => {
+        this.recordDrift(req.mesh, 'baseline');
+        const script = this.scripts.get(req.mesh) ?? {};
+        if (script.failBaselines) {
+          script.failBaselines--;
+          throw ApplicationFailure.create({ type: 'PermanentError', message: 'injected', nonRetryable: true });
+        }
+        return { baseline: { takenAt: new Date().toISOString(), objects: {} }, requests: 0, unreachable: [] };
+      },
+      checkDrift: async (req): Promise<DriftReport> => {
+        this.recordDrift(req.mesh, 'check');
+        const script = this.scripts.get(req.mesh) ?? {};
+        await script.holdDrift;
+        const found = script.drift?.shift() ?? [];
+        const items = found.map(({ step, cluster, kind = 'missing' }): DriftItem => ({
+          cluster,
+          object: kind === 'unreachable' ? '' : `${cluster}/v1/ConfigMap/fake/${step}`,
+          kind,
+          step: kind === 'unreachable' ? '' : step,
+          detail: `test double: ${kind}`,
+        }));
+        const objects = req.ledger.filter((l) => l.resource.type === 'objects').length;
+        return { checkedAt: new Date().toISOString(), objects, requests: 0, items };
+      },
     };
   }
 }
