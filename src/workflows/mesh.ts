@@ -839,7 +839,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       id: currentUpdateInfo()?.id ?? `update-${(status.updates?.length ?? 0) + 1}`,
       requestedAt: now(),
       state: 'running',
-      summary: deltaSummary(delta),
+      summary: delta.empty ? settingsSummary(spec, next) : deltaSummary(delta),
       added: delta.added.map((s) => s.id),
       rerun: delta.rerun.map((s) => s.id),
       removed: delta.removed.map((s) => s.id),
@@ -914,6 +914,13 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     if (record.state === 'cancelled')
       throw ApplicationFailure.create({ type: 'UpdateCancelled', message: record.error });
     return { update: record, phase: status.phase, clusters: status.clusters, checks: status.checks };
+  }
+
+  /** "no change", or the settings that changed without steps: "settings changed: drift, onFailure". */
+  function settingsSummary(from: MeshSpec, to: MeshSpec): string {
+    const keys = ['onFailure', 'drift', 'verify'] as const;
+    const changed = keys.filter((k) => JSON.stringify(from[k]) !== JSON.stringify(to[k]));
+    return changed.length ? `settings changed: ${changed.join(', ')}` : 'no change';
   }
 
   /** "add cluster3; remove cluster1; move the app in cluster2; 4 step(s) added, 2 run again, 6 removed" */
