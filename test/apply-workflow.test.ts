@@ -8,7 +8,7 @@ import { Worker } from '@temporalio/worker';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage, type WorkflowHandle } from '@temporalio/client';
 import type { MeshSpec } from '../src/spec/schema';
 import { parseMeshSpec } from '../src/spec/load';
-import { applyUpdate, meshWorkflowId, statusQuery, teardownSignal } from '../src/workflows/definitions';
+import { applyUpdate, meshWorkflowId, specQuery, statusQuery, teardownSignal } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
 import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
@@ -220,4 +220,32 @@ test('one update at a time; a teardown during an update ends it and undoes every
   ]);
   expect(fake.callsOf(name)).toContain('cancelled control-plane:south');
   await recordHistory(handle, 'v3-apply-down-during-update');
+});
+
+test('a changed step that fails half-way runs again as the previous spec had it, then verify', async () => {
+  const name = 'failmove';
+  const spec = parseMeshSpec(
+    twoClusterYaml(name, 'app: { sample: helloworld, placement: { east: [v1], west: [v2] } }\n'),
+  );
+  // The deploy of east fails whenever it is asked for v2 there (the new placement), not for v1.
+  const handle = await startReady(spec, {
+    failIf: (req) => req.step.id === 'deploy-app:east' && req.spec.app.placement?.east?.includes('v2') === true,
+  });
+  const moved = structuredClone(spec);
+  moved.app.placement = { east: ['v2'], west: ['v1'] };
+  const before = fake.callsOf(name).length;
+  const out = await handle.executeUpdate(applyUpdate, { args: [{ spec: moved }] });
+  expect(out.update.state).toBe('rolled-back');
+  expect(out.update.rerun.sort()).toEqual(['deploy-app:east', 'deploy-app:west']);
+  const runs = callsSince(name, before).filter((c) => c.startsWith('run '));
+  // Both deploys ran with the new placement (east failed), then again with the old one, then verify.
+  expect(runs.filter((c) => c === 'run deploy-app:east')).toHaveLength(2);
+  expect(runs.filter((c) => c === 'run deploy-app:west')).toHaveLength(2);
+  expect(runs.at(-1)).toBe('run verify');
+  const status = await handle.query(statusQuery);
+  expect(status.phase).toBe('ready');
+  expect(status.steps.filter((s) => s.state !== 'done')).toEqual([]);
+  expect((await handle.query(specQuery)).app.placement).toEqual({ east: ['v1'], west: ['v2'] });
+  await handle.signal(teardownSignal);
+  expect((await handle.result()).ledger).toEqual([]);
 });

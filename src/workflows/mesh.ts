@@ -1038,10 +1038,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   ): Promise<void> {
     const added = new Set(d.added.map((s) => s.id));
     const before = new Set(d.rerun.map((s) => s.id));
-    // Objects a changed step applied that it had not applied before the update.
+    // Objects a changed step applied (finished or not) that it had not applied before the update.
     const fresh: LedgerEntry[] = [];
-    for (const step of ran.keys()) {
-      if (!before.has(step)) continue;
+    for (const step of before) {
       for (const entry of status.ledger.filter((l) => l.step === step && l.resource.type === 'objects')) {
         const r = entry.resource as Extract<Resource, { type: 'objects' }>;
         const newObjects = r.objects.filter((o) => !had.get(step)?.has(`${r.cluster}/${objectKey(o)}`));
@@ -1050,10 +1049,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     }
     await undoSome([...status.ledger.filter((l) => added.has(l.step)), ...fresh]);
     const target: MeshSpec = { ...prev, clusters: prev.clusters.filter((c) => !gone.has(c.name)) };
-    const redo = new Set([
-      ...diffPlans(prev, target).rerun.map((s) => s.id),
-      ...[...ran.keys()].filter((s) => before.has(s)),
-    ]);
+    // Every changed step runs again as the previous spec has it: one that failed half-way too.
+    const redo = new Set([...diffPlans(prev, target).rerun.map((s) => s.id), ...before]);
     const leftover = status.ledger.filter((l) => added.has(l.step));
     try {
       if (leftover.length)

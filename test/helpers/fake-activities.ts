@@ -28,6 +28,8 @@ export interface Script {
   realistic?: boolean;
   /** Step ids that fail after creating their resource, reporting it only in their trace. */
   failAfterCreate?: string[];
+  /** Steps that fail (after creating, as failAfterCreate) when this says so of their request. */
+  failIf?: (req: StepRequest) => boolean;
   /** A requested verify (not the first) waits for this before it answers. */
   holdVerify?: Promise<void>;
   /**
@@ -142,7 +144,7 @@ export class FakeActivities {
         nonRetryable: true,
       });
     }
-    if (script.failAfterCreate?.includes(req.step.id)) {
+    if (script.failAfterCreate?.includes(req.step.id) || script.failIf?.(req)) {
       throw ApplicationFailure.create({
         type: 'PermanentError',
         message: `injected failure in ${req.step.id} after creating`,
