@@ -314,7 +314,7 @@ describe('the document says what the server does', () => {
   test('an undeclared method on a known path is 405 with Allow; on an unknown path 404', async () => {
     for (const [method, p, allow] of [
       ['PUT', '/v1/meshes', 'GET, HEAD, POST'],
-      ['TRACE', '/v1/meshes/demo', 'DELETE, GET, HEAD'],
+      ['TRACE', '/v1/meshes/demo', 'DELETE, GET, HEAD, PUT'],
       ['PATCH', '/v1/schedules/meshflow-sweep', 'DELETE, GET, HEAD'],
       ['GET', '/codec/decode', 'POST'],
     ]) {

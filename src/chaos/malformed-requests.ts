@@ -187,13 +187,13 @@ export function malformedRequests(ctx: RequestCorpusContext): MalformedRequest[]
     },
     {
       name: 'an undeclared method on a known path',
-      method: 'PUT',
+      method: 'PATCH',
       path: `/v1/meshes/${ctx.readyMesh}`,
       token: as,
       status: 405,
       code: 'method_not_allowed',
-      reason: /PUT is not an operation of/,
-      headers: { allow: /^DELETE, GET, HEAD$/ },
+      reason: /PATCH is not an operation of/,
+      headers: { allow: /^DELETE, GET, HEAD, PUT$/ },
     },
   ];
 }
