@@ -327,7 +327,13 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     })[STEP_ACTIVITIES[step.kind]];
   const undoActivity = (summaryText: string, onHost = true) =>
-    proxyActivities<MeshActivities>({ ...UNDO_OPTIONS, ...(onHost ? hostOptions() : {}), summary: summaryText })
+    proxyActivities<MeshActivities>({
+      ...UNDO_OPTIONS,
+      // Release 4: an undo heartbeats every second (runStep), so a lost worker is noticed in 10 s, not 2 minutes.
+      ...(v4 ? BEAT : {}),
+      ...(onHost ? hostOptions() : {}),
+      summary: summaryText,
+    })
       .undoResource;
 
   /**
