@@ -59,25 +59,34 @@ function applyRow(out: ApplyKillsResult, asked: number): Record<string, string |
   const during = r.filter((x) => x.killedDuring).length;
   const resent = r.reduce((sum, x) => sum + x.resent, 0);
   const rolledBack = r.filter((x) => x.state === 'rolled-back').length;
+  const notRun = r.length < asked ? `; ${asked - r.length} round(s) not run` : '';
+  const compensated = r.filter((x) => x.fullyCompensated).length;
   return {
     ...row(
       `worker SIGKILL during apply (2 <-> 3 clusters; ended as 2: ${as(2)}, as 3: ${as(3)}; ` +
-        `${rolledBack} rolled back; killed mid-update ${during}/${r.length}; re-sent ${resent}` +
-        `${r.length < asked ? `; ${asked - r.length} round(s) not run` : ''})`,
+        `${rolledBack} rolled back; killed mid-update ${during}/${r.length}; re-sent ${resent}${notRun})`,
       r,
     ),
-    'fully compensated': `${r.filter((x) => x.fullyCompensated).length}, down: ${out.down.fullyCompensated ? 'yes' : 'NO'}`,
+    'fully compensated': `${compensated}, down: ${out.down.fullyCompensated ? 'yes' : 'NO'}`,
     'left behind': r.filter((x) => x.leftovers.length).length + (out.down.leftovers.length ? 1 : 0),
   };
 }
 
+/** What was found, as the report lines of the other rows end. */
+const findings = (error: string | undefined, duplicates: string[], leftovers: string[]) =>
+  [
+    error ? ` (${error})` : '',
+    duplicates.length ? ` duplicates: ${duplicates.join('; ')}` : '',
+    leftovers.length ? ` left: ${leftovers.join('; ')}` : '',
+  ].join('');
+
 function reportRound(r: ApplyRound): void {
   const bad = !r.fullyCompensated || r.error;
+  const ended = `${r.state ?? 'no outcome'}${r.resent ? ` (re-sent ${r.resent})` : ''}`;
   const as = r.endedAs ? `as ${r.endedAs} clusters` : 'as neither spec';
   process.stderr.write(
-    `  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${r.state ?? 'no outcome'}${r.resent ? ` (re-sent ${r.resent})` : ''}, ` +
-      `${as}${r.endedReady ? ', verified' : ''}${r.error ? ` (${r.error})` : ''}` +
-      `${r.duplicates.length ? ` duplicates: ${r.duplicates.join('; ')}` : ''}${r.leftovers.length ? ` left: ${r.leftovers.join('; ')}` : ''}\n`,
+    `  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${ended}, ${as}${r.endedReady ? ', verified' : ''}` +
+      `${findings(r.error, r.duplicates, r.leftovers)}\n`,
   );
 }
 
@@ -85,9 +94,9 @@ function reportDown(out: ApplyKillsResult): void {
   const { add, remove } = out.expectedMs;
   const bad = !out.down.fullyCompensated || out.down.leftovers.length;
   process.stderr.write(
-    `  ${bad ? 'FAIL' : 'ok  '} apply rounds (kills within add ${(add / 1000).toFixed(1)}s, remove ` +
-      `${(remove / 1000).toFixed(1)}s): down ${out.down.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
-      `${out.down.error ? ` (${out.down.error})` : ''}${out.down.leftovers.length ? ` left: ${out.down.leftovers.join('; ')}` : ''}\n`,
+    `  ${bad ? 'FAIL' : 'ok  '} apply rounds (kills within add ${(add / 1000).toFixed(1)}s, ` +
+      `remove ${(remove / 1000).toFixed(1)}s): down ${out.down.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
+      `${findings(out.down.error, [], out.down.leftovers)}\n`,
   );
 }
 
@@ -106,8 +115,8 @@ function report(results: RunResult[]): void {
   for (const r of results) {
     const bad = !r.fullyCompensated || r.duplicates.length || r.leftovers.length || r.error;
     process.stderr.write(
-      `  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${r.endedReady ? 'ready, ' : ''}${r.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
-        `${r.error ? ` (${r.error})` : ''}${r.duplicates.length ? ` duplicates: ${r.duplicates.join('; ')}` : ''}${r.leftovers.length ? ` left: ${r.leftovers.join('; ')}` : ''}\n`,
+      `  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${r.endedReady ? 'ready, ' : ''}` +
+        `${r.fullyCompensated ? 'compensated' : 'NOT compensated'}${findings(r.error, r.duplicates, r.leftovers)}\n`,
     );
   }
 }
