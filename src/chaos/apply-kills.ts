@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
-import { applyMesh, startMesh, teardownMesh, verifyMesh } from '../client';
+import { applyMesh, meshHandle, startMesh, teardownMesh, verifyMesh } from '../client';
 import type { MeshSpec } from '../spec/schema';
 import { localClusterName } from '../spec/names';
 import { sleep } from '../util/net';
@@ -147,14 +147,14 @@ async function oneRound(
       ),
       sleep(killAt).then(() => false),
     ]);
-    const s = await bench.status(mesh);
-    const running = s?.steps.filter((x) => x.state === 'running' || x.state === 'undoing').map((x) => x.id) ?? [];
+    const running = ended ? [] : await runningNow(bench, mesh);
     round.killedDuring = !ended;
     await bench.killWorker();
     round.fault =
       `${change}, worker SIGKILL at ${((Date.now() - sent) / 1000).toFixed(1)}s` +
-      (ended ? ' (after the update ended)' : ` (${running.join(',') || s?.phase || '?'})`);
+      (ended ? ' (after the update ended)' : ` (${running.join(',') || '?'})`);
     const record = await follow(bench, outcome, timeoutMs);
+    round.fault += `, update ended at ${((Date.now() - sent) / 1000).toFixed(1)}s`;
     round.state = record.state;
     if (record.state !== 'applied' && record.state !== 'rolled-back')
       round.error = `the update ended ${record.state}: ${record.error ?? ''}`;
@@ -210,6 +210,19 @@ async function check(bench: ChaosBench, { a, b }: { a: MeshSpec; b: MeshSpec }, 
   round.endedReady = !failed.length && !!round.endedAs && (round.state === 'applied' || round.state === 'rolled-back');
   // "Compensated" for a round: the mesh is exactly one spec, nothing of the other one left.
   round.fullyCompensated = round.endedReady && !round.duplicates.length && !round.leftovers.length;
+}
+
+/** What the update was doing: its running steps, else the activities pending (an undo, the forgotten proof). */
+async function runningNow(bench: ChaosBench, mesh: string): Promise<string[]> {
+  const s = await bench.status(mesh);
+  const steps = s?.steps.filter((x) => x.state === 'running' || x.state === 'undoing').map((x) => x.id) ?? [];
+  if (steps.length) return steps;
+  try {
+    const desc = await meshHandle(bench.client!, mesh).describe();
+    return (desc.raw.pendingActivities ?? []).map((a) => a.activityType?.name ?? '?');
+  } catch {
+    return [s?.phase ?? '?'];
+  }
 }
 
 /** Processes whose command line names the local cluster's directory (API server, istiod, data plane). */
