@@ -613,13 +613,21 @@ async function applyBench(env: TestWorkflowEnvironment, tools: Record<string, st
         if (update.state !== 'applied')
           throw new Error(`apply bench: ${change} ended ${update.state}: ${update.error}`);
         const status = await env.client.workflow.getHandle(meshWorkflowId(a.name)).query(statusQuery);
+        const ran = new Set([...delta!.added, ...delta!.rerun].map((st) => st.id));
         const took = new Map(
           status.steps
-            .filter((st) => st.startedAt && st.endedAt)
+            .filter((st) => ran.has(st.id) && st.startedAt && st.endedAt)
             .map((st) => [st.id, Date.parse(st.endedAt!) - Date.parse(st.startedAt!)]),
         );
+        // The verify after an update keeps the start time of the first one in the status: its time
+        // here is from the last step's end to its own.
+        const verify = status.steps.find((st) => st.kind === 'verify');
+        const lastEnd = Math.max(
+          0,
+          ...status.steps.filter((st) => ran.has(st.id) && st.endedAt).map((st) => Date.parse(st.endedAt!)),
+        );
+        if (verify?.endedAt && lastEnd) took.set(verify.id, Date.parse(verify.endedAt) - lastEnd);
         // The steps that ran, with their measured durations, through the same cut of the plan.
-        const ran = new Set([...delta!.added, ...delta!.rerun].map((st) => st.id));
         const plan = buildPlan(spec);
         const measured = criticalPath({
           ...plan,
@@ -636,8 +644,10 @@ async function applyBench(env: TestWorkflowEnvironment, tools: Record<string, st
           change,
           'steps added/rerun/removed': `${delta!.added.length}/${delta!.rerun.length}/${delta!.removed.length}`,
           'update wall s': (wall / 1000).toFixed(1),
-          'critical path (plan estimates) s': (cp / 1000).toFixed(1),
-          'wall / estimate': (wall / cp).toFixed(2),
+          'in the workflow s': ((Date.parse(update.endedAt!) - Date.parse(update.requestedAt)) / 1000).toFixed(1),
+          // A removal only undoes: the plan estimates no step of it.
+          'critical path (plan estimates) s': cp ? (cp / 1000).toFixed(1) : 'n/a (undo only)',
+          'wall / estimate': cp ? (wall / cp).toFixed(2) : 'n/a',
           'critical path (measured steps) s': ran.size ? (measured / 1000).toFixed(1) : 'n/a',
           'wall / measured': ran.size ? (wall / measured).toFixed(2) : 'n/a',
           'forgotten after s':
