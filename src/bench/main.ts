@@ -13,6 +13,10 @@
 //     apply request each);
 //  10. another worker takes over a GKE (emulated) mesh on the shared queue after its worker is
 //     SIGKILLed for good (src/bench/takeover.ts).
+//  11. `apply` on local clusters with the real worker: a ready two-clusters example mesh grows a
+//     third cluster and shrinks back: wall time of each update against the critical path of the
+//     change, the new cluster's step times, how long until no istiod knew the removed cluster
+//     (`forgotten`), and this process's CPU during each.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +24,7 @@ import { execa } from 'execa';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { startMesh, teardownMesh } from '../client';
+import { applyMesh, planChange, startMesh, teardownMesh } from '../client';
 import { LocalClusters } from '../local/clusters';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST } from '../gke/clients';
 import { GkeEmulator } from '../gke/emulator';
@@ -33,6 +37,7 @@ import { DEV_SERVER_ARGS } from '../temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { ensureTools } from '../tools/install';
 import { localTools } from '../local/tools';
+import { applySpecs } from '../chaos/apply-kills';
 import { ChaosBench } from '../chaos/harness';
 import { meshHandle } from '../client';
 import { localClusterName } from '../spec/names';
@@ -239,6 +244,7 @@ async function main(): Promise<void> {
     if (want('real')) await realInstalls(env, tools);
     if (want('gke')) await gkeEmulated(env, tools);
     if (want('api')) await apiBench(env);
+    if (want('apply')) await applyBench(env, tools);
     if (want('takeover')) {
       table(
         '10. another worker takes over: a GKE (emulated, durations / 20) mesh with the Kubernetes trust store; ' +
@@ -261,8 +267,8 @@ async function main(): Promise<void> {
 }
 
 /**
- * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, takeover, local, resume,
- * tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples in section 6.
+ * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, takeover, local,
+ * resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples in section 6.
  */
 const SECTIONS = process.argv.slice(2);
 const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(section);
@@ -569,6 +575,109 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
     table(`6. seconds per step (min-max over clusters or pairs): ${row.topology}`, [
       Object.fromEntries(Object.entries(row).filter(([k]) => k !== 'topology')),
     ]);
+}
+
+/**
+ * 11. `apply` on local clusters, the real worker in this process: the two-clusters example grows a
+ * third cluster (cluster3 on network3, helloworld v2 in it too) and shrinks back. Wall time of each
+ * update (from sending it to its answer) against the critical path of the change: the plan's
+ * estimates (`diffPlans`), and the same steps with their measured durations; the update's
+ * `forgotten` (until no istiod knew the removed cluster); CPU of this process (worker and bench).
+ */
+async function applyBench(env: TestWorkflowEnvironment, tools: Record<string, string>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-apply-'));
+  const examples = path.join(__dirname, '..', '..', 'examples');
+  const { a, b } = applySpecs({ ...loadMeshSpec(path.join(examples, 'two-clusters.yaml')), name: 'bench-apply' });
+  const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-apply');
+  const rows: Array<Record<string, string | number>> = [];
+  let newSteps: Record<string, string | number> = {};
+  const stopClusters = stopOnInterrupt(async () => {
+    const local = new LocalClusters(dir, localTools(tools));
+    await local.delete(local.list().map((c) => c.name));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  try {
+    await worker.runUntil(async () => {
+      await startMesh(env.client, a, 'bench-apply');
+      await waitReady(env, a.name);
+      for (const [change, spec] of [
+        ['add cluster3', b],
+        ['remove cluster3', a],
+      ] as const) {
+        const { delta } = await planChange(env.client, spec);
+        const cpu0 = process.cpuUsage();
+        const t0 = Date.now();
+        const { update } = await (await applyMesh(env.client, spec)).result();
+        const wall = Date.now() - t0;
+        const cpu = process.cpuUsage(cpu0);
+        if (update.state !== 'applied')
+          throw new Error(`apply bench: ${change} ended ${update.state}: ${update.error}`);
+        const status = await env.client.workflow.getHandle(meshWorkflowId(a.name)).query(statusQuery);
+        const ran = new Set([...delta!.added, ...delta!.rerun].map((st) => st.id));
+        const took = new Map(
+          status.steps
+            .filter((st) => ran.has(st.id) && st.startedAt && st.endedAt)
+            .map((st) => [st.id, Date.parse(st.endedAt!) - Date.parse(st.startedAt!)]),
+        );
+        // The verify after an update keeps the start time of the first one in the status: its time
+        // here is from the last step's end to its own.
+        const verify = status.steps.find((st) => st.kind === 'verify');
+        const lastEnd = Math.max(
+          0,
+          ...status.steps.filter((st) => ran.has(st.id) && st.endedAt).map((st) => Date.parse(st.endedAt!)),
+        );
+        if (verify?.endedAt && lastEnd) took.set(verify.id, Date.parse(verify.endedAt) - lastEnd);
+        // The steps that ran, with their measured durations, through the same cut of the plan.
+        const plan = buildPlan(spec);
+        const measured = criticalPath({
+          ...plan,
+          steps: plan.steps
+            .filter((st) => ran.has(st.id) || st.kind === 'verify')
+            .map((st) => ({
+              ...st,
+              dependsOn: st.kind === 'verify' ? [...ran] : st.dependsOn.filter((d) => ran.has(d)),
+              estimateMs: took.get(st.id) ?? 0,
+            })),
+        }).estimateMs;
+        const cp = delta!.criticalPath.estimateMs;
+        rows.push({
+          change,
+          'steps added/rerun/removed': `${delta!.added.length}/${delta!.rerun.length}/${delta!.removed.length}`,
+          'update wall s': (wall / 1000).toFixed(1),
+          'in the workflow s': ((Date.parse(update.endedAt!) - Date.parse(update.requestedAt)) / 1000).toFixed(1),
+          // A removal only undoes: the plan estimates no step of it.
+          'critical path (plan estimates) s': cp ? (cp / 1000).toFixed(1) : 'n/a (undo only)',
+          'wall / estimate': cp ? (wall / cp).toFixed(2) : 'n/a',
+          'critical path (measured steps) s': ran.size ? (measured / 1000).toFixed(1) : 'n/a',
+          'wall / measured': ran.size ? (wall / measured).toFixed(2) : 'n/a',
+          'forgotten after ms':
+            (update.forgotten ?? [])
+              .map((f) => `${f.cluster} ${f.afterMs === undefined ? 'not proven' : f.afterMs}`)
+              .join(', ') || 'n/a',
+          'CPU s, this process (worker + bench)': ((cpu.user + cpu.system) / 1e6).toFixed(1),
+        });
+        if (change.startsWith('add')) {
+          const kinds = new Map<string, number[]>();
+          for (const st of status.steps.filter((x) => ran.has(x.id) && took.has(x.id)))
+            kinds.set(st.kind, [...(kinds.get(st.kind) ?? []), took.get(st.id)! / 1000]);
+          newSteps = Object.fromEntries(
+            [...kinds].map(([kind, secs]) => [
+              kind,
+              secs.length === 1
+                ? secs[0].toFixed(1)
+                : `${Math.min(...secs).toFixed(1)}-${Math.max(...secs).toFixed(1)}`,
+            ]),
+          );
+        }
+      }
+      await teardownMesh(env.client, a.name);
+      await env.client.workflow.getHandle(meshWorkflowId(a.name)).result();
+    });
+  } finally {
+    await stopClusters().catch((err: unknown) => console.error(`could not stop every cluster: ${String(err)}`));
+  }
+  table('11. apply on local clusters (two-clusters example + cluster3 on network3, real worker in this process)', rows);
+  table('11. seconds per step of the add (min-max over clusters or pairs; steps added or run again)', [newSteps]);
 }
 
 /**

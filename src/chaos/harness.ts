@@ -243,7 +243,8 @@ export class ChaosBench {
     return result;
   }
 
-  private async finalStatus(mesh: string, timeoutMs: number): Promise<MeshStatus> {
+  /** Waits for the mesh's workflow to close (torn down or failed), keeping the worker alive; its last status. */
+  async finalStatus(mesh: string, timeoutMs: number): Promise<MeshStatus> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       this.keepWorkerAlive();

@@ -1,16 +1,25 @@
-// `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --takeovers N --seed S]`:
-// breaks meshflow on purpose and prints, per fault, how the runs ended, as a table.
+// `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --apply-kills N --takeovers N
+// --seed S]`: breaks meshflow on purpose and prints, per fault, how the runs ended, as a table (0 skips a row).
 //  1. worker SIGKILL at a random point of a 3-cluster mesh's life (restarted at once, same host);
 //  2. dev server SIGKILL mid-run, restarted on the same database a second later;
 //  3. Kubernetes API faults at a rate (503s, resets, slow answers, writes whose answer is lost)
 //     from a fault-injecting proxy in front of each local API server;
 //  4. several meshes started at once on one worker;
-//  5. one of two workers SIGKILLed for good while GKE (emulated) meshes with the Kubernetes trust
+//  5. worker SIGKILL during `apply`: one ready 2-cluster mesh grows to 3 clusters and shrinks back,
+//     round after round, the worker killed at a random moment of each update and restarted at once
+//     (./apply-kills.ts); each round must end as exactly one of the two specs, verified, nothing
+//     of the other left;
+//  6. one of two workers SIGKILLed for good while GKE (emulated) meshes with the Kubernetes trust
 //     store provision: the other worker, and the one that replaces it, finish every mesh;
-//  6. the malformed-spec corpus: every spec refused, naming its field, nothing started.
+//  7. the malformed-spec corpus: every spec refused, naming its field, nothing started.
 // A row counts runs, runs that ended ready, runs fully compensated (everything removed after
 // `down` or a failure), duplicates (a second cluster or root for one mesh) and runs that left
-// clusters, processes or files behind.
+// clusters, processes or files behind. The apply row counts rounds instead: 'ended ready' = the
+// update ended applied or rolled back and the mesh verified as one of the two specs; 'fully
+// compensated' = that, with nothing of the other spec left (and the final `down` in its cell);
+// 'duplicates' = clusters on disk other than status.clusters names; 'left behind' = rounds that
+// left a process, ledger entry or retired cluster of a removed cluster (and the final `down` if
+// it left anything); the fault cell says how many rounds ended as each spec.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../paths';
@@ -24,6 +33,7 @@ import { activityDeps, createWorker } from '../worker';
 import { TASK_QUEUE } from '../workflows/definitions';
 import type { Fault } from './fault-proxy';
 import { FaultyLocalProvider } from './faulty-provider';
+import { type ApplyKillsResult, type ApplyRound, applyKillRounds, applySpecs } from './apply-kills';
 import { ChaosBench, type RunResult, seeded } from './harness';
 import { malformedSpecs } from './malformed-specs';
 import { takeoverRuns } from './takeover';
@@ -42,6 +52,54 @@ function row(fault: string, results: RunResult[]): Record<string, string | numbe
   };
 }
 
+/** The apply row: rounds, and the final `down` of the one mesh they ran on (see the header). */
+function applyRow(out: ApplyKillsResult, asked: number): Record<string, string | number> {
+  const r = out.rounds;
+  const as = (n: 2 | 3) => r.filter((x) => x.endedAs === n).length;
+  const during = r.filter((x) => x.killedDuring).length;
+  const resent = r.reduce((sum, x) => sum + x.resent, 0);
+  const rolledBack = r.filter((x) => x.state === 'rolled-back').length;
+  const notRun = r.length < asked ? `; ${asked - r.length} round(s) not run` : '';
+  const compensated = r.filter((x) => x.fullyCompensated).length;
+  return {
+    ...row(
+      `worker SIGKILL during apply (2 <-> 3 clusters; ended as 2: ${as(2)}, as 3: ${as(3)}; ` +
+        `${rolledBack} rolled back; killed mid-update ${during}/${r.length}; re-sent ${resent}${notRun})`,
+      r,
+    ),
+    'fully compensated': `${compensated}, down: ${out.down.fullyCompensated ? 'yes' : 'NO'}`,
+    'left behind': r.filter((x) => x.leftovers.length).length + (out.down.leftovers.length ? 1 : 0),
+  };
+}
+
+/** What was found, as the report lines of the other rows end. */
+const findings = (error: string | undefined, duplicates: string[], leftovers: string[]) =>
+  [
+    error ? ` (${error})` : '',
+    duplicates.length ? ` duplicates: ${duplicates.join('; ')}` : '',
+    leftovers.length ? ` left: ${leftovers.join('; ')}` : '',
+  ].join('');
+
+function reportRound(r: ApplyRound): void {
+  const bad = !r.fullyCompensated || r.error;
+  const ended = `${r.state ?? 'no outcome'}${r.resent ? ` (re-sent ${r.resent})` : ''}`;
+  const as = r.endedAs ? `as ${r.endedAs} clusters` : 'as neither spec';
+  process.stderr.write(
+    `  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${ended}, ${as}${r.endedReady ? ', verified' : ''}` +
+      `${findings(r.error, r.duplicates, r.leftovers)}\n`,
+  );
+}
+
+function reportDown(out: ApplyKillsResult): void {
+  const { add, remove } = out.expectedMs;
+  const bad = !out.down.fullyCompensated || out.down.leftovers.length;
+  process.stderr.write(
+    `  ${bad ? 'FAIL' : 'ok  '} apply rounds (kills within add ${(add / 1000).toFixed(1)}s, ` +
+      `remove ${(remove / 1000).toFixed(1)}s): down ${out.down.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
+      `${findings(out.down.error, [], out.down.leftovers)}\n`,
+  );
+}
+
 function table(rows: Array<Record<string, string | number>>): void {
   const cols = Object.keys(rows[0]);
   const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
@@ -57,8 +115,8 @@ function report(results: RunResult[]): void {
   for (const r of results) {
     const bad = !r.fullyCompensated || r.duplicates.length || r.leftovers.length || r.error;
     process.stderr.write(
-      `  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${r.endedReady ? 'ready, ' : ''}${r.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
-        `${r.error ? ` (${r.error})` : ''}${r.duplicates.length ? ` duplicates: ${r.duplicates.join('; ')}` : ''}${r.leftovers.length ? ` left: ${r.leftovers.join('; ')}` : ''}\n`,
+      `  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${r.endedReady ? 'ready, ' : ''}` +
+        `${r.fullyCompensated ? 'compensated' : 'NOT compensated'}${findings(r.error, r.duplicates, r.leftovers)}\n`,
     );
   }
 }
@@ -71,6 +129,7 @@ async function main(): Promise<void> {
       concurrent: { type: 'string', default: '10' },
       'api-faults': { type: 'string', default: '3' },
       takeovers: { type: 'string', default: '10' },
+      'apply-kills': { type: 'string', default: '10' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
       // How long the harness follows one run before it gives up on it and tears it down.
       'run-timeout': { type: 'string', default: '360' },
@@ -180,6 +239,14 @@ async function main(): Promise<void> {
       rows.push({
         ...row(`${n} meshes at once (2 clusters each, ${Math.round((Date.now() - t0) / 1000)}s)`, together),
       });
+    }
+
+    const applyKills = Number(values['apply-kills']);
+    if (applyKills > 0) {
+      const specs = applySpecs(example('two-clusters.yaml', 'applyk'));
+      const out = await applyKillRounds(bench, specs, applyKills, random, runTimeoutMs, reportRound);
+      reportDown(out);
+      rows.push(applyRow(out, applyKills));
     }
   } finally {
     await bench.stop();
