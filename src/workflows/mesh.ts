@@ -333,8 +333,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       ...(v4 ? BEAT : {}),
       ...(onHost ? hostOptions() : {}),
       summary: summaryText,
-    })
-      .undoResource;
+    }).undoResource;
 
   /**
    * Runs an activity on the mesh's host. While no worker of the host picks it up, the status says
