@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, type Page, chromium } from 'playwright-core';
 import { type RunningApi, startApi } from '../src/api/server';
 import { meshStatus, startMesh } from '../src/client';
 import { ENCRYPTED_ENCODING, dataConverter, payloadCodec } from '../src/temporal/codec';
@@ -151,10 +151,21 @@ test('the Web UI finds the mesh by MeshName and shows its decoded spec and the s
   const screenshot = path.join(ARTIFACTS, 'web-ui.png');
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   try {
-    // Decoded by the codec endpoint: the spec in the input, the workflow's summary, the plan as details.
-    for (const text of ['meshflow.dev/v1alpha1', `mesh ${MESH}: 2 local cluster(s)`, 'link east -> west']) {
-      await page.getByText(text).first().waitFor({ timeout: 30_000 });
-    }
+    // Decoded by the codec endpoint: the spec in the input; the workflow's summary and the plan as
+    // details under the run's user metadata.
+    await page.getByText('meshflow.dev/v1alpha1').first().waitFor({ timeout: 30_000 });
+    await page
+      .getByRole('tab', { name: /User Metadata/ })
+      .first()
+      .click({ timeout: 30_000 });
+    // The UI renders summary and details as Markdown in frames of their own: look in every frame.
+    for (const text of [`mesh ${MESH}: 2 local cluster(s)`, 'link:east->west']) await textInAnyFrame(page, text);
+    await page
+      .getByRole('tab', { name: /History/ })
+      .first()
+      .click({ timeout: 30_000 });
+    // Each step's and each timer's summary in the history.
+    await page.getByText('link east -> west').first().waitFor({ timeout: 30_000 });
     await page
       .getByText(/TTL: tear down at \d{4}-/)
       .first()
@@ -166,3 +177,19 @@ test('the Web UI finds the mesh by MeshName and shows its decoded spec and the s
   // Without the codec the UI shows each payload's metadata, its encoding in base64, and the ciphertext.
   expect(await page.getByText(Buffer.from(ENCRYPTED_ENCODING).toString('base64')).count()).toBe(0);
 });
+
+/** Waits until some frame of the page shows `text` (30 s). */
+async function textInAnyFrame(page: Page, text: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    for (const frame of page.frames()) {
+      const shown = await frame
+        .locator('body')
+        .innerText({ timeout: 1000 })
+        .catch(() => '');
+      if (shown.includes(text)) return;
+    }
+    if (Date.now() > deadline) throw new Error(`no frame of the page shows "${text}"`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
