@@ -58,7 +58,7 @@ afterAll(async () => {
   worker?.shutdown();
   await running;
   await env?.teardown();
-});
+}, 180_000);
 
 function specOf(clusters: 2 | 3): MeshSpec {
   const spec = {
@@ -183,7 +183,7 @@ test('two clusters grow to three and shrink back to two; a failing add leaves th
   expect(final.ledger).toEqual([]);
   expect(mine()).toEqual([]);
   await recordHistory(handle, 'v3-e2e-apply');
-});
+}, 600_000);
 
 test('a primary-remote mesh gains a remote: its istiod serves it, every check passes', async () => {
   const name = 'hub-live';
@@ -213,4 +213,4 @@ test('a primary-remote mesh gains a remote: its istiod serves it, every check pa
   }
   const final = await handle.result();
   expect(final.ledger).toEqual([]);
-});
+}, 400_000);

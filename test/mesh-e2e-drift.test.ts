@@ -38,7 +38,7 @@ afterAll(async () => {
   worker?.shutdown();
   await running;
   await env?.teardown();
-});
+}, 180_000);
 
 function spec(repair: boolean): MeshSpec {
   return {
@@ -156,4 +156,4 @@ test('drift is found and repaired by the owning steps; repair: false only report
   const final = await handle.result();
   expect(final.phase).toBe('deleted');
   expect(final.ledger).toEqual([]);
-});
+}, 400_000);
