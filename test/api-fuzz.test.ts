@@ -1,6 +1,6 @@
 // Property-based requests against the API from its own OpenAPI document (schemathesis, pinned, see
 // helpers/schemathesis.ts), on the Temporal dev server with the real mesh workflow and the TEST
-// DOUBLE activities: a bounded run (seeded, about 850 requests, loopback only) in which no
+// DOUBLE activities: a bounded run (seeded, about 2,000 requests, loopback only) in which no
 // answer is a 5xx and every answer is one the document declares, with its content type, headers
 // and schema, and requests the document refuses are refused. Left out: the event stream (it does
 // not end) and /v1/schedules (a created schedule keeps starting meshes after the run).
@@ -86,9 +86,10 @@ test('a seeded schemathesis run finds no 5xx and no answer the document does not
     server: [],
     output: '',
   });
-  // Bounded: under a thousand requests (the coverage phase makes most), all to this loopback server.
+  // Bounded: about 2,000 requests (the coverage phase makes most; apply, plan and drift added a third),
+  // all to this loopback server.
   expect(answers.length).toBeGreaterThan(100);
-  expect(answers.length).toBeLessThan(1500);
+  expect(answers.length).toBeLessThan(3000);
   const byStatus = new Map<number, number>();
   for (const a of answers) byStatus.set(a.status, (byStatus.get(a.status) ?? 0) + 1);
   process.stderr.write(`schemathesis: ${answers.length} requests, by status ${JSON.stringify([...byStatus])}\n`);
