@@ -24,7 +24,7 @@ import { connectTo, temporalTarget } from './temporal/connection';
 import { connectionOptions } from './temporal/connection-options';
 import { dataConverter } from './temporal/codec';
 import { ensureTools } from './tools/install';
-import { logFileOf, runningPid, stopDaemon } from './util/daemon';
+import { logFileOf, runningPid, stopDaemon, stopDaemons } from './util/daemon';
 import { type Progress, silent } from './util/progress';
 
 /** Written by LocalProvider.create into each local cluster's directory: {"mesh", "cluster"}. */
@@ -553,7 +553,11 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
     add({ ...base, reason: why.filter(Boolean).join('; ') }, STAGE.localClusters, async () => {
       // Daemons the provider does not know of would outlive their directory: stop them first.
       const providers = /(^|\/)(apiserver|simulated-data-plane)\.pid$/;
-      for (const d of daemons) if (!providers.test(d.pidFile)) await stopDaemon(d.pidFile, c.dir);
+      const others = daemons.filter((d) => !providers.test(d.pidFile));
+      await stopDaemons(
+        others.map((d) => ({ pidFile: d.pidFile, marker: c.dir })),
+        0, // the cluster's data goes next: nothing to keep
+      );
       // delete() reads only the cluster's name, which it rebuilds as "<mesh>-<cluster>": every split gives this name.
       const name = c.name.slice(c.owners[0].length + 1);
       const cluster: ClusterSpec = { name, provider: 'local', network: 'gc', role: 'primary' };

@@ -2,13 +2,17 @@
 // its own CA and data, serve namespaces, secrets, CRDs with server-side apply, TokenRequest and
 // RBAC; real controllers roll out Deployments and delete namespaces, kwok's node runs the pods
 // with IPs from the cluster's pod CIDR; the simulated data plane gives LoadBalancer Services
-// addresses; clusters restart from their state and leave no process behind.
+// addresses; clusters restart from their state and leave no process behind; clusters deleted
+// at once stop together, outside the lock, without disturbing one being created.
 import fs from 'node:fs';
+import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { COMPONENTS, LocalClusters, type LocalCluster, NODE_NAME, readyz } from '../src/local/clusters';
 import { type SimulatedDataPlane, startSimulatedDataPlane } from '../src/sim/data-plane';
-import { runningPid } from '../src/util/daemon';
-import { scratchDir, testLocalTools } from './helpers/env';
+import { startSimulatedDataPlane as startSimulatedDataPlaneDaemon } from '../src/sim/start';
+import { runningPid, startSupervisedDaemon, supervisedPid } from '../src/util/daemon';
+import { withLock } from '../src/util/lock';
+import { scratchDir, testLocalTools, until } from './helpers/env';
 import { ephemeralPortRange, sleep } from '../src/util/net';
 
 let state: string;
@@ -310,4 +314,58 @@ test('clusters stop, restart from their state, and are deleted without leaving a
       false,
     );
   expect(fs.existsSync(clusters.root)).toBe(false);
+});
+
+/** Command lines of the processes whose command line names one of `dirs`. */
+function processesIn(dirs: string[]): string[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .flatMap((p) => {
+      try {
+        const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' ');
+        return dirs.some((d) => cmd.includes(d + path.sep)) ? [cmd] : [];
+      } catch {
+        return []; // gone meanwhile
+      }
+    });
+}
+
+test('clusters deleted at once stop together, outside the lock; a cluster created meanwhile runs on', async () => {
+  const local = new LocalClusters(scratchDir('local-delete'), testLocalTools());
+  const doomed = await local.start(['one', 'two']);
+  const dirs = doomed.map((c) => path.dirname(c.kubeconfig));
+  for (const c of doomed) {
+    startSimulatedDataPlaneDaemon(c);
+    // In istiod's place: a program under the supervisor, which restarts a program that is killed.
+    startSupervisedDaemon({
+      file: process.execPath,
+      args: ['-e', 'setInterval(() => undefined, 1000)', path.dirname(c.kubeconfig) + path.sep],
+      pidFile: local.pidFile(c.name, 'istiod'),
+      marker: path.dirname(c.kubeconfig),
+    });
+  }
+  for (const c of doomed) {
+    await until('the supervised program', async () =>
+      supervisedPid(local.pidFile(c.name, 'istiod'), path.dirname(c.kubeconfig)),
+    );
+  }
+  // API server, controller manager, scheduler, kwok, simulated data plane, supervisor and its program.
+  expect(processesIn(dirs)).toHaveLength(14);
+
+  const { deleted, created } = await withLock(local.root, async () => {
+    // While the lock is held elsewhere, both deletes still stop every process of their cluster.
+    const deleted = Promise.all([local.delete(['one']), local.delete(['two'])]);
+    await until('no process of the deleted clusters', async () => (processesIn(dirs).length ? undefined : true));
+    // A cluster created now takes the lock in turn with the deletes, which must leave etcd to it.
+    return { deleted, created: local.start(['three']) };
+  });
+  const [[three]] = await Promise.all([created, deleted]);
+  expect(processesIn(dirs)).toEqual([]);
+  expect(local.list().map((c) => c.name)).toEqual(['three']);
+  expect(await readyz(three)).toBe(true);
+
+  await local.delete(['three']);
+  expect(processesIn([local.root])).toEqual([]);
+  expect(fs.existsSync(local.root)).toBe(false);
 });

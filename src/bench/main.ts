@@ -6,7 +6,8 @@
 //     no-op activities on a dev server started as the local mode starts it (SQLite file), on the
 //     workflow's task queue and on another one;
 //  3. history events and the largest payload of a provisioned and torn-down 3-cluster mesh;
-//  4. local clusters: time until 2 are ready (warm tools) and RSS per API server;
+//  4. local clusters: time until 2 are ready (warm tools), RSS per API server, and the time 2 and 3
+//     take to be deleted (each by its own call, at once, as a mesh's undo does);
 //  5. `meshflow setup` with every tool present;
 //  6. the real install on local clusters (istioctl, API servers) for each example topology: whole
 //     install, time per step kind per cluster, and objects applied per cluster (one server-side
@@ -26,6 +27,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { applyMesh, planChange, startMesh, teardownMesh } from '../client';
 import { LocalClusters } from '../local/clusters';
+import { startSimulatedDataPlane } from '../sim/start';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST } from '../gke/clients';
 import { GkeEmulator } from '../gke/emulator';
 import { startApi } from '../api/server';
@@ -278,8 +280,15 @@ async function localClusterBench(tools: Record<string, string>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-'));
   const local = new LocalClusters(dir, localTools(tools));
   const stop = stopOnInterrupt(() =>
-    local.delete(['bench-a', 'bench-b']).finally(() => fs.rmSync(dir, { recursive: true, force: true })),
+    local.delete(['bench-a', 'bench-b', 'bench-c']).finally(() => fs.rmSync(dir, { recursive: true, force: true })),
   );
+  // As the LocalProvider does: each cluster with its simulated data plane, each deleted by its own call.
+  const deleteTime = async (names: string[]) => {
+    for (const c of await local.start(names)) startSimulatedDataPlane(c);
+    const t = Date.now();
+    await Promise.all(names.map((n) => local.delete([n])));
+    return ((Date.now() - t) / 1000).toFixed(2);
+  };
   try {
     const t0 = Date.now();
     const clusters = await local.start(['bench-a', 'bench-b']);
@@ -292,12 +301,16 @@ async function localClusterBench(tools: Record<string, string>): Promise<void> {
     const t1 = Date.now();
     await local.start(['bench-a', 'bench-b']);
     const restartMs = Date.now() - t1;
+    const delete2 = await deleteTime(['bench-a', 'bench-b']);
+    const delete3 = await deleteTime(['bench-a', 'bench-b', 'bench-c']);
     table('4. local clusters (tools warm)', [
       {
         clusters: 2,
         'first start ms (PKI + etcd + apiserver, controller manager, scheduler, kwok node)': readyMs,
         'restart from state ms': restartMs,
         'RSS per apiserver MiB': rss.map((r) => r.toFixed(0)).join(', '),
+        'delete 2 clusters s': delete2,
+        'delete 3 clusters s': delete3,
       },
     ]);
   } finally {

@@ -14,7 +14,15 @@ import { SharedTlsKubeConfig } from '../adapters/kube-config';
 import YAML from 'yaml';
 import { freePort, sleep } from '../util/net';
 import { type Progress, silent } from '../util/progress';
-import { logFileOf, logTail, runningPid, startDaemon, startSupervisedDaemon, stopDaemon } from '../util/daemon';
+import {
+  logFileOf,
+  logTail,
+  runningPid,
+  startDaemon,
+  startSupervisedDaemon,
+  stopDaemon,
+  stopDaemons,
+} from '../util/daemon';
 import { withLock } from '../util/lock';
 import { type ClusterPki, ensureClusterPki, pkiPaths } from './pki';
 
@@ -113,14 +121,22 @@ export class LocalClusters {
     const { etcd, records } = await withLock(this.root, async () => {
       const etcd = await this.ensureEtcd();
       const records: ClusterRecord[] = [];
-      for (const n of names) records.push(await this.record(n, options.podCidrs?.[n], options.tokens?.[n]));
+      for (const n of names) {
+        records.push(await this.record(n, options.podCidrs?.[n], options.tokens?.[n]));
+        // Until its API server runs, a cluster being started looks stopped: this keeps etcd up meanwhile.
+        markBusy(this.clusterDir(n), STARTING);
+      }
       return { etcd, records };
     });
     return Promise.all(
       records.map(async (r) => {
-        const cluster = await this.ensureApiserver(r, etcd);
-        if (this.tools.workloads) await this.ensureWorkloads(cluster, this.tools.workloads);
-        return cluster;
+        try {
+          const cluster = await this.ensureApiserver(r, etcd);
+          if (this.tools.workloads) await this.ensureWorkloads(cluster, this.tools.workloads);
+          return cluster;
+        } finally {
+          fs.rmSync(path.join(this.clusterDir(r.name), STARTING), { force: true });
+        }
       }),
     );
   }
@@ -131,14 +147,21 @@ export class LocalClusters {
   }
 
   /**
-   * Stops every process of a cluster, the API server last. `graceMs` bounds each one's graceful
-   * exit: an API server still watched by another cluster's istiod (through its remote secret)
-   * waits out the whole grace before it exits.
+   * Stops every process of the clusters together. `graceMs` bounds the graceful exit of all of
+   * them at once (0: none); an API server still watched by another cluster's istiod (through its
+   * remote secret) waits out the whole grace before it exits.
    */
-  private async stopComponents(name: string, graceMs?: number): Promise<void> {
-    const dir = this.clusterDir(name);
-    for (const c of COMPONENTS) await stopDaemon(this.pidFile(name, c), dir, graceMs);
-    await stopDaemon(this.apiserverPid(name), dir, graceMs);
+  private async stopComponents(names: string[], graceMs?: number): Promise<void> {
+    const components = ['apiserver', ...COMPONENTS];
+    await stopDaemons(
+      names.flatMap((n) => components.map((c) => ({ pidFile: this.pidFile(n, c), marker: this.clusterDir(n) }))),
+      graceMs,
+    );
+  }
+
+  /** Whether no cluster runs or is being started, so that etcd may stop. */
+  private allStopped(): boolean {
+    return this.list().every((c) => !c.running && !isBusy(this.clusterDir(c.name), STARTING));
   }
 
   /** The clusters that exist in the state directory (running or not). */
@@ -162,33 +185,62 @@ export class LocalClusters {
   /** Stops the named clusters (all when none are named), keeping their data; etcd stops with the last one. */
   async stop(names?: string[]): Promise<void> {
     await withLock(this.root, async () => {
-      const targets = names ?? this.list().map((c) => c.name);
-      await Promise.all(targets.map((n) => this.stopComponents(n)));
-      if (this.list().every((c) => !c.running)) await stopDaemon(path.join(this.etcdDir, 'etcd.pid'), this.etcdDir);
+      await this.stopComponents(names ?? this.list().map((c) => c.name));
+      if (this.allStopped()) await stopDaemon(path.join(this.etcdDir, 'etcd.pid'), this.etcdDir);
     });
   }
 
-  /** Stops the named clusters and removes their data, keys in etcd included. */
+  /**
+   * Stops the named clusters and removes their data, keys in etcd included. Clusters deleted by
+   * concurrent calls go in parallel: the lock is held only while the shared etcd and the cluster
+   * records change, not while processes stop or directories are removed.
+   */
   async delete(names: string[]): Promise<void> {
-    await withLock(this.root, () => this.deleteLocked(names));
-  }
-
-  private async deleteLocked(names: string[]): Promise<void> {
     const existing = names.filter((n) => fs.existsSync(this.clusterDir(n)));
     if (existing.length === 0) return;
-    // Its data goes next, so there is nothing for a graceful shutdown to keep.
-    await Promise.all(existing.map((n) => this.stopComponents(n, DELETE_GRACE_MS)));
+    for (const n of existing) markBusy(this.clusterDir(n), DELETING);
+    let trash: string[] = [];
+    try {
+      // Their data goes next, so there is nothing for a graceful shutdown to keep. The API servers
+      // are gone before their keys are deleted: none writes any back.
+      await this.stopComponents(existing, 0);
+      trash = await withLock(this.root, () => this.forget(existing));
+    } finally {
+      for (const n of existing) fs.rmSync(path.join(this.clusterDir(n), DELETING), { force: true });
+    }
+    await Promise.all(trash.map((d) => fs.promises.rm(d, { recursive: true, force: true })));
+  }
+
+  /**
+   * Under the lock: deletes the clusters' keys, moves their directories aside (their records go
+   * with them, in one rename each) and returns where to, for removal after the lock; stops etcd
+   * when no cluster is left to use it (or every one left is stopped) and no other delete is
+   * still under way, which stops it in its turn.
+   */
+  private async forget(names: string[]): Promise<string[]> {
     const etcd = await this.ensureEtcd();
-    for (const n of existing) {
+    const trashRoot = path.join(this.root, 'deleting');
+    fs.mkdirSync(trashRoot, { recursive: true });
+    const trash: string[] = [];
+    for (const n of names) {
       await deleteEtcdPrefix(etcd.clientPort, etcdPrefix(n));
-      fs.rmSync(this.clusterDir(n), { recursive: true, force: true });
+      if (!fs.existsSync(this.clusterDir(n))) continue; // deleted meanwhile by another call
+      const to = fs.mkdtempSync(path.join(trashRoot, `${n}-`));
+      fs.renameSync(this.clusterDir(n), path.join(to, n));
+      trash.push(to);
     }
-    if (this.list().length === 0) {
-      await stopDaemon(path.join(this.etcdDir, 'etcd.pid'), this.etcdDir);
+    const left = this.list();
+    if (left.length === 0) {
+      // Nothing in etcd is kept: no grace. The whole local root goes, trash included.
+      await stopDaemon(path.join(this.etcdDir, 'etcd.pid'), this.etcdDir, 0);
       fs.rmSync(this.root, { recursive: true, force: true });
-    } else if (this.list().every((c) => !c.running)) {
+      return [];
+    }
+    const deleting = left.filter((c) => isBusy(this.clusterDir(c.name), DELETING)).map((c) => c.name);
+    if (deleting.length === 0 && this.allStopped()) {
       await stopDaemon(path.join(this.etcdDir, 'etcd.pid'), this.etcdDir);
     }
+    return trash;
   }
 
   private apiserverPid(name: string): string {
@@ -490,8 +542,30 @@ export class LocalClusters {
 
 const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
 
-/** How long a cluster being deleted gives each of its processes to exit before SIGKILL. */
-const DELETE_GRACE_MS = 1_500;
+/**
+ * Files in a cluster's directory saying which process is starting or deleting it (its PID), so
+ * that etcd is not stopped under it; they count only while that process lives.
+ */
+const STARTING = 'starting';
+const DELETING = 'deleting';
+
+function markBusy(dir: string, what: string): void {
+  try {
+    fs.writeFileSync(path.join(dir, what), `${process.pid}\n`);
+  } catch (err) {
+    // A cluster deleted meanwhile by another call: its delete is under way.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+function isBusy(dir: string, what: string): boolean {
+  try {
+    process.kill(Number(fs.readFileSync(path.join(dir, what), 'utf8')), 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export interface IstiodPorts {
   http: number;

@@ -77,20 +77,54 @@ export function startDaemon(spec: DaemonSpec): number {
  * child goes with it.
  */
 export async function stopDaemon(pidFile: string, marker: string, graceMs = 10_000): Promise<boolean> {
-  const pid = runningPid(pidFile, marker);
-  let stopped = false;
-  if (pid !== undefined) {
-    signal(pid, 'SIGTERM');
+  return (await stopDaemons([{ pidFile, marker }], graceMs))[0];
+}
+
+export interface DaemonRef {
+  pidFile: string;
+  marker: string;
+}
+
+/**
+ * Stops daemons together: SIGTERM to all, one wait of up to `graceMs` for all of them, then
+ * SIGKILL to the process group of each one still running. `graceMs` 0 sends SIGKILL at once: for
+ * processes whose state is deleted next, there is nothing a graceful exit would keep. A supervised
+ * daemon is stopped through its supervisor (which, on SIGTERM, stops its program and restarts
+ * nothing; on SIGKILL, its group, the program included, dies with it), and both are waited for.
+ * Removes the PID files; says of each daemon whether it was running.
+ */
+export async function stopDaemons(daemons: DaemonRef[], graceMs = 10_000): Promise<boolean[]> {
+  const found = daemons.map((d) => ({
+    ...d,
+    pid: runningPid(d.pidFile, d.marker),
+    child: runningPid(childPidFile(d.pidFile), d.marker),
+  }));
+  const live = found.filter((d) => d.pid !== undefined);
+  const runs = (d: (typeof live)[number]) => runsWith(d.pid, d.marker) || runsWith(d.child, d.marker);
+  if (graceMs > 0) {
+    for (const d of live) signal(d.pid!, 'SIGTERM');
     const deadline = Date.now() + graceMs;
-    while (runningPid(pidFile, marker) !== undefined && Date.now() < deadline) await sleep(50);
-    if (runningPid(pidFile, marker) !== undefined) {
-      signal(processGroup(pid) === pid ? -pid : pid, 'SIGKILL');
-      while (runningPid(pidFile, marker) !== undefined) await sleep(20);
-    }
-    stopped = true;
+    while (live.some(runs) && Date.now() < deadline) await sleep(20);
   }
-  fs.rmSync(pidFile, { force: true });
-  return stopped;
+  const stubborn = live.filter(runs);
+  for (const d of stubborn) {
+    signal(processGroup(d.pid!) === d.pid ? -d.pid! : d.pid!, 'SIGKILL');
+    // A program no longer in its supervisor's group (it never is, unless it left it) goes on its own.
+    if (runsWith(d.child, d.marker)) signal(d.child!, 'SIGKILL');
+  }
+  while (stubborn.some(runs)) await sleep(20);
+  for (const d of found) {
+    fs.rmSync(d.pidFile, { force: true });
+    // A supervisor removes its program's PID file itself, unless it was killed.
+    if (d.pid !== undefined) fs.rmSync(childPidFile(d.pidFile), { force: true });
+  }
+  return found.map((d) => d.pid !== undefined);
+}
+
+/** Whether `pid` still runs a program whose command line holds `marker` (a zombie's is empty). */
+function runsWith(pid: number | undefined, marker: string): boolean {
+  const cmd = pid === undefined ? undefined : cmdline(pid);
+  return cmd !== undefined && cmd.includes(marker);
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {
