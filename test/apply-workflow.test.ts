@@ -3,8 +3,6 @@
 // a ready mesh grows by a cluster, shrinks back (unlinked first, then forgotten, then undone), a
 // failing add is rolled back, a change that cannot be made in place is refused by field, one
 // update runs at a time, and a teardown during an update ends it and undoes everything.
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage, type WorkflowHandle } from '@temporalio/client';
 import type { MeshSpec } from '../src/spec/schema';
 import { parseMeshSpec } from '../src/spec/load';
@@ -14,33 +12,11 @@ import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
 import { FakeActivities, twoClusterYaml } from './helpers/fake-activities';
 import { recordHistory } from './helpers/histories';
-import { devServer } from './helpers/temporal';
-import { WORKER_TUNING } from '../src/worker';
+import { withFakeWorker } from './helpers/fake-worker';
 
 const QUEUE = 'apply';
-let env: TestWorkflowEnvironment;
-let worker: Worker;
-let running: Promise<void>;
 const fake = new FakeActivities();
-
-beforeAll(async () => {
-  env = await devServer();
-  worker = await Worker.create({
-    ...WORKER_TUNING,
-    connection: env.nativeConnection,
-    taskQueue: QUEUE,
-    workflowsPath: require.resolve('../src/workflows'),
-    activities: fake.activities(),
-    shutdownGraceTime: '1s',
-  });
-  running = worker.run();
-});
-
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await env?.teardown();
-});
+const rig = withFakeWorker(QUEUE, fake);
 
 const two = (name: string) => parseMeshSpec(twoClusterYaml(name, 'app: { sample: none }\n'));
 const three = (name: string) =>
@@ -53,7 +29,7 @@ const three = (name: string) =>
 
 async function startReady(spec: MeshSpec, script: Parameters<typeof fake.scripts.set>[1] = {}) {
   fake.scripts.set(spec.name, { realistic: true, ...script });
-  const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+  const handle = await rig.env().client.workflow.start<typeof provisionMesh>('provisionMesh', {
     taskQueue: QUEUE,
     workflowId: meshWorkflowId(spec.name),
     args: [{ spec }],

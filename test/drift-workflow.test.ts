@@ -4,8 +4,6 @@
 // `repair: false` it is only reported; an object that is not the mesh's is reported and nothing
 // runs; drift and apply are one at a time. The API's POST .../drift, its counter and the events
 // stream's drift event.
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage, type WorkflowHandle } from '@temporalio/client';
 import { parseMeshSpec } from '../src/spec/load';
 import { applyUpdate, driftUpdate, meshWorkflowId, statusQuery, teardownSignal } from '../src/workflows/definitions';
@@ -14,42 +12,20 @@ import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
 import { FakeActivities, type Script, twoClusterYaml } from './helpers/fake-activities';
 import { recordHistory } from './helpers/histories';
-import { devServer } from './helpers/temporal';
-import { WORKER_TUNING } from '../src/worker';
+import { withFakeWorker } from './helpers/fake-worker';
 import { createApp } from '../src/api/app';
 import { followMesh } from '../src/api/events';
 import type { StatusView } from '../src/client';
 
 const QUEUE = 'drift';
-let env: TestWorkflowEnvironment;
-let worker: Worker;
-let running: Promise<void>;
 const fake = new FakeActivities();
-
-beforeAll(async () => {
-  env = await devServer();
-  worker = await Worker.create({
-    ...WORKER_TUNING,
-    connection: env.nativeConnection,
-    taskQueue: QUEUE,
-    workflowsPath: require.resolve('../src/workflows'),
-    activities: fake.activities(),
-    shutdownGraceTime: '1s',
-  });
-  running = worker.run();
-});
-
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await env?.teardown();
-});
+const rig = withFakeWorker(QUEUE, fake);
 
 const mesh = (name: string, drift = '') => parseMeshSpec(twoClusterYaml(name, `app: { sample: none }\n${drift}`));
 
 async function startReady(name: string, drift = '', script: Script = {}) {
   fake.scripts.set(name, { realistic: true, ...script });
-  const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+  const handle = await rig.env().client.workflow.start<typeof provisionMesh>('provisionMesh', {
     taskQueue: QUEUE,
     workflowId: meshWorkflowId(name),
     args: [{ spec: mesh(name, drift) }],
@@ -224,7 +200,7 @@ test('POST /v1/meshes/{name}/drift answers the report, counted by kind in the me
       { step: 'expose-services:east', cluster: 'east', kind: 'changed' },
     ],
   ];
-  const { app } = createApp({ client: env.client, namespace: 'default', tokens: [], log: () => {} });
+  const { app } = createApp({ client: rig.env().client, namespace: 'default', tokens: [], log: () => {} });
   const res = await app.request(`/v1/meshes/${name}/drift`, { method: 'POST' });
   expect(res.status).toBe(200);
   const body = (await res.json()) as { name: string; drift: { state: string; items: unknown[] } };

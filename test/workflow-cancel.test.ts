@@ -3,8 +3,6 @@
 // reject, so cancellation semantics are checked against the real server): a workflow cancel,
 // `down` (the teardown signal) and TTL expiry each cancel the running step, which sees the cancel
 // within seconds, and compensation undoes exactly what was created, whatever onFailure says.
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { MeshSpec } from '../src/spec/schema';
 import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal } from '../src/workflows/definitions';
@@ -13,33 +11,11 @@ import { buildPlan } from '../src/plan/plan';
 import { sleep } from '../src/util/net';
 import { FakeActivities, expectUndoneInReverse, twoClusterMesh } from './helpers/fake-activities';
 import { recordHistory } from './helpers/histories';
-import { devServer } from './helpers/temporal';
-import { WORKER_TUNING } from '../src/worker';
+import { withFakeWorker } from './helpers/fake-worker';
 
 const QUEUE = 'cancel';
-let env: TestWorkflowEnvironment;
-let worker: Worker;
-let running: Promise<void>;
 const fake = new FakeActivities();
-
-beforeAll(async () => {
-  env = await devServer();
-  worker = await Worker.create({
-    ...WORKER_TUNING,
-    connection: env.nativeConnection,
-    taskQueue: QUEUE,
-    workflowsPath: require.resolve('../src/workflows'),
-    activities: fake.activities(),
-    shutdownGraceTime: '1s',
-  });
-  running = worker.run();
-});
-
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await env?.teardown();
-});
+const rig = withFakeWorker(QUEUE, fake);
 
 const spec = twoClusterMesh;
 
@@ -51,7 +27,7 @@ const created = (mesh: string) =>
 const expectUndoneInReverseOf = (mesh: string, steps: string[], s: MeshSpec) =>
   expectUndoneInReverse(undos(mesh), steps, buildPlan(s));
 const start = (s: MeshSpec) =>
-  env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+  rig.env().client.workflow.start<typeof provisionMesh>('provisionMesh', {
     taskQueue: QUEUE,
     workflowId: meshWorkflowId(s.name),
     args: [{ spec: s }],
@@ -60,7 +36,7 @@ const start = (s: MeshSpec) =>
 /** Starts a mesh whose control-plane:west step runs until cancelled, and waits until it runs. */
 async function startHanging(s: MeshSpec) {
   fake.scripts.set(s.name, { hangSteps: ['control-plane:west'] });
-  const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+  const handle = await rig.env().client.workflow.start<typeof provisionMesh>('provisionMesh', {
     taskQueue: QUEUE,
     workflowId: meshWorkflowId(s.name),
     args: [{ spec: s }],
@@ -136,7 +112,7 @@ test('a failing step cancels the steps beside it before compensation, which undo
   const s = spec('sibling-fails');
   // create-cluster:west runs until cancelled; cacerts:east, which starts later, fails.
   fake.scripts.set(s.name, { hangSteps: ['create-cluster:west'], failSteps: ['cacerts:east'] });
-  const handle = await env.client.workflow.start<typeof provisionMesh>('provisionMesh', {
+  const handle = await rig.env().client.workflow.start<typeof provisionMesh>('provisionMesh', {
     taskQueue: QUEUE,
     workflowId: meshWorkflowId(s.name),
     args: [{ spec: s }],
