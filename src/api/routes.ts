@@ -61,6 +61,17 @@ const errors = <C extends keyof typeof ERRORS>(...codes: C[]) =>
     ]),
   ) as Record<C, ReturnType<typeof json<typeof ErrorSchema>>>;
 
+/** A mesh spec in a request's body: YAML, or JSON under the MeshSpec schema. */
+const SPEC_BODY = {
+  required: true,
+  content: {
+    ...Object.fromEntries(
+      YAML_TYPES.map((t) => [t, { schema: { type: 'string' as const, description: 'the mesh spec as YAML' } }]),
+    ),
+    [JSON_TYPE]: { schema: { $ref: '#/components/schemas/MeshSpec' } },
+  },
+};
+
 /** Operations any client may call, without a token. */
 const PUBLIC = { security: [] as Array<Record<string, string[]>> };
 const MESHES = ['meshes'];
@@ -79,15 +90,7 @@ export const routes = {
       'MESHFLOW_API_MAX_OPEN_MESHES open meshes (default 10), else 429.',
     request: {
       headers: CreateHeaders,
-      body: {
-        required: true,
-        content: {
-          ...Object.fromEntries(
-            YAML_TYPES.map((t) => [t, { schema: { type: 'string' as const, description: 'the mesh spec as YAML' } }]),
-          ),
-          [JSON_TYPE]: { schema: { $ref: '#/components/schemas/MeshSpec' } },
-        },
-      },
+      body: SPEC_BODY,
     },
     responses: {
       202: json(StartedSchema, 'the workflow has started (or, for a repeated Idempotency-Key, had started)'),
@@ -110,15 +113,7 @@ export const routes = {
     request: {
       params: MeshNameParams,
       query: ApplyQuery,
-      body: {
-        required: true,
-        content: {
-          ...Object.fromEntries(
-            YAML_TYPES.map((t) => [t, { schema: { type: 'string' as const, description: 'the mesh spec as YAML' } }]),
-          ),
-          [JSON_TYPE]: { schema: { $ref: '#/components/schemas/MeshSpec' } },
-        },
-      },
+      body: SPEC_BODY,
     },
     responses: {
       200: json(AppliedSchema, 'the update was applied (or changed nothing) and the checks ran'),
@@ -134,15 +129,7 @@ export const routes = {
     request: {
       params: MeshNameParams,
       query: ApplyQuery,
-      body: {
-        required: true,
-        content: {
-          ...Object.fromEntries(
-            YAML_TYPES.map((t) => [t, { schema: { type: 'string' as const, description: 'the mesh spec as YAML' } }]),
-          ),
-          [JSON_TYPE]: { schema: { $ref: '#/components/schemas/MeshSpec' } },
-        },
-      },
+      body: SPEC_BODY,
     },
     responses: { 200: json(ChangePlanSchema, 'the change'), ...errors(400, 401, 404, 409, 413, 415, 503) },
   }),
