@@ -3,9 +3,13 @@
 // after them. `env()` is the running environment (its client, its connection).
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
+import { type RunningApi, startApi } from '../../src/api/server';
 import { WORKER_TUNING } from '../../src/worker';
+import { TASK_QUEUE } from '../../src/workflows/definitions';
 import type { FakeActivities } from './fake-activities';
 import { devServer } from './temporal';
+
+type ApiOptions = Parameters<typeof startApi>[0];
 
 export function withFakeWorker(
   taskQueue: string,
@@ -33,4 +37,31 @@ export function withFakeWorker(
     await env?.teardown();
   });
   return { env: () => env! };
+}
+
+/**
+ * `withFakeWorker` on meshflow's own task queue, and the HTTP API in front of it on a free
+ * loopback port (quiet log). `api()` is the running API.
+ */
+export function withFakeApi(
+  fake: FakeActivities,
+  options: Pick<ApiOptions, 'tokens' | 'limits'>,
+  serverSettings: Parameters<typeof devServer>[0] = undefined,
+): { env: () => TestWorkflowEnvironment; api: () => RunningApi } {
+  const rig = withFakeWorker(TASK_QUEUE, fake, serverSettings);
+  let api: RunningApi | undefined;
+  beforeAll(async () => {
+    api = await startApi({
+      client: rig.env().client,
+      namespace: 'default',
+      log: () => {},
+      host: '127.0.0.1',
+      port: 0,
+      ...options,
+    });
+  });
+  afterAll(async () => {
+    await api?.close();
+  });
+  return { ...rig, api: () => api! };
 }
