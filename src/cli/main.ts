@@ -118,8 +118,7 @@ program
     const { problems, delta } = await planChange(client, spec, opts.replace);
     if (problems.length) throw locateProblems(file, problems);
     const update = await applyMesh(client, spec, opts.replace, trustStoreFromEnv(stateDir()));
-    if (!opts.json)
-      process.stdout.write(`mesh ${spec.name}: update ${update.updateId} accepted\n${describeDelta(delta!)}`);
+    if (!opts.json) process.stdout.write(describeDelta(delta!, `update ${update.updateId} accepted; it will`));
     // Step changes as they happen, until the update answers.
     let answered = false;
     const result = update.result().finally(() => (answered = true));
@@ -491,7 +490,10 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   const reasons: string[] = [];
   for (let c = e.cause; c instanceof Error && reasons.length < 3; c = c.cause) if (c.message) reasons.push(c.message);
   const message =
-    err instanceof WorkflowNotFoundError ? `no such mesh (workflow ${e.message})` : [e.message, ...reasons].join(': ');
+    err instanceof WorkflowNotFoundError
+      ? `no such mesh: ${err.workflowId?.replace(/^mesh\//, '') ?? e.message} has no open workflow ` +
+        `(${err.workflowId ?? 'mesh/<name>'}); \`meshflow list\` shows the open meshes`
+      : [e.message, ...reasons].join(': ');
   process.stderr.write(`meshflow: ${message}\n`);
   process.exitCode = process.exitCode || 1;
 });

@@ -269,9 +269,9 @@ export function diffPlans(current: MeshSpec, next: MeshSpec, replace: string[] =
 }
 
 /** The delta as `apply --dry-run` and `plan --against` print it. */
-export function describeDelta(delta: PlanDelta): string {
+export function describeDelta(delta: PlanDelta, verb = 'apply would'): string {
   if (delta.empty) return `mesh ${delta.mesh}: the spec is the running one's; nothing to change\n`;
-  const lines: string[] = [`mesh ${delta.mesh}: apply would`];
+  const lines: string[] = [`mesh ${delta.mesh}: ${verb}`];
   const list = (label: string, steps: Step[], mark: string) => {
     if (!steps.length) return;
     lines.push(`  ${label}:`);
