@@ -12,7 +12,7 @@ import type { MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
 import { FakeActivities, type Script, twoClusterYaml } from './helpers/fake-activities';
 import { recordHistory } from './helpers/histories';
-import { withFakeWorker } from './helpers/fake-worker';
+import { statusUntil, withFakeWorker } from './helpers/fake-worker';
 import { createApp } from '../src/api/app';
 import { followMesh } from '../src/api/events';
 import type { StatusView } from '../src/client';
@@ -30,21 +30,11 @@ async function startReady(name: string, drift = '', script: Script = {}) {
     workflowId: meshWorkflowId(name),
     args: [{ spec: mesh(name, drift) }],
   });
-  await waitFor(handle, (s) => s.phase === 'ready');
+  await statusUntil(handle, (s) => s.phase === 'ready');
   // The live loop takes the first baseline at once.
   for (let i = 0; i < 200 && !fake.driftCallsOf(name).includes('baseline'); i++) await sleep(50);
   expect(fake.driftCallsOf(name)).toEqual(['baseline']);
   return handle;
-}
-
-async function waitFor(handle: WorkflowHandle, ok: (s: MeshStatus) => boolean): Promise<MeshStatus> {
-  let s = await handle.query(statusQuery);
-  for (let i = 0; i < 600 && !ok(s); i++) {
-    await sleep(50);
-    s = await handle.query(statusQuery);
-  }
-  expect(ok(s)).toBe(true);
-  return s;
 }
 
 const drifted = (s: MeshStatus) => s.conditions?.find((c) => c.type === 'Drifted');
@@ -149,7 +139,7 @@ test('drift and apply are one at a time; drift is checked only on a ready mesh',
     args: [{ spec: three }],
     waitForStage: WorkflowUpdateStage.ACCEPTED,
   });
-  await waitFor(handle, (s) => s.steps.some((st) => st.id === 'control-plane:south' && st.state === 'running'));
+  await statusUntil(handle, (s) => s.steps.some((st) => st.id === 'control-plane:south' && st.state === 'running'));
   const refused = await handle.executeUpdate(driftUpdate).catch((e: unknown) => e);
   expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
   expect(String((refused as WorkflowUpdateFailedError).cause?.message)).toMatch(
@@ -179,7 +169,7 @@ test('an apply waits for a drift check in progress: refused while it runs', asyn
 test('a baseline that fails is reported and taken again; the mesh stays ready', async () => {
   const name = 'nobase';
   const handle = await startReady(name, '', { failBaselines: 1 });
-  const s = await waitFor(handle, (x) => x.drift?.error !== undefined);
+  const s = await statusUntil(handle, (x) => x.drift?.error !== undefined);
   expect(s.phase).toBe('ready');
   expect(s.drift?.error).toMatch(/^baseline: PermanentError: injected/);
   // A check asked for takes the baseline it lacks first.

@@ -60,7 +60,7 @@ const byHand = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch
 const failed = async () =>
   (await verifyMesh(env.client, MESH)).filter((c) => c.status === 'failed').map((c) => `${c.name}/${c.cluster}`);
 
-test('drift is found and repaired by the owning steps; repair: false only reports; a foreign object is left', async () => {
+test('drift is repaired by the owning steps; repair: false only reports; a foreign object is left', async () => {
   const handle = await startMesh(env.client, spec(true), QUEUE);
   expect((await waitPhase(env.client, MESH, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
   const c1 = kube('cluster1');

@@ -153,7 +153,7 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-test('an existing-cluster mesh whose files are deleted after up reaches ready on no host, and down removes all', async () => {
+test('an existing-cluster mesh whose files are deleted after up is ready on no host; down removes all', async () => {
   const [east] = await targets.start(['sf-east']);
   startSimulatedDataPlane(east);
   const user = path.join(dir, 'user');

@@ -245,7 +245,7 @@ test('undo on existing clusters deletes objects newest first within each cluster
   expect(undos('exist').at(-1)).toBe('root-ca');
 });
 
-test('drift is checked every drift.every on its own while the mesh is ready, and what it finds is repaired', async () => {
+test('drift is checked every drift.every on its own while ready, and what it finds is repaired', async () => {
   // The first check finds a remote secret gone; the ones after it find nothing.
   fake.scripts.set('drifty', { drift: [[{ step: 'link:east->west', cluster: 'west' }]] });
   const handle = await start(twoClusterMesh('drifty', 'ttl: 5m\ndrift: { every: 1m }\n'));

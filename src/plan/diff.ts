@@ -92,7 +92,8 @@ export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string
       path: ['istio', key ?? 'version'],
       message:
         key === 'version'
-          ? `is ${next.istio.version}, the mesh runs ${current.istio.version}: an Istio version changes by an upgrade, ` +
+          ? `is ${next.istio.version}, the mesh runs ${current.istio.version}: ` +
+            'an Istio version changes by an upgrade, ' +
             'not by apply'
           : "differs from the running mesh's: Istio's install settings are fixed when the mesh is made",
     });
@@ -287,7 +288,8 @@ export function describeDelta(delta: PlanDelta, verb = 'apply would'): string {
   if (delta.linked.length) lines.push(`  link: ${delta.linked.map(([s, t]) => `${t} reads ${s}`).join(', ')}`);
   if (delta.unlinked.length) lines.push(`  unlink: ${delta.unlinked.map(([s, t]) => `${t} reads ${s}`).join(', ')}`);
   lines.push(
-    `  critical path: ${delta.criticalPath.steps.join(' -> ')} (~${Math.round(delta.criticalPath.estimateMs / 1000)} s)`,
+    `  critical path: ${delta.criticalPath.steps.join(' -> ')} ` +
+      `(~${Math.round(delta.criticalPath.estimateMs / 1000)} s)`,
   );
   return lines.join('\n') + '\n';
 }

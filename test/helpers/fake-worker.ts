@@ -1,11 +1,14 @@
 // The rig of the workflow tests that run the real mesh workflow with the activities' TEST DOUBLE:
 // a Temporal dev server and one worker on `taskQueue`, started before the file's tests and stopped
 // after them. `env()` is the running environment (its client, its connection).
+import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { type RunningApi, startApi } from '../../src/api/server';
 import { WORKER_TUNING } from '../../src/worker';
-import { TASK_QUEUE } from '../../src/workflows/definitions';
+import { sleep } from '../../src/util/net';
+import { TASK_QUEUE, statusQuery } from '../../src/workflows/definitions';
+import type { MeshStatus } from '../../src/workflows/types';
 import type { FakeActivities } from './fake-activities';
 import { devServer } from './temporal';
 
@@ -64,4 +67,15 @@ export function withFakeApi(
     await api?.close();
   });
   return { ...rig, api: () => api! };
+}
+
+/** Polls the mesh's status query (every 50 ms, 30 s at most) until `ok` holds, and expects that it did. */
+export async function statusUntil(handle: WorkflowHandle, ok: (s: MeshStatus) => boolean): Promise<MeshStatus> {
+  let s: MeshStatus = await handle.query(statusQuery);
+  for (let i = 0; i < 600 && !ok(s); i++) {
+    await sleep(50);
+    s = await handle.query(statusQuery);
+  }
+  expect(ok(s)).toBe(true);
+  return s;
 }
