@@ -214,3 +214,26 @@ test('a changed step that fails half-way runs again as the previous spec had it,
   await handle.signal(teardownSignal);
   expect((await handle.result()).ledger).toEqual([]);
 });
+
+test('--replace makes a cluster anew under its name: it goes first (unlinked, forgotten, undone)', async () => {
+  const name = 'replace';
+  const handle = await startReady(two(name));
+  const next = two(name);
+  next.clusters[1] = { ...next.clusters[1], network: 'n9' };
+  const before = fake.callsOf(name).length;
+  const out = await handle.executeUpdate(applyUpdate, { args: [{ spec: next, replace: ['west'] }] });
+  expect(out.update).toMatchObject({ state: 'applied', summary: expect.stringMatching(/^replace west/) });
+  expect(out.update.forgotten).toEqual([expect.objectContaining({ cluster: 'west' })]);
+  const calls = callsSince(name, before);
+  // The old west is gone before the new one is made; east's link to it is made again.
+  expect(calls.indexOf('undo create-cluster:west')).toBeGreaterThan(-1);
+  expect(calls.indexOf('undo create-cluster:west')).toBeLessThan(calls.indexOf('run create-cluster:west'));
+  expect(calls.indexOf('forget west')).toBeLessThan(calls.indexOf('undo create-cluster:west'));
+  for (const step of ['cacerts:west', 'control-plane:west', 'link:west->east', 'link:east->west'])
+    expect(calls).toContain(`run ${step}`);
+  for (const kept of ['create-cluster:east', 'control-plane:east', 'root-ca'])
+    expect(calls).not.toContain(`run ${kept}`);
+  expect((await handle.query(specQuery)).clusters.find((c) => c.name === 'west')?.network).toBe('n9');
+  await handle.signal(teardownSignal);
+  expect((await handle.result()).ledger).toEqual([]);
+});
