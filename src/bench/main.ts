@@ -514,17 +514,20 @@ function usageByComponent(stateDir: string, mesh: string): { rss: string; cpu: s
 }
 
 /** 6. Real installs on local clusters, one example topology after another. */
+/** Deletes every local cluster under a section's state directory, then the directory (its end, or an interrupt). */
+async function removeLocalClusters(dir: string, tools: Record<string, string>): Promise<void> {
+  const local = new LocalClusters(dir, localTools(tools));
+  await local.delete(local.list().map((c) => c.name));
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, string>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-real-'));
   const examples = path.join(__dirname, '..', '..', 'examples');
   const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-real');
   const totals: Array<Record<string, string | number>> = [];
   const perStep: Array<Record<string, string | number>> = [];
-  const stopClusters = stopOnInterrupt(async () => {
-    const local = new LocalClusters(dir, localTools(tools));
-    await local.delete(local.list().map((c) => c.name));
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const stopClusters = stopOnInterrupt(() => removeLocalClusters(dir, tools));
   try {
     await worker.runUntil(async () => {
       for (const example of (
@@ -604,11 +607,7 @@ async function applyBench(env: TestWorkflowEnvironment, tools: Record<string, st
   const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-apply');
   const rows: Array<Record<string, string | number>> = [];
   let newSteps: Record<string, string | number> = {};
-  const stopClusters = stopOnInterrupt(async () => {
-    const local = new LocalClusters(dir, localTools(tools));
-    await local.delete(local.list().map((c) => c.name));
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const stopClusters = stopOnInterrupt(() => removeLocalClusters(dir, tools));
   try {
     await worker.runUntil(async () => {
       await startMesh(env.client, a, 'bench-apply');
