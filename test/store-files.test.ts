@@ -10,7 +10,6 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type RunningApi, startApi } from '../src/api/server';
 import { type ClusterAccess, ExistingProvider, type IstiodRunner } from '../src/adapters/providers';
@@ -28,7 +27,7 @@ import type { TrustStore } from '../src/trust-store/store';
 import { type MeshWorker, activityDeps, createWorker } from '../src/worker';
 import { TASK_QUEUE } from '../src/workflows/definitions';
 import { call } from './helpers/api-http';
-import { recordHistory } from './helpers/histories';
+import { historyPayloadText, recordHistory } from './helpers/histories';
 import { scratchDir, testLocalTools, tool, until } from './helpers/env';
 import { waitPhase } from './helpers/mesh';
 import { devServer } from './helpers/temporal';
@@ -69,20 +68,7 @@ const decoded = (s: k8s.V1Secret) =>
   Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
 
 /** Every payload of a run's history, decoded, joined. */
-async function historyText(workflowId: string): Promise<string> {
-  const texts: string[] = [];
-  const walk = (v: unknown): void => {
-    if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') {
-      for (const [k, x] of Object.entries(v)) {
-        if (k === 'data' && typeof x === 'string') texts.push(Buffer.from(x, 'base64').toString());
-        else walk(x);
-      }
-    }
-  };
-  walk(JSON.parse(historyToJSON(await env.client.workflow.getHandle(workflowId).fetchHistory())));
-  return texts.join('\n');
-}
+const historyText = (workflowId: string) => historyPayloadText(env.client.workflow.getHandle(workflowId));
 
 /** A root CA of the user's own (ECDSA P-256), as PEM. */
 async function userRoot(cn: string): Promise<{ cert: string; key: string }> {

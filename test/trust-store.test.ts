@@ -7,7 +7,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type ActivityDeps, createActivities } from '../src/activities/mesh-activities';
 import { startMesh, teardownMesh } from '../src/client';
@@ -20,6 +19,7 @@ import { StateDirTrustStore } from '../src/trust-store/state-dir';
 import type { TrustStore } from '../src/trust-store/store';
 import { activityDeps, createWorker } from '../src/worker';
 import { scratchDir, tool } from './helpers/env';
+import { historyPayloadText } from './helpers/histories';
 import { waitPhase } from './helpers/mesh';
 import { devServer } from './helpers/temporal';
 
@@ -301,18 +301,7 @@ describe('a mesh whose trust store is the Kubernetes one', () => {
       );
 
       // Neither outputs, heartbeats nor failures carried a key: decode every payload of the history.
-      const texts: string[] = [];
-      const walk = (v: unknown): void => {
-        if (Array.isArray(v)) v.forEach(walk);
-        else if (v && typeof v === 'object') {
-          for (const [k, x] of Object.entries(v)) {
-            if (k === 'data' && typeof x === 'string') texts.push(Buffer.from(x, 'base64').toString());
-            else walk(x);
-          }
-        }
-      };
-      walk(JSON.parse(historyToJSON(await handle.fetchHistory())));
-      const all = texts.join('\n');
+      const all = await historyPayloadText(handle);
       expect(all).toContain('"type":"trust"'); // the payloads were decoded
       expect(all).not.toMatch(/PRIVATE KEY/);
       expect(all).not.toContain(entries['root-key.pem'].split('\n')[1]);

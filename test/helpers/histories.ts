@@ -15,3 +15,19 @@ export async function recordHistory(handle: WorkflowHandle, name: string): Promi
     historyToJSON(await handle.fetchHistory()) + '\n',
   );
 }
+
+/** Every payload of a run's history, its data decoded from base64 and joined: what to search for secrets in. */
+export async function historyPayloadText(handle: WorkflowHandle): Promise<string> {
+  const texts: string[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'data' && typeof x === 'string') texts.push(Buffer.from(x, 'base64').toString());
+        else walk(x);
+      }
+    }
+  };
+  walk(JSON.parse(historyToJSON(await handle.fetchHistory())));
+  return texts.join('\n');
+}

@@ -6,7 +6,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { execa } from 'execa';
 import { meshStatus, startMesh, teardownMesh, verifyMesh } from '../../src/client';
 import { type MeshWorker, createWorker } from '../../src/worker';
@@ -19,7 +18,7 @@ import { LocalClusters } from '../../src/local/clusters';
 import type { MeshSpec } from '../../src/spec/schema';
 import type { MeshStatus } from '../../src/workflows/types';
 import { scratchDir, tool } from './env';
-import { recordHistory } from './histories';
+import { historyPayloadText, recordHistory } from './histories';
 import { realDeps, waitPhase as waitForPhase } from './mesh';
 import { devServer } from './temporal';
 
@@ -483,19 +482,7 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
 
       await recordHistory(handle, `v2-e2e-${path.basename(example, '.yaml')}`);
       // Secrets never entered history: decode every payload and look for keys, tokens, kubeconfigs.
-      const history = JSON.parse(historyToJSON(await handle.fetchHistory()));
-      const texts: string[] = [];
-      const walk = (v: unknown): void => {
-        if (Array.isArray(v)) v.forEach(walk);
-        else if (v && typeof v === 'object') {
-          for (const [k, x] of Object.entries(v)) {
-            if (k === 'data' && typeof x === 'string') texts.push(Buffer.from(x, 'base64').toString());
-            else walk(x);
-          }
-        }
-      };
-      walk(history);
-      const all = texts.join('\n');
+      const all = await historyPayloadText(handle);
       expect(all).toContain('"phase":"deleted"'); // the payloads were decoded
       expect(all).not.toMatch(/PRIVATE KEY/);
       expect(all).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\./); // a JWT
