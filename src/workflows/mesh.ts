@@ -1094,32 +1094,40 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     }
   }
 
-  /** Undoes some ledger entries: newest first, one lane per cluster, objects of a deleted cluster with it. */
-  async function undoSome(entries: LedgerEntry[]): Promise<void> {
-    if (!entries.length) return;
-    const newestFirst = [...entries].sort((a, b) => status.ledger.indexOf(b) - status.ledger.indexOf(a));
-    for (const e of newestFirst) (status.steps.find((s) => s.id === e.step) ?? { state: '' }).state = 'undoing';
-    const deleted = new Set(
-      newestFirst.flatMap(({ resource: r }) =>
-        r.type === 'cluster' && undoSpecFor(r).clusters.find((c) => c.name === r.cluster)?.provider !== 'existing'
-          ? [r.cluster]
-          : [],
+  /**
+   * Undoes `entries` (newest first): one lane per cluster in parallel, the objects in a cluster
+   * meshflow made and deletes whole skipped (they go with it), host files and trust entries last.
+   */
+  async function undoInLanes(entries: LedgerEntry[]): Promise<void> {
+    const provider = (cluster: string) =>
+      undoSpecFor({ type: 'cluster', cluster, provider: '' }).clusters.find((c) => c.name === cluster)?.provider;
+    const goneWhole = new Set(
+      entries.flatMap((e) =>
+        e.resource.type === 'cluster' && provider(e.resource.cluster) !== 'existing' ? [e.resource.cluster] : [],
       ),
     );
     const lanes = new Map<string, LedgerEntry[]>();
-    for (const e of newestFirst) {
-      if (e.resource.type === 'objects' && deleted.has(e.resource.cluster)) {
-        status.ledger = status.ledger.filter((l) => l !== e);
+    for (const e of entries) {
+      if (e.resource.type === 'objects' && goneWhole.has(e.resource.cluster)) {
+        status.ledger = status.ledger.filter((l) => l !== e); // deleted with its cluster
         continue;
       }
       const lane = resourceCluster(e.resource);
       lanes.set(lane, [...(lanes.get(lane) ?? []), e]);
     }
-    await Promise.all(
-      [...lanes.values()].map(async (lane) => {
-        for (const e of lane) await undoEntry(e);
-      }),
-    );
+    const runLane = async (lane: LedgerEntry[]) => {
+      for (const e of lane) await undoEntry(e);
+    };
+    await Promise.all([...lanes].filter(([lane]) => lane !== '').map(([, lane]) => runLane(lane)));
+    await runLane(lanes.get('') ?? []);
+  }
+
+  /** Undoes some ledger entries: newest first, one lane per cluster, objects of a deleted cluster with it. */
+  async function undoSome(entries: LedgerEntry[]): Promise<void> {
+    if (!entries.length) return;
+    const newestFirst = [...entries].sort((a, b) => status.ledger.indexOf(b) - status.ledger.indexOf(a));
+    for (const e of newestFirst) (status.steps.find((s) => s.id === e.step) ?? { state: '' }).state = 'undoing';
+    await undoInLanes(newestFirst);
     for (const e of newestFirst) {
       const s = status.steps.find((x) => x.id === e.step);
       if (s) s.state = status.ledger.includes(e) ? 'undo-failed' : 'undone';
@@ -1202,28 +1210,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     if (!v2) {
       for (const e of entries) await undoEntry(e);
     } else {
-      const provider = (cluster: string) =>
-        undoSpecFor({ type: 'cluster', cluster, provider: '' }).clusters.find((c) => c.name === cluster)?.provider;
-      const goneWhole = new Set(
-        entries.flatMap((e) =>
-          // A cluster meshflow made is deleted whole, with everything in it.
-          e.resource.type === 'cluster' && provider(e.resource.cluster) !== 'existing' ? [e.resource.cluster] : [],
-        ),
-      );
-      const lanes = new Map<string, LedgerEntry[]>();
-      for (const e of entries) {
-        if (e.resource.type === 'objects' && goneWhole.has(e.resource.cluster)) {
-          status.ledger = status.ledger.filter((l) => l !== e); // deleted with its cluster
-          continue;
-        }
-        const lane = resourceCluster(e.resource);
-        lanes.set(lane, [...(lanes.get(lane) ?? []), e]);
-      }
-      const runLane = async (lane: LedgerEntry[]) => {
-        for (const e of lane) await undoEntry(e);
-      };
-      await Promise.all([...lanes].filter(([lane]) => lane !== '').map(([, lane]) => runLane(lane)));
-      await runLane(lanes.get('') ?? []);
+      await undoInLanes(entries);
     }
     const failedSteps = new Set(
       entries.filter((e) => status.leftBehind.some((l) => l.resource === e.resource)).map((e) => e.step),
