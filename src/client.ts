@@ -17,6 +17,7 @@ import {
   TASK_QUEUE,
   applyUpdate,
   driftUpdate,
+  rotateUpdate,
   extendUpdate,
   meshWorkflowId,
   specQuery,
@@ -24,7 +25,14 @@ import {
   teardownSignal,
   verifyUpdate,
 } from './workflows/definitions';
-import type { CheckResult, DriftStatus, MeshStatus, TeardownOptions } from './workflows/types';
+import type {
+  ApplyResult,
+  CheckResult,
+  DriftStatus,
+  MeshStatus,
+  RotateRequest,
+  TeardownOptions,
+} from './workflows/types';
 import type { provisionMesh } from './workflows/mesh';
 
 export class MeshAlreadyRunningError extends Error {
@@ -324,6 +332,11 @@ export async function driftMesh(client: Client, mesh: string): Promise<DriftStat
 }
 
 /** The spec a running mesh runs now (its first, or the last `apply`'s). */
+/** Rotates credentials of a ready mesh (intermediates or readers); the update as it ended, with the checks. */
+export async function rotateMesh(client: Client, mesh: string, req: RotateRequest): Promise<ApplyResult> {
+  return (await resolveMesh(client, mesh)).executeUpdate(rotateUpdate, { args: [req] });
+}
+
 export async function runningSpec(client: Client, mesh: string): Promise<MeshSpec> {
   const handle = await resolveMesh(client, mesh);
   try {

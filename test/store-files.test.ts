@@ -57,6 +57,7 @@ class ExistingLocalClusters extends ExistingProvider {
   readonly istiodRunner: IstiodRunner = {
     istiodEndpoint: async (_mesh, c) => istiodEndpoint(await targets.istiodPorts(targetName(c))),
     startIstiod: (_mesh, c, opts) => targets.startIstiod(targetName(c), opts),
+    updateCacerts: (_mesh, c, cacerts) => targets.updateIstiodCacerts(targetName(c), cacerts),
   };
 
   override async access(mesh: string, c: ClusterSpec): Promise<ClusterAccess> {

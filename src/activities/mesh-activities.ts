@@ -13,6 +13,7 @@ import { type ActivityDeps, accessAll } from './deps';
 import { driftActivities } from './drift';
 import { linkActivities } from './link';
 import { membershipActivities } from './membership';
+import { rotationActivities } from './rotation';
 import { runStep } from './step';
 import { kubeTraffic } from './traffic';
 import { trustActivities } from './trust';
@@ -42,6 +43,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
       })),
     ...undoActivities(deps),
     ...membershipActivities(deps),
+    ...rotationActivities(deps),
     ...driftActivities(deps),
   };
   // Activities scheduled by a workflow of an earlier build carry that build's spec: fill in what it lacks.

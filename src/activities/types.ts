@@ -6,11 +6,13 @@ import type {
   StepOutcome,
   StepRequest,
   UndoOutcome,
+  RotateIntermediateRequest,
   UndoRequest,
 } from '../steps/contract';
 import type { DriftBaselineRequest, DriftBaselineResult, DriftCheckRequest, DriftReport } from '../drift/types';
 
 export type { ForgetOutcome, ForgetRequest, UndoRequest } from '../steps/contract';
+export type { RotateIntermediateRequest } from '../steps/contract';
 
 export interface MeshActivities {
   preflightMesh(req: StepRequest): Promise<StepOutcome>;
@@ -32,6 +34,11 @@ export interface MeshActivities {
    * endpoints or its network's gateway (istiods meshflow runs; others cannot be asked from here).
    */
   awaitClusterForgotten(req: ForgetRequest): Promise<ForgetOutcome>;
+  /**
+   * A cluster's next intermediate CA (generation `generation`, from the mesh's root): its cacerts
+   * replaced and its istiod issuing from it, or the previous one back in place (RotationNotTakenUp).
+   */
+  rotateIntermediate(req: RotateIntermediateRequest): Promise<StepOutcome>;
   /** Digests of what the ledger's objects look like now (after a run), to compare later checks with. */
   baselineDrift(req: DriftBaselineRequest): Promise<DriftBaselineResult>;
   /** The ledger's objects that are gone, changed or not ours any more since the baseline. */

@@ -52,6 +52,15 @@ export interface IstiodRunner {
   /** Where the cluster's istiod answers once started; the ports are chosen now and kept. */
   istiodEndpoint(mesh: string, cluster: ClusterSpec): Promise<IstiodEndpoint>;
   startIstiod(mesh: string, cluster: ClusterSpec, opts: IstiodOptions): Promise<IstiodEndpoint>;
+  /**
+   * Replaces the plugged-in CA files of the cluster's istiod (which reloads them); where it answers,
+   * or undefined when meshflow has not started one for the cluster.
+   */
+  updateCacerts(
+    mesh: string,
+    cluster: ClusterSpec,
+    cacerts: Record<string, string>,
+  ): Promise<IstiodEndpoint | undefined>;
 }
 
 /** What a provider's create or delete is given by the step that runs it. */
@@ -125,6 +134,8 @@ export class LocalProvider implements ClusterProvider {
         istiodEndpoint: async (mesh, cluster) =>
           istiodEndpoint(await this.clusters.istiodPorts(this.localName(mesh, cluster))),
         startIstiod: (mesh, cluster, opts) => this.clusters.startIstiod(this.localName(mesh, cluster), opts),
+        updateCacerts: (mesh, cluster, cacerts) =>
+          this.clusters.updateIstiodCacerts(this.localName(mesh, cluster), cacerts),
       };
     }
   }

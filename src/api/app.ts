@@ -172,6 +172,10 @@ function meshRoutes(
     const { name } = c.req.valid('param');
     return c.json({ name, drift: await meshes.drift(name) }, 200);
   });
+  app.openapi(routes.rotate, async (c) => {
+    const { name } = c.req.valid('param');
+    return c.json({ name, ...(await meshes.rotate(name, c.req.valid('json'))) }, 200);
+  });
   app.openapi(routes.teardown, async (c) => {
     const { name } = c.req.valid('param');
     const { abandonHost } = c.req.valid('query');

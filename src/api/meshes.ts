@@ -12,6 +12,7 @@ import {
   type StatusView,
   applyMesh,
   driftMesh,
+  rotateMesh,
   extendMesh,
   meshCreatedBy,
   meshHandle,
@@ -30,7 +31,14 @@ import type { TrustStore } from '../trust-store/store';
 import type { MeshSpec } from '../spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { TASK_QUEUE, meshWorkflowId } from '../workflows/definitions';
-import type { ApplyResult, CheckResult, DriftStatus, MeshPhase, TeardownOptions } from '../workflows/types';
+import type {
+  ApplyResult,
+  CheckResult,
+  DriftStatus,
+  MeshPhase,
+  RotateRequest,
+  TeardownOptions,
+} from '../workflows/types';
 import { ApiError, innermostMessage, specProblems } from './errors';
 import { assertFilesAllowed } from './file-roots';
 import {
@@ -225,6 +233,26 @@ export class Meshes {
     }
     this.sawDrift(mesh, report);
     return report;
+  }
+
+  /** Rotates credentials of a ready mesh; answers with the update as it ended (no deadline). */
+  async rotate(mesh: string, req: RotateRequest): Promise<ApplyResult> {
+    this.changed(mesh);
+    try {
+      return await rotateMesh(this.client, mesh, req);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
+      if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+      const { phase } = await this.status(mesh);
+      const reason = innermostMessage(err);
+      if (/has no cluster|must be one of|nothing to rotate/.test(reason))
+        throw new ApiError(400, 'bad_request', reason);
+      if (phase !== 'ready' || /running since|earlier meshflow release|renewing/.test(reason))
+        throw new ApiError(409, phase !== 'ready' ? 'not_ready' : 'busy', reason);
+      throw new ApiError(502, 'rotate_failed', `the rotation could not run: ${reason}`);
+    } finally {
+      this.changed(mesh);
+    }
   }
 
   /** The change `spec` would make to the running mesh; 400 naming the fields of a change that cannot be made. */

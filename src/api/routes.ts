@@ -16,6 +16,7 @@ import {
   MeshListSchema,
   MeshNameParams,
   ReadySchema,
+  RotateSchema,
   StartedSchema,
   StatusSchema,
   TeardownQuery,
@@ -177,6 +178,20 @@ export const routes = {
       'unrepaired. 409 unless the mesh is ready and no apply or other drift check runs.',
     request: { params: MeshNameParams },
     responses: { 200: json(DriftAnswerSchema, 'the drift report'), ...errors(400, 401, 404, 409, 502, 503) },
+  }),
+  rotate: createRoute({
+    method: 'post',
+    path: '/v1/meshes/{name}/rotate',
+    tags: MESHES,
+    summary: "Rotate a ready mesh's intermediate CAs or reader tokens",
+    description:
+      'What `meshflow rotate` does. intermediates: a new intermediate CA per cluster from the same root, its ' +
+      'cacerts replaced and its istiod issuing from it (the old one kept until then, put back when it is not taken ' +
+      'up); readers: fresh reader tokens in every remote secret. Then every check runs. Answers once done ' +
+      '(seconds to minutes) with the update: state applied, or failed with the reason (the mesh stays ready). ' +
+      '409 unless the mesh is ready and no apply, drift check or renewal runs.',
+    request: { params: MeshNameParams, body: { required: true, content: { [JSON_TYPE]: { schema: RotateSchema } } } },
+    responses: { 200: json(AppliedSchema, 'the rotation as it ended'), ...errors(400, 401, 404, 409, 502, 503) },
   }),
   teardown: createRoute({
     method: 'delete',

@@ -5,7 +5,7 @@ import { z } from '@hono/zod-openapi';
 import type { MeshSummary, StatusView } from '../client';
 import { parseDuration } from '../spec/duration';
 import { dnsLabel } from '../spec/schema';
-import type { CheckResult, DriftStatus } from '../workflows/types';
+import { ROTATABLE, type CheckResult, type DriftStatus } from '../workflows/types';
 
 export const ProblemSchema = z
   .object({
@@ -189,6 +189,44 @@ export const DriftSchema = z
 
 export const DriftAnswerSchema = z.object({ name: z.string(), drift: DriftSchema }).openapi('MeshDriftChecked');
 
+export const TrustSchema = z
+  .object({
+    root: z
+      .object({ notAfter: z.string().optional(), fingerprint: z.string().optional(), source: z.string().optional() })
+      .optional(),
+    intermediates: z.array(
+      z.object({
+        cluster: z.string(),
+        generation: z.number().int().describe('1 for the intermediate the mesh was made with; +1 per rotation'),
+        notAfter: z.string(),
+        fingerprint: z.string().optional().describe('first 16 hex digits of the certificate SHA-256'),
+        rotatedAt: z.string().optional(),
+        rotateAt: z.string().optional().describe('when a ready mesh rotates it by itself (trust.rotateBefore)'),
+      }),
+    ),
+    readers: z.array(
+      z.object({
+        source: z.string(),
+        target: z.string(),
+        expiresAt: z.string(),
+        renewAt: z.string().optional(),
+        rotatedAt: z.string().optional(),
+      }),
+    ),
+    rotateBefore: z.string(),
+    due: z.array(z.string()).describe('clusters whose intermediate is within rotateBefore (30d when off) of expiry'),
+  })
+  .openapi('MeshTrust', {
+    description: "the mesh's root, each cluster's intermediate CA and each reader token, with their expiry",
+  });
+
+export const RotateSchema = z
+  .object({
+    what: z.enum(ROTATABLE).describe('intermediates: new CA per cluster from the same root; readers: new tokens'),
+    clusters: z.array(z.string()).optional().describe('only these clusters (readers: links from or to them)'),
+  })
+  .openapi('MeshRotateRequest');
+
 export const StatusSchema = z
   .object({
     mesh: z.string(),
@@ -225,6 +263,7 @@ export const StatusSchema = z
       ),
     updates: z.array(updateSchema).optional().describe('the last 20 updates (apply), newest last'),
     drift: DriftSchema.optional().describe('the last drift check'),
+    trust: TrustSchema.optional(),
     retiredClusters: z
       .array(z.record(z.string(), z.unknown()))
       .optional()
@@ -380,6 +419,14 @@ export function apiSpecSchema(schema: JsonSchema): JsonSchema {
   Object.assign(at(props, 'drift', 'properties', 'every') ?? {}, {
     pattern: '^((\\d+[smhd])+|off)$',
     description: 'how often a ready mesh is checked for drift: 1m to 30d, or off (on request only); default 10m',
+  });
+  Object.assign(at(props, 'trust', 'properties', 'intermediateValidity') ?? {}, {
+    pattern: '^(\\d+[smhd])+$',
+    description: "how long each cluster's intermediate CA lives: 1h to 3650d; default 730d",
+  });
+  Object.assign(at(props, 'trust', 'properties', 'rotateBefore') ?? {}, {
+    pattern: '^((\\d+[smhd])+|off)$',
+    description: 'a ready mesh rotates an intermediate this long before it expires (at least 5m, or off); default 30d',
   });
   // A cluster has the settings of its own provider only (existing and gke: required), and names a
   // primary exactly when its role is remote.

@@ -72,6 +72,7 @@ function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivit
     ...everyStep(step),
     undoResource: async () => undefined,
     awaitClusterForgotten: async () => ({ forgotten: true, afterMs: 0, detail: 'test double: no istiod' }),
+    rotateIntermediate: async () => ({ resources: [], attempt: 1 }),
     baselineDrift: async () => ({
       baseline: { takenAt: new Date().toISOString(), objects: {} },
       requests: 0,

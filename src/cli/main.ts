@@ -2,7 +2,7 @@
 // The meshflow command line.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command } from 'commander';
+import { Argument, Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import {
   applyMesh,
@@ -18,6 +18,7 @@ import {
   statusView,
   teardownMesh,
   verifyMesh,
+  rotateMesh,
 } from '../client';
 import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../gc';
 import { kubernetesLocationFromEnv, trustStoreFromEnv } from '../trust-store/from-env';
@@ -34,7 +35,7 @@ import { logFileOf } from '../util/daemon';
 import { stderrProgress } from '../util/progress';
 import { sleep } from '../util/net';
 import { TASK_QUEUE } from '../workflows/definitions';
-import type { MeshStatus } from '../workflows/types';
+import { ROTATABLE, type MeshStatus, type RotateRequest } from '../workflows/types';
 import { doctor } from './doctor';
 import { gkeEmulatorCommand } from './gke-emulator';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
@@ -283,6 +284,41 @@ program
       opts.json ? JSON.stringify(report, null, 2) + '\n' : [`mesh ${mesh}:`, ...renderDrift(report)].join('\n') + '\n',
     );
     if (report.state === 'drifted' || report.state === 'unrepaired') process.exitCode = 1;
+  });
+
+program
+  .command('rotate <mesh>')
+  .addArgument(new Argument('<what>', 'intermediates or readers').choices(ROTATABLE))
+  .description(
+    'rotate credentials of a ready mesh: `intermediates` (a new CA per cluster from the same root; the old one ' +
+      'is kept until its istiod issues from the new one) or `readers` (fresh tokens in every remote secret); ' +
+      'then every check runs (exit 1 if the rotation failed)',
+  )
+  .option('--cluster <cluster>', 'only this cluster (readers: the links from or to it); repeatable', collect)
+  .option('--json', 'print the result as JSON')
+  .action(async (mesh: string, what: string, opts: { cluster?: string[]; json?: boolean }) => {
+    const { client } = await connectWithWorker();
+    const req = { what: what as RotateRequest['what'], ...(opts.cluster?.length ? { clusters: opts.cluster } : {}) };
+    const out = await rotateMesh(client, mesh, req);
+    if (opts.json) return void process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    const u = out.update;
+    const s = await meshStatus(client, mesh);
+    const lines = [`mesh ${mesh}: update ${u.id} ${u.state}: ${u.summary}`];
+    for (const id of u.rerun) {
+      const st = s.steps.find((x) => x.id === id);
+      const o = st?.outputs ?? {};
+      lines.push(
+        what === 'intermediates'
+          ? `  ${st?.cluster}: generation ${o.caGeneration} (${o.caFingerprint}), expires ${o.caNotAfter}; ${o.caTakenUp}`
+          : `  ${st?.cluster} -> ${st?.target}: new token, expires ${o.tokenExpiresAt}`,
+      );
+    }
+    if (u.error) lines.push(`  ${u.error}`);
+    const failed = out.checks.filter((c) => c.status === 'failed');
+    lines.push(failed.length ? `  ${failed.length} check(s) failed` : `  checks passed (${out.checks.length})`);
+    if (failed.length) lines.push(...renderChecks(failed));
+    process.stdout.write(lines.join('\n') + '\n');
+    if (u.state !== 'applied') process.exitCode = 1;
   });
 
 program

@@ -1,4 +1,5 @@
 // Human-readable output for plans and mesh status.
+import type { TrustStatus } from '../workflows/trust-view';
 import { type Plan, criticalPath } from '../plan/plan';
 import { formatDurationMs } from '../spec/duration';
 import { meshWorkflowId } from '../workflows/definitions';
@@ -85,6 +86,7 @@ export function renderStatus(s: MeshStatus, uiUrl?: string, createdBy?: string):
     lines.push(...renderChecks(s.checks).map((l) => `  ${l}`));
   }
   if (s.drift) lines.push(...renderDrift(s.drift).map((l) => `  ${l}`));
+  if (s.trust) lines.push(...renderTrust(s.trust).map((l) => `  ${l}`));
   if (s.leftBehind.length) {
     lines.push('  left behind (could not be removed)');
     for (const l of s.leftBehind) lines.push(`    ${JSON.stringify(l.resource)}: ${l.error}`);
@@ -92,6 +94,25 @@ export function renderStatus(s: MeshStatus, uiUrl?: string, createdBy?: string):
   if (uiUrl)
     lines.push(`  Web UI: ${uiUrl}/namespaces/default/workflows/${encodeURIComponent(meshWorkflowId(s.mesh))}`);
   return lines.join('\n') + '\n';
+}
+
+/** The root, each intermediate and each reader token, with their expiry; a due intermediate flagged. */
+export function renderTrust(t: TrustStatus): string[] {
+  const lines = [
+    `trust (intermediates rotate ${t.rotateBefore === 'off' ? 'on request only' : `${t.rotateBefore} before expiry`})`,
+  ];
+  if (t.root)
+    lines.push(
+      `  root ${t.root.fingerprint ?? '?'} (${t.root.source ?? '?'}), expires ${t.root.notAfter ?? 'unknown'}`,
+    );
+  for (const i of t.intermediates) {
+    lines.push(
+      `  ${i.cluster}: intermediate ${i.fingerprint ?? '?'} (generation ${i.generation}), expires ${i.notAfter}` +
+        (t.due.includes(i.cluster) ? '  DUE FOR ROTATION' : i.rotateAt ? `, rotates at ${i.rotateAt}` : ''),
+    );
+  }
+  for (const r of t.readers) lines.push(`  reader ${r.source} -> ${r.target}: token expires ${r.expiresAt}`);
+  return lines;
 }
 
 /** One line per check, with the likely cause and fix under each failed one. */

@@ -35,6 +35,10 @@ export class EmulatedIstiod implements IstiodRunner {
     return (await this.local()).startIstiod(this.name(mesh, c), opts);
   }
 
+  async updateCacerts(mesh: string, c: ClusterSpec, cacerts: Record<string, string>) {
+    return (await this.local()).updateIstiodCacerts(this.name(mesh, c), cacerts);
+  }
+
   /** The istiod of an emulated cluster, as ClusterAccess reports it. */
   async running(mesh: string, c: ClusterSpec) {
     return (await this.local()).istiod(this.name(mesh, c));

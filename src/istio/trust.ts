@@ -8,6 +8,7 @@
 import { createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import { PermanentError } from '../adapters/providers';
+import { DEFAULT_INTERMEDIATE_VALIDITY, parseDuration } from '../spec/duration';
 import type { CaKeyAlgorithm } from '../spec/schema';
 import type { MeshEntries } from '../trust-store/store';
 import {
@@ -78,6 +79,8 @@ export function userRootNames(user: UserRoot): UserRootPem['names'] {
 export interface TrustSettings {
   rootCa?: UserRoot;
   keyAlgorithm: CaKeyAlgorithm;
+  /** How long each cluster's intermediate lives (a duration, e.g. 730d); older specs: the default. */
+  intermediateValidity?: string;
 }
 
 /** The CA that signs the clusters' intermediates, and the certificates above it (empty when it is the root). */
@@ -97,7 +100,9 @@ async function loadIssued(what: string, certPem: string, keyPem: string): Promis
 /** The entries of a CA: its key, then its certificate (whose presence marks the CA complete). */
 const caEntries = (prefix: string) => ({ key: `${prefix}-key.pem`, cert: `${prefix}-cert.pem` });
 const ROOT = caEntries('root');
-const clusterEntries = (cluster: string) => caEntries(`${cluster}/ca`);
+/** A cluster's intermediate: generation 1 under `<cluster>/ca-*` (as meshes always had it), later ones `<cluster>/ca.g<n>-*`. */
+const clusterEntries = (cluster: string, generation = 1) =>
+  caEntries(generation === 1 ? `${cluster}/ca` : `${cluster}/ca.g${generation}`);
 
 /**
  * A CA from the store, or made now and stored unless another attempt stored one first: then that
@@ -282,27 +287,72 @@ export async function ensureMeshCas(
   return root;
 }
 
-/** A cluster's intermediate CA and the four files of its `cacerts` secret. */
+/** A cluster's intermediate CA: the four files of its `cacerts` secret, and which one it is. */
+export interface ClusterCa {
+  files: CacertsFiles;
+  /** 1 for the intermediate the mesh was made with; each rotation makes the next. */
+  generation: number;
+  notAfter: string;
+  /** The first 16 hex digits of the certificate's SHA-256: how status and messages name it. */
+  fingerprint: string;
+}
+
+/** The newest generation of a cluster's intermediate in the store (0: none is there yet). */
+export async function currentGeneration(entries: MeshEntries, cluster: string, signal?: AbortSignal): Promise<number> {
+  let newest = 0;
+  for (const name of await entries.list(signal)) {
+    if (name === clusterEntries(cluster, 1).cert) newest = Math.max(newest, 1);
+    const later = name.startsWith(`${cluster}/`) && /^ca\.g(\d+)-cert\.pem$/.exec(name.slice(cluster.length + 1));
+    if (later) newest = Math.max(newest, Number(later[1]));
+  }
+  return newest;
+}
+
+/** The certificate's SHA-256, first 16 hex digits. */
+export async function fingerprintOf(cert: x509.X509Certificate): Promise<string> {
+  return Buffer.from(await cert.getThumbprint('SHA-256'))
+    .toString('hex')
+    .slice(0, 16);
+}
+
+/** A cluster's intermediate CA and the four files of its `cacerts` secret (its newest generation). */
 export async function ensureClusterCa(
   entries: MeshEntries,
   cluster: string,
   trust: TrustSettings,
   signal?: AbortSignal,
 ): Promise<CacertsFiles> {
+  return (await clusterCa(entries, cluster, trust, undefined, signal)).files;
+}
+
+/**
+ * A cluster's intermediate of the given generation (default: the newest stored, or the first),
+ * made now and stored unless it is there: a retried rotation gets the intermediate its first
+ * attempt made. Signed by the mesh's root, valid for `trust.intermediateValidity`.
+ */
+export async function clusterCa(
+  entries: MeshEntries,
+  cluster: string,
+  trust: TrustSettings,
+  generation?: number,
+  signal?: AbortSignal,
+): Promise<ClusterCa> {
   const rootReady = meshRoot(entries, trust, signal);
   rootReady.catch(() => undefined); // awaited below; meanwhile a refusal must not go unhandled
   // The user's root is read and checked (milliseconds) before anything is written.
   if (trust.rootCa) await rootReady;
+  const g = generation ?? Math.max(1, await currentGeneration(entries, cluster, signal));
+  const validityMs = parseDuration(trust.intermediateValidity ?? DEFAULT_INTERMEDIATE_VALIDITY);
   const { keyPem, certPem } = await ensureCa(
     entries,
-    clusterEntries(cluster),
+    clusterEntries(cluster, g),
     async () => {
       // This key is made while meshflow's own root is (the root is needed only to sign).
       const [root, key] = await Promise.all([rootReady, generateKeyPair(trust.keyAlgorithm)]);
       const certificate = await issue(
         {
           subject: `O=Istio, CN=Intermediate CA, L=${cluster}`,
-          days: DAYS,
+          validityMs,
           ca: { pathLength: 0 },
           keyUsages: CA_USAGES,
           dnsNames: ['istiod.istio-system.svc'],
@@ -317,10 +367,39 @@ export async function ensureClusterCa(
   const root = await rootReady;
   // cert-chain: the cluster's intermediate, then every CA above it up to the root (Istio's order).
   const above = [root.certificate, ...root.chain].map(certificatePem);
+  const certificate = new x509.X509Certificate(certPem);
   return {
-    'ca-cert.pem': certPem,
-    'ca-key.pem': keyPem,
-    'root-cert.pem': above[above.length - 1],
-    'cert-chain.pem': certPem + above.join(''),
+    files: {
+      'ca-cert.pem': certPem,
+      'ca-key.pem': keyPem,
+      'root-cert.pem': above[above.length - 1],
+      'cert-chain.pem': certPem + above.join(''),
+    },
+    generation: g,
+    notAfter: certificate.notAfter.toISOString(),
+    fingerprint: await fingerprintOf(certificate),
   };
+}
+
+/** Removes a cluster's intermediates other than generation `keep` (the one its istiod now issues from). */
+export async function retireClusterCas(
+  entries: MeshEntries,
+  cluster: string,
+  keep: number,
+  signal?: AbortSignal,
+): Promise<number[]> {
+  const newest = await currentGeneration(entries, cluster, signal);
+  const names = await entries.list(signal);
+  const retired: number[] = [];
+  for (let g = 1; g <= newest; g++) {
+    if (g === keep) continue;
+    const e = clusterEntries(cluster, g);
+    if (names.includes(e.cert) || names.includes(e.key)) {
+      // The certificate first: an entry pair without it is no CA (see ensureCa).
+      await entries.remove([e.cert], signal);
+      await entries.remove([e.key], signal);
+      retired.push(g);
+    }
+  }
+  return retired;
 }

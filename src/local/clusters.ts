@@ -489,6 +489,23 @@ export class LocalClusters {
   }
 
   /**
+   * Rewrites the plugged-in CA files of the cluster's istiod, each by an atomic rename, so that
+   * istiod (which watches the directory) reloads them; a restart by its supervisor reads them too.
+   * Undefined when no istiod was started for the cluster.
+   */
+  async updateIstiodCacerts(name: string, cacerts: Record<string, string>): Promise<IstiodEndpoint | undefined> {
+    const home = path.join(this.clusterDir(name), 'istiod');
+    const caDir = path.join(home, 'cacerts');
+    if (!fs.existsSync(caDir)) return undefined;
+    for (const [file, pem] of Object.entries(cacerts)) {
+      const tmp = path.join(home, `.${file}.tmp`);
+      fs.writeFileSync(tmp, pem, { mode: 0o600 });
+      fs.renameSync(tmp, path.join(caDir, file));
+    }
+    return istiodEndpoint(await this.istiodPorts(name));
+  }
+
+  /**
    * The controller manager, the scheduler and kwok beside a running API server, and the node kwok
    * plays. Each is started when it is not running; all of them only talk to the API server.
    */
@@ -582,6 +599,8 @@ export interface IstiodEndpoint {
   debug: string;
   /** Its plaintext xDS address (host:port). */
   xds: string;
+  /** Its TLS gRPC address (host:port): xDS for proxies and the CA (IstioCertificateService). */
+  secureGrpc: string;
   /** Base URL of its injection and validation webhooks. */
   webhook: string;
 }
@@ -600,6 +619,7 @@ export function istiodEndpoint(p: IstiodPorts): IstiodEndpoint {
   return {
     debug: `http://127.0.0.1:${p.http}`,
     xds: `127.0.0.1:${p.grpc}`,
+    secureGrpc: `127.0.0.1:${p.secureGrpc}`,
     webhook: `https://127.0.0.1:${p.https}`,
   };
 }

@@ -90,7 +90,9 @@ export async function importKeyPair(
 export interface CertificateRequest {
   /** Distinguished name, e.g. "CN=Root CA, O=Istio". */
   subject: string;
-  days: number;
+  /** Lifetime in days, counted from notBefore (five minutes back); or `validityMs`, counted from now. */
+  days?: number;
+  validityMs?: number;
   ca?: { pathLength?: number };
   keyUsages: x509.KeyUsageFlags;
   extendedKeyUsages?: string[];
@@ -112,7 +114,10 @@ function serialNumber(): string {
 /** Issues a certificate for `key`, signed by `issuer` or self-signed when there is none. */
 export async function issue(req: CertificateRequest, key: KeyPair, issuer?: Issued): Promise<x509.X509Certificate> {
   const notBefore = new Date(Date.now() - 5 * 60_000); // tolerate small clock skew between clusters
-  const notAfter = new Date(notBefore.getTime() + req.days * 86_400_000);
+  const notAfter =
+    req.validityMs !== undefined
+      ? new Date(Date.now() + req.validityMs)
+      : new Date(notBefore.getTime() + (req.days ?? 365) * 86_400_000);
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(Boolean(req.ca), req.ca?.pathLength, true),
     new x509.KeyUsagesExtension(req.keyUsages, true),

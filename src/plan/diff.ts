@@ -164,14 +164,16 @@ export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string
 }
 
 /**
- * The trust a spec names, without where its files are kept (`stored`, a new trust store entry at
+ * The trust a spec names (its root and key type), without its rotation settings, where its files are kept (`stored`, a new trust store entry at
  * each `up` or `apply`) or a root given as PEM text (the running spec holds only its entry).
  */
 function trustIdentity(spec: MeshSpec): unknown {
-  const root = spec.trust.rootCa;
-  if (!root) return spec.trust;
+  // How long intermediates live and when they rotate change in place: they apply to the next rotation.
+  const { intermediateValidity: _v, rotateBefore: _r, ...trust } = spec.trust;
+  const root = trust.rootCa;
+  if (!root) return trust;
   const { stored: _s, cert: _c, key: _k, chain: _ch, ...names } = root;
-  return { ...spec.trust, rootCa: names };
+  return { ...trust, rootCa: names };
 }
 
 /** A cluster as its steps use it, without where its kubeconfig is kept. */

@@ -4,6 +4,13 @@ export const MIN_TTL_MS = 5 * 60_000;
 export const MAX_TTL_MS = 30 * 86_400_000;
 /** Drift checks run at most once a minute (spec `drift.every`). */
 export const MIN_DRIFT_EVERY_MS = 60_000;
+/** A cluster's intermediate CA lives between an hour and ten years (spec `trust.intermediateValidity`). */
+export const MIN_INTERMEDIATE_VALIDITY_MS = 3_600_000;
+export const MAX_INTERMEDIATE_VALIDITY_MS = 3650 * 86_400_000;
+/** How long a cluster's intermediate lives when the spec does not say (Istio's tools/certs: 730 days). */
+export const DEFAULT_INTERMEDIATE_VALIDITY = '730d';
+/** How long before its expiry a ready mesh rotates an intermediate when the spec does not say. */
+export const DEFAULT_ROTATE_BEFORE = '30d';
 /** The interval of drift checks, in ms; undefined when they are off (`every: off`: on request only). */
 export function driftEveryMs(every: string): number | undefined {
   return every === 'off' ? undefined : parseDuration(every);

@@ -4,7 +4,16 @@
 import { z } from 'zod';
 import { SAMPLE_APPS, type SampleName } from '../istio/sample-apps';
 import { ISTIO_ADDONS, ISTIO_DEFAULT_VERSION, ISTIO_LINE, ISTIO_VERSION_PATTERN } from '../istio/version';
-import { MAX_TTL_MS, MIN_DRIFT_EVERY_MS, MIN_TTL_MS, parseDuration } from './duration';
+import {
+  DEFAULT_INTERMEDIATE_VALIDITY,
+  DEFAULT_ROTATE_BEFORE,
+  MAX_INTERMEDIATE_VALIDITY_MS,
+  MAX_TTL_MS,
+  MIN_DRIFT_EVERY_MS,
+  MIN_INTERMEDIATE_VALIDITY_MS,
+  MIN_TTL_MS,
+  parseDuration,
+} from './duration';
 import { ownedValueProblems } from './istio-values';
 import { GKE_CLUSTER_NAME, LOCAL_CLUSTER_NAME_MAX, gkeClusterName, localClusterName } from './names';
 
@@ -27,6 +36,22 @@ const ttl = z.string().superRefine((s, ctx) => {
   const ms = parseDuration(s);
   if (ms === undefined) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 45m, 2h or 7d' });
   else if (ms < MIN_TTL_MS || ms > MAX_TTL_MS) ctx.addIssue({ code: 'custom', message: 'must be between 5m and 30d' });
+});
+
+/** A cluster intermediate's lifetime: 1h to 10 years. */
+const intermediateValidity = z.string().superRefine((s, ctx) => {
+  const ms = parseDuration(s);
+  if (ms === undefined) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 730d or 90d' });
+  else if (ms < MIN_INTERMEDIATE_VALIDITY_MS || ms > MAX_INTERMEDIATE_VALIDITY_MS)
+    ctx.addIssue({ code: 'custom', message: 'must be between 1h and 3650d' });
+});
+
+/** How long before expiry an intermediate is rotated: at least 5m, or `off`. */
+const rotateBefore = z.string().superRefine((s, ctx) => {
+  if (s === 'off') return;
+  const ms = parseDuration(s);
+  if (ms === undefined) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 30d or 12h, or off' });
+  else if (ms < MIN_TTL_MS) ctx.addIssue({ code: 'custom', message: 'must be at least 5m, or off' });
 });
 
 /** How often a ready mesh is checked for drift: a duration of at least 1m, or `off` (checks on request only). */
@@ -123,6 +148,16 @@ export const meshSchema = z
          * Bring your own root CA, as PEM files (certFile, keyFile, chainFile) or as PEM text (cert, key,
          * chain); default: meshflow makes one per mesh. `up` copies it into the mesh's trust store.
          */
+        /**
+         * How long each cluster's intermediate CA lives (from when it is made; default 730d, as Istio's
+         * tools/certs). Applies to intermediates made from now on: at up, at rotation.
+         */
+        intermediateValidity: intermediateValidity.default(DEFAULT_INTERMEDIATE_VALIDITY),
+        /**
+         * A ready mesh rotates a cluster's intermediate by itself this long before it expires (default 30d);
+         * `off`: only `meshflow rotate` does.
+         */
+        rotateBefore: rotateBefore.default(DEFAULT_ROTATE_BEFORE),
         rootCa: z
           .strictObject({
             certFile: z.string().min(1).optional(),
@@ -199,6 +234,15 @@ export const meshSchema = z
   })
   .superRefine((mesh, ctx) => {
     rootCaProblems(mesh.trust.rootCa, ctx);
+    const before = parseDuration(mesh.trust.rotateBefore);
+    const validity = parseDuration(mesh.trust.intermediateValidity);
+    if (before !== undefined && validity !== undefined && before >= validity) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['trust', 'rotateBefore'],
+        message: `must be shorter than trust.intermediateValidity (${mesh.trust.intermediateValidity})`,
+      });
+    }
     const notYours = (path: Array<string | number>) =>
       ctx.addIssue({
         code: 'custom',

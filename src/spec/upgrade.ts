@@ -3,12 +3,14 @@
 // since are still there. The workflow fills in the first (to what the schema's defaults would be)
 // and drops the second before anything reads them. Pure: runs in workflow code.
 import { ISTIO_DEFAULT_VERSION, ISTIO_VERSION_PATTERN } from '../istio/version';
+import { DEFAULT_INTERMEDIATE_VALIDITY, DEFAULT_ROTATE_BEFORE } from './duration';
 import type { MeshSpec } from './schema';
 
 type Recorded = Omit<MeshSpec, 'trust' | 'app' | 'verify' | 'addons' | 'drift'> & {
   addons?: MeshSpec['addons'];
   drift?: Partial<MeshSpec['drift']>;
-  trust?: Omit<MeshSpec['trust'], 'keyAlgorithm'> & { keyAlgorithm?: MeshSpec['trust']['keyAlgorithm'] };
+  trust?: Omit<MeshSpec['trust'], 'keyAlgorithm' | 'intermediateValidity' | 'rotateBefore'> &
+    Partial<Pick<MeshSpec['trust'], 'keyAlgorithm' | 'intermediateValidity' | 'rotateBefore'>>;
   app: Omit<MeshSpec['app'], 'manifests'> & { manifests?: MeshSpec['app']['manifests'] };
   /** controlPlane: removed (the control-plane checks always ran; nothing read it). */
   verify: MeshSpec['verify'] & { controlPlane?: boolean };
@@ -19,7 +21,13 @@ export function upgradeSpec(spec: Recorded): MeshSpec {
   return {
     ...spec,
     // Earlier versions made every CA key RSA 4096: a mesh they started keeps that (new specs get the schema's default).
-    trust: { ...spec.trust, keyAlgorithm: spec.trust?.keyAlgorithm ?? 'rsa-4096' },
+    trust: {
+      ...spec.trust,
+      keyAlgorithm: spec.trust?.keyAlgorithm ?? 'rsa-4096',
+      // Intermediates made before this setting live ten years; those made from now on (a rotation) the default.
+      intermediateValidity: spec.trust?.intermediateValidity ?? DEFAULT_INTERMEDIATE_VALIDITY,
+      rotateBefore: spec.trust?.rotateBefore ?? DEFAULT_ROTATE_BEFORE,
+    },
     app: { ...spec.app, manifests: spec.app.manifests ?? [] },
     // Earlier specs named only the line ("1.31"); images need a release.
     istio: {

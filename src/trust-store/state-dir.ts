@@ -62,8 +62,19 @@ export class DirectoryEntries implements MeshEntries {
     });
   }
 
+  async list(): Promise<string[]> {
+    return this.names();
+  }
+
+  async remove(names: string[]): Promise<void> {
+    checkEntryNames(names);
+    await withLock(path.join(this.dir, 'entries'), async () => {
+      for (const n of names) fs.rmSync(this.file(n), { force: true });
+    });
+  }
+
   /** Entry files, without locks and temporary files. */
-  list(): string[] {
+  names(): string[] {
     if (!fs.existsSync(this.dir)) return [];
     return (fs.readdirSync(this.dir, { recursive: true }) as string[])
       .map((f) => f.split(path.sep).join('/'))
@@ -94,16 +105,13 @@ export class StateDirTrustStore implements TrustStore {
   }
 
   async list(mesh: string): Promise<string[]> {
-    return this.entries(mesh).list();
+    return this.entries(mesh).names();
   }
 
   async removeEntries(mesh: string, names: string[]): Promise<void> {
-    checkEntryNames(names);
     const entries = this.entries(mesh);
-    await withLock(path.join(entries.dir, 'entries'), async () => {
-      for (const n of names) fs.rmSync(path.join(entries.dir, ...n.split('/')), { force: true });
-    });
-    if (!entries.list().length) await this.deleteMesh(mesh);
+    await entries.remove(names);
+    if (!entries.names().length) await this.deleteMesh(mesh);
   }
 
   async deleteMesh(mesh: string): Promise<void> {

@@ -39,12 +39,16 @@ export interface TrustStore {
 export interface MeshEntries {
   get(name: string, signal?: AbortSignal): Promise<string | undefined>;
   putIfAbsent(entries: Record<string, string>, signal?: AbortSignal): Promise<Record<string, string>>;
+  list(signal?: AbortSignal): Promise<string[]>;
+  remove(names: string[], signal?: AbortSignal): Promise<void>;
 }
 
 export function meshEntries(store: TrustStore, mesh: string): MeshEntries {
   return {
     get: (name, signal) => store.get(mesh, name, signal),
     putIfAbsent: (entries, signal) => store.putIfAbsent(mesh, entries, signal),
+    list: (signal) => store.list(mesh, signal),
+    remove: (names, signal) => store.removeEntries(mesh, names, signal),
   };
 }
 

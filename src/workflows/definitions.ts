@@ -2,7 +2,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ApplyRequest } from '../plan/diff';
 import type { MeshSpec } from '../spec/schema';
-import type { ApplyResult, CheckResult, DriftStatus, MeshStatus, TeardownOptions } from './types';
+import type { ApplyResult, CheckResult, DriftStatus, MeshStatus, RotateRequest, TeardownOptions } from './types';
 
 export const TASK_QUEUE = 'meshflow';
 export const meshWorkflowId = (mesh: string) => `mesh/${mesh}`;
@@ -26,3 +26,9 @@ export const applyUpdate = defineUpdate<ApplyResult, [ApplyRequest]>('apply');
  * the baseline, runs every check, repairs with `drift.repair`, and returns the report.
  */
 export const driftUpdate = defineUpdate<DriftStatus>('drift');
+/**
+ * Rotates credentials of a ready mesh: every cluster's intermediate CA (same root; the old one kept
+ * until the cluster's istiod issues from the new one) or the reader tokens of its remote secrets;
+ * then verify. The answer is the update as it ended, with the checks.
+ */
+export const rotateUpdate = defineUpdate<ApplyResult, [RotateRequest]>('rotate');

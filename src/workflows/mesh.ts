@@ -42,6 +42,7 @@ import { MAX_TTL_MS, driftEveryMs, formatDurationMs, parseDuration } from '../sp
 import type { DriftReport } from '../drift/types';
 import { stepsForChecks, stepsForDrift } from '../drift/repair';
 import { upgradeSpec } from '../spec/upgrade';
+import { trustStatus } from './trust-view';
 import {
   type LedgerEntry,
   type ObjectRef,
@@ -56,23 +57,26 @@ import {
   applyUpdate,
   driftUpdate,
   extendUpdate,
+  rotateUpdate,
   specQuery,
   statusQuery,
   teardownSignal,
   verifyUpdate,
 } from './definitions';
-import type {
-  ApplyResult,
-  MeshCondition,
-  MeshPhase,
-  MeshStatus,
-  CheckResult,
-  DriftStatus,
-  ProvisionMeshInput,
-  StepOutcome,
-  StepStatus,
-  TeardownOptions,
-  UpdateRecord,
+import {
+  ROTATABLE,
+  type ApplyResult,
+  type MeshCondition,
+  type MeshPhase,
+  type MeshStatus,
+  type CheckResult,
+  type DriftStatus,
+  type ProvisionMeshInput,
+  type RotateRequest,
+  type StepOutcome,
+  type StepStatus,
+  type TeardownOptions,
+  type UpdateRecord,
 } from './types';
 
 /** Release 2: teardown cancels running steps, kept meshes stay open, deadline from the start, host-bound steps, parallel undo. */
@@ -96,6 +100,11 @@ export const PATCH_V4 = 'meshflow-v4-store-files';
  * update) against a baseline taken after each change, and repaired by running the owning steps again.
  */
 export const PATCH_V4_DRIFT = 'meshflow-v4-drift';
+/**
+ * Release 5: credentials rotate on a running mesh (the `rotate` update: intermediates, reader
+ * tokens), and a ready mesh rotates an intermediate by itself within `trust.rotateBefore` of its expiry.
+ */
+export const PATCH_V5_TRUST = 'meshflow-v5-trust';
 
 const RETRY = {
   initialInterval: '1s',
@@ -148,6 +157,8 @@ const UNDO_OPTIONS: ActivityOptions = {
   },
 };
 
+/** An intermediate rotation that failed is tried again this much later by a ready mesh. */
+const ROTATION_RETRY_MS = 30 * 60_000;
 /** A renewal that failed is tried again this much later (the token it replaces is still valid for a while). */
 const RENEWAL_RETRY_MS = 5 * 60_000;
 /** How long a step waits for the mesh's host to pick it up before the mesh says the host is unavailable. */
@@ -239,6 +250,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   const v3 = v2 && patched(PATCH_V3);
   const v4 = v3 && patched(PATCH_V4);
   const v4drift = v3 && patched(PATCH_V4_DRIFT);
+  const v5 = v4drift && patched(PATCH_V5_TRUST);
   // The spec and plan the mesh runs: its first, then each one an `apply` made it.
   let spec = upgradeSpec(input.spec);
   // Meshes started before preflights existed keep the plan they started with.
@@ -312,6 +324,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   let drifting: { since: string; scope: CancellationScope } | undefined;
   /** When a baseline that failed is tried again (workflow time, ms). */
   let baselineRetryAt = 0;
+  /** When an intermediate rotation that failed is tried again by the live loop (workflow time, ms). */
+  let rotateRetryAt = 0;
   const hostOptions = (): ActivityOptions =>
     status.hostQueue
       ? { taskQueue: status.hostQueue, ...(v3 ? { scheduleToStartTimeout: input.hostWait ?? HOST_WAIT } : {}) }
@@ -326,6 +340,15 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     })[STEP_ACTIVITIES[step.kind]];
+  const rotationActivity = (summaryText: string) =>
+    proxyActivities<MeshActivities>({
+      ...OPTIONS.cacerts,
+      // An istiod has 90 s to take up a new intermediate, one in a cluster a rollout.
+      startToCloseTimeout: '10 minutes',
+      ...hostOptions(),
+      summary: summaryText,
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    }).rotateIntermediate;
   const undoActivity = (summaryText: string, onHost = true) =>
     proxyActivities<MeshActivities>({
       ...UNDO_OPTIONS,
@@ -464,7 +487,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     stopReason = reason;
     provisioning.cancel();
   };
-  setHandler(statusQuery, () => status);
+  // The trust view is computed when asked (it reads the clock): never part of what is carried.
+  setHandler(statusQuery, () => (v5 ? { ...status, trust: trustStatus(spec, status.steps, Date.now()) } : status));
   setHandler(teardownSignal, (options?: TeardownOptions) => {
     teardownRequested = true;
     if (v3 && options?.abandonHost && !abandonHost) {
@@ -522,6 +546,12 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     },
   });
   setHandler(driftUpdate, () => checkDriftNow('requested'), { validator: validateDrift });
+  setHandler(rotateUpdate, (req: RotateRequest) => rotateNow(req, 'requested'), {
+    validator: (req: RotateRequest) => {
+      refuseWhileDrifting('rotate');
+      validateRotate(req);
+    },
+  });
 
   // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
   // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
@@ -633,6 +663,11 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           await driftTick();
           continue;
         }
+        const rotateIn = v5 && status.phase === 'ready' ? nextRotation() - Date.now() : Infinity;
+        if (rotateIn <= 0) {
+          await rotateDue();
+          continue;
+        }
         const seen = deadlineVersion;
         const seenDrift = driftVersion;
         const seenSpec = spec;
@@ -643,14 +678,16 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
             status.phase !== phase || // an update began or ended: renewals wait for a ready mesh
             (v4drift && (driftVersion !== seenDrift || spec !== seenSpec)) || // new drift state or settings
             workflowInfo().continueAsNewSuggested,
-          Math.min(left, renewIn, driftIn),
+          Math.min(left, renewIn, driftIn, rotateIn),
           {
             summary:
-              left <= Math.min(renewIn, driftIn)
+              left <= Math.min(renewIn, driftIn, rotateIn)
                 ? ttlSummary()
-                : renewIn <= driftIn
-                  ? `renew reader tokens, then ${ttlSummary()}`
-                  : `check for drift (every ${spec.drift.every}), then ${ttlSummary()}`,
+                : rotateIn <= Math.min(renewIn, driftIn)
+                  ? `rotate intermediates (trust.rotateBefore ${spec.trust.rotateBefore}), then ${ttlSummary()}`
+                  : renewIn <= driftIn
+                    ? `renew reader tokens, then ${ttlSummary()}`
+                    : `check for drift (every ${spec.drift.every}), then ${ttlSummary()}`,
           },
         );
         if (workflowInfo().continueAsNewSuggested && !teardownRequested) {
@@ -785,6 +822,152 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         message: failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`).join('; '),
         nonRetryable: true,
       });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // rotate: new credentials for a ready mesh
+
+  /** When the first intermediate is due for rotation (Infinity: none is, or rotateBefore is off). */
+  function nextRotation(): number {
+    const due = rotationDue();
+    return due.length ? Math.max(Math.min(...due.map((d) => d.at)), rotateRetryAt) : Infinity;
+  }
+
+  /** Each cluster's intermediate and when it is due for rotation (its expiry less trust.rotateBefore). */
+  function rotationDue(): Array<{ cluster: string; at: number }> {
+    const before = spec.trust.rotateBefore === 'off' ? undefined : parseDuration(spec.trust.rotateBefore);
+    if (before === undefined) return [];
+    return status.steps
+      .filter((s) => s.kind === 'cacerts' && s.outputs?.caNotAfter && spec.clusters.some((c) => c.name === s.cluster))
+      .map((s) => ({ cluster: s.cluster!, at: Date.parse(s.outputs!.caNotAfter) - before }));
+  }
+
+  /** The live loop's rotation: the intermediates now within rotateBefore of expiry; a failure waits a while. */
+  async function rotateDue(): Promise<void> {
+    const clusters = rotationDue()
+      .filter((d) => d.at <= Date.now())
+      .map((d) => d.cluster);
+    const result = await rotateNow({ what: 'intermediates', clusters }, 'expiry');
+    if (result.update.state !== 'applied') rotateRetryAt = Date.now() + ROTATION_RETRY_MS;
+  }
+
+  function validateRotate(req: RotateRequest): void {
+    if (!v5)
+      throw new Error(
+        `mesh ${spec.name} was started by an earlier meshflow release, which cannot rotate credentials of a ` +
+          'running mesh: tear it down and bring it up again to have it',
+      );
+    if (updating) {
+      const r = updating.record;
+      throw new Error(
+        `update ${r.id} (${r.summary}) has been running since ${r.requestedAt}: one update at a time; ` +
+          `wait for it (meshflow status ${spec.name})`,
+      );
+    }
+    if (renewal) throw new Error(`mesh ${spec.name} is renewing reader tokens: rotate in a moment`);
+    if (teardownRequested || status.phase !== 'ready')
+      throw new Error(
+        `mesh ${spec.name} is ${teardownRequested ? 'tearing-down' : status.phase}: credentials rotate on a ready mesh`,
+      );
+    if (!req || !(ROTATABLE as readonly string[]).includes(req.what))
+      throw new Error(`what to rotate must be one of ${ROTATABLE.join(', ')} (got ${JSON.stringify(req?.what)})`);
+    const names = spec.clusters.map((c) => c.name);
+    const unknown = (req.clusters ?? []).filter((c) => !names.includes(c));
+    if (unknown.length)
+      throw new Error(`mesh ${spec.name} has no cluster ${unknown.join(', ')}; its clusters: ${names.join(', ')}`);
+    if (req.what === 'readers' && !rotationSteps(req).length)
+      throw new Error(
+        `mesh ${spec.name} has no reader credentials ${req.clusters?.length ? `for ${req.clusters.join(', ')}` : ''}` +
+          '(one cluster, or no links): nothing to rotate',
+      );
+  }
+
+  /** The steps a rotation runs again: the clusters' cacerts, or the links from or to them. */
+  function rotationSteps(req: RotateRequest): Step[] {
+    const clusters = new Set(req.clusters?.length ? req.clusters : spec.clusters.map((c) => c.name));
+    return req.what === 'intermediates'
+      ? plan.steps.filter((s) => s.kind === 'cacerts' && clusters.has(s.cluster!))
+      : plan.steps.filter((s) => s.kind === 'link' && (clusters.has(s.cluster!) || clusters.has(s.target!)));
+  }
+
+  /**
+   * Rotates what `req` names, cluster by cluster at once, then verifies the mesh. An intermediate
+   * that its istiod does not take up is put back (the activity says so) and the update fails with
+   * the others done; readers get fresh tokens in their remote secrets. A teardown or the deadline
+   * cancels it, and the teardown undoes everything as ever.
+   */
+  async function rotateNow(req: RotateRequest, trigger: 'requested' | 'expiry'): Promise<ApplyResult> {
+    const steps = rotationSteps(req);
+    const clusters = req.clusters?.length ? req.clusters : spec.clusters.map((c) => c.name);
+    const rec: UpdateRecord = {
+      id: currentUpdateInfo()?.id ?? `rotate-${(status.updates?.length ?? 0) + 1}`,
+      requestedAt: now(),
+      state: 'running',
+      summary:
+        `rotate ${req.what} of ${clusters.join(', ')}` +
+        (trigger === 'expiry' ? ` (due: within trust.rotateBefore, ${spec.trust.rotateBefore}, of expiry)` : ''),
+      added: [],
+      rerun: steps.map((s) => s.id),
+      removed: [],
+    };
+    status.updates = [...(status.updates ?? []), rec].slice(-20);
+    const scope = new CancellationScope();
+    updating = { record: rec, scope };
+    setPhase('updating');
+    const failures: string[] = [];
+    try {
+      await scope.run(async () => {
+        await Promise.all(steps.map((step) => rotateStep(step, req.what, failures)));
+        await runVerify(`verify (after rotating ${req.what})`);
+        const failed = status.checks.filter((c) => c.status === 'failed');
+        if (failed.length)
+          failures.push(
+            'verify failed after the rotation: ' +
+              failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`).join('; '),
+          );
+      });
+      rec.state = failures.length ? 'failed' : 'applied';
+      if (failures.length) rec.error = failures.join('; ');
+    } catch (err) {
+      if (isCancellation(err) || teardownRequested) {
+        rec.state = 'cancelled';
+        rec.error = teardownRequested ? 'teardown requested during the rotation' : "the mesh's TTL expired";
+      } else {
+        rec.state = 'failed';
+        rec.error = [...failures, errorText(err)].join('; ');
+      }
+    } finally {
+      rec.endedAt = now();
+      updating = undefined;
+      if (status.phase === 'updating') setPhase('ready');
+      driftAfterChange(); // new secrets: the baseline is taken again
+    }
+    if (rec.state === 'cancelled') throw ApplicationFailure.create({ type: 'UpdateCancelled', message: rec.error });
+    return { update: rec, phase: status.phase, clusters: status.clusters, checks: status.checks };
+  }
+
+  /** One cluster's intermediate, or one link's token, rotated; a failure is noted, the others go on. */
+  async function rotateStep(step: Step, what: RotateRequest['what'], failures: string[]): Promise<void> {
+    const s = stepStatus(step.id);
+    try {
+      if (what === 'intermediates') {
+        const generation = Number(s.outputs?.caGeneration ?? '1') + 1;
+        const act = rotationActivity(`rotate the intermediate CA of ${step.cluster} (generation ${generation})`);
+        const out = await onHost(() => act({ ...request(step), generation }));
+        record(step.id, out.resources);
+        s.outputs = { ...s.outputs, ...out.outputs, rotatedAt: now() };
+      } else {
+        const act = stepActivity(step, `rotate the reader token ${step.cluster} -> ${step.target}`);
+        const out = await onHost(() => act(request(step)));
+        record(step.id, out.resources);
+        s.outputs = { ...out.outputs, rotatedAt: now() };
+      }
+      s.lastError = undefined;
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      record(step.id, tracedResources(err));
+      failures.push(`${step.id}: ${errorText(err)}`);
     }
   }
 
@@ -924,7 +1107,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   /** "no change", or the settings that changed without steps: "settings changed: drift, onFailure". */
   function settingsSummary(from: MeshSpec, to: MeshSpec): string {
     const keys = ['onFailure', 'drift', 'verify'] as const;
-    const changed = keys.filter((k) => JSON.stringify(from[k]) !== JSON.stringify(to[k]));
+    const changed: string[] = keys.filter((k) => JSON.stringify(from[k]) !== JSON.stringify(to[k]));
+    for (const k of ['intermediateValidity', 'rotateBefore'] as const)
+      if (from.trust[k] !== to.trust[k]) changed.push(`trust.${k}`);
     return changed.length ? `settings changed: ${changed.join(', ')}` : 'no change';
   }
 

@@ -1,5 +1,6 @@
 // The mesh workflow's state as its status query reports it, and its input. None of it is secret
 // (see ../steps/contract.ts, which holds what steps exchange with the workflow).
+import type { TrustStatus } from './trust-view';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { StepKind } from '../plan/plan';
 import type { CheckResult, LedgerEntry, Resource } from '../steps/contract';
@@ -53,6 +54,8 @@ export interface MeshStatus {
   updates?: UpdateRecord[];
   /** The last drift check of the mesh (see DriftStatus). */
   drift?: DriftStatus;
+  /** Root, intermediates and reader tokens with their expiry (computed when the status is asked; release 5). */
+  trust?: TrustStatus;
   error?: string;
 }
 
@@ -111,6 +114,16 @@ export interface UpdateRecord {
   forgotten?: Array<{ cluster: string; afterMs?: number; detail: string }>;
   error?: string;
 }
+
+/** What `meshflow rotate` asks for: new credentials of one kind, for some clusters (default: all). */
+export interface RotateRequest {
+  /** `intermediates`: each cluster's CA from the same root; `readers`: the remote secrets' tokens. */
+  what: 'intermediates' | 'readers';
+  /** Only these clusters (readers: the links from or to them). */
+  clusters?: string[];
+}
+
+export const ROTATABLE = ['intermediates', 'readers'] as const;
 
 /** What `apply` answers: the update as it ended, and the checks that ran after it. */
 export interface ApplyResult {

@@ -4,7 +4,12 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HostActivities } from '../../src/activities/host';
-import type { ForgetRequest, MeshActivities, UndoRequest } from '../../src/activities/types';
+import type {
+  ForgetRequest,
+  MeshActivities,
+  RotateIntermediateRequest,
+  UndoRequest,
+} from '../../src/activities/types';
 import { everyStep } from '../../src/steps/activity-names';
 import type { Plan } from '../../src/plan/plan';
 import { parseMeshSpec } from '../../src/spec/load';
@@ -43,6 +48,10 @@ export interface Script {
   holdDrift?: Promise<void>;
   /** This many drift baselines fail (for good) before one succeeds. */
   failBaselines?: number;
+  /** Cacerts steps and rotations report an intermediate that lives this long (server time); default none. */
+  caValidityMs?: number;
+  /** Clusters whose intermediate rotation fails (RotationNotTakenUp, the previous one kept). */
+  failRotate?: string[];
 }
 
 /** The resource a step "creates" under a realistic script; its undo is recorded as `undo <step id>`. */
@@ -163,6 +172,7 @@ export class FakeActivities {
         tokenRenewAt: new Date(issuedAt + (script.tokenLifetimeMs * 2) / 3).toISOString(),
       };
     }
+    if (req.step.kind === 'cacerts' && script.caValidityMs) outputs = this.intermediate(req.step.cluster!, 1, script);
     return {
       resources,
       attempt: 1,
@@ -181,12 +191,35 @@ export class FakeActivities {
     };
   }
 
+  /** The outputs of a cacerts step or rotation: generation, fake fingerprint, expiry in server time. */
+  private intermediate(cluster: string, generation: number, script: Script): Record<string, string> {
+    const issuedAt = Context.current().info.currentAttemptScheduledTimestampMs;
+    return {
+      caGeneration: String(generation),
+      caFingerprint: `fake-${cluster}-${generation}`,
+      caNotAfter: new Date(issuedAt + (script.caValidityMs ?? 730 * 86_400_000)).toISOString(),
+    };
+  }
+
   activities(): MeshActivities & HostActivities {
     const step = (req: StepRequest) => this.step(req);
     return {
       // The mesh's steps stay on the queue the test's worker polls.
       claimHost: async () => ({ host: 'test-host', taskQueue: Context.current().info.taskQueue }),
       ...everyStep(step),
+      rotateIntermediate: async (req: RotateIntermediateRequest) => {
+        const script = this.scripts.get(req.mesh) ?? {};
+        this.record(req.mesh, `rotate ${req.step.cluster} g${req.generation}`);
+        if (script.failRotate?.includes(req.step.cluster!)) {
+          throw ApplicationFailure.create({
+            type: 'RotationNotTakenUp',
+            message: `injected: the new intermediate of ${req.step.cluster} was not taken up`,
+            nonRetryable: true,
+          });
+        }
+        const outputs = { ...this.intermediate(req.step.cluster!, req.generation, script), caTakenUp: 'test double' };
+        return { resources: [], attempt: 1, outputs };
+      },
       awaitClusterForgotten: async (req: ForgetRequest) => {
         this.record(req.mesh, `forget ${req.cluster}`);
         return { forgotten: true, afterMs: 0, detail: 'test double: no istiod to ask' };

@@ -1,0 +1,197 @@
+// rotate intermediates: a new intermediate CA for a cluster from the mesh's root, its `cacerts`
+// secret replaced, and its istiod made to issue from it. The root is unchanged, so every
+// certificate issued before and after verifies against every cluster's bundle; the old
+// intermediate stays in the trust store until this cluster's istiod is seen issuing from the new
+// one, and comes back (secret and istiod) when that is not seen.
+//
+// Istio 1.31 watches its plugged-in CA files (fsnotify on ROOT_CA_DIR, 100 ms debounce) and takes
+// a new intermediate under the same root without a restart (pilot/pkg/bootstrap/istio_ca.go
+// handleEvent), reissuing its own serving certificate from it. An istiod meshflow runs on this
+// machine gets the files rewritten in place; one in a cluster reads the mounted secret, which the
+// kubelet refreshes only after its sync period, so it is restarted instead (a rollout).
+import tls from 'node:tls';
+import { setTimeout as delay } from 'node:timers/promises';
+import * as k8s from '@kubernetes/client-node';
+import { ApplicationFailure } from '@temporalio/common';
+import { type Kube, ownedBy } from '../adapters/kube';
+import { ISTIO_NAMESPACE } from '../istio/manifests';
+import { type CacertsFiles, type ClusterCa, clusterCa, retireClusterCas } from '../istio/trust';
+import { x509 } from '../pki/certs';
+import { meshEntries } from '../trust-store/store';
+import type { ClusterSpec } from '../spec/schema';
+import type { RotateIntermediateRequest, StepOutcome, StepRequest } from '../steps/contract';
+import { NotOursError } from '../steps/errors';
+import { type ActivityDeps, clusterOf, kubeOf, objectsIn } from './deps';
+import { type StepContext, runStep } from './step';
+
+/** How long an istiod has to be seen issuing from a new intermediate before it is put back. */
+const TAKE_UP_MS = 90_000;
+const RESTARTED_AT = 'meshflow.dev/cacerts-generation';
+
+export function rotationActivities(deps: ActivityDeps) {
+  return {
+    rotateIntermediate: (req: RotateIntermediateRequest): Promise<StepOutcome> =>
+      runStep(async (ctx) => {
+        const c = clusterOf(req.spec, req.step.cluster!);
+        const entries = meshEntries(deps.trustStore, req.mesh);
+        const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
+        const secret = await k.read({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' });
+        if (secret && !ownedBy(secret, req.mesh)) {
+          throw new NotOursError(
+            `cluster ${c.name}'s cacerts secret is not mesh ${req.mesh}'s (someone replaced it): meshflow rotates ` +
+              'only what it made; `meshflow drift` shows the change',
+          );
+        }
+        const previous = await clusterCa(entries, c.name, req.spec.trust, req.generation - 1, ctx.signal);
+        const next = await clusterCa(entries, c.name, req.spec.trust, req.generation, ctx.signal);
+        ctx.heartbeat({ rotating: c.name, generation: req.generation });
+        await putCacerts(k, req, c, next.files, ctx);
+        let taken: string;
+        try {
+          taken = await makeIstiodUse(deps, k, req, c, next, ctx);
+        } catch (err) {
+          if (ctx.signal.aborted) throw err;
+          // Not taken up: the cluster goes back to the intermediate it had, and the new one is dropped.
+          await putCacerts(k, req, c, previous.files, ctx);
+          await makeIstiodUse(deps, k, req, c, previous, ctx).catch(() => undefined);
+          await entries.remove(
+            [`${c.name}/ca.g${req.generation}-cert.pem`, `${c.name}/ca.g${req.generation}-key.pem`],
+            ctx.signal,
+          );
+          throw ApplicationFailure.create({
+            type: 'RotationNotTakenUp',
+            message:
+              `the new intermediate of ${c.name} was not taken up, so its previous one (${previous.fingerprint}) ` +
+              `is back in place: ${(err as Error).message}`,
+            nonRetryable: true,
+          });
+        }
+        const retired = await retireClusterCas(entries, c.name, req.generation, ctx.signal);
+        return {
+          outputs: {
+            caGeneration: String(next.generation),
+            caNotAfter: next.notAfter,
+            caFingerprint: next.fingerprint,
+            caTakenUp: taken,
+            ...(retired.length ? { caRetired: retired.join(',') } : {}),
+          },
+        };
+      }),
+  };
+}
+
+async function putCacerts(k: Kube, req: StepRequest, c: ClusterSpec, files: CacertsFiles, ctx: StepContext) {
+  const secret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'cacerts', namespace: ISTIO_NAMESPACE },
+    type: 'Opaque',
+    stringData: files,
+  };
+  await k.apply(req.mesh, [secret], { track: (refs) => ctx.track(...objectsIn(c.name, refs)) });
+}
+
+/**
+ * Makes the cluster's istiod issue from `ca` and says how that was seen. A remote cluster has no
+ * istiod (its primary's signs for it); an istiod on this machine gets its files rewritten and is
+ * watched until its serving certificate comes from `ca`; one in the cluster is restarted.
+ */
+async function makeIstiodUse(
+  deps: ActivityDeps,
+  k: Kube,
+  req: StepRequest,
+  c: ClusterSpec,
+  ca: ClusterCa,
+  ctx: StepContext,
+): Promise<string> {
+  if (c.role === 'remote') return `no istiod of its own (${c.primary}'s signs for it)`;
+  const runner = deps.providers[c.provider].istiodRunner;
+  if (runner) {
+    const endpoint = await runner.updateCacerts(req.mesh, c, { ...ca.files });
+    if (!endpoint) return 'istiod not started yet: it starts with this intermediate';
+    const since = Date.now();
+    await servedFrom(endpoint.secureGrpc, ca, ctx);
+    return `istiod reloaded it in ${Date.now() - since} ms (its serving certificate is issued from it)`;
+  }
+  await restartIstiod(k, ca, ctx);
+  return 'istiod restarted (a rollout of istio-system/istiod)';
+}
+
+/** Waits until the TLS certificate istiod serves on `address` is signed by `ca`'s intermediate. */
+async function servedFrom(address: string, ca: ClusterCa, ctx: StepContext): Promise<void> {
+  const intermediate = new x509.X509Certificate(ca.files['ca-cert.pem']);
+  const deadline = Date.now() + TAKE_UP_MS;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    ctx.signal.throwIfAborted();
+    try {
+      const leaf = await servingCertificate(address);
+      if (await leaf.verify({ publicKey: intermediate.publicKey, signatureOnly: true })) return;
+      last = `it still serves a certificate issued by "${leaf.issuer}" from another key`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    ctx.heartbeat({ waitingFor: `istiod at ${address} to issue from intermediate ${ca.fingerprint}` });
+    await delay(200, undefined, { signal: ctx.signal });
+  }
+  throw new Error(
+    `istiod at ${address} did not take up intermediate ${ca.fingerprint} in ${TAKE_UP_MS / 1000}s: ${last}`,
+  );
+}
+
+function servingCertificate(address: string): Promise<x509.X509Certificate> {
+  const [host, port] = [
+    address.slice(0, address.lastIndexOf(':')),
+    Number(address.slice(address.lastIndexOf(':') + 1)),
+  ];
+  return new Promise((resolve, reject) => {
+    // Only the certificate is read; nothing is sent. Verification is what the caller does with it.
+    const socket = tls.connect({
+      host,
+      port,
+      servername: 'istiod.istio-system.svc',
+      rejectUnauthorized: false,
+      ALPNProtocols: ['h2'],
+    });
+    socket.setTimeout(5000, () => socket.destroy(new Error('TLS handshake timed out')));
+    socket.once('secureConnect', () => {
+      const raw = socket.getPeerCertificate().raw;
+      socket.end();
+      if (!raw) reject(new Error('istiod sent no certificate'));
+      else resolve(new x509.X509Certificate(raw));
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** A rollout of the istiod Deployment (its pods mount the new secret), waited for. */
+async function restartIstiod(k: Kube, ca: ClusterCa, ctx: StepContext): Promise<void> {
+  const name = 'istiod';
+  await k.retrying(() =>
+    k.apps.patchNamespacedDeployment(
+      {
+        name,
+        namespace: ISTIO_NAMESPACE,
+        body: { spec: { template: { metadata: { annotations: { [RESTARTED_AT]: `${ca.generation}` } } } } },
+      },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    ),
+  );
+  const deadline = Date.now() + TAKE_UP_MS * 3;
+  for (;;) {
+    const d = await k.retrying(() => k.apps.readNamespacedDeploymentStatus({ name, namespace: ISTIO_NAMESPACE }));
+    const want = d.spec?.replicas ?? 1;
+    const st = d.status;
+    if (
+      (st?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
+      (st?.updatedReplicas ?? 0) >= want &&
+      (st?.availableReplicas ?? 0) >= want &&
+      (st?.replicas ?? 0) <= want
+    )
+      return;
+    if (Date.now() > deadline)
+      throw new Error(`istio-system/istiod did not finish its rollout in ${(TAKE_UP_MS * 3) / 1000}s`);
+    ctx.heartbeat({ waitingFor: 'istio-system/istiod rollout' });
+    await delay(500, undefined, { signal: ctx.signal });
+  }
+}
