@@ -1,0 +1,190 @@
+// Rotation on a real two-cluster mesh (local clusters, the real workflow, activities and istiods):
+// `rotate intermediates` gives each cluster a new intermediate from the same root, each istiod
+// reloads it without a restart and serves from it, the old one leaves the trust store, and what
+// was issued before and after verifies against every cluster's root bundle; `rotate readers` puts
+// fresh tokens in every remote secret while the xDS answer each istiod gives a sidecar of each
+// network is asked over and over, and no answer loses an endpoint. Every check passes after each.
+import fs from 'node:fs';
+import path from 'node:path';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import * as k8s from '@kubernetes/client-node';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { meshStatus, rotateMesh, startMesh, teardownMesh } from '../src/client';
+import { fetchEndpoints, outboundCluster } from '../src/istio/xds';
+import { LocalClusters } from '../src/local/clusters';
+import { parseMeshSpec } from '../src/spec/load';
+import type { MeshSpec } from '../src/spec/schema';
+import { caDir } from '../src/trust-store/state-dir';
+import { sleep } from '../src/util/net';
+import { type MeshWorker, createWorker } from '../src/worker';
+import { scratchDir, tool } from './helpers/env';
+import { historyPayloadText } from './helpers/histories';
+import { realDeps, waitPhase } from './helpers/mesh';
+import { devServer } from './helpers/temporal';
+
+const MESH = 'rotator';
+const QUEUE = 'e2e-rotate';
+const CLUSTERS = ['cluster1', 'cluster2'];
+let env: TestWorkflowEnvironment;
+let worker: MeshWorker;
+let running: Promise<void>;
+let state: string;
+
+beforeAll(async () => {
+  env = await devServer();
+  state = scratchDir('e2e-rotate');
+  worker = await createWorker(env.nativeConnection, 'default', realDeps(state), QUEUE);
+  running = worker.run();
+});
+
+afterAll(async () => {
+  await teardownMesh(env.client, MESH)
+    .then((h) => h.result())
+    .catch(() => undefined);
+  worker?.shutdown();
+  await running;
+  await env?.teardown();
+}, 180_000);
+
+const spec = (): MeshSpec => ({
+  ...parseMeshSpec(fs.readFileSync(path.join(__dirname, '..', 'examples', 'two-clusters.yaml'), 'utf8')),
+  name: MESH,
+  drift: { every: 'off', repair: true },
+});
+
+const local = () => new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
+const core = (cluster: string) => {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(local().get(`${MESH}-${cluster}`)!.kubeconfig);
+  return kc.makeApiClient(k8s.CoreV1Api);
+};
+const cacerts = async (cluster: string) => {
+  const s = await core(cluster).readNamespacedSecret({ name: 'cacerts', namespace: 'istio-system' });
+  return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
+};
+const istiod = (cluster: string) => local().istiod(`${MESH}-${cluster}`)!;
+
+/** The certificate chain istiod serves on its TLS gRPC port: its own certificate and the CAs above it. */
+function servedChain(address: string): Promise<X509Certificate[]> {
+  const port = Number(address.split(':')[1]);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
+    socket.once('secureConnect', () => {
+      const chain: X509Certificate[] = [];
+      for (let c = socket.getPeerCertificate(true); c?.raw; c = c.issuerCertificate) {
+        chain.push(new X509Certificate(c.raw));
+        if (c.issuerCertificate === c) break;
+      }
+      socket.end();
+      resolve(chain);
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** Whether `chain` (leaf first) verifies link by link up to the root in `rootPem`, each link valid now. */
+function verifiesTo(chain: X509Certificate[], rootPem: string): boolean {
+  const root = new X509Certificate(rootPem);
+  const links = [...chain.filter((c) => c.fingerprint256 !== root.fingerprint256), root];
+  const now = Date.now();
+  return links.every(
+    (c, i) =>
+      Date.parse(c.validFrom) <= now &&
+      now <= Date.parse(c.validTo) &&
+      (i === links.length - 1 ? c.verify(c.publicKey) : c.verify(links[i + 1].publicKey) && links[i + 1].ca),
+  );
+}
+
+/** What istiod of `cluster` tells a sidecar of its network about helloworld: endpoint addresses, sorted. */
+async function xdsAnswer(cluster: string, network: string): Promise<string[]> {
+  const name = outboundCluster('helloworld.sample.svc.cluster.local', 5000);
+  const eps = await fetchEndpoints(istiod(cluster).xds, { clusterId: cluster, network, namespace: 'sample' }, [name]);
+  return eps[name].map((e) => `${e.address}:${e.port}`).sort();
+}
+
+test('intermediates and reader tokens rotate on a ready mesh; istiods take them up and lose no endpoint', async () => {
+  const handle = await startMesh(env.client, spec(), QUEUE);
+  expect((await waitPhase(env.client, MESH, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
+
+  // Before: what each istiod serves, issued by its cluster's first intermediate.
+  const before: Record<string, X509Certificate[]> = {};
+  const oldCa: Record<string, string> = {};
+  for (const c of CLUSTERS) {
+    before[c] = await servedChain(istiod(c).secureGrpc);
+    oldCa[c] = (await cacerts(c))['ca-cert.pem'];
+    expect(before[c][0].verify(new X509Certificate(oldCa[c]).publicKey)).toBe(true);
+  }
+  const s0 = await meshStatus(env.client, MESH);
+  expect(s0.trust!.intermediates.map((i) => i.generation)).toEqual([1, 1]);
+  // New meshes' intermediates live 730 days (the default trust.intermediateValidity).
+  const days = (Date.parse(s0.trust!.intermediates[0].notAfter) - Date.now()) / 86_400_000;
+  expect(Math.round(days)).toBe(730);
+
+  const out = await rotateMesh(env.client, MESH, { what: 'intermediates' });
+  expect(out.update).toMatchObject({ state: 'applied', rerun: ['cacerts:cluster1', 'cacerts:cluster2'] });
+  expect(out.checks.filter((c) => c.status === 'failed')).toEqual([]);
+  const s1 = await meshStatus(env.client, MESH);
+  for (const c of CLUSTERS) {
+    const step = s1.steps.find((st) => st.id === `cacerts:${c}`)!;
+    expect(step.outputs).toMatchObject({ caGeneration: '2', caRetired: '1' });
+    expect(step.outputs!.caTakenUp).toMatch(/^istiod reloaded it in \d+ ms/);
+    const now = await cacerts(c);
+    const next = new X509Certificate(now['ca-cert.pem']);
+    expect(now['ca-cert.pem']).not.toBe(oldCa[c]);
+    expect(next.fingerprint256.replace(/:/g, '').toLowerCase().slice(0, 16)).toBe(step.outputs!.caFingerprint);
+    // The same root: the new intermediate is signed by it, and istiod now serves from the new one.
+    expect(next.verify(new X509Certificate(now['root-cert.pem']).publicKey)).toBe(true);
+    const after = await servedChain(istiod(c).secureGrpc);
+    expect(after[0].verify(next.publicKey)).toBe(true);
+    // What was issued before and after verifies against every cluster's bundle.
+    for (const other of CLUSTERS) {
+      const root = (await cacerts(other))['root-cert.pem'];
+      expect(verifiesTo([before[c][0], new X509Certificate(oldCa[c])], root)).toBe(true);
+      expect(verifiesTo([after[0], next], root)).toBe(true);
+    }
+    // The store keeps the new generation only.
+    const dir = path.join(caDir(state, MESH), c);
+    expect(fs.readdirSync(dir).sort()).toEqual(['ca.g2-cert.pem', 'ca.g2-key.pem']);
+  }
+
+  // Readers: while every remote secret gets a new token, each istiod's answer keeps every endpoint.
+  const networks: Record<string, string> = { cluster1: 'network1', cluster2: 'network2' };
+  const steady = Object.fromEntries(
+    await Promise.all(CLUSTERS.map(async (c) => [c, await xdsAnswer(c, networks[c])] as const)),
+  );
+  for (const c of CLUSTERS) expect(steady[c].length).toBe(2); // a local pod and the other network's gateway
+  const tokensBefore = s1.trust!.readers.map((r) => r.expiresAt);
+  let rotating = true;
+  const seen: string[] = [];
+  const watch = (async () => {
+    while (rotating) {
+      for (const c of CLUSTERS) {
+        const answer = await xdsAnswer(c, networks[c]);
+        seen.push(`${c} ${answer.length}`);
+        if (JSON.stringify(answer) !== JSON.stringify(steady[c]))
+          throw new Error(`istiod of ${c} answered ${answer.join(', ')} (want ${steady[c].join(', ')})`);
+      }
+      await sleep(50);
+    }
+  })();
+  const readers = await rotateMesh(env.client, MESH, { what: 'readers' }).finally(() => (rotating = false));
+  await watch;
+  expect(seen.length).toBeGreaterThan(4);
+  expect(readers.update).toMatchObject({
+    state: 'applied',
+    rerun: ['link:cluster1->cluster2', 'link:cluster2->cluster1'],
+  });
+  expect(readers.checks.filter((c) => c.status === 'failed')).toEqual([]);
+  const s2 = await meshStatus(env.client, MESH);
+  expect(s2.trust!.readers.map((r) => r.expiresAt)).not.toEqual(tokensBefore);
+  for (const c of CLUSTERS) expect(await xdsAnswer(c, networks[c])).toEqual(steady[c]);
+
+  // No key or token in the history.
+  const history = await historyPayloadText(handle);
+  expect(history).not.toContain('PRIVATE KEY');
+  expect(history).not.toMatch(/eyJ[A-Za-z0-9_-]{20,}\./); // a JWT
+
+  await (await teardownMesh(env.client, MESH)).result();
+  expect(fs.existsSync(caDir(state, MESH))).toBe(false);
+}, 600_000);
