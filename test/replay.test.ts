@@ -36,7 +36,11 @@ test('histories were recorded for every release and every kind of run', () => {
   // Release 4: files of the spec in the trust store (an existing cluster on no host; a root CA given as PEM),
   // and a drift check that repaired what it found (the meshflow-v4-drift patch).
   const release4 = ['v4-store-files-existing-cluster', 'v4-store-files-pem-root', 'v4-drift-repaired'];
-  expect(files).toEqual(expect.arrayContaining([...release1, ...release2, ...release4].map((f) => `${f}.json`)));
+  // Release 5: credentials rotated on a running mesh (meshflow-v5-trust): intermediates on request, one not
+  // taken up, reader tokens, and intermediates rotated by the mesh itself within trust.rotateBefore.
+  const release5 = ['v5-rotate-intermediates', 'v5-rotate-not-taken-up', 'v5-rotate-readers', 'v5-rotate-by-itself'];
+  const all = [...release1, ...release2, ...release4, ...release5];
+  expect(files).toEqual(expect.arrayContaining(all.map((f) => `${f}.json`)));
 });
 
 test('every history replays without non-determinism', async () => {

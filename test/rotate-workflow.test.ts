@@ -13,6 +13,7 @@ import { TASK_QUEUE } from '../src/workflows/definitions';
 import { FakeActivities, type Script, twoClusterYaml } from './helpers/fake-activities';
 import { statusUntil, withFakeApi } from './helpers/fake-worker';
 import { call } from './helpers/api-http';
+import { recordHistory } from './helpers/histories';
 
 const TOKEN = 'rotate-token-0123456789';
 const fake = new FakeActivities();
@@ -69,6 +70,7 @@ test('intermediates rotate cluster by cluster to the next generation, then verif
   expect(west.update).toMatchObject({ state: 'applied', rerun: ['cacerts:west'] });
   expect(generations(await handle.query(statusQuery))).toEqual({ east: 2, west: 3 });
   await down(handle);
+  await recordHistory(handle, 'v5-rotate-intermediates');
 });
 
 test('an intermediate its istiod does not take up fails the update; that cluster stays on its previous one', async () => {
@@ -85,6 +87,7 @@ test('an intermediate its istiod does not take up fails the update; that cluster
   // Verify still ran: the mesh is checked as it is.
   expect(fake.callsOf(name).at(-1)).toBe('run verify');
   await down(handle);
+  await recordHistory(handle, 'v5-rotate-not-taken-up');
 });
 
 test('readers: the links from or to the clusters run again with fresh tokens', async () => {
@@ -108,6 +111,7 @@ test('readers: the links from or to the clusters run again with fresh tokens', a
     expect(Date.parse(r.expiresAt)).toBeGreaterThan(Date.parse(old.expiresAt));
   }
   await down(handle);
+  await recordHistory(handle, 'v5-rotate-readers');
 });
 
 test('bad requests are refused before anything runs, naming what is wrong', async () => {
@@ -157,4 +161,5 @@ test('a ready mesh rotates an intermediate by itself within trust.rotateBefore o
   const later = await handle.query(statusQuery);
   expect(Math.min(...Object.values(generations(later)))).toBeGreaterThanOrEqual(2);
   await down(handle);
+  await recordHistory(handle, 'v5-rotate-by-itself');
 });
