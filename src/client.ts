@@ -235,6 +235,8 @@ export interface MeshSummary {
   hostUnavailable?: { host: string; since: string };
   /** The mesh's last drift check found something (from the run's memo; absent when it found nothing). */
   drift?: { state: 'repaired' | 'drifted' | 'unrepaired'; found: number; checkedAt: string };
+  /** An intermediate the mesh should have rotated by itself (trust.rotateBefore) is left: the rotation failed. */
+  rotationDue?: { clusters: string[]; retryAt: string; error: string };
 }
 
 export async function listMeshes(client: Client): Promise<MeshSummary[]> {
@@ -255,6 +257,7 @@ export async function listMeshes(client: Client): Promise<MeshSummary[]> {
         ? { hostUnavailable: wf.memo.hostUnavailable as MeshSummary['hostUnavailable'] }
         : {}),
       ...(wf.memo?.drift ? { drift: wf.memo.drift as MeshSummary['drift'] } : {}),
+      ...(wf.memo?.rotationDue ? { rotationDue: wf.memo.rotationDue as MeshSummary['rotationDue'] } : {}),
     });
   }
   return meshes;

@@ -116,7 +116,7 @@ export function createApp(deps: ApiDeps): Api {
   meshRoutes(app, meshes, quotas, fileRoots, streams, deps.pollMs);
   addScheduleRoutes(app, deps.client, fileRoots);
   addCodecRoutes(app, deps.codec);
-  operationRoutes(app, deps, metrics);
+  operationRoutes(app, deps, metrics, meshes);
   return {
     app,
     shutdown: () => {
@@ -210,7 +210,7 @@ function meshRoutes(
   });
 }
 
-function operationRoutes(app: App, { client, namespace }: ApiDeps, metrics: Metrics): void {
+function operationRoutes(app: App, { client, namespace }: ApiDeps, metrics: Metrics, meshes: Meshes): void {
   app.openapi(routes.healthz, (c) => c.json({ status: 'ok' as const }, 200));
   app.openapi(routes.readyz, async (c) => {
     try {
@@ -223,9 +223,10 @@ function operationRoutes(app: App, { client, namespace }: ApiDeps, metrics: Metr
     }
     return c.json({ status: 'ready' as const, namespace }, 200);
   });
-  app.openapi(routes.metrics, async (c) =>
-    c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }),
-  );
+  app.openapi(routes.metrics, async (c) => {
+    await readExpiry(meshes, metrics);
+    return c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType });
+  });
 
   // The spec as a client writes it (defaults optional), made by zod itself: meshSchema is built
   // before zod has the OpenAPI extension (every command loads it), so it cannot be registered as is.
@@ -321,4 +322,41 @@ async function rejectPathTricks(c: Context<{ Bindings: HttpBindings }>, next: ()
     );
   }
   await next();
+}
+
+/**
+ * Sets the expiry gauge from the status of every open mesh (at most 100, 5 s in all): a mesh whose
+ * status does not answer in time keeps its last values; meshes no longer open lose theirs.
+ */
+async function readExpiry(meshes: Meshes, metrics: Metrics): Promise<void> {
+  const deadline = AbortSignal.timeout(5000);
+  let open: string[];
+  try {
+    open = (await meshes.temporal(() => listMeshes(meshes.client), 5000)).map((m) => m.name).slice(0, 100);
+  } catch {
+    return; // Temporal does not answer: the gauges stay as they were, /readyz says why
+  }
+  const fresh = new Map<string, Array<{ kind: string; name: string; at: string | undefined }>>();
+  await Promise.all(
+    open.map(async (mesh) => {
+      const s = await Promise.race([
+        meshes.status(mesh).catch(() => undefined),
+        new Promise<undefined>((resolve) => deadline.addEventListener('abort', () => resolve(undefined))),
+      ]);
+      if (!s?.trust) return;
+      const t = s.trust;
+      fresh.set(mesh, [
+        { kind: 'root', name: 'root', at: t.root?.notAfter },
+        ...t.intermediates.map((i) => ({ kind: 'intermediate', name: i.cluster, at: i.notAfter })),
+        ...t.readers.map((r) => ({ kind: 'reader-token', name: `${r.source}->${r.target}`, at: r.expiresAt })),
+      ]);
+    }),
+  );
+  const current = (await metrics.expiry.get()).values;
+  for (const v of current) {
+    const mesh = String(v.labels.mesh);
+    if (!open.includes(mesh) || fresh.has(mesh)) metrics.expiry.remove(v.labels);
+  }
+  for (const [mesh, items] of fresh)
+    for (const i of items) if (i.at) metrics.expiry.set({ mesh, kind: i.kind, name: i.name }, Date.parse(i.at) / 1000);
 }

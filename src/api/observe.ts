@@ -4,7 +4,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import { TOKEN_NAME } from './auth';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type Log = (entry: Record<string, unknown>) => void;
 
@@ -18,6 +18,8 @@ export interface Metrics {
   duration: Histogram<'method' | 'route' | 'status'>;
   /** Counted when the API first sees a drift report (a status read, an event stream's poll, POST .../drift). */
   driftItems: Counter<'mesh' | 'kind'>;
+  /** Each open mesh's root, intermediates and reader tokens: when they expire (set as a scrape reads them). */
+  expiry: Gauge<'mesh' | 'kind' | 'name'>;
 }
 
 /** A registry of its own per API, so several can run in one process (tests do). */
@@ -46,6 +48,14 @@ export function createMetrics(): Metrics {
         "Objects drift checks found missing, changed, not the mesh's (foreign) or unreachable, by mesh and kind; " +
         'counted once per report, when this API first reads it',
       labelNames: ['mesh', 'kind'] as const,
+      registers: [registry],
+    }),
+    expiry: new Gauge({
+      name: 'meshflow_credential_expiry_timestamp_seconds',
+      help:
+        "When a mesh's credentials expire, read from each open mesh's status at scrape: kind root (name root), " +
+        'intermediate (name: the cluster), reader-token (name: source->target)',
+      labelNames: ['mesh', 'kind', 'name'] as const,
       registers: [registry],
     }),
   };

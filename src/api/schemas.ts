@@ -305,6 +305,10 @@ export const MeshListSchema = z
           })
           .optional()
           .describe("the mesh's last drift check found something (see the status's drift)"),
+        rotationDue: z
+          .object({ clusters: z.array(z.string()), retryAt: z.string(), error: z.string() })
+          .optional()
+          .describe('intermediates the mesh should have rotated by itself are left: the rotation failed, retried then'),
       }),
     ),
   })

@@ -332,7 +332,8 @@ program
         `${String(m.clusters ?? '?').padStart(3)} clusters  ${(m.provider ?? '').padEnd(9)}` +
         (m.createdBy ? `  created by ${m.createdBy}` : '') +
         (m.hostUnavailable ? `  HostUnavailable: ${m.hostUnavailable.host} since ${m.hostUnavailable.since}` : '') +
-        (m.drift ? `  drift ${m.drift.state}: ${m.drift.found} found at ${m.drift.checkedAt}` : ''),
+        (m.drift ? `  drift ${m.drift.state}: ${m.drift.found} found at ${m.drift.checkedAt}` : '') +
+        (m.rotationDue ? `  ROTATION DUE: ${m.rotationDue.clusters.join(', ')} (retry ${m.rotationDue.retryAt})` : ''),
     );
     process.stdout.write(rows.length ? rows.join('\n') + '\n' : 'no meshes running\n');
   });

@@ -326,6 +326,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   let baselineRetryAt = 0;
   /** When an intermediate rotation that failed is tried again by the live loop (workflow time, ms). */
   let rotateRetryAt = 0;
+  /** Whether the run's memo says an automatic rotation failed (list shows it). */
+  let rotationFlagged = Boolean(workflowInfo().memo?.rotationDue);
   const hostOptions = (): ActivityOptions =>
     status.hostQueue
       ? { taskQueue: status.hostQueue, ...(v3 ? { scheduleToStartTimeout: input.hostWait ?? HOST_WAIT } : {}) }
@@ -849,7 +851,16 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       .filter((d) => d.at <= Date.now())
       .map((d) => d.cluster);
     const result = await rotateNow({ what: 'intermediates', clusters }, 'expiry');
-    if (result.update.state !== 'applied') rotateRetryAt = Date.now() + ROTATION_RETRY_MS;
+    if (result.update.state !== 'applied') {
+      rotateRetryAt = Date.now() + ROTATION_RETRY_MS;
+      // `meshflow list` flags the mesh while an intermediate it should have rotated is left.
+      const retryAt = new Date(rotateRetryAt).toISOString();
+      upsertMemo({ rotationDue: { clusters, retryAt, error: (result.update.error ?? '').slice(0, 300) } });
+      rotationFlagged = true;
+    } else if (rotationFlagged) {
+      upsertMemo({ rotationDue: null });
+      rotationFlagged = false;
+    }
   }
 
   function validateRotate(req: RotateRequest): void {
