@@ -582,6 +582,8 @@ export interface IstiodEndpoint {
   debug: string;
   /** Its plaintext xDS address (host:port). */
   xds: string;
+  /** Its TLS gRPC address (host:port): xDS for proxies and the CA (IstioCertificateService). */
+  secureGrpc: string;
   /** Base URL of its injection and validation webhooks. */
   webhook: string;
 }
@@ -600,6 +602,7 @@ export function istiodEndpoint(p: IstiodPorts): IstiodEndpoint {
   return {
     debug: `http://127.0.0.1:${p.http}`,
     xds: `127.0.0.1:${p.grpc}`,
+    secureGrpc: `127.0.0.1:${p.secureGrpc}`,
     webhook: `https://127.0.0.1:${p.https}`,
   };
 }
