@@ -97,7 +97,9 @@ test('two projects on two networks with Online Boutique: ready through the real 
   // Istio's own view, from the istiod beside each emulated primary, passes like on local clusters.
   const controlPlane = ready.checks.filter((c) => c.name !== 'traffic' && c.name !== 'ingress');
   expect(controlPlane.filter((c) => c.status !== 'passed')).toEqual([]);
-  expect(controlPlane.map((c) => c.name)).toEqual(expect.arrayContaining(['discovery', 'cross-network-endpoints']));
+  expect(controlPlane.map((c) => c.name)).toEqual(
+    expect.arrayContaining(['discovery', 'cross-network-endpoints', 'trust-chain']),
+  );
 
   // Two clusters, in the spec's projects and locations, labelled as this mesh's, VPC-native on the spec's ranges.
   const clusters = emulator.clusters().filter((c) => c.resourceLabels?.['meshflow-mesh'] === 'gke-two');

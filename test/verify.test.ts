@@ -178,7 +178,7 @@ const byName = (results: CheckResult[], name: string, cluster?: string) =>
 // The mesh here is made by hand on API servers alone: no istiod runs and no pod exists, so the
 // checks that ask Istio itself have nothing to ask. They are proven where istiod runs, in the
 // end-to-end tests (mesh-e2e-*), each break included; here they must at least not pass.
-const ISTIO_CHECKS = new Set(['discovery', 'cross-network-endpoints', 'injection', 'analyze']);
+const ISTIO_CHECKS = new Set(['discovery', 'cross-network-endpoints', 'injection', 'analyze', 'trust-chain']);
 const notPassed = (results: CheckResult[]) =>
   results.filter((r) => r.status !== 'passed' && r.name !== 'traffic' && !ISTIO_CHECKS.has(r.name));
 
@@ -219,10 +219,13 @@ beforeEach(() => {
 test('the mesh made by hand passes every control-plane check', async () => {
   const results = await verify();
   expect(notPassed(results)).toEqual([]);
-  // Without an istiod meshflow runs, discovery says so rather than pass (no sample app here: no
-  // endpoints or pods to ask about).
+  // Without an istiod meshflow runs, discovery and trust-chain say so rather than pass (no sample
+  // app here: no endpoints or pods to ask about).
   const istio = results.filter((r) => ISTIO_CHECKS.has(r.name));
-  expect(istio.map((r) => `${r.name} ${r.status}`)).toEqual(['discovery not-supported', 'discovery not-supported']);
+  expect(istio.map((r) => `${r.name} ${r.status}`)).toEqual([
+    ...['discovery', 'discovery', 'trust-chain', 'trust-chain'].map((n) => `${n} not-supported`),
+  ]);
+  expect(byName(results, 'trust-chain', 'cluster1')?.detail).toContain('openssl verify -CAfile <mesh root>');
   expect(results.map((r) => `${r.name}${r.cluster ? `:${r.cluster}` : ''}`)).toEqual([
     'cacerts:cluster1',
     'network-label:cluster1',
@@ -235,6 +238,8 @@ test('the mesh made by hand passes every control-plane check', async () => {
     'remote-secret:cluster1',
     'discovery:cluster1',
     'discovery:cluster2',
+    'trust-chain:cluster1',
+    'trust-chain:cluster2',
     'traffic',
   ]);
   expect(byName(results, 'remote-secret', 'cluster2')?.detail).toMatch(

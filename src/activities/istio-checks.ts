@@ -1,5 +1,6 @@
 // The checks only a running Istio can answer: what istiod itself has discovered, what it hands a
-// proxy over xDS, whether Istio injected the sample's pods, and what Istio's own analyzer says.
+// proxy over xDS, whether its CA signs certificates that chain to the mesh root (./trust-chain.ts),
+// whether Istio injected the sample's pods, and what Istio's own analyzer says.
 // The API-side checks in ./verify.ts prove the objects are right; these prove Istio read them as
 // meant. Each failure names its likely cause and fix.
 //
@@ -20,6 +21,7 @@ import type { CheckResult } from '../workflows/types';
 import { loadBalancerAddress } from '../adapters/kube';
 import { type Call, type Verdict, fail, notFound, notSupported, pass } from './checks';
 import { controlPlaneOf } from './deps';
+import { trustChain } from './trust-chain';
 
 /** What the Istio checks get from verifyMesh: its clients, its retrying check runner. */
 export interface IstioCheckContext {
@@ -29,6 +31,8 @@ export interface IstioCheckContext {
   check: (name: string, cluster: string | undefined, fn: (call: Call) => Promise<Verdict>) => Promise<CheckResult>;
   /** The pinned istioctl, for `analyze`; without it that check is not run. */
   istioctl?: string;
+  /** The mesh's root certificate (PEM, from the trust store), for `trust-chain`. */
+  meshRoot?: string;
   signal?: AbortSignal;
 }
 
@@ -127,6 +131,9 @@ export async function istioChecks(ctx: IstioCheckContext): Promise<CheckResult[]
   for (const c of spec.clusters) {
     if (!layout.services.length) break;
     results.push(await ctx.check('cross-network-endpoints', c.name, (call) => crossNetwork(ctx, c, layout, call)));
+  }
+  for (const c of spec.clusters) {
+    results.push(await ctx.check('trust-chain', c.name, (call) => trustChain(ctx, c, call)));
   }
   for (const c of spec.clusters) {
     const namespaces = layout.namespaces.get(c.name);

@@ -3,7 +3,9 @@
 // activity runs inside runStep (./step.ts), which tracks what it creates, heartbeats and honours
 // cancellation. Every activity is idempotent: names are derived from the mesh, objects are
 // server-side applied, CAs are reused when present.
+import { meshRootCertificate } from '../istio/trust';
 import { upgradeSpec } from '../spec/upgrade';
+import { meshEntries } from '../trust-store/store';
 import type { StepOutcome, StepRequest, UndoRequest } from '../steps/contract';
 import { addonActivities } from './addons';
 import { appActivities } from './apps';
@@ -38,7 +40,11 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
           await accessAll(deps, req.spec),
           deps.traffic ?? kubeTraffic,
           ctx.heartbeat,
-          { signal: ctx.signal, istioctl: deps.istioctl },
+          {
+            signal: ctx.signal,
+            istioctl: deps.istioctl,
+            meshRoot: await meshRootCertificate(meshEntries(deps.trustStore, req.mesh), req.spec.trust, ctx.signal),
+          },
         ),
       })),
     ...undoActivities(deps),

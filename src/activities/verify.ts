@@ -42,9 +42,12 @@ export interface VerifyOptions {
   signal?: AbortSignal;
   /** The pinned istioctl, for the `analyze` check (not run without it). */
   istioctl?: string;
+  /** The mesh's root certificate (PEM), for the `trust-chain` check (not supported without it). */
+  meshRoot?: string;
 }
 
-type Options = Required<Omit<VerifyOptions, 'signal' | 'istioctl'>> & Pick<VerifyOptions, 'signal' | 'istioctl'>;
+type Optional = 'signal' | 'istioctl' | 'meshRoot';
+type Options = Required<Omit<VerifyOptions, Optional>> & Pick<VerifyOptions, Optional>;
 
 const DEFAULTS: Options = {
   retryBudgetMs: 30_000,
@@ -506,6 +509,7 @@ export async function verifyMesh(
       api,
       check: (name, cluster, fn) => runCheck(name, cluster, fn, heartbeat, opts),
       istioctl: opts.istioctl,
+      meshRoot: opts.meshRoot,
       signal: opts.signal,
     });
     return [...results, ...istio, ...(await trafficChecks(spec, access, traffic, heartbeat))];

@@ -5,7 +5,7 @@
 // keep, or PEM text; `up` copies either into the mesh's trust store, and the steps read it there;
 // meshflow never changes or deletes the user's files). Keys stay in the mesh's trust store
 // entries and in each cluster's `cacerts` secret; they never travel through workflow history.
-import { createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import { PermanentError } from '../adapters/providers';
 import { DEFAULT_INTERMEDIATE_VALIDITY, parseDuration } from '../spec/duration';
@@ -268,6 +268,35 @@ export async function meshRoot(entries: MeshEntries, trust: TrustSettings, signa
   return trust.rootCa
     ? loadUserRoot(trust.rootCa, entries, signal)
     : { ...(await ensureRootCa(entries, trust.keyAlgorithm, signal)), chain: [] };
+}
+
+/**
+ * The mesh's root certificate (PEM), the trust anchor every cluster's `root-cert.pem` must be: the
+ * self-signed top of the user's certificate and chain, or meshflow's own root. Only certificates
+ * are read, never a key, and nothing is made: undefined when the store holds no root (yet).
+ */
+export async function meshRootCertificate(
+  entries: MeshEntries,
+  trust: Pick<TrustSettings, 'rootCa'>,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
+  const user = trust.rootCa;
+  if (!user) return entries.get(ROOT.cert, signal);
+  let pems: Array<string | undefined>;
+  if (user.stored !== undefined) {
+    const at = userRootEntries(user.stored);
+    pems = await Promise.all([entries.get(at.cert, signal), entries.get(at.chain, signal)]);
+  } else {
+    const read = (file?: string) =>
+      file !== undefined && fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : undefined;
+    pems = [user.cert ?? read(user.certFile), user.chain ?? read(user.chainFile)];
+  }
+  if (pems[0] === undefined) return undefined;
+  const certs = x509.PemConverter.decode(pems.filter((p) => p !== undefined).join('\n')).map(
+    (der) => new X509Certificate(Buffer.from(der)),
+  );
+  const top = certs.find((c) => c.checkIssued(c) && c.verify(c.publicKey)) ?? certs[0];
+  return top.toString();
 }
 
 /**

@@ -15,6 +15,9 @@ import { parseMeshSpec } from '../../src/spec/load';
 import { sleep } from '../../src/util/net';
 import { stopDaemon, supervisedPid } from '../../src/util/daemon';
 import { LocalClusters } from '../../src/local/clusters';
+import { ensureClusterCa } from '../../src/istio/trust';
+import { probeServiceAccount } from '../../src/activities/trust-chain';
+import { spiffeId } from '../../src/pki/chain';
 import type { MeshSpec } from '../../src/spec/schema';
 import type { MeshStatus } from '../../src/workflows/types';
 import { scratchDir, tool } from './env';
@@ -175,6 +178,34 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
   failed = await untilFailing(mesh, ['eastwest-address/cluster2', 'cross-network-endpoints/cluster1']);
   expect(failed.find((c) => c.name === 'cross-network-endpoints')?.detail).toContain('no gateway of network2');
   await lbStatus(address);
+  await untilFailing(mesh, []);
+
+  // 3b. cluster2's istiod restarted on cacerts of another root (as after a rotation gone wrong): its
+  // CA signs, but nothing it signs, its own serving certificate first, verifies to the mesh root.
+  const caDir = path.join(dir2, 'istiod', 'cacerts');
+  const files = ['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'] as const;
+  const original = Object.fromEntries(files.map((f) => [f, fs.readFileSync(path.join(caDir, f), 'utf8')]));
+  const restartIstiod2 = (cacerts: Record<string, string>) => {
+    for (const f of files) fs.writeFileSync(path.join(caDir, f), cacerts[f], { mode: 0o600 });
+    process.kill(supervisedPid(path.join(dir2, 'istiod.pid'), dir2)!, 'SIGKILL');
+  };
+  const strangerStore = new Map<string, string>();
+  const strangerEntries = {
+    get: async (name: string) => strangerStore.get(name),
+    putIfAbsent: async (entries: Record<string, string>) => {
+      for (const [k, v] of Object.entries(entries)) if (!strangerStore.has(k)) strangerStore.set(k, v);
+      return Object.fromEntries(Object.keys(entries).map((k) => [k, strangerStore.get(k)!]));
+    },
+  };
+  restartIstiod2({ ...(await ensureClusterCa(strangerEntries, 'cluster2', { keyAlgorithm: 'ecdsa-p256' })) });
+  failed = await untilFailing(mesh, ['trust-chain/cluster2']);
+  expect(failed[0]).toMatchObject({
+    detail: expect.stringMatching(
+      /^istiod of cluster2 .* serves a certificate that does not verify to the mesh root: /,
+    ),
+    hint: expect.stringContaining("restore cluster2's cacerts"),
+  });
+  restartIstiod2(original);
   await untilFailing(mesh, []);
 
   // 4. Mismatched roots, and a reader that may delete secrets (its remote secret is no longer reader-only).
@@ -388,10 +419,21 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
           'cross-network-endpoints',
           'injection',
           'analyze',
+          'trust-chain',
         ]),
       );
       // Asked over xDS, every cluster's istiod answer was compared, and every primary's discovery.
       expect(controlPlane.filter((c) => c.name === 'cross-network-endpoints')).toHaveLength(spec.clusters.length);
+      // Every cluster's workloads get certificates that chain to the mesh root, a remote's from its primary.
+      const chains = controlPlane.filter((c) => c.name === 'trust-chain');
+      expect(chains.map((c) => c.cluster).sort()).toEqual(spec.clusters.map((c) => c.name).sort());
+      for (const c of spec.clusters) {
+        const sa = probeServiceAccount(spec, c.name);
+        expect(chains.find((x) => x.cluster === c.name)?.detail).toContain(
+          `istiod of ${c.primary ?? c.name} signed ${spiffeId('cluster.local', sa.namespace, sa.name)} ` +
+            `(token from ${c.name}); the chain verifies to the mesh root through "`,
+        );
+      }
       const primaries = spec.clusters.filter((c) => c.role === 'primary');
       expect(controlPlane.filter((c) => c.name === 'discovery')).toHaveLength(primaries.length);
       // Each primary's istiod answers on the debug address status gives, and reads every cluster it serves.
@@ -485,6 +527,7 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
       const all = await historyPayloadText(handle);
       expect(all).toContain('"phase":"deleted"'); // the payloads were decoded
       expect(all).not.toMatch(/PRIVATE KEY/);
+      expect(all).not.toMatch(/CERTIFICATE REQUEST/); // trust-chain's test CSR (and its key) stayed in the activity
       expect(all).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\./); // a JWT
       expect(all).not.toMatch(/client-key-data|certificate-authority-data|"token"/);
       expect(all).not.toContain(SECRET_MARKER); // the user's own Secret was read by the worker, not carried
