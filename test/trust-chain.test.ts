@@ -178,6 +178,8 @@ test("the mesh root, read without keys: meshflow's root, or the top of the user'
   const entries: MeshEntries = {
     get: async (name) => store.get(name),
     putIfAbsent: async () => ({}),
+    list: async () => [...store.keys()],
+    remove: async () => undefined,
   };
   expect(await meshRootCertificate(entries, {})).toBeUndefined();
   store.set('root-cert.pem', pem(root));

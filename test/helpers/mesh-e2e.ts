@@ -196,6 +196,8 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
       for (const [k, v] of Object.entries(entries)) if (!strangerStore.has(k)) strangerStore.set(k, v);
       return Object.fromEntries(Object.keys(entries).map((k) => [k, strangerStore.get(k)!]));
     },
+    list: async () => [...strangerStore.keys()],
+    remove: async (names: string[]) => void names.forEach((n) => strangerStore.delete(n)),
   };
   restartIstiod2({ ...(await ensureClusterCa(strangerEntries, 'cluster2', { keyAlgorithm: 'ecdsa-p256' })) });
   failed = await untilFailing(mesh, ['trust-chain/cluster2']);
