@@ -38,7 +38,13 @@ test('histories were recorded for every release and every kind of run', () => {
   const release4 = ['v4-store-files-existing-cluster', 'v4-store-files-pem-root', 'v4-drift-repaired'];
   // Release 5: credentials rotated on a running mesh (meshflow-v5-trust): intermediates on request, one not
   // taken up, reader tokens, and intermediates rotated by the mesh itself within trust.rotateBefore.
-  const release5 = ['v5-rotate-intermediates', 'v5-rotate-not-taken-up', 'v5-rotate-readers', 'v5-rotate-by-itself'];
+  const release5 = [
+    'v5-rotate-intermediates',
+    'v5-rotate-not-taken-up',
+    'v5-rotate-readers',
+    'v5-rotate-by-itself',
+    'v5-rotate-root',
+  ];
   const all = [...release1, ...release2, ...release4, ...release5];
   expect(files).toEqual(expect.arrayContaining(all.map((f) => `${f}.json`)));
 });

@@ -124,7 +124,7 @@ test('bad requests are refused before anything runs, naming what is wrong', asyn
     return (err as WorkflowUpdateFailedError).cause?.message;
   };
   expect(await refused({ what: 'roots' as RotateRequest['what'] })).toContain(
-    'must be one of intermediates, readers (got "roots")',
+    'must be one of intermediates, readers, root (got "roots")',
   );
   expect(await refused({ what: 'intermediates', clusters: ['north'] })).toBe(
     'mesh rot-bad has no cluster north; its clusters: east, west',
@@ -162,4 +162,58 @@ test('a ready mesh rotates an intermediate by itself within trust.rotateBefore o
   expect(Math.min(...Object.values(generations(later)))).toBeGreaterThanOrEqual(2);
   await down(handle);
   await recordHistory(handle, 'v5-rotate-by-itself');
+});
+
+test('root: a new root trusted beside the old, every intermediate from it, the old one dropped after the grace', async () => {
+  const name = 'rot-root';
+  const handle = await startReady(name);
+  const refused = async (req: RotateRequest) =>
+    ((await rotate(handle, req).catch((e: unknown) => e)) as WorkflowUpdateFailedError).cause?.message;
+  expect(await refused({ what: 'root', clusters: ['east'] })).toBe(
+    'a root rotation covers every cluster: drop --cluster',
+  );
+  expect(await refused({ what: 'root', finish: true })).toBe(
+    'mesh rot-root has no root rotation waiting to drop its old root',
+  );
+
+  const mark = fake.callsOf(name).length;
+  const out = await rotate(handle, { what: 'root', grace: '1h' });
+  expect(out.update).toMatchObject({ state: 'applied', rerun: ['cacerts:east', 'cacerts:west'] });
+  // Stage by stage: the new root, both trusted everywhere, then the intermediates, then verify.
+  const calls = fake.callsOf(name).slice(mark);
+  expect([calls[0], calls.slice(1, 3).sort(), calls.slice(3, 5).sort(), calls[5]]).toEqual([
+    'add root g2',
+    ['trust east root-1+root-2', 'trust west root-1+root-2'],
+    ['rotate east g2', 'rotate west g2'],
+    'run verify',
+  ]);
+  const s = await handle.query(statusQuery);
+  expect(s.rootRotation).toMatchObject({ from: 1, to: 2, oldRoot: 'root-1', newRoot: 'root-2', stage: 'switched' });
+  expect(Date.parse(s.rootRotation!.dropAt!) - Date.now()).toBeGreaterThan(50 * 60_000);
+  expect(s.trust!.root).toMatchObject({ fingerprint: 'root-2' });
+  expect(await refused({ what: 'root' })).toContain('waits to drop the old root root-1 at');
+
+  const finish = await rotate(handle, { what: 'root', finish: true });
+  expect(finish.update).toMatchObject({
+    state: 'applied',
+    summary: 'rotate root: drop the old root root-1 (requested)',
+  });
+  expect(
+    fake
+      .callsOf(name)
+      .slice(mark + 6, mark + 9)
+      .sort(),
+  ).toEqual(['retire roots before g2', 'trust east root-2', 'trust west root-2']);
+  expect((await handle.query(statusQuery)).rootRotation).toBeUndefined();
+
+  // Left to itself, the old root is dropped when the grace ends.
+  await rotate(handle, { what: 'root', grace: '2s' });
+  const dropped = await statusUntil(handle, (x) => x.rootRotation === undefined);
+  expect(dropped.updates!.at(-1)).toMatchObject({
+    state: 'applied',
+    summary: 'rotate root: drop the old root root-2 (its grace ended)',
+  });
+  expect(fake.callsOf(name)).toContain('retire roots before g3');
+  await down(handle);
+  await recordHistory(handle, 'v5-rotate-root');
 });

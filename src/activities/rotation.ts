@@ -15,21 +15,110 @@ import * as k8s from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { type Kube, ownedBy } from '../adapters/kube';
 import { ISTIO_NAMESPACE } from '../istio/manifests';
-import { type CacertsFiles, type ClusterCa, clusterCa, retireClusterCas } from '../istio/trust';
+import {
+  type CacertsFiles,
+  type ClusterCa,
+  clusterCa,
+  ensureRootCa,
+  fingerprintOf,
+  retireClusterCas,
+  retireRoots,
+} from '../istio/trust';
 import { x509 } from '../pki/certs';
 import { meshEntries } from '../trust-store/store';
 import type { ClusterSpec } from '../spec/schema';
-import type { RotateIntermediateRequest, StepOutcome, StepRequest } from '../steps/contract';
-import { NotOursError } from '../steps/errors';
+import type {
+  RefreshTrustRequest,
+  RootRequest,
+  RotateIntermediateRequest,
+  StepOutcome,
+  StepRequest,
+} from '../steps/contract';
+import { NotOursError, PermanentError } from '../steps/errors';
 import { type ActivityDeps, clusterOf, kubeOf, objectsIn } from './deps';
 import { type StepContext, runStep } from './step';
 
 /** How long an istiod has to be seen issuing from a new intermediate before it is put back. */
 const TAKE_UP_MS = 90_000;
 const RESTARTED_AT = 'meshflow.dev/cacerts-generation';
+const ROOT_CERT_CONFIGMAP = 'istio-ca-root-cert';
+
+const sameSet = (a: string[], b: string[]) => a.length === b.length && a.every((x) => b.includes(x));
 
 export function rotationActivities(deps: ActivityDeps) {
   return {
+    addRoot: (req: RootRequest): Promise<StepOutcome> =>
+      runStep(async (ctx) => {
+        ownRootOnly(req);
+        const root = await ensureRootCa(
+          meshEntries(deps.trustStore, req.mesh),
+          req.spec.trust.keyAlgorithm,
+          ctx.signal,
+          req.generation,
+        );
+        return {
+          outputs: {
+            rootGeneration: String(req.generation),
+            rootFingerprint: await fingerprintOf(root.certificate),
+            rootNotAfter: root.certificate.notAfter.toISOString(),
+          },
+        };
+      }),
+
+    retireRoots: (req: RootRequest): Promise<StepOutcome> =>
+      runStep(async (ctx) => {
+        ownRootOnly(req);
+        const retired = await retireRoots(meshEntries(deps.trustStore, req.mesh), req.generation, ctx.signal);
+        return { outputs: { rootsRetired: retired.join(',') } };
+      }),
+
+    refreshTrust: (req: RefreshTrustRequest): Promise<StepOutcome> =>
+      runStep(async (ctx) => {
+        const c = clusterOf(req.spec, req.step.cluster!);
+        const entries = meshEntries(deps.trustStore, req.mesh);
+        const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
+        const secret = await k.read({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' });
+        if (secret && !ownedBy(secret, req.mesh))
+          throw new NotOursError(`cluster ${c.name}'s cacerts secret is not mesh ${req.mesh}'s: meshflow leaves it`);
+        const ca = await clusterCa(entries, c.name, req.spec.trust, undefined, ctx.signal);
+        const bundle = await Promise.all(
+          x509.PemConverter.decode(ca.files['root-cert.pem']).map((d) => fingerprintOf(new x509.X509Certificate(d))),
+        );
+        if (!sameSet(bundle, req.roots))
+          throw new PermanentError(
+            `the trust store holds roots ${bundle.join(', ')} for mesh ${req.mesh}, not ${req.roots.join(', ')}`,
+          );
+        await putCacerts(k, req, c, ca.files, ctx);
+        let how = `no istiod of its own (${c.primary}'s publishes its bundle)`;
+        if (c.role !== 'remote') {
+          const runner = deps.providers[c.provider].istiodRunner;
+          if (runner) {
+            how = (await runner.updateCacerts(req.mesh, c, { ...ca.files }))
+              ? 'istiod reloaded the bundle'
+              : 'istiod not started yet';
+          } else {
+            await restartIstiod(k, ca, ctx);
+            how = 'istiod restarted';
+          }
+        }
+        // istiod publishes the roots it trusts to every namespace (istio-ca-root-cert): seen there, they are in use.
+        const since = Date.now();
+        let seen: string[] | undefined;
+        while (!sameSet((seen = await publishedRoots(k).catch(() => undefined)) ?? [], req.roots)) {
+          if (Date.now() - since > TAKE_UP_MS)
+            throw new Error(
+              `${c.name}'s ${ISTIO_NAMESPACE}/${ROOT_CERT_CONFIGMAP} still holds roots ${(seen ?? []).join(', ') || 'none'} ` +
+                `after ${TAKE_UP_MS / 1000}s, not ${req.roots.join(', ')}: its istiod did not take up the bundle ` +
+                '(see its log: `meshflow logs <mesh> <cluster>`)',
+            );
+          ctx.heartbeat({ waitingFor: `${c.name} to trust roots ${req.roots.join(', ')}` });
+          await delay(200, undefined, { signal: ctx.signal });
+        }
+        return {
+          outputs: { trustedRoots: req.roots.join(','), trustTakenUp: `${how}; published in ${Date.now() - since} ms` },
+        };
+      }),
+
     rotateIntermediate: (req: RotateIntermediateRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
@@ -70,6 +159,7 @@ export function rotationActivities(deps: ActivityDeps) {
         return {
           outputs: {
             caGeneration: String(next.generation),
+            caIssuer: await issuerFingerprint(next),
             caNotAfter: next.notAfter,
             caFingerprint: next.fingerprint,
             caTakenUp: taken,
@@ -78,6 +168,35 @@ export function rotationActivities(deps: ActivityDeps) {
         };
       }),
   };
+}
+
+/** meshflow's own root only: a user's root rotates when the user gives the new one. */
+function ownRootOnly(req: RootRequest): void {
+  if (req.spec.trust.rootCa)
+    throw new PermanentError(
+      `mesh ${req.mesh} uses your own root CA (trust.rootCa): meshflow does not make a new one; rotating a root ` +
+        'you keep is not supported yet (rotate the intermediates, which it signs, with `meshflow rotate NAME intermediates`)',
+    );
+}
+
+/** The fingerprint of the root in `ca`'s chain that signed its intermediate. */
+async function issuerFingerprint(ca: ClusterCa): Promise<string> {
+  const chain = x509.PemConverter.decode(ca.files['cert-chain.pem']).map((d) => new x509.X509Certificate(d));
+  return chain.length > 1 ? fingerprintOf(chain[chain.length - 1]) : '';
+}
+
+/** The roots a cluster's istio-system/istio-ca-root-cert holds (istiod writes it from its CA bundle). */
+async function publishedRoots(k: Kube): Promise<string[] | undefined> {
+  const cm = await k.read({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    namespace: ISTIO_NAMESPACE,
+    name: ROOT_CERT_CONFIGMAP,
+  });
+  const pem = (cm as k8s.V1ConfigMap | undefined)?.data?.['root-cert.pem'];
+  if (!pem) return undefined;
+  const certs = x509.PemConverter.decode(pem).map((d) => new x509.X509Certificate(d));
+  return Promise.all(certs.map(fingerprintOf));
 }
 
 async function putCacerts(k: Kube, req: StepRequest, c: ClusterSpec, files: CacertsFiles, ctx: StepContext) {

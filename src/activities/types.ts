@@ -6,13 +6,15 @@ import type {
   StepOutcome,
   StepRequest,
   UndoOutcome,
+  RefreshTrustRequest,
+  RootRequest,
   RotateIntermediateRequest,
   UndoRequest,
 } from '../steps/contract';
 import type { DriftBaselineRequest, DriftBaselineResult, DriftCheckRequest, DriftReport } from '../drift/types';
 
 export type { ForgetOutcome, ForgetRequest, UndoRequest } from '../steps/contract';
-export type { RotateIntermediateRequest } from '../steps/contract';
+export type { RefreshTrustRequest, RootRequest, RotateIntermediateRequest } from '../steps/contract';
 
 export interface MeshActivities {
   preflightMesh(req: StepRequest): Promise<StepOutcome>;
@@ -39,6 +41,12 @@ export interface MeshActivities {
    * replaced and its istiod issuing from it, or the previous one back in place (RotationNotTakenUp).
    */
   rotateIntermediate(req: RotateIntermediateRequest): Promise<StepOutcome>;
+  /** meshflow's own root of the next generation, made and stored beside the current one. */
+  addRoot(req: RootRequest): Promise<StepOutcome>;
+  /** meshflow's own roots older than the request's generation, removed from the store. */
+  retireRoots(req: RootRequest): Promise<StepOutcome>;
+  /** A cluster's cacerts with the store's root bundle; waits until its istiod trusts exactly `roots`. */
+  refreshTrust(req: RefreshTrustRequest): Promise<StepOutcome>;
   /** Digests of what the ledger's objects look like now (after a run), to compare later checks with. */
   baselineDrift(req: DriftBaselineRequest): Promise<DriftBaselineResult>;
   /** The ledger's objects that are gone, changed or not ours any more since the baseline. */

@@ -222,8 +222,19 @@ export const TrustSchema = z
 
 export const RotateSchema = z
   .object({
-    what: z.enum(ROTATABLE).describe('intermediates: new CA per cluster from the same root; readers: new tokens'),
+    what: z
+      .enum(ROTATABLE)
+      .describe(
+        'intermediates: new CA per cluster from the same root; readers: new tokens; root: a new root, trusted ' +
+          'beside the old until every intermediate is its, the old one dropped after the grace',
+      ),
     clusters: z.array(z.string()).optional().describe('only these clusters (readers: links from or to them)'),
+    grace: z
+      .string()
+      .regex(/^(\d+[smhd])+$/)
+      .optional()
+      .describe('root: how long the old root stays trusted once every intermediate is the new one (default 24h)'),
+    finish: z.boolean().optional().describe('root: drop the old root now instead of when its grace ends'),
   })
   .openapi('MeshRotateRequest');
 
@@ -264,6 +275,18 @@ export const StatusSchema = z
     updates: z.array(updateSchema).optional().describe('the last 20 updates (apply), newest last'),
     drift: DriftSchema.optional().describe('the last drift check'),
     trust: TrustSchema.optional(),
+    rootRotation: z
+      .object({
+        from: z.number().int(),
+        to: z.number().int(),
+        oldRoot: z.string(),
+        newRoot: z.string(),
+        stage: z.enum(['trusting', 'switched']),
+        startedAt: z.string(),
+        dropAt: z.string().optional(),
+      })
+      .optional()
+      .describe('a root rotation in progress: both roots trusted until the old one is dropped (dropAt)'),
     retiredClusters: z
       .array(z.record(z.string(), z.unknown()))
       .optional()

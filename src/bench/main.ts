@@ -73,6 +73,9 @@ function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivit
     undoResource: async () => undefined,
     awaitClusterForgotten: async () => ({ forgotten: true, afterMs: 0, detail: 'test double: no istiod' }),
     rotateIntermediate: async () => ({ resources: [], attempt: 1 }),
+    addRoot: async () => ({ resources: [], attempt: 1 }),
+    retireRoots: async () => ({ resources: [], attempt: 1 }),
+    refreshTrust: async () => ({ resources: [], attempt: 1 }),
     baselineDrift: async () => ({
       baseline: { takenAt: new Date().toISOString(), objects: {} },
       requests: 0,

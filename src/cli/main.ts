@@ -295,10 +295,17 @@ program
       'then every check runs (exit 1 if the rotation failed)',
   )
   .option('--cluster <cluster>', 'only this cluster (readers: the links from or to it); repeatable', collect)
+  .option('--grace <duration>', 'root: how long the old root stays trusted after the switch (default 24h)')
+  .option('--finish', 'root: drop the old root now (the last stage), not when its grace ends')
   .option('--json', 'print the result as JSON')
-  .action(async (mesh: string, what: string, opts: { cluster?: string[]; json?: boolean }) => {
+  .action(async (mesh: string, what: string, opts: RotateOptions) => {
     const { client } = await connectWithWorker();
-    const req = { what: what as RotateRequest['what'], ...(opts.cluster?.length ? { clusters: opts.cluster } : {}) };
+    const req: RotateRequest = {
+      what: what as RotateRequest['what'],
+      ...(opts.cluster?.length ? { clusters: opts.cluster } : {}),
+      ...(opts.grace ? { grace: opts.grace } : {}),
+      ...(opts.finish ? { finish: true } : {}),
+    };
     const out = await rotateMesh(client, mesh, req);
     if (opts.json) return void process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     const u = out.update;
@@ -308,11 +315,16 @@ program
       const st = s.steps.find((x) => x.id === id);
       const o = st?.outputs ?? {};
       lines.push(
-        what === 'intermediates'
-          ? `  ${st?.cluster}: generation ${o.caGeneration} (${o.caFingerprint}), expires ${o.caNotAfter}; ${o.caTakenUp}`
-          : `  ${st?.cluster} -> ${st?.target}: new token, expires ${o.tokenExpiresAt}`,
+        what === 'readers'
+          ? `  ${st?.cluster} -> ${st?.target}: new token, expires ${o.tokenExpiresAt}`
+          : what === 'root' && opts.finish
+            ? `  ${st?.cluster}: trusts ${o.trustedRoots}; ${o.trustTakenUp}`
+            : `  ${st?.cluster}: generation ${o.caGeneration} (${o.caFingerprint}), expires ${o.caNotAfter}; ${o.caTakenUp}`,
       );
     }
+    const r = s.rootRotation;
+    if (what === 'root' && r?.dropAt)
+      lines.push(`  root ${r.newRoot} in use; ${r.oldRoot} still trusted until ${r.dropAt} (--finish drops it now)`);
     if (u.error) lines.push(`  ${u.error}`);
     const failed = out.checks.filter((c) => c.status === 'failed');
     lines.push(failed.length ? `  ${failed.length} check(s) failed` : `  checks passed (${out.checks.length})`);
@@ -320,6 +332,13 @@ program
     process.stdout.write(lines.join('\n') + '\n');
     if (u.state !== 'applied') process.exitCode = 1;
   });
+
+interface RotateOptions {
+  cluster?: string[];
+  grace?: string;
+  finish?: boolean;
+  json?: boolean;
+}
 
 program
   .command('list')

@@ -127,16 +127,29 @@ async function ensureCa(
   return { keyPem: stored[names.key], certPem: stored[names.cert] };
 }
 
-/** The mesh root CA: made once, reused on retry and by a concurrent attempt. */
-export function ensureRootCa(entries: MeshEntries, algorithm: CaKeyAlgorithm, signal?: AbortSignal): Promise<Issued> {
+/**
+ * meshflow's own root of the given generation (default: the newest stored, or the first): made
+ * once, reused on retry and by a concurrent attempt. A root rotation makes the next generation;
+ * while two are stored, clusters trust both.
+ */
+export async function ensureRootCa(
+  entries: MeshEntries,
+  algorithm: CaKeyAlgorithm,
+  signal?: AbortSignal,
+  generation?: number,
+): Promise<Issued> {
+  const g = generation ?? Math.max(1, ...(await rootGenerations(entries, signal)));
+  const names = rootEntries(g);
   // Callers in this process share one making of the root (the mesh step asks once per cluster):
   // an RSA 4096 key takes seconds, and only one of several would be kept.
-  const pending = makingRoots.get(entries);
+  const making = makingRoots.get(entries) ?? new Map<number, Promise<Issued>>();
+  makingRoots.set(entries, making);
+  const pending = making.get(g);
   if (pending) return pending;
-  const making = (async () => {
+  const made = (async () => {
     const { keyPem, certPem } = await ensureCa(
       entries,
-      ROOT,
+      names,
       async () => {
         const key = await generateKeyPair(algorithm);
         const certificate = await issue(
@@ -147,14 +160,49 @@ export function ensureRootCa(entries: MeshEntries, algorithm: CaKeyAlgorithm, si
       },
       signal,
     );
-    return loadIssued(`the root CA (${ROOT.cert})`, certPem, keyPem);
-  })().finally(() => makingRoots.delete(entries));
-  makingRoots.set(entries, making);
-  return making;
+    return loadIssued(`the root CA (${names.cert})`, certPem, keyPem);
+  })().finally(() => making.delete(g));
+  making.set(g, made);
+  return made;
 }
 
-/** Roots being made in this process, by the entries they go to. */
-const makingRoots = new WeakMap<MeshEntries, Promise<Issued>>();
+/** meshflow's own root of generation g: 1 under `root-*` (as meshes always had it), later ones `root.g<n>-*`. */
+const rootEntries = (generation: number) => caEntries(generation === 1 ? 'root' : `root.g${generation}`);
+
+/** The generations of meshflow's own root whose certificate is stored, oldest first (none before the first). */
+export async function rootGenerations(entries: MeshEntries, signal?: AbortSignal): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await entries.list(signal)) {
+    if (name === ROOT.cert) found.push(1);
+    const later = /^root\.g(\d+)-cert\.pem$/.exec(name);
+    if (later) found.push(Number(later[1]));
+  }
+  return found.sort((a, b) => a - b);
+}
+
+/** The certificates of every stored root of meshflow's own, oldest first: what every cluster trusts. */
+async function storedRoots(entries: MeshEntries, signal?: AbortSignal): Promise<x509.X509Certificate[]> {
+  const pems = await Promise.all(
+    (await rootGenerations(entries, signal)).map((g) => entries.get(rootEntries(g).cert, signal)),
+  );
+  return pems.filter((p): p is string => p !== undefined).map((p) => new x509.X509Certificate(p));
+}
+
+/** Removes meshflow's own roots older than generation `keep` (a root rotation's last stage). */
+export async function retireRoots(entries: MeshEntries, keep: number, signal?: AbortSignal): Promise<number[]> {
+  const retired: number[] = [];
+  for (const g of await rootGenerations(entries, signal)) {
+    if (g >= keep) continue;
+    // The certificate first: a key without it is no CA (see ensureCa).
+    await entries.remove([rootEntries(g).cert], signal);
+    await entries.remove([rootEntries(g).key], signal);
+    retired.push(g);
+  }
+  return retired;
+}
+
+/** Roots being made in this process, by the entries they go to and their generation. */
+const makingRoots = new WeakMap<MeshEntries, Map<number, Promise<Issued>>>();
 
 /**
  * The PEM of a user's root: from the trust store when `up` copied it there, else from the spec's
@@ -281,7 +329,11 @@ export async function meshRootCertificate(
   signal?: AbortSignal,
 ): Promise<string | undefined> {
   const user = trust.rootCa;
-  if (!user) return entries.get(ROOT.cert, signal);
+  if (!user) {
+    // Every stored root: during a root rotation clusters trust both, and issue from either.
+    const roots = await storedRoots(entries, signal);
+    return roots.length ? roots.map(certificatePem).join('') : undefined;
+  }
   let pems: Array<string | undefined>;
   if (user.stored !== undefined) {
     const at = userRootEntries(user.stored);
@@ -394,14 +446,23 @@ export async function clusterCa(
     signal,
   );
   const root = await rootReady;
+  const certificate = new x509.X509Certificate(certPem);
   // cert-chain: the cluster's intermediate, then every CA above it up to the root (Istio's order).
   const above = [root.certificate, ...root.chain].map(certificatePem);
-  const certificate = new x509.X509Certificate(certPem);
+  let bundle = above[above.length - 1];
+  if (!trust.rootCa) {
+    // meshflow's own root: while a rotation keeps two, the intermediate chains to the one that signed
+    // it (the newest signs new ones) and the cluster trusts both.
+    const roots = await storedRoots(entries, signal);
+    for (const r of roots)
+      if (await certificate.verify({ publicKey: r.publicKey, signatureOnly: true })) above[0] = certificatePem(r);
+    bundle = roots.map(certificatePem).join('') || bundle;
+  }
   return {
     files: {
       'ca-cert.pem': certPem,
       'ca-key.pem': keyPem,
-      'root-cert.pem': above[above.length - 1],
+      'root-cert.pem': bundle,
       'cert-chain.pem': certPem + above.join(''),
     },
     generation: g,

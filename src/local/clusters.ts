@@ -447,6 +447,8 @@ export class LocalClusters {
         HOME: home,
         REVISION: 'default',
         PILOT_CERT_PROVIDER: 'istiod',
+        // A new root bundle in the plugged-in CA files is taken up live (a root rotation), not refused.
+        ISTIO_MULTIROOT_MESH: 'true',
         ...opts.env,
         POD_NAMESPACE: 'istio-system',
         POD_NAME: `istiod-${name}`,

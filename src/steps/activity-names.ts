@@ -7,7 +7,14 @@ import type { StepOutcome, StepRequest } from './contract';
 /** The activities that run a step of the plan (the others undo, serve an update, or look for drift). */
 export type StepActivityName = Exclude<
   keyof MeshActivities,
-  'undoResource' | 'awaitClusterForgotten' | 'baselineDrift' | 'checkDrift' | 'rotateIntermediate'
+  | 'undoResource'
+  | 'awaitClusterForgotten'
+  | 'baselineDrift'
+  | 'checkDrift'
+  | 'rotateIntermediate'
+  | 'addRoot'
+  | 'retireRoots'
+  | 'refreshTrust'
 >;
 
 /** The activity that runs each kind of step. */

@@ -39,6 +39,19 @@ export interface RotateIntermediateRequest extends StepRequest {
   generation: number;
 }
 
+/** A cluster's cacerts step, its trust bundle refreshed from the store; istiod must then trust exactly these roots. */
+export interface RefreshTrustRequest extends StepRequest {
+  /** SHA-256 fingerprints (first 16 hex digits) of the roots the cluster is to trust. */
+  roots: string[];
+}
+
+/** meshflow's own root of a generation: made (a rotation's first stage), or the older ones retired (its last). */
+export interface RootRequest {
+  mesh: string;
+  spec: MeshSpec;
+  generation: number;
+}
+
 export interface UndoRequest {
   mesh: string;
   spec: MeshSpec;

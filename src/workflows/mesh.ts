@@ -157,6 +157,11 @@ const UNDO_OPTIONS: ActivityOptions = {
   },
 };
 
+/**
+ * How long the old root stays trusted once every intermediate is the new root's: Istio's default
+ * workload certificate lifetime, so no certificate issued under the old root is still in use.
+ */
+const ROOT_GRACE = '24h';
 /** An intermediate rotation that failed is tried again this much later by a ready mesh. */
 const ROTATION_RETRY_MS = 30 * 60_000;
 /** A renewal that failed is tried again this much later (the token it replaces is still valid for a while). */
@@ -351,6 +356,14 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     }).rotateIntermediate;
+  const trustActivities = (summaryText: string) =>
+    proxyActivities<MeshActivities>({
+      ...OPTIONS.cacerts,
+      startToCloseTimeout: '10 minutes',
+      ...hostOptions(),
+      summary: summaryText,
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    });
   const undoActivity = (summaryText: string, onHost = true) =>
     proxyActivities<MeshActivities>({
       ...UNDO_OPTIONS,
@@ -665,7 +678,18 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           await driftTick();
           continue;
         }
-        const rotateIn = v5 && status.phase === 'ready' ? nextRotation() - Date.now() : Infinity;
+        const dropAt = status.rootRotation?.dropAt;
+        const dropIn =
+          v5 && status.phase === 'ready' && dropAt
+            ? Math.max(Date.parse(dropAt), rotateRetryAt) - Date.now()
+            : Infinity;
+        if (dropIn <= 0) {
+          const result = await rotateNow({ what: 'root', finish: true }, 'expiry');
+          if (result.update.state !== 'applied') rotateRetryAt = Date.now() + ROTATION_RETRY_MS;
+          continue;
+        }
+        const rotateIn =
+          v5 && status.phase === 'ready' ? Math.min(nextRotation(), Date.now() + dropIn) - Date.now() : Infinity;
         if (rotateIn <= 0) {
           await rotateDue();
           continue;
@@ -887,6 +911,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     const unknown = (req.clusters ?? []).filter((c) => !names.includes(c));
     if (unknown.length)
       throw new Error(`mesh ${spec.name} has no cluster ${unknown.join(', ')}; its clusters: ${names.join(', ')}`);
+    if (req.what === 'root') validateRootRotation(req);
     if (req.what === 'readers' && !rotationSteps(req).length)
       throw new Error(
         `mesh ${spec.name} has no reader credentials ${req.clusters?.length ? `for ${req.clusters.join(', ')}` : ''}` +
@@ -894,10 +919,35 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       );
   }
 
+  function validateRootRotation(req: RotateRequest): void {
+    const r = status.rootRotation;
+    if (spec.trust.rootCa)
+      throw new Error(
+        `mesh ${spec.name} uses your own root CA (trust.rootCa): meshflow rotates only a root it made; ` +
+          'rotate the intermediates your root signs with `meshflow rotate NAME intermediates`',
+      );
+    if (req.clusters?.length) throw new Error('a root rotation covers every cluster: drop --cluster');
+    if (req.grace !== undefined) {
+      const ms = parseDuration(req.grace);
+      if (ms === undefined || ms > MAX_TTL_MS) throw new Error(`grace "${req.grace}" is not a duration of 0s to 30d`);
+    }
+    if (req.finish && r?.stage !== 'switched')
+      throw new Error(
+        r
+          ? `the root rotation to ${r.newRoot} has not switched every intermediate yet: run \`rotate root\` again`
+          : `mesh ${spec.name} has no root rotation waiting to drop its old root`,
+      );
+    if (!req.finish && r?.stage === 'switched')
+      throw new Error(
+        `the root rotation to ${r.newRoot} waits to drop the old root ${r.oldRoot} at ${r.dropAt}: ` +
+          'finish it now with `meshflow rotate NAME root --finish`, or let it',
+      );
+  }
+
   /** The steps a rotation runs again: the clusters' cacerts, or the links from or to them. */
   function rotationSteps(req: RotateRequest): Step[] {
     const clusters = new Set(req.clusters?.length ? req.clusters : spec.clusters.map((c) => c.name));
-    return req.what === 'intermediates'
+    return req.what !== 'readers'
       ? plan.steps.filter((s) => s.kind === 'cacerts' && clusters.has(s.cluster!))
       : plan.steps.filter((s) => s.kind === 'link' && (clusters.has(s.cluster!) || clusters.has(s.target!)));
   }
@@ -916,8 +966,14 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       requestedAt: now(),
       state: 'running',
       summary:
-        `rotate ${req.what} of ${clusters.join(', ')}` +
-        (trigger === 'expiry' ? ` (due: within trust.rotateBefore, ${spec.trust.rotateBefore}, of expiry)` : ''),
+        req.what === 'root'
+          ? req.finish
+            ? `rotate root: drop the old root ${status.rootRotation?.oldRoot}` +
+              (trigger === 'expiry' ? ' (its grace ended)' : ' (requested)')
+            : `rotate root: every cluster trusts a new root beside the old, intermediates from the new one; ` +
+              `the old root is dropped after ${req.grace ?? ROOT_GRACE}`
+          : `rotate ${req.what} of ${clusters.join(', ')}` +
+            (trigger === 'expiry' ? ` (due: within trust.rotateBefore, ${spec.trust.rotateBefore}, of expiry)` : ''),
       added: [],
       rerun: steps.map((s) => s.id),
       removed: [],
@@ -929,7 +985,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     const failures: string[] = [];
     try {
       await scope.run(async () => {
-        await Promise.all(steps.map((step) => rotateStep(step, req.what, failures)));
+        if (req.what === 'root') await rootStages(req, steps, failures);
+        else await Promise.all(steps.map((step) => rotateStep(step, req.what, failures)));
         await runVerify(`verify (after rotating ${req.what})`);
         const failed = status.checks.filter((c) => c.status === 'failed');
         if (failed.length)
@@ -958,11 +1015,75 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     return { update: rec, phase: status.phase, clusters: status.clusters, checks: status.checks };
   }
 
+  /**
+   * A root rotation, in stages that each keep every cluster trusting every other's certificates:
+   * (1) a new root is made and every cluster trusts it beside the old one; (2) every intermediate
+   * is made anew from the new root; then, after the grace (or `--finish`), (3) the old root leaves
+   * the store and every cluster's bundle. A stage that fails on a cluster stops before the next:
+   * running `rotate root` again takes it up where it stopped.
+   */
+  async function rootStages(req: RotateRequest, cacerts: Step[], failures: string[]): Promise<void> {
+    const rootStep = plan.steps.find((s) => s.kind === 'root-ca')!;
+    const rs = stepStatus(rootStep.id);
+    const refresh = (roots: string[]) =>
+      Promise.all(
+        cacerts.map(async (step) => {
+          try {
+            const act = trustActivities(`trust roots ${roots.join(' + ')} in ${step.cluster}`).refreshTrust;
+            const out = await onHost(() => act({ ...request(step), roots }));
+            record(step.id, out.resources);
+            stepStatus(step.id).outputs = { ...stepStatus(step.id).outputs, ...out.outputs };
+          } catch (err) {
+            if (isCancellation(err)) throw err;
+            record(step.id, tracedResources(err));
+            failures.push(`${step.id}: ${errorText(err)}`);
+          }
+        }),
+      );
+    const stop = (stage: string) => {
+      if (failures.length) throw new Error(`root rotation stopped at ${stage}: ${failures.join('; ')}`);
+    };
+    const r = status.rootRotation;
+    if (req.finish) {
+      const retire = trustActivities(`drop the old root ${r!.oldRoot}`).retireRoots;
+      await onHost(() => retire({ mesh: spec.name, spec, generation: r!.to }));
+      await refresh([r!.newRoot]);
+      stop('dropping the old root');
+      status.rootRotation = undefined;
+      return;
+    }
+    const from = r?.from ?? Number(rs.outputs?.rootGeneration ?? '1');
+    const to = r?.to ?? from + 1;
+    const add = trustActivities(`make root CA generation ${to}`).addRoot;
+    const made = await onHost(() => add({ mesh: spec.name, spec, generation: to }));
+    const oldRoot = r?.oldRoot ?? rs.outputs?.rootFingerprint ?? '';
+    const newRoot = made.outputs!.rootFingerprint;
+    status.rootRotation = { from, to, oldRoot, newRoot, stage: 'trusting', startedAt: r?.startedAt ?? now() };
+    await refresh([oldRoot, newRoot]);
+    stop('trusting both roots');
+    await Promise.all(cacerts.map((step) => rotateStep(step, 'intermediates', failures)));
+    stop('switching the intermediates to the new root');
+    rs.outputs = {
+      ...rs.outputs,
+      rootGeneration: String(to),
+      rootFingerprint: newRoot,
+      rootNotAfter: made.outputs!.rootNotAfter,
+      previousRoot: oldRoot,
+      rotatedAt: now(),
+    };
+    const grace = parseDuration(req.grace ?? ROOT_GRACE)!;
+    status.rootRotation = {
+      ...status.rootRotation,
+      stage: 'switched',
+      dropAt: new Date(Date.now() + grace).toISOString(),
+    };
+  }
+
   /** One cluster's intermediate, or one link's token, rotated; a failure is noted, the others go on. */
   async function rotateStep(step: Step, what: RotateRequest['what'], failures: string[]): Promise<void> {
     const s = stepStatus(step.id);
     try {
-      if (what === 'intermediates') {
+      if (what !== 'readers') {
         const generation = Number(s.outputs?.caGeneration ?? '1') + 1;
         const act = rotationActivity(`rotate the intermediate CA of ${step.cluster} (generation ${generation})`);
         const out = await onHost(() => act({ ...request(step), generation }));

@@ -54,6 +54,8 @@ export interface MeshStatus {
   updates?: UpdateRecord[];
   /** The last drift check of the mesh (see DriftStatus). */
   drift?: DriftStatus;
+  /** A root rotation in progress (release 5). */
+  rootRotation?: RootRotation;
   /** Root, intermediates and reader tokens with their expiry (computed when the status is asked; release 5). */
   trust?: TrustStatus;
   error?: string;
@@ -117,13 +119,34 @@ export interface UpdateRecord {
 
 /** What `meshflow rotate` asks for: new credentials of one kind, for some clusters (default: all). */
 export interface RotateRequest {
-  /** `intermediates`: each cluster's CA from the same root; `readers`: the remote secrets' tokens. */
-  what: 'intermediates' | 'readers';
-  /** Only these clusters (readers: the links from or to them). */
+  /**
+   * `intermediates`: each cluster's CA from the same root; `readers`: the remote secrets' tokens;
+   * `root`: a new root (every cluster trusts both, then every intermediate is signed by the new one,
+   * then, after `grace`, the old root is dropped).
+   */
+  what: 'intermediates' | 'readers' | 'root';
+  /** Only these clusters (readers: the links from or to them); not for root. */
   clusters?: string[];
+  /** root: how long the old root stays trusted once every intermediate is the new root's (default 24h). */
+  grace?: string;
+  /** root: drop the old root now (the rotation's last stage), not when its grace ends. */
+  finish?: boolean;
 }
 
-export const ROTATABLE = ['intermediates', 'readers'] as const;
+export const ROTATABLE = ['intermediates', 'readers', 'root'] as const;
+
+/** A root rotation that has begun: both roots trusted until the old one is dropped. */
+export interface RootRotation {
+  from: number;
+  to: number;
+  oldRoot: string;
+  newRoot: string;
+  /** trusting: every cluster trusts both (intermediates may still be the old root's); switched: all are the new one's. */
+  stage: 'trusting' | 'switched';
+  startedAt: string;
+  /** When the old root is dropped (stage switched). */
+  dropAt?: string;
+}
 
 /** What `apply` answers: the update as it ended, and the checks that ran after it. */
 export interface ApplyResult {

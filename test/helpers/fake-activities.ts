@@ -4,7 +4,14 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HostActivities } from '../../src/activities/host';
-import type { ForgetRequest, MeshActivities, RotateIntermediateRequest, UndoRequest } from '../../src/activities/types';
+import type {
+  ForgetRequest,
+  MeshActivities,
+  RefreshTrustRequest,
+  RootRequest,
+  RotateIntermediateRequest,
+  UndoRequest,
+} from '../../src/activities/types';
 import { everyStep } from '../../src/steps/activity-names';
 import type { Plan } from '../../src/plan/plan';
 import { parseMeshSpec } from '../../src/spec/load';
@@ -168,6 +175,8 @@ export class FakeActivities {
       };
     }
     if (req.step.kind === 'cacerts' && script.caValidityMs) outputs = this.intermediate(req.step.cluster!, 1, script);
+    if (req.step.kind === 'root-ca' && script.caValidityMs)
+      outputs = { rootGeneration: '1', rootFingerprint: 'root-1' };
     return {
       resources,
       attempt: 1,
@@ -214,6 +223,31 @@ export class FakeActivities {
         }
         const outputs = { ...this.intermediate(req.step.cluster!, req.generation, script), caTakenUp: 'test double' };
         return { resources: [], attempt: 1, outputs };
+      },
+      addRoot: async (req: RootRequest) => {
+        this.record(req.mesh, `add root g${req.generation}`);
+        const far = new Date(Date.now() + 3650 * 86_400_000).toISOString();
+        return {
+          resources: [],
+          attempt: 1,
+          outputs: {
+            rootGeneration: String(req.generation),
+            rootFingerprint: `root-${req.generation}`,
+            rootNotAfter: far,
+          },
+        };
+      },
+      retireRoots: async (req: RootRequest) => {
+        this.record(req.mesh, `retire roots before g${req.generation}`);
+        return { resources: [], attempt: 1, outputs: { rootsRetired: String(req.generation - 1) } };
+      },
+      refreshTrust: async (req: RefreshTrustRequest) => {
+        this.record(req.mesh, `trust ${req.step.cluster} ${req.roots.join('+')}`);
+        return {
+          resources: [],
+          attempt: 1,
+          outputs: { trustedRoots: req.roots.join(','), trustTakenUp: 'test double' },
+        };
       },
       awaitClusterForgotten: async (req: ForgetRequest) => {
         this.record(req.mesh, `forget ${req.cluster}`);
