@@ -3,7 +3,10 @@
 // reloads it without a restart and serves from it, the old one leaves the trust store, and what
 // was issued before and after verifies against every cluster's root bundle; `rotate readers` puts
 // fresh tokens in every remote secret while the xDS answer each istiod gives a sidecar of each
-// network is asked over and over, and no answer loses an endpoint. Every check passes after each.
+// network is asked over and over, and no answer loses an endpoint; `rotate root` has every cluster
+// trust a new root beside the old, then switches every intermediate to it, and what was issued
+// under either root verifies against every cluster's bundle until `--finish` drops the old root.
+// Every check (the trust-chain check's CSR signed by each istiod among them) passes after each.
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -103,7 +106,7 @@ async function xdsAnswer(cluster: string, network: string): Promise<string[]> {
   return eps[name].map((e) => `${e.address}:${e.port}`).sort();
 }
 
-test('intermediates and reader tokens rotate on a ready mesh; istiods take them up and lose no endpoint', async () => {
+test('intermediates, reader tokens and the root rotate on a ready mesh; istiods take them up, lose no endpoint', async () => {
   const handle = await startMesh(env.client, spec(), QUEUE);
   expect((await waitPhase(env.client, MESH, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
 
@@ -179,6 +182,62 @@ test('intermediates and reader tokens rotate on a ready mesh; istiods take them 
   const s2 = await meshStatus(env.client, MESH);
   expect(s2.trust!.readers.map((r) => r.expiresAt)).not.toEqual(tokensBefore);
   for (const c of CLUSTERS) expect(await xdsAnswer(c, networks[c])).toEqual(steady[c]);
+
+  // Root: a new root trusted beside the old in every cluster, every intermediate from it; the old
+  // root stays trusted until the grace ends (here: --finish). At each stage, what was issued under
+  // the old root and under the new verifies against every cluster's bundle, until the old is dropped.
+  const rootBefore = s2.trust!.root!.fingerprint!;
+  const issuedUnderOld: Record<string, X509Certificate[]> = {};
+  for (const c of CLUSTERS) issuedUnderOld[c] = await servedChain(istiod(c).secureGrpc);
+  const root = await rotateMesh(env.client, MESH, { what: 'root', grace: '1h' });
+  expect(root.update).toMatchObject({ state: 'applied' });
+  expect(root.checks.filter((c) => c.status === 'failed')).toEqual([]);
+  expect(root.checks.filter((c) => c.name === 'trust-chain' && c.status === 'passed').length).toBe(2);
+  const s3 = await meshStatus(env.client, MESH);
+  expect(s3.rootRotation).toMatchObject({ stage: 'switched', oldRoot: rootBefore });
+  const newRoot = s3.rootRotation!.newRoot;
+  expect(s3.trust!.root!.fingerprint).toBe(newRoot);
+  const fp = (pem: string) => new X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase().slice(0, 16);
+  const bundleOf = async (c: string) => {
+    const cm = await core(c).readNamespacedConfigMap({ name: 'istio-ca-root-cert', namespace: 'istio-system' });
+    return cm.data!['root-cert.pem'];
+  };
+  const issuedUnderNew: Record<string, X509Certificate[]> = {};
+  for (const c of CLUSTERS) {
+    const pems = (await bundleOf(c)).match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)!;
+    expect(pems.map(fp).sort()).toEqual([rootBefore, newRoot].sort());
+    issuedUnderNew[c] = await servedChain(istiod(c).secureGrpc);
+    const inter = issuedUnderNew[c].find((x) => x.ca && !x.checkIssued(x))!;
+    expect(fp(inter.toString())).toBe(
+      (await meshStatus(env.client, MESH)).steps.find((st) => st.id === `cacerts:${c}`)!.outputs!.caFingerprint,
+    );
+  }
+  for (const c of CLUSTERS)
+    for (const other of CLUSTERS) {
+      const bundle = await bundleOf(other);
+      const roots = bundle.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)!;
+      expect(roots.some((r) => verifiesTo(issuedUnderOld[c].slice(0, 2), r))).toBe(true);
+      expect(roots.some((r) => verifiesTo(issuedUnderNew[c].slice(0, 2), r))).toBe(true);
+    }
+  const finish = await rotateMesh(env.client, MESH, { what: 'root', finish: true });
+  expect(finish.update).toMatchObject({ state: 'applied' });
+  expect(finish.checks.filter((c) => c.status === 'failed')).toEqual([]);
+  expect((await meshStatus(env.client, MESH)).rootRotation).toBeUndefined();
+  for (const c of CLUSTERS) {
+    const bundle = await bundleOf(c);
+    expect(fp(bundle)).toBe(newRoot);
+    expect(bundle.match(/BEGIN CERTIFICATE/g)!.length).toBe(1);
+    for (const other of CLUSTERS) {
+      expect(verifiesTo(issuedUnderNew[other].slice(0, 2), bundle)).toBe(true);
+      expect(verifiesTo(issuedUnderOld[other].slice(0, 2), bundle)).toBe(false);
+    }
+  }
+  expect(
+    fs
+      .readdirSync(caDir(state, MESH))
+      .filter((f) => f.startsWith('root'))
+      .sort(),
+  ).toEqual(['root.g2-cert.pem', 'root.g2-key.pem']);
 
   // No key or token in the history.
   const history = await historyPayloadText(handle);

@@ -245,9 +245,10 @@ export class Meshes {
       if (!(err instanceof WorkflowUpdateFailedError)) throw err;
       const { phase } = await this.status(mesh);
       const reason = innermostMessage(err);
-      if (/has no cluster|must be one of|nothing to rotate/.test(reason))
-        throw new ApiError(400, 'bad_request', reason);
-      if (phase !== 'ready' || /running since|earlier meshflow release|renewing/.test(reason))
+      const bad =
+        /has no cluster|must be one of|nothing to rotate|is not a duration|covers every cluster|your own root/;
+      if (bad.test(reason)) throw new ApiError(400, 'bad_request', reason);
+      if (phase !== 'ready' || /running since|earlier meshflow release|renewing|root rotation/.test(reason))
         throw new ApiError(409, phase !== 'ready' ? 'not_ready' : 'busy', reason);
       throw new ApiError(502, 'rotate_failed', `the rotation could not run: ${reason}`);
     } finally {
