@@ -25,7 +25,7 @@ import { execa } from 'execa';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { applyMesh, planChange, startMesh, teardownMesh } from '../client';
+import { applyMesh, planChange, rotateMesh, startMesh, teardownMesh, verifyMesh } from '../client';
 import { LocalClusters } from '../local/clusters';
 import { startSimulatedDataPlane } from '../sim/start';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST } from '../gke/clients';
@@ -51,7 +51,7 @@ import type { MeshActivities } from '../activities/types';
 import { everyStep } from '../steps/activity-names';
 import type { noopChain } from './noop-chain';
 import { takeoverAfterKill } from './takeover';
-import type { StepOutcome, StepRequest } from '../workflows/types';
+import type { RotateRequest, StepOutcome, StepRequest } from '../workflows/types';
 
 /** Injected latency per step kind (ms): the plan's estimates scaled down 20x. */
 function latency(plan: Plan, kind: StepKind): number {
@@ -251,6 +251,7 @@ async function main(): Promise<void> {
     if (want('gke')) await gkeEmulated(env, tools);
     if (want('api')) await apiBench(env);
     if (want('apply')) await applyBench(env, tools);
+    if (want('rotate')) await rotateBench(env, tools);
     if (want('takeover')) {
       table(
         '10. another worker takes over: a GKE (emulated, durations / 20) mesh with the Kubernetes trust store; ' +
@@ -273,7 +274,7 @@ async function main(): Promise<void> {
 }
 
 /**
- * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, takeover, local,
+ * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, takeover, local,
  * resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples in section 6.
  */
 const SECTIONS = process.argv.slice(2);
@@ -694,6 +695,63 @@ async function applyBench(env: TestWorkflowEnvironment, tools: Record<string, st
   }
   table('11. apply on local clusters (two-clusters example + cluster3 on network3, real worker in this process)', rows);
   table('11. seconds per step of the add (min-max over clusters or pairs; steps added or run again)', [newSteps]);
+}
+
+/**
+ * 12. Rotation on a ready mesh of local clusters (two and three clusters, real worker in this
+ * process): each kind's wall time as `meshflow rotate` waits for it (the verify after it included,
+ * which runs every check), the verify alone, and how long istiods took to take up what changed.
+ */
+async function rotateBench(env: TestWorkflowEnvironment, tools: Record<string, string>): Promise<void> {
+  const examples = path.join(__dirname, '..', '..', 'examples');
+  const rows: Array<Record<string, string | number>> = [];
+  for (const example of ['two-clusters.yaml', 'three-clusters.yaml']) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-rotate-'));
+    const spec = { ...loadMeshSpec(path.join(examples, example)), name: 'bench-rotate' };
+    const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-rotate');
+    const stopClusters = stopOnInterrupt(() => removeLocalClusters(dir, tools));
+    try {
+      await worker.runUntil(async () => {
+        await startMesh(env.client, spec, 'bench-rotate');
+        await waitReady(env, spec.name);
+        const t0 = Date.now();
+        await verifyMesh(env.client, spec.name);
+        const verifyMs = Date.now() - t0;
+        const kinds: Array<[string, RotateRequest]> = [
+          ['intermediates', { what: 'intermediates' }],
+          ['readers', { what: 'readers' }],
+          ['root: trust both, switch intermediates', { what: 'root', grace: '1h' }],
+          ['root: drop the old (--finish)', { what: 'root', finish: true }],
+        ];
+        for (const [kind, req] of kinds) {
+          const t1 = Date.now();
+          const { update } = await rotateMesh(env.client, spec.name, req);
+          const wall = Date.now() - t1;
+          if (update.state !== 'applied')
+            throw new Error(`rotate bench: ${kind} ended ${update.state}: ${update.error}`);
+          const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
+          const takeUp = status.steps
+            .filter((st) => update.rerun.includes(st.id))
+            .map((st) => /in (\d+) ms/.exec(st.outputs?.caTakenUp ?? st.outputs?.trustTakenUp ?? '')?.[1])
+            .filter((x): x is string => x !== undefined)
+            .map(Number);
+          rows.push({
+            clusters: spec.clusters.length,
+            rotation: kind,
+            'steps run': update.rerun.length,
+            'wall s (with verify)': (wall / 1000).toFixed(1),
+            'verify alone s': (verifyMs / 1000).toFixed(1),
+            'istiod take-up ms (min-max)': takeUp.length ? `${Math.min(...takeUp)}-${Math.max(...takeUp)}` : 'n/a',
+          });
+        }
+        await teardownMesh(env.client, spec.name);
+        await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
+      });
+    } finally {
+      await stopClusters().catch((err: unknown) => console.error(`could not stop every cluster: ${String(err)}`));
+    }
+  }
+  table('12. rotation on local clusters (real worker and istiods; each rotation ends with verify)', rows);
 }
 
 /**

@@ -213,7 +213,7 @@ async function check(bench: ChaosBench, { a, b }: { a: MeshSpec; b: MeshSpec }, 
 }
 
 /** What the update was doing: its running steps, else the activities pending (an undo, the forgotten proof). */
-async function runningNow(bench: ChaosBench, mesh: string): Promise<string[]> {
+export async function runningNow(bench: ChaosBench, mesh: string): Promise<string[]> {
   const s = await bench.status(mesh);
   const steps = s?.steps.filter((x) => x.state === 'running' || x.state === 'undoing').map((x) => x.id) ?? [];
   if (steps.length) return steps;
@@ -240,7 +240,7 @@ function processesOf(bench: ChaosBench, cluster: string): number[] {
   return pids;
 }
 
-class GaveUp extends Error {}
+export class GaveUp extends Error {}
 
 /**
  * Sends `spec` as an update and answers its record once it has ended. A kill can lose the client's
@@ -278,14 +278,14 @@ async function applied(bench: ChaosBench, spec: MeshSpec, round?: ApplyRound): P
   }
 }
 
-const innermost = (err: unknown): string => {
+export const innermost = (err: unknown): string => {
   let e = err as Error & { cause?: unknown };
   while (e.cause instanceof Error) e = e.cause as Error & { cause?: unknown };
   return e.message;
 };
 
 /** Waits for `p`, keeping the worker alive meanwhile (it may die on its own, as in the other rows). */
-async function follow<T>(bench: ChaosBench, p: Promise<T>, timeoutMs: number): Promise<T> {
+export async function follow<T>(bench: ChaosBench, p: Promise<T>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let done = false;
   const settled = p.finally(() => (done = true));
@@ -299,7 +299,7 @@ async function follow<T>(bench: ChaosBench, p: Promise<T>, timeoutMs: number): P
 }
 
 /** Polls the mesh's status until `done` holds (undefined status: the server may be restarting). */
-async function waitPhase(
+export async function waitPhase(
   bench: ChaosBench,
   mesh: string,
   done: (s: MeshStatus) => boolean,

@@ -1,5 +1,5 @@
-// `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --apply-kills N --takeovers N
-// --seed S]`: breaks meshflow on purpose and prints, per fault, how the runs ended, as a table (0 skips a row).
+// `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --apply-kills N --rotate-kills N
+// --takeovers N --seed S]`: breaks meshflow on purpose and prints, per fault, how the runs ended, as a table (0 skips a row).
 //  1. worker SIGKILL at a random point of a 3-cluster mesh's life (restarted at once, same host);
 //  2. dev server SIGKILL mid-run, restarted on the same database a second later;
 //  3. Kubernetes API faults at a rate (503s, resets, slow answers, writes whose answer is lost)
@@ -9,6 +9,10 @@
 //     round after round, the worker killed at a random moment of each update and restarted at once
 //     (./apply-kills.ts); each round must end as exactly one of the two specs, verified, nothing
 //     of the other left;
+//  5b. worker SIGKILL during rotation: one ready 2-cluster mesh goes through a root rotation's
+//     first stages, its last (--finish) and an intermediate rotation, round after round, the worker
+//     killed at a random moment of each (./rotate-kills.ts); each round must end applied, the mesh
+//     verified (the trust-chain CSR check included) and trusting exactly the roots the store holds;
 //  6. one of two workers SIGKILLed for good while GKE (emulated) meshes with the Kubernetes trust
 //     store provision: the other worker, and the one that replaces it, finish every mesh;
 //  7. the malformed-spec corpus: every spec refused, naming its field, nothing started.
@@ -34,6 +38,7 @@ import { TASK_QUEUE } from '../workflows/definitions';
 import type { Fault } from './fault-proxy';
 import { FaultyLocalProvider } from './faulty-provider';
 import { type ApplyKillsResult, type ApplyRound, applyKillRounds, applySpecs } from './apply-kills';
+import { rotateKillRounds } from './rotate-kills';
 import { ChaosBench, type RunResult, seeded } from './harness';
 import { malformedSpecs } from './malformed-specs';
 import { takeoverRuns } from './takeover';
@@ -130,6 +135,7 @@ async function main(): Promise<void> {
       'api-faults': { type: 'string', default: '3' },
       takeovers: { type: 'string', default: '10' },
       'apply-kills': { type: 'string', default: '10' },
+      'rotate-kills': { type: 'string', default: '12' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
       // How long the harness follows one run before it gives up on it and tears it down.
       'run-timeout': { type: 'string', default: '360' },
@@ -247,6 +253,38 @@ async function main(): Promise<void> {
       const out = await applyKillRounds(bench, specs, applyKills, random, runTimeoutMs, reportRound);
       reportDown(out);
       rows.push(applyRow(out, applyKills));
+    }
+
+    const rotateKills = Number(values['rotate-kills']);
+    if (rotateKills > 0) {
+      const out = await rotateKillRounds(
+        bench,
+        example('two-clusters.yaml', 'rotatek'),
+        rotateKills,
+        random,
+        runTimeoutMs,
+        (r) => report([r]),
+      );
+      const { root, finish, intermediates } = out.expectedMs;
+      process.stderr.write(
+        `  ${out.down.fullyCompensated && !out.down.leftovers.length ? 'ok  ' : 'FAIL'} rotation rounds (kills ` +
+          `within root ${(root / 1000).toFixed(1)}s, finish ${(finish / 1000).toFixed(1)}s, intermediates ` +
+          `${(intermediates / 1000).toFixed(1)}s): down ${out.down.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
+          `${findings(out.down.error, [], out.down.leftovers)}\n`,
+      );
+      const r = out.rounds;
+      const kinds = (k: string) => r.filter((x) => x.kind === k).length;
+      const during = r.filter((x) => x.killedDuring).length;
+      const notRun = r.length < rotateKills ? `; ${rotateKills - r.length} round(s) not run` : '';
+      rows.push({
+        ...row(
+          `worker SIGKILL during rotation (root ${kinds('root')}, finish ${kinds('finish')}, intermediates ` +
+            `${kinds('intermediates')}; killed mid-rotation ${during}/${r.length}${notRun})`,
+          r,
+        ),
+        'fully compensated': `${r.filter((x) => x.fullyCompensated).length}, down: ${out.down.fullyCompensated ? 'yes' : 'NO'}`,
+        'left behind': r.filter((x) => x.leftovers.length).length + (out.down.leftovers.length ? 1 : 0),
+      });
     }
   } finally {
     await bench.stop();
