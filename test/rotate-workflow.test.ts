@@ -145,6 +145,17 @@ test('bad requests are refused before anything runs, naming what is wrong', asyn
   expect(ok.json).toMatchObject({ name, update: { state: 'applied', rerun: ['cacerts:east', 'cacerts:west'] } });
   const status = await call(port, 'GET', `/v1/meshes/${name}`, { token: TOKEN });
   expect(status.json.trust.intermediates.map((i: { generation: number }) => i.generation)).toEqual([2, 2]);
+  // /metrics: each credential's expiry, read from the mesh's status at scrape.
+  const metrics = (await call(port, 'GET', '/metrics', { token: TOKEN })).text;
+  const notAfter = Date.parse(status.json.trust.intermediates[0].notAfter) / 1000;
+  expect(metrics).toContain(
+    `meshflow_credential_expiry_timestamp_seconds{mesh="${name}",kind="intermediate",name="east"} ${notAfter}`,
+  );
+  expect(metrics).toMatch(
+    new RegExp(
+      `meshflow_credential_expiry_timestamp_seconds\\{mesh="${name}",kind="reader-token",name="east->west"\\} \\d+`,
+    ),
+  );
   const gone = await call(port, 'POST', '/v1/meshes/nope/rotate', body({ what: 'readers' }));
   expect(gone.status).toBe(404);
   await down(handle);
