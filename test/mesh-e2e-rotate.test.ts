@@ -106,7 +106,7 @@ async function xdsAnswer(cluster: string, network: string): Promise<string[]> {
   return eps[name].map((e) => `${e.address}:${e.port}`).sort();
 }
 
-test('intermediates, reader tokens and the root rotate on a ready mesh; istiods take them up, lose no endpoint', async () => {
+test('intermediates, reader tokens and the root rotate on a ready mesh, taken up, no endpoint lost', async () => {
   const handle = await startMesh(env.client, spec(), QUEUE);
   expect((await waitPhase(env.client, MESH, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
 

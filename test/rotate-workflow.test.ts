@@ -73,7 +73,7 @@ test('intermediates rotate cluster by cluster to the next generation, then verif
   await recordHistory(handle, 'v5-rotate-intermediates');
 });
 
-test('an intermediate its istiod does not take up fails the update; that cluster stays on its previous one', async () => {
+test('an intermediate its istiod does not take up fails the update; that cluster keeps its previous one', async () => {
   const name = 'rot-fail';
   const handle = await startReady(name, { failRotate: ['west'] });
   const out = await rotate(handle, { what: 'intermediates' });
@@ -175,7 +175,7 @@ test('a ready mesh rotates an intermediate by itself within trust.rotateBefore o
   await recordHistory(handle, 'v5-rotate-by-itself');
 });
 
-test('root: a new root trusted beside the old, every intermediate from it, the old one dropped after the grace', async () => {
+test('root: a new root trusted beside the old, every intermediate from it, the old dropped after the grace', async () => {
   const name = 'rot-root';
   const handle = await startReady(name);
   const refused = async (req: RotateRequest) =>

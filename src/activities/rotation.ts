@@ -107,7 +107,8 @@ export function rotationActivities(deps: ActivityDeps) {
         while (!sameSet((seen = await publishedRoots(k).catch(() => undefined)) ?? [], req.roots)) {
           if (Date.now() - since > TAKE_UP_MS)
             throw new Error(
-              `${c.name}'s ${ISTIO_NAMESPACE}/${ROOT_CERT_CONFIGMAP} still holds roots ${(seen ?? []).join(', ') || 'none'} ` +
+              `${c.name}'s ${ISTIO_NAMESPACE}/${ROOT_CERT_CONFIGMAP} still holds roots ` +
+                `${(seen ?? []).join(', ') || 'none'} ` +
                 `after ${TAKE_UP_MS / 1000}s, not ${req.roots.join(', ')}: its istiod did not take up the bundle ` +
                 '(see its log: `meshflow logs <mesh> <cluster>`)',
             );
@@ -175,7 +176,8 @@ function ownRootOnly(req: RootRequest): void {
   if (req.spec.trust.rootCa)
     throw new PermanentError(
       `mesh ${req.mesh} uses your own root CA (trust.rootCa): meshflow does not make a new one; rotating a root ` +
-        'you keep is not supported yet (rotate the intermediates, which it signs, with `meshflow rotate NAME intermediates`)',
+        'you keep is not supported yet (rotate the intermediates, which it signs: ' +
+        '`meshflow rotate NAME intermediates`)',
     );
 }
 

@@ -1,5 +1,6 @@
 // `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --apply-kills N --rotate-kills N
-// --takeovers N --seed S]`: breaks meshflow on purpose and prints, per fault, how the runs ended, as a table (0 skips a row).
+// --takeovers N --seed S]`: breaks meshflow on purpose and prints, per fault, how the runs ended, as a table
+// (0 skips a row).
 //  1. worker SIGKILL at a random point of a 3-cluster mesh's life (restarted at once, same host);
 //  2. dev server SIGKILL mid-run, restarted on the same database a second later;
 //  3. Kubernetes API faults at a rate (503s, resets, slow answers, writes whose answer is lost)
@@ -269,7 +270,8 @@ async function main(): Promise<void> {
       process.stderr.write(
         `  ${out.down.fullyCompensated && !out.down.leftovers.length ? 'ok  ' : 'FAIL'} rotation rounds (kills ` +
           `within root ${(root / 1000).toFixed(1)}s, finish ${(finish / 1000).toFixed(1)}s, intermediates ` +
-          `${(intermediates / 1000).toFixed(1)}s): down ${out.down.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
+          `${(intermediates / 1000).toFixed(1)}s): ` +
+          `down ${out.down.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
           `${findings(out.down.error, [], out.down.leftovers)}\n`,
       );
       const r = out.rounds;
@@ -282,7 +284,8 @@ async function main(): Promise<void> {
             `${kinds('intermediates')}; killed mid-rotation ${during}/${r.length}${notRun})`,
           r,
         ),
-        'fully compensated': `${r.filter((x) => x.fullyCompensated).length}, down: ${out.down.fullyCompensated ? 'yes' : 'NO'}`,
+        'fully compensated':
+          `${r.filter((x) => x.fullyCompensated).length}, ` + `down: ${out.down.fullyCompensated ? 'yes' : 'NO'}`,
         'left behind': r.filter((x) => x.leftovers.length).length + (out.down.leftovers.length ? 1 : 0),
       });
     }

@@ -319,7 +319,8 @@ program
           ? `  ${st?.cluster} -> ${st?.target}: new token, expires ${o.tokenExpiresAt}`
           : what === 'root' && opts.finish
             ? `  ${st?.cluster}: trusts ${o.trustedRoots}; ${o.trustTakenUp}`
-            : `  ${st?.cluster}: generation ${o.caGeneration} (${o.caFingerprint}), expires ${o.caNotAfter}; ${o.caTakenUp}`,
+            : `  ${st?.cluster}: generation ${o.caGeneration} (${o.caFingerprint}), ` +
+              `expires ${o.caNotAfter}; ${o.caTakenUp}`,
       );
     }
     const r = s.rootRotation;

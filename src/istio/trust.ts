@@ -100,7 +100,7 @@ async function loadIssued(what: string, certPem: string, keyPem: string): Promis
 /** The entries of a CA: its key, then its certificate (whose presence marks the CA complete). */
 const caEntries = (prefix: string) => ({ key: `${prefix}-key.pem`, cert: `${prefix}-cert.pem` });
 const ROOT = caEntries('root');
-/** A cluster's intermediate: generation 1 under `<cluster>/ca-*` (as meshes always had it), later ones `<cluster>/ca.g<n>-*`. */
+/** A cluster's intermediate: generation 1 under `<cluster>/ca-*` (as meshes always had it), later `ca.g<n>-*`. */
 const clusterEntries = (cluster: string, generation = 1) =>
   caEntries(generation === 1 ? `${cluster}/ca` : `${cluster}/ca.g${generation}`);
 

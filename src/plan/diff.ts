@@ -164,8 +164,9 @@ export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string
 }
 
 /**
- * The trust a spec names (its root and key type), without its rotation settings, where its files are kept (`stored`, a new trust store entry at
- * each `up` or `apply`) or a root given as PEM text (the running spec holds only its entry).
+ * The trust a spec names (its root and key type), without its rotation settings, where its files
+ * are kept (`stored`, a new trust store entry at each `up` or `apply`) or a root given as PEM text
+ * (the running spec holds only its entry).
  */
 function trustIdentity(spec: MeshSpec): unknown {
   // How long intermediates live and when they rotate change in place: they apply to the next rotation.

@@ -141,7 +141,7 @@ export interface RootRotation {
   to: number;
   oldRoot: string;
   newRoot: string;
-  /** trusting: every cluster trusts both (intermediates may still be the old root's); switched: all are the new one's. */
+  /** trusting: every cluster trusts both (intermediates may be the old root's yet); switched: all are the new one's. */
   stage: 'trusting' | 'switched';
   startedAt: string;
   /** When the old root is dropped (stage switched). */
