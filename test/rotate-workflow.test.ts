@@ -175,7 +175,7 @@ test('a ready mesh rotates an intermediate by itself within trust.rotateBefore o
   await recordHistory(handle, 'v5-rotate-by-itself');
 });
 
-test('root: a new root trusted beside the old, intermediates from it, the old one dropped after the grace', async () => {
+test('root: a new root trusted beside the old, intermediates from it, the old dropped after the grace', async () => {
   const name = 'rot-root';
   const handle = await startReady(name);
   const refused = async (req: RotateRequest) =>
