@@ -1,11 +1,13 @@
 // Before any test: every pinned tool is ready (built into the tool cache on a fresh machine,
 // with progress output) and a scratch root exists for the state of the servers tests start.
 // The tools are prepared by the real CLI (`meshflow setup`, compiled by `npm test`'s bootstrap),
-// exactly as a user's `npm run setup` does.
+// exactly as a user's `npm run setup` does. The Web UI test's browser too (./helpers/browser.ts).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+import { BROWSER_MISSING, ensureBrowser } from './helpers/browser';
 
 const cli = path.resolve(__dirname, '..', 'dist', 'cli', 'main.js');
 
@@ -17,4 +19,9 @@ export default async function globalSetup(): Promise<void> {
   const { tools } = JSON.parse(doctor.stdout) as { tools: Array<{ name: string; path: string; ok: boolean }> };
   process.env.MESHFLOW_TEST_TOOLS = JSON.stringify(Object.fromEntries(tools.map((t) => [t.name, t.path])));
   process.env.MESHFLOW_TEST_ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-test-'));
+  const missing = ensureBrowser();
+  if (missing) {
+    process.env[BROWSER_MISSING] = missing;
+    process.stderr.write(`[meshflow] the Web UI test (test/web-ui.test.ts) will be SKIPPED: ${missing}\n`);
+  }
 }
