@@ -4,12 +4,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HostActivities } from '../../src/activities/host';
-import type {
-  ForgetRequest,
-  MeshActivities,
-  RotateIntermediateRequest,
-  UndoRequest,
-} from '../../src/activities/types';
+import type { ForgetRequest, MeshActivities, RotateIntermediateRequest, UndoRequest } from '../../src/activities/types';
 import { everyStep } from '../../src/steps/activity-names';
 import type { Plan } from '../../src/plan/plan';
 import { parseMeshSpec } from '../../src/spec/load';
