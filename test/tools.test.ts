@@ -132,7 +132,7 @@ test("a worker's Istio build that cannot be built fails its step for good, namin
   try {
     const istio = istioToolsOf({});
     const beats: unknown[] = [];
-    const failure = istio('1.30.8', (d) => beats.push(d));
+    const failure = istio('1.30.8', { heartbeat: (d) => beats.push(d) });
     await expect(failure).rejects.toBeInstanceOf(PermanentError);
     await expect(failure).rejects.toThrow(
       /the Istio 1\.30 build \(istioctl-1\.30, pilot-discovery-1\.30\) is not ready/,
@@ -140,7 +140,14 @@ test("a worker's Istio build that cannot be built fails its step for good, namin
     await expect(failure).rejects.toThrow(
       /Run `meshflow setup --all` where the worker runs, or set MESHFLOW_ISTIOCTL_1_30_BIN/,
     );
-    await expect(istio('1.29.3', () => undefined)).rejects.toThrow('istio.version 1.29.3 is of no Istio build');
+    // A cancelled step stops waiting at once.
+    const cancel = AbortSignal.abort(new Error('step cancelled'));
+    await expect(istio('1.30.8', { heartbeat: () => undefined, signal: cancel })).rejects.toThrow('step cancelled');
+    // The build it started goes on (and fails here): a step that asks again waits for that one.
+    await expect(istio('1.30.8', { heartbeat: () => undefined })).rejects.toBeInstanceOf(PermanentError);
+    await expect(istio('1.29.3', { heartbeat: () => undefined })).rejects.toThrow(
+      'istio.version 1.29.3 is of no Istio build',
+    );
     expect(fs.readdirSync(path.join(cache, 'tools'))).toEqual([]);
   } finally {
     process.env = saved;

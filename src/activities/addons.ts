@@ -21,7 +21,7 @@ export function addonActivities(deps: ActivityDeps) {
     installAddons: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = req.step.cluster!;
-        const { addons } = await deps.istio(req.spec.istio.version, ctx.heartbeat);
+        const { addons } = await deps.istio(req.spec.istio.version, ctx);
         const objects = addonObjects(addons, req.spec, c);
         const k = await kubeOf(deps, req.spec, c, ctx.signal);
         const refs = await k.apply(req.mesh, objects, {

@@ -64,7 +64,7 @@ export function controlPlaneActivities(deps: ActivityDeps) {
             validationURL: `${e.webhook}/validate`,
           };
         }
-        const istio = await deps.istio(req.spec.istio.version, ctx.heartbeat);
+        const istio = await deps.istio(req.spec.istio.version, ctx);
         const rendered = parseManifests(
           await istioctlRender(istio.istioctl, controlPlaneOperator(req.spec, c, remotePilot, webhooks), ctx.signal),
         );
@@ -95,7 +95,7 @@ export function controlPlaneActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
         const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
-        const { istioctl } = await deps.istio(req.spec.istio.version, ctx.heartbeat);
+        const { istioctl } = await deps.istio(req.spec.istio.version, ctx);
         const objects = parseManifests(await istioctlRender(istioctl, eastWestOperator(req.spec, c), ctx.signal));
         await applyTracked(k, req, c.name, objects, ctx);
         const timeout = deps.loadBalancerTimeoutMs ?? 10 * 60_000;

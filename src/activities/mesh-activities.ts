@@ -38,7 +38,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
           await accessAll(deps, req.spec),
           deps.traffic ?? kubeTraffic,
           ctx.heartbeat,
-          { signal: ctx.signal, istioctl: (await deps.istio(req.spec.istio.version, ctx.heartbeat)).istioctl },
+          { signal: ctx.signal, istioctl: (await deps.istio(req.spec.istio.version, ctx)).istioctl },
         ),
       })),
     ...undoActivities(deps),

@@ -16,8 +16,14 @@ export interface IstioTools {
   pilotDiscovery: string;
 }
 
-/** The tools of the build that installs `version`; `heartbeat` is called every few seconds while it is built. */
-export type IstioToolsOf = (version: string, heartbeat: (details: unknown) => void) => Promise<IstioTools>;
+/** The step asking: heartbeated every few seconds while the build is made; its cancel stops the wait, not the build. */
+export interface Asking {
+  heartbeat: (details: unknown) => void;
+  signal?: AbortSignal;
+}
+
+/** The tools of the build that installs `version`. */
+export type IstioToolsOf = (version: string, step: Asking) => Promise<IstioTools>;
 
 const HEARTBEAT_MS = 2000;
 
@@ -27,7 +33,7 @@ const HEARTBEAT_MS = 2000;
  */
 export function istioToolsOf(known: Record<string, string>, progress: Progress = stderrProgress): IstioToolsOf {
   const pending = new Map<string, Promise<IstioTools>>();
-  return async (version, heartbeat) => {
+  return async (version, { heartbeat, signal }) => {
     const build = istioBuildOf(version);
     if (!build) {
       throw new PermanentError(`istio.version ${version} is of no Istio build meshflow pins (${ISTIO_LINES})`);
@@ -50,8 +56,12 @@ export function istioToolsOf(known: Record<string, string>, progress: Progress =
       () => heartbeat({ waitingFor: `Istio ${build.line} build`, for: formatDuration(Date.now() - started) }),
       HEARTBEAT_MS,
     );
+    const cancelled = new Promise<never>((_, reject) =>
+      signal?.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
+    );
     try {
-      return await tools;
+      signal?.throwIfAborted();
+      return await Promise.race([tools, cancelled]);
     } catch (err) {
       if (!(err instanceof ToolSetupError)) throw err;
       throw new PermanentError(
