@@ -1,7 +1,6 @@
 // The meshflow worker: runs the mesh workflow and its activities. Started by `meshflow up` in
 // local mode, or by hand (`node dist/worker.js`) next to a shared Temporal cluster: add workers to
 // scale out; Temporal spreads the work.
-import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createSweepActivities } from './schedules/sweep-activities';
@@ -18,7 +17,8 @@ import { stateDir as defaultStateDir } from './paths';
 import { dataConverter } from './temporal/codec';
 import type { TrustStore } from './trust-store/store';
 import { trustStoreFromEnv } from './trust-store/from-env';
-import { ISTIO_ADDONS_DIR, ensureTools } from './tools/install';
+import { ensureTools } from './tools/install';
+import { istioToolsOf } from './tools/istio-builds';
 import { TASK_QUEUE } from './workflows/definitions';
 
 export async function productionDeps(stateDir = defaultStateDir()): Promise<ActivityDeps> {
@@ -26,7 +26,8 @@ export async function productionDeps(stateDir = defaultStateDir()): Promise<Acti
 }
 
 /**
- * The real adapters: local clusters under `stateDir`, existing clusters, the pinned istioctl, and the
+ * The real adapters: local clusters under `stateDir`, existing clusters, the Istio builds (the default
+ * line's from `tools`, another line's built on first use), and the
  * trust store MESHFLOW_TRUST_STORE names (read now: a wrong value stops the worker before it polls).
  */
 export function activityDeps(
@@ -36,9 +37,8 @@ export function activityDeps(
 ): ActivityDeps {
   return {
     stateDir,
-    istioctl: tools.istioctl,
+    istio: istioToolsOf(tools),
     trustStore,
-    istioAddons: path.join(path.dirname(tools.istioctl), ISTIO_ADDONS_DIR),
     providers: {
       local: new LocalProvider(stateDir, localTools(tools)),
       existing: new ExistingProvider(trustStore),

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ISTIO_DEFAULT_VERSION, ISTIO_HUB } from '../src/istio/version';
+import { ISTIO_DEFAULT_VERSION, ISTIO_HUB, istioBuildOf } from '../src/istio/version';
 import { controlPlaneOperator, eastWestOperator } from '../src/istio/manifests';
 import { OWNED_VALUES } from '../src/spec/istio-values';
 import { SpecError, loadMeshSpec, parseMeshSpec } from '../src/spec/load';
@@ -173,9 +173,17 @@ test.each([
     ['13:40 app.manifests[0].clusters[1]: no cluster named "north" in this mesh'],
   ],
   [
-    'an Istio version the pinned istioctl does not render',
+    'an Istio version of a line meshflow pins no build of',
     BASE + 'istio: { version: 1.29.3 }\n',
-    ["11:19 istio.version: must be a 1.31.x release such as 1.31.4: this build's pinned istioctl renders Istio 1.31"],
+    [
+      '11:19 istio.version: must be a patch release of an Istio line meshflow pins a build of: ' +
+        '1.30.x (such as 1.30.8), 1.31.x (such as 1.31.4)',
+    ],
+  ],
+  [
+    'an Istio line only, without its patch release',
+    BASE + 'istio: { version: "1.30" }\n',
+    [expect.stringMatching(/^11:19 istio\.version: must be a patch release of an Istio line meshflow pins/)],
   ],
   ['the wrong kind', BASE.replace('kind: Mesh', 'kind: Cluster'), ['2:7 kind: Invalid input: expected "Mesh"']],
   ['invalid YAML', BASE + 'istio: [unclosed\n', ['11:8 (yaml): "[" is never closed by "]"']],
@@ -502,6 +510,15 @@ istio:
     });
     // Rendering leaves the spec as it was.
     expect(spec.istio.values).toEqual(parseMeshSpec(PRIMARY_REMOTE).istio.values);
+  });
+
+  test('a 1.30 release: its images, from the 1.30 build', () => {
+    const spec = parseMeshSpec(BASE + 'istio: { version: 1.30.8 }\n');
+    expect(spec.istio.version).toBe('1.30.8');
+    expect(istioBuildOf(spec.istio.version)).toMatchObject({ line: '1.30', stamp: '1.30-9739e10eb9d7' });
+    const values = (controlPlaneOperator(spec, spec.clusters[0]) as { spec: { values: { global: object } } }).spec
+      .values;
+    expect(values.global).toMatchObject({ hub: ISTIO_HUB, tag: '1.30.8' });
   });
 
   test("without user values: the release images of istio.version and meshflow's own values", () => {

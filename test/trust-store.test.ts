@@ -111,7 +111,7 @@ describe('the Kubernetes trust store', () => {
     const deps = (trustStore: typeof store): ActivityDeps => ({
       stateDir: scratchDir('twice'),
       providers: {} as ActivityDeps['providers'],
-      istioctl: 'not used by this step',
+      istio: () => Promise.reject(new Error('no Istio build is used by this step')),
       trustStore,
     });
     const step = { id: 'root-ca', kind: 'root-ca' } as const;
@@ -215,7 +215,7 @@ describe('the state directory trust store', () => {
     const deps = (): ActivityDeps => ({
       stateDir,
       providers: {} as ActivityDeps['providers'],
-      istioctl: 'not used by this step',
+      istio: () => Promise.reject(new Error('no Istio build is used by this step')),
       trustStore: new StateDirTrustStore(stateDir),
     });
     const step = { id: 'root-ca', kind: 'root-ca' } as const;

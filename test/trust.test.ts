@@ -361,7 +361,7 @@ describe('the root-ca step', () => {
     const deps: ActivityDeps = {
       stateDir,
       providers: {} as ActivityDeps['providers'],
-      istioctl: 'not used by this step',
+      istio: () => Promise.reject(new Error('no Istio build is used by this step')),
       trustStore: new StateDirTrustStore(stateDir),
     };
     const step = { id: 'root-ca', kind: 'root-ca' } as const;

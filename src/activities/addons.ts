@@ -1,5 +1,5 @@
 // addons: Istio's observability addons (Prometheus, Grafana, Jaeger, Kiali) on each primary, from
-// the pinned Istio's samples/addons (installed beside our istioctl), as the multicluster guides
+// the samples/addons of the mesh's Istio build (installed beside its istioctl), as the multicluster guides
 // apply them, with Kiali told which cluster it is in and where the other addons answer. Tracked
 // and undone like every other object meshflow applies.
 import crypto from 'node:crypto';
@@ -21,7 +21,8 @@ export function addonActivities(deps: ActivityDeps) {
     installAddons: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = req.step.cluster!;
-        const objects = addonObjects(deps, req.spec, c);
+        const { addons } = await deps.istio(req.spec.istio.version, ctx);
+        const objects = addonObjects(addons, req.spec, c);
         const k = await kubeOf(deps, req.spec, c, ctx.signal);
         const refs = await k.apply(req.mesh, objects, {
           heartbeat: ctx.heartbeat,
@@ -34,12 +35,11 @@ export function addonActivities(deps: ActivityDeps) {
   };
 }
 
-/** The objects of the spec's addons for one cluster, Kiali's configuration made the mesh's. */
-export function addonObjects(deps: ActivityDeps, spec: MeshSpec, cluster: string): k8s.KubernetesObject[] {
-  const dir = deps.istioAddons;
-  if (!dir || !fs.existsSync(dir)) {
+/** The objects of the spec's addons (manifests in `dir`) for one cluster, Kiali's configuration made the mesh's. */
+export function addonObjects(dir: string, spec: MeshSpec, cluster: string): k8s.KubernetesObject[] {
+  if (!fs.existsSync(dir)) {
     throw new PermanentError(
-      `addons: Istio's addon manifests are not installed (${dir ?? 'no directory'}); they come with meshflow's ` +
+      `addons: Istio's addon manifests are not installed (${dir}); they come with meshflow's ` +
         'own istioctl build: unset MESHFLOW_ISTIOCTL_BIN or remove istioctl from PATH, then run `meshflow setup`',
     );
   }

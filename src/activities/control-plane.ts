@@ -1,5 +1,5 @@
-// control-plane, eastwest-gateway, expose-services, expose-istiod: Istio rendered by the pinned
-// istioctl and applied with server-side apply, then waited for. Every object is tracked before it
+// control-plane, eastwest-gateway, expose-services, expose-istiod: Istio rendered by the istioctl
+// of the spec's Istio build and applied with server-side apply, then waited for. Every object is tracked before it
 // is applied, so a step that fails or is cancelled half-way is undone like a finished one.
 import { ApplicationFailure } from '@temporalio/common';
 import * as k8s from '@kubernetes/client-node';
@@ -15,7 +15,7 @@ import {
   type WebhookURLs,
 } from '../istio/manifests';
 import type { IstiodRunner } from '../adapters/providers';
-import type { IstiodEndpoint } from '../local/clusters';
+import type { IstiodEndpoint, IstiodOptions } from '../local/clusters';
 import type { ClusterSpec } from '../spec/schema';
 import type { StepOutcome, StepRequest } from '../steps/contract';
 import { NotOursError } from '../steps/errors';
@@ -64,15 +64,18 @@ export function controlPlaneActivities(deps: ActivityDeps) {
             validationURL: `${e.webhook}/validate`,
           };
         }
+        const istio = await deps.istio(req.spec.istio.version, ctx);
         const rendered = parseManifests(
-          await istioctlRender(deps.istioctl, controlPlaneOperator(req.spec, c, remotePilot, webhooks), ctx.signal),
+          await istioctlRender(istio.istioctl, controlPlaneOperator(req.spec, c, remotePilot, webhooks), ctx.signal),
         );
         // istio-system is the cacerts step's (made by it, or the user's and left as it is).
         const objects = rendered.filter((o) => !(o.kind === 'Namespace' && o.metadata?.name === ISTIO_NAMESPACE));
         const count = await applyTracked(k, req, c.name, objects, ctx);
         let istiodDebug: string | undefined;
         if (runner && c.role === 'primary') {
-          istiodDebug = (await startLocalIstiod(k, runner, req, c, istiodEnv(objects), ctx)).debug;
+          const env = istiodEnv(objects);
+          istiodDebug = (await startLocalIstiod(k, runner, req, c, { env, pilotDiscovery: istio.pilotDiscovery }, ctx))
+            .debug;
         }
         const deployments = objects
           .filter((o) => o.kind === 'Deployment' && o.metadata?.namespace === ISTIO_NAMESPACE)
@@ -92,7 +95,8 @@ export function controlPlaneActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
         const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
-        const objects = parseManifests(await istioctlRender(deps.istioctl, eastWestOperator(req.spec, c), ctx.signal));
+        const { istioctl } = await deps.istio(req.spec.istio.version, ctx);
+        const objects = parseManifests(await istioctlRender(istioctl, eastWestOperator(req.spec, c), ctx.signal));
         await applyTracked(k, req, c.name, objects, ctx);
         const timeout = deps.loadBalancerTimeoutMs ?? 10 * 60_000;
         const address = await k.waitLoadBalancer(ISTIO_NAMESPACE, EASTWEST_SERVICE, ctx.heartbeat, timeout);
@@ -125,20 +129,20 @@ export function controlPlaneActivities(deps: ActivityDeps) {
   };
 }
 
-/** istiod for a local primary, with the plugged-in CA the cacerts step put in the cluster. */
+/** istiod (pilot-discovery of the mesh's Istio build) for a local primary, with the CA the cacerts step put there. */
 async function startLocalIstiod(
   k: Kube,
   runner: IstiodRunner,
   req: StepRequest,
   c: ClusterSpec,
-  env: Record<string, string>,
+  opts: Pick<IstiodOptions, 'env' | 'pilotDiscovery'>,
   ctx: StepContext,
 ): Promise<IstiodEndpoint> {
   const secret = await k.retrying(() => k.core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }));
   const cacerts = Object.fromEntries(
     Object.entries(secret.data ?? {}).map(([file, b64]) => [file, Buffer.from(b64, 'base64').toString()]),
   );
-  return runner.startIstiod(req.mesh, c, { clusterId: c.name, cacerts, env, signal: ctx.signal });
+  return runner.startIstiod(req.mesh, c, { ...opts, clusterId: c.name, cacerts, signal: ctx.signal });
 }
 
 /**

@@ -8,17 +8,17 @@ import { GkeProvider } from '../adapters/gke';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { Resource } from '../steps/contract';
 import { PermanentError } from '../steps/errors';
+import type { IstioToolsOf } from '../tools/istio-builds';
 import type { TrustStore } from '../trust-store/store';
 import type { TrafficPort } from './traffic';
 
 export interface ActivityDeps {
   stateDir: string;
   providers: Record<ClusterSpec['provider'], ClusterProvider>;
-  istioctl: string;
+  /** The istioctl, addon manifests and pilot-discovery of the Istio build of a spec's istio.version. */
+  istio: IstioToolsOf;
   /** Where meshes' CA keys and certificates are kept (MESHFLOW_TRUST_STORE; the state directory by default). */
   trustStore: TrustStore;
-  /** Istio's addon manifests (`<addon>.yaml`), for meshes that ask for addons. */
-  istioAddons?: string;
   /** How long to wait for an east-west gateway address before failing with a hint. */
   loadBalancerTimeoutMs?: number;
   /** The longest lifetime asked for a remote secret's reader token (default 24h); the workflow renews it at two thirds. */

@@ -232,7 +232,12 @@ async function crossNetwork(
   const got = await call(() =>
     fetchEndpoints(
       istiod.xds,
-      { clusterId: c.name, network: c.network, namespace: layout.services[0].namespace },
+      {
+        clusterId: c.name,
+        network: c.network,
+        namespace: layout.services[0].namespace,
+        istioVersion: ctx.spec.istio.version,
+      },
       names,
       { signal: ctx.signal },
     ),

@@ -66,7 +66,12 @@ export function membershipActivities(deps: ActivityDeps) {
             if (!names.length || !addresses.size) continue;
             const got = await fetchEndpoints(
               istiod.xds,
-              { clusterId: primary.name, network: primary.network, namespace: layout.services[0].namespace },
+              {
+                clusterId: primary.name,
+                network: primary.network,
+                namespace: layout.services[0].namespace,
+                istioVersion: spec.istio.version,
+              },
               names,
               { signal: ctx.signal },
             );

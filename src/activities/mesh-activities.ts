@@ -42,7 +42,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
           ctx.heartbeat,
           {
             signal: ctx.signal,
-            istioctl: deps.istioctl,
+            istioctl: (await deps.istio(req.spec.istio.version, ctx)).istioctl,
             meshRoot: await meshRootCertificate(meshEntries(deps.trustStore, req.mesh), req.spec.trust, ctx.signal),
           },
         ),

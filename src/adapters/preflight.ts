@@ -1,14 +1,14 @@
 // The preflight of a cluster meshflow did not make: before any step changes anything, check that
-// it can be reached, runs a Kubernetes the pinned Istio supports, lets meshflow do what the plan
+// it can be reached, runs a Kubernetes the pinned Istio builds support, lets meshflow do what the plan
 // will do, runs no Istio that is not this mesh's, and that the other clusters can reach its API.
 // Each problem says what to fix.
 import * as k8s from '@kubernetes/client-node';
 import { isLoopbackUrl } from '../util/net';
-import { ISTIO_LINE } from '../istio/version';
+import { ISTIO_LINES } from '../istio/version';
 import { MANAGED_BY, MESH_LABEL, pause } from './kube';
 import type { ClusterAccess } from './providers';
 
-/** The oldest Kubernetes minor the pinned Istio installs on (istioctl's k8sversion.MinK8SVersion). */
+/** The oldest Kubernetes minor the pinned Istio builds install on (istioctl's k8sversion.MinK8SVersion: 32 in each). */
 export const MIN_KUBERNETES_MINOR = 32;
 
 const ISTIO_NAMESPACE = 'istio-system';
@@ -97,7 +97,8 @@ export async function preflightCluster(
   const minor = Number.parseInt(version.minor, 10);
   if (version.major !== '1' || !(minor >= MIN_KUBERNETES_MINOR)) {
     problems.push(
-      `runs Kubernetes ${version.gitVersion}; Istio ${ISTIO_LINE} needs 1.${MIN_KUBERNETES_MINOR} or later: upgrade the cluster or use another`,
+      `runs Kubernetes ${version.gitVersion}; Istio ${ISTIO_LINES} need 1.${MIN_KUBERNETES_MINOR} or later: ` +
+        'upgrade the cluster or use another',
     );
   }
 

@@ -30,7 +30,7 @@ import { loadMeshSpec, locateProblems } from '../spec/load';
 import { describeDelta } from '../plan/diff';
 import type { TemporalTarget } from '../temporal/connection';
 import { localClusterName } from '../spec/names';
-import { ensureTools } from '../tools/install';
+import { ensureTools, setupToolNames } from '../tools/install';
 import { logFileOf } from '../util/daemon';
 import { stderrProgress } from '../util/progress';
 import { sleep } from '../util/net';
@@ -64,8 +64,9 @@ program
 program
   .command('setup')
   .description('build or find every pinned tool (into ~/.cache/meshflow/tools; reused when present)')
-  .action(async () => {
-    await ensureTools();
+  .option('--all', 'also the Istio builds of other lines than the default (else built when a mesh first needs one)')
+  .action(async (opts: { all?: boolean }) => {
+    await ensureTools(setupToolNames(opts.all));
   });
 
 program

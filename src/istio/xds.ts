@@ -6,7 +6,7 @@
 // fields read or sent here, numbered as in envoy/{service/discovery,config/core,config/endpoint}/v3)
 // on protobufjs' bundled google.protobuf types; field names are protobufjs' camelCase.
 //
-// istiod (1.31) answers an EDS request on a fresh stream directly, with no CDS first, and answers
+// istiod (1.30, 1.31) answers an EDS request on a fresh stream directly, with no CDS first, and answers
 // every requested name (an unknown one with no endpoints). It refuses a node id that is not
 // `sidecar~<ip>~<name>.<ns>~<ns>.svc.cluster.local` with a valid IP. Of the node metadata, NETWORK
 // decides the answer: without it every pod, local or not, comes back as its network's gateway.
@@ -23,6 +23,8 @@ export interface XdsProxy {
   namespace: string;
   /** The proxy's IP (the node id needs one); by default an address no pod has. */
   podIp?: string;
+  /** The Istio release the proxy runs: the mesh's istio.version (default: meshflow's default). */
+  istioVersion?: string;
 }
 
 export interface XdsEndpoint {
@@ -126,7 +128,7 @@ function sidecarNode(proxy: XdsProxy): object {
         CLUSTER_ID: str(proxy.clusterId),
         NETWORK: str(proxy.network),
         NAMESPACE: str(ns),
-        ISTIO_VERSION: str(ISTIO_DEFAULT_VERSION),
+        ISTIO_VERSION: str(proxy.istioVersion ?? ISTIO_DEFAULT_VERSION),
         INSTANCE_IPS: str(ip),
         LABELS: { structValue: { fields: {} } },
       },

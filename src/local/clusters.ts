@@ -419,7 +419,7 @@ export class LocalClusters {
    * when it exits abnormally (giving up after repeated quick failures). Already running: left as it is.
    */
   async startIstiod(name: string, opts: IstiodOptions): Promise<IstiodEndpoint> {
-    const bin = this.tools.pilotDiscovery;
+    const bin = opts.pilotDiscovery ?? this.tools.pilotDiscovery;
     if (!bin) throw new LocalClusterError('pilot-discovery is not among the local tools');
     const dir = this.clusterDir(name);
     const pidFile = this.pidFile(name, 'istiod');
@@ -614,6 +614,8 @@ export interface IstiodOptions {
   cacerts: Record<string, string>;
   /** The environment an in-cluster istiod would get (REVISION, PILOT_*, EXTERNAL_ISTIOD, ...). */
   env?: Record<string, string>;
+  /** The pilot-discovery of the mesh's Istio build (default: the local tools' one). */
+  pilotDiscovery?: string;
   signal?: AbortSignal;
 }
 

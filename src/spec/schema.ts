@@ -3,7 +3,7 @@
 // silently become a default).
 import { z } from 'zod';
 import { SAMPLE_APPS, type SampleName } from '../istio/sample-apps';
-import { ISTIO_ADDONS, ISTIO_DEFAULT_VERSION, ISTIO_LINE, ISTIO_VERSION_PATTERN } from '../istio/version';
+import { ISTIO_ADDONS, ISTIO_BUILDS, ISTIO_DEFAULT_VERSION, ISTIO_VERSION_PATTERN } from '../istio/version';
 import {
   DEFAULT_INTERMEDIATE_VALIDITY,
   DEFAULT_ROTATE_BEFORE,
@@ -178,12 +178,13 @@ export const meshSchema = z
       .prefault({}),
     istio: z
       .strictObject({
-        /** The Istio release whose images run (a patch of the line the pinned istioctl renders). */
+        /** The Istio release whose images run: a patch of a line meshflow pins a build of (istioctl, istiod). */
         version: z
           .string()
           .regex(
             ISTIO_VERSION_PATTERN,
-            `must be a ${ISTIO_LINE}.x release such as ${ISTIO_DEFAULT_VERSION}: this build's pinned istioctl renders Istio ${ISTIO_LINE}`,
+            'must be a patch release of an Istio line meshflow pins a build of: ' +
+              ISTIO_BUILDS.map((b) => `${b.line}.x (such as ${b.defaultVersion})`).join(', '),
           )
           .default(ISTIO_DEFAULT_VERSION),
         topology: z.enum(['multi-primary', 'primary-remote']).default('multi-primary'),

@@ -6,21 +6,22 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { toolsDir } from '../paths';
-import { ISTIO_ADDONS } from '../istio/version';
+import { ISTIO_ADDONS, type IstioBuild } from '../istio/version';
+import { withLock } from '../util/lock';
 import { canConnect, freePort, sleep } from '../util/net';
 import { type Progress, formatDuration, stderrProgress, withHeartbeat } from '../util/progress';
 import {
   ACTIONLINT_VERSION,
-  ISTIO_MODULE_VERSION,
-  ISTIO_VERSION,
   KUBERNETES_VERSION,
   KWOK_VERSION,
   TEMPORAL_CLI_VERSION,
   TEMPORAL_TEST_SERVER_VERSION,
   TOOLS,
+  type IstioCommand,
   type Prerequisite,
   type ToolSpec,
   composecheckModuleDir,
+  istioWrapperDir,
   kubeModuleDir,
   testServerPomDir,
   toolSpec,
@@ -97,7 +98,10 @@ export async function inspectTool(spec: ToolSpec): Promise<ToolStatus> {
     const ok = found !== null && spec.accepts(found);
     return { ...base, found, path: mine, source: 'cache', ok, ...(ok ? {} : { problem: `cached build reports ${found ?? 'no version'}` }) };
   }
-  return { ...base, found: null, path: null, source: null, ok: false, problem: 'not installed (run `npm run setup`)' };
+  const problem = spec.onDemand
+    ? `not built yet: built on first use, or by \`meshflow setup --all\``
+    : 'not installed (run `npm run setup`)';
+  return { ...base, found: null, path: null, source: null, ok: false, problem };
 }
 
 export async function inspectTools(): Promise<ToolStatus[]> {
@@ -117,7 +121,8 @@ async function checkPrerequisites(spec: ToolSpec): Promise<void> {
     if (r.exitCode !== 0) {
       throw new ToolSetupError(
         `${spec.name} ${spec.wanted} is not installed and cannot be built here: ${PREREQ_HELP[p]} was not found on PATH. ` +
-          `Install it and run \`npm run setup\` again, or point ${spec.envVar} at an existing ${spec.name} ${spec.wanted}.`,
+          `Install it and run \`${setupCommand(spec)}\` again, ` +
+          `or point ${spec.envVar} at an existing ${spec.name} ${spec.wanted}.`,
       );
     }
   }
@@ -139,12 +144,36 @@ async function run(file: string, args: string[], opts: { cwd?: string; env?: Rec
 
 type Builder = (dir: string) => Promise<void>;
 
-/** A command of the pinned istio.io/istio module, its version stamped as `ISTIO_VERSION`. */
-function installIstioCommand(dir: string, pkg: string): Promise<void> {
+const ISTIO_PACKAGES: Record<IstioCommand, string> = {
+  istioctl: 'istio.io/istio/istioctl/cmd/istioctl',
+  'pilot-discovery': 'istio.io/istio/pilot/cmd/pilot-discovery',
+};
+
+/**
+ * A command of an Istio build, its version stamped as the build's: `go install` at the pinned
+ * pseudo-version, or `go build` inside the build's wrapper module. istioctl gets Istio's
+ * observability addons of the same module beside it, for specs that ask for them.
+ */
+async function buildIstioCommand(build: IstioBuild, command: IstioCommand, dir: string): Promise<void> {
   const v = 'istio.io/istio/pkg/version';
-  return run('go', ['install', '-trimpath',
-    `-ldflags=-s -w -X ${v}.buildVersion=${ISTIO_VERSION} -X ${v}.buildStatus=Clean`,
-    `istio.io/istio/${pkg}@${ISTIO_MODULE_VERSION}`], { env: goEnv(dir) });
+  const ldflags = `-ldflags=-s -w -X ${v}.buildVersion=${build.stamp} -X ${v}.buildStatus=Clean`;
+  const pkg = ISTIO_PACKAGES[command];
+  const wrapper = istioWrapperDir(build);
+  if (wrapper) {
+    await run('go', ['build', '-mod=readonly', '-trimpath', ldflags, '-o', path.join(dir, command), pkg], {
+      cwd: wrapper,
+      env: goEnv(),
+    });
+  } else {
+    await run('go', ['install', '-trimpath', ldflags, `${pkg}@${build.module}`], { env: goEnv(dir) });
+  }
+  if (command !== 'istioctl') return;
+  const addons = path.join(dir, ISTIO_ADDONS_DIR);
+  fs.mkdirSync(addons);
+  const samples = path.join(await moduleDir(`istio.io/istio@${build.module}`), 'samples', 'addons');
+  for (const addon of ISTIO_ADDONS) {
+    fs.copyFileSync(path.join(samples, `${addon}.yaml`), path.join(addons, `${addon}.yaml`));
+  }
 }
 
 const BUILDERS: Record<string, Builder> = {
@@ -168,17 +197,6 @@ const BUILDERS: Record<string, Builder> = {
       env: goEnv(dir),
     });
     fs.writeFileSync(path.join(dir, KWOK_STAGES), await kwokStages());
-  },
-
-  'pilot-discovery': (dir) => installIstioCommand(dir, 'pilot/cmd/pilot-discovery'),
-
-  istioctl: async (dir) => {
-    await installIstioCommand(dir, 'istioctl/cmd/istioctl');
-    // Istio's observability addons, from the same module, for specs that ask for them.
-    const addons = path.join(dir, ISTIO_ADDONS_DIR);
-    fs.mkdirSync(addons);
-    const samples = path.join(await moduleDir(`istio.io/istio@${ISTIO_MODULE_VERSION}`), 'samples', 'addons');
-    for (const addon of ISTIO_ADDONS) fs.copyFileSync(path.join(samples, `${addon}.yaml`), path.join(addons, `${addon}.yaml`));
   },
 
   composecheck: (dir) =>
@@ -262,15 +280,28 @@ async function makeClassDataArchive(dir: string): Promise<void> {
   await child;
 }
 
-/** Makes sure the named tools are ready, building ours where needed. Returns their paths. */
-export async function ensureTools(names: string[] = TOOLS.map((t) => t.name), progress: Progress = stderrProgress): Promise<Record<string, string>> {
+/** The command that builds a tool: `npm run setup`, or `meshflow setup --all` for those built on demand. */
+const setupCommand = (spec: ToolSpec) => (spec.onDemand ? 'meshflow setup --all' : 'npm run setup');
+
+/** The tools `meshflow setup` makes ready: all of them, or (by default) those not built on demand. */
+export const setupToolNames = (all = false) => TOOLS.filter((t) => all || !t.onDemand).map((t) => t.name);
+
+/**
+ * Makes sure the named tools are ready, building ours where needed. Returns their paths. A tool
+ * is built once at a time: concurrent calls here wait for the same build, and other processes
+ * (workers sharing the cache) for its lock.
+ */
+export async function ensureTools(
+  names: string[] = setupToolNames(),
+  progress: Progress = stderrProgress,
+): Promise<Record<string, string>> {
   const paths: Record<string, string> = {};
   for (const name of names) {
     const spec = toolSpec(name);
     let status = await inspectTool(spec);
     if (!status.ok && status.source === 'env') throw new ToolSetupError(`${spec.name}: ${status.problem}`);
     if (!status.ok) {
-      await buildTool(spec, progress);
+      await buildOnce(spec, progress);
       status = await inspectTool(spec);
       if (!status.ok) throw new ToolSetupError(`${spec.name} was built but does not work: ${status.problem}`);
     }
@@ -279,21 +310,50 @@ export async function ensureTools(names: string[] = TOOLS.map((t) => t.name), pr
   return paths;
 }
 
+const building = new Map<string, Promise<void>>();
+
+function buildOnce(spec: ToolSpec, progress: Progress): Promise<void> {
+  const key = spec.cacheKey();
+  let pending = building.get(key);
+  if (!pending) {
+    // Without what the build needs, nothing is written to the cache (not even the lock).
+    pending = checkPrerequisites(spec)
+      .then(() =>
+        withLock(
+          path.join(toolsDir(), key),
+          async () => {
+            // Another process may have built it while this one waited for the lock.
+            if (!fs.existsSync(cachedPath(spec)) || !(await inspectTool(spec)).ok) await buildTool(spec, progress);
+          },
+          BUILD_LOCK_WAIT_MS,
+        ),
+      )
+      .finally(() => building.delete(key));
+    building.set(key, pending);
+  }
+  return pending;
+}
+
+/** How long a build waits for another process's build of the same tool (the slowest cold build, with room). */
+const BUILD_LOCK_WAIT_MS = 60 * 60_000;
+
 async function buildTool(spec: ToolSpec, progress: Progress): Promise<void> {
-  await checkPrerequisites(spec);
   const finalDir = path.dirname(cachedPath(spec));
   fs.mkdirSync(toolsDir(), { recursive: true });
   const scratch = fs.mkdtempSync(path.join(toolsDir(), `.building-${spec.cacheKey()}-`));
   const started = Date.now();
   progress(`building ${spec.name} ${spec.wanted} into ${finalDir} (cold build: ${spec.coldBuild} on 2 cores; later runs reuse it)`);
   try {
-    await withHeartbeat(progress, `building ${spec.name}`, BUILDERS[spec.name](scratch));
+    const build = spec.istio
+      ? buildIstioCommand(spec.istio.build, spec.istio.command, scratch)
+      : BUILDERS[spec.name](scratch);
+    await withHeartbeat(progress, `building ${spec.name}`, build);
     fs.rmSync(finalDir, { recursive: true, force: true });
     fs.renameSync(scratch, finalDir);
   } catch (err) {
     fs.rmSync(scratch, { recursive: true, force: true });
     if (err instanceof ToolSetupError) {
-      err.message += `\nNothing was installed. Fix the cause and run \`npm run setup\` again.`;
+      err.message += `\nNothing was installed. Fix the cause and run \`${setupCommand(spec)}\` again.`;
     }
     throw err;
   }

@@ -3,6 +3,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ISTIO_BUILDS, ISTIO_DEFAULT_LINE, type IstioBuild } from '../istio/version';
 import { packageRoot } from '../paths';
 
 export type Prerequisite = 'go' | 'java' | 'mvn';
@@ -33,19 +34,21 @@ export interface ToolSpec {
   requires: Prerequisite[];
   /** Rough cold build time, for the progress line. */
   coldBuild: string;
+  /** For istioctl and pilot-discovery: the Istio build they are of. */
+  istio?: { build: IstioBuild; command: IstioCommand };
+  /**
+   * Built only when something needs it (a mesh of that Istio line, `meshflow setup --all`), not by
+   * a plain `meshflow setup`: `meshflow doctor` lists it without counting it missing.
+   */
+  onDemand?: boolean;
 }
+
+export type IstioCommand = 'istioctl' | 'pilot-discovery';
 
 export const TEMPORAL_CLI_VERSION = '1.5.1';
 export const KUBERNETES_VERSION = 'v1.34.4';
 export const ETCD_VERSION = '3.6.4';
 export const TEMPORAL_TEST_SERVER_VERSION = '1.38.0';
-/**
- * istioctl is built from the istio.io/istio Go module at a pinned commit (Istio tags lack the
- * `v` prefix, so `go install` takes a pseudo-version). This is the 1.31 line's commit of 2026-08-27,
- * the newest one whose whole dependency graph the Go module proxy serves.
- */
-export const ISTIO_MODULE_VERSION = 'v0.0.0-20260827124520-eed52ebb66ad';
-export const ISTIO_VERSION = '1.31-eed52ebb66ad';
 /** kwok simulates nodes and the pods scheduled to them (no containers run) against a real API server. */
 export const KWOK_VERSION = 'v0.8.0';
 /** The compose-spec loader (what Docker Compose v2 loads compose files with), for checking docker-compose.yml. */
@@ -70,6 +73,60 @@ function kubebuilderAsset(name: string): string[] {
 }
 
 const kubeKey = () => `kube-${KUBERNETES_VERSION}-${hashOf(kubeModuleDir, ['go.mod', 'go.sum', 'main.go'])}`;
+
+/** The folder of an Istio build's wrapper module (tools/<wrapper>), when it is built through one. */
+export function istioWrapperDir(build: IstioBuild): string | undefined {
+  return build.wrapper ? path.join(packageRoot, 'tools', build.wrapper) : undefined;
+}
+
+/** A command of an Istio build as `ensureTools` names it: plain for the default line's, else `<command>-<line>`. */
+export function istioToolName(command: IstioCommand, line: string): string {
+  return line === ISTIO_DEFAULT_LINE ? command : `${command}-${line}`;
+}
+
+/** pilot-discovery and istioctl of one Istio build, each in a cache folder of its own. */
+function istioTools(build: IstioBuild): ToolSpec[] {
+  const envSuffix = build.line === ISTIO_DEFAULT_LINE ? '' : `_${build.line.replace('.', '_')}`;
+  const wrapper = istioWrapperDir(build);
+  // A build through a wrapper module is built again when the wrapper changes.
+  const wrapperKey = () => (wrapper ? `-${hashOf(wrapper, ['go.mod', 'go.sum', 'tools.go'])}` : '');
+  const common = {
+    wanted: build.stamp,
+    accepts: (v: string) => v === build.stamp,
+    requires: ['go'] as Prerequisite[],
+    ...(build.line === ISTIO_DEFAULT_LINE ? {} : { onDemand: true }),
+  };
+  return [
+    {
+      ...common,
+      name: istioToolName('pilot-discovery', build.line),
+      purpose: `istiod of Istio ${build.line} (${build.source}), run as a process for the primaries of local clusters`,
+      envVar: `MESHFLOW_PILOT_DISCOVERY${envSuffix}_BIN`,
+      pathNames: ['pilot-discovery'],
+      versionArgs: ['version', '--short'],
+      parseVersion: (out) => /client version: (\d+\.\d+[^\s]*)/.exec(out)?.[1],
+      cacheKey: () => `pilot-discovery-${build.stamp}${wrapperKey()}`,
+      binary: 'pilot-discovery',
+      // Measured for 1.30 on a busy 2-core machine, niced: istioctl 9m20s, then pilot-discovery 2m30s.
+      coldBuild: '5-10 min (2-3 after istioctl)',
+      istio: { build, command: 'pilot-discovery' },
+    },
+    {
+      ...common,
+      name: istioToolName('istioctl', build.line),
+      purpose: `istioctl of Istio ${build.line} (${build.source}): renders its manifests and diagnoses meshes`,
+      envVar: `MESHFLOW_ISTIOCTL${envSuffix}_BIN`,
+      pathNames: ['istioctl'],
+      versionArgs: ['version', '--remote=false', '--short'],
+      parseVersion: (out) => /(?:client version: )?(\d+\.\d+[^\s]*)/.exec(out)?.[1],
+      // r2: Istio's addon manifests are installed beside it.
+      cacheKey: () => `istioctl-${build.stamp}${wrapperKey()}-r2`,
+      binary: 'istioctl',
+      coldBuild: '5-10 min',
+      istio: { build, command: 'istioctl' },
+    },
+  ];
+}
 
 export const TOOLS: readonly ToolSpec[] = [
   {
@@ -150,35 +207,7 @@ export const TOOLS: readonly ToolSpec[] = [
     requires: ['go'],
     coldBuild: '2-4 min',
   },
-  {
-    name: 'pilot-discovery',
-    wanted: ISTIO_VERSION,
-    purpose: 'istiod, run as a process for the primaries of local clusters',
-    envVar: 'MESHFLOW_PILOT_DISCOVERY_BIN',
-    pathNames: ['pilot-discovery'],
-    versionArgs: ['version', '--short'],
-    parseVersion: (out) => /client version: (\d+\.\d+[^\s]*)/.exec(out)?.[1],
-    accepts: (v) => v === ISTIO_VERSION,
-    cacheKey: () => `pilot-discovery-${ISTIO_VERSION}`,
-    binary: 'pilot-discovery',
-    requires: ['go'],
-    coldBuild: '5-10 min (1-2 after istioctl)',
-  },
-  {
-    name: 'istioctl',
-    wanted: ISTIO_VERSION,
-    purpose: 'renders Istio manifests and diagnoses meshes',
-    envVar: 'MESHFLOW_ISTIOCTL_BIN',
-    pathNames: ['istioctl'],
-    versionArgs: ['version', '--remote=false', '--short'],
-    parseVersion: (out) => /(?:client version: )?(\d+\.\d+[^\s]*)/.exec(out)?.[1],
-    accepts: (v) => v === ISTIO_VERSION,
-    // r2: Istio's addon manifests are installed beside it.
-    cacheKey: () => `istioctl-${ISTIO_VERSION}-r2`,
-    binary: 'istioctl',
-    requires: ['go'],
-    coldBuild: '5-10 min',
-  },
+  ...ISTIO_BUILDS.flatMap(istioTools),
   {
     name: 'temporal-test-server',
     wanted: TEMPORAL_TEST_SERVER_VERSION,

@@ -4,12 +4,14 @@ import { meshStatus } from '../../src/client';
 import { sleep } from '../../src/util/net';
 import type { MeshStatus } from '../../src/workflows/types';
 import { LOCAL_TOOL_NAMES } from '../../src/local/tools';
+import { TOOLS } from '../../src/tools/specs';
 import { activityDeps } from '../../src/worker';
 import { tool } from './env';
 
 /** The worker's real adapters, on local clusters under `stateDir`, with the tools the global setup prepared. */
 export function realDeps(stateDir: string): ActivityDeps {
-  return activityDeps(stateDir, Object.fromEntries([...LOCAL_TOOL_NAMES, 'istioctl'].map((n) => [n, tool(n)])));
+  const names = [...LOCAL_TOOL_NAMES, ...TOOLS.filter((t) => t.istio).map((t) => t.name)];
+  return activityDeps(stateDir, Object.fromEntries(names.map((n) => [n, tool(n)])));
 }
 
 /** Polls the mesh's status until its phase is one of `phases`; fails naming the steps not done after `timeoutMs`. */
