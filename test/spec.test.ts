@@ -556,10 +556,41 @@ istio:
   });
 });
 
+describe('trust.intermediateValidity and trust.rotateBefore', () => {
+  test.each([
+    [
+      'a validity under an hour',
+      'intermediateValidity: 30m',
+      '12:25 trust.intermediateValidity: must be between 1h and 3650d',
+    ],
+    [
+      'not a duration',
+      'intermediateValidity: soon',
+      '12:25 trust.intermediateValidity: must be a duration such as 730d or 90d',
+    ],
+    ['rotation under 5m', 'rotateBefore: 1m', '12:17 trust.rotateBefore: must be at least 5m, or off'],
+    [
+      'rotation not before expiry',
+      'intermediateValidity: 2h\n  rotateBefore: 3h',
+      '13:17 trust.rotateBefore: must be shorter than trust.intermediateValidity (2h)',
+    ],
+  ])('%s is refused at its line', (_what, yaml, refused) => {
+    expect(problems(BASE + `trust:\n  ${yaml}\n`)).toEqual([refused]);
+  });
+
+  test('off turns automatic rotation off', () => {
+    expect(parseMeshSpec(BASE + 'trust:\n  rotateBefore: off\n').trust.rotateBefore).toBe('off');
+  });
+});
+
 describe('trust.keyAlgorithm', () => {
   test('a new spec gets ECDSA P-256 CA keys; rsa-4096 is there on request', () => {
-    expect(parseMeshSpec(BASE).trust).toEqual({ keyAlgorithm: 'ecdsa-p256' });
-    expect(parseMeshSpec(BASE + 'trust:\n  keyAlgorithm: rsa-4096\n').trust).toEqual({ keyAlgorithm: 'rsa-4096' });
+    const rotation = { intermediateValidity: '730d', rotateBefore: '30d' };
+    expect(parseMeshSpec(BASE).trust).toEqual({ keyAlgorithm: 'ecdsa-p256', ...rotation });
+    expect(parseMeshSpec(BASE + 'trust:\n  keyAlgorithm: rsa-4096\n').trust).toEqual({
+      keyAlgorithm: 'rsa-4096',
+      ...rotation,
+    });
   });
 
   test.each([
@@ -575,6 +606,8 @@ describe('trust.keyAlgorithm', () => {
     const yaml = BASE + 'trust:\n  keyAlgorithm: rsa-4096\n  rootCa: { certFile: /pki/r.pem, keyFile: /pki/k.pem }\n';
     expect(parseMeshSpec(yaml, 'mesh.yaml', { checkFiles: false }).trust).toEqual({
       keyAlgorithm: 'rsa-4096',
+      intermediateValidity: '730d',
+      rotateBefore: '30d',
       rootCa: { certFile: '/pki/r.pem', keyFile: '/pki/k.pem' },
     });
   });
@@ -594,7 +627,13 @@ describe('trust.keyAlgorithm', () => {
     const parsed = parseMeshSpec(BASE);
     const userRoot = { certFile: '/pki/root.pem', keyFile: '/pki/root.key' };
     const upgraded = upgradeSpec({ ...parsed, trust: { rootCa: userRoot } });
-    expect(upgraded.trust).toEqual({ rootCa: userRoot, keyAlgorithm: 'rsa-4096' });
+    // Rotation settings absent then: the defaults (they apply to intermediates made from now on).
+    expect(upgraded.trust).toEqual({
+      rootCa: userRoot,
+      keyAlgorithm: 'rsa-4096',
+      intermediateValidity: '730d',
+      rotateBefore: '30d',
+    });
     // Today's specs keep their choice through the upgrade every workflow and activity applies.
     expect(upgradeSpec(parsed)).toEqual(parsed);
   });

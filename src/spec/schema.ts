@@ -237,7 +237,8 @@ export const meshSchema = z
     rootCaProblems(mesh.trust.rootCa, ctx);
     const before = parseDuration(mesh.trust.rotateBefore);
     const validity = parseDuration(mesh.trust.intermediateValidity);
-    if (before !== undefined && validity !== undefined && before >= validity) {
+    const validityOk = validity !== undefined && validity >= MIN_INTERMEDIATE_VALIDITY_MS;
+    if (before !== undefined && validityOk && before >= validity) {
       ctx.addIssue({
         code: 'custom',
         path: ['trust', 'rotateBefore'],
