@@ -732,7 +732,7 @@ async function rotateBench(env: TestWorkflowEnvironment, tools: Record<string, s
           const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
           const takeUp = status.steps
             .filter((st) => update.rerun.includes(st.id))
-            .map((st) => /in (\d+) ms/.exec(st.outputs?.caTakenUp ?? st.outputs?.trustTakenUp ?? '')?.[1])
+            .map((st) => /in (\d+) ms/.exec((req.finish ? st.outputs?.trustTakenUp : st.outputs?.caTakenUp) ?? '')?.[1])
             .filter((x): x is string => x !== undefined)
             .map(Number);
           rows.push({
