@@ -51,7 +51,7 @@ import type { MeshActivities } from '../activities/types';
 import { everyStep } from '../steps/activity-names';
 import type { noopChain } from './noop-chain';
 import { takeoverAfterKill } from './takeover';
-import type { RotateRequest, StepOutcome, StepRequest } from '../workflows/types';
+import type { MeshStatus, RotateRequest, StepOutcome, StepRequest } from '../workflows/types';
 
 /** Injected latency per step kind (ms): the plan's estimates scaled down 20x. */
 function latency(plan: Plan, kind: StepKind): number {
@@ -488,7 +488,78 @@ function firstCrossClusterEndpoints(
  * by kind (etcd is shared and not counted; istioctl runs and exits, and is in the worker's
  * children, not here).
  */
-function usageByComponent(stateDir: string, mesh: string): { rss: string; cpu: string } {
+/** The CPU seconds of the process a pid file names (0 when it is not running). */
+function pidCpu(pidFile: string): number {
+  try {
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** This process's CPU seconds, with the children it has waited for (istioctl runs): /proc/self/stat. */
+function selfCpuWithChildren(): number {
+  const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+  // utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 after the command name.
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+}
+
+interface CpuSamples {
+  /** Per 250 ms interval: its start (ms since epoch) and how busy the machine was (0-1). */
+  points: Array<{ at: number; busy: number }>;
+  busyPct: number;
+}
+
+/** Samples the whole machine's CPU (/proc/stat) every 250 ms until stopped. */
+function sampleMachineCpu(): { stop: () => CpuSamples } {
+  const read = () => {
+    const [, ...v] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+    const n = v.map(Number);
+    return { total: n.reduce((a, b) => a + b, 0), idle: n[3] + n[4] };
+  };
+  const points: CpuSamples['points'] = [];
+  let last = { ...read(), at: Date.now() };
+  const timer = setInterval(() => {
+    const now = read();
+    const dt = now.total - last.total;
+    if (dt > 0) points.push({ at: last.at, busy: 1 - (now.idle - last.idle) / dt });
+    last = { ...now, at: Date.now() };
+  }, 250);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      const busyPct = points.length ? (100 * points.reduce((a, p) => a + p.busy, 0)) / points.length : 0;
+      return { points, busyPct };
+    },
+  };
+}
+
+/** The stretches of at least 0.5 s when the machine was under half busy, and the steps running then. */
+function idleGaps(samples: CpuSamples, status: MeshStatus, t0: number): string {
+  const gaps: Array<{ from: number; to: number }> = [];
+  for (const p of samples.points) {
+    if (p.busy >= 0.5) continue;
+    const g = gaps.at(-1);
+    if (g && p.at - g.to <= 300) g.to = p.at + 250;
+    else gaps.push({ from: p.at, to: p.at + 250 });
+  }
+  return gaps
+    .filter((g) => g.to - g.from >= 500)
+    .map((g) => {
+      const running = status.steps
+        .filter(
+          (st) => st.startedAt && st.endedAt && Date.parse(st.startedAt) < g.to && Date.parse(st.endedAt) > g.from,
+        )
+        .map((st) => st.id);
+      const secs = (ms: number) => ((ms - t0) / 1000).toFixed(1);
+      return `${secs(g.from)}-${secs(g.to)}s (${running.join(', ') || 'no step'})`;
+    })
+    .join('; ');
+}
+
+function usageByComponent(stateDir: string, mesh: string): { rss: string; cpu: string; cpuSeconds: number } {
   const root = path.join(stateDir, 'local', 'clusters');
   const rss = new Map<string, number>();
   const cpu = new Map<string, number>();
@@ -515,7 +586,7 @@ function usageByComponent(stateDir: string, mesh: string): { rss: string; cpu: s
     const total = [...m.values()].reduce((a, b) => a + b, 0);
     return `${total.toFixed(digits)} (${[...m].map(([k, v]) => `${k} ${v.toFixed(digits)}`).join(', ')})`;
   };
-  return { rss: show(rss, 0), cpu: show(cpu, 1) };
+  return { rss: show(rss, 0), cpu: show(cpu, 1), cpuSeconds: [...cpu.values()].reduce((a, b) => a + b, 0) };
 }
 
 /** 6. Real installs on local clusters, one example topology after another. */
@@ -532,6 +603,7 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
   const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-real');
   const totals: Array<Record<string, string | number>> = [];
   const perStep: Array<Record<string, string | number>> = [];
+  const floors: Array<Record<string, string | number>> = [];
   const stopClusters = stopOnInterrupt(() => removeLocalClusters(dir, tools));
   try {
     await worker.runUntil(async () => {
@@ -541,11 +613,19 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
         const spec = { ...loadMeshSpec(path.join(examples, `${example}.yaml`)), name: `bench-${example}` };
         const t0 = Date.now();
         const cpuAtStart = process.cpuUsage();
+        const selfAtStart = selfCpuWithChildren();
+        const etcdPid = path.join(dir, 'local', 'etcd', 'etcd.pid');
+        const etcdAtStart = pidCpu(etcdPid);
+        const machine = sampleMachineCpu();
         await startMesh(env.client, spec, 'bench-real');
         const seen = firstCrossClusterEndpoints(dir, spec, t0);
         const wall = await waitReady(env, spec.name);
         const usage = usageByComponent(dir, spec.name);
         const workerCpu = process.cpuUsage(cpuAtStart);
+        const selfCpu = selfCpuWithChildren() - selfAtStart;
+        // The clusters' shared etcd (started by the first cluster of the section): its CPU during this install.
+        const etcdCpu = pidCpu(etcdPid) - etcdAtStart;
+        const samples = machine.stop();
         const endpointsMs = await seen.done;
         const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
         const t1 = Date.now();
@@ -572,6 +652,27 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
             1e6
           ).toFixed(1),
         });
+        // The floor: the CPU the install's processes used (the clusters' components, this process and
+        // the istioctl runs it waited for), spread over every core; wall / floor says how close it came.
+        const cpuTotal = usage.cpuSeconds + etcdCpu + selfCpu;
+        const floor = cpuTotal / os.cpus().length;
+        floors.push({
+          topology: example,
+          'wall s': (wall / 1000).toFixed(1),
+          'CPU s (components + etcd + worker and istioctl)': `${cpuTotal.toFixed(1)} (${[
+            usage.cpuSeconds,
+            etcdCpu,
+            selfCpu,
+          ]
+            .map((x) => x.toFixed(1))
+            .join(' + ')})`,
+          cores: os.cpus().length,
+          'floor s': floor.toFixed(1),
+          'wall / floor': (wall / 1000 / floor).toFixed(2),
+          target: '<= 1.1',
+          'machine busy %': samples.busyPct.toFixed(0),
+          'idle gaps (< 50% busy, >= 0.5 s: when, running steps)': idleGaps(samples, status, t0) || 'none',
+        });
         const kinds = [...new Set(status.steps.map((st) => st.kind))];
         const row: Record<string, string | number> = { topology: example };
         for (const kind of kinds) {
@@ -591,6 +692,10 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
   table(
     '6. real install on local clusters (whole install, teardown, objects applied = server-side apply requests)',
     totals,
+  );
+  table(
+    '6b. install against its CPU floor (the CPU the install used / the cores; wall / floor, target <= 1.1)',
+    floors,
   );
   for (const row of perStep)
     table(`6. seconds per step (min-max over clusters or pairs): ${row.topology}`, [
