@@ -7,58 +7,36 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { applyMesh, meshStatus, startMesh, teardownMesh } from '../src/client';
 import { LocalClusters } from '../src/local/clusters';
 import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';
 import type { StepRequest } from '../src/steps/contract';
-import { type MeshWorker, createWorker } from '../src/worker';
 import type { ApplyResult, MeshStatus } from '../src/workflows/types';
-import { scratchDir, tool } from './helpers/env';
+import { tool } from './helpers/env';
 import { recordHistory } from './helpers/histories';
-import { realDeps, waitPhase } from './helpers/mesh';
-import { devServer } from './helpers/temporal';
+import { waitPhase, withRealWorker } from './helpers/mesh';
 
 const MESH = 'live';
 const QUEUE = 'e2e-apply';
-let env: TestWorkflowEnvironment;
-let worker: MeshWorker;
-let running: Promise<void>;
-let state: string;
 /** Whether the control plane of cluster3 fails (after the real install has run). */
 let failCluster3 = false;
-
-beforeAll(async () => {
-  env = await devServer();
-  state = scratchDir('e2e-apply');
-  worker = await createWorker(env.nativeConnection, 'default', realDeps(state), QUEUE, {}, (real) => ({
-    ...real,
-    // FAULT INJECTION around the real activity: it installs, then reports a failure.
-    installControlPlane: async (req: StepRequest) => {
-      const out = await real.installControlPlane(req);
-      if (failCluster3 && req.step.cluster === 'cluster3')
-        throw ApplicationFailure.create({
-          type: 'PermanentError',
-          message: 'injected fault in the control plane of cluster3',
-          nonRetryable: true,
-          details: [{ resources: out.resources }],
-        });
-      return out;
-    },
-  }));
-  running = worker.run();
-});
-
-afterAll(async () => {
-  await teardownMesh(env.client, MESH)
-    .then((h) => h.result())
-    .catch(() => undefined);
-  worker?.shutdown();
-  await running;
-  await env?.teardown();
-}, 180_000);
+const rig = withRealWorker(QUEUE, MESH, (real) => ({
+  ...real,
+  // FAULT INJECTION around the real activity: it installs, then reports a failure.
+  installControlPlane: async (req: StepRequest) => {
+    const out = await real.installControlPlane(req);
+    if (failCluster3 && req.step.cluster === 'cluster3')
+      throw ApplicationFailure.create({
+        type: 'PermanentError',
+        message: 'injected fault in the control plane of cluster3',
+        nonRetryable: true,
+        details: [{ resources: out.resources }],
+      });
+    return out;
+  },
+}));
 
 function specOf(clusters: 2 | 3): MeshSpec {
   const spec = {
@@ -73,11 +51,11 @@ function specOf(clusters: 2 | 3): MeshSpec {
 }
 
 async function apply(spec: MeshSpec): Promise<ApplyResult> {
-  const update = await applyMesh(env.client, spec);
+  const update = await applyMesh(rig.env().client, spec);
   return update.result();
 }
 
-const local = () => new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
+const local = () => new LocalClusters(rig.state(), { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
 const mine = () =>
   local()
     .list()
@@ -99,8 +77,8 @@ const failedChecks = (checks: MeshStatus['checks']) =>
   checks.filter((c) => c.status === 'failed').map((c) => `${c.name}/${c.cluster ?? ''}: ${c.detail}`);
 
 test('two clusters grow to three and shrink back to two; a failing add leaves the two as they were', async () => {
-  const handle = await startMesh(env.client, specOf(2), QUEUE);
-  const ready = await waitPhase(env.client, MESH, ['ready', 'failed', 'deleted'], 240_000);
+  const handle = await startMesh(rig.env().client, specOf(2), QUEUE);
+  const ready = await waitPhase(rig.env().client, MESH, ['ready', 'failed', 'deleted'], 240_000);
   expect(ready.phase).toBe('ready');
 
   // Grow: cluster3 on network3 joins; nothing of cluster1 or cluster2 is made again.
@@ -110,7 +88,7 @@ test('two clusters grow to three and shrink back to two; a failing add leaves th
   expect(grown.update.added).toEqual(expect.arrayContaining(['create-cluster:cluster3', 'link:cluster3->cluster1']));
   expect(grown.update.added.filter((id) => !id.includes('cluster3'))).toEqual([]);
   expect(mine()).toEqual(['cluster1', 'cluster2', 'cluster3']);
-  let s = await meshStatus(env.client, MESH);
+  let s = await meshStatus(rig.env().client, MESH);
   expect(await clusterz(s)).toEqual({
     cluster1: ['cluster1', 'cluster2', 'cluster3'],
     cluster2: ['cluster1', 'cluster2', 'cluster3'],
@@ -134,7 +112,7 @@ test('two clusters grow to three and shrink back to two; a failing add leaves th
     expect.objectContaining({ cluster: 'cluster3', afterMs: expect.any(Number) }),
   ]);
   expect(shrunk.update.forgotten![0].detail).toMatch(/no istiod of cluster1, cluster2 knows cluster3/);
-  s = await meshStatus(env.client, MESH);
+  s = await meshStatus(rig.env().client, MESH);
   expect(await clusterz(s)).toEqual({ cluster1: ['cluster1', 'cluster2'], cluster2: ['cluster1', 'cluster2'] });
   expect(mine()).toEqual(['cluster1', 'cluster2']);
   expect(JSON.stringify(s.ledger)).not.toContain('cluster3');
@@ -147,7 +125,7 @@ test('two clusters grow to three and shrink back to two; a failing add leaves th
   expect(failed.clusters).toEqual(['cluster1', 'cluster2']);
   expect(failedChecks(failed.checks)).toEqual([]);
   expect(mine()).toEqual(['cluster1', 'cluster2']);
-  s = await meshStatus(env.client, MESH);
+  s = await meshStatus(rig.env().client, MESH);
   expect(s.phase).toBe('ready');
   expect(await clusterz(s)).toEqual({ cluster1: ['cluster1', 'cluster2'], cluster2: ['cluster1', 'cluster2'] });
   expect(JSON.stringify(s.ledger)).not.toContain('cluster3');
@@ -177,7 +155,7 @@ test('two clusters grow to three and shrink back to two; a failing add leaves th
     ).toEqual(want);
   }
 
-  await teardownMesh(env.client, MESH);
+  await teardownMesh(rig.env().client, MESH);
   const final = await handle.result();
   expect(final.phase).toBe('deleted');
   expect(final.ledger).toEqual([]);
@@ -196,20 +174,20 @@ test('a primary-remote mesh gains a remote: its istiod serves it, every check pa
     clusters: full.clusters.filter((c) => c.name !== 'cluster3'),
     app: { ...full.app, placement: { cluster1: ['v1'], cluster2: ['v2'] } },
   };
-  const handle = await startMesh(env.client, small, QUEUE);
+  const handle = await startMesh(rig.env().client, small, QUEUE);
   try {
-    expect((await waitPhase(env.client, name, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
-    const grown = await (await applyMesh(env.client, full)).result();
+    expect((await waitPhase(rig.env().client, name, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
+    const grown = await (await applyMesh(rig.env().client, full)).result();
     expect(grown.update.state).toBe('applied');
     expect(failedChecks(grown.checks)).toEqual([]);
     // A remote is linked to its primary only, and its control plane is the primary's istiod.
     expect(grown.update.added.filter((id) => id.startsWith('link:'))).toEqual(['link:cluster3->cluster1']);
     expect(grown.checks.find((c) => c.name === 'discovery')?.detail).toMatch(/reads cluster1, cluster2, cluster3/);
-    expect(await clusterz(await meshStatus(env.client, name))).toEqual({
+    expect(await clusterz(await meshStatus(rig.env().client, name))).toEqual({
       cluster1: ['cluster1', 'cluster2', 'cluster3'],
     });
   } finally {
-    await teardownMesh(env.client, name);
+    await teardownMesh(rig.env().client, name);
   }
   const final = await handle.result();
   expect(final.ledger).toEqual([]);

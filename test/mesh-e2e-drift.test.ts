@@ -7,38 +7,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { applyMesh, driftMesh, startMesh, teardownMesh, verifyMesh } from '../src/client';
 import { LocalClusters } from '../src/local/clusters';
 import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';
-import { type MeshWorker, createWorker } from '../src/worker';
-import { scratchDir, tool } from './helpers/env';
-import { realDeps, waitPhase } from './helpers/mesh';
-import { devServer } from './helpers/temporal';
+import { tool } from './helpers/env';
+import { waitPhase, withRealWorker } from './helpers/mesh';
 
 const MESH = 'drifty';
 const QUEUE = 'e2e-drift';
-let env: TestWorkflowEnvironment;
-let worker: MeshWorker;
-let running: Promise<void>;
-let state: string;
-
-beforeAll(async () => {
-  env = await devServer();
-  state = scratchDir('e2e-drift');
-  worker = await createWorker(env.nativeConnection, 'default', realDeps(state), QUEUE);
-  running = worker.run();
-});
-
-afterAll(async () => {
-  await teardownMesh(env.client, MESH)
-    .then((h) => h.result())
-    .catch(() => undefined);
-  worker?.shutdown();
-  await running;
-  await env?.teardown();
-}, 180_000);
+const rig = withRealWorker(QUEUE, MESH);
 
 function spec(repair: boolean): MeshSpec {
   return {
@@ -50,7 +28,7 @@ function spec(repair: boolean): MeshSpec {
 }
 
 const kube = (cluster: string) => {
-  const local = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
+  const local = new LocalClusters(rig.state(), { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(local.get(`${MESH}-${cluster}`)!.kubeconfig);
   return { core: kc.makeApiClient(k8s.CoreV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi) };
@@ -58,14 +36,17 @@ const kube = (cluster: string) => {
 const gateway = { group: 'networking.istio.io', version: 'v1', namespace: 'istio-system', plural: 'gateways' };
 const byHand = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 const failed = async () =>
-  (await verifyMesh(env.client, MESH)).filter((c) => c.status === 'failed').map((c) => `${c.name}/${c.cluster}`);
+  (await verifyMesh(rig.env().client, MESH)).filter((c) => c.status === 'failed').map((c) => `${c.name}/${c.cluster}`);
 
 test('drift is repaired by the owning steps; repair: false only reports; a foreign object is left', async () => {
-  const handle = await startMesh(env.client, spec(true), QUEUE);
-  expect((await waitPhase(env.client, MESH, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
+  const handle = await startMesh(rig.env().client, spec(true), QUEUE);
+  expect((await waitPhase(rig.env().client, MESH, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
   const c1 = kube('cluster1');
   const c2 = kube('cluster2');
 
+  // The baseline is there before anything is broken (the live loop takes it once the mesh is ready:
+  // a break made while it is read would become part of it). A first check finds nothing.
+  expect((await driftMesh(rig.env().client, MESH)).state).toBe('clean');
   // Four breaks by hand.
   await c1.core.deleteNamespacedSecret({ name: 'istio-remote-secret-cluster2', namespace: 'istio-system' });
   await c2.core.patchNamespace(
@@ -81,7 +62,7 @@ test('drift is repaired by the owning steps; repair: false only reports; a forei
     },
     byHand,
   );
-  const report = await driftMesh(env.client, MESH);
+  const report = await driftMesh(rig.env().client, MESH);
   const found = report.items.map((i) => `${i.kind} ${i.object}`);
   expect(found).toEqual(
     expect.arrayContaining([
@@ -114,12 +95,12 @@ test('drift is repaired by the owning steps; repair: false only reports; a forei
   expect(gw.spec.servers[0].port.number).toBe(15443);
   expect(await failed()).toEqual([]);
   // The next check finds nothing.
-  expect((await driftMesh(env.client, MESH)).state).toBe('clean');
+  expect((await driftMesh(rig.env().client, MESH)).state).toBe('clean');
 
   // repair: false (an apply that changes only the drift settings): found, reported, left as it is.
-  expect((await (await applyMesh(env.client, spec(false))).result()).update.state).toBe('applied');
+  expect((await (await applyMesh(rig.env().client, spec(false))).result()).update.state).toBe('applied');
   await c1.core.deleteNamespacedSecret({ name: 'istio-remote-secret-cluster2', namespace: 'istio-system' });
-  const reported = await driftMesh(env.client, MESH);
+  const reported = await driftMesh(rig.env().client, MESH);
   expect(reported.state).toBe('drifted');
   expect(reported.repaired).toEqual([]);
   expect(reported.items.map((i) => i.kind)).toEqual(['missing']);
@@ -128,7 +109,7 @@ test('drift is repaired by the owning steps; repair: false only reports; a forei
   ).rejects.toMatchObject({ code: 404 });
 
   // A foreign object in the place of ours: reported, never taken over; the missing secret is repaired.
-  expect((await (await applyMesh(env.client, spec(true))).result()).update.state).toBe('applied');
+  expect((await (await applyMesh(rig.env().client, spec(true))).result()).update.state).toBe('applied');
   await c1.custom.deleteNamespacedCustomObject({ ...gateway, name: 'cross-network-gateway' });
   await c1.custom.createNamespacedCustomObject({
     ...gateway,
@@ -139,7 +120,7 @@ test('drift is repaired by the owning steps; repair: false only reports; a forei
       spec: { selector: { istio: 'eastwestgateway' }, servers: [] },
     },
   });
-  const foreign = await driftMesh(env.client, MESH);
+  const foreign = await driftMesh(rig.env().client, MESH);
   expect(foreign.items.map((i) => `${i.kind} ${i.object.split('/').at(-1)}`).sort()).toEqual([
     'foreign cross-network-gateway',
     'missing istio-remote-secret-cluster2',
@@ -152,7 +133,7 @@ test('drift is repaired by the owning steps; repair: false only reports; a forei
   expect(theirs.metadata.labels).toEqual({ owner: 'someone-else' });
   await c1.core.readNamespacedSecret({ name: 'istio-remote-secret-cluster2', namespace: 'istio-system' });
 
-  await teardownMesh(env.client, MESH);
+  await teardownMesh(rig.env().client, MESH);
   const final = await handle.result();
   expect(final.phase).toBe('deleted');
   expect(final.ledger).toEqual([]);

@@ -12,7 +12,6 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { meshStatus, rotateMesh, startMesh, teardownMesh } from '../src/client';
 import { fetchEndpoints, outboundCluster } from '../src/istio/xds';
 import { LocalClusters } from '../src/local/clusters';
@@ -20,35 +19,13 @@ import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';
 import { caDir } from '../src/trust-store/state-dir';
 import { sleep } from '../src/util/net';
-import { type MeshWorker, createWorker } from '../src/worker';
-import { scratchDir, tool } from './helpers/env';
+import { tool } from './helpers/env';
 import { historyPayloadText } from './helpers/histories';
-import { realDeps, waitPhase } from './helpers/mesh';
-import { devServer } from './helpers/temporal';
+import { waitPhase, withRealWorker } from './helpers/mesh';
 
 const MESH = 'rotator';
-const QUEUE = 'e2e-rotate';
 const CLUSTERS = ['cluster1', 'cluster2'];
-let env: TestWorkflowEnvironment;
-let worker: MeshWorker;
-let running: Promise<void>;
-let state: string;
-
-beforeAll(async () => {
-  env = await devServer();
-  state = scratchDir('e2e-rotate');
-  worker = await createWorker(env.nativeConnection, 'default', realDeps(state), QUEUE);
-  running = worker.run();
-});
-
-afterAll(async () => {
-  await teardownMesh(env.client, MESH)
-    .then((h) => h.result())
-    .catch(() => undefined);
-  worker?.shutdown();
-  await running;
-  await env?.teardown();
-}, 180_000);
+const rig = withRealWorker('e2e-rotate', MESH);
 
 const spec = (): MeshSpec => ({
   ...parseMeshSpec(fs.readFileSync(path.join(__dirname, '..', 'examples', 'two-clusters.yaml'), 'utf8')),
@@ -56,7 +33,7 @@ const spec = (): MeshSpec => ({
   drift: { every: 'off', repair: true },
 });
 
-const local = () => new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
+const local = () => new LocalClusters(rig.state(), { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
 const core = (cluster: string) => {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(local().get(`${MESH}-${cluster}`)!.kubeconfig);
@@ -107,8 +84,8 @@ async function xdsAnswer(cluster: string, network: string): Promise<string[]> {
 }
 
 test('intermediates, reader tokens and the root rotate on a ready mesh, taken up, no endpoint lost', async () => {
-  const handle = await startMesh(env.client, spec(), QUEUE);
-  expect((await waitPhase(env.client, MESH, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
+  const handle = await startMesh(rig.env().client, spec(), 'e2e-rotate');
+  expect((await waitPhase(rig.env().client, MESH, ['ready', 'failed', 'deleted'], 240_000)).phase).toBe('ready');
 
   // Before: what each istiod serves, issued by its cluster's first intermediate.
   const before: Record<string, X509Certificate[]> = {};
@@ -118,16 +95,16 @@ test('intermediates, reader tokens and the root rotate on a ready mesh, taken up
     oldCa[c] = (await cacerts(c))['ca-cert.pem'];
     expect(before[c][0].verify(new X509Certificate(oldCa[c]).publicKey)).toBe(true);
   }
-  const s0 = await meshStatus(env.client, MESH);
+  const s0 = await meshStatus(rig.env().client, MESH);
   expect(s0.trust!.intermediates.map((i) => i.generation)).toEqual([1, 1]);
   // New meshes' intermediates live 730 days (the default trust.intermediateValidity).
   const days = (Date.parse(s0.trust!.intermediates[0].notAfter) - Date.now()) / 86_400_000;
   expect(Math.round(days)).toBe(730);
 
-  const out = await rotateMesh(env.client, MESH, { what: 'intermediates' });
+  const out = await rotateMesh(rig.env().client, MESH, { what: 'intermediates' });
   expect(out.update).toMatchObject({ state: 'applied', rerun: ['cacerts:cluster1', 'cacerts:cluster2'] });
   expect(out.checks.filter((c) => c.status === 'failed')).toEqual([]);
-  const s1 = await meshStatus(env.client, MESH);
+  const s1 = await meshStatus(rig.env().client, MESH);
   for (const c of CLUSTERS) {
     const step = s1.steps.find((st) => st.id === `cacerts:${c}`)!;
     expect(step.outputs).toMatchObject({ caGeneration: '2', caRetired: '1' });
@@ -147,7 +124,7 @@ test('intermediates, reader tokens and the root rotate on a ready mesh, taken up
       expect(verifiesTo([after[0], next], root)).toBe(true);
     }
     // The store keeps the new generation only.
-    const dir = path.join(caDir(state, MESH), c);
+    const dir = path.join(caDir(rig.state(), MESH), c);
     expect(fs.readdirSync(dir).sort()).toEqual(['ca.g2-cert.pem', 'ca.g2-key.pem']);
   }
 
@@ -171,7 +148,7 @@ test('intermediates, reader tokens and the root rotate on a ready mesh, taken up
       await sleep(50);
     }
   })();
-  const readers = await rotateMesh(env.client, MESH, { what: 'readers' }).finally(() => (rotating = false));
+  const readers = await rotateMesh(rig.env().client, MESH, { what: 'readers' }).finally(() => (rotating = false));
   await watch;
   expect(seen.length).toBeGreaterThan(4);
   expect(readers.update).toMatchObject({
@@ -179,7 +156,7 @@ test('intermediates, reader tokens and the root rotate on a ready mesh, taken up
     rerun: ['link:cluster1->cluster2', 'link:cluster2->cluster1'],
   });
   expect(readers.checks.filter((c) => c.status === 'failed')).toEqual([]);
-  const s2 = await meshStatus(env.client, MESH);
+  const s2 = await meshStatus(rig.env().client, MESH);
   expect(s2.trust!.readers.map((r) => r.expiresAt)).not.toEqual(tokensBefore);
   for (const c of CLUSTERS) expect(await xdsAnswer(c, networks[c])).toEqual(steady[c]);
 
@@ -189,11 +166,11 @@ test('intermediates, reader tokens and the root rotate on a ready mesh, taken up
   const rootBefore = s2.trust!.root!.fingerprint!;
   const issuedUnderOld: Record<string, X509Certificate[]> = {};
   for (const c of CLUSTERS) issuedUnderOld[c] = await servedChain(istiod(c).secureGrpc);
-  const root = await rotateMesh(env.client, MESH, { what: 'root', grace: '1h' });
+  const root = await rotateMesh(rig.env().client, MESH, { what: 'root', grace: '1h' });
   expect(root.update).toMatchObject({ state: 'applied' });
   expect(root.checks.filter((c) => c.status === 'failed')).toEqual([]);
   expect(root.checks.filter((c) => c.name === 'trust-chain' && c.status === 'passed').length).toBe(2);
-  const s3 = await meshStatus(env.client, MESH);
+  const s3 = await meshStatus(rig.env().client, MESH);
   expect(s3.rootRotation).toMatchObject({ stage: 'switched', oldRoot: rootBefore });
   const newRoot = s3.rootRotation!.newRoot;
   expect(s3.trust!.root!.fingerprint).toBe(newRoot);
@@ -209,7 +186,7 @@ test('intermediates, reader tokens and the root rotate on a ready mesh, taken up
     issuedUnderNew[c] = await servedChain(istiod(c).secureGrpc);
     const inter = issuedUnderNew[c].find((x) => x.ca && !x.checkIssued(x))!;
     expect(fp(inter.toString())).toBe(
-      (await meshStatus(env.client, MESH)).steps.find((st) => st.id === `cacerts:${c}`)!.outputs!.caFingerprint,
+      (await meshStatus(rig.env().client, MESH)).steps.find((st) => st.id === `cacerts:${c}`)!.outputs!.caFingerprint,
     );
   }
   for (const c of CLUSTERS)
@@ -219,10 +196,10 @@ test('intermediates, reader tokens and the root rotate on a ready mesh, taken up
       expect(roots.some((r) => verifiesTo(issuedUnderOld[c].slice(0, 2), r))).toBe(true);
       expect(roots.some((r) => verifiesTo(issuedUnderNew[c].slice(0, 2), r))).toBe(true);
     }
-  const finish = await rotateMesh(env.client, MESH, { what: 'root', finish: true });
+  const finish = await rotateMesh(rig.env().client, MESH, { what: 'root', finish: true });
   expect(finish.update).toMatchObject({ state: 'applied' });
   expect(finish.checks.filter((c) => c.status === 'failed')).toEqual([]);
-  expect((await meshStatus(env.client, MESH)).rootRotation).toBeUndefined();
+  expect((await meshStatus(rig.env().client, MESH)).rootRotation).toBeUndefined();
   for (const c of CLUSTERS) {
     const bundle = await bundleOf(c);
     expect(fp(bundle)).toBe(newRoot);
@@ -234,7 +211,7 @@ test('intermediates, reader tokens and the root rotate on a ready mesh, taken up
   }
   expect(
     fs
-      .readdirSync(caDir(state, MESH))
+      .readdirSync(caDir(rig.state(), MESH))
       .filter((f) => f.startsWith('root'))
       .sort(),
   ).toEqual(['root.g2-cert.pem', 'root.g2-key.pem']);
@@ -244,6 +221,6 @@ test('intermediates, reader tokens and the root rotate on a ready mesh, taken up
   expect(history).not.toContain('PRIVATE KEY');
   expect(history).not.toMatch(/eyJ[A-Za-z0-9_-]{20,}\./); // a JWT
 
-  await (await teardownMesh(env.client, MESH)).result();
-  expect(fs.existsSync(caDir(state, MESH))).toBe(false);
+  await (await teardownMesh(rig.env().client, MESH)).result();
+  expect(fs.existsSync(caDir(rig.state(), MESH))).toBe(false);
 }, 600_000);

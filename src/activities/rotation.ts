@@ -76,10 +76,7 @@ export function rotationActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
         const entries = meshEntries(deps.trustStore, req.mesh);
-        const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
-        const secret = await k.read({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' });
-        if (secret && !ownedBy(secret, req.mesh))
-          throw new NotOursError(`cluster ${c.name}'s cacerts secret is not mesh ${req.mesh}'s: meshflow leaves it`);
+        const k = await ourCacerts(deps, req, c.name, ctx);
         const ca = await clusterCa(entries, c.name, req.spec.trust, undefined, ctx.signal);
         const bundle = await Promise.all(
           x509.PemConverter.decode(ca.files['root-cert.pem']).map((d) => fingerprintOf(new x509.X509Certificate(d))),
@@ -124,14 +121,7 @@ export function rotationActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
         const entries = meshEntries(deps.trustStore, req.mesh);
-        const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
-        const secret = await k.read({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' });
-        if (secret && !ownedBy(secret, req.mesh)) {
-          throw new NotOursError(
-            `cluster ${c.name}'s cacerts secret is not mesh ${req.mesh}'s (someone replaced it): meshflow rotates ` +
-              'only what it made; `meshflow drift` shows the change',
-          );
-        }
+        const k = await ourCacerts(deps, req, c.name, ctx);
         const previous = await clusterCa(entries, c.name, req.spec.trust, req.generation - 1, ctx.signal);
         const next = await clusterCa(entries, c.name, req.spec.trust, req.generation, ctx.signal);
         ctx.heartbeat({ rotating: c.name, generation: req.generation });
@@ -199,6 +189,19 @@ async function publishedRoots(k: Kube): Promise<string[] | undefined> {
   if (!pem) return undefined;
   const certs = x509.PemConverter.decode(pem).map((d) => new x509.X509Certificate(d));
   return Promise.all(certs.map(fingerprintOf));
+}
+
+/** The cluster's API, once its cacerts secret is known to be the mesh's (or absent): meshflow rotates only what it made. */
+async function ourCacerts(deps: ActivityDeps, req: StepRequest, cluster: string, ctx: StepContext): Promise<Kube> {
+  const k = await kubeOf(deps, req.spec, cluster, ctx.signal);
+  const secret = await k.read({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' });
+  if (secret && !ownedBy(secret, req.mesh)) {
+    throw new NotOursError(
+      `cluster ${cluster}'s cacerts secret is not mesh ${req.mesh}'s (someone replaced it): meshflow rotates ` +
+        'only what it made; `meshflow drift` shows the change',
+    );
+  }
+  return k;
 }
 
 async function putCacerts(k: Kube, req: StepRequest, c: ClusterSpec, files: CacertsFiles, ctx: StepContext) {

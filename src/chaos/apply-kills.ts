@@ -98,19 +98,28 @@ export async function applyKillRounds(
       now = round.endedAs;
     }
   } finally {
-    // The final `down`, whatever happened: nothing of the mesh may outlive the row.
-    try {
-      await teardownMesh(client, mesh);
-      const final = await bench.finalStatus(mesh, timeoutMs);
-      result.down.fullyCompensated = final.phase === 'deleted' && !final.ledger.length && !final.leftBehind.length;
-      if (!result.down.fullyCompensated)
-        result.down.error = `${final.phase}: ${final.error ?? ''} ${JSON.stringify(final.leftBehind)}`;
-    } catch (err) {
-      result.down.error = (err as Error).message;
-    }
-    result.down.leftovers = bench.leftovers(a);
+    result.down = await finalDown(bench, a, timeoutMs);
   }
   return result;
+}
+
+/** A row's final `down`, whatever happened: nothing of the mesh may outlive the row. */
+export async function finalDown(
+  bench: ChaosBench,
+  spec: MeshSpec,
+  timeoutMs: number,
+): Promise<ApplyKillsResult['down']> {
+  const down: ApplyKillsResult['down'] = { fullyCompensated: false, leftovers: [] };
+  try {
+    await teardownMesh(bench.client!, spec.name);
+    const final = await bench.finalStatus(spec.name, timeoutMs);
+    down.fullyCompensated = final.phase === 'deleted' && !final.ledger.length && !final.leftBehind.length;
+    if (!down.fullyCompensated) down.error = `${final.phase}: ${final.error ?? ''} ${JSON.stringify(final.leftBehind)}`;
+  } catch (err) {
+    down.error = (err as Error).message;
+  }
+  down.leftovers = bench.leftovers(spec);
+  return down;
 }
 
 async function oneRound(

@@ -11,14 +11,14 @@ import fs from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage } from '@temporalio/client';
-import { meshHandle, startMesh, teardownMesh, verifyMesh } from '../client';
+import { meshHandle, startMesh, verifyMesh } from '../client';
 import type { MeshSpec } from '../spec/schema';
 import { localClusterName } from '../spec/names';
 import { caDir } from '../trust-store/state-dir';
 import { sleep } from '../util/net';
 import { rotateUpdate } from '../workflows/definitions';
 import type { RotateRequest, UpdateRecord } from '../workflows/types';
-import { GaveUp, follow, innermost, runningNow, waitPhase } from './apply-kills';
+import { GaveUp, finalDown, follow, innermost, runningNow, waitPhase } from './apply-kills';
 import type { ChaosBench, RunResult } from './harness';
 
 export type RotationKind = 'root' | 'finish' | 'intermediates';
@@ -76,16 +76,7 @@ export async function rotateKillRounds(
       if (round.gaveUp) break;
     }
   } finally {
-    try {
-      await teardownMesh(bench.client!, mesh);
-      const final = await bench.finalStatus(mesh, timeoutMs);
-      result.down.fullyCompensated = final.phase === 'deleted' && !final.ledger.length && !final.leftBehind.length;
-      if (!result.down.fullyCompensated)
-        result.down.error = `${final.phase}: ${final.error ?? ''} ${JSON.stringify(final.leftBehind)}`;
-    } catch (err) {
-      result.down.error = (err as Error).message;
-    }
-    result.down.leftovers = bench.leftovers(spec);
+    result.down = await finalDown(bench, spec, timeoutMs);
   }
   return result;
 }

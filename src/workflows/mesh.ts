@@ -347,15 +347,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     })[STEP_ACTIVITIES[step.kind]];
-  const rotationActivity = (summaryText: string) =>
-    proxyActivities<MeshActivities>({
-      ...OPTIONS.cacerts,
-      // An istiod has 90 s to take up a new intermediate, one in a cluster a rollout.
-      startToCloseTimeout: '10 minutes',
-      ...hostOptions(),
-      summary: summaryText,
-      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    }).rotateIntermediate;
+  /** The activities of a rotation, on the host: an istiod has 90 s to take up new CA files, one in a cluster a rollout. */
   const trustActivities = (summaryText: string) =>
     proxyActivities<MeshActivities>({
       ...OPTIONS.cacerts,
@@ -364,6 +356,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     });
+  const rotationActivity = (summaryText: string) => trustActivities(summaryText).rotateIntermediate;
   const undoActivity = (summaryText: string, onHost = true) =>
     proxyActivities<MeshActivities>({
       ...UNDO_OPTIONS,
