@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { meshStatus, startMesh, teardownMesh } from '../src/client';
+import { meshStatus, rotateMesh, startMesh, teardownMesh } from '../src/client';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST, gkeClients } from '../src/gke/clients';
 import { GkeEmulator } from '../src/gke/emulator';
 import { LocalClusters } from '../src/local/clusters';
@@ -144,6 +144,19 @@ test('two projects on two networks with Online Boutique: ready through the real 
   expect(await deployments('meshflow-demo-west/europe-west1-b/gke-two-west')).toEqual(
     expect.arrayContaining(['checkoutservice', 'adservice']),
   );
+
+  // Credentials rotate on GKE (emulated) clusters too: the istiod beside each emulated primary takes
+  // up new intermediates, then a new root beside the old, then the old root is dropped.
+  for (const req of [
+    { what: 'intermediates' },
+    { what: 'root', grace: '1h' },
+    { what: 'root', finish: true },
+  ] as const) {
+    const out = await rotateMesh(env.client, 'gke-two', req);
+    expect(out.update).toMatchObject({ state: 'applied' });
+    expect(out.checks.filter((c) => c.name === 'trust-chain' && c.status === 'passed').length).toBe(2);
+  }
+  expect((await meshStatus(env.client, 'gke-two')).trust!.intermediates.map((i) => i.generation)).toEqual([3, 3]);
 
   await teardownMesh(env.client, 'gke-two');
   const final = await handle.result();
