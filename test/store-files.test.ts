@@ -13,7 +13,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type RunningApi, startApi } from '../src/api/server';
 import { type ClusterAccess, ExistingProvider, type IstiodRunner } from '../src/adapters/providers';
-import { MeshAlreadyRunningError, meshHandle, startMesh, teardownMesh } from '../src/client';
+import { MeshAlreadyRunningError, meshHandle, rotateMesh, startMesh, teardownMesh } from '../src/client';
 import { LocalClusters, istiodEndpoint } from '../src/local/clusters';
 import { LOCAL_TOOL_NAMES } from '../src/local/tools';
 import { packageRoot } from '../src/paths';
@@ -210,6 +210,17 @@ app:
     'root-ca/cert.pem',
     'root-ca/key.pem',
   ]);
+
+  // Rotation with the Kubernetes store and a root the user keeps: new intermediates under that root,
+  // the old ones out of the store's Secret; the root itself is the user's to rotate.
+  const rotated = await rotateMesh(env.client, 'sf', { what: 'intermediates' });
+  expect(rotated.update).toMatchObject({ state: 'applied' });
+  expect(rotated.checks.filter((c) => c.status === 'failed')).toEqual([]);
+  expect((await cacertsOf(east.kubeconfig))['root-cert.pem']).toBe(root.cert);
+  const after = Object.keys(decoded(await core.readNamespacedSecret({ name: secretName('sf'), namespace: NAMESPACE })));
+  expect(after.filter((k) => k.startsWith('east_')).sort()).toEqual(['east_ca.g2-cert.pem', 'east_ca.g2-key.pem']);
+  const byo = await rotateMesh(env.client, 'sf', { what: 'root' }).catch((e: Error) => e);
+  expect(((byo as Error).cause as Error).message).toContain('uses your own root CA (trust.rootCa)');
 
   await teardownMesh(env.client, 'sf');
   const final = await meshHandle(env.client, 'sf').result();

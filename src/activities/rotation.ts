@@ -191,7 +191,7 @@ async function publishedRoots(k: Kube): Promise<string[] | undefined> {
   return Promise.all(certs.map(fingerprintOf));
 }
 
-/** The cluster's API, once its cacerts secret is known to be the mesh's (or absent): meshflow rotates only what it made. */
+/** The cluster's API, once its cacerts secret is the mesh's (or absent): meshflow rotates only what it made. */
 async function ourCacerts(deps: ActivityDeps, req: StepRequest, cluster: string, ctx: StepContext): Promise<Kube> {
   const k = await kubeOf(deps, req.spec, cluster, ctx.signal);
   const secret = await k.read({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' });

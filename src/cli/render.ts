@@ -88,10 +88,14 @@ export function renderStatus(s: MeshStatus, uiUrl?: string, createdBy?: string):
   if (s.drift) lines.push(...renderDrift(s.drift).map((l) => `  ${l}`));
   if (s.trust) lines.push(...renderTrust(s.trust).map((l) => `  ${l}`));
   const r = s.rootRotation;
-  if (r)
-    lines.push(
-      `  root rotation: ${r.oldRoot} -> ${r.newRoot}, ${r.stage === 'switched' ? 'every intermediate is the new ' + `root's; the old stays trusted until ${r.dropAt} (rotate ${s.mesh} root --finish drops it now)` : `both roots trusted, intermediates not all switched yet: run rotate ${s.mesh} root again`}`,
-    );
+  if (r) {
+    const stage =
+      r.stage === 'switched'
+        ? `every intermediate is the new root's; the old stays trusted until ${r.dropAt} ` +
+          `(rotate ${s.mesh} root --finish drops it now)`
+        : `both roots trusted, intermediates not all switched yet: run rotate ${s.mesh} root again`;
+    lines.push(`  root rotation: ${r.oldRoot} -> ${r.newRoot}, ${stage}`);
+  }
   if (s.leftBehind.length) {
     lines.push('  left behind (could not be removed)');
     for (const l of s.leftBehind) lines.push(`    ${JSON.stringify(l.resource)}: ${l.error}`);

@@ -347,7 +347,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     })[STEP_ACTIVITIES[step.kind]];
-  /** The activities of a rotation, on the host: an istiod has 90 s to take up new CA files, one in a cluster a rollout. */
+  /** A rotation's activities, on the host: istiod has 90 s to take up new CA files (in a cluster: a rollout). */
   const trustActivities = (summaryText: string) =>
     proxyActivities<MeshActivities>({
       ...OPTIONS.cacerts,
