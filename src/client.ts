@@ -10,7 +10,6 @@ import { appPlacement, buildPlan, needsPreflight } from './plan/plan';
 import { upgradeSpec } from './spec/upgrade';
 import type { MeshSpec } from './spec/schema';
 import { PermanentError } from './steps/errors';
-import { copySpecFiles, hasInlineRoot } from './trust-store/spec-files';
 import type { TrustStore } from './trust-store/store';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
 import {
@@ -65,10 +64,7 @@ export async function startMesh(
   if (scheduled) {
     throw alreadyRunning(spec.name, `workflow ${scheduled.workflowId}, started by a schedule`);
   }
-  if (!store && hasInlineRoot(spec)) {
-    throw new PermanentError('trust.rootCa: a root CA given as PEM needs the trust store the workers use');
-  }
-  const copied = store ? await copySpecFiles(store, spec) : { spec, entries: [] };
+  const copied = await copiedFiles(spec, store);
   const recorded = recordedSpec(copied.spec);
   try {
     return await client.workflow.start<typeof provisionMesh>('provisionMesh', {
@@ -374,12 +370,23 @@ export async function planChange(client: Client, next: MeshSpec, replace: string
  * passed). With `store` (the workers' trust store), the files the new spec names are copied into
  * it first, as `startMesh` does; a refused update removes its copies.
  */
-export async function applyMesh(client: Client, next: MeshSpec, replace: string[] = [], store?: TrustStore) {
-  const handle = await resolveMesh(client, next.name);
-  if (!store && hasInlineRoot(next)) {
+/**
+ * The spec with the files it names copied into `store` (and their entries, to remove on a refusal),
+ * or as it is without a store. Loaded when used: the copying code brings the Kubernetes client and
+ * the X.509 library, which the commands that start nothing should not load.
+ */
+async function copiedFiles(spec: MeshSpec, store?: TrustStore): Promise<{ spec: MeshSpec; entries: string[] }> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const files = require('./trust-store/spec-files') as typeof import('./trust-store/spec-files');
+  if (!store && files.hasInlineRoot(spec)) {
     throw new PermanentError('trust.rootCa: a root CA given as PEM needs the trust store the workers use');
   }
-  const copied = store ? await copySpecFiles(store, next) : { spec: next, entries: [] };
+  return store ? files.copySpecFiles(store, spec) : { spec, entries: [] };
+}
+
+export async function applyMesh(client: Client, next: MeshSpec, replace: string[] = [], store?: TrustStore) {
+  const handle = await resolveMesh(client, next.name);
+  const copied = await copiedFiles(next, store);
   try {
     return await handle.startUpdate(applyUpdate, {
       args: [{ spec: recordedSpec(copied.spec), ...(replace.length ? { replace } : {}) }],

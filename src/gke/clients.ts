@@ -3,9 +3,26 @@
 // (gRPC for ClusterManager, REST for Compute) to 127.0.0.1 with no Google credentials, and never
 // probe the metadata server.
 import * as grpc from '@grpc/grpc-js';
-import { ClusterManagerClient } from '@google-cloud/container';
-import { FirewallsClient, GlobalOperationsClient } from '@google-cloud/compute';
-import { GoogleAuth, OAuth2Client } from 'google-auth-library';
+import type { ClusterManagerClient } from '@google-cloud/container';
+import type { FirewallsClient, GlobalOperationsClient } from '@google-cloud/compute';
+import type { OAuth2Client } from 'google-auth-library';
+
+/**
+ * The Google Cloud client libraries, loaded when a client is first made: they take about two
+ * seconds to load, which every command that never talks to GKE (most of them) should not pay.
+ */
+function libraries() {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  return {
+    ...(require('@google-cloud/container') as Pick<typeof import('@google-cloud/container'), 'ClusterManagerClient'>),
+    ...(require('@google-cloud/compute') as Pick<
+      typeof import('@google-cloud/compute'),
+      'FirewallsClient' | 'GlobalOperationsClient'
+    >),
+    ...(require('google-auth-library') as Pick<typeof import('google-auth-library'), 'GoogleAuth' | 'OAuth2Client'>),
+  };
+  /* eslint-enable @typescript-eslint/no-require-imports */
+}
 
 /** `host:port` of the emulator's ClusterManager (gRPC). */
 export const GKE_EMULATOR_HOST = 'GKE_EMULATOR_HOST';
@@ -46,7 +63,7 @@ export function gkeEndpoints(env: NodeJS.ProcessEnv = process.env): GkeEndpoints
 function emulatorAuthClient(): OAuth2Client {
   // Node's own fetch: otherwise gaxios imports node-fetch with a dynamic import(), which Jest's VM
   // refuses (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING_FLAG), so no test could reach Compute.
-  const client = new OAuth2Client({ transporterOptions: { fetchImplementation: fetch } });
+  const client = new (libraries().OAuth2Client)({ transporterOptions: { fetchImplementation: fetch } });
   // Far in the future: the library never tries to refresh it.
   client.setCredentials({ access_token: EMULATOR_ACCESS_TOKEN, expiry_date: Date.now() + 10 * 365 * 86_400_000 });
   return client;
@@ -64,6 +81,7 @@ export interface GkeClients {
 }
 
 export function gkeClients(endpoints: GkeEndpoints = gkeEndpoints()): GkeClients {
+  const { ClusterManagerClient, FirewallsClient, GlobalOperationsClient, GoogleAuth } = libraries();
   const e = endpoints.emulator;
   if (e) {
     const authClient = emulatorAuthClient();
