@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Argument, Command } from 'commander';
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import {
   applyMesh,
   endedRun,
@@ -551,7 +551,10 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     err instanceof WorkflowNotFoundError
       ? `no such mesh: ${err.workflowId?.replace(/^mesh\//, '') ?? e.message} has no open workflow ` +
         `(${err.workflowId ?? 'mesh/<name>'}); \`meshflow list\` shows the open meshes`
-      : [e.message, ...reasons].join(': ');
+      : // An update's refusal or failure: its reason is the message ("Workflow Update failed" says nothing more).
+        err instanceof WorkflowUpdateFailedError && reasons.length
+        ? reasons.join(': ')
+        : [e.message, ...reasons].join(': ');
   process.stderr.write(`meshflow: ${message}\n`);
   process.exitCode = process.exitCode || 1;
 });
