@@ -703,7 +703,9 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
               left <= Math.min(renewIn, driftIn, rotateIn)
                 ? ttlSummary()
                 : rotateIn <= Math.min(renewIn, driftIn)
-                  ? `rotate intermediates (trust.rotateBefore ${spec.trust.rotateBefore}), then ${ttlSummary()}`
+                  ? rotateIn >= dropIn
+                    ? `drop the old root (its grace ends), then ${ttlSummary()}`
+                    : `rotate intermediates (trust.rotateBefore ${spec.trust.rotateBefore}), then ${ttlSummary()}`
                   : renewIn <= driftIn
                     ? `renew reader tokens, then ${ttlSummary()}`
                     : `check for drift (every ${spec.drift.every}), then ${ttlSummary()}`,
@@ -907,7 +909,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     if (req.what === 'root') validateRootRotation(req);
     if (req.what === 'readers' && !rotationSteps(req).length)
       throw new Error(
-        `mesh ${spec.name} has no reader credentials ${req.clusters?.length ? `for ${req.clusters.join(', ')}` : ''}` +
+        `mesh ${spec.name} has no reader credentials${req.clusters?.length ? ` for ${req.clusters.join(', ')}` : ''} ` +
           '(one cluster, or no links): nothing to rotate',
       );
   }
