@@ -122,7 +122,6 @@ export function rotationActivities(deps: ActivityDeps) {
         const c = clusterOf(req.spec, req.step.cluster!);
         const entries = meshEntries(deps.trustStore, req.mesh);
         const k = await ourCacerts(deps, req, c.name, ctx);
-        const previous = await clusterCa(entries, c.name, req.spec.trust, req.generation - 1, ctx.signal);
         const next = await clusterCa(entries, c.name, req.spec.trust, req.generation, ctx.signal);
         ctx.heartbeat({ rotating: c.name, generation: req.generation });
         await putCacerts(k, req, c, next.files, ctx);
@@ -131,7 +130,9 @@ export function rotationActivities(deps: ActivityDeps) {
           taken = await makeIstiodUse(deps, k, req, c, next, ctx);
         } catch (err) {
           if (ctx.signal.aborted) throw err;
-          // Not taken up: the cluster goes back to the intermediate it had, and the new one is dropped.
+          // Not taken up: the cluster goes back to the intermediate it had (still in the store: older
+          // generations are retired only once a new one is taken up), and the new one is dropped.
+          const previous = await clusterCa(entries, c.name, req.spec.trust, req.generation - 1, ctx.signal);
           await putCacerts(k, req, c, previous.files, ctx);
           await makeIstiodUse(deps, k, req, c, previous, ctx).catch(() => undefined);
           await entries.remove(
