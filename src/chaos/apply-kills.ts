@@ -148,20 +148,7 @@ async function oneRound(
     const killAt = Math.round(random() * expectedMs[change]);
     const sent = Date.now();
     const outcome = applied(bench, target, round);
-    // Settled either way: a failure is read below, through `follow`.
-    const ended = await Promise.race([
-      outcome.then(
-        () => true,
-        () => true,
-      ),
-      sleep(killAt).then(() => false),
-    ]);
-    const running = ended ? [] : await runningNow(bench, mesh);
-    round.killedDuring = !ended;
-    await bench.killWorker();
-    round.fault =
-      `${change}, worker SIGKILL at ${((Date.now() - sent) / 1000).toFixed(1)}s` +
-      (ended ? ' (after the update ended)' : ` (${running.join(',') || '?'})`);
+    Object.assign(round, await killWhile(bench, mesh, outcome, killAt, change, sent));
     const record = await follow(bench, outcome, timeoutMs);
     round.fault += `, update ended at ${((Date.now() - sent) / 1000).toFixed(1)}s`;
     round.state = record.state;
@@ -221,6 +208,36 @@ async function check(bench: ChaosBench, { a, b }: { a: MeshSpec; b: MeshSpec }, 
   round.fullyCompensated = round.endedReady && !round.duplicates.length && !round.leftovers.length;
 }
 
+/**
+ * SIGKILLs the worker `killAt` ms after an update was sent (or once it has ended, if sooner), and says
+ * when and what it hit: the update's running steps, or that it had ended.
+ */
+export async function killWhile(
+  bench: ChaosBench,
+  mesh: string,
+  outcome: Promise<unknown>,
+  killAt: number,
+  label: string,
+  sent: number,
+): Promise<{ killedDuring: boolean; fault: string }> {
+  // Settled either way: a failure is read by the caller, through `follow`.
+  const ended = await Promise.race([
+    outcome.then(
+      () => true,
+      () => true,
+    ),
+    sleep(killAt).then(() => false),
+  ]);
+  const running = ended ? [] : await runningNow(bench, mesh);
+  await bench.killWorker();
+  return {
+    killedDuring: !ended,
+    fault:
+      `${label}, worker SIGKILL at ${((Date.now() - sent) / 1000).toFixed(1)}s` +
+      (ended ? ' (after the update ended)' : ` (${running.join(',') || '?'})`),
+  };
+}
+
 /** What the update was doing: its running steps, else the activities pending (an undo, the forgotten proof). */
 export async function runningNow(bench: ChaosBench, mesh: string): Promise<string[]> {
   const s = await bench.status(mesh);
@@ -251,23 +268,45 @@ function processesOf(bench: ChaosBench, cluster: string): number[] {
 
 export class GaveUp extends Error {}
 
+/** Sends `spec` as an update and answers its record once it has ended (see untilEnded). */
+function applied(bench: ChaosBench, spec: MeshSpec, round?: ApplyRound): Promise<UpdateRecord> {
+  return untilEnded(bench, spec.name, () => applyMesh(bench.client!, spec), { round });
+}
+
 /**
- * Sends `spec` as an update and answers its record once it has ended. A kill can lose the client's
- * wait only before the update is accepted (the wait itself is on the server, not in the worker):
- * then, and while the mesh refuses because it is still updating, the same spec is sent again
- * (counted in `round.resent`); sending a spec the mesh already has runs nothing. A wait lost after
- * acceptance is answered from the mesh's update record, by the update's id.
+ * Sends an update (`start` answers once it is accepted) and answers its record once it has ended.
+ * A kill can lose the client's wait only before the update is accepted (the wait itself is on the
+ * server, not in the worker): then, and while the mesh refuses because it is still updating, it is
+ * sent again (counted in `round.resent`); a re-sent update refused with a reason `done` matches has
+ * already done its work (answered as applied). A wait lost after acceptance is answered from the
+ * mesh's update record, by the update's id.
  */
-async function applied(bench: ChaosBench, spec: MeshSpec, round?: ApplyRound): Promise<UpdateRecord> {
+export async function untilEnded(
+  bench: ChaosBench,
+  mesh: string,
+  start: () => Promise<{ updateId: string; result(): Promise<{ update: UpdateRecord }> }>,
+  opts: { round?: { resent: number }; done?: RegExp },
+): Promise<UpdateRecord> {
   for (let attempt = 0; ; attempt++) {
-    let handle: Awaited<ReturnType<typeof applyMesh>>;
+    let handle: Awaited<ReturnType<typeof start>>;
     try {
-      handle = await applyMesh(bench.client!, spec);
+      handle = await start();
     } catch (err) {
       const refused = err instanceof WorkflowUpdateFailedError;
-      if (attempt >= 5 || (refused && !/one update at a time|is updating/.test(innermost(err)))) throw err;
-      if (round) round.resent++;
-      await waitPhase(bench, spec.name, (s) => s.phase !== 'updating', 10 * 60_000);
+      const reason = innermost(err);
+      if (refused && attempt > 0 && opts.done?.test(reason))
+        return {
+          id: 'sent-again',
+          requestedAt: '',
+          state: 'applied',
+          summary: reason,
+          added: [],
+          rerun: [],
+          removed: [],
+        };
+      if (attempt >= 5 || (refused && !/one update at a time|is updating|renewing/.test(reason))) throw err;
+      if (opts.round) opts.round.resent++;
+      await waitPhase(bench, mesh, (s) => s.phase !== 'updating', 10 * 60_000);
       continue;
     }
     try {
@@ -276,7 +315,7 @@ async function applied(bench: ChaosBench, spec: MeshSpec, round?: ApplyRound): P
       // Ended but not applied (cancelled throws), or the wait was lost: the record says which.
       const s = await waitPhase(
         bench,
-        spec.name,
+        mesh,
         (x) => x.updates?.some((u) => u.id === handle.updateId && u.state !== 'running') ?? false,
         10 * 60_000,
       );

@@ -10,15 +10,14 @@
 import fs from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
-import { WorkflowUpdateFailedError, WorkflowUpdateStage } from '@temporalio/client';
+import { WorkflowUpdateStage } from '@temporalio/client';
 import { meshHandle, startMesh, verifyMesh } from '../client';
 import type { MeshSpec } from '../spec/schema';
 import { localClusterName } from '../spec/names';
 import { caDir } from '../trust-store/state-dir';
-import { sleep } from '../util/net';
 import { rotateUpdate } from '../workflows/definitions';
 import type { RotateRequest, UpdateRecord } from '../workflows/types';
-import { GaveUp, finalDown, follow, innermost, runningNow, waitPhase } from './apply-kills';
+import { GaveUp, finalDown, follow, killWhile, untilEnded, waitPhase } from './apply-kills';
 import type { ChaosBench, RunResult } from './harness';
 
 export type RotationKind = 'root' | 'finish' | 'intermediates';
@@ -106,19 +105,7 @@ async function oneRound(
     const killAt = Math.round(random() * expectedMs[kind]);
     const sent = Date.now();
     const outcome = rotated(bench, mesh, kind, round);
-    const ended = await Promise.race([
-      outcome.then(
-        () => true,
-        () => true,
-      ),
-      sleep(killAt).then(() => false),
-    ]);
-    const running = ended ? [] : await runningNow(bench, mesh);
-    round.killedDuring = !ended;
-    await bench.killWorker();
-    round.fault =
-      `${kind}, worker SIGKILL at ${((Date.now() - sent) / 1000).toFixed(1)}s` +
-      (ended ? ' (after the rotation ended)' : ` (${running.join(',') || '?'})`);
+    Object.assign(round, await killWhile(bench, mesh, outcome, killAt, kind, sent));
     const record = await follow(bench, outcome, timeoutMs);
     round.fault += `, ended at ${((Date.now() - sent) / 1000).toFixed(1)}s`;
     round.state = record.state;
@@ -185,43 +172,16 @@ async function check(bench: ChaosBench, spec: MeshSpec, round: RotateRound): Pro
 }
 
 /**
- * Sends the rotation and answers its record once it has ended. A wait lost before acceptance is
- * sent again (counted); a refusal because the mesh is still updating waits and sends again; a root
- * rotation that is refused because it already reached its stage counts as that stage, applied.
+ * Sends the rotation and answers its record once it has ended (untilEnded); a root rotation that is
+ * refused because it already reached its stage counts as that stage, applied.
  */
-async function rotated(bench: ChaosBench, mesh: string, kind: RotationKind, round?: RotateRound) {
-  for (let attempt = 0; ; attempt++) {
-    let handle;
-    try {
-      handle = await meshHandle(bench.client!, mesh).startUpdate(rotateUpdate, {
-        args: [request(kind)],
-        waitForStage: WorkflowUpdateStage.ACCEPTED,
-      });
-    } catch (err) {
-      const refused = err instanceof WorkflowUpdateFailedError;
-      const reason = innermost(err);
-      const done =
-        kind === 'root' ? /waits to drop the old root/ : kind === 'finish' ? /no root rotation waiting/ : null;
-      if (refused && attempt > 0 && done?.test(reason)) {
-        return { id: 'sent-again', requestedAt: '', state: 'applied', summary: reason } as UpdateRecord;
-      }
-      if (attempt >= 5 || (refused && !/one update at a time|is updating|renewing/.test(reason))) throw err;
-      if (round) round.resent++;
-      await waitPhase(bench, mesh, (s) => s.phase !== 'updating', 10 * 60_000);
-      continue;
-    }
-    try {
-      return (await handle.result()).update;
-    } catch (err) {
-      const s = await waitPhase(
-        bench,
-        mesh,
-        (x) => x.updates?.some((u) => u.id === handle.updateId && u.state !== 'running') ?? false,
-        10 * 60_000,
-      );
-      const record = s?.updates?.find((u) => u.id === handle.updateId);
-      if (!record) throw err;
-      return record;
-    }
-  }
+function rotated(bench: ChaosBench, mesh: string, kind: RotationKind, round?: RotateRound): Promise<UpdateRecord> {
+  const start = () =>
+    meshHandle(bench.client!, mesh).startUpdate(rotateUpdate, {
+      args: [request(kind)],
+      waitForStage: WorkflowUpdateStage.ACCEPTED,
+    });
+  const done =
+    kind === 'root' ? /waits to drop the old root/ : kind === 'finish' ? /no root rotation waiting/ : undefined;
+  return untilEnded(bench, mesh, start, { round, done });
 }

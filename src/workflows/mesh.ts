@@ -882,19 +882,23 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     }
   }
 
+  /** An update (apply, rotate) is refused while another runs, naming it. */
+  function refuseWhileUpdating(): void {
+    if (!updating) return;
+    const r = updating.record;
+    throw new Error(
+      `update ${r.id} (${r.summary}) has been running since ${r.requestedAt}: one update at a time; ` +
+        `wait for it (meshflow status ${spec.name})`,
+    );
+  }
+
   function validateRotate(req: RotateRequest): void {
     if (!v5)
       throw new Error(
         `mesh ${spec.name} was started by an earlier meshflow release, which cannot rotate credentials of a ` +
           'running mesh: tear it down and bring it up again to have it',
       );
-    if (updating) {
-      const r = updating.record;
-      throw new Error(
-        `update ${r.id} (${r.summary}) has been running since ${r.requestedAt}: one update at a time; ` +
-          `wait for it (meshflow status ${spec.name})`,
-      );
-    }
+    refuseWhileUpdating();
     if (renewal) throw new Error(`mesh ${spec.name} is renewing reader tokens: rotate in a moment`);
     if (teardownRequested || status.phase !== 'ready')
       throw new Error(
@@ -1108,13 +1112,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
           'tear it down and bring it up again to change it',
       );
     }
-    if (updating) {
-      const r = updating.record;
-      throw new Error(
-        `update ${r.id} (${r.summary}) has been running since ${r.requestedAt}: one update at a time; ` +
-          `wait for it (meshflow status ${spec.name})`,
-      );
-    }
+    refuseWhileUpdating();
     if (teardownRequested || status.phase !== 'ready')
       throw new Error(
         `mesh ${spec.name} is ${teardownRequested ? 'tearing-down' : status.phase}: apply changes a ready mesh`,
