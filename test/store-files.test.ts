@@ -55,8 +55,10 @@ const targetName = (c: ClusterSpec) => `sf-${c.name}`;
  */
 class ExistingLocalClusters extends ExistingProvider {
   readonly istiodRunner: IstiodRunner = {
-    istiodEndpoint: async (_mesh, c) => istiodEndpoint(await targets.istiodPorts(targetName(c))),
+    istiodEndpoint: async (_mesh, c, rev) => istiodEndpoint(await targets.istiodPorts(targetName(c), rev)),
     startIstiod: (_mesh, c, opts) => targets.startIstiod(targetName(c), opts),
+    stopIstiod: (_mesh, c, rev) => targets.stopIstiod(targetName(c), rev),
+    serveRevision: async (_mesh, c, rev) => targets.serveRevision(targetName(c), rev),
     updateCacerts: (_mesh, c, cacerts) => targets.updateIstiodCacerts(targetName(c), cacerts),
   };
 

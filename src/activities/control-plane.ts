@@ -11,6 +11,7 @@ import {
   crossNetworkGateway,
   eastWestOperator,
   istioctlRender,
+  istiodDeployment,
   istiodExposure,
   type WebhookURLs,
 } from '../istio/manifests';
@@ -58,7 +59,7 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         const runner = deps.providers[c.provider].istiodRunner && deps.providers[servedBy.provider].istiodRunner;
         let webhooks: WebhookURLs | undefined;
         if (runner) {
-          const e = await runner.istiodEndpoint(req.mesh, servedBy);
+          const e = await runner.istiodEndpoint(req.mesh, servedBy, req.spec.istio.revision);
           webhooks = {
             injectionURL: `${e.webhook}/inject/cluster/${c.name}/net/${c.network}`,
             validationURL: `${e.webhook}/validate`,
@@ -73,9 +74,11 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         const count = await applyTracked(k, req, c.name, objects, ctx);
         let istiodDebug: string | undefined;
         if (runner && c.role === 'primary') {
-          const env = istiodEnv(objects);
-          istiodDebug = (await startLocalIstiod(k, runner, req, c, { env, pilotDiscovery: istio.pilotDiscovery }, ctx))
-            .debug;
+          const revision = req.spec.istio.revision;
+          const env = istiodEnv(objects, istiodDeployment(revision));
+          const opts = { env, pilotDiscovery: istio.pilotDiscovery, revision };
+          istiodDebug = (await startLocalIstiod(k, runner, req, c, opts, ctx)).debug;
+          await runner.serveRevision(req.mesh, c, revision);
         }
         const deployments = objects
           .filter((o) => o.kind === 'Deployment' && o.metadata?.namespace === ISTIO_NAMESPACE)
@@ -135,7 +138,7 @@ async function startLocalIstiod(
   runner: IstiodRunner,
   req: StepRequest,
   c: ClusterSpec,
-  opts: Pick<IstiodOptions, 'env' | 'pilotDiscovery'>,
+  opts: Pick<IstiodOptions, 'env' | 'pilotDiscovery' | 'revision'>,
   ctx: StepContext,
 ): Promise<IstiodEndpoint> {
   const secret = await k.retrying(() => k.core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }));
@@ -150,9 +153,9 @@ async function startLocalIstiod(
  * whatever `pilot.env` holds), so that istiod run on this machine is configured as one in the
  * cluster would be. Values taken from the pod (fieldRef, resourceFieldRef) are the runner's.
  */
-function istiodEnv(objects: k8s.KubernetesObject[]): Record<string, string> {
+export function istiodEnv(objects: k8s.KubernetesObject[], name = 'istiod'): Record<string, string> {
   const d = objects.find(
-    (o) => o.kind === 'Deployment' && o.metadata?.name === 'istiod' && o.metadata.namespace === ISTIO_NAMESPACE,
+    (o) => o.kind === 'Deployment' && o.metadata?.name === name && o.metadata.namespace === ISTIO_NAMESPACE,
   ) as k8s.V1Deployment | undefined;
   const container = d?.spec?.template.spec?.containers.find((x) => x.name === 'discovery');
   const env: Record<string, string> = {};

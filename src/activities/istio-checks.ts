@@ -14,6 +14,7 @@ import { execa } from 'execa';
 import { type ClusterAccess, withKubeconfigFile } from '../adapters/providers';
 import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { SAMPLE_APPS } from '../istio/sample-apps';
+import { revisionLabel } from '../istio/version';
 import { fetchEndpoints, outboundCluster } from '../istio/xds';
 import { appPlacement, linkPairs } from '../plan/plan';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
@@ -22,12 +23,16 @@ import { loadBalancerAddress } from '../adapters/kube';
 import { type Call, type Verdict, fail, notFound, notSupported, pass } from './checks';
 import { controlPlaneOf } from './deps';
 import { trustChain } from './trust-chain';
+import { podRevision, tagOf } from './upgrade';
 
 /** What the Istio checks get from verifyMesh: its clients, its retrying check runner. */
 export interface IstioCheckContext {
   spec: MeshSpec;
   access: (cluster: string) => ClusterAccess;
-  api: Record<string, { core: k8s.CoreV1Api; discovery: k8s.DiscoveryV1Api }>;
+  api: Record<
+    string,
+    { core: k8s.CoreV1Api; discovery: k8s.DiscoveryV1Api; admission: k8s.AdmissionregistrationV1Api }
+  >;
   check: (name: string, cluster: string | undefined, fn: (call: Call) => Promise<Verdict>) => Promise<CheckResult>;
   /** The pinned istioctl, for `analyze`; without it that check is not run. */
   istioctl?: string;
@@ -296,6 +301,8 @@ async function crossNetwork(
 async function injection(ctx: IstioCheckContext, c: ClusterSpec, namespaces: string[], call: Call): Promise<Verdict> {
   const bad: string[] = [];
   let pods = 0;
+  // The revision the cluster's default tag names injects its sample pods (an upgrade moves it).
+  const revision = revisionLabel(await call(() => tagOf(ctx.api[c.name].admission)));
   for (const ns of namespaces) {
     const list = await call(() => ctx.api[c.name].core.listNamespacedPod({ namespace: ns }));
     for (const pod of list.items) {
@@ -306,6 +313,8 @@ async function injection(ctx: IstioCheckContext, c: ClusterSpec, namespaces: str
       const env = new Map((proxy?.env ?? []).map((e) => [e.name, e.value]));
       const name = `${ns}/${pod.metadata?.name}`;
       if (!proxy) bad.push(`${name} has no istio-proxy`);
+      else if (podRevision(pod) !== revision)
+        bad.push(`${name} was injected by revision ${podRevision(pod) ?? '?'}, the default tag names ${revision}`);
       else if (env.get('ISTIO_META_CLUSTER_ID') !== c.name || env.get('ISTIO_META_NETWORK') !== c.network) {
         bad.push(
           `${name} was injected for cluster ${env.get('ISTIO_META_CLUSTER_ID') ?? '?'}, ` +
@@ -324,10 +333,13 @@ async function injection(ctx: IstioCheckContext, c: ClusterSpec, namespaces: str
     return fail(
       bad.slice(0, 5).join('; ') + (bad.length > 5 ? `; and ${bad.length - 5} more` : ''),
       'pods created before istiod ran, or by a webhook of another cluster, keep the wrong sidecar: check the ' +
-        'istio-injection label and the istio-sidecar-injector webhook, then restart the Deployments',
+        'istio-injection label and the injection webhook (istio-revision-tag-default or istio-sidecar-injector), ' +
+        'then restart the Deployments',
     );
   }
-  return pass(`${pods} sample pod(s) carry istio-proxy for cluster ${c.name}, network ${c.network}`);
+  return pass(
+    `${pods} sample pod(s) carry istio-proxy of revision ${revision} for cluster ${c.name}, network ${c.network}`,
+  );
 }
 
 interface AnalyzerMessage {

@@ -21,6 +21,7 @@ import { kubeTraffic } from './traffic';
 import { trustActivities } from './trust';
 import type { MeshActivities } from './types';
 import { undoActivities } from './undo';
+import { upgradeActivities } from './upgrade';
 import { verifyMesh } from './verify';
 
 export type { ActivityDeps } from './deps';
@@ -51,6 +52,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
     ...membershipActivities(deps),
     ...rotationActivities(deps),
     ...driftActivities(deps),
+    ...upgradeActivities(deps),
   };
   // Activities scheduled by a workflow of an earlier build carry that build's spec: fill in what it lacks.
   return Object.fromEntries(

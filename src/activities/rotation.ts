@@ -14,7 +14,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import * as k8s from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { type Kube, ownedBy } from '../adapters/kube';
-import { ISTIO_NAMESPACE } from '../istio/manifests';
+import { ISTIO_NAMESPACE, istiodDeployment } from '../istio/manifests';
 import {
   type CacertsFiles,
   type ClusterCa,
@@ -94,7 +94,7 @@ export function rotationActivities(deps: ActivityDeps) {
               ? 'istiod reloaded the bundle'
               : 'istiod not started yet';
           } else {
-            await restartIstiod(k, ca, ctx);
+            await restartIstiod(k, ca, ctx, istiodDeployment(req.spec.istio.revision));
             how = 'istiod restarted';
           }
         }
@@ -238,7 +238,7 @@ async function makeIstiodUse(
     await servedFrom(endpoint.secureGrpc, ca, ctx);
     return `istiod reloaded it in ${Date.now() - since} ms (its serving certificate is issued from it)`;
   }
-  await restartIstiod(k, ca, ctx);
+  await restartIstiod(k, ca, ctx, istiodDeployment(req.spec.istio.revision));
   return 'istiod restarted (a rollout of istio-system/istiod)';
 }
 
@@ -290,8 +290,7 @@ function servingCertificate(address: string): Promise<x509.X509Certificate> {
 }
 
 /** A rollout of the istiod Deployment (its pods mount the new secret), waited for. */
-async function restartIstiod(k: Kube, ca: ClusterCa, ctx: StepContext): Promise<void> {
-  const name = 'istiod';
+async function restartIstiod(k: Kube, ca: ClusterCa, ctx: StepContext, name: string): Promise<void> {
   await k.retrying(() =>
     k.apps.patchNamespacedDeployment(
       {
@@ -315,8 +314,8 @@ async function restartIstiod(k: Kube, ca: ClusterCa, ctx: StepContext): Promise<
     )
       return;
     if (Date.now() > deadline)
-      throw new Error(`istio-system/istiod did not finish its rollout in ${(TAKE_UP_MS * 3) / 1000}s`);
-    ctx.heartbeat({ waitingFor: 'istio-system/istiod rollout' });
+      throw new Error(`istio-system/${name} did not finish its rollout in ${(TAKE_UP_MS * 3) / 1000}s`);
+    ctx.heartbeat({ waitingFor: `istio-system/${name} rollout` });
     await delay(500, undefined, { signal: ctx.signal });
   }
 }

@@ -9,12 +9,13 @@ import type {
   RefreshTrustRequest,
   RootRequest,
   RotateIntermediateRequest,
+  RevisionRequest,
   UndoRequest,
 } from '../steps/contract';
 import type { DriftBaselineRequest, DriftBaselineResult, DriftCheckRequest, DriftReport } from '../drift/types';
 
 export type { ForgetOutcome, ForgetRequest, UndoRequest } from '../steps/contract';
-export type { RefreshTrustRequest, RootRequest, RotateIntermediateRequest } from '../steps/contract';
+export type { RefreshTrustRequest, RevisionRequest, RootRequest, RotateIntermediateRequest } from '../steps/contract';
 
 export interface MeshActivities {
   preflightMesh(req: StepRequest): Promise<StepOutcome>;
@@ -47,6 +48,12 @@ export interface MeshActivities {
   retireRoots(req: RootRequest): Promise<StepOutcome>;
   /** A cluster's cacerts with the store's root bundle; waits until its istiod trusts exactly `roots`. */
   refreshTrust(req: RefreshTrustRequest): Promise<StepOutcome>;
+  /** An upgrade: the revision's control plane installed beside the running one (no gateways, no tag). */
+  installRevision(req: RevisionRequest): Promise<StepOutcome>;
+  /** An upgrade: the cluster's default tag on the revision, its workloads restarted and injected by it. */
+  switchRevision(req: RevisionRequest): Promise<StepOutcome>;
+  /** An upgrade: the revision's istiod process on this machine stopped (its objects are undone from the ledger). */
+  stopRevision(req: RevisionRequest): Promise<StepOutcome>;
   /** Digests of what the ledger's objects look like now (after a run), to compare later checks with. */
   baselineDrift(req: DriftBaselineRequest): Promise<DriftBaselineResult>;
   /** The ledger's objects that are gone, changed or not ours any more since the baseline. */

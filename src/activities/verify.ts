@@ -18,6 +18,7 @@ import {
   ISTIO_NAMESPACE,
   NETWORK_LABEL,
   READER_SERVICE_ACCOUNT,
+  istiodDeployment,
   remoteSecretName,
 } from '../istio/manifests';
 import { buildPlan, linkPairs } from '../plan/plan';
@@ -26,6 +27,7 @@ import { sleep } from '../util/net';
 import type { CheckResult } from '../workflows/types';
 import { type Call, type Verdict, fail, notFound, pass } from './checks';
 import { istioChecks } from './istio-checks';
+import { tagOf } from './upgrade';
 import { type TrafficPort, trafficChecks } from './traffic';
 
 export interface VerifyOptions {
@@ -279,6 +281,7 @@ interface Clients {
   custom: k8s.CustomObjectsApi;
   auth: k8s.AuthorizationV1Api;
   discovery: k8s.DiscoveryV1Api;
+  admission: k8s.AdmissionregistrationV1Api;
 }
 
 function clients(kc: k8s.KubeConfig, opts: Options, agents: Agents): Clients {
@@ -290,6 +293,7 @@ function clients(kc: k8s.KubeConfig, opts: Options, agents: Agents): Clients {
     custom: make(k8s.CustomObjectsApi),
     auth: make(k8s.AuthorizationV1Api),
     discovery: make(k8s.DiscoveryV1Api),
+    admission: make(k8s.AdmissionregistrationV1Api),
   };
 }
 
@@ -574,15 +578,15 @@ async function controlPlaneChecks(
     if (c.role === 'primary') {
       results.push(
         await check('istiod-available', c.name, async (call) => {
-          const d = await call(() =>
-            k.apps.readNamespacedDeploymentStatus({ name: 'istiod', namespace: ISTIO_NAMESPACE }),
-          );
+          // The istiod of the revision the default tag names (an upgrade moves it cluster by cluster).
+          const name = istiodDeployment(await call(() => tagOf(k.admission)));
+          const d = await call(() => k.apps.readNamespacedDeploymentStatus({ name, namespace: ISTIO_NAMESPACE }));
           const ok = d.status?.conditions?.some((x) => x.type === 'Available' && x.status === 'True');
           return ok
-            ? pass('istiod is available')
+            ? pass(`${name} is available`)
             : fail(
-                'istiod is not available',
-                'kubectl -n istio-system describe deploy istiod (image pulls, resources, cacerts)',
+                `${name} is not available`,
+                `kubectl -n istio-system describe deploy ${name} (image pulls, resources, cacerts)`,
               );
         }),
       );

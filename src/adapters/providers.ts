@@ -49,9 +49,17 @@ export interface ClusterAccess {
 
 /** A provider that runs istiod itself, beside the cluster (local clusters): no in-cluster istiod serves it. */
 export interface IstiodRunner {
-  /** Where the cluster's istiod answers once started; the ports are chosen now and kept. */
-  istiodEndpoint(mesh: string, cluster: ClusterSpec): Promise<IstiodEndpoint>;
+  /**
+   * Where the cluster's istiod of `revision` (undefined: Istio's default revision) answers once
+   * started; the ports are chosen now and kept.
+   */
+  istiodEndpoint(mesh: string, cluster: ClusterSpec, revision?: string): Promise<IstiodEndpoint>;
+  /** Runs the cluster's istiod of `opts.revision` (each revision its own process), unless it runs. */
   startIstiod(mesh: string, cluster: ClusterSpec, opts: IstiodOptions): Promise<IstiodEndpoint>;
+  /** Stops the cluster's istiod of `revision` and forgets it (an upgrade removed or rolled back that revision). */
+  stopIstiod(mesh: string, cluster: ClusterSpec, revision: string | undefined): Promise<void>;
+  /** Which revision's istiod serves the cluster's workloads, as the checks should ask it (its tag moved). */
+  serveRevision(mesh: string, cluster: ClusterSpec, revision: string | undefined): Promise<void>;
   /**
    * Replaces the plugged-in CA files of the cluster's istiod (which reloads them); where it answers,
    * or undefined when meshflow has not started one for the cluster.
@@ -131,9 +139,12 @@ export class LocalProvider implements ClusterProvider {
     this.clusters = new LocalClusters(stateDir, tools);
     if (tools.pilotDiscovery) {
       this.istiodRunner = {
-        istiodEndpoint: async (mesh, cluster) =>
-          istiodEndpoint(await this.clusters.istiodPorts(this.localName(mesh, cluster))),
+        istiodEndpoint: async (mesh, cluster, revision) =>
+          istiodEndpoint(await this.clusters.istiodPorts(this.localName(mesh, cluster), revision)),
         startIstiod: (mesh, cluster, opts) => this.clusters.startIstiod(this.localName(mesh, cluster), opts),
+        stopIstiod: (mesh, cluster, revision) => this.clusters.stopIstiod(this.localName(mesh, cluster), revision),
+        serveRevision: async (mesh, cluster, revision) =>
+          this.clusters.serveRevision(this.localName(mesh, cluster), revision),
         updateCacerts: (mesh, cluster, cacerts) =>
           this.clusters.updateIstiodCacerts(this.localName(mesh, cluster), cacerts),
       };

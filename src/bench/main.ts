@@ -76,6 +76,9 @@ function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivit
     addRoot: async () => ({ resources: [], attempt: 1 }),
     retireRoots: async () => ({ resources: [], attempt: 1 }),
     refreshTrust: async () => ({ resources: [], attempt: 1 }),
+    installRevision: async () => ({ resources: [], attempt: 1 }),
+    switchRevision: async () => ({ resources: [], attempt: 1 }),
+    stopRevision: async () => ({ resources: [], attempt: 1 }),
     baselineDrift: async () => ({
       baseline: { takenAt: new Date().toISOString(), objects: {} },
       requests: 0,

@@ -27,8 +27,16 @@ export class EmulatedIstiod implements IstiodRunner {
     return backingName(c.gke!.project, c.gke!.location, gkeClusterName(mesh, c));
   }
 
-  async istiodEndpoint(mesh: string, c: ClusterSpec): Promise<IstiodEndpoint> {
-    return istiodEndpoint(await (await this.local()).istiodPorts(this.name(mesh, c)));
+  async istiodEndpoint(mesh: string, c: ClusterSpec, revision?: string): Promise<IstiodEndpoint> {
+    return istiodEndpoint(await (await this.local()).istiodPorts(this.name(mesh, c), revision));
+  }
+
+  async stopIstiod(mesh: string, c: ClusterSpec, revision: string | undefined): Promise<void> {
+    await (await this.local()).stopIstiod(this.name(mesh, c), revision);
+  }
+
+  async serveRevision(mesh: string, c: ClusterSpec, revision: string | undefined): Promise<void> {
+    (await this.local()).serveRevision(this.name(mesh, c), revision);
   }
 
   async startIstiod(mesh: string, c: ClusterSpec, opts: Parameters<IstiodRunner['startIstiod']>[2]) {

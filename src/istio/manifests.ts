@@ -45,27 +45,61 @@ export interface WebhookURLs {
   validationURL: string;
 }
 
-/** The IstioOperator of a cluster's control plane (primary) or of its remote profile. */
+/** How a control plane is rendered: its revision (default: the spec's) and whether it is an upgrade's canary. */
+export interface ControlPlaneRender {
+  /** The revision (istio.io/rev) to render; undefined: Istio's default revision. */
+  revision?: string;
+  /**
+   * An upgrade's canary beside the running revision: no gateways and no revision tag (the upgrade
+   * moves the tag itself, wave by wave).
+   */
+  canary?: boolean;
+}
+
+/**
+ * The IstioOperator of a cluster's control plane (primary) or of its remote profile. A revisioned
+ * control plane that is not a canary carries the `default` revision tag, so that namespaces
+ * labelled istio-injection=enabled are injected by it.
+ */
 export function controlPlaneOperator(
   mesh: MeshSpec,
   cluster: ClusterSpec,
   remotePilotAddress?: string,
   webhooks?: WebhookURLs,
+  render: ControlPlaneRender = { revision: mesh.istio.revision },
 ): object {
   const rendered = operatorValues({ mesh, cluster, operator: 'control-plane', remotePilotAddress });
   const meshConfig = rendered.meshConfig;
-  const values = webhooks
-    ? deepMerge(rendered.values, {
-        istiodRemote: { injectionURL: webhooks.injectionURL },
-        base: { validationURL: webhooks.validationURL },
-      })
-    : rendered.values;
+  const { revision, canary } = render;
+  const values = deepMerge(
+    rendered.values,
+    webhooks
+      ? { istiodRemote: { injectionURL: webhooks.injectionURL }, base: { validationURL: webhooks.validationURL } }
+      : {},
+    revision && !canary ? { revisionTags: ['default'] } : {},
+  );
   return {
     apiVersion: 'install.istio.io/v1alpha1',
     kind: 'IstioOperator',
-    spec: { profile: cluster.role === 'remote' ? 'remote' : mesh.istio.profile, meshConfig, values },
+    spec: {
+      profile: cluster.role === 'remote' ? 'remote' : mesh.istio.profile,
+      ...(revision ? { revision } : {}),
+      ...(canary && cluster.role !== 'remote'
+        ? { components: { ingressGateways: [{ name: 'istio-ingressgateway', enabled: false }] } }
+        : {}),
+      meshConfig,
+      values,
+    },
   };
 }
+
+/** The label of the objects of a revision tag (its webhook and Service), and the tag meshflow moves. */
+export const TAG_LABEL = 'istio.io/tag';
+export const DEFAULT_TAG = 'default';
+/** The injector of Istio's default revision (no revision): deactivated while a tag serves its namespaces. */
+export const DEFAULT_INJECTOR = 'istio-sidecar-injector';
+/** The Service Istio's own guides route to (the east-west gateway's istiod-vs, remotes): kept on the tag's revision. */
+export const ISTIOD_SERVICE = 'istiod';
 
 export const EASTWEST_SERVICE = 'istio-eastwestgateway';
 
@@ -76,6 +110,8 @@ export function eastWestOperator(mesh: MeshSpec, cluster: ClusterSpec): object {
     kind: 'IstioOperator',
     spec: {
       profile: 'empty',
+      // Its proxy's discovery address: the revision's istiod.
+      ...(mesh.istio.revision ? { revision: mesh.istio.revision } : {}),
       components: {
         ingressGateways: [
           {
@@ -176,3 +212,6 @@ export function remoteKubeconfig(source: string, server: string, caData: string,
     preferences: {},
   });
 }
+
+/** The name of a revision's istiod Deployment (and its own Service): `istiod` or `istiod-<revision>`. */
+export const istiodDeployment = (revision: string | undefined) => (revision ? `istiod-${revision}` : 'istiod');

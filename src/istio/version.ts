@@ -70,3 +70,12 @@ export function istioBuildOf(version: string): IstioBuild | undefined {
 /** Istio's observability addons (its samples/addons) a mesh may ask for; shipped beside our istioctl. */
 export const ISTIO_ADDONS = ['prometheus', 'grafana', 'jaeger', 'kiali'] as const;
 export type IstioAddon = (typeof ISTIO_ADDONS)[number];
+
+/**
+ * The control-plane revision an upgrade installs a version as, Istio's way of naming one
+ * (istio.io/rev): "1-31-4" for 1.31.4. A mesh made by `up` runs Istio's default revision (none).
+ */
+export const revisionOf = (version: string): string => version.replace(/\./g, '-');
+
+/** What the revision label of a control plane says: its revision, or "default" when it has none. */
+export const revisionLabel = (revision: string | undefined): string => revision ?? 'default';

@@ -25,6 +25,7 @@ import {
 } from '../util/daemon';
 import { withLock } from '../util/lock';
 import { type ClusterPki, ensureClusterPki, pkiPaths } from './pki';
+import { revisionLabel } from '../istio/version';
 
 export interface LocalTools {
   kubeApiserver: string;
@@ -152,9 +153,9 @@ export class LocalClusters {
    * remote secret) waits out the whole grace before it exits.
    */
   private async stopComponents(names: string[], graceMs?: number): Promise<void> {
-    const components = ['apiserver', ...COMPONENTS];
+    const components = (n: string) => ['apiserver', ...COMPONENTS, ...this.revisionIstiods(n)];
     await stopDaemons(
-      names.flatMap((n) => components.map((c) => ({ pidFile: this.pidFile(n, c), marker: this.clusterDir(n) }))),
+      names.flatMap((n) => components(n).map((c) => ({ pidFile: this.pidFile(n, c), marker: this.clusterDir(n) }))),
       graceMs,
     );
   }
@@ -378,12 +379,23 @@ export class LocalClusters {
     return cluster;
   }
 
+  /** The istiods of revisions (`istiod-<revision>`) meshflow has run for the cluster, by component name. */
+  private revisionIstiods(name: string): string[] {
+    const dir = this.clusterDir(name);
+    if (!fs.existsSync(dir)) return [];
+    return fs
+      .readdirSync(dir)
+      .filter((f) => /^istiod-[a-z0-9-]+\.json$/.test(f))
+      .map((f) => f.slice(0, -'.json'.length));
+  }
+
   /**
-   * The ports of the cluster's istiod, chosen once and kept in its directory, so that what was
-   * rendered for it (webhook URLs) stays true across restarts.
+   * The ports of the cluster's istiod of `revision` (undefined: Istio's default revision), chosen
+   * once and kept in its directory, so that what was rendered for it (webhook URLs) stays true
+   * across restarts.
    */
-  async istiodPorts(name: string): Promise<IstiodPorts> {
-    const file = path.join(this.clusterDir(name), 'istiod.json');
+  async istiodPorts(name: string, revision?: string): Promise<IstiodPorts> {
+    const file = path.join(this.clusterDir(name), `${istiodComponent(revision)}.json`);
     if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as IstiodPorts;
     if (!fs.existsSync(this.clusterDir(name))) throw new LocalClusterError(`no local cluster ${name}`);
     const ports: IstiodPorts = {
@@ -398,16 +410,51 @@ export class LocalClusters {
     return ports;
   }
 
-  /** Where the cluster's istiod answers, once meshflow has run one for it; whether it runs now. */
-  istiod(name: string): (IstiodEndpoint & { running: boolean; log: string }) | undefined {
-    const file = path.join(this.clusterDir(name), 'istiod.json');
-    const pidFile = this.pidFile(name, 'istiod');
+  /**
+   * The revision whose istiod serves the cluster's workloads (the one its `default` tag names), as
+   * the last upgrade step left it: checks ask that one. Undefined: Istio's default revision.
+   */
+  servingRevision(name: string): string | undefined {
+    const file = path.join(this.clusterDir(name), SERVING_FILE);
+    return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() || undefined : undefined;
+  }
+
+  /** Records which revision's istiod serves the cluster now (an upgrade moved its tag). */
+  serveRevision(name: string, revision: string | undefined): void {
+    const file = path.join(this.clusterDir(name), SERVING_FILE);
+    if (!fs.existsSync(this.clusterDir(name))) throw new LocalClusterError(`no local cluster ${name}`);
+    fs.writeFileSync(`${file}.tmp`, `${revision ?? ''}\n`);
+    fs.renameSync(`${file}.tmp`, file);
+  }
+
+  /**
+   * Where the cluster's istiod of `revision` (default: the serving one) answers, once meshflow has
+   * run one for it; whether it runs now.
+   */
+  istiod(
+    name: string,
+    revision = this.servingRevision(name),
+  ): (IstiodEndpoint & { running: boolean; log: string; revision?: string }) | undefined {
+    const component = istiodComponent(revision);
+    const file = path.join(this.clusterDir(name), `${component}.json`);
+    const pidFile = this.pidFile(name, component);
     if (!fs.existsSync(file) || !fs.existsSync(logFileOf(pidFile))) return undefined;
     return {
       ...istiodEndpoint(JSON.parse(fs.readFileSync(file, 'utf8')) as IstiodPorts),
       running: runningPid(pidFile, this.clusterDir(name)) !== undefined,
       log: logFileOf(pidFile),
+      ...(revision ? { revision } : {}),
     };
+  }
+
+  /** Stops the cluster's istiod of `revision` (an upgrade removed that revision) and forgets its ports and files. */
+  async stopIstiod(name: string, revision: string | undefined): Promise<void> {
+    const component = istiodComponent(revision);
+    const dir = this.clusterDir(name);
+    if (!fs.existsSync(dir)) return;
+    await stopDaemon(this.pidFile(name, component), dir);
+    fs.rmSync(path.join(dir, component), { recursive: true, force: true });
+    fs.rmSync(path.join(dir, `${component}.json`), { force: true });
   }
 
   /**
@@ -422,12 +469,13 @@ export class LocalClusters {
     const bin = opts.pilotDiscovery ?? this.tools.pilotDiscovery;
     if (!bin) throw new LocalClusterError('pilot-discovery is not among the local tools');
     const dir = this.clusterDir(name);
-    const pidFile = this.pidFile(name, 'istiod');
-    const ports = await this.istiodPorts(name);
+    const component = istiodComponent(opts.revision);
+    const pidFile = this.pidFile(name, component);
+    const ports = await this.istiodPorts(name, opts.revision);
     const endpoint = istiodEndpoint(ports);
     if (runningPid(pidFile, dir) !== undefined && (await istiodReady(endpoint))) return endpoint;
     await stopDaemon(pidFile, dir);
-    const home = path.join(dir, 'istiod');
+    const home = path.join(dir, component);
     const caDir = path.join(home, 'cacerts');
     fs.mkdirSync(caDir, { recursive: true, mode: 0o700 });
     for (const [file, pem] of Object.entries(opts.cacerts)) {
@@ -435,7 +483,7 @@ export class LocalClusters {
     }
     const cluster = this.get(name);
     if (!cluster) throw new LocalClusterError(`no local cluster ${name}`);
-    this.progress(`starting istiod for local cluster ${name} (debug ${endpoint.debug})`);
+    this.progress(`starting ${component} for local cluster ${name} (debug ${endpoint.debug})`);
     // Supervised: an istiod that dies (OOM, a crash) is started again, as its Deployment would be.
     startSupervisedDaemon({
       file: bin,
@@ -445,13 +493,13 @@ export class LocalClusters {
       env: {
         PATH: process.env.PATH,
         HOME: home,
-        REVISION: 'default',
+        REVISION: revisionLabel(opts.revision),
         PILOT_CERT_PROVIDER: 'istiod',
         // A new root bundle in the plugged-in CA files is taken up live (a root rotation), not refused.
         ISTIO_MULTIROOT_MESH: 'true',
         ...opts.env,
         POD_NAMESPACE: 'istio-system',
-        POD_NAME: `istiod-${name}`,
+        POD_NAME: `${component}-${name}`,
         ROOT_CA_DIR: caDir,
         CLUSTER_ID: opts.clusterId,
         // Its serving certificate names 127.0.0.1, where the API server reaches its webhooks.
@@ -485,7 +533,9 @@ export class LocalClusters {
     if (!ok) {
       const tail = logTail(pidFile);
       await stopDaemon(pidFile, dir);
-      throw new LocalClusterError(`istiod for local cluster ${name} did not become ready; last log lines:\n${tail}`);
+      throw new LocalClusterError(
+        `${component} for local cluster ${name} did not become ready; last log lines:\n${tail}`,
+      );
     }
     return endpoint;
   }
@@ -496,15 +546,20 @@ export class LocalClusters {
    * Undefined when no istiod was started for the cluster.
    */
   async updateIstiodCacerts(name: string, cacerts: Record<string, string>): Promise<IstiodEndpoint | undefined> {
-    const home = path.join(this.clusterDir(name), 'istiod');
-    const caDir = path.join(home, 'cacerts');
-    if (!fs.existsSync(caDir)) return undefined;
-    for (const [file, pem] of Object.entries(cacerts)) {
-      const tmp = path.join(home, `.${file}.tmp`);
-      fs.writeFileSync(tmp, pem, { mode: 0o600 });
-      fs.renameSync(tmp, path.join(caDir, file));
+    // Every revision's istiod (an upgrade runs two side by side) issues from the cluster's CA.
+    let updated = false;
+    for (const component of ['istiod', ...this.revisionIstiods(name)]) {
+      const home = path.join(this.clusterDir(name), component);
+      const caDir = path.join(home, 'cacerts');
+      if (!fs.existsSync(caDir)) continue;
+      for (const [file, pem] of Object.entries(cacerts)) {
+        const tmp = path.join(home, `.${file}.tmp`);
+        fs.writeFileSync(tmp, pem, { mode: 0o600 });
+        fs.renameSync(tmp, path.join(caDir, file));
+      }
+      updated = true;
     }
-    return istiodEndpoint(await this.istiodPorts(name));
+    return updated ? istiodEndpoint(await this.istiodPorts(name, this.servingRevision(name))) : undefined;
   }
 
   /**
@@ -610,6 +665,8 @@ export interface IstiodEndpoint {
 export interface IstiodOptions {
   /** The Istio cluster ID (the spec's cluster name). */
   clusterId: string;
+  /** The control-plane revision it is (undefined: Istio's default revision); each runs as its own process. */
+  revision?: string;
   /** The plugged-in CA: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem. */
   cacerts: Record<string, string>;
   /** The environment an in-cluster istiod would get (REVISION, PILOT_*, EXTERNAL_ISTIOD, ...). */
@@ -618,6 +675,11 @@ export interface IstiodOptions {
   pilotDiscovery?: string;
   signal?: AbortSignal;
 }
+
+/** The component name of a revision's istiod: `istiod`, or `istiod-<revision>`. */
+export const istiodComponent = (revision: string | undefined) => (revision ? `istiod-${revision}` : 'istiod');
+
+const SERVING_FILE = 'istiod-serving';
 
 export function istiodEndpoint(p: IstiodPorts): IstiodEndpoint {
   return {

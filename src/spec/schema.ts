@@ -187,6 +187,15 @@ export const meshSchema = z
               ISTIO_BUILDS.map((b) => `${b.line}.x (such as ${b.defaultVersion})`).join(', '),
           )
           .default(ISTIO_DEFAULT_VERSION),
+        /**
+         * The control-plane revision the clusters run (istio.io/rev), set by `meshflow upgrade`: absent,
+         * Istio's default revision. A spec that sets it installs that revision with the default tag on it.
+         */
+        revision: z
+          .string()
+          .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a revision name such as 1-31-4')
+          .refine((r) => r !== 'default', 'is Istio\'s default revision: leave it out')
+          .optional(),
         topology: z.enum(['multi-primary', 'primary-remote']).default('multi-primary'),
         profile: z.enum(['default', 'minimal', 'demo']).default('default'),
         values: z.record(z.string(), z.unknown()).default({}),

@@ -15,6 +15,9 @@ export type StepActivityName = Exclude<
   | 'addRoot'
   | 'retireRoots'
   | 'refreshTrust'
+  | 'installRevision'
+  | 'switchRevision'
+  | 'stopRevision'
 >;
 
 /** The activity that runs each kind of step. */

@@ -39,6 +39,14 @@ export interface RotateIntermediateRequest extends StepRequest {
   generation: number;
 }
 
+/** An upgrade's work on one cluster (its control-plane step): a revision of an Istio version. */
+export interface RevisionRequest extends StepRequest {
+  /** The Istio version (a patch release of a pinned line) whose build renders and runs the revision. */
+  version: string;
+  /** The revision (istio.io/rev); undefined: Istio's default revision. */
+  revision?: string;
+}
+
 /** A cluster's cacerts step, its trust bundle refreshed from the store; istiod must then trust exactly these roots. */
 export interface RefreshTrustRequest extends StepRequest {
   /** SHA-256 fingerprints (first 16 hex digits) of the roots the cluster is to trust. */

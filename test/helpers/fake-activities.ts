@@ -10,6 +10,7 @@ import type {
   RefreshTrustRequest,
   RootRequest,
   RotateIntermediateRequest,
+  RevisionRequest,
   UndoRequest,
 } from '../../src/activities/types';
 import { everyStep } from '../../src/steps/activity-names';
@@ -54,6 +55,8 @@ export interface Script {
   caValidityMs?: number;
   /** Clusters whose intermediate rotation fails (RotationNotTakenUp, the previous one kept). */
   failRotate?: string[];
+  /** Clusters whose switch to a new revision fails (its pods not injected by it): the upgrade rolls back. */
+  failSwitch?: string[];
 }
 
 /** The resource a step "creates" under a realistic script; its undo is recorded as `undo <step id>`. */
@@ -205,6 +208,26 @@ export class FakeActivities {
     };
   }
 
+  /**
+   * An upgrade's work on one cluster: recorded as "<what> <cluster> <revision>"; an install leaves
+   * one marker resource (the revision's objects), which the ledger then holds; `failSwitch` names
+   * clusters whose workloads are not injected by a new revision (the wave's verify never runs).
+   */
+  private async revisionStep(req: RevisionRequest, what: string): Promise<StepOutcome> {
+    const rev = req.revision ?? 'default';
+    this.record(req.mesh, `${what} ${req.step.cluster} ${rev}`);
+    const script = this.scripts.get(req.mesh) ?? {};
+    if (what === 'switch' && req.revision && script.failSwitch?.includes(req.step.cluster!))
+      throw ApplicationFailure.create({
+        type: 'RevisionNotInjecting',
+        message: `injected: pods of ${req.step.cluster} are not injected by revision ${rev}`,
+        nonRetryable: true,
+      });
+    const resources: Resource[] =
+      what === 'install-revision' ? [{ type: 'file', path: `revision:${rev}:${req.step.cluster}` }] : [];
+    return { resources, attempt: 1, outputs: { revision: rev, version: req.version } };
+  }
+
   activities(): MeshActivities & HostActivities {
     const step = (req: StepRequest) => this.step(req);
     return {
@@ -249,6 +272,9 @@ export class FakeActivities {
           outputs: { trustedRoots: req.roots.join(','), trustTakenUp: 'test double' },
         };
       },
+      installRevision: async (req: RevisionRequest) => this.revisionStep(req, 'install-revision'),
+      switchRevision: async (req: RevisionRequest) => this.revisionStep(req, 'switch'),
+      stopRevision: async (req: RevisionRequest) => this.revisionStep(req, 'stop-revision'),
       awaitClusterForgotten: async (req: ForgetRequest) => {
         this.record(req.mesh, `forget ${req.cluster}`);
         return { forgotten: true, afterMs: 0, detail: 'test double: no istiod to ask' };
