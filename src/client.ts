@@ -22,6 +22,8 @@ import {
   specQuery,
   statusQuery,
   teardownSignal,
+  upgradeDecisionUpdate,
+  upgradeUpdate,
   verifyUpdate,
 } from './workflows/definitions';
 import type {
@@ -31,6 +33,8 @@ import type {
   MeshStatus,
   RotateRequest,
   TeardownOptions,
+  UpgradeDecision,
+  UpgradeRequest,
 } from './workflows/types';
 import type { provisionMesh } from './workflows/mesh';
 
@@ -334,6 +338,23 @@ export async function driftMesh(client: Client, mesh: string): Promise<DriftStat
 /** Rotates credentials of a ready mesh (intermediates or readers); the update as it ended, with the checks. */
 export async function rotateMesh(client: Client, mesh: string, req: RotateRequest): Promise<ApplyResult> {
   return (await resolveMesh(client, mesh)).executeUpdate(rotateUpdate, { args: [req] });
+}
+
+/**
+ * Starts an Istio upgrade of the running mesh; resolves with its update id once the workflow has
+ * accepted it (the validator passed). The upgrade goes on in the workflow: follow it in the status.
+ */
+export async function startUpgrade(client: Client, mesh: string, req: UpgradeRequest): Promise<string> {
+  const handle = await (await resolveMesh(client, mesh)).startUpdate(upgradeUpdate, {
+    args: [req],
+    waitForStage: WorkflowUpdateStage.ACCEPTED,
+  });
+  return handle.updateId;
+}
+
+/** Tells an upgrade waiting between waves to go on or to roll back; the answer says what happens next. */
+export async function decideUpgrade(client: Client, mesh: string, decision: UpgradeDecision): Promise<string> {
+  return (await resolveMesh(client, mesh)).executeUpdate(upgradeDecisionUpdate, { args: [decision] });
 }
 
 export async function runningSpec(client: Client, mesh: string): Promise<MeshSpec> {

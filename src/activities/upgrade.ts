@@ -34,6 +34,7 @@ const REVISION_LABEL = 'istio.io/rev';
 const RESTARTED = 'meshflow.dev/restarted-for-revision';
 /** How long a wave's workloads have to come back injected by the revision. */
 const ROLLOUT_MS = 3 * 60_000;
+const MUTATING = { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration' };
 /** Selectors that match nothing: how `istioctl tag set` deactivates the default revision's injector. */
 const NEVER_MATCH = { matchExpressions: [{ key: 'istio.io/deactivated', operator: 'In', values: ['never-match'] }] };
 
@@ -159,6 +160,8 @@ export function upgradeActivities(deps: ActivityDeps) {
         if (!tag.length) throw new Error(`istioctl rendered no ${req.revision ? TAG_WEBHOOK : DEFAULT_INJECTOR}`);
         await k.apply(req.mesh, tag, { heartbeat: ctx.heartbeat, track: (r) => ctx.track(...objectsIn(c.name, r)) });
         if (req.revision) await deactivateDefaultInjector(k, req.mesh);
+        // Back on the default revision: the tag goes first, or its webhook (named first) would inject yet.
+        else await k.deleteOwned(req.mesh, [{ ...MUTATING, name: TAG_WEBHOOK }], ctx.heartbeat);
         await pointIstiodService(k, req.mesh, req.revision);
         const { runner } = await webhooksOf(req.mesh, req.spec, c, req.revision);
         if (runner && c.role === 'primary') await runner.serveRevision(req.mesh, c, req.revision);

@@ -287,6 +287,28 @@ export const StatusSchema = z
       })
       .optional()
       .describe('a root rotation in progress: both roots trusted until the old one is dropped (dropAt)'),
+    upgrade: z
+      .object({
+        from: z.object({ version: z.string(), revision: z.string().optional() }),
+        to: z.object({ version: z.string(), revision: z.string() }),
+        waves: z.array(z.array(z.string())).describe("each wave's clusters (a primary's remotes with it)"),
+        wave: z.number().int().describe('the wave being worked on, 0-based'),
+        passed: z.number().int().describe('waves that passed verification'),
+        stage: z.enum([
+          'installing',
+          'switching',
+          'verifying',
+          'awaiting-approval',
+          'rolling-back',
+          'removing-old',
+          'gateways',
+        ]),
+        approveEach: z.boolean(),
+        startedAt: z.string(),
+        awaitingSince: z.string().optional(),
+      })
+      .optional()
+      .describe('an Istio upgrade in progress (canary by revision, in waves)'),
     retiredClusters: z
       .array(z.record(z.string(), z.unknown()))
       .optional()

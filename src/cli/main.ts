@@ -19,10 +19,12 @@ import {
   teardownMesh,
   verifyMesh,
   rotateMesh,
+  startUpgrade,
+  decideUpgrade,
 } from '../client';
 import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../gc';
 import { kubernetesLocationFromEnv, trustStoreFromEnv } from '../trust-store/from-env';
-import { COMPONENTS } from '../local/clusters';
+import { COMPONENTS, istiodComponent } from '../local/clusters';
 import { buildPlan } from '../plan/plan';
 import { GkeProvider } from '../adapters/gke';
 import { packageRoot, stateDir } from '../paths';
@@ -335,6 +337,111 @@ program
     if (u.state !== 'applied') process.exitCode = 1;
   });
 
+program
+  .command('upgrade <mesh>')
+  .description(
+    "upgrade a ready mesh's Istio, canary by revision: the new version's control plane beside the old on each " +
+      'cluster of a wave, its default tag moved and its workloads restarted, then every check; a wave that fails ' +
+      'is rolled back with the waves before it (the mesh stays on the old version); when all passed the old ' +
+      'revision is removed (exit 1 unless it was applied)',
+  )
+  .option('--to <version>', 'the Istio version to run: a patch release of a line meshflow pins (see doctor)')
+  .option(
+    '--waves <clusters>',
+    'one wave: comma-separated primaries (remotes go with their primary); repeat for each wave, in order ' +
+      '(default: one primary a wave)',
+    collect,
+  )
+  .option('--approve-each', 'wait after each wave but the last for `upgrade NAME --continue` (or --abort)')
+  .option('--continue', 'an upgrade waiting between waves: go on with the next wave')
+  .option('--abort', 'an upgrade waiting between waves: roll back every wave it made')
+  .option('--detach', 'return once the workflow has accepted the upgrade')
+  .option('--json', 'print the update as it ended (or the status while it waits) as JSON')
+  .action(async (mesh: string, opts: UpgradeOptions) => {
+    const decisions = [opts.continue && 'continue', opts.abort && 'abort'].filter(Boolean);
+    if (decisions.length > 1) throw new Error('--continue or --abort, not both');
+    if (decisions.length && (opts.to || opts.waves || opts.approveEach))
+      throw new Error('--continue and --abort answer an upgrade in progress: give no --to, --waves or --approve-each');
+    if (!decisions.length && !opts.to)
+      throw new Error('name the version to run: --to VERSION (meshflow doctor lists them)');
+    const { client } = await connectWithWorker();
+    let id: string;
+    if (decisions.length) {
+      const s = await meshStatus(client, mesh);
+      id = [...(s.updates ?? [])].reverse().find((u) => u.state === 'running')?.id ?? '';
+      process.stdout.write(
+        `mesh ${mesh}: ${await decideUpgrade(client, mesh, decisions[0] as 'continue' | 'abort')}\n`,
+      );
+    } else {
+      const waves = opts.waves?.map((w) =>
+        w
+          .split(',')
+          .map((c) => c.trim())
+          .filter(Boolean),
+      );
+      id = await startUpgrade(client, mesh, {
+        to: opts.to!,
+        ...(waves?.length ? { waves } : {}),
+        ...(opts.approveEach ? { approveEach: true } : {}),
+      });
+      process.stdout.write(`mesh ${mesh}: upgrade ${id} accepted\n`);
+    }
+    if (!opts.detach) await followUpgrade(client, mesh, id, opts.json);
+  });
+
+interface UpgradeOptions {
+  to?: string;
+  waves?: string[];
+  approveEach?: boolean;
+  continue?: boolean;
+  abort?: boolean;
+  detach?: boolean;
+  json?: boolean;
+}
+
+/** Prints an upgrade's waves and stages as they change, until it ends or waits for approval. */
+async function followUpgrade(
+  client: Awaited<ReturnType<typeof connect>>['client'],
+  mesh: string,
+  id: string,
+  json?: boolean,
+): Promise<void> {
+  let last = '';
+  for (;;) {
+    const s = await meshStatus(client, mesh);
+    const u = s.updates?.find((x) => x.id === id);
+    const up = s.upgrade;
+    if (up && !json) {
+      const line = `  wave ${up.wave + 1}/${up.waves.length} (${up.waves[up.wave].join(', ')}): ${up.stage}`;
+      if (line !== last) process.stdout.write(line + '\n');
+      last = line;
+    }
+    if (up?.stage === 'awaiting-approval') {
+      if (json) process.stdout.write(JSON.stringify({ upgrade: up, update: u }, null, 2) + '\n');
+      else
+        process.stdout.write(
+          `mesh ${mesh}: wave ${up.wave + 1} of ${up.waves.length} passed and runs ${up.to.version}; the upgrade ` +
+            `waits: meshflow upgrade ${mesh} --continue (next wave) or --abort (roll back every wave)\n`,
+        );
+      return;
+    }
+    if (!u || u.state !== 'running') {
+      if (json) process.stdout.write(JSON.stringify({ update: u, checks: s.checks }, null, 2) + '\n');
+      else {
+        const lines = [`mesh ${mesh}: update ${id} ${u?.state ?? 'not found'}: ${u?.summary ?? ''}`];
+        if (u?.error) lines.push(`  ${u.error}`);
+        const failed = s.checks.filter((c) => c.status === 'failed');
+        lines.push(failed.length ? `  ${failed.length} check(s) failed` : `  checks passed (${s.checks.length})`);
+        if (failed.length) lines.push(...renderChecks(failed));
+        process.stdout.write(lines.join('\n') + '\n');
+      }
+      if (u?.state !== 'applied') process.exitCode = 1;
+      return;
+    }
+    await sleep(1000);
+  }
+}
+
 interface RotateOptions {
   cluster?: string[];
   grace?: string;
@@ -496,15 +603,24 @@ program
 
 program
   .command('logs <mesh> <cluster> [component]')
-  .description(`the log of a local cluster's process: ${['apiserver', ...COMPONENTS].join(', ')} (default istiod)`)
+  .description(
+    `the log of a local cluster's process: ${['apiserver', ...COMPONENTS].join(', ')} or istiod-<revision> ` +
+      '(default: the istiod of the revision that serves the cluster)',
+  )
   .option('-n, --lines <count>', 'print the last COUNT lines (default: all)')
   .option('--path', 'print only where the log is')
   .action((mesh: string, cluster: string, component: string | undefined, opts: { lines?: string; path?: boolean }) => {
-    const which = component ?? 'istiod';
-    if (![...COMPONENTS, 'apiserver'].includes(which as (typeof COMPONENTS)[number])) {
-      throw new Error(`no component ${which}: choose one of apiserver, ${COMPONENTS.join(', ')}`);
-    }
     const dir = path.join(stateDir(), 'local', 'clusters', localClusterName(mesh, cluster));
+    const serving = fs.existsSync(path.join(dir, 'istiod-serving'))
+      ? fs.readFileSync(path.join(dir, 'istiod-serving'), 'utf8').trim()
+      : '';
+    const which = component ?? istiodComponent(serving || undefined);
+    if (
+      ![...COMPONENTS, 'apiserver'].includes(which as (typeof COMPONENTS)[number]) &&
+      !/^istiod-[a-z0-9-]+$/.test(which)
+    ) {
+      throw new Error(`no component ${which}: choose one of apiserver, ${COMPONENTS.join(', ')}, istiod-<revision>`);
+    }
     const file = logFileOf(path.join(dir, `${which}.pid`));
     if (!fs.existsSync(file)) throw new Error(`no ${which} log for cluster ${cluster} of mesh ${mesh} (${file})`);
     if (opts.path) return void process.stdout.write(file + '\n');

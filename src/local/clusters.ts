@@ -453,6 +453,8 @@ export class LocalClusters {
     const dir = this.clusterDir(name);
     if (!fs.existsSync(dir)) return;
     await stopDaemon(this.pidFile(name, component), dir);
+    // A supervisor killed from outside leaves its child's PID file behind.
+    fs.rmSync(`${this.pidFile(name, component)}.child`, { force: true });
     fs.rmSync(path.join(dir, component), { recursive: true, force: true });
     fs.rmSync(path.join(dir, `${component}.json`), { force: true });
   }

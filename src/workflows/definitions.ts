@@ -2,7 +2,16 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ApplyRequest } from '../plan/diff';
 import type { MeshSpec } from '../spec/schema';
-import type { ApplyResult, CheckResult, DriftStatus, MeshStatus, RotateRequest, TeardownOptions } from './types';
+import type {
+  ApplyResult,
+  CheckResult,
+  DriftStatus,
+  MeshStatus,
+  RotateRequest,
+  TeardownOptions,
+  UpgradeDecision,
+  UpgradeRequest,
+} from './types';
 
 export const TASK_QUEUE = 'meshflow';
 export const meshWorkflowId = (mesh: string) => `mesh/${mesh}`;
@@ -32,3 +41,12 @@ export const driftUpdate = defineUpdate<DriftStatus>('drift');
  * then verify. The answer is the update as it ended, with the checks.
  */
 export const rotateUpdate = defineUpdate<ApplyResult, [RotateRequest]>('rotate');
+/**
+ * Upgrades the ready mesh's Istio, canary by revision: the new version's control plane beside the
+ * old on every cluster of a wave, the wave's default tag moved to it and its workloads restarted,
+ * verified; a wave that fails is rolled back with every wave before it, and the mesh stays on the
+ * old revision. When every wave passed, the old revision is removed. The answer is the update as it ended.
+ */
+export const upgradeUpdate = defineUpdate<ApplyResult, [UpgradeRequest]>('upgrade');
+/** Tells an upgrade that waits between waves (approveEach) to go on, or to roll back every wave it made. */
+export const upgradeDecisionUpdate = defineUpdate<string, [UpgradeDecision]>('upgrade-decision');

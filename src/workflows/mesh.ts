@@ -61,6 +61,8 @@ import {
   specQuery,
   statusQuery,
   teardownSignal,
+  upgradeDecisionUpdate,
+  upgradeUpdate,
   verifyUpdate,
 } from './definitions';
 import {
@@ -77,7 +79,11 @@ import {
   type StepStatus,
   type TeardownOptions,
   type UpdateRecord,
+  type UpgradeDecision,
+  type UpgradeRequest,
+  type UpgradeState,
 } from './types';
+import { ISTIO_LINES, ISTIO_VERSION_PATTERN, revisionLabel, revisionOf } from '../istio/version';
 
 /** Release 2: teardown cancels running steps, kept meshes stay open, deadline from the start, host-bound steps, parallel undo. */
 export const PATCH_V2 = 'meshflow-v2-faults';
@@ -105,6 +111,11 @@ export const PATCH_V4_DRIFT = 'meshflow-v4-drift';
  * tokens), and a ready mesh rotates an intermediate by itself within `trust.rotateBefore` of its expiry.
  */
 export const PATCH_V5_TRUST = 'meshflow-v5-trust';
+/**
+ * Release 6: `upgrade` (Istio canary by revision, in waves). Read once at the start; a mesh
+ * started earlier answers an upgrade with how to get one.
+ */
+export const PATCH_V6_UPGRADE = 'meshflow-v6-upgrade';
 
 const RETRY = {
   initialInterval: '1s',
@@ -170,6 +181,21 @@ const RENEWAL_RETRY_MS = 5 * 60_000;
 const HOST_WAIT = '5 minutes';
 /** A token that outlives the mesh by this much needs no renewal. */
 const TOKEN_MARGIN_MS = 10 * 60_000;
+
+/**
+ * What removing a revision keeps of what it installed: CRDs, the namespace, the gateways, the
+ * reader ServiceAccount and its role (the mesh's remote secrets use them), and the `istiod`
+ * Service (the east-west gateway routes remotes to it; an upgrade points it at the new revision).
+ */
+function keptAcrossRevisions(o: ObjectRef): boolean {
+  return (
+    o.kind === 'CustomResourceDefinition' ||
+    o.kind === 'Namespace' ||
+    o.name.startsWith('istio-ingressgateway') ||
+    o.name.startsWith('istio-reader') ||
+    (o.kind === 'Service' && o.name === 'istiod')
+  );
+}
 
 function summary(step: Step): string {
   return step.target
@@ -256,6 +282,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   const v4 = v3 && patched(PATCH_V4);
   const v4drift = v3 && patched(PATCH_V4_DRIFT);
   const v5 = v4drift && patched(PATCH_V5_TRUST);
+  const v6 = v5 && patched(PATCH_V6_UPGRADE);
   // The spec and plan the mesh runs: its first, then each one an `apply` made it.
   let spec = upgradeSpec(input.spec);
   // Meshes started before preflights existed keep the plan they started with.
@@ -331,6 +358,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   let baselineRetryAt = 0;
   /** When an intermediate rotation that failed is tried again by the live loop (workflow time, ms). */
   let rotateRetryAt = 0;
+  /** What an upgrade waiting between waves was told (upgrade-decision). */
+  let upgradeDecision: UpgradeDecision | undefined;
   /** Whether the run's memo says an automatic rotation failed (list shows it). */
   let rotationFlagged = Boolean(workflowInfo().memo?.rotationDue);
   const hostOptions = (): ActivityOptions =>
@@ -560,6 +589,33 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       validateRotate(req);
     },
   });
+  setHandler(upgradeUpdate, (req: UpgradeRequest) => upgradeNow(req), {
+    validator: (req: UpgradeRequest) => {
+      refuseWhileDrifting('upgrade');
+      validateUpgrade(req);
+    },
+  });
+  setHandler(
+    upgradeDecisionUpdate,
+    (decision: UpgradeDecision) => {
+      upgradeDecision = decision;
+      return decision === 'continue'
+        ? `wave ${status.upgrade!.wave + 2} of ${status.upgrade!.waves.length} starts`
+        : `rolling back the ${status.upgrade!.passed} wave(s) made`;
+    },
+    {
+      validator: (decision: UpgradeDecision) => {
+        if (decision !== 'continue' && decision !== 'abort')
+          throw new Error(`an upgrade is told continue or abort (got ${JSON.stringify(decision)})`);
+        if (status.upgrade?.stage !== 'awaiting-approval' || upgradeDecision !== undefined)
+          throw new Error(
+            status.upgrade
+              ? `the upgrade of mesh ${spec.name} is ${status.upgrade.stage}, not waiting for approval`
+              : `mesh ${spec.name} has no upgrade in progress`,
+          );
+      },
+    },
+  );
 
   // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
   // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
@@ -1100,6 +1156,346 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       record(step.id, tracedResources(err));
       failures.push(`${step.id}: ${errorText(err)}`);
     }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // upgrade: another Istio version, canary by revision, wave by wave
+
+  function validateUpgrade(req: UpgradeRequest): void {
+    if (!v6)
+      throw new Error(
+        `mesh ${spec.name} was started by an earlier meshflow release, which cannot upgrade Istio in place: ` +
+          'tear it down and bring it up again on the version you want',
+      );
+    refuseWhileUpdating();
+    if (renewal) throw new Error(`mesh ${spec.name} is renewing reader tokens: upgrade in a moment`);
+    if (teardownRequested || status.phase !== 'ready')
+      throw new Error(
+        `mesh ${spec.name} is ${teardownRequested ? 'tearing-down' : status.phase}: Istio is upgraded on a ready mesh`,
+      );
+    if (!req || typeof req.to !== 'string' || !ISTIO_VERSION_PATTERN.test(req.to))
+      throw new Error(
+        `--to ${JSON.stringify(req?.to)} is not a version meshflow pins a build of: ` +
+          `a patch release of ${ISTIO_LINES} (meshflow doctor lists them)`,
+      );
+    if (req.to === spec.istio.version || revisionOf(req.to) === spec.istio.revision)
+      throw new Error(`mesh ${spec.name} runs Istio ${spec.istio.version} already`);
+    upgradeWaves(req);
+  }
+
+  /** The clusters of each wave: the request's primaries (or one a wave), each with its remotes. */
+  function upgradeWaves(req: UpgradeRequest): string[][] {
+    const primaries = spec.clusters.filter((c) => c.role !== 'remote').map((c) => c.name);
+    const waves = req.waves?.length ? req.waves : primaries.map((p) => [p]);
+    const seen = new Set<string>();
+    for (const wave of waves) {
+      if (!Array.isArray(wave) || !wave.length) throw new Error('every wave names one or more primaries');
+      for (const name of wave) {
+        const c = spec.clusters.find((x) => x.name === name);
+        if (!c) throw new Error(`mesh ${spec.name} has no cluster ${name}; its primaries: ${primaries.join(', ')}`);
+        if (c.role === 'remote')
+          throw new Error(`${name} is a remote: it is upgraded in the wave of its primary ${c.primary}`);
+        if (seen.has(name)) throw new Error(`${name} is in two waves`);
+        seen.add(name);
+      }
+    }
+    const missing = primaries.filter((p) => !seen.has(p));
+    if (missing.length) throw new Error(`every primary must be in a wave: ${missing.join(', ')} is in none`);
+    return waves.map((wave) => [
+      ...wave,
+      ...spec.clusters.filter((c) => c.role === 'remote' && wave.includes(c.primary!)).map((c) => c.name),
+    ]);
+  }
+
+  /** An upgrade activity on a cluster's control plane: the revision `r` of its version. */
+  function revisionCall(
+    what: 'installRevision' | 'switchRevision' | 'stopRevision',
+    cluster: string,
+    r: { version: string; revision?: string },
+    summaryText: string,
+  ): Promise<StepOutcome> {
+    const step = plan.steps.find((s) => s.kind === 'control-plane' && s.cluster === cluster)!;
+    const act = proxyActivities<MeshActivities>({
+      ...OPTIONS['control-plane'],
+      ...hostOptions(),
+      summary: summaryText,
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    })[what];
+    return onHost(() => act({ ...request(step), version: r.version, revision: r.revision }));
+  }
+
+  /** Runs `fn` on each cluster at once (primaries before their remotes); failures are collected, not thrown. */
+  async function eachCluster(
+    clusters: string[],
+    failures: string[],
+    fn: (cluster: string) => Promise<void>,
+  ): Promise<void> {
+    const isRemote = (c: string) => spec.clusters.find((x) => x.name === c)?.role === 'remote';
+    for (const group of [clusters.filter((c) => !isRemote(c)), clusters.filter(isRemote)]) {
+      await Promise.all(
+        group.map(async (c) => {
+          try {
+            await fn(c);
+          } catch (err) {
+            if (isCancellation(err)) throw err;
+            failures.push(`${c}: ${errorText(err)}`);
+          }
+        }),
+      );
+    }
+  }
+
+  /**
+   * Takes the mesh to another Istio version, canary by revision. Each wave: the new revision's
+   * control plane installed beside the old one on its clusters, their default tag moved to it and
+   * their workloads restarted (so that it injects them), then the mesh verified. A wave that fails
+   * is rolled back with every wave before it (tags back, workloads restarted, the new revision's
+   * objects undone): the mesh stays ready on the old revision. When every wave passed, the old
+   * revision's objects and istiods are removed, the east-west gateways move to the new version in
+   * place, and the mesh is verified. A teardown or the deadline ends it; the teardown undoes all.
+   */
+  async function upgradeNow(req: UpgradeRequest): Promise<ApplyResult> {
+    const from = { version: spec.istio.version, revision: spec.istio.revision };
+    const to = { version: req.to, revision: revisionOf(req.to) };
+    const waves = upgradeWaves(req);
+    const rec: UpdateRecord = {
+      id: currentUpdateInfo()?.id ?? `upgrade-${(status.updates?.length ?? 0) + 1}`,
+      requestedAt: now(),
+      state: 'running',
+      summary:
+        `upgrade Istio ${from.version} (revision ${revisionLabel(from.revision)}) to ${to.version} ` +
+        `(revision ${to.revision}) in ${waves.length} wave(s): ${waves.map((w) => w.join('+')).join(', ')}` +
+        (req.approveEach ? ', approving each' : ''),
+      added: [],
+      rerun: [],
+      removed: [],
+    };
+    status.updates = [...(status.updates ?? []), rec].slice(-20);
+    const up: UpgradeState = {
+      from,
+      to,
+      waves,
+      wave: 0,
+      passed: 0,
+      stage: 'installing',
+      approveEach: Boolean(req.approveEach),
+      startedAt: now(),
+    };
+    status.upgrade = up;
+    upgradeDecision = undefined;
+    const scope = new CancellationScope();
+    updating = { record: rec, scope };
+    setPhase('updating');
+    /** The clusters that run (or began to run) the new revision: what a rollback takes back. */
+    const touched: string[] = [];
+    try {
+      await scope.run(async () => {
+        for (let i = 0; i < waves.length; i++) {
+          up.wave = i;
+          const failures: string[] = [];
+          touched.push(...waves[i]);
+          await runWave(waves[i], i, failures);
+          if (failures.length) {
+            rec.error = `wave ${i + 1} (${waves[i].join(', ')}) failed: ${failures.join('; ')}`;
+            await rollBackUpgrade(touched, rec);
+            return;
+          }
+          up.passed = i + 1;
+          if (up.approveEach && i < waves.length - 1) {
+            up.stage = 'awaiting-approval';
+            up.awaitingSince = now();
+            setCondition(
+              'Updating',
+              true,
+              'AwaitingApproval',
+              `wave ${i + 1} of ${waves.length} passed; waiting for \`meshflow upgrade ${spec.name} --continue\` ` +
+                '(or --abort)',
+            );
+            setCurrentDetails(`phase: updating: upgrade waits for approval after wave ${i + 1} of ${waves.length}`);
+            await condition(() => upgradeDecision !== undefined, { summary: 'wait for upgrade --continue or --abort' });
+            const decision = upgradeDecision;
+            upgradeDecision = undefined;
+            up.awaitingSince = undefined;
+            if (decision === 'abort') {
+              rec.error = `aborted after wave ${i + 1} of ${waves.length}`;
+              await rollBackUpgrade(touched, rec);
+              return;
+            }
+          }
+        }
+        await finishUpgrade(from, to, rec);
+      });
+    } catch (err) {
+      if (isCancellation(err) || teardownRequested) {
+        rec.state = 'cancelled';
+        rec.error =
+          (teardownRequested ? 'teardown requested during the upgrade' : "the mesh's TTL expired") +
+          ': the teardown removes both revisions';
+      } else {
+        rec.state = 'failed';
+        rec.error = [rec.error, errorText(err)].filter(Boolean).join('; ');
+      }
+    } finally {
+      rec.endedAt = now();
+      updating = undefined;
+      status.upgrade = undefined;
+      if (status.phase === 'updating') setPhase('ready');
+      driftAfterChange();
+    }
+    if (rec.state === 'cancelled') throw ApplicationFailure.create({ type: 'UpdateCancelled', message: rec.error });
+    return { update: rec, phase: status.phase, clusters: status.clusters, checks: status.checks };
+
+    /** One wave: install, switch, verify; what failed is in `failures`. */
+    async function runWave(clusters: string[], i: number, failures: string[]): Promise<void> {
+      const of = `wave ${i + 1}/${waves.length}`;
+      up.stage = 'installing';
+      await eachCluster(clusters, failures, async (c) => {
+        try {
+          const out = await revisionCall('installRevision', c, to, `install revision ${to.revision} in ${c} (${of})`);
+          record(`upgrade:${c}`, out.resources);
+        } catch (err) {
+          record(`upgrade:${c}`, tracedResources(err));
+          throw err;
+        }
+      });
+      if (failures.length) return;
+      up.stage = 'switching';
+      await eachCluster(clusters, failures, async (c) => {
+        try {
+          const out = await revisionCall('switchRevision', c, to, `move ${c}'s default tag to ${to.revision} (${of})`);
+          record(`upgrade:${c}`, out.resources);
+        } catch (err) {
+          record(`upgrade:${c}`, tracedResources(err));
+          throw err;
+        }
+      });
+      if (failures.length) return;
+      up.stage = 'verifying';
+      await runVerify(`verify (upgrade ${of}: ${clusters.join(', ')} on ${to.revision})`);
+      const failed = status.checks.filter((c) => c.status === 'failed');
+      if (failed.length)
+        failures.push(
+          'verify failed: ' +
+            failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`).join('; '),
+        );
+    }
+
+    /**
+     * Every touched cluster back on the old revision, newest wave first: its tag back (workloads
+     * restarted), the new revision's own objects undone, its istiod stopped; then verify.
+     */
+    async function rollBackUpgrade(clusters: string[], r: UpdateRecord): Promise<void> {
+      await CancellationScope.nonCancellable(async () => {
+        up.stage = 'rolling-back';
+        const failures: string[] = [];
+        await eachCluster([...clusters].reverse(), failures, async (c) => {
+          const out = await revisionCall(
+            'switchRevision',
+            c,
+            from,
+            `move ${c}'s default tag back to ${revisionLabel(from.revision)}`,
+          );
+          record(`control-plane:${c}`, out.resources);
+          await undoSome(exclusiveEntries(`upgrade:${c}`, c, { dropShared: true }));
+          const left = status.ledger.filter((l) => l.step === `upgrade:${c}`);
+          if (left.length)
+            throw new Error(
+              `${left.length} resource(s) of revision ${to.revision} could not be removed: see leftBehind`,
+            );
+          await revisionCall('stopRevision', c, to, `stop istiod ${to.revision} of ${c}`);
+        });
+        await runVerify(`verify (upgrade rolled back to ${revisionLabel(from.revision)})`);
+        const failed = status.checks.filter((c) => c.status === 'failed');
+        if (failures.length || failed.length) {
+          r.state = 'failed';
+          r.error =
+            `${r.error}; rolling back failed too: ` +
+            [...failures, ...failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`)].join(
+              '; ',
+            );
+        } else {
+          r.state = 'rolled-back';
+          r.error = `${r.error}; rolled back: every cluster runs Istio ${from.version} (revision ${revisionLabel(from.revision)}) again`;
+        }
+      });
+    }
+  }
+
+  /**
+   * Every wave passed: the old revision's own objects undone and its istiods stopped, the new
+   * revision's objects made the control-plane steps', the mesh's spec on the new version, the
+   * east-west gateways upgraded in place, and the mesh verified.
+   */
+  async function finishUpgrade(from: UpgradeState['from'], to: UpgradeState['to'], rec: UpdateRecord): Promise<void> {
+    const up = status.upgrade!;
+    up.stage = 'removing-old';
+    const failures: string[] = [];
+    const clusters = spec.clusters.map((c) => c.name);
+    await eachCluster(clusters, failures, async (c) => {
+      const owner = `control-plane:${c}`;
+      await undoSome(exclusiveEntries(owner, c, { keep: keptAcrossRevisions, dropShared: false }));
+      await revisionCall('stopRevision', c, from, `stop istiod ${revisionLabel(from.revision)} of ${c}`);
+    });
+    // The new revision's objects are the control-plane steps' from now on (a rerun renders them).
+    for (const l of status.ledger)
+      if (l.step.startsWith('upgrade:')) l.step = `control-plane:${l.step.slice('upgrade:'.length)}`;
+    spec = { ...spec, istio: { ...spec.istio, version: to.version, revision: to.revision } };
+    // The control planes are rendered again as the mesh now runs them (the revision with its tag,
+    // the ingress gateway on the new version), and the east-west gateways: in place, same names.
+    up.stage = 'gateways';
+    ran.clear();
+    const again = plan.steps.filter((s) => s.kind === 'control-plane' || s.kind === 'eastwest-gateway');
+    switchPlan(spec, new Set(again.map((s) => s.id)));
+    await walk(false);
+    const notRun = again.filter((s) => stepStatus(s.id).state !== 'done');
+    if (notRun.length) failures.push(`not upgraded in place: ${notRun.map((s) => s.id).join(', ')}`);
+    await runVerify(`verify (after the upgrade to ${to.version})`);
+    const failed = status.checks.filter((c) => c.status === 'failed');
+    if (failures.length || failed.length) {
+      rec.state = 'failed';
+      rec.error =
+        `every wave passed and the mesh runs ${to.version}, but: ` +
+        [...failures, ...failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`)].join('; ');
+    } else rec.state = 'applied';
+  }
+
+  /**
+   * Cuts the ledger entries of `step` in `cluster` into what only that step holds, returned to be
+   * undone (removing that step's revision), and what stays: objects another step holds too, and
+   * those `keep` keeps. With `dropShared`, what another step holds leaves this step's entries.
+   */
+  function exclusiveEntries(
+    step: string,
+    cluster: string,
+    opts: { keep?: (o: ObjectRef) => boolean; dropShared: boolean },
+  ): LedgerEntry[] {
+    const keep = opts.keep ?? (() => false);
+    const others = new Set(
+      status.ledger
+        .filter((l) => l.step !== step && l.resource.type === 'objects' && l.resource.cluster === cluster)
+        .flatMap((l) => [...objectKeys([l.resource], cluster)]),
+    );
+    const out: LedgerEntry[] = [];
+    for (const entry of status.ledger.filter((l) => l.step === step)) {
+      const r = entry.resource;
+      if (r.type !== 'objects') {
+        out.push(entry);
+        continue;
+      }
+      const shared = (o: ObjectRef) => others.has(`${cluster}/${objectKey(o)}`);
+      const own = r.objects.filter((o) => !shared(o) && !keep(o));
+      const staying = r.objects.filter((o) => keep(o) || (shared(o) && !opts.dropShared));
+      const part: LedgerEntry | undefined = own.length
+        ? { ...entry, resource: { type: 'objects', cluster: r.cluster, objects: own } }
+        : undefined;
+      status.ledger = status.ledger.flatMap((l) =>
+        l !== entry
+          ? [l]
+          : [...(staying.length ? [{ ...l, resource: { ...r, objects: staying } }] : []), ...(part ? [part] : [])],
+      );
+      if (part) out.push(part);
+    }
+    return out;
   }
 
   // ---------------------------------------------------------------------------------------------

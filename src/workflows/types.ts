@@ -58,6 +58,8 @@ export interface MeshStatus {
   rootRotation?: RootRotation;
   /** Root, intermediates and reader tokens with their expiry (computed when the status is asked; release 5). */
   trust?: TrustStatus;
+  /** An Istio upgrade in progress (release 6): its waves, how far it got, whether it waits for approval. */
+  upgrade?: UpgradeState;
   error?: string;
 }
 
@@ -134,6 +136,39 @@ export interface RotateRequest {
 }
 
 export const ROTATABLE = ['intermediates', 'readers', 'root'] as const;
+
+/** What `meshflow upgrade` asks for: the mesh on another Istio version, canary by revision, in waves. */
+export interface UpgradeRequest {
+  /** The Istio version to run (a patch release of a line meshflow pins a build of). */
+  to: string;
+  /**
+   * The primaries in each wave, in order (remotes go with their primary); default: one primary a
+   * wave, in the spec's order.
+   */
+  waves?: string[][];
+  /** Wait after each wave but the last for `meshflow upgrade NAME --continue` (or `--abort`). */
+  approveEach?: boolean;
+}
+
+/** What an upgrade waiting between waves is told. */
+export type UpgradeDecision = 'continue' | 'abort';
+
+/** An Istio upgrade in progress. */
+export interface UpgradeState {
+  from: { version: string; revision?: string };
+  to: { version: string; revision: string };
+  /** The clusters of each wave (a primary's remotes with it). */
+  waves: string[][];
+  /** The wave being worked on (0-based). */
+  wave: number;
+  /** How many waves passed their verification (their clusters run the new revision). */
+  passed: number;
+  stage: 'installing' | 'switching' | 'verifying' | 'awaiting-approval' | 'rolling-back' | 'removing-old' | 'gateways';
+  approveEach: boolean;
+  startedAt: string;
+  /** Since when it waits for `--continue` or `--abort` (stage awaiting-approval). */
+  awaitingSince?: string;
+}
 
 /** A root rotation that has begun: both roots trusted until the old one is dropped. */
 export interface RootRotation {
