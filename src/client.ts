@@ -345,7 +345,9 @@ export async function rotateMesh(client: Client, mesh: string, req: RotateReques
  * accepted it (the validator passed). The upgrade goes on in the workflow: follow it in the status.
  */
 export async function startUpgrade(client: Client, mesh: string, req: UpgradeRequest): Promise<string> {
-  const handle = await (await resolveMesh(client, mesh)).startUpdate(upgradeUpdate, {
+  const handle = await (
+    await resolveMesh(client, mesh)
+  ).startUpdate(upgradeUpdate, {
     args: [req],
     waitForStage: WorkflowUpdateStage.ACCEPTED,
   });

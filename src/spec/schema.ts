@@ -194,7 +194,7 @@ export const meshSchema = z
         revision: z
           .string()
           .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a revision name such as 1-31-4')
-          .refine((r) => r !== 'default', 'is Istio\'s default revision: leave it out')
+          .refine((r) => r !== 'default', "is Istio's default revision: leave it out")
           .optional(),
         topology: z.enum(['multi-primary', 'primary-remote']).default('multi-primary'),
         profile: z.enum(['default', 'minimal', 'demo']).default('default'),

@@ -76,6 +76,7 @@ import {
   type ProvisionMeshInput,
   type RotateRequest,
   type StepOutcome,
+  type StepState,
   type StepStatus,
   type TeardownOptions,
   type UpdateRecord,
@@ -1912,7 +1913,12 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
    */
   async function undoAll(): Promise<void> {
     const entries = [...status.ledger].reverse();
-    for (const e of entries) stepStatus(e.step).state = 'undoing';
+    // An upgrade's entries (`upgrade:<cluster>`) belong to no step of the plan.
+    const mark = (id: string, state: StepState) => {
+      const s = status.steps.find((x) => x.id === id);
+      if (s) s.state = state;
+    };
+    for (const e of entries) mark(e.step, 'undoing');
     if (!v2) {
       for (const e of entries) await undoEntry(e);
     } else {
@@ -1921,7 +1927,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     const failedSteps = new Set(
       entries.filter((e) => status.leftBehind.some((l) => l.resource === e.resource)).map((e) => e.step),
     );
-    for (const e of entries) stepStatus(e.step).state = failedSteps.has(e.step) ? 'undo-failed' : 'undone';
+    for (const e of entries) mark(e.step, failedSteps.has(e.step) ? 'undo-failed' : 'undone');
   }
 
   // ---------------------------------------------------------------------------------------------
