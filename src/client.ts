@@ -345,13 +345,13 @@ export async function rotateMesh(client: Client, mesh: string, req: RotateReques
  * accepted it (the validator passed). The upgrade goes on in the workflow: follow it in the status.
  */
 export async function startUpgrade(client: Client, mesh: string, req: UpgradeRequest): Promise<string> {
-  const handle = await (
-    await resolveMesh(client, mesh)
-  ).startUpdate(upgradeUpdate, {
-    args: [req],
-    waitForStage: WorkflowUpdateStage.ACCEPTED,
-  });
-  return handle.updateId;
+  const workflow = await resolveMesh(client, mesh);
+  const update = await workflow.startUpdate(upgradeUpdate, { args: [req], waitForStage: WorkflowUpdateStage.ACCEPTED });
+  // A refused update comes back with its outcome (result() throws the validator's reason at once); an
+  // accepted one is in the status from its first step on. Its result() would wait for the whole upgrade.
+  const status = await workflow.query(statusQuery);
+  if (!status.updates?.some((u) => u.id === update.updateId)) await update.result();
+  return update.updateId;
 }
 
 /** Tells an upgrade waiting between waves to go on or to roll back; the answer says what happens next. */
