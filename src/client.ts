@@ -5,7 +5,7 @@ import {
   WorkflowNotFoundError,
   WorkflowUpdateStage,
 } from '@temporalio/client';
-import { applyProblems, diffPlans } from './plan/diff';
+import { applyProblems, diffPlans, withRevisionOf } from './plan/diff';
 import { appPlacement, buildPlan, needsPreflight } from './plan/plan';
 import { upgradeSpec } from './spec/upgrade';
 import type { MeshSpec } from './spec/schema';
@@ -384,7 +384,9 @@ export async function planChange(client: Client, next: MeshSpec, replace: string
   return {
     current,
     problems,
-    delta: problems.length ? undefined : diffPlans(upgradeSpec(current), recorded, replace),
+    delta: problems.length
+      ? undefined
+      : diffPlans(upgradeSpec(current), withRevisionOf(upgradeSpec(current), recorded), replace),
   };
 }
 

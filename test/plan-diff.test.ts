@@ -1,6 +1,6 @@
 // The change `apply` makes, as data: which changes of a running mesh's spec are refused (and at
 // which field), and which steps an accepted change adds, runs again and removes.
-import { applyProblems, describeDelta, diffPlans } from '../src/plan/diff';
+import { applyProblems, describeDelta, diffPlans, withRevisionOf } from '../src/plan/diff';
 import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';
 
@@ -123,4 +123,24 @@ test("where files are kept is not a change: a kubeconfig copied again, a root's 
   const otherContext = existing('/new/kc');
   otherContext.clusters[0].existing!.context = 'elsewhere';
   expect(applyProblems(running, otherContext).map((p) => p.path.join('.'))).toEqual(['clusters.0.existing']);
+});
+
+test('after an upgrade, a file that names no revision applies as the mesh runs; another version points at upgrade', () => {
+  const running: MeshSpec = { ...two(), istio: { ...two().istio, version: '1.30.8', revision: '1-30-8' } };
+  const file: MeshSpec = { ...two(), istio: { ...two().istio, version: '1.30.8' } };
+  expect(applyProblems(running, file)).toEqual([]);
+  const same = diffPlans(running, withRevisionOf(running, file));
+  expect([same.empty, same.rerun]).toEqual([true, []]);
+  // A cluster added to such a mesh is installed as the revision the others run.
+  const bigger: MeshSpec = { ...three(), istio: { ...three().istio, version: '1.30.8' } };
+  expect(withRevisionOf(running, bigger).istio.revision).toBe('1-30-8');
+  const other: MeshSpec = { ...two(), istio: { ...two().istio, version: '1.31.4' } };
+  expect(applyProblems(running, other)).toEqual([
+    {
+      path: ['istio', 'version'],
+      message:
+        'is 1.31.4, the mesh runs 1.30.8: Istio changes version by `meshflow upgrade m --to VERSION` ' +
+        '(canary by revision), not by apply',
+    },
+  ]);
 });

@@ -87,6 +87,8 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         if (c.role === 'remote') await annotateRemote(k, req.mesh, c.name, c.primary!);
         return {
           outputs: {
+            version: req.spec.istio.version,
+            ...(req.spec.istio.revision ? { revision: req.spec.istio.revision } : {}),
             objects: String(count),
             deployments: deployments.join(','),
             ...(istiodDebug ? { istiodDebug } : {}),

@@ -58,6 +58,24 @@ export function renderStatus(s: MeshStatus, uiUrl?: string, createdBy?: string):
     );
     for (const f of last.forgotten ?? []) lines.push(`  ${f.cluster} removed: ${f.detail}${forgotIn(f.afterMs)}`);
   }
+  const u = s.upgrade;
+  if (u) {
+    const rev = (r?: string) => r ?? 'default';
+    lines.push(
+      `upgrade ${u.from.version} (revision ${rev(u.from.revision)}) -> ${u.to.version} (revision ${u.to.revision}): ` +
+        `wave ${u.wave + 1}/${u.waves.length} (${u.waves[u.wave].join(', ')}) ${u.stage}; ` +
+        `${u.passed} wave(s) passed`,
+    );
+    u.waves.forEach((w, i) =>
+      lines.push(
+        `  wave ${i + 1}: ${w.join(', ')} on ${i < u.passed || (i === u.wave && u.stage !== 'installing') ? u.to.revision : rev(u.from.revision)}`,
+      ),
+    );
+    if (u.stage === 'awaiting-approval')
+      lines.push(
+        `  waiting since ${u.awaitingSince}: meshflow upgrade ${s.mesh} --continue (next wave) or --abort (roll back)`,
+      );
+  }
   const groups = new Map<string, StepStatus[]>();
   for (const step of s.steps) {
     const key = step.cluster ?? '(mesh)';

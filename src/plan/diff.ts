@@ -68,6 +68,15 @@ function fixedSettings(c: ClusterSpec, context?: string): Record<string, unknown
  * Why `next` cannot replace `current` in place, by field of `next`. Empty: it can. The caller
  * checks `next` against the schema first (as `validate` does); this checks the change.
  */
+/**
+ * `next` with the running mesh's control-plane revision when it names none: an upgrade set it, the
+ * user's file does not carry it. The same object when there is nothing to carry.
+ */
+export function withRevisionOf(current: MeshSpec, next: MeshSpec): MeshSpec {
+  if (!current.istio.revision || next.istio.revision) return next;
+  return { ...next, istio: { ...next.istio, revision: current.istio.revision } };
+}
+
 export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string[] = []): ApplyProblem[] {
   const problems: ApplyProblem[] = [];
   if (next.name !== current.name) {
@@ -84,16 +93,16 @@ export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string
         'changing the root needs a rotation, not an apply',
     });
   }
-  if (!same(next.istio, current.istio)) {
-    const key = (['version', 'topology', 'profile', 'values'] as const).find(
-      (k) => !same(next.istio[k], current.istio[k]),
+  if (!same(withRevisionOf(current, next).istio, current.istio)) {
+    const key = (['version', 'revision', 'topology', 'profile', 'values'] as const).find(
+      (k) => !same(withRevisionOf(current, next).istio[k], current.istio[k]),
     );
     problems.push({
       path: ['istio', key ?? 'version'],
       message:
-        key === 'version'
-          ? `is ${next.istio.version}, the mesh runs ${current.istio.version}: ` +
-            'an Istio version changes by an upgrade, ' +
+        key === 'version' || key === 'revision'
+          ? `is ${next.istio[key]}, the mesh runs ${current.istio[key] ?? 'none'}: ` +
+            `Istio changes version by \`meshflow upgrade ${current.name} --to VERSION\` (canary by revision), ` +
             'not by apply'
           : "differs from the running mesh's: Istio's install settings are fixed when the mesh is made",
     });

@@ -37,7 +37,7 @@ import { STEP_ACTIVITIES } from '../steps/activity-names';
 import type { HostActivities, HostClaim } from '../activities/host';
 import type { MeshSpec } from '../spec/schema';
 import { buildPlan, needsPreflight, type Plan, type Step, type StepKind } from '../plan/plan';
-import { type ApplyRequest, type PlanDelta, applyProblems, diffPlans } from '../plan/diff';
+import { type ApplyRequest, type PlanDelta, applyProblems, diffPlans, withRevisionOf } from '../plan/diff';
 import { MAX_TTL_MS, driftEveryMs, formatDurationMs, parseDuration } from '../spec/duration';
 import type { DriftReport } from '../drift/types';
 import { stepsForChecks, stepsForDrift } from '../drift/repair';
@@ -1519,7 +1519,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     let problems;
     try {
       problems = applyProblems(spec, upgradeSpec(req.spec), req.replace ?? []);
-      diffPlans(spec, upgradeSpec(req.spec), req.replace ?? [], plan);
+      diffPlans(spec, withRevisionOf(spec, upgradeSpec(req.spec)), req.replace ?? [], plan);
     } catch (err) {
       throw new Error(`not a mesh spec meshflow can read: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -1541,7 +1541,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
    * removed); a teardown or the deadline ends it, and the teardown undoes everything.
    */
   async function applyChange(req: ApplyRequest): Promise<ApplyResult> {
-    const next = upgradeSpec(req.spec);
+    // An upgrade's revision stays: the user's file does not name it.
+    const next = withRevisionOf(spec, upgradeSpec(req.spec));
     const replace = req.replace ?? [];
     const prevSpec = spec;
     const delta = diffPlans(spec, next, replace, plan);
