@@ -1287,8 +1287,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     const scope = new CancellationScope();
     updating = { record: rec, scope };
     setPhase('updating');
-    /** The clusters that run (or began to run) the new revision: what a rollback takes back. */
+    /** The clusters that got (or began to get) the new revision: what a rollback takes back. */
     const touched: string[] = [];
+    /** Those whose tag began to move: a rollback moves it back (and restarts their workloads) first. */
+    const switched = new Set<string>();
     try {
       await scope.run(async () => {
         for (let i = 0; i < waves.length; i++) {
@@ -1362,6 +1364,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       if (failures.length) return;
       up.stage = 'switching';
       await eachCluster(clusters, failures, async (c) => {
+        switched.add(c);
         try {
           const out = await revisionCall('switchRevision', c, to, `move ${c}'s default tag to ${to.revision} (${of})`);
           record(`upgrade:${c}`, out.resources);
@@ -1390,13 +1393,11 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         up.stage = 'rolling-back';
         const failures: string[] = [];
         await eachCluster([...clusters].reverse(), failures, async (c) => {
-          const out = await revisionCall(
-            'switchRevision',
-            c,
-            from,
-            `move ${c}'s default tag back to ${revisionLabel(from.revision)}`,
-          );
-          record(`control-plane:${c}`, out.resources);
+          if (switched.has(c)) {
+            const back = `move ${c}'s default tag back to ${revisionLabel(from.revision)}`;
+            const out = await revisionCall('switchRevision', c, from, back);
+            record(`control-plane:${c}`, out.resources);
+          }
           await undoSome(exclusiveEntries(`upgrade:${c}`, c, { dropShared: true }));
           const left = status.ledger.filter((l) => l.step === `upgrade:${c}`);
           if (left.length)
