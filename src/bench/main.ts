@@ -18,6 +18,9 @@
 //     third cluster and shrinks back: wall time of each update against the critical path of the
 //     change, the new cluster's step times, how long until no istiod knew the removed cluster
 //     (`forgotten`), and this process's CPU during each.
+//  13. `upgrade --to 1.31.4` on local clusters with the real worker: the two- and three-cluster
+//     examples started on Istio 1.30.8, one primary a wave: each wave's stages as the status showed
+//     them, the final stage (old revision removed, gateways in place, verify) and the whole.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,7 +28,7 @@ import { execa } from 'execa';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { applyMesh, planChange, rotateMesh, startMesh, teardownMesh, verifyMesh } from '../client';
+import { applyMesh, planChange, rotateMesh, startMesh, startUpgrade, teardownMesh, verifyMesh } from '../client';
 import { LocalClusters } from '../local/clusters';
 import { startSimulatedDataPlane } from '../sim/start';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST } from '../gke/clients';
@@ -51,7 +54,14 @@ import type { MeshActivities } from '../activities/types';
 import { everyStep } from '../steps/activity-names';
 import type { noopChain } from './noop-chain';
 import { takeoverAfterKill } from './takeover';
-import type { MeshStatus, RotateRequest, StepOutcome, StepRequest } from '../workflows/types';
+import type {
+  MeshStatus,
+  RotateRequest,
+  StepOutcome,
+  StepRequest,
+  UpdateRecord,
+  UpgradeState,
+} from '../workflows/types';
 
 /** Injected latency per step kind (ms): the plan's estimates scaled down 20x. */
 function latency(plan: Plan, kind: StepKind): number {
@@ -255,6 +265,7 @@ async function main(): Promise<void> {
     if (want('api')) await apiBench(env);
     if (want('apply')) await applyBench(env, tools);
     if (want('rotate')) await rotateBench(env, tools);
+    if (want('upgrade')) await upgradeBench(env, tools);
     if (want('takeover')) {
       table(
         '10. another worker takes over: a GKE (emulated, durations / 20) mesh with the Kubernetes trust store; ' +
@@ -277,8 +288,9 @@ async function main(): Promise<void> {
 }
 
 /**
- * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, takeover, local,
- * resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples in section 6.
+ * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, upgrade, takeover,
+ * local, resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples
+ * in sections 6 and 13 (13 by default: two-clusters,three-clusters).
  */
 const SECTIONS = process.argv.slice(2);
 const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(section);
@@ -860,6 +872,127 @@ async function rotateBench(env: TestWorkflowEnvironment, tools: Record<string, s
     }
   }
   table('12. rotation on local clusters (real worker and istiods; each rotation ends with verify)', rows);
+}
+
+/** 13. The Istio versions the upgrade section goes between: the mesh starts on the first. */
+const UPGRADE_FROM = '1.30.8';
+const UPGRADE_TO = '1.31.4';
+
+/**
+ * 13. `upgrade --to 1.31.4` of a ready mesh of local clusters started on 1.30.8 (the two- and
+ * three-cluster examples, default waves: one primary a wave; real worker and istiods in this
+ * process). Measured by polling the status query every 250 ms from the moment the upgrade is sent:
+ * a stage's time runs from when it was first seen (the first wave's install: from the send) until
+ * the next stage was; a wave's is the sum of its install, switch (tag moved, workloads restarted)
+ * and verify. The final stage runs from when `removing-old` was seen until the update was seen
+ * ended; inside it, the re-rendered control-plane and east-west-gateway steps (first start to last
+ * end) and the last verify are the workflow's own step times. Polled times are late by up to one
+ * interval and a query (a workflow answers between its tasks).
+ */
+async function upgradeBench(env: TestWorkflowEnvironment, tools: Record<string, string>): Promise<void> {
+  const examples = path.join(__dirname, '..', '..', 'examples');
+  const waveRows: Array<Record<string, string | number>> = [];
+  const rows: Array<Record<string, string | number>> = [];
+  const secs = (ms: number) => (ms / 1000).toFixed(1);
+  for (const example of (process.env.MESHFLOW_BENCH_EXAMPLES ?? 'two-clusters,three-clusters').split(',')) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-upgrade-'));
+    const base = loadMeshSpec(path.join(examples, `${example}.yaml`));
+    const spec: MeshSpec = { ...base, name: 'bench-upgrade', istio: { ...base.istio, version: UPGRADE_FROM } };
+    const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-upgrade');
+    const stopClusters = stopOnInterrupt(() => removeLocalClusters(dir, tools));
+    try {
+      await worker.runUntil(async () => {
+        await startMesh(env.client, spec, 'bench-upgrade');
+        await waitReady(env, spec.name);
+        const handle = env.client.workflow.getHandle(meshWorkflowId(spec.name));
+        // Each (wave, stage) the status showed, when first seen.
+        const seen: Array<{ wave: number; stage: UpgradeState['stage']; at: number }> = [];
+        let waves: string[][] = [];
+        const t0 = Date.now();
+        const id = await startUpgrade(env.client, spec.name, { to: UPGRADE_TO });
+        let update: UpdateRecord | undefined;
+        let status: MeshStatus;
+        for (;;) {
+          status = await handle.query(statusQuery);
+          const up = status.upgrade;
+          const last = seen.at(-1);
+          if (up && (!last || last.wave !== up.wave || last.stage !== up.stage)) {
+            seen.push({ wave: up.wave, stage: up.stage, at: seen.length ? Date.now() : t0 });
+            waves = up.waves;
+          }
+          update = status.updates?.find((u) => u.id === id);
+          if (update && update.state !== 'running') break;
+          if (Date.now() - t0 > 15 * 60_000) throw new Error('upgrade bench: the upgrade did not end in 15 minutes');
+          await sleep(250);
+        }
+        const ended = Date.now();
+        if (update.state !== 'applied')
+          throw new Error(`upgrade bench: ${example} ended ${update.state}: ${update.error ?? ''}`);
+        // How long each seen (wave, stage) lasted: until the next one was seen, the last until the end.
+        const lasted = seen.map((x, i) => ({ ...x, ms: (seen[i + 1]?.at ?? ended) - x.at }));
+        const stageMs = (wave: number, stage: UpgradeState['stage']) =>
+          lasted.filter((x) => x.wave === wave && x.stage === stage).reduce((sum, x) => sum + x.ms, 0);
+        for (const [i, clusters] of waves.entries()) {
+          const [install, sw, verify] = (['installing', 'switching', 'verifying'] as const).map((st) => stageMs(i, st));
+          waveRows.push({
+            clusters: spec.clusters.length,
+            wave: `${i + 1}/${waves.length}`,
+            'its clusters': clusters.join(', '),
+            'install revision s': secs(install),
+            'move tag + restart workloads s': secs(sw),
+            'verify s': secs(verify),
+            'wave s': secs(install + sw + verify),
+          });
+        }
+        const finalFrom = seen.find((x) => x.stage === 'removing-old')?.at;
+        const rerun = status.steps.filter(
+          (st) =>
+            (st.kind === 'control-plane' || st.kind === 'eastwest-gateway') &&
+            st.startedAt &&
+            st.endedAt &&
+            Date.parse(st.startedAt) >= Date.parse(update.requestedAt),
+        );
+        const verifyStep = status.steps.find((st) => st.kind === 'verify');
+        const span = (from?: string, to?: string) => (from && to ? secs(Date.parse(to) - Date.parse(from)) : 'n/a');
+        rows.push({
+          clusters: spec.clusters.length,
+          waves: waves.length,
+          'update state': update.state,
+          'waves s (sum)': secs(
+            lasted.filter((x) => !['removing-old', 'gateways'].includes(x.stage)).reduce((sum, x) => sum + x.ms, 0),
+          ),
+          'remove old revision s': secs(lasted.filter((x) => x.stage === 'removing-old').reduce((a, x) => a + x.ms, 0)),
+          'gateways + control planes in place s (steps)': rerun.length
+            ? span(
+                rerun.map((st) => st.startedAt!).sort()[0],
+                rerun
+                  .map((st) => st.endedAt!)
+                  .sort()
+                  .at(-1),
+              )
+            : 'n/a',
+          'final verify s (step)': span(verifyStep?.startedAt, verifyStep?.endedAt),
+          'final stage s': finalFrom ? secs(ended - finalFrom) : 'not seen',
+          'total s (send to seen ended)': secs(ended - t0),
+          'in the workflow s': secs(Date.parse(update.endedAt!) - Date.parse(update.requestedAt)),
+        });
+        await teardownMesh(env.client, spec.name);
+        await handle.result();
+      });
+    } finally {
+      await stopClusters().catch((err: unknown) => console.error(`could not stop every cluster: ${String(err)}`));
+    }
+  }
+  table(
+    `13. upgrade ${UPGRADE_FROM} -> ${UPGRADE_TO} on local clusters, per wave (stages as the status showed them, ` +
+      'polled every 250 ms)',
+    waveRows,
+  );
+  table(
+    `13. upgrade ${UPGRADE_FROM} -> ${UPGRADE_TO} on local clusters (real worker and istiods; the final stage: old ` +
+      'revision removed, control planes and east-west gateways re-rendered in place, verify)',
+    rows,
+  );
 }
 
 /**

@@ -238,16 +238,21 @@ export async function killWhile(
   };
 }
 
-/** What the update was doing: its running steps, else the activities pending (an undo, the forgotten proof). */
+/**
+ * What the update was doing: an upgrade's wave and stage first, then its running steps, else the
+ * activities pending (an undo, the forgotten proof, an upgrade's revision activities).
+ */
 export async function runningNow(bench: ChaosBench, mesh: string): Promise<string[]> {
   const s = await bench.status(mesh);
+  const up = s?.upgrade;
+  const stage = up ? [`wave ${up.wave + 1}/${up.waves.length} ${up.stage}`] : [];
   const steps = s?.steps.filter((x) => x.state === 'running' || x.state === 'undoing').map((x) => x.id) ?? [];
-  if (steps.length) return steps;
+  if (steps.length) return [...stage, ...steps];
   try {
     const desc = await meshHandle(bench.client!, mesh).describe();
-    return (desc.raw.pendingActivities ?? []).map((a) => a.activityType?.name ?? '?');
+    return [...stage, ...(desc.raw.pendingActivities ?? []).map((a) => a.activityType?.name ?? '?')];
   } catch {
-    return [s?.phase ?? '?'];
+    return [...stage, s?.phase ?? '?'];
   }
 }
 

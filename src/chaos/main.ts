@@ -1,6 +1,6 @@
 // `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --apply-kills N --rotate-kills N
-// --takeovers N --seed S]`: breaks meshflow on purpose and prints, per fault, how the runs ended, as a table
-// (0 skips a row).
+// --upgrade-kills N --takeovers N --seed S]`: breaks meshflow on purpose and prints, per fault, how the runs
+// ended, as a table (0 skips a row).
 //  1. worker SIGKILL at a random point of a 3-cluster mesh's life (restarted at once, same host);
 //  2. dev server SIGKILL mid-run, restarted on the same database a second later;
 //  3. Kubernetes API faults at a rate (503s, resets, slow answers, writes whose answer is lost)
@@ -14,6 +14,10 @@
 //     first stages, its last (--finish) and an intermediate rotation, round after round, the worker
 //     killed at a random moment of each (./rotate-kills.ts); each round must end applied, the mesh
 //     verified (the trust-chain CSR check included) and trusting exactly the roots the store holds;
+//  5c. worker SIGKILL during `upgrade`: one ready 2-cluster mesh started on Istio 1.30.8 goes to
+//     1.31.4 and back, round after round, the worker killed at a random moment of each upgrade
+//     (./upgrade-kills.ts); each round must end applied or rolled back, verified, every sample pod
+//     on the revision the default tag names, one istiod (Deployment and local process) per cluster;
 //  6. one of two workers SIGKILLed for good while GKE (emulated) meshes with the Kubernetes trust
 //     store provision: the other worker, and the one that replaces it, finish every mesh;
 //  7. the malformed-spec corpus: every spec refused, naming its field, nothing started.
@@ -24,7 +28,10 @@
 // compensated' = that, with nothing of the other spec left (and the final `down` in its cell);
 // 'duplicates' = clusters on disk other than status.clusters names; 'left behind' = rounds that
 // left a process, ledger entry or retired cluster of a removed cluster (and the final `down` if
-// it left anything); the fault cell says how many rounds ended as each spec.
+// it left anything); the fault cell says how many rounds ended as each spec. The upgrade row counts
+// rounds too: 'ended ready' = applied or rolled back, verified, one revision everywhere; 'duplicates'
+// = a second istiod Deployment or process in a cluster; 'left behind' = another revision's istiod,
+// PID or port file, or an upgrade ledger entry (and the final `down` if it left anything).
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../paths';
@@ -40,6 +47,7 @@ import type { Fault } from './fault-proxy';
 import { FaultyLocalProvider } from './faulty-provider';
 import { type ApplyKillsResult, type ApplyRound, applyKillRounds, applySpecs } from './apply-kills';
 import { rotateKillRounds } from './rotate-kills';
+import { UPGRADE_VERSIONS, type UpgradeRound, upgradeKillRounds } from './upgrade-kills';
 import { ChaosBench, type RunResult, seeded } from './harness';
 import { malformedSpecs } from './malformed-specs';
 import { takeoverRuns } from './takeover';
@@ -96,6 +104,16 @@ function reportRound(r: ApplyRound): void {
   );
 }
 
+function reportUpgradeRound(r: UpgradeRound): void {
+  const bad = !r.fullyCompensated || r.error;
+  const ended = `${r.state ?? 'no outcome'}${r.resent ? ` (re-sent ${r.resent})` : ''}`;
+  const on = r.endedOn ? `on revision ${r.endedOn}` : 'on no one revision';
+  process.stderr.write(
+    `  ${bad ? 'FAIL' : 'ok  '} ${r.mesh}: ${r.fault}; ${ended}, ${on}${r.endedReady ? ', verified' : ''}` +
+      `${findings(r.error, r.duplicates, r.leftovers)}\n`,
+  );
+}
+
 function reportDown(out: ApplyKillsResult): void {
   const { add, remove } = out.expectedMs;
   const bad = !out.down.fullyCompensated || out.down.leftovers.length;
@@ -137,6 +155,7 @@ async function main(): Promise<void> {
       takeovers: { type: 'string', default: '10' },
       'apply-kills': { type: 'string', default: '10' },
       'rotate-kills': { type: 'string', default: '12' },
+      'upgrade-kills': { type: 'string', default: '4' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
       // How long the harness follows one run before it gives up on it and tears it down.
       'run-timeout': { type: 'string', default: '360' },
@@ -282,6 +301,41 @@ async function main(): Promise<void> {
         ...row(
           `worker SIGKILL during rotation (root ${kinds('root')}, finish ${kinds('finish')}, intermediates ` +
             `${kinds('intermediates')}; killed mid-rotation ${during}/${r.length}${notRun})`,
+          r,
+        ),
+        'fully compensated':
+          `${r.filter((x) => x.fullyCompensated).length}, ` + `down: ${out.down.fullyCompensated ? 'yes' : 'NO'}`,
+        'left behind': r.filter((x) => x.leftovers.length).length + (out.down.leftovers.length ? 1 : 0),
+      });
+    }
+
+    const upgradeKills = Number(values['upgrade-kills']);
+    if (upgradeKills > 0) {
+      const out = await upgradeKillRounds(
+        bench,
+        example('two-clusters.yaml', 'upgradek'),
+        upgradeKills,
+        random,
+        runTimeoutMs,
+        reportUpgradeRound,
+      );
+      const [from, to] = UPGRADE_VERSIONS;
+      process.stderr.write(
+        `  ${out.down.fullyCompensated && !out.down.leftovers.length ? 'ok  ' : 'FAIL'} upgrade rounds (kills ` +
+          `within to ${to} ${(out.expectedMs[to] / 1000).toFixed(1)}s, to ${from} ` +
+          `${(out.expectedMs[from] / 1000).toFixed(1)}s): ` +
+          `down ${out.down.fullyCompensated ? 'compensated' : 'NOT compensated'}` +
+          `${findings(out.down.error, [], out.down.leftovers)}\n`,
+      );
+      const r = out.rounds;
+      const ended = (state: string) => r.filter((x) => x.state === state).length;
+      const during = r.filter((x) => x.killedDuring).length;
+      const resent = r.reduce((sum, x) => sum + x.resent, 0);
+      const notRun = r.length < upgradeKills ? `; ${upgradeKills - r.length} round(s) not run` : '';
+      rows.push({
+        ...row(
+          `worker SIGKILL during upgrade (${from} <-> ${to}, 2 clusters; applied ${ended('applied')}, rolled back ` +
+            `${ended('rolled-back')}; killed mid-upgrade ${during}/${r.length}; re-sent ${resent}${notRun})`,
           r,
         ),
         'fully compensated':
