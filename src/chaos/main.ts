@@ -155,7 +155,7 @@ async function main(): Promise<void> {
       takeovers: { type: 'string', default: '10' },
       'apply-kills': { type: 'string', default: '10' },
       'rotate-kills': { type: 'string', default: '12' },
-      'upgrade-kills': { type: 'string', default: '4' },
+      'upgrade-kills': { type: 'string', default: '10' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
       // How long the harness follows one run before it gives up on it and tears it down.
       'run-timeout': { type: 'string', default: '360' },
