@@ -4,7 +4,10 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateStage,
+  isGrpcServiceError,
 } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { applyProblems, diffPlans } from './plan/diff';
 import { appPlacement, buildPlan, needsPreflight } from './plan/plan';
 import { upgradeSpec } from './spec/upgrade';
@@ -340,9 +343,12 @@ export async function rotateMesh(client: Client, mesh: string, req: RotateReques
   return (await resolveMesh(client, mesh)).executeUpdate(rotateUpdate, { args: [req] });
 }
 
+const UpdateLifecycleStage = temporal.api.enums.v1.UpdateWorkflowExecutionLifecycleStage;
+
 /**
  * Starts an Istio upgrade of the running mesh; resolves with its update id once the workflow has
- * accepted it (the validator passed). The upgrade goes on in the workflow: follow it in the status.
+ * accepted it (the validator passed), and throws the validator's refusal (WorkflowUpdateFailedError)
+ * otherwise. The upgrade goes on in the workflow: follow it in the status.
  */
 export async function startUpgrade(client: Client, mesh: string, req: UpgradeRequest): Promise<string> {
   const handle = await (
@@ -351,6 +357,25 @@ export async function startUpgrade(client: Client, mesh: string, req: UpgradeReq
     args: [req],
     waitForStage: WorkflowUpdateStage.ACCEPTED,
   });
+  // startUpdate does not throw a refusal: it hands back a handle whose result() is the refusal, kept
+  // from its answer. A refused update is not recorded, so asking the server for it (at once: an
+  // accepted one is found at once) tells the two apart without waiting for the upgrade to end.
+  let refused: boolean;
+  try {
+    const { outcome } = await client.workflowService.pollWorkflowExecutionUpdate({
+      namespace: client.options.namespace,
+      updateRef: {
+        workflowExecution: { workflowId: handle.workflowId, runId: handle.workflowRunId },
+        updateId: handle.updateId,
+      },
+      waitPolicy: { lifecycleStage: UpdateLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED },
+    });
+    refused = Boolean(outcome?.failure);
+  } catch (err) {
+    if (!isGrpcServiceError(err) || err.code !== grpcStatus.NOT_FOUND) throw err;
+    refused = true;
+  }
+  if (refused) await handle.result(); // throws the refusal (WorkflowUpdateFailedError), decoded
   return handle.updateId;
 }
 
