@@ -342,7 +342,8 @@ export async function rotateMesh(client: Client, mesh: string, req: RotateReques
 
 /**
  * Starts an Istio upgrade of the running mesh; resolves with its update id once the workflow has
- * accepted it (the validator passed). The upgrade goes on in the workflow: follow it in the status.
+ * accepted it (the validator passed), and throws the validator's refusal (WorkflowUpdateFailedError)
+ * otherwise. The upgrade goes on in the workflow: follow it in the status.
  */
 export async function startUpgrade(client: Client, mesh: string, req: UpgradeRequest): Promise<string> {
   const workflow = await resolveMesh(client, mesh);

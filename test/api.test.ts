@@ -647,6 +647,8 @@ describe('malformed requests', () => {
       ['GET', '/v1/meshes/api-none/events', {}],
       ['POST', '/v1/meshes/api-none/verify', {}],
       ['POST', '/v1/meshes/api-none/extend', { body: '{"by":"1h"}', type: 'application/json' }],
+      ['POST', '/v1/meshes/api-none/upgrade', { body: '{"to":"1.31.5"}', type: 'application/json' }],
+      ['POST', '/v1/meshes/api-none/upgrade/decision', { body: '{"decision":"abort"}', type: 'application/json' }],
       ['DELETE', '/v1/meshes/api-none', {}],
     ] as const) {
       const res = await call(method, p, opts);

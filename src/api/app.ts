@@ -86,6 +86,8 @@ export function createApp(deps: ApiDeps): Api {
   app.use(routes.extend.getRoutingPath(), contentTypes(routes.extend.method, [JSON_TYPE]));
   app.use(routes.apply.getRoutingPath(), contentTypes(routes.apply.method, [...YAML_TYPES, JSON_TYPE]));
   app.use(routes.planChange.getRoutingPath(), contentTypes(routes.planChange.method, [...YAML_TYPES, JSON_TYPE]));
+  app.use(routes.upgrade.getRoutingPath(), contentTypes(routes.upgrade.method, [JSON_TYPE]));
+  app.use(routes.upgradeDecision.getRoutingPath(), contentTypes(routes.upgradeDecision.method, [JSON_TYPE]));
   app.onError((err, c) => {
     const known =
       err instanceof ApiError ? err : err instanceof HTTPException ? fromHono(err) : temporalUnavailable(err);
@@ -175,6 +177,16 @@ function meshRoutes(
   app.openapi(routes.rotate, async (c) => {
     const { name } = c.req.valid('param');
     return c.json({ name, ...(await meshes.rotate(name, c.req.valid('json'))) }, 200);
+  });
+  app.openapi(routes.upgrade, async (c) => {
+    const { name } = c.req.valid('param');
+    const update = await meshes.upgrade(name, c.req.valid('json'));
+    const status = `/v1/meshes/${name}`;
+    return c.json({ name, update, status, events: `${status}/events` }, 202);
+  });
+  app.openapi(routes.upgradeDecision, async (c) => {
+    const { name } = c.req.valid('param');
+    return c.json({ name, message: await meshes.decideUpgrade(name, c.req.valid('json').decision) }, 200);
   });
   app.openapi(routes.teardown, async (c) => {
     const { name } = c.req.valid('param');

@@ -11,6 +11,7 @@ import {
   MeshAlreadyRunningError,
   type StatusView,
   applyMesh,
+  decideUpgrade,
   driftMesh,
   rotateMesh,
   extendMesh,
@@ -20,6 +21,7 @@ import {
   meshWebUiUrl,
   planChange,
   startMesh,
+  startUpgrade,
   statusView,
   teardownMesh,
   verifyMesh,
@@ -38,6 +40,8 @@ import type {
   MeshPhase,
   RotateRequest,
   TeardownOptions,
+  UpgradeDecision,
+  UpgradeRequest,
 } from '../workflows/types';
 import { ApiError, innermostMessage, specProblems } from './errors';
 import { assertFilesAllowed } from './file-roots';
@@ -251,6 +255,48 @@ export class Meshes {
       if (phase !== 'ready' || /running since|earlier meshflow release|renewing|root rotation/.test(reason))
         throw new ApiError(409, phase !== 'ready' ? 'not_ready' : 'busy', reason);
       throw new ApiError(502, 'rotate_failed', `the rotation could not run: ${reason}`);
+    } finally {
+      this.changed(mesh);
+    }
+  }
+
+  /**
+   * Starts an Istio upgrade of a ready mesh; answers its update id once the workflow has accepted it
+   * (the upgrade itself takes minutes: the status follows it). A refusal is a 400 for what the request
+   * asks (a version, waves), a 409 for what the mesh is doing.
+   */
+  async upgrade(mesh: string, req: UpgradeRequest): Promise<string> {
+    this.changed(mesh);
+    try {
+      return await this.temporal(() => startUpgrade(this.client, mesh, req));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
+      if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+      const reason = innermostMessage(err);
+      if (/one update at a time/.test(reason)) throw new ApiError(409, 'update_in_progress', reason);
+      if (/Istio is upgraded on a ready mesh/.test(reason)) throw new ApiError(409, 'not_ready', reason);
+      if (/running since|earlier meshflow release|renewing/.test(reason)) throw new ApiError(409, 'busy', reason);
+      // What the request asks cannot be done: the version, or the waves.
+      const bad = [/not a version meshflow pins/, /runs Istio \S+ already/, /has no cluster/, /is a remote/];
+      const badWaves = [/is in two waves/, /every primary must be in a wave/, /every wave names/];
+      if ([...bad, ...badWaves].some((r) => r.test(reason))) throw new ApiError(400, 'bad_request', reason);
+      throw new ApiError(502, 'upgrade_failed', `the upgrade could not start: ${reason}`);
+    } finally {
+      this.changed(mesh);
+    }
+  }
+
+  /** Tells an upgrade waiting between waves to go on or to roll back; answers what happens next. */
+  async decideUpgrade(mesh: string, decision: UpgradeDecision): Promise<string> {
+    this.changed(mesh);
+    try {
+      return await this.temporal(() => decideUpgrade(this.client, mesh, decision));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
+      if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+      const reason = innermostMessage(err);
+      if (/told continue or abort/.test(reason)) throw new ApiError(400, 'bad_request', reason);
+      throw new ApiError(409, 'not_awaiting_approval', reason);
     } finally {
       this.changed(mesh);
     }

@@ -21,6 +21,10 @@ import {
   StatusSchema,
   TeardownQuery,
   TeardownSchema,
+  UpgradeBody,
+  UpgradeDecidedSchema,
+  UpgradeDecisionBody,
+  UpgradeStartedSchema,
 } from './schemas';
 import { codecRoutes } from './codec';
 import { scheduleRoutes } from './schedules';
@@ -39,7 +43,7 @@ const ERRORS = {
     '(`problems` says where)',
   401: 'no bearer token, or not one this API accepts',
   404: 'no mesh of that name',
-  409: 'the mesh is not in a state that allows it (or, for an apply, another update runs)',
+  409: 'the mesh is not in a state that allows it (or, for an apply, rotate or upgrade, another update runs)',
   413: 'the body is over 1 MiB',
   415: 'the Content-Type is not one this operation takes',
   422: 'the Idempotency-Key was used for a different spec',
@@ -192,6 +196,48 @@ export const routes = {
       '409 unless the mesh is ready and no apply, drift check or renewal runs.',
     request: { params: MeshNameParams, body: { required: true, content: { [JSON_TYPE]: { schema: RotateSchema } } } },
     responses: { 200: json(AppliedSchema, 'the rotation as it ended'), ...errors(400, 401, 404, 409, 502, 503) },
+  }),
+  upgrade: createRoute({
+    method: 'post',
+    path: '/v1/meshes/{name}/upgrade',
+    tags: MESHES,
+    summary: "Upgrade a ready mesh's Istio, canary by revision, in waves",
+    description:
+      "What `meshflow upgrade --detach` does: the new version's control plane beside the old on each cluster of " +
+      'a wave, its default tag moved and its workloads restarted, then every check; a wave that fails is rolled ' +
+      'back with the waves before it (the mesh stays on the old version); when all passed the old revision is ' +
+      'removed. Answers 202 once the workflow has accepted it: the upgrade takes minutes, followed in the ' +
+      "status's `upgrade` (its wave and stage) and, once it has ended, in `updates` (the entry of id `update`), " +
+      'or over /events. With approveEach it waits after each wave but the last (stage awaiting-approval) for ' +
+      'POST /v1/meshes/{name}/upgrade/decision. 400 for a version meshflow pins no build of, the one the mesh ' +
+      'runs, or waves that are not every primary once; 409 unless the mesh is ready and no other update, drift ' +
+      'check or renewal runs.',
+    request: {
+      params: MeshNameParams,
+      body: { required: true, content: { [JSON_TYPE]: { schema: UpgradeBody } } },
+    },
+    responses: {
+      202: json(UpgradeStartedSchema, 'the upgrade was accepted and runs: follow it in the status'),
+      ...errors(400, 401, 404, 409, 413, 415, 503),
+    },
+  }),
+  upgradeDecision: createRoute({
+    method: 'post',
+    path: '/v1/meshes/{name}/upgrade/decision',
+    tags: MESHES,
+    summary: 'Tell an upgrade waiting between waves to go on or to roll back',
+    description:
+      'What `meshflow upgrade NAME --continue` (or `--abort`) does, for an upgrade started with approveEach ' +
+      "that waits after a wave (the status's upgrade.stage is awaiting-approval): continue starts the next " +
+      'wave, abort rolls back every wave it made. 409 when no upgrade waits for a decision.',
+    request: {
+      params: MeshNameParams,
+      body: { required: true, content: { [JSON_TYPE]: { schema: UpgradeDecisionBody } } },
+    },
+    responses: {
+      200: json(UpgradeDecidedSchema, 'what happens next'),
+      ...errors(400, 401, 404, 409, 413, 415, 503),
+    },
   }),
   teardown: createRoute({
     method: 'delete',

@@ -3,6 +3,7 @@
 // described here and type-checked against the types the CLI prints, so the two cannot drift apart.
 import { z } from '@hono/zod-openapi';
 import type { MeshSummary, StatusView } from '../client';
+import { ISTIO_LINES, ISTIO_VERSION_PATTERN } from '../istio/version';
 import { parseDuration } from '../spec/duration';
 import { dnsLabel } from '../spec/schema';
 import { ROTATABLE, type CheckResult, type DriftStatus } from '../workflows/types';
@@ -237,6 +238,61 @@ export const RotateSchema = z
     finish: z.boolean().optional().describe('root: drop the old root now instead of when its grace ends'),
   })
   .openapi('MeshRotateRequest');
+
+/** A version an upgrade can take a mesh to: a patch release of a line meshflow pins a build of. */
+const istioVersion = z.string().refine((v) => ISTIO_VERSION_PATTERN.test(v), {
+  error: (issue) =>
+    `${JSON.stringify(issue.input)} is not a version meshflow pins a build of: a patch release of ${ISTIO_LINES}`,
+});
+
+export const UpgradeBody = z
+  .strictObject({
+    to: istioVersion.openapi({
+      description: `the Istio version to run: a patch release of a line meshflow pins (${ISTIO_LINES})`,
+      example: '1.31.5',
+      pattern: ISTIO_VERSION_PATTERN.source,
+    }),
+    waves: z
+      .array(z.array(dnsLabel).min(1))
+      .optional()
+      .describe(
+        "the primaries of each wave, in order; a remote goes with its primary's wave, every primary in one wave " +
+          "(none or empty: one primary a wave, in the spec's order)",
+      ),
+    approveEach: z
+      .boolean()
+      .optional()
+      .describe('wait after each wave but the last for POST /v1/meshes/{name}/upgrade/decision'),
+  })
+  .openapi('MeshUpgradeRequest', {
+    description: 'what `meshflow upgrade NAME --to V [--waves ...] [--approve-each]` asks for',
+  });
+
+export const UpgradeStartedSchema = z
+  .object({
+    name: z.string(),
+    update: z
+      .string()
+      .describe("the upgrade's update id: its entry in the status's updates, state running until it ends"),
+    status: z.string().openapi({
+      description: "where to follow it: the mesh's status (its upgrade, then updates)",
+      example: '/v1/meshes/demo',
+    }),
+    events: z.string().openapi({ description: "the mesh's event stream", example: '/v1/meshes/demo/events' }),
+  })
+  .openapi('MeshUpgradeStarted');
+
+export const UpgradeDecisionBody = z
+  .strictObject({
+    decision: z
+      .enum(['continue', 'abort'])
+      .describe('continue: the next wave starts; abort: every wave the upgrade made is rolled back'),
+  })
+  .openapi('MeshUpgradeDecision');
+
+export const UpgradeDecidedSchema = z
+  .object({ name: z.string(), message: z.string().openapi({ example: 'wave 2 of 2 starts' }) })
+  .openapi('MeshUpgradeDecided');
 
 export const StatusSchema = z
   .object({
