@@ -348,11 +348,22 @@ export async function rotateMesh(client: Client, mesh: string, req: RotateReques
 export async function startUpgrade(client: Client, mesh: string, req: UpgradeRequest): Promise<string> {
   const workflow = await resolveMesh(client, mesh);
   const update = await workflow.startUpdate(upgradeUpdate, { args: [req], waitForStage: WorkflowUpdateStage.ACCEPTED });
-  // A refused update comes back with its outcome (result() throws the validator's reason at once); an
-  // accepted one is in the status from its first step on. Its result() would wait for the whole upgrade.
+  await throwIfRefused(workflow, update);
+  return update.updateId;
+}
+
+/**
+ * Throws the validator's refusal of an update started to be accepted: startUpdate hands back a
+ * refused update as a handle whose result() throws the reason at once (WorkflowUpdateFailedError).
+ * An accepted apply or upgrade is in the status from its first step on; its result() would wait
+ * for all of it.
+ */
+async function throwIfRefused(
+  workflow: Awaited<ReturnType<typeof resolveMesh>>,
+  update: { updateId: string; result: () => Promise<unknown> },
+): Promise<void> {
   const status = await workflow.query(statusQuery);
   if (!status.updates?.some((u) => u.id === update.updateId)) await update.result();
-  return update.updateId;
 }
 
 /** Tells an upgrade waiting between waves to go on or to roll back; the answer says what happens next. */
@@ -414,10 +425,12 @@ export async function applyMesh(client: Client, next: MeshSpec, replace: string[
   const handle = await resolveMesh(client, next.name);
   const copied = await copiedFiles(next, store);
   try {
-    return await handle.startUpdate(applyUpdate, {
+    const update = await handle.startUpdate(applyUpdate, {
       args: [{ spec: recordedSpec(copied.spec), ...(replace.length ? { replace } : {}) }],
       waitForStage: WorkflowUpdateStage.ACCEPTED,
     });
+    await throwIfRefused(handle, update);
+    return update;
   } catch (err) {
     if (copied.entries.length) await store!.removeEntries(next.name, copied.entries).catch(() => undefined);
     throw err;

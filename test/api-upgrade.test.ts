@@ -190,6 +190,17 @@ test('approveEach: the upgrade waits after a wave until told continue, then ends
   expect(updateOf(waiting, id)?.state).toBe('running');
   // Only the first wave went to the new revision.
   expect(fake.callsOf(name).filter((c) => c.startsWith('switch '))).toEqual(['switch west 1-31-5']);
+  // A change of the spec meanwhile is refused as any second update is: 409, naming the upgrade.
+  const change = await call(rig.api().port, 'PUT', `/v1/meshes/${name}`, {
+    token: TOKEN,
+    type: 'text/yaml',
+    body: twoClusterYaml(name, 'app: { sample: none }\nonFailure: keep\n'),
+  });
+  expect(change.status).toBe(409);
+  expect(change.json.error).toEqual({
+    code: 'update_in_progress',
+    message: expect.stringMatching(new RegExp(`^update ${id} \\(upgrade Istio .*\\) has been running since`)),
+  });
 
   const go = await decide(name, 'continue');
   expect(go.status).toBe(200);
