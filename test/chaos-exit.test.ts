@@ -13,9 +13,15 @@ import { scratchDir, testLocalTools } from './helpers/env';
 const main = path.resolve(__dirname, '..', 'dist', 'chaos', 'main.js');
 
 test('a run given up on while provisioning is torn down, and the harness exits', async () => {
-  const off = ['--kills', '--server-kills', '--concurrent', '--takeovers', '--apply-kills', '--rotate-kills'].flatMap(
-    (f) => [f, '0'],
-  );
+  const off = [
+    '--kills',
+    '--server-kills',
+    '--concurrent',
+    '--takeovers',
+    '--apply-kills',
+    '--rotate-kills',
+    '--upgrade-kills',
+  ].flatMap((f) => [f, '0']);
   const args = [...off, '--api-faults', '1'];
   // 8 s: the mesh is still creating its clusters when the harness gives up on it.
   const child = spawn(process.execPath, [main, ...args, '--run-timeout', '8', '--seed', '7'], {
