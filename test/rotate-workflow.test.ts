@@ -233,7 +233,7 @@ test('root: a new root trusted beside the old, intermediates from it, the old dr
   await recordHistory(handle, 'v5-rotate-root');
 });
 
-test('root of a mesh with your own root: the new one you give trusted beside the old, then signing, then alone', async () => {
+test('root, your own: the new one you give trusted beside the old, then signing, then alone', async () => {
   const name = 'rot-byo';
   fake.scripts.set(name, { realistic: true, caValidityMs: 730 * 24 * HOUR, tokenLifetimeMs: 24 * HOUR });
   // As `up` records it: the files' names for messages, the copy in the trust store.

@@ -224,7 +224,7 @@ describe('a root the user brings (trust.rootCa)', () => {
     expect(fs.readdirSync(caDir).sort()).toEqual(['east']);
   }, 60_000);
 
-  test('rotated to a new root the user gives: both trusted meanwhile, intermediates from the new, then it alone', async () => {
+  test('rotated to a new root the user gives: both trusted, intermediates from the new, then it alone', async () => {
     const store = new StateDirTrustStore(scratchDir('own-root-rotated'));
     const entries = meshEntries(store, 'rot');
     // As `up` copies the current root, `rotate root --root-cert --root-key` copies the new one.

@@ -56,7 +56,6 @@ export function rotationActivities(deps: ActivityDeps) {
     addRoot: (req: RootRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         if (req.spec.trust.rootCa) return addUserRoot(deps, req, ctx);
-        ownRootOnly(req);
         const root = await ensureRootCa(
           meshEntries(deps.trustStore, req.mesh),
           req.spec.trust.keyAlgorithm,
@@ -79,7 +78,6 @@ export function rotationActivities(deps: ActivityDeps) {
           const retired = await retireUserRoots(entries, req.spec.trust.rootCa, ctx.signal);
           return { outputs: { rootsRetired: retired.join(',') || 'none stored' } };
         }
-        ownRootOnly(req);
         const retired = await retireRoots(meshEntries(deps.trustStore, req.mesh), req.generation, ctx.signal);
         return { outputs: { rootsRetired: retired.join(',') } };
       }),
@@ -215,16 +213,6 @@ async function addUserRoot(deps: ActivityDeps, req: RootRequest, ctx: StepContex
       newTop: (await userTrustedRoots(entries, { ...req.rootCa }, ctx.signal))[0],
     },
   };
-}
-
-/** meshflow's own root only: a user's root rotates when the user gives the new one. */
-function ownRootOnly(req: RootRequest): void {
-  if (req.spec.trust.rootCa)
-    throw new PermanentError(
-      `mesh ${req.mesh} uses your own root CA (trust.rootCa): meshflow does not make a new one; rotating a root ` +
-        'you keep is not supported yet (rotate the intermediates, which it signs: ' +
-        '`meshflow rotate NAME intermediates`)',
-    );
 }
 
 /** The fingerprint of the root in `ca`'s chain that signed its intermediate. */
