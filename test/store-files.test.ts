@@ -238,9 +238,20 @@ app:
   const rootCopies = async () => (await store.list('sf')).filter((e) => /^files\/[^/]+\/root-ca\/cert\.pem$/.test(e));
   const oldCopy = await rootCopies();
   expect(oldCopy).toHaveLength(1);
-  const switched = await rotateMesh(env.client, 'sf', { what: 'root', grace: '1h' }, { files: nextFiles, store });
-  expect(switched.update).toMatchObject({ state: 'applied' });
-  expect(switched.checks.filter((c) => c.status === 'failed')).toEqual([]);
+  // The CLI: both files or neither; a key that is not the certificate's is named by flag and file, and
+  // nothing is copied.
+  const half = await cli('rotate', 'sf', 'root', '--root-cert', nextFiles.certFile);
+  expect(half.code).not.toBe(0);
+  expect(half.out).toContain('a new root CA needs both --root-cert FILE and --root-key FILE');
+  const wrongKey = await cli('rotate', 'sf', 'root', '--root-cert', nextFiles.certFile, '--root-key', files.cert);
+  expect(wrongKey.code).not.toBe(0);
+  expect(wrongKey.out).toContain(`--root-key ${files.cert}: cannot be read`); // the user's old files are gone
+  expect(await rootCopies()).toEqual(oldCopy);
+  const rootArgs = ['--root-cert', nextFiles.certFile, '--root-key', nextFiles.keyFile];
+  const switched = await cli('rotate', 'sf', 'root', '--grace', '1h', ...rootArgs);
+  expect(switched.code).toBe(0);
+  expect(switched.out).toMatch(/update \S+ applied: rotate root/);
+  expect(switched.out).toMatch(/still trusted until .*\n {2}checks passed/);
   const during = await cacertsOf(east.kubeconfig);
   expect([root.cert + next.cert, next.cert + root.cert]).toContain(during['root-cert.pem']);
   expect(during['cert-chain.pem']).toBe(during['ca-cert.pem'] + next.cert);

@@ -544,7 +544,9 @@ export async function clusterCa(
         root.chain.length ? root.chain[root.chain.length - 1] : root.certificate,
         ...others.map((o) => o.top),
       ];
-      bundle = (await uniqueByFingerprint(tops)).map(certificatePem).join('');
+      const trusted = await uniqueByFingerprint(tops);
+      // Only copies of the spec's root (an apply copies it again): the bundle stays the user's PEM as it was.
+      if (trusted.length > 1) bundle = trusted.map(certificatePem).join('');
     }
   } else {
     // meshflow's own root: while a rotation keeps two, the intermediate chains to the one that signed
