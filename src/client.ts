@@ -11,6 +11,7 @@ import { upgradeSpec } from './spec/upgrade';
 import type { MeshSpec } from './spec/schema';
 import { PermanentError } from './steps/errors';
 import type { TrustStore } from './trust-store/store';
+import type { NewRootFiles } from './trust-store/spec-files';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';
 import {
   TASK_QUEUE,
@@ -335,9 +336,29 @@ export async function driftMesh(client: Client, mesh: string): Promise<DriftStat
 }
 
 /** The spec a running mesh runs now (its first, or the last `apply`'s). */
-/** Rotates credentials of a ready mesh (intermediates or readers); the update as it ended, with the checks. */
-export async function rotateMesh(client: Client, mesh: string, req: RotateRequest): Promise<ApplyResult> {
-  return (await resolveMesh(client, mesh)).executeUpdate(rotateUpdate, { args: [req] });
+/**
+ * Rotates credentials of a ready mesh (intermediates, readers, root); the update as it ended, with
+ * the checks. With `newRoot` (a mesh with the user's own root: the new root's files and the trust
+ * store the workers use), the new root is checked and copied into the store first and the request
+ * names only its entry; should the update be refused, the copy is removed.
+ */
+export async function rotateMesh(
+  client: Client,
+  mesh: string,
+  req: RotateRequest,
+  newRoot?: { files: NewRootFiles; store: TrustStore },
+): Promise<ApplyResult> {
+  const handle = await resolveMesh(client, mesh);
+  if (!newRoot) return handle.executeUpdate(rotateUpdate, { args: [req] });
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const files = require('./trust-store/spec-files') as typeof import('./trust-store/spec-files');
+  const copied = await files.copyNewRoot(newRoot.store, mesh, newRoot.files);
+  try {
+    return await handle.executeUpdate(rotateUpdate, { args: [{ ...req, newRoot: copied.newRoot }] });
+  } catch (err) {
+    await newRoot.store.removeEntries(mesh, copied.entries).catch(() => undefined);
+    throw err;
+  }
 }
 
 /**

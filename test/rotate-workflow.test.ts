@@ -6,7 +6,7 @@
 // itself within trust.rotateBefore of its expiry; POST /v1/meshes/{name}/rotate does what the CLI does.
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { parseMeshSpec } from '../src/spec/load';
-import { meshWorkflowId, rotateUpdate, statusQuery, teardownSignal } from '../src/workflows/definitions';
+import { meshWorkflowId, rotateUpdate, specQuery, statusQuery, teardownSignal } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
 import type { MeshStatus, RotateRequest } from '../src/workflows/types';
 import { TASK_QUEUE } from '../src/workflows/definitions';
@@ -231,4 +231,71 @@ test('root: a new root trusted beside the old, intermediates from it, the old dr
   expect(fake.callsOf(name)).toContain('retire roots before g3');
   await down(handle);
   await recordHistory(handle, 'v5-rotate-root');
+});
+
+test('root, your own: the new one you give trusted beside the old, then signing, then alone', async () => {
+  const name = 'rot-byo';
+  fake.scripts.set(name, { realistic: true, caValidityMs: 730 * 24 * HOUR, tokenLifetimeMs: 24 * HOUR });
+  // As `up` records it: the files' names for messages, the copy in the trust store.
+  const parsed = parseMeshSpec(twoClusterYaml(name, 'app: { sample: none }\n'));
+  const rootCa = { certFile: '/pki/old.pem', keyFile: '/pki/old.key', stored: 'files/up/root-ca' };
+  const spec = { ...parsed, trust: { ...parsed.trust, rootCa } };
+  const handle = await rig.env().client.workflow.start<typeof provisionMesh>('provisionMesh', {
+    taskQueue: TASK_QUEUE,
+    workflowId: meshWorkflowId(name),
+    args: [{ spec }],
+  });
+  await statusUntil(handle, (s) => s.phase === 'ready');
+  const refused = async (req: RotateRequest) =>
+    ((await rotate(handle, req).catch((e: unknown) => e)) as WorkflowUpdateFailedError).cause?.message;
+  const next = { stored: 'files/new/root-ca', certFile: '/pki/new.pem', keyFile: '/pki/new.key' };
+  expect(await refused({ what: 'root' })).toBe(
+    `mesh ${name} uses your own root CA (trust.rootCa): meshflow does not make one; give the new root with ` +
+      `\`meshflow rotate ${name} root --root-cert FILE --root-key FILE [--root-chain FILE]\``,
+  );
+  expect(await refused({ what: 'intermediates', newRoot: next })).toContain('they are for `rotate rot-byo root`');
+  expect(await refused({ what: 'root', newRoot: next, finish: true })).toContain('--finish drops the old root');
+  expect(await refused({ what: 'root', newRoot: { stored: '' } })).toContain('newRoot.stored');
+  // The same root again: the activity refuses it; nothing changed.
+  const same = await rotate(handle, { what: 'root', newRoot: { ...next, certFile: '/pki/old.pem' } });
+  expect(same.update.state).toBe('failed');
+  expect(same.update.error).toContain('is the root CA mesh rot-byo uses already');
+  expect((await handle.query(statusQuery)).rootRotation).toBeUndefined();
+
+  const mark = fake.callsOf(name).length;
+  const out = await rotate(handle, { what: 'root', grace: '1h', newRoot: next });
+  expect(out.update).toMatchObject({ state: 'applied', rerun: ['cacerts:east', 'cacerts:west'] });
+  const calls = fake.callsOf(name).slice(mark);
+  expect([calls[0], calls.slice(1, 3).sort(), calls.slice(3, 5).sort(), calls[5]]).toEqual([
+    'add user root /pki/new.pem over /pki/old.pem',
+    ['trust east fp:/pki/old.pem+fp:/pki/new.pem', 'trust west fp:/pki/old.pem+fp:/pki/new.pem'],
+    ['rotate east g2', 'rotate west g2'],
+    'run verify',
+  ]);
+  // The new intermediates are the new root's; the spec names it from now on (the store's copy).
+  expect(fake.signers.filter((x) => x.startsWith(`${name} `)).sort()).toEqual([
+    `${name} east g2: /pki/new.pem`,
+    `${name} west g2: /pki/new.pem`,
+  ]);
+  expect((await handle.query(specQuery)).trust.rootCa).toEqual(next);
+  const s = await handle.query(statusQuery);
+  expect(s.rootRotation).toMatchObject({
+    oldRoot: expect.any(String),
+    newRoot: 'fp:/pki/new.pem',
+    stage: 'switched',
+    userRoot: { new: next, trusted: ['fp:/pki/old.pem', 'fp:/pki/new.pem'], after: 'fp:/pki/new.pem' },
+  });
+  expect(await refused({ what: 'root', newRoot: next })).toContain('waits to drop the old root');
+
+  const finish = await rotate(handle, { what: 'root', finish: true });
+  expect(finish.update.state).toBe('applied');
+  expect(
+    fake
+      .callsOf(name)
+      .slice(mark + 6, mark + 9)
+      .sort(),
+  ).toEqual(['retire user roots but /pki/new.pem', 'trust east fp:/pki/new.pem', 'trust west fp:/pki/new.pem']);
+  expect((await handle.query(statusQuery)).rootRotation).toBeUndefined();
+  await down(handle);
+  await recordHistory(handle, 'v6-rotate-byo-root');
 });

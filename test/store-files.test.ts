@@ -214,15 +214,63 @@ app:
   ]);
 
   // Rotation with the Kubernetes store and a root the user keeps: new intermediates under that root,
-  // the old ones out of the store's Secret; the root itself is the user's to rotate.
+  // the old ones out of the store's Secret; the root itself rotates when the user gives the new one.
   const rotated = await rotateMesh(env.client, 'sf', { what: 'intermediates' });
   expect(rotated.update).toMatchObject({ state: 'applied' });
   expect(rotated.checks.filter((c) => c.status === 'failed')).toEqual([]);
   expect((await cacertsOf(east.kubeconfig))['root-cert.pem']).toBe(root.cert);
-  const after = Object.keys(decoded(await core.readNamespacedSecret({ name: secretName('sf'), namespace: NAMESPACE })));
+  const secretKeys = async () =>
+    Object.keys(decoded(await core.readNamespacedSecret({ name: secretName('sf'), namespace: NAMESPACE })));
+  const after = await secretKeys();
   expect(after.filter((k) => k.startsWith('east_')).sort()).toEqual(['east_ca.g2-cert.pem', 'east_ca.g2-key.pem']);
   const byo = await rotateMesh(env.client, 'sf', { what: 'root' }).catch((e: Error) => e);
-  expect(((byo as Error).cause as Error).message).toContain('uses your own root CA (trust.rootCa)');
+  expect(((byo as Error).cause as Error).message).toContain(
+    'give the new root with `meshflow rotate sf root --root-cert',
+  );
+
+  // The user's new root: copied into the store by the client, trusted beside the old one, then every
+  // intermediate is its; verify (a CSR signed by istiod, chained to the spec's root) passes at each stage.
+  const next = await userRoot('Acme Root 2');
+  const nextDir = scratchDir('store-files-new-root');
+  const nextFiles = { certFile: path.join(nextDir, 'new-cert.pem'), keyFile: path.join(nextDir, 'new-key.pem') };
+  fs.writeFileSync(nextFiles.certFile, next.cert);
+  fs.writeFileSync(nextFiles.keyFile, next.key, { mode: 0o600 });
+  const rootCopies = async () => (await store.list('sf')).filter((e) => /^files\/[^/]+\/root-ca\/cert\.pem$/.test(e));
+  const oldCopy = await rootCopies();
+  expect(oldCopy).toHaveLength(1);
+  // The CLI: both files or neither; a key that is not the certificate's is named by flag and file, and
+  // nothing is copied.
+  const half = await cli('rotate', 'sf', 'root', '--root-cert', nextFiles.certFile);
+  expect(half.code).not.toBe(0);
+  expect(half.out).toContain('a new root CA needs both --root-cert FILE and --root-key FILE');
+  const wrongKey = await cli('rotate', 'sf', 'root', '--root-cert', nextFiles.certFile, '--root-key', files.cert);
+  expect(wrongKey.code).not.toBe(0);
+  expect(wrongKey.out).toContain(`--root-key ${files.cert}: cannot be read`); // the user's old files are gone
+  expect(await rootCopies()).toEqual(oldCopy);
+  const rootArgs = ['--root-cert', nextFiles.certFile, '--root-key', nextFiles.keyFile];
+  const switched = await cli('rotate', 'sf', 'root', '--grace', '1h', ...rootArgs);
+  expect(switched.code).toBe(0);
+  expect(switched.out).toMatch(/update \S+ applied: rotate root/);
+  expect(switched.out).toMatch(/still trusted until .*\n {2}checks passed/);
+  const during = await cacertsOf(east.kubeconfig);
+  expect([root.cert + next.cert, next.cert + root.cert]).toContain(during['root-cert.pem']);
+  expect(during['cert-chain.pem']).toBe(during['ca-cert.pem'] + next.cert);
+  const intermediate = new x509.X509Certificate(during['ca-cert.pem']);
+  expect(
+    await intermediate.verify({ publicKey: new x509.X509Certificate(next.cert).publicKey, signatureOnly: true }),
+  ).toBe(true);
+  expect(await rootCopies()).toHaveLength(2);
+  const finished = await rotateMesh(env.client, 'sf', { what: 'root', finish: true });
+  expect(finished.update).toMatchObject({ state: 'applied' });
+  expect(finished.checks.filter((c) => c.status === 'failed')).toEqual([]);
+  expect((await cacertsOf(east.kubeconfig))['root-cert.pem']).toBe(next.cert);
+  const left = await rootCopies();
+  expect(left).toHaveLength(1);
+  expect(left).not.toEqual(oldCopy);
+  expect((await secretKeys()).filter((k) => k.startsWith('east_')).sort()).toEqual([
+    'east_ca.g3-cert.pem',
+    'east_ca.g3-key.pem',
+  ]);
 
   await teardownMesh(env.client, 'sf');
   const final = await meshHandle(env.client, 'sf').result();
@@ -242,6 +290,8 @@ app:
   expect(history).not.toMatch(/PRIVATE KEY|client-key-data|certificate-authority-data/);
   expect(history).not.toContain(marker);
   expect(history).not.toContain(root.key.split('\n')[1]);
+  expect(history).not.toContain(next.key.split('\n')[1]);
+  expect(history).toContain(nextFiles.certFile); // the new root's file, named for display
 });
 
 test('an API mesh with its root CA as PEM is ready under that root, which history never holds', async () => {

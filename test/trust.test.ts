@@ -6,7 +6,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { type ActivityDeps, createActivities } from '../src/activities/mesh-activities';
-import { type CacertsFiles, type TrustSettings, ensureClusterCa, ensureMeshCas } from '../src/istio/trust';
+import {
+  type CacertsFiles,
+  type TrustSettings,
+  clusterCa,
+  ensureClusterCa,
+  ensureMeshCas,
+  meshRootCertificate,
+  retireUserRoots,
+  userTrustedRoots,
+} from '../src/istio/trust';
+import { copyNewRoot } from '../src/trust-store/spec-files';
+import { meshEntries } from '../src/trust-store/store';
 import { DirectoryEntries, StateDirTrustStore } from '../src/trust-store/state-dir';
 import { buildPlan, criticalPath } from '../src/plan/plan';
 import { parseMeshSpec } from '../src/spec/load';
@@ -212,6 +223,78 @@ describe('a root the user brings (trust.rootCa)', () => {
     expect(await keyMatches(files['ca-key.pem'], files['ca-cert.pem'])).toBe(true);
     expect(fs.readdirSync(caDir).sort()).toEqual(['east']);
   }, 60_000);
+
+  test('rotated to a new root the user gives: both trusted, intermediates from the new, then it alone', async () => {
+    const store = new StateDirTrustStore(scratchDir('own-root-rotated'));
+    const entries = meshEntries(store, 'rot');
+    // As `up` copies the current root, `rotate root --root-cert --root-key` copies the new one.
+    const old = { ...user(), ...(await copyNewRoot(store, 'rot', user())).newRoot };
+    await inOwn(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'new-key.pem']);
+    const newFiles = { certFile: path.join(own, 'new-cert.pem'), keyFile: path.join(own, 'new-key.pem') };
+    const subj = ['-subj', '/O=Acme/CN=Acme Mesh Root 2'];
+    await inOwn([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'new-key.pem',
+      '-out',
+      'new-cert.pem',
+      '-days',
+      '30',
+      ...subj,
+      ...CA_EXT,
+    ]);
+    const certsIn = async (pem: string) =>
+      Promise.all((pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []).map(fingerprint));
+    const [oldPrint, newPrint] = [await fingerprint(read(old.certFile)), await fingerprint(read(newFiles.certFile))];
+    const trustOld: TrustSettings = { rootCa: old, keyAlgorithm: 'ecdsa-p256' };
+    const first = await clusterCa(entries, 'east', trustOld);
+    expect(await certsIn(first.files['root-cert.pem'])).toEqual([oldPrint]);
+
+    // A key that is not the certificate's: named by its flag and file, never quoted.
+    const wrong = await copyNewRoot(store, 'rot', { ...newFiles, keyFile: old.keyFile }).catch((e: Error) => e);
+    expect((wrong as Error).message).toBe(
+      `--root-key ${old.keyFile} is not the key of --root-cert ${newFiles.certFile}`,
+    );
+    const next = (await copyNewRoot(store, 'rot', newFiles)).newRoot;
+
+    // Trusting: every bundle holds both; the intermediate in place still chains to the old root.
+    const trusting = await clusterCa(entries, 'east', trustOld);
+    expect(trusting.generation).toBe(1);
+    expect((await certsIn(trusting.files['root-cert.pem'])).sort()).toEqual([oldPrint, newPrint].sort());
+    expect(await certsIn(trusting.files['cert-chain.pem'])).toHaveLength(2);
+    expect((await certsIn(trusting.files['cert-chain.pem']))[1]).toBe(oldPrint);
+    expect((await userTrustedRoots(entries, old)).length).toBe(2);
+
+    // Switched: the spec's root is the new one; the next intermediate is its, the bundle still holds both.
+    const trustNew: TrustSettings = { rootCa: next, keyAlgorithm: 'ecdsa-p256' };
+    const switched = await clusterCa(entries, 'east', trustNew, 2);
+    const dir = scratchDir('own-root-rotated-files');
+    const put = (name: string, pem: string) => (fs.writeFileSync(path.join(dir, name), pem), path.join(dir, name));
+    const caFile = put('ca-cert.pem', switched.files['ca-cert.pem']);
+    expect(await verify(['-CAfile', newFiles.certFile], caFile)).toBe(`${caFile}: OK`);
+    await expect(verify(['-CAfile', old.certFile], caFile)).rejects.toThrow();
+    expect(await verify(['-CAfile', put('bundle.pem', switched.files['root-cert.pem'])], caFile)).toBe(`${caFile}: OK`);
+    expect((await certsIn(switched.files['cert-chain.pem']))[1]).toBe(newPrint);
+    expect((await certsIn(switched.files['root-cert.pem'])).sort()).toEqual([oldPrint, newPrint].sort());
+    // The previous intermediate (put back should the new one not be taken up) still chains to the old root.
+    const previous = await clusterCa(entries, 'east', trustNew, 1);
+    expect((await certsIn(previous.files['cert-chain.pem']))[1]).toBe(oldPrint);
+    expect((await certsIn((await meshRootCertificate(entries, trustNew))!)).sort()).toEqual(
+      [oldPrint, newPrint].sort(),
+    );
+
+    // Finished: the old root leaves the store, and so every bundle and the trust-chain check's anchor.
+    expect(await retireUserRoots(entries, next)).toEqual([old.stored]);
+    const after = await clusterCa(entries, 'east', trustNew);
+    expect(after.generation).toBe(2);
+    expect(await certsIn(after.files['root-cert.pem'])).toEqual([newPrint]);
+    expect(await certsIn((await meshRootCertificate(entries, trustNew))!)).toEqual([newPrint]);
+    expect(await verify(['-CAfile', put('after.pem', after.files['root-cert.pem'])], caFile)).toBe(`${caFile}: OK`);
+    expect(await userTrustedRoots(entries, next)).toHaveLength(1);
+    expect((await store.list('rot')).filter((e) => e.startsWith(old.stored!))).toEqual([]);
+  });
 
   test("an intermediate of the user's PKI signs, with chainFile up to their root: root-cert is it", async () => {
     const pki = scratchDir('org-pki');

@@ -21,8 +21,14 @@ import {
   clusterCa,
   ensureRootCa,
   fingerprintOf,
+  loadUserRoot,
   retireClusterCas,
   retireRoots,
+  retireUserRoots,
+  userRootEntries,
+  userRootNames,
+  userRootPem,
+  userTrustedRoots,
 } from '../istio/trust';
 import { x509 } from '../pki/certs';
 import { meshEntries } from '../trust-store/store';
@@ -49,7 +55,7 @@ export function rotationActivities(deps: ActivityDeps) {
   return {
     addRoot: (req: RootRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
-        ownRootOnly(req);
+        if (req.spec.trust.rootCa) return addUserRoot(deps, req, ctx);
         const root = await ensureRootCa(
           meshEntries(deps.trustStore, req.mesh),
           req.spec.trust.keyAlgorithm,
@@ -67,7 +73,11 @@ export function rotationActivities(deps: ActivityDeps) {
 
     retireRoots: (req: RootRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
-        ownRootOnly(req);
+        if (req.spec.trust.rootCa) {
+          const entries = meshEntries(deps.trustStore, req.mesh);
+          const retired = await retireUserRoots(entries, req.spec.trust.rootCa, ctx.signal);
+          return { outputs: { rootsRetired: retired.join(',') || 'none stored' } };
+        }
         const retired = await retireRoots(meshEntries(deps.trustStore, req.mesh), req.generation, ctx.signal);
         return { outputs: { rootsRetired: retired.join(',') } };
       }),
@@ -162,14 +172,47 @@ export function rotationActivities(deps: ActivityDeps) {
   };
 }
 
-/** meshflow's own root only: a user's root rotates when the user gives the new one. */
-function ownRootOnly(req: RootRequest): void {
-  if (req.spec.trust.rootCa)
+/**
+ * The first stage of rotating a user's root (`req.spec` names the current one, `req.rootCa` the new
+ * one the client copied into the store): the new root is checked, a current root kept on the host's
+ * disk is copied into the store beside it (so every bundle holds both wherever the steps run), and
+ * the roots every cluster is to trust are answered. Nothing names a key's content.
+ */
+async function addUserRoot(deps: ActivityDeps, req: RootRequest, ctx: StepContext) {
+  const current = req.spec.trust.rootCa!;
+  if (!req.rootCa?.stored)
     throw new PermanentError(
-      `mesh ${req.mesh} uses your own root CA (trust.rootCa): meshflow does not make a new one; rotating a root ` +
-        'you keep is not supported yet (rotate the intermediates, which it signs: ' +
-        '`meshflow rotate NAME intermediates`)',
+      `mesh ${req.mesh} uses your own root CA (trust.rootCa): meshflow does not make a new one; ` +
+        'give it with `meshflow rotate NAME root --root-cert FILE --root-key FILE`',
     );
+  const entries = meshEntries(deps.trustStore, req.mesh);
+  const next = await loadUserRoot(req.rootCa, entries, ctx.signal);
+  const old = await userRootPem(current, entries, ctx.signal);
+  const newPrint = await fingerprintOf(next.certificate);
+  if ((await fingerprintOf(new x509.X509Certificate(old.cert))) === newPrint) {
+    // The copy the client made is no root of this mesh: it leaves the store (and so every bundle).
+    await entries.remove(Object.values(userRootEntries(req.rootCa.stored)), ctx.signal);
+    throw new PermanentError(
+      `${userRootNames(req.rootCa).cert} is the root CA mesh ${req.mesh} uses already: give a new one`,
+    );
+  }
+  if (current.stored === undefined) {
+    const at = userRootEntries(`files/rotated-g${req.generation - 1}/root-ca`);
+    await entries.putIfAbsent(
+      { [at.cert]: old.cert, [at.key]: old.key, ...(old.chain !== undefined ? { [at.chain]: old.chain } : {}) },
+      ctx.signal,
+    );
+  }
+  return {
+    outputs: {
+      rootGeneration: String(req.generation),
+      rootFingerprint: newPrint,
+      rootNotAfter: next.certificate.notAfter.toISOString(),
+      root: `user-provided ${req.rootCa.certFile ?? '(PEM)'}`,
+      trustedRoots: (await userTrustedRoots(entries, current, ctx.signal)).join(','),
+      newTop: (await userTrustedRoots(entries, { ...req.rootCa }, ctx.signal))[0],
+    },
+  };
 }
 
 /** The fingerprint of the root in `ca`'s chain that signed its intermediate. */

@@ -291,17 +291,26 @@ program
 
 program
   .command('rotate <mesh>')
-  .addArgument(new Argument('<what>', 'intermediates or readers').choices(ROTATABLE))
+  .addArgument(new Argument('<what>', 'intermediates, readers or root').choices(ROTATABLE))
   .description(
     'rotate credentials of a ready mesh: `intermediates` (a new CA per cluster from the same root; the old one ' +
-      'is kept until its istiod issues from the new one) or `readers` (fresh tokens in every remote secret); ' +
+      'is kept until its istiod issues from the new one), `readers` (fresh tokens in every remote secret) or ' +
+      '`root` (every cluster trusts a new root beside the old, intermediates from the new one, the old root ' +
+      'dropped after --grace; a mesh with your own root takes the new one from --root-cert and --root-key); ' +
       'then every check runs (exit 1 if the rotation failed)',
   )
   .option('--cluster <cluster>', 'only this cluster (readers: the links from or to it); repeatable', collect)
   .option('--grace <duration>', 'root: how long the old root stays trusted after the switch (default 24h)')
   .option('--finish', 'root: drop the old root now (the last stage), not when its grace ends')
+  .option('--root-cert <file>', 'root of a mesh with your own root CA: the new root CA certificate (PEM)')
+  .option('--root-key <file>', "root: the new root CA's unencrypted private key (PEM)")
+  .option('--root-chain <file>', 'root: when --root-cert is an intermediate of your PKI, the CAs above it (PEM)')
   .option('--json', 'print the result as JSON')
   .action(async (mesh: string, what: string, opts: RotateOptions) => {
+    if ((opts.rootCert === undefined) !== (opts.rootKey === undefined) || (opts.rootChain && !opts.rootCert))
+      throw new Error('a new root CA needs both --root-cert FILE and --root-key FILE (--root-chain goes with them)');
+    if (opts.rootCert !== undefined && what !== 'root')
+      throw new Error('--root-cert and --root-key give a new root: they are for `rotate NAME root`');
     const { client } = await connectWithWorker();
     const req: RotateRequest = {
       what: what as RotateRequest['what'],
@@ -309,7 +318,19 @@ program
       ...(opts.grace ? { grace: opts.grace } : {}),
       ...(opts.finish ? { finish: true } : {}),
     };
-    const out = await rotateMesh(client, mesh, req);
+    const files = opts.rootCert
+      ? {
+          certFile: path.resolve(opts.rootCert),
+          keyFile: path.resolve(opts.rootKey!),
+          ...(opts.rootChain ? { chainFile: path.resolve(opts.rootChain) } : {}),
+        }
+      : undefined;
+    const out = await rotateMesh(
+      client,
+      mesh,
+      req,
+      files ? { files, store: trustStoreFromEnv(stateDir()) } : undefined,
+    );
     if (opts.json) return void process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     const u = out.update;
     const s = await meshStatus(client, mesh);
@@ -444,6 +465,9 @@ async function followUpgrade(
 
 interface RotateOptions {
   cluster?: string[];
+  rootCert?: string;
+  rootKey?: string;
+  rootChain?: string;
   grace?: string;
   finish?: boolean;
   json?: boolean;

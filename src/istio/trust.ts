@@ -311,6 +311,82 @@ async function loadChain(signer: x509.X509Certificate, name: string, pem: string
   return chain;
 }
 
+/** A user's root in the store: the prefix `up` (or `rotate root`) copied it under, as `files/<nonce>/root-ca`. */
+const STORED_USER_ROOT = /^(files\/[^/]+\/root-ca)\/cert\.pem$/;
+
+/** The certificates of a user's root (its certificate, then its chain up to the self-signed top): no key is read. */
+interface UserRootCerts {
+  stored?: string;
+  above: x509.X509Certificate[];
+  top: x509.X509Certificate;
+}
+
+async function userRootCerts(certPem: string, chainPem?: string, stored?: string): Promise<UserRootCerts> {
+  const certificate = new x509.X509Certificate(certPem);
+  const chain = chainPem !== undefined ? await loadChain(certificate, 'the chain of a stored root', chainPem) : [];
+  const above = [certificate, ...chain];
+  return { stored, above, top: above[above.length - 1] };
+}
+
+/**
+ * The users' roots in the store other than `current` (the spec's): the new root a `rotate root`
+ * copied there, or during its grace the old one; once it ends only copies of `current` are left.
+ */
+async function otherUserRoots(entries: MeshEntries, current: UserRoot, signal?: AbortSignal) {
+  const found: UserRootCerts[] = [];
+  for (const name of await entries.list(signal)) {
+    const prefix = STORED_USER_ROOT.exec(name)?.[1];
+    if (prefix === undefined || prefix === current.stored) continue;
+    const at = userRootEntries(prefix);
+    const [cert, chain] = await Promise.all([entries.get(at.cert, signal), entries.get(at.chain, signal)]);
+    if (cert !== undefined) found.push(await userRootCerts(cert, chain, prefix));
+  }
+  return found;
+}
+
+/** Fingerprints, each once, in order. */
+async function uniqueByFingerprint(certs: x509.X509Certificate[]): Promise<x509.X509Certificate[]> {
+  const seen = new Set<string>();
+  const out: x509.X509Certificate[] = [];
+  for (const c of certs) {
+    const f = await fingerprintOf(c);
+    if (!seen.has(f)) out.push(c);
+    seen.add(f);
+  }
+  return out;
+}
+
+/**
+ * Removes the users' roots stored beside `keep` (the spec's root once a root rotation switched to
+ * it) whose certificate is another: the old root leaves the store, and with it every bundle.
+ * Copies of `keep` (an `apply` copies the root again) stay. Answers the prefixes removed.
+ */
+export async function retireUserRoots(entries: MeshEntries, keep: UserRoot, signal?: AbortSignal): Promise<string[]> {
+  const kept = new x509.X509Certificate((await userRootPem(keep, entries, signal)).cert);
+  const keptPrint = await fingerprintOf(kept);
+  const retired: string[] = [];
+  for (const other of await otherUserRoots(entries, keep, signal)) {
+    if ((await fingerprintOf(other.above[0])) === keptPrint) continue;
+    const at = userRootEntries(other.stored!);
+    // The certificate first: a key without it is no root anyone reads.
+    await entries.remove([at.cert], signal);
+    await entries.remove([at.key, at.chain], signal);
+    retired.push(other.stored!);
+  }
+  return retired;
+}
+
+/**
+ * The fingerprints of the roots a mesh with a user's root trusts (the tops of `user`'s chain and of
+ * every other user's root in the store, each once): what every cluster's root-cert.pem holds.
+ */
+export async function userTrustedRoots(entries: MeshEntries, user: UserRoot, signal?: AbortSignal): Promise<string[]> {
+  const pem = await userRootPem(user, entries, signal);
+  const mine = await userRootCerts(pem.cert, pem.chain);
+  const others = await otherUserRoots(entries, user, signal);
+  return Promise.all((await uniqueByFingerprint([mine.top, ...others.map((o) => o.top)])).map(fingerprintOf));
+}
+
 /** The mesh's root: the user's when the spec names one, else the one meshflow keeps in the store. */
 export async function meshRoot(entries: MeshEntries, trust: TrustSettings, signal?: AbortSignal): Promise<MeshRoot> {
   return trust.rootCa
@@ -348,7 +424,10 @@ export async function meshRootCertificate(
     (der) => new X509Certificate(Buffer.from(der)),
   );
   const top = certs.find((c) => c.checkIssued(c) && c.verify(c.publicKey)) ?? certs[0];
-  return top.toString();
+  // During a root rotation the other user's root in the store is trusted too (the old or the new one).
+  const others = await otherUserRoots(entries, user, signal);
+  const tops = await uniqueByFingerprint([new x509.X509Certificate(top.raw), ...others.map((o) => o.top)]);
+  return tops.length === 1 ? top.toString() : tops.map(certificatePem).join('');
 }
 
 /**
@@ -450,7 +529,26 @@ export async function clusterCa(
   // cert-chain: the cluster's intermediate, then every CA above it up to the root (Istio's order).
   const above = [root.certificate, ...root.chain].map(certificatePem);
   let bundle = above[above.length - 1];
-  if (!trust.rootCa) {
+  if (trust.rootCa) {
+    // A user's root: while a rotation keeps the old and the new one in the store, the intermediate
+    // chains to the one that signed it (the spec's root signs new ones) and the cluster trusts both.
+    const others = await otherUserRoots(entries, trust.rootCa, signal);
+    if (others.length) {
+      for (const o of others)
+        if (
+          !(await certificate.verify({ publicKey: root.certificate.publicKey, signatureOnly: true })) &&
+          (await certificate.verify({ publicKey: o.above[0].publicKey, signatureOnly: true }))
+        )
+          above.splice(0, above.length, ...o.above.map(certificatePem));
+      const tops = [
+        root.chain.length ? root.chain[root.chain.length - 1] : root.certificate,
+        ...others.map((o) => o.top),
+      ];
+      const trusted = await uniqueByFingerprint(tops);
+      // Only copies of the spec's root (an apply copies it again): the bundle stays the user's PEM as it was.
+      if (trusted.length > 1) bundle = trusted.map(certificatePem).join('');
+    }
+  } else {
     // meshflow's own root: while a rotation keeps two, the intermediate chains to the one that signed
     // it (the newest signs new ones) and the cluster trusts both.
     const roots = await storedRoots(entries, signal);

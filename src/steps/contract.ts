@@ -53,11 +53,16 @@ export interface RefreshTrustRequest extends StepRequest {
   roots: string[];
 }
 
-/** meshflow's own root of a generation: made (a rotation's first stage), or the older ones retired (its last). */
+/**
+ * meshflow's own root of a generation: made (a rotation's first stage), or the older ones retired (its last).
+ * A mesh with the user's root (release 6): `rootCa` is the new root the user gave, already in the
+ * trust store (addRoot checks it and answers the roots to trust); retireRoots keeps only the spec's.
+ */
 export interface RootRequest {
   mesh: string;
   spec: MeshSpec;
   generation: number;
+  rootCa?: NonNullable<MeshSpec['trust']['rootCa']>;
 }
 
 export interface UndoRequest {

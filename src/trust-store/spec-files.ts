@@ -102,6 +102,51 @@ export async function copySpecFiles(store: TrustStore, spec: MeshSpec, signal?: 
   };
 }
 
+/** The files of the new root `meshflow rotate NAME root` gives (--root-cert, --root-key, --root-chain). */
+export interface NewRootFiles {
+  certFile: string;
+  keyFile: string;
+  chainFile?: string;
+}
+
+/**
+ * The new root of a mesh with the user's own root, read from the files given, checked (messages
+ * name the flag and file, never the content) and copied into the mesh's trust store as `up` copies
+ * a root (`files/<nonce>/root-ca`): the rotation's request names only that entry and the files.
+ * Copied into a store of one host's disk too: the steps that read it run on that host.
+ */
+export async function copyNewRoot(
+  store: TrustStore,
+  mesh: string,
+  files: NewRootFiles,
+  signal?: AbortSignal,
+): Promise<{ newRoot: NewRootFiles & { stored: string }; entries: string[] }> {
+  const read = (file: string, flag: string) => {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new PermanentError(`${flag} ${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
+  const pem = {
+    cert: read(files.certFile, '--root-cert'),
+    key: read(files.keyFile, '--root-key'),
+    ...(files.chainFile !== undefined ? { chain: read(files.chainFile, '--root-chain') } : {}),
+    names: {
+      cert: `--root-cert ${files.certFile}`,
+      key: `--root-key ${files.keyFile}`,
+      chain: `--root-chain ${files.chainFile ?? ''}`,
+    },
+  };
+  await checkUserRoot(pem);
+  const stored = `files/${randomBytes(4).toString('hex')}/root-ca`;
+  const at = userRootEntries(stored);
+  const copies: Record<string, string> = { [at.cert]: pem.cert, [at.key]: pem.key };
+  if (pem.chain !== undefined) copies[at.chain] = pem.chain;
+  await store.putIfAbsent(mesh, copies, signal);
+  return { newRoot: { ...files, stored }, entries: Object.keys(copies) };
+}
+
 /**
  * The named context of an existing cluster's kubeconfig (its current one when none is named) as a
  * kubeconfig of its own: that context, its cluster and its user, with the files they name (CA,

@@ -967,6 +967,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     const unknown = (req.clusters ?? []).filter((c) => !names.includes(c));
     if (unknown.length)
       throw new Error(`mesh ${spec.name} has no cluster ${unknown.join(', ')}; its clusters: ${names.join(', ')}`);
+    if (req.newRoot !== undefined && req.what !== 'root')
+      throw new Error(`--root-cert and --root-key give a new root: they are for \`rotate ${spec.name} root\``);
     if (req.what === 'root') validateRootRotation(req);
     if (req.what === 'readers' && !rotationSteps(req).length)
       throw new Error(
@@ -977,11 +979,22 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
 
   function validateRootRotation(req: RotateRequest): void {
     const r = status.rootRotation;
-    if (spec.trust.rootCa)
+    const user = spec.trust.rootCa;
+    // Release 6: a mesh with the user's own root rotates it to the one the user gives.
+    if (user && !v6)
       throw new Error(
-        `mesh ${spec.name} uses your own root CA (trust.rootCa): meshflow rotates only a root it made; ` +
-          'rotate the intermediates your root signs with `meshflow rotate NAME intermediates`',
+        `mesh ${spec.name} uses your own root CA (trust.rootCa) and was started by an earlier meshflow release, ` +
+          'which rotates only a root it made: rotate the intermediates your root signs with ' +
+          '`meshflow rotate NAME intermediates`, or bring the mesh up again to rotate your root',
       );
+    if (req.newRoot !== undefined && !user)
+      throw new Error(
+        `mesh ${spec.name} has no trust.rootCa: meshflow makes its own root: drop --root-cert and --root-key`,
+      );
+    if (req.newRoot !== undefined && (typeof req.newRoot.stored !== 'string' || !req.newRoot.stored))
+      throw new Error('the new root must be the trust store entry the client copied it to (newRoot.stored)');
+    if (req.newRoot !== undefined && req.finish)
+      throw new Error('--finish drops the old root of the rotation under way: drop --root-cert and --root-key');
     if (req.clusters?.length) throw new Error('a root rotation covers every cluster: drop --cluster');
     if (req.grace !== undefined) {
       const ms = parseDuration(req.grace);
@@ -997,6 +1010,16 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       throw new Error(
         `the root rotation to ${r.newRoot} waits to drop the old root ${r.oldRoot} at ${r.dropAt}: ` +
           'finish it now with `meshflow rotate NAME root --finish`, or let it',
+      );
+    if (user && !req.finish && req.newRoot === undefined && !r?.userRoot)
+      throw new Error(
+        `mesh ${spec.name} uses your own root CA (trust.rootCa): meshflow does not make one; give the new root ` +
+          `with \`meshflow rotate ${spec.name} root --root-cert FILE --root-key FILE [--root-chain FILE]\``,
+      );
+    if (req.newRoot !== undefined && r?.userRoot)
+      throw new Error(
+        `the root rotation to ${r.newRoot} stopped before every intermediate was switched: take it up with ` +
+          `\`meshflow rotate ${spec.name} root\` (without --root-cert)`,
       );
   }
 
@@ -1103,28 +1126,71 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     if (req.finish) {
       const retire = trustActivities(`drop the old root ${r!.oldRoot}`).retireRoots;
       await onHost(() => retire({ mesh: spec.name, spec, generation: r!.to }));
-      await refresh([r!.newRoot]);
+      await refresh([r!.userRoot?.after ?? r!.newRoot]);
       stop('dropping the old root');
       status.rootRotation = undefined;
       return;
     }
     const from = r?.from ?? Number(rs.outputs?.rootGeneration ?? '1');
     const to = r?.to ?? from + 1;
-    const add = trustActivities(`make root CA generation ${to}`).addRoot;
-    const made = await onHost(() => add({ mesh: spec.name, spec, generation: to }));
     const oldRoot = r?.oldRoot ?? rs.outputs?.rootFingerprint ?? '';
-    const newRoot = made.outputs!.rootFingerprint;
-    status.rootRotation = { from, to, oldRoot, newRoot, stage: 'trusting', startedAt: r?.startedAt ?? now() };
-    await refresh([oldRoot, newRoot]);
+    let newRoot: string;
+    let userRoot = r?.userRoot;
+    let rootNotAfter: string | undefined;
+    if (spec.trust.rootCa && userRoot) {
+      // Taken up again: the new root was checked and is in every bundle's store already.
+      newRoot = r!.newRoot;
+      rootNotAfter = r!.newRootNotAfter;
+    } else {
+      const next = req.newRoot;
+      const add = trustActivities(
+        next ? `check the new root CA ${next.certFile ?? next.stored}` : `make root CA generation ${to}`,
+      ).addRoot;
+      const made = await onHost(() =>
+        add({ mesh: spec.name, spec, generation: to, ...(next ? { rootCa: next } : {}) }),
+      );
+      newRoot = made.outputs!.rootFingerprint;
+      rootNotAfter = made.outputs!.rootNotAfter;
+      if (next) userRoot = { new: next, trusted: made.outputs!.trustedRoots.split(','), after: made.outputs!.newTop };
+    }
+    status.rootRotation = {
+      from,
+      to,
+      oldRoot,
+      newRoot,
+      stage: 'trusting',
+      startedAt: r?.startedAt ?? now(),
+      ...(userRoot ? { userRoot, newRootNotAfter: rootNotAfter } : {}),
+    };
+    await refresh(userRoot?.trusted ?? [oldRoot, newRoot]);
     stop('trusting both roots');
+    if (userRoot) {
+      // From here the new root signs: every intermediate made from now on (this switch, a cluster an
+      // apply adds, a rotation) and the trust-chain check take the spec's root; the old one stays in
+      // the store, so every bundle keeps it until the rotation finishes.
+      const { stored, certFile, keyFile, chainFile } = userRoot.new;
+      spec = {
+        ...spec,
+        trust: {
+          ...spec.trust,
+          rootCa: {
+            stored,
+            ...(certFile !== undefined ? { certFile } : {}),
+            ...(keyFile !== undefined ? { keyFile } : {}),
+            ...(chainFile !== undefined ? { chainFile } : {}),
+          },
+        },
+      };
+    }
     await Promise.all(cacerts.map((step) => rotateStep(step, 'intermediates', failures)));
     stop('switching the intermediates to the new root');
     rs.outputs = {
       ...rs.outputs,
       rootGeneration: String(to),
       rootFingerprint: newRoot,
-      rootNotAfter: made.outputs!.rootNotAfter,
+      rootNotAfter: rootNotAfter ?? '',
       previousRoot: oldRoot,
+      ...(userRoot ? { root: `user-provided ${userRoot.new.certFile ?? '(PEM)'}` } : {}),
       rotatedAt: now(),
     };
     const grace = parseDuration(req.grace ?? ROOT_GRACE)!;

@@ -133,6 +133,12 @@ export interface RotateRequest {
   grace?: string;
   /** root: drop the old root now (the rotation's last stage), not when its grace ends. */
   finish?: boolean;
+  /**
+   * root of a mesh with the user's own root (release 6): the new root the user gives, which the
+   * client copied into the mesh's trust store first: only that entry's prefix (`stored`) and the
+   * file names (for messages) travel, never a key.
+   */
+  newRoot?: { stored: string; certFile?: string; keyFile?: string; chainFile?: string };
 }
 
 export const ROTATABLE = ['intermediates', 'readers', 'root'] as const;
@@ -181,6 +187,17 @@ export interface RootRotation {
   startedAt: string;
   /** When the old root is dropped (stage switched). */
   dropAt?: string;
+  /**
+   * A mesh with the user's own root (release 6): the new root (a trust store reference), and the
+   * fingerprints of the roots every cluster trusts meanwhile and after (the tops of their chains).
+   */
+  userRoot?: {
+    new: NonNullable<RotateRequest['newRoot']>;
+    trusted: string[];
+    after: string;
+  };
+  /** A user's new root: when its certificate expires. */
+  newRootNotAfter?: string;
 }
 
 /** What `apply` answers: the update as it ended, and the checks that ran after it. */

@@ -93,6 +93,8 @@ export class FakeActivities {
   readonly tokens = new Map<string, IssuedToken[]>();
   /** Drift baselines taken and checks made, by mesh ("baseline", "check"), apart from the steps' calls. */
   readonly driftCalls = new Map<string, string[]>();
+  /** Each intermediate rotated: "<mesh> <cluster> g<n>: <the certFile of the spec's root CA, or own>". */
+  readonly signers: string[] = [];
 
   private recordDrift(mesh: string, call: string) {
     this.driftCalls.set(mesh, [...(this.driftCalls.get(mesh) ?? []), call]);
@@ -237,6 +239,9 @@ export class FakeActivities {
       rotateIntermediate: async (req: RotateIntermediateRequest) => {
         const script = this.scripts.get(req.mesh) ?? {};
         this.record(req.mesh, `rotate ${req.step.cluster} g${req.generation}`);
+        this.signers.push(
+          `${req.mesh} ${req.step.cluster} g${req.generation}: ${req.spec.trust.rootCa?.certFile ?? 'own'}`,
+        );
         if (script.failRotate?.includes(req.step.cluster!)) {
           throw ApplicationFailure.create({
             type: 'RotationNotTakenUp',
@@ -247,9 +252,31 @@ export class FakeActivities {
         const outputs = { ...this.intermediate(req.step.cluster!, req.generation, script), caTakenUp: 'test double' };
         return { resources: [], attempt: 1, outputs };
       },
-      addRoot: async (req: RootRequest) => {
-        this.record(req.mesh, `add root g${req.generation}`);
+      addRoot: async (req: RootRequest): Promise<StepOutcome> => {
         const far = new Date(Date.now() + 3650 * 86_400_000).toISOString();
+        const current = req.spec.trust.rootCa;
+        if (current && req.rootCa) {
+          // A user's root (fingerprints named after the files): checked, then both trusted.
+          this.record(req.mesh, `add user root ${req.rootCa.certFile} over ${current.certFile}`);
+          if (req.rootCa.certFile === current.certFile)
+            throw ApplicationFailure.create({
+              type: 'PermanentError',
+              message: `--root-cert ${req.rootCa.certFile} is the root CA mesh ${req.mesh} uses already`,
+              nonRetryable: true,
+            });
+          return {
+            resources: [],
+            attempt: 1,
+            outputs: {
+              rootGeneration: String(req.generation),
+              rootFingerprint: `fp:${req.rootCa.certFile}`,
+              rootNotAfter: far,
+              trustedRoots: `fp:${current.certFile},fp:${req.rootCa.certFile}`,
+              newTop: `fp:${req.rootCa.certFile}`,
+            },
+          };
+        }
+        this.record(req.mesh, `add root g${req.generation}`);
         return {
           resources: [],
           attempt: 1,
@@ -261,6 +288,11 @@ export class FakeActivities {
         };
       },
       retireRoots: async (req: RootRequest) => {
+        const user = req.spec.trust.rootCa;
+        if (user) {
+          this.record(req.mesh, `retire user roots but ${user.certFile}`);
+          return { resources: [], attempt: 1, outputs: { rootsRetired: 'the old' } };
+        }
         this.record(req.mesh, `retire roots before g${req.generation}`);
         return { resources: [], attempt: 1, outputs: { rootsRetired: String(req.generation - 1) } };
       },
