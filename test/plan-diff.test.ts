@@ -125,7 +125,7 @@ test("where files are kept is not a change: a kubeconfig copied again, a root's 
   expect(applyProblems(running, otherContext).map((p) => p.path.join('.'))).toEqual(['clusters.0.existing']);
 });
 
-test('after an upgrade, a file that names no revision applies as the mesh runs; another version points at upgrade', () => {
+test('after an upgrade, a file naming no revision applies as the mesh runs; another version: upgrade', () => {
   const running: MeshSpec = { ...two(), istio: { ...two().istio, version: '1.30.8', revision: '1-30-8' } };
   const file: MeshSpec = { ...two(), istio: { ...two().istio, version: '1.30.8' } };
   expect(applyProblems(running, file)).toEqual([]);

@@ -55,7 +55,7 @@ async function down(handle: WorkflowHandle) {
   return end;
 }
 
-test('an upgrade runs wave by wave, then removes the old revision, renders the control planes again and verifies', async () => {
+test('an upgrade runs wave by wave, removes the old revision, renders the control planes again, verifies', async () => {
   const name = 'upg-ok';
   const handle = await startReady(name);
   const mark = fake.callsOf(name).length;

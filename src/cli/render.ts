@@ -66,11 +66,10 @@ export function renderStatus(s: MeshStatus, uiUrl?: string, createdBy?: string):
         `wave ${u.wave + 1}/${u.waves.length} (${u.waves[u.wave].join(', ')}) ${u.stage}; ` +
         `${u.passed} wave(s) passed`,
     );
-    u.waves.forEach((w, i) =>
-      lines.push(
-        `  wave ${i + 1}: ${w.join(', ')} on ${i < u.passed || (i === u.wave && u.stage !== 'installing') ? u.to.revision : rev(u.from.revision)}`,
-      ),
-    );
+    u.waves.forEach((w, i) => {
+      const moved = i < u.passed || (i === u.wave && u.stage !== 'installing');
+      lines.push(`  wave ${i + 1}: ${w.join(', ')} on ${moved ? u.to.revision : rev(u.from.revision)}`);
+    });
     if (u.stage === 'awaiting-approval')
       lines.push(
         `  waiting since ${u.awaitingSince}: meshflow upgrade ${s.mesh} --continue (next wave) or --abort (roll back)`,

@@ -1483,7 +1483,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
             );
         } else {
           r.state = 'rolled-back';
-          r.error = `${r.error}; rolled back: every cluster runs Istio ${from.version} (revision ${revisionLabel(from.revision)}) again`;
+          const back = `Istio ${from.version} (revision ${revisionLabel(from.revision)})`;
+          r.error = `${r.error}; rolled back: every cluster runs ${back} again`;
         }
       });
     }
