@@ -135,7 +135,7 @@ export function controlPlaneActivities(deps: ActivityDeps) {
 }
 
 /** istiod (pilot-discovery of the mesh's Istio build) for a local primary, with the CA the cacerts step put there. */
-async function startLocalIstiod(
+export async function startLocalIstiod(
   k: Kube,
   runner: IstiodRunner,
   req: StepRequest,

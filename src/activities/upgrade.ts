@@ -25,7 +25,7 @@ import { revisionLabel } from '../istio/version';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { RevisionRequest, StepOutcome } from '../steps/contract';
 import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn } from './deps';
-import { istiodEnv } from './control-plane';
+import { istiodEnv, startLocalIstiod } from './control-plane';
 import { type StepContext, runStep } from './step';
 
 /** The webhook name of the tag that serves istio-injection=enabled namespaces. */
@@ -112,22 +112,12 @@ export function upgradeActivities(deps: ActivityDeps) {
         let istiodDebug: string | undefined;
         if (runner && c.role === 'primary') {
           const istio = await deps.istio(req.version, ctx);
-          const env = istiodEnv(objects, deployment);
-          const secret = await k.retrying(() =>
-            k.core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }),
-          );
-          const cacerts = Object.fromEntries(
-            Object.entries(secret.data ?? {}).map(([f, b64]) => [f, Buffer.from(b64, 'base64').toString()]),
-          );
-          const e = await runner.startIstiod(req.mesh, c, {
-            clusterId: c.name,
-            revision: req.revision,
-            env,
-            cacerts,
+          const opts = {
+            env: istiodEnv(objects, deployment),
             pilotDiscovery: istio.pilotDiscovery,
-            signal: ctx.signal,
-          });
-          istiodDebug = e.debug;
+            revision: req.revision,
+          };
+          istiodDebug = (await startLocalIstiod(k, runner, req, c, opts, ctx)).debug;
         }
         const deployments = objects
           .filter((o) => o.kind === 'Deployment' && o.metadata?.namespace === ISTIO_NAMESPACE)
