@@ -21,3 +21,8 @@ export function stateDir(): string {
   const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
   return path.join(base, 'meshflow');
 }
+
+/** The team deployment's folder (`meshflow team`): MESHFLOW_TEAM_DIR, else `team` in the state directory. */
+export function teamDir(): string {
+  return process.env.MESHFLOW_TEAM_DIR ? path.resolve(process.env.MESHFLOW_TEAM_DIR) : path.join(stateDir(), 'team');
+}

@@ -1,8 +1,9 @@
 // Local mode for the CLI: Temporal and a worker on this machine, started in the background when
 // they are not there yet, so `meshflow up` works with nothing else running.
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { packageRoot, stateDir } from '../paths';
+import { packageRoot, stateDir, teamDir } from '../paths';
 import { connectOrStartLocal, localAddress, type StartWait, type TemporalTarget } from '../temporal/connection';
 import { LOCAL_TOOL_NAMES } from '../local/tools';
 import { ensureTools } from '../tools/install';
@@ -43,6 +44,21 @@ function onThisMachine(target: TemporalTarget): boolean {
 }
 
 /**
+ * Whether the workers of `target` are started by someone else, so a command must never start one
+ * of its own: MESHFLOW_WORKERS=external (what `meshflow team` gives its API), or the address is
+ * that of this machine's team deployment (its record, team.json, names it).
+ */
+export function workersAreExternal(target: TemporalTarget): boolean {
+  if (process.env.MESHFLOW_WORKERS === 'external') return true;
+  try {
+    const team = JSON.parse(fs.readFileSync(path.join(teamDir(), 'team.json'), 'utf8')) as { address?: string };
+    return team.address === target.address;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Makes sure a worker polls the meshflow task queue. On this machine's Temporal, that is our
  * background worker, started when its process is not running: Temporal lists a stopped worker's
  * pollers for minutes after it is gone, so pollers alone would wait on a dead worker. Elsewhere,
@@ -59,6 +75,7 @@ export async function ensureWorker(
 ): Promise<void> {
   const { dir, pidFile, log } = workerFiles(target);
   if (!onThisMachine(target) && (await hasPollers(client, target.namespace))) return;
+  if (workersAreExternal(target)) return waitForPollers(client, target);
   if (runningPid(pidFile, dir) === undefined) {
     const why = `no meshflow worker polls task queue "${TASK_QUEUE}"`;
     await startWorker(target, progress, `${why}: starting one in the background (log: ${log})`);
@@ -99,7 +116,7 @@ export async function keepWorkerRunning(
   progress: Progress = stderrProgress,
 ): Promise<boolean> {
   const { dir, pidFile, log } = workerFiles(target);
-  if (!onThisMachine(target) || runningPid(pidFile, dir) !== undefined) return false;
+  if (!onThisMachine(target) || workersAreExternal(target) || runningPid(pidFile, dir) !== undefined) return false;
   await startWorker(target, progress, `the background meshflow worker is not running: restarting it (log: ${log})`);
   await ensureWorker(client, target, progress);
   return true;
@@ -158,6 +175,20 @@ function pollersOf(client: Client, namespace: string) {
   // kind 1: a normal (not sticky) queue; type 1: workflow tasks.
   const taskQueue = { name: TASK_QUEUE, kind: 1 };
   return client.workflowService.describeTaskQueue({ namespace, taskQueue, taskQueueType: 1 });
+}
+
+/** Waits (2 minutes at most) for any worker to poll: the deployment's own, which it restarts. */
+async function waitForPollers(client: Client, target: TemporalTarget): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (!(await hasPollers(client, target.namespace))) {
+    if (Date.now() > deadline) {
+      throw new Error(
+        `no meshflow worker polls task queue "${TASK_QUEUE}" at ${target.address} (namespace ${target.namespace}), ` +
+          'and its workers are started by its deployment, not by this command (`meshflow team status` shows them)',
+      );
+    }
+    await sleep(500);
+  }
 }
 
 async function hasPollers(client: Client, namespace: string): Promise<boolean> {

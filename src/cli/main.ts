@@ -2,7 +2,7 @@
 // The meshflow command line.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Argument, Command } from 'commander';
+import { Argument, Command, Option } from 'commander';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import {
   applyMesh,
@@ -44,6 +44,7 @@ import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { forgotIn, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
 import { scheduleCommand } from '../schedules/cli';
+import { teamCommand } from './team';
 
 const DEFAULT_EXAMPLE = path.join(packageRoot, 'examples', 'two-clusters.yaml');
 
@@ -653,10 +654,14 @@ program
     process.stdout.write(lines ? text.trimEnd().split('\n').slice(-lines).join('\n') + '\n' : text);
   });
 
+/** Ignored: lets a supervisor's PID check recognise the process (`meshflow team` gives it the worker's folder). */
+const MARKER = new Option('--marker <text>').hideHelp();
+
 program
   .command('worker')
   .description('run a meshflow worker in the foreground against TEMPORAL_ADDRESS (TLS, API key: see README)')
   .option('--shutdown-grace <duration>', 'on SIGTERM/SIGINT, how long running activities may take to finish', '30s')
+  .addOption(MARKER)
   // Loaded here: the other commands need neither the worker SDK nor the activities.
   .action(async (opts: { shutdownGrace: string }) => (await import('./worker.js')).workerCommand(opts));
 
@@ -668,9 +673,11 @@ program
   .option('--port <n>', 'port to listen on', '8080')
   .option('--host <address>', 'address to listen on', '127.0.0.1')
   .option('--insecure-no-auth', 'serve without bearer tokens (only on a loopback host)')
+  .addOption(MARKER)
   .action(serveCommand);
 
 program.addCommand(scheduleCommand());
+program.addCommand(teamCommand());
 
 program
   .command('gke-emulator')

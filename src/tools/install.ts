@@ -16,6 +16,7 @@ import {
   KWOK_VERSION,
   TEMPORAL_CLI_VERSION,
   TEMPORAL_TEST_SERVER_VERSION,
+  TEMPORAL_UI_VERSION,
   TOOLS,
   type IstioCommand,
   type Prerequisite,
@@ -176,7 +177,34 @@ async function buildIstioCommand(build: IstioBuild, command: IstioCommand, dir: 
   }
 }
 
+/** The folder beside the team deployment's server and UI that holds the config template their images render. */
+export const TEMPORAL_CONFIG_DIR = 'config';
+
+/**
+ * Temporal server and temporal-sql-tool of one release: one `go install` (they share most of the
+ * module's packages) and the server image's config template, config/docker.yaml of the same module.
+ */
+async function buildTemporalServer(version: string, dir: string): Promise<void> {
+  const mod = `go.temporal.io/server@v${version}`;
+  await run('go', ['install', '-trimpath', '-ldflags=-s -w',
+    `go.temporal.io/server/cmd/server@v${version}`, `go.temporal.io/server/cmd/tools/sql@v${version}`], { env: goEnv(dir) });
+  fs.renameSync(path.join(dir, 'server'), path.join(dir, 'temporal-server'));
+  fs.renameSync(path.join(dir, 'sql'), path.join(dir, 'temporal-sql-tool'));
+  fs.mkdirSync(path.join(dir, TEMPORAL_CONFIG_DIR));
+  fs.copyFileSync(path.join(await moduleDir(mod), 'config', 'docker.yaml'), path.join(dir, TEMPORAL_CONFIG_DIR, 'docker.yaml'));
+}
+
 const BUILDERS: Record<string, Builder> = {
+  // The Web UI server of the `temporalio/ui` image, with that image's config template (docker.yaml).
+  'temporal-ui-server': async (dir) => {
+    const mod = `github.com/temporalio/ui-server/v2@v${TEMPORAL_UI_VERSION}`;
+    await run('go', ['install', '-trimpath', '-ldflags=-s -w', `github.com/temporalio/ui-server/v2/cmd/server@v${TEMPORAL_UI_VERSION}`],
+      { env: goEnv(dir) });
+    fs.renameSync(path.join(dir, 'server'), path.join(dir, 'temporal-ui-server'));
+    fs.mkdirSync(path.join(dir, TEMPORAL_CONFIG_DIR));
+    fs.copyFileSync(path.join(await moduleDir(mod), 'config', 'docker.yaml'), path.join(dir, TEMPORAL_CONFIG_DIR, 'docker.yaml'));
+  },
+
   temporal: (dir) =>
     run('go', ['install', '-trimpath', `-ldflags=-s -w -X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION}`,
       `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`], { env: goEnv(dir) }),
@@ -346,7 +374,9 @@ async function buildTool(spec: ToolSpec, progress: Progress): Promise<void> {
   try {
     const build = spec.istio
       ? buildIstioCommand(spec.istio.build, spec.istio.command, scratch)
-      : BUILDERS[spec.name](scratch);
+      : spec.temporalServer
+        ? buildTemporalServer(spec.temporalServer, scratch)
+        : BUILDERS[spec.name](scratch);
     await withHeartbeat(progress, `building ${spec.name}`, build);
     fs.rmSync(finalDir, { recursive: true, force: true });
     fs.renameSync(scratch, finalDir);

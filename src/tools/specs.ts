@@ -41,6 +41,8 @@ export interface ToolSpec {
    * a plain `meshflow setup`: `meshflow doctor` lists it without counting it missing.
    */
   onDemand?: boolean;
+  /** For temporal-server and temporal-sql-tool: the server release they are of. */
+  temporalServer?: string;
 }
 
 export type IstioCommand = 'istioctl' | 'pilot-discovery';
@@ -55,6 +57,16 @@ export const KWOK_VERSION = 'v0.8.0';
 export const COMPOSE_GO_VERSION = 'v2.16.2';
 /** actionlint checks GitHub Actions workflows and the local action (action.yml) they use. */
 export const ACTIONLINT_VERSION = 'v1.7.12';
+/**
+ * The Temporal server of the team deployment (`meshflow team`): the version inside the pinned CLI,
+ * which the compose file's images pin too, and the next minor release, which the server-upgrade
+ * test moves to (Temporal upgrades one minor version at a time).
+ */
+export const TEMPORAL_SERVER_VERSION = '1.29.1';
+export const TEMPORAL_SERVER_NEXT_VERSION = '1.30.9';
+export const TEMPORAL_SERVER_VERSIONS = [TEMPORAL_SERVER_VERSION, TEMPORAL_SERVER_NEXT_VERSION] as const;
+/** The Temporal Web UI server inside the pinned CLI, and the compose file's `temporalio/ui` image. */
+export const TEMPORAL_UI_VERSION = '2.42.1';
 
 /** Hash of the files in a repository folder, so that editing the wrapper module rebuilds it. */
 function hashOf(dir: string, files: string[]): string {
@@ -124,6 +136,53 @@ function istioTools(build: IstioBuild): ToolSpec[] {
       binary: 'istioctl',
       coldBuild: '5-10 min',
       istio: { build, command: 'istioctl' },
+    },
+  ];
+}
+
+/** `temporal-server` or `temporal-sql-tool` of a server release: plain for the pinned one, else `<name>-<minor>`. */
+export function temporalServerToolName(command: TemporalServerCommand, version: string): string {
+  return version === TEMPORAL_SERVER_VERSION ? command : `${command}-${version.split('.').slice(0, 2).join('.')}`;
+}
+
+export type TemporalServerCommand = 'temporal-server' | 'temporal-sql-tool';
+
+/**
+ * The Temporal server and its SQL schema tool of one release, built together by one `go install`
+ * of `go.temporal.io/server` into one folder, with the server image's config template
+ * (config/docker.yaml, the file `temporalio/server` renders from its environment) beside them.
+ */
+function temporalServerTools(version: string): ToolSpec[] {
+  const common = {
+    wanted: version,
+    accepts: (v: string) => v === version,
+    cacheKey: () => `temporal-server-${version}-r1`,
+    requires: ['go'] as Prerequisite[],
+    versionArgs: ['--version'],
+    coldBuild: '4-8 min',
+    onDemand: true,
+    temporalServer: version,
+  };
+  const suffix = version === TEMPORAL_SERVER_VERSION ? '' : `_${version.split('.').slice(0, 2).join('_')}`;
+  return [
+    {
+      ...common,
+      name: temporalServerToolName('temporal-server', version),
+      purpose: `Temporal server ${version} (frontend, history, matching, worker) for \`meshflow team\`, on PostgreSQL`,
+      envVar: `MESHFLOW_TEMPORAL_SERVER${suffix}_BIN`,
+      pathNames: ['temporal-server'],
+      parseVersion: (out) => /^temporal version (\d+\.\d+\.\d+)\s*$/m.exec(out)?.[1],
+      binary: 'temporal-server',
+    },
+    {
+      ...common,
+      name: temporalServerToolName('temporal-sql-tool', version),
+      purpose: `Temporal's SQL schema tool ${version}: creates and updates the team deployment's databases`,
+      envVar: `MESHFLOW_TEMPORAL_SQL_TOOL${suffix}_BIN`,
+      pathNames: ['temporal-sql-tool'],
+      parseVersion: (out) => /temporal-sql-tool version (\d+\.\d+\.\d+)/.exec(out)?.[1],
+      binary: 'temporal-sql-tool',
+      coldBuild: 'built with temporal-server',
     },
   ];
 }
@@ -222,6 +281,22 @@ export const TOOLS: readonly ToolSpec[] = [
     binary: 'temporal-test-server',
     requires: ['java', 'mvn'],
     coldBuild: '1-2 min',
+  },
+  ...TEMPORAL_SERVER_VERSIONS.flatMap(temporalServerTools),
+  {
+    name: 'temporal-ui-server',
+    wanted: TEMPORAL_UI_VERSION,
+    purpose: 'Temporal Web UI server for `meshflow team` (the `temporalio/ui` image\'s program, config from its environment)',
+    envVar: 'MESHFLOW_TEMPORAL_UI_SERVER_BIN',
+    pathNames: [],
+    versionArgs: ['--version'],
+    parseVersion: (out) => /version v?(\d+\.\d+\.\d+)/.exec(out)?.[1],
+    accepts: (v) => v === TEMPORAL_UI_VERSION,
+    cacheKey: () => `temporal-ui-server-${TEMPORAL_UI_VERSION}-r1`,
+    binary: 'temporal-ui-server',
+    requires: ['go'],
+    coldBuild: '1-2 min',
+    onDemand: true,
   },
   {
     name: 'composecheck',

@@ -192,6 +192,8 @@ export interface SuperviseOptions {
   /** First restart delay, doubled after each quick failure up to `maxBackoffMs` (default 500 ms, 30 s). */
   backoffMs?: number;
   maxBackoffMs?: number;
+  /** The signal that stops the program when the supervisor is stopped (default SIGTERM; PostgreSQL's fast stop is SIGINT). */
+  stopSignal?: NodeJS.Signals;
 }
 
 interface SupervisorConfig {
@@ -250,7 +252,7 @@ async function supervise(config: SupervisorConfig): Promise<void> {
     if (stopping) return;
     stopping = true;
     say(`${sig}: stopping${child?.pid ? ` pid ${child.pid}` : ''}`);
-    child?.kill('SIGTERM');
+    child?.kill(config.options.stopSignal ?? 'SIGTERM');
     wake();
   };
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop(sig));
