@@ -1,0 +1,160 @@
+// The team deployment, run for real: `meshflow team up` starts PostgreSQL (the host's), the schema
+// set up by temporal-sql-tool, the Temporal server 1.29.1 on it with SQL visibility, the namespace,
+// the Web UI, two `meshflow worker` processes and `meshflow serve`, each from the compose files'
+// settings. Meshes are created through the API and broken on purpose as a platform team would want
+// proven: a worker SIGKILLed mid-provisioning, the server restarted mid-run, PostgreSQL restarted
+// while a mesh waits on its TTL, the server upgraded to the next minor release; then `down`.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { call } from './helpers/api-http';
+import { scratchDir, until } from './helpers/env';
+import { canConnect, freePort, sleep } from '../src/util/net';
+import { TEMPORAL_SERVER_NEXT_VERSION, TEMPORAL_SERVER_VERSION } from '../src/tools/specs';
+
+const root = path.resolve(__dirname, '..');
+const cli = path.join(root, 'dist', 'cli', 'main.js');
+
+jest.setTimeout(30 * 60_000);
+
+/** A frontend port whose neighbours (Temporal's other services' ports) are free too. */
+async function temporalPort(): Promise<number> {
+  for (;;) {
+    const p = 20_000 + Math.floor(Math.random() * 20_000);
+    const all = [p, p + 1, p + 2, p + 6, p + 10, p - 300, p - 299, p - 298, p - 294];
+    if (!(await Promise.all(all.map((x) => canConnect(x)))).some(Boolean)) return p;
+  }
+}
+
+interface Status {
+  record?: { address: string; apiUrl: string; serverVersion: string; postgresData: string; apiTokenFile: string };
+  services: Array<{ service: string; role: string; pid?: number; state: string; ports: number[] }>;
+}
+
+const spec = (name: string, ttl: string) =>
+  [
+    'apiVersion: meshflow.dev/v1alpha1',
+    'kind: Mesh',
+    `name: ${name}`,
+    `ttl: ${ttl}`,
+    'clusters:',
+    '  - {name: east, provider: local, network: net1, podCidr: 10.10.0.0/16}',
+    '  - {name: west, provider: local, network: net1, podCidr: 10.20.0.0/16}',
+    'istio: {topology: multi-primary}',
+    'app: {sample: helloworld, placement: {east: [v1], west: [v2]}}',
+    '',
+  ].join('\n');
+
+describe('meshflow team: the compose stack on this machine', () => {
+  const dir = scratchDir('team');
+  let env: NodeJS.ProcessEnv;
+  let apiPort = 0;
+  let token = '';
+  const team = (...args: string[]) => execa(process.execPath, [cli, 'team', ...args], { env, reject: false, all: true });
+  const status = async (): Promise<Status> => JSON.parse((await team('status', '--json')).stdout) as Status;
+  const pidOf = async (service: string) => (await status()).services.find((s) => s.service === service)?.pid;
+  const api = (method: string, p: string, body?: string) =>
+    call(apiPort, method, p, { token, ...(body ? { body, type: 'application/yaml' } : {}) });
+  const phaseOf = async (mesh: string) => (await api('GET', `/v1/meshes/${mesh}`)).json?.phase as string | undefined;
+
+  beforeAll(async () => {
+    apiPort = await freePort();
+    env = {
+      ...process.env,
+      MESHFLOW_STATE_DIR: path.join(dir, 'cli'),
+      MESHFLOW_TEAM_DIR: path.join(dir, 'team'),
+      TEMPORAL_GRPC_PORT: String(await temporalPort()),
+      TEMPORAL_UI_PORT: String(await freePort()),
+      MESHFLOW_API_PORT: String(apiPort),
+      MESHFLOW_TEAM_POSTGRES_PORT: String(await freePort()),
+    };
+    for (const k of Object.keys(env)) if (k.startsWith('TEMPORAL_') && !k.endsWith('_PORT')) delete env[k];
+  });
+
+  afterAll(async () => {
+    // The net under the test: whatever it left, stopped and deleted.
+    await team('down', '--force', '--purge');
+  });
+
+  test('up, a mesh through a worker kill and a server restart, a TTL through a database restart and an upgrade, down', async () => {
+    const up = await team('up');
+    expect({ code: up.exitCode, out: up.all }).toEqual({ code: 0, out: expect.stringContaining('team deployment up') });
+    const s = await status();
+    expect(s.services.map((x) => [x.service, x.state])).toEqual([
+      ['postgres', 'running'],
+      ['temporal-schema', 'one-shot'],
+      ['temporal', 'running'],
+      ['temporal-namespace', 'one-shot'],
+      ['temporal-ui', 'running'],
+      ['meshflow-worker', 'running'],
+      ['meshflow-worker-2', 'running'],
+      ['meshflow-api', 'running'],
+    ]);
+    expect(s.record!.serverVersion).toBe(TEMPORAL_SERVER_VERSION);
+    token = fs.readFileSync(s.record!.apiTokenFile.startsWith('/') ? s.record!.apiTokenFile : '', 'utf8').trim();
+    // A second `up` finds everything running and starts nothing again.
+    const pids = s.services.map((x) => x.pid);
+    expect((await team('up')).exitCode).toBe(0);
+    expect((await status()).services.map((x) => x.pid)).toEqual(pids);
+
+    // Mesh B waits on a 5-minute TTL (the shortest a spec takes) while the rest happens.
+    expect((await api('POST', '/v1/meshes', spec('team-ttl', '5m'))).status).toBe(202);
+    await until('team-ttl ready', async () => ((await phaseOf('team-ttl')) === 'ready' ? true : undefined), 300_000);
+    const pg = await pidOf('postgres');
+    const restartPg = await team('restart', 'postgres');
+    expect({ code: restartPg.exitCode, out: restartPg.all }).toEqual({ code: 0, out: expect.stringContaining('restarted') });
+    expect(await pidOf('postgres')).not.toBe(pg);
+
+    // Mesh A: its host's worker SIGKILLed once a cluster exists, then the server restarted, mid-run.
+    expect((await api('POST', '/v1/meshes', spec('team-kill', '2h'))).status).toBe(202);
+    const host = await until(
+      'team-kill to have a cluster',
+      async () => {
+        const m = (await api('GET', '/v1/meshes/team-kill')).json;
+        const made = (m?.steps ?? []).some((x: { kind: string; state: string }) => x.kind === 'create-cluster' && x.state === 'done');
+        return made && m.host ? (m.host as string) : undefined;
+      },
+      300_000,
+    );
+    const service = host.endsWith('-2') ? 'meshflow-worker-2' : 'meshflow-worker';
+    const victim = (await pidOf(service))!;
+    process.kill(victim, 'SIGKILL');
+    // The supervisor starts it again (compose's `restart: unless-stopped`), with the same host identity.
+    await until(`${service} restarted`, async () => {
+      const pid = await pidOf(service);
+      return pid && pid !== victim ? pid : undefined;
+    });
+    const restartServer = await team('restart', 'temporal');
+    expect({ code: restartServer.exitCode, out: restartServer.all }).toEqual({ code: 0, out: expect.stringContaining('restarted') });
+    await until('team-kill ready', async () => ((await phaseOf('team-kill')) === 'ready' ? true : undefined), 400_000);
+    const ready = (await api('GET', '/v1/meshes/team-kill')).json;
+    expect(ready.host).toBe(host);
+    expect(ready.steps.every((x: { state: string }) => x.state === 'done')).toBe(true);
+    const clusters = path.join(env.MESHFLOW_TEAM_DIR!, 'volumes', service === 'meshflow-worker' ? 'meshflow-worker-1' : 'meshflow-worker-2');
+    expect(fs.existsSync(clusters)).toBe(true);
+
+    // Its teardown leaves nothing on its host.
+    expect((await api('DELETE', '/v1/meshes/team-kill')).status).toBe(202);
+    await until('team-kill deleted', async () => ((await phaseOf('team-kill')) === 'deleted' ? true : undefined), 300_000);
+
+    // The server upgraded to the next minor release: its schema first, then the server itself.
+    const upgrade = await team('up', '--server-version', TEMPORAL_SERVER_NEXT_VERSION);
+    expect({ code: upgrade.exitCode, out: upgrade.all }).toEqual({ code: 0, out: expect.stringContaining(`restarting on server ${TEMPORAL_SERVER_NEXT_VERSION}`) });
+    expect((await status()).record!.serverVersion).toBe(TEMPORAL_SERVER_NEXT_VERSION);
+    const info = await execa(process.execPath, [cli, 'list', '--json'], { env: { ...env, TEMPORAL_ADDRESS: (await status()).record!.address }, reject: false });
+    expect(info.exitCode).toBe(0);
+
+    // Mesh B's TTL fires on the upgraded server, across the database restart.
+    await until('team-ttl torn down by its TTL', async () => ((await phaseOf('team-ttl')) === 'deleted' ? true : undefined), 420_000);
+
+    const down = await team('down');
+    expect({ code: down.exitCode, out: down.all }).toEqual({ code: 0, out: expect.stringContaining('stopped: meshflow-api') });
+    const after = await status();
+    expect(after.services).toEqual([]);
+    // Nothing of the deployment runs: no process names its folder, no port answers.
+    const ps = await execa('ps', ['-eo', 'args'], { reject: false });
+    expect(ps.stdout.split('\n').filter((l) => l.includes(env.MESHFLOW_TEAM_DIR!))).toEqual([]);
+    expect(await canConnect(apiPort)).toBe(false);
+    await sleep(0);
+  });
+});
