@@ -21,13 +21,16 @@
 //  13. `upgrade --to 1.31.4` on local clusters with the real worker: the two- and three-cluster
 //     examples started on Istio 1.30.8, one primary a wave: each wave's stages as the status showed
 //     them, the final stage (old revision removed, gateways in place, verify) and the whole.
+//  14. the team deployment (`meshflow team`: Temporal server on PostgreSQL) against the dev server:
+//     sections 1 and 2 on both, PostgreSQL's settings named.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
 import { applyMesh, planChange, rotateMesh, startMesh, startUpgrade, teardownMesh, verifyMesh } from '../client';
 import { LocalClusters } from '../local/clusters';
 import { startSimulatedDataPlane } from '../sim/start';
@@ -46,7 +49,7 @@ import { applySpecs } from '../chaos/apply-kills';
 import { ChaosBench } from '../chaos/harness';
 import { meshHandle } from '../client';
 import { localClusterName } from '../spec/names';
-import { sleep } from '../util/net';
+import { canConnect, freePort, sleep } from '../util/net';
 import { meshWorkflowId, statusQuery } from '../workflows/definitions';
 import { Context } from '@temporalio/activity';
 import type { HostActivities } from '../activities/host';
@@ -149,7 +152,7 @@ const pct = (xs: number[], p: number) =>
  * to the workflow task that made it ready). Polled every 250 ms: a workflow answers a query
  * between its workflow tasks, so polling faster would slow down what is measured.
  */
-async function waitReady(env: TestWorkflowEnvironment, mesh: string): Promise<number> {
+async function waitReady(env: { client: Client }, mesh: string): Promise<number> {
   for (;;) {
     const s = await env.client.workflow.getHandle(meshWorkflowId(mesh)).query(statusQuery);
     if (s.phase === 'ready') return Date.parse(s.readyAt!) - Date.parse(s.startedAt);
@@ -175,73 +178,11 @@ async function main(): Promise<void> {
     if (want('orchestration')) {
       // 1. Wall time against the critical path.
       const rows: Array<Record<string, string | number>> = [];
-      for (const n of [2, 5]) {
-        const spec = meshSpec(`bench-${n}`, n);
-        const plan = buildPlan(spec);
-        const worker = await Worker.create({
-          connection: env.nativeConnection,
-          taskQueue: `bench-${n}`,
-          workflowsPath: require.resolve('../workflows'),
-          activities: latencyActivities((req) => latency(plan, req.step.kind)),
-        });
-        const wall = await worker.runUntil(async () => {
-          await startMesh(env.client, spec, `bench-${n}`);
-          const ms = await waitReady(env, spec.name);
-          await teardownMesh(env.client, spec.name);
-          await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
-          return ms;
-        });
-        const cp =
-          plan.steps.length &&
-          criticalPath({ ...plan, steps: plan.steps.map((s) => ({ ...s, estimateMs: latency(plan, s.kind) })) })
-            .estimateMs;
-        const sequential = plan.steps.reduce((sum, s) => sum + latency(plan, s.kind), 0);
-        rows.push({
-          clusters: n,
-          steps: plan.steps.length,
-          'critical path ms': cp,
-          'meshflow wall ms': wall,
-          ratio: (wall / cp).toFixed(3),
-          'one-after-another ms': sequential,
-          speedup: (sequential / wall).toFixed(2) + 'x',
-        });
-      }
+      for (const n of [2, 5]) rows.push(await wallVsCriticalPath(env, n));
       table('1. provisioning wall time vs critical path (injected latencies = plan estimates / 20)', rows);
 
       // 2. Orchestration overhead per activity: a mesh whose steps take no time, one step at a time on a chain.
-      const spec = meshSpec('overhead', 3);
-      const samples: number[] = [];
-      const worker = await Worker.create({
-        connection: env.nativeConnection,
-        taskQueue: 'overhead',
-        workflowsPath: require.resolve('../workflows'),
-        activities: latencyActivities(() => 0),
-      });
-      let eventsRow: Record<string, string | number> = {};
-      await worker.runUntil(async () => {
-        for (let round = 0; round < 5; round++) {
-          const s = { ...spec, name: `overhead-${round}` };
-          await startMesh(env.client, s, 'overhead');
-          await waitReady(env, s.name);
-          const status = await env.client.workflow.getHandle(meshWorkflowId(s.name)).query(statusQuery);
-          for (const st of status.steps) samples.push(Date.parse(st.endedAt!) - Date.parse(st.startedAt!));
-          await teardownMesh(env.client, s.name);
-          await env.client.workflow.getHandle(meshWorkflowId(s.name)).result();
-          if (round === 0) {
-            // 3. History of a whole 3-cluster mesh: provisioned, ready, torn down.
-            const history = await env.client.workflow.getHandle(meshWorkflowId(s.name)).fetchHistory();
-            const json = JSON.parse(historyToJSON(history)) as { events: unknown[] };
-            const sizes = json.events.map((e) => JSON.stringify(e).length);
-            eventsRow = {
-              clusters: 3,
-              steps: status.steps.length,
-              'history events': json.events.length,
-              'history bytes (JSON)': sizes.reduce((a, b) => a + b, 0),
-              'largest event bytes': Math.max(...sizes),
-            };
-          }
-        }
-      });
+      const { samples, eventsRow } = await orchestrationOverhead(env, 'overhead');
       table(
         '2. orchestration overhead per activity on the dev server (no-op activities; time from schedule to completion seen by the workflow)',
         [
@@ -266,6 +207,7 @@ async function main(): Promise<void> {
     if (want('apply')) await applyBench(env, tools);
     if (want('rotate')) await rotateBench(env, tools);
     if (want('upgrade')) await upgradeBench(env, tools);
+    if (want('team')) await teamBench(env);
     if (want('takeover')) {
       table(
         '10. another worker takes over: a GKE (emulated, durations / 20) mesh with the Kubernetes trust store; ' +
@@ -288,10 +230,155 @@ async function main(): Promise<void> {
 }
 
 /**
- * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, upgrade, takeover,
+ * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, upgrade, team, takeover,
  * local, resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples
  * in sections 6 and 13 (13 by default: two-clusters,three-clusters).
  */
+/** A Temporal server to measure on: the bench's dev server, or another (the team deployment's). */
+interface BenchServer {
+  client: Client;
+  nativeConnection: NativeConnection;
+}
+
+/** 1. A mesh of `n` clusters with injected step latencies: its wall time against its plan's critical path. */
+async function wallVsCriticalPath(server: BenchServer, n: number): Promise<Record<string, string | number>> {
+  const spec = meshSpec(`bench-${n}`, n);
+  const plan = buildPlan(spec);
+  const worker = await Worker.create({
+    connection: server.nativeConnection,
+    taskQueue: `bench-${n}`,
+    workflowsPath: require.resolve('../workflows'),
+    activities: latencyActivities((req) => latency(plan, req.step.kind)),
+  });
+  const wall = await worker.runUntil(async () => {
+    await startMesh(server.client, spec, `bench-${n}`);
+    const ms = await waitReady(server, spec.name);
+    await teardownMesh(server.client, spec.name);
+    await server.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
+    return ms;
+  });
+  const cp =
+    plan.steps.length &&
+    criticalPath({ ...plan, steps: plan.steps.map((s) => ({ ...s, estimateMs: latency(plan, s.kind) })) }).estimateMs;
+  const sequential = plan.steps.reduce((sum, s) => sum + latency(plan, s.kind), 0);
+  return {
+    clusters: n,
+    steps: plan.steps.length,
+    'critical path ms': cp,
+    'meshflow wall ms': wall,
+    ratio: (wall / cp).toFixed(3),
+    'one-after-another ms': sequential,
+    speedup: (sequential / wall).toFixed(2) + 'x',
+  };
+}
+
+/**
+ * 2. Five 3-cluster meshes of no-op steps: each step's time from schedule to completion as the
+ * workflow saw it; 3. the first one's history.
+ */
+async function orchestrationOverhead(
+  server: BenchServer,
+  queue: string,
+): Promise<{ samples: number[]; eventsRow: Record<string, string | number> }> {
+  const spec = meshSpec(queue, 3);
+  const samples: number[] = [];
+  const worker = await Worker.create({
+    connection: server.nativeConnection,
+    taskQueue: queue,
+    workflowsPath: require.resolve('../workflows'),
+    activities: latencyActivities(() => 0),
+  });
+  let eventsRow: Record<string, string | number> = {};
+  await worker.runUntil(async () => {
+    for (let round = 0; round < 5; round++) {
+      const s = { ...spec, name: `${queue}-${round}` };
+      await startMesh(server.client, s, queue);
+      await waitReady(server, s.name);
+      const status = await server.client.workflow.getHandle(meshWorkflowId(s.name)).query(statusQuery);
+      for (const st of status.steps) samples.push(Date.parse(st.endedAt!) - Date.parse(st.startedAt!));
+      await teardownMesh(server.client, s.name);
+      await server.client.workflow.getHandle(meshWorkflowId(s.name)).result();
+      if (round === 0) {
+        // 3. History of a whole 3-cluster mesh: provisioned, ready, torn down.
+        const history = await server.client.workflow.getHandle(meshWorkflowId(s.name)).fetchHistory();
+        const json = JSON.parse(historyToJSON(history)) as { events: unknown[] };
+        const sizes = json.events.map((e) => JSON.stringify(e).length);
+        eventsRow = {
+          clusters: 3,
+          steps: status.steps.length,
+          'history events': json.events.length,
+          'history bytes (JSON)': sizes.reduce((a, b) => a + b, 0),
+          'largest event bytes': Math.max(...sizes),
+        };
+      }
+    }
+  });
+  return { samples, eventsRow };
+}
+
+/**
+ * 14. The team deployment (`meshflow team up`: the Temporal server on PostgreSQL, SQL visibility)
+ * against the dev server (SQLite): sections 1 and 2 measured on both, PostgreSQL's settings named.
+ * The deployment gets a folder and free ports of its own and is purged at the end.
+ */
+async function teamBench(env: TestWorkflowEnvironment): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-team-'));
+  const saved = { ...process.env };
+  const { teamUp, teamDown } = await import('../team/deployment.js');
+  const { describeSettings, ensurePostgres } = await import('../team/postgres.js');
+  Object.assign(process.env, {
+    MESHFLOW_TEAM_DIR: dir,
+    TEMPORAL_GRPC_PORT: String(await freeTemporalPort()),
+    TEMPORAL_UI_PORT: String(await freePort()),
+    MESHFLOW_API_PORT: String(await freePort()),
+    MESHFLOW_TEAM_POSTGRES_PORT: String(await freePort()),
+  });
+  const stop = stopOnInterrupt(() => teamDown({ force: true, purge: true, progress: () => undefined }));
+  try {
+    const record = await teamUp({ progress: (line) => console.error(line) });
+    const connection = await NativeConnection.connect({ address: record.address });
+    const client = new Client({ connection: await Connection.connect({ address: record.address }), namespace: record.namespace });
+    const team: BenchServer = { client, nativeConnection: connection };
+    const pg = await describeSettings(await ensurePostgres(() => undefined), record.postgresData);
+    const rows: Array<Record<string, string | number>> = [];
+    try {
+      for (const [name, server] of [
+        ['dev server (SQLite file)', env],
+        [`team (PostgreSQL, server ${record.serverVersion})`, team],
+      ] as const) {
+        const walls = [await wallVsCriticalPath(server, 2), await wallVsCriticalPath(server, 5)];
+        const { samples } = await orchestrationOverhead(server, `team-overhead-${rows.length}`);
+        rows.push({
+          server: name,
+          'wall/cp 2 clusters': walls[0].ratio,
+          'wall/cp 5 clusters': walls[1].ratio,
+          'step overhead p50 ms': pct(samples, 50),
+          'p99 ms': pct(samples, 99),
+          activities: samples.length,
+        });
+      }
+    } finally {
+      await client.connection.close();
+      await connection.close();
+    }
+    table(`14. the team deployment against the dev server (same bench as 1 and 2); ${pg}`, rows);
+  } finally {
+    await stop();
+    process.env = saved;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A Temporal frontend port whose neighbours (the server's other services' ports) are free too. */
+async function freeTemporalPort(): Promise<number> {
+  const { temporalInternalPorts } = await import('../team/compose.js');
+  for (;;) {
+    const p = 20_000 + Math.floor(Math.random() * 20_000);
+    const all = [p, ...Object.values(temporalInternalPorts(p))];
+    if (!(await Promise.all(all.map((x) => canConnect(x)))).some(Boolean)) return p;
+  }
+}
+
 const SECTIONS = process.argv.slice(2);
 const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(section);
 

@@ -15,6 +15,7 @@
 import path from 'node:path';
 import { execa } from 'execa';
 import { packageRoot } from '../paths';
+import { TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../tools/specs';
 
 export const COMPOSE_FILES = ['docker-compose.yml', path.join('deploy', 'compose.worker-2.yml')];
 export const ENV_EXAMPLE = path.join('deploy', 'meshflow.env.example');
@@ -35,11 +36,18 @@ export interface ComposeProject {
   secrets?: Record<string, { file?: string }>;
 }
 
-/** Loads the compose files with the compose-spec loader; `env` is the shell environment it interpolates from. */
-export async function loadCompose(composecheck: string, env: Record<string, string>): Promise<ComposeProject> {
-  const files = COMPOSE_FILES.map((f) => path.join(packageRoot, f));
-  const r = await execa(composecheck, ['--env-file', path.join(packageRoot, ENV_EXAMPLE), ...files], {
-    cwd: packageRoot,
+/**
+ * Loads the compose files with the compose-spec loader; `env` is the shell environment it
+ * interpolates from, `root` the folder of docker-compose.yml (this checkout's).
+ */
+export async function loadCompose(
+  composecheck: string,
+  env: Record<string, string>,
+  root = packageRoot,
+): Promise<ComposeProject> {
+  const files = COMPOSE_FILES.map((f) => path.join(root, f));
+  const r = await execa(composecheck, ['--env-file', path.join(root, ENV_EXAMPLE), ...files], {
+    cwd: root,
     env,
     extendEnv: false,
     reject: false,
@@ -277,3 +285,19 @@ export function translate(project: ComposeProject, teamDir: string, ports: TeamP
 
 /** Working directories of the images, for relative paths in their environment. */
 const WORKDIR: Partial<Record<Role, string>> = { temporal: '/etc/temporal' };
+
+/**
+ * Where the compose images and the pinned tools the team deployment runs in their place differ:
+ * temporalio/server and admin-tools must be the pinned server's release, temporalio/ui the pinned UI.
+ */
+export function imageDrift(topology: TeamTopology): string[] {
+  const want: Partial<Record<Role, string>> = {
+    temporal: TEMPORAL_SERVER_VERSION,
+    schema: TEMPORAL_SERVER_VERSION,
+    namespace: TEMPORAL_SERVER_VERSION,
+    ui: TEMPORAL_UI_VERSION,
+  };
+  return topology.services
+    .filter((s) => want[s.role] !== undefined && s.version !== want[s.role])
+    .map((s) => `${s.service} runs ${s.image}; the team deployment's pinned ${s.role === 'ui' ? 'UI' : 'server'} is ${want[s.role]}`);
+}

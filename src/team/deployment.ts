@@ -19,7 +19,7 @@ import { packageRoot, teamDir } from '../paths';
 import { LOCAL_TOOL_NAMES } from '../local/tools';
 import { ensureSearchAttributes } from '../temporal/connection';
 import { TEMPORAL_CONFIG_DIR, ensureTools } from '../tools/install';
-import { TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION, temporalServerToolName } from '../tools/specs';
+import { TEMPORAL_SERVER_VERSION, temporalServerToolName } from '../tools/specs';
 import {
   childPidFile,
   logFileOf,
@@ -33,7 +33,7 @@ import { canConnect, sleep } from '../util/net';
 import { type Progress, formatDuration, stderrProgress } from '../util/progress';
 import { sweepDaemons } from '../util/sweep';
 import { TASK_QUEUE } from '../workflows/definitions';
-import { type TeamService, type TeamTopology, loadCompose, translate } from './compose';
+import { type TeamService, type TeamTopology, imageDrift, loadCompose, translate } from './compose';
 import { type Postgres, dataDirFor, ensurePostgres, initCluster, isReady, pgCommand, serverArgs } from './postgres';
 
 /** What `team.json` records of a running deployment. */
@@ -275,12 +275,8 @@ async function prepare(progress: Progress, serverVersion: string): Promise<Conte
   const topology = translate(project, dir, { postgres: recorded?.postgresPort ?? postgresPort() });
   // The compose secrets (the API's bearer tokens), each a random value made once.
   for (const name of Object.keys(topology.secrets)) secret(dir, name);
-  const image = topology.services.find((s) => s.role === 'temporal')!.version;
-  if (image !== TEMPORAL_SERVER_VERSION) {
-    throw new Error(`docker-compose.yml runs temporalio/server:${image}, the team deployment's pinned server is ${TEMPORAL_SERVER_VERSION}`);
-  }
-  const ui = topology.services.find((s) => s.role === 'ui')?.version;
-  if (ui && ui !== TEMPORAL_UI_VERSION) throw new Error(`docker-compose.yml runs temporalio/ui:${ui}, the pinned UI is ${TEMPORAL_UI_VERSION}`);
+  const drift = imageDrift(topology);
+  if (drift.length) throw new Error(`the compose files and the pinned tools differ: ${drift.join('; ')}`);
   const pg = await ensurePostgres(progress);
   const pgData = recorded?.postgresData ?? dataDirFor(pg, dir);
   return { dir, topology, serverVersion, tools, pg, pgData, password, progress };

@@ -63,7 +63,7 @@ export const ACTIONLINT_VERSION = 'v1.7.12';
  * test moves to (Temporal upgrades one minor version at a time).
  */
 export const TEMPORAL_SERVER_VERSION = '1.29.1';
-export const TEMPORAL_SERVER_NEXT_VERSION = '1.30.9';
+export const TEMPORAL_SERVER_NEXT_VERSION = '1.30.8';
 export const TEMPORAL_SERVER_VERSIONS = [TEMPORAL_SERVER_VERSION, TEMPORAL_SERVER_NEXT_VERSION] as const;
 /** The Temporal Web UI server inside the pinned CLI, and the compose file's `temporalio/ui` image. */
 export const TEMPORAL_UI_VERSION = '2.42.1';
