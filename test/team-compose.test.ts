@@ -46,7 +46,8 @@ describe('the team deployment follows the compose files', () => {
     ]);
     // Each after what it depends on in the compose files.
     const order = t.services.map((s) => s.service);
-    for (const s of t.services) for (const d of s.dependsOn) expect(order.indexOf(d)).toBeLessThan(order.indexOf(s.service));
+    for (const s of t.services)
+      for (const d of s.dependsOn) expect(order.indexOf(d)).toBeLessThan(order.indexOf(s.service));
     expect(imageDrift(t)).toEqual([]);
     expect(svc('temporal').version).toBe(TEMPORAL_SERVER_VERSION);
     expect(svc('temporal-schema').version).toBe(TEMPORAL_SERVER_VERSION);
@@ -64,7 +65,8 @@ describe('the team deployment follows the compose files', () => {
     expect(temporal.env.FRONTEND_GRPC_PORT).toBe(String(published('temporal')[0]));
     expect(temporal.env.DB_PORT).toBe('15432');
     expect(temporal.env.VISIBILITY_DB_PORT).toBe('15432');
-    for (const [k, v] of Object.entries(temporalInternalPorts(published('temporal')[0]))) expect(temporal.env[k]).toBe(String(v));
+    for (const [k, v] of Object.entries(temporalInternalPorts(published('temporal')[0])))
+      expect(temporal.env[k]).toBe(String(v));
     expect(svc('meshflow-api').args).toEqual(['serve', '--host', '127.0.0.1', '--port', String(t.apiPort)]);
   });
 
@@ -128,7 +130,9 @@ describe('the team deployment follows the compose files', () => {
       doc.services.temporal.image = 'temporalio/server:1.30.0';
     });
     const t = translate(await loadCompose(tool('composecheck'), env, newer), teamDir, { postgres: 15432 });
-    expect(imageDrift(t)).toEqual([`temporal runs temporalio/server:1.30.0; the team deployment's pinned server is ${TEMPORAL_SERVER_VERSION}`]);
+    expect(imageDrift(t)).toEqual([
+      `temporal runs temporalio/server:1.30.0; the team deployment's pinned server is ${TEMPORAL_SERVER_VERSION}`,
+    ]);
     const extra = copyWith('compose-extra', (doc) => {
       doc.services.redis = { image: 'redis:7.4' };
     });

@@ -50,7 +50,9 @@ describe('meshflow team: the compose stack on this machine', () => {
   let env: NodeJS.ProcessEnv;
   let apiPort = 0;
   let token = '';
-  const team = (...args: string[]) => execa(process.execPath, [cli, 'team', ...args], { env, reject: false, all: true });
+  let pgData = '';
+  const team = (...args: string[]) =>
+    execa(process.execPath, [cli, 'team', ...args], { env, reject: false, all: true });
   const status = async (): Promise<Status> => JSON.parse((await team('status', '--json')).stdout) as Status;
   const pidOf = async (service: string) => (await status()).services.find((s) => s.service === service)?.pid;
   const api = (method: string, p: string, body?: string) =>
@@ -61,7 +63,8 @@ describe('meshflow team: the compose stack on this machine', () => {
     const deadline = Date.now() + ms;
     let seen: string | undefined;
     while ((seen = await phaseOf(mesh)) !== phase) {
-      if (Date.now() > deadline) throw new Error(`${mesh} did not reach ${phase} within ${ms / 1000} s (phase ${seen})`);
+      if (Date.now() > deadline)
+        throw new Error(`${mesh} did not reach ${phase} within ${ms / 1000} s (phase ${seen})`);
       await sleep(1000);
     }
   };
@@ -81,8 +84,10 @@ describe('meshflow team: the compose stack on this machine', () => {
   });
 
   afterAll(async () => {
-    // The net under the test: whatever it left, stopped and deleted.
-    await team('down', '--force', '--purge');
+    // The net under the test: whatever it left, stopped and deleted (the database too).
+    const purge = await team('down', '--force', '--purge');
+    expect({ code: purge.exitCode, out: purge.all }).toEqual({ code: 0, out: expect.stringContaining('deleted: ') });
+    expect(fs.existsSync(pgData)).toBe(false);
   });
 
   test('up, a mesh through a worker kill and a server restart, a TTL through a database restart and an upgrade, down', async () => {
@@ -101,6 +106,8 @@ describe('meshflow team: the compose stack on this machine', () => {
     ]);
     expect(s.record!.serverVersion).toBe(TEMPORAL_SERVER_VERSION);
     token = fs.readFileSync(s.record!.apiTokenFile, 'utf8').trim();
+    pgData = s.record!.postgresData;
+    expect(fs.existsSync(path.join(pgData, 'PG_VERSION'))).toBe(true);
     // A second `up` finds everything running and starts nothing again.
     const pids = s.services.map((x) => x.pid);
     expect((await team('up')).exitCode).toBe(0);
@@ -111,17 +118,28 @@ describe('meshflow team: the compose stack on this machine', () => {
     await reach('team-ttl', 'ready', 300_000);
     const pg = await pidOf('postgres');
     const restartPg = await team('restart', 'postgres');
-    expect({ code: restartPg.exitCode, out: restartPg.all }).toEqual({ code: 0, out: expect.stringContaining('restarted') });
+    expect({ code: restartPg.exitCode, out: restartPg.all }).toEqual({
+      code: 0,
+      out: expect.stringContaining('restarted'),
+    });
     expect(await pidOf('postgres')).not.toBe(pg);
 
     // The server upgraded to the next minor release: its schema first, then the server itself.
     const upgrade = await team('up', '--server-version', TEMPORAL_SERVER_NEXT_VERSION);
-    expect({ code: upgrade.exitCode, out: upgrade.all }).toEqual({ code: 0, out: expect.stringContaining(`restarting on server ${TEMPORAL_SERVER_NEXT_VERSION}`) });
+    expect({ code: upgrade.exitCode, out: upgrade.all }).toEqual({
+      code: 0,
+      out: expect.stringContaining(`restarting on server ${TEMPORAL_SERVER_NEXT_VERSION}`),
+    });
     expect((await status()).record!.serverVersion).toBe(TEMPORAL_SERVER_NEXT_VERSION);
     // The CLI against the upgraded server: the mesh is there, still waiting on its TTL.
-    const list = await execa(process.execPath, [cli, 'list'], { env: { ...env, TEMPORAL_ADDRESS: s.record!.address }, reject: false });
-    expect({ code: list.exitCode, out: list.stdout }).toEqual({ code: 0, out: expect.stringMatching(/team-ttl\s+ready/) });
-
+    const list = await execa(process.execPath, [cli, 'list'], {
+      env: { ...env, TEMPORAL_ADDRESS: s.record!.address },
+      reject: false,
+    });
+    expect({ code: list.exitCode, out: list.stdout }).toEqual({
+      code: 0,
+      out: expect.stringMatching(/team-ttl\s+ready/),
+    });
 
     // Mesh A: its host's worker SIGKILLed once a cluster exists, then the server restarted, mid-run.
     expect((await api('POST', '/v1/meshes', spec('team-kill', '2h'))).status).toBe(202);
@@ -129,7 +147,9 @@ describe('meshflow team: the compose stack on this machine', () => {
       'team-kill to have a cluster',
       async () => {
         const m = (await api('GET', '/v1/meshes/team-kill')).json;
-        const made = (m?.steps ?? []).some((x: { kind: string; state: string }) => x.kind === 'create-cluster' && x.state === 'done');
+        const made = (m?.steps ?? []).some(
+          (x: { kind: string; state: string }) => x.kind === 'create-cluster' && x.state === 'done',
+        );
         if (!made || !m.host) await sleep(500);
         return made && m.host ? (m.host as string) : undefined;
       },
@@ -143,17 +163,28 @@ describe('meshflow team: the compose stack on this machine', () => {
       const pid = await pidOf(service);
       return pid && pid !== victim ? pid : undefined;
     });
-    expect(fs.readFileSync(path.join(env.MESHFLOW_TEAM_DIR!, 'run', `${service}.log`), 'utf8')).toContain('killed by SIGKILL');
+    expect(fs.readFileSync(path.join(env.MESHFLOW_TEAM_DIR!, 'run', `${service}.log`), 'utf8')).toContain(
+      'killed by SIGKILL',
+    );
     const restartServer = await team('restart', 'temporal');
-    expect({ code: restartServer.exitCode, out: restartServer.all }).toEqual({ code: 0, out: expect.stringContaining('restarted') });
+    expect({ code: restartServer.exitCode, out: restartServer.all }).toEqual({
+      code: 0,
+      out: expect.stringContaining('restarted'),
+    });
     await reach('team-kill', 'ready', 400_000);
     const ready = (await api('GET', '/v1/meshes/team-kill')).json;
     expect(ready.host).toBe(host);
     expect(ready.steps.every((x: { state: string }) => x.state === 'done')).toBe(true);
     // Its clusters run on its host, from that worker's volume.
-    const volume = path.join(env.MESHFLOW_TEAM_DIR!, 'volumes', service === 'meshflow-worker' ? 'meshflow-worker-1' : 'meshflow-worker-2');
+    const volume = path.join(
+      env.MESHFLOW_TEAM_DIR!,
+      'volumes',
+      service === 'meshflow-worker' ? 'meshflow-worker-1' : 'meshflow-worker-2',
+    );
     const clusterProcesses = async () =>
-      (await execa('ps', ['-eo', 'args'])).stdout.split('\n').filter((l) => l.includes(volume) && l.includes('team-kill-'));
+      (await execa('ps', ['-eo', 'args'])).stdout
+        .split('\n')
+        .filter((l) => l.includes(volume) && l.includes('team-kill-'));
     expect((await clusterProcesses()).length).toBeGreaterThan(0);
 
     // Its teardown leaves nothing on its host.
@@ -165,13 +196,17 @@ describe('meshflow team: the compose stack on this machine', () => {
     await reach('team-ttl', 'deleted', 420_000);
 
     const down = await team('down');
-    expect({ code: down.exitCode, out: down.all }).toEqual({ code: 0, out: expect.stringContaining('stopped: meshflow-api') });
+    expect({ code: down.exitCode, out: down.all }).toEqual({
+      code: 0,
+      out: expect.stringContaining('stopped: meshflow-api'),
+    });
     const after = await status();
-    expect(after.services).toEqual([]);
+    expect(after.services.map((x) => x.state).filter((x) => x !== 'one-shot')).toEqual(Array(6).fill('stopped'));
     // Nothing of the deployment runs: no process names its folder, no port answers.
     const ps = await execa('ps', ['-eo', 'args'], { reject: false });
     const ours = [env.MESHFLOW_TEAM_DIR!, s.record!.postgresData];
     expect(ps.stdout.split('\n').filter((l) => ours.some((o) => l.includes(o)))).toEqual([]);
-    for (const port of [apiPort, ...s.services.flatMap((x) => x.ports)]) expect({ port, open: await canConnect(port) }).toEqual({ port, open: false });
+    for (const port of [apiPort, ...s.services.flatMap((x) => x.ports)])
+      expect({ port, open: await canConnect(port) }).toEqual({ port, open: false });
   });
 });

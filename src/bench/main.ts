@@ -337,7 +337,10 @@ async function teamBench(env: TestWorkflowEnvironment): Promise<void> {
   try {
     const record = await teamUp({ progress: (line) => console.error(line) });
     const connection = await NativeConnection.connect({ address: record.address });
-    const client = new Client({ connection: await Connection.connect({ address: record.address }), namespace: record.namespace });
+    const client = new Client({
+      connection: await Connection.connect({ address: record.address }),
+      namespace: record.namespace,
+    });
     const team: BenchServer = { client, nativeConnection: connection };
     const pg = await describeSettings(await ensurePostgres(() => undefined), record.postgresData);
     const rows: Array<Record<string, string | number>> = [];

@@ -35,11 +35,13 @@ export function teamCommand(): Command {
     .command('down')
     .description('stop every service (the API first, PostgreSQL last); data stays unless --purge')
     .option('--force', 'stop even while meshes are open (their local clusters stop with the workers)')
-    .option('--purge', 'delete the data too: database, workers\' state, secrets')
+    .option('--purge', "delete the data too: database, workers' state, secrets")
     .action(async (opts: { force?: boolean; purge?: boolean }) => {
       const r = await teamDown(opts);
       process.stdout.write(
-        `stopped: ${r.stopped.join(', ') || 'nothing was running'}` + (r.purged.length ? `\ndeleted: ${r.purged.join(', ')}` : '') + '\n',
+        `stopped: ${r.stopped.join(', ') || 'nothing was running'}` +
+          (r.purged.length ? `\ndeleted: ${r.purged.join(', ')}` : '') +
+          '\n',
       );
     });
   team
@@ -50,10 +52,20 @@ export function teamCommand(): Command {
       const s = teamStatus();
       if (opts.json) return void process.stdout.write(JSON.stringify(s, null, 2) + '\n');
       if (!s.record) return void process.stdout.write(`no team deployment in ${teamDir()} (\`meshflow team up\`)\n`);
-      const rows = s.services.map((x) => [x.service, x.state, x.pid ? String(x.pid) : '-', x.ports.join(',') || '-', x.log]);
-      const widths = [0, 1, 2, 3].map((i) => Math.max(...[['SERVICE', 'STATE', 'PID', 'PORTS'][i], ...rows.map((r) => r[i])].map((c) => c.length)));
+      const rows = s.services.map((x) => [
+        x.service,
+        x.state,
+        x.pid ? String(x.pid) : '-',
+        x.ports.join(',') || '-',
+        x.log,
+      ]);
+      const widths = [0, 1, 2, 3].map((i) =>
+        Math.max(...[['SERVICE', 'STATE', 'PID', 'PORTS'][i], ...rows.map((r) => r[i])].map((c) => c.length)),
+      );
       const line = (r: string[]) => r.map((c, i) => (i < 4 ? c.padEnd(widths[i]) : c)).join('  ');
-      process.stdout.write([summary(s.record), '', line(['SERVICE', 'STATE', 'PID', 'PORTS', 'LOG']), ...rows.map(line)].join('\n') + '\n');
+      process.stdout.write(
+        [summary(s.record), '', line(['SERVICE', 'STATE', 'PID', 'PORTS', 'LOG']), ...rows.map(line)].join('\n') + '\n',
+      );
       if (s.services.some((x) => x.state === 'stopped')) process.exitCode = 1;
     });
   team

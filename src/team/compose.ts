@@ -139,7 +139,8 @@ function startOrder(project: ComposeProject, roles: Record<string, Role>): strin
   const order: string[] = [];
   const visit = (name: string, seen: string[]) => {
     if (order.includes(name)) return;
-    if (seen.includes(name)) throw new Error(`compose services depend on each other in a circle: ${[...seen, name].join(' -> ')}`);
+    if (seen.includes(name))
+      throw new Error(`compose services depend on each other in a circle: ${[...seen, name].join(' -> ')}`);
     for (const dep of Object.keys(project.services[name]?.depends_on ?? {})) visit(dep, [...seen, name]);
     order.push(name);
   };
@@ -162,7 +163,8 @@ export function translate(project: ComposeProject, teamDir: string, ports: TeamP
   const named = (role: Role) => Object.keys(roles).filter((n) => roles[n] === role);
   const one = (role: Role) => {
     const names = named(role);
-    if (names.length !== 1) throw new Error(`the compose files have ${names.length} ${role} services; the team deployment runs one`);
+    if (names.length !== 1)
+      throw new Error(`the compose files have ${names.length} ${role} services; the team deployment runs one`);
     return names[0];
   };
   const pgName = one('postgres');
@@ -174,7 +176,8 @@ export function translate(project: ComposeProject, teamDir: string, ports: TeamP
   const hostPort = (name: string, target: number): number => {
     if (name === pgName && target === 5432) return ports.postgres;
     const p = published(name, target);
-    if (p === undefined) throw new Error(`${name}:${target} is not published, and the team deployment has no port for it`);
+    if (p === undefined)
+      throw new Error(`${name}:${target} is not published, and the team deployment has no port for it`);
     return p;
   };
   const volumeDirs: string[] = [];
@@ -299,5 +302,8 @@ export function imageDrift(topology: TeamTopology): string[] {
   };
   return topology.services
     .filter((s) => want[s.role] !== undefined && s.version !== want[s.role])
-    .map((s) => `${s.service} runs ${s.image}; the team deployment's pinned ${s.role === 'ui' ? 'UI' : 'server'} is ${want[s.role]}`);
+    .map(
+      (s) =>
+        `${s.service} runs ${s.image}; the team deployment's pinned ${s.role === 'ui' ? 'UI' : 'server'} is ${want[s.role]}`,
+    );
 }

@@ -82,7 +82,8 @@ function secret(dir: string, name: string, given?: string): string {
  * compose file gives each service decides it.
  */
 function baseEnv(): Record<string, string> {
-  const drop = /^(TEMPORAL_|MESHFLOW_(STATE_DIR|HOST_ID|TRUST_STORE|API_TOKEN|PAYLOAD_KEY|UI_URL|UI_ORIGIN|WORKERS|TEAM_))/;
+  const drop =
+    /^(TEMPORAL_|MESHFLOW_(STATE_DIR|HOST_ID|TRUST_STORE|API_TOKEN|PAYLOAD_KEY|UI_URL|UI_ORIGIN|WORKERS|TEAM_))/;
   return Object.fromEntries(
     Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !drop.test(e[0])),
   );
@@ -123,7 +124,9 @@ async function waitFor(what: string, ctx: Context, service: string, probe: () =>
       throw new Error(`${service} stopped before ${what}; log ${logFileOf(pidFile)}:\n${logTail(pidFile)}`);
     }
     if (Date.now() - started > ms) {
-      throw new Error(`${service}: ${what} did not happen within ${formatDuration(ms)}; log ${logFileOf(pidFile)}:\n${logTail(pidFile)}`);
+      throw new Error(
+        `${service}: ${what} did not happen within ${formatDuration(ms)}; log ${logFileOf(pidFile)}:\n${logTail(pidFile)}`,
+      );
     }
     if (Date.now() - said > 10_000) {
       said = Date.now();
@@ -149,7 +152,10 @@ async function runOneShot(ctx: Context, s: TeamService, extra: Record<string, st
 function configRoot(ctx: Context, name: string, toolPath: string): string {
   const root = path.join(ctx.dir, name);
   fs.mkdirSync(path.join(root, 'config'), { recursive: true });
-  fs.copyFileSync(path.join(path.dirname(toolPath), TEMPORAL_CONFIG_DIR, 'docker.yaml'), path.join(root, 'config', 'docker.yaml'));
+  fs.copyFileSync(
+    path.join(path.dirname(toolPath), TEMPORAL_CONFIG_DIR, 'docker.yaml'),
+    path.join(root, 'config', 'docker.yaml'),
+  );
   return root;
 }
 
@@ -174,7 +180,13 @@ async function startService(ctx: Context, s: TeamService): Promise<void> {
   const { dir, topology } = ctx;
   const pidFile = pidFileOf(dir, s.service);
   const running = supervisorRunning(dir, s.service);
-  const daemon = (file: string, args: string[], env: Record<string, string>, marker = dir, stopSignal?: NodeJS.Signals) =>
+  const daemon = (
+    file: string,
+    args: string[],
+    env: Record<string, string>,
+    marker = dir,
+    stopSignal?: NodeJS.Signals,
+  ) =>
     startSupervisedDaemon(
       { file, args, pidFile, marker, env: { ...baseEnv(), ...env } },
       { quickMs: 20_000, maxQuickFailures: 5, ...(stopSignal ? { stopSignal } : {}) },
@@ -190,11 +202,15 @@ async function startService(ctx: Context, s: TeamService): Promise<void> {
         // SIGINT is PostgreSQL's fast shutdown: clients are disconnected rather than waited for.
         daemon(cmd.file, cmd.args, {}, ctx.pgData, 'SIGINT');
       }
-      await waitFor(`PostgreSQL answering on 127.0.0.1:${port}`, ctx, s.service, () => isReady(ctx.pg, port, topology.postgresUser));
+      await waitFor(`PostgreSQL answering on 127.0.0.1:${port}`, ctx, s.service, () =>
+        isReady(ctx.pg, port, topology.postgresUser),
+      );
       return;
     }
     case 'schema':
-      await runOneShot(ctx, s, { TEMPORAL_SQL_TOOL: ctx.tools[temporalServerToolName('temporal-sql-tool', ctx.serverVersion)] });
+      await runOneShot(ctx, s, {
+        TEMPORAL_SQL_TOOL: ctx.tools[temporalServerToolName('temporal-sql-tool', ctx.serverVersion)],
+      });
       return;
     case 'temporal': {
       if (!running) {
@@ -203,7 +219,9 @@ async function startService(ctx: Context, s: TeamService): Promise<void> {
         daemon(bin, ['--root', root, '--config', 'config', '--env', 'docker', '--allow-no-auth', 'start'], s.env);
       }
       const [host, port] = topology.temporalAddress.split(':');
-      await waitFor(`the frontend listening on ${topology.temporalAddress}`, ctx, s.service, () => canConnect(Number(port), host));
+      await waitFor(`the frontend listening on ${topology.temporalAddress}`, ctx, s.service, () =>
+        canConnect(Number(port), host),
+      );
       return;
     }
     case 'namespace': {
@@ -224,7 +242,12 @@ async function startService(ctx: Context, s: TeamService): Promise<void> {
         daemon(bin, ['--root', configRoot(ctx, 'ui', bin), '--config', 'config', '--env', 'docker', 'start'], s.env);
       }
       const url = `http://127.0.0.1:${topology.uiPort}/healthz`;
-      await waitFor(`the Web UI answering at ${url}`, ctx, s.service, async () => (await fetch(url).catch(() => undefined))?.ok === true);
+      await waitFor(
+        `the Web UI answering at ${url}`,
+        ctx,
+        s.service,
+        async () => (await fetch(url).catch(() => undefined))?.ok === true,
+      );
       return;
     }
     case 'worker': {
@@ -244,10 +267,18 @@ async function startService(ctx: Context, s: TeamService): Promise<void> {
     case 'api': {
       if (!running) {
         // Its workers are the deployment's: `serve` must wait for them, never start one of its own.
-        daemon(process.execPath, [meshflowCli(), ...s.args, '--marker', dir], { ...s.env, MESHFLOW_WORKERS: 'external' });
+        daemon(process.execPath, [meshflowCli(), ...s.args, '--marker', dir], {
+          ...s.env,
+          MESHFLOW_WORKERS: 'external',
+        });
       }
       const url = `http://127.0.0.1:${topology.apiPort}/readyz`;
-      await waitFor(`the API answering at ${url}`, ctx, s.service, async () => (await fetch(url).catch(() => undefined))?.ok === true);
+      await waitFor(
+        `the API answering at ${url}`,
+        ctx,
+        s.service,
+        async () => (await fetch(url).catch(() => undefined))?.ok === true,
+      );
       return;
     }
   }
@@ -270,7 +301,10 @@ async function prepare(progress: Progress, serverVersion: string): Promise<Conte
     ],
     progress,
   );
-  const project = await loadCompose(tools.composecheck, { ...(process.env as Record<string, string>), POSTGRES_PASSWORD: password });
+  const project = await loadCompose(tools.composecheck, {
+    ...(process.env as Record<string, string>),
+    POSTGRES_PASSWORD: password,
+  });
   const recorded = readRecord(dir);
   const topology = translate(project, dir, { postgres: recorded?.postgresPort ?? postgresPort() });
   // The compose secrets (the API's bearer tokens), each a random value made once.
@@ -346,14 +380,18 @@ export async function teamUp(opts: UpOptions = {}): Promise<TeamRecord> {
     for (const s of ctx.topology.services) {
       const was = supervisorRunning(ctx.dir, s.service);
       if (s.role === 'temporal' && upgrading) {
-        progress(`temporal: restarting on server ${serverVersion} (was ${previous.serverVersion}); its schema is updated`);
+        progress(
+          `temporal: restarting on server ${serverVersion} (was ${previous.serverVersion}); its schema is updated`,
+        );
         await stopService(ctx.dir, s.service);
       }
       const t = Date.now();
       await startService(ctx, s);
       if (!was || (s.role === 'temporal' && upgrading)) startedNow.push(s.service);
       if (s.role === 'schema' || s.role === 'namespace' || !was || (s.role === 'temporal' && upgrading)) {
-        progress(`${s.service}: ${s.role === 'schema' || s.role === 'namespace' ? 'done' : 'up'} (${formatDuration(Date.now() - t)})`);
+        progress(
+          `${s.service}: ${s.role === 'schema' || s.role === 'namespace' ? 'done' : 'up'} (${formatDuration(Date.now() - t)})`,
+        );
       }
     }
   } catch (err) {
@@ -434,9 +472,8 @@ export async function teamDown(opts: DownOptions = {}): Promise<{ stopped: strin
     purged.push(record.postgresData);
     fs.rmSync(dir, { recursive: true, force: true });
     purged.push(dir);
-  } else {
-    fs.rmSync(recordFile(dir), { force: true });
   }
+  // Without --purge the record stays: it says where the data is, for the next `up` and a later `down --purge`.
   return { stopped, purged };
 }
 
@@ -480,7 +517,10 @@ export async function teamRestart(service: string, progress: Progress = stderrPr
   if (!record) throw new Error(`no team deployment runs from ${teamDir()} (\`meshflow team up\` starts one)`);
   const ctx = await prepare(progress, record.serverVersion);
   const s = ctx.topology.services.find((x) => x.service === service);
-  if (!s) throw new Error(`no service ${service}; the services are ${ctx.topology.services.map((x) => x.service).join(', ')}`);
+  if (!s)
+    throw new Error(
+      `no service ${service}; the services are ${ctx.topology.services.map((x) => x.service).join(', ')}`,
+    );
   const t = Date.now();
   await stopService(ctx.dir, s.service);
   await startService(ctx, s);

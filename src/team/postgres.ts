@@ -55,7 +55,8 @@ export async function ensurePostgres(progress: Progress): Promise<Postgres> {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     for (const args of [['update'], ['install', '-y', '--no-install-recommends', 'postgresql']]) {
       const r = spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env });
-      if (r.status !== 0) throw new Error(`\`apt-get ${args.join(' ')}\` failed (exit ${r.status}): PostgreSQL could not be installed`);
+      if (r.status !== 0)
+        throw new Error(`\`apt-get ${args.join(' ')}\` failed (exit ${r.status}): PostgreSQL could not be installed`);
     }
     binDir = findBinDir();
   }
@@ -70,7 +71,9 @@ export async function ensurePostgres(progress: Progress): Promise<Postgres> {
   const version = await execa(path.join(binDir, 'postgres'), ['--version'], { reject: false });
   const major = /\(PostgreSQL\) (\d+)/.exec(version.stdout)?.[1];
   if (!major || Number(major) < 12) {
-    throw new Error(`${binDir}/postgres is ${version.stdout.trim() || 'not runnable'}: Temporal needs PostgreSQL 12 or newer`);
+    throw new Error(
+      `${binDir}/postgres is ${version.stdout.trim() || 'not runnable'}: Temporal needs PostgreSQL 12 or newer`,
+    );
   }
   let runAs: Postgres['runAs'];
   if (isRoot()) {
