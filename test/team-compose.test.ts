@@ -54,7 +54,7 @@ describe('the team deployment follows the compose files', () => {
     expect(svc('temporal-ui').version).toBe(TEMPORAL_UI_VERSION);
   });
 
-  test("ports: the compose file's published ports, PostgreSQL's own, Temporal's internal ones beside its frontend", () => {
+  test("ports: compose's published ones, PostgreSQL's own, Temporal's internal ones beside its frontend", () => {
     const published = (name: string) => project.services[name].ports!.map((p) => Number(p.published));
     const t = topology();
     expect(t.temporalAddress).toBe(`127.0.0.1:${published('temporal')[0]}`);
@@ -125,7 +125,7 @@ describe('the team deployment follows the compose files', () => {
     expect(t.uiPort).toBe(18999);
   });
 
-  test('refuses what it cannot run as compose does: another server release, a service it has no counterpart for', async () => {
+  test('refuses what it cannot run as compose does: another server release, an unknown service', async () => {
     const newer = copyWith('compose-server', (doc) => {
       doc.services.temporal.image = 'temporalio/server:1.30.0';
     });

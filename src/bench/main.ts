@@ -230,9 +230,9 @@ async function main(): Promise<void> {
 }
 
 /**
- * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, upgrade, team, takeover,
- * local, resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples
- * in sections 6 and 13 (13 by default: two-clusters,three-clusters).
+ * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, upgrade, team,
+ * takeover, local, resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those
+ * examples in sections 6 and 13 (13 by default: two-clusters,three-clusters).
  */
 /** A Temporal server to measure on: the bench's dev server, or another (the team deployment's). */
 interface BenchServer {

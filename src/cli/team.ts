@@ -7,8 +7,8 @@ import { type TeamRecord, teamDown, teamRestart, teamStatus, teamUp } from '../t
 function summary(r: TeamRecord): string {
   const workers = r.services.filter((s) => s.role === 'worker').map((s) => s.service);
   return [
-    `Temporal server ${r.serverVersion} on PostgreSQL ${r.postgresMajor} (127.0.0.1:${r.postgresPort}) at ${r.address}, ` +
-      `namespace ${r.namespace}`,
+    `Temporal server ${r.serverVersion} at ${r.address}, namespace ${r.namespace}, ` +
+      `on PostgreSQL ${r.postgresMajor} (127.0.0.1:${r.postgresPort})`,
     `  Web UI   ${r.uiUrl}`,
     `  API      ${r.apiUrl} (bearer tokens in ${r.apiTokenFile})`,
     `  workers  ${workers.join(', ')}`,

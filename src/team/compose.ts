@@ -304,6 +304,7 @@ export function imageDrift(topology: TeamTopology): string[] {
     .filter((s) => want[s.role] !== undefined && s.version !== want[s.role])
     .map(
       (s) =>
-        `${s.service} runs ${s.image}; the team deployment's pinned ${s.role === 'ui' ? 'UI' : 'server'} is ${want[s.role]}`,
+        `${s.service} runs ${s.image}; the team deployment's pinned ${s.role === 'ui' ? 'UI' : 'server'} ` +
+        `is ${want[s.role]}`,
     );
 }

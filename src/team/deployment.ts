@@ -53,6 +53,9 @@ export interface TeamRecord {
 /** The PostgreSQL port (compose does not publish one): MESHFLOW_TEAM_POSTGRES_PORT, else 15432. */
 const postgresPort = () => Number(process.env.MESHFLOW_TEAM_POSTGRES_PORT || 15432);
 
+/** Services compose runs to completion (`service_completed_successfully`), not kept running. */
+const oneShot = (role: string) => role === 'schema' || role === 'namespace';
+
 const recordFile = (dir: string) => path.join(dir, 'team.json');
 const pidFileOf = (dir: string, service: string) => path.join(dir, 'run', `${service}.pid`);
 
@@ -125,7 +128,8 @@ async function waitFor(what: string, ctx: Context, service: string, probe: () =>
     }
     if (Date.now() - started > ms) {
       throw new Error(
-        `${service}: ${what} did not happen within ${formatDuration(ms)}; log ${logFileOf(pidFile)}:\n${logTail(pidFile)}`,
+        `${service}: ${what} did not happen within ${formatDuration(ms)}; ` +
+          `log ${logFileOf(pidFile)}:\n${logTail(pidFile)}`,
       );
     }
     if (Date.now() - said > 10_000) {
@@ -368,7 +372,8 @@ export async function teamUp(opts: UpOptions = {}): Promise<TeamRecord> {
   const taken = await portsTaken(ctx);
   if (taken.length) {
     throw new Error(
-      `ports in use by something else: ${taken.join(', ')}. Set TEMPORAL_GRPC_PORT, TEMPORAL_UI_PORT, MESHFLOW_API_PORT ` +
+      `ports in use by something else: ${taken.join(', ')}. ` +
+        'Set TEMPORAL_GRPC_PORT, TEMPORAL_UI_PORT, MESHFLOW_API_PORT ' +
         '(in the environment or .env, as for compose) or MESHFLOW_TEAM_POSTGRES_PORT to free ones',
     );
   }
@@ -388,10 +393,8 @@ export async function teamUp(opts: UpOptions = {}): Promise<TeamRecord> {
       const t = Date.now();
       await startService(ctx, s);
       if (!was || (s.role === 'temporal' && upgrading)) startedNow.push(s.service);
-      if (s.role === 'schema' || s.role === 'namespace' || !was || (s.role === 'temporal' && upgrading)) {
-        progress(
-          `${s.service}: ${s.role === 'schema' || s.role === 'namespace' ? 'done' : 'up'} (${formatDuration(Date.now() - t)})`,
-        );
+      if (oneShot(s.role) || !was || (s.role === 'temporal' && upgrading)) {
+        progress(`${s.service}: ${oneShot(s.role) ? 'done' : 'up'} (${formatDuration(Date.now() - t)})`);
       }
     }
   } catch (err) {
@@ -451,7 +454,8 @@ export async function teamDown(opts: DownOptions = {}): Promise<{ stopped: strin
     const open = await openMeshes(record).catch(() => undefined);
     if (open?.length) {
       throw new Error(
-        `meshes are still open on this deployment: ${open.join(', ')}. Tear them down first (\`meshflow down NAME\`), ` +
+        `meshes are still open on this deployment: ${open.join(', ')}. ` +
+          'Tear them down first (`meshflow down NAME`), ' +
           'or pass --force: their workflows stay in the database and their local clusters stop with the workers',
       );
     }
@@ -492,14 +496,13 @@ export function teamStatus(dir = teamDir()): { record?: TeamRecord; services: Se
   const services = (record?.services ?? []).map((s): ServiceState => {
     const pidFile = pidFileOf(dir, s.service);
     const supervisor = runningPid(pidFile, markerOf(dir, s.service));
-    const oneShot = s.role === 'schema' || s.role === 'namespace';
     return {
       service: s.service,
       role: s.role,
       ...(supervisor !== undefined ? { supervisor } : {}),
       ...(programPid(dir, s.service) !== undefined ? { pid: programPid(dir, s.service) } : {}),
       ports: s.ports,
-      state: oneShot ? 'one-shot' : supervisor !== undefined ? 'running' : 'stopped',
+      state: oneShot(s.role) ? 'one-shot' : supervisor !== undefined ? 'running' : 'stopped',
       log: logFileOf(pidFile),
     };
   });

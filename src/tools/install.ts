@@ -181,29 +181,33 @@ async function buildIstioCommand(build: IstioBuild, command: IstioCommand, dir: 
 export const TEMPORAL_CONFIG_DIR = 'config';
 
 /**
- * Temporal server and temporal-sql-tool of one release: one `go install` (they share most of the
- * module's packages) and the server image's config template, config/docker.yaml of the same module.
+ * Commands of a Go module installed under the names their images give them (`packages`: the
+ * package's path in the module -> the name), with the module's config/docker.yaml beside them:
+ * the template the `temporalio/server` and `temporalio/ui` images render from their environment.
  */
-async function buildTemporalServer(version: string, dir: string): Promise<void> {
-  const mod = `go.temporal.io/server@v${version}`;
-  await run('go', ['install', '-trimpath', '-ldflags=-s -w',
-    `go.temporal.io/server/cmd/server@v${version}`, `go.temporal.io/server/cmd/tools/sql@v${version}`], { env: goEnv(dir) });
-  fs.renameSync(path.join(dir, 'server'), path.join(dir, 'temporal-server'));
-  fs.renameSync(path.join(dir, 'sql'), path.join(dir, 'temporal-sql-tool'));
+async function installWithTemplate(dir: string, module: string, version: string, packages: Record<string, string>) {
+  const pkgs = Object.keys(packages).map((p) => `${module}/${p}@${version}`);
+  await run('go', ['install', '-trimpath', '-ldflags=-s -w', ...pkgs], { env: goEnv(dir) });
+  for (const [pkg, name] of Object.entries(packages)) {
+    fs.renameSync(path.join(dir, path.basename(pkg)), path.join(dir, name));
+  }
+  const template = path.join(await moduleDir(`${module}@${version}`), 'config', 'docker.yaml');
   fs.mkdirSync(path.join(dir, TEMPORAL_CONFIG_DIR));
-  fs.copyFileSync(path.join(await moduleDir(mod), 'config', 'docker.yaml'), path.join(dir, TEMPORAL_CONFIG_DIR, 'docker.yaml'));
+  fs.copyFileSync(template, path.join(dir, TEMPORAL_CONFIG_DIR, 'docker.yaml'));
 }
 
+/** Temporal server and temporal-sql-tool of one release: one `go install` (they share most of the module). */
+const buildTemporalServer = (version: string, dir: string) =>
+  installWithTemplate(dir, 'go.temporal.io/server', `v${version}`, {
+    'cmd/server': 'temporal-server',
+    'cmd/tools/sql': 'temporal-sql-tool',
+  });
+
 const BUILDERS: Record<string, Builder> = {
-  // The Web UI server of the `temporalio/ui` image, with that image's config template (docker.yaml).
-  'temporal-ui-server': async (dir) => {
-    const mod = `github.com/temporalio/ui-server/v2@v${TEMPORAL_UI_VERSION}`;
-    await run('go', ['install', '-trimpath', '-ldflags=-s -w', `github.com/temporalio/ui-server/v2/cmd/server@v${TEMPORAL_UI_VERSION}`],
-      { env: goEnv(dir) });
-    fs.renameSync(path.join(dir, 'server'), path.join(dir, 'temporal-ui-server'));
-    fs.mkdirSync(path.join(dir, TEMPORAL_CONFIG_DIR));
-    fs.copyFileSync(path.join(await moduleDir(mod), 'config', 'docker.yaml'), path.join(dir, TEMPORAL_CONFIG_DIR, 'docker.yaml'));
-  },
+  'temporal-ui-server': (dir) =>
+    installWithTemplate(dir, 'github.com/temporalio/ui-server/v2', `v${TEMPORAL_UI_VERSION}`, {
+      'cmd/server': 'temporal-ui-server',
+    }),
 
   temporal: (dir) =>
     run('go', ['install', '-trimpath', `-ldflags=-s -w -X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION}`,

@@ -286,7 +286,7 @@ export const TOOLS: readonly ToolSpec[] = [
   {
     name: 'temporal-ui-server',
     wanted: TEMPORAL_UI_VERSION,
-    purpose: 'Temporal Web UI server for `meshflow team` (the `temporalio/ui` image\'s program, config from its environment)',
+    purpose: "Temporal Web UI server for `meshflow team`: the `temporalio/ui` image's program and config template",
     envVar: 'MESHFLOW_TEMPORAL_UI_SERVER_BIN',
     pathNames: [],
     versionArgs: ['--version'],

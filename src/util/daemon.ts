@@ -192,7 +192,7 @@ export interface SuperviseOptions {
   /** First restart delay, doubled after each quick failure up to `maxBackoffMs` (default 500 ms, 30 s). */
   backoffMs?: number;
   maxBackoffMs?: number;
-  /** The signal that stops the program when the supervisor is stopped (default SIGTERM; PostgreSQL's fast stop is SIGINT). */
+  /** What stops the program when the supervisor is stopped (default SIGTERM; PostgreSQL's fast shutdown: SIGINT). */
   stopSignal?: NodeJS.Signals;
 }
 
