@@ -5,9 +5,10 @@
 // and they change the compose files to see the team deployment follow, or refuse.
 import fs from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { parse, stringify } from 'yaml';
 import { type ComposeProject, imageDrift, loadCompose, temporalInternalPorts, translate } from '../src/team/compose';
-import { TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../src/tools/specs';
+import { TEMPORAL_SERVER_NEXT_VERSION, TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../src/tools/specs';
 import { scratchDir, tool } from './helpers/env';
 
 const root = path.resolve(__dirname, '..');
@@ -140,5 +141,24 @@ describe('the team deployment follows the compose files', () => {
     expect(() => translate(p, teamDir, { postgres: 15432 })).toThrow(
       'compose service redis (image redis:7.4) has no counterpart in the team deployment',
     );
+  });
+
+  test('`team up` refuses a server release it does not pin, before it starts or writes anything', async () => {
+    const dir = path.join(scratchDir('team-refuse'), 'team');
+    const r = await execa(
+      process.execPath,
+      [path.join(root, 'dist', 'cli', 'main.js'), 'team', 'up', '--server-version', '1.31.0'],
+      {
+        env: { ...process.env, MESHFLOW_TEAM_DIR: dir },
+        reject: false,
+      },
+    );
+    expect({ code: r.exitCode, err: r.stderr }).toEqual({
+      code: 1,
+      err:
+        `meshflow: --server-version 1.31.0: meshflow pins Temporal server ${TEMPORAL_SERVER_VERSION} and ` +
+        `${TEMPORAL_SERVER_NEXT_VERSION} (the release inside the pinned CLI, and the next minor one to upgrade to)`,
+    });
+    expect(fs.existsSync(dir)).toBe(false);
   });
 });

@@ -19,7 +19,7 @@ import { packageRoot, teamDir } from '../paths';
 import { LOCAL_TOOL_NAMES } from '../local/tools';
 import { ensureSearchAttributes } from '../temporal/connection';
 import { TEMPORAL_CONFIG_DIR, ensureTools } from '../tools/install';
-import { TEMPORAL_SERVER_VERSION, temporalServerToolName } from '../tools/specs';
+import { TEMPORAL_SERVER_VERSION, TEMPORAL_SERVER_VERSIONS, temporalServerToolName } from '../tools/specs';
 import {
   childPidFile,
   logFileOf,
@@ -52,6 +52,13 @@ export interface TeamRecord {
 
 /** The PostgreSQL port (compose does not publish one): MESHFLOW_TEAM_POSTGRES_PORT, else 15432. */
 const postgresPort = () => Number(process.env.MESHFLOW_TEAM_POSTGRES_PORT || 15432);
+
+/** Orders two x.y.z versions. */
+function compareVersions(a: string, b: string): number {
+  const [x, y] = [a, b].map((v) => v.split('.').map(Number));
+  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return (x[i] ?? 0) - (y[i] ?? 0);
+  return 0;
+}
 
 /** Services compose runs to completion (`service_completed_successfully`), not kept running. */
 const oneShot = (role: string) => role === 'schema' || role === 'namespace';
@@ -368,6 +375,18 @@ export async function teamUp(opts: UpOptions = {}): Promise<TeamRecord> {
   const started = Date.now();
   const previous = readRecord();
   const serverVersion = opts.serverVersion ?? previous?.serverVersion ?? TEMPORAL_SERVER_VERSION;
+  if (!(TEMPORAL_SERVER_VERSIONS as readonly string[]).includes(serverVersion)) {
+    throw new Error(
+      `--server-version ${serverVersion}: meshflow pins Temporal server ${TEMPORAL_SERVER_VERSIONS.join(' and ')} ` +
+        '(the release inside the pinned CLI, and the next minor one to upgrade to)',
+    );
+  }
+  if (previous && compareVersions(serverVersion, previous.serverVersion) < 0) {
+    throw new Error(
+      `--server-version ${serverVersion}: this deployment runs ${previous.serverVersion}, and its schema is that ` +
+        "release's; Temporal does not go back to an older release (restore a backup of the database instead)",
+    );
+  }
   const ctx = await prepare(progress, serverVersion);
   const taken = await portsTaken(ctx);
   if (taken.length) {
