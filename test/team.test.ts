@@ -90,7 +90,7 @@ describe('meshflow team: the compose stack on this machine', () => {
     expect(fs.existsSync(pgData)).toBe(false);
   });
 
-  test('up; a TTL through a database restart and a server upgrade; a worker kill and a server restart; down', async () => {
+  test('up; a TTL through a database restart and a server upgrade; a worker kill, a server restart; down', async () => {
     const up = await team('up');
     expect({ code: up.exitCode, out: up.all }).toEqual({ code: 0, out: expect.stringContaining('team deployment up') });
     const s = await status();

@@ -31,6 +31,11 @@ test('doctor --json reports every pinned tool ready at its pinned version', asyn
     'pilot-discovery',
     'istioctl',
     'temporal-test-server',
+    'temporal-server',
+    'temporal-sql-tool',
+    'temporal-server-1.30',
+    'temporal-sql-tool-1.30',
+    'temporal-ui-server',
     'composecheck',
     'actionlint',
   ]);
