@@ -116,6 +116,12 @@ describe('meshflow team: the compose stack on this machine', () => {
     // Mesh B waits on a 5-minute TTL (the shortest a spec takes) while the rest happens.
     expect((await api('POST', '/v1/meshes', spec('team-ttl', '5m'))).status).toBe(202);
     await reach('team-ttl', 'ready', 300_000);
+    // The Web UI serves this server: its API (what the browser reads) lists the mesh's workflow.
+    const ui = `http://127.0.0.1:${env.TEMPORAL_UI_PORT}/api/v1/namespaces/default/workflows`;
+    const listed = (await (await fetch(`${ui}?query=${encodeURIComponent('WorkflowId="mesh/team-ttl"')}`)).json()) as {
+      executions: Array<{ execution: { workflowId: string } }>;
+    };
+    expect(listed.executions.map((e) => e.execution.workflowId)).toEqual(['mesh/team-ttl']);
     const pg = await pidOf('postgres');
     const restartPg = await team('restart', 'postgres');
     expect({ code: restartPg.exitCode, out: restartPg.all }).toEqual({
