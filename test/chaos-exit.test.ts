@@ -21,6 +21,7 @@ test('a run given up on while provisioning is torn down, and the harness exits',
     '--apply-kills',
     '--rotate-kills',
     '--upgrade-kills',
+    '--team-faults',
   ].flatMap((f) => [f, '0']);
   const args = [...off, '--api-faults', '1'];
   // 8 s: the mesh is still creating its clusters when the harness gives up on it.

@@ -1,6 +1,6 @@
 // `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --apply-kills N --rotate-kills N
-// --upgrade-kills N --takeovers N --seed S]`: breaks meshflow on purpose and prints, per fault, how the runs
-// ended, as a table (0 skips a row).
+// --upgrade-kills N --takeovers N --team-faults N --seed S]`: breaks meshflow on purpose and prints, per fault,
+// how the runs ended, as a table (0 skips a row).
 //  1. worker SIGKILL at a random point of a 3-cluster mesh's life (restarted at once, same host);
 //  2. dev server SIGKILL mid-run, restarted on the same database a second later;
 //  3. Kubernetes API faults at a rate (503s, resets, slow answers, writes whose answer is lost)
@@ -20,6 +20,11 @@
 //     on the revision the default tag names, one istiod (Deployment and local process) per cluster;
 //  6. one of two workers SIGKILLed for good while GKE (emulated) meshes with the Kubernetes trust
 //     store provision: the other worker, and the one that replaces it, finish every mesh;
+//  6b. the team deployment (`meshflow team up` on free ports in a scratch folder: PostgreSQL, the
+//     Temporal server, two workers, the API): per round a 2-cluster mesh created through the API and,
+//     at a random step of its provisioning, one service SIGKILLed (the mesh's worker, the server or
+//     PostgreSQL; its supervisor restarts it); the mesh must end ready and its DELETE end `deleted`
+//     with no process of it left (./team-faults.ts);
 //  7. the malformed-spec corpus: every spec refused, naming its field, nothing started.
 // A row counts runs, runs that ended ready, runs fully compensated (everything removed after
 // `down` or a failure), duplicates (a second cluster or root for one mesh) and runs that left
@@ -51,6 +56,7 @@ import { UPGRADE_VERSIONS, type UpgradeRound, upgradeKillRounds } from './upgrad
 import { ChaosBench, type RunResult, seeded } from './harness';
 import { malformedSpecs } from './malformed-specs';
 import { takeoverRuns } from './takeover';
+import { teamFaultRuns } from './team-faults';
 
 const example = (file: string, name: string) => ({ ...loadMeshSpec(path.join(packageRoot, 'examples', file)), name });
 
@@ -156,6 +162,7 @@ async function main(): Promise<void> {
       'apply-kills': { type: 'string', default: '10' },
       'rotate-kills': { type: 'string', default: '12' },
       'upgrade-kills': { type: 'string', default: '10' },
+      'team-faults': { type: 'string', default: '6' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
       // How long the harness follows one run before it gives up on it and tears it down.
       'run-timeout': { type: 'string', default: '360' },
@@ -358,6 +365,26 @@ async function main(): Promise<void> {
       (stop) => stops.add(stop),
     );
     rows.push(row('one of two workers SIGKILLed for good (GKE emulated, Kubernetes trust store)', results));
+  }
+
+  const teamFaults = Number(values['team-faults']);
+  if (teamFaults > 0) {
+    // Its own team deployment, torn down with its data at the end (and on interrupt).
+    const results = await teamFaultRuns(
+      teamFaults,
+      random,
+      runTimeoutMs,
+      (r) => report([r]),
+      (stop) => stops.add(stop),
+    );
+    const killed = (what: string) => results.filter((r) => r.fault.startsWith(what)).length;
+    rows.push(
+      row(
+        `team deployment (PostgreSQL, 2 workers, API): a random service SIGKILLed mid-mesh (worker ` +
+          `${killed('meshflow-worker')}, server ${killed('temporal ')}, PostgreSQL ${killed('postgres ')})`,
+        results,
+      ),
+    );
   }
 
   const corpus = malformedSpecs();
