@@ -126,7 +126,7 @@ describe('the team deployment follows the compose files', () => {
     expect(t.uiPort).toBe(18999);
   });
 
-  test('refuses what it cannot run as compose does: another server release, an unknown service', async () => {
+  test('refuses what it cannot run as compose does: another server release, an unknown service, a port past a smallint', async () => {
     const newer = copyWith('compose-server', (doc) => {
       doc.services.temporal.image = 'temporalio/server:1.30.0';
     });
@@ -137,6 +137,13 @@ describe('the team deployment follows the compose files', () => {
     const extra = copyWith('compose-extra', (doc) => {
       doc.services.redis = { image: 'redis:7.4' };
     });
+    const high = copyWith('compose-port', (doc) => {
+      doc.services.temporal.ports = ['33000:7233'];
+    });
+    const h = await loadCompose(tool('composecheck'), env, high);
+    expect(() => translate(h, teamDir, { postgres: 15432 })).toThrow(
+      "TEMPORAL_GRPC_PORT 33000: the server's ports go up to 33010, and Temporal keeps",
+    );
     const p = await loadCompose(tool('composecheck'), env, extra);
     expect(() => translate(p, teamDir, { postgres: 15432 })).toThrow(
       'compose service redis (image redis:7.4) has no counterpart in the team deployment',

@@ -11,20 +11,12 @@ import { call } from './helpers/api-http';
 import { scratchDir, until } from './helpers/env';
 import { canConnect, freePort, sleep } from '../src/util/net';
 import { TEMPORAL_SERVER_NEXT_VERSION, TEMPORAL_SERVER_VERSION } from '../src/tools/specs';
+import { freeTemporalPort } from '../src/team/deployment';
 
 const root = path.resolve(__dirname, '..');
 const cli = path.join(root, 'dist', 'cli', 'main.js');
 
 jest.setTimeout(30 * 60_000);
-
-/** A frontend port whose neighbours (Temporal's other services' ports) are free too. */
-async function temporalPort(): Promise<number> {
-  for (;;) {
-    const p = 20_000 + Math.floor(Math.random() * 20_000);
-    const all = [p, p + 1, p + 2, p + 6, p + 10, p - 300, p - 299, p - 298, p - 294];
-    if (!(await Promise.all(all.map((x) => canConnect(x)))).some(Boolean)) return p;
-  }
-}
 
 interface Status {
   record?: { address: string; apiUrl: string; serverVersion: string; postgresData: string; apiTokenFile: string };
@@ -75,7 +67,7 @@ describe('meshflow team: the compose stack on this machine', () => {
       ...process.env,
       MESHFLOW_STATE_DIR: path.join(dir, 'cli'),
       MESHFLOW_TEAM_DIR: path.join(dir, 'team'),
-      TEMPORAL_GRPC_PORT: String(await temporalPort()),
+      TEMPORAL_GRPC_PORT: String(await freeTemporalPort()),
       TEMPORAL_UI_PORT: String(await freePort()),
       MESHFLOW_API_PORT: String(apiPort),
       MESHFLOW_TEAM_POSTGRES_PORT: String(await freePort()),

@@ -49,7 +49,7 @@ import { applySpecs } from '../chaos/apply-kills';
 import { ChaosBench } from '../chaos/harness';
 import { meshHandle } from '../client';
 import { localClusterName } from '../spec/names';
-import { canConnect, freePort, sleep } from '../util/net';
+import { freePort, sleep } from '../util/net';
 import { meshWorkflowId, statusQuery } from '../workflows/definitions';
 import { Context } from '@temporalio/activity';
 import type { HostActivities } from '../activities/host';
@@ -324,7 +324,7 @@ async function orchestrationOverhead(
 async function teamBench(env: TestWorkflowEnvironment): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-team-'));
   const saved = { ...process.env };
-  const { teamUp, teamDown } = await import('../team/deployment.js');
+  const { freeTemporalPort, teamUp, teamDown } = await import('../team/deployment.js');
   const { describeSettings, ensurePostgres } = await import('../team/postgres.js');
   Object.assign(process.env, {
     MESHFLOW_TEAM_DIR: dir,
@@ -369,16 +369,6 @@ async function teamBench(env: TestWorkflowEnvironment): Promise<void> {
     await stop();
     process.env = saved;
     fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** A Temporal frontend port whose neighbours (the server's other services' ports) are free too. */
-async function freeTemporalPort(): Promise<number> {
-  const { temporalInternalPorts } = await import('../team/compose.js');
-  for (;;) {
-    const p = 20_000 + Math.floor(Math.random() * 20_000);
-    const all = [p, ...Object.values(temporalInternalPorts(p))];
-    if (!(await Promise.all(all.map((x) => canConnect(x)))).some(Boolean)) return p;
   }
 }
 

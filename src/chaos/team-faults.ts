@@ -10,9 +10,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { temporalInternalPorts } from '../team/compose';
-import { type TeamRecord, servicePid, teamDown, teamUp } from '../team/deployment';
-import { canConnect, ephemeralPortRange, freePort, sleep } from '../util/net';
+import { type TeamRecord, freeTemporalPort, servicePid, teamDown, teamUp } from '../team/deployment';
+import { canConnect, freePort, sleep } from '../util/net';
 import type { RunResult } from './harness';
 
 /** What a round SIGKILLs: the mesh's worker, the server, or the database. */
@@ -44,16 +43,6 @@ const spec = (name: string) =>
     'app: {sample: helloworld, placement: {east: [v1], west: [v2]}}',
     '',
   ].join('\n');
-
-/** A Temporal frontend port whose neighbours (the server's other ports) are free, below the ephemeral range. */
-async function temporalPort(): Promise<number> {
-  const top = Math.min(40_000, ephemeralPortRange()[0]) - 20;
-  for (;;) {
-    const p = 20_400 + Math.floor(Math.random() * (top - 20_400));
-    const all = [p, ...Object.values(temporalInternalPorts(p))];
-    if (!(await Promise.all(all.map((x) => canConnect(x)))).some(Boolean)) return p;
-  }
-}
 
 /** One HTTP call to the API (no kept-alive socket, 15 s at most); undefined when it does not answer. */
 function call(
@@ -142,7 +131,7 @@ export async function teamFaultRuns(
   for (const k of Object.keys(process.env)) if (k.startsWith('TEMPORAL_')) delete process.env[k];
   Object.assign(process.env, {
     MESHFLOW_TEAM_DIR: dir,
-    TEMPORAL_GRPC_PORT: String(await temporalPort()),
+    TEMPORAL_GRPC_PORT: String(await freeTemporalPort()),
     TEMPORAL_UI_PORT: String(await freePort()),
     MESHFLOW_API_PORT: String(await freePort()),
     MESHFLOW_TEAM_POSTGRES_PORT: String(await freePort()),

@@ -78,6 +78,9 @@ export function temporalInternalPorts(frontend: number): Record<string, number> 
   };
 }
 
+/** The highest port a Temporal service may have on SQL persistence: cluster_membership.rpc_port is a smallint. */
+export const MAX_TEMPORAL_PORT = 32_767;
+
 export type Role = 'postgres' | 'schema' | 'temporal' | 'namespace' | 'ui' | 'worker' | 'api';
 
 export interface TeamService {
@@ -171,6 +174,14 @@ export function translate(project: ComposeProject, teamDir: string, ports: TeamP
   const temporalName = one('temporal');
   const frontend = published(temporalName, 7233);
   if (frontend === undefined) throw new Error(`compose service ${temporalName} publishes no port for 7233`);
+  const highest = Math.max(frontend, ...Object.values(temporalInternalPorts(frontend)));
+  if (highest > MAX_TEMPORAL_PORT) {
+    throw new Error(
+      `TEMPORAL_GRPC_PORT ${frontend}: the server's ports go up to ${highest}, and Temporal keeps its services' ` +
+        `ports in a smallint column (cluster_membership), so none may pass ${MAX_TEMPORAL_PORT}: ` +
+        `take a frontend port of at most ${MAX_TEMPORAL_PORT - 10}`,
+    );
+  }
 
   // host:port of a container port, as another service reaches it
   const hostPort = (name: string, target: number): number => {

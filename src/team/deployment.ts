@@ -29,11 +29,19 @@ import {
   stopDaemons,
   supervisedPid,
 } from '../util/daemon';
-import { canConnect, sleep } from '../util/net';
+import { canConnect, ephemeralPortRange, sleep } from '../util/net';
 import { type Progress, formatDuration, stderrProgress } from '../util/progress';
 import { sweepDaemons } from '../util/sweep';
 import { TASK_QUEUE } from '../workflows/definitions';
-import { type TeamService, type TeamTopology, imageDrift, loadCompose, translate } from './compose';
+import {
+  MAX_TEMPORAL_PORT,
+  type TeamService,
+  type TeamTopology,
+  imageDrift,
+  loadCompose,
+  temporalInternalPorts,
+  translate,
+} from './compose';
 import { type Postgres, dataDirFor, ensurePostgres, initCluster, isReady, pgCommand, serverArgs } from './postgres';
 
 /** What `team.json` records of a running deployment. */
@@ -153,9 +161,37 @@ async function runOneShot(ctx: Context, s: TeamService, extra: Record<string, st
   fs.mkdirSync(path.dirname(log), { recursive: true });
   const to = { file: log, append: true };
   const env = { ...baseEnv(), ...s.env, ...extra };
-  const r = await execa('/bin/sh', [s.script!], { env, extendEnv: false, stdout: to, stderr: to, reject: false });
+  // Compose's one-shots have no deadline (their scripts wait for their server); here one that runs
+  // for 5 minutes is stopped, and the error says why from its log.
+  const r = await execa('/bin/sh', [s.script!], {
+    env,
+    extendEnv: false,
+    stdout: to,
+    stderr: to,
+    reject: false,
+    timeout: ONE_SHOT_TIMEOUT_MS,
+  });
   if (r.exitCode !== 0) {
-    throw new Error(`${s.service} failed (exit ${r.exitCode}); log ${log}:\n${logTail(pidFileOf(ctx.dir, s.service))}`);
+    const how = r.timedOut
+      ? `did not finish within ${formatDuration(ONE_SHOT_TIMEOUT_MS)}`
+      : `failed (exit ${r.exitCode})`;
+    throw new Error(`${s.service} ${how}; log ${log}:\n${logTail(pidFileOf(ctx.dir, s.service))}`);
+  }
+}
+
+const ONE_SHOT_TIMEOUT_MS = 5 * 60_000;
+
+/** Whether the frontend at `address` answers its gRPC health check with SERVING. */
+async function frontendServing(address: string): Promise<boolean> {
+  const connection = await Connection.connect({ address, connectTimeout: 2_000 }).catch(() => undefined);
+  if (!connection) return false;
+  try {
+    const r = await connection.healthService.check({ service: 'temporal.api.workflowservice.v1.WorkflowService' });
+    return r.status === 1;
+  } catch {
+    return false;
+  } finally {
+    await connection.close();
   }
 }
 
@@ -229,9 +265,9 @@ async function startService(ctx: Context, s: TeamService): Promise<void> {
         const root = configRoot(ctx, 'temporal', bin);
         daemon(bin, ['--root', root, '--config', 'config', '--env', 'docker', '--allow-no-auth', 'start'], s.env);
       }
-      const [host, port] = topology.temporalAddress.split(':');
-      await waitFor(`the frontend listening on ${topology.temporalAddress}`, ctx, s.service, () =>
-        canConnect(Number(port), host),
+      // Healthy: the frontend's gRPC health check answers SERVING (what the namespace script waits for too).
+      await waitFor(`the frontend serving on ${topology.temporalAddress}`, ctx, s.service, () =>
+        frontendServing(topology.temporalAddress),
       );
       return;
     }
@@ -547,6 +583,19 @@ export async function teamRestart(service: string, progress: Progress = stderrPr
   await stopService(ctx.dir, s.service);
   await startService(ctx, s);
   progress(`${service}: restarted (${formatDuration(Date.now() - t)})`);
+}
+
+/**
+ * A free Temporal frontend port whose neighbours (the server's other ports) are free too: between
+ * 20000 and the ephemeral range (where clients' own ports come from), and within Temporal's smallint.
+ */
+export async function freeTemporalPort(): Promise<number> {
+  const top = Math.min(MAX_TEMPORAL_PORT - 10, ephemeralPortRange()[0] - 20);
+  for (;;) {
+    const p = 20_400 + Math.floor(Math.random() * (top - 20_400));
+    const all = [p, ...Object.values(temporalInternalPorts(p))];
+    if (!(await Promise.all(all.map((x) => canConnect(x)))).some(Boolean)) return p;
+  }
 }
 
 /** The PID file's child file, for tests that watch a supervisor replace its program. */
