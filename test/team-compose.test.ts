@@ -126,7 +126,7 @@ describe('the team deployment follows the compose files', () => {
     expect(t.uiPort).toBe(18999);
   });
 
-  test('refuses what it cannot run as compose does: another server release, an unknown service, a port past a smallint', async () => {
+  test('refuses what compose runs but it cannot: another server release, an unknown service, a high port', async () => {
     const newer = copyWith('compose-server', (doc) => {
       doc.services.temporal.image = 'temporalio/server:1.30.0';
     });
