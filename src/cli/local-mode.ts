@@ -46,13 +46,17 @@ function onThisMachine(target: TemporalTarget): boolean {
 /**
  * Whether the workers of `target` are started by someone else, so a command must never start one
  * of its own: MESHFLOW_WORKERS=external (what `meshflow team` gives its API), or the address is
- * that of this machine's team deployment (its record, team.json, names it).
+ * that of this machine's team deployment while its server runs (its record, team.json, names it).
  */
 export function workersAreExternal(target: TemporalTarget): boolean {
   if (process.env.MESHFLOW_WORKERS === 'external') return true;
   try {
     const team = JSON.parse(fs.readFileSync(path.join(teamDir(), 'team.json'), 'utf8')) as { address?: string };
-    return team.address === target.address;
+    // A deployment that is down (its record stays) leaves the address to local mode.
+    return (
+      team.address === target.address &&
+      runningPid(path.join(teamDir(), 'run', 'temporal.pid'), teamDir()) !== undefined
+    );
   } catch {
     return false;
   }
