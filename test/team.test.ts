@@ -9,9 +9,10 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { call } from './helpers/api-http';
 import { scratchDir, until } from './helpers/env';
-import { canConnect, freePort, sleep } from '../src/util/net';
+import { canConnect, sleep } from '../src/util/net';
 import { TEMPORAL_SERVER_NEXT_VERSION, TEMPORAL_SERVER_VERSION } from '../src/tools/specs';
-import { freeTemporalPort } from '../src/team/deployment';
+import { freeTeamEnv } from '../src/team/deployment';
+import { teamMeshSpec } from '../src/chaos/team-faults';
 
 const root = path.resolve(__dirname, '..');
 const cli = path.join(root, 'dist', 'cli', 'main.js');
@@ -22,20 +23,6 @@ interface Status {
   record?: { address: string; apiUrl: string; serverVersion: string; postgresData: string; apiTokenFile: string };
   services: Array<{ service: string; role: string; pid?: number; state: string; ports: number[] }>;
 }
-
-const spec = (name: string, ttl: string) =>
-  [
-    'apiVersion: meshflow.dev/v1alpha1',
-    'kind: Mesh',
-    `name: ${name}`,
-    `ttl: ${ttl}`,
-    'clusters:',
-    '  - {name: east, provider: local, network: net1, podCidr: 10.10.0.0/16}',
-    '  - {name: west, provider: local, network: net1, podCidr: 10.20.0.0/16}',
-    'istio: {topology: multi-primary}',
-    'app: {sample: helloworld, placement: {east: [v1], west: [v2]}}',
-    '',
-  ].join('\n');
 
 describe('meshflow team: the compose stack on this machine', () => {
   const dir = scratchDir('team');
@@ -62,16 +49,8 @@ describe('meshflow team: the compose stack on this machine', () => {
   };
 
   beforeAll(async () => {
-    apiPort = await freePort();
-    env = {
-      ...process.env,
-      MESHFLOW_STATE_DIR: path.join(dir, 'cli'),
-      MESHFLOW_TEAM_DIR: path.join(dir, 'team'),
-      TEMPORAL_GRPC_PORT: String(await freeTemporalPort()),
-      TEMPORAL_UI_PORT: String(await freePort()),
-      MESHFLOW_API_PORT: String(apiPort),
-      MESHFLOW_TEAM_POSTGRES_PORT: String(await freePort()),
-    };
+    env = { ...process.env, MESHFLOW_STATE_DIR: path.join(dir, 'cli'), ...(await freeTeamEnv(path.join(dir, 'team'))) };
+    apiPort = Number(env.MESHFLOW_API_PORT);
     for (const k of Object.keys(env)) if (k.startsWith('TEMPORAL_') && !k.endsWith('_PORT')) delete env[k];
   });
 
@@ -106,7 +85,7 @@ describe('meshflow team: the compose stack on this machine', () => {
     expect((await status()).services.map((x) => x.pid)).toEqual(pids);
 
     // Mesh B waits on a 5-minute TTL (the shortest a spec takes) while the rest happens.
-    expect((await api('POST', '/v1/meshes', spec('team-ttl', '5m'))).status).toBe(202);
+    expect((await api('POST', '/v1/meshes', teamMeshSpec('team-ttl', '5m'))).status).toBe(202);
     await reach('team-ttl', 'ready', 300_000);
     // The Web UI serves this server: its API (what the browser reads) lists the mesh's workflow.
     const ui = `http://127.0.0.1:${env.TEMPORAL_UI_PORT}/api/v1/namespaces/default/workflows`;
@@ -140,7 +119,7 @@ describe('meshflow team: the compose stack on this machine', () => {
     });
 
     // Mesh A: its host's worker SIGKILLed once a cluster exists, then the server restarted, mid-run.
-    expect((await api('POST', '/v1/meshes', spec('team-kill', '2h'))).status).toBe(202);
+    expect((await api('POST', '/v1/meshes', teamMeshSpec('team-kill', '2h'))).status).toBe(202);
     const host = await until(
       'team-kill to have a cluster',
       async () => {

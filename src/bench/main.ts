@@ -49,7 +49,7 @@ import { applySpecs } from '../chaos/apply-kills';
 import { ChaosBench } from '../chaos/harness';
 import { meshHandle } from '../client';
 import { localClusterName } from '../spec/names';
-import { freePort, sleep } from '../util/net';
+import { sleep } from '../util/net';
 import { meshWorkflowId, statusQuery } from '../workflows/definitions';
 import { Context } from '@temporalio/activity';
 import type { HostActivities } from '../activities/host';
@@ -324,15 +324,9 @@ async function orchestrationOverhead(
 async function teamBench(env: TestWorkflowEnvironment): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-team-'));
   const saved = { ...process.env };
-  const { freeTemporalPort, teamUp, teamDown } = await import('../team/deployment.js');
+  const { freeTeamEnv, teamUp, teamDown } = await import('../team/deployment.js');
   const { describeSettings, ensurePostgres } = await import('../team/postgres.js');
-  Object.assign(process.env, {
-    MESHFLOW_TEAM_DIR: dir,
-    TEMPORAL_GRPC_PORT: String(await freeTemporalPort()),
-    TEMPORAL_UI_PORT: String(await freePort()),
-    MESHFLOW_API_PORT: String(await freePort()),
-    MESHFLOW_TEAM_POSTGRES_PORT: String(await freePort()),
-  });
+  Object.assign(process.env, await freeTeamEnv(dir));
   const stop = stopOnInterrupt(() => teamDown({ force: true, purge: true, progress: () => undefined }));
   try {
     const record = await teamUp({ progress: (line) => console.error(line) });

@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { type TeamRecord, freeTemporalPort, servicePid, teamDown, teamUp } from '../team/deployment';
-import { canConnect, freePort, sleep } from '../util/net';
+import { type TeamRecord, freeTeamEnv, servicePid, teamDown, teamUp } from '../team/deployment';
+import { canConnect, sleep } from '../util/net';
 import type { RunResult } from './harness';
 
 /** What a round SIGKILLs: the mesh's worker, the server, or the database. */
@@ -30,12 +30,13 @@ interface ApiStatus {
   error?: string;
 }
 
-const spec = (name: string) =>
+/** A two-cluster local mesh (one network, the sample app across both) with a TTL, as the API takes it. */
+export const teamMeshSpec = (name: string, ttl = '1h') =>
   [
     'apiVersion: meshflow.dev/v1alpha1',
     'kind: Mesh',
     `name: ${name}`,
-    'ttl: 1h',
+    `ttl: ${ttl}`,
     'clusters:',
     '  - {name: east, provider: local, network: net1, podCidr: 10.10.0.0/16}',
     '  - {name: west, provider: local, network: net1, podCidr: 10.20.0.0/16}',
@@ -129,13 +130,7 @@ export async function teamFaultRuns(
   // harness's is restored afterwards. No other Temporal settings: only the compose files decide.
   const saved = { ...process.env };
   for (const k of Object.keys(process.env)) if (k.startsWith('TEMPORAL_')) delete process.env[k];
-  Object.assign(process.env, {
-    MESHFLOW_TEAM_DIR: dir,
-    TEMPORAL_GRPC_PORT: String(await freeTemporalPort()),
-    TEMPORAL_UI_PORT: String(await freePort()),
-    MESHFLOW_API_PORT: String(await freePort()),
-    MESHFLOW_TEAM_POSTGRES_PORT: String(await freePort()),
-  });
+  Object.assign(process.env, await freeTeamEnv(dir));
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
@@ -223,7 +218,7 @@ async function round(
   const t0 = Date.now();
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
   try {
-    const created = await api('POST', '/v1/meshes', spec(mesh));
+    const created = await api('POST', '/v1/meshes', teamMeshSpec(mesh));
     if (created?.status !== 202) throw new Error(`POST /v1/meshes answered ${created?.status ?? 'nothing'}`);
 
     // Provisioning, the kill at its step, and the killed service's return.

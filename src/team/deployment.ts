@@ -29,7 +29,7 @@ import {
   stopDaemons,
   supervisedPid,
 } from '../util/daemon';
-import { canConnect, ephemeralPortRange, sleep } from '../util/net';
+import { canConnect, ephemeralPortRange, freePort, sleep } from '../util/net';
 import { type Progress, formatDuration, stderrProgress } from '../util/progress';
 import { sweepDaemons } from '../util/sweep';
 import { TASK_QUEUE } from '../workflows/definitions';
@@ -596,6 +596,20 @@ export async function freeTemporalPort(): Promise<number> {
     const all = [p, ...Object.values(temporalInternalPorts(p))];
     if (!(await Promise.all(all.map((x) => canConnect(x)))).some(Boolean)) return p;
   }
+}
+
+/**
+ * The environment of a team deployment of its own in `dir`, on free ports (the bench's, chaos's and
+ * the tests'): what `teamUp` and `teamDown` read.
+ */
+export async function freeTeamEnv(dir: string): Promise<Record<string, string>> {
+  return {
+    MESHFLOW_TEAM_DIR: dir,
+    TEMPORAL_GRPC_PORT: String(await freeTemporalPort()),
+    TEMPORAL_UI_PORT: String(await freePort()),
+    MESHFLOW_API_PORT: String(await freePort()),
+    MESHFLOW_TEAM_POSTGRES_PORT: String(await freePort()),
+  };
 }
 
 /** The PID file's child file, for tests that watch a supervisor replace its program. */
