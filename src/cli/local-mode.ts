@@ -1,10 +1,17 @@
 // Local mode for the CLI: Temporal and a worker on this machine, started in the background when
 // they are not there yet, so `meshflow up` works with nothing else running.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { packageRoot, stateDir, teamDir } from '../paths';
-import { connectOrStartLocal, localAddress, type StartWait, type TemporalTarget } from '../temporal/connection';
+import { packageRoot, stateDir } from '../paths';
+import {
+  connectOrStartLocal,
+  localAddress,
+  pollersOf,
+  pollsFromPid,
+  type StartWait,
+  type TemporalTarget,
+} from '../temporal/connection';
+import { readRecord, teamServerRunning } from '../team/deployment';
 import { LOCAL_TOOL_NAMES } from '../local/tools';
 import { ensureTools } from '../tools/install';
 import { logTail, runningPid, startSupervisedDaemon, supervisedPid } from '../util/daemon';
@@ -50,16 +57,8 @@ function onThisMachine(target: TemporalTarget): boolean {
  */
 export function workersAreExternal(target: TemporalTarget): boolean {
   if (process.env.MESHFLOW_WORKERS === 'external') return true;
-  try {
-    const team = JSON.parse(fs.readFileSync(path.join(teamDir(), 'team.json'), 'utf8')) as { address?: string };
-    // A deployment that is down (its record stays) leaves the address to local mode.
-    return (
-      team.address === target.address &&
-      runningPid(path.join(teamDir(), 'run', 'temporal.pid'), teamDir()) !== undefined
-    );
-  } catch {
-    return false;
-  }
+  // A deployment that is down (its record stays) leaves the address to local mode.
+  return readRecord()?.address === target.address && teamServerRunning();
 }
 
 /**
@@ -171,14 +170,7 @@ async function ourWorkerPolls(client: Client, target: TemporalTarget): Promise<b
   const { dir, pidFile } = workerFiles(target);
   // The supervised worker, or a worker started without a supervisor by an earlier version.
   const pids = [supervisedPid(pidFile, dir), runningPid(pidFile, dir)].filter((p) => p !== undefined);
-  const r = await pollersOf(client, target.namespace);
-  return (r.pollers ?? []).some((p) => pids.some((pid) => (p.identity ?? '').startsWith(`${pid}@`)));
-}
-
-function pollersOf(client: Client, namespace: string) {
-  // kind 1: a normal (not sticky) queue; type 1: workflow tasks.
-  const taskQueue = { name: TASK_QUEUE, kind: 1 };
-  return client.workflowService.describeTaskQueue({ namespace, taskQueue, taskQueueType: 1 });
+  return pollsFromPid(client, target.namespace, pids);
 }
 
 /** Waits (2 minutes at most) for any worker to poll: the deployment's own, which it restarts. */

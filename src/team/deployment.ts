@@ -17,7 +17,7 @@ import { execa } from 'execa';
 import { Client, Connection } from '@temporalio/client';
 import { packageRoot, teamDir } from '../paths';
 import { LOCAL_TOOL_NAMES } from '../local/tools';
-import { ensureSearchAttributes } from '../temporal/connection';
+import { ensureSearchAttributes, pollsFromPid } from '../temporal/connection';
 import { TEMPORAL_CONFIG_DIR, ensureTools } from '../tools/install';
 import { TEMPORAL_SERVER_VERSION, TEMPORAL_SERVER_VERSIONS, temporalServerToolName } from '../tools/specs';
 import {
@@ -213,13 +213,14 @@ async function connectClient(address: string, namespace: string): Promise<Client
   return new Client({ connection, namespace });
 }
 
-/** Whether a poller on the shared queue carries the worker's PID (the SDK's identity is pid@host). */
+/** Whether the worker's program polls the shared queue (false while the server does not answer). */
 async function workerPolls(client: Client, namespace: string, pid: number | undefined): Promise<boolean> {
-  if (pid === undefined) return false;
-  const r = await client.workflowService
-    .describeTaskQueue({ namespace, taskQueue: { name: TASK_QUEUE, kind: 1 }, taskQueueType: 1 })
-    .catch(() => undefined);
-  return (r?.pollers ?? []).some((p) => (p.identity ?? '').startsWith(`${pid}@`));
+  return pid !== undefined && pollsFromPid(client, namespace, [pid]).catch(() => false);
+}
+
+/** Whether this machine's team deployment has its Temporal server running. */
+export function teamServerRunning(dir = teamDir()): boolean {
+  return supervisorRunning(dir, 'temporal');
 }
 
 /** Starts one service (when it is not running) and waits until it is healthy, as compose's health checks ask. */

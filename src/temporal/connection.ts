@@ -17,6 +17,7 @@ import {
 import { daemonActivity, logFileOf, logTail, runningPid, startDaemon } from '../util/daemon';
 import { formatDuration, type Progress, silent } from '../util/progress';
 import { canConnect, sleep } from '../util/net';
+import { TASK_QUEUE } from '../workflows/definitions';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export const DEFAULT_UI_PORT = 8233;
@@ -275,4 +276,16 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
       await sleep(250);
     }
   }
+}
+
+/** The pollers of meshflow's shared task queue for workflow tasks (kind 1: not sticky; type 1: workflow). */
+export function pollersOf(client: Client, namespace: string) {
+  const taskQueue = { name: TASK_QUEUE, kind: 1 };
+  return client.workflowService.describeTaskQueue({ namespace, taskQueue, taskQueueType: 1 });
+}
+
+/** Whether one of the processes `pids` polls that queue (the SDK's identity is pid@host). */
+export async function pollsFromPid(client: Client, namespace: string, pids: number[]): Promise<boolean> {
+  const r = await pollersOf(client, namespace);
+  return (r.pollers ?? []).some((p) => pids.some((pid) => (p.identity ?? '').startsWith(`${pid}@`)));
 }
