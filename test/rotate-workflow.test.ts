@@ -172,7 +172,7 @@ test('a ready mesh rotates an intermediate by itself within trust.rotateBefore o
   const later = await handle.query(statusQuery);
   expect(Math.min(...Object.values(generations(later)))).toBeGreaterThanOrEqual(2);
   await down(handle);
-  await recordHistory(handle, 'v5-rotate-by-itself');
+  await recordHistory(handle, 'v7-rotate-together');
 });
 
 test('root: a new root trusted beside the old, intermediates from it, the old dropped after the grace', async () => {

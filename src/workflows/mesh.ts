@@ -117,6 +117,12 @@ export const PATCH_V5_TRUST = 'meshflow-v5-trust';
  * started earlier answers an upgrade with how to get one.
  */
 export const PATCH_V6_UPGRADE = 'meshflow-v6-upgrade';
+/**
+ * Intermediates made together rotate together: when one is due, those due within a tenth of
+ * `trust.rotateBefore` join its rotation (one restart of the workloads, not one per cluster).
+ * Read at each rotation by expiry; one recorded before this release replays as it ran.
+ */
+export const PATCH_ROTATE_TOGETHER = 'meshflow-rotate-together';
 
 const RETRY = {
   initialInterval: '1s',
@@ -923,8 +929,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
 
   /** The live loop's rotation: the intermediates now within rotateBefore of expiry; a failure waits a while. */
   async function rotateDue(): Promise<void> {
+    const before = parseDuration(spec.trust.rotateBefore)!;
+    const joinWithin = patched(PATCH_ROTATE_TOGETHER) ? before / 10 : 0;
     const clusters = rotationDue()
-      .filter((d) => d.at <= Date.now())
+      .filter((d) => d.at <= Date.now() + joinWithin)
       .map((d) => d.cluster);
     const result = await rotateNow({ what: 'intermediates', clusters }, 'expiry');
     if (result.update.state !== 'applied') {
