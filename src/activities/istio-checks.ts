@@ -4,13 +4,15 @@
 // The API-side checks in ./verify.ts prove the objects are right; these prove Istio read them as
 // meant. Each failure names its likely cause and fix.
 //
-// `discovery` and `cross-network-endpoints` ask istiod directly: its debug HTTP interface and its
-// plaintext xDS port. meshflow reaches those for the istiod it runs itself (local clusters); an
-// in-cluster istiod serves them only inside its pod, so on other providers the two checks say
-// they are not supported here rather than pass. `injection` and `analyze` read the clusters'
-// APIs and hold everywhere.
+// `discovery` and `cross-network-endpoints` ask istiod directly: its debug HTTP interface (8080)
+// and its plaintext xDS port (15010), which an in-cluster istiod serves only inside its pod. They
+// reach them as istioctl does, through a port-forward to the serving revision's istiod pod, opened
+// for the check and closed after it: on every provider, the same way. (On local clusters and the
+// GKE emulator's, kwok plays the kubelet and its port-forward leads to the istiod meshflow runs
+// beside the cluster: see sim/data-plane.ts.) `injection` and `analyze` read the clusters' APIs.
 import type * as k8s from '@kubernetes/client-node';
 import { execa } from 'execa';
+import { type Forwarded, PortForwardError, withPortForward } from '../adapters/port-forward';
 import { type ClusterAccess, withKubeconfigFile } from '../adapters/providers';
 import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { SAMPLE_APPS } from '../istio/sample-apps';
@@ -20,7 +22,7 @@ import { appPlacement, linkPairs } from '../plan/plan';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { CheckResult } from '../workflows/types';
 import { loadBalancerAddress } from '../adapters/kube';
-import { type Call, type Verdict, fail, notFound, notSupported, pass } from './checks';
+import { type Call, type Verdict, fail, notFound, pass } from './checks';
 import { controlPlaneOf } from './deps';
 import { trustChain } from './trust-chain';
 import { podRevision, tagOf } from './upgrade';
@@ -29,6 +31,8 @@ import { podRevision, tagOf } from './upgrade';
 export interface IstioCheckContext {
   spec: MeshSpec;
   access: (cluster: string) => ClusterAccess;
+  /** A cluster's kubeconfig for the port-forwards to its istiod. */
+  kubeConfig: (cluster: string) => k8s.KubeConfig;
   api: Record<
     string,
     { core: k8s.CoreV1Api; discovery: k8s.DiscoveryV1Api; admission: k8s.AdmissionregistrationV1Api }
@@ -47,9 +51,78 @@ const notRunning = (cluster: string, log: string): Verdict =>
     `see why in its log, ${log} (\`meshflow logs <mesh> ${cluster}\`); to start it again, tear the mesh down and bring it up`,
   );
 
-const IN_CLUSTER_ISTIOD =
-  'istiod runs in the cluster and serves its debug and xDS interfaces only inside its pod; ' +
-  'run `istioctl x internal-debug clusterz` and `istioctl proxy-config endpoints` against a sidecar instead';
+/** istiod's debug HTTP port and its plaintext xDS port, as its pod serves them. */
+const DEBUG_PORT = 8080;
+const XDS_PORT = 15010;
+
+/** A cluster's serving istiod as a check reaches it. */
+interface ReachedIstiod {
+  /** Its debug HTTP interface (`<debug>/debug/clusterz`) and plaintext xDS (host:port), on this machine. */
+  debug: string;
+  xds: string;
+  /** Where a user looks at one of its debug pages by hand. */
+  see: (page: string) => string;
+  through: Forwarded['through'];
+}
+
+/**
+ * Runs a check against the cluster's serving istiod (the revision its default tag names): through a
+ * port-forward to a ready pod of it, closed after the check. The result says how it was reached
+ * (`via`); a forward the API server or the kubelet refused fails the check with what they said.
+ */
+async function withIstiod(
+  ctx: IstioCheckContext,
+  cluster: string,
+  call: Call,
+  fn: (istiod: ReachedIstiod) => Promise<Verdict>,
+): Promise<Verdict> {
+  const local = ctx.access(cluster).istiod;
+  if (local && !local.running) return notRunning(cluster, local.log);
+  const rev = (await call(() => tagOf(ctx.api[cluster].admission))) ?? 'default';
+  const selector = `app=istiod,istio.io/rev=${rev}`;
+  const pods = await call(() =>
+    ctx.api[cluster].core.listNamespacedPod({ namespace: ISTIO_NAMESPACE, labelSelector: selector }),
+  );
+  const pod = pods.items.find(
+    (p) =>
+      !p.metadata?.deletionTimestamp &&
+      p.status?.phase === 'Running' &&
+      p.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
+  )?.metadata?.name;
+  if (!pod) {
+    return fail(
+      `no istiod pod of revision ${rev} is running and ready in ${cluster}`,
+      `see \`kubectl -n ${ISTIO_NAMESPACE} get pods -l ${selector}\` and their events`,
+    );
+  }
+  const via = `port-forward to ${ISTIO_NAMESPACE}/${pod} (${DEBUG_PORT}, ${XDS_PORT})`;
+  try {
+    const verdict = await withPortForward(ctx.kubeConfig(cluster), ISTIO_NAMESPACE, pod, [DEBUG_PORT, XDS_PORT], (f) =>
+      fn({
+        debug: `http://127.0.0.1:${f.local.get(DEBUG_PORT)}`,
+        xds: `127.0.0.1:${f.local.get(XDS_PORT)}`,
+        see: (page) =>
+          local
+            ? `${local.debug}${page}`
+            : `\`kubectl -n ${ISTIO_NAMESPACE} port-forward ${pod} ${DEBUG_PORT}\`, then localhost:${DEBUG_PORT}${page}`,
+        through: f.through,
+      }),
+    );
+    return { ...verdict, via };
+  } catch (err) {
+    if (!(err instanceof PortForwardError)) throw err;
+    return {
+      ...fail(
+        `istiod of ${cluster} could not be reached: ${err.message}`,
+        `the API server opens a port-forward to the pod's kubelet, which connects to the port inside the pod: ` +
+          `istiod must listen on ${DEBUG_PORT} (debug) and ${XDS_PORT} (plaintext xDS), and this kubeconfig needs ` +
+          `\`create pods/portforward\` in ${ISTIO_NAMESPACE} (\`kubectl auth can-i create pods/portforward -n ` +
+          `${ISTIO_NAMESPACE}\`)`,
+      ),
+      via,
+    };
+  }
+}
 
 /** The clusters whose services and endpoints a primary's istiod must read: its own, its remotes', its peers'. */
 export function clustersReadBy(spec: MeshSpec, primary: string): string[] {
@@ -164,11 +237,20 @@ async function discovery(
   layout: ReturnType<typeof sampleLayout>,
   call: Call,
 ): Promise<Verdict> {
-  const istiod = ctx.access(p.name).istiod;
-  if (!istiod) return notSupported(IN_CLUSTER_ISTIOD);
-  if (!istiod.running) return notRunning(p.name, istiod.log);
+  return withIstiod(ctx, p.name, call, (istiod) => discoveryOf(ctx, p, layout, call, istiod));
+}
+
+async function discoveryOf(
+  ctx: IstioCheckContext,
+  p: ClusterSpec,
+  layout: ReturnType<typeof sampleLayout>,
+  call: Call,
+  istiod: ReachedIstiod,
+): Promise<Verdict> {
   const expected = clustersReadBy(ctx.spec, p.name);
-  const clusterz = await call(() => debugJson<ClusterzEntry[]>(istiod.debug, '/debug/clusterz', ctx.signal));
+  const clusterz = await call(() =>
+    istiod.through(() => debugJson<ClusterzEntry[]>(istiod.debug, '/debug/clusterz', ctx.signal)),
+  );
   const status = new Map(clusterz.map((e) => [e.id, e.syncStatus ?? 'unknown']));
   const unsynced = expected.filter((c) => status.get(c) !== 'synced');
   if (unsynced.length) {
@@ -176,11 +258,13 @@ async function discovery(
       `istiod of ${p.name} does not read ${unsynced.map((c) => `${c} (${status.get(c) ?? 'not listed'})`).join(', ')}`,
       `istiod finds other clusters through the remote secrets in ${p.name}'s ${ISTIO_NAMESPACE}: check that ` +
         `istio-remote-secret-<cluster> exists, is labelled istio/multiCluster=true and names the right cluster, ` +
-        `and see ${istiod.debug}/debug/clusterz`,
+        `and see ${istiod.see('/debug/clusterz')}`,
     );
   }
   // Every cluster that runs sample pods has endpoints in istiod's shards, under its own cluster ID.
-  const shards = await call(() => debugJson<Shards>(istiod.debug, '/debug/endpointShardz', ctx.signal));
+  const shards = await call(() =>
+    istiod.through(() => debugJson<Shards>(istiod.debug, '/debug/endpointShardz', ctx.signal)),
+  );
   const counts = new Map<string, number>();
   for (const svc of layout.services) {
     const host = `${svc.name}.${svc.namespace}.svc.cluster.local`;
@@ -195,7 +279,7 @@ async function discovery(
     return fail(
       `istiod of ${p.name} has no endpoints of the sample from ${missing.join(', ')}`,
       'the pods of those clusters are not Running or not selected by their Services, or istiod cannot list ' +
-        `their EndpointSlices (the reader's rights): see ${istiod.debug}/debug/endpointShardz`,
+        `their EndpointSlices (the reader's rights): see ${istiod.see('/debug/endpointShardz')}`,
     );
   }
   const seen = hosting.map((c) => `${c} ${counts.get(c)}`).join(', ');
@@ -214,9 +298,17 @@ async function crossNetwork(
   call: Call,
 ): Promise<Verdict> {
   const primary = controlPlaneOf(ctx.spec, c);
-  const istiod = ctx.access(primary.name).istiod;
-  if (!istiod) return notSupported(IN_CLUSTER_ISTIOD);
-  if (!istiod.running) return notRunning(primary.name, istiod.log);
+  return withIstiod(ctx, primary.name, call, (istiod) => crossNetworkOf(ctx, c, primary, layout, call, istiod));
+}
+
+async function crossNetworkOf(
+  ctx: IstioCheckContext,
+  c: ClusterSpec,
+  primary: ClusterSpec,
+  layout: ReturnType<typeof sampleLayout>,
+  call: Call,
+  istiod: ReachedIstiod,
+): Promise<Verdict> {
   const visible = clustersReadBy(ctx.spec, primary.name);
   // What the clusters' APIs say: pod addresses per service, and each network's gateways.
   const gateways = new Map<string, Set<string>>();
@@ -235,16 +327,18 @@ async function crossNetwork(
   const answers: string[] = [];
   const names = layout.services.map((s) => outboundCluster(`${s.name}.${s.namespace}.svc.cluster.local`, s.port));
   const got = await call(() =>
-    fetchEndpoints(
-      istiod.xds,
-      {
-        clusterId: c.name,
-        network: c.network,
-        namespace: layout.services[0].namespace,
-        istioVersion: ctx.spec.istio.version,
-      },
-      names,
-      { signal: ctx.signal },
+    istiod.through(() =>
+      fetchEndpoints(
+        istiod.xds,
+        {
+          clusterId: c.name,
+          network: c.network,
+          namespace: layout.services[0].namespace,
+          istioVersion: ctx.spec.istio.version,
+        },
+        names,
+        { signal: ctx.signal },
+      ),
     ),
   );
   for (const [i, svc] of layout.services.entries()) {
@@ -291,7 +385,7 @@ async function crossNetwork(
       `as a proxy of ${c.name} (${c.network}), istiod of ${primary.name} answers: ${problems.join(' | ')}`,
       'endpoints of another network must go through its east-west gateway: check the topology.istio.io/network ' +
         `label of ${ISTIO_NAMESPACE} in every cluster, the east-west gateway's address and network label, ` +
-        `and the remote secrets; see ${istiod.debug}/debug/networkz`,
+        `and the remote secrets; see ${istiod.see('/debug/networkz')}`,
     );
   }
   const shown = answers.slice(0, 3).join('; ') + (answers.length > 3 ? `; and ${answers.length - 3} more` : '');

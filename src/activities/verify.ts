@@ -503,13 +503,13 @@ export async function verifyMesh(
   const agents = new Agents();
   try {
     const opts = { ...DEFAULTS, ...options };
-    const api = Object.fromEntries(
-      spec.clusters.map((c) => [c.name, clients(kubeFor(access(c.name)).config, opts, agents)]),
-    );
+    const configs = Object.fromEntries(spec.clusters.map((c) => [c.name, kubeFor(access(c.name)).config]));
+    const api = Object.fromEntries(spec.clusters.map((c) => [c.name, clients(configs[c.name], opts, agents)]));
     const results = await controlPlaneChecks(spec, api, heartbeat, opts, agents);
     const istio = await istioChecks({
       spec,
       access,
+      kubeConfig: (cluster) => configs[cluster],
       api,
       check: (name, cluster, fn) => runCheck(name, cluster, fn, heartbeat, opts),
       istioctl: opts.istioctl,

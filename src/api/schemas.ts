@@ -94,6 +94,10 @@ const checkSchema = z
     status: z.enum(['passed', 'failed', 'not-supported']),
     detail: z.string(),
     hint: z.string().optional(),
+    via: z
+      .string()
+      .optional()
+      .describe('how the check reached what it asked: a port-forward to the serving istiod pod'),
   })
   .openapi('Check');
 

@@ -42,6 +42,8 @@ export interface WorkloadTools {
   kwok: string;
   /** kwok's stage definitions (installed beside our kwok build). */
   kwokStages: string;
+  /** kwok's PortForward and Exec CRDs (installed beside our kwok build), which configure its kubelet API. */
+  kwokCrds: string;
 }
 
 /** The processes of a local cluster besides its API server, in the order they are stopped. */
@@ -60,6 +62,11 @@ export interface LocalCluster {
   pki: ClusterPki;
   /** The CIDR the pods of its node get their IPs from. */
   podCidr: string;
+  /**
+   * Where kwok serves the kubelet API of the cluster's node (exec, port-forward), as the API server
+   * reaches it at the node's InternalIP, 127.0.0.1.
+   */
+  kubeletPort: number;
 }
 
 interface ClusterRecord {
@@ -67,6 +74,8 @@ interface ClusterRecord {
   index: number;
   port: number;
   podCidr?: string;
+  /** Absent in clusters made before kwok served the kubelet API: one is chosen when they start. */
+  kubeletPort?: number;
 }
 
 export interface StartOptions {
@@ -250,11 +259,23 @@ export class LocalClusters {
 
   private async record(name: string, podCidr: string | undefined, token: string | undefined): Promise<ClusterRecord> {
     const file = path.join(this.clusterDir(name), 'cluster.json');
-    if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as ClusterRecord;
+    if (fs.existsSync(file)) {
+      const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as ClusterRecord;
+      if (rec.kubeletPort) return rec;
+      const withPort = { ...rec, kubeletPort: await freePort() };
+      fs.writeFileSync(file, JSON.stringify(withPort, null, 2) + '\n');
+      return withPort;
+    }
     const index = Math.max(-1, ...this.list().map((c) => c.index)) + 1;
     fs.mkdirSync(this.clusterDir(name), { recursive: true, mode: 0o700 });
     if (token) fs.writeFileSync(this.tokenFile(name), `${token},gke-user,gke-user,system:masters\n`, { mode: 0o600 });
-    const rec: ClusterRecord = { name, index, port: await freePort(), podCidr: podCidr ?? defaultPodCidr(index) };
+    const rec: ClusterRecord = {
+      name,
+      index,
+      port: await freePort(),
+      podCidr: podCidr ?? defaultPodCidr(index),
+      kubeletPort: await freePort(),
+    };
     fs.writeFileSync(file, JSON.stringify(rec, null, 2) + '\n');
     return rec;
   }
@@ -274,6 +295,7 @@ export class LocalClusters {
       kubeconfig: path.join(dir, 'kubeconfig'),
       pki: pkiPaths(path.join(dir, 'pki')),
       podCidr: r.podCidr ?? defaultPodCidr(r.index),
+      kubeletPort: r.kubeletPort ?? 0,
     };
   }
 
@@ -360,6 +382,8 @@ export class LocalClusters {
         ...(this.tools.workloads ? [] : ['--disable-admission-plugins=ServiceAccount']),
         '--allow-privileged=true',
         '--endpoint-reconciler-type=none',
+        // kwok's node has no resolvable name: exec and port-forward reach its kubelet API by address.
+        '--kubelet-preferred-address-types=InternalIP',
         '--profiling=false',
         ...(fs.existsSync(this.tokenFile(rec.name)) ? [`--token-auth-file=${this.tokenFile(rec.name)}`] : []),
       ],
@@ -603,9 +627,15 @@ export class LocalClusters {
           `--manage-nodes-with-annotation-selector=${KWOK_ANNOTATION}=fake`,
           `--cidr=${cluster.podCidr}`,
           '--node-lease-duration-seconds=40',
+          // The kubelet API (exec, port-forward) as PortForward and Exec objects configure it.
+          '--enable-crds=PortForward,Exec',
+          '--node-ip=127.0.0.1',
+          `--node-port=${cluster.kubeletPort}`,
+          `--server-address=127.0.0.1:${cluster.kubeletPort}`,
         ],
       },
     ];
+    if (runningPid(this.pidFile(cluster.name, 'kwok'), dir) === undefined) await ensureKwokCrds(cluster, tools.kwokCrds);
     for (const d of daemons) {
       const pidFile = this.pidFile(cluster.name, d.component);
       if (runningPid(pidFile, dir) !== undefined) continue;
@@ -703,6 +733,32 @@ async function istiodReady(e: IstiodEndpoint): Promise<boolean> {
 
 export function defaultPodCidr(index: number): string {
   return `10.${128 + (index % 64)}.0.0/16`;
+}
+
+/** kwok's PortForward and Exec CRDs, established before kwok starts watching them. */
+async function ensureKwokCrds(cluster: LocalCluster, file: string): Promise<void> {
+  const kc = new SharedTlsKubeConfig();
+  kc.loadFromFile(cluster.kubeconfig);
+  const api = kc.makeApiClient(k8s.ApiextensionsV1Api);
+  const crds = YAML.parseAllDocuments(fs.readFileSync(file, 'utf8')).map(
+    (d) => d.toJS() as k8s.V1CustomResourceDefinition,
+  );
+  for (const crd of crds) {
+    try {
+      await api.createCustomResourceDefinition({ body: crd });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 409) throw err;
+    }
+  }
+  const established = async () => {
+    for (const crd of crds) {
+      const got = await api.readCustomResourceDefinition({ name: crd.metadata!.name! });
+      if (!got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) return false;
+    }
+    return true;
+  };
+  if (!(await waitFor(established, 30_000, () => true)))
+    throw new LocalClusterError(`kwok's CRDs were not established in local cluster ${cluster.name} within 30s`);
 }
 
 /** The node kwok plays: its pod CIDR is the cluster's, so pods get their IPs from it. */

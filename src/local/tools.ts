@@ -1,6 +1,6 @@
 // The pinned tools a local cluster runs, by the names `ensureTools` knows them.
 import path from 'node:path';
-import { KWOK_STAGES } from '../tools/install';
+import { KWOK_CRDS, KWOK_STAGES } from '../tools/install';
 import type { LocalTools } from './clusters';
 
 /** What `ensureTools` must provide for local clusters with workloads and istiod. */
@@ -23,6 +23,7 @@ export function localTools(paths: Record<string, string>): LocalTools {
       kubeScheduler: paths['kube-scheduler'],
       kwok: paths.kwok,
       kwokStages: path.join(path.dirname(paths.kwok), KWOK_STAGES),
+      kwokCrds: path.join(path.dirname(paths.kwok), KWOK_CRDS),
     },
     pilotDiscovery: paths['pilot-discovery'],
   };

@@ -1,10 +1,18 @@
 // SIMULATED DATA PLANE. On local clusters real controllers roll out Deployments and kwok plays the
 // node their pods run on, but no cloud gives LoadBalancer Services an address. This module stands
-// in for that one thing, and only for local clusters: it gives each LoadBalancer Service an ingress
-// address from the cluster's own pool, 198.18.<cluster index>.0/24 (the benchmarking range: no
-// traffic is ever sent there). It writes only the status subresource, as a cloud controller does,
-// so everything else in meshflow sees the same API objects a real cluster shows and knows nothing
-// of this module.
+// in for that, and only for local clusters (and the GKE emulator's):
+// - it gives each LoadBalancer Service an ingress address from the cluster's own pool,
+//   198.18.<cluster index>.0/24 (the benchmarking range: no traffic is ever sent there). It writes
+//   only the status subresource, as a cloud controller does;
+// - kwok stands in for the kubelet: it serves the kubelet API (port-forward, exec) for the pods it
+//   plays, as kwok PortForward objects tell it. No istiod container runs in an istiod pod here;
+//   meshflow runs that revision's istiod beside the cluster. So for each istiod pod this module
+//   keeps a PortForward that leads the pod's ports to that process: a port-forward through the API
+//   server (how istioctl and meshflow's checks reach an in-cluster istiod) ends at a real istiod.
+// Everything else in meshflow sees the same API objects a real cluster shows and knows nothing of
+// this module.
+import fs from 'node:fs';
+import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { SharedTlsKubeConfig } from '../adapters/kube-config';
 
@@ -77,14 +85,91 @@ async function simulateCluster(
   services.on('add', guard(balance));
   services.on('update', guard(balance));
   services.on('delete', (svc) => assigned.delete(`${svc.metadata?.namespace}/${svc.metadata?.name}`));
+
+  const istiods = k8s.makeInformer(
+    kc,
+    `/api/v1/namespaces/${ISTIO_NAMESPACE}/pods`,
+    () => core.listNamespacedPod({ namespace: ISTIO_NAMESPACE, labelSelector: 'app=istiod' }),
+    'app=istiod',
+  );
+  const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+  const forwarded = new Set<string>();
+  const forward = async (pod: k8s.V1Pod) => {
+    const name = pod.metadata!.name!;
+    if (forwarded.has(name)) return;
+    const rev = pod.metadata?.labels?.['istio.io/rev'];
+    const file = path.join(
+      path.dirname(cluster.kubeconfig),
+      `${!rev || rev === 'default' ? 'istiod' : `istiod-${rev}`}.json`,
+    );
+    if (!fs.existsSync(file)) {
+      // Not an istiod meshflow runs (yet): no forward, so a port-forward to it fails as it would.
+      log(
+        `[sim ${cluster.name}] istiod pod ${name}: no istiod of revision ${rev ?? 'default'} runs beside the cluster`,
+      );
+      return;
+    }
+    const ports = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, number>;
+    const body = istiodPortForward(name, ports);
+    try {
+      await custom.createNamespacedCustomObject({ ...KWOK_PORT_FORWARDS, namespace: ISTIO_NAMESPACE, body });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 409) throw err;
+    }
+    forwarded.add(name);
+    log(`[sim ${cluster.name}] istiod pod ${name}: port-forwards lead to the istiod of revision ${rev ?? 'default'}`);
+  };
+  const unforward = async (pod: k8s.V1Pod) => {
+    const name = pod.metadata!.name!;
+    forwarded.delete(name);
+    try {
+      await custom.deleteNamespacedCustomObject({ ...KWOK_PORT_FORWARDS, namespace: ISTIO_NAMESPACE, name });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+    }
+  };
+  istiods.on('add', guard(forward));
+  istiods.on('update', guard(forward));
+  istiods.on('delete', guard(unforward));
+
+  const informers = [services, istiods] as Array<k8s.Informer<k8s.KubernetesObject>>;
   // Informers restart their watch after errors; without an error handler they stop.
-  for (const inf of [services] as Array<k8s.Informer<k8s.KubernetesObject>>) {
+  for (const inf of informers) {
     inf.on('error', () => {
       if (!state.stopped) setTimeout(() => !state.stopped && void inf.start().catch(() => undefined), 1000);
     });
   }
-  await services.start();
-  return [services] as Array<k8s.Informer<k8s.KubernetesObject>>;
+  await Promise.all(informers.map((i) => i.start()));
+  return informers;
+}
+
+const ISTIO_NAMESPACE = 'istio-system';
+const KWOK_PORT_FORWARDS = { group: 'kwok.x-k8s.io', version: 'v1alpha1', plural: 'portforwards' };
+
+/**
+ * istiod's container ports, as its pod declares them, led to the ports of the istiod meshflow runs
+ * (its `<component>.json`): 8080 debug HTTP, 15010 plaintext xDS, 15012 TLS xDS and CA, 15014
+ * monitoring, 15017 webhooks.
+ */
+export function istiodPortForward(pod: string, ports: Record<string, number>): object {
+  const to = {
+    8080: ports.http,
+    15010: ports.grpc,
+    15012: ports.secureGrpc,
+    15014: ports.monitoring,
+    15017: ports.https,
+  };
+  return {
+    apiVersion: 'kwok.x-k8s.io/v1alpha1',
+    kind: 'PortForward',
+    metadata: { name: pod, namespace: ISTIO_NAMESPACE, labels: { 'app.kubernetes.io/managed-by': 'meshflow-sim' } },
+    spec: {
+      forwards: Object.entries(to).map(([from, port]) => ({
+        ports: [Number(from)],
+        target: { address: '127.0.0.1', port },
+      })),
+    },
+  };
 }
 
 function nextAddress(index: number, used: Set<string>): string {

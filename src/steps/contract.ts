@@ -98,6 +98,8 @@ export interface CheckResult {
   detail: string;
   /** For a failed check: the likely cause and what to do. */
   hint?: string;
+  /** How the check reached what it asked, when not through the API: `port-forward to istio-system/istiod-…`. */
+  via?: string;
 }
 
 export interface StepOutcome {

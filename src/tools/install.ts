@@ -229,6 +229,7 @@ const BUILDERS: Record<string, Builder> = {
       env: goEnv(dir),
     });
     fs.writeFileSync(path.join(dir, KWOK_STAGES), await kwokStages());
+    fs.writeFileSync(path.join(dir, KWOK_CRDS), await kwokCrds());
   },
 
   composecheck: (dir) =>
@@ -281,6 +282,18 @@ export const ISTIO_ADDONS_DIR = 'addons';
 
 /** The file beside our kwok that holds the stages it plays (kwok itself ships none outside kwokctl). */
 export const KWOK_STAGES = 'stages.yaml';
+
+/** The file beside our kwok that holds the CRDs of its kubelet API's configuration (PortForward, Exec). */
+export const KWOK_CRDS = 'crds.yaml';
+
+/** kwok's PortForward and Exec CRDs, from the same module as the binary. */
+async function kwokCrds(): Promise<string> {
+  const dir = await moduleDir(`sigs.k8s.io/kwok@${KWOK_VERSION}`);
+  const files = ['kwok.x-k8s.io_portforwards.yaml', 'kwok.x-k8s.io_execs.yaml'];
+  return files
+    .map((f) => fs.readFileSync(path.join(dir, 'kustomize', 'crd', 'bases', f), 'utf8').replace(/^---\n/, '').trim())
+    .join('\n---\n') + '\n';
+}
 
 /**
  * kwok's own "fast" stages, as kwokctl runs them: nodes become Ready and renew their lease; pods

@@ -256,12 +256,12 @@ export const TOOLS: readonly ToolSpec[] = [
     wanted: KWOK_VERSION,
     purpose: 'simulated nodes for local clusters: scheduled pods get Running with IPs from the pod CIDR',
     envVar: 'MESHFLOW_KWOK_BIN',
-    // Only our build: it carries the stage definitions (stages.yaml) kwok runs with.
+    // Only our build: it carries the stage definitions (stages.yaml) and CRDs (crds.yaml) kwok runs with.
     pathNames: [],
     versionArgs: ['--version'],
     parseVersion: (out) => /(v\d+\.\d+\.\d+)/.exec(out)?.[1],
     accepts: (v) => v === KWOK_VERSION,
-    cacheKey: () => `kwok-${KWOK_VERSION}-r1`,
+    cacheKey: () => `kwok-${KWOK_VERSION}-r2`,
     binary: 'kwok',
     requires: ['go'],
     coldBuild: '2-4 min',
