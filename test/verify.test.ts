@@ -219,12 +219,19 @@ beforeEach(() => {
 test('the mesh made by hand passes every control-plane check', async () => {
   const results = await verify();
   expect(notPassed(results)).toEqual([]);
-  // Without an istiod meshflow runs, discovery and trust-chain say so rather than pass (no sample
-  // app here: no endpoints or pods to ask about).
+  // No istiod pod runs (no node here), so discovery has no istiod to forward to and fails saying so;
+  // trust-chain, without an istiod meshflow runs, says it cannot ask (no sample app: nothing else to ask).
   const istio = results.filter((r) => ISTIO_CHECKS.has(r.name));
   expect(istio.map((r) => `${r.name} ${r.status}`)).toEqual([
-    ...['discovery', 'discovery', 'trust-chain', 'trust-chain'].map((n) => `${n} not-supported`),
+    'discovery failed',
+    'discovery failed',
+    'trust-chain not-supported',
+    'trust-chain not-supported',
   ]);
+  expect(byName(results, 'discovery', 'cluster2')).toMatchObject({
+    detail: 'no istiod pod of revision default is running and ready in cluster2',
+    hint: expect.stringContaining('kubectl -n istio-system get pods -l app=istiod,istio.io/rev=default'),
+  });
   expect(byName(results, 'trust-chain', 'cluster1')?.detail).toContain('openssl verify -CAfile <mesh root>');
   expect(results.map((r) => `${r.name}${r.cluster ? `:${r.cluster}` : ''}`)).toEqual([
     'cacerts:cluster1',

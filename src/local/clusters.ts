@@ -635,7 +635,8 @@ export class LocalClusters {
         ],
       },
     ];
-    if (runningPid(this.pidFile(cluster.name, 'kwok'), dir) === undefined) await ensureKwokCrds(cluster, tools.kwokCrds);
+    if (runningPid(this.pidFile(cluster.name, 'kwok'), dir) === undefined)
+      await ensureKwokCrds(cluster, tools.kwokCrds);
     for (const d of daemons) {
       const pidFile = this.pidFile(cluster.name, d.component);
       if (runningPid(pidFile, dir) !== undefined) continue;

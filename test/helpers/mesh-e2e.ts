@@ -12,7 +12,7 @@ import { type MeshWorker, createWorker } from '../../src/worker';
 import { buildPlan, linkPairs } from '../../src/plan/plan';
 import { parseDuration } from '../../src/spec/duration';
 import { parseMeshSpec } from '../../src/spec/load';
-import { sleep } from '../../src/util/net';
+import { freePort, sleep } from '../../src/util/net';
 import { stopDaemon, supervisedPid } from '../../src/util/daemon';
 import { LocalClusters } from '../../src/local/clusters';
 import { ensureClusterCa } from '../../src/istio/trust';
@@ -109,14 +109,46 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
   const dir1 = path.dirname(local.get(`${mesh}-cluster1`)!.kubeconfig);
   const killed = supervisedPid(path.join(dir1, 'istiod.pid'), dir1)!;
   process.kill(killed, 'SIGKILL');
-  await untilFailing(mesh, []);
+  let failed = await untilFailing(mesh, []);
   expect(supervisedPid(path.join(dir1, 'istiod.pid'), dir1)).toEqual(expect.any(Number));
   expect(supervisedPid(path.join(dir1, 'istiod.pid'), dir1)).not.toBe(killed);
+
+  // 0b. The port-forward to cluster1's istiod pod leads to a closed port (kwok, standing in for the
+  // kubelet, dials it as a kubelet dials a port in the pod): the two checks that ask istiod through
+  // it fail with what the kubelet said, and nothing else does.
+  const custom1 = kubeOf(local, `${mesh}-cluster1`).makeApiClient(k8s.CustomObjectsApi);
+  const forwards = { group: 'kwok.x-k8s.io', version: 'v1alpha1', plural: 'portforwards', namespace: 'istio-system' };
+  type Forward = { metadata: { name: string }; spec: { forwards: Array<{ ports: number[]; target: object }> } };
+  const [forward] = ((await custom1.listNamespacedCustomObject(forwards)) as { items: Forward[] }).items;
+  const retarget = (targets: object[]) =>
+    custom1.patchNamespacedCustomObject(
+      {
+        ...forwards,
+        name: forward.metadata.name,
+        body: targets.map((t, i) => ({ op: 'replace', path: `/spec/forwards/${i}/target`, value: t })),
+      },
+      jsonPatch,
+    );
+  const closed = { address: '127.0.0.1', port: await freePort() };
+  await retarget(forward.spec.forwards.map(() => closed));
+  failed = await untilFailing(mesh, ['discovery/cluster1', 'cross-network-endpoints/cluster1']);
+  for (const check of failed) {
+    expect(check).toMatchObject({
+      detail: expect.stringContaining(
+        `istiod of cluster1 could not be reached: port-forward to istio-system/${forward.metadata.name} port `,
+      ),
+      hint: expect.stringContaining('pods/portforward'),
+      via: expect.stringContaining(`port-forward to istio-system/${forward.metadata.name}`),
+    });
+    expect(check.detail).toContain(`127.0.0.1:${closed.port}`);
+  }
+  await retarget(forward.spec.forwards.map((f) => f.target));
+  await untilFailing(mesh, []);
 
   // 1. A wrong network label on istio-system. Pods injected before keep their network, so istiod
   // still routes them right; the label check catches what the next pods would get.
   await networkLabel('network1');
-  let failed = await untilFailing(mesh, ['network-label/cluster2']);
+  failed = await untilFailing(mesh, ['network-label/cluster2']);
   expect(failed[0]).toMatchObject({
     detail: expect.stringContaining('want network2'),
     hint: expect.stringContaining('kubectl label ns istio-system topology.istio.io/network=network2'),
@@ -430,6 +462,9 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
       );
       // Asked over xDS, every cluster's istiod answer was compared, and every primary's discovery.
       expect(controlPlane.filter((c) => c.name === 'cross-network-endpoints')).toHaveLength(spec.clusters.length);
+      // Each reached the serving istiod as istioctl does: a port-forward to its pod through the API server.
+      for (const c of controlPlane.filter((x) => x.name === 'discovery' || x.name === 'cross-network-endpoints'))
+        expect(c.via).toMatch(/^port-forward to istio-system\/istiod-[a-z0-9]+-[a-z0-9]+ \(8080, 15010\)$/);
       // Every cluster's workloads get certificates that chain to the mesh root, a remote's from its primary.
       const chains = controlPlane.filter((c) => c.name === 'trust-chain');
       expect(chains.map((c) => c.cluster).sort()).toEqual(spec.clusters.map((c) => c.name).sort());
