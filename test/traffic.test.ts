@@ -1,7 +1,9 @@
 // Traffic checks' reasoning: every placed cluster must answer, silence gets the hint that fits the
 // path the requests take (east-west gateway across networks, pod firewall on one network), the
 // ingress page must be the app's. Pods cannot run on this machine, so the pods and the ingress are
-// a TEST DOUBLE (SimulatedPods below); local clusters must say "not supported", never "passed".
+// a TEST DOUBLE (SimulatedPods below). On local clusters helloworld's requests go the same way and
+// say they were answered by kwok's exec test double (the end-to-end tests run that one); other
+// samples and the ingress say "not supported", never "passed".
 import type { ClusterAccess } from '../src/adapters/providers';
 import { type ExecResult, type TrafficPort, trafficChecks } from '../src/activities/traffic';
 import { parseMeshSpec } from '../src/spec/load';
@@ -111,12 +113,23 @@ test('Online Boutique is checked through the ingress: its page, not just any 200
   expect(bad[0]).toMatchObject({ status: 'failed', detail: 'GET http://203.0.113.7/: 200, not the expected page' });
 });
 
-test('on local clusters every traffic check is "not supported", never passed, and nothing is called', async () => {
+test('on local clusters helloworld runs through exec and says the exec test double answered, not Envoy', async () => {
   const pods = new SimulatedPods({ east: 'v1', west: 'v2' });
   const checks = await trafficChecks(spec(['n1', 'n2'], 'local'), real(true), pods, beat);
-  expect(checks.map((c) => [c.name, c.status])).toEqual([
-    ['traffic', 'not-supported'],
-    ['traffic', 'not-supported'],
+  expect(checks.map((c) => [c.name, c.cluster, c.status])).toEqual([
+    ['traffic', 'east', 'passed'],
+    ['traffic', 'west', 'passed'],
   ]);
+  for (const c of checks)
+    expect(c.detail).toMatch(/: east 5, west 5; answered by meshflow's exec test double .*not Envoy$/);
+  expect(pods.requests).toBe(20);
+});
+
+test('on local clusters other samples and the ingress are "not supported", never passed, and nothing is called', async () => {
+  const pods = new SimulatedPods({ east: 'v1', west: 'v2' });
+  const checks = await trafficChecks(spec(['n1', 'n2'], 'local', 'echo'), real(true), pods, beat);
+  expect(checks.length).toBeGreaterThan(0);
+  expect(checks.filter((c) => c.status !== 'not-supported')).toEqual([]);
+  expect(checks.map((c) => c.name)).toEqual(expect.arrayContaining(['traffic', 'ingress']));
   expect(pods.requests).toBe(0);
 });

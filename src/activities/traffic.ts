@@ -1,7 +1,10 @@
 // Traffic checks: requests from a client pod (exec) that every placed cluster must answer, and
-// HTTP GETs through ingress gateways. They need running pods, so on local control-plane-only
-// clusters they are reported as not supported, never as passed. The pod and HTTP access go
-// through TrafficPort, so the checks' reasoning is testable where no pod can run.
+// HTTP GETs through ingress gateways. On real clusters real pods answer. On clusters on this
+// machine (local, the GKE emulator's) kwok plays the kubelet: the exec goes the same way, through
+// the API server to kwok, whose `curl` is a test double answering as helloworld would
+// (sim/curl-double.ts): that proves the exec path and the check's reasoning, not Envoy, and the
+// result says so. Other samples and the ingress GET are not supported there, never passed. The
+// pod and HTTP access go through TrafficPort.
 import { Writable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { type ClusterAccess, kubeFor } from '../adapters/providers';
@@ -89,6 +92,12 @@ const NOT_ON_LOCAL =
   "the pods of clusters on this machine (local, or the GKE emulator's) are played by kwok: no container and no Envoy runs, so no request can cross clusters here " +
   '(cross-network-endpoints shows what Envoy would be told); run the mesh on real clusters for this check';
 
+/** The sample whose answers kwok's exec test double gives on clusters on this machine. */
+const EXEC_DOUBLE_SAMPLE = 'helloworld';
+const BY_EXEC_DOUBLE =
+  "; answered by meshflow's exec test double (kwok plays these clusters' kubelet): this proves the exec path " +
+  'and which clusters the mesh spreads requests to, not Envoy';
+
 export async function trafficChecks(
   spec: MeshSpec,
   access: (cluster: string) => ClusterAccess,
@@ -109,11 +118,13 @@ export async function trafficChecks(
   for (const probe of exec) {
     heartbeat({ traffic: probe.fromCluster });
     const involved = [probe.fromCluster, ...Object.keys(probe.answers)];
-    results.push(
-      involved.some((c) => access(c).local)
-        ? { name: 'traffic', cluster: probe.fromCluster, status: 'not-supported', detail: NOT_ON_LOCAL }
-        : await execProbe(spec, probe, access, port),
-    );
+    const local = involved.some((c) => access(c).local);
+    if (local && spec.app.sample !== EXEC_DOUBLE_SAMPLE) {
+      results.push({ name: 'traffic', cluster: probe.fromCluster, status: 'not-supported', detail: NOT_ON_LOCAL });
+      continue;
+    }
+    const result = await execProbe(spec, probe, access, port);
+    results.push(local ? { ...result, detail: result.detail + BY_EXEC_DOUBLE } : result);
   }
   for (const probe of ingress) {
     heartbeat({ ingress: probe.cluster });

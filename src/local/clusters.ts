@@ -24,6 +24,7 @@ import {
   stopDaemons,
 } from '../util/daemon';
 import { withLock } from '../util/lock';
+import { CURL_SHIM } from '../sim/exec-double';
 import { type ClusterPki, ensureClusterPki, pkiPaths } from './pki';
 import { revisionLabel } from '../istio/version';
 
@@ -42,7 +43,7 @@ export interface WorkloadTools {
   kwok: string;
   /** kwok's stage definitions (installed beside our kwok build). */
   kwokStages: string;
-  /** kwok's PortForward and Exec CRDs (installed beside our kwok build), which configure its kubelet API. */
+  /** kwok's PortForward and ClusterExec CRDs (installed beside our kwok build), which configure its kubelet API. */
   kwokCrds: string;
 }
 
@@ -595,7 +596,7 @@ export class LocalClusters {
   private async ensureWorkloads(cluster: LocalCluster, tools: WorkloadTools): Promise<void> {
     const dir = path.dirname(cluster.kubeconfig);
     const kc = cluster.kubeconfig;
-    const daemons: Array<{ component: string; file: string; args: string[] }> = [
+    const daemons: Array<{ component: string; file: string; args: string[]; env?: NodeJS.ProcessEnv }> = [
       {
         component: 'controller-manager',
         file: tools.kubeControllerManager,
@@ -628,11 +629,14 @@ export class LocalClusters {
           `--cidr=${cluster.podCidr}`,
           '--node-lease-duration-seconds=40',
           // The kubelet API (exec, port-forward) as PortForward and Exec objects configure it.
-          '--enable-crds=PortForward,Exec',
+          '--enable-crds=PortForward,ClusterExec',
           '--node-ip=127.0.0.1',
           `--node-port=${cluster.kubeletPort}`,
           `--server-address=127.0.0.1:${cluster.kubeletPort}`,
         ],
+        // An exec in a pod runs on this machine (as kwok's ClusterExec says); `curl` there is the
+        // test double that answers as the sample would (sim/curl-double.ts).
+        env: { ...process.env, PATH: `${execDoubleBin(dir)}${path.delimiter}${process.env.PATH ?? ''}` },
       },
     ];
     if (runningPid(this.pidFile(cluster.name, 'kwok'), dir) === undefined)
@@ -641,7 +645,7 @@ export class LocalClusters {
       const pidFile = this.pidFile(cluster.name, d.component);
       if (runningPid(pidFile, dir) !== undefined) continue;
       this.progress(`starting ${d.component} for local cluster ${cluster.name}`);
-      startDaemon({ file: d.file, args: d.args, pidFile, marker: dir });
+      startDaemon({ file: d.file, args: d.args, pidFile, marker: dir, env: d.env });
     }
     await ensureNode(cluster);
   }
@@ -736,7 +740,10 @@ export function defaultPodCidr(index: number): string {
   return `10.${128 + (index % 64)}.0.0/16`;
 }
 
-/** kwok's PortForward and Exec CRDs, established before kwok starts watching them. */
+/**
+ * kwok's PortForward and ClusterExec CRDs, established before kwok starts watching them, and the
+ * ClusterExec that runs every pod's exec on this machine, with the cluster's kubeconfig at hand.
+ */
 async function ensureKwokCrds(cluster: LocalCluster, file: string): Promise<void> {
   const kc = new SharedTlsKubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
@@ -760,6 +767,32 @@ async function ensureKwokCrds(cluster: LocalCluster, file: string): Promise<void
   };
   if (!(await waitFor(established, 30_000, () => true)))
     throw new LocalClusterError(`kwok's CRDs were not established in local cluster ${cluster.name} within 30s`);
+  try {
+    await kc.makeApiClient(k8s.CustomObjectsApi).createClusterCustomObject({
+      group: 'kwok.x-k8s.io',
+      version: 'v1alpha1',
+      plural: 'clusterexecs',
+      body: {
+        apiVersion: 'kwok.x-k8s.io/v1alpha1',
+        kind: 'ClusterExec',
+        metadata: { name: EXEC_DOUBLE },
+        spec: { execs: [{ local: { envs: [{ name: 'MESHFLOW_SIM_KUBECONFIG', value: cluster.kubeconfig }] } }] },
+      },
+    });
+  } catch (err) {
+    if ((err as { code?: number }).code !== 409) throw err;
+  }
+}
+
+/** The ClusterExec kwok runs every exec by (envs of the exec test double). */
+export const EXEC_DOUBLE = 'meshflow-exec-double';
+
+/** Writes the cluster's directory whose `curl` is the exec test double, first on kwok's PATH; returns it. */
+function execDoubleBin(clusterDir: string): string {
+  const bin = path.join(clusterDir, 'exec-double');
+  fs.mkdirSync(bin, { recursive: true });
+  fs.writeFileSync(path.join(bin, 'curl'), CURL_SHIM, { mode: 0o755 });
+  return bin;
 }
 
 /** The node kwok plays: its pod CIDR is the cluster's, so pods get their IPs from it. */

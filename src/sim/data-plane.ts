@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { SharedTlsKubeConfig } from '../adapters/kube-config';
+import { serveExecDouble } from './exec-double';
 
 export interface SimulatedCluster {
   name: string;
@@ -48,7 +49,7 @@ async function simulateCluster(
   cluster: SimulatedCluster,
   state: { stopped: boolean },
   log: (line: string) => void,
-): Promise<Array<k8s.Informer<k8s.KubernetesObject>>> {
+): Promise<Array<{ stop(): Promise<void> | void }>> {
   const kc = new SharedTlsKubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const core = kc.makeApiClient(k8s.CoreV1Api);
@@ -132,6 +133,7 @@ async function simulateCluster(
   istiods.on('update', guard(forward));
   istiods.on('delete', guard(unforward));
 
+  const double = await serveExecDouble(cluster.kubeconfig);
   const informers = [services, istiods] as Array<k8s.Informer<k8s.KubernetesObject>>;
   // Informers restart their watch after errors; without an error handler they stop.
   for (const inf of informers) {
@@ -140,7 +142,7 @@ async function simulateCluster(
     });
   }
   await Promise.all(informers.map((i) => i.start()));
-  return informers;
+  return [...informers, { stop: async () => void double.close() }];
 }
 
 const ISTIO_NAMESPACE = 'istio-system';

@@ -283,13 +283,13 @@ export const ISTIO_ADDONS_DIR = 'addons';
 /** The file beside our kwok that holds the stages it plays (kwok itself ships none outside kwokctl). */
 export const KWOK_STAGES = 'stages.yaml';
 
-/** The file beside our kwok that holds the CRDs of its kubelet API's configuration (PortForward, Exec). */
+/** The file beside our kwok that holds the CRDs of its kubelet API's configuration (PortForward, ClusterExec). */
 export const KWOK_CRDS = 'crds.yaml';
 
-/** kwok's PortForward and Exec CRDs, from the same module as the binary. */
+/** kwok's PortForward and ClusterExec CRDs, from the same module as the binary. */
 async function kwokCrds(): Promise<string> {
   const dir = await moduleDir(`sigs.k8s.io/kwok@${KWOK_VERSION}`);
-  const files = ['kwok.x-k8s.io_portforwards.yaml', 'kwok.x-k8s.io_execs.yaml'];
+  const files = ['kwok.x-k8s.io_portforwards.yaml', 'kwok.x-k8s.io_clusterexecs.yaml'];
   return files
     .map((f) => fs.readFileSync(path.join(dir, 'kustomize', 'crd', 'bases', f), 'utf8').replace(/^---\n/, '').trim())
     .join('\n---\n') + '\n';
