@@ -40,6 +40,9 @@ export interface TrafficPort {
 
 class NoPodError extends Error {}
 
+/** How long one exec'd request may take. */
+const EXEC_TIMEOUT_MS = 30_000;
+
 function collect(): { stream: Writable; text: () => string } {
   const chunks: Buffer[] = [];
   const stream = new Writable({
@@ -64,11 +67,18 @@ export const kubeTraffic: TrafficPort = {
     if (!pod) throw new NoPodError(`no running pod ${selector} in namespace ${namespace}`);
     const out = collect();
     const err = collect();
+    let socket: { close(): void } | undefined;
+    let timer: NodeJS.Timeout | undefined;
     const status = await new Promise<k8s.V1Status>((resolve, reject) => {
+      // A request that hangs is one failed request, not a check that never ends.
+      timer = setTimeout(() => {
+        socket?.close();
+        reject(new Error(`${command.join(' ')} did not finish within ${EXEC_TIMEOUT_MS / 1000}s`));
+      }, EXEC_TIMEOUT_MS);
       new k8s.Exec(kube.config)
         .exec(namespace, pod, container, command, out.stream, err.stream, null, false, resolve)
-        .catch(reject);
-    });
+        .then((ws) => (socket = ws), reject);
+    }).finally(() => clearTimeout(timer));
     const code =
       status.status === 'Success'
         ? 0

@@ -38,6 +38,10 @@ const NEEDED: Array<[string, string, string, string?, string?]> = [
   ]),
   // The reader token of remote secrets.
   ['create', '', 'serviceaccounts', ISTIO_NAMESPACE, 'token'],
+  // The checks: a port-forward to istiod's pod (discovery, cross-network-endpoints), and curl run
+  // in the sample's client pod (traffic).
+  ['create', '', 'pods', ISTIO_NAMESPACE, 'portforward'],
+  ['create', '', 'pods', undefined, 'exec'],
 ];
 
 async function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {

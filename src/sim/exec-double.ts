@@ -113,9 +113,20 @@ export async function serveExecDouble(kubeconfig: string): Promise<http.Server> 
       if (a.stderr.trim()) res.setHeader('X-Stderr', a.stderr.trim().split('\n')[0]);
       res.end(a.stdout);
     };
-    answerCurl(kubeconfig, args, req.headers['x-only-own'] === '1').then(reply, (err: unknown) =>
-      reply({ stdout: '', stderr: `curl: (7) ${err instanceof Error ? err.message : String(err)}`, code: 7 }),
-    );
+    // As curl's own --max-time would: an answer that takes too long is exit code 28.
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<CurlAnswer>((resolve) => {
+      timer = setTimeout(
+        () => resolve({ stdout: '', stderr: 'curl: (28) Operation timed out after 10000 milliseconds', code: 28 }),
+        10_000,
+      );
+    });
+    const answer = answerCurl(kubeconfig, args, req.headers['x-only-own'] === '1');
+    Promise.race([answer, timedOut])
+      .finally(() => clearTimeout(timer))
+      .then(reply, (err: unknown) =>
+        reply({ stdout: '', stderr: `curl: (7) ${err instanceof Error ? err.message : String(err)}`, code: 7 }),
+      );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   fs.writeFileSync(execDoublePortFile(kubeconfig), `${(server.address() as AddressInfo).port}\n`);
@@ -132,7 +143,7 @@ export const CURL_SHIM = `#!/bin/bash
 # TEST DOUBLE: curl as an exec in a pod runs it on this machine (kwok plays the kubelet). The answer
 # comes from the cluster's simulated data plane (meshflow's sim/exec-double): as helloworld would give it.
 port=$(cat "$(dirname "$MESHFLOW_SIM_KUBECONFIG")/exec-double.port") || exit 7
-exec 3<>"/dev/tcp/127.0.0.1/$port" || { echo "curl: (7) the simulated data plane does not answer" >&2; exit 7; }
+{ exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || { echo "curl: (7) the simulated data plane does not answer" >&2; exit 7; }
 IFS=$'\\t'
 printf 'GET / HTTP/1.0\\r\\nX-Args: %s\\r\\nX-Only-Own: %s\\r\\n\\r\\n' "$*" "\${MESHFLOW_EXEC_DOUBLE_ONLY_OWN:-0}" >&3
 code=7

@@ -15,6 +15,7 @@ import { parseMeshSpec } from '../../src/spec/load';
 import { freePort, sleep } from '../../src/util/net';
 import { stopDaemon, supervisedPid } from '../../src/util/daemon';
 import { LocalClusters } from '../../src/local/clusters';
+import { startSimulatedDataPlane } from '../../src/sim/start';
 import { ensureClusterCa } from '../../src/istio/trust';
 import { probeServiceAccount } from '../../src/activities/trust-chain';
 import { spiffeId } from '../../src/pki/chain';
@@ -236,9 +237,16 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
       jsonPatch,
     );
   await lbStatus(null);
-  failed = await untilFailing(mesh, ['eastwest-address/cluster2', 'cross-network-endpoints/cluster1']);
+  // The simulated data plane also answers cluster2's exec test double: stopped, its curl cannot answer.
+  failed = await untilFailing(mesh, [
+    'eastwest-address/cluster2',
+    'cross-network-endpoints/cluster1',
+    'traffic/cluster2',
+  ]);
   expect(failed.find((c) => c.name === 'cross-network-endpoints')?.detail).toContain('no gateway of network2');
+  expect(failed.find((c) => c.name === 'traffic')?.detail).toContain('the simulated data plane does not answer');
   await lbStatus(address);
+  startSimulatedDataPlane(local.get(`${mesh}-cluster2`)!);
   await untilFailing(mesh, []);
 
   // 3b. cluster2's istiod restarted on cacerts of another root (as after a rotation gone wrong): its
@@ -629,5 +637,6 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
         leftover.map((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 2).join(' ')),
       ).toEqual([]);
     },
+    300_000,
   );
 }
