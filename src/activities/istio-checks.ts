@@ -110,7 +110,9 @@ async function withIstiod(
     );
     return { ...verdict, via };
   } catch (err) {
-    if (!(err instanceof PortForwardError)) throw err;
+    // The API server unable to answer now (5xx, 429) says nothing about istiod: the check retries.
+    if (!(err instanceof PortForwardError) || (err.code !== undefined && (err.code >= 500 || err.code === 429)))
+      throw err;
     return {
       ...fail(
         `istiod of ${cluster} could not be reached: ${err.message}`,

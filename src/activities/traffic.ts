@@ -42,6 +42,8 @@ class NoPodError extends Error {}
 
 /** How long one exec'd request may take. */
 const EXEC_TIMEOUT_MS = 30_000;
+/** Requests of one check in flight at once (each its own exec). */
+const EXEC_PARALLEL = 4;
 
 function collect(): { stream: Writable; text: () => string } {
   const chunks: Buffer[] = [];
@@ -159,10 +161,10 @@ async function execProbe(
   const patterns = Object.entries(probe.answers).map(([c, re]) => [c, new RegExp(re, 'm')] as const);
   let errors = 0;
   let lastError = '';
-  for (let i = 0; i < requests; i++) {
-    let r: ExecResult;
+  // One request: its result, or the NoPodError that ends the check.
+  const one = async (): Promise<ExecResult | NoPodError> => {
     try {
-      r = await port.exec(
+      return await port.exec(
         access(probe.fromCluster),
         probe.namespace,
         probe.podSelector,
@@ -170,22 +172,28 @@ async function execProbe(
         probe.command,
       );
     } catch (err) {
-      if (err instanceof NoPodError) {
+      if (err instanceof NoPodError) return err;
+      // One exec lost (a dropped WebSocket) is one failed request, not a failed check.
+      return { stdout: '', stderr: `exec: ${(err as Error).message}`, exitCode: -1 };
+    }
+  };
+  for (let i = 0; i < requests; i += EXEC_PARALLEL) {
+    const wave = await Promise.all(Array.from({ length: Math.min(EXEC_PARALLEL, requests - i) }, one));
+    for (const r of wave) {
+      if (r instanceof NoPodError) {
         return {
           ...base,
           status: 'failed',
-          detail: `cannot run ${probe.command.join(' ')}: ${err.message}`,
+          detail: `cannot run ${probe.command.join(' ')}: ${r.message}`,
           hint: `kubectl -n ${probe.namespace} get pods -l ${probe.podSelector} (image pulls, sidecar injection, resources)`,
         };
       }
-      // One exec lost (a dropped WebSocket) is one failed request, not a failed check.
-      r = { stdout: '', stderr: `exec: ${(err as Error).message}`, exitCode: -1 };
-    }
-    const who = patterns.find(([, re]) => re.test(r.stdout))?.[0];
-    if (r.exitCode === 0 && who) answered.set(who, answered.get(who)! + 1);
-    else {
-      errors++;
-      lastError = (r.stderr || r.stdout).trim().split('\n')[0];
+      const who = patterns.find(([, re]) => re.test(r.stdout))?.[0];
+      if (r.exitCode === 0 && who) answered.set(who, answered.get(who)! + 1);
+      else {
+        errors++;
+        lastError = (r.stderr || r.stdout).trim().split('\n')[0];
+      }
     }
   }
   const counts = [...answered].map(([c, n]) => `${c} ${n}`).join(', ');

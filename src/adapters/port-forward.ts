@@ -18,6 +18,8 @@ export class PortForwardError extends Error {
   constructor(
     message: string,
     readonly target: string,
+    /** The API server's HTTP status when it refused the forward (5xx: try again; 403: no right). */
+    readonly code?: number,
   ) {
     super(message);
     this.name = 'PortForwardError';
@@ -49,6 +51,7 @@ export async function withPortForward<T>(
   const sockets = new Set<net.Socket>();
   const streams = new Set<Stream>();
   let failure: string | undefined;
+  let status: number | undefined;
   const servers = await Promise.all(
     ports.map(async (port) => {
       const server = net.createServer((socket) => {
@@ -77,7 +80,11 @@ export async function withPortForward<T>(
             if (socket.destroyed) w.close();
             else socket.on('close', () => w.close());
           },
-          (err: unknown) => fail(err instanceof Error ? err.message : String(err)),
+          (err: unknown) => {
+            const message = err instanceof Error ? err.message : String(err);
+            status ??= Number(/Unexpected server response: (\d{3})/.exec(message)?.[1]) || undefined;
+            fail(message);
+          },
         );
       });
       await new Promise<void>((resolve, reject) => {
@@ -96,7 +103,7 @@ export async function withPortForward<T>(
         try {
           return await request();
         } catch (err) {
-          if (failure) throw new PortForwardError(failure, target);
+          if (failure) throw new PortForwardError(failure, target, status);
           throw err;
         }
       },

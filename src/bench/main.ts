@@ -693,6 +693,7 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
   const totals: Array<Record<string, string | number>> = [];
   const perStep: Array<Record<string, string | number>> = [];
   const floors: Array<Record<string, string | number>> = [];
+  const kubelet: Array<Record<string, string | number>> = [];
   const stopClusters = stopOnInterrupt(() => removeLocalClusters(dir, tools));
   try {
     await worker.runUntil(async () => {
@@ -717,6 +718,18 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
         const samples = machine.stop();
         const endpointsMs = await seen.done;
         const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
+        // `verify` again on the ready mesh: what the checks that go through the kubelet API cost.
+        const v0 = Date.now();
+        const checks = await verifyMesh(env.client, spec.name);
+        const forwarded = checks.filter((c) => c.via?.startsWith('port-forward'));
+        const traffic = checks.filter((c) => c.name === 'traffic' && c.status !== 'not-supported');
+        kubelet.push({
+          topology: example,
+          'verify s (every check)': ((Date.now() - v0) / 1000).toFixed(1),
+          'checks through a port-forward to istiod (passed/all)': `${forwarded.filter((c) => c.status === 'passed').length}/${forwarded.length}`,
+          'traffic checks through exec, kwok test double (passed/all)': `${traffic.filter((c) => c.status === 'passed').length}/${traffic.length}`,
+          'exec requests': traffic.length * spec.verify.traffic.requests,
+        });
         const t1 = Date.now();
         await teardownMesh(env.client, spec.name);
         await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
@@ -785,6 +798,10 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
   table(
     '6b. install against its CPU floor (the CPU the install used / the cores; wall / floor, target <= 1.1)',
     floors,
+  );
+  table(
+    '6c. checks through the kubelet API (port-forward to istiod, exec in the client pod; kwok plays the kubelet here)',
+    kubelet,
   );
   for (const row of perStep)
     table(`6. seconds per step (min-max over clusters or pairs): ${row.topology}`, [

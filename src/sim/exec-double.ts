@@ -74,26 +74,36 @@ export async function answerCurl(ownFile: string, args: string[], onlyOwn: boole
     const why = "meshflow's exec test double answers the helloworld sample only";
     return { stdout: '', stderr: `curl: (6) Could not resolve host: ${url.hostname} (${why})\n`, code: 6 };
   }
-  const { own, readers } = await meshReaders(ownFile);
+  // The remote secrets change rarely: read again at most every 5 s.
+  if (!cache || cache.file !== ownFile || Date.now() - cache.at > 5000)
+    cache = { file: ownFile, at: Date.now(), mesh: await meshReaders(ownFile) };
+  const { own, readers } = cache.mesh;
   const asked = onlyOwn ? readers.filter((r) => r.server === own.server) : readers;
-  const endpoints: Array<{ server: string; pod: string; version: string }> = [];
-  for (const r of asked) {
-    const slices = await r.kc
-      .makeApiClient(k8s.DiscoveryV1Api)
-      .listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}` });
-    const core = r.kc.makeApiClient(k8s.CoreV1Api);
-    for (const e of slices.items.flatMap((s) => s.endpoints ?? [])) {
-      if (e.conditions?.ready === false || e.targetRef?.kind !== 'Pod' || !e.targetRef.name) continue;
-      const pod = await core.readNamespacedPod({ name: e.targetRef.name, namespace });
-      endpoints.push({ server: r.server, pod: e.targetRef.name, version: pod.metadata?.labels?.version ?? '' });
-    }
-  }
+  const endpoints = (
+    await Promise.all(
+      asked.map(async (r) => {
+        const [slices, pods] = await Promise.all([
+          r.kc
+            .makeApiClient(k8s.DiscoveryV1Api)
+            .listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}` }),
+          r.kc.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace }),
+        ]);
+        const version = new Map(pods.items.map((p) => [p.metadata?.name, p.metadata?.labels?.version ?? '']));
+        return slices.items
+          .flatMap((sl) => sl.endpoints ?? [])
+          .filter((e) => e.conditions?.ready !== false && e.targetRef?.kind === 'Pod' && e.targetRef.name)
+          .map((e) => ({ server: r.server, pod: e.targetRef!.name!, version: version.get(e.targetRef!.name) ?? '' }));
+      }),
+    )
+  ).flat();
   // What Envoy answers when the cluster has no healthy endpoint.
   if (!endpoints.length) return { stdout: 'no healthy upstream', stderr: '', code: 0 };
   endpoints.sort((a, b) => `${a.server} ${a.pod}`.localeCompare(`${b.server} ${b.pod}`));
   const pick = endpoints[turns++ % endpoints.length];
   return { stdout: `Hello version: ${pick.version}, instance: ${pick.pod}\n`, stderr: '', code: 0 };
 }
+
+let cache: { file: string; at: number; mesh: Awaited<ReturnType<typeof meshReaders>> } | undefined;
 
 /** Requests answered so far: the round robin's position. */
 let turns = 0;
