@@ -11,7 +11,8 @@
 //  5. `meshflow setup` with every tool present;
 //  6. the real install on local clusters (istioctl, API servers) for each example topology: whole
 //     install, time per step kind per cluster, and objects applied per cluster (one server-side
-//     apply request each);
+//     apply request each); 6b. the install against its CPU floor; 6c. `verify` on the ready mesh and
+//     its checks through the kubelet API (port-forwards to istiod, exec in the client pod);
 //  10. another worker takes over a GKE (emulated) mesh on the shared queue after its worker is
 //     SIGKILLed for good (src/bench/takeover.ts).
 //  11. `apply` on local clusters with the real worker: a ready two-clusters example mesh grows a
