@@ -125,7 +125,7 @@ test('on local clusters helloworld runs through exec and says the exec test doub
   expect(pods.requests).toBe(20);
 });
 
-test('on local clusters other samples and the ingress are "not supported", never passed, and nothing is called', async () => {
+test('on local clusters other samples and the ingress are "not supported", never passed, nothing called', async () => {
   const pods = new SimulatedPods({ east: 'v1', west: 'v2' });
   const checks = await trafficChecks(spec(['n1', 'n2'], 'local', 'echo'), real(true), pods, beat);
   expect(checks.length).toBeGreaterThan(0);

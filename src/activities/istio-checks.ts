@@ -104,7 +104,8 @@ async function withIstiod(
         see: (page) =>
           local
             ? `${local.debug}${page}`
-            : `\`kubectl -n ${ISTIO_NAMESPACE} port-forward ${pod} ${DEBUG_PORT}\`, then localhost:${DEBUG_PORT}${page}`,
+            : `\`kubectl -n ${ISTIO_NAMESPACE} port-forward ${pod} ${DEBUG_PORT}\`, ` +
+              `then localhost:${DEBUG_PORT}${page}`,
         through: f.through,
       }),
     );

@@ -724,11 +724,12 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
         const checks = await verifyMesh(env.client, spec.name);
         const forwarded = checks.filter((c) => c.via?.startsWith('port-forward'));
         const traffic = checks.filter((c) => c.name === 'traffic' && c.status !== 'not-supported');
+        const passed = (cs: typeof checks) => `${cs.filter((c) => c.status === 'passed').length}/${cs.length}`;
         kubelet.push({
           topology: example,
           'verify s (every check)': ((Date.now() - v0) / 1000).toFixed(1),
-          'checks through a port-forward to istiod (passed/all)': `${forwarded.filter((c) => c.status === 'passed').length}/${forwarded.length}`,
-          'traffic checks through exec, kwok test double (passed/all)': `${traffic.filter((c) => c.status === 'passed').length}/${traffic.length}`,
+          'checks through a port-forward to istiod (passed/all)': passed(forwarded),
+          'traffic checks through exec, kwok test double (passed/all)': passed(traffic),
           'exec requests': traffic.length * spec.verify.traffic.requests,
         });
         const t1 = Date.now();

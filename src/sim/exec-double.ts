@@ -153,7 +153,10 @@ export const CURL_SHIM = `#!/bin/bash
 # TEST DOUBLE: curl as an exec in a pod runs it on this machine (kwok plays the kubelet). The answer
 # comes from the cluster's simulated data plane (meshflow's sim/exec-double): as helloworld would give it.
 port=$(cat "$(dirname "$MESHFLOW_SIM_KUBECONFIG")/exec-double.port") || exit 7
-{ exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || { echo "curl: (7) the simulated data plane does not answer" >&2; exit 7; }
+if ! { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+  echo "curl: (7) the simulated data plane does not answer" >&2
+  exit 7
+fi
 IFS=$'\\t'
 printf 'GET / HTTP/1.0\\r\\nX-Args: %s\\r\\nX-Only-Own: %s\\r\\n\\r\\n' "$*" "\${MESHFLOW_EXEC_DOUBLE_ONLY_OWN:-0}" >&3
 code=7
