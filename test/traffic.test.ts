@@ -8,6 +8,8 @@ import type { ClusterAccess } from '../src/adapters/providers';
 import { type ExecResult, type TrafficPort, trafficChecks } from '../src/activities/traffic';
 import { parseMeshSpec } from '../src/spec/load';
 
+const podOf = (cluster: string, version: string) => `helloworld-${version}-7f8d9-${cluster}`;
+
 /** TEST DOUBLE: answers exec'd curl requests as the placed helloworld pods of the reachable clusters would. */
 class SimulatedPods implements TrafficPort {
   requests = 0;
@@ -24,10 +26,15 @@ class SimulatedPods implements TrafficPort {
   ): Promise<ExecResult> {
     expect(command).toEqual(['curl', '-sS', 'helloworld.sample:5000/hello']);
     const clusters = Object.keys(this.answering);
-    const version = this.answering[clusters[this.requests++ % clusters.length]];
+    const cluster = clusters[this.requests++ % clusters.length];
+    const version = this.answering[cluster];
     return version
-      ? { stdout: `Hello version: ${version}, instance: helloworld-${version}-7f8d9-abcde\n`, stderr: '', exitCode: 0 }
+      ? { stdout: `Hello version: ${version}, instance: ${podOf(cluster, version)}\n`, stderr: '', exitCode: 0 }
       : { stdout: '', stderr: 'curl: (56) Recv failure: Connection reset by peer', exitCode: 56 };
+  }
+  async podNames(_access: ClusterAccess, _ns: string, cluster: string): Promise<string[]> {
+    const version = this.answering[cluster];
+    return version ? ['curl-5d8f-xyz', podOf(cluster, version)] : [];
   }
   async ingressAddress(): Promise<string> {
     return '203.0.113.7';
@@ -73,6 +80,16 @@ test('every placed cluster answers: passed, with the count per cluster', async (
       status: 'passed',
       detail: '10 requests from west (curl -sS helloworld.sample:5000/hello): east 5, west 5',
     },
+  ]);
+});
+
+test('two clusters running the same version are told apart by the pod that answered', async () => {
+  const same = spec(['n1', 'n2']);
+  same.app = { ...same.app, placement: { east: ['v2'], west: ['v2'] } };
+  const checks = await trafficChecks(same, real(), new SimulatedPods({ east: 'v2', west: 'v2' }), beat);
+  expect(checks.map((c) => `${c.status} ${c.detail}`)).toEqual([
+    'passed 10 requests from east (curl -sS helloworld.sample:5000/hello): east 5, west 5',
+    'passed 10 requests from west (curl -sS helloworld.sample:5000/hello): east 5, west 5',
   ]);
 });
 

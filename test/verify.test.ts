@@ -52,6 +52,7 @@ const FAST: VerifyOptions = { retryBudgetMs: 8_000, initialBackoffMs: 50, maxBac
 
 const noTraffic: TrafficPort = {
   exec: () => Promise.reject(new Error('no pods on local clusters')),
+  podNames: () => Promise.resolve([]),
   ingressAddress: () => Promise.resolve(undefined),
   get: () => Promise.reject(new Error('no traffic on local clusters')),
 };

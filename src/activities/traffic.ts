@@ -32,6 +32,8 @@ export interface TrafficPort {
     container: string,
     command: string[],
   ): Promise<ExecResult>;
+  /** The names of the pods in a namespace of a cluster (which cluster answered a request naming its pod). */
+  podNames(access: ClusterAccess, namespace: string, cluster: string): Promise<string[]>;
   /** The ingress gateway's load balancer address, or undefined while it has none. */
   ingressAddress(access: ClusterAccess): Promise<string | undefined>;
   /** An HTTP GET from the worker. */
@@ -86,6 +88,11 @@ export const kubeTraffic: TrafficPort = {
         ? 0
         : Number(status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? 1);
     return { stdout: out.text(), stderr: err.text(), exitCode: code };
+  },
+
+  async podNames(access, namespace) {
+    const pods = await kubeFor(access).core.listNamespacedPod({ namespace });
+    return pods.items.map((p) => p.metadata?.name ?? '');
   },
 
   async ingressAddress(access) {
@@ -161,6 +168,18 @@ async function execProbe(
   const patterns = Object.entries(probe.answers).map(([c, re]) => [c, new RegExp(re, 'm')] as const);
   let errors = 0;
   let lastError = '';
+  // Which cluster runs the pod a body names, where the probe says how to read it.
+  const podCluster = new Map<string, string>();
+  if (probe.instance) {
+    for (const c of Object.keys(probe.answers))
+      for (const pod of await port.podNames(access(c), probe.namespace, c)) podCluster.set(pod, c);
+  }
+  const instance = probe.instance ? new RegExp(probe.instance, 'm') : undefined;
+  const answerer = (body: string): string | undefined => {
+    const named = podCluster.get(instance?.exec(body)?.[1] ?? '');
+    const matching = patterns.filter(([, re]) => re.test(body)).map(([c]) => c);
+    return named && matching.includes(named) ? named : matching[0];
+  };
   // One request: its result, or the NoPodError that ends the check.
   const one = async (): Promise<ExecResult | NoPodError> => {
     try {
@@ -188,7 +207,7 @@ async function execProbe(
           hint: `kubectl -n ${probe.namespace} get pods -l ${probe.podSelector} (image pulls, sidecar injection, resources)`,
         };
       }
-      const who = patterns.find(([, re]) => re.test(r.stdout))?.[0];
+      const who = answerer(r.stdout);
       if (r.exitCode === 0 && who) answered.set(who, answered.get(who)! + 1);
       else {
         errors++;

@@ -74,10 +74,8 @@ export async function answerCurl(ownFile: string, args: string[], onlyOwn: boole
     const why = "meshflow's exec test double answers the helloworld sample only";
     return { stdout: '', stderr: `curl: (6) Could not resolve host: ${url.hostname} (${why})\n`, code: 6 };
   }
-  // The remote secrets change rarely: read again at most every 5 s.
-  if (!cache || cache.file !== ownFile || Date.now() - cache.at > 5000)
-    cache = { file: ownFile, at: Date.now(), mesh: await meshReaders(ownFile) };
-  const { own, readers } = cache.mesh;
+  // Read for every request: a cluster an `apply` just linked answers the very next one.
+  const { own, readers } = await meshReaders(ownFile);
   const asked = onlyOwn ? readers.filter((r) => r.server === own.server) : readers;
   const endpoints = (
     await Promise.all(
@@ -102,8 +100,6 @@ export async function answerCurl(ownFile: string, args: string[], onlyOwn: boole
   const pick = endpoints[turns++ % endpoints.length];
   return { stdout: `Hello version: ${pick.version}, instance: ${pick.pod}\n`, stderr: '', code: 0 };
 }
-
-let cache: { file: string; at: number; mesh: Awaited<ReturnType<typeof meshReaders>> } | undefined;
 
 /** Requests answered so far: the round robin's position. */
 let turns = 0;

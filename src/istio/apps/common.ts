@@ -15,6 +15,11 @@ export interface TrafficProbe {
   command: string[];
   /** cluster name -> a regex source string that matches the response body when that cluster answered */
   answers: Record<string, string>;
+  /**
+   * A regex source whose first group is the answering pod's name, where the body names it: which
+   * cluster answered is then the one that runs that pod (two clusters may run the same version).
+   */
+  instance?: string;
 }
 
 export interface IngressProbe {

@@ -75,6 +75,7 @@ export const helloworldApp: SampleApp = {
       container: 'curl',
       command: ['curl', '-sS', `helloworld.${SAMPLE_NAMESPACE}:5000/hello`],
       answers,
+      instance: ', instance: (\\S+)',
     }));
     return { exec, ingress: [] };
   },
