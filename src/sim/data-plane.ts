@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { ISTIO_NAMESPACE } from '../istio/manifests';
 import { SharedTlsKubeConfig } from '../adapters/kube-config';
 import { serveExecDouble } from './exec-double';
 
@@ -145,7 +146,6 @@ async function simulateCluster(
   return [...informers, { stop: async () => void double.close() }];
 }
 
-const ISTIO_NAMESPACE = 'istio-system';
 const KWOK_PORT_FORWARDS = { group: 'kwok.x-k8s.io', version: 'v1alpha1', plural: 'portforwards' };
 
 /**

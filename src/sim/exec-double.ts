@@ -13,8 +13,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-
-const ISTIO_NAMESPACE = 'istio-system';
+import { ISTIO_NAMESPACE } from '../istio/manifests';
 
 interface Reader {
   server: string;
