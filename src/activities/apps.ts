@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
 import { type Kube, ownedBy, parseManifests } from '../adapters/kube';
+import { inAmbientMode } from '../istio/ambient';
 import { SAMPLE_APPS, deploymentNames } from '../istio/sample-apps';
 import { appPlacement } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
@@ -129,10 +130,11 @@ export async function appObjects(
   }
   // One object once, even when a sample and a file (or two files) both declare it.
   const seen = new Set<string>();
-  return objects.filter((o) => {
+  const unique = objects.filter((o) => {
     const key = `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
     return seen.has(key) ? false : (seen.add(key), true);
   });
+  return spec.istio.dataPlane === 'ambient' ? inAmbientMode(unique) : unique;
 }
 
 /**

@@ -1,12 +1,14 @@
 // control-plane, eastwest-gateway, expose-services, expose-istiod: Istio rendered by the istioctl
 // of the spec's Istio build and applied with server-side apply, then waited for. Every object is tracked before it
 // is applied, so a step that fails or is cancelled half-way is undone like a finished one.
+import fs from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import * as k8s from '@kubernetes/client-node';
-import { type Kube, ownedBy, parseManifests } from '../adapters/kube';
+import { type Kube, ownedBy, parseManifests, pause } from '../adapters/kube';
 import {
   EASTWEST_SERVICE,
   ISTIO_NAMESPACE,
+  READER_SERVICE_ACCOUNT,
   controlPlaneOperator,
   crossNetworkGateway,
   eastWestOperator,
@@ -17,9 +19,18 @@ import {
 } from '../istio/manifests';
 import type { IstiodRunner } from '../adapters/providers';
 import type { IstiodEndpoint, IstiodOptions } from '../local/clusters';
-import type { ClusterSpec } from '../spec/schema';
+import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { StepOutcome, StepRequest } from '../steps/contract';
-import { NotOursError } from '../steps/errors';
+import { NotOursError, PermanentError } from '../steps/errors';
+import {
+  AMBIENT_EASTWEST_GATEWAY,
+  EASTWEST_GATEWAY_CLASS,
+  GATEWAY_API_VERSION,
+  ambientEastWestGateway,
+  notProgrammedReason,
+  programmedAddress,
+  readerGatewayApiAccess,
+} from '../istio/ambient';
 import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn } from './deps';
 import { type StepContext, runStep } from './step';
 
@@ -66,11 +77,19 @@ export function controlPlaneActivities(deps: ActivityDeps) {
           };
         }
         const istio = await deps.istio(req.spec.istio.version, ctx);
+        // Ambient: the Gateway API CRDs its build wants, before istiod (it watches them at start).
+        const gatewayApi = ambient(req.spec) ? await gatewayApiCrds(k, req.mesh, istio.gatewayApiCrds) : [];
         const rendered = parseManifests(
           await istioctlRender(istio.istioctl, controlPlaneOperator(req.spec, c, remotePilot, webhooks), ctx.signal),
         );
         // istio-system is the cacerts step's (made by it, or the user's and left as it is).
-        const objects = rendered.filter((o) => !(o.kind === 'Namespace' && o.metadata?.name === ISTIO_NAMESPACE));
+        const objects = [
+          ...gatewayApi,
+          ...rendered.filter((o) => !(o.kind === 'Namespace' && o.metadata?.name === ISTIO_NAMESPACE)),
+          ...((ambient(req.spec)
+            ? readerGatewayApiAccess(READER_SERVICE_ACCOUNT, ISTIO_NAMESPACE)
+            : []) as k8s.KubernetesObject[]),
+        ];
         const count = await applyTracked(k, req, c.name, objects, ctx);
         let istiodDebug: string | undefined;
         if (runner && c.role === 'primary') {
@@ -100,10 +119,14 @@ export function controlPlaneActivities(deps: ActivityDeps) {
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
         const k = await kubeOf(deps, req.spec, c.name, ctx.signal);
+        const timeout = deps.loadBalancerTimeoutMs ?? 10 * 60_000;
+        if (ambient(req.spec)) {
+          await applyTracked(k, req, c.name, [ambientEastWestGateway(c)] as k8s.KubernetesObject[], ctx);
+          return { outputs: { address: await waitProgrammed(k, c.name, ctx, timeout) } };
+        }
         const { istioctl } = await deps.istio(req.spec.istio.version, ctx);
         const objects = parseManifests(await istioctlRender(istioctl, eastWestOperator(req.spec, c), ctx.signal));
         await applyTracked(k, req, c.name, objects, ctx);
-        const timeout = deps.loadBalancerTimeoutMs ?? 10 * 60_000;
         const address = await k.waitLoadBalancer(ISTIO_NAMESPACE, EASTWEST_SERVICE, ctx.heartbeat, timeout);
         if (!address) {
           throw ApplicationFailure.create({
@@ -132,6 +155,62 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         return {};
       }),
   };
+}
+
+const ambient = (spec: MeshSpec) => spec.istio.dataPlane === 'ambient';
+
+/**
+ * The Gateway API CRDs an ambient control plane needs, from the file beside the build's istioctl:
+ * those the cluster lacks, and those it has from this mesh. A CRD someone else installed (GKE's
+ * managed Gateway API, a platform team's) is used as it is and never taken over.
+ */
+async function gatewayApiCrds(k: Kube, mesh: string, file: string): Promise<k8s.KubernetesObject[]> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new PermanentError(
+      `the Gateway API CRDs of this Istio build are not beside its istioctl (${(err as Error).message}): ` +
+        'run `meshflow setup` (or `meshflow setup --all`) where the worker runs',
+    );
+  }
+  const crds = parseManifests(text);
+  const present = await Promise.all(
+    crds.map((crd) =>
+      k.read({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: crd.metadata!.name! }),
+    ),
+  );
+  return crds.filter((_, i) => !present[i] || ownedBy(present[i], mesh));
+}
+
+/** The ambient east-west Gateway's address once istiod has programmed it (deployed it and its Service got one). */
+async function waitProgrammed(k: Kube, cluster: string, ctx: StepContext, timeoutMs: number): Promise<string> {
+  const ref = {
+    apiVersion: GATEWAY_API_VERSION,
+    kind: 'Gateway',
+    namespace: ISTIO_NAMESPACE,
+    name: AMBIENT_EASTWEST_GATEWAY,
+  };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const gateway = await k.retrying(() => k.read(ref));
+    const address = programmedAddress(gateway);
+    if (address) return address;
+    if (Date.now() > deadline) {
+      const why = notProgrammedReason(gateway) ?? 'istiod set no status on it';
+      throw ApplicationFailure.create({
+        type: 'LoadBalancerPending',
+        message:
+          `the east-west Gateway ${ISTIO_NAMESPACE}/${AMBIENT_EASTWEST_GATEWAY} of ${cluster} was not programmed in ` +
+          `${Math.round(timeoutMs / 1000)}s: ${why}. Hint: istiod deploys it (class ${EASTWEST_GATEWAY_CLASS}) and ` +
+          'its Service needs a load balancer address (cloud LB, MetalLB); check ' +
+          `\`kubectl -n ${ISTIO_NAMESPACE} describe gateway ${AMBIENT_EASTWEST_GATEWAY}\``,
+        nonRetryable: true,
+      });
+    }
+    ctx.heartbeat({ waitingFor: `Gateway ${ISTIO_NAMESPACE}/${AMBIENT_EASTWEST_GATEWAY} programmed` });
+    await pause(500, ctx.signal);
+  }
 }
 
 /** istiod (pilot-discovery of the mesh's Istio build) for a local primary, with the CA the cacerts step put there. */

@@ -10,189 +10,20 @@
 // for the check and closed after it: on every provider, the same way. (On local clusters and the
 // GKE emulator's, kwok plays the kubelet and its port-forward leads to the istiod meshflow runs
 // beside the cluster: see sim/data-plane.ts.) `injection` and `analyze` read the clusters' APIs.
-import type * as k8s from '@kubernetes/client-node';
 import { execa } from 'execa';
-import { type Forwarded, PortForwardError, withPortForward } from '../adapters/port-forward';
-import { type ClusterAccess, withKubeconfigFile } from '../adapters/providers';
+import { withKubeconfigFile } from '../adapters/providers';
 import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
-import { SAMPLE_APPS } from '../istio/sample-apps';
 import { revisionLabel } from '../istio/version';
 import { fetchEndpoints, outboundCluster } from '../istio/xds';
-import { appPlacement, linkPairs } from '../plan/plan';
-import type { ClusterSpec, MeshSpec } from '../spec/schema';
+import type { ClusterSpec } from '../spec/schema';
 import type { CheckResult } from '../workflows/types';
 import { loadBalancerAddress } from '../adapters/kube';
+import { ambientCapture, ambientWorkloads } from './ambient-checks';
 import { type Call, type Verdict, fail, notFound, pass } from './checks';
 import { controlPlaneOf } from './deps';
+import { type IstioCheckContext, type ReachedIstiod, clustersReadBy, sampleLayout, withIstiod } from './istiod-reach';
 import { trustChain } from './trust-chain';
 import { podRevision, tagOf } from './upgrade';
-
-/** What the Istio checks get from verifyMesh: its clients, its retrying check runner. */
-export interface IstioCheckContext {
-  spec: MeshSpec;
-  access: (cluster: string) => ClusterAccess;
-  /** A cluster's kubeconfig for the port-forwards to its istiod. */
-  kubeConfig: (cluster: string) => k8s.KubeConfig;
-  api: Record<
-    string,
-    { core: k8s.CoreV1Api; discovery: k8s.DiscoveryV1Api; admission: k8s.AdmissionregistrationV1Api }
-  >;
-  check: (name: string, cluster: string | undefined, fn: (call: Call) => Promise<Verdict>) => Promise<CheckResult>;
-  /** The pinned istioctl, for `analyze`; without it that check is not run. */
-  istioctl?: string;
-  /** The mesh's root certificate (PEM, from the trust store), for `trust-chain`. */
-  meshRoot?: string;
-  signal?: AbortSignal;
-}
-
-const notRunning = (cluster: string, log: string): Verdict =>
-  fail(
-    `istiod of ${cluster} is not running (its supervisor gave up after repeated failures)`,
-    `see why in its log, ${log} (\`meshflow logs <mesh> ${cluster}\`); to start it again, tear the mesh down and bring it up`,
-  );
-
-/** istiod's debug HTTP port and its plaintext xDS port, as its pod serves them. */
-const DEBUG_PORT = 8080;
-const XDS_PORT = 15010;
-
-/** A cluster's serving istiod as a check reaches it. */
-interface ReachedIstiod {
-  /** Its debug HTTP interface (`<debug>/debug/clusterz`) and plaintext xDS (host:port), on this machine. */
-  debug: string;
-  xds: string;
-  /** Where a user looks at one of its debug pages by hand. */
-  see: (page: string) => string;
-  through: Forwarded['through'];
-}
-
-/**
- * Runs a check against the cluster's serving istiod (the revision its default tag names): through a
- * port-forward to a ready pod of it, closed after the check. The result says how it was reached
- * (`via`); a forward the API server or the kubelet refused fails the check with what they said.
- */
-async function withIstiod(
-  ctx: IstioCheckContext,
-  cluster: string,
-  call: Call,
-  fn: (istiod: ReachedIstiod) => Promise<Verdict>,
-): Promise<Verdict> {
-  const local = ctx.access(cluster).istiod;
-  if (local && !local.running) return notRunning(cluster, local.log);
-  const rev = (await call(() => tagOf(ctx.api[cluster].admission))) ?? 'default';
-  const selector = `app=istiod,istio.io/rev=${rev}`;
-  const pods = await call(() =>
-    ctx.api[cluster].core.listNamespacedPod({ namespace: ISTIO_NAMESPACE, labelSelector: selector }),
-  );
-  const pod = pods.items.find(
-    (p) =>
-      !p.metadata?.deletionTimestamp &&
-      p.status?.phase === 'Running' &&
-      p.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
-  )?.metadata?.name;
-  if (!pod) {
-    return fail(
-      `no istiod pod of revision ${rev} is running and ready in ${cluster}`,
-      `see \`kubectl -n ${ISTIO_NAMESPACE} get pods -l ${selector}\` and their events`,
-    );
-  }
-  const via = `port-forward to ${ISTIO_NAMESPACE}/${pod} (${DEBUG_PORT}, ${XDS_PORT})`;
-  try {
-    const verdict = await withPortForward(ctx.kubeConfig(cluster), ISTIO_NAMESPACE, pod, [DEBUG_PORT, XDS_PORT], (f) =>
-      fn({
-        debug: `http://127.0.0.1:${f.local.get(DEBUG_PORT)}`,
-        xds: `127.0.0.1:${f.local.get(XDS_PORT)}`,
-        see: (page) =>
-          local
-            ? `${local.debug}${page}`
-            : `\`kubectl -n ${ISTIO_NAMESPACE} port-forward ${pod} ${DEBUG_PORT}\`, ` +
-              `then localhost:${DEBUG_PORT}${page}`,
-        through: f.through,
-      }),
-    );
-    return { ...verdict, via };
-  } catch (err) {
-    // The API server unable to answer now (5xx, 429) says nothing about istiod: the check retries.
-    if (!(err instanceof PortForwardError) || (err.code !== undefined && (err.code >= 500 || err.code === 429)))
-      throw err;
-    return {
-      ...fail(
-        `istiod of ${cluster} could not be reached: ${err.message}`,
-        `the API server opens a port-forward to the pod's kubelet, which connects to the port inside the pod: ` +
-          `istiod must listen on ${DEBUG_PORT} (debug) and ${XDS_PORT} (plaintext xDS), and this kubeconfig needs ` +
-          `\`create pods/portforward\` in ${ISTIO_NAMESPACE} (\`kubectl auth can-i create pods/portforward -n ` +
-          `${ISTIO_NAMESPACE}\`)`,
-      ),
-      via,
-    };
-  }
-}
-
-/** The clusters whose services and endpoints a primary's istiod must read: its own, its remotes', its peers'. */
-export function clustersReadBy(spec: MeshSpec, primary: string): string[] {
-  const read = new Set([primary]);
-  for (const [source, target] of linkPairs(spec)) if (target === primary) read.add(source);
-  for (const c of spec.clusters) if (c.role === 'remote' && c.primary === primary) read.add(c.name);
-  return spec.clusters.map((c) => c.name).filter((n) => read.has(n));
-}
-
-interface SampleService {
-  namespace: string;
-  name: string;
-  port: number;
-}
-
-/** The sample's injected namespaces and its Services there, by cluster. */
-export function sampleLayout(spec: MeshSpec): {
-  namespaces: Map<string, string[]>;
-  services: SampleService[];
-  /** Clusters that run pods behind a sample Service (caller-callee's caller cluster serves none). */
-  serving: Set<string>;
-} {
-  const namespaces = new Map<string, string[]>();
-  const services = new Map<string, SampleService>();
-  const serving = new Set<string>();
-  if (spec.app.sample === 'none') return { namespaces, services: [], serving };
-  const placement = appPlacement(spec);
-  type Obj = {
-    kind: string;
-    metadata: { name: string; namespace?: string; labels?: Record<string, string> };
-    spec?: {
-      ports?: Array<{ port: number }>;
-      selector?: Record<string, string>;
-      template?: { metadata?: { labels?: Record<string, string> } };
-    };
-  };
-  for (const [cluster, parts] of Object.entries(placement)) {
-    if (!parts.length) continue;
-    const objects = SAMPLE_APPS[spec.app.sample].manifests(cluster, placement) as Obj[];
-    const injected = objects
-      .filter((o) => o.kind === 'Namespace' && o.metadata.labels?.['istio-injection'] === 'enabled')
-      .map((o) => o.metadata.name);
-    namespaces.set(cluster, injected);
-    const pods = objects
-      .filter((o) => o.kind === 'Deployment')
-      .map((d) => ({ ns: d.metadata.namespace, labels: d.spec?.template?.metadata?.labels ?? {} }));
-    for (const o of objects) {
-      const selector = o.kind === 'Service' ? Object.entries(o.spec?.selector ?? {}) : [];
-      if (
-        selector.length &&
-        injected.includes(o.metadata.namespace ?? '') &&
-        pods.some((p) => p.ns === o.metadata.namespace && selector.every(([k, v]) => p.labels[k] === v))
-      )
-        serving.add(cluster);
-    }
-    for (const o of objects) {
-      const port = o.spec?.ports?.[0]?.port;
-      if (o.kind !== 'Service' || !injected.includes(o.metadata.namespace ?? '') || !port) continue;
-      services.set(`${o.metadata.namespace}/${o.metadata.name}`, {
-        namespace: o.metadata.namespace!,
-        name: o.metadata.name,
-        port,
-      });
-    }
-  }
-  return { namespaces, services: [...services.values()], serving };
-}
 
 async function debugJson<T>(endpoint: string, path: string, signal?: AbortSignal): Promise<T> {
   const timeout = AbortSignal.timeout(10_000);
@@ -209,9 +40,14 @@ export async function istioChecks(ctx: IstioCheckContext): Promise<CheckResult[]
   for (const p of spec.clusters.filter((c) => c.role === 'primary')) {
     results.push(await ctx.check('discovery', p.name, (call) => discovery(ctx, p, layout, call)));
   }
+  const ambient = spec.istio.dataPlane === 'ambient';
   for (const c of spec.clusters) {
     if (!layout.services.length) break;
-    results.push(await ctx.check('cross-network-endpoints', c.name, (call) => crossNetwork(ctx, c, layout, call)));
+    results.push(
+      ambient
+        ? await ctx.check('ambient-workloads', c.name, (call) => ambientWorkloads(ctx, c, layout, call))
+        : await ctx.check('cross-network-endpoints', c.name, (call) => crossNetwork(ctx, c, layout, call)),
+    );
   }
   for (const c of spec.clusters) {
     results.push(await ctx.check('trust-chain', c.name, (call) => trustChain(ctx, c, call)));
@@ -219,7 +55,11 @@ export async function istioChecks(ctx: IstioCheckContext): Promise<CheckResult[]
   for (const c of spec.clusters) {
     const namespaces = layout.namespaces.get(c.name);
     if (!namespaces?.length) continue;
-    results.push(await ctx.check('injection', c.name, (call) => injection(ctx, c, namespaces, call)));
+    results.push(
+      ambient
+        ? await ctx.check('ambient-capture', c.name, (call) => ambientCapture(ctx, c, namespaces, call))
+        : await ctx.check('injection', c.name, (call) => injection(ctx, c, namespaces, call)),
+    );
   }
   if (ctx.istioctl) {
     for (const c of spec.clusters) results.push(await ctx.check('analyze', c.name, () => analyze(ctx, c)));

@@ -18,7 +18,7 @@ import { certificatesOf, parseSpiffeId, spiffeId, uriSans, verifyChain } from '.
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import { type Call, type Verdict, fail, notFound, notSupported, pass } from './checks';
 import { controlPlaneOf } from './deps';
-import type { IstioCheckContext } from './istio-checks';
+import type { IstioCheckContext } from './istiod-reach';
 
 /** The least lifetime the TokenRequest API grants (10 minutes). */
 const TOKEN_SECONDS = 600;

@@ -21,11 +21,13 @@ import {
   istiodDeployment,
   remoteSecretName,
 } from '../istio/manifests';
+import { AMBIENT_EASTWEST_GATEWAY } from '../istio/ambient';
 import { buildPlan, linkPairs } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 import { sleep } from '../util/net';
 import type { CheckResult } from '../workflows/types';
 import { type Call, type Verdict, fail, notFound, pass } from './checks';
+import { eastWestGateway } from './ambient-checks';
 import { istioChecks } from './istio-checks';
 import { tagOf } from './upgrade';
 import { type TrafficPort, trafficChecks } from './traffic';
@@ -594,6 +596,24 @@ async function controlPlaneChecks(
     if (plan.steps.some((s) => s.kind === 'eastwest-gateway' && s.cluster === c.name)) {
       results.push(
         await check('eastwest-address', c.name, async (call) => {
+          if (spec.istio.dataPlane === 'ambient') {
+            const gw = await eastWestGateway({ api }, c.name, call);
+            if (!gw.address) {
+              return fail(
+                `the east-west Gateway is not programmed: ${gw.why}`,
+                `istiod deploys Gateway ${ISTIO_NAMESPACE}/${AMBIENT_EASTWEST_GATEWAY} and its Service needs a load ` +
+                  `balancer address: \`kubectl -n ${ISTIO_NAMESPACE} describe gateway ${AMBIENT_EASTWEST_GATEWAY}\``,
+              );
+            }
+            if (gw.network !== c.network) {
+              return fail(
+                `the east-west Gateway at ${gw.address} is labelled for network ${gw.network ?? '(none)'}, ` +
+                  `the cluster is on ${c.network}`,
+                `istiod finds a network's gateway by its ${NETWORK_LABEL} label: re-run \`meshflow up\` to restore it`,
+              );
+            }
+            return pass(`east-west Gateway ${AMBIENT_EASTWEST_GATEWAY} programmed at ${gw.address} (${c.network})`);
+          }
           const svc = await call(() =>
             k.core.readNamespacedService({ name: EASTWEST_SERVICE, namespace: ISTIO_NAMESPACE }),
           );

@@ -82,7 +82,8 @@ export function controlPlaneOperator(
     apiVersion: 'install.istio.io/v1alpha1',
     kind: 'IstioOperator',
     spec: {
-      profile: cluster.role === 'remote' ? 'remote' : mesh.istio.profile,
+      profile:
+        cluster.role === 'remote' ? 'remote' : mesh.istio.dataPlane === 'ambient' ? 'ambient' : mesh.istio.profile,
       ...(revision ? { revision } : {}),
       ...(canary && cluster.role !== 'remote'
         ? { components: { ingressGateways: [{ name: 'istio-ingressgateway', enabled: false }] } }

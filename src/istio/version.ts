@@ -79,3 +79,10 @@ export const revisionOf = (version: string): string => version.replace(/\./g, '-
 
 /** What the revision label of a control plane says: its revision, or "default" when it has none. */
 export const revisionLabel = (revision: string | undefined): string => revision ?? 'default';
+
+/** How workloads join a mesh: an Envoy sidecar in each pod, or Istio's ambient data plane (ztunnel, waypoints). */
+export const DATA_PLANES = ['sidecar', 'ambient'] as const;
+export type DataPlane = (typeof DATA_PLANES)[number];
+
+/** Istio's own word on ambient multicluster, as its docs give it for the pinned lines (1.29 on). */
+export const AMBIENT_STATUS = 'ambient multi-network multicluster: Beta since 1.29, multi-primary only';

@@ -35,17 +35,18 @@ export interface XdsEndpoint {
 
 export const EDS_TYPE = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
 const ADS_METHOD = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
-const DEFAULT_TIMEOUT_MS = 10_000;
-const PLACEHOLDER_IP = '10.255.255.1';
+export const DEFAULT_TIMEOUT_MS = 10_000;
+export const PLACEHOLDER_IP = '10.255.255.1';
 
 /** The Envoy cluster a sidecar uses for a service port, e.g. `outbound|5000||helloworld.sample.svc.cluster.local`. */
 export function outboundCluster(host: string, port: number): string {
   return `outbound|${port}||${host}`;
 }
 
-const field = (type: string, id: number, rule?: 'repeated') => ({ type, id, ...(rule ? { rule } : {}) });
+export const field = (type: string, id: number, rule?: 'repeated') => ({ type, id, ...(rule ? { rule } : {}) });
 
-const root = new Root();
+/** The hand-written message subset, shared with the ambient (Delta xDS) client of workload-xds.ts. */
+export const root = new Root();
 for (const file of ['any', 'struct', 'wrappers']) Root.fromJSON(common.get(`google/protobuf/${file}.proto`)!, root);
 root.define('envoy.service.discovery.v3').addJSON({
   DiscoveryRequest: {

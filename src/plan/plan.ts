@@ -172,7 +172,10 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
       creates:
         c.role === 'remote'
           ? `Istio remote profile on ${c.name} (istiod of ${c.primary})`
-          : `Istio control plane on ${c.name} (mesh ${mesh.name}, network ${c.network})`,
+          : mesh.istio.dataPlane === 'ambient'
+            ? `Gateway API CRDs and Istio's ambient profile on ${c.name} (istiod, ztunnel, istio-cni; ` +
+              `mesh ${mesh.name}, network ${c.network})`
+            : `Istio control plane on ${c.name} (mesh ${mesh.name}, network ${c.network})`,
       undo: 'delete every object the install applied',
       estimateMs: 20_000,
     });
@@ -182,11 +185,16 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
         kind: 'eastwest-gateway',
         cluster: c.name,
         dependsOn: [id('control-plane', c.name)],
-        creates: `east-west gateway for network ${c.network} (ports 15021/15443/15012/15017) and its load balancer address`,
+        creates:
+          mesh.istio.dataPlane === 'ambient'
+            ? `Gateway istio-eastwest (class istio-east-west, HBONE 15008) for network ${c.network}, ` +
+              'deployed by istiod, and its load balancer address'
+            : `east-west gateway for network ${c.network} (ports 15021/15443/15012/15017) and its load balancer address`,
         undo: 'delete the east-west gateway',
         estimateMs: 30_000,
       });
-      if (multiNetwork) {
+      // Ambient needs no AUTO_PASSTHROUGH Gateway: ztunnels reach other networks over HBONE.
+      if (multiNetwork && mesh.istio.dataPlane !== 'ambient') {
         add({
           id: id('expose-services', c.name),
           kind: 'expose-services',

@@ -9,11 +9,17 @@
 //   meshflow runs that revision's istiod beside the cluster. So for each istiod pod this module
 //   keeps a PortForward that leads the pod's ports to that process: a port-forward through the API
 //   server (how istioctl and meshflow's checks reach an in-cluster istiod) ends at a real istiod.
+// - No istio-cni runs on kwok's nodes either. For ambient meshes this module does what its node
+//   agent does to the API: a pod of a namespace in ambient mode, on a node whose ztunnel is ready,
+//   gets the `ambient.istio.io/redirection: enabled` annotation (its traffic is redirected to
+//   ztunnel), and loses it when it leaves ambient mode. istiod reads that annotation to tell
+//   ztunnels the pod speaks HBONE. No traffic is redirected: no packets flow here.
 // Everything else in meshflow sees the same API objects a real cluster shows and knows nothing of
 // this module.
 import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { DATAPLANE_MODE_LABEL, REDIRECTION_ANNOTATION } from '../istio/ambient';
 import { ISTIO_NAMESPACE } from '../istio/manifests';
 import { SharedTlsKubeConfig } from '../adapters/kube-config';
 import { serveExecDouble } from './exec-double';
@@ -135,7 +141,9 @@ async function simulateCluster(
   istiods.on('delete', guard(unforward));
 
   const double = await serveExecDouble(cluster.kubeconfig);
-  const informers = [services, istiods] as Array<k8s.Informer<k8s.KubernetesObject>>;
+  const informers = [services, istiods, ...ambientCapture(kc, core, guard, log, cluster.name)] as Array<
+    k8s.Informer<k8s.KubernetesObject>
+  >;
   // Informers restart their watch after errors; without an error handler they stop.
   for (const inf of informers) {
     inf.on('error', () => {
@@ -144,6 +152,81 @@ async function simulateCluster(
   }
   await Promise.all(informers.map((i) => i.start()));
   return [...informers, { stop: async () => void double.close() }];
+}
+
+/**
+ * istio-cni's part for ambient (see the header): keeps the redirection annotation on exactly the pods
+ * that are in ambient mode (namespace label istio.io/dataplane-mode=ambient, no pod label opting
+ * out, no sidecar) and whose node runs a ready ztunnel.
+ */
+function ambientCapture(
+  kc: k8s.KubeConfig,
+  core: k8s.CoreV1Api,
+  guard: <T>(fn: (o: T) => Promise<void>) => (o: T) => void,
+  log: (line: string) => void,
+  cluster: string,
+): Array<k8s.Informer<k8s.V1Pod> | k8s.Informer<k8s.V1Namespace>> {
+  const pods = k8s.makeInformer(kc, '/api/v1/pods', () => core.listPodForAllNamespaces());
+  const namespaces = k8s.makeInformer(kc, '/api/v1/namespaces', () => core.listNamespace());
+  const ready = (p: k8s.V1Pod) =>
+    !p.metadata?.deletionTimestamp && !!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+  const ztunnelOn = (node: string | undefined) =>
+    pods
+      .list(ISTIO_NAMESPACE)
+      .some((z) => z.metadata?.labels?.app === 'ztunnel' && z.spec?.nodeName === node && ready(z));
+  const reconcile = async (pod: k8s.V1Pod) => {
+    const ns = pod.metadata?.namespace ?? '';
+    const mode = namespaces.get(ns)?.metadata?.labels?.[DATAPLANE_MODE_LABEL];
+    const want =
+      mode === 'ambient' &&
+      pod.metadata?.labels?.[DATAPLANE_MODE_LABEL] !== 'none' &&
+      !pod.spec?.hostNetwork &&
+      !pod.spec?.containers.some((c) => c.name === 'istio-proxy') &&
+      pod.status?.phase === 'Running' &&
+      ztunnelOn(pod.spec?.nodeName);
+    const has = pod.metadata?.annotations?.[REDIRECTION_ANNOTATION] === 'enabled';
+    if (want === has || pod.metadata?.deletionTimestamp) return;
+    await ignoreMissing(
+      core.patchNamespacedPod(
+        {
+          name: pod.metadata!.name!,
+          namespace: ns,
+          body: { metadata: { annotations: { [REDIRECTION_ANNOTATION]: want ? 'enabled' : null } } },
+        },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      ),
+    );
+    log(`[sim ${cluster}] pod ${ns}/${pod.metadata!.name}: ${want ? 'captured by' : 'released from'} ztunnel`);
+  };
+  const onPod = guard(async (pod: k8s.V1Pod) => {
+    await reconcile(pod);
+    // A ztunnel that becomes ready (or goes) changes every pod of its node.
+    if (pod.metadata?.labels?.app === 'ztunnel') {
+      await Promise.all(
+        pods
+          .list()
+          .filter((p) => p.spec?.nodeName === pod.spec?.nodeName)
+          .map(reconcile),
+      );
+    }
+  });
+  pods.on('add', onPod);
+  pods.on('update', onPod);
+  pods.on('delete', onPod);
+  const onNamespace = guard(async (ns: k8s.V1Namespace) => {
+    await Promise.all(pods.list(ns.metadata?.name).map(reconcile));
+  });
+  namespaces.on('add', onNamespace);
+  namespaces.on('update', onNamespace);
+  return [namespaces, pods];
+}
+
+async function ignoreMissing(p: Promise<unknown>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if ((err as { code?: number }).code !== 404) throw err;
+  }
 }
 
 const KWOK_PORT_FORWARDS = { group: 'kwok.x-k8s.io', version: 'v1alpha1', plural: 'portforwards' };

@@ -50,6 +50,13 @@ export const OWNED_VALUES: readonly OwnedValue[] = [
     value: (ctx) => (servesRemotes(ctx) ? 'true' : undefined),
   },
   {
+    // Ambient meshes of several networks: istiod tells each ztunnel to reach another network's
+    // workloads through that network's east-west gateway (Istio's multi-network ambient install).
+    path: ['pilot', 'env', 'AMBIENT_ENABLE_MULTI_NETWORK'],
+    from: 'for ambient meshes (istio.dataPlane)',
+    value: (ctx) => (controlPlane(ctx) && ctx.mesh.istio.dataPlane === 'ambient' ? 'true' : undefined),
+  },
+  {
     path: ['gateways', 'istio-ingressgateway', 'injectionTemplate'],
     from: 'for the east-west gateway',
     value: (ctx) => (ctx.operator === 'east-west' ? 'gateway' : undefined),

@@ -3,7 +3,14 @@
 // silently become a default).
 import { z } from 'zod';
 import { SAMPLE_APPS, type SampleName } from '../istio/sample-apps';
-import { ISTIO_ADDONS, ISTIO_BUILDS, ISTIO_DEFAULT_VERSION, ISTIO_VERSION_PATTERN } from '../istio/version';
+import {
+  AMBIENT_STATUS,
+  DATA_PLANES,
+  ISTIO_ADDONS,
+  ISTIO_BUILDS,
+  ISTIO_DEFAULT_VERSION,
+  ISTIO_VERSION_PATTERN,
+} from '../istio/version';
 import {
   DEFAULT_INTERMEDIATE_VALIDITY,
   DEFAULT_ROTATE_BEFORE,
@@ -198,6 +205,12 @@ export const meshSchema = z
           .optional(),
         topology: z.enum(['multi-primary', 'primary-remote']).default('multi-primary'),
         profile: z.enum(['default', 'minimal', 'demo']).default('default'),
+        /**
+         * How workloads join the mesh: `sidecar` (an Envoy in every pod) or `ambient` (Istio's ambient
+         * profile: ztunnel on every node, istio-cni, east-west Gateways of class istio-east-west on
+         * HBONE 15008, namespaces labelled istio.io/dataplane-mode=ambient).
+         */
+        dataPlane: z.enum(DATA_PLANES).default('sidecar'),
         values: z.record(z.string(), z.unknown()).default({}),
       })
       .prefault({}),
@@ -370,6 +383,24 @@ export const meshSchema = z
         });
       }
     });
+    if (mesh.istio.dataPlane === 'ambient') {
+      if (mesh.istio.topology === 'primary-remote') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['istio', 'dataPlane'],
+          message:
+            `ambient is not supported with istio.topology primary-remote (Istio: ${AMBIENT_STATUS}): ` +
+            'use multi-primary, or dataPlane sidecar',
+        });
+      }
+      if (mesh.istio.profile !== 'default') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['istio', 'profile'],
+          message: `ambient installs Istio's ambient profile: leave istio.profile out (it is "${mesh.istio.profile}")`,
+        });
+      }
+    }
     if (mesh.istio.topology === 'primary-remote' && !mesh.clusters.some((c) => c.role === 'remote')) {
       ctx.addIssue({
         code: 'custom',
@@ -457,6 +488,26 @@ function rootCaProblems(root: RootCa | undefined, ctx: z.RefinementCtx): void {
 }
 
 export type MeshSpec = z.infer<typeof meshSchema>;
+
+/** A spec that is valid but asks for something Istio itself does not stand behind; `validate` prints these. */
+export interface SpecWarning {
+  path: Array<string | number>;
+  message: string;
+}
+
+export function specWarnings(mesh: MeshSpec): SpecWarning[] {
+  const warnings: SpecWarning[] = [];
+  const networks = new Set(mesh.clusters.map((c) => c.network)).size;
+  if (mesh.istio.dataPlane === 'ambient' && mesh.clusters.length > 1 && networks === 1) {
+    warnings.push({
+      path: ['istio', 'dataPlane'],
+      message:
+        `every cluster is on network "${mesh.clusters[0].network}": ambient multicluster on one network is alpha in ` +
+        `Istio (${AMBIENT_STATUS}); give each cluster a network of its own for the supported setup`,
+    });
+  }
+  return warnings;
+}
 export type ClusterSpec = z.infer<typeof clusterSchema>;
 
 function cidrRange(c: string): [number, number] {

@@ -175,6 +175,22 @@ async function buildIstioCommand(build: IstioBuild, command: IstioCommand, dir: 
   for (const addon of ISTIO_ADDONS) {
     fs.copyFileSync(path.join(samples, `${addon}.yaml`), path.join(addons, `${addon}.yaml`));
   }
+  fs.writeFileSync(path.join(dir, GATEWAY_API_CRDS), await gatewayApiCrds(build));
+}
+
+/**
+ * The Gateway API CRDs (standard channel) at the version the Istio build's go.mod requires, from
+ * that module: what ambient meshes need before istiod starts (its GatewayClasses, east-west
+ * Gateways and waypoints are Gateway API objects). Istio ships none itself.
+ */
+async function gatewayApiCrds(build: IstioBuild): Promise<string> {
+  const istio = await moduleDir(`istio.io/istio@${build.module}`);
+  const version = /^\s*sigs\.k8s\.io\/gateway-api (v\S+)/m.exec(fs.readFileSync(path.join(istio, 'go.mod'), 'utf8'))?.[1];
+  if (!version) throw new ToolSetupError(`istio.io/istio@${build.module} requires no sigs.k8s.io/gateway-api`);
+  const dir = path.join(await moduleDir(`sigs.k8s.io/gateway-api@${version}`), 'config', 'crd', 'standard');
+  // The CRDs only: not the ValidatingAdmissionPolicy that guards their upgrades (vap_*).
+  const files = fs.readdirSync(dir).filter((f) => /^gateway\.networking\.k8s\.io_(?!vap_).*\.yaml$/.test(f)).sort();
+  return files.map((f) => fs.readFileSync(path.join(dir, f), 'utf8').replace(/^---\n/, '').trim()).join('\n---\n') + '\n';
 }
 
 /** The folder beside the team deployment's server and UI that holds the config template their images render. */
@@ -279,6 +295,9 @@ async function moduleDir(moduleAtVersion: string): Promise<string> {
 
 /** The directory beside our istioctl that holds Istio's addon manifests (samples/addons of the same module). */
 export const ISTIO_ADDONS_DIR = 'addons';
+
+/** The file beside our istioctl that holds the Gateway API CRDs its Istio build wants. */
+export const GATEWAY_API_CRDS = 'gateway-api-crds.yaml';
 
 /** The file beside our kwok that holds the stages it plays (kwok itself ships none outside kwokctl). */
 export const KWOK_STAGES = 'stages.yaml';

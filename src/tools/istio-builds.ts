@@ -6,13 +6,15 @@ import path from 'node:path';
 import { istioBuildOf, ISTIO_LINES } from '../istio/version';
 import { PermanentError } from '../steps/errors';
 import { type Progress, formatDuration, stderrProgress } from '../util/progress';
-import { ISTIO_ADDONS_DIR, ToolSetupError, ensureTools } from './install';
+import { GATEWAY_API_CRDS, ISTIO_ADDONS_DIR, ToolSetupError, ensureTools } from './install';
 import { istioToolName, toolSpec } from './specs';
 
 export interface IstioTools {
   istioctl: string;
   /** Istio's addon manifests (`<addon>.yaml`) of the same build. */
   addons: string;
+  /** The Gateway API CRDs (one YAML file) the build wants: ambient meshes apply them. */
+  gatewayApiCrds: string;
   pilotDiscovery: string;
 }
 
@@ -45,6 +47,7 @@ export function istioToolsOf(known: Record<string, string>, progress: Progress =
       tools = found.then((paths) => ({
         istioctl: paths[names[0]],
         addons: path.join(path.dirname(paths[names[0]]), ISTIO_ADDONS_DIR),
+        gatewayApiCrds: path.join(path.dirname(paths[names[0]]), GATEWAY_API_CRDS),
         pilotDiscovery: paths[names[1]],
       }));
       // A failed build is tried again by the next step that asks.

@@ -131,8 +131,8 @@ function istioTools(build: IstioBuild): ToolSpec[] {
       pathNames: ['istioctl'],
       versionArgs: ['version', '--remote=false', '--short'],
       parseVersion: (out) => /(?:client version: )?(\d+\.\d+[^\s]*)/.exec(out)?.[1],
-      // r2: Istio's addon manifests are installed beside it.
-      cacheKey: () => `istioctl-${build.stamp}${wrapperKey()}-r2`,
+      // r2: Istio's addon manifests are installed beside it; r3: and the Gateway API CRDs its build wants.
+      cacheKey: () => `istioctl-${build.stamp}${wrapperKey()}-r3`,
       binary: 'istioctl',
       coldBuild: '5-10 min',
       istio: { build, command: 'istioctl' },
