@@ -101,30 +101,42 @@ async function simulateCluster(
     'app=istiod',
   );
   const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-  const forwarded = new Set<string>();
+  // pod name -> the ports file it leads to and the forwards last written for it.
+  const forwarded = new Map<string, { file: string; applied?: string }>();
   const forward = async (pod: k8s.V1Pod) => {
     const name = pod.metadata!.name!;
-    if (forwarded.has(name)) return;
     const rev = pod.metadata?.labels?.['istio.io/rev'];
     const file = path.join(
       path.dirname(cluster.kubeconfig),
       `${!rev || rev === 'default' ? 'istiod' : `istiod-${rev}`}.json`,
     );
+    const known = forwarded.get(name) ?? { file };
+    forwarded.set(name, known);
     if (!fs.existsSync(file)) {
       // Not an istiod meshflow runs (yet): no forward, so a port-forward to it fails as it would.
-      log(
-        `[sim ${cluster.name}] istiod pod ${name}: no istiod of revision ${rev ?? 'default'} runs beside the cluster`,
-      );
+      if (known.applied !== '') {
+        log(
+          `[sim ${cluster.name}] istiod pod ${name}: no istiod of revision ${rev ?? 'default'} runs beside the cluster`,
+        );
+      }
+      known.applied = '';
       return;
     }
     const ports = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, number>;
-    const body = istiodPortForward(name, ports);
+    const body = istiodPortForward(name, ports) as { spec: unknown };
+    const wanted = JSON.stringify(body.spec);
+    if (known.applied === wanted) return;
     try {
       await custom.createNamespacedCustomObject({ ...KWOK_PORT_FORWARDS, namespace: ISTIO_NAMESPACE, body });
     } catch (err) {
       if ((err as { code?: number }).code !== 409) throw err;
+      // istiod started again on other ports (a restart, a new revision's process): lead the pod there.
+      await custom.patchNamespacedCustomObject(
+        { ...KWOK_PORT_FORWARDS, namespace: ISTIO_NAMESPACE, name, body: { spec: body.spec } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
     }
-    forwarded.add(name);
+    known.applied = wanted;
     log(`[sim ${cluster.name}] istiod pod ${name}: port-forwards lead to the istiod of revision ${rev ?? 'default'}`);
   };
   const unforward = async (pod: k8s.V1Pod) => {
@@ -136,6 +148,10 @@ async function simulateCluster(
       if ((err as { code?: number }).code !== 404) throw err;
     }
   };
+  // The istiod beside the cluster may start again on other ports: follow its ports file.
+  const follow = setInterval(() => {
+    for (const pod of istiods.list(ISTIO_NAMESPACE)) guard(forward)(pod);
+  }, 1000);
   istiods.on('add', guard(forward));
   istiods.on('update', guard(forward));
   istiods.on('delete', guard(unforward));
@@ -151,7 +167,7 @@ async function simulateCluster(
     });
   }
   await Promise.all(informers.map((i) => i.start()));
-  return [...informers, { stop: async () => void double.close() }];
+  return [...informers, { stop: async () => void double.close() }, { stop: () => clearInterval(follow) }];
 }
 
 /**

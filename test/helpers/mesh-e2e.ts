@@ -20,9 +20,10 @@ import { ensureClusterCa } from '../../src/istio/trust';
 import { probeServiceAccount } from '../../src/activities/trust-chain';
 import { spiffeId } from '../../src/pki/chain';
 import { istioBuildOf } from '../../src/istio/version';
+import { istiodEnv } from '../../src/activities/control-plane';
 import type { MeshSpec } from '../../src/spec/schema';
 import type { MeshStatus } from '../../src/workflows/types';
-import { scratchDir, tool } from './env';
+import { scratchDir, testLocalTools, tool } from './env';
 import { historyPayloadText, recordHistory } from './histories';
 import { realDeps, waitPhase as waitForPhase } from './mesh';
 import { devServer } from './temporal';
@@ -409,6 +410,121 @@ export interface CaseOptions {
   addons?: boolean;
   /** The spec's istio.version, when not the default: the istiod meshflow runs must be of its line's build. */
   istioVersion?: string;
+  /** The same mesh with Istio's ambient data plane (istio.dataPlane: ambient). */
+  ambient?: boolean;
+  /** Break the ready ambient mesh by hand (east-west Gateway, network label, multi-network flag, namespace). */
+  ambientBreaks?: boolean;
+}
+
+/** What an ambient mesh puts in each cluster: the ambient profile, the Gateway API, an east-west Gateway, the sample in ambient. */
+async function expectAmbient(mesh: string, local: LocalClusters, spec: MeshSpec): Promise<void> {
+  for (const c of spec.clusters) {
+    const kc = kubeOf(local, `${mesh}-${c.name}`);
+    const daemonSets = await kc.makeApiClient(k8s.AppsV1Api).listNamespacedDaemonSet({ namespace: 'istio-system' });
+    expect(daemonSets.items.map((d) => d.metadata?.name).sort()).toEqual(['istio-cni-node', 'ztunnel']);
+    const istiod = await kc
+      .makeApiClient(k8s.AppsV1Api)
+      .readNamespacedDeployment({ name: 'istiod', namespace: 'istio-system' });
+    const env = new Map(istiod.spec?.template.spec?.containers[0].env?.map((e) => [e.name, e.value]));
+    expect([env.get('PILOT_ENABLE_AMBIENT'), env.get('AMBIENT_ENABLE_MULTI_NETWORK')]).toEqual(['true', 'true']);
+    const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    const gw = (await custom.getNamespacedCustomObject({
+      group: 'gateway.networking.k8s.io',
+      version: 'v1',
+      namespace: 'istio-system',
+      plural: 'gateways',
+      name: 'istio-eastwest',
+    })) as { metadata: { labels: Record<string, string> }; spec: { gatewayClassName: string; listeners: object[] } };
+    expect(gw.metadata.labels['topology.istio.io/network']).toBe(c.network);
+    expect(gw.spec.gatewayClassName).toBe('istio-east-west');
+    expect(gw.spec.listeners).toEqual([expect.objectContaining({ port: 15008, protocol: 'HBONE' })]);
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const ns = await core.readNamespace({ name: 'sample' });
+    expect(ns.metadata?.labels).toMatchObject({ 'istio.io/dataplane-mode': 'ambient' });
+    expect(ns.metadata?.labels?.['istio-injection']).toBeUndefined();
+    const svc = await core.readNamespacedService({ name: 'helloworld', namespace: 'sample' });
+    expect(svc.metadata?.labels?.['istio.io/global']).toBe('true');
+  }
+}
+
+/**
+ * `meshflow verify` on an ambient mesh broken by hand: each break fails the checks that own it
+ * (the Gateway's own check where the object is wrong, and istiod's answer to the ztunnels of the
+ * other networks), and everything passes again once repaired.
+ */
+async function ambientBreakAndVerify(mesh: string, local: LocalClusters): Promise<void> {
+  const gateways = { group: 'gateway.networking.k8s.io', version: 'v1', namespace: 'istio-system', plural: 'gateways' };
+  const custom2 = kubeOf(local, `${mesh}-cluster2`).makeApiClient(k8s.CustomObjectsApi);
+  const relabel = (network: string) =>
+    custom2.patchNamespacedCustomObject(
+      { ...gateways, name: 'istio-eastwest', body: { metadata: { labels: { 'topology.istio.io/network': network } } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
+
+  // 1. cluster2's east-west Gateway labelled for a network that is not cluster2's.
+  await relabel('network9');
+  let failed = await untilFailing(mesh, ['eastwest-address/cluster2', 'ambient-workloads/cluster1']);
+  expect(failed.find((c) => c.name === 'eastwest-address')?.detail).toContain('labelled for network network9');
+  expect(failed.find((c) => c.name === 'ambient-workloads')?.detail).toMatch(
+    /^as a ztunnel of cluster1 \(network1\), istiod of cluster1 answers: helloworld\.sample: no workload stands for the 1 endpoint\(s\) of network2/,
+  );
+  await relabel('network2');
+  await untilFailing(mesh, []);
+
+  // 2. cluster2's east-west Gateway deleted (istiod's Deployment and Service of it go with it), then put back.
+  const gw = await custom2.getNamespacedCustomObject({ ...gateways, name: 'istio-eastwest' });
+  await custom2.deleteNamespacedCustomObject({ ...gateways, name: 'istio-eastwest' });
+  failed = await untilFailing(mesh, ['eastwest-address/cluster2', 'ambient-workloads/cluster1']);
+  expect(failed.find((c) => c.name === 'eastwest-address')?.detail).toContain('does not exist');
+  const { metadata, spec } = gw as { metadata: k8s.V1ObjectMeta; spec: object };
+  await custom2.createNamespacedCustomObject({
+    ...gateways,
+    body: {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'Gateway',
+      metadata: { name: metadata.name, labels: metadata.labels },
+      spec,
+    },
+  });
+  await untilFailing(mesh, []);
+
+  // 3. cluster1's istiod started without AMBIENT_ENABLE_MULTI_NETWORK: it stops folding network2's
+  // endpoints into its east-west gateway, so its ztunnels have no way there.
+  const restartIstiod1 = async (multiNetwork: string) => {
+    const name = `${mesh}-cluster1`;
+    const dir = path.dirname(local.get(name)!.kubeconfig);
+    const d = await kubeOf(local, name)
+      .makeApiClient(k8s.AppsV1Api)
+      .readNamespacedDeployment({ name: 'istiod', namespace: 'istio-system' });
+    const env = { ...istiodEnv([{ ...d, kind: 'Deployment' }]), AMBIENT_ENABLE_MULTI_NETWORK: multiNetwork };
+    const caDir = path.join(dir, 'istiod', 'cacerts');
+    const cacerts = Object.fromEntries(
+      fs.readdirSync(caDir).map((f) => [f, fs.readFileSync(path.join(caDir, f), 'utf8')]),
+    );
+    const tools = new LocalClusters(state, testLocalTools());
+    await tools.stopIstiod(name, undefined);
+    await tools.startIstiod(name, { clusterId: 'cluster1', cacerts, env });
+  };
+  await restartIstiod1('false');
+  failed = await untilFailing(mesh, ['ambient-workloads/cluster1']);
+  expect(failed[0].hint).toContain('AMBIENT_ENABLE_MULTI_NETWORK=true');
+  await restartIstiod1('true');
+  await untilFailing(mesh, []);
+
+  // 4. cluster2's sample namespace taken out of ambient mode: istio-cni (played by the simulated data
+  // plane) releases its pods from ztunnel.
+  const core2 = kubeOf(local, `${mesh}-cluster2`).makeApiClient(k8s.CoreV1Api);
+  await core2.patchNamespace(
+    { name: 'sample', body: [{ op: 'remove', path: '/metadata/labels/istio.io~1dataplane-mode' }] },
+    jsonPatch,
+  );
+  failed = await untilFailing(mesh, ['ambient-capture/cluster2']);
+  expect(failed[0].detail).toContain('namespace sample is not labelled istio.io/dataplane-mode=ambient');
+  await core2.patchNamespace(
+    { name: 'sample', body: [{ op: 'add', path: '/metadata/labels/istio.io~1dataplane-mode', value: 'ambient' }] },
+    jsonPatch,
+  );
+  await untilFailing(mesh, []);
 }
 
 /** Prometheus, Grafana, Jaeger and Kiali run on every primary, Kiali told its cluster and the others' addresses. */
@@ -462,6 +578,8 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
       if (options.apps) boutiqueAndOwnFiles(spec);
       if (options.addons) spec.addons = ['prometheus', 'grafana', 'jaeger', 'kiali'];
       if (options.istioVersion) spec.istio = { ...spec.istio, version: options.istioVersion };
+      if (options.ambient) spec.istio = { ...spec.istio, dataPlane: 'ambient' };
+      const ambient = spec.istio.dataPlane === 'ambient';
       const handle = await startMesh(env.client, spec, 'e2e');
       // A failed assertion must not leave this mesh's clusters running into the next case.
       onFailure.push(async () => {
@@ -490,16 +608,16 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
           ...gatewayChecks,
           // What Istio itself says, from the istiod meshflow runs for each primary.
           'discovery',
-          'cross-network-endpoints',
-          'injection',
+          ...(ambient ? ['ambient-workloads', 'ambient-capture'] : ['cross-network-endpoints', 'injection']),
           'analyze',
           'trust-chain',
         ]),
       );
       // Asked over xDS, every cluster's istiod answer was compared, and every primary's discovery.
-      expect(controlPlane.filter((c) => c.name === 'cross-network-endpoints')).toHaveLength(spec.clusters.length);
+      const endpoints = ambient ? 'ambient-workloads' : 'cross-network-endpoints';
+      expect(controlPlane.filter((c) => c.name === endpoints)).toHaveLength(spec.clusters.length);
       // Each reached the serving istiod as istioctl does: a port-forward to its pod through the API server.
-      for (const c of controlPlane.filter((x) => x.name === 'discovery' || x.name === 'cross-network-endpoints'))
+      for (const c of controlPlane.filter((x) => x.name === 'discovery' || x.name === endpoints))
         expect(c.via).toMatch(/^port-forward to istio-system\/istiod-[a-z0-9]+-[a-z0-9]+ \(8080, 15010\)$/);
       // Every cluster's workloads get certificates that chain to the mesh root, a remote's from its primary.
       const chains = controlPlane.filter((c) => c.name === 'trust-chain');
@@ -540,7 +658,10 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
       const istiod = await kubeOf(local, `${mesh}-${primary}`)
         .makeApiClient(k8s.AppsV1Api)
         .readNamespacedDeployment({ name: 'istiod', namespace: 'istio-system' });
-      expect(istiod.spec?.template.spec?.containers[0].image).toBe(`docker.io/istio/pilot:${spec.istio.version}`);
+      // (Istio's ambient profile runs the distroless variant of the same release.)
+      expect(istiod.spec?.template.spec?.containers[0].image).toBe(
+        `docker.io/istio/pilot:${spec.istio.version}${ambient ? '-distroless' : ''}`,
+      );
       // Each primary's istiod is the pilot-discovery of the Istio build of the spec's line, as it says itself.
       const build = istioBuildOf(spec.istio.version)!;
       for (const p of primaries) {
@@ -590,7 +711,17 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
           fs.readFileSync(spec.trust.rootCa!.certFile!, 'utf8').split('\n')[1],
         );
       }
+      if (ambient) {
+        await expectAmbient(mesh, local, spec);
+        // Each cluster's ztunnels are told to reach every other network through its east-west Gateway.
+        for (const c of spec.clusters) {
+          const others = new Set(spec.clusters.filter((o) => o.network !== c.network).map((o) => o.network));
+          const detail = controlPlane.find((x) => x.name === 'ambient-workloads' && x.cluster === c.name)?.detail;
+          for (const n of others) expect(detail).toMatch(new RegExp(`${n} \\d+ via 198\\.18\\.\\d+\\.\\d+:15008`));
+        }
+      }
       if (options.breakAndVerify) await breakAndVerify(mesh, local);
+      if (options.ambientBreaks) await ambientBreakAndVerify(mesh, local);
       if (options.apps) await expectAppsPlaced(mesh, local, ready);
       if (options.addons) await expectAddons(mesh, local, spec, ready);
 
@@ -611,7 +742,9 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
         ]);
 
       // Another Istio build changes no step of the workflow: its history would be the default's.
-      if (!options.istioVersion) await recordHistory(handle, `v2-e2e-${path.basename(example, '.yaml')}`);
+      // (ambient.yaml's history stands for ambient meshes: a flipped example would be a second copy.)
+      if (!options.istioVersion && !options.ambient)
+        await recordHistory(handle, `v2-e2e-${path.basename(example, '.yaml')}`);
       // Secrets never entered history: decode every payload and look for keys, tokens, kubeconfigs.
       const all = await historyPayloadText(handle);
       expect(all).toContain('"phase":"deleted"'); // the payloads were decoded
