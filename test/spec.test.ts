@@ -7,7 +7,8 @@ import { controlPlaneOperator, eastWestOperator } from '../src/istio/manifests';
 import { OWNED_VALUES } from '../src/spec/istio-values';
 import { SpecError, loadMeshSpec, parseMeshSpec } from '../src/spec/load';
 import { localClusterName } from '../src/spec/names';
-import { type MeshSpec, meshSchema } from '../src/spec/schema';
+import { type MeshSpec, meshSchema, specWarnings } from '../src/spec/schema';
+import { inAmbientMode } from '../src/istio/ambient';
 import { upgradeSpec } from '../src/spec/upgrade';
 import { buildPlan } from '../src/plan/plan';
 import { applyProblems, diffPlans } from '../src/plan/diff';
@@ -385,6 +386,7 @@ describe('istio.values', () => {
       'istiodRemote.injectionPath',
       'set by meshflow on remote clusters, from clusters[].name and clusters[].network; remove it',
     ],
+    ['pilot.env.AMBIENT_ENABLE_MULTI_NETWORK', 'set by meshflow for ambient meshes (istio.dataPlane); remove it'],
     [
       'pilot.env.EXTERNAL_ISTIOD',
       'set by meshflow on primaries that serve remote clusters (istio.topology, clusters[].role); remove it',
@@ -411,6 +413,7 @@ describe('istio.values', () => {
       'global.remotePilotAddress',
       'istiodRemote.injectionPath',
       'pilot.env.EXTERNAL_ISTIOD',
+      'pilot.env.AMBIENT_ENABLE_MULTI_NETWORK',
       'gateways.istio-ingressgateway.injectionTemplate',
       'meshConfig.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE',
     ]);
@@ -542,10 +545,15 @@ istio:
     const spec = parseMeshSpec(PRIMARY_REMOTE);
     const [east, west] = spec.clusters;
     type Operator = { spec: { values: object; meshConfig?: object } };
+    const ambient = {
+      ...spec,
+      istio: { ...spec.istio, topology: 'multi-primary' as const, dataPlane: 'ambient' as const },
+    };
     const rendered = [
       controlPlaneOperator(spec, east),
       controlPlaneOperator(spec, west, '203.0.113.9'),
       eastWestOperator(spec, east),
+      controlPlaneOperator(ambient, east),
     ];
     const get = (tree: unknown, keys: readonly string[]) =>
       keys.reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], tree);
@@ -693,4 +701,75 @@ describe('drift', () => {
     expect(applyProblems(current, next)).toEqual([]);
     expect(diffPlans(current, next).empty).toBe(true);
   });
+});
+
+describe('istio.dataPlane', () => {
+  test('sidecar by default; ambient renders Istio ambient profile with the multi-network flag', () => {
+    expect(parseMeshSpec(BASE).istio.dataPlane).toBe('sidecar');
+    const spec = parseMeshSpec(BASE + 'istio:\n  dataPlane: ambient\n');
+    const op = controlPlaneOperator(spec, spec.clusters[0]) as {
+      spec: { profile: string; values: { pilot: { env: Record<string, string> } } };
+    };
+    expect(op.spec.profile).toBe('ambient');
+    expect(op.spec.values.pilot.env).toEqual({ AMBIENT_ENABLE_MULTI_NETWORK: 'true' });
+    expect(specWarnings(spec)).toEqual([]);
+  });
+
+  test('ambient with primary-remote is refused, as Istio does not support it, naming the field and line', () => {
+    const yaml =
+      BASE.replace('    network: n2\n', '    network: n2\n    role: remote\n    primary: east\n') +
+      'istio:\n  topology: primary-remote\n  dataPlane: ambient\n  profile: demo\n';
+    expect(problems(yaml)).toEqual([
+      '15:14 istio.dataPlane: ambient is not supported with istio.topology primary-remote (Istio: ambient ' +
+        'multi-network multicluster: Beta since 1.29, multi-primary only): use multi-primary, or dataPlane sidecar',
+      `16:12 istio.profile: ambient installs Istio's ambient profile: leave istio.profile out (it is "demo")`,
+    ]);
+  });
+
+  test('ambient on one network is valid but warned about (alpha in Istio)', () => {
+    const spec = parseMeshSpec(BASE.replace('network: n2', 'network: n1') + 'istio:\n  dataPlane: ambient\n');
+    expect(specWarnings(spec)).toEqual([
+      {
+        path: ['istio', 'dataPlane'],
+        message: expect.stringContaining(
+          'every cluster is on network "n1": ambient multicluster on one network is alpha',
+        ),
+      },
+    ]);
+  });
+
+  test('an unknown data plane names the choices', () => {
+    expect(problems(BASE + 'istio:\n  dataPlane: proxyless\n')).toEqual([
+      '12:14 istio.dataPlane: Invalid option: expected one of "sidecar"|"ambient"',
+    ]);
+  });
+
+  test('an ambient plan has an istio-east-west Gateway per network and no AUTO_PASSTHROUGH Gateway', () => {
+    const plan = buildPlan(parseMeshSpec(BASE + 'istio:\n  dataPlane: ambient\n'));
+    const kinds = plan.steps.map((s) => s.id);
+    expect(kinds).toEqual(expect.arrayContaining(['eastwest-gateway:east', 'eastwest-gateway:west']));
+    expect(kinds.filter((k) => k.startsWith('expose-services'))).toEqual([]);
+    expect(plan.steps.find((s) => s.id === 'eastwest-gateway:east')?.creates).toContain('class istio-east-west');
+  });
+});
+
+test('a deploy in ambient mode labels the namespaces for ambient and marks their Services global', () => {
+  const objects = inAmbientMode([
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'sample', labels: { 'istio-injection': 'enabled' } } },
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'plain', labels: { 'istio-injection': 'disabled' } } },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'a', namespace: 'sample' } },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'b', namespace: 'sample', labels: { 'istio.io/global': 'false' } },
+    },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'c', namespace: 'plain' } },
+  ]);
+  expect(objects.map((o) => [o.metadata?.name, o.metadata?.labels ?? {}])).toEqual([
+    ['sample', { 'istio.io/dataplane-mode': 'ambient' }],
+    ['plain', { 'istio-injection': 'disabled' }],
+    ['a', { 'istio.io/global': 'true' }],
+    ['b', { 'istio.io/global': 'false' }],
+    ['c', {}],
+  ]);
 });

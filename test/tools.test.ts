@@ -56,6 +56,12 @@ test('doctor --json reports every pinned tool ready at its pinned version', asyn
       'kiali.yaml',
       'prometheus.yaml',
     ]);
+    // And the Gateway API CRDs (standard channel) its build's go.mod requires: CRDs only, each once.
+    const crds = fs.readFileSync(path.join(path.dirname(istioctl.path), 'gateway-api-crds.yaml'), 'utf8');
+    const kinds = [...crds.matchAll(/^kind: (\S+)$/gm)].map((m) => m[1]);
+    expect(new Set(kinds)).toEqual(new Set(['CustomResourceDefinition']));
+    expect(crds).toContain('name: gateways.gateway.networking.k8s.io');
+    expect(crds).toMatch(/gateway\.networking\.k8s\.io\/bundle-version: v1\.\d+\.\d+/);
   }
   // Each Istio build's binaries report the build they are of.
   for (const [name, stamp] of [
@@ -74,11 +80,12 @@ test('each pinned Istio build has its istioctl and pilot-discovery, side by side
     ['1.31', 'v0.0.0-20260827124520-eed52ebb66ad', '1.31-eed52ebb66ad', '1.31.4'],
   ]);
   // The 1.31 build keeps the tool names and cache folders it had as the only build: nothing is rebuilt.
-  expect(toolSpec('istioctl').cacheKey()).toBe('istioctl-1.31-eed52ebb66ad-r2');
+  // (istioctl's r3: the Gateway API CRDs its build wants are installed beside it, for ambient meshes.)
+  expect(toolSpec('istioctl').cacheKey()).toBe('istioctl-1.31-eed52ebb66ad-r3');
   expect(toolSpec('pilot-discovery').cacheKey()).toBe('pilot-discovery-1.31-eed52ebb66ad');
   expect(toolSpec('istioctl').envVar).toBe('MESHFLOW_ISTIOCTL_BIN');
   // 1.30 is built through its wrapper module, whose files are in its cache keys.
-  expect(toolSpec('istioctl-1.30').cacheKey()).toMatch(/^istioctl-1\.30-9739e10eb9d7-[0-9a-f]{12}-r2$/);
+  expect(toolSpec('istioctl-1.30').cacheKey()).toMatch(/^istioctl-1\.30-9739e10eb9d7-[0-9a-f]{12}-r3$/);
   expect(toolSpec('pilot-discovery-1.30').cacheKey()).toMatch(/^pilot-discovery-1\.30-9739e10eb9d7-[0-9a-f]{12}$/);
   expect(toolSpec('istioctl-1.30').envVar).toBe('MESHFLOW_ISTIOCTL_1_30_BIN');
   const istio = TOOLS.filter((t) => t.istio);

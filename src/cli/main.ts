@@ -29,6 +29,7 @@ import { buildPlan } from '../plan/plan';
 import { GkeProvider } from '../adapters/gke';
 import { packageRoot, stateDir } from '../paths';
 import { loadMeshSpec, locateProblems } from '../spec/load';
+import { type MeshSpec, specWarnings } from '../spec/schema';
 import { describeDelta } from '../plan/diff';
 import type { TemporalTarget } from '../temporal/connection';
 import { localClusterName } from '../spec/names';
@@ -77,8 +78,9 @@ program
   .description('check a mesh spec; errors name the field and line')
   .action((file: string) => {
     const spec = loadMeshSpec(file);
+    warnAbout(file, spec);
     process.stdout.write(
-      `${file}: mesh ${spec.name} is valid (${spec.clusters.length} clusters, ${spec.istio.topology})\n`,
+      `${file}: mesh ${spec.name} is valid (${spec.clusters.length} clusters, ${spec.istio.topology}, ${spec.istio.dataPlane})\n`,
     );
   });
 
@@ -159,8 +161,14 @@ program
     if (u.state !== 'applied') process.exitCode = 1;
   });
 
+/** What a valid spec asks that Istio itself does not stand behind, on stderr: `FILE: warning: FIELD: MESSAGE`. */
+function warnAbout(file: string, spec: MeshSpec): void {
+  for (const w of specWarnings(spec)) process.stderr.write(`${file}: warning: ${w.path.join('.')}: ${w.message}\n`);
+}
+
 async function up(file: string, opts: { detach?: boolean }): Promise<void> {
   const spec = loadMeshSpec(file);
+  warnAbout(file, spec);
   const { client, target } = await connectWithWorker();
   // The workers' store: the files the spec names are copied into it, and read from it thereafter.
   await startMesh(client, spec, TASK_QUEUE, undefined, trustStoreFromEnv(stateDir()));

@@ -6,7 +6,8 @@ import { ISTIO_DEFAULT_VERSION, ISTIO_VERSION_PATTERN } from '../istio/version';
 import { DEFAULT_INTERMEDIATE_VALIDITY, DEFAULT_ROTATE_BEFORE } from './duration';
 import type { MeshSpec } from './schema';
 
-type Recorded = Omit<MeshSpec, 'trust' | 'app' | 'verify' | 'addons' | 'drift'> & {
+type Recorded = Omit<MeshSpec, 'trust' | 'app' | 'verify' | 'addons' | 'drift' | 'istio'> & {
+  istio: Omit<MeshSpec['istio'], 'dataPlane'> & Partial<Pick<MeshSpec['istio'], 'dataPlane'>>;
   addons?: MeshSpec['addons'];
   drift?: Partial<MeshSpec['drift']>;
   trust?: Omit<MeshSpec['trust'], 'keyAlgorithm' | 'intermediateValidity' | 'rotateBefore'> &
@@ -33,6 +34,8 @@ export function upgradeSpec(spec: Recorded): MeshSpec {
     istio: {
       ...spec.istio,
       version: ISTIO_VERSION_PATTERN.test(spec.istio.version) ? spec.istio.version : ISTIO_DEFAULT_VERSION,
+      // Meshes started before ambient meshes existed run sidecars.
+      dataPlane: spec.istio.dataPlane ?? 'sidecar',
     },
     verify,
     addons: spec.addons ?? [],
