@@ -1,9 +1,9 @@
 // Ambient meshes (istio.dataPlane: ambient), end to end on local clusters: the two-network example
-// (then broken by hand for `verify` to diagnose) and three clusters on three networks, each
+// with a waypoint (then broken by hand for `verify` to diagnose) and three clusters on three networks, each
 // brought to ready with istiod's workload discovery checked as every cluster's ztunnel gets it.
 import { meshEndToEnd } from './helpers/mesh-e2e';
 
 meshEndToEnd([
-  ['ambient.yaml', 'e2e-amb', { ambientBreaks: true }],
+  ['ambient.yaml', 'e2e-amb', { ambientBreaks: true, waypoint: 'waypoint' }],
   ['demo-three-clusters.yaml', 'e2e-amb3', { ambient: true }],
 ]);

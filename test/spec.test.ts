@@ -773,3 +773,25 @@ test('a deploy in ambient mode labels the namespaces for ambient and marks their
     ['c', {}],
   ]);
 });
+
+test('a waypoint is for ambient meshes only, and goes to every ambient namespace of the deploy', () => {
+  expect(problems(BASE + 'app:\n  waypoint: waypoint\n')).toEqual([
+    "12:13 app.waypoint: waypoints are ambient's L7 proxies: set istio.dataPlane: ambient, or leave app.waypoint out",
+  ]);
+  const objects = inAmbientMode(
+    [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'sample', labels: { 'istio-injection': 'enabled' } } }],
+    'wp',
+  );
+  expect(objects).toEqual([
+    {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'sample', labels: { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'wp' } },
+    },
+    expect.objectContaining({
+      kind: 'Gateway',
+      metadata: { name: 'wp', namespace: 'sample', labels: { 'istio.io/waypoint-for': 'service' } },
+      spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+    }),
+  ]);
+});

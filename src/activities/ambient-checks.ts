@@ -76,6 +76,7 @@ export async function ambientWorkloads(
       ),
     );
     const problems: string[] = [];
+    const waypointProblems: string[] = [];
     const shown: string[] = [];
     for (const e of expected) {
       const holders = view.workloads.filter((w) => w.services.includes(e.key));
@@ -111,13 +112,34 @@ export async function ambientWorkloads(
           problems.push(`${host}: ${network} stands for ${w.capacity ?? 1} endpoint(s), its clusters serve ${count}`);
         parts.push(`${network} ${count} via ${via}`);
       }
+      const waypoint = spec.app.waypoint;
+      if (waypoint) {
+        const [ns, name] = [host.split('.')[1], host.split('.')[0]];
+        const got = view.services.find((x) => x.name === name && x.namespace === ns)?.waypoint;
+        const own = await call(() =>
+          ctx.api[c.name].core.readNamespacedService({ name: waypoint, namespace: ns }).catch((err: unknown) => {
+            if (notFound(err)) return undefined;
+            throw err;
+          }),
+        );
+        const want = [own?.spec?.clusterIP, `${waypoint}.${ns}.svc.cluster.local`].filter(Boolean);
+        if (!got) waypointProblems.push(`${host}: no waypoint (the spec asks for ${waypoint})`);
+        else if (!want.includes(got)) waypointProblems.push(`${host}: waypoint ${got} is not ${c.name}'s ${waypoint}`);
+        else parts.push(`waypoint ${waypoint}`);
+      }
       shown.push(`${host}: ${parts.join(', ')}`);
     }
     const who = `as a ztunnel of ${c.name} (${c.network}), istiod of ${c.name} answers`;
-    if (problems.length) {
+    const all = [...problems, ...waypointProblems];
+    if (all.length) {
+      const waypointHint =
+        `a Service's waypoint is the Gateway (class istio-waypoint) its namespace's istio.io/use-waypoint label names, ` +
+        `of the same name in every cluster: \`kubectl -n <namespace> get gateway ${spec.app.waypoint}\` in ${c.name}`;
+      if (!problems.length) return fail(`${who}: ${all.slice(0, 5).join('; ')}`, waypointHint);
       return fail(
-        `${who}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`,
-        'another network is reached through its east-west Gateway (class istio-east-west) labelled with that ' +
+        `${who}: ${all.slice(0, 5).join('; ')}${all.length > 5 ? `; and ${all.length - 5} more` : ''}`,
+        (waypointProblems.length ? `${waypointHint}; ` : '') +
+          'another network is reached through its east-west Gateway (class istio-east-west) labelled with that ' +
           'network: check `kubectl -n istio-system get gateway istio-eastwest --show-labels` in every cluster, the ' +
           "topology.istio.io/network label of istio-system, the remote secrets, istiod's " +
           `AMBIENT_ENABLE_MULTI_NETWORK=true, and that the Services are labelled istio.io/global=true; see ` +
@@ -152,7 +174,11 @@ export async function ambientCapture(
       continue;
     }
     const list = await call(() => core.listNamespacedPod({ namespace: ns }));
-    for (const pod of list.items.filter((p) => !p.metadata?.deletionTimestamp)) {
+    // Pods that opt out (a waypoint's own Envoy does) are not the app's.
+    const app = list.items.filter(
+      (p) => !p.metadata?.deletionTimestamp && p.metadata?.labels?.[DATAPLANE_MODE_LABEL] !== 'none',
+    );
+    for (const pod of app) {
       pods++;
       const name = `${ns}/${pod.metadata?.name}`;
       if (pod.spec?.containers.some((x) => x.name === 'istio-proxy')) bad.push(`${name} carries a sidecar`);

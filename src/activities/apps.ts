@@ -4,7 +4,8 @@
 // through workflow history.
 import fs from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
-import { type Kube, ownedBy, parseManifests } from '../adapters/kube';
+import { type Kube, ownedBy, parseManifests, refOf } from '../adapters/kube';
+import { waitProgrammed } from './control-plane';
 import { inAmbientMode } from '../istio/ambient';
 import { SAMPLE_APPS, deploymentNames } from '../istio/sample-apps';
 import { appPlacement } from '../plan/plan';
@@ -35,6 +36,11 @@ export function appActivities(deps: ActivityDeps) {
         for (const d of deploymentNames(objects))
           byNamespace.set(d.namespace, [...(byNamespace.get(d.namespace) ?? []), d.name]);
         for (const [namespace, names] of byNamespace) await k.waitDeploymentsAvailable(namespace, names, ctx.heartbeat);
+        // Waypoints: istiod deploys each and programs its Gateway once its Deployment and Service are up.
+        const waypoints = objects.filter((o) => o.kind === 'Gateway' && o.metadata?.labels?.['istio.io/waypoint-for']);
+        for (const w of waypoints) {
+          await waitProgrammed(k, refOf(w), `waypoint of ${c}`, ctx, deps.loadBalancerTimeoutMs ?? 5 * 60_000);
+        }
         const parts = appPlacement(req.spec)[c] ?? [];
         return {
           outputs: {
@@ -134,7 +140,7 @@ export async function appObjects(
     const key = `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
     return seen.has(key) ? false : (seen.add(key), true);
   });
-  return spec.istio.dataPlane === 'ambient' ? inAmbientMode(unique) : unique;
+  return spec.istio.dataPlane === 'ambient' ? inAmbientMode(unique, spec.app.waypoint) : unique;
 }
 
 /**

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import * as k8s from '@kubernetes/client-node';
-import { type Kube, ownedBy, parseManifests, pause } from '../adapters/kube';
+import { type Kube, type ObjectRef, ownedBy, parseManifests, pause } from '../adapters/kube';
 import {
   EASTWEST_SERVICE,
   ISTIO_NAMESPACE,
@@ -122,7 +122,13 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         const timeout = deps.loadBalancerTimeoutMs ?? 10 * 60_000;
         if (ambient(req.spec)) {
           await applyTracked(k, req, c.name, [ambientEastWestGateway(c)] as k8s.KubernetesObject[], ctx);
-          return { outputs: { address: await waitProgrammed(k, c.name, ctx, timeout) } };
+          const ref = {
+            apiVersion: GATEWAY_API_VERSION,
+            kind: 'Gateway',
+            namespace: ISTIO_NAMESPACE,
+            name: AMBIENT_EASTWEST_GATEWAY,
+          };
+          return { outputs: { address: await waitProgrammed(k, ref, `east-west Gateway of ${c.name}`, ctx, timeout) } };
         }
         const { istioctl } = await deps.istio(req.spec.istio.version, ctx);
         const objects = parseManifests(await istioctlRender(istioctl, eastWestOperator(req.spec, c), ctx.signal));
@@ -183,32 +189,36 @@ async function gatewayApiCrds(k: Kube, mesh: string, file: string): Promise<k8s.
   return crds.filter((_, i) => !present[i] || ownedBy(present[i], mesh));
 }
 
-/** The ambient east-west Gateway's address once istiod has programmed it (deployed it and its Service got one). */
-async function waitProgrammed(k: Kube, cluster: string, ctx: StepContext, timeoutMs: number): Promise<string> {
-  const ref = {
-    apiVersion: GATEWAY_API_VERSION,
-    kind: 'Gateway',
-    namespace: ISTIO_NAMESPACE,
-    name: AMBIENT_EASTWEST_GATEWAY,
-  };
+/**
+ * The address of a Gateway istiod deploys itself (the ambient east-west Gateway, a waypoint) once
+ * it is programmed: its Deployment runs and its Service has an address.
+ */
+export async function waitProgrammed(
+  k: Kube,
+  ref: ObjectRef,
+  what: string,
+  ctx: Pick<StepContext, 'heartbeat' | 'signal'>,
+  timeoutMs: number,
+): Promise<string> {
   const deadline = Date.now() + timeoutMs;
+  const name = `${ref.namespace}/${ref.name}`;
   for (;;) {
     const gateway = await k.retrying(() => k.read(ref));
     const address = programmedAddress(gateway);
     if (address) return address;
     if (Date.now() > deadline) {
-      const why = notProgrammedReason(gateway) ?? 'istiod set no status on it';
+      const why = gateway ? (notProgrammedReason(gateway) ?? 'istiod set no status on it') : 'it does not exist';
+      const cls = (gateway as { spec?: { gatewayClassName?: string } } | undefined)?.spec?.gatewayClassName;
       throw ApplicationFailure.create({
         type: 'LoadBalancerPending',
         message:
-          `the east-west Gateway ${ISTIO_NAMESPACE}/${AMBIENT_EASTWEST_GATEWAY} of ${cluster} was not programmed in ` +
-          `${Math.round(timeoutMs / 1000)}s: ${why}. Hint: istiod deploys it (class ${EASTWEST_GATEWAY_CLASS}) and ` +
-          'its Service needs a load balancer address (cloud LB, MetalLB); check ' +
-          `\`kubectl -n ${ISTIO_NAMESPACE} describe gateway ${AMBIENT_EASTWEST_GATEWAY}\``,
+          `the ${what}, Gateway ${name}, was not programmed in ${Math.round(timeoutMs / 1000)}s: ${why}. Hint: istiod ` +
+          `deploys it (class ${cls ?? '?'}) and its Service needs an address (a load balancer for ` +
+          `${EASTWEST_GATEWAY_CLASS}: cloud LB, MetalLB); check \`kubectl -n ${ref.namespace} describe gateway ${ref.name}\``,
         nonRetryable: true,
       });
     }
-    ctx.heartbeat({ waitingFor: `Gateway ${ISTIO_NAMESPACE}/${AMBIENT_EASTWEST_GATEWAY} programmed` });
+    ctx.heartbeat({ waitingFor: `Gateway ${name} programmed` });
     await pause(500, ctx.signal);
   }
 }

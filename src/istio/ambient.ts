@@ -44,28 +44,47 @@ export function ambientEastWestGateway(cluster: ClusterSpec): object {
   };
 }
 
+export const WAYPOINT_GATEWAY_CLASS = 'istio-waypoint';
+export const USE_WAYPOINT_LABEL = 'istio.io/use-waypoint';
+
+/** A waypoint for a namespace's Services: istiod deploys it (an Envoy) and gives it a Service of the same name. */
+export function waypointGateway(namespace: string, name: string): k8s.KubernetesObject {
+  return {
+    apiVersion: GATEWAY_API_VERSION,
+    kind: 'Gateway',
+    metadata: { name, namespace, labels: { 'istio.io/waypoint-for': 'service' } },
+    spec: {
+      gatewayClassName: WAYPOINT_GATEWAY_CLASS,
+      listeners: [{ name: 'mesh', port: HBONE_PORT, protocol: 'HBONE' }],
+    },
+  } as k8s.KubernetesObject;
+}
+
 /**
  * A deploy's objects for an ambient mesh: namespaces meshflow would have labelled for sidecar
  * injection are put in ambient mode instead, and the Services in them are marked global (a
- * Service that already says whether it is global is left as it is).
+ * Service that already says whether it is global is left as it is). With a waypoint, each such
+ * namespace gets one of that name and is labelled to use it.
  */
-export function inAmbientMode(objects: k8s.KubernetesObject[]): k8s.KubernetesObject[] {
+export function inAmbientMode(objects: k8s.KubernetesObject[], waypoint?: string): k8s.KubernetesObject[] {
   const ambient = new Set(
     objects
       .filter((o) => o.kind === 'Namespace' && o.metadata?.labels?.[INJECTION_LABEL] === 'enabled')
       .map((o) => o.metadata!.name!),
   );
-  return objects.map((o) => {
+  const out = objects.map((o) => {
     const labels = o.metadata?.labels ?? {};
     if (o.kind === 'Namespace' && ambient.has(o.metadata!.name!)) {
       const { [INJECTION_LABEL]: _, ...rest } = labels;
-      return { ...o, metadata: { ...o.metadata, labels: { ...rest, [DATAPLANE_MODE_LABEL]: 'ambient' } } };
+      const mode = { [DATAPLANE_MODE_LABEL]: 'ambient', ...(waypoint ? { [USE_WAYPOINT_LABEL]: waypoint } : {}) };
+      return { ...o, metadata: { ...o.metadata, labels: { ...rest, ...mode } } };
     }
     if (o.kind === 'Service' && ambient.has(o.metadata?.namespace ?? '') && !(GLOBAL_SERVICE_LABEL in labels)) {
       return { ...o, metadata: { ...o.metadata, labels: { ...labels, [GLOBAL_SERVICE_LABEL]: 'true' } } };
     }
     return o;
   });
+  return waypoint ? [...out, ...[...ambient].map((ns) => waypointGateway(ns, waypoint))] : out;
 }
 
 /**

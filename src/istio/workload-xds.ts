@@ -46,7 +46,12 @@ root.define('istio.workload').addJSON({
     },
   },
   Service: {
-    fields: { name: field('string', 1), namespace: field('string', 2), hostname: field('string', 3) },
+    fields: {
+      name: field('string', 1),
+      namespace: field('string', 2),
+      hostname: field('string', 3),
+      waypoint: field('GatewayAddress', 7),
+    },
   },
   Workload: {
     fields: {
@@ -101,6 +106,8 @@ export interface AmbientService {
   name: string;
   namespace: string;
   hostname: string;
+  /** Its waypoint, by address (the waypoint Service's IP) or hostname, when it has one. */
+  waypoint?: string;
 }
 
 export interface WorkloadView {
@@ -141,6 +148,10 @@ function ipOf(bytes: Uint8Array): string {
   return words.join(':');
 }
 
+type DecodedGateway = { address?: { network: string; address: Uint8Array }; hostname?: { hostname: string }; hboneMtlsPort: number };
+
+const gatewayTarget = (gw: DecodedGateway) => (gw.address ? ipOf(gw.address.address) : (gw.hostname?.hostname ?? ''));
+
 interface DecodedWorkload {
   uid: string;
   name: string;
@@ -172,7 +183,7 @@ function workloadOf(w: DecodedWorkload): AmbientWorkload {
     ...(gw
       ? {
           networkGateway: {
-            address: gw.address ? ipOf(gw.address.address) : (gw.hostname?.hostname ?? ''),
+            address: gatewayTarget(gw),
             network: gw.address?.network ?? '',
             hbonePort: gw.hboneMtlsPort,
           },
@@ -233,10 +244,13 @@ export async function fetchWorkloads(
           if (!r.resource) continue;
           const a = AddressMessage.toObject(AddressMessage.decode(r.resource.value), { defaults: true }) as {
             workload?: DecodedWorkload;
-            service?: AmbientService;
+            service?: Omit<AmbientService, 'waypoint'> & { waypoint?: DecodedGateway };
           };
           if (a.workload) view.workloads.push(workloadOf(a.workload));
-          else if (a.service) view.services.push(a.service);
+          else if (a.service) {
+            const { waypoint, ...svc } = a.service;
+            view.services.push({ ...svc, ...(waypoint ? { waypoint: gatewayTarget(waypoint) } : {}) });
+          }
         }
       } catch (err) {
         return finish(new Error(`xDS ${xdsAddress}: undecodable workload response: ${(err as Error).message}`));

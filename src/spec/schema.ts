@@ -217,6 +217,12 @@ export const meshSchema = z
     app: z
       .strictObject({
         sample: z.enum([...(Object.keys(SAMPLE_APPS) as SampleName[]), 'none']).default('helloworld'),
+        /**
+         * Ambient meshes: a waypoint (a Gateway of class istio-waypoint) of this name in each of the
+         * app's ambient namespaces, in every cluster the app runs in (Istio resolves a global Service's
+         * waypoint by name in each cluster), and the namespaces labelled to use it.
+         */
+        waypoint: dnsLabel.optional(),
         /** cluster name -> the components of the sample that run there (helloworld: versions v1, v2...; default: spread over the clusters) */
         placement: z.record(z.string(), z.array(z.string().min(1))).optional(),
         /** The user's own manifests (read by the worker at deploy time, never carried in workflow history), per cluster. */
@@ -400,6 +406,13 @@ export const meshSchema = z
           message: `ambient installs Istio's ambient profile: leave istio.profile out (it is "${mesh.istio.profile}")`,
         });
       }
+    }
+    if (mesh.app.waypoint !== undefined && mesh.istio.dataPlane !== 'ambient') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['app', 'waypoint'],
+        message: "waypoints are ambient's L7 proxies: set istio.dataPlane: ambient, or leave app.waypoint out",
+      });
     }
     if (mesh.istio.topology === 'primary-remote' && !mesh.clusters.some((c) => c.role === 'remote')) {
       ctx.addIssue({

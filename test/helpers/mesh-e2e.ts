@@ -412,8 +412,10 @@ export interface CaseOptions {
   istioVersion?: string;
   /** The same mesh with Istio's ambient data plane (istio.dataPlane: ambient). */
   ambient?: boolean;
-  /** Break the ready ambient mesh by hand (east-west Gateway, network label, multi-network flag, namespace). */
+  /** Break the ready ambient mesh by hand (east-west Gateway, network label, multi-network flag, namespace, waypoint). */
   ambientBreaks?: boolean;
+  /** A waypoint for the app's namespace (app.waypoint). */
+  waypoint?: string;
 }
 
 /** What an ambient mesh puts in each cluster: the ambient profile, the Gateway API, an east-west Gateway, the sample in ambient. */
@@ -444,8 +446,23 @@ async function expectAmbient(mesh: string, local: LocalClusters, spec: MeshSpec)
     expect(ns.metadata?.labels?.['istio-injection']).toBeUndefined();
     const svc = await core.readNamespacedService({ name: 'helloworld', namespace: 'sample' });
     expect(svc.metadata?.labels?.['istio.io/global']).toBe('true');
+    // A waypoint of the same name in every cluster, deployed by istiod, the namespace labelled to use it.
+    const waypoint = spec.app.waypoint;
+    if (waypoint) {
+      expect(ns.metadata?.labels?.['istio.io/use-waypoint']).toBe(waypoint);
+      const wp = (await custom.getNamespacedCustomObject({ ...GATEWAYS, namespace: 'sample', name: waypoint })) as {
+        spec: { gatewayClassName: string };
+      };
+      expect(wp.spec.gatewayClassName).toBe('istio-waypoint');
+      const deployment = await kc
+        .makeApiClient(k8s.AppsV1Api)
+        .readNamespacedDeployment({ name: waypoint, namespace: 'sample' });
+      expect(deployment.status?.availableReplicas).toBe(1);
+    }
   }
 }
+
+const GATEWAYS = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways' };
 
 /**
  * `meshflow verify` on an ambient mesh broken by hand: each break fails the checks that own it
@@ -525,7 +542,23 @@ async function ambientBreakAndVerify(mesh: string, local: LocalClusters): Promis
     jsonPatch,
   );
   await untilFailing(mesh, []);
+
+  // 5. cluster2's waypoint deleted: its Service has no waypoint in cluster2, where its clients resolve it.
+  const waypoint = await custom2.getNamespacedCustomObject({ ...GATEWAYS, namespace: 'sample', name: 'waypoint' });
+  await custom2.deleteNamespacedCustomObject({ ...GATEWAYS, namespace: 'sample', name: 'waypoint' });
+  failed = await untilFailing(mesh, ['ambient-workloads/cluster2']);
+  expect(failed[0].detail).toContain('helloworld.sample: no waypoint (the spec asks for waypoint)');
+  expect(failed[0].hint).toContain('class istio-waypoint');
+  const w = waypoint as { metadata: k8s.V1ObjectMeta; spec: object };
+  await custom2.createNamespacedCustomObject({
+    ...GATEWAYS,
+    namespace: 'sample',
+    body: { ...GATEWAY_KIND, metadata: { name: w.metadata.name, labels: w.metadata.labels }, spec: w.spec },
+  });
+  await untilFailing(mesh, []);
 }
+
+const GATEWAY_KIND = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway' };
 
 /** Prometheus, Grafana, Jaeger and Kiali run on every primary, Kiali told its cluster and the others' addresses. */
 async function expectAddons(mesh: string, local: LocalClusters, spec: MeshSpec, ready: MeshStatus): Promise<void> {
@@ -579,6 +612,7 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
       if (options.addons) spec.addons = ['prometheus', 'grafana', 'jaeger', 'kiali'];
       if (options.istioVersion) spec.istio = { ...spec.istio, version: options.istioVersion };
       if (options.ambient) spec.istio = { ...spec.istio, dataPlane: 'ambient' };
+      if (options.waypoint) spec.app = { ...spec.app, waypoint: options.waypoint };
       const ambient = spec.istio.dataPlane === 'ambient';
       const handle = await startMesh(env.client, spec, 'e2e');
       // A failed assertion must not leave this mesh's clusters running into the next case.
