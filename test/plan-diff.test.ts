@@ -90,6 +90,11 @@ test('changes that cannot be made in place are refused at their field', () => {
   const version = two();
   version.istio = { ...version.istio, topology: 'primary-remote' };
   expect(problems(version)[0][0]).toBe('istio.topology');
+  const ambient = two();
+  ambient.istio = { ...ambient.istio, dataPlane: 'ambient' };
+  expect(problems(ambient)).toEqual([
+    ['istio.dataPlane', expect.stringMatching(/^is ambient, the mesh runs sidecar: the data plane is chosen when/)],
+  ]);
 });
 
 test('a primary that serves a remote goes, or is replaced, only with its remotes', () => {

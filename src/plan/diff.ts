@@ -94,7 +94,7 @@ export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string
     });
   }
   if (!same(withRevisionOf(current, next).istio, current.istio)) {
-    const key = (['version', 'revision', 'topology', 'profile', 'values'] as const).find(
+    const key = (['version', 'revision', 'topology', 'profile', 'dataPlane', 'values'] as const).find(
       (k) => !same(withRevisionOf(current, next).istio[k], current.istio[k]),
     );
     problems.push({
@@ -104,7 +104,11 @@ export function applyProblems(current: MeshSpec, next: MeshSpec, replace: string
           ? `is ${next.istio[key]}, the mesh runs ${current.istio[key] ?? 'none'}: ` +
             `Istio changes version by \`meshflow upgrade ${current.name} --to VERSION\` (canary by revision), ` +
             'not by apply'
-          : "differs from the running mesh's: Istio's install settings are fixed when the mesh is made",
+          : key === 'dataPlane'
+            ? `is ${next.istio.dataPlane}, the mesh runs ${current.istio.dataPlane}: the data plane is chosen when a ` +
+              'mesh is made (its workloads, gateways and checks differ); bring the mesh down and up with the new ' +
+              'spec, or up a second mesh of it beside this one'
+            : "differs from the running mesh's: Istio's install settings are fixed when the mesh is made",
     });
   }
   if (next.ttl !== current.ttl) {
