@@ -24,6 +24,9 @@
 //     them, the final stage (old revision removed, gateways in place, verify) and the whole.
 //  14. the team deployment (`meshflow team`: Temporal server on PostgreSQL) against the dev server:
 //     sections 1 and 2 on both, PostgreSQL's settings named.
+//  15. sidecar against ambient: the same clusters (the ambient example: two clusters, two networks,
+//     helloworld, a waypoint) with istio.dataPlane flipped, one after the other: install and teardown
+//     time, objects applied, the CPU of the clusters' processes, `verify` time, and every check's result.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -209,6 +212,7 @@ async function main(): Promise<void> {
     if (want('rotate')) await rotateBench(env, tools);
     if (want('upgrade')) await upgradeBench(env, tools);
     if (want('team')) await teamBench(env);
+    if (want('ambient')) await sidecarVersusAmbient(env, tools);
     if (want('takeover')) {
       table(
         '10. another worker takes over: a GKE (emulated, durations / 20) mesh with the Kubernetes trust store; ' +
@@ -232,7 +236,7 @@ async function main(): Promise<void> {
 
 /**
  * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, upgrade, team,
- * takeover, local, resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those
+ * ambient, takeover, local, resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those
  * examples in sections 6 and 13 (13 by default: two-clusters,three-clusters).
  */
 /** A Temporal server to measure on: the bench's dev server, or another (the team deployment's). */
@@ -809,6 +813,71 @@ async function realInstalls(env: TestWorkflowEnvironment, tools: Record<string, 
     table(`6. seconds per step (min-max over clusters or pairs): ${row.topology}`, [
       Object.fromEntries(Object.entries(row).filter(([k]) => k !== 'topology')),
     ]);
+}
+
+/**
+ * 15. The same mesh with each data plane: the ambient example (with a waypoint) as it is, and with
+ * istio.dataPlane flipped to sidecar (a waypoint is ambient's, so that one has none), brought up on
+ * the same local clusters' names one after the other, each checked and torn down.
+ */
+async function sidecarVersusAmbient(env: TestWorkflowEnvironment, tools: Record<string, string>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-dataplane-'));
+  const ambient = loadMeshSpec(path.join(__dirname, '..', '..', 'examples', 'ambient.yaml'));
+  const worker = await createWorker(env.nativeConnection, 'default', activityDeps(dir, tools), 'bench-dataplane');
+  const rows: Array<Record<string, string | number>> = [];
+  const stopClusters = stopOnInterrupt(() => removeLocalClusters(dir, tools));
+  try {
+    await worker.runUntil(async () => {
+      for (const dataPlane of ['sidecar', 'ambient'] as const) {
+        const spec: MeshSpec = {
+          ...ambient,
+          name: 'bench-dp',
+          istio: { ...ambient.istio, dataPlane },
+          app: { ...ambient.app, waypoint: dataPlane === 'ambient' ? 'waypoint' : undefined },
+        };
+        await startMesh(env.client, spec, 'bench-dataplane');
+        const wall = await waitReady(env, spec.name);
+        const usage = usageByComponent(dir, spec.name);
+        const status = await env.client.workflow.getHandle(meshWorkflowId(spec.name)).query(statusQuery);
+        const v0 = Date.now();
+        const checks = await verifyMesh(env.client, spec.name);
+        const verifyS = (Date.now() - v0) / 1000;
+        const t1 = Date.now();
+        await teardownMesh(env.client, spec.name);
+        await env.client.workflow.getHandle(meshWorkflowId(spec.name)).result();
+        const objects = status.ledger.reduce(
+          (n, l) => n + (l.resource.type === 'objects' ? l.resource.objects.length : 0),
+          0,
+        );
+        const by = (st: string) => checks.filter((c) => c.status === st).length;
+        rows.push({
+          'istio.dataPlane': dataPlane,
+          'install s': (wall / 1000).toFixed(1),
+          'objects applied': objects,
+          'CPU s until ready (clusters)': usage.cpuSeconds.toFixed(1),
+          'verify s': verifyS.toFixed(1),
+          'checks passed/failed/not-supported': `${by('passed')}/${by('failed')}/${by('not-supported')}`,
+          'Istio checks': [...new Set(checks.map((c) => c.name))]
+            .filter((n) =>
+              [
+                'discovery',
+                'cross-network-endpoints',
+                'injection',
+                'ambient-workloads',
+                'ambient-capture',
+                'analyze',
+                'trust-chain',
+              ].includes(n),
+            )
+            .join(' '),
+          'teardown s': ((Date.now() - t1) / 1000).toFixed(1),
+        });
+      }
+    });
+  } finally {
+    await stopClusters().catch((err: unknown) => console.error(`could not stop every cluster: ${String(err)}`));
+  }
+  table('15. sidecar against ambient on the same clusters (ambient example, waypoint on ambient; real worker)', rows);
 }
 
 /**
