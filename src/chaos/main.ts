@@ -1,4 +1,4 @@
-// `npm run chaos [-- --kills N --server-kills N --api-faults N --concurrent N --apply-kills N --rotate-kills N
+// `npm run chaos [-- --kills N --ambient-kills N --server-kills N --api-faults N --concurrent N --apply-kills N --rotate-kills N
 // --upgrade-kills N --takeovers N --team-faults N --seed S]`: breaks meshflow on purpose and prints, per fault,
 // how the runs ended, as a table (0 skips a row).
 //  1. worker SIGKILL at a random point of a 3-cluster mesh's life (restarted at once, same host);
@@ -25,6 +25,8 @@
 //     at a random step of its provisioning, one service SIGKILLed (the mesh's worker, the server or
 //     PostgreSQL; its supervisor restarts it); the mesh must end ready and its DELETE end `deleted`
 //     with no process of it left (./team-faults.ts);
+//  1b. worker SIGKILL at a random point of an ambient mesh's life (the ambient example with a
+//     waypoint: two networks, east-west Gateways and the waypoint deployed by istiod);
 //  7. the malformed-spec corpus: every spec refused, naming its field, nothing started.
 // A row counts runs, runs that ended ready, runs fully compensated (everything removed after
 // `down` or a failure), duplicates (a second cluster or root for one mesh) and runs that left
@@ -155,6 +157,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       kills: { type: 'string', default: '20' },
+      'ambient-kills': { type: 'string', default: '6' },
       'server-kills': { type: 'string', default: '3' },
       concurrent: { type: 'string', default: '10' },
       'api-faults': { type: 'string', default: '3' },
@@ -195,11 +198,12 @@ async function main(): Promise<void> {
       withinMs: number,
       name: string,
       fault: () => Promise<void>,
+      specOf = (mesh: string) => example('three-clusters.yaml', mesh),
     ) => {
       const results: RunResult[] = [];
       for (let i = 0; i < count; i++) {
         const at = Math.round(500 + random() * withinMs);
-        const spec = example('three-clusters.yaml', `${prefix}${i}`);
+        const spec = specOf(`${prefix}${i}`);
         results.push(await bench.run(spec, name, (ms) => ms >= at, fault, runTimeoutMs));
         report(results.slice(-1));
       }
@@ -207,6 +211,18 @@ async function main(): Promise<void> {
     };
     const kills = await atRandomTimes(Number(values.kills), 'kill', 30_000, 'worker SIGKILL', () => bench.killWorker());
     if (kills.length) rows.push(row('worker SIGKILL (3 clusters)', kills));
+    const ambientKills = await atRandomTimes(
+      Number(values['ambient-kills']),
+      'amb',
+      30_000,
+      'worker SIGKILL, ambient',
+      () => bench.killWorker(),
+      (mesh) => {
+        const spec = example('ambient.yaml', mesh);
+        return { ...spec, app: { ...spec.app, waypoint: 'waypoint' } };
+      },
+    );
+    if (ambientKills.length) rows.push(row('worker SIGKILL (ambient, 2 networks, waypoint)', ambientKills));
     const serverKills = await atRandomTimes(
       Number(values['server-kills']),
       'srv',
