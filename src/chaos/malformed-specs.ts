@@ -41,6 +41,7 @@ export const FULL_SPEC = {
     version: '1.31.4',
     topology: 'primary-remote',
     profile: 'default',
+    dataPlane: 'sidecar',
     values: { pilot: { autoscaleEnabled: false } },
   },
   app: { sample: 'helloworld', placement: { east: ['v1'], west: ['v2'] } },
@@ -65,6 +66,7 @@ const BAD_VALUES: Record<string, unknown[]> = {
   'clusters[1].apiServerAddress': ['not a url'],
   'istio.version': ['2.0.0', '1.29.1', 'latest'],
   'istio.topology': ['star'],
+  'istio.dataPlane': ['proxyless', 'Ambient'],
   'app.sample': ['bookinfo'],
   'app.placement.east[0]': ['x1', 'frontend'],
   'verify.traffic.requests': [0, -1, 1.5, 100_000],
@@ -151,6 +153,8 @@ export function malformedSpecs(): MalformedSpec[] {
     'istio.values.global.network',
   );
   add('empty cluster list', setAt(base, ['clusters'], []), 'clusters');
+  add('ambient with primary-remote', setAt(base, ['istio', 'dataPlane'], 'ambient'), 'istio.dataPlane');
+  add('waypoint on sidecars', setAt(base, ['app', 'waypoint'], 'waypoint'), 'app.waypoint');
   // YAML syntax.
   const text = YAML.stringify(base);
   const lines = text.split('\n');
