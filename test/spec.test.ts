@@ -795,3 +795,17 @@ test('a waypoint is for ambient meshes only, and goes to every ambient namespace
     }),
   ]);
 });
+
+test("ambient on GKE renders Istio's GKE platform settings there, and only there", () => {
+  const spec = parseMeshSpec(
+    BASE.replace(
+      'provider: local\n    network: n2',
+      'provider: gke\n    gke: { project: proj-one-1, location: us-east1 }\n    network: n2',
+    ) + 'istio:\n  dataPlane: ambient\n',
+  );
+  type Op = { spec: { values: { global: { platform?: string } } } };
+  const [local, gke] = spec.clusters.map((c) => controlPlaneOperator(spec, c) as Op);
+  expect([local.spec.values.global.platform, gke.spec.values.global.platform]).toEqual([undefined, 'gke']);
+  const sidecar = { ...spec, istio: { ...spec.istio, dataPlane: 'sidecar' as const } };
+  expect((controlPlaneOperator(sidecar, spec.clusters[1]) as Op).spec.values.global.platform).toBeUndefined();
+});

@@ -25,13 +25,16 @@ export async function istioctlRender(istioctl: string, iop: object, signal?: Abo
 
 /**
  * The Helm values of one operator: the release images of the spec's Istio version (defaults the
- * user's `global.hub`/`tag` override, e.g. for a mirror), then the user's `istio.values`
+ * user's `global.hub`/`tag` override, e.g. for a mirror; and `global.platform: gke` for ambient on GKE), then the user's `istio.values`
  * deep-merged, then the values meshflow owns (validation refuses a spec that sets those).
  * Owned `meshConfig.*` goes to the operator's meshConfig, which istioctl merges into the values.
  */
 function operatorValues(ctx: ValuesContext): { values: Values; meshConfig?: Values } {
   const { meshConfig, ...owned } = ownedValues(ctx);
-  const defaults = { global: { hub: ISTIO_HUB, tag: ctx.mesh.istio.version } };
+  // Ambient on GKE: Istio's GKE platform settings (istio-cni's binary directory, the ResourceQuotas
+  // GKE requires for the node-critical priority class outside kube-system), as Istio's docs ask.
+  const platform = ctx.mesh.istio.dataPlane === 'ambient' && ctx.cluster.provider === 'gke' ? { platform: 'gke' } : {};
+  const defaults = { global: { hub: ISTIO_HUB, tag: ctx.mesh.istio.version, ...platform } };
   const values = deepMerge(defaults, ctx.mesh.istio.values, owned);
   return { values, meshConfig: meshConfig as Values | undefined };
 }
