@@ -101,7 +101,7 @@ test('two projects on two networks with Online Boutique: ready through the real 
     expect.arrayContaining(['discovery', 'cross-network-endpoints', 'trust-chain']),
   );
   // As on real GKE: istiod reached through a port-forward to its pod (kwok standing in for the kubelet).
-  for (const c of controlPlane.filter((x) => x.name === 'discovery' || x.name === 'cross-network-endpoints'))
+  for (const c of controlPlane.filter((x) => ['discovery', 'cross-network-endpoints', 'trust-chain'].includes(x.name)))
     expect(c.via).toMatch(/^port-forward to istio-system\/istiod-/);
 
   // Two clusters, in the spec's projects and locations, labelled as this mesh's, VPC-native on the spec's ranges.

@@ -41,15 +41,26 @@ const notRunning = (cluster: string, log: string): Verdict =>
     `see why in its log, ${log} (\`meshflow logs <mesh> ${cluster}\`); to start it again, tear the mesh down and bring it up`,
   );
 
-/** istiod's debug HTTP port and its plaintext xDS port, as its pod serves them. */
+/** istiod's debug HTTP port, its plaintext xDS port and its TLS xDS and CA port, as its pod serves them. */
 const DEBUG_PORT = 8080;
 const XDS_PORT = 15010;
+export const SECURE_GRPC_PORT = 15012;
+const PORT_NAMES: Record<number, string> = {
+  [DEBUG_PORT]: 'debug',
+  [XDS_PORT]: 'plaintext xDS',
+  [SECURE_GRPC_PORT]: 'TLS xDS and CA',
+};
 
 /** A cluster's serving istiod as a check reaches it. */
 export interface ReachedIstiod {
   /** Its debug HTTP interface (`<debug>/debug/clusterz`) and plaintext xDS (host:port), on this machine. */
   debug: string;
   xds: string;
+  /** Its TLS gRPC port (xDS and the CA, host:port), when the check asked for it. */
+  secureGrpc: string;
+  /** The pod it is, and how a user reads its log. */
+  pod: string;
+  logs: string;
   /** Where a user looks at one of its debug pages by hand. */
   see: (page: string) => string;
   through: Forwarded['through'];
@@ -65,6 +76,7 @@ export async function withIstiod(
   cluster: string,
   call: Call,
   fn: (istiod: ReachedIstiod) => Promise<Verdict>,
+  ports: number[] = [DEBUG_PORT, XDS_PORT],
 ): Promise<Verdict> {
   const local = ctx.access(cluster).istiod;
   if (local && !local.running) return notRunning(cluster, local.log);
@@ -85,12 +97,15 @@ export async function withIstiod(
       `see \`kubectl -n ${ISTIO_NAMESPACE} get pods -l ${selector}\` and their events`,
     );
   }
-  const via = `port-forward to ${ISTIO_NAMESPACE}/${pod} (${DEBUG_PORT}, ${XDS_PORT})`;
+  const via = `port-forward to ${ISTIO_NAMESPACE}/${pod} (${ports.join(', ')})`;
   try {
-    const verdict = await withPortForward(ctx.kubeConfig(cluster), ISTIO_NAMESPACE, pod, [DEBUG_PORT, XDS_PORT], (f) =>
+    const verdict = await withPortForward(ctx.kubeConfig(cluster), ISTIO_NAMESPACE, pod, ports, (f) =>
       fn({
         debug: `http://127.0.0.1:${f.local.get(DEBUG_PORT)}`,
         xds: `127.0.0.1:${f.local.get(XDS_PORT)}`,
+        secureGrpc: `127.0.0.1:${f.local.get(SECURE_GRPC_PORT)}`,
+        pod,
+        logs: local ? local.log : `\`kubectl -n ${ISTIO_NAMESPACE} logs ${pod}\` in ${cluster}`,
         see: (page) =>
           local
             ? `${local.debug}${page}`
@@ -108,7 +123,7 @@ export async function withIstiod(
       ...fail(
         `istiod of ${cluster} could not be reached: ${err.message}`,
         `the API server opens a port-forward to the pod's kubelet, which connects to the port inside the pod: ` +
-          `istiod must listen on ${DEBUG_PORT} (debug) and ${XDS_PORT} (plaintext xDS), and this kubeconfig needs ` +
+          `istiod must listen on ${ports.map((p) => `${p} (${PORT_NAMES[p]})`).join(' and ')}, and this kubeconfig needs ` +
           `\`create pods/portforward\` in ${ISTIO_NAMESPACE} (\`kubectl auth can-i create pods/portforward -n ` +
           `${ISTIO_NAMESPACE}\`)`,
       ),

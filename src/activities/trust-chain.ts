@@ -18,16 +18,11 @@ import { certificatesOf, parseSpiffeId, spiffeId, uriSans, verifyChain } from '.
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import { type Call, type Verdict, fail, notFound, notSupported, pass } from './checks';
 import { controlPlaneOf } from './deps';
-import type { IstioCheckContext } from './istiod-reach';
+import { type IstioCheckContext, type ReachedIstiod, SECURE_GRPC_PORT, withIstiod } from './istiod-reach';
 
 /** The least lifetime the TokenRequest API grants (10 minutes). */
 const TOKEN_SECONDS = 600;
 const CERT_SECONDS = 600;
-
-const IN_CLUSTER_CA =
-  'istiod runs in the cluster and serves its CA only inside it; check by hand: ' +
-  "`istioctl proxy-config secret <pod> -n <namespace> -o json` shows a sidecar's certificate chain, " +
-  'verify it with `openssl verify -CAfile <mesh root> -untrusted <chain> <leaf>`';
 
 /** The mesh's trust domain: meshConfig.trustDomain of the spec's Istio values, else Istio's default. */
 export function trustDomainOf(spec: MeshSpec): string {
@@ -86,27 +81,35 @@ const cacertsHint = (primary: string) =>
 
 export async function trustChain(ctx: IstioCheckContext, c: ClusterSpec, call: Call): Promise<Verdict> {
   const primary = controlPlaneOf(ctx.spec, c).name;
-  const istiod = ctx.access(primary).istiod;
-  if (!istiod) return notSupported(IN_CLUSTER_CA);
   if (!ctx.meshRoot) {
     return notSupported("the mesh's root certificate is not in this worker's trust store: nothing to verify against");
   }
-  if (!istiod.running) {
-    return fail(
-      `istiod of ${primary} is not running (its supervisor gave up after repeated failures)`,
-      `see why in its log, ${istiod.log}; to start it again, tear the mesh down and bring it up`,
-    );
-  }
+  // Reached as a workload's proxy reaches it, on its TLS port 15012, through a port-forward to its pod.
+  return withIstiod(ctx, primary, call, (istiod) => askToSign(ctx, c, primary, istiod, call), [SECURE_GRPC_PORT]);
+}
+
+async function askToSign(
+  ctx: IstioCheckContext,
+  c: ClusterSpec,
+  primary: string,
+  istiod: ReachedIstiod,
+  call: Call,
+): Promise<Verdict> {
+  const localLog = ctx.access(primary).istiod?.log;
+  const meshRoot = ctx.meshRoot!;
   const { namespace, name } = probeServiceAccount(ctx.spec, c.name);
   const who = `${namespace}/${name}`;
   const want = spiffeId(trustDomainOf(ctx.spec), namespace, name);
 
   // istiod's serving certificate comes from the same CA: a chain that does not reach the mesh root
   // here is the same fault, found before a token is sent to it.
-  const served = verifyChain(await call(() => servedChain(istiod.secureGrpc, { signal: ctx.signal })), [ctx.meshRoot]);
+  const served = verifyChain(
+    await call(() => istiod.through(() => servedChain(istiod.secureGrpc, { signal: ctx.signal }))),
+    [meshRoot],
+  );
   if (!served.ok) {
     return fail(
-      `istiod of ${primary} (${istiod.secureGrpc}) serves a certificate that does not verify to the mesh root: ` +
+      `istiod of ${primary} (${istiod.pod}) serves a certificate that does not verify to the mesh root: ` +
         served.reason,
       cacertsHint(primary),
     );
@@ -139,17 +142,22 @@ export async function trustChain(ctx: IstioCheckContext, c: ClusterSpec, call: C
   let chain: string[];
   try {
     chain = await call(() =>
-      createCertificate(
-        istiod.secureGrpc,
-        { csr: csr.toString('pem'), validitySeconds: CERT_SECONDS, token, clusterId: c.name },
-        ctx.meshRoot!,
-        { signal: ctx.signal },
+      istiod.through(() =>
+        createCertificate(
+          istiod.secureGrpc,
+          { csr: csr.toString('pem'), validitySeconds: CERT_SECONDS, token, clusterId: c.name },
+          meshRoot,
+          { signal: ctx.signal },
+        ),
       ),
     );
   } catch (err) {
     if (!(err instanceof CaRequestError) || err.code === 503) throw err;
-    if (err.code !== 401) return fail(`istiod of ${primary} did not sign: ${err.message}`, `see ${istiod.log}`);
-    const why = lastLogLine(istiod.log, /Failed to authenticate client/)?.replace(/^.*Failed to authenticate/, '');
+    if (err.code !== 401) return fail(`istiod of ${primary} did not sign: ${err.message}`, `see ${istiod.logs}`);
+    // istiod says why it refused only in its log: read where meshflow runs it (elsewhere the hint names it).
+    const why = localLog
+      ? lastLogLine(localLog, /Failed to authenticate client/)?.replace(/^.*Failed to authenticate/, '')
+      : undefined;
     return fail(
       `istiod of ${primary} refused the token of ${who} from ${c.name}` + (why ? `: ${why.trim()}` : ''),
       `istiod reviews the token in the cluster its clusterid header names (${c.name}) and accepts audience ` +
@@ -158,11 +166,11 @@ export async function trustChain(ctx: IstioCheckContext, c: ClusterSpec, call: C
           ? `istiod's own kubeconfig must be allowed to create tokenreviews in ${c.name}`
           : `${primary} must read ${c.name} through istio-remote-secret-${c.name}, whose reader may create ` +
             'tokenreviews (ClusterRole istio-reader-clusterrole-istio-system)') +
-        `; see ${istiod.log}`,
+        `; see ${istiod.logs}`,
     );
   }
 
-  const verdict = verifyChain(chain, [ctx.meshRoot]);
+  const verdict = verifyChain(chain, [meshRoot]);
   if (!verdict.ok) {
     return fail(
       `the chain istiod of ${primary} signed for ${who} of ${c.name} does not verify to the mesh root: ` +
@@ -173,7 +181,7 @@ export async function trustChain(ctx: IstioCheckContext, c: ClusterSpec, call: C
   // The certificate is for the key of this CSR, not one istiod had at hand.
   const spki = Buffer.from(await webcrypto.subtle.exportKey('spki', keys.publicKey));
   if (!verdict.leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(spki)) {
-    return fail(`istiod of ${primary} returned a certificate for another key than the CSR's`, `see ${istiod.log}`);
+    return fail(`istiod of ${primary} returned a certificate for another key than the CSR's`, `see ${istiod.logs}`);
   }
   const sans = uriSans(verdict.leaf);
   if (!sans.includes(want)) {
@@ -184,7 +192,7 @@ export async function trustChain(ctx: IstioCheckContext, c: ClusterSpec, call: C
       got && got.trustDomain !== trustDomainOf(ctx.spec)
         ? `istiod's trust domain is ${got.trustDomain}, the mesh's ${trustDomainOf(ctx.spec)}: set ` +
             'istio.values.meshConfig.trustDomain the same for every cluster and re-run `meshflow up`'
-        : `istiod took the token for another identity: check the \`istio\` ConfigMap of ${primary} and ${istiod.log}`,
+        : `istiod took the token for another identity: check the \`istio\` ConfigMap of ${primary} and ${istiod.logs}`,
     );
   }
   const intermediates = certificatesOf(chain).length - 1;

@@ -656,6 +656,9 @@ export function meshEndToEnd(cases: Array<[string, string, CaseOptions]>): void 
       // Every cluster's workloads get certificates that chain to the mesh root, a remote's from its primary.
       const chains = controlPlane.filter((c) => c.name === 'trust-chain');
       expect(chains.map((c) => c.cluster).sort()).toEqual(spec.clusters.map((c) => c.name).sort());
+      // Its CA asked on its TLS port, as a workload's proxy asks it, through a port-forward to its pod.
+      for (const c of chains)
+        expect(c.via).toMatch(/^port-forward to istio-system\/istiod-[a-z0-9]+-[a-z0-9]+ \(15012\)$/);
       for (const c of spec.clusters) {
         const sa = probeServiceAccount(spec, c.name);
         expect(chains.find((x) => x.cluster === c.name)?.detail).toContain(
