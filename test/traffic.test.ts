@@ -150,3 +150,46 @@ test('on local clusters other samples and the ingress are "not supported", never
   expect(checks.map((c) => c.name)).toEqual(expect.arrayContaining(['traffic', 'ingress']));
   expect(pods.requests).toBe(0);
 });
+
+/** TEST DOUBLE: an API server that cannot open the exec's WebSocket for `refusals` requests (503), then answers. */
+class RefusingPods extends SimulatedPods {
+  constructor(
+    answering: Record<string, string>,
+    private refusals: number,
+    private readonly code = 503,
+  ) {
+    super(answering);
+  }
+  override async exec(...args: Parameters<SimulatedPods['exec']>): Promise<ExecResult> {
+    if (this.refusals-- > 0) throw new Error(`Unexpected server response: ${this.code}`);
+    return super.exec(...args);
+  }
+}
+
+test('an exec the API server cannot open now is tried again, not counted as a failed request', async () => {
+  const [first] = await trafficChecks(
+    spec(['n1', 'n2']),
+    real(),
+    new RefusingPods({ east: 'v1', west: 'v2' }, 3),
+    beat,
+  );
+  expect(first).toMatchObject({ status: 'passed', detail: expect.stringMatching(/: east 5, west 5$/) });
+});
+
+test('an API server that keeps refusing execs makes verify retry whole (ChecksUnavailable), never a failed check', async () => {
+  const refusing = new RefusingPods({ east: 'v1', west: 'v2' }, 1000, 429);
+  await expect(trafficChecks(spec(['n1', 'n2']), real(), refusing, beat)).rejects.toMatchObject({
+    name: 'ChecksUnavailable',
+    message: expect.stringContaining('could not be opened 4 times: Unexpected server response: 429'),
+  });
+});
+
+test('an exec refused for good (403) is a failed request, as a definite answer', async () => {
+  const [first] = await trafficChecks(
+    spec(['n1', 'n2']),
+    real(),
+    new RefusingPods({ east: 'v1', west: 'v2' }, 1000, 403),
+    beat,
+  );
+  expect(first).toMatchObject({ status: 'failed', detail: expect.stringContaining('Unexpected server response: 403') });
+});

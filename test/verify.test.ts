@@ -12,8 +12,8 @@ import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
 import type { ClusterAccess } from '../src/adapters/providers';
 import type { TrafficPort } from '../src/activities/traffic';
+import { ChecksUnavailableError } from '../src/activities/checks';
 import {
-  ChecksUnavailableError,
   type VerifyOptions,
   classifyError,
   readerRights,

@@ -11,3 +11,11 @@ export const fail = (detail: string, hint: string): Verdict => ({ status: 'faile
 export const notSupported = (detail: string): Verdict => ({ status: 'not-supported', detail });
 
 export const notFound = (err: unknown) => (err as { code?: unknown }).code === 404;
+
+/**
+ * A check met only transient errors until its retry budget ran out. It is not a verdict about
+ * the mesh: verifyMesh throws it (a retryable activity failure) rather than report a failed check.
+ */
+export class ChecksUnavailableError extends Error {
+  override name = 'ChecksUnavailable';
+}

@@ -14,6 +14,7 @@ import { SAMPLE_APPS, type IngressProbe, type TrafficProbe } from '../istio/samp
 import { appPlacement } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 import type { CheckResult } from '../workflows/types';
+import { ChecksUnavailableError } from './checks';
 
 export const INGRESS_SERVICE = 'istio-ingressgateway';
 
@@ -41,6 +42,16 @@ export interface TrafficPort {
 }
 
 class NoPodError extends Error {}
+
+/** Tries of an exec the API server refuses to open for now (5xx, 429) before verify is retried whole. */
+const EXEC_ATTEMPTS = 4;
+
+/** An exec the API server or kubelet could not open now: its WebSocket upgrade answered 5xx or 429, or no connection. */
+export function execUnavailable(err: unknown): boolean {
+  const m = /Unexpected server response: (\d+)/.exec((err as Error)?.message ?? '');
+  if (m) return Number(m[1]) >= 500 || Number(m[1]) === 429;
+  return ['ECONNREFUSED', 'ECONNRESET'].includes((err as { code?: string })?.code ?? '');
+}
 
 /** How long one exec'd request may take. */
 const EXEC_TIMEOUT_MS = 30_000;
@@ -182,18 +193,32 @@ async function execProbe(
   };
   // One request: its result, or the NoPodError that ends the check.
   const one = async (): Promise<ExecResult | NoPodError> => {
-    try {
-      return await port.exec(
-        access(probe.fromCluster),
-        probe.namespace,
-        probe.podSelector,
-        probe.container,
-        probe.command,
-      );
-    } catch (err) {
-      if (err instanceof NoPodError) return err;
-      // One exec lost (a dropped WebSocket) is one failed request, not a failed check.
-      return { stdout: '', stderr: `exec: ${(err as Error).message}`, exitCode: -1 };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await port.exec(
+          access(probe.fromCluster),
+          probe.namespace,
+          probe.podSelector,
+          probe.container,
+          probe.command,
+        );
+      } catch (err) {
+        if (err instanceof NoPodError) return err;
+        // The API server (or the kubelet behind it) could not open the exec now: no request was
+        // sent, so nothing is known about the mesh. Tried again; still so, verify is retried whole.
+        if (execUnavailable(err)) {
+          if (attempt < EXEC_ATTEMPTS) {
+            await new Promise((r) => setTimeout(r, 500 * attempt));
+            continue;
+          }
+          throw new ChecksUnavailableError(
+            `traffic (${probe.fromCluster}): the exec into the client pod could not be opened ${EXEC_ATTEMPTS} ` +
+              `times: ${(err as Error).message}`,
+          );
+        }
+        // One exec lost (a dropped WebSocket) is one failed request, not a failed check.
+        return { stdout: '', stderr: `exec: ${(err as Error).message}`, exitCode: -1 };
+      }
     }
   };
   for (let i = 0; i < requests; i += EXEC_PARALLEL) {
@@ -235,7 +260,7 @@ function silentHint(spec: MeshSpec, from: string, silent: string[]): string {
   const hints: string[] = [];
   if (crossing.length) {
     hints.push(
-      `requests to ${crossing.join(', ')} cross networks through the east-west gateway: check that its address (status) is reachable from ${from} on port 15443, ` +
+      `requests to ${crossing.join(', ')} cross networks through the east-west gateway: check that its address (status) is reachable from ${from} on port ${spec.istio.dataPlane === 'ambient' ? '15008 (HBONE)' : '15443'}, ` +
         'that every cluster has the same root (same-root check), and `istioctl proxy-config endpoint` on the client for the remote endpoints',
     );
   }

@@ -26,7 +26,7 @@ import { buildPlan, linkPairs } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 import { sleep } from '../util/net';
 import type { CheckResult } from '../workflows/types';
-import { type Call, type Verdict, fail, notFound, pass } from './checks';
+import { type Call, ChecksUnavailableError, type Verdict, fail, notFound, pass } from './checks';
 import { eastWestGateway } from './ambient-checks';
 import { istioChecks } from './istio-checks';
 import { tagOf } from './upgrade';
@@ -60,14 +60,6 @@ const DEFAULTS: Options = {
   requestTimeoutMs: 10_000,
   concurrency: 16,
 };
-
-/**
- * A check met only transient errors until its retry budget ran out. It is not a verdict about
- * the mesh: verifyMesh throws it (a retryable activity failure) rather than report a failed check.
- */
-export class ChecksUnavailableError extends Error {
-  override name = 'ChecksUnavailable';
-}
 
 // ---------------------------------------------------------------------------------------------
 // Error classification
