@@ -1,5 +1,5 @@
 // `npm run chaos [-- --kills N --ambient-kills N --server-kills N --api-faults N --concurrent N --apply-kills N --rotate-kills N
-// --upgrade-kills N --takeovers N --team-faults N --seed S]`: breaks meshflow on purpose and prints, per fault,
+// --upgrade-kills N --kubelet-kills N --takeovers N --team-faults N --seed S]`: breaks meshflow on purpose and prints, per fault,
 // how the runs ended, as a table (0 skips a row).
 //  1. worker SIGKILL at a random point of a 3-cluster mesh's life (restarted at once, same host);
 //  2. dev server SIGKILL mid-run, restarted on the same database a second later;
@@ -18,6 +18,10 @@
 //     1.31.4 and back, round after round, the worker killed at a random moment of each upgrade
 //     (./upgrade-kills.ts); each round must end applied or rolled back, verified, every sample pod
 //     on the revision the default tag names, one istiod (Deployment and local process) per cluster;
+//  5d. kubelet SIGKILL during verify: one ready 2-cluster mesh verified round after round, one
+//     cluster's kwok (the kubelet of local clusters: port-forwards and execs go through it)
+//     SIGKILLed at a random moment of each; its supervisor starts it again (./kubelet-kills.ts);
+//     each round must end with every check passed, never a false failure;
 //  6. one of two workers SIGKILLed for good while GKE (emulated) meshes with the Kubernetes trust
 //     store provision: the other worker, and the one that replaces it, finish every mesh;
 //  6b. the team deployment (`meshflow team up` on free ports in a scratch folder: PostgreSQL, the
@@ -53,6 +57,7 @@ import { TASK_QUEUE } from '../workflows/definitions';
 import type { Fault } from './fault-proxy';
 import { FaultyLocalProvider } from './faulty-provider';
 import { type ApplyKillsResult, type ApplyRound, applyKillRounds, applySpecs } from './apply-kills';
+import { kubeletKillRounds } from './kubelet-kills';
 import { rotateKillRounds } from './rotate-kills';
 import { UPGRADE_VERSIONS, type UpgradeRound, upgradeKillRounds } from './upgrade-kills';
 import { ChaosBench, type RunResult, seeded } from './harness';
@@ -165,6 +170,7 @@ async function main(): Promise<void> {
       'apply-kills': { type: 'string', default: '10' },
       'rotate-kills': { type: 'string', default: '12' },
       'upgrade-kills': { type: 'string', default: '10' },
+      'kubelet-kills': { type: 'string', default: '6' },
       'team-faults': { type: 'string', default: '6' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
       // How long the harness follows one run before it gives up on it and tears it down.
@@ -296,6 +302,27 @@ async function main(): Promise<void> {
       const out = await applyKillRounds(bench, specs, applyKills, random, runTimeoutMs, reportRound);
       reportDown(out);
       rows.push(applyRow(out, applyKills));
+    }
+
+    const kubeletKills = Number(values['kubelet-kills']);
+    if (kubeletKills > 0) {
+      const out = await kubeletKillRounds(
+        bench,
+        example('two-clusters.yaml', 'kubeletk'),
+        kubeletKills,
+        random,
+        runTimeoutMs,
+        (r) => report([r]),
+      );
+      process.stderr.write(
+        `  ${out.down.fullyCompensated && !out.down.leftovers.length ? 'ok  ' : 'FAIL'} kubelet rounds (kills ` +
+          `within a verify of ${(out.expectedMs / 1000).toFixed(1)}s): ` +
+          `down ${out.down.fullyCompensated ? 'compensated' : 'NOT compensated'}${findings(out.down.error, [], out.down.leftovers)}\n`,
+      );
+      rows.push({
+        ...row('kubelet (kwok) SIGKILL during verify (2 clusters; ended ready = every check passed)', out.rounds),
+        'fully compensated': `${out.rounds.filter((r) => r.fullyCompensated).length}, down: ${out.down.fullyCompensated ? 'yes' : 'NO'}`,
+      });
     }
 
     const rotateKills = Number(values['rotate-kills']);

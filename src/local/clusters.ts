@@ -645,7 +645,10 @@ export class LocalClusters {
       const pidFile = this.pidFile(cluster.name, d.component);
       if (runningPid(pidFile, dir) !== undefined) continue;
       this.progress(`starting ${d.component} for local cluster ${cluster.name}`);
-      startDaemon({ file: d.file, args: d.args, pidFile, marker: dir, env: d.env });
+      // kwok is the node's kubelet (its API serves port-forwards and execs): one that dies is
+      // started again, as a node's kubelet is by systemd.
+      const start = d.component === 'kwok' ? startSupervisedDaemon : startDaemon;
+      start({ file: d.file, args: d.args, pidFile, marker: dir, env: d.env });
     }
     await ensureNode(cluster);
   }

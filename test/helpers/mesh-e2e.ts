@@ -115,6 +115,14 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
   expect(supervisedPid(path.join(dir1, 'istiod.pid'), dir1)).toEqual(expect.any(Number));
   expect(supervisedPid(path.join(dir1, 'istiod.pid'), dir1)).not.toBe(killed);
 
+  // 0a. kwok, cluster1's kubelet here, killed: its supervisor starts it again, and the checks that go
+  // through the kubelet (port-forwards to istiod, the traffic check's exec) retry rather than fail.
+  const kubelet = supervisedPid(path.join(dir1, 'kwok.pid'), dir1)!;
+  process.kill(kubelet, 'SIGKILL');
+  await untilFailing(mesh, []);
+  expect(supervisedPid(path.join(dir1, 'kwok.pid'), dir1)).toEqual(expect.any(Number));
+  expect(supervisedPid(path.join(dir1, 'kwok.pid'), dir1)).not.toBe(kubelet);
+
   // 0b. The port-forward to cluster1's istiod pod leads to a closed port (kwok, standing in for the
   // kubelet, dials it as a kubelet dials a port in the pod): the two checks that ask istiod through
   // it fail with what the kubelet said, and nothing else does.
