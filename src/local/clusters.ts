@@ -27,6 +27,7 @@ import { withLock } from '../util/lock';
 import { CURL_SHIM } from '../sim/exec-double';
 import { type ClusterPki, ensureClusterPki, pkiPaths } from './pki';
 import { revisionLabel } from '../istio/version';
+import { istiodDeployment } from '../istio/manifests';
 
 export interface LocalTools {
   kubeApiserver: string;
@@ -716,8 +717,8 @@ export interface IstiodOptions {
   signal?: AbortSignal;
 }
 
-/** The component name of a revision's istiod: `istiod`, or `istiod-<revision>`. */
-export const istiodComponent = (revision: string | undefined) => (revision ? `istiod-${revision}` : 'istiod');
+/** The component name of a revision's istiod: its Deployment's, `istiod` or `istiod-<revision>` (its ports file too). */
+export const istiodComponent = istiodDeployment;
 
 const SERVING_FILE = 'istiod-serving';
 

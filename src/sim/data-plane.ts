@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { DATAPLANE_MODE_LABEL, REDIRECTION_ANNOTATION } from '../istio/ambient';
-import { ISTIO_NAMESPACE } from '../istio/manifests';
+import { ISTIO_NAMESPACE, istiodDeployment } from '../istio/manifests';
 import { SharedTlsKubeConfig } from '../adapters/kube-config';
 import { serveExecDouble } from './exec-double';
 
@@ -108,7 +108,8 @@ async function simulateCluster(
     const rev = pod.metadata?.labels?.['istio.io/rev'];
     const file = path.join(
       path.dirname(cluster.kubeconfig),
-      `${!rev || rev === 'default' ? 'istiod' : `istiod-${rev}`}.json`,
+      // The ports file of the istiod meshflow runs for that revision, named as its Deployment (local/clusters.ts).
+      `${istiodDeployment(!rev || rev === 'default' ? undefined : rev)}.json`,
     );
     const known = forwarded.get(name) ?? { file };
     forwarded.set(name, known);
