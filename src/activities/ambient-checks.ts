@@ -46,12 +46,13 @@ export async function ambientWorkloads(
 ): Promise<Verdict> {
   const { spec } = ctx;
   const read = clustersReadBy(spec, c.name);
-  // Each network's east-west Gateway, as its clusters' APIs show it.
-  const gatewayOf = new Map<string, string>();
+  // Each network's east-west Gateways, as its clusters' APIs show them (istiod picks one of a network's).
+  const gatewaysOf = new Map<string, string[]>();
   for (const x of spec.clusters) {
-    if (x.network === c.network || gatewayOf.has(x.network)) continue;
+    if (x.network === c.network) continue;
     const gw = await eastWestGateway(ctx, x.name, call);
-    if (gw.address && gw.network === x.network) gatewayOf.set(x.network, gw.address);
+    if (gw.address && gw.network === x.network)
+      gatewaysOf.set(x.network, [...(gatewaysOf.get(x.network) ?? []), gw.address]);
   }
   // What each sample Service should look like to this cluster's ztunnel.
   const expected: Array<{ key: string; local: string[]; remote: Map<string, number> }> = [];
@@ -89,21 +90,23 @@ export async function ambientWorkloads(
       for (const [network, count] of e.remote) {
         const folded = holders.filter((w) => w.network === network && w.networkGateway);
         const direct = holders.filter((w) => w.network === network && !w.networkGateway && w.addresses.length);
-        const gw = gatewayOf.get(network);
+        const gws = gatewaysOf.get(network) ?? [];
         if (!folded.length) {
           problems.push(
             `${host}: no workload stands for the ${count} endpoint(s) of ${network}` +
               (direct.length
                 ? ` (${direct.length} sent by pod address, which ztunnel cannot reach across networks)`
                 : '') +
-              (gw ? '' : `; ${network} has no programmed east-west Gateway with its network label`),
+              (gws.length ? '' : `; ${network} has no programmed east-west Gateway with its network label`),
           );
           continue;
         }
         const w = folded[0];
         const via = `${w.networkGateway!.address}:${w.networkGateway!.hbonePort}`;
-        if (gw && w.networkGateway!.address !== gw)
-          problems.push(`${host}: ${network} is reached through ${via}, but its east-west Gateway is at ${gw}`);
+        if (gws.length && !gws.includes(w.networkGateway!.address))
+          problems.push(
+            `${host}: ${network} is reached through ${via}, but its east-west Gateway is at ${gws.join(' or ')}`,
+          );
         else if (w.networkGateway!.hbonePort !== HBONE_PORT)
           problems.push(
             `${host}: ${network} is reached on port ${w.networkGateway!.hbonePort}, not HBONE ${HBONE_PORT}`,
