@@ -13,13 +13,7 @@ import YAML from 'yaml';
 import type { ClusterAccess } from '../src/adapters/providers';
 import type { TrafficPort } from '../src/activities/traffic';
 import { ChecksUnavailableError } from '../src/activities/checks';
-import {
-  type VerifyOptions,
-  classifyError,
-  readerRights,
-  reviewReader,
-  verifyMesh,
-} from '../src/activities/verify';
+import { type VerifyOptions, classifyError, readerRights, reviewReader, verifyMesh } from '../src/activities/verify';
 import {
   ISTIO_NAMESPACE,
   NETWORK_LABEL,
