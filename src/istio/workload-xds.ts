@@ -148,7 +148,11 @@ function ipOf(bytes: Uint8Array): string {
   return words.join(':');
 }
 
-type DecodedGateway = { address?: { network: string; address: Uint8Array }; hostname?: { hostname: string }; hboneMtlsPort: number };
+type DecodedGateway = {
+  address?: { network: string; address: Uint8Array };
+  hostname?: { hostname: string };
+  hboneMtlsPort: number;
+};
 
 const gatewayTarget = (gw: DecodedGateway) => (gw.address ? ipOf(gw.address.address) : (gw.hostname?.hostname ?? ''));
 
