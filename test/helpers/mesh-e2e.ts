@@ -124,8 +124,8 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
   expect(supervisedPid(path.join(dir1, 'kwok.pid'), dir1)).not.toBe(kubelet);
 
   // 0b. The port-forward to cluster1's istiod pod leads to a closed port (kwok, standing in for the
-  // kubelet, dials it as a kubelet dials a port in the pod): the two checks that ask istiod through
-  // it fail with what the kubelet said, and nothing else does.
+  // kubelet, dials it as a kubelet dials a port in the pod): the three checks that ask istiod through
+  // it (its debug and xDS ports, its CA) fail with what the kubelet said, and nothing else does.
   const custom1 = kubeOf(local, `${mesh}-cluster1`).makeApiClient(k8s.CustomObjectsApi);
   const forwards = { group: 'kwok.x-k8s.io', version: 'v1alpha1', plural: 'portforwards', namespace: 'istio-system' };
   type Forward = { metadata: { name: string }; spec: { forwards: Array<{ ports: number[]; target: object }> } };
@@ -141,7 +141,7 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
     );
   const closed = { address: '127.0.0.1', port: await freePort() };
   await retarget(forward.spec.forwards.map(() => closed));
-  failed = await untilFailing(mesh, ['discovery/cluster1', 'cross-network-endpoints/cluster1']);
+  failed = await untilFailing(mesh, ['discovery/cluster1', 'cross-network-endpoints/cluster1', 'trust-chain/cluster1']);
   for (const check of failed) {
     expect(check).toMatchObject({
       detail: expect.stringContaining(
