@@ -5,7 +5,7 @@
 // say they were answered by kwok's exec test double (the end-to-end tests run that one); other
 // samples and the ingress say "not supported", never "passed".
 import type { ClusterAccess } from '../src/adapters/providers';
-import { type ExecResult, type TrafficPort, trafficChecks } from '../src/activities/traffic';
+import { type ExecResult, type TrafficPort, execUnavailable, trafficChecks } from '../src/activities/traffic';
 import { parseMeshSpec } from '../src/spec/load';
 
 const podOf = (cluster: string, version: string) => `helloworld-${version}-7f8d9-${cluster}`;
@@ -192,4 +192,19 @@ test('an exec refused for good (403) is a failed request, as a definite answer',
     beat,
   );
   expect(first).toMatchObject({ status: 'failed', detail: expect.stringContaining('Unexpected server response: 403') });
+});
+
+test('which exec failures say nothing about the mesh: the upgrade or the exec status refused with 5xx or 429', () => {
+  const status = (statusCode: number) => Object.assign(new Error('exec failed: error dialing backend'), { statusCode });
+  expect(
+    [
+      new Error('Unexpected server response: 503'),
+      new Error('Unexpected server response: 429'),
+      status(500),
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' }),
+    ].map(execUnavailable),
+  ).toEqual([true, true, true, true]);
+  expect(
+    [new Error('Unexpected server response: 403'), status(404), new Error('curl: (28) timed out')].map(execUnavailable),
+  ).toEqual([false, false, false]);
 });

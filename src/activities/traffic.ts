@@ -48,9 +48,11 @@ const EXEC_ATTEMPTS = 4;
 
 /** An exec the API server or kubelet could not open now: its WebSocket upgrade answered 5xx or 429, or no connection. */
 export function execUnavailable(err: unknown): boolean {
-  const m = /Unexpected server response: (\d+)/.exec((err as Error)?.message ?? '');
-  if (m) return Number(m[1]) >= 500 || Number(m[1]) === 429;
-  return ['ECONNREFUSED', 'ECONNRESET'].includes((err as { code?: string })?.code ?? '');
+  const e = err as { message?: string; code?: string; statusCode?: number };
+  const m = /Unexpected server response: (\d+)/.exec(e?.message ?? '');
+  const status = m ? Number(m[1]) : e?.statusCode;
+  if (status !== undefined) return status >= 500 || status === 429;
+  return ['ECONNREFUSED', 'ECONNRESET'].includes(e?.code ?? '');
 }
 
 /** How long one exec'd request may take. */
@@ -94,6 +96,12 @@ export const kubeTraffic: TrafficPort = {
         .exec(namespace, pod, container, command, out.stream, err.stream, null, false, resolve)
         .then((ws) => (socket = ws), reject);
     }).finally(() => clearTimeout(timer));
+    if (status.status !== 'Success' && status.reason !== 'NonZeroExitCode') {
+      // Not the command's exit: the exec itself failed (the kubelet gone, the API server unable to reach it).
+      throw Object.assign(new Error(`exec failed: ${status.message ?? status.reason ?? 'no reason given'}`), {
+        statusCode: status.code,
+      });
+    }
     const code =
       status.status === 'Success'
         ? 0
