@@ -8,9 +8,9 @@
 // The messages are a hand-written subset of Istio's workload API (pkg/workloadapi/workload.proto)
 // and Envoy's Delta xDS messages, numbered as there, on the types xds.ts already defines. istiod
 // answers a ztunnel only over Delta xDS, and sends every address on a wildcard subscription.
-import { type ClientDuplexStream, Client, credentials, status } from '@grpc/grpc-js';
+import { type ClientDuplexStream, Client, credentials } from '@grpc/grpc-js';
 import { ISTIO_DEFAULT_VERSION } from './version';
-import { DEFAULT_TIMEOUT_MS, PLACEHOLDER_IP, field, root } from './xds';
+import { DEFAULT_TIMEOUT_MS, PLACEHOLDER_IP, endsWith, field, root } from './xds';
 
 export const ADDRESS_TYPE = 'type.googleapis.com/istio.workload.Address';
 const DELTA_METHOD = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources';
@@ -261,16 +261,7 @@ export async function fetchWorkloads(
       }
       finish(undefined, view);
     });
-    call.on('error', (err: Error & { code?: number; details?: string }) => {
-      const why =
-        err.code === status.UNAVAILABLE
-          ? `unreachable (${err.details?.replace(/\s*Resolution note:\s*$/, '')})`
-          : err.message;
-      finish(new Error(`xDS ${xdsAddress}: stream failed: ${why}`));
-    });
-    call.on('status', (st: { code: number }) => {
-      if (st.code === status.OK) finish(new Error(`xDS ${xdsAddress}: stream closed before any workload answer`));
-    });
+    endsWith(call, xdsAddress, 'any workload answer', finish);
     call.write({ node: ztunnelNode(proxy), typeUrl: ADDRESS_TYPE, resourceNamesSubscribe: [] });
   });
 }

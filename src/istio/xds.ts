@@ -150,6 +150,28 @@ function endpointsOf(cla: Assignment): XdsEndpoint[] {
 }
 
 /**
+ * Ends a stream's wait when the stream does: a failed call (istiod unreachable, an error) with its
+ * reason, a call istiod closed (status OK) before `before`. gRPC reports 'error' before 'status'.
+ */
+export function endsWith<Req, Res>(
+  call: ClientDuplexStream<Req, Res>,
+  xdsAddress: string,
+  before: string,
+  finish: (err: Error) => void,
+): void {
+  call.on('error', (err: Error & { code?: number; details?: string }) => {
+    const why =
+      err.code === status.UNAVAILABLE
+        ? `unreachable (${err.details?.replace(/\s*Resolution note:\s*$/, '')})`
+        : err.message;
+    finish(new Error(`xDS ${xdsAddress}: stream failed: ${why}`));
+  });
+  call.on('status', (st: { code: number }) => {
+    if (st.code === status.OK) finish(new Error(`xDS ${xdsAddress}: stream closed before ${before}`));
+  });
+}
+
+/**
  * EDS endpoints per requested Envoy cluster name, as istiod at `xdsAddress` (host:port, plaintext)
  * gives them to a sidecar of `proxy`. Resolves once every name has an assignment (an unknown one
  * comes back empty); rejects after `timeoutMs` (default 10 s) naming the ones still missing, on a
@@ -209,17 +231,7 @@ export async function fetchEndpoints(
       // Acknowledge, keeping the same subscription, and wait for the rest.
       call!.write({ versionInfo: res.versionInfo, responseNonce: res.nonce, resourceNames: wanted, typeUrl: EDS_TYPE });
     });
-    call.on('error', (err: Error & { code?: number; details?: string }) => {
-      const why =
-        err.code === status.UNAVAILABLE
-          ? `unreachable (${err.details?.replace(/\s*Resolution note:\s*$/, '')})`
-          : err.message;
-      finish(new Error(`xDS ${xdsAddress}: stream failed: ${why}`));
-    });
-    // A failed call reports 'error' (above) before 'status'; an OK status means istiod hung up early.
-    call.on('status', (st: { code: number }) => {
-      if (st.code === status.OK) finish(new Error(`xDS ${xdsAddress}: stream closed before answering all clusters`));
-    });
+    endsWith(call, xdsAddress, 'answering all clusters', finish);
     call.write({ node: sidecarNode(proxy), resourceNames: wanted, typeUrl: EDS_TYPE });
   });
 }
