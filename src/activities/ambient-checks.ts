@@ -18,10 +18,16 @@ import {
   programmedAddress,
 } from '../istio/ambient';
 import { ISTIO_NAMESPACE, NETWORK_LABEL } from '../istio/manifests';
-import { fetchWorkloads } from '../istio/workload-xds';
+import { type WorkloadView, fetchWorkloads } from '../istio/workload-xds';
 import type { ClusterSpec } from '../spec/schema';
 import { type Call, type Verdict, fail, notFound, pass } from './checks';
-import { type IstioCheckContext, type sampleLayout, clustersReadBy, withIstiod } from './istiod-reach';
+import {
+  type IstioCheckContext,
+  type SampleService,
+  type sampleLayout,
+  clustersReadBy,
+  withIstiod,
+} from './istiod-reach';
 
 type Layout = ReturnType<typeof sampleLayout>;
 
@@ -38,6 +44,119 @@ async function readyEndpoints(ctx: IstioCheckContext, cluster: string, ns: strin
   );
 }
 
+/** What one sample Service should look like to a cluster's ztunnel. */
+interface ExpectedService {
+  svc: SampleService;
+  /** `<namespace>/<hostname>`, as workloads name the Services they serve. */
+  key: string;
+  /** Shown in details: `name.namespace`. */
+  host: string;
+  /** Ready endpoint addresses in the cluster's own network, reached directly. */
+  local: string[];
+  /** Other networks: how many endpoints each has (folded by istiod behind its east-west gateway). */
+  remote: Map<string, number>;
+}
+
+async function expectedServices(
+  ctx: IstioCheckContext,
+  c: ClusterSpec,
+  layout: Layout,
+  call: Call,
+): Promise<ExpectedService[]> {
+  const read = clustersReadBy(ctx.spec, c.name);
+  const expected: ExpectedService[] = [];
+  for (const svc of layout.services) {
+    const local: string[] = [];
+    const remote = new Map<string, number>();
+    for (const x of ctx.spec.clusters.filter((o) => read.includes(o.name) && layout.serving.has(o.name))) {
+      const ips = await readyEndpoints(ctx, x.name, svc.namespace, svc.name, call);
+      if (x.network === c.network) local.push(...ips);
+      else if (ips.length) remote.set(x.network, (remote.get(x.network) ?? 0) + ips.length);
+    }
+    const host = `${svc.name}.${svc.namespace}`;
+    expected.push({ svc, key: `${svc.namespace}/${host}.svc.cluster.local`, host, local, remote });
+  }
+  return expected;
+}
+
+/** Each other network's programmed east-west Gateways, as its clusters' APIs show them (istiod picks one). */
+async function otherNetworksGateways(ctx: IstioCheckContext, c: ClusterSpec, call: Call) {
+  const gatewaysOf = new Map<string, string[]>();
+  for (const x of ctx.spec.clusters) {
+    if (x.network === c.network) continue;
+    const gw = await eastWestGateway(ctx, x.name, call);
+    if (gw.address && gw.network === x.network)
+      gatewaysOf.set(x.network, [...(gatewaysOf.get(x.network) ?? []), gw.address]);
+  }
+  return gatewaysOf;
+}
+
+/** One Service's endpoints in istiod's answer: problems found, and what it showed (for a pass). */
+function judgeEndpoints(
+  e: ExpectedService,
+  view: WorkloadView,
+  network: string,
+  gatewaysOf: Map<string, string[]>,
+): { problems: string[]; parts: string[] } {
+  const problems: string[] = [];
+  const holders = view.workloads.filter((w) => w.services.includes(e.key));
+  for (const ip of e.local) {
+    if (!holders.some((w) => w.network === network && w.addresses.includes(ip)))
+      problems.push(`${e.host}: local endpoint ${ip} is missing`);
+  }
+  const parts = [`${network} ${e.local.length} direct`];
+  for (const [other, count] of e.remote) {
+    const folded = holders.filter((w) => w.network === other && w.networkGateway);
+    const direct = holders.filter((w) => w.network === other && !w.networkGateway && w.addresses.length);
+    const gws = gatewaysOf.get(other) ?? [];
+    if (!folded.length) {
+      problems.push(
+        `${e.host}: no workload stands for the ${count} endpoint(s) of ${other}` +
+          (direct.length ? ` (${direct.length} sent by pod address, which ztunnel cannot reach across networks)` : '') +
+          (gws.length ? '' : `; ${other} has no programmed east-west Gateway with its network label`),
+      );
+      continue;
+    }
+    const gw = folded[0].networkGateway!;
+    const via = `${gw.address}:${gw.hbonePort}`;
+    if (gws.length && !gws.includes(gw.address))
+      problems.push(
+        `${e.host}: ${other} is reached through ${via}, but its east-west Gateway is at ${gws.join(' or ')}`,
+      );
+    else if (gw.hbonePort !== HBONE_PORT)
+      problems.push(`${e.host}: ${other} is reached on port ${gw.hbonePort}, not HBONE ${HBONE_PORT}`);
+    else if ((folded[0].capacity ?? 1) !== count)
+      problems.push(
+        `${e.host}: ${other} stands for ${folded[0].capacity ?? 1} endpoint(s), its clusters serve ${count}`,
+      );
+    parts.push(`${other} ${count} via ${via}`);
+  }
+  return { problems, parts };
+}
+
+/** Whether istiod binds the Service to the cluster's waypoint of the spec's name (by its address or hostname). */
+async function judgeWaypoint(
+  ctx: IstioCheckContext,
+  c: ClusterSpec,
+  e: ExpectedService,
+  view: WorkloadView,
+  waypoint: string,
+  call: Call,
+): Promise<{ problem?: string; part?: string }> {
+  const ns = e.svc.namespace;
+  const got = view.services.find((x) => x.name === e.svc.name && x.namespace === ns)?.waypoint;
+  const own = await call(() =>
+    ctx.api[c.name].core.readNamespacedService({ name: waypoint, namespace: ns }).catch((err: unknown) => {
+      if (notFound(err)) return undefined;
+      throw err;
+    }),
+  );
+  const want = [own?.spec?.clusterIP, `${waypoint}.${ns}.svc.cluster.local`].filter(Boolean);
+  if (!got) return { problem: `${e.host}: no waypoint (the spec asks for ${waypoint})` };
+  if (!want.includes(got)) return { problem: `${e.host}: waypoint ${got} is not ${c.name}'s ${waypoint}` };
+  return { part: `waypoint ${waypoint}` };
+}
+
 export async function ambientWorkloads(
   ctx: IstioCheckContext,
   c: ClusterSpec,
@@ -45,111 +164,41 @@ export async function ambientWorkloads(
   call: Call,
 ): Promise<Verdict> {
   const { spec } = ctx;
-  const read = clustersReadBy(spec, c.name);
-  // Each network's east-west Gateways, as its clusters' APIs show them (istiod picks one of a network's).
-  const gatewaysOf = new Map<string, string[]>();
-  for (const x of spec.clusters) {
-    if (x.network === c.network) continue;
-    const gw = await eastWestGateway(ctx, x.name, call);
-    if (gw.address && gw.network === x.network)
-      gatewaysOf.set(x.network, [...(gatewaysOf.get(x.network) ?? []), gw.address]);
-  }
-  // What each sample Service should look like to this cluster's ztunnel.
-  const expected: Array<{ key: string; local: string[]; remote: Map<string, number> }> = [];
-  for (const svc of layout.services) {
-    const local: string[] = [];
-    const remote = new Map<string, number>();
-    for (const x of spec.clusters.filter((o) => read.includes(o.name) && layout.serving.has(o.name))) {
-      const ips = await readyEndpoints(ctx, x.name, svc.namespace, svc.name, call);
-      if (x.network === c.network) local.push(...ips);
-      else if (ips.length) remote.set(x.network, (remote.get(x.network) ?? 0) + ips.length);
-    }
-    expected.push({ key: `${svc.namespace}/${svc.name}.${svc.namespace}.svc.cluster.local`, local, remote });
-  }
+  const gatewaysOf = await otherNetworksGateways(ctx, c, call);
+  const expected = await expectedServices(ctx, c, layout, call);
   return withIstiod(ctx, c.name, call, async (istiod) => {
-    const view = await istiod.through(() =>
-      fetchWorkloads(
-        istiod.xds,
-        { clusterId: c.name, network: c.network, istioVersion: spec.istio.version },
-        {
-          signal: ctx.signal,
-        },
-      ),
-    );
+    const proxy = { clusterId: c.name, network: c.network, istioVersion: spec.istio.version };
+    const view = await istiod.through(() => fetchWorkloads(istiod.xds, proxy, { signal: ctx.signal }));
     const problems: string[] = [];
     const waypointProblems: string[] = [];
     const shown: string[] = [];
     for (const e of expected) {
-      const holders = view.workloads.filter((w) => w.services.includes(e.key));
-      const host = e.key.split('/')[1].replace(/\.svc\.cluster\.local$/, '');
-      for (const ip of e.local) {
-        if (!holders.some((w) => w.network === c.network && w.addresses.includes(ip)))
-          problems.push(`${host}: local endpoint ${ip} is missing`);
+      const endpoints = judgeEndpoints(e, view, c.network, gatewaysOf);
+      problems.push(...endpoints.problems);
+      if (spec.app.waypoint) {
+        const w = await judgeWaypoint(ctx, c, e, view, spec.app.waypoint, call);
+        if (w.problem) waypointProblems.push(w.problem);
+        if (w.part) endpoints.parts.push(w.part);
       }
-      const parts = [`${c.network} ${e.local.length} direct`];
-      for (const [network, count] of e.remote) {
-        const folded = holders.filter((w) => w.network === network && w.networkGateway);
-        const direct = holders.filter((w) => w.network === network && !w.networkGateway && w.addresses.length);
-        const gws = gatewaysOf.get(network) ?? [];
-        if (!folded.length) {
-          problems.push(
-            `${host}: no workload stands for the ${count} endpoint(s) of ${network}` +
-              (direct.length
-                ? ` (${direct.length} sent by pod address, which ztunnel cannot reach across networks)`
-                : '') +
-              (gws.length ? '' : `; ${network} has no programmed east-west Gateway with its network label`),
-          );
-          continue;
-        }
-        const w = folded[0];
-        const via = `${w.networkGateway!.address}:${w.networkGateway!.hbonePort}`;
-        if (gws.length && !gws.includes(w.networkGateway!.address))
-          problems.push(
-            `${host}: ${network} is reached through ${via}, but its east-west Gateway is at ${gws.join(' or ')}`,
-          );
-        else if (w.networkGateway!.hbonePort !== HBONE_PORT)
-          problems.push(
-            `${host}: ${network} is reached on port ${w.networkGateway!.hbonePort}, not HBONE ${HBONE_PORT}`,
-          );
-        else if ((w.capacity ?? 1) !== count)
-          problems.push(`${host}: ${network} stands for ${w.capacity ?? 1} endpoint(s), its clusters serve ${count}`);
-        parts.push(`${network} ${count} via ${via}`);
-      }
-      const waypoint = spec.app.waypoint;
-      if (waypoint) {
-        const [ns, name] = [host.split('.')[1], host.split('.')[0]];
-        const got = view.services.find((x) => x.name === name && x.namespace === ns)?.waypoint;
-        const own = await call(() =>
-          ctx.api[c.name].core.readNamespacedService({ name: waypoint, namespace: ns }).catch((err: unknown) => {
-            if (notFound(err)) return undefined;
-            throw err;
-          }),
-        );
-        const want = [own?.spec?.clusterIP, `${waypoint}.${ns}.svc.cluster.local`].filter(Boolean);
-        if (!got) waypointProblems.push(`${host}: no waypoint (the spec asks for ${waypoint})`);
-        else if (!want.includes(got)) waypointProblems.push(`${host}: waypoint ${got} is not ${c.name}'s ${waypoint}`);
-        else parts.push(`waypoint ${waypoint}`);
-      }
-      shown.push(`${host}: ${parts.join(', ')}`);
+      shown.push(`${e.host}: ${endpoints.parts.join(', ')}`);
     }
     const who = `as a ztunnel of ${c.name} (${c.network}), istiod of ${c.name} answers`;
     const all = [...problems, ...waypointProblems];
-    if (all.length) {
-      const waypointHint =
-        `a Service's waypoint is the Gateway (class istio-waypoint) its namespace's istio.io/use-waypoint label names, ` +
-        `of the same name in every cluster: \`kubectl -n <namespace> get gateway ${spec.app.waypoint}\` in ${c.name}`;
-      if (!problems.length) return fail(`${who}: ${all.slice(0, 5).join('; ')}`, waypointHint);
-      return fail(
-        `${who}: ${all.slice(0, 5).join('; ')}${all.length > 5 ? `; and ${all.length - 5} more` : ''}`,
-        (waypointProblems.length ? `${waypointHint}; ` : '') +
-          'another network is reached through its east-west Gateway (class istio-east-west) labelled with that ' +
-          'network: check `kubectl -n istio-system get gateway istio-eastwest --show-labels` in every cluster, the ' +
-          "topology.istio.io/network label of istio-system, the remote secrets, istiod's " +
-          `AMBIENT_ENABLE_MULTI_NETWORK=true, and that the Services are labelled istio.io/global=true; see ` +
-          istiod.see('/debug/ambientz'),
-      );
-    }
-    return pass(`${who} ${shown.join('; ')}`);
+    if (!all.length) return pass(`${who} ${shown.join('; ')}`);
+    const detail = `${who}: ${all.slice(0, 5).join('; ')}${all.length > 5 ? `; and ${all.length - 5} more` : ''}`;
+    const waypointHint =
+      `a Service's waypoint is the Gateway (class istio-waypoint) its namespace's istio.io/use-waypoint label names, ` +
+      `of the same name in every cluster: \`kubectl -n <namespace> get gateway ${spec.app.waypoint}\` in ${c.name}`;
+    if (!problems.length) return fail(detail, waypointHint);
+    return fail(
+      detail,
+      (waypointProblems.length ? `${waypointHint}; ` : '') +
+        'another network is reached through its east-west Gateway (class istio-east-west) labelled with that ' +
+        'network: check `kubectl -n istio-system get gateway istio-eastwest --show-labels` in every cluster, the ' +
+        "topology.istio.io/network label of istio-system, the remote secrets, istiod's " +
+        `AMBIENT_ENABLE_MULTI_NETWORK=true, and that the Services are labelled istio.io/global=true; see ` +
+        istiod.see('/debug/ambientz'),
+    );
   });
 }
 

@@ -140,7 +140,7 @@ export function clustersReadBy(spec: MeshSpec, primary: string): string[] {
   return spec.clusters.map((c) => c.name).filter((n) => read.has(n));
 }
 
-interface SampleService {
+export interface SampleService {
   namespace: string;
   name: string;
   port: number;
