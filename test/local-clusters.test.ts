@@ -350,8 +350,9 @@ test('clusters deleted at once stop together, outside the lock; a cluster create
       supervisedPid(local.pidFile(c.name, 'istiod'), path.dirname(c.kubeconfig)),
     );
   }
-  // API server, controller manager, scheduler, kwok, simulated data plane, supervisor and its program.
-  expect(processesIn(dirs)).toHaveLength(14);
+  // API server, controller manager, scheduler, kwok and its supervisor, simulated data plane, a
+  // supervisor and its program: 8 a cluster.
+  expect(processesIn(dirs)).toHaveLength(16);
 
   const { deleted, created } = await withLock(local.root, async () => {
     // While the lock is held elsewhere, both deletes still stop every process of their cluster.
