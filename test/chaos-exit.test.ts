@@ -15,12 +15,14 @@ const main = path.resolve(__dirname, '..', 'dist', 'chaos', 'main.js');
 test('a run given up on while provisioning is torn down, and the harness exits', async () => {
   const off = [
     '--kills',
+    '--ambient-kills',
     '--server-kills',
     '--concurrent',
     '--takeovers',
     '--apply-kills',
     '--rotate-kills',
     '--upgrade-kills',
+    '--kubelet-kills',
     '--team-faults',
   ].flatMap((f) => [f, '0']);
   const args = [...off, '--api-faults', '1'];
