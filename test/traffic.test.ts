@@ -5,6 +5,7 @@
 // say they were answered by kwok's exec test double (the end-to-end tests run that one); other
 // samples and the ingress say "not supported", never "passed".
 import type { ClusterAccess } from '../src/adapters/providers';
+import { messageOf } from '../src/adapters/port-forward';
 import { type ExecResult, type TrafficPort, execUnavailable, trafficChecks } from '../src/activities/traffic';
 import { parseMeshSpec } from '../src/spec/load';
 
@@ -207,4 +208,9 @@ test('which exec failures say nothing about the mesh: the upgrade or the exec st
   expect(
     [new Error('Unexpected server response: 403'), status(404), new Error('curl: (28) timed out')].map(execUnavailable),
   ).toEqual([false, false, false]);
+});
+
+test("a WebSocket's error event (what client-node rejects a refused upgrade with) is read for its status", () => {
+  expect(execUnavailable({ type: 'error', message: 'Unexpected server response: 500' })).toBe(true);
+  expect(messageOf({ type: 'error', error: new Error('socket hang up') })).toBe('socket hang up');
 });

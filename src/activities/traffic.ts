@@ -14,6 +14,7 @@ import { SAMPLE_APPS, type IngressProbe, type TrafficProbe } from '../istio/samp
 import { appPlacement } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 import type { CheckResult } from '../workflows/types';
+import { messageOf } from '../adapters/port-forward';
 import { ChecksUnavailableError } from './checks';
 
 export const INGRESS_SERVICE = 'istio-ingressgateway';
@@ -48,8 +49,8 @@ const EXEC_ATTEMPTS = 4;
 
 /** An exec the API server or kubelet could not open now: its WebSocket upgrade answered 5xx or 429, or no connection. */
 export function execUnavailable(err: unknown): boolean {
-  const e = err as { message?: string; code?: string; statusCode?: number };
-  const m = /Unexpected server response: (\d+)/.exec(e?.message ?? '');
+  const e = err as { code?: string; statusCode?: number };
+  const m = /Unexpected server response: (\d+)/.exec(messageOf(err));
   const status = m ? Number(m[1]) : e?.statusCode;
   if (status !== undefined) return status >= 500 || status === 429;
   return ['ECONNREFUSED', 'ECONNRESET'].includes(e?.code ?? '');
@@ -96,7 +97,10 @@ export const kubeTraffic: TrafficPort = {
         .exec(namespace, pod, container, command, out.stream, err.stream, null, false, resolve)
         .then((ws) => (socket = ws), reject);
     }).finally(() => clearTimeout(timer));
-    if (status.status !== 'Success' && status.reason !== 'NonZeroExitCode') {
+    // A command that exited non-zero: a kubelet says NonZeroExitCode with the code as a cause; kwok
+    // says InternalError "error executing command in container: ... exit status N".
+    const exited = /error executing command in container: .*exit status (\d+)/.exec(status.message ?? '')?.[1];
+    if (status.status !== 'Success' && status.reason !== 'NonZeroExitCode' && exited === undefined) {
       // Not the command's exit: the exec itself failed (the kubelet gone, the API server unable to reach it).
       throw Object.assign(new Error(`exec failed: ${status.message ?? status.reason ?? 'no reason given'}`), {
         statusCode: status.code,
@@ -105,7 +109,7 @@ export const kubeTraffic: TrafficPort = {
     const code =
       status.status === 'Success'
         ? 0
-        : Number(status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? 1);
+        : Number(status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? exited ?? 1);
     return { stdout: out.text(), stderr: err.text(), exitCode: code };
   },
 
@@ -221,11 +225,11 @@ async function execProbe(
           }
           throw new ChecksUnavailableError(
             `traffic (${probe.fromCluster}): the exec into the client pod could not be opened ${EXEC_ATTEMPTS} ` +
-              `times: ${(err as Error).message}`,
+              `times: ${messageOf(err)}`,
           );
         }
         // One exec lost (a dropped WebSocket) is one failed request, not a failed check.
-        return { stdout: '', stderr: `exec: ${(err as Error).message}`, exitCode: -1 };
+        return { stdout: '', stderr: `exec: ${messageOf(err)}`, exitCode: -1 };
       }
     }
   };

@@ -81,7 +81,7 @@ export async function withPortForward<T>(
             else socket.on('close', () => w.close());
           },
           (err: unknown) => {
-            const message = err instanceof Error ? err.message : String(err);
+            const message = messageOf(err);
             status ??= Number(/Unexpected server response: (\d{3})/.exec(message)?.[1]) || undefined;
             fail(message);
           },
@@ -113,4 +113,16 @@ export async function withPortForward<T>(
     for (const s of sockets) s.destroy();
     await Promise.all(servers.map(({ server }) => new Promise((resolve) => server.close(resolve))));
   }
+}
+
+/**
+ * What a failed forward says: client-node rejects with an Error, or with the WebSocket's error
+ * event (its message, e.g. "Unexpected server response: 500" when the kubelet is gone, or its error's).
+ */
+export function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  const e = err as { message?: unknown; error?: unknown } | undefined;
+  if (typeof e?.message === 'string' && e.message) return e.message;
+  if (e?.error instanceof Error) return e.error.message;
+  return typeof err === 'string' ? err : (JSON.stringify(err) ?? String(err));
 }
