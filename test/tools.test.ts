@@ -4,9 +4,10 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { ISTIO_BUILDS } from '../src/istio/version';
 import { PermanentError } from '../src/steps/errors';
-import { setupToolNames } from '../src/tools/install';
+import { buildLane, buildSlots, expectedBuildMinutes, setupToolNames } from '../src/tools/install';
 import { istioToolsOf } from '../src/tools/istio-builds';
 import { TOOLS, istioToolName, toolSpec } from '../src/tools/specs';
+import { goTracePhases, unionMs } from '../src/bench/cold';
 import { scratchDir } from './helpers/env';
 
 const cli = path.resolve(__dirname, '..', 'dist', 'cli', 'main.js');
@@ -120,9 +121,13 @@ test('setup without Go names the missing prerequisite and the retry command, and
   expect(fs.existsSync(path.join(cache, 'tools'))).toBe(false);
 });
 
-test('a build that fails leaves no half-installed tool in the cache', async () => {
+test('builds that fail leave no half-installed tool in the cache, and each failure is named', async () => {
   const cache = scratchDir('cache-fail');
-  // No module proxy and an empty module cache: `go install` must fail while fetching.
+  // A scratch folder a killed build left behind is cleared by the next build of that tool.
+  fs.mkdirSync(path.join(cache, 'tools', `.building-${toolSpec('kwok').cacheKey()}-x1y2z3`, 'partial'), {
+    recursive: true,
+  });
+  // No module proxy and an empty module cache: every `go install` must fail while fetching.
   const r = await meshflow(['setup'], {
     MESHFLOW_CACHE_DIR: cache,
     GOPROXY: 'off',
@@ -130,10 +135,40 @@ test('a build that fails leaves no half-installed tool in the cache', async () =
     GOFLAGS: '',
   });
   expect(r.exitCode).toBe(1);
+  // The plan first: what is built, at once, and how long it is expected to take.
+  const plan =
+    /building \d+ pinned tools from source into \S+ \((.*)\): expected to take about \d+ min here \(\d+ cores, \d+ at a time\)/.exec(
+      r.stderr,
+    );
+  expect(plan?.[1].split(', ')).toEqual(expect.arrayContaining(['temporal', 'kube-apiserver', 'kwok', 'istioctl']));
   expect(r.stderr).toContain('building temporal 1.5.1');
   expect(r.stderr).toContain('Nothing was installed');
-  expect(fs.existsSync(path.join(cache, 'tools'))).toBe(true);
-  expect(fs.readdirSync(path.join(cache, 'tools'))).toEqual([]);
+  expect(r.stderr).toMatch(/other builds? failed too: .*kube-apiserver/);
+  // Only a build that needs no Go module (the test server, from Maven) may have landed, whole.
+  const left = fs.readdirSync(path.join(cache, 'tools'));
+  expect(left.filter((f) => f !== toolSpec('temporal-test-server').cacheKey())).toEqual([]);
+});
+
+test('builds run side by side, the two commands of an Istio build one after the other', () => {
+  expect(buildLane(toolSpec('istioctl'))).toBe(buildLane(toolSpec('pilot-discovery')));
+  expect(buildLane(toolSpec('kube-apiserver'))).not.toBe(buildLane(toolSpec('kwok')));
+  expect(buildLane(toolSpec('temporal-server'))).toBe(buildLane(toolSpec('temporal-sql-tool')));
+  // The expected time: the CPU spread over the cores, never less than the longest lane alone.
+  const startWorkflow = ['temporal', 'kube-apiserver', 'kwok', 'pilot-discovery', 'istioctl'].map(toolSpec);
+  const cpu = startWorkflow.reduce((sum, s) => sum + s.coldCpuMinutes, 0);
+  expect(cpu).toBeGreaterThan(0);
+  expect(expectedBuildMinutes(startWorkflow, 2)).toBeGreaterThanOrEqual(cpu / 2);
+  expect(expectedBuildMinutes(startWorkflow, 64)).toBeGreaterThanOrEqual(
+    (toolSpec('pilot-discovery').coldCpuMinutes + toolSpec('istioctl').coldCpuMinutes) / 1.4,
+  );
+  const saved = process.env.MESHFLOW_BUILD_JOBS;
+  process.env.MESHFLOW_BUILD_JOBS = '1';
+  try {
+    expect(buildSlots()).toBe(1);
+  } finally {
+    if (saved === undefined) delete process.env.MESHFLOW_BUILD_JOBS;
+    else process.env.MESHFLOW_BUILD_JOBS = saved;
+  }
 });
 
 test("a worker's Istio build that cannot be built fails its step for good, naming what to run", async () => {
@@ -164,4 +199,29 @@ test("a worker's Istio build that cannot be built fails its step for good, namin
   } finally {
     process.env = saved;
   }
+});
+
+test("a Go command's trace tells fetching, compiling and linking apart (the cold-setup bench reads it)", async () => {
+  const dir = scratchDir('go-trace');
+  fs.writeFileSync(path.join(dir, 'go.mod'), 'module example.com/tiny\n\ngo 1.24\n');
+  fs.writeFileSync(path.join(dir, 'main.go'), 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hi") }\n');
+  const trace = path.join(dir, 'trace.json');
+  // A build cache of its own: every package (fmt and what it imports) is compiled, then linked.
+  await execa('go', ['build', `-debug-trace=${trace}`, '-o', path.join(dir, 'tiny'), '.'], {
+    cwd: dir,
+    env: { GOCACHE: path.join(dir, 'gocache'), CGO_ENABLED: '0', GOFLAGS: '' },
+  });
+  const phases = goTracePhases(fs.readFileSync(trace, 'utf8'));
+  expect(phases.compileMs).toBeGreaterThan(0);
+  expect(phases.linkMs).toBeGreaterThan(0);
+  expect(phases.fetchMs).toBe(0); // the standard library needs no module fetched
+  expect(phases.compileMs + phases.linkMs).toBeLessThanOrEqual(phases.wallMs + 1);
+  // Overlapping spans count once.
+  expect(
+    unionMs([
+      [0, 10],
+      [5, 20],
+      [30, 40],
+    ]),
+  ).toBe(30);
 });

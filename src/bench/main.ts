@@ -27,6 +27,9 @@
 //  15. sidecar against ambient: the same clusters (the ambient example: two clusters, two networks,
 //     helloworld, a waypoint) with istio.dataPlane flipped, one after the other: install and teardown
 //     time, objects applied, the CPU of the clusters' processes, `verify` time, and every check's result.
+//  16. (`npm run bench -- cold` only) the first run on a fresh machine: the tools start-workflow
+//     builds, from empty caches: each tool's time, where it went (fetching, compiling, linking),
+//     the CPU used, wall against its floor and the 15-minute target.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,6 +51,7 @@ import type { MeshSpec } from '../spec/schema';
 import { DEV_SERVER_ARGS } from '../temporal/connection';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { ensureTools } from '../tools/install';
+import { coldFirstRun } from './cold';
 import { localTools } from '../local/tools';
 import { applySpecs } from '../chaos/apply-kills';
 import { ChaosBench } from '../chaos/harness';
@@ -166,6 +170,15 @@ async function waitReady(env: { client: Client }, mesh: string): Promise<number>
 }
 
 async function main(): Promise<void> {
+  if (SECTIONS.includes('cold')) {
+    // 16. Only when named: it fetches and compiles every module again (15-20 minutes here).
+    table(
+      '16. the first run on a fresh machine: the tools `npm run start-workflow` builds, with empty tool, Go module ' +
+        "and Go build caches (phases from each Go command's -debug-trace; a tool's phases overlap others')",
+      await coldFirstRun(),
+    );
+    if (SECTIONS.length === 1) return;
+  }
   const tools = await ensureTools();
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
@@ -236,7 +249,7 @@ async function main(): Promise<void> {
 
 /**
  * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, upgrade, team,
- * ambient, takeover, local, resume, tools); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those
+ * ambient, takeover, local, resume, tools; cold only when named); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those
  * examples in sections 6 and 13 (13 by default: two-clusters,three-clusters).
  */
 /** A Temporal server to measure on: the bench's dev server, or another (the team deployment's). */

@@ -25,7 +25,9 @@ export async function connect(
 ): Promise<{ client: Client; target: TemporalTarget; startedServer: boolean }> {
   const { client, started, target } = await connectOrStartLocal({
     stateDir: stateDir(),
-    temporalBin: async () => (await ensureTools(['temporal'], progress)).temporal,
+    // On a fresh machine the worker's tools are built beside the server's, not after it.
+    temporalBin: async () =>
+      (await ensureTools(['temporal'], progress, { alongside: [...LOCAL_TOOL_NAMES, 'istioctl'] })).temporal,
     progress,
     wait,
   });

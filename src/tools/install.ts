@@ -2,14 +2,16 @@
 // then our own build in the cache) and builds what is missing. A build happens in a scratch
 // directory next to its final place and is renamed into place only when complete, so the cache
 // never holds a half-installed tool; a build that fails leaves nothing behind.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { toolsDir } from '../paths';
 import { ISTIO_ADDONS, type IstioBuild } from '../istio/version';
 import { withLock } from '../util/lock';
 import { canConnect, freePort, sleep } from '../util/net';
-import { type Progress, formatDuration, stderrProgress, withHeartbeat } from '../util/progress';
+import { type Progress, formatDuration, stderrProgress } from '../util/progress';
 import {
   ACTIONLINT_VERSION,
   KUBERNETES_VERSION,
@@ -135,8 +137,25 @@ const goEnv = (gobin?: string) => ({
   ...(gobin ? { GOBIN: gobin } : {}),
 });
 
+/** The tool a build's commands are for, so that their traces carry its name. */
+const buildOf = new AsyncLocalStorage<string>();
+let traces = 0;
+
+/**
+ * With MESHFLOW_GO_TRACE_DIR set (the cold-setup bench sets it), each Go command of a build writes
+ * its trace there (`go -debug-trace`, the Chrome trace format: module fetches, each compile and
+ * link as spans), in a file named after the tool.
+ */
+function traced(file: string, args: string[]): string[] {
+  const dir = process.env.MESHFLOW_GO_TRACE_DIR;
+  if (!dir || file !== 'go') return args;
+  fs.mkdirSync(dir, { recursive: true });
+  const name = `${buildOf.getStore() ?? 'go'}.${++traces}.${args[0]}.json`;
+  return [args[0], `-debug-trace=${path.join(dir, name)}`, ...args.slice(1)];
+}
+
 async function run(file: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
-  const r = await execa(file, args, { ...opts, reject: false, all: true });
+  const r = await execa(file, traced(file, args), { ...opts, reject: false, all: true });
   if (r.exitCode !== 0) {
     const tail = (r.all ?? '').split('\n').filter((l) => !l.startsWith('go: downloading')).slice(-25).join('\n');
     throw new ToolSetupError(`\`${file} ${args.join(' ')}\` failed (exit ${r.exitCode}):\n${tail}`);
@@ -351,21 +370,44 @@ const setupCommand = (spec: ToolSpec) => (spec.onDemand ? 'meshflow setup --all'
 export const setupToolNames = (all = false) => TOOLS.filter((t) => all || !t.onDemand).map((t) => t.name);
 
 /**
- * Makes sure the named tools are ready, building ours where needed. Returns their paths. A tool
- * is built once at a time: concurrent calls here wait for the same build, and other processes
- * (workers sharing the cache) for its lock.
+ * Makes sure the named tools are ready, building ours where needed. Returns their paths.
+ *
+ * Missing tools are built at once, as far as the machine allows (`buildSlots`): a Go build keeps
+ * 2 cores busy only part of the time (module downloads, links and long dependency chains leave
+ * them idle), so builds side by side finish well before the same builds one after another. Builds
+ * that share most of their compilation run one after another in one lane (`buildLane`), so the
+ * second finds the first's packages in the Go build cache. `alongside` names tools the caller
+ * will need soon: their builds start now too, but are not waited for (a later call waits for
+ * them). Before the first build the plan is printed with how long it is expected to take.
+ *
+ * A tool is built once at a time: concurrent calls here wait for the same build, and other
+ * processes (workers sharing the cache) for its lock.
  */
 export async function ensureTools(
   names: string[] = setupToolNames(),
   progress: Progress = stderrProgress,
+  opts: { alongside?: string[] } = {},
 ): Promise<Record<string, string>> {
+  const wanted = [...new Set([...names, ...(opts.alongside ?? [])])].map(toolSpec);
+  const statuses = new Map(await Promise.all(wanted.map(async (s) => [s.name, await inspectTool(s)] as const)));
+  for (const name of names) {
+    const status = statuses.get(name)!;
+    if (!status.ok && status.source === 'env') throw new ToolSetupError(`${name}: ${status.problem}`);
+  }
+  const missing = longestFirst(
+    uniqueBuilds(wanted.filter((s) => !statuses.get(s.name)!.ok && statuses.get(s.name)!.source !== 'env')),
+  );
+  const fresh = missing.filter((s) => !building.has(s.cacheKey()));
+  if (fresh.length > 0) announceBuilds(fresh, progress);
+  const builds = new Map(missing.map((s) => [s.cacheKey(), buildOnce(s, progress)]));
+  // A build that fails is reported by whoever waits for it (alongside builds: a later call).
+  for (const build of builds.values()) build.catch(() => undefined);
+  await settleNeeded(names, builds, progress);
   const paths: Record<string, string> = {};
   for (const name of names) {
     const spec = toolSpec(name);
-    let status = await inspectTool(spec);
-    if (!status.ok && status.source === 'env') throw new ToolSetupError(`${spec.name}: ${status.problem}`);
+    let status = statuses.get(name)!;
     if (!status.ok) {
-      await buildOnce(spec, progress);
       status = await inspectTool(spec);
       if (!status.ok) throw new ToolSetupError(`${spec.name} was built but does not work: ${status.problem}`);
     }
@@ -374,7 +416,126 @@ export async function ensureTools(
   return paths;
 }
 
+/**
+ * Waits for the builds `names` need. When one fails, says so at once, waits for the others (each
+ * either lands whole in the cache or leaves nothing) and throws the first failure, naming the
+ * other builds that failed.
+ */
+async function settleNeeded(names: string[], builds: Map<string, Promise<void>>, progress: Progress): Promise<void> {
+  const needed = uniqueBuilds(names.map(toolSpec)).filter((s) => builds.has(s.cacheKey()));
+  const failures: Array<{ spec: ToolSpec; err: unknown }> = [];
+  await Promise.all(
+    needed.map((spec) =>
+      builds.get(spec.cacheKey())!.catch((err: unknown) => {
+        failures.push({ spec, err });
+        const others = needed.filter((s) => s !== spec && building.has(s.cacheKey())).map((s) => s.name);
+        if (others.length > 0) {
+          progress(`building ${spec.name} failed; waiting for ${others.join(', ')} so that nothing is left half-built`);
+        }
+      }),
+    ),
+  );
+  if (failures.length === 0) return;
+  const first = failures.sort((a, b) => needed.indexOf(a.spec) - needed.indexOf(b.spec))[0];
+  if (failures.length > 1 && first.err instanceof Error) {
+    first.err.message += `\n(${failures.length - 1} other build${failures.length > 2 ? 's' : ''} failed too: ${failures
+      .slice(1)
+      .map((f) => f.spec.name)
+      .join(', ')})`;
+  }
+  throw first.err;
+}
+
+/**
+ * The builds in the order they take the slots: the lanes with the most work first, so that what
+ * is left at the end is short (a lane's own order kept: pilot-discovery, then istioctl).
+ */
+function longestFirst(specs: ToolSpec[]): ToolSpec[] {
+  const lanes = new Map<string, ToolSpec[]>();
+  for (const s of specs) lanes.set(buildLane(s), [...(lanes.get(buildLane(s)) ?? []), s]);
+  const work = (lane: ToolSpec[]) => lane.reduce((sum, s) => sum + s.coldCpuMinutes, 0);
+  return [...lanes.values()].sort((a, b) => work(b) - work(a)).flat();
+}
+
+/** One spec per build: the names that share a build (kube-apiserver, etcd, ...) are built once. */
+function uniqueBuilds(specs: ToolSpec[]): ToolSpec[] {
+  const byKey = new Map<string, ToolSpec>();
+  for (const s of specs) if (!byKey.has(s.cacheKey())) byKey.set(s.cacheKey(), s);
+  return [...byKey.values()];
+}
+
+/**
+ * Builds that share most of what they compile go one after another in one lane: the two commands
+ * of an Istio build (one module, one build list), so the second finds most packages compiled.
+ * Other builds share little (each module resolves its dependencies to versions of its own) and
+ * each has a lane of its own.
+ */
+export function buildLane(spec: ToolSpec): string {
+  return spec.istio ? `istio-${spec.istio.build.line}` : spec.cacheKey();
+}
+
+/**
+ * How many builds run at once: one per core and one more (a build leaves its cores idle a third
+ * of the time), as memory allows (a cold Go build of the larger tools peaks near 2.5 GiB).
+ * MESHFLOW_BUILD_JOBS sets it.
+ */
+export function buildSlots(): number {
+  const set = Number(process.env.MESHFLOW_BUILD_JOBS);
+  if (Number.isInteger(set) && set > 0) return set;
+  const byMemory = Math.floor(os.totalmem() / (2.5 * 2 ** 30));
+  return Math.max(1, Math.min(os.cpus().length + 1, byMemory));
+}
+
+/**
+ * The expected wall time of builds started together: their CPU spread over the cores, but no less
+ * than the longest lane takes alone (one Go build keeps about 1.4 cores busy).
+ */
+export function expectedBuildMinutes(specs: ToolSpec[], cores = os.cpus().length): number {
+  const lanes = new Map<string, number>();
+  for (const s of specs) lanes.set(buildLane(s), (lanes.get(buildLane(s)) ?? 0) + s.coldCpuMinutes);
+  const total = [...lanes.values()].reduce((a, b) => a + b, 0);
+  const longest = Math.max(0, ...lanes.values());
+  return Math.max(total / cores, longest / Math.min(cores, 1.4));
+}
+
+function announceBuilds(specs: ToolSpec[], progress: Progress): void {
+  const minutes = Math.max(1, Math.round(expectedBuildMinutes(specs)));
+  expectedUntil = Math.max(expectedUntil, Date.now() + minutes * 60_000);
+  const names = specs.map((s) => s.name).join(', ');
+  progress(
+    `building ${specs.length} pinned tool${specs.length === 1 ? '' : 's'} from source into ${toolsDir()} ` +
+      `(${names}): expected to take about ${minutes} min here (${os.cpus().length} cores, ` +
+      `${Math.min(buildSlots(), specs.length)} at a time); later runs reuse them`,
+  );
+}
+
 const building = new Map<string, Promise<void>>();
+const lanes = new Map<string, Promise<unknown>>();
+let slotsInUse = 0;
+const slotWaiters: Array<() => void> = [];
+
+async function withBuildSlot<T>(work: () => Promise<T>): Promise<T> {
+  while (slotsInUse >= buildSlots()) await new Promise<void>((resolve) => slotWaiters.push(resolve));
+  slotsInUse++;
+  try {
+    return await work();
+  } finally {
+    slotsInUse--;
+    slotWaiters.shift()?.();
+  }
+}
+
+/** Runs `work` after everything queued before it in `lane`, in a build slot. */
+function inLane<T>(lane: string, work: () => Promise<T>): Promise<T> {
+  const before = lanes.get(lane) ?? Promise.resolve();
+  const mine = before.catch(() => undefined).then(() => withBuildSlot(work));
+  const tail = mine.catch(() => undefined);
+  lanes.set(lane, tail);
+  void tail.then(() => {
+    if (lanes.get(lane) === tail) lanes.delete(lane);
+  });
+  return mine;
+}
 
 function buildOnce(spec: ToolSpec, progress: Progress): Promise<void> {
   const key = spec.cacheKey();
@@ -383,20 +544,52 @@ function buildOnce(spec: ToolSpec, progress: Progress): Promise<void> {
     // Without what the build needs, nothing is written to the cache (not even the lock).
     pending = checkPrerequisites(spec)
       .then(() =>
-        withLock(
-          path.join(toolsDir(), key),
-          async () => {
-            // Another process may have built it while this one waited for the lock.
-            if (!fs.existsSync(cachedPath(spec)) || !(await inspectTool(spec)).ok) await buildTool(spec, progress);
-          },
-          BUILD_LOCK_WAIT_MS,
+        inLane(buildLane(spec), () =>
+          withLock(
+            path.join(toolsDir(), key),
+            async () => {
+              // Another process may have built it while this one waited for the lock.
+              if (!fs.existsSync(cachedPath(spec)) || !(await inspectTool(spec)).ok) await buildTool(spec, progress);
+            },
+            BUILD_LOCK_WAIT_MS,
+          ),
         ),
       )
       .finally(() => building.delete(key));
     building.set(key, pending);
+    watchBuilds(progress);
   }
   return pending;
 }
+
+/** While builds run: one line every 30 s naming those under way, however many calls wait for them. */
+let heartbeat: { timer: NodeJS.Timeout; since: number } | undefined;
+const underWay = new Map<string, number>();
+
+function watchBuilds(progress: Progress): void {
+  if (heartbeat) return;
+  const since = Date.now();
+  const timer = setInterval(() => {
+    if (building.size === 0) {
+      clearInterval(timer);
+      heartbeat = undefined;
+      return;
+    }
+    const now = Date.now();
+    const running = [...underWay].map(([name, at]) => `${name} (${formatDuration(now - at)})`);
+    const queued = building.size - underWay.size;
+    progress(
+      `still building: ${running.join(', ') || 'waiting for a lock'}${queued > 0 ? `; ${queued} queued` : ''} ` +
+        `[${formatDuration(now - since)} so far${expectedUntil > now ? `, about ${formatDuration(expectedUntil - now)} to go` : ''}]`,
+    );
+  }, HEARTBEAT_MS);
+  timer.unref();
+  heartbeat = { timer, since };
+}
+
+const HEARTBEAT_MS = 30_000;
+/** When the builds under way are expected to be done, as announced. */
+let expectedUntil = 0;
 
 /** How long a build waits for another process's build of the same tool (the slowest cold build, with room). */
 const BUILD_LOCK_WAIT_MS = 60 * 60_000;
@@ -404,16 +597,21 @@ const BUILD_LOCK_WAIT_MS = 60 * 60_000;
 async function buildTool(spec: ToolSpec, progress: Progress): Promise<void> {
   const finalDir = path.dirname(cachedPath(spec));
   fs.mkdirSync(toolsDir(), { recursive: true });
+  // Under this tool's lock: a scratch folder of its own is what a killed build left behind.
+  for (const stale of fs.readdirSync(toolsDir()).filter((f) => f.startsWith(`.building-${spec.cacheKey()}-`))) {
+    fs.rmSync(path.join(toolsDir(), stale), { recursive: true, force: true });
+  }
   const scratch = fs.mkdtempSync(path.join(toolsDir(), `.building-${spec.cacheKey()}-`));
   const started = Date.now();
-  progress(`building ${spec.name} ${spec.wanted} into ${finalDir} (cold build: ${spec.coldBuild} on 2 cores; later runs reuse it)`);
+  progress(`building ${spec.name} ${spec.wanted} into ${finalDir}`);
+  underWay.set(spec.name, started);
   try {
-    const build = spec.istio
+    const build = buildOf.run(spec.name, () => spec.istio
       ? buildIstioCommand(spec.istio.build, spec.istio.command, scratch)
       : spec.temporalServer
         ? buildTemporalServer(spec.temporalServer, scratch)
-        : BUILDERS[spec.name](scratch);
-    await withHeartbeat(progress, `building ${spec.name}`, build);
+        : BUILDERS[spec.name](scratch));
+    await build;
     fs.rmSync(finalDir, { recursive: true, force: true });
     fs.renameSync(scratch, finalDir);
   } catch (err) {
@@ -422,6 +620,8 @@ async function buildTool(spec: ToolSpec, progress: Progress): Promise<void> {
       err.message += `\nNothing was installed. Fix the cause and run \`${setupCommand(spec)}\` again.`;
     }
     throw err;
+  } finally {
+    underWay.delete(spec.name);
   }
   progress(`built ${spec.name} ${spec.wanted} in ${formatDuration(Date.now() - started)}`);
 }

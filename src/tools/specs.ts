@@ -32,8 +32,12 @@ export interface ToolSpec {
   /** The file inside that directory that is the tool. */
   binary: string;
   requires: Prerequisite[];
-  /** Rough cold build time, for the progress line. */
-  coldBuild: string;
+  /**
+   * CPU-minutes a cold build took on the reference machine (2 cores, empty Go caches; for a build
+   * that follows another in its lane, after it): what the expected setup time is made of.
+   * 0 for the names built with another (etcd with kube-apiserver).
+   */
+  coldCpuMinutes: number;
   /** For istioctl and pilot-discovery: the Istio build they are of. */
   istio?: { build: IstioBuild; command: IstioCommand };
   /**
@@ -67,6 +71,23 @@ export const TEMPORAL_SERVER_NEXT_VERSION = '1.30.8';
 export const TEMPORAL_SERVER_VERSIONS = [TEMPORAL_SERVER_VERSION, TEMPORAL_SERVER_NEXT_VERSION] as const;
 /** The Temporal Web UI server inside the pinned CLI, and the compose file's `temporalio/ui` image. */
 export const TEMPORAL_UI_VERSION = '2.42.1';
+
+/**
+ * CPU-minutes of each cold build, measured here (2 cores, empty Go module and build caches, the
+ * builds of one command side by side): the input of the expected setup time printed before builds.
+ */
+const COLD = {
+  temporal: 7.4,
+  kube: 11.9,
+  kwok: 3.0,
+  pilotDiscovery: 8.3,
+  istioctl: 1.0,
+  testServer: 0,
+  temporalServer: 0,
+  uiServer: 0,
+  composecheck: 0,
+  actionlint: 0,
+};
 
 /** Hash of the files in a repository folder, so that editing the wrapper module rebuilds it. */
 function hashOf(dir: string, files: string[]): string {
@@ -120,7 +141,7 @@ function istioTools(build: IstioBuild): ToolSpec[] {
       cacheKey: () => `pilot-discovery-${build.stamp}${wrapperKey()}`,
       binary: 'pilot-discovery',
       // Measured for 1.30 on a busy 2-core machine, niced: istioctl 9m20s, then pilot-discovery 2m30s.
-      coldBuild: '5-10 min (2-3 after istioctl)',
+      coldCpuMinutes: COLD.pilotDiscovery,
       istio: { build, command: 'pilot-discovery' },
     },
     {
@@ -134,7 +155,7 @@ function istioTools(build: IstioBuild): ToolSpec[] {
       // r2: Istio's addon manifests are installed beside it; r3: and the Gateway API CRDs its build wants.
       cacheKey: () => `istioctl-${build.stamp}${wrapperKey()}-r3`,
       binary: 'istioctl',
-      coldBuild: '5-10 min',
+      coldCpuMinutes: COLD.istioctl,
       istio: { build, command: 'istioctl' },
     },
   ];
@@ -159,7 +180,7 @@ function temporalServerTools(version: string): ToolSpec[] {
     cacheKey: () => `temporal-server-${version}-r1`,
     requires: ['go'] as Prerequisite[],
     versionArgs: ['--version'],
-    coldBuild: '4-8 min',
+    coldCpuMinutes: COLD.temporalServer,
     onDemand: true,
     temporalServer: version,
   };
@@ -182,7 +203,7 @@ function temporalServerTools(version: string): ToolSpec[] {
       pathNames: ['temporal-sql-tool'],
       parseVersion: (out) => /temporal-sql-tool version (\d+\.\d+\.\d+)/.exec(out)?.[1],
       binary: 'temporal-sql-tool',
-      coldBuild: 'built with temporal-server',
+      coldCpuMinutes: 0,
     },
   ];
 }
@@ -200,7 +221,7 @@ export const TOOLS: readonly ToolSpec[] = [
     cacheKey: () => `temporal-${TEMPORAL_CLI_VERSION}`,
     binary: 'temporal',
     requires: ['go'],
-    coldBuild: '3-6 min',
+    coldCpuMinutes: COLD.temporal,
   },
   {
     name: 'kube-apiserver',
@@ -215,7 +236,7 @@ export const TOOLS: readonly ToolSpec[] = [
     cacheKey: kubeKey,
     binary: 'kube-apiserver',
     requires: ['go'],
-    coldBuild: '10-20 min',
+    coldCpuMinutes: COLD.kube,
   },
   {
     name: 'etcd',
@@ -230,7 +251,7 @@ export const TOOLS: readonly ToolSpec[] = [
     cacheKey: kubeKey,
     binary: 'etcd',
     requires: ['go'],
-    coldBuild: 'built with kube-apiserver',
+    coldCpuMinutes: 0,
   },
   ...(['kube-controller-manager', 'kube-scheduler'] as const).map(
     (name): ToolSpec => ({
@@ -248,7 +269,7 @@ export const TOOLS: readonly ToolSpec[] = [
       cacheKey: kubeKey,
       binary: name,
       requires: ['go'],
-      coldBuild: 'built with kube-apiserver',
+      coldCpuMinutes: 0,
     }),
   ),
   {
@@ -264,7 +285,7 @@ export const TOOLS: readonly ToolSpec[] = [
     cacheKey: () => `kwok-${KWOK_VERSION}-r2`,
     binary: 'kwok',
     requires: ['go'],
-    coldBuild: '2-4 min',
+    coldCpuMinutes: COLD.kwok,
   },
   ...ISTIO_BUILDS.flatMap(istioTools),
   {
@@ -280,7 +301,7 @@ export const TOOLS: readonly ToolSpec[] = [
     cacheKey: () => `temporal-test-server-${TEMPORAL_TEST_SERVER_VERSION}-r3-${hashOf(testServerPomDir, ['pom.xml'])}`,
     binary: 'temporal-test-server',
     requires: ['java', 'mvn'],
-    coldBuild: '1-2 min',
+    coldCpuMinutes: COLD.testServer,
   },
   ...TEMPORAL_SERVER_VERSIONS.flatMap(temporalServerTools),
   {
@@ -295,7 +316,7 @@ export const TOOLS: readonly ToolSpec[] = [
     cacheKey: () => `temporal-ui-server-${TEMPORAL_UI_VERSION}-r1`,
     binary: 'temporal-ui-server',
     requires: ['go'],
-    coldBuild: '1-2 min',
+    coldCpuMinutes: COLD.uiServer,
     onDemand: true,
   },
   {
@@ -311,7 +332,7 @@ export const TOOLS: readonly ToolSpec[] = [
       `composecheck-${COMPOSE_GO_VERSION}-${hashOf(composecheckModuleDir, ['go.mod', 'go.sum', 'main.go'])}`,
     binary: 'composecheck',
     requires: ['go'],
-    coldBuild: 'under 1 min',
+    coldCpuMinutes: COLD.composecheck,
   },
   {
     name: 'actionlint',
@@ -326,7 +347,7 @@ export const TOOLS: readonly ToolSpec[] = [
     cacheKey: () => `actionlint-${ACTIONLINT_VERSION}`,
     binary: 'actionlint',
     requires: ['go'],
-    coldBuild: 'under 1 min',
+    coldCpuMinutes: COLD.actionlint,
   },
 ];
 
