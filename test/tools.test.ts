@@ -224,4 +224,10 @@ test("a Go command's trace tells fetching, compiling and linking apart (the cold
       [30, 40],
     ]),
   ).toBe(30);
+  // A large build's trace (istiod's: hundreds of thousands of events) is read too.
+  const many = Array.from({ length: 200_000 }, (_, i) => [
+    { name: `Executing action (build p${i})`, ph: 'B', ts: i * 1000, tid: i % 4 },
+    { name: `Executing action (build p${i})`, ph: 'E', ts: i * 1000 + 500, tid: i % 4 },
+  ]).flat();
+  expect(goTracePhases(JSON.stringify(many)).compileMs).toBe(100_000);
 });

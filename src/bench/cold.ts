@@ -58,17 +58,22 @@ export function goTracePhases(text: string): GoTracePhases {
   const spans: Array<{ name: string; at: Interval }> = [];
   for (const e of events) {
     const key = `${e.tid ?? 0}\u0000${e.name}`;
-    if (e.ph === 'B') open.set(key, [...(open.get(key) ?? []), e.ts]);
-    else if (e.ph === 'E') {
+    if (e.ph === 'B') {
+      const starts = open.get(key);
+      if (starts) starts.push(e.ts);
+      else open.set(key, [e.ts]);
+    } else if (e.ph === 'E') {
       const starts = open.get(key);
       const start = starts?.pop();
       if (start !== undefined) spans.push({ name: e.name, at: [start / 1000, e.ts / 1000] });
     }
   }
-  const ts = events.map((e) => e.ts / 1000);
+  // A large build's trace holds hundreds of thousands of events: no spreading them into arguments.
+  let [first, last] = [Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+  for (const e of events) [first, last] = [Math.min(first, e.ts / 1000), Math.max(last, e.ts / 1000)];
   const of = (test: (name: string) => boolean) => unionMs(spans.filter((s) => test(s.name)).map((s) => s.at));
   return {
-    wallMs: ts.length ? Math.max(...ts) - Math.min(...ts) : 0,
+    wallMs: events.length ? last - first : 0,
     fetchMs: of((n) => n.startsWith('modfetch.')),
     compileMs: of((n) => n.startsWith('Executing action (build')),
     linkMs: of((n) => n.startsWith('Executing action (link')),

@@ -541,21 +541,19 @@ function buildOnce(spec: ToolSpec, progress: Progress): Promise<void> {
   const key = spec.cacheKey();
   let pending = building.get(key);
   if (!pending) {
-    // Without what the build needs, nothing is written to the cache (not even the lock).
-    pending = checkPrerequisites(spec)
-      .then(() =>
-        inLane(buildLane(spec), () =>
-          withLock(
-            path.join(toolsDir(), key),
-            async () => {
-              // Another process may have built it while this one waited for the lock.
-              if (!fs.existsSync(cachedPath(spec)) || !(await inspectTool(spec)).ok) await buildTool(spec, progress);
-            },
-            BUILD_LOCK_WAIT_MS,
-          ),
-        ),
-      )
-      .finally(() => building.delete(key));
+    // Its place in the lane is taken now, in the order the builds were asked for. Without what the
+    // build needs, nothing is written to the cache (not even the lock).
+    pending = inLane(buildLane(spec), async () => {
+      await checkPrerequisites(spec);
+      await withLock(
+        path.join(toolsDir(), key),
+        async () => {
+          // Another process may have built it while this one waited for the lock.
+          if (!fs.existsSync(cachedPath(spec)) || !(await inspectTool(spec)).ok) await buildTool(spec, progress);
+        },
+        BUILD_LOCK_WAIT_MS,
+      );
+    }).finally(() => building.delete(key));
     building.set(key, pending);
     watchBuilds(progress);
   }

@@ -82,11 +82,11 @@ const COLD = {
   kwok: 3.0,
   pilotDiscovery: 8.3,
   istioctl: 1.0,
-  testServer: 0,
-  temporalServer: 0,
-  uiServer: 0,
-  composecheck: 0,
-  actionlint: 0,
+  testServer: 0.5,
+  temporalServer: 5.0,
+  uiServer: 0.4,
+  composecheck: 0.2,
+  actionlint: 0.2,
 };
 
 /** Hash of the files in a repository folder, so that editing the wrapper module rebuilds it. */
