@@ -5,7 +5,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ConnectionLike } from '@temporalio/client';
+import { execa } from 'execa';
+import { type LocalStatus } from '../src/cli/local-admin';
 import { connect, ensureWorker, keepWorkerRunning, workerFiles } from '../src/cli/local-mode';
+import { LocalClusters } from '../src/local/clusters';
 import { connectOrStartLocal, temporalTarget } from '../src/temporal/connection';
 import { childPidFile, logFileOf, runningPid, stopDaemon, supervisedPid } from '../src/util/daemon';
 import { canConnect, freePort, sleep } from '../src/util/net';
@@ -228,5 +231,69 @@ test('a dev server that exits, or hangs without progress, is reported with its l
     ).rejects.toThrow(/made no progress for \d+s[\s\S]*hanging/);
   } finally {
     await stopDaemon(pidFile, dir);
+  }
+});
+
+test("local status shows what local mode runs; local stop refuses while meshes' clusters run, and --force leaves no process", async () => {
+  const state = await useLocalMode('local-mode-stop');
+  const cli = path.resolve(__dirname, '..', 'dist', 'cli', 'main.js');
+  const meshflow = (...args: string[]) =>
+    execa(process.execPath, [cli, 'local', ...args], { reject: false, env: { ...process.env } });
+  let connection: ConnectionLike | undefined;
+  try {
+    const { client, target } = await connect(progress);
+    connection = client.connection;
+    await ensureWorker(client, target, progress);
+    // A local cluster of a mesh, as the worker's create step leaves it (API server and etcd are enough here).
+    const clusters = new LocalClusters(state, { kubeApiserver: tool('kube-apiserver'), etcd: tool('etcd') });
+    const [cluster] = await clusters.start(['demo-east']);
+    fs.writeFileSync(path.join(path.dirname(cluster.kubeconfig), 'owner.json'), '{"mesh":"demo","cluster":"east"}\n');
+
+    const status = JSON.parse((await meshflow('status', '--json')).stdout) as LocalStatus;
+    expect(status.devServer).toMatchObject({ running: true, address: target.address, ui: target.uiUrl });
+    expect(status.workers).toEqual([
+      expect.objectContaining({ what: 'worker', running: true, child: expect.any(Number) }),
+    ]);
+    expect(status.etcd.running).toBe(true);
+    expect(status.clusters).toEqual([
+      expect.objectContaining({
+        name: 'demo-east',
+        mesh: 'demo',
+        cluster: 'east',
+        running: true,
+        server: cluster.server,
+      }),
+    ]);
+    const text = (await meshflow('status')).stdout;
+    expect(text).toMatch(/dev server\s+running\s+pid \d+/);
+    expect(text).toContain('cluster demo-east (mesh demo, cluster east): running');
+
+    // The mesh's cluster runs: refused, naming it, and nothing stopped.
+    const refused = await meshflow('stop');
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain('local clusters of open meshes are running: demo (east)');
+    expect(refused.stderr).toContain('--force');
+    expect(runningPid(workerFiles().pidFile, workerFiles().dir)).toBeDefined();
+
+    const stopped = await meshflow('stop', '--force');
+    expect(stopped.exitCode).toBe(0);
+    expect(stopped.stdout).toMatch(/^stopped: worker, cluster demo-east, etcd, dev server/);
+    // No process of this state directory is left, and the cluster's data stays.
+    const mine = fs
+      .readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(state);
+        } catch {
+          return false;
+        }
+      });
+    expect(mine).toEqual([]);
+    expect(fs.existsSync(cluster.kubeconfig)).toBe(true);
+    expect((await meshflow('status')).stdout).toContain('nothing runs');
+    expect((await meshflow('stop')).stdout).toBe('stopped: nothing was running\n');
+  } finally {
+    await connection?.close();
   }
 });

@@ -41,6 +41,7 @@ import { TASK_QUEUE } from '../workflows/definitions';
 import { ROTATABLE, type MeshStatus, type RotateRequest } from '../workflows/types';
 import { doctor } from './doctor';
 import { gkeEmulatorCommand } from './gke-emulator';
+import { localStatus, localStop, renderLocalStatus } from './local-admin';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { forgotIn, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
@@ -618,6 +619,26 @@ program
       await gke?.close();
       await temporal.close();
     }
+  });
+
+const local = program
+  .command('local')
+  .description('local mode on this machine: the dev server, the background workers and the local clusters');
+local
+  .command('status')
+  .description('each process local mode runs: running or not, its PID, address and log')
+  .option('--json', 'as JSON: {stateDir, devServer, workers, etcd, clusters}')
+  .action((opts: { json?: boolean }) => {
+    const s = localStatus();
+    process.stdout.write(opts.json ? JSON.stringify(s, null, 2) + '\n' : renderLocalStatus(s));
+  });
+local
+  .command('stop')
+  .description('stop the workers, the local clusters (their data stays) and the dev server')
+  .option('--force', "stop even while local clusters run (open meshes' clusters stop; `down` still deletes them later)")
+  .action(async (opts: { force?: boolean }) => {
+    const stopped = await localStop(opts);
+    process.stdout.write(`stopped: ${stopped.join(', ') || 'nothing was running'}\n`);
   });
 
 program

@@ -40,7 +40,7 @@ export function localAddress(): string {
   return address;
 }
 
-function uiPortOf(address: string): number {
+export function uiPortOf(address: string): number {
   return Number(address.split(':')[1]) + 1000;
 }
 
