@@ -42,6 +42,7 @@ import { ROTATABLE, type MeshStatus, type RotateRequest } from '../workflows/typ
 import { doctor } from './doctor';
 import { gkeEmulatorCommand } from './gke-emulator';
 import { localStatus, localStop, renderLocalStatus } from './local-admin';
+import { JSON_SCHEMA_FILE, meshJsonSchema } from '../spec/json-schema';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { forgotIn, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
@@ -83,6 +84,13 @@ program
     process.stdout.write(
       `${file}: mesh ${spec.name} is valid (${spec.clusters.length} clusters, ${spec.istio.topology}, ${spec.istio.dataPlane})\n`,
     );
+  });
+
+program
+  .command('schema')
+  .description(`print the mesh spec as JSON Schema (what ${JSON_SCHEMA_FILE} holds, for editors and other tools)`)
+  .action(() => {
+    process.stdout.write(JSON.stringify(meshJsonSchema(), null, 2) + '\n');
   });
 
 program
