@@ -6,7 +6,7 @@ import {
   WorkflowUpdateStage,
 } from '@temporalio/client';
 import { applyProblems, diffPlans, withRevisionOf } from './plan/diff';
-import { appPlacement, buildPlan, needsPreflight } from './plan/plan';
+import { type Step, appPlacement, buildPlan, criticalPath, needsPreflight } from './plan/plan';
 import { upgradeSpec } from './spec/upgrade';
 import type { MeshSpec } from './spec/schema';
 import { PermanentError } from './steps/errors';
@@ -120,8 +120,22 @@ export function meshSummary(spec: MeshSpec): string {
 
 /** The plan as the Web UI shows it under the run's details (Markdown): each step and what it creates. */
 export function planDetails(spec: MeshSpec): string {
-  const steps = buildPlan(spec, { preflight: needsPreflight(spec) }).steps;
-  return ['**Plan**', '', ...steps.map((s) => `- \`${s.id}\`: ${s.creates}`), '', `TTL ${spec.ttl}`].join('\n');
+  const plan = buildPlan(spec, { preflight: needsPreflight(spec) });
+  const cp = criticalPath(plan);
+  return [
+    '**Plan**',
+    '',
+    ...plan.steps.map((s) => `- \`${s.id}\`: ${s.creates}${s.dependsOn.length ? ` (after ${afterOf(s)})` : ''}`),
+    '',
+    `Critical path (~${Math.round(cp.estimateMs / 1000)} s estimated): ${cp.steps.map((id) => `\`${id}\``).join(' → ')}`,
+    '',
+    `TTL ${spec.ttl}`,
+  ].join('\n');
+}
+
+/** What a step waits for, as the plan's text says it. */
+function afterOf(s: Step): string {
+  return s.kind === 'verify' ? 'all other steps' : s.dependsOn.map((d) => `\`${d}\``).join(', ');
 }
 
 export const meshHandle = (client: Client, mesh: string) =>

@@ -43,6 +43,7 @@ import { doctor } from './doctor';
 import { gkeEmulatorCommand } from './gke-emulator';
 import { localStatus, localStop, renderLocalStatus } from './local-admin';
 import { JSON_SCHEMA_FILE, meshJsonSchema } from '../spec/json-schema';
+import { renderMermaid } from '../plan/mermaid';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { forgotIn, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
@@ -97,11 +98,17 @@ program
   .command('plan <file>')
   .description('print the steps that would run, what each creates and undoes, and the critical path (no side effects)')
   .option('--json', 'print the plan as JSON')
+  .option('--mermaid', 'print the step graph as a Mermaid flowchart: clusters as lanes, the critical path in red')
   .option('--against <mesh>', 'print what `apply FILE` would change in this running mesh, as steps')
   .option('--replace <cluster>', 'with --against: remove this cluster and make it anew (repeatable)', collect)
-  .action(async (file: string, opts: { json?: boolean; against?: string; replace?: string[] }) => {
-    if (opts.against) return printChange(file, { ...opts, mesh: opts.against });
+  .action(async (file: string, opts: { json?: boolean; mermaid?: boolean; against?: string; replace?: string[] }) => {
+    if (opts.json && opts.mermaid) throw new Error('--json and --mermaid: choose one');
+    if (opts.against) {
+      if (opts.mermaid) throw new Error('--mermaid draws a whole plan: leave out --against');
+      return printChange(file, { ...opts, mesh: opts.against });
+    }
     const plan = buildPlan(loadMeshSpec(file));
+    if (opts.mermaid) return void process.stdout.write(renderMermaid(plan));
     process.stdout.write(opts.json ? JSON.stringify(plan, null, 2) + '\n' : renderPlan(plan));
   });
 
