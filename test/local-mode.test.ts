@@ -292,7 +292,7 @@ test("local status shows what local mode runs; local stop refuses while meshes' 
     expect(mine).toEqual([]);
     expect(fs.existsSync(cluster.kubeconfig)).toBe(true);
     expect((await meshflow('status')).stdout).toContain('nothing runs');
-    expect((await meshflow('stop')).stdout).toBe('stopped: nothing was running\n');
+    expect((await meshflow('stop')).stdout).toBe('stopped: nothing was running');
   } finally {
     await connection?.close();
   }
