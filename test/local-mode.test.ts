@@ -297,3 +297,41 @@ test("local status shows what local mode runs; local stop refuses while meshes' 
     await connection?.close();
   }
 });
+
+test('a SIGKILLed dev server is started again by its supervisor, its data intact, with no command typed', async () => {
+  const state = await useLocalMode('local-mode-server-kill');
+  const dir = path.join(state, 'temporal');
+  const pidFile = path.join(dir, 'temporal.pid');
+  const first = await connect(progress);
+  try {
+    // A workflow that no worker runs stays open: it must still be there after the crash.
+    await first.client.workflow.start('waitsForever', { taskQueue: 'nobody', workflowId: 'survives-a-crash' });
+    const supervisor = runningPid(pidFile, dir)!;
+    const server = supervisedPid(pidFile, dir)!;
+    expect(server).not.toBe(supervisor);
+    process.kill(server, 'SIGKILL');
+    const again = await eventually('a new dev server', () => {
+      const pid = supervisedPid(pidFile, dir);
+      return pid !== undefined && pid !== server ? pid : undefined;
+    });
+    expect(runningPid(pidFile, dir)).toBe(supervisor);
+    await eventually('the dev server answers again', async () =>
+      (await canConnect(Number(temporalTarget().address.split(':')[1]))) ? true : undefined,
+    );
+    const second = await connect(progress);
+    try {
+      expect(second.startedServer).toBe(false);
+      const d = await second.client.workflow.getHandle('survives-a-crash').describe();
+      expect(d.status.name).toBe('RUNNING');
+    } finally {
+      await second.client.connection.close();
+    }
+    expect(fs.readFileSync(logFileOf(pidFile), 'utf8')).toMatch(
+      new RegExp(`pid ${server}[\\s\\S]*killed by SIGKILL after [\\d.]+ s: restarting[\\s\\S]*started: pid ${again}`),
+    );
+  } finally {
+    await first.client.connection.close();
+    await stopDaemon(pidFile, dir);
+  }
+  expect(supervisedPid(pidFile, dir)).toBeUndefined();
+});

@@ -13,7 +13,7 @@ export interface LocalProcess {
   /** What it is: `dev server`, `worker`, `etcd`, `<cluster> apiserver`... */
   what: string;
   running: boolean;
-  /** Its PID (a supervised worker: the supervisor's; `child` is the worker's own). */
+  /** Its PID (supervised, as the dev server and workers are: the supervisor's; `child` is the program's). */
   pid?: number;
   child?: number;
   /** Where it serves, when it does. */
@@ -50,6 +50,13 @@ function daemon(what: string, pidFile: string, marker: string, address?: string)
   };
 }
 
+/** A daemon that may run under a supervisor: `pid` is the supervisor's, `child` its program's. */
+function supervised(what: string, pidFile: string, marker: string, address?: string): LocalProcess {
+  const p = daemon(what, pidFile, marker, address);
+  const child = supervisedPid(pidFile, marker);
+  return { ...p, ...(child ? { child } : {}) };
+}
+
 /** The worker folders of local mode: its own dev server's, and one for each other Temporal it served. */
 function workerDirs(): Array<{ label: string; dir: string; pidFile: string }> {
   const own = workerFiles();
@@ -64,17 +71,13 @@ function workerDirs(): Array<{ label: string; dir: string; pidFile: string }> {
 export function localStatus(): LocalStatus {
   const state = stateDir();
   const temporal = path.join(state, 'temporal');
-  const workers = workerDirs().map(({ label, dir, pidFile }) => {
-    const p = daemon(label, pidFile, dir);
-    const child = supervisedPid(pidFile, dir);
-    return { ...p, ...(child ? { child } : {}) };
-  });
+  const workers = workerDirs().map(({ label, dir, pidFile }) => supervised(label, pidFile, dir));
   const clusters = new LocalClusters(state, { kubeApiserver: '', etcd: '' });
   const etcdDir = path.join(clusters.root, 'etcd');
   return {
     stateDir: state,
     devServer: {
-      ...daemon('dev server', path.join(temporal, 'temporal.pid'), temporal, localAddress()),
+      ...supervised('dev server', path.join(temporal, 'temporal.pid'), temporal, localAddress()),
       ui: `http://127.0.0.1:${uiPortOf(localAddress())}`,
       database: path.join(temporal, 'temporal.db'),
     },
@@ -146,7 +149,7 @@ export async function localStop(opts: { force?: boolean } = {}): Promise<string[
 /** `meshflow local status` as text: one line a process. */
 export function renderLocalStatus(s: LocalStatus): string {
   const line = (p: LocalProcess, extra = '') =>
-    `  ${p.what.padEnd(24)} ${p.running ? `running  pid ${p.pid}${p.child ? ` (worker ${p.child})` : ''}` : 'stopped'}` +
+    `  ${p.what.padEnd(24)} ${p.running ? `running  pid ${p.child ?? p.pid}${p.child ? ` (supervisor ${p.pid})` : ''}` : 'stopped'}` +
     `${p.address ? `  ${p.address}` : ''}${extra}  log ${p.log}`;
   const out = [`local mode in ${s.stateDir}`, line(s.devServer, `  Web UI ${s.devServer.ui}`)];
   out.push(...(s.workers.length ? s.workers.map((w) => line(w)) : ['  worker                   never started']));

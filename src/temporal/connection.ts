@@ -14,7 +14,7 @@ import {
   type TemporalConnectionOptions,
   tlsProblem,
 } from './connection-options';
-import { daemonActivity, logFileOf, logTail, runningPid, startDaemon } from '../util/daemon';
+import { logFileOf, logTail, programActivity, runningPid, startSupervisedDaemon, stopDaemon } from '../util/daemon';
 import { formatDuration, type Progress, silent } from '../util/progress';
 import { canConnect, sleep } from '../util/net';
 import { TASK_QUEUE } from '../workflows/definitions';
@@ -156,7 +156,9 @@ export async function connectOrStartLocal(opts: {
         `no Temporal server at ${target.address}: starting the local dev server ` +
           `(data in ${dir}, Web UI ${target.uiUrl})`,
       );
-      startDaemon({
+      // Supervised like the worker: a dev server that dies (a crash, the OOM killer, a SIGKILL) is
+      // started again on the same database, so the timers of local meshes fire without a command.
+      startSupervisedDaemon({
         file: await opts.temporalBin(),
         pidFile,
         marker: dir,
@@ -219,6 +221,7 @@ export async function waitForDevServer(
   let lastReport = started;
   let lastProgress = started;
   let lastSign = '';
+  let seen: number | undefined;
   const fail = (why: string) =>
     new Error(`the local Temporal dev server ${why}; log ${logFileOf(pidFile)}, last lines:\n${logTail(pidFile)}`);
   for (;;) {
@@ -230,8 +233,21 @@ export async function waitForDevServer(
     const now = Date.now();
     // A process seen gone is looked at once more: while it execs (a wrapper script handing over
     // to the binary) its command line reads empty for a moment.
-    const activity = daemonActivity(pidFile, marker) ?? (await sleep(200).then(() => daemonActivity(pidFile, marker)));
-    if (!activity) throw fail(`exited before it answered on ${address} (after ${formatDuration(now - started)})`);
+    const look = () => programActivity(pidFile, marker);
+    let activity = look();
+    if (activity === undefined || activity === 'pending') activity = await sleep(200).then(look);
+    // Supervised, a server that exits before it ever answered is not started again and again: the
+    // supervisor is stopped and the exit reported, as for an unsupervised one.
+    const restarted = activity !== undefined && activity !== 'pending' && seen !== undefined && activity.pid !== seen;
+    if (activity === undefined || restarted || (activity === 'pending' && seen !== undefined)) {
+      await stopDaemon(pidFile, marker, 2000);
+      throw fail(`exited before it answered on ${address} (after ${formatDuration(now - started)})`);
+    }
+    if (activity === 'pending') {
+      await sleep(250);
+      continue;
+    }
+    seen = activity.pid;
     const sign = `${activity.pid}/${activity.cpuTicks}/${activity.logBytes}/${listening}`;
     if (sign !== lastSign) {
       lastSign = sign;

@@ -172,6 +172,24 @@ export function daemonActivity(
   return { pid, cpuTicks, logBytes };
 }
 
+/**
+ * Signs of life of the program a daemon runs: for a supervised daemon its program's (`pending`
+ * while the supervisor runs but its program does not: not started yet, or between restarts), for
+ * any other daemon its own. Undefined when the daemon (the supervisor) is not running.
+ */
+export function programActivity(
+  pidFile: string,
+  marker: string,
+): { pid: number; cpuTicks: number; logBytes: number } | 'pending' | undefined {
+  const pid = runningPid(pidFile, marker);
+  if (pid === undefined) return undefined;
+  if (!(cmdline(pid) ?? '').includes(' supervise --marker=')) return daemonActivity(pidFile, marker);
+  const program = daemonActivity(childPidFile(pidFile), marker);
+  if (!program) return 'pending';
+  // The program writes to its supervisor's log.
+  return { ...program, logBytes: daemonActivity(pidFile, marker)?.logBytes ?? program.logBytes };
+}
+
 /** The last lines of a daemon's log, for error messages. */
 export function logTail(pidFile: string, lines = 15): string {
   try {
