@@ -172,11 +172,13 @@ async function waitReady(env: { client: Client }, mesh: string): Promise<number>
 async function main(): Promise<void> {
   if (SECTIONS.includes('cold')) {
     // 16. Only when named: it fetches and compiles every module again (15-20 minutes here).
+    const cold = await coldFirstRun();
     table(
       '16. the first run on a fresh machine: the tools `npm run start-workflow` builds, with empty tool, Go module ' +
         "and Go build caches (phases from each Go command's -debug-trace; a tool's phases overlap others')",
-      await coldFirstRun(),
+      cold.rows,
     );
+    table('16b. those builds together against their CPU floor', [cold.total]);
     if (SECTIONS.length === 1) return;
   }
   const tools = await ensureTools();
