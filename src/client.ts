@@ -127,7 +127,8 @@ export function planDetails(spec: MeshSpec): string {
     '',
     ...plan.steps.map((s) => `- \`${s.id}\`: ${s.creates}${s.dependsOn.length ? ` (after ${afterOf(s)})` : ''}`),
     '',
-    `Critical path (~${Math.round(cp.estimateMs / 1000)} s estimated): ${cp.steps.map((id) => `\`${id}\``).join(' → ')}`,
+    `Critical path (~${Math.round(cp.estimateMs / 1000)} s estimated): ` +
+      cp.steps.map((id) => `\`${id}\``).join(' → '),
     '',
     `TTL ${spec.ttl}`,
   ].join('\n');

@@ -148,9 +148,10 @@ export async function localStop(opts: { force?: boolean } = {}): Promise<string[
 
 /** `meshflow local status` as text: one line a process. */
 export function renderLocalStatus(s: LocalStatus): string {
+  const state = (p: LocalProcess) =>
+    !p.running ? 'stopped' : p.child ? `running  pid ${p.child} (supervisor ${p.pid})` : `running  pid ${p.pid}`;
   const line = (p: LocalProcess, extra = '') =>
-    `  ${p.what.padEnd(24)} ${p.running ? `running  pid ${p.child ?? p.pid}${p.child ? ` (supervisor ${p.pid})` : ''}` : 'stopped'}` +
-    `${p.address ? `  ${p.address}` : ''}${extra}  log ${p.log}`;
+    `  ${p.what.padEnd(24)} ${state(p)}${p.address ? `  ${p.address}` : ''}${extra}  log ${p.log}`;
   const out = [`local mode in ${s.stateDir}`, line(s.devServer, `  Web UI ${s.devServer.ui}`)];
   out.push(...(s.workers.length ? s.workers.map((w) => line(w)) : ['  worker                   never started']));
   if (s.clusters.length === 0) out.push('  no local clusters');
@@ -158,9 +159,10 @@ export function renderLocalStatus(s: LocalStatus): string {
     out.push(line(s.etcd));
     for (const c of s.clusters) {
       out.push(
-        `  cluster ${c.name}${c.mesh ? ` (mesh ${c.mesh}, cluster ${c.cluster})` : ''}: ${c.running ? 'running' : 'stopped'}, ${c.server}`,
+        `  cluster ${c.name}${c.mesh ? ` (mesh ${c.mesh}, cluster ${c.cluster})` : ''}: ` +
+          `${c.running ? 'running' : 'stopped'}, ${c.server}`,
       );
-      for (const p of c.processes) out.push(`  ${line({ ...p, what: p.what })}`);
+      for (const p of c.processes) out.push(`  ${line(p)}`);
     }
   }
   const anything = s.devServer.running || s.workers.some((w) => w.running) || s.clusters.some((c) => c.running);

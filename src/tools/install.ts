@@ -562,7 +562,7 @@ function buildOnce(spec: ToolSpec, progress: Progress): Promise<void> {
 }
 
 /** While builds run: one line every 30 s naming those under way, however many calls wait for them. */
-let heartbeat: { timer: NodeJS.Timeout; since: number } | undefined;
+let heartbeat: NodeJS.Timeout | undefined;
 const underWay = new Map<string, number>();
 
 function watchBuilds(progress: Progress): void {
@@ -577,13 +577,14 @@ function watchBuilds(progress: Progress): void {
     const now = Date.now();
     const running = [...underWay].map(([name, at]) => `${name} (${formatDuration(now - at)})`);
     const queued = building.size - underWay.size;
+    const toGo = expectedUntil > now ? `, about ${formatDuration(expectedUntil - now)} to go` : '';
     progress(
       `still building: ${running.join(', ') || 'waiting for a lock'}${queued > 0 ? `; ${queued} queued` : ''} ` +
-        `[${formatDuration(now - since)} so far${expectedUntil > now ? `, about ${formatDuration(expectedUntil - now)} to go` : ''}]`,
+        `[${formatDuration(now - since)} so far${toGo}]`,
     );
   }, HEARTBEAT_MS);
   timer.unref();
-  heartbeat = { timer, since };
+  heartbeat = timer;
 }
 
 const HEARTBEAT_MS = 30_000;
