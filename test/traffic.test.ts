@@ -6,7 +6,7 @@
 // samples and the ingress say "not supported", never "passed".
 import type { ClusterAccess } from '../src/adapters/providers';
 import { messageOf } from '../src/adapters/port-forward';
-import { type ExecResult, type TrafficPort, execUnavailable, trafficChecks } from '../src/activities/traffic';
+import { type ExecResult, type TrafficPort, execUnavailable, trafficChecks } from '../src/checks/traffic';
 import { parseMeshSpec } from '../src/spec/load';
 
 const podOf = (cluster: string, version: string) => `helloworld-${version}-7f8d9-${cluster}`;

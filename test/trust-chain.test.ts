@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { probeServiceAccount, trustDomainOf } from '../src/activities/trust-chain';
+import { probeServiceAccount, trustDomainOf } from '../src/checks/trust-chain';
 import { meshRootCertificate } from '../src/istio/trust';
 import { type Issued, certificatePem, generateKeyPair, issue, x509 } from '../src/pki/certs';
 import { certificatesOf, parseSpiffeId, spiffeId, uriSans, verifyChain } from '../src/pki/chain';

@@ -11,9 +11,9 @@ import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
 import type { ClusterAccess } from '../src/adapters/providers';
-import type { TrafficPort } from '../src/activities/traffic';
-import { ChecksUnavailableError } from '../src/activities/checks';
-import { type VerifyOptions, classifyError, readerRights, reviewReader, verifyMesh } from '../src/activities/verify';
+import type { TrafficPort } from '../src/checks/traffic';
+import { ChecksUnavailableError } from '../src/checks/result';
+import { type VerifyOptions, classifyError, readerRights, reviewReader, verifyMesh } from '../src/checks/verify';
 import {
   ISTIO_NAMESPACE,
   NETWORK_LABEL,

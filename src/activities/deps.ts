@@ -10,7 +10,7 @@ import type { Resource } from '../steps/contract';
 import { PermanentError } from '../steps/errors';
 import type { IstioToolsOf } from '../tools/istio-builds';
 import type { TrustStore } from '../trust-store/store';
-import type { TrafficPort } from './traffic';
+import type { TrafficPort } from '../checks/traffic';
 
 export interface ActivityDeps {
   stateDir: string;
@@ -40,10 +40,8 @@ export function clusterOf(spec: MeshSpec, name: string): ClusterSpec {
   return c;
 }
 
-/** The primary whose istiod serves a cluster: itself, or a remote's primary. */
-export function controlPlaneOf(spec: MeshSpec, c: ClusterSpec): ClusterSpec {
-  return c.role === 'remote' ? clusterOf(spec, c.primary!) : c;
-}
+/** The primary whose istiod serves a cluster: itself, or a remote's primary (its spec is checked). */
+export { controlPlaneOf } from '../plan/plan';
 
 export function accessOf(deps: ActivityDeps, spec: MeshSpec, name: string): Promise<ClusterAccess> {
   const c = clusterOf(spec, name);

@@ -17,12 +17,12 @@ import { linkActivities } from './link';
 import { membershipActivities } from './membership';
 import { rotationActivities } from './rotation';
 import { runStep } from './step';
-import { kubeTraffic } from './traffic';
+import { kubeTraffic } from '../checks/traffic';
 import { trustActivities } from './trust';
 import type { MeshActivities } from './types';
 import { undoActivities } from './undo';
 import { upgradeActivities } from './upgrade';
-import { verifyMesh } from './verify';
+import { verifyMesh } from '../checks/verify';
 
 export type { ActivityDeps } from './deps';
 

@@ -21,6 +21,7 @@ import {
   istiodDeployment,
   type WebhookURLs,
 } from '../istio/manifests';
+import { REVISION_LABEL, TAG_WEBHOOK, podRevision } from '../istio/revisions';
 import { revisionLabel } from '../istio/version';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { RevisionRequest, StepOutcome } from '../steps/contract';
@@ -28,9 +29,6 @@ import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn } from 
 import { istiodEnv, startLocalIstiod } from './control-plane';
 import { type StepContext, runStep } from './step';
 
-/** The webhook name of the tag that serves istio-injection=enabled namespaces. */
-export const TAG_WEBHOOK = `istio-revision-tag-${DEFAULT_TAG}`;
-const REVISION_LABEL = 'istio.io/rev';
 const RESTARTED = 'meshflow.dev/restarted-for-revision';
 /** How long a wave's workloads have to come back injected by the revision. */
 const ROLLOUT_MS = 3 * 60_000;
@@ -38,17 +36,6 @@ const MUTATING = { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'Mutatin
 /** Selectors that match nothing: how `istioctl tag set` deactivates the default revision's injector. */
 const NEVER_MATCH = { matchExpressions: [{ key: 'istio.io/deactivated', operator: 'In', values: ['never-match'] }] };
 
-/** The revision the cluster's `default` tag names (its webhook's istio.io/rev); undefined: Istio's default revision. */
-export async function tagOf(admission: k8s.AdmissionregistrationV1Api): Promise<string | undefined> {
-  try {
-    const tag = await admission.readMutatingWebhookConfiguration({ name: TAG_WEBHOOK });
-    const rev = tag.metadata?.labels?.[REVISION_LABEL];
-    return rev && rev !== 'default' ? rev : undefined;
-  } catch (err) {
-    if ((err as { code?: number }).code === 404) return undefined;
-    throw err;
-  }
-}
 
 /** The mesh as it runs at `version` and `revision`: what the revision's render is made from. */
 const at = (spec: MeshSpec, r: RevisionRequest): MeshSpec => ({
@@ -273,13 +260,3 @@ async function restartWorkloads(k: Kube, req: RevisionRequest, ctx: StepContext)
   return { workloads: String(deployments.length), pods: String(pods) };
 }
 
-/** The revision whose injector made the pod's sidecar (its sidecar.istio.io/status), or undefined: none did. */
-export function podRevision(pod: k8s.V1Pod): string | undefined {
-  const status = pod.metadata?.annotations?.['sidecar.istio.io/status'];
-  if (!status) return undefined;
-  try {
-    return (JSON.parse(status) as { revision?: string }).revision ?? 'default';
-  } catch {
-    return undefined;
-  }
-}

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { WorkflowUpdateStage } from '@temporalio/client';
-import { tagOf, podRevision } from '../activities/upgrade';
+import { podRevision, tagOf } from '../istio/revisions';
 import { meshHandle, runningSpec, startMesh, verifyMesh } from '../client';
 import { istiodDeployment } from '../istio/manifests';
 import { SAMPLE_NAMESPACE } from '../istio/apps/helloworld';

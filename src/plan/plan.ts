@@ -313,3 +313,11 @@ export function criticalPath(plan: Plan): { steps: string[]; estimateMs: number 
     .map((s) => longest(s.id))
     .reduce((a, b) => (b.estimateMs > a.estimateMs ? b : a), { steps: [], estimateMs: 0 });
 }
+
+/** The primary whose istiod serves a cluster: itself, or a remote's primary. */
+export function controlPlaneOf(spec: MeshSpec, c: ClusterSpec): ClusterSpec {
+  if (c.role !== 'remote') return c;
+  const primary = spec.clusters.find((x) => x.name === c.primary);
+  if (!primary) throw new Error(`no cluster ${c.primary} in mesh ${spec.name} (the primary of ${c.name})`);
+  return primary;
+}

@@ -17,7 +17,7 @@ import { stopDaemon, supervisedPid } from '../../src/util/daemon';
 import { LocalClusters } from '../../src/local/clusters';
 import { startSimulatedDataPlane } from '../../src/sim/start';
 import { ensureClusterCa } from '../../src/istio/trust';
-import { probeServiceAccount } from '../../src/activities/trust-chain';
+import { probeServiceAccount } from '../../src/checks/trust-chain';
 import { spiffeId } from '../../src/pki/chain';
 import { istioBuildOf } from '../../src/istio/version';
 import { istiodEnv } from '../../src/activities/control-plane';

@@ -1,6 +1,6 @@
 // The vocabulary every check of `verify` speaks: a verdict (passed, failed with a hint, or not
 // supported here) and `call`, which runs one request of a check with its retry budget.
-import type { CheckResult } from '../workflows/types';
+import type { CheckResult } from '../steps/contract';
 
 export type Verdict = Omit<CheckResult, 'name' | 'cluster'>;
 /** Runs one request of a check, retrying transient errors within the check's budget. */

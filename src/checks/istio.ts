@@ -16,14 +16,14 @@ import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { revisionLabel } from '../istio/version';
 import { fetchEndpoints, outboundCluster } from '../istio/xds';
 import type { ClusterSpec } from '../spec/schema';
-import type { CheckResult } from '../workflows/types';
+import type { CheckResult } from '../steps/contract';
 import { loadBalancerAddress } from '../adapters/kube';
-import { ambientCapture, ambientWorkloads } from './ambient-checks';
-import { type Call, type Verdict, fail, notFound, pass } from './checks';
-import { controlPlaneOf } from './deps';
+import { ambientCapture, ambientWorkloads } from './ambient';
+import { type Call, type Verdict, fail, notFound, pass } from './result';
+import { controlPlaneOf } from '../plan/plan';
 import { type IstioCheckContext, type ReachedIstiod, clustersReadBy, sampleLayout, withIstiod } from './istiod-reach';
 import { trustChain } from './trust-chain';
-import { podRevision, tagOf } from './upgrade';
+import { podRevision, tagOf } from '../istio/revisions';
 
 async function debugJson<T>(endpoint: string, path: string, signal?: AbortSignal): Promise<T> {
   const timeout = AbortSignal.timeout(10_000);

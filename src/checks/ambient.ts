@@ -20,7 +20,7 @@ import {
 import { ISTIO_NAMESPACE, NETWORK_LABEL } from '../istio/manifests';
 import { type WorkloadView, fetchWorkloads } from '../istio/workload-xds';
 import type { ClusterSpec } from '../spec/schema';
-import { type Call, type Verdict, fail, notFound, pass } from './checks';
+import { type Call, type Verdict, fail, notFound, pass } from './result';
 import {
   type IstioCheckContext,
   type SampleService,

@@ -8,9 +8,9 @@ import { ISTIO_NAMESPACE } from '../istio/manifests';
 import { SAMPLE_APPS } from '../istio/sample-apps';
 import { appPlacement, linkPairs } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
-import type { CheckResult } from '../workflows/types';
-import { type Call, type Verdict, fail } from './checks';
-import { tagOf } from './upgrade';
+import type { CheckResult } from '../steps/contract';
+import { type Call, type Verdict, fail } from './result';
+import { tagOf } from '../istio/revisions';
 
 /** What the Istio checks get from verifyMesh: its clients, its retrying check runner. */
 export interface IstioCheckContext {

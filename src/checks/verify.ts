@@ -25,11 +25,11 @@ import { AMBIENT_EASTWEST_GATEWAY } from '../istio/ambient';
 import { buildPlan, linkPairs } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 import { sleep } from '../util/net';
-import type { CheckResult } from '../workflows/types';
-import { type Call, ChecksUnavailableError, type Verdict, fail, notFound, pass } from './checks';
-import { eastWestGateway } from './ambient-checks';
-import { istioChecks } from './istio-checks';
-import { tagOf } from './upgrade';
+import type { CheckResult } from '../steps/contract';
+import { type Call, ChecksUnavailableError, type Verdict, fail, notFound, pass } from './result';
+import { eastWestGateway } from './ambient';
+import { istioChecks } from './istio';
+import { tagOf } from '../istio/revisions';
 import { type TrafficPort, trafficChecks } from './traffic';
 
 export interface VerifyOptions {

@@ -13,9 +13,9 @@ import { ISTIO_NAMESPACE } from '../istio/manifests';
 import { SAMPLE_APPS, type IngressProbe, type TrafficProbe } from '../istio/sample-apps';
 import { appPlacement } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
-import type { CheckResult } from '../workflows/types';
+import type { CheckResult } from '../steps/contract';
 import { messageOf } from '../adapters/port-forward';
-import { ChecksUnavailableError } from './checks';
+import { ChecksUnavailableError } from './result';
 
 export const INGRESS_SERVICE = 'istio-ingressgateway';
 

@@ -16,8 +16,8 @@ import { appPlacement } from '../plan/plan';
 import { generateKeyPair, x509 } from '../pki/certs';
 import { certificatesOf, parseSpiffeId, spiffeId, uriSans, verifyChain } from '../pki/chain';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
-import { type Call, type Verdict, fail, notFound, notSupported, pass } from './checks';
-import { controlPlaneOf } from './deps';
+import { type Call, type Verdict, fail, notFound, notSupported, pass } from './result';
+import { controlPlaneOf } from '../plan/plan';
 import { type IstioCheckContext, type ReachedIstiod, SECURE_GRPC_PORT, withIstiod } from './istiod-reach';
 
 /** The least lifetime the TokenRequest API grants (10 minutes). */
