@@ -13,7 +13,8 @@ import YAML from 'yaml';
 import type { ClusterAccess } from '../src/adapters/providers';
 import type { TrafficPort } from '../src/checks/traffic';
 import { ChecksUnavailableError } from '../src/checks/result';
-import { type VerifyOptions, classifyError, readerRights, reviewReader, verifyMesh } from '../src/checks/verify';
+import { readerRights, reviewReader } from '../src/checks/reader-rights';
+import { type VerifyOptions, type VerifyScope, classifyError, verifyMesh } from '../src/checks/verify';
 import {
   ISTIO_NAMESPACE,
   NETWORK_LABEL,
@@ -167,7 +168,8 @@ async function link(source: string, target: string, server: string): Promise<voi
 let beats: unknown[] = [];
 const heartbeat = (detail?: unknown) => beats.push(detail);
 
-const verify = (options: VerifyOptions = FAST) => verifyMesh(spec, (c) => accessTo[c], noTraffic, heartbeat, options);
+const verify = (options: VerifyOptions & VerifyScope = FAST) =>
+  verifyMesh(spec, (c) => accessTo[c], noTraffic, heartbeat, options);
 const byName = (results: CheckResult[], name: string, cluster?: string) =>
   results.find((r) => r.name === name && r.cluster === cluster);
 // The mesh here is made by hand on API servers alone: no istiod runs and no pod exists, so the
@@ -230,25 +232,35 @@ test('the mesh made by hand passes every control-plane check', async () => {
   expect(byName(results, 'trust-chain', 'cluster1')?.detail).toContain(
     "root certificate is not in this worker's trust store",
   );
-  expect(results.map((r) => `${r.name}${r.cluster ? `:${r.cluster}` : ''}`)).toEqual([
-    'cacerts:cluster1',
-    'network-label:cluster1',
-    'istiod-available:cluster1',
-    'cacerts:cluster2',
-    'network-label:cluster2',
-    'istiod-available:cluster2',
-    'same-root',
-    'remote-secret:cluster2',
-    'remote-secret:cluster1',
-    'discovery:cluster1',
-    'discovery:cluster2',
-    'trust-chain:cluster1',
-    'trust-chain:cluster2',
-    'traffic',
+  // In the registry's order, each result with its catalog code.
+  expect(results.map((r) => `${r.code} ${r.name}${r.cluster ? `:${r.cluster}` : ''}`)).toEqual([
+    'MF0101 cacerts:cluster1',
+    'MF0101 cacerts:cluster2',
+    'MF0201 network-label:cluster1',
+    'MF0201 network-label:cluster2',
+    'MF0202 istiod-available:cluster1',
+    'MF0202 istiod-available:cluster2',
+    'MF0102 same-root',
+    'MF0301 remote-secret:cluster2',
+    'MF0301 remote-secret:cluster1',
+    'MF0302 discovery:cluster1',
+    'MF0302 discovery:cluster2',
+    'MF0103 trust-chain:cluster1',
+    'MF0103 trust-chain:cluster2',
+    'MF0501 traffic',
   ]);
   expect(byName(results, 'remote-secret', 'cluster2')?.detail).toMatch(
     /may not create, change, delete, escalate, bind or impersonate, cluster-wide or in any of its \d+ /,
   );
+});
+
+test('only the checks named by code run; same-root reads the roots itself', async () => {
+  const results = await verify({ ...FAST, only: ['MF0102', 'MF0201'] });
+  expect(results.map((r) => `${r.code} ${r.name}${r.cluster ? `:${r.cluster}` : ''} ${r.status}`)).toEqual([
+    'MF0201 network-label:cluster1 passed',
+    'MF0201 network-label:cluster2 passed',
+    'MF0102 same-root passed',
+  ]);
 });
 
 test('5xx, 429, resets and timeouts are transient errors; 4xx, TLS and unknown hosts are definite', () => {
@@ -330,6 +342,7 @@ test('a missing cacerts fails definitively (404), without retries', async () => 
   try {
     const results = await verify();
     expect(byName(results, 'cacerts', 'cluster2')).toEqual({
+      code: 'MF0101',
       name: 'cacerts',
       cluster: 'cluster2',
       status: 'failed',
@@ -388,7 +401,14 @@ const readerAuth = async () => (await readerKubeconfig()).makeApiClient(k8s.Auth
 async function expectReaderFailure(detail: string, hint: RegExp): Promise<void> {
   const results = await verify();
   expect(notPassed(results)).toEqual([
-    { name: 'remote-secret', cluster: 'cluster2', status: 'failed', detail, hint: expect.stringMatching(hint) },
+    {
+      code: 'MF0301',
+      name: 'remote-secret',
+      cluster: 'cluster2',
+      status: 'failed',
+      detail,
+      hint: expect.stringMatching(hint),
+    },
   ]);
 }
 

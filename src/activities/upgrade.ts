@@ -36,7 +36,6 @@ const MUTATING = { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'Mutatin
 /** Selectors that match nothing: how `istioctl tag set` deactivates the default revision's injector. */
 const NEVER_MATCH = { matchExpressions: [{ key: 'istio.io/deactivated', operator: 'In', values: ['never-match'] }] };
 
-
 /** The mesh as it runs at `version` and `revision`: what the revision's render is made from. */
 const at = (spec: MeshSpec, r: RevisionRequest): MeshSpec => ({
   ...spec,
@@ -259,4 +258,3 @@ async function restartWorkloads(k: Kube, req: RevisionRequest, ctx: StepContext)
   }
   return { workloads: String(deployments.length), pods: String(pods) };
 }
-

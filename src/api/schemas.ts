@@ -89,6 +89,10 @@ export const EventsQuery = z.object({
 
 const checkSchema = z
   .object({
+    code: z
+      .string()
+      .optional()
+      .describe("the check's stable code (MF0101...); docs/checks.md#<code> says what it proves and how to fix it"),
     name: z.string(),
     cluster: z.string().optional(),
     status: z.enum(['passed', 'failed', 'not-supported']),

@@ -7,7 +7,7 @@
 //   AMBIENT_ENABLE_MULTI_NETWORK all have to be right for it to pass;
 // - `ambient-capture`: the sample's pods are in ambient mode: their namespace is labelled for it,
 //   they carry no sidecar, and istio-cni has redirected them to a ready ztunnel on their node;
-// - `eastwest-address` (in ./verify.ts) reads the east-west Gateway's programmed address.
+// - `eastwest-address` (./control-plane.ts) reads the east-west Gateway's programmed address.
 import type * as k8s from '@kubernetes/client-node';
 import {
   AMBIENT_EASTWEST_GATEWAY,
@@ -21,18 +21,13 @@ import { ISTIO_NAMESPACE, NETWORK_LABEL } from '../istio/manifests';
 import { type WorkloadView, fetchWorkloads } from '../istio/workload-xds';
 import type { ClusterSpec } from '../spec/schema';
 import { type Call, type Verdict, fail, notFound, pass } from './result';
-import {
-  type IstioCheckContext,
-  type SampleService,
-  type sampleLayout,
-  clustersReadBy,
-  withIstiod,
-} from './istiod-reach';
+import type { CheckContext } from './context';
+import { type SampleService, type sampleLayout, clustersReadBy, withIstiod } from './istiod-reach';
 
 type Layout = ReturnType<typeof sampleLayout>;
 
 /** The ready endpoint addresses of a Service in one cluster (its EndpointSlices). */
-async function readyEndpoints(ctx: IstioCheckContext, cluster: string, ns: string, name: string, call: Call) {
+async function readyEndpoints(ctx: CheckContext, cluster: string, ns: string, name: string, call: Call) {
   const slices = await call(() =>
     ctx.api[cluster].discovery.listNamespacedEndpointSlice({
       namespace: ns,
@@ -58,7 +53,7 @@ interface ExpectedService {
 }
 
 async function expectedServices(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   c: ClusterSpec,
   layout: Layout,
   call: Call,
@@ -80,7 +75,7 @@ async function expectedServices(
 }
 
 /** Each other network's programmed east-west Gateways, as its clusters' APIs show them (istiod picks one). */
-async function otherNetworksGateways(ctx: IstioCheckContext, c: ClusterSpec, call: Call) {
+async function otherNetworksGateways(ctx: CheckContext, c: ClusterSpec, call: Call) {
   const gatewaysOf = new Map<string, string[]>();
   for (const x of ctx.spec.clusters) {
     if (x.network === c.network) continue;
@@ -136,7 +131,7 @@ function judgeEndpoints(
 
 /** Whether istiod binds the Service to the cluster's waypoint of the spec's name (by its address or hostname). */
 async function judgeWaypoint(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   c: ClusterSpec,
   e: ExpectedService,
   view: WorkloadView,
@@ -158,7 +153,7 @@ async function judgeWaypoint(
 }
 
 export async function ambientWorkloads(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   c: ClusterSpec,
   layout: Layout,
   call: Call,
@@ -203,7 +198,7 @@ export async function ambientWorkloads(
 }
 
 export async function ambientCapture(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   c: ClusterSpec,
   namespaces: string[],
   call: Call,
@@ -254,7 +249,7 @@ export async function ambientCapture(
 
 /** A cluster's ambient east-west Gateway as its API shows it: its programmed address and network label. */
 export async function eastWestGateway(
-  ctx: Pick<IstioCheckContext, 'api'>,
+  ctx: Pick<CheckContext, 'api'>,
   cluster: string,
   call: Call,
 ): Promise<{ address?: string; network?: string; why?: string }> {

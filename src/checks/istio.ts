@@ -1,7 +1,7 @@
 // The checks only a running Istio can answer: what istiod itself has discovered, what it hands a
 // proxy over xDS, whether its CA signs certificates that chain to the mesh root (./trust-chain.ts),
 // whether Istio injected the sample's pods, and what Istio's own analyzer says.
-// The API-side checks in ./verify.ts prove the objects are right; these prove Istio read them as
+// The API-side checks (./trust.ts, ./control-plane.ts, ./links.ts) prove the objects are right; these prove Istio read them as
 // meant. Each failure names its likely cause and fix.
 //
 // `discovery` and `cross-network-endpoints` ask istiod directly: its debug HTTP interface (8080)
@@ -16,12 +16,13 @@ import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { revisionLabel } from '../istio/version';
 import { fetchEndpoints, outboundCluster } from '../istio/xds';
 import type { ClusterSpec } from '../spec/schema';
-import type { CheckResult } from '../steps/contract';
 import { loadBalancerAddress } from '../adapters/kube';
 import { ambientCapture, ambientWorkloads } from './ambient';
+import { eachCluster, everyCluster } from './define';
 import { type Call, type Verdict, fail, notFound, pass } from './result';
 import { controlPlaneOf } from '../plan/plan';
-import { type IstioCheckContext, type ReachedIstiod, clustersReadBy, sampleLayout, withIstiod } from './istiod-reach';
+import type { CheckContext } from './context';
+import { type ReachedIstiod, clustersReadBy, sampleLayout, withIstiod } from './istiod-reach';
 import { trustChain } from './trust-chain';
 import { podRevision, tagOf } from '../istio/revisions';
 
@@ -32,40 +33,48 @@ async function debugJson<T>(endpoint: string, path: string, signal?: AbortSignal
   return (await r.json()) as T;
 }
 
-export async function istioChecks(ctx: IstioCheckContext): Promise<CheckResult[]> {
-  const { spec } = ctx;
-  const results: CheckResult[] = [];
-  const layout = sampleLayout(spec);
+const sidecar = (ctx: CheckContext) => ctx.spec.istio.dataPlane !== 'ambient';
+const withServices = (ctx: CheckContext) => sampleLayout(ctx.spec).services.length > 0;
+const withSamplePods = (ctx: CheckContext, c: ClusterSpec) => !!sampleLayout(ctx.spec).namespaces.get(c.name)?.length;
 
-  for (const p of spec.clusters.filter((c) => c.role === 'primary')) {
-    results.push(await ctx.check('discovery', p.name, (call) => discovery(ctx, p, layout, call)));
-  }
-  const ambient = spec.istio.dataPlane === 'ambient';
-  for (const c of spec.clusters) {
-    if (!layout.services.length) break;
-    results.push(
-      ambient
-        ? await ctx.check('ambient-workloads', c.name, (call) => ambientWorkloads(ctx, c, layout, call))
-        : await ctx.check('cross-network-endpoints', c.name, (call) => crossNetwork(ctx, c, layout, call)),
-    );
-  }
-  for (const c of spec.clusters) {
-    results.push(await ctx.check('trust-chain', c.name, (call) => trustChain(ctx, c, call)));
-  }
-  for (const c of spec.clusters) {
-    const namespaces = layout.namespaces.get(c.name);
-    if (!namespaces?.length) continue;
-    results.push(
-      ambient
-        ? await ctx.check('ambient-capture', c.name, (call) => ambientCapture(ctx, c, namespaces, call))
-        : await ctx.check('injection', c.name, (call) => injection(ctx, c, namespaces, call)),
-    );
-  }
-  if (ctx.istioctl) {
-    for (const c of spec.clusters) results.push(await ctx.check('analyze', c.name, () => analyze(ctx, c)));
-  }
-  return results;
-}
+export const discoveryCheck = eachCluster(
+  'MF0302',
+  (_ctx, c) => c.role === 'primary',
+  (ctx, p, call) => discovery(ctx, p, sampleLayout(ctx.spec), call),
+);
+
+export const crossNetworkEndpoints = eachCluster(
+  'MF0401',
+  (ctx) => sidecar(ctx) && withServices(ctx),
+  (ctx, c, call) => crossNetwork(ctx, c, sampleLayout(ctx.spec), call),
+);
+
+export const ambientWorkloadsCheck = eachCluster(
+  'MF0402',
+  (ctx) => !sidecar(ctx) && withServices(ctx),
+  (ctx, c, call) => ambientWorkloads(ctx, c, sampleLayout(ctx.spec), call),
+);
+
+export const trustChainCheck = eachCluster('MF0103', everyCluster, trustChain);
+
+export const injectionCheck = eachCluster(
+  'MF0403',
+  (ctx, c) => sidecar(ctx) && withSamplePods(ctx, c),
+  (ctx, c, call) => injection(ctx, c, sampleLayout(ctx.spec).namespaces.get(c.name)!, call),
+);
+
+export const ambientCaptureCheck = eachCluster(
+  'MF0404',
+  (ctx, c) => !sidecar(ctx) && withSamplePods(ctx, c),
+  (ctx, c, call) => ambientCapture(ctx, c, sampleLayout(ctx.spec).namespaces.get(c.name)!, call),
+);
+
+/** Not run without the pinned istioctl (a verification that could not get it). */
+export const analyzeCheck = eachCluster(
+  'MF0405',
+  (ctx) => !!ctx.istioctl,
+  (ctx, c) => analyze(ctx, c),
+);
 
 interface ClusterzEntry {
   id: string;
@@ -75,7 +84,7 @@ interface ClusterzEntry {
 type Shards = Record<string, Record<string, { Shards: Record<string, Array<{ Addresses?: string[] }>> }>>;
 
 async function discovery(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   p: ClusterSpec,
   layout: ReturnType<typeof sampleLayout>,
   call: Call,
@@ -84,7 +93,7 @@ async function discovery(
 }
 
 async function discoveryOf(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   p: ClusterSpec,
   layout: ReturnType<typeof sampleLayout>,
   call: Call,
@@ -135,7 +144,7 @@ async function discoveryOf(
  * on 15443: the core promise of multi-network Istio.
  */
 async function crossNetwork(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   c: ClusterSpec,
   layout: ReturnType<typeof sampleLayout>,
   call: Call,
@@ -145,7 +154,7 @@ async function crossNetwork(
 }
 
 async function crossNetworkOf(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   c: ClusterSpec,
   primary: ClusterSpec,
   layout: ReturnType<typeof sampleLayout>,
@@ -235,7 +244,7 @@ async function crossNetworkOf(
   return pass(`as a proxy of ${c.name} (${c.network}), istiod of ${primary.name} answers ${shown}`);
 }
 
-async function injection(ctx: IstioCheckContext, c: ClusterSpec, namespaces: string[], call: Call): Promise<Verdict> {
+async function injection(ctx: CheckContext, c: ClusterSpec, namespaces: string[], call: Call): Promise<Verdict> {
   const bad: string[] = [];
   let pods = 0;
   // The revision the cluster's default tag names injects its sample pods (an upgrade moves it).
@@ -286,7 +295,7 @@ interface AnalyzerMessage {
   origin?: string;
 }
 
-async function analyze(ctx: IstioCheckContext, c: ClusterSpec): Promise<Verdict> {
+async function analyze(ctx: CheckContext, c: ClusterSpec): Promise<Verdict> {
   const a = ctx.access(c.name);
   const r = await withKubeconfigFile(a, (kubeconfig) => {
     const args = ['analyze', '--all-namespaces', '--output', 'json', '--kubeconfig', kubeconfig];

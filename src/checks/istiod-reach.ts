@@ -1,39 +1,14 @@
-// How the Istio checks reach a mesh (./istio-checks.ts, ./ambient-checks.ts, ./trust-chain.ts):
-// the context verifyMesh gives them, the serving istiod of a cluster through a port-forward to its
-// pod (as istioctl reaches it), and the sample's layout the checks compare istiod's answers with.
-import type * as k8s from '@kubernetes/client-node';
+// How the Istio checks reach a mesh (./istio.ts, ./ambient.ts, ./trust-chain.ts): the serving
+// istiod of a cluster through a port-forward to its pod (as istioctl reaches it), and the sample's
+// layout the checks compare istiod's answers with.
 import { type Forwarded, PortForwardError, withPortForward } from '../adapters/port-forward';
-import type { ClusterAccess } from '../adapters/providers';
 import { ISTIO_NAMESPACE } from '../istio/manifests';
 import { SAMPLE_APPS } from '../istio/sample-apps';
 import { appPlacement, linkPairs } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
-import type { CheckResult } from '../steps/contract';
+import type { CheckContext } from './context';
 import { type Call, type Verdict, fail } from './result';
 import { tagOf } from '../istio/revisions';
-
-/** What the Istio checks get from verifyMesh: its clients, its retrying check runner. */
-export interface IstioCheckContext {
-  spec: MeshSpec;
-  access: (cluster: string) => ClusterAccess;
-  /** A cluster's kubeconfig for the port-forwards to its istiod. */
-  kubeConfig: (cluster: string) => k8s.KubeConfig;
-  api: Record<
-    string,
-    {
-      core: k8s.CoreV1Api;
-      discovery: k8s.DiscoveryV1Api;
-      admission: k8s.AdmissionregistrationV1Api;
-      custom: k8s.CustomObjectsApi;
-    }
-  >;
-  check: (name: string, cluster: string | undefined, fn: (call: Call) => Promise<Verdict>) => Promise<CheckResult>;
-  /** The pinned istioctl, for `analyze`; without it that check is not run. */
-  istioctl?: string;
-  /** The mesh's root certificate (PEM, from the trust store), for `trust-chain`. */
-  meshRoot?: string;
-  signal?: AbortSignal;
-}
 
 const notRunning = (cluster: string, log: string): Verdict =>
   fail(
@@ -72,7 +47,7 @@ export interface ReachedIstiod {
  * (`via`); a forward the API server or the kubelet refused fails the check with what they said.
  */
 export async function withIstiod(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   cluster: string,
   call: Call,
   fn: (istiod: ReachedIstiod) => Promise<Verdict>,

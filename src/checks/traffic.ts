@@ -140,7 +140,8 @@ const BY_EXEC_DOUBLE =
   "; answered by meshflow's exec test double (kwok plays these clusters' kubelet): this proves the exec path " +
   'and which clusters the mesh spreads requests to, not Envoy';
 
-export async function trafficChecks(
+/** Requests from each cluster's client pod (MF0501). */
+export async function execProbes(
   spec: MeshSpec,
   access: (cluster: string) => ClusterAccess,
   port: TrafficPort,
@@ -155,9 +156,8 @@ export async function trafficChecks(
       },
     ];
   }
-  const { exec, ingress } = SAMPLE_APPS[spec.app.sample].probes(appPlacement(spec));
   const results: CheckResult[] = [];
-  for (const probe of exec) {
+  for (const probe of SAMPLE_APPS[spec.app.sample].probes(appPlacement(spec)).exec) {
     heartbeat({ traffic: probe.fromCluster });
     const involved = [probe.fromCluster, ...Object.keys(probe.answers)];
     const local = involved.some((c) => access(c).local);
@@ -168,7 +168,19 @@ export async function trafficChecks(
     const result = await execProbe(spec, probe, access, port);
     results.push(local ? { ...result, detail: result.detail + BY_EXEC_DOUBLE } : result);
   }
-  for (const probe of ingress) {
+  return results;
+}
+
+/** A request to each ingress gateway (MF0502). */
+export async function ingressProbes(
+  spec: MeshSpec,
+  access: (cluster: string) => ClusterAccess,
+  port: TrafficPort,
+  heartbeat: Heartbeat,
+): Promise<CheckResult[]> {
+  if (spec.app.sample === 'none') return [];
+  const results: CheckResult[] = [];
+  for (const probe of SAMPLE_APPS[spec.app.sample].probes(appPlacement(spec)).ingress) {
     heartbeat({ ingress: probe.cluster });
     results.push(
       access(probe.cluster).local
@@ -177,6 +189,19 @@ export async function trafficChecks(
     );
   }
   return results;
+}
+
+/** Both, as verify runs them. */
+export async function trafficChecks(
+  spec: MeshSpec,
+  access: (cluster: string) => ClusterAccess,
+  port: TrafficPort,
+  heartbeat: Heartbeat,
+): Promise<CheckResult[]> {
+  return [
+    ...(await execProbes(spec, access, port, heartbeat)),
+    ...(await ingressProbes(spec, access, port, heartbeat)),
+  ];
 }
 
 async function execProbe(

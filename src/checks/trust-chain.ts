@@ -18,7 +18,8 @@ import { certificatesOf, parseSpiffeId, spiffeId, uriSans, verifyChain } from '.
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import { type Call, type Verdict, fail, notFound, notSupported, pass } from './result';
 import { controlPlaneOf } from '../plan/plan';
-import { type IstioCheckContext, type ReachedIstiod, SECURE_GRPC_PORT, withIstiod } from './istiod-reach';
+import type { CheckContext } from './context';
+import { type ReachedIstiod, SECURE_GRPC_PORT, withIstiod } from './istiod-reach';
 
 /** The least lifetime the TokenRequest API grants (10 minutes). */
 const TOKEN_SECONDS = 600;
@@ -79,7 +80,7 @@ const cacertsHint = (primary: string) =>
   "from the mesh's trust store (re-run `meshflow up`, or the rotation that was under way), then restart " +
   'istiod (it reloads a new intermediate by itself, a new root only with multi-root on)';
 
-export async function trustChain(ctx: IstioCheckContext, c: ClusterSpec, call: Call): Promise<Verdict> {
+export async function trustChain(ctx: CheckContext, c: ClusterSpec, call: Call): Promise<Verdict> {
   const primary = controlPlaneOf(ctx.spec, c).name;
   if (!ctx.meshRoot) {
     return notSupported("the mesh's root certificate is not in this worker's trust store: nothing to verify against");
@@ -89,7 +90,7 @@ export async function trustChain(ctx: IstioCheckContext, c: ClusterSpec, call: C
 }
 
 async function askToSign(
-  ctx: IstioCheckContext,
+  ctx: CheckContext,
   c: ClusterSpec,
   primary: string,
   istiod: ReachedIstiod,

@@ -92,6 +92,8 @@ export interface UndoOutcome {
 }
 
 export interface CheckResult {
+  /** The check's stable code (MF0101, see src/checks/catalog.ts); results recorded before codes have none. */
+  code?: string;
   name: string;
   cluster?: string;
   status: 'passed' | 'failed' | 'not-supported';
