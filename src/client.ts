@@ -341,8 +341,9 @@ export async function endedRun(client: Client, mesh: string): Promise<EndedRun |
   };
 }
 
-export async function verifyMesh(client: Client, mesh: string): Promise<CheckResult[]> {
-  return (await resolveMesh(client, mesh)).executeUpdate(verifyUpdate);
+/** Runs the checks of a ready mesh again (those of the given catalog codes, or all); their results. */
+export async function verifyMesh(client: Client, mesh: string, only?: string[]): Promise<CheckResult[]> {
+  return (await resolveMesh(client, mesh)).executeUpdate(verifyUpdate, { args: [only?.length ? { only } : {}] });
 }
 
 /** Checks the ready mesh for drift now (repairing it unless its spec says `drift.repair: false`); the report. */

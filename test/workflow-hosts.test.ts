@@ -100,7 +100,7 @@ test('a teardown that arrives while a verify holds up continue-as-new is served,
   for (const fake of Object.values(fakes)) fake.scripts.set('can', { holdVerify: held });
   const handle = await start(spec('can'));
   await untilPhase('can', 'ready');
-  const verify = handle.executeUpdate(verifyUpdate).catch((err: unknown) => err);
+  const verify = handle.executeUpdate(verifyUpdate, { args: [{}] }).catch((err: unknown) => err);
   // Grow the history past the threshold while the verify is held: continue-as-new is suggested
   // and the workflow waits for the verify (a running handler) before it may continue.
   for (let i = 0; i < 15; i++) await handle.executeUpdate(extendUpdate, { args: ['1m'] });

@@ -9,7 +9,7 @@ import { buildPlan } from '../src/plan/plan';
 import type { MeshSpec } from '../src/spec/schema';
 import { extendUpdate, meshWorkflowId, statusQuery, teardownSignal, verifyUpdate } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
-import type { MeshStatus } from '../src/workflows/types';
+import type { CheckResult, MeshStatus } from '../src/workflows/types';
 import { sleep } from '../src/util/net';
 import {
   FakeActivities,
@@ -146,14 +146,27 @@ test('reader tokens are renewed before they expire for as long as the mesh lives
 test('verify re-runs the checks of a ready mesh and refuses other phases', async () => {
   const handle = await start(spec('vfy'));
   await untilPhase('vfy', 'ready');
-  const checks = await handle.executeUpdate(verifyUpdate);
+  // A client of an earlier release sends no argument: every check runs.
+  const checks = await handle.executeUpdate<CheckResult[], []>('verify');
   expect(checks).toEqual([{ name: 'same-root', status: 'passed', detail: 'fake, run 2' }]);
   const status = await handle.query(statusQuery);
   expect(status.checks).toEqual(checks);
   expect(status.verifiedAt).toBeDefined();
+  // Some checks by code: only they run; their results take the place of the earlier ones, the rest stay.
+  const label = { code: 'MF0201', name: 'network-label', status: 'passed', detail: 'fake, run 3' };
+  expect(await handle.executeUpdate(verifyUpdate, { args: [{ only: ['MF0201'] }] })).toEqual([label]);
+  expect((await handle.query(statusQuery)).checks).toEqual([...checks, label]);
+  const root = { code: 'MF0102', name: 'same-root', status: 'passed', detail: 'fake, run 4' };
+  expect(await handle.executeUpdate(verifyUpdate, { args: [{ only: ['MF0102'] }] })).toEqual([root]);
+  expect((await handle.query(statusQuery)).checks).toEqual([root, label]);
+  await expect(handle.executeUpdate(verifyUpdate, { args: [{ only: ['MF9999'] }] })).rejects.toThrow(
+    expect.objectContaining({
+      cause: expect.objectContaining({ message: expect.stringContaining('no check MF9999') }),
+    }),
+  );
   await handle.signal(teardownSignal);
   await handle.result();
-  await expect(handle.executeUpdate(verifyUpdate)).rejects.toThrow();
+  await expect(handle.executeUpdate(verifyUpdate, { args: [{}] })).rejects.toThrow();
 });
 
 test('teardown signal tears a ready mesh down at once', async () => {

@@ -6,7 +6,7 @@
 import { meshRootCertificate } from '../istio/trust';
 import { upgradeSpec } from '../spec/upgrade';
 import { meshEntries } from '../trust-store/store';
-import type { StepOutcome, StepRequest, UndoRequest } from '../steps/contract';
+import type { StepOutcome, StepRequest, UndoRequest, VerifyRequest } from '../steps/contract';
 import { addonActivities } from './addons';
 import { appActivities } from './apps';
 import { clusterActivities } from './cluster';
@@ -34,7 +34,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
     ...linkActivities(deps),
     ...appActivities(deps),
     ...addonActivities(deps),
-    verifyMesh: (req: StepRequest): Promise<StepOutcome> =>
+    verifyMesh: (req: VerifyRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => ({
         checks: await verifyMesh(
           req.spec,
@@ -45,6 +45,7 @@ export function createActivities(deps: ActivityDeps): MeshActivities {
             signal: ctx.signal,
             istioctl: (await deps.istio(req.spec.istio.version, ctx)).istioctl,
             meshRoot: await meshRootCertificate(meshEntries(deps.trustStore, req.mesh), req.spec.trust, ctx.signal),
+            ...(req.only?.length ? { only: req.only } : {}),
           },
         ),
       })),

@@ -5,6 +5,7 @@ import type {
   ForgetRequest,
   StepOutcome,
   StepRequest,
+  VerifyRequest,
   UndoOutcome,
   RefreshTrustRequest,
   RootRequest,
@@ -30,7 +31,7 @@ export interface MeshActivities {
   linkClusters(req: StepRequest): Promise<StepOutcome>;
   deployApp(req: StepRequest): Promise<StepOutcome>;
   installAddons(req: StepRequest): Promise<StepOutcome>;
-  verifyMesh(req: StepRequest): Promise<StepOutcome>;
+  verifyMesh(req: VerifyRequest): Promise<StepOutcome>;
   undoResource(req: UndoRequest): Promise<UndoOutcome | void>;
   /**
    * After a cluster's links are removed: waits until no remaining istiod lists it or hands out its

@@ -255,3 +255,24 @@ export function selectChecks(wanted: readonly string[]): string[] {
   if (!codes.size) throw new Error('no check named: give codes like MF0101, or names like cacerts');
   return CHECKS.filter((c) => codes.has(c.code)).map((c) => c.code);
 }
+
+/**
+ * The status's checks after a verify of some checks: the fresh results take the place of the
+ * earlier results of those codes (where the first of them stood, or at the end), the rest stay.
+ */
+export function replaceChecks<T extends { code?: string; name: string }>(
+  previous: readonly T[],
+  fresh: readonly T[],
+  codes: readonly string[],
+): T[] {
+  const out: T[] = [];
+  let placed = false;
+  for (const r of previous) {
+    if (!codes.includes(codeOf(r) ?? '')) out.push(r);
+    else if (!placed) {
+      out.push(...fresh);
+      placed = true;
+    }
+  }
+  return placed ? out : [...out, ...fresh];
+}

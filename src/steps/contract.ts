@@ -34,6 +34,11 @@ export interface StepRequest {
   step: { id: string; kind: StepKind; cluster?: string; target?: string };
 }
 
+/** The verify step, limited to some checks (catalog codes) when `only` is given. */
+export interface VerifyRequest extends StepRequest {
+  only?: string[];
+}
+
 /** A cluster's cacerts step, to run on the given generation of intermediate (a rotation). */
 export interface RotateIntermediateRequest extends StepRequest {
   generation: number;

@@ -11,6 +11,7 @@ import type {
   TeardownOptions,
   UpgradeDecision,
   UpgradeRequest,
+  VerifyScope,
 } from './types';
 
 export const TASK_QUEUE = 'meshflow';
@@ -21,8 +22,11 @@ export const statusQuery = defineQuery<MeshStatus>('status');
 export const extendUpdate = defineUpdate<string, [string]>('extend');
 /** Tears the mesh down now (or, while provisioning, cancels and compensates). */
 export const teardownSignal = defineSignal<[TeardownOptions?]>('teardown');
-/** Re-runs every check of a ready mesh; the status carries the new results, which are returned. */
-export const verifyUpdate = defineUpdate<CheckResult[]>('verify');
+/**
+ * Re-runs the checks of a ready mesh (every one, or those `only` names by code); the status carries
+ * the new results (in place of the earlier results of those checks), which are returned.
+ */
+export const verifyUpdate = defineUpdate<CheckResult[], [VerifyScope]>('verify');
 /** The spec the mesh runs now (its first, or the last one `apply` made it). File references only, no secrets. */
 export const specQuery = defineQuery<MeshSpec>('spec');
 /**

@@ -41,6 +41,7 @@ import { type ApplyRequest, type PlanDelta, applyProblems, diffPlans, withRevisi
 import { MAX_TTL_MS, driftEveryMs, formatDurationMs, parseDuration } from '../spec/duration';
 import type { DriftReport } from '../drift/types';
 import { stepsForChecks, stepsForDrift } from '../drift/repair';
+import { checkByCode, replaceChecks } from '../checks/catalog';
 import { upgradeSpec } from '../spec/upgrade';
 import { trustStatus } from './trust-view';
 import {
@@ -83,6 +84,7 @@ import {
   type UpgradeDecision,
   type UpgradeRequest,
   type UpgradeState,
+  type VerifyScope,
 } from './types';
 import { ISTIO_LINES, ISTIO_VERSION_PATTERN, revisionLabel, revisionOf } from '../istio/version';
 
@@ -567,17 +569,27 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   );
   setHandler(
     verifyUpdate,
-    async () => {
+    async (scope?: VerifyScope) => {
       const step = plan.steps.find((s) => s.kind === 'verify')!;
-      const out = await onHost(() => stepActivity(step, 'verify (requested)')(request(step)));
-      status.checks = out.checks ?? [];
+      const only = scope?.only?.length ? scope.only : undefined;
+      if (!only) {
+        const out = await onHost(() => stepActivity(step, 'verify (requested)')(request(step)));
+        status.checks = out.checks ?? [];
+        status.verifiedAt = now();
+        return status.checks;
+      }
+      const verify = stepActivity(step, `verify ${only.join(', ')} (requested)`) as MeshActivities['verifyMesh'];
+      const out = await onHost(() => verify({ ...request(step), only }));
+      status.checks = replaceChecks(status.checks, out.checks ?? [], only);
       status.verifiedAt = now();
-      return status.checks;
+      return out.checks ?? [];
     },
     {
-      validator: () => {
+      validator: (scope?: VerifyScope) => {
         if (status.phase !== 'ready')
           throw new Error(`mesh ${spec.name} is ${status.phase}: checks run on a ready mesh`);
+        const unknown = (scope?.only ?? []).filter((code) => !checkByCode(code));
+        if (unknown.length) throw new Error(`no check ${unknown.join(', ')}: \`meshflow checks\` lists the codes`);
       },
     },
   );

@@ -209,6 +209,11 @@ export interface ApplyResult {
 }
 
 /** What a teardown asks for beyond the default. */
+/** Which checks a requested verify runs: catalog codes (MF0101...); every check when absent. */
+export interface VerifyScope {
+  only?: string[];
+}
+
 export interface TeardownOptions {
   /** Tear down from any worker what needs no host, and list what only the mesh's host could remove. */
   abandonHost?: boolean;

@@ -17,7 +17,8 @@ import { everyStep } from '../../src/steps/activity-names';
 import type { Plan } from '../../src/plan/plan';
 import { parseMeshSpec } from '../../src/spec/load';
 import type { MeshSpec } from '../../src/spec/schema';
-import type { CheckResult, Resource, StepOutcome, StepRequest } from '../../src/steps/contract';
+import type { CheckResult, Resource, StepOutcome, StepRequest, VerifyRequest } from '../../src/steps/contract';
+import { checkByCode } from '../../src/checks/catalog';
 import type { DriftItem, DriftKind, DriftReport } from '../../src/drift/types';
 
 export interface Script {
@@ -187,16 +188,23 @@ export class FakeActivities {
       attempt: 1,
       outputs,
       checks:
-        req.step.kind === 'verify'
-          ? [
-              {
-                name: 'same-root',
-                status: 'passed',
-                detail: `fake, run ${this.callsOf(req.mesh).filter((c) => c === 'run verify').length}`,
-              },
-              ...(script.failChecks?.shift() ?? []),
-            ]
-          : undefined,
+        req.step.kind === 'verify' && (req as VerifyRequest).only
+          ? (req as VerifyRequest).only!.map((code) => ({
+              code,
+              name: checkByCode(code)!.name,
+              status: 'passed' as const,
+              detail: `fake, run ${this.callsOf(req.mesh).filter((c) => c === 'run verify').length}`,
+            }))
+          : req.step.kind === 'verify'
+            ? [
+                {
+                  name: 'same-root',
+                  status: 'passed',
+                  detail: `fake, run ${this.callsOf(req.mesh).filter((c) => c === 'run verify').length}`,
+                },
+                ...(script.failChecks?.shift() ?? []),
+              ]
+            : undefined,
     };
   }
 
