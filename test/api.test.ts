@@ -223,6 +223,19 @@ test('a JSON create; status equals `meshflow status --json`; list, extend, verif
     name: 'api-json',
     checks: [{ name: 'same-root', status: 'passed', detail: expect.stringContaining('fake') }],
   });
+  // Some checks, by code or name: only they run.
+  const some = await call('POST', '/v1/meshes/api-json/verify?only=mf0201,same-root');
+  expect(some.status).toBe(200);
+  expect(some.json.checks.map((c: { code: string }) => c.code)).toEqual(['MF0102', 'MF0201']);
+  const unknown = await call('POST', '/v1/meshes/api-json/verify?only=MF0101,nope');
+  expect(unknown.status).toBe(400);
+  expect(unknown.json.error).toMatchObject({
+    code: 'unknown_check',
+    message: expect.stringContaining('no check "nope"'),
+  });
+  const catalog = await call('GET', '/v1/checks');
+  expect(catalog.status).toBe(200);
+  expect(catalog.json.checks).toContainEqual(expect.objectContaining({ code: 'MF0301', name: 'remote-secret' }));
 
   const deleted = await call('DELETE', '/v1/meshes/api-json');
   expect(deleted.status).toBe(202);

@@ -13,6 +13,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { streamSSE } from 'hono/streaming';
 import type { ZodError } from 'zod';
+import { CHECKS, selectChecks } from '../checks/catalog';
 import { listMeshes } from '../client';
 import { meshSchema } from '../spec/schema';
 import { type NamedToken, anonymous, bearerAuth, namedTokens, tokenName } from './auth';
@@ -166,9 +167,18 @@ function meshRoutes(
     const { name } = c.req.valid('param');
     return c.json({ name, expiresAt: await meshes.extend(name, c.req.valid('json').by) }, 200);
   });
+  app.openapi(routes.checks, (c) => c.json({ checks: [...CHECKS] }, 200));
   app.openapi(routes.verify, async (c) => {
     const { name } = c.req.valid('param');
-    return c.json({ name, checks: await meshes.verify(name) }, 200);
+    const { only } = c.req.valid('query');
+    let codes: string[] | undefined;
+    try {
+      codes = only === undefined ? undefined : selectChecks([only]);
+    } catch (err) {
+      const reason = (err as Error).message;
+      throw new ApiError(400, 'unknown_check', reason, [{ path: 'only', message: reason, text: `only: ${reason}` }]);
+    }
+    return c.json({ name, checks: await meshes.verify(name, codes) }, 200);
   });
   app.openapi(routes.drift, async (c) => {
     const { name } = c.req.valid('param');

@@ -203,11 +203,11 @@ export class Meshes {
     }
   }
 
-  /** Runs every check again; answers once they have run, which may take minutes (no deadline). */
-  async verify(mesh: string): Promise<CheckResult[]> {
+  /** Runs every check again (or those of the codes given); answers once they have run, which may take minutes (no deadline). */
+  async verify(mesh: string, only?: string[]): Promise<CheckResult[]> {
     this.changed(mesh);
     try {
-      return await verifyMesh(this.client, mesh);
+      return await verifyMesh(this.client, mesh, only);
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) throw await this.hasEnded(mesh);
       if (!(err instanceof WorkflowUpdateFailedError)) throw err;

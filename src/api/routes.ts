@@ -10,6 +10,8 @@ import {
   DriftAnswerSchema,
   ErrorSchema,
   EventsQuery,
+  VerifyQuery,
+  CatalogSchema,
   ExtendBody,
   ExtendedSchema,
   HealthSchema,
@@ -138,6 +140,13 @@ export const routes = {
     },
     responses: { 200: json(ChangePlanSchema, 'the change'), ...errors(400, 401, 404, 409, 413, 415, 503) },
   }),
+  checks: createRoute({
+    method: 'get',
+    path: '/v1/checks',
+    tags: MESHES,
+    summary: 'Every check verify runs: code, name, title, where it runs, what it proves, how to fix it',
+    responses: { 200: json(CatalogSchema, 'the catalog, by code'), ...errors(401) },
+  }),
   list: createRoute({
     method: 'get',
     path: '/v1/meshes',
@@ -165,9 +174,12 @@ export const routes = {
     method: 'post',
     path: '/v1/meshes/{name}/verify',
     tags: MESHES,
-    summary: 'Run every check again on a ready mesh',
-    description: 'Answers when the checks have run (seconds to minutes); a failed check is a 200 with its result.',
-    request: { params: MeshNameParams },
+    summary: 'Run the checks again on a ready mesh',
+    description:
+      'Every check, or those `only` names. Answers when the checks have run (seconds to minutes); a failed check ' +
+      "is a 200 with its result, its code and hint. A code that names no check is a 400; the status's earlier " +
+      'results of the other checks stay.',
+    request: { params: MeshNameParams, query: VerifyQuery },
     responses: { 200: json(ChecksSchema, 'the checks'), ...errors(400, 401, 404, 409, 502, 503) },
   }),
   drift: createRoute({

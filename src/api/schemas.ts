@@ -83,6 +83,28 @@ export const ExtendBody = z
 
 export const ExtendedSchema = z.object({ name: z.string(), expiresAt: z.string() }).openapi('MeshExtended');
 
+export const VerifyQuery = z.object({
+  only: z.string().optional().openapi({
+    description:
+      'run only these checks: codes or names, comma-separated (GET /v1/checks lists them); every check when absent',
+    example: 'MF0101,MF0301',
+  }),
+});
+
+const catalogEntrySchema = z
+  .object({
+    code: z.string().openapi({ example: 'MF0101' }),
+    name: z.string().openapi({ example: 'cacerts' }),
+    title: z.string(),
+    domain: z.enum(['trust', 'control plane', 'links', "Istio's view", 'traffic']),
+    runsOn: z.string(),
+    proves: z.string(),
+    whenFailed: z.string(),
+  })
+  .openapi('CheckInfo');
+
+export const CatalogSchema = z.object({ checks: z.array(catalogEntrySchema) }).openapi('CheckCatalog');
+
 export const EventsQuery = z.object({
   until: z.enum(['ready']).optional().openapi({ description: 'also end the stream once the mesh is ready' }),
 });

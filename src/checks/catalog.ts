@@ -43,7 +43,7 @@ export const CHECKS: readonly CheckInfo[] = [
     name: 'same-root',
     title: 'Every cluster trusts one root',
     domain: 'trust',
-    runsOn: 'the mesh (one result)',
+    runsOn: 'the mesh, one result',
     proves: "The root-cert.pem of every cluster's cacerts is the same certificate.",
     whenFailed:
       'Mismatched roots make cross-cluster mTLS fail (CERTIFICATE_VERIFY_FAILED / UNKNOWN_CA). The detail names the ' +
@@ -55,7 +55,7 @@ export const CHECKS: readonly CheckInfo[] = [
     name: 'trust-chain',
     title: "istiod's CA signs certificates that chain to the mesh root",
     domain: 'trust',
-    runsOn: 'every cluster (through its primary)',
+    runsOn: "every cluster, asking its primary's istiod",
     proves:
       "A certificate signing request sent to the serving istiod's CA (port 15012, through a port-forward to its pod) " +
       "as a workload of the cluster comes back with the workload's SPIFFE identity, chained through the cluster's " +
@@ -91,7 +91,7 @@ export const CHECKS: readonly CheckInfo[] = [
     name: 'eastwest-address',
     title: 'The east-west gateway has an address',
     domain: 'control plane',
-    runsOn: 'clusters with an east-west gateway (multi-network meshes)',
+    runsOn: 'clusters with an east-west gateway: multi-network meshes',
     proves:
       'The east-west gateway Service has a load balancer address (sidecar meshes), or the istio-east-west Gateway is ' +
       "programmed with an address and labelled for the cluster's network (ambient meshes).",
@@ -104,7 +104,7 @@ export const CHECKS: readonly CheckInfo[] = [
     name: 'cross-network-gateway',
     title: 'Services are exposed to other networks',
     domain: 'control plane',
-    runsOn: 'clusters that expose services (multi-network sidecar meshes)',
+    runsOn: 'clusters that expose services: multi-network sidecar meshes',
     proves: 'The Gateway cross-network-gateway listens on 15443 with AUTO_PASSTHROUGH.',
     whenFailed: 'It was changed or deleted by hand: `meshflow drift` re-applies it.',
   },
@@ -113,7 +113,7 @@ export const CHECKS: readonly CheckInfo[] = [
     name: 'remote-secret',
     title: 'Each link reads its source, and only reads',
     domain: 'links',
-    runsOn: 'each link target (one result per source it reads)',
+    runsOn: 'each link target, one result per source it reads',
     proves:
       "istio-remote-secret-<source> is in the target's istio-system, labelled for istiod, and its kubeconfig reads " +
       "the source's services, pods and endpoint slices; its token may not write, escalate, bind or impersonate, " +
@@ -130,8 +130,8 @@ export const CHECKS: readonly CheckInfo[] = [
     domain: 'links',
     runsOn: 'primaries',
     proves:
-      "istiod's own registry (/debug/clusterz, through a port-forward to its pod) lists every cluster it has a " +
-      'remote secret for as synced, and it knows the sample services of every cluster.',
+      "istiod's own registry (/debug/clusterz, through a port-forward to its pod) lists every cluster it should read " +
+      'as synced, and its endpoint shards hold sample endpoints from every cluster that runs them.',
     whenFailed:
       "A cluster istiod does not read: its remote secret is missing or istiod cannot reach the source's API " +
       "server (see MF0301 and istiod's log). `meshflow drift` re-links what it can.",
@@ -141,7 +141,7 @@ export const CHECKS: readonly CheckInfo[] = [
     name: 'cross-network-endpoints',
     title: 'Envoy is told to reach other networks through their gateways',
     domain: "Istio's view",
-    runsOn: 'every cluster with sample services (sidecar meshes)',
+    runsOn: 'every cluster when the sample has services, in sidecar meshes',
     proves:
       "What istiod hands a sidecar over xDS for each sample service: endpoints of the cluster's own network " +
       "directly, those of other networks through their east-west gateway's address on 15443.",
@@ -154,7 +154,7 @@ export const CHECKS: readonly CheckInfo[] = [
     name: 'ambient-workloads',
     title: 'ztunnel is told to reach other networks through their Gateways',
     domain: "Istio's view",
-    runsOn: 'every cluster with sample services (ambient meshes)',
+    runsOn: 'every cluster when the sample has services, in ambient meshes',
     proves:
       'What istiod tells a ztunnel of the cluster over Delta xDS (workload addresses): remote-network workloads ' +
       "through their network's east-west Gateway, local ones directly, services bound to the waypoint when the " +
@@ -168,8 +168,10 @@ export const CHECKS: readonly CheckInfo[] = [
     name: 'injection',
     title: "The sample's pods run sidecars of the serving revision",
     domain: "Istio's view",
-    runsOn: 'every cluster running the sample (sidecar meshes)',
-    proves: 'Every pod of the sample carries a sidecar injected by the revision the default tag names.',
+    runsOn: 'clusters running the sample, in sidecar meshes',
+    proves:
+      'Every pod of the sample carries an istio-proxy injected by the revision the default tag names, for the ' +
+      "cluster's ID and network.",
     whenFailed:
       'Pods that predate the namespace label or an upgrade: restart them (`kubectl rollout restart`), or check ' +
       'that the namespace is labelled istio-injection=enabled.',
@@ -179,7 +181,7 @@ export const CHECKS: readonly CheckInfo[] = [
     name: 'ambient-capture',
     title: "The sample's pods are in the ambient data plane",
     domain: "Istio's view",
-    runsOn: 'every cluster running the sample (ambient meshes)',
+    runsOn: 'clusters running the sample, in ambient meshes',
     proves: "The sample's namespaces are labelled istio.io/dataplane-mode=ambient and istio-cni redirected their pods.",
     whenFailed:
       'A namespace out of ambient mode: `meshflow drift` labels it again; pods istio-cni missed need a restart.',
@@ -190,7 +192,8 @@ export const CHECKS: readonly CheckInfo[] = [
     title: "Istio's own analyzers find nothing",
     domain: "Istio's view",
     runsOn: 'every cluster',
-    proves: '`istioctl analyze` (the pinned istioctl) reports no error or warning for the cluster.',
+    proves:
+      '`istioctl analyze --all-namespaces` (the pinned istioctl) reports no error for the cluster; warnings are counted, not failed.',
     whenFailed: "The detail quotes istioctl's messages (IST codes); each links to Istio's page for it.",
   },
   {
@@ -248,8 +251,8 @@ export function selectChecks(wanted: readonly string[]): string[] {
   }
   if (unknown.length) {
     throw new Error(
-      `no check ${unknown.map((u) => JSON.stringify(u)).join(', ')}; the checks are ` +
-        CHECKS.map((c) => `${c.code} (${c.name})`).join(', '),
+      `no check ${unknown.map((u) => JSON.stringify(u)).join(', ')}: give codes (MF0101) or names (cacerts); ` +
+        '`meshflow checks` lists them',
     );
   }
   if (!codes.size) throw new Error('no check named: give codes like MF0101, or names like cacerts');

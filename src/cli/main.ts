@@ -45,7 +45,8 @@ import { localStatus, localStop, renderLocalStatus } from './local-admin';
 import { JSON_SCHEMA_FILE, meshJsonSchema } from '../spec/json-schema';
 import { renderMermaid } from '../plan/mermaid';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
-import { forgotIn, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
+import { CHECKS, selectChecks } from '../checks/catalog';
+import { forgotIn, renderCatalog, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
 import { scheduleCommand } from '../schedules/cli';
 import { teamCommand } from './team';
@@ -92,6 +93,14 @@ program
   .description(`print the mesh spec as JSON Schema (what ${JSON_SCHEMA_FILE} holds, for editors and other tools)`)
   .action(() => {
     process.stdout.write(JSON.stringify(meshJsonSchema(), null, 2) + '\n');
+  });
+
+program
+  .command('checks')
+  .description('list every check verify runs: its code, name, title and where it runs (docs/checks.md has each)')
+  .option('--json', 'print the catalog as JSON')
+  .action((opts: { json?: boolean }) => {
+    process.stdout.write(opts.json ? JSON.stringify(CHECKS, null, 2) + '\n' : renderCatalog().join('\n') + '\n');
   });
 
 program
@@ -284,11 +293,20 @@ program
 
 program
   .command('verify <mesh>')
-  .description('re-run every check on a ready mesh; failed checks name the likely cause and fix (exit 1 if any failed)')
+  .description(
+    're-run every check on a ready mesh; failed checks name the likely cause, fix and docs (exit 1 if any failed)',
+  )
   .option('--json', 'print the checks as JSON')
-  .action(async (mesh: string, opts: { json?: boolean }) => {
+  .option(
+    '--only <codes>',
+    'run only these checks: codes or names, comma-separated or repeated (`meshflow checks`)',
+    collect,
+  )
+  .action(async (mesh: string, opts: { json?: boolean; only?: string[] }) => {
+    // Refused before connecting: a typo costs no worker start.
+    const only = opts.only ? selectChecks(opts.only) : undefined;
     const { client } = await connectWithWorker();
-    const checks = await verifyMesh(client, mesh);
+    const checks = await verifyMesh(client, mesh, only);
     const count = (status: string) => checks.filter((c) => c.status === status).length;
     const [failed, passed, unsupported] = [count('failed'), count('passed'), count('not-supported')];
     const summary = `mesh ${mesh}: ${failed ? `${failed} of ${checks.length} checks failed` : `all ${passed} checks passed`}${unsupported ? ` (${unsupported} not supported here)` : ''}`;

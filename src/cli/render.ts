@@ -3,6 +3,7 @@ import type { TrustStatus } from '../workflows/trust-view';
 import { type Plan, criticalPath } from '../plan/plan';
 import { formatDurationMs } from '../spec/duration';
 import { meshWorkflowId } from '../workflows/definitions';
+import { CHECKS, CHECKS_PAGE, codeOf, docsLink } from '../checks/catalog';
 import type { CheckResult, DriftStatus, MeshStatus, StepStatus } from '../workflows/types';
 
 export function renderPlan(plan: Plan): string {
@@ -141,12 +142,25 @@ export function renderTrust(t: TrustStatus): string[] {
   return lines;
 }
 
-/** One line per check, with the likely cause and fix under each failed one. */
+/** One line per check (its code, name and cluster), with the likely cause, fix and docs page under each failed one. */
 export function renderChecks(checks: CheckResult[]): string[] {
-  return checks.map(
-    (c) =>
-      `  ${c.status.padEnd(13)} ${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}${c.hint ? `\n                fix: ${c.hint}` : ''}`,
-  );
+  return checks.map((c) => {
+    const code = codeOf(c);
+    const head = `  ${c.status.padEnd(13)} ${code ? `${code} ` : ''}${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`;
+    if (c.status !== 'failed') return head;
+    const indent = '\n                ';
+    return head + (c.hint ? `${indent}fix: ${c.hint}` : '') + (code ? `${indent}see: ${docsLink(code)}` : '');
+  });
+}
+
+/** The catalog as `meshflow checks` prints it: code, name, where it runs, title. */
+export function renderCatalog(): string[] {
+  const width = Math.max(...CHECKS.map((c) => c.name.length));
+  return [
+    ...CHECKS.map((c) => `${c.code}  ${c.name.padEnd(width)}  ${c.title}; runs on ${c.runsOn}`),
+    '',
+    `Each is documented at ${CHECKS_PAGE}#<code>; \`meshflow verify <mesh> --only <code,...>\` runs some of them.`,
+  ];
 }
 
 /** A drift report: what it found, item by item, and what ran again to repair it. */
