@@ -46,6 +46,7 @@ import { JSON_SCHEMA_FILE, meshJsonSchema } from '../spec/json-schema';
 import { renderMermaid } from '../plan/mermaid';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { CHECKS, selectChecks } from '../checks/catalog';
+import { checksPage } from '../checks/docs-page';
 import { forgotIn, renderCatalog, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
 import { scheduleCommand } from '../schedules/cli';
@@ -99,8 +100,10 @@ program
   .command('checks')
   .description('list every check verify runs: its code, name, title and where it runs (docs/checks.md has each)')
   .option('--json', 'print the catalog as JSON')
-  .action((opts: { json?: boolean }) => {
-    process.stdout.write(opts.json ? JSON.stringify(CHECKS, null, 2) + '\n' : renderCatalog().join('\n') + '\n');
+  .option('--markdown', 'print the checks page (docs/checks.md)')
+  .action((opts: { json?: boolean; markdown?: boolean }) => {
+    if (opts.markdown) process.stdout.write(checksPage());
+    else process.stdout.write(opts.json ? JSON.stringify(CHECKS, null, 2) + '\n' : renderCatalog().join('\n') + '\n');
   });
 
 program
