@@ -6,6 +6,9 @@ import { meshWorkflowId } from '../workflows/definitions';
 import { CHECKS, CHECKS_PAGE, codeOf, docsLink } from '../checks/catalog';
 import type { CheckResult, DriftStatus, MeshStatus, StepStatus } from '../workflows/types';
 
+/** A block of lines (a check and its fix under it) moved two columns right. */
+const indent = (l: string) => `  ${l.replaceAll('\n', '\n  ')}`;
+
 export function renderPlan(plan: Plan): string {
   const lines = [`plan for mesh ${plan.mesh}: ${plan.steps.length} steps`, ''];
   for (const s of plan.steps) {
@@ -101,9 +104,9 @@ export function renderStatus(s: MeshStatus, uiUrl?: string, createdBy?: string):
   }
   if (s.checks.length) {
     lines.push(`  checks${s.verifiedAt ? ` (re-run ${s.verifiedAt})` : ''}`);
-    lines.push(...renderChecks(s.checks).map((l) => `  ${l}`));
+    lines.push(...renderChecks(s.checks).map(indent));
   }
-  if (s.drift) lines.push(...renderDrift(s.drift).map((l) => `  ${l}`));
+  if (s.drift) lines.push(...renderDrift(s.drift).map(indent));
   if (s.trust) lines.push(...renderTrust(s.trust).map((l) => `  ${l}`));
   const r = s.rootRotation;
   if (r) {
