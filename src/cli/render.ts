@@ -151,8 +151,8 @@ export function renderChecks(checks: CheckResult[]): string[] {
     const code = codeOf(c);
     const head = `  ${c.status.padEnd(13)} ${code ? `${code} ` : ''}${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`;
     if (c.status !== 'failed') return head;
-    const indent = '\n                ';
-    return head + (c.hint ? `${indent}fix: ${c.hint}` : '') + (code ? `${indent}see: ${docsLink(code)}` : '');
+    const under = '\n                ';
+    return head + (c.hint ? `${under}fix: ${c.hint}` : '') + (code ? `${under}see: ${docsLink(code)}` : '');
   });
 }
 
