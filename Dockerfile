@@ -6,7 +6,7 @@
 # Go toolchain for `meshflow setup` (every pinned tool is a Go build but the test server).
 FROM golang:1.26.8-bookworm AS go
 
-FROM node:20.20.2-bookworm AS build
+FROM node:24.22.3-bookworm AS build
 COPY --from=go /usr/local/go /usr/local/go
 ENV PATH=/usr/local/go/bin:$PATH \
     CGO_ENABLED=0 \
@@ -30,7 +30,7 @@ RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.
     node dist/cli/main.js setup
 RUN npm prune --omit=dev
 
-FROM node:20.20.2-bookworm-slim AS runtime
+FROM node:24.22.3-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     MESHFLOW_CACHE_DIR=/opt/meshflow/cache \
     MESHFLOW_STATE_DIR=/var/lib/meshflow

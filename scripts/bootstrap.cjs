@@ -1,11 +1,15 @@
 #!/usr/bin/env node
-// Runs before `npm test`, `npm run start-workflow` and the other npm scripts, on Node built-ins
-// only: installs the npm dependencies when they are missing or older than package-lock.json, then
-// compiles the TypeScript sources (incrementally; a no-op when dist/ is current). Pinned external
-// tools are built later, by the command that needs them, with their own progress output.
-const { spawnSync } = require('node:child_process');
+// Runs first in `npm test`, `npm run start-workflow` and the other npm scripts, on Node built-ins
+// only: picks the runtime (./runtimes.cjs: the machine's Node when it is of a supported line, else
+// the pinned Node 24 from the npm registry, and this script runs again on it), installs the npm
+// dependencies when they are missing or older than package-lock.json, compiles the TypeScript
+// sources (incrementally; a no-op when dist/ is current), then runs the command it was given
+// (`bootstrap.cjs dist/cli/main.js up ...`) on that runtime. Pinned external tools are built later,
+// by the command that needs them, with their own progress output.
+const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+const runtimes = require('./runtimes.cjs');
 
 const root = path.resolve(__dirname, '..');
 const say = (line) => process.stderr.write(`[meshflow] ${line}\n`);
@@ -26,19 +30,50 @@ function run(cmd, args) {
   }
 }
 
-const [major, minor] = process.versions.node.split('.').map(Number);
-if (major < 20 || (major === 20 && minor < 19)) {
-  say(`Node ${process.versions.node} is too old: meshflow needs Node 20.19 or newer.`);
-  process.exit(1);
+/** Runs `node args` with stdio inherited and ends this process as it ends (its code, or its signal). */
+function handOver(node, args, env = process.env) {
+  const child = spawn(node, args, { stdio: 'inherit', env });
+  // A terminal's Ctrl-C reaches the child too (one process group); a SIGTERM sent to this process is passed on.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => {
+    if (signal) {
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+    }
+    process.exit(code ?? 1);
+  });
 }
 
-const installed = path.join(root, 'node_modules', '.package-lock.json');
-if (mtime(installed) < mtime(path.join(root, 'package-lock.json'))) {
-  // `npm install` honours package-lock.json as `npm ci` does; `npm ci` is not used because the npm
-  // of this toolchain (11.x) writes lock files without other platforms' optional packages
-  // (@swc/core-darwin-*, ...) and then refuses them as out of sync.
-  say('installing npm dependencies (npm install, as locked)...');
-  run('npm', ['install', '--no-audit', '--no-fund']);
+/** This Node is of no supported line: the pinned primary runs this script again, and then the command. */
+function onPrimary() {
+  let node;
+  try {
+    node = runtimes.nodeOf(runtimes.PRIMARY, say);
+  } catch (err) {
+    say(err.message);
+    process.exit(1);
+  }
+  say(
+    `Node ${process.versions.node} is not a supported line (${runtimes.RUNTIMES.map((r) => r.line).join(', ')}): running on Node ${runtimes.PRIMARY.version}`,
+  );
+  handOver(node, [__filename, ...process.argv.slice(2)], { ...process.env, PATH: runtimes.pathWith(node) });
 }
 
-run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+function main() {
+  const installed = path.join(root, 'node_modules', '.package-lock.json');
+  if (mtime(installed) < mtime(path.join(root, 'package-lock.json'))) {
+    // `npm install` honours package-lock.json as `npm ci` does; `npm ci` is not used because the npm
+    // of this toolchain (11.x) writes lock files without other platforms' optional packages
+    // (@swc/core-darwin-*, ...) and then refuses them as out of sync.
+    say('installing npm dependencies (npm install, as locked)...');
+    run('npm', ['install', '--no-audit', '--no-fund']);
+  }
+
+  run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+
+  const [entry, ...args] = process.argv.slice(2);
+  if (entry) handOver(process.execPath, [path.resolve(root, entry), ...args]);
+}
+
+if (runtimes.supported()) main();
+else onPrimary();

@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { parse } from 'yaml';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { PRIMARY } = require('../scripts/runtimes.cjs') as { PRIMARY: { line: number; version: string } };
 import { scratchDir, tool } from './helpers/env';
 
 const root = path.resolve(__dirname, '..');
@@ -238,7 +240,9 @@ describe('Dockerfile', () => {
       const image = args.split(/\s+/)[0];
       expect(image).toMatch(/^[\w./-]+:\d+\.\d+\.\d+[\w.-]*$/);
     }
-    expect(froms[last].args).toMatch(/^node:20\.\d+\.\d+-\S*slim\b/);
+    // The image runs the primary runtime, the build that `npm test` runs the whole suite on.
+    expect(froms[last].args).toMatch(new RegExp(`^node:${PRIMARY.version.replaceAll('.', '\\.')}-\\S*slim\\b`));
+    expect(froms.find((f) => /\bAS build$/i.test(f.args))?.args).toMatch(new RegExp(`^node:${PRIMARY.version}-`));
   });
 
   test('builds the app and the pinned tools in the build stage, with the cache inside the image', () => {
