@@ -1,5 +1,5 @@
 // The meshflow worker: runs the mesh workflow and its activities. Started by `meshflow up` in
-// local mode, or by hand (`node dist/worker.js`) next to a shared Temporal cluster: add workers to
+// local mode, or by hand (`meshflow worker`) next to a shared Temporal cluster: add workers to
 // scale out; Temporal spreads the work.
 import { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
@@ -147,15 +147,4 @@ export async function createWorker(
     }),
     await Worker.create({ ...common, taskQueue: hostQueue, activities }),
   );
-}
-
-// `node dist/worker.js` is `meshflow worker --shutdown-grace 0s`: local mode's background worker
-// stops at once (its supervisor waits 10 s), and a cancelled step resumes when it is back.
-if (require.main === module) {
-  import('./cli/worker.js')
-    .then(({ runWorker }) => runWorker({ shutdownGraceMs: 0 }))
-    .catch((err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    });
 }

@@ -6,7 +6,7 @@ import * as k8s from '@kubernetes/client-node';
 import { isLoopbackUrl } from '../util/net';
 import { ISTIO_LINES } from '../istio/version';
 import { MANAGED_BY, MESH_LABEL, pause } from './kube';
-import type { ClusterAccess } from './providers';
+import type { ClusterAccess } from './access';
 
 /** The oldest Kubernetes minor the pinned Istio builds install on (istioctl's k8sversion.MinK8SVersion: 32 in each). */
 export const MIN_KUBERNETES_MINOR = 32;

@@ -104,7 +104,7 @@ export class ChaosBench {
   }
 
   startWorker(): void {
-    this.worker = spawn(process.execPath, [path.join(packageRoot, 'dist', 'worker.js')], {
+    this.worker = spawn(process.execPath, [path.join(packageRoot, 'dist', 'cli', 'worker.js')], {
       // A fixed host: the restarted worker takes its meshes' host queue back.
       env: {
         ...process.env,

@@ -103,7 +103,7 @@ async function startWorker(target: TemporalTarget, progress: Progress, message: 
   startSupervisedDaemon({
     file: process.execPath,
     // The worker ignores --marker; it lets the PID check recognise this process.
-    args: [path.join(packageRoot, 'dist', 'worker.js'), `--marker=${dir}`],
+    args: [path.join(packageRoot, 'dist', 'cli', 'worker.js'), `--marker=${dir}`],
     pidFile,
     marker: dir,
     env: { ...process.env, TEMPORAL_ADDRESS: target.address, TEMPORAL_NAMESPACE: target.namespace },

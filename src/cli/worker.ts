@@ -64,3 +64,12 @@ export async function workerCommand(opts: { shutdownGrace: string }): Promise<vo
   if (ms === undefined) throw new Error(`--shutdown-grace ${opts.shutdownGrace}: not a duration (e.g. 0s, 30s, 5m)`);
   await runWorker({ shutdownGraceMs: ms });
 }
+
+// `node dist/cli/worker.js` is `meshflow worker --shutdown-grace 0s`: local mode's background worker
+// stops at once (its supervisor waits 10 s), and a cancelled step resumes when it is back.
+if (require.main === module) {
+  runWorker({ shutdownGraceMs: 0 }).catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

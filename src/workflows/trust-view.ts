@@ -3,24 +3,9 @@
 // status query computes it, clients render it; nothing here is secret (fingerprints and dates).
 import { DEFAULT_ROTATE_BEFORE, parseDuration } from '../spec/duration';
 import type { MeshSpec } from '../spec/schema';
-import type { StepStatus } from './types';
+import type { StepStatus, TrustStatus } from './types';
 
-export interface TrustStatus {
-  root?: { notAfter?: string; fingerprint?: string; source?: string };
-  intermediates: Array<{
-    cluster: string;
-    generation: number;
-    notAfter: string;
-    fingerprint?: string;
-    rotatedAt?: string;
-    /** When a ready mesh rotates it by itself (absent with rotateBefore off). */
-    rotateAt?: string;
-  }>;
-  readers: Array<{ source: string; target: string; expiresAt: string; renewAt?: string; rotatedAt?: string }>;
-  rotateBefore: string;
-  /** Clusters whose intermediate is within rotateBefore (30d when off) of its expiry now. */
-  due: string[];
-}
+export type { TrustStatus } from './types';
 
 export function trustStatus(spec: MeshSpec, steps: StepStatus[], nowMs: number): TrustStatus {
   const rootStep = steps.find((s) => s.kind === 'root-ca')?.outputs;

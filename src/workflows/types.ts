@@ -1,6 +1,5 @@
 // The mesh workflow's state as its status query reports it, and its input. None of it is secret
 // (see ../steps/contract.ts, which holds what steps exchange with the workflow).
-import type { TrustStatus } from './trust-view';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { StepKind } from '../plan/plan';
 import type { CheckResult, LedgerEntry, Resource } from '../steps/contract';
@@ -227,4 +226,22 @@ export interface ProvisionMeshInput {
   carried?: MeshStatus;
   /** Carried across continue-as-new: the drift baseline and when (workflow time) it was taken; its only copy. */
   driftBaseline?: { baseline: DriftBaseline; at: string };
+}
+
+/** A mesh's trust as its status shows it (see trust-view.ts): the root, each intermediate, each reader token. */
+export interface TrustStatus {
+  root?: { notAfter?: string; fingerprint?: string; source?: string };
+  intermediates: Array<{
+    cluster: string;
+    generation: number;
+    notAfter: string;
+    fingerprint?: string;
+    rotatedAt?: string;
+    /** When a ready mesh rotates it by itself (absent with rotateBefore off). */
+    rotateAt?: string;
+  }>;
+  readers: Array<{ source: string; target: string; expiresAt: string; renewAt?: string; rotatedAt?: string }>;
+  rotateBefore: string;
+  /** Clusters whose intermediate is within rotateBefore (30d when off) of its expiry now. */
+  due: string[];
 }
