@@ -11,7 +11,7 @@ import type { MeshActivities } from './activities/types';
 import { ExistingProvider, LocalProvider } from './adapters/providers';
 import { GkeProvider, type GkeProviderOptions } from './adapters/gke';
 import { gkeEndpoints } from './gke/clients';
-import { EmulatedIstiod } from './gke/emulated-istiod';
+import { EmulatedIstiod } from './emulators/gke/istiod';
 import { LOCAL_TOOL_NAMES, localTools } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
 import { dataConverter } from './temporal/codec';

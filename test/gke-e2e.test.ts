@@ -11,7 +11,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { meshStatus, rotateMesh, startMesh, teardownMesh } from '../src/client';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST, gkeClients } from '../src/gke/clients';
-import { GkeEmulator } from '../src/gke/emulator';
+import { GkeEmulator } from '../src/emulators/gke/emulator';
 import { LocalClusters } from '../src/local/clusters';
 import { parseMeshSpec } from '../src/spec/load';
 import type { MeshSpec } from '../src/spec/schema';

@@ -5,7 +5,7 @@
 // operations; a deleted cluster takes its backing local cluster with it.
 import * as k8s from '@kubernetes/client-node';
 import { EMULATOR_ACCESS_TOKEN, type GkeClients, gkeClients, gkeEndpoints } from '../src/gke/clients';
-import { GkeEmulator } from '../src/gke/emulator';
+import { GkeEmulator } from '../src/emulators/gke/emulator';
 import { LocalClusters, NODE_NAME } from '../src/local/clusters';
 import { sleep } from '../src/util/net';
 import { scratchDir, testLocalTools } from './helpers/env';

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { GkeProvider } from '../src/adapters/gke';
 import { collectGarbage } from '../src/gc';
 import { type GkeClients, gkeClients, gkeEndpoints } from '../src/gke/clients';
-import { GkeEmulator } from '../src/gke/emulator';
+import { GkeEmulator } from '../src/emulators/gke/emulator';
 import { parseMeshSpec } from '../src/spec/load';
 import type { ClusterSpec } from '../src/spec/schema';
 import { PermanentError } from '../src/steps/errors';

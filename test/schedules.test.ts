@@ -12,7 +12,7 @@ import { type RunningApi, startApi } from '../src/api/server';
 import { execa } from 'execa';
 import { MeshAlreadyRunningError, meshStatus, startMesh, teardownMesh } from '../src/client';
 import type { GcResult } from '../src/gc';
-import { scheduleCommand } from '../src/schedules/cli';
+import { scheduleCommand } from '../src/cli/schedule';
 import {
   NoScheduleError,
   ScheduleExistsError,

@@ -11,7 +11,7 @@ import YAML from 'yaml';
 import type { protos as containerProtos } from '@google-cloud/container';
 import type { protos as computeProtos } from '@google-cloud/compute';
 import { type GkeClients, gkeClients } from '../gke/clients';
-import { EmulatedIstiod } from '../gke/emulated-istiod';
+import { EmulatedIstiod } from '../emulators/gke/istiod';
 import { gkeClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
 import { ClusterGoneError, NotOursError, PermanentError } from '../steps/errors';

@@ -42,7 +42,7 @@ import { applyMesh, planChange, rotateMesh, startMesh, startUpgrade, teardownMes
 import { LocalClusters } from '../local/clusters';
 import { startSimulatedDataPlane } from '../sim/start';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST } from '../gke/clients';
-import { GkeEmulator } from '../gke/emulator';
+import { GkeEmulator } from '../emulators/gke/emulator';
 import { startApi } from '../api/server';
 import { type Plan, type StepKind, buildPlan, criticalPath } from '../plan/plan';
 import { loadMeshSpec, parseMeshSpec } from '../spec/load';

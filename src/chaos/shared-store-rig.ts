@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { GKE_COMPUTE_EMULATOR_HOST, GKE_EMULATOR_HOST } from '../gke/clients';
-import { GkeEmulator } from '../gke/emulator';
+import { GkeEmulator } from '../emulators/gke/emulator';
 import { LocalClusters } from '../local/clusters';
 import { localTools } from '../local/tools';
 import { packageRoot } from '../paths';

@@ -2,7 +2,7 @@
 // by hand. Prints where it listens as environment assignments on stdout (logs go to stderr) and
 // runs until SIGINT or SIGTERM; its clusters outlive it, as a cloud's would.
 import path from 'node:path';
-import { GkeEmulator } from '../gke/emulator';
+import { GkeEmulator } from '../emulators/gke/emulator';
 import { LOCAL_TOOL_NAMES, localTools } from '../local/tools';
 import { stateDir } from '../paths';
 import { ensureTools } from '../tools/install';

@@ -49,7 +49,7 @@ import { CHECKS, selectChecks } from '../checks/catalog';
 import { checksPage } from '../checks/docs-page';
 import { forgotIn, renderCatalog, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
-import { scheduleCommand } from '../schedules/cli';
+import { scheduleCommand } from './schedule';
 import { teamCommand } from './team';
 
 const DEFAULT_EXAMPLE = path.join(packageRoot, 'examples', 'two-clusters.yaml');

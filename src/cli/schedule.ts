@@ -1,6 +1,6 @@
 // `meshflow schedule ...`: the sweep and recurring meshes as Temporal Schedules.
 import { Command } from 'commander';
-import { connect, connectWithWorker } from '../cli/local-mode';
+import { connect, connectWithWorker } from './local-mode';
 import { loadMeshSpec } from '../spec/load';
 import {
   MIN_INTERVAL,
@@ -16,7 +16,7 @@ import {
   scheduleIdOf,
   triggerSchedule,
   unpauseSchedule,
-} from './schedules';
+} from '../schedules/schedules';
 
 interface CreateOptions {
   spec?: string;

@@ -8,12 +8,12 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { type LocalCluster, LocalClusters, type LocalTools } from '../local/clusters';
-import { startSimulatedDataPlane } from '../sim/start';
-import { EMULATOR_ACCESS_TOKEN } from './clients';
-import { setClusterStatus } from './emulator-cluster';
-import { computeHandler } from './emulator-compute';
-import { clusterManagerHandlers, clusterManagerMethods, clusterManagerService } from './emulator-container';
+import { type LocalCluster, LocalClusters, type LocalTools } from '../../local/clusters';
+import { startSimulatedDataPlane } from '../../sim/start';
+import { EMULATOR_ACCESS_TOKEN } from '../../gke/clients';
+import { setClusterStatus } from './cluster';
+import { computeHandler } from './compute';
+import { clusterManagerHandlers, clusterManagerMethods, clusterManagerService } from './container';
 import {
   ApiError,
   backingPodCidr,
@@ -29,9 +29,9 @@ import {
   type StoredComputeOperation,
   type StoredOperation,
   type Timeline,
-} from './emulator-model';
+} from './model';
 
-export type { EmulatorFault } from './emulator-model';
+export type { EmulatorFault } from './model';
 
 export interface GkeEmulatorOptions {
   /** State goes to <stateDir>/gke-emulator/state.json, backing local clusters to <stateDir>/local. */

@@ -2,12 +2,12 @@
 // pod would serve them. As for local clusters, meshflow runs istiod beside each emulated primary
 // (pilot-discovery on this machine, against the backing local cluster) and the cluster's webhooks
 // point at it. Against real GKE none of this exists: istiod runs as the Deployment Istio installs.
-import type { IstiodRunner } from '../adapters/providers';
-import { type IstiodEndpoint, LocalClusters, type LocalTools, istiodEndpoint } from '../local/clusters';
-import { gkeClusterName } from '../spec/names';
-import type { ClusterSpec } from '../spec/schema';
-import { type GkeEndpoints, emulatorInfo } from './clients';
-import { backingName } from './emulator-model';
+import type { IstiodRunner } from '../../adapters/providers';
+import { type IstiodEndpoint, LocalClusters, type LocalTools, istiodEndpoint } from '../../local/clusters';
+import { gkeClusterName } from '../../spec/names';
+import type { ClusterSpec } from '../../spec/schema';
+import { type GkeEndpoints, emulatorInfo } from '../../gke/clients';
+import { backingName } from './model';
 
 export class EmulatedIstiod implements IstiodRunner {
   private clusters?: Promise<LocalClusters>;

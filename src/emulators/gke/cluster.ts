@@ -10,7 +10,7 @@ import {
   parseCidr,
   randomHex,
   type StoredCluster,
-} from './emulator-model';
+} from './model';
 
 /** GKE versions the emulator offers (its clusters run Kubernetes 1.34); the first is the newest. */
 export const VERSIONS = ['1.34.4-gke.1000', '1.34.3-gke.1250', '1.33.8-gke.1100', '1.32.12-gke.1300'];

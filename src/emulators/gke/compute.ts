@@ -10,7 +10,7 @@ import {
   parseCidr,
   randomHex,
   type StoredComputeOperation,
-} from './emulator-model';
+} from './model';
 
 type Msg = Record<string, unknown>;
 

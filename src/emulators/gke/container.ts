@@ -4,7 +4,7 @@
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { clusterLink, newCluster, serverConfig, setClusterStatus } from './emulator-cluster';
+import { clusterLink, newCluster, serverConfig, setClusterStatus } from './cluster';
 import {
   ApiError,
   checkLocation,
@@ -13,7 +13,7 @@ import {
   operationName,
   type StoredCluster,
   type StoredOperation,
-} from './emulator-model';
+} from './model';
 
 type Msg = Record<string, unknown>;
 
