@@ -3,7 +3,7 @@
 // scale out; Temporal spreads the work.
 import { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import { createSweepActivities } from './schedules/sweep-activities';
+import { createSweepActivities } from './sweep/activities';
 import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
 import type { ActivityDeps } from './activities/mesh-activities';

@@ -27,14 +27,14 @@ import {
   unpauseSchedule,
 } from '../src/schedules/schedules';
 import { cronMinGapMs } from '../src/schedules/interval';
-import { createSweepActivities } from '../src/schedules/sweep-activities';
+import { createSweepActivities } from '../src/sweep/activities';
 import { SpecError } from '../src/spec/load';
 import { MESH_SEARCH_ATTRIBUTES } from '../src/temporal/search-attributes';
 import { sleep } from '../src/util/net';
 import { WORKER_TUNING } from '../src/worker';
 import { TASK_QUEUE, statusQuery } from '../src/workflows/definitions';
 import type { provisionMesh } from '../src/workflows/mesh';
-import { type SweepResult, sweepMeshes, verdict } from '../src/workflows/sweep';
+import { type SweepResult, sweepMeshes, verdict } from '../src/sweep/workflow';
 import type { MeshStatus } from '../src/workflows/types';
 import { scratchDir } from './helpers/env';
 import { FakeActivities, twoClusterMesh, twoClusterYaml } from './helpers/fake-activities';

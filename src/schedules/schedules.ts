@@ -17,7 +17,7 @@ import { formatDurationMs, parseDuration } from '../spec/duration';
 import type { MeshSpec } from '../spec/schema';
 import { TASK_QUEUE } from '../workflows/definitions';
 import type { ScheduledMeshInput, ScheduledMeshResult, scheduledMesh } from '../workflows/scheduled-mesh';
-import type { SweepInput, sweepMeshes } from '../workflows/sweep';
+import type { SweepInput, sweepMeshes } from '../sweep/workflow';
 import { cronMinGapMs } from './interval';
 
 export const SWEEP_SCHEDULE_ID = 'meshflow-sweep';

@@ -1,3 +1,3 @@
 export { provisionMesh } from './mesh';
-export { sweepMeshes } from './sweep';
+export { sweepMeshes } from '../sweep/workflow';
 export { scheduledMesh } from './scheduled-mesh';

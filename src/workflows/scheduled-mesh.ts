@@ -20,7 +20,7 @@ import {
   startChild,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { SweepActivities } from '../schedules/sweep-activities';
+import type { SweepActivities } from '../sweep/activities';
 import type { MeshSpec } from '../spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { meshWorkflowId } from './definitions';

@@ -4,8 +4,8 @@
 // TTL timer normally ends it: the sweep catches one whose deadline passed while it stayed open,
 // and one left `kept` after a failure for longer than the kept limit.
 import { getExternalWorkflowHandle, proxyActivities } from '@temporalio/workflow';
-import type { SweepActivities, SweptMesh } from '../schedules/sweep-activities';
-import { teardownSignal } from './definitions';
+import type { SweepActivities, SweptMesh } from './activities';
+import { teardownSignal } from '../workflows/definitions';
 
 export interface SweepInput {
   /** A mesh kept after a failure longer than this is torn down. */

@@ -1,6 +1,6 @@
 // The schedules' activities. The sweep's: the open mesh workflows (a visibility query, as
 // `meshflow list`) and each one's status query; the decision and the teardown signal are the
-// workflow's (../workflows/sweep.ts). A scheduled mesh's: the open runs of its name.
+// workflow's (./workflow.ts). A scheduled mesh's: the open runs of its name.
 import type { Client } from '@temporalio/client';
 import { listMeshes, openRunsOf } from '../client';
 import { statusQuery } from '../workflows/definitions';
