@@ -9,7 +9,7 @@ import { applyProblems, diffPlans, withRevisionOf } from './plan/diff';
 import { type Step, appPlacement, buildPlan, criticalPath, needsPreflight } from './plan/plan';
 import { upgradeSpec } from './spec/upgrade';
 import type { MeshSpec } from './spec/schema';
-import { PermanentError } from './steps/errors';
+import { PermanentError } from './util/errors';
 import type { TrustStore } from './trust-store/store';
 import type { NewRootFiles } from './trust-store/spec-files';
 import { MESH_SEARCH_ATTRIBUTES } from './temporal/search-attributes';

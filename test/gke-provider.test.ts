@@ -9,7 +9,7 @@ import { type GkeClients, gkeClients, gkeEndpoints } from '../src/gke/clients';
 import { GkeEmulator } from '../src/emulators/gke/emulator';
 import { parseMeshSpec } from '../src/spec/load';
 import type { ClusterSpec } from '../src/spec/schema';
-import { PermanentError } from '../src/steps/errors';
+import { PermanentError } from '../src/util/errors';
 import { scratchDir, testLocalTools } from './helpers/env';
 
 let emulator: GkeEmulator;

@@ -5,7 +5,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 import { Kube } from '../src/adapters/kube';
-import { SharedTlsKubeConfig } from '../src/adapters/kube-config';
+import { SharedTlsKubeConfig } from '../src/util/kube-config';
 import { scratchDir } from './helpers/env';
 import { makePki, type TestPki } from './helpers/tls-front';
 

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { ISTIO_BUILDS } from '../src/istio/version';
-import { PermanentError } from '../src/steps/errors';
+import { PermanentError } from '../src/util/errors';
 import { buildLane, buildSlots, expectedBuildMinutes, setupToolNames } from '../src/tools/install';
 import { istioToolsOf } from '../src/tools/istio-builds';
 import { TOOLS, istioToolName, toolSpec } from '../src/tools/specs';

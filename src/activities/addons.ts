@@ -12,7 +12,7 @@ import { ISTIO_NAMESPACE } from '../istio/manifests';
 import type { IstioAddon } from '../istio/version';
 import type { MeshSpec } from '../spec/schema';
 import type { StepOutcome, StepRequest } from '../steps/contract';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 import { type ActivityDeps, kubeOf, objectsIn } from './deps';
 import { runStep } from './step';
 

@@ -11,7 +11,7 @@ import { SAMPLE_APPS, deploymentNames } from '../istio/sample-apps';
 import { appPlacement } from '../plan/plan';
 import type { MeshSpec } from '../spec/schema';
 import type { StepOutcome, StepRequest } from '../steps/contract';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 import { type ActivityDeps, kubeOf, objectsIn } from './deps';
 import { runStep } from './step';
 

@@ -5,7 +5,7 @@ import { isLoopbackUrl } from '../util/net';
 import { GkeProvider } from '../adapters/gke';
 import { gkeFlatNetworks } from '../plan/plan';
 import type { StepRequest, StepOutcome } from '../steps/contract';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 import type { ClusterSpec } from '../spec/schema';
 import { type ActivityDeps, clusterOf, gkeProvider } from './deps';
 import { runStep } from './step';

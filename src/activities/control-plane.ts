@@ -21,7 +21,7 @@ import type { IstiodRunner } from '../adapters/providers';
 import type { IstiodEndpoint, IstiodOptions } from '../local/clusters';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { StepOutcome, StepRequest } from '../steps/contract';
-import { NotOursError, PermanentError } from '../steps/errors';
+import { NotOursError, PermanentError } from '../util/errors';
 import {
   AMBIENT_EASTWEST_GATEWAY,
   EASTWEST_GATEWAY_CLASS,

@@ -7,7 +7,7 @@ import type { Kube, ObjectRef } from '../adapters/kube';
 import { GkeProvider } from '../adapters/gke';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { Resource } from '../steps/contract';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 import type { IstioToolsOf } from '../tools/istio-builds';
 import type { TrustStore } from '../trust-store/store';
 import type { TrafficPort } from '../checks/traffic';

@@ -11,7 +11,7 @@ import {
 } from '../istio/manifests';
 import { parseDuration } from '../spec/duration';
 import type { StepOutcome, StepRequest } from '../steps/contract';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 import { type ActivityDeps, accessOf, clusterOf, objectsIn } from './deps';
 import { runStep } from './step';
 

@@ -40,7 +40,7 @@ import type {
   StepOutcome,
   StepRequest,
 } from '../steps/contract';
-import { NotOursError, PermanentError } from '../steps/errors';
+import { NotOursError, PermanentError } from '../util/errors';
 import { type ActivityDeps, clusterOf, kubeOf, objectsIn } from './deps';
 import { type StepContext, runStep } from './step';
 

@@ -8,7 +8,7 @@ import { setMaxListeners } from 'node:events';
 import { CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Heartbeat } from '../adapters/kube';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 import { type Resource, type StepOutcome, type StepTrace, mergeResources } from '../steps/contract';
 
 /** How often the wrapper heartbeats (the SDK sends at most one per throttle interval). */

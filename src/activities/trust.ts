@@ -5,7 +5,7 @@ import { clusterCa, ensureMeshCas, fingerprintOf } from '../istio/trust';
 import { meshEntries } from '../trust-store/store';
 import { ISTIO_NAMESPACE, NETWORK_LABEL } from '../istio/manifests';
 import type { StepOutcome, StepRequest } from '../steps/contract';
-import { NotOursError } from '../steps/errors';
+import { NotOursError } from '../util/errors';
 import { type ActivityDeps, clusterOf, kubeOf, objectsIn } from './deps';
 import { runStep } from './step';
 

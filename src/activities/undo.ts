@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describeRef } from '../adapters/kube';
 import type { Kube } from '../adapters/kube';
 import type { UndoOutcome, UndoRequest } from '../steps/contract';
-import { ClusterGoneError, PermanentError } from '../steps/errors';
+import { ClusterGoneError, PermanentError } from '../util/errors';
 import { type ActivityDeps, clusterOf, gkeProvider, kubeOf } from './deps';
 import { runStep } from './step';
 

@@ -14,7 +14,7 @@ import { type GkeClients, gkeClients } from '../gke/clients';
 import { EmulatedIstiod } from '../emulators/gke/istiod';
 import { gkeClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
-import { ClusterGoneError, NotOursError, PermanentError } from '../steps/errors';
+import { ClusterGoneError, NotOursError, PermanentError } from '../util/errors';
 import { pause } from './kube';
 import type { ClusterAccess, ClusterProvider, IstiodRunner, PreflightContext, ProviderContext } from './providers';
 

@@ -3,10 +3,10 @@
 // objects meshflow labelled as its own for this mesh.
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
-import { SharedTlsKubeConfig } from './kube-config';
+import { SharedTlsKubeConfig } from '../util/kube-config';
 import * as jsYaml from 'js-yaml';
 import type { ObjectRef } from '../steps/contract';
-import { NotOursError, PermanentError } from '../steps/errors';
+import { NotOursError, PermanentError } from '../util/errors';
 
 export type { ObjectRef } from '../steps/contract';
 

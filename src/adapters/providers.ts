@@ -5,7 +5,7 @@ import { isLoopbackUrl } from '../util/net';
 import os from 'node:os';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { SharedTlsKubeConfig } from './kube-config';
+import { SharedTlsKubeConfig } from '../util/kube-config';
 import {
   type IstiodEndpoint,
   type IstiodOptions,
@@ -17,12 +17,12 @@ import { localClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
 import { startSimulatedDataPlane } from '../sim/start';
 import { type Heartbeat, Kube } from './kube';
-import { ClusterGoneError, PermanentError } from '../steps/errors';
+import { ClusterGoneError, PermanentError } from '../util/errors';
 import type { TrustStore } from '../trust-store/store';
 import type { ClusterAccess } from './access';
 import { preflightCluster } from './preflight';
 
-export { PermanentError } from '../steps/errors';
+export { PermanentError } from '../util/errors';
 
 export type { ClusterAccess } from './access';
 

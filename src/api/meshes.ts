@@ -28,7 +28,7 @@ import {
 } from '../client';
 import { SpecError, locateProblems, parseMeshSpec } from '../spec/load';
 import { describeDelta } from '../plan/diff';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 import type { TrustStore } from '../trust-store/store';
 import type { MeshSpec } from '../spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';

@@ -62,7 +62,7 @@ import { meshWorkflowId, statusQuery } from '../workflows/definitions';
 import { Context } from '@temporalio/activity';
 import type { HostActivities } from '../activities/host';
 import type { MeshActivities } from '../activities/types';
-import { everyStep } from '../steps/activity-names';
+import { everyStep } from '../workflows/activity-names';
 import type { noopChain } from './noop-chain';
 import { takeoverAfterKill } from './takeover';
 import type {

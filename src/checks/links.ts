@@ -1,7 +1,7 @@
 // Links between clusters (MF0301): each target's remote secret for each source it reads, that its
 // kubeconfig reads the source, and that its token may do nothing more.
 import type * as k8s from '@kubernetes/client-node';
-import { SharedTlsKubeConfig } from '../adapters/kube-config';
+import { SharedTlsKubeConfig } from '../util/kube-config';
 import { ISTIO_NAMESPACE, READER_SERVICE_ACCOUNT, remoteSecretName } from '../istio/manifests';
 import { linkPairs } from '../plan/plan';
 import { eachTarget } from './define';

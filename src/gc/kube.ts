@@ -1,7 +1,7 @@
 // gc in Kubernetes: discovery, labelled lists, deletes of exactly the object that was found, and
 // the Secrets of the Kubernetes trust store.
 import * as k8s from '@kubernetes/client-node';
-import { SharedTlsKubeConfig } from '../adapters/kube-config';
+import { SharedTlsKubeConfig } from '../util/kube-config';
 import { Kube, MANAGED_BY, MESH_LABEL } from '../adapters/kube';
 import { type KubernetesStoreLocation, kubernetesTrustStore } from '../trust-store/from-env';
 import { secretName } from '../trust-store/kubernetes';

@@ -7,7 +7,7 @@
 // entries and in each cluster's `cacerts` secret; they never travel through workflow history.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
-import { PermanentError } from '../adapters/providers';
+import { PermanentError } from '../util/errors';
 import { DEFAULT_INTERMEDIATE_VALIDITY, parseDuration } from '../spec/duration';
 import type { CaKeyAlgorithm } from '../spec/schema';
 import type { MeshEntries } from '../trust-store/store';

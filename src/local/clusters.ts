@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { SharedTlsKubeConfig } from '../adapters/kube-config';
+import { SharedTlsKubeConfig } from '../util/kube-config';
 import YAML from 'yaml';
 import { freePort, sleep } from '../util/net';
 import { type Progress, silent } from '../util/progress';

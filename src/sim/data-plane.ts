@@ -21,7 +21,7 @@ import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { DATAPLANE_MODE_LABEL, REDIRECTION_ANNOTATION } from '../istio/ambient';
 import { ISTIO_NAMESPACE, istiodDeployment } from '../istio/manifests';
-import { SharedTlsKubeConfig } from '../adapters/kube-config';
+import { SharedTlsKubeConfig } from '../util/kube-config';
 import { serveExecDouble } from './exec-double';
 
 export interface SimulatedCluster {

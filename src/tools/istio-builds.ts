@@ -4,7 +4,7 @@
 // asking step's heartbeats), once for every step and worker process waiting for it.
 import path from 'node:path';
 import { istioBuildOf, ISTIO_LINES } from '../istio/version';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 import { type Progress, formatDuration, stderrProgress } from '../util/progress';
 import { GATEWAY_API_CRDS, ISTIO_ADDONS_DIR, ToolSetupError, ensureTools } from './install';
 import { istioToolName, toolSpec } from './specs';

@@ -4,7 +4,7 @@
 // name paths, contexts and namespaces, never what a kubeconfig holds.
 import fs from 'node:fs';
 import path from 'node:path';
-import { SharedTlsKubeConfig } from '../adapters/kube-config';
+import { SharedTlsKubeConfig } from '../util/kube-config';
 import { KubernetesTrustStore } from './kubernetes';
 import { StateDirTrustStore } from './state-dir';
 import type { TrustStore } from './store';

@@ -7,7 +7,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { Kube, MANAGED_BY, MESH_LABEL, ownedBy } from '../adapters/kube';
 import type { Resource } from '../steps/contract';
-import { NotOursError, PermanentError } from '../steps/errors';
+import { NotOursError, PermanentError } from '../util/errors';
 import { type TrustStore, checkEntryNames } from './store';
 
 export const OWNER_ANNOTATION = 'meshflow.dev/owner';

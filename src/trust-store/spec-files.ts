@@ -11,7 +11,7 @@ import os from 'node:os';
 import * as k8s from '@kubernetes/client-node';
 import { checkUserRoot, userRootEntries, userRootPem } from '../istio/trust';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 import type { TrustStore } from './store';
 
 /**

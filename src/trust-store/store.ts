@@ -3,7 +3,7 @@
 // a mesh's trust steps: the state directory of one host, or Secrets of a management cluster that
 // every worker reads. Entries never travel through workflow history; only the ledger resource does.
 import type { Resource } from '../steps/contract';
-import { PermanentError } from '../steps/errors';
+import { PermanentError } from '../util/errors';
 
 /** An entry's name: segments of lowercase letters, digits, '.' and '-', joined by '/' (e.g. `east/ca-key.pem`). */
 export const ENTRY_NAME = /^[a-z0-9][a-z0-9.-]*(\/[a-z0-9][a-z0-9.-]*)*$/;

@@ -33,7 +33,7 @@ import {
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
 import type { MeshActivities } from '../activities/types';
-import { STEP_ACTIVITIES } from '../steps/activity-names';
+import { STEP_ACTIVITIES } from './activity-names';
 import type { HostActivities, HostClaim } from '../activities/host';
 import type { MeshSpec } from '../spec/schema';
 import { buildPlan, needsPreflight, type Plan, type Step, type StepKind } from '../plan/plan';
@@ -52,7 +52,7 @@ import {
   type UndoOutcome,
   resourceCluster,
 } from '../steps/contract';
-import { NON_RETRYABLE_TYPES } from '../steps/errors';
+import { NON_RETRYABLE_TYPES } from '../util/errors';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import {
   applyUpdate,

@@ -13,7 +13,7 @@ import type {
   RevisionRequest,
   UndoRequest,
 } from '../../src/activities/types';
-import { everyStep } from '../../src/steps/activity-names';
+import { everyStep } from '../../src/workflows/activity-names';
 import type { Plan } from '../../src/plan/plan';
 import { parseMeshSpec } from '../../src/spec/load';
 import type { MeshSpec } from '../../src/spec/schema';

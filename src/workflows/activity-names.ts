@@ -2,7 +2,7 @@
 // and the test doubles, which serve them all. Values with no I/O, so workflow code may import it.
 import type { MeshActivities } from '../activities/types';
 import type { StepKind } from '../plan/plan';
-import type { StepOutcome, StepRequest } from './contract';
+import type { StepOutcome, StepRequest } from '../steps/contract';
 
 /** The activities that run a step of the plan (the others undo, serve an update, or look for drift). */
 export type StepActivityName = Exclude<
