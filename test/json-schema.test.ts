@@ -9,6 +9,7 @@ import { execa } from 'execa';
 import YAML from 'yaml';
 import { malformedSpecs } from '../src/chaos/malformed-specs';
 import { JSON_SCHEMA_FILE, meshJsonSchema } from '../src/spec/json-schema';
+import { specReference } from '../src/spec/reference';
 import { meshSchema } from '../src/spec/schema';
 
 const root = path.resolve(__dirname, '..');
@@ -63,4 +64,30 @@ test('the malformed corpus is refused by the schema wherever a schema can say wh
   }
   expect(refused).toBeGreaterThanOrEqual(80);
   expect(crossField).toBeGreaterThan(0);
+});
+
+test('docs/spec-reference.md is the schema as `meshflow schema --markdown` prints it: every field, with its text', async () => {
+  const shipped = fs.readFileSync(path.join(root, 'docs', 'spec-reference.md'), 'utf8');
+  // When this fails: npx meshflow schema --markdown > docs/spec-reference.md
+  expect(shipped).toBe(specReference());
+  expect((await execa(process.execPath, [cli, 'schema', '--markdown'])).stdout + '\n').toBe(shipped);
+  type Node = { properties?: Record<string, Node>; items?: Node; description?: string };
+  const fields: Array<[string, Node]> = [];
+  const walk = (n: Node, prefix: string) => {
+    for (const [name, f] of Object.entries(n.properties ?? {})) {
+      fields.push([`${prefix}${name}`, f]);
+      walk(f, `${prefix}${name}.`);
+      if (f.items) walk(f.items, `${prefix}${name}[].`);
+    }
+  };
+  walk(meshJsonSchema() as Node, '');
+  expect(fields.length).toBeGreaterThan(50);
+  for (const [at, f] of fields) {
+    // Each field has its row, and says what it is (editors show the same text on hover).
+    expect({ at, row: shipped.includes(`| \`${at}\``), described: Boolean(f.description) }).toEqual({
+      at,
+      row: true,
+      described: true,
+    });
+  }
 });

@@ -47,6 +47,7 @@ import { renderMermaid } from '../plan/mermaid';
 import { connect, connectWithWorker, watchWorker } from './local-mode';
 import { CHECKS, selectChecks } from '../checks/catalog';
 import { checksPage } from '../checks/docs-page';
+import { specReference } from '../spec/reference';
 import { forgotIn, renderCatalog, renderChecks, renderDrift, renderPlan, renderStatus } from './render';
 import { serveCommand } from './serve';
 import { scheduleCommand } from './schedule';
@@ -92,8 +93,9 @@ program
 program
   .command('schema')
   .description(`print the mesh spec as JSON Schema (what ${JSON_SCHEMA_FILE} holds, for editors and other tools)`)
-  .action(() => {
-    process.stdout.write(JSON.stringify(meshJsonSchema(), null, 2) + '\n');
+  .option('--markdown', 'print the spec reference instead (docs/spec-reference.md): every field, default and rule')
+  .action((opts: { markdown?: boolean }) => {
+    process.stdout.write(opts.markdown ? specReference() : JSON.stringify(meshJsonSchema(), null, 2) + '\n');
   });
 
 program

@@ -77,7 +77,13 @@ const localProvider = z.strictObject({}).describe('a control-plane-only cluster 
  * its entries) in the mesh's trust store. Set by meshflow in the spec a run records, which keeps
  * the file's path for display and none of its content; never written by a user.
  */
-const stored = z.string().min(1).optional();
+const stored = z
+  .string()
+  .min(1)
+  .optional()
+  .describe(
+    'set by meshflow in the spec a run records (where up put the file in the trust store); never written by a user',
+  );
 
 const existingProvider = z.strictObject({
   kubeconfig: z.string().min(1).describe('path of the kubeconfig file'),
@@ -88,13 +94,16 @@ const existingProvider = z.strictObject({
 export const GKE_RELEASE_CHANNELS = ['RAPID', 'REGULAR', 'STABLE', 'EXTENDED'] as const;
 
 const gkeProvider = z.strictObject({
-  project: z.string().regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'must be a GCP project ID such as my-project-123'),
+  project: z
+    .string()
+    .regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'must be a GCP project ID such as my-project-123')
+    .describe('the GCP project the cluster is made in'),
   /** A zone (us-central1-a: a zonal cluster) or a region (us-central1: a regional cluster, nodes in each of its zones). */
   location: z
     .string()
-    .regex(
-      /^[a-z]+-[a-z]+[0-9]+(-[a-z])?$/,
-      'must be a GCP region such as us-central1 or a zone such as us-central1-a',
+    .regex(/^[a-z]+-[a-z]+[0-9]+(-[a-z])?$/, 'must be a GCP region such as us-central1 or a zone such as us-central1-a')
+    .describe(
+      'a zone (us-central1-a: a zonal cluster) or a region (us-central1: a regional cluster, nodes in each of its zones)',
     ),
   /** The GKE cluster's name (default: "<mesh>-<cluster>"). */
   clusterName: z
@@ -103,45 +112,69 @@ const gkeProvider = z.strictObject({
       GKE_CLUSTER_NAME,
       "must be a GKE cluster name: a lowercase letter, then lowercase letters, digits and '-', at most 40 characters",
     )
-    .optional(),
+    .optional()
+    .describe("the GKE cluster's name (default: <mesh>-<cluster>)"),
   /** Nodes per zone of the default node pool. */
-  nodeCount: z.number().int().min(1).max(100).default(3),
+  nodeCount: z.number().int().min(1).max(100).default(3).describe('nodes per zone of the default node pool'),
   machineType: z
     .string()
     .regex(/^[a-z0-9]+-[-a-z0-9]+$/, 'must be a machine type such as e2-standard-4')
-    .default('e2-standard-4'),
+    .default('e2-standard-4')
+    .describe('the machine type of the default node pool'),
   releaseChannel: z
     .enum(GKE_RELEASE_CHANNELS, { error: `must be one of ${GKE_RELEASE_CHANNELS.join(', ')}` })
-    .default('REGULAR'),
+    .default('REGULAR')
+    .describe('the GKE release channel the cluster follows'),
   /** The VPC network (in the project) and, optionally, its subnetwork. */
-  network: z.string().min(1).default('default'),
-  subnetwork: z.string().min(1).optional(),
+  network: z.string().min(1).default('default').describe('the VPC network in the project'),
+  subnetwork: z.string().min(1).optional().describe("a subnetwork of that VPC (default: GKE's choice)"),
 });
 
 export const clusterSchema = z.strictObject({
-  name: dnsLabel,
-  provider: z.enum(['local', 'existing', 'gke']),
+  name: dnsLabel.describe("the cluster's name in the mesh (its Istio cluster ID)"),
+  provider: z
+    .enum(['local', 'existing', 'gke'])
+    .describe('where the cluster comes from: local (on this machine), existing (a kubeconfig context) or gke'),
   local: localProvider.optional(),
-  existing: existingProvider.optional(),
-  gke: gkeProvider.optional(),
-  network: dnsLabel,
-  role: z.enum(['primary', 'remote']).default('primary'),
+  existing: existingProvider.optional().describe('provider existing: the kubeconfig context of a cluster you run'),
+  gke: gkeProvider.optional().describe('provider gke: the GKE cluster meshflow makes'),
+  network: dnsLabel.describe(
+    'the Istio network the cluster is on (topology.istio.io/network); clusters on another network are reached through east-west gateways',
+  ),
+  role: z
+    .enum(['primary', 'remote'])
+    .default('primary')
+    .describe('primary runs its own istiod; remote is served by the istiod of `primary` (topology primary-remote)'),
   /** For a remote cluster: the primary whose istiod serves it. */
-  primary: dnsLabel.optional(),
+  primary: dnsLabel.optional().describe('for a remote cluster: the primary whose istiod serves it'),
   /** The API server address other clusters use to reach this one (default: the provider's). */
-  apiServerAddress: z.url().optional(),
-  podCidr: cidr.optional(),
-  serviceCidr: cidr.optional(),
+  apiServerAddress: z
+    .url()
+    .optional()
+    .describe("the API server address other clusters use to reach this one (default: the provider's)"),
+  podCidr: cidr.optional().describe("the pod CIDR (must not overlap another cluster's)"),
+  serviceCidr: cidr.optional().describe("the service CIDR (must not overlap another cluster's)"),
 });
 
 export const meshSchema = z
   .strictObject({
-    apiVersion: z.literal('meshflow.dev/v1alpha1'),
-    kind: z.literal('Mesh'),
-    name: dnsLabel,
-    ttl: ttl.default('4h'),
-    onFailure: z.enum(['delete', 'keep']).default('delete'),
-    clusters: z.array(clusterSchema).min(1, 'a mesh needs at least one cluster').max(20, 'at most 20 clusters'),
+    apiVersion: z.literal('meshflow.dev/v1alpha1').describe("the spec's version: meshflow.dev/v1alpha1"),
+    kind: z.literal('Mesh').describe('always Mesh'),
+    name: dnsLabel.describe("the mesh's name: its workflow is mesh/<name>; local clusters are named <name>-<cluster>"),
+    ttl: ttl
+      .default('4h')
+      .describe(
+        '5m to 30d from the start: the mesh is torn down when it expires, even mid-provisioning (extend moves it)',
+      ),
+    onFailure: z
+      .enum(['delete', 'keep'])
+      .default('delete')
+      .describe('keep: a failed run keeps what it made, says what, and stays open until down or its TTL'),
+    clusters: z
+      .array(clusterSchema)
+      .min(1, 'a mesh needs at least one cluster')
+      .max(20, 'at most 20 clusters')
+      .describe('the clusters of the mesh, each with its provider, network and role'),
     trust: z
       .strictObject({
         /**
@@ -150,7 +183,10 @@ export const meshSchema = z
          */
         keyAlgorithm: z
           .enum(CA_KEY_ALGORITHMS, { error: `must be one of ${CA_KEY_ALGORITHMS.join(', ')}` })
-          .default('ecdsa-p256'),
+          .default('ecdsa-p256')
+          .describe(
+            "the key type of the CAs meshflow makes: ecdsa-p256 (milliseconds) or rsa-4096 (Istio's tools/certs)",
+          ),
         /**
          * Bring your own root CA, as PEM files (certFile, keyFile, chainFile) or as PEM text (cert, key,
          * chain); default: meshflow makes one per mesh. `up` copies it into the mesh's trust store.
@@ -159,18 +195,27 @@ export const meshSchema = z
          * How long each cluster's intermediate CA lives (from when it is made; default 730d, as Istio's
          * tools/certs). Applies to intermediates made from now on: at up, at rotation.
          */
-        intermediateValidity: intermediateValidity.default(DEFAULT_INTERMEDIATE_VALIDITY),
+        intermediateValidity: intermediateValidity
+          .default(DEFAULT_INTERMEDIATE_VALIDITY)
+          .describe(
+            "how long each cluster's intermediate CA lives (1h to 3650d); applies to intermediates made from now on",
+          ),
         /**
          * A ready mesh rotates a cluster's intermediate by itself this long before it expires (default 30d);
          * `off`: only `meshflow rotate` does.
          */
-        rotateBefore: rotateBefore.default(DEFAULT_ROTATE_BEFORE),
+        rotateBefore: rotateBefore
+          .default(DEFAULT_ROTATE_BEFORE)
+          .describe('a ready mesh rotates an intermediate this long before it expires; off: only meshflow rotate does'),
         rootCa: z
           .strictObject({
-            certFile: z.string().min(1).optional(),
-            keyFile: z.string().min(1).optional(),
-            /** When certFile is an intermediate of your PKI: the CA certificates above it, up to your root. */
-            chainFile: z.string().min(1).optional(),
+            certFile: z.string().min(1).optional().describe('path of your root (or intermediate) CA certificate, PEM'),
+            keyFile: z.string().min(1).optional().describe('path of its unencrypted private key, PEM'),
+            chainFile: z
+              .string()
+              .min(1)
+              .optional()
+              .describe('when certFile is an intermediate of your PKI: the CA certificates above it, up to your root'),
             cert: z.string().min(1).optional().describe('the CA certificate, PEM'),
             key: z.string().min(1).optional().describe('its unencrypted private key, PEM (PKCS#1, SEC1 or PKCS#8)'),
             chain: z
@@ -180,9 +225,13 @@ export const meshSchema = z
               .describe('when cert is an intermediate of your PKI: the CA certificates above it, up to your root, PEM'),
             stored,
           })
-          .optional(),
+          .optional()
+          .describe(
+            'your own root CA, as files or PEM text (default: meshflow makes one per mesh); up copies it into the trust store',
+          ),
       })
-      .prefault({}),
+      .prefault({})
+      .describe("the mesh's CAs: key type, your own root, intermediate lifetimes and rotation"),
     istio: z
       .strictObject({
         /** The Istio release whose images run: a patch of a line meshflow pins a build of (istioctl, istiod). */
@@ -193,7 +242,8 @@ export const meshSchema = z
             'must be a patch release of an Istio line meshflow pins a build of: ' +
               ISTIO_BUILDS.map((b) => `${b.line}.x (such as ${b.defaultVersion})`).join(', '),
           )
-          .default(ISTIO_DEFAULT_VERSION),
+          .default(ISTIO_DEFAULT_VERSION)
+          .describe('the Istio release whose images run: a patch of a line meshflow pins a build of'),
         /**
          * The control-plane revision the clusters run (istio.io/rev), set by `meshflow upgrade`: absent,
          * Istio's default revision. A spec that sets it installs that revision with the default tag on it.
@@ -202,53 +252,99 @@ export const meshSchema = z
           .string()
           .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a revision name such as 1-31-4')
           .refine((r) => r !== 'default', "is Istio's default revision: leave it out")
-          .optional(),
-        topology: z.enum(['multi-primary', 'primary-remote']).default('multi-primary'),
-        profile: z.enum(['default', 'minimal', 'demo']).default('default'),
+          .optional()
+          .describe(
+            "the control-plane revision (istio.io/rev), set by meshflow upgrade; absent: Istio's default revision",
+          ),
+        topology: z
+          .enum(['multi-primary', 'primary-remote'])
+          .default('multi-primary')
+          .describe("multi-primary: an istiod per cluster; primary-remote: remotes served by a primary's istiod"),
+        profile: z.enum(['default', 'minimal', 'demo']).default('default').describe('the Istio profile installed'),
         /**
          * How workloads join the mesh: `sidecar` (an Envoy in every pod) or `ambient` (Istio's ambient
          * profile: ztunnel on every node, istio-cni, east-west Gateways of class istio-east-west on
          * HBONE 15008, namespaces labelled istio.io/dataplane-mode=ambient).
          */
-        dataPlane: z.enum(DATA_PLANES).default('sidecar'),
-        values: z.record(z.string(), z.unknown()).default({}),
+        dataPlane: z
+          .enum(DATA_PLANES)
+          .default('sidecar')
+          .describe(
+            'sidecar: an Envoy in every pod; ambient: ztunnel, istio-cni and east-west Gateways on HBONE 15008',
+          ),
+        values: z
+          .record(z.string(), z.unknown())
+          .default({})
+          .describe(
+            'Helm values deep-merged into every IstioOperator meshflow renders; values meshflow sets are refused',
+          ),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('the Istio release, topology, profile, data plane and Helm values'),
     app: z
       .strictObject({
-        sample: z.enum([...(Object.keys(SAMPLE_APPS) as SampleName[]), 'none']).default('helloworld'),
+        sample: z
+          .enum([...(Object.keys(SAMPLE_APPS) as SampleName[]), 'none'])
+          .default('helloworld')
+          .describe('the sample app split across the clusters, whose traffic the checks follow'),
         /**
          * Ambient meshes: a waypoint (a Gateway of class istio-waypoint) of this name in each of the
          * app's ambient namespaces, in every cluster the app runs in (Istio resolves a global Service's
          * waypoint by name in each cluster), and the namespaces labelled to use it.
          */
-        waypoint: dnsLabel.optional(),
+        waypoint: dnsLabel
+          .optional()
+          .describe(
+            "ambient meshes: a waypoint of this name in the app's namespaces, in every cluster the app runs in",
+          ),
         /** cluster name -> the components of the sample that run there (helloworld: versions v1, v2...; default: spread over the clusters) */
-        placement: z.record(z.string(), z.array(z.string().min(1))).optional(),
+        placement: z
+          .record(z.string(), z.array(z.string().min(1)))
+          .optional()
+          .describe('cluster name -> the parts of the sample that run there (default: spread over the clusters)'),
         /** The user's own manifests (read by the worker at deploy time, never carried in workflow history), per cluster. */
         manifests: z
           .array(
             z.strictObject({
-              file: z.string().min(1),
-              clusters: z.array(dnsLabel).min(1),
+              file: z.string().min(1).describe('path of a manifest file (read by the worker at deploy time)'),
+              clusters: z.array(dnsLabel).min(1).describe('the clusters it is applied to'),
               stored,
               /** Namespace for objects that name none; created (with sidecar injection) unless it exists. Default: "default". */
-              namespace: dnsLabel.optional(),
+              namespace: dnsLabel
+                .optional()
+                .describe(
+                  'namespace for objects that name none; created with sidecar injection unless it exists (default: default)',
+                ),
             }),
           )
-          .default([]),
+          .default([])
+          .describe('your own manifests, per cluster'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('the app the mesh runs: a sample, its placement, your own manifests'),
     /** Istio's observability addons, installed on every primary from the pinned Istio's samples/addons. */
     addons: z
       .array(z.enum(ISTIO_ADDONS, { error: `must be one of ${ISTIO_ADDONS.join(', ')}` }))
       .default([])
-      .refine((a) => new Set(a).size === a.length, 'lists an addon more than once'),
+      .refine((a) => new Set(a).size === a.length, 'lists an addon more than once')
+      .describe("Istio's observability addons, installed on every primary from the pinned Istio's samples/addons"),
     verify: z
       .strictObject({
-        traffic: z.strictObject({ requests: z.number().int().min(1).max(1000).default(20) }).prefault({}),
+        traffic: z
+          .strictObject({
+            requests: z
+              .number()
+              .int()
+              .min(1)
+              .max(1000)
+              .default(20)
+              .describe('requests each traffic check sends from a client pod'),
+          })
+          .prefault({})
+          .describe('the traffic checks (MF0501)'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('what verify does beyond its fixed checks'),
     /**
      * Drift detection on a ready mesh: every `every`, what its steps applied is compared with the
      * baseline taken after the last change, and every check runs; with `repair`, the steps that own
@@ -256,10 +352,13 @@ export const meshSchema = z
      */
     drift: z
       .strictObject({
-        every: driftEvery.default('10m'),
-        repair: z.boolean().default(true),
+        every: driftEvery
+          .default('10m')
+          .describe('how often a ready mesh is checked for drift: 1m to 30d, or off (on request only)'),
+        repair: z.boolean().default(true).describe('false: report drift, change nothing'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('drift detection and repair on a ready mesh'),
   })
   .superRefine((mesh, ctx) => {
     rootCaProblems(mesh.trust.rootCa, ctx);
