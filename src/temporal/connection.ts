@@ -17,7 +17,7 @@ import {
 import { logFileOf, logTail, programActivity, runningPid, startSupervisedDaemon, stopDaemon } from '../util/daemon';
 import { formatDuration, type Progress, silent } from '../util/progress';
 import { canConnect, sleep } from '../util/net';
-import { TASK_QUEUE } from '../workflows/definitions';
+import { TASK_QUEUE } from './queues';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export const DEFAULT_UI_PORT = 8233;

@@ -14,7 +14,7 @@ import type {
   VerifyScope,
 } from './types';
 
-export const TASK_QUEUE = 'meshflow';
+export { TASK_QUEUE } from '../temporal/queues';
 export const meshWorkflowId = (mesh: string) => `mesh/${mesh}`;
 
 export const statusQuery = defineQuery<MeshStatus>('status');
