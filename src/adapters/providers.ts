@@ -6,13 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { SharedTlsKubeConfig } from '../util/kube-config';
-import {
-  type IstiodEndpoint,
-  type IstiodOptions,
-  LocalClusters,
-  type LocalTools,
-  istiodEndpoint,
-} from '../local/clusters';
+import { LocalClusters, type LocalTools, istiodEndpoint } from '../local/clusters';
 import { localClusterName } from '../spec/names';
 import type { ClusterSpec } from '../spec/schema';
 import { startSimulatedDataPlane } from '../sim/start';
@@ -20,35 +14,14 @@ import { type Heartbeat, Kube } from './kube';
 import { ClusterGoneError, PermanentError } from '../util/errors';
 import type { TrustStore } from '../trust-store/store';
 import type { ClusterAccess } from './access';
+import type { IstiodRunner } from '../local/istiod-runner';
 import { preflightCluster } from './preflight';
 
 export { PermanentError } from '../util/errors';
 
 export type { ClusterAccess } from './access';
 
-/** A provider that runs istiod itself, beside the cluster (local clusters): no in-cluster istiod serves it. */
-export interface IstiodRunner {
-  /**
-   * Where the cluster's istiod of `revision` (undefined: Istio's default revision) answers once
-   * started; the ports are chosen now and kept.
-   */
-  istiodEndpoint(mesh: string, cluster: ClusterSpec, revision?: string): Promise<IstiodEndpoint>;
-  /** Runs the cluster's istiod of `opts.revision` (each revision its own process), unless it runs. */
-  startIstiod(mesh: string, cluster: ClusterSpec, opts: IstiodOptions): Promise<IstiodEndpoint>;
-  /** Stops the cluster's istiod of `revision` and forgets it (an upgrade removed or rolled back that revision). */
-  stopIstiod(mesh: string, cluster: ClusterSpec, revision: string | undefined): Promise<void>;
-  /** Which revision's istiod serves the cluster's workloads, as the checks should ask it (its tag moved). */
-  serveRevision(mesh: string, cluster: ClusterSpec, revision: string | undefined): Promise<void>;
-  /**
-   * Replaces the plugged-in CA files of the cluster's istiod (which reloads them); where it answers,
-   * or undefined when meshflow has not started one for the cluster.
-   */
-  updateCacerts(
-    mesh: string,
-    cluster: ClusterSpec,
-    cacerts: Record<string, string>,
-  ): Promise<IstiodEndpoint | undefined>;
-}
+export type { IstiodRunner } from '../local/istiod-runner';
 
 /** What a provider's create or delete is given by the step that runs it. */
 export interface ProviderContext {

@@ -2,7 +2,7 @@
 // pod would serve them. As for local clusters, meshflow runs istiod beside each emulated primary
 // (pilot-discovery on this machine, against the backing local cluster) and the cluster's webhooks
 // point at it. Against real GKE none of this exists: istiod runs as the Deployment Istio installs.
-import type { IstiodRunner } from '../../adapters/providers';
+import type { IstiodRunner } from '../../local/istiod-runner';
 import { type IstiodEndpoint, LocalClusters, type LocalTools, istiodEndpoint } from '../../local/clusters';
 import { gkeClusterName } from '../../spec/names';
 import type { ClusterSpec } from '../../spec/schema';
