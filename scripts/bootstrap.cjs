@@ -53,9 +53,6 @@ function onPrimary() {
     say(err.message);
     process.exit(1);
   }
-  say(
-    `Node ${process.versions.node} is not a supported line (${runtimes.RUNTIMES.map((r) => r.line).join(', ')}): running on Node ${runtimes.PRIMARY.version}`,
-  );
   handOver(node, [__filename, ...process.argv.slice(2)], { ...process.env, PATH: runtimes.pathWith(node) });
 }
 

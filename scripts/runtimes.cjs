@@ -49,7 +49,10 @@ function nodeOf(runtime, say) {
   const prefix = path.join(cacheRoot(), runtime.version);
   const bin = path.join(prefix, 'node_modules', pkg, 'bin', 'node');
   if (fs.existsSync(bin)) return bin;
-  say(`fetching Node ${runtime.version} from the npm registry (${pkg}, about 30 MB) into ${prefix}...`);
+  say(
+    `Node ${process.versions.node} is of no supported line (${RUNTIMES.map((r) => r.line).join(', ')}): fetching ` +
+      `Node ${runtime.version} from the npm registry (${pkg}, about 30 MB) into ${prefix}, once...`,
+  );
   // Into a scratch prefix first: an interrupted install never leaves a half binary at `bin`.
   const scratch = `${prefix}.partial-${process.pid}`;
   fs.rmSync(scratch, { recursive: true, force: true });
