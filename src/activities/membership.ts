@@ -9,7 +9,7 @@ import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { fetchEndpoints, outboundCluster } from '../istio/xds';
 import type { ForgetOutcome, ForgetRequest } from '../steps/contract';
 import { type ActivityDeps, accessAll, kubeOf } from './deps';
-import { sampleLayout } from '../checks/istiod-reach';
+import { sampleLayout } from '../checks/sample-layout';
 import { runStep } from './step';
 
 /** How long istiods get to forget a cluster before the removal says they did not. */

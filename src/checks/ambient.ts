@@ -22,9 +22,10 @@ import { type WorkloadView, fetchWorkloads } from '../istio/workload-xds';
 import type { ClusterSpec } from '../spec/schema';
 import { type Call, type Verdict, fail, notFound, pass } from './result';
 import type { CheckContext } from './context';
-import { type SampleService, type sampleLayout, clustersReadBy, withIstiod } from './istiod-reach';
+import { withIstiod } from './istiod-reach';
+import { type SampleLayout, type SampleService, clustersReadBy } from './sample-layout';
 
-type Layout = ReturnType<typeof sampleLayout>;
+type Layout = SampleLayout;
 
 /** The ready endpoint addresses of a Service in one cluster (its EndpointSlices). */
 async function readyEndpoints(ctx: CheckContext, cluster: string, ns: string, name: string, call: Call) {

@@ -9,6 +9,7 @@ import type { MeshSpec } from '../spec/schema';
 import type { CheckResult } from '../steps/contract';
 import type { Call, Verdict } from './result';
 import type { Clients, Options } from './run';
+import type { SampleLayout } from './sample-layout';
 import type { TrafficPort } from './traffic';
 
 export interface CheckContext {
@@ -24,6 +25,8 @@ export interface CheckContext {
   check: (name: string, cluster: string | undefined, fn: (call: Call) => Promise<Verdict>) => Promise<CheckResult>;
   /** The cluster's istio-system/cacerts, or why it is absent (the API's 404), read once however many checks ask. */
   cacerts: (cluster: string, call: Call) => Promise<{ secret?: k8s.V1Secret; absent?: string }>;
+  /** The sample's namespaces, Services and serving clusters, as the spec places them. */
+  layout: SampleLayout;
   /** How the traffic checks reach pods and ingress gateways. */
   traffic: TrafficPort;
   heartbeat: Heartbeat;

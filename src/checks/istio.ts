@@ -22,7 +22,8 @@ import { eachCluster, everyCluster } from './define';
 import { type Call, type Verdict, fail, notFound, pass } from './result';
 import { controlPlaneOf } from '../plan/plan';
 import type { CheckContext } from './context';
-import { type ReachedIstiod, clustersReadBy, sampleLayout, withIstiod } from './istiod-reach';
+import { type ReachedIstiod, withIstiod } from './istiod-reach';
+import { type SampleLayout, clustersReadBy } from './sample-layout';
 import { trustChain } from './trust-chain';
 import { podRevision, tagOf } from '../istio/revisions';
 
@@ -34,25 +35,25 @@ async function debugJson<T>(endpoint: string, path: string, signal?: AbortSignal
 }
 
 const sidecar = (ctx: CheckContext) => ctx.spec.istio.dataPlane !== 'ambient';
-const withServices = (ctx: CheckContext) => sampleLayout(ctx.spec).services.length > 0;
-const withSamplePods = (ctx: CheckContext, c: ClusterSpec) => !!sampleLayout(ctx.spec).namespaces.get(c.name)?.length;
+const withServices = (ctx: CheckContext) => ctx.layout.services.length > 0;
+const withSamplePods = (ctx: CheckContext, c: ClusterSpec) => !!ctx.layout.namespaces.get(c.name)?.length;
 
 export const discoveryCheck = eachCluster(
   'MF0302',
   (_ctx, c) => c.role === 'primary',
-  (ctx, p, call) => discovery(ctx, p, sampleLayout(ctx.spec), call),
+  (ctx, p, call) => discovery(ctx, p, ctx.layout, call),
 );
 
 export const crossNetworkEndpoints = eachCluster(
   'MF0401',
   (ctx) => sidecar(ctx) && withServices(ctx),
-  (ctx, c, call) => crossNetwork(ctx, c, sampleLayout(ctx.spec), call),
+  (ctx, c, call) => crossNetwork(ctx, c, ctx.layout, call),
 );
 
 export const ambientWorkloadsCheck = eachCluster(
   'MF0402',
   (ctx) => !sidecar(ctx) && withServices(ctx),
-  (ctx, c, call) => ambientWorkloads(ctx, c, sampleLayout(ctx.spec), call),
+  (ctx, c, call) => ambientWorkloads(ctx, c, ctx.layout, call),
 );
 
 export const trustChainCheck = eachCluster('MF0103', everyCluster, trustChain);
@@ -60,13 +61,13 @@ export const trustChainCheck = eachCluster('MF0103', everyCluster, trustChain);
 export const injectionCheck = eachCluster(
   'MF0403',
   (ctx, c) => sidecar(ctx) && withSamplePods(ctx, c),
-  (ctx, c, call) => injection(ctx, c, sampleLayout(ctx.spec).namespaces.get(c.name)!, call),
+  (ctx, c, call) => injection(ctx, c, ctx.layout.namespaces.get(c.name)!, call),
 );
 
 export const ambientCaptureCheck = eachCluster(
   'MF0404',
   (ctx, c) => !sidecar(ctx) && withSamplePods(ctx, c),
-  (ctx, c, call) => ambientCapture(ctx, c, sampleLayout(ctx.spec).namespaces.get(c.name)!, call),
+  (ctx, c, call) => ambientCapture(ctx, c, ctx.layout.namespaces.get(c.name)!, call),
 );
 
 /** Not run without the pinned istioctl (a verification that could not get it). */
@@ -83,19 +84,14 @@ interface ClusterzEntry {
 
 type Shards = Record<string, Record<string, { Shards: Record<string, Array<{ Addresses?: string[] }>> }>>;
 
-async function discovery(
-  ctx: CheckContext,
-  p: ClusterSpec,
-  layout: ReturnType<typeof sampleLayout>,
-  call: Call,
-): Promise<Verdict> {
+async function discovery(ctx: CheckContext, p: ClusterSpec, layout: SampleLayout, call: Call): Promise<Verdict> {
   return withIstiod(ctx, p.name, call, (istiod) => discoveryOf(ctx, p, layout, call, istiod));
 }
 
 async function discoveryOf(
   ctx: CheckContext,
   p: ClusterSpec,
-  layout: ReturnType<typeof sampleLayout>,
+  layout: SampleLayout,
   call: Call,
   istiod: ReachedIstiod,
 ): Promise<Verdict> {
@@ -143,12 +139,7 @@ async function discoveryOf(
  * network at their pod IPs, and those of every other network at that network's east-west gateway
  * on 15443: the core promise of multi-network Istio.
  */
-async function crossNetwork(
-  ctx: CheckContext,
-  c: ClusterSpec,
-  layout: ReturnType<typeof sampleLayout>,
-  call: Call,
-): Promise<Verdict> {
+async function crossNetwork(ctx: CheckContext, c: ClusterSpec, layout: SampleLayout, call: Call): Promise<Verdict> {
   const primary = controlPlaneOf(ctx.spec, c);
   return withIstiod(ctx, primary.name, call, (istiod) => crossNetworkOf(ctx, c, primary, layout, call, istiod));
 }
@@ -157,7 +148,7 @@ async function crossNetworkOf(
   ctx: CheckContext,
   c: ClusterSpec,
   primary: ClusterSpec,
-  layout: ReturnType<typeof sampleLayout>,
+  layout: SampleLayout,
   call: Call,
   istiod: ReachedIstiod,
 ): Promise<Verdict> {

@@ -1,11 +1,8 @@
 // How the Istio checks reach a mesh (./istio.ts, ./ambient.ts, ./trust-chain.ts): the serving
-// istiod of a cluster through a port-forward to its pod (as istioctl reaches it), and the sample's
-// layout the checks compare istiod's answers with.
+// istiod of a cluster through a port-forward to its pod, as istioctl reaches it. What they compare
+// istiod's answers with is ./sample-layout.ts.
 import { type Forwarded, PortForwardError, withPortForward } from '../adapters/port-forward';
 import { ISTIO_NAMESPACE } from '../istio/manifests';
-import { SAMPLE_APPS } from '../istio/sample-apps';
-import { appPlacement, linkPairs } from '../plan/plan';
-import type { MeshSpec } from '../spec/schema';
 import type { CheckContext } from './context';
 import { type Call, type Verdict, fail } from './result';
 import { tagOf } from '../istio/revisions';
@@ -105,71 +102,4 @@ export async function withIstiod(
       via,
     };
   }
-}
-
-/** The clusters whose services and endpoints a primary's istiod must read: its own, its remotes', its peers'. */
-export function clustersReadBy(spec: MeshSpec, primary: string): string[] {
-  const read = new Set([primary]);
-  for (const [source, target] of linkPairs(spec)) if (target === primary) read.add(source);
-  for (const c of spec.clusters) if (c.role === 'remote' && c.primary === primary) read.add(c.name);
-  return spec.clusters.map((c) => c.name).filter((n) => read.has(n));
-}
-
-export interface SampleService {
-  namespace: string;
-  name: string;
-  port: number;
-}
-
-/** The sample's injected namespaces and its Services there, by cluster. */
-export function sampleLayout(spec: MeshSpec): {
-  namespaces: Map<string, string[]>;
-  services: SampleService[];
-  /** Clusters that run pods behind a sample Service (caller-callee's caller cluster serves none). */
-  serving: Set<string>;
-} {
-  const namespaces = new Map<string, string[]>();
-  const services = new Map<string, SampleService>();
-  const serving = new Set<string>();
-  if (spec.app.sample === 'none') return { namespaces, services: [], serving };
-  const placement = appPlacement(spec);
-  type Obj = {
-    kind: string;
-    metadata: { name: string; namespace?: string; labels?: Record<string, string> };
-    spec?: {
-      ports?: Array<{ port: number }>;
-      selector?: Record<string, string>;
-      template?: { metadata?: { labels?: Record<string, string> } };
-    };
-  };
-  for (const [cluster, parts] of Object.entries(placement)) {
-    if (!parts.length) continue;
-    const objects = SAMPLE_APPS[spec.app.sample].manifests(cluster, placement) as Obj[];
-    const injected = objects
-      .filter((o) => o.kind === 'Namespace' && o.metadata.labels?.['istio-injection'] === 'enabled')
-      .map((o) => o.metadata.name);
-    namespaces.set(cluster, injected);
-    const pods = objects
-      .filter((o) => o.kind === 'Deployment')
-      .map((d) => ({ ns: d.metadata.namespace, labels: d.spec?.template?.metadata?.labels ?? {} }));
-    for (const o of objects) {
-      const selector = o.kind === 'Service' ? Object.entries(o.spec?.selector ?? {}) : [];
-      if (
-        selector.length &&
-        injected.includes(o.metadata.namespace ?? '') &&
-        pods.some((p) => p.ns === o.metadata.namespace && selector.every(([k, v]) => p.labels[k] === v))
-      )
-        serving.add(cluster);
-    }
-    for (const o of objects) {
-      const port = o.spec?.ports?.[0]?.port;
-      if (o.kind !== 'Service' || !injected.includes(o.metadata.namespace ?? '') || !port) continue;
-      services.set(`${o.metadata.namespace}/${o.metadata.name}`, {
-        namespace: o.metadata.namespace!,
-        name: o.metadata.name,
-        port,
-      });
-    }
-  }
-  return { namespaces, services: [...services.values()], serving };
 }

@@ -12,6 +12,7 @@ import type { MeshSpec } from '../spec/schema';
 import type { CheckResult } from '../steps/contract';
 import type { CheckContext } from './context';
 import { REGISTRY } from './registry';
+import { sampleLayout } from './sample-layout';
 import { notFound } from './result';
 import { Agents, DEFAULTS, type VerifyOptions, clients, describeError, runCheck } from './run';
 import type { TrafficPort } from './traffic';
@@ -40,6 +41,7 @@ export async function verifyMesh(
     const ctx: CheckContext = {
       spec,
       plan: buildPlan(spec),
+      layout: sampleLayout(spec),
       access,
       kubeConfig: (cluster) => configs[cluster],
       api,

@@ -572,17 +572,14 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     async (scope?: VerifyScope) => {
       const step = plan.steps.find((s) => s.kind === 'verify')!;
       const only = scope?.only?.length ? scope.only : undefined;
-      if (!only) {
-        const out = await onHost(() => stepActivity(step, 'verify (requested)')(request(step)));
-        status.checks = out.checks ?? [];
-        status.verifiedAt = now();
-        return status.checks;
-      }
-      const verify = stepActivity(step, `verify ${only.join(', ')} (requested)`) as MeshActivities['verifyMesh'];
-      const out = await onHost(() => verify({ ...request(step), only }));
-      status.checks = replaceChecks(status.checks, out.checks ?? [], only);
+      const verify = stepActivity(step, `verify ${only ? `${only.join(', ')} ` : ''}(requested)`);
+      const out = await onHost(() =>
+        (verify as MeshActivities['verifyMesh'])({ ...request(step), ...(only && { only }) }),
+      );
+      const fresh = out.checks ?? [];
+      status.checks = only ? replaceChecks(status.checks, fresh, only) : fresh;
       status.verifiedAt = now();
-      return out.checks ?? [];
+      return fresh;
     },
     {
       validator: (scope?: VerifyScope) => {
