@@ -76,7 +76,7 @@ test('docs/checks.md is the catalog as `meshflow checks --markdown` prints it, o
   }
 });
 
-test('`meshflow checks` lists the catalog; `verify --only` with an unknown check is refused before connecting', async () => {
+test('`meshflow checks` lists the catalog; `verify --only` refuses an unknown check before connecting', async () => {
   const listed = (await execa(process.execPath, [cli, 'checks'])).stdout.split('\n');
   for (const c of CHECKS) expect(listed).toContainEqual(expect.stringMatching(new RegExp(`^${c.code}  ${c.name} `)));
   const json = JSON.parse((await execa(process.execPath, [cli, 'checks', '--json'])).stdout) as typeof CHECKS;

@@ -66,7 +66,7 @@ test('the malformed corpus is refused by the schema wherever a schema can say wh
   expect(crossField).toBeGreaterThan(0);
 });
 
-test('docs/spec-reference.md is the schema as `meshflow schema --markdown` prints it: every field, with its text', async () => {
+test('docs/spec-reference.md is `meshflow schema --markdown`: every field of the schema, with its text', async () => {
   const shipped = fs.readFileSync(path.join(root, 'docs', 'spec-reference.md'), 'utf8');
   // When this fails: npx meshflow schema --markdown > docs/spec-reference.md
   expect(shipped).toBe(specReference());

@@ -107,7 +107,7 @@ test('doctor says what is wrong with a tool named by env var, and exits non-zero
   expect(r.stdout).toContain('some tools are missing');
 });
 
-test('setup without Go names the missing prerequisite and the retry command, and installs nothing that needs Go', async () => {
+test('setup without Go names the missing prerequisite and the retry command, and builds nothing', async () => {
   const cache = scratchDir('cache-nogo');
   const node = path.dirname(process.execPath);
   const r = await meshflow(['setup'], {

@@ -6,8 +6,14 @@
 // samples and the ingress say "not supported", never "passed".
 import type { ClusterAccess } from '../src/adapters/providers';
 import { messageOf } from '../src/adapters/port-forward';
-import { type ExecResult, type TrafficPort, execUnavailable, trafficChecks } from '../src/checks/traffic';
+import { type ExecResult, type TrafficPort, execProbes, execUnavailable, ingressProbes } from '../src/checks/traffic';
 import { parseMeshSpec } from '../src/spec/load';
+
+/** MF0501 then MF0502, as the registry runs them. */
+const trafficChecks = async (...args: Parameters<typeof execProbes>) => [
+  ...(await execProbes(...args)),
+  ...(await ingressProbes(...args)),
+];
 
 const podOf = (cluster: string, version: string) => `helloworld-${version}-7f8d9-${cluster}`;
 

@@ -14,7 +14,8 @@ import type { ClusterAccess } from '../src/adapters/providers';
 import type { TrafficPort } from '../src/checks/traffic';
 import { ChecksUnavailableError } from '../src/checks/result';
 import { readerRights, reviewReader } from '../src/checks/reader-rights';
-import { type VerifyOptions, type VerifyScope, classifyError, verifyMesh } from '../src/checks/verify';
+import { type VerifyOptions, classifyError } from '../src/checks/run';
+import { type VerifyScope, verifyMesh } from '../src/checks/verify';
 import {
   ISTIO_NAMESPACE,
   NETWORK_LABEL,

@@ -203,7 +203,7 @@ export class Meshes {
     }
   }
 
-  /** Runs every check again (or those of the codes given); answers once they have run, which may take minutes (no deadline). */
+  /** Runs every check again (or those of the codes given); answers once they have run (no deadline). */
   async verify(mesh: string, only?: string[]): Promise<CheckResult[]> {
     this.changed(mesh);
     try {

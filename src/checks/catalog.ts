@@ -193,7 +193,8 @@ export const CHECKS: readonly CheckInfo[] = [
     domain: "Istio's view",
     runsOn: 'every cluster',
     proves:
-      '`istioctl analyze --all-namespaces` (the pinned istioctl) reports no error for the cluster; warnings are counted, not failed.',
+      '`istioctl analyze --all-namespaces` (the pinned istioctl) reports no error for the cluster; warnings are ' +
+      'counted, not failed.',
     whenFailed: "The detail quotes istioctl's messages (IST codes); each links to Istio's page for it.",
   },
   {

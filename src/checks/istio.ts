@@ -1,8 +1,8 @@
 // The checks only a running Istio can answer: what istiod itself has discovered, what it hands a
 // proxy over xDS, whether its CA signs certificates that chain to the mesh root (./trust-chain.ts),
 // whether Istio injected the sample's pods, and what Istio's own analyzer says.
-// The API-side checks (./trust.ts, ./control-plane.ts, ./links.ts) prove the objects are right; these prove Istio read them as
-// meant. Each failure names its likely cause and fix.
+// The API-side checks (./trust.ts, ./control-plane.ts, ./links.ts) prove the objects are right;
+// these prove Istio read them as meant. Each failure names its likely cause and fix.
 //
 // `discovery` and `cross-network-endpoints` ask istiod directly: its debug HTTP interface (8080)
 // and its plaintext xDS port (15010), which an in-cluster istiod serves only inside its pod. They

@@ -10,7 +10,8 @@ import { tagOf } from '../istio/revisions';
 const notRunning = (cluster: string, log: string): Verdict =>
   fail(
     `istiod of ${cluster} is not running (its supervisor gave up after repeated failures)`,
-    `see why in its log, ${log} (\`meshflow logs <mesh> ${cluster}\`); to start it again, tear the mesh down and bring it up`,
+    `see why in its log, ${log} (\`meshflow logs <mesh> ${cluster}\`); ` +
+      'to start it again, tear the mesh down and bring it up',
   );
 
 /** istiod's debug HTTP port, its plaintext xDS port and its TLS xDS and CA port, as its pod serves them. */
@@ -95,7 +96,8 @@ export async function withIstiod(
       ...fail(
         `istiod of ${cluster} could not be reached: ${err.message}`,
         `the API server opens a port-forward to the pod's kubelet, which connects to the port inside the pod: ` +
-          `istiod must listen on ${ports.map((p) => `${p} (${PORT_NAMES[p]})`).join(' and ')}, and this kubeconfig needs ` +
+          `istiod must listen on ${ports.map((p) => `${p} (${PORT_NAMES[p]})`).join(' and ')}, ` +
+          'and this kubeconfig needs ' +
           `\`create pods/portforward\` in ${ISTIO_NAMESPACE} (\`kubectl auth can-i create pods/portforward -n ` +
           `${ISTIO_NAMESPACE}\`)`,
       ),

@@ -191,19 +191,6 @@ export async function ingressProbes(
   return results;
 }
 
-/** Both, as verify runs them. */
-export async function trafficChecks(
-  spec: MeshSpec,
-  access: (cluster: string) => ClusterAccess,
-  port: TrafficPort,
-  heartbeat: Heartbeat,
-): Promise<CheckResult[]> {
-  return [
-    ...(await execProbes(spec, access, port, heartbeat)),
-    ...(await ingressProbes(spec, access, port, heartbeat)),
-  ];
-}
-
 async function execProbe(
   spec: MeshSpec,
   probe: TrafficProbe,

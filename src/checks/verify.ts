@@ -17,8 +17,6 @@ import { notFound } from './result';
 import { Agents, DEFAULTS, type VerifyOptions, clients, describeError, runCheck } from './run';
 import type { TrafficPort } from './traffic';
 
-export { type VerifyOptions, classifyError, describeError, runCheck } from './run';
-
 export interface VerifyScope {
   /** Codes of the checks to run (catalog codes, e.g. MF0101); all when absent. */
   only?: readonly string[];

@@ -314,7 +314,10 @@ program
     const checks = await verifyMesh(client, mesh, only);
     const count = (status: string) => checks.filter((c) => c.status === status).length;
     const [failed, passed, unsupported] = [count('failed'), count('passed'), count('not-supported')];
-    const summary = `mesh ${mesh}: ${failed ? `${failed} of ${checks.length} checks failed` : `all ${passed} check${passed === 1 ? '' : 's'} passed`}${unsupported ? ` (${unsupported} not supported here)` : ''}`;
+    const verdict = failed
+      ? `${failed} of ${checks.length} checks failed`
+      : `all ${passed} check${passed === 1 ? '' : 's'} passed`;
+    const summary = `mesh ${mesh}: ${verdict}${unsupported ? ` (${unsupported} not supported here)` : ''}`;
     process.stdout.write(
       opts.json ? JSON.stringify(checks, null, 2) + '\n' : [summary, ...renderChecks(checks)].join('\n') + '\n',
     );

@@ -149,7 +149,8 @@ export function renderTrust(t: TrustStatus): string[] {
 export function renderChecks(checks: CheckResult[]): string[] {
   return checks.map((c) => {
     const code = codeOf(c);
-    const head = `  ${c.status.padEnd(13)} ${code ? `${code} ` : ''}${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`;
+    const where = c.cluster ? ` (${c.cluster})` : '';
+    const head = `  ${c.status.padEnd(13)} ${code ? `${code} ` : ''}${c.name}${where}: ${c.detail}`;
     if (c.status !== 'failed') return head;
     const under = '\n                ';
     return head + (c.hint ? `${under}fix: ${c.hint}` : '') + (code ? `${under}see: ${docsLink(code)}` : '');

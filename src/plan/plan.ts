@@ -3,6 +3,7 @@
 // no list of steps is written anywhere else. Pure: safe to run inside workflow code.
 import { SAMPLE_APPS } from '../istio/sample-apps';
 import { gkeClusterName } from '../spec/names';
+import { PermanentError } from '../util/errors';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 
 export type StepKind =
@@ -318,6 +319,6 @@ export function criticalPath(plan: Plan): { steps: string[]; estimateMs: number 
 export function controlPlaneOf(spec: MeshSpec, c: ClusterSpec): ClusterSpec {
   if (c.role !== 'remote') return c;
   const primary = spec.clusters.find((x) => x.name === c.primary);
-  if (!primary) throw new Error(`no cluster ${c.primary} in mesh ${spec.name} (the primary of ${c.name})`);
+  if (!primary) throw new PermanentError(`no cluster ${c.primary} in mesh ${spec.name}`);
   return primary;
 }

@@ -85,12 +85,14 @@ export function specReference(): string {
   return [
     '# The mesh spec: reference',
     '',
-    "<!-- Made from the spec's schema by `meshflow schema --markdown > docs/spec-reference.md`; a test compares them. -->",
+    "<!-- Made from the spec's schema by `meshflow schema --markdown > docs/spec-reference.md`; " +
+      'a test compares them. -->',
     '',
     'Every field of a mesh spec (`kind: Mesh`), as `meshflow validate` accepts it. Unknown fields are errors; each',
     'error names the field and its line. The same schema, as JSON Schema, is',
     "[mesh-spec.schema.json](mesh-spec.schema.json): name it in a spec's first line",
-    '(`# yaml-language-server: $schema=<path>/mesh-spec.schema.json`) and editors complete and check fields as you type.',
+    '(`# yaml-language-server: $schema=<path>/mesh-spec.schema.json`) and editors complete and check fields as ' +
+      'you type.',
     '',
     '| field | type | default | bounds | what it is |',
     '| --- | --- | --- | --- | --- |',

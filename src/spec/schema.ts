@@ -103,7 +103,8 @@ const gkeProvider = z.strictObject({
     .string()
     .regex(/^[a-z]+-[a-z]+[0-9]+(-[a-z])?$/, 'must be a GCP region such as us-central1 or a zone such as us-central1-a')
     .describe(
-      'a zone (us-central1-a: a zonal cluster) or a region (us-central1: a regional cluster, nodes in each of its zones)',
+      'a zone (us-central1-a: a zonal cluster) or a region (us-central1: a regional cluster, nodes in each of ' +
+        'its zones)',
     ),
   /** The GKE cluster's name (default: "<mesh>-<cluster>"). */
   clusterName: z
@@ -139,7 +140,8 @@ export const clusterSchema = z.strictObject({
   existing: existingProvider.optional().describe('provider existing: the kubeconfig context of a cluster you run'),
   gke: gkeProvider.optional().describe('provider gke: the GKE cluster meshflow makes'),
   network: dnsLabel.describe(
-    'the Istio network the cluster is on (topology.istio.io/network); clusters on another network are reached through east-west gateways',
+    'the Istio network the cluster is on (topology.istio.io/network); clusters on another network are reached ' +
+      'through east-west gateways',
   ),
   role: z
     .enum(['primary', 'remote'])
@@ -227,7 +229,8 @@ export const meshSchema = z
           })
           .optional()
           .describe(
-            'your own root CA, as files or PEM text (default: meshflow makes one per mesh); up copies it into the trust store',
+            'your own root CA, as files or PEM text (default: meshflow makes one per mesh); up copies it into the ' +
+              'trust store',
           ),
       })
       .prefault({})
@@ -313,7 +316,8 @@ export const meshSchema = z
               namespace: dnsLabel
                 .optional()
                 .describe(
-                  'namespace for objects that name none; created with sidecar injection unless it exists (default: default)',
+                  'namespace for objects that name none; created with sidecar injection unless it exists ' +
+                    '(default: default)',
                 ),
             }),
           )
