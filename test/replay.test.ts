@@ -47,7 +47,9 @@ test('histories were recorded for every release and every kind of run', () => {
   ];
   // Release 7: intermediates due within a tenth of trust.rotateBefore rotate together (meshflow-rotate-together).
   const release7 = ['v7-rotate-together'];
-  const all = [...release1, ...release2, ...release4, ...release5, ...release7];
+  // Release 8: verify of some checks by code (the verify update's argument), beside a verify of all.
+  const release8 = ['v8-verified-by-code'];
+  const all = [...release1, ...release2, ...release4, ...release5, ...release7, ...release8];
   expect(files).toEqual(expect.arrayContaining(all.map((f) => `${f}.json`)));
 });
 

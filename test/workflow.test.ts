@@ -44,6 +44,8 @@ afterAll(async () => {
     ['stuck', 'v2-undo-failure-reported'],
     ['renew', 'v2-tokens-renewed-and-extended'],
     ['vfy', 'v2-verified-on-request'],
+    // Release 8: the same run with checks named by code (the verify update's argument).
+    ['vfy', 'v8-verified-by-code'],
     ['keep', 'v2-kept-then-down'],
     ['lanes', 'v2-undo-lanes'],
   ]) {
