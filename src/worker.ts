@@ -8,11 +8,8 @@ import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
 import type { ActivityDeps } from './activities/mesh-activities';
 import type { MeshActivities } from './activities/types';
-import { ExistingProvider, LocalProvider } from './adapters/providers';
-import { GkeProvider, type GkeProviderOptions } from './adapters/gke';
-import { gkeEndpoints } from './gke/clients';
-import { EmulatedIstiod } from './emulators/gke/istiod';
-import { LOCAL_TOOL_NAMES, localTools } from './local/tools';
+import { providerRuntimes } from './providers/runtimes';
+import { LOCAL_TOOL_NAMES } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
 import { dataConverter } from './temporal/codec';
 import type { TrustStore } from './trust-store/store';
@@ -26,9 +23,8 @@ export async function productionDeps(stateDir = defaultStateDir()): Promise<Acti
 }
 
 /**
- * The real adapters: local clusters under `stateDir`, existing clusters, the Istio builds (the default
- * line's from `tools`, another line's built on first use), and the
- * trust store MESHFLOW_TRUST_STORE names (read now: a wrong value stops the worker before it polls).
+ * The real adapters: every registered provider's runtime (providers/runtimes.ts), the Istio
+ * builds (the default line's from `tools`, another line's built on first use), and the trust store MESHFLOW_TRUST_STORE names (read now: a wrong value stops the worker before it polls).
  */
 export function activityDeps(
   stateDir: string,
@@ -39,18 +35,8 @@ export function activityDeps(
     stateDir,
     istio: istioToolsOf(tools),
     trustStore,
-    providers: {
-      local: new LocalProvider(stateDir, localTools(tools)),
-      existing: new ExistingProvider(trustStore),
-      gke: new GkeProvider(stateDir, gkeOptions(tools)),
-    },
+    providers: providerRuntimes({ stateDir, tools, trustStore }),
   };
-}
-
-/** Against the GKE emulator (GKE_EMULATOR_HOST), meshflow runs the emulated clusters' istiod as it does local ones'. */
-function gkeOptions(tools: Record<string, string>): GkeProviderOptions {
-  const endpoints = gkeEndpoints();
-  return endpoints.emulator ? { istiodRunner: new EmulatedIstiod(endpoints, localTools(tools)) } : {};
 }
 
 /**

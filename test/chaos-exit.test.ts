@@ -5,7 +5,7 @@
 // lets pods of injected namespaces be created on a local cluster).
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { LocalProvider } from '../src/adapters/providers';
+import { LocalProvider } from '../src/providers/local/runtime';
 import { FaultyLocalProvider } from '../src/chaos/faulty-provider';
 import { LocalClusters } from '../src/local/clusters';
 import { scratchDir, testLocalTools } from './helpers/env';

@@ -11,7 +11,7 @@ import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
-import { LocalProvider } from '../src/adapters/providers';
+import { LocalProvider } from '../src/providers/local/runtime';
 import { collectGarbage, type GcFinding, GcRefused, type GcResult, meshIsOpen } from '../src/gc';
 import { type LocalCluster, LocalClusters } from '../src/local/clusters';
 import type { ClusterSpec } from '../src/spec/schema';

@@ -3,7 +3,7 @@
 // delete that meets a create still running waits it out; a firewall rule whose insert answer was
 // lost is made once; Google's errors become a fix or a retry; the kubeconfig holds no secret.
 import fs from 'node:fs';
-import { GkeProvider } from '../src/adapters/gke';
+import { GkeProvider } from '../src/providers/gke/runtime';
 import { collectGarbage } from '../src/gc';
 import { type GkeClients, gkeClients, gkeEndpoints } from '../src/gke/clients';
 import { GkeEmulator } from '../src/emulators/gke/emulator';
@@ -213,7 +213,7 @@ test('gc --provider gke: labelled clusters and firewall rules of gone meshes are
     stateDir: state,
     isOpen,
     dryRun: true,
-    gke: { projects: ['prov-project-1'], provider },
+    clouds: [{ provider: 'gke', scopes: ['prov-project-1'], search: provider.garbage }],
   });
   const seen = dry.findings.map((f) => `${f.kind} ${f.what} ${f.mesh} ${f.action}`).sort();
   expect(seen).toEqual([
@@ -221,7 +221,8 @@ test('gc --provider gke: labelled clusters and firewall rules of gone meshes are
     'gke-cluster gone-a gone would-delete',
     'gke-cluster open-a open kept',
   ]);
-  const done = await collectGarbage({ stateDir: state, isOpen, gke: { projects: ['prov-project-1'], provider } });
+  const clouds = [{ provider: 'gke', scopes: ['prov-project-1'], search: provider.garbage }];
+  const done = await collectGarbage({ stateDir: state, isOpen, clouds });
   expect(
     done.findings
       .filter((f) => f.action === 'deleted')

@@ -1,13 +1,12 @@
 // create-cluster: a cluster from its provider. The cluster is tracked before it is asked for, so
 // a create that fails half-way (a directory and etcd keys made, an API server that never came
 // up) is deleted by compensation like a finished one.
-import { isLoopbackUrl } from '../util/net';
-import { GkeProvider } from '../adapters/gke';
-import { gkeFlatNetworks } from '../plan/plan';
+import { providerOf } from '../providers/registry';
+import { sharedNetworks } from '../plan/plan';
 import type { StepRequest, StepOutcome } from '../steps/contract';
 import { PermanentError } from '../util/errors';
 import type { ClusterSpec } from '../spec/schema';
-import { type ActivityDeps, clusterOf, gkeProvider } from './deps';
+import { type ActivityDeps, clusterOf, runtimeOf } from './deps';
 import { runStep } from './step';
 
 export function clusterActivities(deps: ActivityDeps) {
@@ -15,8 +14,8 @@ export function clusterActivities(deps: ActivityDeps) {
     createCluster: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
-        if (c.provider !== 'existing') ctx.track({ type: 'cluster', cluster: c.name, provider: c.provider });
-        await deps.providers[c.provider].create(req.mesh, c, ctx);
+        if (providerOf(c.provider).createsCluster) ctx.track({ type: 'cluster', cluster: c.name, provider: c.provider });
+        await runtimeOf(deps, c.provider).create(req.mesh, c, ctx);
         return {};
       }),
 
@@ -26,7 +25,7 @@ export function clusterActivities(deps: ActivityDeps) {
      */
     preflightMesh: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
-        const checked = req.spec.clusters.filter((c) => c.provider !== 'local');
+        const checked = req.spec.clusters.filter((c) => providerOf(c.provider).preflight);
         // Whether every API server is on this machine: then loopback addresses reach each other.
         const allLocal = (await Promise.all(req.spec.clusters.map((c) => onThisMachine(deps, req.mesh, c)))).every(
           Boolean,
@@ -35,7 +34,7 @@ export function clusterActivities(deps: ActivityDeps) {
           checked.map(async (c) => {
             ctx.heartbeat({ checking: c.name });
             const problems =
-              (await deps.providers[c.provider].preflight?.(req.mesh, c, { signal: ctx.signal, allLocal })) ?? [];
+              (await runtimeOf(deps, c.provider).preflight?.(req.mesh, c, { signal: ctx.signal, allLocal })) ?? [];
             return { cluster: c.name, problems };
           }),
         );
@@ -49,33 +48,22 @@ export function clusterActivities(deps: ActivityDeps) {
         return { outputs: Object.fromEntries(results.map((r) => [r.cluster, 'ready to join'])) };
       }),
 
-    /** The VPC firewall rule that lets the pod ranges of a mesh network's GKE clusters reach each other. */
+    /** The network rule (GKE: a VPC firewall rule) that lets the pod ranges of a mesh network's clusters reach each other. */
     createFirewall: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const network = req.step.target!;
-        const group = gkeFlatNetworks(req.spec).find((g) => g.network === network);
-        if (!group) throw new PermanentError(`network ${network} has no two GKE clusters: no firewall rule to make`);
-        const gke = gkeProvider(deps);
-        const project = group.clusters[0].gke!.project;
-        ctx.track({ type: 'firewall', network, project, name: GkeProvider.firewallName(req.mesh, network) });
-        const rule = await gke.ensureFirewall(req.mesh, network, group.clusters, ctx);
-        return { outputs: { rule: `${rule.project}/${rule.name}`, sourceRanges: rule.sourceRanges.join(',') } };
+        const group = sharedNetworks(req.spec).find((g) => g.network === network);
+        if (!group) throw new PermanentError(`network ${network} has no two clusters that share it: no rule to make`);
+        const rules = runtimeOf(deps, group.provider).networkRules;
+        if (!rules) throw new PermanentError(`provider ${group.provider} of this worker makes no network rules`);
+        const ref = rules.ref(req.mesh, network, group.clusters);
+        ctx.track({ type: 'firewall', ...ref, ...(group.provider === 'gke' ? {} : { provider: group.provider }) });
+        return { outputs: await rules.ensure(req.mesh, network, group.clusters, ctx) };
       }),
   };
 }
 
-/**
- * Whether a cluster's API server is on this machine, known without contacting it: local clusters,
- * the GKE emulator's, and existing clusters whose address (or kubeconfig server) is loopback.
- */
+/** Whether a cluster's API server is on this machine, known without contacting it (its provider says). */
 async function onThisMachine(deps: ActivityDeps, mesh: string, c: ClusterSpec): Promise<boolean> {
-  if (c.provider === 'local') return true;
-  if (c.provider === 'gke') return gkeProvider(deps).clients.emulated;
-  try {
-    // The access of an existing cluster (its kubeconfig from the trust store or the file) names its server.
-    const server = c.apiServerAddress ?? (await deps.providers.existing.access(mesh, c)).apiServer;
-    return Boolean(server && isLoopbackUrl(server));
-  } catch {
-    return false;
-  }
+  return (await runtimeOf(deps, c.provider).onThisMachine?.(mesh, c)) ?? false;
 }

@@ -31,7 +31,7 @@ import {
   programmedAddress,
   readerGatewayApiAccess,
 } from '../istio/ambient';
-import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn } from './deps';
+import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn, runtimeOf } from './deps';
 import { type StepContext, runStep } from './step';
 
 const CONTROL_PLANE_CLUSTERS = 'topology.istio.io/controlPlaneClusters';
@@ -67,7 +67,7 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         // Local clusters: istiod runs on this machine (the primary's serves its remotes too), and
         // the API server calls its webhooks there.
         const servedBy = controlPlaneOf(req.spec, c);
-        const runner = deps.providers[c.provider].istiodRunner && deps.providers[servedBy.provider].istiodRunner;
+        const runner = runtimeOf(deps, c.provider).istiodRunner && runtimeOf(deps, servedBy.provider).istiodRunner;
         let webhooks: WebhookURLs | undefined;
         if (runner) {
           const e = await runner.istiodEndpoint(req.mesh, servedBy, req.spec.istio.revision);

@@ -4,7 +4,6 @@
 import type { ClusterAccess, ClusterProvider } from '../adapters/providers';
 import { kubeFor } from '../adapters/providers';
 import type { Kube, ObjectRef } from '../adapters/kube';
-import { GkeProvider } from '../adapters/gke';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { Resource } from '../steps/contract';
 import { PermanentError } from '../util/errors';
@@ -14,7 +13,8 @@ import type { TrafficPort } from '../checks/traffic';
 
 export interface ActivityDeps {
   stateDir: string;
-  providers: Record<ClusterSpec['provider'], ClusterProvider>;
+  /** Every provider's runtime, by id (providers/runtimes.ts builds them). */
+  providers: Record<string, ClusterProvider>;
   /** The istioctl, addon manifests and pilot-discovery of the Istio build of a spec's istio.version. */
   istio: IstioToolsOf;
   /** Where meshes' CA keys and certificates are kept (MESHFLOW_TRUST_STORE; the state directory by default). */
@@ -27,10 +27,10 @@ export interface ActivityDeps {
   traffic?: TrafficPort;
 }
 
-/** The GKE provider, for what only GKE has (firewall rules). */
-export function gkeProvider(deps: ActivityDeps): GkeProvider {
-  const p = deps.providers.gke;
-  if (!(p instanceof GkeProvider)) throw new PermanentError('this worker has no GKE provider');
+/** The runtime of a provider on this worker; a worker without it (a spec from a worker with more) fails for good. */
+export function runtimeOf(deps: ActivityDeps, provider: string): ClusterProvider {
+  const p = deps.providers[provider];
+  if (!p) throw new PermanentError(`this worker has no provider "${provider}": load its module with MESHFLOW_PROVIDERS`);
   return p;
 }
 
@@ -45,7 +45,7 @@ export { controlPlaneOf } from '../plan/plan';
 
 export function accessOf(deps: ActivityDeps, spec: MeshSpec, name: string): Promise<ClusterAccess> {
   const c = clusterOf(spec, name);
-  return deps.providers[c.provider].access(spec.name, c);
+  return runtimeOf(deps, c.provider).access(spec.name, c);
 }
 
 /** Every cluster's access at once, for code that looks them up synchronously. */

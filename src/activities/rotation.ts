@@ -41,7 +41,7 @@ import type {
   StepRequest,
 } from '../steps/contract';
 import { NotOursError, PermanentError } from '../util/errors';
-import { type ActivityDeps, clusterOf, kubeOf, objectsIn } from './deps';
+import { type ActivityDeps, clusterOf, kubeOf, objectsIn, runtimeOf } from './deps';
 import { type StepContext, runStep } from './step';
 
 /** How long an istiod has to be seen issuing from a new intermediate before it is put back. */
@@ -98,7 +98,7 @@ export function rotationActivities(deps: ActivityDeps) {
         await putCacerts(k, req, c, ca.files, ctx);
         let how = `no istiod of its own (${c.primary}'s publishes its bundle)`;
         if (c.role !== 'remote') {
-          const runner = deps.providers[c.provider].istiodRunner;
+          const runner = runtimeOf(deps, c.provider).istiodRunner;
           if (runner) {
             how = (await runner.updateCacerts(req.mesh, c, { ...ca.files }))
               ? 'istiod reloaded the bundle'
@@ -273,7 +273,7 @@ async function makeIstiodUse(
   ctx: StepContext,
 ): Promise<string> {
   if (c.role === 'remote') return `no istiod of its own (${c.primary}'s signs for it)`;
-  const runner = deps.providers[c.provider].istiodRunner;
+  const runner = runtimeOf(deps, c.provider).istiodRunner;
   if (runner) {
     const endpoint = await runner.updateCacerts(req.mesh, c, { ...ca.files });
     if (!endpoint) return 'istiod not started yet: it starts with this intermediate';

@@ -7,7 +7,7 @@ import { describeRef } from '../adapters/kube';
 import type { Kube } from '../adapters/kube';
 import type { UndoOutcome, UndoRequest } from '../steps/contract';
 import { ClusterGoneError, PermanentError } from '../util/errors';
-import { type ActivityDeps, clusterOf, gkeProvider, kubeOf } from './deps';
+import { type ActivityDeps, clusterOf, kubeOf, runtimeOf } from './deps';
 import { runStep } from './step';
 
 /** Removes `dir` and then each parent that is left empty, up to (not including) `root`. */
@@ -29,13 +29,15 @@ export function undoActivities(deps: ActivityDeps) {
       await runStep(async (ctx) => {
         const r = req.resource;
         if (r.type === 'cluster') {
-          await deps.providers[clusterOf(req.spec, r.cluster).provider].delete(
+          await runtimeOf(deps, clusterOf(req.spec, r.cluster).provider).delete(
             req.mesh,
             clusterOf(req.spec, r.cluster),
             ctx,
           );
         } else if (r.type === 'firewall') {
-          await gkeProvider(deps).deleteFirewall(req.mesh, r.network, r.project, ctx);
+          const rules = runtimeOf(deps, r.provider ?? 'gke').networkRules;
+          if (!rules) throw new PermanentError(`this worker's provider ${r.provider ?? 'gke'} makes no network rules`);
+          await rules.delete(req.mesh, r, ctx);
         } else if (r.type === 'file') {
           const root = path.resolve(deps.stateDir);
           const target = path.resolve(r.path);

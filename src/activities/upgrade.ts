@@ -25,7 +25,7 @@ import { REVISION_LABEL, TAG_WEBHOOK, podRevision } from '../istio/revisions';
 import { revisionLabel } from '../istio/version';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { RevisionRequest, StepOutcome } from '../steps/contract';
-import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn } from './deps';
+import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn, runtimeOf } from './deps';
 import { istiodEnv, startLocalIstiod } from './control-plane';
 import { type StepContext, runStep } from './step';
 
@@ -46,7 +46,7 @@ export function upgradeActivities(deps: ActivityDeps) {
   /** The webhook URLs of the revision's istiod when it runs on this machine (local, emulated GKE). */
   async function webhooksOf(mesh: string, spec: MeshSpec, c: ClusterSpec, revision?: string) {
     const servedBy = controlPlaneOf(spec, c);
-    const runner = deps.providers[c.provider].istiodRunner && deps.providers[servedBy.provider].istiodRunner;
+    const runner = runtimeOf(deps, c.provider).istiodRunner && runtimeOf(deps, servedBy.provider).istiodRunner;
     if (!runner) return {};
     const e = await runner.istiodEndpoint(mesh, servedBy, revision);
     const webhooks: WebhookURLs = {
@@ -149,7 +149,7 @@ export function upgradeActivities(deps: ActivityDeps) {
     stopRevision: (req: RevisionRequest): Promise<StepOutcome> =>
       runStep(async () => {
         const c = clusterOf(req.spec, req.step.cluster!);
-        const runner = deps.providers[c.provider].istiodRunner;
+        const runner = runtimeOf(deps, c.provider).istiodRunner;
         if (runner && c.role === 'primary') await runner.stopIstiod(req.mesh, c, req.revision);
         return { outputs: { stopped: revisionLabel(req.revision) } };
       }),

@@ -11,9 +11,9 @@ import type {
   ClusterAccess,
   ClusterProvider,
   IstiodRunner,
-  LocalProvider,
   ProviderContext,
 } from '../adapters/providers';
+import type { LocalProvider } from '../providers/local/runtime';
 import type { LocalClusters } from '../local/clusters';
 import type { ClusterSpec } from '../spec/schema';
 import { localClusterName } from '../spec/names';

@@ -51,7 +51,7 @@ import { LOCAL_TOOL_NAMES, localTools } from '../local/tools';
 import { ensureTools } from '../tools/install';
 import { stderrProgress } from '../util/progress';
 import { NativeConnection } from '@temporalio/worker';
-import type { LocalProvider } from '../adapters/providers';
+import type { LocalProvider } from '../providers/local/runtime';
 import { activityDeps, createWorker } from '../worker';
 import { TASK_QUEUE } from '../workflows/definitions';
 import type { Fault } from './fault-proxy';

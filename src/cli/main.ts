@@ -26,7 +26,8 @@ import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../g
 import { kubernetesLocationFromEnv, trustStoreFromEnv } from '../trust-store/from-env';
 import { COMPONENTS, istiodComponent } from '../local/clusters';
 import { buildPlan } from '../plan/plan';
-import { GkeProvider } from '../adapters/gke';
+import { providerIds } from '../providers/registry';
+import { providerRuntime } from '../providers/runtimes';
 import { packageRoot, stateDir } from '../paths';
 import { loadMeshSpec, locateProblems } from '../spec/load';
 import { type MeshSpec, specWarnings } from '../spec/schema';
@@ -632,24 +633,32 @@ program
     (v: string, all: string[] = []) => [...all, ...v.split(',')],
   )
   .action(async (opts: { dryRun?: boolean; json?: boolean; provider?: string; project?: string[] }) => {
-    if (opts.provider !== undefined && opts.provider !== 'gke')
-      throw new Error(`--provider ${opts.provider}: the only cloud gc searches is gke`);
+    if (opts.provider !== undefined && !providerIds().includes(opts.provider))
+      throw new Error(`--provider ${opts.provider}: not a provider (${providerIds().join(', ')})`);
+    const cloud =
+      opts.provider === undefined ? undefined : providerRuntime(opts.provider, { stateDir: stateDir(), tools: {} });
+    if (cloud && !cloud.garbage) {
+      await cloud.close?.();
+      throw new Error(`--provider ${opts.provider}: it has no cloud for gc to search`);
+    }
     const projects = opts.project ?? (process.env.GOOGLE_CLOUD_PROJECT ? [process.env.GOOGLE_CLOUD_PROJECT] : []);
-    if (opts.provider === 'gke' && !projects.length)
+    if (cloud && !projects.length) {
+      await cloud.close?.();
       throw new Error(
-        '--provider gke needs --project P (or GOOGLE_CLOUD_PROJECT): GKE is searched one project at a time',
+        `--provider ${opts.provider} needs --project P (or GOOGLE_CLOUD_PROJECT): it is searched one ` +
+          `${cloud.garbage!.scope} at a time`,
       );
-    if (opts.project && opts.provider !== 'gke') throw new Error('--project goes with --provider gke');
+    }
+    if (opts.project && !cloud) throw new Error('--project goes with --provider (gke)');
     // The store the workers use, read as they read it: a value of the wrong form stops gc before it asks anything.
     const trustStore = kubernetesLocationFromEnv();
-    const gke = opts.provider === 'gke' ? new GkeProvider(stateDir()) : undefined;
     const temporal = await temporalIsOpen(); // refuses when Temporal does not answer: it never guesses
     try {
       const result = await collectGarbage({
         stateDir: stateDir(),
         clusters: gcTargets.clusters,
         ...(trustStore ? { trustStore } : {}),
-        ...(gke ? { gke: { projects, provider: gke } } : {}),
+        ...(cloud ? { clouds: [{ provider: opts.provider!, scopes: projects, search: cloud.garbage! }] } : {}),
         isOpen: temporal.isOpen,
         dryRun: opts.dryRun,
         progress: stderrProgress,
@@ -657,7 +666,7 @@ program
       process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : renderGc(result));
       if (result.errors.length || result.findings.some((f) => f.action === 'failed')) process.exitCode = 1;
     } finally {
-      await gke?.close();
+      await cloud?.close?.();
       await temporal.close();
     }
   });

@@ -8,14 +8,14 @@
 // or ownership record is touched.
 import fs from 'node:fs';
 import path from 'node:path';
-import { LocalProvider } from '../adapters/providers';
+import { LocalProvider } from '../providers/local/runtime';
 import { caDir } from '../istio/trust';
 import type { ClusterSpec } from '../spec/schema';
 import { ensureTools } from '../tools/install';
 import { logFileOf, runningPid, stopDaemon, stopDaemons } from '../util/daemon';
 import { silent } from '../util/progress';
 import { ClusterApi, type Found, describeItem, isCrd, isNamespace, isWebhook, scanTrustStore } from './kube';
-import { type GkeFound, scanGke } from './gke';
+import type { ProviderGarbage } from '../providers/contract';
 import { type LocalEntry, inspectMeshDir, localEntries, walk } from './local';
 import {
   DNS_LABEL,
@@ -46,8 +46,8 @@ const STAGE = {
   namespaces: 3,
   crds: 4,
   localClusters: 10,
-  firewalls: 11,
-  gkeClusters: 12,
+  networkRules: 11,
+  cloudClusters: 12,
   daemons: 20,
   caDirs: 21,
   trustSecrets: 21,
@@ -128,18 +128,21 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
   // A trust Secret in a cluster also searched for objects is reported once, as the store's.
   const trustUids = new Set(trust?.found.map((f) => f.item.metadata.uid));
 
-  const gkeFound: GkeFound[] = [];
-  for (const project of opts.gke?.projects ?? []) {
-    progress(`searching GKE project ${project} for meshflow's clusters and firewall rules`);
-    try {
-      gkeFound.push(...(await scanGke(opts.gke!.provider, project)));
-    } catch (err) {
-      errors.push(`GKE project ${project} was not searched: ${messageOf(err)}`);
+  const cloudFound: ProviderGarbage[] = [];
+  for (const cloud of opts.clouds ?? []) {
+    for (const scope of cloud.scopes) {
+      const where = `${cloud.provider} ${cloud.search.scope} ${scope}`;
+      progress(`searching ${where} for meshflow's clusters and network rules`);
+      try {
+        cloudFound.push(...(await cloud.search.scan(scope)));
+      } catch (err) {
+        errors.push(`${where} was not searched: ${messageOf(err)}`);
+      }
     }
   }
 
   // 2. Which meshes are open: all of them, before anything is decided.
-  const names = new Set<string>([...locals.flatMap((c) => c.owners), ...meshDirs, ...gkeFound.map((g) => g.mesh)]);
+  const names = new Set<string>([...locals.flatMap((c) => c.owners), ...meshDirs, ...cloudFound.map((g) => g.mesh)]);
   for (const found of scans.values()) for (const f of found) names.add(f.mesh);
   for (const f of trust?.found ?? []) names.add(f.mesh);
   const open = await askOpen([...names].sort(), opts.isOpen);
@@ -294,10 +297,11 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
     }
   }
 
-  for (const g of gkeFound) {
+  for (const g of cloudFound) {
     const base = { kind: g.kind, where: g.where, mesh: g.mesh, what: g.what };
+    const stage = g.stage === 'network-rules' ? STAGE.networkRules : STAGE.cloudClusters;
     if (isOpen(g.mesh)) add({ ...base, action: 'kept', reason: 'workflow running' }, 0);
-    else add({ ...base, reason: g.reason }, g.kind === 'firewall-rule' ? STAGE.firewalls : STAGE.gkeClusters, g.remove);
+    else add({ ...base, reason: g.reason }, stage, g.remove);
   }
 
   for (const mesh of meshDirs) {

@@ -1,6 +1,6 @@
 // What gc finds and does, and the helpers its parts share.
 import { MANAGED_BY, MESH_LABEL } from '../adapters/kube';
-import { GkeProvider } from '../adapters/gke';
+import type { GarbageSearch } from '../providers/contract';
 import { type KubernetesStoreLocation } from '../trust-store/from-env';
 import { type LocalTools } from '../local/clusters';
 import { type Progress } from '../util/progress';
@@ -16,8 +16,17 @@ export interface GcCluster {
   context?: string;
 }
 
+/** What gc found; a provider's cloud search names its own kinds ('gke-cluster', 'firewall-rule'). */
 export type GcKind =
-  'object' | 'local-cluster' | 'ca-dir' | 'trust-secret' | 'mesh-dir' | 'process' | 'gke-cluster' | 'firewall-rule';
+  | 'object'
+  | 'local-cluster'
+  | 'ca-dir'
+  | 'trust-secret'
+  | 'mesh-dir'
+  | 'process'
+  | 'gke-cluster'
+  | 'firewall-rule'
+  | (string & {});
 export type GcAction = 'would-delete' | 'deleted' | 'would-stop' | 'stopped' | 'kept' | 'terminating' | 'failed';
 
 export interface GcFinding {
@@ -42,8 +51,8 @@ export interface GcOptions {
   progress?: Progress;
   /** The Kubernetes trust store (MESHFLOW_TRUST_STORE): its Secrets `meshflow-trust-<mesh>` are searched too. */
   trustStore?: KubernetesStoreLocation;
-  /** GKE projects to search for labelled clusters and firewall rules (`--provider gke --project P`). */
-  gke?: { projects: string[]; provider: GkeProvider };
+  /** Clouds to search, each through its provider's GarbageSearch (`--provider gke --project P`). */
+  clouds?: Array<{ provider: string; scopes: string[]; search: GarbageSearch }>;
   /** kube-apiserver and etcd, needed only to delete a local cluster (default: the pinned tools, built if missing). */
   localTools?: () => Promise<LocalTools>;
 }

@@ -1,5 +1,6 @@
 // What meshflow applies to clusters for Istio: control planes and east-west gateways rendered by
 // the pinned istioctl, and the small objects Istio's multicluster guides apply by hand.
+import { providerOf } from '../providers/registry';
 import { execa } from 'execa';
 import YAML from 'yaml';
 import { type Values, type ValuesContext, deepMerge, ownedValues } from '../spec/istio-values';
@@ -31,9 +32,10 @@ export async function istioctlRender(istioctl: string, iop: object, signal?: Abo
  */
 function operatorValues(ctx: ValuesContext): { values: Values; meshConfig?: Values } {
   const { meshConfig, ...owned } = ownedValues(ctx);
-  // Ambient on GKE: Istio's GKE platform settings (istio-cni's binary directory, the ResourceQuotas
+  // Ambient on GKE (a provider's istioPlatform): Istio's GKE platform settings (istio-cni's binary directory, the ResourceQuotas
   // GKE requires for the node-critical priority class outside kube-system), as Istio's docs ask.
-  const platform = ctx.mesh.istio.dataPlane === 'ambient' && ctx.cluster.provider === 'gke' ? { platform: 'gke' } : {};
+  const istioPlatform = providerOf(ctx.cluster.provider).istioPlatform;
+  const platform = ctx.mesh.istio.dataPlane === 'ambient' && istioPlatform ? { platform: istioPlatform } : {};
   const defaults = { global: { hub: ISTIO_HUB, tag: ctx.mesh.istio.version, ...platform } };
   const values = deepMerge(defaults, ctx.mesh.istio.values, owned);
   return { values, meshConfig: meshConfig as Values | undefined };

@@ -2,7 +2,7 @@
 // undone. The workflow walks this graph, `meshflow plan` prints it, the status query reports it;
 // no list of steps is written anywhere else. Pure: safe to run inside workflow code.
 import { SAMPLE_APPS } from '../istio/sample-apps';
-import { gkeClusterName } from '../spec/names';
+import { providerDefinitions, providerOf } from '../providers/registry';
 import { PermanentError } from '../util/errors';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 
@@ -51,8 +51,6 @@ function needsEastWest(mesh: MeshSpec, c: ClusterSpec): boolean {
   return (multiNetwork && c.role === 'primary') || servesRemotes || (multiNetwork && c.role === 'remote');
 }
 
-const CREATE_ESTIMATE_MS = { local: 8_000, existing: 1_000, gke: 360_000 } as const;
-
 const KEY_NAMES = { 'ecdsa-p256': 'ECDSA P-256', 'rsa-4096': 'RSA 4096' } as const;
 
 /**
@@ -66,16 +64,23 @@ function rootCaEstimateMs(mesh: MeshSpec): number {
   return 2_000 * keys;
 }
 
-/** Mesh networks with two or more GKE clusters (one VPC): their pod ranges need a firewall rule to reach each other. */
-export function gkeFlatNetworks(mesh: MeshSpec): Array<{ network: string; clusters: ClusterSpec[] }> {
-  const byNetwork = new Map<string, ClusterSpec[]>();
-  for (const c of mesh.clusters)
-    if (c.provider === 'gke') byNetwork.set(c.network, [...(byNetwork.get(c.network) ?? []), c]);
-  return [...byNetwork].filter(([, cs]) => cs.length > 1).map(([network, clusters]) => ({ network, clusters }));
+/**
+ * Mesh networks with two or more clusters of a provider with network rules (GKE: one VPC, whose pod
+ * ranges need a firewall rule to reach each other). One rule a network: its first such provider's.
+ */
+export function sharedNetworks(mesh: MeshSpec): Array<{ network: string; provider: string; clusters: ClusterSpec[] }> {
+  const byNetwork = new Map<string, { provider: string; clusters: ClusterSpec[] }>();
+  for (const c of mesh.clusters) {
+    if (!providerOf(c.provider).networkRules) continue;
+    const group = byNetwork.get(c.network) ?? { provider: c.provider, clusters: [] };
+    if (group.provider === c.provider) group.clusters.push(c);
+    byNetwork.set(c.network, group);
+  }
+  return [...byNetwork].filter(([, g]) => g.clusters.length > 1).map(([network, g]) => ({ network, ...g }));
 }
 
 /** Whether the mesh has clusters meshflow did not make on this machine, which a preflight checks first. */
-export const needsPreflight = (mesh: MeshSpec) => mesh.clusters.some((c) => c.provider !== 'local');
+export const needsPreflight = (mesh: MeshSpec) => mesh.clusters.some((c) => providerOf(c.provider).preflight);
 
 export interface PlanOptions {
   /**
@@ -93,17 +98,10 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
   const first = preflight ? [id('preflight')] : [];
 
   if (preflight) {
-    const existing = mesh.clusters.filter((c) => c.provider === 'existing').map((c) => c.name);
-    const gke = mesh.clusters.filter((c) => c.provider === 'gke').map((c) => c.name);
-    const checks = [
-      ...(existing.length
-        ? [
-            `${existing.join(', ')}: reachable, Kubernetes version, permissions, no Istio that is not this mesh's, ` +
-              'API address reachable from the other clusters',
-          ]
-        : []),
-      ...(gke.length ? [`${gke.join(', ')}: GKE answers for the project and location, the cluster name is free`] : []),
-    ];
+    const checks = providerDefinitions().flatMap((p) => {
+      const names = mesh.clusters.filter((c) => c.provider === p.id).map((c) => c.name);
+      return names.length && p.preflight ? [p.preflight(names)] : [];
+    });
     add({
       id: id('preflight'),
       kind: 'preflight',
@@ -126,20 +124,15 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
   });
 
   for (const c of mesh.clusters) {
+    const { creates, undo, estimateMs } = providerOf(c.provider).createStep(mesh, c);
     add({
       id: id('create-cluster', c.name),
       kind: 'create-cluster',
       cluster: c.name,
       dependsOn: first,
-      creates:
-        c.provider === 'existing'
-          ? `connection to existing cluster ${c.name}`
-          : c.provider === 'gke'
-            ? `GKE cluster ${gkeClusterName(mesh.name, c)} in ${c.gke!.project}/${c.gke!.location} ` +
-              `(${c.gke!.nodeCount} x ${c.gke!.machineType} per zone, ${c.gke!.releaseChannel} channel, VPC ${c.gke!.network})`
-            : `local cluster ${c.name}`,
-      undo: c.provider === 'existing' ? undefined : `delete ${c.provider} cluster ${c.name}`,
-      estimateMs: CREATE_ESTIMATE_MS[c.provider],
+      creates,
+      undo,
+      estimateMs,
     });
     add({
       id: id('cacerts', c.name),
@@ -151,16 +144,17 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
       estimateMs: 1_000,
     });
   }
-  for (const { network, clusters } of gkeFlatNetworks(mesh)) {
+  for (const { network, provider, clusters } of sharedNetworks(mesh)) {
     const names = clusters.map((c) => c.name);
+    const rules = providerOf(provider).networkRules!;
     add({
       id: id('firewall', network),
       kind: 'firewall',
       target: network,
       dependsOn: names.map((n) => id('create-cluster', n)),
-      creates: `VPC firewall rule letting the pod ranges of ${names.join(', ')} (network ${network}) reach each other`,
-      undo: 'delete the firewall rule',
-      estimateMs: 15_000,
+      creates: rules.creates(names, network),
+      undo: rules.undo,
+      estimateMs: rules.estimateMs,
     });
   }
   for (const c of mesh.clusters) {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML, { type CST, type Document, LineCounter, Parser, isNode } from 'yaml';
 import { inlineRootProblems } from './pem';
-import { type MeshSpec, meshSchema } from './schema';
+import { type MeshSpec, specSchema } from './schema';
 
 export interface SpecProblem {
   path: string;
@@ -99,7 +99,7 @@ export function parseMeshSpec(text: string, file = '<spec>', options: ParseOptio
     });
     throw new SpecError(file, [{ path: YAML_PATH, ...pos, message }]);
   }
-  const result = meshSchema.safeParse(data);
+  const result = specSchema().safeParse(data);
   if (result.success) {
     // Workers may run elsewhere in the file system: every file reference leaves here absolute.
     const problems: SpecProblem[] = [];

@@ -22,7 +22,14 @@ import {
   parseDuration,
 } from './duration';
 import { ownedValueProblems } from './istio-values';
-import { GKE_CLUSTER_NAME, LOCAL_CLUSTER_NAME_MAX, gkeClusterName, localClusterName } from './names';
+import { stored } from './stored';
+import type { ProviderDefinition } from '../providers/contract';
+import { BUILTIN_PROVIDERS, providerDefinitions, providerOf, registryVersion } from '../providers/registry';
+import { localNames, localSettings } from '../providers/local/definition';
+import { existingNames, existingSettings } from '../providers/existing/definition';
+import { gkeNames, gkeSettings } from '../providers/gke/definition';
+
+export { GKE_RELEASE_CHANNELS } from '../providers/gke/definition';
 
 /** A DNS label of at most 40 characters: mesh, cluster and network names. */
 export const dnsLabel = z
@@ -70,75 +77,20 @@ const driftEvery = z.string().superRefine((s, ctx) => {
     ctx.addIssue({ code: 'custom', message: 'must be between 1m and 30d, or off' });
 });
 
-const localProvider = z.strictObject({}).describe('a control-plane-only cluster on this machine');
-
-/**
- * Where `up` put the content of a file the spec names: an entry (or, for a root CA, the prefix of
- * its entries) in the mesh's trust store. Set by meshflow in the spec a run records, which keeps
- * the file's path for display and none of its content; never written by a user.
- */
-const stored = z
-  .string()
-  .min(1)
-  .optional()
-  .describe(
-    'set by meshflow in the spec a run records (where up put the file in the trust store); never written by a user',
-  );
-
-const existingProvider = z.strictObject({
-  kubeconfig: z.string().min(1).describe('path of the kubeconfig file'),
-  context: z.string().min(1).optional().describe('context in that file (default: its current context)'),
-  stored,
-});
-
-export const GKE_RELEASE_CHANNELS = ['RAPID', 'REGULAR', 'STABLE', 'EXTENDED'] as const;
-
-const gkeProvider = z.strictObject({
-  project: z
-    .string()
-    .regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'must be a GCP project ID such as my-project-123')
-    .describe('the GCP project the cluster is made in'),
-  /** A zone (us-central1-a: a zonal cluster) or a region (us-central1: a regional cluster, nodes in each of its zones). */
-  location: z
-    .string()
-    .regex(/^[a-z]+-[a-z]+[0-9]+(-[a-z])?$/, 'must be a GCP region such as us-central1 or a zone such as us-central1-a')
-    .describe(
-      'a zone (us-central1-a: a zonal cluster) or a region (us-central1: a regional cluster, nodes in each of ' +
-        'its zones)',
-    ),
-  /** The GKE cluster's name (default: "<mesh>-<cluster>"). */
-  clusterName: z
-    .string()
-    .regex(
-      GKE_CLUSTER_NAME,
-      "must be a GKE cluster name: a lowercase letter, then lowercase letters, digits and '-', at most 40 characters",
-    )
-    .optional()
-    .describe("the GKE cluster's name (default: <mesh>-<cluster>)"),
-  /** Nodes per zone of the default node pool. */
-  nodeCount: z.number().int().min(1).max(100).default(3).describe('nodes per zone of the default node pool'),
-  machineType: z
-    .string()
-    .regex(/^[a-z0-9]+-[-a-z0-9]+$/, 'must be a machine type such as e2-standard-4')
-    .default('e2-standard-4')
-    .describe('the machine type of the default node pool'),
-  releaseChannel: z
-    .enum(GKE_RELEASE_CHANNELS, { error: `must be one of ${GKE_RELEASE_CHANNELS.join(', ')}` })
-    .default('REGULAR')
-    .describe('the GKE release channel the cluster follows'),
-  /** The VPC network (in the project) and, optionally, its subnetwork. */
-  network: z.string().min(1).default('default').describe('the VPC network in the project'),
-  subnetwork: z.string().min(1).optional().describe("a subnetwork of that VPC (default: GKE's choice)"),
-});
+function clustersField<T extends z.ZodType>(cluster: T) {
+  return z
+    .array(cluster)
+    .min(1, 'a mesh needs at least one cluster')
+    .max(20, 'at most 20 clusters')
+    .describe('the clusters of the mesh, each with its provider, network and role');
+}
 
 export const clusterSchema = z.strictObject({
   name: dnsLabel.describe("the cluster's name in the mesh (its Istio cluster ID)"),
-  provider: z
-    .enum(['local', 'existing', 'gke'])
-    .describe('where the cluster comes from: local (on this machine), existing (a kubeconfig context) or gke'),
-  local: localProvider.optional(),
-  existing: existingProvider.optional().describe('provider existing: the kubeconfig context of a cluster you run'),
-  gke: gkeProvider.optional().describe('provider gke: the GKE cluster meshflow makes'),
+  provider: providerField([localNames, existingNames, gkeNames]),
+  local: localSettings.optional(),
+  existing: existingSettings.optional(),
+  gke: gkeSettings.optional().describe('provider gke: the GKE cluster meshflow makes'),
   network: dnsLabel.describe(
     'the Istio network the cluster is on (topology.istio.io/network); clusters on another network are reached ' +
       'through east-west gateways',
@@ -172,11 +124,7 @@ export const meshSchema = z
       .enum(['delete', 'keep'])
       .default('delete')
       .describe('keep: a failed run keeps what it made, says what, and stays open until down or its TTL'),
-    clusters: z
-      .array(clusterSchema)
-      .min(1, 'a mesh needs at least one cluster')
-      .max(20, 'at most 20 clusters')
-      .describe('the clusters of the mesh, each with its provider, network and role'),
+    clusters: clustersField(clusterSchema),
     trust: z
       .strictObject({
         /**
@@ -383,7 +331,6 @@ export const meshSchema = z
         message: 'is set by meshflow when it copies the file into the trust store at up; remove it',
       });
     if (mesh.trust.rootCa?.stored !== undefined) notYours(['trust', 'rootCa']);
-    mesh.clusters.forEach((c, i) => c.existing?.stored !== undefined && notYours(['clusters', i, 'existing']));
     mesh.app.manifests.forEach((m, i) => m.stored !== undefined && notYours(['app', 'manifests', i]));
     const names = new Map<string, number>();
     mesh.clusters.forEach((c, i) => {
@@ -394,68 +341,8 @@ export const meshSchema = z
           message: `duplicate cluster name "${c.name}" (also clusters[${names.get(c.name)}])`,
         });
       names.set(c.name, i);
-      if (c.provider === 'gke' && c.gke && !c.gke.clusterName && !GKE_CLUSTER_NAME.test(gkeClusterName(mesh.name, c))) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['clusters', i, 'gke'],
-          message:
-            `the GKE cluster name "${gkeClusterName(mesh.name, c)}" (name-clusters[${i}].name) is not one GKE takes ` +
-            `(a lowercase letter first, at most 40 characters): set clusters[${i}].gke.clusterName`,
-        });
-      }
-      const local = localClusterName(mesh.name, c.name);
-      if (c.provider === 'local' && local.length > LOCAL_CLUSTER_NAME_MAX) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['clusters', i, 'name'],
-          message:
-            `local cluster name "${local}" (name-clusters[${i}].name) is ${local.length} characters, over the limit ` +
-            `of ${LOCAL_CLUSTER_NAME_MAX}: shorten name or clusters[${i}].name`,
-        });
-      }
-      const settings = c[c.provider];
-      if (c.provider !== 'local' && settings === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['clusters', i, c.provider],
-          message: `provider "${c.provider}" needs a "${c.provider}:" section`,
-        });
-      }
-      for (const other of ['local', 'existing', 'gke'] as const) {
-        if (other !== c.provider && c[other] !== undefined) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['clusters', i, other],
-            message: `settings for provider "${other}" on a cluster whose provider is "${c.provider}"`,
-          });
-        }
-      }
     });
-    // GKE: one cluster name per project and location; a mesh network is one VPC.
-    const gkeSeen = new Map<string, number>();
-    const vpcOfNetwork = new Map<string, { vpc: string; i: number }>();
-    mesh.clusters.forEach((c, i) => {
-      if (c.provider !== 'gke' || !c.gke) return;
-      const key = `${c.gke.project}/${c.gke.location}/${gkeClusterName(mesh.name, c)}`;
-      if (gkeSeen.has(key))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['clusters', i, 'gke'],
-          message: `clusters[${gkeSeen.get(key)}] is already GKE cluster ${key}: give one a gke.clusterName of its own`,
-        });
-      gkeSeen.set(key, i);
-      const vpc = `${c.gke.project}/${c.gke.network}`;
-      const same = vpcOfNetwork.get(c.network);
-      if (same && same.vpc !== vpc)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['clusters', i, 'network'],
-          message:
-            `network "${c.network}" is also clusters[${same.i}]'s, in VPC ${same.vpc}; this cluster is in VPC ${vpc}, ` +
-            `whose pods cannot reach the other's: give it a network of its own (east-west gateways then carry the traffic)`,
-        });
-      else vpcOfNetwork.set(c.network, { vpc, i });
-    });
+    providerProblems(mesh, (path, message) => ctx.addIssue({ code: 'custom', path, message }));
     for (const problem of ownedValueProblems(mesh.istio.values)) {
       ctx.addIssue({ code: 'custom', path: ['istio', 'values', ...problem.path], message: problem.message });
     }
@@ -625,6 +512,54 @@ export function specWarnings(mesh: MeshSpec): SpecWarning[] {
   return warnings;
 }
 export type ClusterSpec = z.infer<typeof clusterSchema>;
+
+/** A cluster's `provider`: one of the registered providers' ids. */
+function providerField(defs: ReadonlyArray<Pick<ProviderDefinition, 'id' | 'summary'>>) {
+  const ids = defs.map((d) => d.id) as [string, ...string[]];
+  return z
+    .enum(ids)
+    .describe(`where the cluster comes from: ${defs.map((d) => d.summary).join(', ').replace(/, ([^,]*)$/, ' or $1')}`);
+}
+
+/** The rules every provider shares (its section, no other's) and each provider's own. */
+function providerProblems(mesh: MeshSpec, issue: (path: Array<string | number>, message: string) => void): void {
+  const ids = providerDefinitions().map((d) => d.id);
+  const mine = new Map<string, Array<{ cluster: ClusterSpec; index: number }>>();
+  mesh.clusters.forEach((c, i) => {
+    const def = providerOf(c.provider);
+    const sections = c as Record<string, unknown>;
+    if (def.settingsRequired && sections[c.provider] === undefined)
+      issue(['clusters', i, c.provider], `provider "${c.provider}" needs a "${c.provider}:" section`);
+    for (const other of ids) {
+      if (other !== c.provider && sections[other] !== undefined)
+        issue(['clusters', i, other], `settings for provider "${other}" on a cluster whose provider is "${c.provider}"`);
+    }
+    def.checkCluster?.(mesh, c, i, issue);
+    mine.set(c.provider, [...(mine.get(c.provider) ?? []), { cluster: c, index: i }]);
+  });
+  for (const [id, clusters] of mine) providerOf(id).checkMesh?.(mesh, clusters, issue);
+}
+
+let current: { version: number; schema: typeof meshSchema } | undefined;
+
+/**
+ * The schema specs are checked with: `meshSchema` (the built-in providers), with every provider
+ * registered since (`provider` takes its id, a cluster its `<id>:` section).
+ */
+export function specSchema(): typeof meshSchema {
+  const version = registryVersion();
+  if (version === 0) return meshSchema;
+  if (current?.version !== version) {
+    const defs = providerDefinitions();
+    const extra = Object.fromEntries(
+      defs.filter((d) => !BUILTIN_PROVIDERS.some((b) => b.id === d.id)).map((d) => [d.id, d.settings.optional()]),
+    );
+    const cluster = clusterSchema.safeExtend({ provider: providerField(defs), ...extra });
+    const schema = meshSchema.safeExtend({ clusters: clustersField(cluster) });
+    current = { version, schema: schema as unknown as typeof meshSchema };
+  }
+  return current.schema;
+}
 
 function cidrRange(c: string): [number, number] {
   const [ip, bits] = c.split('/');

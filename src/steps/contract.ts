@@ -19,8 +19,8 @@ export type Resource =
   | { type: 'file'; path: string }
   /** A mesh's entries in the worker's trust store (when it is not the state directory). */
   | { type: 'trust'; mesh: string }
-  /** A VPC firewall rule of a mesh network (GKE clusters sharing a VPC). */
-  | { type: 'firewall'; network: string; project: string; name: string };
+  /** A network rule of a mesh network (GKE clusters sharing a VPC: a firewall rule); provider absent: gke. */
+  | { type: 'firewall'; network: string; project: string; name: string; provider?: string };
 
 export interface LedgerEntry {
   step: string;

@@ -36,6 +36,7 @@ import type { MeshActivities } from '../activities/types';
 import { STEP_ACTIVITIES } from './activity-names';
 import type { HostActivities, HostClaim } from '../activities/host';
 import type { MeshSpec } from '../spec/schema';
+import { providerOf } from '../providers/registry';
 import { buildPlan, needsPreflight, type Plan, type Step, type StepKind } from '../plan/plan';
 import { type ApplyRequest, type PlanDelta, applyProblems, diffPlans, withRevisionOf } from '../plan/diff';
 import { MAX_TTL_MS, driftEveryMs, formatDurationMs, parseDuration } from '../spec/duration';
@@ -232,16 +233,15 @@ function hostTimedOut(err: unknown): boolean {
 function needsOneHost(spec: MeshSpec, claim: HostClaim, v4: boolean): boolean {
   if (!claim.sharedTrust) return true;
   if (!v4) {
+    // Before release 4 no file was copied into the store: a cluster any provider but GKE's was this host's.
     return (
-      spec.clusters.some((c) => c.provider !== 'gke') ||
+      spec.clusters.some((c) => providerOf(c.provider).hostBound(c)) ||
       spec.trust.rootCa !== undefined ||
       spec.app.manifests.length > 0
     );
   }
   return (
-    spec.clusters.some(
-      (c) => c.provider === 'local' || (c.provider === 'existing' && c.existing?.stored === undefined),
-    ) ||
+    spec.clusters.some((c) => providerOf(c.provider).hostBound(c)) ||
     (spec.trust.rootCa !== undefined && spec.trust.rootCa.stored === undefined) ||
     spec.app.manifests.some((m) => m.stored === undefined)
   );
@@ -1892,11 +1892,14 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
    * meshflow made and deletes whole skipped (they go with it), host files and trust entries last.
    */
   async function undoInLanes(entries: LedgerEntry[]): Promise<void> {
-    const provider = (cluster: string) =>
-      undoSpecFor({ type: 'cluster', cluster, provider: '' }).clusters.find((c) => c.name === cluster)?.provider;
+    // A cluster meshflow made goes whole, with everything in it.
+    const createdBy = (cluster: string) => {
+      const c = undoSpecFor({ type: 'cluster', cluster, provider: '' }).clusters.find((x) => x.name === cluster);
+      return c === undefined || providerOf(c.provider).createsCluster;
+    };
     const goneWhole = new Set(
       entries.flatMap((e) =>
-        e.resource.type === 'cluster' && provider(e.resource.cluster) !== 'existing' ? [e.resource.cluster] : [],
+        e.resource.type === 'cluster' && createdBy(e.resource.cluster) ? [e.resource.cluster] : [],
       ),
     );
     const lanes = new Map<string, LedgerEntry[]>();
@@ -1981,7 +1984,8 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
   function needsHost(r: Resource): boolean {
     if (r.type === 'file') return true;
     if (r.type === 'firewall' || r.type === 'trust') return false; // a cloud's, a management cluster's
-    return undoSpecFor(r).clusters.find((c) => c.name === r.cluster)?.provider === 'local';
+    const c = undoSpecFor(r).clusters.find((x) => x.name === r.cluster);
+    return c !== undefined && providerOf(c.provider).runsOnHost;
   }
 
   /** The spec an undo of `r` needs: the mesh's, or with the cluster an update removed, which `r` is in. */

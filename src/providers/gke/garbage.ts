@@ -1,19 +1,11 @@
-// gc in GKE: meshflow's clusters (by their resource labels) and firewall rules in a project.
-import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, GkeProvider } from '../adapters/gke';
-import type { ClusterSpec } from '../spec/schema';
-
-export interface GkeFound {
-  kind: 'gke-cluster' | 'firewall-rule';
-  where: string;
-  mesh: string;
-  what: string;
-  reason: string;
-  remove: () => Promise<undefined>;
-}
+// What gc finds in GKE: meshflow's clusters (by their resource labels) and firewall rules in a project.
+import type { ClusterSpec } from '../../spec/schema';
+import type { ProviderGarbage } from '../contract';
+import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, GkeProvider } from './runtime';
 
 /** meshflow's GKE clusters (by their resource labels) and firewall rules (by name and description) in a project. */
-export async function scanGke(gke: GkeProvider, project: string): Promise<GkeFound[]> {
-  const found: GkeFound[] = [];
+export async function scanGke(gke: GkeProvider, project: string): Promise<ProviderGarbage[]> {
+  const found: ProviderGarbage[] = [];
   const [list] = await gke.clients.clusters.listClusters({ parent: `projects/${project}/locations/-` });
   for (const c of list.clusters ?? []) {
     const labels = c.resourceLabels ?? {};
@@ -36,6 +28,7 @@ export async function scanGke(gke: GkeProvider, project: string): Promise<GkeFou
     };
     found.push({
       kind: 'gke-cluster',
+      stage: 'clusters',
       where: `projects/${project}/locations/${c.location}`,
       mesh,
       what: c.name!,
@@ -52,6 +45,7 @@ export async function scanGke(gke: GkeProvider, project: string): Promise<GkeFou
     if (!owner || !r.name?.startsWith('meshflow-')) continue;
     found.push({
       kind: 'firewall-rule',
+      stage: 'network-rules',
       where: `projects/${project}/global/firewalls`,
       mesh: owner.mesh,
       what: r.name,

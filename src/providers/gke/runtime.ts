@@ -10,13 +10,24 @@ import { createHash } from 'node:crypto';
 import YAML from 'yaml';
 import type { protos as containerProtos } from '@google-cloud/container';
 import type { protos as computeProtos } from '@google-cloud/compute';
-import { type GkeClients, gkeClients } from '../gke/clients';
-import { EmulatedIstiod } from '../emulators/gke/istiod';
-import { gkeClusterName } from '../spec/names';
-import type { ClusterSpec } from '../spec/schema';
-import { ClusterGoneError, NotOursError, PermanentError } from '../util/errors';
-import { pause } from './kube';
-import type { ClusterAccess, ClusterProvider, IstiodRunner, PreflightContext, ProviderContext } from './providers';
+import { type GkeClients, gkeClients, gkeEndpoints } from '../../gke/clients';
+import { EmulatedIstiod } from '../../emulators/gke/istiod';
+import { localTools } from '../../local/tools';
+import { gkeClusterName } from '../../spec/names';
+import type { ClusterSpec } from '../../spec/schema';
+import { ClusterGoneError, NotOursError, PermanentError } from '../../util/errors';
+import type { ClusterAccess } from '../../adapters/access';
+import { pause } from '../../adapters/kube';
+import type { IstiodRunner } from '../../local/istiod-runner';
+import type {
+  ClusterProvider,
+  GarbageSearch,
+  NetworkRules,
+  PreflightContext,
+  ProviderContext,
+  ProviderEnv,
+} from '../contract';
+import { scanGke } from './garbage';
 
 type Cluster = containerProtos.google.container.v1.ICluster;
 type Operation = containerProtos.google.container.v1.IOperation;
@@ -167,6 +178,18 @@ export function gkeError(err: unknown, doing: string, project: string): Error {
   }
 }
 
+/** Against the GKE emulator (GKE_EMULATOR_HOST), meshflow runs the emulated clusters' istiod as it does local ones'. */
+export function gkeRuntime(env: ProviderEnv): GkeProvider {
+  const endpoints = gkeEndpoints();
+  return new GkeProvider(
+    env.stateDir,
+    // The emulated clusters' istiod needs the local tools (a worker has them; gc's search does not).
+    endpoints.emulator && env.tools['pilot-discovery']
+      ? { istiodRunner: new EmulatedIstiod(endpoints, localTools(env.tools)) }
+      : {},
+  );
+}
+
 export class GkeProvider implements ClusterProvider {
   private made?: GkeClients;
   private readonly poll: PollPolicy;
@@ -192,6 +215,28 @@ export class GkeProvider implements ClusterProvider {
   async close(): Promise<void> {
     await this.made?.close();
   }
+
+  /** The emulator's clusters are on this machine; GKE's never are. */
+  async onThisMachine(): Promise<boolean> {
+    return this.clients.emulated;
+  }
+
+  /** A VPC firewall rule per mesh network of two or more clusters. */
+  readonly networkRules: NetworkRules = {
+    ref: (mesh, network, clusters) => ({
+      network,
+      project: clusters[0].gke!.project,
+      name: GkeProvider.firewallName(mesh, network),
+    }),
+    ensure: async (mesh, network, clusters, ctx) => {
+      const rule = await this.ensureFirewall(mesh, network, clusters, ctx);
+      return { rule: `${rule.project}/${rule.name}`, sourceRanges: rule.sourceRanges.join(',') };
+    },
+    delete: (mesh, rule, ctx) => this.deleteFirewall(mesh, rule.network, rule.project, ctx),
+  };
+
+  /** gc --provider gke --project P: meshflow's clusters (by their labels) and firewall rules in a project. */
+  readonly garbage: GarbageSearch = { scope: 'GCP project', scan: (project) => scanGke(this, project) };
 
   private body(mesh: string, c: ClusterSpec, ref: ClusterRef): Cluster {
     const g = c.gke!;
