@@ -8,6 +8,7 @@ import { hostActivities, hostId, hostTaskQueue } from './activities/host';
 import { createActivities } from './activities/mesh-activities';
 import type { ActivityDeps } from './activities/mesh-activities';
 import type { MeshActivities } from './activities/types';
+import { entryBundlerOptions, loadProviderModules, workflowsEntry } from './providers/load';
 import { providerRuntimes } from './providers/runtimes';
 import { LOCAL_TOOL_NAMES } from './local/tools';
 import { stateDir as defaultStateDir } from './paths';
@@ -31,6 +32,7 @@ export function activityDeps(
   tools: Record<string, string>,
   trustStore: TrustStore = trustStoreFromEnv(stateDir),
 ): ActivityDeps {
+  loadProviderModules(); // MESHFLOW_PROVIDERS: registered before their runtimes are built
   return {
     stateDir,
     istio: istioToolsOf(tools),
@@ -119,11 +121,14 @@ export async function createWorker(
     dataConverter: converter,
     ...(workerDeploymentOptions ? { workerDeploymentOptions } : {}),
   };
+  const workflows = require.resolve('./workflows');
+  const entry = workflowsEntry(workflows);
   return new MeshWorker(
     await Worker.create({
       ...common,
       taskQueue,
-      workflowsPath: require.resolve('./workflows'),
+      workflowsPath: entry,
+      ...entryBundlerOptions(entry, workflows),
       activities: {
         ...activities,
         ...hostActivities({ host, taskQueue: hostQueue, sharedTrust: deps.trustStore.shared }),

@@ -14,7 +14,8 @@ export function clusterActivities(deps: ActivityDeps) {
     createCluster: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const c = clusterOf(req.spec, req.step.cluster!);
-        if (providerOf(c.provider).createsCluster) ctx.track({ type: 'cluster', cluster: c.name, provider: c.provider });
+        if (providerOf(c.provider).createsCluster)
+          ctx.track({ type: 'cluster', cluster: c.name, provider: c.provider });
         await runtimeOf(deps, c.provider).create(req.mesh, c, ctx);
         return {};
       }),

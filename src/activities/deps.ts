@@ -30,7 +30,8 @@ export interface ActivityDeps {
 /** The runtime of a provider on this worker; a worker without it (a spec from a worker with more) fails for good. */
 export function runtimeOf(deps: ActivityDeps, provider: string): ClusterProvider {
   const p = deps.providers[provider];
-  if (!p) throw new PermanentError(`this worker has no provider "${provider}": load its module with MESHFLOW_PROVIDERS`);
+  if (!p)
+    throw new PermanentError(`this worker has no provider "${provider}": load its module with MESHFLOW_PROVIDERS`);
   return p;
 }
 

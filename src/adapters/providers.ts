@@ -13,11 +13,7 @@ export type { ClusterAccess } from './access';
 
 export type { IstiodRunner } from '../local/istiod-runner';
 
-export type {
-  ClusterProvider,
-  PreflightContext,
-  ProviderContext,
-} from '../providers/contract';
+export type { ClusterProvider, PreflightContext, ProviderContext } from '../providers/contract';
 
 export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
   if (!access.token && access.config === undefined) return Kube.fromFile(access.kubeconfig, access.context, signal);
@@ -49,4 +45,3 @@ export async function withKubeconfigFile<T>(access: ClusterAccess, fn: (file: st
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
-

@@ -26,6 +26,7 @@ import { collectGarbage, gcClusterOptions, renderGc, temporalIsOpen } from '../g
 import { kubernetesLocationFromEnv, trustStoreFromEnv } from '../trust-store/from-env';
 import { COMPONENTS, istiodComponent } from '../local/clusters';
 import { buildPlan } from '../plan/plan';
+import { loadProviderModules } from '../providers/load';
 import { providerIds } from '../providers/registry';
 import { providerRuntime } from '../providers/runtimes';
 import { packageRoot, stateDir } from '../paths';
@@ -768,6 +769,12 @@ program
   .option('--reset', 'delete every emulated cluster and firewall rule, then exit')
   .action(gkeEmulatorCommand);
 
+try {
+  loadProviderModules(); // MESHFLOW_PROVIDERS: their ids are known before any spec is read
+} catch (err) {
+  process.stderr.write(`meshflow: ${(err as Error).message}\n`);
+  process.exit(2);
+}
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = err as Error;
   // Temporal wraps the reason (an update validator's, a failed workflow's) in `cause`: show it.

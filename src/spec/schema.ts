@@ -516,9 +516,12 @@ export type ClusterSpec = z.infer<typeof clusterSchema>;
 /** A cluster's `provider`: one of the registered providers' ids. */
 function providerField(defs: ReadonlyArray<Pick<ProviderDefinition, 'id' | 'summary'>>) {
   const ids = defs.map((d) => d.id) as [string, ...string[]];
-  return z
-    .enum(ids)
-    .describe(`where the cluster comes from: ${defs.map((d) => d.summary).join(', ').replace(/, ([^,]*)$/, ' or $1')}`);
+  return z.enum(ids).describe(
+    `where the cluster comes from: ${defs
+      .map((d) => d.summary)
+      .join(', ')
+      .replace(/, ([^,]*)$/, ' or $1')}`,
+  );
 }
 
 /** The rules every provider shares (its section, no other's) and each provider's own. */
@@ -532,7 +535,10 @@ function providerProblems(mesh: MeshSpec, issue: (path: Array<string | number>, 
       issue(['clusters', i, c.provider], `provider "${c.provider}" needs a "${c.provider}:" section`);
     for (const other of ids) {
       if (other !== c.provider && sections[other] !== undefined)
-        issue(['clusters', i, other], `settings for provider "${other}" on a cluster whose provider is "${c.provider}"`);
+        issue(
+          ['clusters', i, other],
+          `settings for provider "${other}" on a cluster whose provider is "${c.provider}"`,
+        );
     }
     def.checkCluster?.(mesh, c, i, issue);
     mine.set(c.provider, [...(mine.get(c.provider) ?? []), { cluster: c, index: i }]);
