@@ -85,7 +85,7 @@ export class MeshWorker {
  * MESHFLOW_DEPLOYMENT (default meshflow). Mesh workflows are then pinned to the build that started
  * them, their steps and undos included, while new meshes go to the deployment's current version
  * (`temporal worker deployment set-current-version`). Unset: an unversioned worker, as before, and
- * changes in place stay behind patched() (README, "Changing the workflow").
+ * changes in place stay behind patched() (docs/development.md, "Changing the workflow").
  */
 export function workerDeploymentFromEnv(
   env: NodeJS.ProcessEnv = process.env,

@@ -71,3 +71,50 @@ test('every command of the README table exists and takes the flags the table giv
   await Promise.all([work(), work(), work(), work()]);
   expect(problems).toEqual([]);
 });
+
+/** GitHub's anchor of a heading: lowercase, punctuation but '-' and '_' dropped, spaces to '-'. */
+const slug = (heading: string) =>
+  heading
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, '')
+    .replace(/ /g, '-');
+
+/** The anchors of a Markdown file's headings (outside code blocks). */
+function anchors(file: string): Set<string> {
+  const out = new Set<string>();
+  let code = false;
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (line.startsWith('```')) code = !code;
+    const h = code ? null : /^#{1,6} (.*)$/.exec(line);
+    if (h) out.add(slug(h[1]));
+  }
+  // Anchors a page sets itself (docs/checks.md: one per code).
+  for (const m of fs.readFileSync(file, 'utf8').matchAll(/<a (?:id|name)="([^"]+)"/g)) out.add(m[1]);
+  return out;
+}
+
+test('every link between the README and the docs pages leads to a page and a heading that exist', () => {
+  const pages = ['README.md', ...fs.readdirSync(path.join(root, 'docs')).filter((f) => f.endsWith('.md'))].map((f) =>
+    f === 'README.md' ? path.join(root, f) : path.join(root, 'docs', f),
+  );
+  const broken: string[] = [];
+  let checked = 0;
+  for (const page of pages) {
+    const text = fs
+      .readFileSync(page, 'utf8')
+      .replace(/```[\s\S]*?```/g, '')
+      .replace(/`[^`\n]*`/g, '');
+    for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      const href = m[1];
+      if (/^[a-z]+:/.test(href)) continue; // http(s), mailto
+      const [file, anchor] = href.split('#');
+      const target = file ? path.resolve(path.dirname(page), file) : page;
+      checked++;
+      if (!fs.existsSync(target)) broken.push(`${path.relative(root, page)}: ${href} (no such file)`);
+      else if (anchor && target.endsWith('.md') && !anchors(target).has(anchor))
+        broken.push(`${path.relative(root, page)}: ${href} (no such heading)`);
+    }
+  }
+  expect(broken).toEqual([]);
+  expect(checked).toBeGreaterThan(30);
+});

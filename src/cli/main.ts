@@ -739,7 +739,7 @@ const MARKER = new Option('--marker <text>').hideHelp();
 
 program
   .command('worker')
-  .description('run a meshflow worker in the foreground against TEMPORAL_ADDRESS (TLS, API key: see README)')
+  .description('run a meshflow worker in the foreground against TEMPORAL_ADDRESS (TLS, API key: see docs/operating.md)')
   .option('--shutdown-grace <duration>', 'on SIGTERM/SIGINT, how long running activities may take to finish', '30s')
   .addOption(MARKER)
   // Loaded here: the other commands need neither the worker SDK nor the activities.

@@ -7,7 +7,7 @@
 // checks, and reader tokens are renewed before they expire. Long waits continue-as-new with the
 // state they carry, so history stays bounded.
 //
-// Versioning (see README, "Changing the workflow"): a change that alters the commands this code
+// Versioning (see docs/development.md, "Changing the workflow"): a change that alters the commands this code
 // issues is guarded by one patch per release, read once at the start; meshes started by an
 // earlier build replay the branch they started on.
 import {
