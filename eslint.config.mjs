@@ -37,6 +37,15 @@ const nodeBuiltins = [
   'zlib',
 ];
 
+/** Imports that do I/O: a workflow, and anything its bundle holds, may not make them. */
+const ioImports = [
+  ...nodeBuiltins
+    .flatMap((m) => [m, `node:${m}`])
+    .map((name) => ({ name, message: 'Workflow code may not use Node built-ins: do it in an activity.' })),
+  { name: 'execa', message: 'Workflow code may not run programs: do it in an activity.' },
+  { name: '@kubernetes/client-node', message: 'Workflow code may not do I/O: do it in an activity.' },
+];
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/'] },
   js.configs.recommended,
@@ -59,11 +68,7 @@ export default tseslint.config(
         'error',
         {
           paths: [
-            ...nodeBuiltins
-              .flatMap((m) => [m, `node:${m}`])
-              .map((name) => ({ name, message: 'Workflow code may not use Node built-ins: do it in an activity.' })),
-            { name: 'execa', message: 'Workflow code may not run programs: do it in an activity.' },
-            { name: '@kubernetes/client-node', message: 'Workflow code may not do I/O: do it in an activity.' },
+            ...ioImports,
             { name: '@temporalio/client', message: 'Workflows use @temporalio/workflow, not the client.' },
             { name: '@temporalio/worker', message: 'Workflows use @temporalio/workflow, not the worker.' },
           ],
@@ -97,6 +102,39 @@ export default tseslint.config(
           object: 'crypto',
           property: 'getRandomValues',
           message: 'Use Math.random() (seeded and replay-safe in workflows).',
+        },
+      ],
+    },
+  },
+  {
+    // What the workflow bundle holds besides the workflows: the provider registry, the contract and
+    // each provider's definition (their runtimes are the worker's), and a provider loaded from outside.
+    files: [
+      'src/providers/registry.ts',
+      'src/providers/contract.ts',
+      'src/providers/*/definition.ts',
+      'test/fixtures/lab-provider.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: ioImports,
+          patterns: [
+            {
+              group: [
+                '**/runtime',
+                '**/runtimes',
+                '**/local/clusters',
+                '**/local/tools',
+                '**/tools/*',
+                '**/sim/*',
+                '**/adapters/*',
+              ],
+              allowTypeImports: true,
+              message: 'The workflow bundles this file: import runtimes and I/O as types only.',
+            },
+          ],
         },
       ],
     },

@@ -3,6 +3,9 @@
 // `registerProvider({ definition, runtime })`, in a module the CLI and the worker load
 // (MESHFLOW_PROVIDERS; see docs/providers.md).
 import type { ProviderDefinition, ProviderModule, RuntimeFactory } from './contract';
+
+/** The zod meshflow's schema is made with: a provider's settings schema must be made with it too. */
+export { z } from 'zod';
 import { existingDefinition } from './existing/definition';
 import { gkeDefinition } from './gke/definition';
 import { localDefinition } from './local/definition';
