@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ISTIO_DEFAULT_VERSION, ISTIO_HUB, istioBuildOf } from '../src/istio/version';
 import { controlPlaneOperator, eastWestOperator } from '../src/istio/manifests';
+import { istioPlatformOf } from '../src/activities/deps';
 import { OWNED_VALUES } from '../src/spec/istio-values';
 import { SpecError, loadMeshSpec, parseMeshSpec } from '../src/spec/load';
 import { localClusterName } from '../src/spec/names';
@@ -804,8 +805,16 @@ test("ambient on GKE renders Istio's GKE platform settings there, and only there
     ) + 'istio:\n  dataPlane: ambient\n',
   );
   type Op = { spec: { values: { global: { platform?: string } } } };
-  const [local, gke] = spec.clusters.map((c) => controlPlaneOperator(spec, c) as Op);
+  // As the control-plane and east-west steps render them: with the platform the cluster's provider names.
+  const render = (m: MeshSpec, c: MeshSpec['clusters'][number]) =>
+    controlPlaneOperator(m, c, undefined, undefined, {
+      revision: m.istio.revision,
+      platform: istioPlatformOf(c),
+    }) as Op;
+  const [local, gke] = spec.clusters.map((c) => render(spec, c));
   expect([local.spec.values.global.platform, gke.spec.values.global.platform]).toEqual([undefined, 'gke']);
+  const eastWest = spec.clusters.map((c) => eastWestOperator(spec, c, istioPlatformOf(c)) as Op);
+  expect(eastWest.map((o) => o.spec.values.global.platform)).toEqual([undefined, 'gke']);
   const sidecar = { ...spec, istio: { ...spec.istio, dataPlane: 'sidecar' as const } };
-  expect((controlPlaneOperator(sidecar, spec.clusters[1]) as Op).spec.values.global.platform).toBeUndefined();
+  expect(render(sidecar, spec.clusters[1]).spec.values.global.platform).toBeUndefined();
 });

@@ -31,7 +31,7 @@ import {
   programmedAddress,
   readerGatewayApiAccess,
 } from '../istio/ambient';
-import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn, runtimeOf } from './deps';
+import { type ActivityDeps, clusterOf, controlPlaneOf, istioPlatformOf, kubeOf, objectsIn, runtimeOf } from './deps';
 import { type StepContext, runStep } from './step';
 
 const CONTROL_PLANE_CLUSTERS = 'topology.istio.io/controlPlaneClusters';
@@ -80,7 +80,14 @@ export function controlPlaneActivities(deps: ActivityDeps) {
         // Ambient: the Gateway API CRDs its build wants, before istiod (it watches them at start).
         const gatewayApi = ambient(req.spec) ? await gatewayApiCrds(k, req.mesh, istio.gatewayApiCrds) : [];
         const rendered = parseManifests(
-          await istioctlRender(istio.istioctl, controlPlaneOperator(req.spec, c, remotePilot, webhooks), ctx.signal),
+          await istioctlRender(
+            istio.istioctl,
+            controlPlaneOperator(req.spec, c, remotePilot, webhooks, {
+              revision: req.spec.istio.revision,
+              platform: istioPlatformOf(c),
+            }),
+            ctx.signal,
+          ),
         );
         // istio-system is the cacerts step's (made by it, or the user's and left as it is).
         const objects = [
@@ -131,7 +138,9 @@ export function controlPlaneActivities(deps: ActivityDeps) {
           return { outputs: { address: await waitProgrammed(k, ref, `east-west Gateway of ${c.name}`, ctx, timeout) } };
         }
         const { istioctl } = await deps.istio(req.spec.istio.version, ctx);
-        const objects = parseManifests(await istioctlRender(istioctl, eastWestOperator(req.spec, c), ctx.signal));
+        const objects = parseManifests(
+          await istioctlRender(istioctl, eastWestOperator(req.spec, c, istioPlatformOf(c)), ctx.signal),
+        );
         await applyTracked(k, req, c.name, objects, ctx);
         const address = await k.waitLoadBalancer(ISTIO_NAMESPACE, EASTWEST_SERVICE, ctx.heartbeat, timeout);
         if (!address) {

@@ -7,6 +7,7 @@ import type { Kube, ObjectRef } from '../adapters/kube';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { Resource } from '../steps/contract';
 import { PermanentError } from '../util/errors';
+import { providerOf } from '../providers/registry';
 import type { IstioToolsOf } from '../tools/istio-builds';
 import type { TrustStore } from '../trust-store/store';
 import type { TrafficPort } from '../checks/traffic';
@@ -34,6 +35,9 @@ export function runtimeOf(deps: ActivityDeps, provider: string): ClusterProvider
     throw new PermanentError(`this worker has no provider "${provider}": load its module with MESHFLOW_PROVIDERS`);
   return p;
 }
+
+/** Istio's `global.platform` for an ambient install on a cluster: its provider's, if it has one (gke). */
+export const istioPlatformOf = (c: ClusterSpec): string | undefined => providerOf(c.provider).istioPlatform;
 
 export function clusterOf(spec: MeshSpec, name: string): ClusterSpec {
   const c = spec.clusters.find((x) => x.name === name);

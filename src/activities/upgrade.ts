@@ -25,7 +25,7 @@ import { REVISION_LABEL, TAG_WEBHOOK, podRevision } from '../istio/revisions';
 import { revisionLabel } from '../istio/version';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 import type { RevisionRequest, StepOutcome } from '../steps/contract';
-import { type ActivityDeps, clusterOf, controlPlaneOf, kubeOf, objectsIn, runtimeOf } from './deps';
+import { type ActivityDeps, clusterOf, controlPlaneOf, istioPlatformOf, kubeOf, objectsIn, runtimeOf } from './deps';
 import { istiodEnv, startLocalIstiod } from './control-plane';
 import { type StepContext, runStep } from './step';
 
@@ -73,6 +73,7 @@ export function upgradeActivities(deps: ActivityDeps) {
     const iop = controlPlaneOperator(mesh, c, await remotePilotOf(req.spec, c, ctx), webhooks, {
       revision: req.revision,
       canary,
+      platform: istioPlatformOf(c),
     });
     return parseManifests(await istioctlRender(istio.istioctl, iop, ctx.signal)).filter(
       (o) => !(o.kind === 'Namespace' && o.metadata?.name === ISTIO_NAMESPACE),

@@ -1,6 +1,5 @@
 // What meshflow applies to clusters for Istio: control planes and east-west gateways rendered by
 // the pinned istioctl, and the small objects Istio's multicluster guides apply by hand.
-import { providerOf } from '../providers/registry';
 import { execa } from 'execa';
 import YAML from 'yaml';
 import { type Values, type ValuesContext, deepMerge, ownedValues } from '../spec/istio-values';
@@ -30,11 +29,10 @@ export async function istioctlRender(istioctl: string, iop: object, signal?: Abo
  * deep-merged, then the values meshflow owns (validation refuses a spec that sets those).
  * Owned `meshConfig.*` goes to the operator's meshConfig, which istioctl merges into the values.
  */
-function operatorValues(ctx: ValuesContext): { values: Values; meshConfig?: Values } {
+function operatorValues(ctx: ValuesContext, istioPlatform?: string): { values: Values; meshConfig?: Values } {
   const { meshConfig, ...owned } = ownedValues(ctx);
-  // Ambient on GKE (a provider's istioPlatform): Istio's GKE platform settings (istio-cni's binary directory, the ResourceQuotas
+  // Ambient on GKE (its provider's istioPlatform, given by the caller): Istio's GKE platform settings (istio-cni's binary directory, the ResourceQuotas
   // GKE requires for the node-critical priority class outside kube-system), as Istio's docs ask.
-  const istioPlatform = providerOf(ctx.cluster.provider).istioPlatform;
   const platform = ctx.mesh.istio.dataPlane === 'ambient' && istioPlatform ? { platform: istioPlatform } : {};
   const defaults = { global: { hub: ISTIO_HUB, tag: ctx.mesh.istio.version, ...platform } };
   const values = deepMerge(defaults, ctx.mesh.istio.values, owned);
@@ -54,6 +52,8 @@ export interface WebhookURLs {
 export interface ControlPlaneRender {
   /** The revision (istio.io/rev) to render; undefined: Istio's default revision. */
   revision?: string;
+  /** Istio's `global.platform` for an ambient install: the cluster's provider's (gke), if it has one. */
+  platform?: string;
   /**
    * An upgrade's canary beside the running revision: no gateways and no revision tag (the upgrade
    * moves the tag itself, wave by wave).
@@ -73,7 +73,7 @@ export function controlPlaneOperator(
   webhooks?: WebhookURLs,
   render: ControlPlaneRender = { revision: mesh.istio.revision },
 ): object {
-  const rendered = operatorValues({ mesh, cluster, operator: 'control-plane', remotePilotAddress });
+  const rendered = operatorValues({ mesh, cluster, operator: 'control-plane', remotePilotAddress }, render.platform);
   const meshConfig = rendered.meshConfig;
   const { revision, canary } = render;
   const values = deepMerge(
@@ -109,8 +109,9 @@ export const ISTIOD_SERVICE = 'istiod';
 
 export const EASTWEST_SERVICE = 'istio-eastwestgateway';
 
-export function eastWestOperator(mesh: MeshSpec, cluster: ClusterSpec): object {
-  const { values } = operatorValues({ mesh, cluster, operator: 'east-west' });
+/** The east-west gateway's IstioOperator; `platform`: Istio's global.platform for ambient (the provider's). */
+export function eastWestOperator(mesh: MeshSpec, cluster: ClusterSpec, platform?: string): object {
+  const { values } = operatorValues({ mesh, cluster, operator: 'east-west' }, platform);
   return {
     apiVersion: 'install.istio.io/v1alpha1',
     kind: 'IstioOperator',

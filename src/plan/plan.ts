@@ -4,22 +4,10 @@
 import { SAMPLE_APPS } from '../istio/sample-apps';
 import { providerDefinitions, providerOf } from '../providers/registry';
 import { PermanentError } from '../util/errors';
+import type { StepKind } from '../steps/contract';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';
 
-export type StepKind =
-  | 'preflight'
-  | 'create-cluster'
-  | 'firewall'
-  | 'root-ca'
-  | 'cacerts'
-  | 'control-plane'
-  | 'eastwest-gateway'
-  | 'expose-services'
-  | 'expose-istiod'
-  | 'link'
-  | 'deploy-app'
-  | 'addons'
-  | 'verify';
+export type { StepKind } from '../steps/contract';
 
 export interface Step {
   id: string;

@@ -3,7 +3,22 @@
 // and nothing here does I/O. None of it is secret: kubeconfigs, CA keys and tokens stay in the
 // state directory or in the clusters; only their names and locations travel through history.
 import type { MeshSpec } from '../spec/schema';
-import type { StepKind } from '../plan/plan';
+
+/** The kinds of step a plan is made of (plan/plan.ts builds them; each has its activity). */
+export type StepKind =
+  | 'preflight'
+  | 'create-cluster'
+  | 'firewall'
+  | 'root-ca'
+  | 'cacerts'
+  | 'control-plane'
+  | 'eastwest-gateway'
+  | 'expose-services'
+  | 'expose-istiod'
+  | 'link'
+  | 'deploy-app'
+  | 'addons'
+  | 'verify';
 
 export interface ObjectRef {
   apiVersion: string;

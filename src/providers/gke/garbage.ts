@@ -1,10 +1,18 @@
 // What gc finds in GKE: meshflow's clusters (by their resource labels) and firewall rules in a project.
+import type { GkeClients } from '../../gke/clients';
 import type { ClusterSpec } from '../../spec/schema';
-import type { ProviderGarbage } from '../contract';
-import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, GkeProvider } from './runtime';
+import type { ProviderContext, ProviderGarbage } from '../contract';
+import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, ruleOwner } from './names';
+
+/** What the search needs of the GKE provider: its clients, and how it deletes a cluster and a rule. */
+export interface GkeGarbageSource {
+  readonly clients: GkeClients;
+  delete(mesh: string, c: ClusterSpec, ctx: ProviderContext): Promise<void>;
+  deleteFirewall(mesh: string, network: string, project: string, ctx: ProviderContext): Promise<void>;
+}
 
 /** meshflow's GKE clusters (by their resource labels) and firewall rules (by name and description) in a project. */
-export async function scanGke(gke: GkeProvider, project: string): Promise<ProviderGarbage[]> {
+export async function scanGke(gke: GkeGarbageSource, project: string): Promise<ProviderGarbage[]> {
   const found: ProviderGarbage[] = [];
   const [list] = await gke.clients.clusters.listClusters({ parent: `projects/${project}/locations/-` });
   for (const c of list.clusters ?? []) {
@@ -41,7 +49,7 @@ export async function scanGke(gke: GkeProvider, project: string): Promise<Provid
   }
   const [rules] = await gke.clients.firewalls.list({ project, filter: 'name = "meshflow-*"' });
   for (const r of rules ?? []) {
-    const owner = GkeProvider.ruleOwner(r.description ?? '');
+    const owner = ruleOwner(r.description ?? '');
     if (!owner || !r.name?.startsWith('meshflow-')) continue;
     found.push({
       kind: 'firewall-rule',

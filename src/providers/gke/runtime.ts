@@ -28,15 +28,13 @@ import type {
   ProviderEnv,
 } from '../contract';
 import { scanGke } from './garbage';
+import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, firewallName, ruleDescription, ruleOwner } from './names';
 
 type Cluster = containerProtos.google.container.v1.ICluster;
 type Operation = containerProtos.google.container.v1.IOperation;
 type Firewall = computeProtos.google.cloud.compute.v1.IFirewall;
 
-/** Resource labels on every GKE cluster meshflow creates (GCP labels: lowercase, no dots or slashes). */
-export const GKE_MANAGED_BY = 'managed-by';
-export const GKE_MESH_LABEL = 'meshflow-mesh';
-export const GKE_CLUSTER_LABEL = 'meshflow-cluster';
+export { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL } from './names';
 
 /** gRPC status codes (google.rpc.Code). */
 const Code = {
@@ -506,25 +504,9 @@ export class GkeProvider implements ClusterProvider {
 
   // --- Firewall rules (Compute Engine): pod ranges of clusters that share a VPC reach each other. ---
 
-  /** The rule of a mesh network: "meshflow-<mesh>-<network>", or a hash when that is over 63 characters. */
-  static firewallName(mesh: string, network: string): string {
-    const name = `meshflow-${mesh}-${network}`;
-    return name.length <= 63
-      ? name
-      : `meshflow-${createHash('sha256').update(`${mesh}/${network}`).digest('hex').slice(0, 20)}`;
-  }
-
-  private static ruleDescription(mesh: string, network: string): string {
-    return `meshflow mesh ${mesh} network ${network}: pods of its GKE clusters reach each other`;
-  }
-
-  /** The mesh and network a rule's description names, when meshflow wrote it. */
-  static ruleOwner(description: string): { mesh: string; network: string } | undefined {
-    const m = /^meshflow mesh ([a-z0-9-]+) network ([a-z0-9-]+): pods of its GKE clusters reach each other$/.exec(
-      description,
-    );
-    return m ? { mesh: m[1], network: m[2] } : undefined;
-  }
+  static readonly firewallName = firewallName;
+  static readonly ruleOwner = ruleOwner;
+  private static readonly ruleDescription = ruleDescription;
 
   /** A request id GCE deduplicates on: the same rule asked twice (a lost answer) is made once. */
   private static requestId(mesh: string, name: string, verb: string, nonce: string): string {
