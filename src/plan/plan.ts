@@ -79,26 +79,48 @@ export interface PlanOptions {
 }
 
 export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
-  const steps: Step[] = [];
-  const add = (s: Step) => steps.push(s);
-  const multiNetwork = new Set(mesh.clusters.map((x) => x.network)).size > 1;
   const preflight = (options.preflight ?? true) && needsPreflight(mesh);
   const first = preflight ? [id('preflight')] : [];
+  const steps: Step[] = [
+    ...(preflight ? preflightSteps(mesh) : []),
+    ...trustAndClusterSteps(mesh, first),
+    ...networkRuleSteps(mesh),
+    ...controlPlaneSteps(mesh),
+    ...linkSteps(mesh),
+    ...appSteps(mesh),
+  ];
+  steps.push({
+    id: id('verify'),
+    kind: 'verify',
+    dependsOn: steps.map((s) => s.id),
+    creates: 'nothing: checks trust, network labels, gateways, remote secrets and istiod',
+    estimateMs: 5_000,
+  });
+  return { mesh: mesh.name, steps };
+}
 
-  if (preflight) {
-    const checks = providerDefinitions().flatMap((p) => {
-      const names = mesh.clusters.filter((c) => c.provider === p.id).map((c) => c.name);
-      return names.length && p.preflight ? [p.preflight(names)] : [];
-    });
-    add({
-      id: id('preflight'),
-      kind: 'preflight',
-      dependsOn: [],
-      creates: `nothing: checks before anything changes (${checks.join('; ')})`,
-      estimateMs: 2_000,
-    });
-  }
+/** The preflight: what each provider checks of its clusters before anything changes. */
+function preflightSteps(mesh: MeshSpec): Step[] {
+  const steps: Step[] = [];
+  const add = (s: Step) => steps.push(s);
+  const checks = providerDefinitions().flatMap((p) => {
+    const names = mesh.clusters.filter((c) => c.provider === p.id).map((c) => c.name);
+    return names.length && p.preflight ? [p.preflight(names)] : [];
+  });
+  add({
+    id: id('preflight'),
+    kind: 'preflight',
+    dependsOn: [],
+    creates: `nothing: checks before anything changes (${checks.join('; ')})`,
+    estimateMs: 2_000,
+  });
+  return steps;
+}
 
+/** The CAs, and each cluster from its provider with its cacerts. */
+function trustAndClusterSteps(mesh: MeshSpec, first: string[]): Step[] {
+  const steps: Step[] = [];
+  const add = (s: Step) => steps.push(s);
   const cas = mesh.trust.rootCa
     ? 'an intermediate CA per cluster, signed by your root'
     : 'mesh root CA and an intermediate CA per cluster';
@@ -132,6 +154,13 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
       estimateMs: 1_000,
     });
   }
+  return steps;
+}
+
+/** A network rule per mesh network whose clusters' provider needs one (GKE: a VPC firewall rule). */
+function networkRuleSteps(mesh: MeshSpec): Step[] {
+  const steps: Step[] = [];
+  const add = (s: Step) => steps.push(s);
   for (const { network, provider, clusters } of sharedNetworks(mesh)) {
     const names = clusters.map((c) => c.name);
     const rules = providerOf(provider).networkRules!;
@@ -145,6 +174,14 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
       estimateMs: rules.estimateMs,
     });
   }
+  return steps;
+}
+
+/** Each cluster's Istio, its east-west gateway and what it exposes to other networks and remotes. */
+function controlPlaneSteps(mesh: MeshSpec): Step[] {
+  const steps: Step[] = [];
+  const add = (s: Step) => steps.push(s);
+  const multiNetwork = new Set(mesh.clusters.map((x) => x.network)).size > 1;
   for (const c of mesh.clusters) {
     const remoteDeps = c.role === 'remote' ? [id('expose-istiod', c.primary)] : [];
     add({
@@ -201,6 +238,13 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
       });
     }
   }
+  return steps;
+}
+
+/** The remote secrets: one per pair of clusters that must read each other's API. */
+function linkSteps(mesh: MeshSpec): Step[] {
+  const steps: Step[] = [];
+  const add = (s: Step) => steps.push(s);
   for (const [source, target] of linkPairs(mesh)) {
     add({
       id: id('link', `${source}->${target}`),
@@ -213,6 +257,13 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
       estimateMs: 2_000,
     });
   }
+  return steps;
+}
+
+/** The sample app and the user's manifests per cluster, and the addons on each primary. */
+function appSteps(mesh: MeshSpec): Step[] {
+  const steps: Step[] = [];
+  const add = (s: Step) => steps.push(s);
   const placement = appPlacement(mesh);
   for (const c of mesh.clusters) {
     const files = mesh.app.manifests.filter((m) => m.clusters.includes(c.name)).map((m) => m.file);
@@ -244,14 +295,7 @@ export function buildPlan(mesh: MeshSpec, options: PlanOptions = {}): Plan {
       });
     }
   }
-  add({
-    id: id('verify'),
-    kind: 'verify',
-    dependsOn: steps.map((s) => s.id),
-    creates: 'nothing: checks trust, network labels, gateways, remote secrets and istiod',
-    estimateMs: 5_000,
-  });
-  return { mesh: mesh.name, steps };
+  return steps;
 }
 
 /** Ordered (source, target) pairs: target's istiod reads source's API through the remote secret. */
