@@ -286,26 +286,50 @@ function tracedResources(err: unknown): Resource[] {
 }
 
 export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStatus> {
-  const v2 = patched(PATCH_V2);
-  const v3 = v2 && patched(PATCH_V3);
-  const v4 = v3 && patched(PATCH_V4);
-  const v4drift = v3 && patched(PATCH_V4_DRIFT);
-  const v5 = v4drift && patched(PATCH_V5_TRUST);
-  const v6 = v5 && patched(PATCH_V6_UPGRADE);
+  return new MeshRun(input).run();
+}
+
+/** What the waves of one upgrade share: where from and to, the waves, its state, the clusters whose tag moved. */
+interface UpgradeRun {
+  from: UpgradeState['from'];
+  to: UpgradeState['to'];
+  waves: string[][];
+  up: UpgradeState;
+  switched: Set<string>;
+}
+
+/** The input of a run, set before MeshRun's fields are initialized from it (a base class's constructor runs first). */
+class RunInput {
+  constructor(protected readonly input: ProvisionMeshInput) {}
+}
+
+/**
+ * One run of a mesh's workflow: its state (the fields, initialized in the order the workflow has
+ * always made them: the patch markers first), the handlers it registers and what it does.
+ */
+class MeshRun extends RunInput {
+  private readonly v2 = patched(PATCH_V2);
+  private readonly v3 = this.v2 && patched(PATCH_V3);
+  private readonly v4 = this.v3 && patched(PATCH_V4);
+  private readonly v4drift = this.v3 && patched(PATCH_V4_DRIFT);
+  private readonly v5 = this.v4drift && patched(PATCH_V5_TRUST);
+  private readonly v6 = this.v5 && patched(PATCH_V6_UPGRADE);
+
   // The spec and plan the mesh runs: its first, then each one an `apply` made it.
-  let spec = upgradeSpec(input.spec);
+  private spec = upgradeSpec(this.input.spec);
+
   // Meshes started before preflights existed keep the plan they started with.
-  let plan: Plan = buildPlan(spec, { preflight: needsPreflight(spec) && patched(PATCH_PREFLIGHT) });
-  const now = () => new Date(Date.now()).toISOString();
-  const status: MeshStatus = input.carried ?? {
-    mesh: spec.name,
+  private plan: Plan = buildPlan(this.spec, { preflight: needsPreflight(this.spec) && patched(PATCH_PREFLIGHT) });
+  private readonly now = () => new Date(Date.now()).toISOString();
+  private readonly status: MeshStatus = this.input.carried ?? {
+    mesh: this.spec.name,
     phase: 'provisioning',
-    provider: [...new Set(spec.clusters.map((c) => c.provider))].join(','),
-    clusters: spec.clusters.map((c) => c.name),
-    startedAt: now(),
+    provider: [...new Set(this.spec.clusters.map((c) => c.provider))].join(','),
+    clusters: this.spec.clusters.map((c) => c.name),
+    startedAt: this.now(),
     // The deadline runs from the start: a mesh never outlives its TTL, not even one still provisioning.
-    expiresAt: v2 ? new Date(Date.now() + parseDuration(spec.ttl)!).toISOString() : undefined,
-    steps: plan.steps.map((s): StepStatus => ({
+    expiresAt: this.v2 ? new Date(Date.now() + parseDuration(this.spec.ttl)!).toISOString() : undefined,
+    steps: this.plan.steps.map((s): StepStatus => ({
       id: s.id,
       kind: s.kind,
       cluster: s.cluster,
@@ -316,375 +340,415 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     checks: [],
     leftBehind: [],
   };
-  const stepStatus = (id: string) => status.steps.find((s) => s.id === id)!;
-  const request = (step: Step) => ({
-    mesh: spec.name,
-    spec,
+  private readonly stepStatus = (id: string) => this.status.steps.find((s) => s.id === id)!;
+  private readonly request = (step: Step) => ({
+    mesh: this.spec.name,
+    spec: this.spec,
     step: { id: step.id, kind: step.kind, cluster: step.cluster, target: step.target },
   });
-  const record = (step: string, resources: Resource[]) => {
+  private readonly record = (step: string, resources: Resource[]) => {
     for (const resource of resources) {
       // A step run again (a token renewal, a retry) reports what it already created: one entry is enough.
-      const known = status.ledger.some(
+      const known = this.status.ledger.some(
         (l) => l.step === step && JSON.stringify(l.resource) === JSON.stringify(resource),
       );
-      if (!known) status.ledger.push({ step, resource, createdAt: now() });
+      if (!known) this.status.ledger.push({ step, resource, createdAt: this.now() });
     }
   };
-  // The copies `up` made are the mesh's trust store entries, as its CAs are (the root-ca step's):
-  // recorded now, so they are undone with the mesh even when it fails before that step.
-  if (v4 && !input.carried && copiedFiles(spec)) {
-    record(plan.steps.find((s) => s.kind === 'root-ca')!.id, [{ type: 'trust', mesh: spec.name }]);
-  }
-  let teardownRequested = false;
+  private teardownRequested = false;
+
   /** Why provisioning was stopped from outside (teardown, expiry), once it was. */
-  let stopReason: string | undefined;
-  let deadlineVersion = 0;
-  const provisioning = new CancellationScope();
+  private stopReason: string | undefined;
+  private deadlineVersion = 0;
+  private readonly provisioning = new CancellationScope();
 
   /** Set by `down --abandon-host`: nothing waits on the host any more. */
-  let abandonHost = false;
+  private abandonHost = false;
+
   /** Scopes of the activities waiting on (or running on) the host: an abandon cancels them. */
-  const hostScopes = new Set<CancellationScope>();
+  private readonly hostScopes = new Set<CancellationScope>();
+
   /** A due token renewal, which a teardown cancels (the host it waits on may be gone). */
-  let renewal: CancellationScope | undefined;
+  private renewal: CancellationScope | undefined;
+
   /** The `apply` in progress (one at a time), and its scope, which a teardown or the deadline cancels. */
-  let updating: { record: UpdateRecord; scope: CancellationScope } | undefined;
+  private updating: { record: UpdateRecord; scope: CancellationScope } | undefined;
+
   /** What each step that ran in the current update reported it applied (all of it: steps apply whole). */
-  const ran = new Map<string, Resource[]>();
+  private readonly ran = new Map<string, Resource[]>();
+
   /** The drift baseline (one copy: carried across continue-as-new in the input) and when it was taken. */
-  let driftBase = input.driftBaseline;
+  private driftBase = this.input.driftBaseline;
+
   /** Bumped by every change after which the baseline is stale (an apply, a token renewal). */
-  let driftStale = 0;
+  private driftStale = 0;
+
   /** The `driftStale` the baseline was taken at. */
-  let driftBaselined = 0;
+  private driftBaselined = 0;
+
   /** Bumped when the drift state changes: the live loop's wait wakes on it. */
-  let driftVersion = 0;
+  private driftVersion = 0;
+
   /** A baseline being taken, and a drift check in progress (one at a time, never beside an apply). */
-  let baselining: Promise<void> | undefined;
-  let drifting: { since: string; scope: CancellationScope } | undefined;
+  private baselining: Promise<void> | undefined;
+  private drifting: { since: string; scope: CancellationScope } | undefined;
+
   /** When a baseline that failed is tried again (workflow time, ms). */
-  let baselineRetryAt = 0;
+  private baselineRetryAt = 0;
+
   /** When an intermediate rotation that failed is tried again by the live loop (workflow time, ms). */
-  let rotateRetryAt = 0;
+  private rotateRetryAt = 0;
+
   /** What an upgrade waiting between waves was told (upgrade-decision). */
-  let upgradeDecision: UpgradeDecision | undefined;
+  private upgradeDecision: UpgradeDecision | undefined;
+
   /** Whether the run's memo says an automatic rotation failed (list shows it). */
-  let rotationFlagged = Boolean(workflowInfo().memo?.rotationDue);
-  const hostOptions = (): ActivityOptions =>
-    status.hostQueue
-      ? { taskQueue: status.hostQueue, ...(v3 ? { scheduleToStartTimeout: input.hostWait ?? HOST_WAIT } : {}) }
+  private rotationFlagged = Boolean(workflowInfo().memo?.rotationDue);
+  private readonly hostOptions = (): ActivityOptions =>
+    this.status.hostQueue
+      ? {
+          taskQueue: this.status.hostQueue,
+          ...(this.v3 ? { scheduleToStartTimeout: this.input.hostWait ?? HOST_WAIT } : {}),
+        }
       : {};
-  const stepActivity = (step: Step, summaryText = summary(step)) =>
+  private readonly stepActivity = (step: Step, summaryText = summary(step)) =>
     // On cancel, wait for the activity to finish or acknowledge: one that completes anyway has
     // created something, and its result (or trace) must reach the ledger to be undone.
     proxyActivities<MeshActivities>({
       ...OPTIONS[step.kind],
-      ...(v2 ? {} : { heartbeatTimeout: V1_HEARTBEAT[step.kind] }),
-      ...hostOptions(),
+      ...(this.v2 ? {} : { heartbeatTimeout: V1_HEARTBEAT[step.kind] }),
+      ...this.hostOptions(),
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     })[STEP_ACTIVITIES[step.kind]];
+
   /** A rotation's activities, on the host: istiod has 90 s to take up new CA files (in a cluster: a rollout). */
-  const trustActivities = (summaryText: string) =>
+  private readonly trustActivities = (summaryText: string) =>
     proxyActivities<MeshActivities>({
       ...OPTIONS.cacerts,
       startToCloseTimeout: '10 minutes',
-      ...hostOptions(),
+      ...this.hostOptions(),
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     });
-  const rotationActivity = (summaryText: string) => trustActivities(summaryText).rotateIntermediate;
-  const undoActivity = (summaryText: string, onHost = true) =>
+  private readonly rotationActivity = (summaryText: string) => this.trustActivities(summaryText).rotateIntermediate;
+  private readonly undoActivity = (summaryText: string, onHost = true) =>
     proxyActivities<MeshActivities>({
       ...UNDO_OPTIONS,
       // Release 4: an undo heartbeats every second (runStep), so a lost worker is noticed in 10 s, not 2 minutes.
-      ...(v4 ? BEAT : {}),
-      ...(onHost ? hostOptions() : {}),
+      ...(this.v4 ? BEAT : {}),
+      ...(onHost ? this.hostOptions() : {}),
       summary: summaryText,
     }).undoResource;
+  private readonly setPhase = (phase: MeshPhase) => {
+    this.status.phase = phase;
+    this.phaseConditions(phase);
+    upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.phase.name]: [phase] });
+    // The Web UI shows it beside the run.
+    setCurrentDetails(
+      `phase: ${phase}` + (phase === 'updating' && this.updating ? `: ${this.updating.record.summary}` : ''),
+    );
+  };
+
+  /** The TTL timer's summary in the Web UI. */
+  private readonly ttlSummary = () => `TTL: tear down at ${this.status.expiresAt}`;
+  private readonly stopProvisioning = (reason: string) => {
+    if (this.stopReason !== undefined || this.status.phase !== 'provisioning') return;
+    this.stopReason = reason;
+    this.provisioning.cancel();
+  };
+
+  /** The queries, signals and updates of the run, registered before it starts anything. */
+  private registerHandlers(): void {
+    // The trust view is computed when asked (it reads the clock): never part of what is carried.
+    setHandler(statusQuery, () =>
+      this.v5 ? { ...this.status, trust: trustStatus(this.spec, this.status.steps, Date.now()) } : this.status,
+    );
+
+    setHandler(teardownSignal, (options?: TeardownOptions) => {
+      this.teardownRequested = true;
+      if (this.v3 && options?.abandonHost && !this.abandonHost) {
+        this.abandonHost = true;
+        for (const scope of this.hostScopes) scope.cancel();
+      }
+      if (this.v3) this.renewal?.cancel();
+      this.updating?.scope.cancel(); // an update in progress ends; the teardown undoes what it made too
+      this.drifting?.scope.cancel(); // so does a drift repair
+      if (this.v2)
+        this.stopProvisioning(
+          `teardown requested while provisioning${this.abandonHost ? ' (abandoning the host)' : ''}`,
+        );
+    });
+
+    setHandler(
+      extendUpdate,
+      (by: string) => {
+        // From the deadline the mesh has (its TTL from the start, or an earlier extend), never from now.
+        const base = Math.max(Date.parse(this.status.expiresAt ?? this.now()), Date.now());
+        this.status.expiresAt = new Date(base + parseDuration(by)!).toISOString();
+        this.deadlineVersion++;
+        return this.status.expiresAt;
+      },
+      {
+        validator: (by: string) => {
+          const ms = parseDuration(by);
+          if (ms === undefined || ms <= 0) throw new Error(`"${by}" is not a positive duration such as 30m, 2h or 1d`);
+          if (!['ready', 'provisioning', 'kept', 'updating'].includes(this.status.phase))
+            throw new Error(`mesh ${this.spec.name} is ${this.status.phase}: nothing to extend`);
+          const base = Math.max(Date.parse(this.status.expiresAt ?? this.now()), Date.now());
+          if (base + ms - Date.now() > MAX_TTL_MS)
+            throw new Error(`a mesh may live at most ${formatDurationMs(MAX_TTL_MS)} from now`);
+        },
+      },
+    );
+
+    setHandler(
+      verifyUpdate,
+      async (scope?: VerifyScope) => {
+        const step = this.plan.steps.find((s) => s.kind === 'verify')!;
+        const only = scope?.only?.length ? scope.only : undefined;
+        const verify = this.stepActivity(step, `verify ${only ? `${only.join(', ')} ` : ''}(requested)`);
+        const out = await this.onHost(() =>
+          (verify as MeshActivities['verifyMesh'])({ ...this.request(step), ...(only && { only }) }),
+        );
+        const fresh = out.checks ?? [];
+        this.status.checks = only ? replaceChecks(this.status.checks, fresh, only) : fresh;
+        this.status.verifiedAt = this.now();
+        return fresh;
+      },
+      {
+        validator: (scope?: VerifyScope) => {
+          if (this.status.phase !== 'ready')
+            throw new Error(`mesh ${this.spec.name} is ${this.status.phase}: checks run on a ready mesh`);
+          const unknown = (scope?.only ?? []).filter((code) => !checkByCode(code));
+          if (unknown.length) throw new Error(`no check ${unknown.join(', ')}: \`meshflow checks\` lists the codes`);
+        },
+      },
+    );
+
+    setHandler(specQuery, () => this.spec);
+
+    setHandler(applyUpdate, (req: ApplyRequest) => this.applyChange(req), {
+      validator: (req: ApplyRequest) => {
+        this.refuseWhileDrifting('apply');
+        this.validateApply(req);
+      },
+    });
+
+    setHandler(driftUpdate, () => this.checkDriftNow('requested'), { validator: this.validateDrift });
+
+    setHandler(rotateUpdate, (req: RotateRequest) => this.rotateNow(req, 'requested'), {
+      validator: (req: RotateRequest) => {
+        this.refuseWhileDrifting('rotate');
+        this.validateRotate(req);
+      },
+    });
+
+    setHandler(upgradeUpdate, (req: UpgradeRequest) => this.upgradeNow(req), {
+      validator: (req: UpgradeRequest) => {
+        this.refuseWhileDrifting('upgrade');
+        this.validateUpgrade(req);
+      },
+    });
+
+    setHandler(
+      upgradeDecisionUpdate,
+      (decision: UpgradeDecision) => {
+        this.upgradeDecision = decision;
+        return decision === 'continue'
+          ? `wave ${this.status.upgrade!.wave + 2} of ${this.status.upgrade!.waves.length} starts`
+          : `rolling back the ${this.status.upgrade!.passed} wave(s) made`;
+      },
+      {
+        validator: (decision: UpgradeDecision) => {
+          if (decision !== 'continue' && decision !== 'abort')
+            throw new Error(`an upgrade is told continue or abort (got ${JSON.stringify(decision)})`);
+          if (this.status.upgrade?.stage !== 'awaiting-approval' || this.upgradeDecision !== undefined)
+            throw new Error(
+              this.status.upgrade
+                ? `the upgrade of mesh ${this.spec.name} is ${this.status.upgrade.stage}, not waiting for approval`
+                : `mesh ${this.spec.name} has no upgrade in progress`,
+            );
+        },
+      },
+    );
+  }
+
+  async run(): Promise<MeshStatus> {
+    // The copies `up` made are the mesh's trust store entries, as its CAs are (the root-ca step's):
+    // recorded now, so they are undone with the mesh even when it fails before that step.
+    if (this.v4 && !this.input.carried && copiedFiles(this.spec)) {
+      this.record(this.plan.steps.find((s) => s.kind === 'root-ca')!.id, [{ type: 'trust', mesh: this.spec.name }]);
+    }
+    upsertSearchAttributes({
+      [MESH_SEARCH_ATTRIBUTES.name.name]: [this.spec.name],
+      [MESH_SEARCH_ATTRIBUTES.provider.name]: [this.status.provider],
+      [MESH_SEARCH_ATTRIBUTES.clusterCount.name]: [this.spec.clusters.length],
+      [MESH_SEARCH_ATTRIBUTES.phase.name]: [this.status.phase],
+    });
+    this.registerHandlers();
+    // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
+    // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
+    // Release 3: a mesh that needs no host's disk (cloud clusters only, its CAs in a store every
+    // worker reads) is claimed by none: its steps run on the shared queue, on any worker.
+    if (this.v2 && !this.status.hostQueue && !(this.v3 && this.input.carried)) {
+      const host = await proxyActivities<HostActivities>({
+        startToCloseTimeout: '1 minute',
+        summary: 'claim a worker host',
+      }).claimHost();
+      if (!this.v3 || needsOneHost(this.spec, host, this.v4)) {
+        this.status.hostQueue = host.taskQueue;
+        this.status.host = host.host;
+      }
+    }
+    if (!this.input.carried) {
+      this.phaseConditions(this.status.phase);
+      const outcome = await this.provision();
+      // Release 1 closed a kept mesh's workflow; a stop that was asked for has been compensated.
+      if ((!this.v2 && outcome === 'kept') || outcome === 'stopped') return this.status;
+    }
+    await this.live();
+    this.setPhase('tearing-down');
+    await CancellationScope.nonCancellable(() => this.undoAll());
+    this.setPhase(this.status.leftBehind.length ? 'failed' : 'deleted');
+    if (this.v2) await condition(allHandlersFinished);
+    return this.status;
+  }
 
   /**
    * Runs an activity on the mesh's host. While no worker of the host picks it up, the status says
    * HostUnavailable and the activity is asked again; once one does, the condition goes. An abandon
    * (`down --abandon-host`) ends the wait with HostAbandoned.
    */
-  async function onHost<T>(call: () => Promise<T>): Promise<T> {
-    if (!v3 || !status.hostQueue) return call();
+  private readonly onHost = async <T>(call: () => Promise<T>): Promise<T> => {
+    if (!this.v3 || !this.status.hostQueue) return call();
     for (;;) {
-      if (abandonHost) throw new HostAbandoned();
+      if (this.abandonHost) throw new HostAbandoned();
       const scope = new CancellationScope();
-      hostScopes.add(scope);
+      this.hostScopes.add(scope);
       try {
         const out = await scope.run(call);
-        setHostCondition(false);
+        this.setHostCondition(false);
         return out;
       } catch (err) {
-        if (abandonHost && (isCancellation(err) || hostTimedOut(err))) throw new HostAbandoned();
+        if (this.abandonHost && (isCancellation(err) || hostTimedOut(err))) throw new HostAbandoned();
         if (!hostTimedOut(err)) throw err;
-        setHostCondition(true);
+        this.setHostCondition(true);
       } finally {
-        hostScopes.delete(scope);
+        this.hostScopes.delete(scope);
       }
     }
-  }
+  };
 
-  function setHostCondition(unavailable: boolean): void {
-    const known = status.conditions?.some((c) => c.type === 'HostUnavailable') ?? false;
+  private readonly setHostCondition = (unavailable: boolean): void => {
+    const known = this.status.conditions?.some((c) => c.type === 'HostUnavailable') ?? false;
     if (unavailable === known) return;
     if (unavailable) {
-      const host = status.host ?? status.hostQueue!;
+      const host = this.status.host ?? this.status.hostQueue!;
       const message =
-        `no worker of host ${host} has picked up a step of mesh ${spec.name} for ${input.hostWait ?? HOST_WAIT}; ` +
+        `no worker of host ${host} has picked up a step of mesh ${this.spec.name} for ${this.input.hostWait ?? HOST_WAIT}; ` +
         `its steps wait for it. Start a worker with that host's state directory (or MESHFLOW_HOST_ID=${host}), ` +
-        `or run \`meshflow down ${spec.name} --abandon-host\` to tear down what any worker can reach`;
-      status.conditions = [
-        ...(status.conditions ?? []),
+        `or run \`meshflow down ${this.spec.name} --abandon-host\` to tear down what any worker can reach`;
+      this.status.conditions = [
+        ...(this.status.conditions ?? []),
         {
           type: 'HostUnavailable',
           status: 'True',
           reason: 'NoWorkerPolling',
           host,
-          since: now(),
-          lastTransitionTime: now(),
+          since: this.now(),
+          lastTransitionTime: this.now(),
           message,
         },
       ];
     } else {
-      status.conditions = status.conditions!.filter((c) => c.type !== 'HostUnavailable');
+      this.status.conditions = this.status.conditions!.filter((c) => c.type !== 'HostUnavailable');
     }
-    const condition = status.conditions.find((c) => c.type === 'HostUnavailable');
+    const condition = this.status.conditions.find((c) => c.type === 'HostUnavailable');
     // The memo is what `list` and the Web UI's run list read without asking the workflow.
     upsertMemo({ hostUnavailable: condition ? { host: condition.host, since: condition.since } : null });
     setCurrentDetails(
-      `phase: ${status.phase}` + (condition ? `; host ${condition.host} unavailable since ${condition.since}` : ''),
+      `phase: ${this.status.phase}` +
+        (condition ? `; host ${condition.host} unavailable since ${condition.since}` : ''),
     );
-  }
+  };
 
   /** Sets a condition; its transition time moves only when its status changes. */
-  function setCondition(type: MeshCondition['type'], on: boolean, reason: string, message: string): void {
+  private readonly setCondition = (type: MeshCondition['type'], on: boolean, reason: string, message: string): void => {
     const value = on ? 'True' : 'False';
-    const known = status.conditions?.find((c) => c.type === type);
-    const lastTransitionTime = known?.status === value ? known.lastTransitionTime : now();
+    const known = this.status.conditions?.find((c) => c.type === type);
+    const lastTransitionTime = known?.status === value ? known.lastTransitionTime : this.now();
     const next: MeshCondition = { type, status: value, reason, message, lastTransitionTime };
-    status.conditions = known
-      ? status.conditions!.map((c) => (c === known ? next : c))
-      : [...(status.conditions ?? []), next];
-  }
+    this.status.conditions = known
+      ? this.status.conditions!.map((c) => (c === known ? next : c))
+      : [...(this.status.conditions ?? []), next];
+  };
 
   /** Ready, Provisioning and Updating as the phase has them. */
-  function phaseConditions(phase: MeshPhase): void {
-    const failedChecks = status.checks.filter((c) => c.status === 'failed').length;
+  private readonly phaseConditions = (phase: MeshPhase): void => {
+    const failedChecks = this.status.checks.filter((c) => c.status === 'failed').length;
     switch (phase) {
       case 'provisioning':
-        setCondition('Provisioning', true, 'Provisioning', `running the plan's ${plan.steps.length} steps`);
-        setCondition('Ready', false, 'Provisioning', 'the mesh is being made');
+        this.setCondition('Provisioning', true, 'Provisioning', `running the plan's ${this.plan.steps.length} steps`);
+        this.setCondition('Ready', false, 'Provisioning', 'the mesh is being made');
         break;
       case 'ready':
-        setCondition('Provisioning', false, 'Provisioned', `ready since ${status.readyAt ?? now()}`);
-        setCondition('Updating', false, 'Idle', lastUpdateText());
-        setCondition(
+        this.setCondition('Provisioning', false, 'Provisioned', `ready since ${this.status.readyAt ?? this.now()}`);
+        this.setCondition('Updating', false, 'Idle', this.lastUpdateText());
+        this.setCondition(
           'Ready',
           failedChecks === 0,
           failedChecks ? 'ChecksFailed' : 'Verified',
           failedChecks
             ? `${failedChecks} check(s) failed: see checks`
-            : `${spec.clusters.length} cluster(s), every check passed or is not supported`,
+            : `${this.spec.clusters.length} cluster(s), every check passed or is not supported`,
         );
         break;
       case 'updating':
-        setCondition('Updating', true, 'Applying', updating?.record.summary ?? 'applying a new spec');
+        this.setCondition('Updating', true, 'Applying', this.updating?.record.summary ?? 'applying a new spec');
         break;
       case 'kept':
-        setCondition('Provisioning', false, 'Failed', status.error ?? 'failed');
-        setCondition('Ready', false, 'Kept', `kept after a failure (onFailure: keep): ${status.error ?? ''}`);
+        this.setCondition('Provisioning', false, 'Failed', this.status.error ?? 'failed');
+        this.setCondition('Ready', false, 'Kept', `kept after a failure (onFailure: keep): ${this.status.error ?? ''}`);
         break;
       default:
-        setCondition('Provisioning', false, phase === 'compensating' ? 'Failed' : 'Ended', phase);
-        setCondition('Updating', false, 'Ended', phase);
-        setCondition('Ready', false, phase === 'deleted' ? 'Deleted' : 'TearingDown', phase);
+        this.setCondition('Provisioning', false, phase === 'compensating' ? 'Failed' : 'Ended', phase);
+        this.setCondition('Updating', false, 'Ended', phase);
+        this.setCondition('Ready', false, phase === 'deleted' ? 'Deleted' : 'TearingDown', phase);
     }
-  }
+  };
 
-  function lastUpdateText(): string {
-    const last = status.updates?.at(-1);
+  private readonly lastUpdateText = (): string => {
+    const last = this.status.updates?.at(-1);
     if (!last) return 'no update yet';
     return `last update ${last.id} ${last.state} at ${last.endedAt ?? last.requestedAt}: ${last.summary}`;
-  }
-
-  const setPhase = (phase: MeshPhase) => {
-    status.phase = phase;
-    phaseConditions(phase);
-    upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.phase.name]: [phase] });
-    // The Web UI shows it beside the run.
-    setCurrentDetails(`phase: ${phase}` + (phase === 'updating' && updating ? `: ${updating.record.summary}` : ''));
   };
-  /** The TTL timer's summary in the Web UI. */
-  const ttlSummary = () => `TTL: tear down at ${status.expiresAt}`;
-  upsertSearchAttributes({
-    [MESH_SEARCH_ATTRIBUTES.name.name]: [spec.name],
-    [MESH_SEARCH_ATTRIBUTES.provider.name]: [status.provider],
-    [MESH_SEARCH_ATTRIBUTES.clusterCount.name]: [spec.clusters.length],
-    [MESH_SEARCH_ATTRIBUTES.phase.name]: [status.phase],
-  });
-
-  const stopProvisioning = (reason: string) => {
-    if (stopReason !== undefined || status.phase !== 'provisioning') return;
-    stopReason = reason;
-    provisioning.cancel();
-  };
-  // The trust view is computed when asked (it reads the clock): never part of what is carried.
-  setHandler(statusQuery, () => (v5 ? { ...status, trust: trustStatus(spec, status.steps, Date.now()) } : status));
-  setHandler(teardownSignal, (options?: TeardownOptions) => {
-    teardownRequested = true;
-    if (v3 && options?.abandonHost && !abandonHost) {
-      abandonHost = true;
-      for (const scope of hostScopes) scope.cancel();
-    }
-    if (v3) renewal?.cancel();
-    updating?.scope.cancel(); // an update in progress ends; the teardown undoes what it made too
-    drifting?.scope.cancel(); // so does a drift repair
-    if (v2) stopProvisioning(`teardown requested while provisioning${abandonHost ? ' (abandoning the host)' : ''}`);
-  });
-  setHandler(
-    extendUpdate,
-    (by: string) => {
-      // From the deadline the mesh has (its TTL from the start, or an earlier extend), never from now.
-      const base = Math.max(Date.parse(status.expiresAt ?? now()), Date.now());
-      status.expiresAt = new Date(base + parseDuration(by)!).toISOString();
-      deadlineVersion++;
-      return status.expiresAt;
-    },
-    {
-      validator: (by: string) => {
-        const ms = parseDuration(by);
-        if (ms === undefined || ms <= 0) throw new Error(`"${by}" is not a positive duration such as 30m, 2h or 1d`);
-        if (!['ready', 'provisioning', 'kept', 'updating'].includes(status.phase))
-          throw new Error(`mesh ${spec.name} is ${status.phase}: nothing to extend`);
-        const base = Math.max(Date.parse(status.expiresAt ?? now()), Date.now());
-        if (base + ms - Date.now() > MAX_TTL_MS)
-          throw new Error(`a mesh may live at most ${formatDurationMs(MAX_TTL_MS)} from now`);
-      },
-    },
-  );
-  setHandler(
-    verifyUpdate,
-    async (scope?: VerifyScope) => {
-      const step = plan.steps.find((s) => s.kind === 'verify')!;
-      const only = scope?.only?.length ? scope.only : undefined;
-      const verify = stepActivity(step, `verify ${only ? `${only.join(', ')} ` : ''}(requested)`);
-      const out = await onHost(() =>
-        (verify as MeshActivities['verifyMesh'])({ ...request(step), ...(only && { only }) }),
-      );
-      const fresh = out.checks ?? [];
-      status.checks = only ? replaceChecks(status.checks, fresh, only) : fresh;
-      status.verifiedAt = now();
-      return fresh;
-    },
-    {
-      validator: (scope?: VerifyScope) => {
-        if (status.phase !== 'ready')
-          throw new Error(`mesh ${spec.name} is ${status.phase}: checks run on a ready mesh`);
-        const unknown = (scope?.only ?? []).filter((code) => !checkByCode(code));
-        if (unknown.length) throw new Error(`no check ${unknown.join(', ')}: \`meshflow checks\` lists the codes`);
-      },
-    },
-  );
-
-  setHandler(specQuery, () => spec);
-  setHandler(applyUpdate, (req: ApplyRequest) => applyChange(req), {
-    validator: (req: ApplyRequest) => {
-      refuseWhileDrifting('apply');
-      validateApply(req);
-    },
-  });
-  setHandler(driftUpdate, () => checkDriftNow('requested'), { validator: validateDrift });
-  setHandler(rotateUpdate, (req: RotateRequest) => rotateNow(req, 'requested'), {
-    validator: (req: RotateRequest) => {
-      refuseWhileDrifting('rotate');
-      validateRotate(req);
-    },
-  });
-  setHandler(upgradeUpdate, (req: UpgradeRequest) => upgradeNow(req), {
-    validator: (req: UpgradeRequest) => {
-      refuseWhileDrifting('upgrade');
-      validateUpgrade(req);
-    },
-  });
-  setHandler(
-    upgradeDecisionUpdate,
-    (decision: UpgradeDecision) => {
-      upgradeDecision = decision;
-      return decision === 'continue'
-        ? `wave ${status.upgrade!.wave + 2} of ${status.upgrade!.waves.length} starts`
-        : `rolling back the ${status.upgrade!.passed} wave(s) made`;
-    },
-    {
-      validator: (decision: UpgradeDecision) => {
-        if (decision !== 'continue' && decision !== 'abort')
-          throw new Error(`an upgrade is told continue or abort (got ${JSON.stringify(decision)})`);
-        if (status.upgrade?.stage !== 'awaiting-approval' || upgradeDecision !== undefined)
-          throw new Error(
-            status.upgrade
-              ? `the upgrade of mesh ${spec.name} is ${status.upgrade.stage}, not waiting for approval`
-              : `mesh ${spec.name} has no upgrade in progress`,
-          );
-      },
-    },
-  );
-
-  // Steps that need this host's state (CA keys, local clusters, kubeconfig files) run on the
-  // task queue of the worker that claimed the mesh; the claim is carried across continue-as-new.
-  // Release 3: a mesh that needs no host's disk (cloud clusters only, its CAs in a store every
-  // worker reads) is claimed by none: its steps run on the shared queue, on any worker.
-  if (v2 && !status.hostQueue && !(v3 && input.carried)) {
-    const host = await proxyActivities<HostActivities>({
-      startToCloseTimeout: '1 minute',
-      summary: 'claim a worker host',
-    }).claimHost();
-    if (!v3 || needsOneHost(spec, host, v4)) {
-      status.hostQueue = host.taskQueue;
-      status.host = host.host;
-    }
-  }
-  if (!input.carried) {
-    phaseConditions(status.phase);
-    const outcome = await provision();
-    // Release 1 closed a kept mesh's workflow; a stop that was asked for has been compensated.
-    if ((!v2 && outcome === 'kept') || outcome === 'stopped') return status;
-  }
-  await live();
-  setPhase('tearing-down');
-  await CancellationScope.nonCancellable(() => undoAll());
-  setPhase(status.leftBehind.length ? 'failed' : 'deleted');
-  if (v2) await condition(allHandlersFinished);
-  return status;
 
   /**
    * Runs the plan: 'ready', or 'kept' when a failure left the mesh as it was (onFailure: keep).
    * A teardown or an expiry is compensated ('stopped'); any other failure too, and then thrown.
    */
-  async function provision(): Promise<'ready' | 'kept' | 'stopped'> {
-    if (v2) {
+  private readonly provision = async (): Promise<'ready' | 'kept' | 'stopped'> => {
+    if (this.v2) {
       // A workflow cancel reaches this wait too: that ends it, and the walk's own handling follows.
-      watchDeadlineWhileProvisioning().catch((err: unknown) => {
+      this.watchDeadlineWhileProvisioning().catch((err: unknown) => {
         if (!isCancellation(err)) throw err;
       });
     }
     try {
-      await provisioning.run(() => walk());
+      await this.provisioning.run(() => this.walk());
     } catch (err) {
-      status.error = stopReason ?? (isCancellation(err) ? 'cancelled' : errorText(err));
-      const stopped = stopReason !== undefined || isCancellation(err);
-      if (spec.onFailure === 'keep' && !stopped) {
-        for (const s of status.steps) if (s.state === 'done') s.state = 'kept';
-        setPhase('kept');
+      this.status.error = this.stopReason ?? (isCancellation(err) ? 'cancelled' : errorText(err));
+      const stopped = this.stopReason !== undefined || isCancellation(err);
+      if (this.spec.onFailure === 'keep' && !stopped) {
+        for (const s of this.status.steps) if (s.state === 'done') s.state = 'kept';
+        this.setPhase('kept');
         return 'kept';
       }
-      setPhase('compensating');
-      await CancellationScope.nonCancellable(() => undoAll());
-      setPhase(status.leftBehind.length ? 'failed' : 'deleted');
-      if (stopReason !== undefined) {
+      this.setPhase('compensating');
+      await CancellationScope.nonCancellable(() => this.undoAll());
+      this.setPhase(this.status.leftBehind.length ? 'failed' : 'deleted');
+      if (this.stopReason !== undefined) {
         // Asked for (down, expiry): the workflow completes, its result says what was removed.
         await condition(allHandlersFinished);
         return 'stopped';
@@ -693,106 +757,109 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       throw ApplicationFailure.create({
         type: 'MeshProvisioningFailed',
         message:
-          `mesh ${spec.name} failed: ${status.error}. ` +
-          (status.leftBehind.length
-            ? `Could not remove ${status.leftBehind.length} resource(s): see status.leftBehind.`
+          `mesh ${this.spec.name} failed: ${this.status.error}. ` +
+          (this.status.leftBehind.length
+            ? `Could not remove ${this.status.leftBehind.length} resource(s): see status.leftBehind.`
             : 'Everything it created was removed.'),
         nonRetryable: true,
       });
     }
-    status.readyAt = now();
-    status.expiresAt ??= new Date(Date.now() + parseDuration(spec.ttl)!).toISOString();
-    setPhase('ready');
+    this.status.readyAt = this.now();
+    this.status.expiresAt ??= new Date(Date.now() + parseDuration(this.spec.ttl)!).toISOString();
+    this.setPhase('ready');
     return 'ready';
-  }
+  };
 
   /** Cancels provisioning when the deadline passes first (extend moves it). */
-  async function watchDeadlineWhileProvisioning(): Promise<void> {
-    while (status.phase === 'provisioning' && stopReason === undefined) {
-      const left = Date.parse(status.expiresAt!) - Date.now();
-      if (left <= 0) return stopProvisioning(`the mesh's TTL (${spec.ttl}) expired while it was provisioning`);
-      const seen = deadlineVersion;
+  private readonly watchDeadlineWhileProvisioning = async (): Promise<void> => {
+    while (this.status.phase === 'provisioning' && this.stopReason === undefined) {
+      const left = Date.parse(this.status.expiresAt!) - Date.now();
+      if (left <= 0)
+        return this.stopProvisioning(`the mesh's TTL (${this.spec.ttl}) expired while it was provisioning`);
+      const seen = this.deadlineVersion;
       await condition(
-        () => status.phase !== 'provisioning' || stopReason !== undefined || deadlineVersion !== seen,
+        () => this.status.phase !== 'provisioning' || this.stopReason !== undefined || this.deadlineVersion !== seen,
         left,
-        { summary: ttlSummary() },
+        { summary: this.ttlSummary() },
       );
     }
-  }
+  };
 
   /** Ready or kept: waits for the deadline (which `extend` may move) or a teardown, renewing reader tokens of a ready mesh. */
-  async function live(): Promise<void> {
+  private readonly live = async (): Promise<void> => {
     try {
       for (;;) {
-        const left = Date.parse(status.expiresAt!) - Date.now();
-        if (left <= 0 || teardownRequested) break;
-        const renewIn = status.phase === 'ready' ? nextRenewal() - Date.now() : Infinity;
-        const phase = status.phase;
+        const left = Date.parse(this.status.expiresAt!) - Date.now();
+        if (left <= 0 || this.teardownRequested) break;
+        const renewIn = this.status.phase === 'ready' ? this.nextRenewal() - Date.now() : Infinity;
+        const phase = this.status.phase;
         if (renewIn <= 0) {
-          if (v3) {
+          if (this.v3) {
             // In a scope a teardown cancels: a renewal waiting on a host that is gone must not hide it.
-            renewal = new CancellationScope();
-            await renewal.run(() => renewTokens());
-            renewal = undefined;
-          } else await renewTokens();
-          if (v4drift) driftAfterChange(); // a renewal re-applies the link's remote secret
+            this.renewal = new CancellationScope();
+            await this.renewal.run(() => this.renewTokens());
+            this.renewal = undefined;
+          } else await this.renewTokens();
+          if (this.v4drift) this.driftAfterChange(); // a renewal re-applies the link's remote secret
           continue;
         }
-        const driftIn = v4drift ? driftDueIn() : Infinity;
+        const driftIn = this.v4drift ? this.driftDueIn() : Infinity;
         if (driftIn <= 0) {
-          await driftTick();
+          await this.driftTick();
           continue;
         }
-        const dropAt = status.rootRotation?.dropAt;
+        const dropAt = this.status.rootRotation?.dropAt;
         const dropIn =
-          v5 && status.phase === 'ready' && dropAt
-            ? Math.max(Date.parse(dropAt), rotateRetryAt) - Date.now()
+          this.v5 && this.status.phase === 'ready' && dropAt
+            ? Math.max(Date.parse(dropAt), this.rotateRetryAt) - Date.now()
             : Infinity;
         if (dropIn <= 0) {
-          const result = await rotateNow({ what: 'root', finish: true }, 'expiry');
-          if (result.update.state !== 'applied') rotateRetryAt = Date.now() + ROTATION_RETRY_MS;
+          const result = await this.rotateNow({ what: 'root', finish: true }, 'expiry');
+          if (result.update.state !== 'applied') this.rotateRetryAt = Date.now() + ROTATION_RETRY_MS;
           continue;
         }
         const rotateIn =
-          v5 && status.phase === 'ready' ? Math.min(nextRotation(), Date.now() + dropIn) - Date.now() : Infinity;
+          this.v5 && this.status.phase === 'ready'
+            ? Math.min(this.nextRotation(), Date.now() + dropIn) - Date.now()
+            : Infinity;
         if (rotateIn <= 0) {
-          await rotateDue();
+          await this.rotateDue();
           continue;
         }
-        const seen = deadlineVersion;
-        const seenDrift = driftVersion;
-        const seenSpec = spec;
+        const seen = this.deadlineVersion;
+        const seenDrift = this.driftVersion;
+        const seenSpec = this.spec;
         await condition(
           () =>
-            teardownRequested ||
-            deadlineVersion !== seen ||
-            status.phase !== phase || // an update began or ended: renewals wait for a ready mesh
-            (v4drift && (driftVersion !== seenDrift || spec !== seenSpec)) || // new drift state or settings
+            this.teardownRequested ||
+            this.deadlineVersion !== seen ||
+            this.status.phase !== phase || // an update began or ended: renewals wait for a ready mesh
+            (this.v4drift && (this.driftVersion !== seenDrift || this.spec !== seenSpec)) || // new drift state or settings
             workflowInfo().continueAsNewSuggested,
           Math.min(left, renewIn, driftIn, rotateIn),
           {
             summary:
               left <= Math.min(renewIn, driftIn, rotateIn)
-                ? ttlSummary()
+                ? this.ttlSummary()
                 : rotateIn <= Math.min(renewIn, driftIn)
                   ? rotateIn >= dropIn
-                    ? `drop the old root (its grace ends), then ${ttlSummary()}`
-                    : `rotate intermediates (trust.rotateBefore ${spec.trust.rotateBefore}), then ${ttlSummary()}`
+                    ? `drop the old root (its grace ends), then ${this.ttlSummary()}`
+                    : `rotate intermediates (trust.rotateBefore ${this.spec.trust.rotateBefore}), then ${this.ttlSummary()}`
                   : renewIn <= driftIn
-                    ? `renew reader tokens, then ${ttlSummary()}`
-                    : `check for drift (every ${spec.drift.every}), then ${ttlSummary()}`,
+                    ? `renew reader tokens, then ${this.ttlSummary()}`
+                    : `check for drift (every ${this.spec.drift.every}), then ${this.ttlSummary()}`,
           },
         );
-        if (workflowInfo().continueAsNewSuggested && !teardownRequested) {
+        if (workflowInfo().continueAsNewSuggested && !this.teardownRequested) {
           await condition(allHandlersFinished); // a running verify or extend finishes first
           // A teardown that arrived meanwhile is not carried into a new run: it is served here.
-          if (v2 && teardownRequested) break;
+          if (this.v2 && this.teardownRequested) break;
           // A stale baseline is not carried: the new run takes a fresh one.
-          const driftBaseline = v4drift && driftBaselined === driftStale ? driftBase : undefined;
+          const driftBaseline = this.v4drift && this.driftBaselined === this.driftStale ? this.driftBase : undefined;
           await continueAsNew<typeof provisionMesh>({
-            spec,
-            carried: status,
-            hostWait: input.hostWait,
+            spec: this.spec,
+            carried: this.status,
+            hostWait: this.input.hostWait,
             ...(driftBaseline ? { driftBaseline } : {}),
           });
         }
@@ -800,55 +867,55 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     } catch (err) {
       if (!isCancellation(err)) throw err;
     }
-    if (updating) {
+    if (this.updating) {
       // The deadline or a teardown ends an update in progress; the teardown then undoes everything.
-      updating.scope.cancel();
-      await condition(() => updating === undefined);
+      this.updating.scope.cancel();
+      await condition(() => this.updating === undefined);
     }
-    if (drifting) {
-      drifting.scope.cancel();
-      await condition(() => drifting === undefined);
+    if (this.drifting) {
+      this.drifting.scope.cancel();
+      await condition(() => this.drifting === undefined);
     }
-  }
+  };
 
   /** When the first reader token that must outlive the mesh's deadline is due for renewal (Infinity: none is). */
-  function nextRenewal(): number {
-    const deadline = Date.parse(status.expiresAt!) + TOKEN_MARGIN_MS;
-    const due = status.steps
+  private readonly nextRenewal = (): number => {
+    const deadline = Date.parse(this.status.expiresAt!) + TOKEN_MARGIN_MS;
+    const due = this.status.steps
       .filter((s) => s.kind === 'link' && s.outputs?.tokenRenewAt && Date.parse(s.outputs.tokenExpiresAt) < deadline)
       .map((s) => Date.parse(s.outputs!.tokenRenewAt));
     return Math.min(Infinity, ...due);
-  }
+  };
 
   /** Links again the pairs whose tokens are due: a fresh token replaces the old one in the remote secret. */
-  async function renewTokens(): Promise<void> {
-    const due = plan.steps.filter(
-      (step) => step.kind === 'link' && Date.parse(stepStatus(step.id).outputs?.tokenRenewAt ?? '') <= Date.now(),
+  private readonly renewTokens = async (): Promise<void> => {
+    const due = this.plan.steps.filter(
+      (step) => step.kind === 'link' && Date.parse(this.stepStatus(step.id).outputs?.tokenRenewAt ?? '') <= Date.now(),
     );
     await Promise.all(
       due.map(async (step) => {
-        const s = stepStatus(step.id);
+        const s = this.stepStatus(step.id);
         try {
-          const renew = stepActivity(step, `renew token ${step.cluster} -> ${step.target}`);
-          const out = await onHost(() => renew(request(step)));
-          record(step.id, out.resources);
-          s.outputs = { ...out.outputs, renewedAt: now() };
+          const renew = this.stepActivity(step, `renew token ${step.cluster} -> ${step.target}`);
+          const out = await this.onHost(() => renew(this.request(step)));
+          this.record(step.id, out.resources);
+          s.outputs = { ...out.outputs, renewedAt: this.now() };
           s.lastError = undefined;
         } catch (err) {
-          record(step.id, tracedResources(err));
+          this.record(step.id, tracedResources(err));
           s.lastError = `token renewal failed, retrying in ${formatDurationMs(RENEWAL_RETRY_MS)}: ${errorText(err)}`;
           s.outputs = { ...s.outputs, tokenRenewAt: new Date(Date.now() + RENEWAL_RETRY_MS).toISOString() };
         }
       }),
     );
-  }
+  };
 
   /**
    * Runs the pending steps of the plan whose dependencies are done (all of them when the mesh is
    * made; an update's added and changed steps later). With `verdict`, failed checks fail the walk.
    */
-  async function walk(verdict = true): Promise<void> {
-    const done = new Set(status.steps.filter((s) => s.state === 'done').map((s) => s.id));
+  private readonly walk = async (verdict = true): Promise<void> => {
+    const done = new Set(this.status.steps.filter((s) => s.state === 'done').map((s) => s.id));
     const running = new Map<string, Promise<void>>();
     let failure: unknown;
     /** The steps of this walk: the first failure cancels them (a GKE create may otherwise run on for 45 minutes). */
@@ -856,45 +923,47 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     /** Why the running steps were cancelled, once a step failed. */
     let failedStep: string | undefined;
     const start = (step: Step) => {
-      const s = stepStatus(step.id);
+      const s = this.stepStatus(step.id);
       s.state = 'running';
-      s.startedAt = now();
-      const act = stepActivity(step);
+      s.startedAt = this.now();
+      const act = this.stepActivity(step);
       const p = (async () => {
         try {
-          const out: StepOutcome = await (v3 ? steps.run(() => onHost(() => act(request(step)))) : act(request(step)));
+          const out: StepOutcome = await (this.v3
+            ? steps.run(() => this.onHost(() => act(this.request(step))))
+            : act(this.request(step)));
           // Record what was created before anything else can fail: it must be undone whatever happens next.
-          record(step.id, out.resources);
-          ran.set(step.id, out.resources);
-          if (out.checks) status.checks.push(...out.checks);
+          this.record(step.id, out.resources);
+          this.ran.set(step.id, out.resources);
+          if (out.checks) this.status.checks.push(...out.checks);
           s.outputs = out.outputs;
           s.attempts = out.attempt;
           s.state = 'done';
           done.add(step.id);
         } catch (err) {
           // A step that fails, is cancelled or times out says in its trace what it may have created.
-          record(step.id, tracedResources(err));
+          this.record(step.id, tracedResources(err));
           s.state = 'failed';
-          const cancelledBy = stopReason ?? (failedStep && `step ${failedStep} failed`);
+          const cancelledBy = this.stopReason ?? (failedStep && `step ${failedStep} failed`);
           s.lastError = isCancellation(err) && cancelledBy ? `cancelled: ${cancelledBy}` : errorText(err);
           failure ??= isCancellation(err) ? err : new Error(`step ${step.id}: ${s.lastError}`);
-          if (v3 && !isCancellation(err) && failedStep === undefined && spec.onFailure !== 'keep') {
+          if (this.v3 && !isCancellation(err) && failedStep === undefined && this.spec.onFailure !== 'keep') {
             // The steps still running are cancelled; each reports what it made before compensation
             // starts. A mesh kept on failure is left to be looked at as it gets: its steps finish.
             failedStep = step.id;
             steps.cancel();
           }
         } finally {
-          s.endedAt = now();
+          s.endedAt = this.now();
           running.delete(step.id);
         }
       })();
       running.set(step.id, p);
     };
     for (;;) {
-      if (failure === undefined && !teardownRequested && stopReason === undefined) {
-        for (const step of plan.steps) {
-          if (stepStatus(step.id).state === 'pending' && step.dependsOn.every((d) => done.has(d))) start(step);
+      if (failure === undefined && !this.teardownRequested && this.stopReason === undefined) {
+        for (const step of this.plan.steps) {
+          if (this.stepStatus(step.id).state === 'pending' && step.dependsOn.every((d) => done.has(d))) start(step);
         }
       }
       if (running.size === 0) break;
@@ -902,13 +971,13 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       await Promise.race(running.values());
     }
     if (failure !== undefined) throw failure;
-    if (teardownRequested)
+    if (this.teardownRequested)
       throw ApplicationFailure.create({
         type: 'TeardownRequested',
         message: 'teardown requested while provisioning',
         nonRetryable: true,
       });
-    const failed = status.checks.filter((c) => c.status === 'failed');
+    const failed = this.status.checks.filter((c) => c.status === 'failed');
     if (verdict && failed.length) {
       throw ApplicationFailure.create({
         type: 'VerificationFailed',
@@ -916,97 +985,99 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         nonRetryable: true,
       });
     }
-  }
+  };
 
   // ---------------------------------------------------------------------------------------------
   // rotate: new credentials for a ready mesh
 
   /** When the first intermediate is due for rotation (Infinity: none is, or rotateBefore is off). */
-  function nextRotation(): number {
-    const due = rotationDue();
-    return due.length ? Math.max(Math.min(...due.map((d) => d.at)), rotateRetryAt) : Infinity;
-  }
+  private readonly nextRotation = (): number => {
+    const due = this.rotationDue();
+    return due.length ? Math.max(Math.min(...due.map((d) => d.at)), this.rotateRetryAt) : Infinity;
+  };
 
   /** Each cluster's intermediate and when it is due for rotation (its expiry less trust.rotateBefore). */
-  function rotationDue(): Array<{ cluster: string; at: number }> {
-    const before = spec.trust.rotateBefore === 'off' ? undefined : parseDuration(spec.trust.rotateBefore);
+  private readonly rotationDue = (): Array<{ cluster: string; at: number }> => {
+    const before = this.spec.trust.rotateBefore === 'off' ? undefined : parseDuration(this.spec.trust.rotateBefore);
     if (before === undefined) return [];
-    return status.steps
-      .filter((s) => s.kind === 'cacerts' && s.outputs?.caNotAfter && spec.clusters.some((c) => c.name === s.cluster))
+    return this.status.steps
+      .filter(
+        (s) => s.kind === 'cacerts' && s.outputs?.caNotAfter && this.spec.clusters.some((c) => c.name === s.cluster),
+      )
       .map((s) => ({ cluster: s.cluster!, at: Date.parse(s.outputs!.caNotAfter) - before }));
-  }
+  };
 
   /** The live loop's rotation: the intermediates now within rotateBefore of expiry; a failure waits a while. */
-  async function rotateDue(): Promise<void> {
-    const before = parseDuration(spec.trust.rotateBefore)!;
+  private readonly rotateDue = async (): Promise<void> => {
+    const before = parseDuration(this.spec.trust.rotateBefore)!;
     const joinWithin = patched(PATCH_ROTATE_TOGETHER) ? before / 10 : 0;
-    const clusters = rotationDue()
+    const clusters = this.rotationDue()
       .filter((d) => d.at <= Date.now() + joinWithin)
       .map((d) => d.cluster);
-    const result = await rotateNow({ what: 'intermediates', clusters }, 'expiry');
+    const result = await this.rotateNow({ what: 'intermediates', clusters }, 'expiry');
     if (result.update.state !== 'applied') {
-      rotateRetryAt = Date.now() + ROTATION_RETRY_MS;
+      this.rotateRetryAt = Date.now() + ROTATION_RETRY_MS;
       // `meshflow list` flags the mesh while an intermediate it should have rotated is left.
-      const retryAt = new Date(rotateRetryAt).toISOString();
+      const retryAt = new Date(this.rotateRetryAt).toISOString();
       upsertMemo({ rotationDue: { clusters, retryAt, error: (result.update.error ?? '').slice(0, 300) } });
-      rotationFlagged = true;
-    } else if (rotationFlagged) {
+      this.rotationFlagged = true;
+    } else if (this.rotationFlagged) {
       upsertMemo({ rotationDue: null });
-      rotationFlagged = false;
+      this.rotationFlagged = false;
     }
-  }
+  };
 
   /** An update (apply, rotate) is refused while another runs, naming it. */
-  function refuseWhileUpdating(): void {
-    if (!updating) return;
-    const r = updating.record;
+  private readonly refuseWhileUpdating = (): void => {
+    if (!this.updating) return;
+    const r = this.updating.record;
     throw new Error(
       `update ${r.id} (${r.summary}) has been running since ${r.requestedAt}: one update at a time; ` +
-        `wait for it (meshflow status ${spec.name})`,
+        `wait for it (meshflow status ${this.spec.name})`,
     );
-  }
+  };
 
-  function validateRotate(req: RotateRequest): void {
-    if (!v5)
+  private readonly validateRotate = (req: RotateRequest): void => {
+    if (!this.v5)
       throw new Error(
-        `mesh ${spec.name} was started by an earlier meshflow release, which cannot rotate credentials of a ` +
+        `mesh ${this.spec.name} was started by an earlier meshflow release, which cannot rotate credentials of a ` +
           'running mesh: tear it down and bring it up again to have it',
       );
-    refuseWhileUpdating();
-    if (renewal) throw new Error(`mesh ${spec.name} is renewing reader tokens: rotate in a moment`);
-    if (teardownRequested || status.phase !== 'ready')
+    this.refuseWhileUpdating();
+    if (this.renewal) throw new Error(`mesh ${this.spec.name} is renewing reader tokens: rotate in a moment`);
+    if (this.teardownRequested || this.status.phase !== 'ready')
       throw new Error(
-        `mesh ${spec.name} is ${teardownRequested ? 'tearing-down' : status.phase}: credentials rotate on a ready mesh`,
+        `mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: credentials rotate on a ready mesh`,
       );
     if (!req || !(ROTATABLE as readonly string[]).includes(req.what))
       throw new Error(`what to rotate must be one of ${ROTATABLE.join(', ')} (got ${JSON.stringify(req?.what)})`);
-    const names = spec.clusters.map((c) => c.name);
+    const names = this.spec.clusters.map((c) => c.name);
     const unknown = (req.clusters ?? []).filter((c) => !names.includes(c));
     if (unknown.length)
-      throw new Error(`mesh ${spec.name} has no cluster ${unknown.join(', ')}; its clusters: ${names.join(', ')}`);
+      throw new Error(`mesh ${this.spec.name} has no cluster ${unknown.join(', ')}; its clusters: ${names.join(', ')}`);
     if (req.newRoot !== undefined && req.what !== 'root')
-      throw new Error(`--root-cert and --root-key give a new root: they are for \`rotate ${spec.name} root\``);
-    if (req.what === 'root') validateRootRotation(req);
-    if (req.what === 'readers' && !rotationSteps(req).length)
+      throw new Error(`--root-cert and --root-key give a new root: they are for \`rotate ${this.spec.name} root\``);
+    if (req.what === 'root') this.validateRootRotation(req);
+    if (req.what === 'readers' && !this.rotationSteps(req).length)
       throw new Error(
-        `mesh ${spec.name} has no reader credentials${req.clusters?.length ? ` for ${req.clusters.join(', ')}` : ''} ` +
+        `mesh ${this.spec.name} has no reader credentials${req.clusters?.length ? ` for ${req.clusters.join(', ')}` : ''} ` +
           '(one cluster, or no links): nothing to rotate',
       );
-  }
+  };
 
-  function validateRootRotation(req: RotateRequest): void {
-    const r = status.rootRotation;
-    const user = spec.trust.rootCa;
+  private readonly validateRootRotation = (req: RotateRequest): void => {
+    const r = this.status.rootRotation;
+    const user = this.spec.trust.rootCa;
     // Release 6: a mesh with the user's own root rotates it to the one the user gives.
-    if (user && !v6)
+    if (user && !this.v6)
       throw new Error(
-        `mesh ${spec.name} uses your own root CA (trust.rootCa) and was started by an earlier meshflow release, ` +
+        `mesh ${this.spec.name} uses your own root CA (trust.rootCa) and was started by an earlier meshflow release, ` +
           'which rotates only a root it made: rotate the intermediates your root signs with ' +
           '`meshflow rotate NAME intermediates`, or bring the mesh up again to rotate your root',
       );
     if (req.newRoot !== undefined && !user)
       throw new Error(
-        `mesh ${spec.name} has no trust.rootCa: meshflow makes its own root: drop --root-cert and --root-key`,
+        `mesh ${this.spec.name} has no trust.rootCa: meshflow makes its own root: drop --root-cert and --root-key`,
       );
     if (req.newRoot !== undefined && (typeof req.newRoot.stored !== 'string' || !req.newRoot.stored))
       throw new Error('the new root must be the trust store entry the client copied it to (newRoot.stored)');
@@ -1021,7 +1092,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       throw new Error(
         r
           ? `the root rotation to ${r.newRoot} has not switched every intermediate yet: run \`rotate root\` again`
-          : `mesh ${spec.name} has no root rotation waiting to drop its old root`,
+          : `mesh ${this.spec.name} has no root rotation waiting to drop its old root`,
       );
     if (!req.finish && r?.stage === 'switched')
       throw new Error(
@@ -1030,23 +1101,23 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       );
     if (user && !req.finish && req.newRoot === undefined && !r?.userRoot)
       throw new Error(
-        `mesh ${spec.name} uses your own root CA (trust.rootCa): meshflow does not make one; give the new root ` +
-          `with \`meshflow rotate ${spec.name} root --root-cert FILE --root-key FILE [--root-chain FILE]\``,
+        `mesh ${this.spec.name} uses your own root CA (trust.rootCa): meshflow does not make one; give the new root ` +
+          `with \`meshflow rotate ${this.spec.name} root --root-cert FILE --root-key FILE [--root-chain FILE]\``,
       );
     if (req.newRoot !== undefined && r?.userRoot)
       throw new Error(
         `the root rotation to ${r.newRoot} stopped before every intermediate was switched: take it up with ` +
-          `\`meshflow rotate ${spec.name} root\` (without --root-cert)`,
+          `\`meshflow rotate ${this.spec.name} root\` (without --root-cert)`,
       );
-  }
+  };
 
   /** The steps a rotation runs again: the clusters' cacerts, or the links from or to them. */
-  function rotationSteps(req: RotateRequest): Step[] {
-    const clusters = new Set(req.clusters?.length ? req.clusters : spec.clusters.map((c) => c.name));
+  private readonly rotationSteps = (req: RotateRequest): Step[] => {
+    const clusters = new Set(req.clusters?.length ? req.clusters : this.spec.clusters.map((c) => c.name));
     return req.what !== 'readers'
-      ? plan.steps.filter((s) => s.kind === 'cacerts' && clusters.has(s.cluster!))
-      : plan.steps.filter((s) => s.kind === 'link' && (clusters.has(s.cluster!) || clusters.has(s.target!)));
-  }
+      ? this.plan.steps.filter((s) => s.kind === 'cacerts' && clusters.has(s.cluster!))
+      : this.plan.steps.filter((s) => s.kind === 'link' && (clusters.has(s.cluster!) || clusters.has(s.target!)));
+  };
 
   /**
    * Rotates what `req` names, cluster by cluster at once, then verifies the mesh. An intermediate
@@ -1054,37 +1125,39 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
    * the others done; readers get fresh tokens in their remote secrets. A teardown or the deadline
    * cancels it, and the teardown undoes everything as ever.
    */
-  async function rotateNow(req: RotateRequest, trigger: 'requested' | 'expiry'): Promise<ApplyResult> {
-    const steps = rotationSteps(req);
-    const clusters = req.clusters?.length ? req.clusters : spec.clusters.map((c) => c.name);
+  private readonly rotateNow = async (req: RotateRequest, trigger: 'requested' | 'expiry'): Promise<ApplyResult> => {
+    const steps = this.rotationSteps(req);
+    const clusters = req.clusters?.length ? req.clusters : this.spec.clusters.map((c) => c.name);
     const rec: UpdateRecord = {
-      id: currentUpdateInfo()?.id ?? `rotate-${(status.updates?.length ?? 0) + 1}`,
-      requestedAt: now(),
+      id: currentUpdateInfo()?.id ?? `rotate-${(this.status.updates?.length ?? 0) + 1}`,
+      requestedAt: this.now(),
       state: 'running',
       summary:
         req.what === 'root'
           ? req.finish
-            ? `rotate root: drop the old root ${status.rootRotation?.oldRoot}` +
+            ? `rotate root: drop the old root ${this.status.rootRotation?.oldRoot}` +
               (trigger === 'expiry' ? ' (its grace ended)' : ' (requested)')
             : `rotate root: every cluster trusts a new root beside the old, intermediates from the new one; ` +
               `the old root is dropped after ${req.grace ?? ROOT_GRACE}`
           : `rotate ${req.what} of ${clusters.join(', ')}` +
-            (trigger === 'expiry' ? ` (due: within trust.rotateBefore, ${spec.trust.rotateBefore}, of expiry)` : ''),
+            (trigger === 'expiry'
+              ? ` (due: within trust.rotateBefore, ${this.spec.trust.rotateBefore}, of expiry)`
+              : ''),
       added: [],
       rerun: steps.map((s) => s.id),
       removed: [],
     };
-    status.updates = [...(status.updates ?? []), rec].slice(-20);
+    this.status.updates = [...(this.status.updates ?? []), rec].slice(-20);
     const scope = new CancellationScope();
-    updating = { record: rec, scope };
-    setPhase('updating');
+    this.updating = { record: rec, scope };
+    this.setPhase('updating');
     const failures: string[] = [];
     try {
       await scope.run(async () => {
-        if (req.what === 'root') await rootStages(req, steps, failures);
-        else await Promise.all(steps.map((step) => rotateStep(step, req.what, failures)));
-        await runVerify(`verify (after rotating ${req.what})`);
-        const failed = status.checks.filter((c) => c.status === 'failed');
+        if (req.what === 'root') await this.rootStages(req, steps, failures);
+        else await Promise.all(steps.map((step) => this.rotateStep(step, req.what, failures)));
+        await this.runVerify(`verify (after rotating ${req.what})`);
+        const failed = this.status.checks.filter((c) => c.status === 'failed');
         if (failed.length)
           failures.push(
             'verify failed after the rotation: ' +
@@ -1094,22 +1167,22 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       rec.state = failures.length ? 'failed' : 'applied';
       if (failures.length) rec.error = failures.join('; ');
     } catch (err) {
-      if (isCancellation(err) || teardownRequested) {
+      if (isCancellation(err) || this.teardownRequested) {
         rec.state = 'cancelled';
-        rec.error = teardownRequested ? 'teardown requested during the rotation' : "the mesh's TTL expired";
+        rec.error = this.teardownRequested ? 'teardown requested during the rotation' : "the mesh's TTL expired";
       } else {
         rec.state = 'failed';
         rec.error = [...failures, errorText(err)].join('; ');
       }
     } finally {
-      rec.endedAt = now();
-      updating = undefined;
-      if (status.phase === 'updating') setPhase('ready');
-      driftAfterChange(); // new secrets: the baseline is taken again
+      rec.endedAt = this.now();
+      this.updating = undefined;
+      if (this.status.phase === 'updating') this.setPhase('ready');
+      this.driftAfterChange(); // new secrets: the baseline is taken again
     }
     if (rec.state === 'cancelled') throw ApplicationFailure.create({ type: 'UpdateCancelled', message: rec.error });
-    return { update: rec, phase: status.phase, clusters: status.clusters, checks: status.checks };
-  }
+    return { update: rec, phase: this.status.phase, clusters: this.status.clusters, checks: this.status.checks };
+  };
 
   /**
    * A root rotation, in stages that each keep every cluster trusting every other's certificates:
@@ -1118,20 +1191,20 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
    * the store and every cluster's bundle. A stage that fails on a cluster stops before the next:
    * running `rotate root` again takes it up where it stopped.
    */
-  async function rootStages(req: RotateRequest, cacerts: Step[], failures: string[]): Promise<void> {
-    const rootStep = plan.steps.find((s) => s.kind === 'root-ca')!;
-    const rs = stepStatus(rootStep.id);
+  private readonly rootStages = async (req: RotateRequest, cacerts: Step[], failures: string[]): Promise<void> => {
+    const rootStep = this.plan.steps.find((s) => s.kind === 'root-ca')!;
+    const rs = this.stepStatus(rootStep.id);
     const refresh = (roots: string[]) =>
       Promise.all(
         cacerts.map(async (step) => {
           try {
-            const act = trustActivities(`trust roots ${roots.join(' + ')} in ${step.cluster}`).refreshTrust;
-            const out = await onHost(() => act({ ...request(step), roots }));
-            record(step.id, out.resources);
-            stepStatus(step.id).outputs = { ...stepStatus(step.id).outputs, ...out.outputs };
+            const act = this.trustActivities(`trust roots ${roots.join(' + ')} in ${step.cluster}`).refreshTrust;
+            const out = await this.onHost(() => act({ ...this.request(step), roots }));
+            this.record(step.id, out.resources);
+            this.stepStatus(step.id).outputs = { ...this.stepStatus(step.id).outputs, ...out.outputs };
           } catch (err) {
             if (isCancellation(err)) throw err;
-            record(step.id, tracedResources(err));
+            this.record(step.id, tracedResources(err));
             failures.push(`${step.id}: ${errorText(err)}`);
           }
         }),
@@ -1139,13 +1212,13 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     const stop = (stage: string) => {
       if (failures.length) throw new Error(`root rotation stopped at ${stage}: ${failures.join('; ')}`);
     };
-    const r = status.rootRotation;
+    const r = this.status.rootRotation;
     if (req.finish) {
-      const retire = trustActivities(`drop the old root ${r!.oldRoot}`).retireRoots;
-      await onHost(() => retire({ mesh: spec.name, spec, generation: r!.to }));
+      const retire = this.trustActivities(`drop the old root ${r!.oldRoot}`).retireRoots;
+      await this.onHost(() => retire({ mesh: this.spec.name, spec: this.spec, generation: r!.to }));
       await refresh([r!.userRoot?.after ?? r!.newRoot]);
       stop('dropping the old root');
-      status.rootRotation = undefined;
+      this.status.rootRotation = undefined;
       return;
     }
     const from = r?.from ?? Number(rs.outputs?.rootGeneration ?? '1');
@@ -1154,29 +1227,29 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     let newRoot: string;
     let userRoot = r?.userRoot;
     let rootNotAfter: string | undefined;
-    if (spec.trust.rootCa && userRoot) {
+    if (this.spec.trust.rootCa && userRoot) {
       // Taken up again: the new root was checked and is in every bundle's store already.
       newRoot = r!.newRoot;
       rootNotAfter = r!.newRootNotAfter;
     } else {
       const next = req.newRoot;
-      const add = trustActivities(
+      const add = this.trustActivities(
         next ? `check the new root CA ${next.certFile ?? next.stored}` : `make root CA generation ${to}`,
       ).addRoot;
-      const made = await onHost(() =>
-        add({ mesh: spec.name, spec, generation: to, ...(next ? { rootCa: next } : {}) }),
+      const made = await this.onHost(() =>
+        add({ mesh: this.spec.name, spec: this.spec, generation: to, ...(next ? { rootCa: next } : {}) }),
       );
       newRoot = made.outputs!.rootFingerprint;
       rootNotAfter = made.outputs!.rootNotAfter;
       if (next) userRoot = { new: next, trusted: made.outputs!.trustedRoots.split(','), after: made.outputs!.newTop };
     }
-    status.rootRotation = {
+    this.status.rootRotation = {
       from,
       to,
       oldRoot,
       newRoot,
       stage: 'trusting',
-      startedAt: r?.startedAt ?? now(),
+      startedAt: r?.startedAt ?? this.now(),
       ...(userRoot ? { userRoot, newRootNotAfter: rootNotAfter } : {}),
     };
     await refresh(userRoot?.trusted ?? [oldRoot, newRoot]);
@@ -1186,10 +1259,10 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       // apply adds, a rotation) and the trust-chain check take the spec's root; the old one stays in
       // the store, so every bundle keeps it until the rotation finishes.
       const { stored, certFile, keyFile, chainFile } = userRoot.new;
-      spec = {
-        ...spec,
+      this.spec = {
+        ...this.spec,
         trust: {
-          ...spec.trust,
+          ...this.spec.trust,
           rootCa: {
             stored,
             ...(certFile !== undefined ? { certFile } : {}),
@@ -1199,7 +1272,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         },
       };
     }
-    await Promise.all(cacerts.map((step) => rotateStep(step, 'intermediates', failures)));
+    await Promise.all(cacerts.map((step) => this.rotateStep(step, 'intermediates', failures)));
     stop('switching the intermediates to the new root');
     rs.outputs = {
       ...rs.outputs,
@@ -1208,75 +1281,76 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       rootNotAfter: rootNotAfter ?? '',
       previousRoot: oldRoot,
       ...(userRoot ? { root: `user-provided ${userRoot.new.certFile ?? '(PEM)'}` } : {}),
-      rotatedAt: now(),
+      rotatedAt: this.now(),
     };
     const grace = parseDuration(req.grace ?? ROOT_GRACE)!;
-    status.rootRotation = {
-      ...status.rootRotation,
+    this.status.rootRotation = {
+      ...this.status.rootRotation,
       stage: 'switched',
       dropAt: new Date(Date.now() + grace).toISOString(),
     };
-  }
+  };
 
   /** One cluster's intermediate, or one link's token, rotated; a failure is noted, the others go on. */
-  async function rotateStep(step: Step, what: RotateRequest['what'], failures: string[]): Promise<void> {
-    const s = stepStatus(step.id);
+  private readonly rotateStep = async (step: Step, what: RotateRequest['what'], failures: string[]): Promise<void> => {
+    const s = this.stepStatus(step.id);
     try {
       if (what !== 'readers') {
         const generation = Number(s.outputs?.caGeneration ?? '1') + 1;
-        const act = rotationActivity(`rotate the intermediate CA of ${step.cluster} (generation ${generation})`);
-        const out = await onHost(() => act({ ...request(step), generation }));
-        record(step.id, out.resources);
-        s.outputs = { ...s.outputs, ...out.outputs, rotatedAt: now() };
+        const act = this.rotationActivity(`rotate the intermediate CA of ${step.cluster} (generation ${generation})`);
+        const out = await this.onHost(() => act({ ...this.request(step), generation }));
+        this.record(step.id, out.resources);
+        s.outputs = { ...s.outputs, ...out.outputs, rotatedAt: this.now() };
       } else {
-        const act = stepActivity(step, `rotate the reader token ${step.cluster} -> ${step.target}`);
-        const out = await onHost(() => act(request(step)));
-        record(step.id, out.resources);
-        s.outputs = { ...out.outputs, rotatedAt: now() };
+        const act = this.stepActivity(step, `rotate the reader token ${step.cluster} -> ${step.target}`);
+        const out = await this.onHost(() => act(this.request(step)));
+        this.record(step.id, out.resources);
+        s.outputs = { ...out.outputs, rotatedAt: this.now() };
       }
       s.lastError = undefined;
     } catch (err) {
       if (isCancellation(err)) throw err;
-      record(step.id, tracedResources(err));
+      this.record(step.id, tracedResources(err));
       failures.push(`${step.id}: ${errorText(err)}`);
     }
-  }
+  };
 
   // ---------------------------------------------------------------------------------------------
   // upgrade: another Istio version, canary by revision, wave by wave
 
-  function validateUpgrade(req: UpgradeRequest): void {
-    if (!v6)
+  private readonly validateUpgrade = (req: UpgradeRequest): void => {
+    if (!this.v6)
       throw new Error(
-        `mesh ${spec.name} was started by an earlier meshflow release, which cannot upgrade Istio in place: ` +
+        `mesh ${this.spec.name} was started by an earlier meshflow release, which cannot upgrade Istio in place: ` +
           'tear it down and bring it up again on the version you want',
       );
-    refuseWhileUpdating();
-    if (renewal) throw new Error(`mesh ${spec.name} is renewing reader tokens: upgrade in a moment`);
-    if (teardownRequested || status.phase !== 'ready')
+    this.refuseWhileUpdating();
+    if (this.renewal) throw new Error(`mesh ${this.spec.name} is renewing reader tokens: upgrade in a moment`);
+    if (this.teardownRequested || this.status.phase !== 'ready')
       throw new Error(
-        `mesh ${spec.name} is ${teardownRequested ? 'tearing-down' : status.phase}: Istio is upgraded on a ready mesh`,
+        `mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: Istio is upgraded on a ready mesh`,
       );
     if (!req || typeof req.to !== 'string' || !ISTIO_VERSION_PATTERN.test(req.to))
       throw new Error(
         `--to ${JSON.stringify(req?.to)} is not a version meshflow pins a build of: ` +
           `a patch release of ${ISTIO_LINES} (meshflow doctor lists them)`,
       );
-    if (req.to === spec.istio.version || revisionOf(req.to) === spec.istio.revision)
-      throw new Error(`mesh ${spec.name} runs Istio ${spec.istio.version} already`);
-    upgradeWaves(req);
-  }
+    if (req.to === this.spec.istio.version || revisionOf(req.to) === this.spec.istio.revision)
+      throw new Error(`mesh ${this.spec.name} runs Istio ${this.spec.istio.version} already`);
+    this.upgradeWaves(req);
+  };
 
   /** The clusters of each wave: the request's primaries (or one a wave), each with its remotes. */
-  function upgradeWaves(req: UpgradeRequest): string[][] {
-    const primaries = spec.clusters.filter((c) => c.role !== 'remote').map((c) => c.name);
+  private readonly upgradeWaves = (req: UpgradeRequest): string[][] => {
+    const primaries = this.spec.clusters.filter((c) => c.role !== 'remote').map((c) => c.name);
     const waves = req.waves?.length ? req.waves : primaries.map((p) => [p]);
     const seen = new Set<string>();
     for (const wave of waves) {
       if (!Array.isArray(wave) || !wave.length) throw new Error('every wave names one or more primaries');
       for (const name of wave) {
-        const c = spec.clusters.find((x) => x.name === name);
-        if (!c) throw new Error(`mesh ${spec.name} has no cluster ${name}; its primaries: ${primaries.join(', ')}`);
+        const c = this.spec.clusters.find((x) => x.name === name);
+        if (!c)
+          throw new Error(`mesh ${this.spec.name} has no cluster ${name}; its primaries: ${primaries.join(', ')}`);
         if (c.role === 'remote')
           throw new Error(`${name} is a remote: it is upgraded in the wave of its primary ${c.primary}`);
         if (seen.has(name)) throw new Error(`${name} is in two waves`);
@@ -1287,34 +1361,34 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     if (missing.length) throw new Error(`every primary must be in a wave: ${missing.join(', ')} is in none`);
     return waves.map((wave) => [
       ...wave,
-      ...spec.clusters.filter((c) => c.role === 'remote' && wave.includes(c.primary!)).map((c) => c.name),
+      ...this.spec.clusters.filter((c) => c.role === 'remote' && wave.includes(c.primary!)).map((c) => c.name),
     ]);
-  }
+  };
 
   /** An upgrade activity on a cluster's control plane: the revision `r` of its version. */
-  function revisionCall(
+  private readonly revisionCall = (
     what: 'installRevision' | 'switchRevision' | 'stopRevision',
     cluster: string,
     r: { version: string; revision?: string },
     summaryText: string,
-  ): Promise<StepOutcome> {
-    const step = plan.steps.find((s) => s.kind === 'control-plane' && s.cluster === cluster)!;
+  ): Promise<StepOutcome> => {
+    const step = this.plan.steps.find((s) => s.kind === 'control-plane' && s.cluster === cluster)!;
     const act = proxyActivities<MeshActivities>({
       ...OPTIONS['control-plane'],
-      ...hostOptions(),
+      ...this.hostOptions(),
       summary: summaryText,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     })[what];
-    return onHost(() => act({ ...request(step), version: r.version, revision: r.revision }));
-  }
+    return this.onHost(() => act({ ...this.request(step), version: r.version, revision: r.revision }));
+  };
 
   /** Runs `fn` on each cluster at once (primaries before their remotes); failures are collected, not thrown. */
-  async function eachCluster(
+  private readonly eachCluster = async (
     clusters: string[],
     failures: string[],
     fn: (cluster: string) => Promise<void>,
-  ): Promise<void> {
-    const isRemote = (c: string) => spec.clusters.find((x) => x.name === c)?.role === 'remote';
+  ): Promise<void> => {
+    const isRemote = (c: string) => this.spec.clusters.find((x) => x.name === c)?.role === 'remote';
     for (const group of [clusters.filter((c) => !isRemote(c)), clusters.filter(isRemote)]) {
       await Promise.all(
         group.map(async (c) => {
@@ -1327,7 +1401,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         }),
       );
     }
-  }
+  };
 
   /**
    * Takes the mesh to another Istio version, canary by revision. Each wave: the new revision's
@@ -1338,13 +1412,99 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
    * revision's objects and istiods are removed, the east-west gateways move to the new version in
    * place, and the mesh is verified. A teardown or the deadline ends it; the teardown undoes all.
    */
-  async function upgradeNow(req: UpgradeRequest): Promise<ApplyResult> {
-    const from = { version: spec.istio.version, revision: spec.istio.revision };
+  /** One wave: install, switch, verify; what failed is in `failures`. */
+  private readonly runWave = async (
+    u: UpgradeRun,
+    clusters: string[],
+    i: number,
+    failures: string[],
+  ): Promise<void> => {
+    const of = `wave ${i + 1}/${u.waves.length}`;
+    u.up.stage = 'installing';
+    await this.eachCluster(clusters, failures, async (c) => {
+      try {
+        const out = await this.revisionCall(
+          'installRevision',
+          c,
+          u.to,
+          `install revision ${u.to.revision} in ${c} (${of})`,
+        );
+        this.record(`upgrade:${c}`, out.resources);
+      } catch (err) {
+        this.record(`upgrade:${c}`, tracedResources(err));
+        throw err;
+      }
+    });
+    if (failures.length) return;
+    u.up.stage = 'switching';
+    await this.eachCluster(clusters, failures, async (c) => {
+      u.switched.add(c);
+      try {
+        const out = await this.revisionCall(
+          'switchRevision',
+          c,
+          u.to,
+          `move ${c}'s default tag to ${u.to.revision} (${of})`,
+        );
+        this.record(`upgrade:${c}`, out.resources);
+      } catch (err) {
+        this.record(`upgrade:${c}`, tracedResources(err));
+        throw err;
+      }
+    });
+    if (failures.length) return;
+    u.up.stage = 'verifying';
+    await this.runVerify(`verify (upgrade ${of}: ${clusters.join(', ')} on ${u.to.revision})`);
+    const failed = this.status.checks.filter((c) => c.status === 'failed');
+    if (failed.length)
+      failures.push(
+        'verify failed: ' + failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`).join('; '),
+      );
+  };
+  /**
+   * Every touched cluster back on the old revision, newest wave first: its tag back (workloads
+   * restarted), the new revision's own objects undone, its istiod stopped; then verify.
+   */
+  private readonly rollBackUpgrade = async (u: UpgradeRun, clusters: string[], r: UpdateRecord): Promise<void> => {
+    await CancellationScope.nonCancellable(async () => {
+      u.up.stage = 'rolling-back';
+      const failures: string[] = [];
+      await this.eachCluster([...clusters].reverse(), failures, async (c) => {
+        if (u.switched.has(c)) {
+          const back = `move ${c}'s default tag back to ${revisionLabel(u.from.revision)}`;
+          const out = await this.revisionCall('switchRevision', c, u.from, back);
+          this.record(`control-plane:${c}`, out.resources);
+        }
+        await this.undoSome(this.exclusiveEntries(`upgrade:${c}`, c, { dropShared: true }));
+        const left = this.status.ledger.filter((l) => l.step === `upgrade:${c}`);
+        if (left.length)
+          throw new Error(
+            `${left.length} resource(s) of revision ${u.to.revision} could not be removed: see leftBehind`,
+          );
+        await this.revisionCall('stopRevision', c, u.to, `stop istiod ${u.to.revision} of ${c}`);
+      });
+      await this.runVerify(`verify (upgrade rolled back to ${revisionLabel(u.from.revision)})`);
+      const failed = this.status.checks.filter((c) => c.status === 'failed');
+      if (failures.length || failed.length) {
+        r.state = 'failed';
+        r.error =
+          `${r.error}; rolling back failed too: ` +
+          [...failures, ...failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`)].join('; ');
+      } else {
+        r.state = 'rolled-back';
+        const back = `Istio ${u.from.version} (revision ${revisionLabel(u.from.revision)})`;
+        r.error = `${r.error}; rolled back: every cluster runs ${back} again`;
+      }
+    });
+  };
+
+  private readonly upgradeNow = async (req: UpgradeRequest): Promise<ApplyResult> => {
+    const from = { version: this.spec.istio.version, revision: this.spec.istio.revision };
     const to = { version: req.to, revision: revisionOf(req.to) };
-    const waves = upgradeWaves(req);
+    const waves = this.upgradeWaves(req);
     const rec: UpdateRecord = {
-      id: currentUpdateInfo()?.id ?? `upgrade-${(status.updates?.length ?? 0) + 1}`,
-      requestedAt: now(),
+      id: currentUpdateInfo()?.id ?? `upgrade-${(this.status.updates?.length ?? 0) + 1}`,
+      requestedAt: this.now(),
       state: 'running',
       summary:
         `upgrade Istio ${from.version} (revision ${revisionLabel(from.revision)}) to ${to.version} ` +
@@ -1354,7 +1514,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       rerun: [],
       removed: [],
     };
-    status.updates = [...(status.updates ?? []), rec].slice(-20);
+    this.status.updates = [...(this.status.updates ?? []), rec].slice(-20);
     const up: UpgradeState = {
       from,
       to,
@@ -1363,206 +1523,138 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       passed: 0,
       stage: 'installing',
       approveEach: Boolean(req.approveEach),
-      startedAt: now(),
+      startedAt: this.now(),
     };
-    status.upgrade = up;
-    upgradeDecision = undefined;
+    this.status.upgrade = up;
+    this.upgradeDecision = undefined;
     const scope = new CancellationScope();
-    updating = { record: rec, scope };
-    setPhase('updating');
+    this.updating = { record: rec, scope };
+    this.setPhase('updating');
     /** The clusters that got (or began to get) the new revision: what a rollback takes back. */
     const touched: string[] = [];
     /** Those whose tag began to move: a rollback moves it back (and restarts their workloads) first. */
     const switched = new Set<string>();
+    const u: UpgradeRun = { from, to, waves, up, switched };
     try {
       await scope.run(async () => {
         for (let i = 0; i < waves.length; i++) {
           up.wave = i;
           const failures: string[] = [];
           touched.push(...waves[i]);
-          await runWave(waves[i], i, failures);
+          await this.runWave(u, waves[i], i, failures);
           if (failures.length) {
             rec.error = `wave ${i + 1} (${waves[i].join(', ')}) failed: ${failures.join('; ')}`;
-            await rollBackUpgrade(touched, rec);
+            await this.rollBackUpgrade(u, touched, rec);
             return;
           }
           up.passed = i + 1;
           if (up.approveEach && i < waves.length - 1) {
             up.stage = 'awaiting-approval';
-            up.awaitingSince = now();
-            setCondition(
+            up.awaitingSince = this.now();
+            this.setCondition(
               'Updating',
               true,
               'AwaitingApproval',
-              `wave ${i + 1} of ${waves.length} passed; waiting for \`meshflow upgrade ${spec.name} --continue\` ` +
+              `wave ${i + 1} of ${waves.length} passed; waiting for \`meshflow upgrade ${this.spec.name} --continue\` ` +
                 '(or --abort)',
             );
             setCurrentDetails(`phase: updating: upgrade waits for approval after wave ${i + 1} of ${waves.length}`);
-            await condition(() => upgradeDecision !== undefined, { summary: 'wait for upgrade --continue or --abort' });
-            const decision = upgradeDecision;
-            upgradeDecision = undefined;
+            await condition(() => this.upgradeDecision !== undefined, {
+              summary: 'wait for upgrade --continue or --abort',
+            });
+            const decision = this.upgradeDecision;
+            this.upgradeDecision = undefined;
             up.awaitingSince = undefined;
             if (decision === 'abort') {
               rec.error = `aborted after wave ${i + 1} of ${waves.length}`;
-              await rollBackUpgrade(touched, rec);
+              await this.rollBackUpgrade(u, touched, rec);
               return;
             }
           }
         }
-        await finishUpgrade(from, to, rec);
+        await this.finishUpgrade(from, to, rec);
       });
     } catch (err) {
-      if (isCancellation(err) || teardownRequested) {
+      if (isCancellation(err) || this.teardownRequested) {
         rec.state = 'cancelled';
         rec.error =
-          (teardownRequested ? 'teardown requested during the upgrade' : "the mesh's TTL expired") +
+          (this.teardownRequested ? 'teardown requested during the upgrade' : "the mesh's TTL expired") +
           ': the teardown removes both revisions';
       } else {
         rec.state = 'failed';
         rec.error = [rec.error, errorText(err)].filter(Boolean).join('; ');
       }
     } finally {
-      rec.endedAt = now();
-      updating = undefined;
-      status.upgrade = undefined;
-      if (status.phase === 'updating') setPhase('ready');
-      driftAfterChange();
+      rec.endedAt = this.now();
+      this.updating = undefined;
+      this.status.upgrade = undefined;
+      if (this.status.phase === 'updating') this.setPhase('ready');
+      this.driftAfterChange();
     }
     if (rec.state === 'cancelled') throw ApplicationFailure.create({ type: 'UpdateCancelled', message: rec.error });
-    return { update: rec, phase: status.phase, clusters: status.clusters, checks: status.checks };
-
-    /** One wave: install, switch, verify; what failed is in `failures`. */
-    async function runWave(clusters: string[], i: number, failures: string[]): Promise<void> {
-      const of = `wave ${i + 1}/${waves.length}`;
-      up.stage = 'installing';
-      await eachCluster(clusters, failures, async (c) => {
-        try {
-          const out = await revisionCall('installRevision', c, to, `install revision ${to.revision} in ${c} (${of})`);
-          record(`upgrade:${c}`, out.resources);
-        } catch (err) {
-          record(`upgrade:${c}`, tracedResources(err));
-          throw err;
-        }
-      });
-      if (failures.length) return;
-      up.stage = 'switching';
-      await eachCluster(clusters, failures, async (c) => {
-        switched.add(c);
-        try {
-          const out = await revisionCall('switchRevision', c, to, `move ${c}'s default tag to ${to.revision} (${of})`);
-          record(`upgrade:${c}`, out.resources);
-        } catch (err) {
-          record(`upgrade:${c}`, tracedResources(err));
-          throw err;
-        }
-      });
-      if (failures.length) return;
-      up.stage = 'verifying';
-      await runVerify(`verify (upgrade ${of}: ${clusters.join(', ')} on ${to.revision})`);
-      const failed = status.checks.filter((c) => c.status === 'failed');
-      if (failed.length)
-        failures.push(
-          'verify failed: ' +
-            failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`).join('; '),
-        );
-    }
-
-    /**
-     * Every touched cluster back on the old revision, newest wave first: its tag back (workloads
-     * restarted), the new revision's own objects undone, its istiod stopped; then verify.
-     */
-    async function rollBackUpgrade(clusters: string[], r: UpdateRecord): Promise<void> {
-      await CancellationScope.nonCancellable(async () => {
-        up.stage = 'rolling-back';
-        const failures: string[] = [];
-        await eachCluster([...clusters].reverse(), failures, async (c) => {
-          if (switched.has(c)) {
-            const back = `move ${c}'s default tag back to ${revisionLabel(from.revision)}`;
-            const out = await revisionCall('switchRevision', c, from, back);
-            record(`control-plane:${c}`, out.resources);
-          }
-          await undoSome(exclusiveEntries(`upgrade:${c}`, c, { dropShared: true }));
-          const left = status.ledger.filter((l) => l.step === `upgrade:${c}`);
-          if (left.length)
-            throw new Error(
-              `${left.length} resource(s) of revision ${to.revision} could not be removed: see leftBehind`,
-            );
-          await revisionCall('stopRevision', c, to, `stop istiod ${to.revision} of ${c}`);
-        });
-        await runVerify(`verify (upgrade rolled back to ${revisionLabel(from.revision)})`);
-        const failed = status.checks.filter((c) => c.status === 'failed');
-        if (failures.length || failed.length) {
-          r.state = 'failed';
-          r.error =
-            `${r.error}; rolling back failed too: ` +
-            [...failures, ...failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`)].join(
-              '; ',
-            );
-        } else {
-          r.state = 'rolled-back';
-          const back = `Istio ${from.version} (revision ${revisionLabel(from.revision)})`;
-          r.error = `${r.error}; rolled back: every cluster runs ${back} again`;
-        }
-      });
-    }
-  }
+    return { update: rec, phase: this.status.phase, clusters: this.status.clusters, checks: this.status.checks };
+  };
 
   /**
    * Every wave passed: the old revision's own objects undone and its istiods stopped, the new
    * revision's objects made the control-plane steps', the mesh's spec on the new version, the
    * east-west gateways upgraded in place, and the mesh verified.
    */
-  async function finishUpgrade(from: UpgradeState['from'], to: UpgradeState['to'], rec: UpdateRecord): Promise<void> {
-    const up = status.upgrade!;
+  private readonly finishUpgrade = async (
+    from: UpgradeState['from'],
+    to: UpgradeState['to'],
+    rec: UpdateRecord,
+  ): Promise<void> => {
+    const up = this.status.upgrade!;
     up.stage = 'removing-old';
     const failures: string[] = [];
-    const clusters = spec.clusters.map((c) => c.name);
-    await eachCluster(clusters, failures, async (c) => {
+    const clusters = this.spec.clusters.map((c) => c.name);
+    await this.eachCluster(clusters, failures, async (c) => {
       const owner = `control-plane:${c}`;
-      await undoSome(exclusiveEntries(owner, c, { keep: keptAcrossRevisions, dropShared: false }));
-      await revisionCall('stopRevision', c, from, `stop istiod ${revisionLabel(from.revision)} of ${c}`);
+      await this.undoSome(this.exclusiveEntries(owner, c, { keep: keptAcrossRevisions, dropShared: false }));
+      await this.revisionCall('stopRevision', c, from, `stop istiod ${revisionLabel(from.revision)} of ${c}`);
     });
     // The new revision's objects are the control-plane steps' from now on (a rerun renders them).
-    for (const l of status.ledger)
+    for (const l of this.status.ledger)
       if (l.step.startsWith('upgrade:')) l.step = `control-plane:${l.step.slice('upgrade:'.length)}`;
-    spec = { ...spec, istio: { ...spec.istio, version: to.version, revision: to.revision } };
+    this.spec = { ...this.spec, istio: { ...this.spec.istio, version: to.version, revision: to.revision } };
     // The control planes are rendered again as the mesh now runs them (the revision with its tag,
     // the ingress gateway on the new version), and the east-west gateways: in place, same names.
     up.stage = 'gateways';
-    ran.clear();
-    const again = plan.steps.filter((s) => s.kind === 'control-plane' || s.kind === 'eastwest-gateway');
-    switchPlan(spec, new Set(again.map((s) => s.id)));
-    await walk(false);
-    const notRun = again.filter((s) => stepStatus(s.id).state !== 'done');
+    this.ran.clear();
+    const again = this.plan.steps.filter((s) => s.kind === 'control-plane' || s.kind === 'eastwest-gateway');
+    this.switchPlan(this.spec, new Set(again.map((s) => s.id)));
+    await this.walk(false);
+    const notRun = again.filter((s) => this.stepStatus(s.id).state !== 'done');
     if (notRun.length) failures.push(`not upgraded in place: ${notRun.map((s) => s.id).join(', ')}`);
-    await runVerify(`verify (after the upgrade to ${to.version})`);
-    const failed = status.checks.filter((c) => c.status === 'failed');
+    await this.runVerify(`verify (after the upgrade to ${to.version})`);
+    const failed = this.status.checks.filter((c) => c.status === 'failed');
     if (failures.length || failed.length) {
       rec.state = 'failed';
       rec.error =
         `every wave passed and the mesh runs ${to.version}, but: ` +
         [...failures, ...failed.map((c) => `${c.name}${c.cluster ? ` (${c.cluster})` : ''}: ${c.detail}`)].join('; ');
     } else rec.state = 'applied';
-  }
+  };
 
   /**
    * Cuts the ledger entries of `step` in `cluster` into what only that step holds, returned to be
    * undone (removing that step's revision), and what stays: objects another step holds too, and
    * those `keep` keeps. With `dropShared`, what another step holds leaves this step's entries.
    */
-  function exclusiveEntries(
+  private readonly exclusiveEntries = (
     step: string,
     cluster: string,
     opts: { keep?: (o: ObjectRef) => boolean; dropShared: boolean },
-  ): LedgerEntry[] {
+  ): LedgerEntry[] => {
     const keep = opts.keep ?? (() => false);
     const others = new Set(
-      status.ledger
+      this.status.ledger
         .filter((l) => l.step !== step && l.resource.type === 'objects' && l.resource.cluster === cluster)
-        .flatMap((l) => [...objectKeys([l.resource], cluster)]),
+        .flatMap((l) => [...this.objectKeys([l.resource], cluster)]),
     );
     const out: LedgerEntry[] = [];
-    for (const entry of status.ledger.filter((l) => l.step === step)) {
+    for (const entry of this.status.ledger.filter((l) => l.step === step)) {
       const r = entry.resource;
       if (r.type !== 'objects') {
         out.push(entry);
@@ -1574,7 +1666,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       const part: LedgerEntry | undefined = own.length
         ? { ...entry, resource: { type: 'objects', cluster: r.cluster, objects: own } }
         : undefined;
-      status.ledger = status.ledger.flatMap((l) =>
+      this.status.ledger = this.status.ledger.flatMap((l) =>
         l !== entry
           ? [l]
           : [...(staying.length ? [{ ...l, resource: { ...r, objects: staying } }] : []), ...(part ? [part] : [])],
@@ -1582,29 +1674,29 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       if (part) out.push(part);
     }
     return out;
-  }
+  };
 
   // ---------------------------------------------------------------------------------------------
   // apply: change a ready mesh to a new spec
 
-  function validateApply(req: ApplyRequest): void {
-    if (!v3) {
+  private readonly validateApply = (req: ApplyRequest): void => {
+    if (!this.v3) {
       throw new Error(
-        `mesh ${spec.name} was started by an earlier meshflow release, which cannot change a running mesh: ` +
+        `mesh ${this.spec.name} was started by an earlier meshflow release, which cannot change a running mesh: ` +
           'tear it down and bring it up again to change it',
       );
     }
-    refuseWhileUpdating();
-    if (teardownRequested || status.phase !== 'ready')
+    this.refuseWhileUpdating();
+    if (this.teardownRequested || this.status.phase !== 'ready')
       throw new Error(
-        `mesh ${spec.name} is ${teardownRequested ? 'tearing-down' : status.phase}: apply changes a ready mesh`,
+        `mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: apply changes a ready mesh`,
       );
     if (!req || typeof req.spec !== 'object' || !Array.isArray(req.spec?.clusters))
       throw new Error('the request carries no mesh spec (want { spec, replace? })');
     let problems;
     try {
-      problems = applyProblems(spec, upgradeSpec(req.spec), req.replace ?? []);
-      diffPlans(spec, withRevisionOf(spec, upgradeSpec(req.spec)), req.replace ?? [], plan);
+      problems = applyProblems(this.spec, upgradeSpec(req.spec), req.replace ?? []);
+      diffPlans(this.spec, withRevisionOf(this.spec, upgradeSpec(req.spec)), req.replace ?? [], this.plan);
     } catch (err) {
       throw new Error(`not a mesh spec meshflow can read: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -1616,7 +1708,7 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         nonRetryable: true,
       });
     }
-  }
+  };
 
   /**
    * Takes the mesh to `req.spec`: replaced clusters go first (their names come back), then the
@@ -1625,41 +1717,41 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
    * undoes what the update made and brings back the previous spec (less any cluster already
    * removed); a teardown or the deadline ends it, and the teardown undoes everything.
    */
-  async function applyChange(req: ApplyRequest): Promise<ApplyResult> {
+  private readonly applyChange = async (req: ApplyRequest): Promise<ApplyResult> => {
     // An upgrade's revision stays: the user's file does not name it.
-    const next = withRevisionOf(spec, upgradeSpec(req.spec));
+    const next = withRevisionOf(this.spec, upgradeSpec(req.spec));
     const replace = req.replace ?? [];
-    const prevSpec = spec;
-    const delta = diffPlans(spec, next, replace, plan);
+    const prevSpec = this.spec;
+    const delta = diffPlans(this.spec, next, replace, this.plan);
     const record: UpdateRecord = {
-      id: currentUpdateInfo()?.id ?? `update-${(status.updates?.length ?? 0) + 1}`,
-      requestedAt: now(),
+      id: currentUpdateInfo()?.id ?? `update-${(this.status.updates?.length ?? 0) + 1}`,
+      requestedAt: this.now(),
       state: 'running',
-      summary: delta.empty ? settingsSummary(spec, next) : deltaSummary(delta),
+      summary: delta.empty ? this.settingsSummary(this.spec, next) : this.deltaSummary(delta),
       added: delta.added.map((s) => s.id),
       rerun: delta.rerun.map((s) => s.id),
       removed: delta.removed.map((s) => s.id),
     };
-    status.updates = [...(status.updates ?? []), record].slice(-20);
+    this.status.updates = [...(this.status.updates ?? []), record].slice(-20);
     if (delta.empty) {
-      spec = next; // settings that need no step (onFailure, verify) take effect
+      this.spec = next; // settings that need no step (onFailure, verify) take effect
       record.state = 'applied';
-      record.endedAt = now();
-      setCondition('Updating', false, 'Idle', lastUpdateText());
-      return { update: record, phase: status.phase, clusters: status.clusters, checks: status.checks };
+      record.endedAt = this.now();
+      this.setCondition('Updating', false, 'Idle', this.lastUpdateText());
+      return { update: record, phase: this.status.phase, clusters: this.status.clusters, checks: this.status.checks };
     }
     const scope = new CancellationScope();
-    updating = { record, scope };
-    setPhase('updating');
+    this.updating = { record, scope };
+    this.setPhase('updating');
     /** Clusters removed so far: the previous spec without them is what a failure goes back to. */
     const gone = new Set<string>();
     /** The objects each step had applied before the update, by step: what a rollback keeps. */
     const had = new Map<string, Set<string>>();
-    for (const l of status.ledger)
+    for (const l of this.status.ledger)
       if (l.resource.type === 'objects')
-        for (const k of objectKeys([l.resource], l.resource.cluster))
+        for (const k of this.objectKeys([l.resource], l.resource.cluster))
           had.set(l.step, (had.get(l.step) ?? new Set()).add(k));
-    ran.clear();
+    this.ran.clear();
     const replaced = new Set(delta.replacedClusters);
     const replacing = delta.removed.filter((s) => replaced.has(s.cluster ?? '') || replaced.has(s.target ?? ''));
     const dropping = delta.removed.filter((s) => !replacing.includes(s));
@@ -1667,21 +1759,21 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       await scope.run(async () => {
         // 1. A replaced cluster goes first: the new one takes its name.
         if (delta.replacedClusters.length) {
-          await removeSteps(replacing, prevSpec, delta.replacedClusters, record);
+          await this.removeSteps(replacing, prevSpec, delta.replacedClusters, record);
           for (const c of delta.replacedClusters) gone.add(c);
         }
         // 2. The new plan: its added and changed steps run, the rest is as it was.
-        switchPlan(next, new Set([...delta.added, ...delta.rerun].map((s) => s.id)));
-        status.clusters = next.clusters.map((c) => c.name);
-        await walk(false);
+        this.switchPlan(next, new Set([...delta.added, ...delta.rerun].map((s) => s.id)));
+        this.status.clusters = next.clusters.map((c) => c.name);
+        await this.walk(false);
         // 3. Removed clusters: unlinked, forgotten, undone; steps no longer in the plan undone.
-        await removeSteps(dropping, prevSpec, delta.removedClusters, record);
+        await this.removeSteps(dropping, prevSpec, delta.removedClusters, record);
         for (const c of delta.removedClusters) gone.add(c);
         // 4. What a changed step applied before and applies no more (the app moved away).
-        await undoStale(delta.rerun.map((s) => s.id));
+        await this.undoStale(delta.rerun.map((s) => s.id));
         // 5. Verify the mesh as the new spec has it.
-        await runVerify('verify (after apply)');
-        const failed = status.checks.filter((c) => c.status === 'failed');
+        await this.runVerify('verify (after apply)');
+        const failed = this.status.checks.filter((c) => c.status === 'failed');
         if (failed.length) {
           throw new Error(
             'verify failed after the change: ' +
@@ -1690,39 +1782,39 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
         }
       });
       record.state = 'applied';
-      upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.clusterCount.name]: [spec.clusters.length] });
-      status.provider = [...new Set(spec.clusters.map((c) => c.provider))].join(',');
+      upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.clusterCount.name]: [this.spec.clusters.length] });
+      this.status.provider = [...new Set(this.spec.clusters.map((c) => c.provider))].join(',');
     } catch (err) {
-      if (isCancellation(err) || teardownRequested) {
+      if (isCancellation(err) || this.teardownRequested) {
         // Ended by a teardown or the deadline: the teardown that follows undoes everything.
         record.state = 'cancelled';
-        record.error = teardownRequested ? 'teardown requested during the update' : "the mesh's TTL expired";
+        record.error = this.teardownRequested ? 'teardown requested during the update' : "the mesh's TTL expired";
       } else {
         record.error = errorText(err);
-        await CancellationScope.nonCancellable(() => rollBack(delta, prevSpec, gone, had, record));
+        await CancellationScope.nonCancellable(() => this.rollBack(delta, prevSpec, gone, had, record));
       }
     } finally {
-      record.endedAt = now();
-      updating = undefined;
-      if (status.phase === 'updating') setPhase('ready');
-      if (v4drift) driftAfterChange(); // applied or rolled back: the mesh is as a new baseline has it
+      record.endedAt = this.now();
+      this.updating = undefined;
+      if (this.status.phase === 'updating') this.setPhase('ready');
+      if (this.v4drift) this.driftAfterChange(); // applied or rolled back: the mesh is as a new baseline has it
     }
     if (record.state === 'cancelled')
       throw ApplicationFailure.create({ type: 'UpdateCancelled', message: record.error });
-    return { update: record, phase: status.phase, clusters: status.clusters, checks: status.checks };
-  }
+    return { update: record, phase: this.status.phase, clusters: this.status.clusters, checks: this.status.checks };
+  };
 
   /** "no change", or the settings that changed without steps: "settings changed: drift, onFailure". */
-  function settingsSummary(from: MeshSpec, to: MeshSpec): string {
+  private readonly settingsSummary = (from: MeshSpec, to: MeshSpec): string => {
     const keys = ['onFailure', 'drift', 'verify'] as const;
     const changed: string[] = keys.filter((k) => JSON.stringify(from[k]) !== JSON.stringify(to[k]));
     for (const k of ['intermediateValidity', 'rotateBefore'] as const)
       if (from.trust[k] !== to.trust[k]) changed.push(`trust.${k}`);
     return changed.length ? `settings changed: ${changed.join(', ')}` : 'no change';
-  }
+  };
 
   /** "add cluster3; remove cluster1; move the app in cluster2; 4 step(s) added, 2 run again, 6 removed" */
-  function deltaSummary(d: PlanDelta): string {
+  private readonly deltaSummary = (d: PlanDelta): string => {
     const parts = [
       ...(d.replacedClusters.length ? [`replace ${d.replacedClusters.join(', ')}`] : []),
       ...(d.addedClusters.length ? [`add ${d.addedClusters.join(', ')}`] : []),
@@ -1731,14 +1823,14 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     ];
     const counts = `${d.added.length} step(s) added, ${d.rerun.length} run again, ${d.removed.length} removed`;
     return d.empty ? 'no change' : [...parts, counts].join('; ');
-  }
+  };
 
   /** Makes `next` the mesh's spec and plan; the steps in `pending` are to run, the others keep their state. */
-  function switchPlan(next: MeshSpec, pending: Set<string>, runVerifyStep = false): void {
-    spec = next;
-    plan = buildPlan(next, { preflight: plan.steps.some((s) => s.kind === 'preflight') || undefined });
-    const known = new Map(status.steps.map((s) => [s.id, s]));
-    const steps = plan.steps.map((step): StepStatus => {
+  private readonly switchPlan = (next: MeshSpec, pending: Set<string>, runVerifyStep = false): void => {
+    this.spec = next;
+    this.plan = buildPlan(next, { preflight: this.plan.steps.some((s) => s.kind === 'preflight') || undefined });
+    const known = new Map(this.status.steps.map((s) => [s.id, s]));
+    const steps = this.plan.steps.map((step): StepStatus => {
       const old = known.get(step.id);
       if (step.kind === 'verify')
         return { ...(old ?? { id: step.id, kind: step.kind }), state: runVerifyStep ? 'pending' : 'done' };
@@ -1746,117 +1838,119 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       return { id: step.id, kind: step.kind, cluster: step.cluster, target: step.target, state: 'pending' };
     });
     // Steps no longer in the plan stay listed while the ledger holds what they made.
-    const inPlan = new Set(plan.steps.map((s) => s.id));
-    const leaving = status.steps.filter((s) => !inPlan.has(s.id) && status.ledger.some((l) => l.step === s.id));
-    status.steps = [...steps, ...leaving];
-  }
+    const inPlan = new Set(this.plan.steps.map((s) => s.id));
+    const leaving = this.status.steps.filter(
+      (s) => !inPlan.has(s.id) && this.status.ledger.some((l) => l.step === s.id),
+    );
+    this.status.steps = [...steps, ...leaving];
+  };
 
   /**
    * Removes steps from the mesh with what they made, and with them `clusters`: first every link
    * that reads or is read by those clusters (remote secrets in the other primaries), then proof that
    * no remaining istiod still knows them, then the rest, newest first.
    */
-  async function removeSteps(steps: Step[], prev: MeshSpec, clusters: string[], record: UpdateRecord) {
+  private readonly removeSteps = async (steps: Step[], prev: MeshSpec, clusters: string[], record: UpdateRecord) => {
     if (!steps.length) return;
     const leaving = new Set(clusters);
     const ids = new Set(steps.map((s) => s.id));
     for (const c of prev.clusters.filter((x) => leaving.has(x.name)))
-      status.retiredClusters = [...(status.retiredClusters ?? []).filter((x) => x.name !== c.name), c];
+      this.status.retiredClusters = [...(this.status.retiredClusters ?? []).filter((x) => x.name !== c.name), c];
     // The remote secrets the staying primaries hold first: then no istiod reads a leaving cluster.
-    const links = status.ledger.filter(
+    const links = this.status.ledger.filter(
       (l) => ids.has(l.step) && l.step.startsWith('link:') && !leaving.has(resourceCluster(l.resource)),
     );
     // The time to disappear from every istiod runs from the unlink.
     const unlinked = Date.now();
-    await undoSome(links);
+    await this.undoSome(links);
     for (const cluster of clusters) {
       const started = unlinked;
-      const out = await onHost(() =>
+      const out = await this.onHost(() =>
         proxyActivities<MeshActivities>({
           startToCloseTimeout: '6 minutes',
           heartbeatTimeout: '30 seconds',
           retry: RETRY,
-          ...hostOptions(),
+          ...this.hostOptions(),
           summary: `prove no istiod knows ${cluster}`,
-        }).awaitClusterForgotten({ mesh: spec.name, spec: prev, cluster }),
+        }).awaitClusterForgotten({ mesh: this.spec.name, spec: prev, cluster }),
       ).catch((err: unknown) => ({ forgotten: false, afterMs: Date.now() - started, detail: errorText(err) }));
       const afterMs = Date.now() - started;
       (record.forgotten ??= []).push({ cluster, afterMs: out.forgotten ? afterMs : undefined, detail: out.detail });
     }
-    await undoSome(status.ledger.filter((l) => ids.has(l.step)));
-    const left = status.ledger.filter((l) => ids.has(l.step));
+    await this.undoSome(this.status.ledger.filter((l) => ids.has(l.step)));
+    const left = this.status.ledger.filter((l) => ids.has(l.step));
     if (left.length) {
       throw new Error(
         `could not remove everything of ${clusters.join(', ') || [...ids].join(', ')}: ` +
           `${left.length} resource(s) left, see leftBehind`,
       );
     }
-    status.retiredClusters = status.retiredClusters?.filter((c) => !leaving.has(c.name));
-    status.steps = status.steps.filter((s) => !ids.has(s.id) || plan.steps.some((p) => p.id === s.id));
-  }
+    this.status.retiredClusters = this.status.retiredClusters?.filter((c) => !leaving.has(c.name));
+    this.status.steps = this.status.steps.filter((s) => !ids.has(s.id) || this.plan.steps.some((p) => p.id === s.id));
+  };
 
   /** What the steps run again applied before and did not apply this time: deleted. */
-  async function undoStale(steps: string[]): Promise<void> {
+  private readonly undoStale = async (steps: string[]): Promise<void> => {
     const stale: LedgerEntry[] = [];
     for (const step of steps) {
-      const now = ran.get(step);
+      const now = this.ran.get(step);
       if (!now) continue;
-      for (const entry of status.ledger.filter((l) => l.step === step && l.resource.type === 'objects')) {
+      for (const entry of this.status.ledger.filter((l) => l.step === step && l.resource.type === 'objects')) {
         const r = entry.resource as Extract<Resource, { type: 'objects' }>;
-        const keep = objectKeys(now, r.cluster);
+        const keep = this.objectKeys(now, r.cluster);
         const gone = r.objects.filter((o) => !keep.has(`${r.cluster}/${objectKey(o)}`));
-        if (gone.length) stale.push(splitObjects(entry, gone));
+        if (gone.length) stale.push(this.splitObjects(entry, gone));
       }
     }
-    await undoSome(stale);
-  }
+    await this.undoSome(stale);
+  };
 
   /** Takes `gone` out of `entry` into an entry of its own (which undo then removes from the ledger). */
-  function splitObjects(entry: LedgerEntry, gone: ObjectRef[]): LedgerEntry {
+  private readonly splitObjects = (entry: LedgerEntry, gone: ObjectRef[]): LedgerEntry => {
     const r = entry.resource as Extract<Resource, { type: 'objects' }>;
     const drop = new Set(gone.map(objectKey));
     const rest = r.objects.filter((o) => !drop.has(objectKey(o)));
     const part: LedgerEntry = { ...entry, resource: { type: 'objects', cluster: r.cluster, objects: gone } };
-    status.ledger = status.ledger.flatMap((l) =>
+    this.status.ledger = this.status.ledger.flatMap((l) =>
       l !== entry ? [l] : [...(rest.length ? [{ ...l, resource: { ...r, objects: rest } }] : []), part],
     );
     return part;
-  }
+  };
 
   /**
    * After a failed update: undoes what it added, brings back the steps it changed as `prev` had
    * them, and verifies. Clusters already removed stay removed (the previous spec without them).
    */
-  async function rollBack(
+  private readonly rollBack = async (
     d: PlanDelta,
     prev: MeshSpec,
     gone: Set<string>,
     had: Map<string, Set<string>>,
     record: UpdateRecord,
-  ): Promise<void> {
+  ): Promise<void> => {
     const added = new Set(d.added.map((s) => s.id));
     const before = new Set(d.rerun.map((s) => s.id));
     // Objects a changed step applied (finished or not) that it had not applied before the update.
     const fresh: LedgerEntry[] = [];
     for (const step of before) {
-      for (const entry of status.ledger.filter((l) => l.step === step && l.resource.type === 'objects')) {
+      for (const entry of this.status.ledger.filter((l) => l.step === step && l.resource.type === 'objects')) {
         const r = entry.resource as Extract<Resource, { type: 'objects' }>;
         const newObjects = r.objects.filter((o) => !had.get(step)?.has(`${r.cluster}/${objectKey(o)}`));
-        if (newObjects.length) fresh.push(splitObjects(entry, newObjects));
+        if (newObjects.length) fresh.push(this.splitObjects(entry, newObjects));
       }
     }
-    await undoSome([...status.ledger.filter((l) => added.has(l.step)), ...fresh]);
+    await this.undoSome([...this.status.ledger.filter((l) => added.has(l.step)), ...fresh]);
     const target: MeshSpec = { ...prev, clusters: prev.clusters.filter((c) => !gone.has(c.name)) };
     // Every changed step runs again as the previous spec has it: one that failed half-way too.
     const redo = new Set([...diffPlans(prev, target).rerun.map((s) => s.id), ...before]);
-    const leftover = status.ledger.filter((l) => added.has(l.step));
+    const leftover = this.status.ledger.filter((l) => added.has(l.step));
     try {
       if (leftover.length)
         throw new Error(`${leftover.length} resource(s) it added could not be removed: see leftBehind`);
-      switchPlan(target, redo, true);
-      status.clusters = target.clusters.map((c) => c.name);
-      status.checks = [];
-      await walk(true);
+      this.switchPlan(target, redo, true);
+      this.status.clusters = target.clusters.map((c) => c.name);
+      this.status.checks = [];
+      await this.walk(true);
       record.state = 'rolled-back';
       record.error =
         `${record.error}; undone: the mesh is as the previous spec had it` +
@@ -1865,36 +1959,36 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       record.state = 'failed';
       record.error = `${record.error}; rolling back failed too: ${errorText(err)}`;
     }
-    upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.clusterCount.name]: [spec.clusters.length] });
-  }
+    upsertSearchAttributes({ [MESH_SEARCH_ATTRIBUTES.clusterCount.name]: [this.spec.clusters.length] });
+  };
 
   /** Runs the checks of the mesh as it is now; the status carries them. */
-  async function runVerify(summaryText: string): Promise<void> {
-    const step = plan.steps.find((s) => s.kind === 'verify')!;
-    const s = stepStatus(step.id);
-    Object.assign(s, { state: 'running', startedAt: now(), endedAt: undefined });
+  private readonly runVerify = async (summaryText: string): Promise<void> => {
+    const step = this.plan.steps.find((s) => s.kind === 'verify')!;
+    const s = this.stepStatus(step.id);
+    Object.assign(s, { state: 'running', startedAt: this.now(), endedAt: undefined });
     try {
-      const out = await onHost(() => stepActivity(step, summaryText)(request(step)));
-      status.checks = out.checks ?? [];
-      status.verifiedAt = now();
+      const out = await this.onHost(() => this.stepActivity(step, summaryText)(this.request(step)));
+      this.status.checks = out.checks ?? [];
+      this.status.verifiedAt = this.now();
       s.state = 'done';
     } catch (err) {
       s.state = 'failed';
       s.lastError = errorText(err);
       throw err;
     } finally {
-      s.endedAt = now();
+      s.endedAt = this.now();
     }
-  }
+  };
 
   /**
    * Undoes `entries` (newest first): one lane per cluster in parallel, the objects in a cluster
    * meshflow made and deletes whole skipped (they go with it), host files and trust entries last.
    */
-  async function undoInLanes(entries: LedgerEntry[]): Promise<void> {
+  private readonly undoInLanes = async (entries: LedgerEntry[]): Promise<void> => {
     // A cluster meshflow made goes whole, with everything in it.
     const createdBy = (cluster: string) => {
-      const c = undoSpecFor({ type: 'cluster', cluster, provider: '' }).clusters.find((x) => x.name === cluster);
+      const c = this.undoSpecFor({ type: 'cluster', cluster, provider: '' }).clusters.find((x) => x.name === cluster);
       return c === undefined || providerOf(c.provider).createsCluster;
     };
     const goneWhole = new Set(
@@ -1905,41 +1999,42 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
     const lanes = new Map<string, LedgerEntry[]>();
     for (const e of entries) {
       if (e.resource.type === 'objects' && goneWhole.has(e.resource.cluster)) {
-        status.ledger = status.ledger.filter((l) => l !== e); // deleted with its cluster
+        this.status.ledger = this.status.ledger.filter((l) => l !== e); // deleted with its cluster
         continue;
       }
       const lane = resourceCluster(e.resource);
       lanes.set(lane, [...(lanes.get(lane) ?? []), e]);
     }
     const runLane = async (lane: LedgerEntry[]) => {
-      for (const e of lane) await undoEntry(e);
+      for (const e of lane) await this.undoEntry(e);
     };
     await Promise.all([...lanes].filter(([lane]) => lane !== '').map(([, lane]) => runLane(lane)));
     await runLane(lanes.get('') ?? []);
-  }
+  };
 
   /** Undoes some ledger entries: newest first, one lane per cluster, objects of a deleted cluster with it. */
-  async function undoSome(entries: LedgerEntry[]): Promise<void> {
+  private readonly undoSome = async (entries: LedgerEntry[]): Promise<void> => {
     if (!entries.length) return;
-    const newestFirst = [...entries].sort((a, b) => status.ledger.indexOf(b) - status.ledger.indexOf(a));
-    for (const e of newestFirst) (status.steps.find((s) => s.id === e.step) ?? { state: '' }).state = 'undoing';
-    await undoInLanes(newestFirst);
+    const newestFirst = [...entries].sort((a, b) => this.status.ledger.indexOf(b) - this.status.ledger.indexOf(a));
+    for (const e of newestFirst) (this.status.steps.find((s) => s.id === e.step) ?? { state: '' }).state = 'undoing';
+    await this.undoInLanes(newestFirst);
     for (const e of newestFirst) {
-      const s = status.steps.find((x) => x.id === e.step);
-      if (s) s.state = status.ledger.includes(e) ? 'undo-failed' : 'undone';
+      const s = this.status.steps.find((x) => x.id === e.step);
+      if (s) s.state = this.status.ledger.includes(e) ? 'undo-failed' : 'undone';
     }
-  }
+  };
 
   /** "cluster/apiVersion/kind/namespace/name" of each object in `resources` that is in `cluster`. */
-  function objectKeys(resources: Resource[], cluster: string): Set<string> {
+  private readonly objectKeys = (resources: Resource[], cluster: string): Set<string> => {
     return new Set(
       resources.flatMap((r) =>
         r.type === 'objects' && r.cluster === cluster ? r.objects.map((o) => `${cluster}/${objectKey(o)}`) : [],
       ),
     );
-  }
+  };
+
   /** Undoes one ledger entry; a failure is recorded, never dropped. */
-  async function undoEntry(entry: LedgerEntry): Promise<void> {
+  private readonly undoEntry = async (entry: LedgerEntry): Promise<void> => {
     const r = entry.resource;
     const what =
       r.type === 'cluster'
@@ -1952,162 +2047,165 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
               ? `trust store entries of ${r.mesh}`
               : `${r.objects.length} object(s) in ${r.cluster}`;
     const summaryText = `undo ${entry.step}: ${what}`;
-    const req = { mesh: spec.name, spec: undoSpecFor(r), resource: r };
+    const req = { mesh: this.spec.name, spec: this.undoSpecFor(r), resource: r };
     try {
       let out: UndoOutcome | void = undefined;
       try {
-        if (!abandonHost) out = await onHost(() => undoActivity(summaryText)(req));
+        if (!this.abandonHost) out = await this.onHost(() => this.undoActivity(summaryText)(req));
       } catch (err) {
         if (!(err instanceof HostAbandoned)) throw err;
       }
-      if (abandonHost) {
+      if (this.abandonHost) {
         // Only the host reaches its local clusters and its state directory; the rest, any worker.
-        if (needsHost(r)) {
-          status.leftBehind.push({
+        if (this.needsHost(r)) {
+          this.status.leftBehind.push({
             resource: r,
             error:
-              `on host ${status.host}, abandoned by down --abandon-host: ` +
+              `on host ${this.status.host}, abandoned by down --abandon-host: ` +
               'remove it there (meshflow gc on that host)',
           });
           return;
         }
-        out = await undoActivity(`${summaryText} (any worker)`, false)(req);
+        out = await this.undoActivity(`${summaryText} (any worker)`, false)(req);
       }
-      if (out?.untouched.length) (status.untouched ??= []).push(...out.untouched);
-      status.ledger = status.ledger.filter((l) => l !== entry);
+      if (out?.untouched.length) (this.status.untouched ??= []).push(...out.untouched);
+      this.status.ledger = this.status.ledger.filter((l) => l !== entry);
     } catch (err) {
-      status.leftBehind.push({ resource: r, error: errorText(err) });
+      this.status.leftBehind.push({ resource: r, error: errorText(err) });
     }
-  }
+  };
 
   /** A resource only the mesh's host can remove: a file in its state directory, a local cluster or what is in one. */
-  function needsHost(r: Resource): boolean {
+  private readonly needsHost = (r: Resource): boolean => {
     if (r.type === 'file') return true;
     if (r.type === 'firewall' || r.type === 'trust') return false; // a cloud's, a management cluster's
-    const c = undoSpecFor(r).clusters.find((x) => x.name === r.cluster);
+    const c = this.undoSpecFor(r).clusters.find((x) => x.name === r.cluster);
     return c !== undefined && providerOf(c.provider).runsOnHost;
-  }
+  };
 
   /** The spec an undo of `r` needs: the mesh's, or with the cluster an update removed, which `r` is in. */
-  function undoSpecFor(r: Resource): MeshSpec {
+  private readonly undoSpecFor = (r: Resource): MeshSpec => {
     const cluster = r.type === 'cluster' || r.type === 'objects' ? r.cluster : undefined;
-    if (!cluster || spec.clusters.some((c) => c.name === cluster)) return spec;
-    const retired = status.retiredClusters?.find((c) => c.name === cluster);
-    return retired ? { ...spec, clusters: [...spec.clusters, retired] } : spec;
-  }
+    if (!cluster || this.spec.clusters.some((c) => c.name === cluster)) return this.spec;
+    const retired = this.status.retiredClusters?.find((c) => c.name === cluster);
+    return retired ? { ...this.spec, clusters: [...this.spec.clusters, retired] } : this.spec;
+  };
 
   /**
    * Undoes the ledger newest first. Release 2 runs one lane per cluster in parallel (objects in
    * different clusters do not depend on each other), skips the objects inside a local cluster
    * that is itself deleted, and removes host files (the CAs) last.
    */
-  async function undoAll(): Promise<void> {
-    const entries = [...status.ledger].reverse();
+  private readonly undoAll = async (): Promise<void> => {
+    const entries = [...this.status.ledger].reverse();
     // An upgrade's entries (`upgrade:<cluster>`) belong to no step of the plan.
     const mark = (id: string, state: StepState) => {
-      const s = status.steps.find((x) => x.id === id);
+      const s = this.status.steps.find((x) => x.id === id);
       if (s) s.state = state;
     };
     for (const e of entries) mark(e.step, 'undoing');
-    if (!v2) {
-      for (const e of entries) await undoEntry(e);
+    if (!this.v2) {
+      for (const e of entries) await this.undoEntry(e);
     } else {
-      await undoInLanes(entries);
+      await this.undoInLanes(entries);
     }
     const failedSteps = new Set(
-      entries.filter((e) => status.leftBehind.some((l) => l.resource === e.resource)).map((e) => e.step),
+      entries.filter((e) => this.status.leftBehind.some((l) => l.resource === e.resource)).map((e) => e.step),
     );
     for (const e of entries) mark(e.step, failedSteps.has(e.step) ? 'undo-failed' : 'undone');
-  }
+  };
 
   // ---------------------------------------------------------------------------------------------
   // drift: compare a ready mesh with its baseline, and repair it by running the owning steps again
 
   /** The baseline is stale after a change: the live loop takes a new one. */
-  function driftAfterChange(): void {
-    driftStale++;
-    driftVersion++;
-  }
+  private readonly driftAfterChange = (): void => {
+    this.driftStale++;
+    this.driftVersion++;
+  };
 
   /** How long until the live loop has drift work (a baseline, a check); Infinity when it has none. */
-  function driftDueIn(): number {
-    if (status.phase !== 'ready' || teardownRequested || drifting || baselining) return Infinity;
-    if (!driftBase || driftBaselined !== driftStale) return baselineRetryAt - Date.now();
-    const every = driftEveryMs(spec.drift.every);
+  private readonly driftDueIn = (): number => {
+    if (this.status.phase !== 'ready' || this.teardownRequested || this.drifting || this.baselining) return Infinity;
+    if (!this.driftBase || this.driftBaselined !== this.driftStale) return this.baselineRetryAt - Date.now();
+    const every = driftEveryMs(this.spec.drift.every);
     if (every === undefined) return Infinity;
-    const last = Math.max(Date.parse(driftBase.at), Date.parse(status.drift?.checkedAt ?? driftBase.at));
+    const last = Math.max(Date.parse(this.driftBase.at), Date.parse(this.status.drift?.checkedAt ?? this.driftBase.at));
     return last + every - Date.now();
-  }
+  };
 
   /** The live loop's drift work: a baseline when there is none (or a stale one), else a check. */
-  async function driftTick(): Promise<void> {
-    if (!driftBase || driftBaselined !== driftStale) await takeBaseline();
-    else await checkDriftNow('timer');
-  }
+  private readonly driftTick = async (): Promise<void> => {
+    if (!this.driftBase || this.driftBaselined !== this.driftStale) await this.takeBaseline();
+    else await this.checkDriftNow('timer');
+  };
 
-  function driftActivity(summaryText: string) {
+  private readonly driftActivity = (summaryText: string) => {
     return proxyActivities<MeshActivities>({
       startToCloseTimeout: '10 minutes',
       ...BEAT,
       retry: RETRY,
-      ...hostOptions(),
+      ...this.hostOptions(),
       summary: summaryText,
     });
-  }
+  };
 
   /** Takes the baseline of what the mesh's steps applied; a failure is tried again a minute later. */
-  function takeBaseline(): Promise<void> {
-    baselining ??= (async () => {
-      const version = driftStale;
+  private readonly takeBaseline = (): Promise<void> => {
+    this.baselining ??= (async () => {
+      const version = this.driftStale;
       try {
-        const req = { mesh: spec.name, spec, ledger: status.ledger };
-        const out = await onHost(() => driftActivity('drift: take the baseline').baselineDrift(req));
-        driftBase = { baseline: out.baseline, at: now() };
-        driftBaselined = version;
+        const req = { mesh: this.spec.name, spec: this.spec, ledger: this.status.ledger };
+        const out = await this.onHost(() => this.driftActivity('drift: take the baseline').baselineDrift(req));
+        this.driftBase = { baseline: out.baseline, at: this.now() };
+        this.driftBaselined = version;
       } catch (err) {
         if (isCancellation(err)) throw err;
-        baselineRetryAt = Date.now() + 60_000;
-        status.drift = { ...(status.drift ?? emptyDrift('timer')), error: `baseline: ${errorText(err)}` };
+        this.baselineRetryAt = Date.now() + 60_000;
+        this.status.drift = {
+          ...(this.status.drift ?? this.emptyDrift('timer')),
+          error: `baseline: ${errorText(err)}`,
+        };
       } finally {
-        baselining = undefined;
-        driftVersion++;
+        this.baselining = undefined;
+        this.driftVersion++;
       }
     })();
-    return baselining;
-  }
+    return this.baselining;
+  };
 
-  function emptyDrift(trigger: DriftStatus['trigger']): DriftStatus {
-    return { checkedAt: now(), trigger, objects: 0, items: [], failedChecks: [], repaired: [], state: 'clean' };
-  }
+  private readonly emptyDrift = (trigger: DriftStatus['trigger']): DriftStatus => {
+    return { checkedAt: this.now(), trigger, objects: 0, items: [], failedChecks: [], repaired: [], state: 'clean' };
+  };
 
-  function refuseWhileDrifting(what: string): void {
-    if (drifting)
+  private readonly refuseWhileDrifting = (what: string): void => {
+    if (this.drifting)
       throw new Error(
-        `a drift check of mesh ${spec.name} has been running since ${drifting.since}: ${what} waits for it ` +
-          `(meshflow status ${spec.name})`,
+        `a drift check of mesh ${this.spec.name} has been running since ${this.drifting.since}: ${what} waits for it ` +
+          `(meshflow status ${this.spec.name})`,
       );
-  }
+  };
 
-  function validateDrift(): void {
-    if (!v4drift)
+  private readonly validateDrift = (): void => {
+    if (!this.v4drift)
       throw new Error(
-        `mesh ${spec.name} was started by an earlier meshflow release, which has no drift detection: ` +
+        `mesh ${this.spec.name} was started by an earlier meshflow release, which has no drift detection: ` +
           'tear it down and bring it up again to have it',
       );
-    if (updating) {
-      const r = updating.record;
+    if (this.updating) {
+      const r = this.updating.record;
       throw new Error(
         `update ${r.id} (${r.summary}) has been running since ${r.requestedAt}: drift is checked after it, ` +
-          `one change at a time (meshflow status ${spec.name})`,
+          `one change at a time (meshflow status ${this.spec.name})`,
       );
     }
-    refuseWhileDrifting('another check');
-    if (renewal) throw new Error(`mesh ${spec.name} is renewing reader tokens: check for drift in a moment`);
-    if (teardownRequested || status.phase !== 'ready')
+    this.refuseWhileDrifting('another check');
+    if (this.renewal) throw new Error(`mesh ${this.spec.name} is renewing reader tokens: check for drift in a moment`);
+    if (this.teardownRequested || this.status.phase !== 'ready')
       throw new Error(
-        `mesh ${spec.name} is ${teardownRequested ? 'tearing-down' : status.phase}: drift is checked on a ready mesh`,
+        `mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: drift is checked on a ready mesh`,
       );
-  }
+  };
 
   /**
    * One drift check: the ledger's objects against the baseline, and every check. With
@@ -2115,46 +2213,51 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
    * check, run again (as a walk runs them), then verify, then a new baseline. Objects that are not
    * the mesh's and clusters that do not answer are reported, never acted on.
    */
-  async function checkDriftNow(trigger: DriftStatus['trigger']): Promise<DriftStatus> {
+  private readonly checkDriftNow = async (trigger: DriftStatus['trigger']): Promise<DriftStatus> => {
     const scope = new CancellationScope();
-    drifting = { since: now(), scope };
-    const out = emptyDrift(trigger);
+    this.drifting = { since: this.now(), scope };
+    const out = this.emptyDrift(trigger);
     try {
       await scope.run(async () => {
-        if (baselining) await baselining;
-        if (!driftBase || driftBaselined !== driftStale) await takeBaseline();
-        if (!driftBase) throw new Error(status.drift?.error ?? 'no baseline could be taken');
-        const req = { mesh: spec.name, spec, ledger: status.ledger, baseline: driftBase.baseline };
+        if (this.baselining) await this.baselining;
+        if (!this.driftBase || this.driftBaselined !== this.driftStale) await this.takeBaseline();
+        if (!this.driftBase) throw new Error(this.status.drift?.error ?? 'no baseline could be taken');
+        const req = {
+          mesh: this.spec.name,
+          spec: this.spec,
+          ledger: this.status.ledger,
+          baseline: this.driftBase.baseline,
+        };
         const [report] = await Promise.all([
-          onHost(() =>
-            driftActivity(`drift: check ${trigger === 'timer' ? 'on schedule' : 'on request'}`).checkDrift(req),
+          this.onHost(() =>
+            this.driftActivity(`drift: check ${trigger === 'timer' ? 'on schedule' : 'on request'}`).checkDrift(req),
           ),
-          runVerify(`verify (drift check)`),
+          this.runVerify(`verify (drift check)`),
         ]);
-        out.checkedAt = now();
+        out.checkedAt = this.now();
         out.objects = report.objects;
         out.items = report.items;
-        out.failedChecks = status.checks.filter((c) => c.status === 'failed');
+        out.failedChecks = this.status.checks.filter((c) => c.status === 'failed');
         if (!out.items.length && !out.failedChecks.length) return;
-        if (!spec.drift.repair) {
+        if (!this.spec.drift.repair) {
           out.state = 'drifted';
           return;
         }
         out.state = 'unrepaired';
-        const steps = repairSteps(report, out.failedChecks);
+        const steps = this.repairSteps(report, out.failedChecks);
         if (steps.length) {
-          for (const id of steps) stepStatus(id).state = 'pending';
+          for (const id of steps) this.stepStatus(id).state = 'pending';
           try {
-            await walk(false);
+            await this.walk(false);
           } finally {
-            out.repaired = steps.filter((id) => stepStatus(id).state === 'done');
+            out.repaired = steps.filter((id) => this.stepStatus(id).state === 'done');
           }
-          await runVerify('verify (after drift repair)');
-          await takeBaseline();
+          await this.runVerify('verify (after drift repair)');
+          await this.takeBaseline();
         }
         const stays =
           out.items.some((i) => !out.repaired.includes(i.step) || (i.kind !== 'missing' && i.kind !== 'changed')) ||
-          status.checks.some((c) => c.status === 'failed');
+          this.status.checks.some((c) => c.status === 'failed');
         if (!stays) out.state = 'repaired';
       });
     } catch (err) {
@@ -2162,22 +2265,24 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
       out.state = 'unrepaired';
       out.error = isCancellation(err) ? 'ended by a teardown' : errorText(err);
     } finally {
-      drifting = undefined;
-      driftVersion++;
+      this.drifting = undefined;
+      this.driftVersion++;
     }
-    recordDrift(out);
+    this.recordDrift(out);
     return out;
-  }
+  };
 
   /** The plan steps that repair `report` and `failed`, in plan order (dependencies first). */
-  function repairSteps(report: DriftReport, failed: CheckResult[]): string[] {
-    const wanted = new Set([...stepsForDrift(report), ...stepsForChecks(spec, failed)]);
-    return plan.steps.filter((s) => wanted.has(s.id) && s.kind !== 'verify' && s.kind !== 'preflight').map((s) => s.id);
-  }
+  private readonly repairSteps = (report: DriftReport, failed: CheckResult[]): string[] => {
+    const wanted = new Set([...stepsForDrift(report), ...stepsForChecks(this.spec, failed)]);
+    return this.plan.steps
+      .filter((s) => wanted.has(s.id) && s.kind !== 'verify' && s.kind !== 'preflight')
+      .map((s) => s.id);
+  };
 
   /** The report goes into the status, the Drifted condition and the memo `list` reads. */
-  function recordDrift(d: DriftStatus): void {
-    status.drift = d;
+  private readonly recordDrift = (d: DriftStatus): void => {
+    this.status.drift = d;
     const found = d.items.length + d.failedChecks.length;
     const what = `${d.items.length} object(s) drifted, ${d.failedChecks.length} check(s) failed at ${d.checkedAt}`;
     // Clusters that did not answer say nothing either way: Unknown, unless something else was found.
@@ -2196,18 +2301,18 @@ export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStat
                 `${what}${d.state === 'drifted' ? ' (drift.repair is false: reported only)' : ''}` +
                   `${d.error ? `: ${d.error}` : ''}; see the status's drift`,
               ];
-    const known = status.conditions?.find((c) => c.type === 'Drifted');
+    const known = this.status.conditions?.find((c) => c.type === 'Drifted');
     const next: MeshCondition = {
       type: 'Drifted',
       status: value,
       reason,
       message,
-      lastTransitionTime: known?.status === value ? known.lastTransitionTime : now(),
+      lastTransitionTime: known?.status === value ? known.lastTransitionTime : this.now(),
     };
-    status.conditions = known
-      ? status.conditions!.map((c) => (c === known ? next : c))
-      : [...(status.conditions ?? []), next];
-    if (status.phase === 'ready') phaseConditions('ready'); // Ready follows the checks that just ran
+    this.status.conditions = known
+      ? this.status.conditions!.map((c) => (c === known ? next : c))
+      : [...(this.status.conditions ?? []), next];
+    if (this.status.phase === 'ready') this.phaseConditions('ready'); // Ready follows the checks that just ran
     upsertMemo({ drift: d.state === 'clean' ? null : { state: d.state, found, checkedAt: d.checkedAt } });
-  }
+  };
 }
