@@ -285,6 +285,11 @@ function tracedResources(err: unknown): Resource[] {
   return Array.isArray(trace?.resources) ? trace.resources : [];
 }
 
+/**
+ * The mesh workflow (workflow ID mesh/<name>): provisions the plan, lives until its deadline or a
+ * teardown, serves its updates, then undoes what it made. Each run (and each continue-as-new) is
+ * one MeshRun.
+ */
 export async function provisionMesh(input: ProvisionMeshInput): Promise<MeshStatus> {
   return new MeshRun(input).run();
 }
