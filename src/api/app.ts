@@ -15,7 +15,7 @@ import { streamSSE } from 'hono/streaming';
 import type { ZodError } from 'zod';
 import { CHECKS, selectChecks } from '../checks/catalog';
 import { listMeshes } from '../client';
-import { meshSchema } from '../spec/schema';
+import { specSchema as meshSpecSchema } from '../spec/schema';
 import { type NamedToken, anonymous, bearerAuth, namedTokens, tokenName } from './auth';
 import { CODEC_PATHS, addCodecRoutes, codecCors } from './codec';
 import { ApiError, type Problem, innermostMessage, temporalUnavailable } from './errors';
@@ -250,10 +250,11 @@ function operationRoutes(app: App, { client, namespace }: ApiDeps, metrics: Metr
     return c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType });
   });
 
-  // The spec as a client writes it (defaults optional), made by zod itself: meshSchema is built
+  // The spec as a client writes it (defaults optional), made by zod itself: the spec's schema is built
   // before zod has the OpenAPI extension (every command loads it), so it cannot be registered as is.
+  // It is the one specs are checked with: with the providers MESHFLOW_PROVIDERS loaded.
   const specSchema = apiSpecSchema(
-    z.toJSONSchema(meshSchema, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' }) as Record<
+    z.toJSONSchema(meshSpecSchema(), { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' }) as Record<
       string,
       unknown
     >,
