@@ -1,7 +1,8 @@
 // What the mesh activities are built from (ports and adapters), and the lookups every step
 // kind shares: a cluster of the spec, its access, a Kubernetes client bound to the step's
 // cancellation.
-import type { ClusterAccess, ClusterProvider } from '../adapters/providers';
+import type { ClusterAccess } from '../adapters/providers';
+import type { ClusterProvider } from '../providers/contract';
 import { kubeFor } from '../adapters/providers';
 import type { Kube, ObjectRef } from '../adapters/kube';
 import type { ClusterSpec, MeshSpec } from '../spec/schema';

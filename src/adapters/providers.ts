@@ -13,8 +13,6 @@ export type { ClusterAccess } from './access';
 
 export type { IstiodRunner } from '../local/istiod-runner';
 
-export type { ClusterProvider, PreflightContext, ProviderContext } from '../providers/contract';
-
 export function kubeFor(access: ClusterAccess, signal?: AbortSignal): Kube {
   if (!access.token && access.config === undefined) return Kube.fromFile(access.kubeconfig, access.context, signal);
   const kc = new SharedTlsKubeConfig();

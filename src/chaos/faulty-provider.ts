@@ -7,7 +7,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import type { ClusterAccess, ClusterProvider, IstiodRunner, ProviderContext } from '../adapters/providers';
+import type { ClusterAccess, IstiodRunner } from '../adapters/providers';
+import type { ClusterProvider, ProviderContext } from '../providers/contract';
 import type { LocalProvider } from '../providers/local/runtime';
 import type { LocalClusters } from '../local/clusters';
 import type { ClusterSpec } from '../spec/schema';

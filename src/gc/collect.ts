@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LocalProvider } from '../providers/local/runtime';
-import { caDir } from '../istio/trust';
+import { caDir } from '../trust-store/state-dir';
 import type { ClusterSpec } from '../spec/schema';
 import { ensureTools } from '../tools/install';
 import { logFileOf, runningPid, stopDaemon, stopDaemons } from '../util/daemon';

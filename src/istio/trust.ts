@@ -10,7 +10,6 @@ import fs from 'node:fs';
 import { PermanentError } from '../util/errors';
 import { DEFAULT_INTERMEDIATE_VALIDITY, parseDuration } from '../spec/duration';
 import type { CaKeyAlgorithm } from '../spec/schema';
-import type { MeshEntries } from '../trust-store/store';
 import {
   type Issued,
   type KeyPair,
@@ -24,11 +23,17 @@ import {
   x509,
 } from '../pki/certs';
 
-export { caDir } from '../trust-store/state-dir';
-
 const KU = x509.KeyUsageFlags;
 const CA_USAGES = KU.digitalSignature | KU.nonRepudiation | KU.keyEncipherment | KU.keyCertSign;
 const DAYS = 3650;
+
+/** One mesh's entries in its trust store, as the CA code reads and writes them (trust-store/ implements it). */
+export interface MeshEntries {
+  get(name: string, signal?: AbortSignal): Promise<string | undefined>;
+  putIfAbsent(entries: Record<string, string>, signal?: AbortSignal): Promise<Record<string, string>>;
+  list(signal?: AbortSignal): Promise<string[]>;
+  remove(names: string[], signal?: AbortSignal): Promise<void>;
+}
 
 export interface CacertsFiles {
   'ca-cert.pem': string;

@@ -2,11 +2,17 @@
 // LoadBalancer Services), once: local clusters get it from their provider, the GKE emulator's
 // clusters from the emulator (GKE gives LoadBalancers their addresses itself).
 import path from 'node:path';
-import type { LocalCluster } from '../local/clusters';
 import { packageRoot } from '../paths';
 import { runningPid, startDaemon } from '../util/daemon';
 
-export function startSimulatedDataPlane(local: LocalCluster): void {
+/** What the data plane needs of a local cluster: its name, index (its address range) and kubeconfig. */
+export interface SimulatedCluster {
+  name: string;
+  index: number;
+  kubeconfig: string;
+}
+
+export function startSimulatedDataPlane(local: SimulatedCluster): void {
   const dir = path.dirname(local.kubeconfig);
   const pidFile = path.join(dir, 'simulated-data-plane.pid');
   if (runningPid(pidFile, dir) !== undefined) return;

@@ -2,6 +2,7 @@
 // intermediate CA, as named PEM entries per mesh. Where they live decides which workers can run
 // a mesh's trust steps: the state directory of one host, or Secrets of a management cluster that
 // every worker reads. Entries never travel through workflow history; only the ledger resource does.
+import type { MeshEntries } from '../istio/trust';
 import type { Resource } from '../steps/contract';
 import { PermanentError } from '../util/errors';
 
@@ -35,13 +36,8 @@ export interface TrustStore {
   ledgerResource(mesh: string): Resource;
 }
 
-/** One mesh's entries, as the CA code reads and writes them. */
-export interface MeshEntries {
-  get(name: string, signal?: AbortSignal): Promise<string | undefined>;
-  putIfAbsent(entries: Record<string, string>, signal?: AbortSignal): Promise<Record<string, string>>;
-  list(signal?: AbortSignal): Promise<string[]>;
-  remove(names: string[], signal?: AbortSignal): Promise<void>;
-}
+/** One mesh's entries, as the CA code reads and writes them (istio/trust.ts says what it needs). */
+export type { MeshEntries } from '../istio/trust';
 
 export function meshEntries(store: TrustStore, mesh: string): MeshEntries {
   return {
