@@ -61,7 +61,7 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
-    files: ['src/workflows/**/*.ts'],
+    files: ['src/workflows/**/*.ts', 'src/workflow-bundle.ts', 'src/sweep/workflow.ts'],
     languageOptions: { globals: {} },
     rules: {
       'no-restricted-imports': [

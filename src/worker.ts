@@ -121,7 +121,7 @@ export async function createWorker(
     dataConverter: converter,
     ...(workerDeploymentOptions ? { workerDeploymentOptions } : {}),
   };
-  const workflows = require.resolve('./workflows');
+  const workflows = require.resolve('./workflow-bundle');
   const entry = workflowsEntry(workflows);
   return new MeshWorker(
     await Worker.create({

@@ -76,7 +76,7 @@ beforeAll(async () => {
     ...WORKER_TUNING,
     connection: env.nativeConnection,
     taskQueue: TASK_QUEUE,
-    workflowsPath: require.resolve('../src/workflows'),
+    workflowsPath: require.resolve('../src/workflow-bundle'),
     activities: fake.activities(),
     shutdownGraceTime: '1s',
   });

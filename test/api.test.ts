@@ -41,7 +41,7 @@ beforeAll(async () => {
     ...WORKER_TUNING,
     connection: env.nativeConnection,
     taskQueue: TASK_QUEUE, // where the API starts meshes
-    workflowsPath: require.resolve('../src/workflows'),
+    workflowsPath: require.resolve('../src/workflow-bundle'),
     activities: fake.activities(),
     shutdownGraceTime: '1s',
   });

@@ -57,7 +57,7 @@ beforeAll(async () => {
     await Worker.create({
       ...common,
       taskQueue: TASK_QUEUE,
-      workflowsPath: require.resolve('../src/workflows'),
+      workflowsPath: require.resolve('../src/workflow-bundle'),
       activities: { ...fake.activities(), ...createSweepActivities(env.client) },
     }),
     await Worker.create({ ...common, taskQueue: STALE_QUEUE, workflowsPath: require.resolve('./fixtures/stale-mesh') }),

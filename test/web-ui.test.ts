@@ -44,7 +44,7 @@ beforeAll(async () => {
     ...WORKER_TUNING,
     connection: env.nativeConnection,
     taskQueue: TASK_QUEUE,
-    workflowsPath: require.resolve('../src/workflows'),
+    workflowsPath: require.resolve('../src/workflow-bundle'),
     activities: new FakeActivities().activities(),
     dataConverter: dataConverter(KEYS),
     shutdownGraceTime: '1s',

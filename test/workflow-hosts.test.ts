@@ -39,7 +39,7 @@ beforeAll(async () => {
       await Worker.create({
         ...common,
         taskQueue: QUEUE,
-        workflowsPath: require.resolve('../src/workflows'),
+        workflowsPath: require.resolve('../src/workflow-bundle'),
         activities: hostActivities({ host, taskQueue: hostTaskQueue(QUEUE, host) }),
       }),
       await Worker.create({ ...common, taskQueue: hostTaskQueue(QUEUE, host), activities: steps }),
@@ -134,7 +134,7 @@ clusters:
   const shared = await Worker.create({
     ...common,
     taskQueue: queue,
-    workflowsPath: require.resolve('../src/workflows'),
+    workflowsPath: require.resolve('../src/workflow-bundle'),
     activities: { ...steps, ...hostActivities({ host: 'h1', taskQueue: hostTaskQueue(queue, 'h1') }) },
   });
   const host = await Worker.create({ ...common, taskQueue: hostTaskQueue(queue, 'h1'), activities: steps });

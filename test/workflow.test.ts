@@ -30,7 +30,7 @@ beforeAll(async () => {
   worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue: TASK_QUEUE,
-    workflowsPath: require.resolve('../src/workflows'),
+    workflowsPath: require.resolve('../src/workflow-bundle'),
     activities: fake.activities(),
     shutdownGraceTime: '1s',
   });

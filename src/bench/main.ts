@@ -268,7 +268,7 @@ async function wallVsCriticalPath(server: BenchServer, n: number): Promise<Recor
   const worker = await Worker.create({
     connection: server.nativeConnection,
     taskQueue: `bench-${n}`,
-    workflowsPath: require.resolve('../workflows'),
+    workflowsPath: require.resolve('../workflow-bundle'),
     activities: latencyActivities((req) => latency(plan, req.step.kind)),
   });
   const wall = await worker.runUntil(async () => {
@@ -306,7 +306,7 @@ async function orchestrationOverhead(
   const worker = await Worker.create({
     connection: server.nativeConnection,
     taskQueue: queue,
-    workflowsPath: require.resolve('../workflows'),
+    workflowsPath: require.resolve('../workflow-bundle'),
     activities: latencyActivities(() => 0),
   });
   let eventsRow: Record<string, string | number> = {};
@@ -1275,7 +1275,7 @@ async function apiBench(env: TestWorkflowEnvironment): Promise<void> {
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue: 'bench-api',
-    workflowsPath: require.resolve('../workflows'),
+    workflowsPath: require.resolve('../workflow-bundle'),
     activities: latencyActivities((req) => latency(plan, req.step.kind)),
   });
   try {

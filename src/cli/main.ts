@@ -603,7 +603,7 @@ program
     const failed: string[] = [];
     for await (const result of Worker.runReplayHistories(
       // An encrypted history replays with the keys it was written with (MESHFLOW_PAYLOAD_KEYS...).
-      { workflowsPath: require.resolve('../workflows'), dataConverter: dataConverter() },
+      { workflowsPath: require.resolve('../workflow-bundle'), dataConverter: dataConverter() },
       histories,
     )) {
       if (result.error) {

@@ -20,7 +20,6 @@ import {
   startChild,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { SweepActivities } from '../sweep/activities';
 import type { MeshSpec } from '../spec/schema';
 import { MESH_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { meshWorkflowId } from './definitions';
@@ -46,7 +45,13 @@ export interface ScheduledMeshResult {
   reason?: string;
 }
 
-const { openMeshRuns } = proxyActivities<SweepActivities>({
+/** The activity a scheduled mesh asks before it starts one (the sweep's activities implement it). */
+export interface OpenRunsActivities {
+  /** The workflow IDs of the open runs of a mesh name (mesh/<name> and scheduled ones). */
+  openMeshRuns(mesh: string): Promise<string[]>;
+}
+
+const { openMeshRuns } = proxyActivities<OpenRunsActivities>({
   startToCloseTimeout: '1 minute',
   retry: { maximumAttempts: 3 },
   summary: 'look for an open run of the mesh name',

@@ -28,7 +28,7 @@ export function withFakeWorker(
       ...WORKER_TUNING,
       connection: env.nativeConnection,
       taskQueue,
-      workflowsPath: require.resolve('../../src/workflows'),
+      workflowsPath: require.resolve('../../src/workflow-bundle'),
       activities: fake.activities(),
       shutdownGraceTime: '1s',
     });

@@ -1,3 +1,0 @@
-export { provisionMesh } from './mesh';
-export { sweepMeshes } from '../sweep/workflow';
-export { scheduledMesh } from './scheduled-mesh';
