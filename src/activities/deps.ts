@@ -29,11 +29,17 @@ export interface ActivityDeps {
   traffic?: TrafficPort;
 }
 
-/** The runtime of a provider on this worker; a worker without it (a spec from a worker with more) fails for good. */
+/**
+ * The runtime of a provider on this worker. A worker without it (started without the module the
+ * other workers load) fails the attempt, not the step: the retry may land on a worker that has it.
+ */
 export function runtimeOf(deps: ActivityDeps, provider: string): ClusterProvider {
   const p = deps.providers[provider];
   if (!p)
-    throw new PermanentError(`this worker has no provider "${provider}": load its module with MESHFLOW_PROVIDERS`);
+    throw new Error(
+      `this worker has no provider "${provider}" (will retry): start every worker with the MESHFLOW_PROVIDERS ` +
+        'module that registers it',
+    );
   return p;
 }
 
