@@ -67,6 +67,30 @@ async function askOpen(meshes: string[], isOpen: (mesh: string) => Promise<boole
   return open;
 }
 
+/** What exists, found before anything is decided. */
+interface Survey {
+  locals: LocalEntry[];
+  meshesDir: string;
+  meshDirs: string[];
+  targets: Array<{ api: ClusterApi; local?: LocalEntry }>;
+  scans: Map<ClusterApi, Found[]>;
+  trust?: { api: ClusterApi; found: Found[] };
+  /** A trust Secret in a cluster also searched for objects is reported once, as the store's. */
+  trustUids: Set<string | undefined>;
+  cloudFound: ProviderGarbage[];
+}
+
+/** What the planners share: the plan they add to, whether a mesh is open, where gc runs. */
+interface Planner {
+  add: (finding: Omit<GcFinding, 'action'> & { action?: GcAction }, stage: number, run?: Planned['run']) => Planned;
+  plan: Planned[];
+  isOpen: (mesh: string) => boolean;
+  warn: (line: string) => void;
+  stateDir: string;
+  /** The local provider, made when a local cluster is deleted (it may build kube-apiserver and etcd first). */
+  localProvider: () => Promise<LocalProvider>;
+}
+
 export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
   const progress = opts.progress ?? silent;
   const dryRun = opts.dryRun ?? false;
@@ -79,6 +103,92 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
   };
 
   // 1. What exists: local clusters, mesh directories, meshflow's objects in every cluster gc can reach.
+  const s = await survey(opts, stateDir, warn, errors);
+
+  // 2. Which meshes are open: all of them, before anything is decided.
+  const names = new Set<string>([
+    ...s.locals.flatMap((c) => c.owners),
+    ...s.meshDirs,
+    ...s.cloudFound.map((g) => g.mesh),
+  ]);
+  for (const found of s.scans.values()) for (const f of found) names.add(f.mesh);
+  for (const f of s.trust?.found ?? []) names.add(f.mesh);
+  const open = await askOpen([...names].sort(), opts.isOpen);
+  const isOpen = (mesh: string) => open.get(mesh) === true;
+
+  // 3. What to do with each thing.
+  const plan: Planned[] = [];
+  const add = (finding: Omit<GcFinding, 'action'> & { action?: GcAction }, stage: number, run?: Planned['run']) => {
+    const action = finding.action ?? (finding.kind === 'process' ? 'would-stop' : 'would-delete');
+    const acts = action === 'would-delete' || action === 'would-stop';
+    const p = { finding: { ...finding, action }, stage, run: acts ? run : undefined };
+    plan.push(p);
+    return p;
+  };
+  let provider: LocalProvider | undefined;
+  const localProvider = async () => {
+    if (!provider) {
+      const pinned = async () => {
+        const t = await ensureTools(['kube-apiserver', 'etcd'], progress);
+        return { kubeApiserver: t['kube-apiserver'], etcd: t.etcd };
+      };
+      const tools = opts.localTools ? await opts.localTools() : await pinned();
+      provider = new LocalProvider(stateDir, tools);
+    }
+    return provider;
+  };
+
+  const p: Planner = { add, plan, isOpen, warn, stateDir, localProvider };
+  const wholeClusters = planLocalClusters(s, p);
+  await planObjects(s, p, wholeClusters);
+  planTrustSecrets(s, p);
+  planCloud(s, p);
+  planMeshDirs(s, p);
+
+  // 4. Act, stage by stage, unless this is a dry run. A workflow may have started since gc asked:
+  //    ask again first, and change nothing if one did.
+  if (!dryRun && plan.some((p) => p.run)) {
+    const closed = [...open].filter(([, o]) => !o).map(([mesh]) => mesh);
+    const opened = [...(await askOpen(closed, opts.isOpen))].filter(([, o]) => o).map(([mesh]) => mesh);
+    if (opened.length) {
+      const which = opened.join(', ');
+      throw new GcRefused(`mesh ${which} started a workflow while gc was looking; gc changed nothing, run it again`);
+    }
+    const stages = [...new Set(plan.filter((p) => p.run).map((p) => p.stage))].sort((a, b) => a - b);
+    for (const stage of stages) {
+      await mapLimit(
+        plan.filter((p) => p.run && p.stage === stage),
+        PARALLEL,
+        async (p) => {
+          const f = p.finding;
+          const verb = f.action === 'would-stop' ? 'stopping' : 'deleting';
+          progress(`${verb} ${f.kind} ${f.what} (${f.where}, mesh ${f.mesh})`);
+          try {
+            const outcome = await p.run!();
+            f.action = outcome?.action ?? (f.action === 'would-stop' ? 'stopped' : 'deleted');
+            if (outcome?.reason) f.reason = outcome.reason;
+          } catch (err) {
+            f.action = 'failed';
+            f.reason = messageOf(err);
+          }
+        },
+      );
+    }
+  }
+
+  const meshes = [...open].sort(([a], [b]) => a.localeCompare(b)).map(([mesh, o]) => ({ mesh, open: o }));
+  const result = { dryRun, stateDir, findings: plan.map((p) => p.finding), meshes, warnings, errors, summary: '' };
+  result.summary = summarize(result);
+  return result;
+}
+
+async function survey(
+  opts: GcOptions,
+  stateDir: string,
+  warn: (line: string) => void,
+  errors: string[],
+): Promise<Survey> {
+  const progress = opts.progress ?? silent;
   const locals = localEntries(stateDir);
   const meshesDir = path.join(stateDir, 'meshes');
   const meshDirs = fs.existsSync(meshesDir)
@@ -125,7 +235,6 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
       errors.push(`trust store (namespace ${namespace} of ${kubeconfig}) was not searched: ${messageOf(err)}`);
     }
   }
-  // A trust Secret in a cluster also searched for objects is reported once, as the store's.
   const trustUids = new Set(trust?.found.map((f) => f.item.metadata.uid));
 
   const cloudFound: ProviderGarbage[] = [];
@@ -140,38 +249,14 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
       }
     }
   }
+  return { locals, meshesDir, meshDirs, targets, scans, trust, trustUids, cloudFound };
+}
 
-  // 2. Which meshes are open: all of them, before anything is decided.
-  const names = new Set<string>([...locals.flatMap((c) => c.owners), ...meshDirs, ...cloudFound.map((g) => g.mesh)]);
-  for (const found of scans.values()) for (const f of found) names.add(f.mesh);
-  for (const f of trust?.found ?? []) names.add(f.mesh);
-  const open = await askOpen([...names].sort(), opts.isOpen);
-  const isOpen = (mesh: string) => open.get(mesh) === true;
-
-  // 3. What to do with each thing.
-  const plan: Planned[] = [];
-  const add = (finding: Omit<GcFinding, 'action'> & { action?: GcAction }, stage: number, run?: Planned['run']) => {
-    const action = finding.action ?? (finding.kind === 'process' ? 'would-stop' : 'would-delete');
-    const acts = action === 'would-delete' || action === 'would-stop';
-    const p = { finding: { ...finding, action }, stage, run: acts ? run : undefined };
-    plan.push(p);
-    return p;
-  };
-  let provider: LocalProvider | undefined;
-  const localProvider = async () => {
-    if (!provider) {
-      const pinned = async () => {
-        const t = await ensureTools(['kube-apiserver', 'etcd'], progress);
-        return { kubeApiserver: t['kube-apiserver'], etcd: t.etcd };
-      };
-      const tools = opts.localTools ? await opts.localTools() : await pinned();
-      provider = new LocalProvider(stateDir, tools);
-    }
-    return provider;
-  };
-
+/** Local clusters of no open mesh, deleted whole with their processes; answers the clusters whose objects go with them. */
+function planLocalClusters(s: Survey, p: Planner): Set<ClusterApi> {
+  const { add, isOpen, plan, warn } = p;
   const wholeClusters = new Set<ClusterApi>();
-  for (const c of locals) {
+  for (const c of s.locals) {
     if (!c.owners.length) continue;
     const mesh = c.owners.join('|');
     const base = { kind: 'local-cluster' as const, where: c.dir, mesh, what: c.name };
@@ -182,8 +267,8 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
       add({ ...base, action: 'kept', reason }, 0);
       continue;
     }
-    const target = targets.find((t) => t.local === c);
-    const found = target ? scans.get(target.api) : undefined;
+    const target = s.targets.find((t) => t.local === c);
+    const found = target ? s.scans.get(target.api) : undefined;
     const ofOpen = (found ?? []).filter((f) => isOpen(f.mesh));
     if (ofOpen.length) {
       const meshes = [...new Set(ofOpen.map((f) => f.mesh))].join(', ');
@@ -215,7 +300,7 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
       const name = c.name.slice(c.owners[0].length + 1);
       const cluster: ClusterSpec = { name, provider: 'local', network: 'gc', role: 'primary' };
       try {
-        await (await localProvider()).delete(c.owners[0], cluster);
+        await (await p.localProvider()).delete(c.owners[0], cluster);
       } finally {
         for (const s of stops) {
           s.finding.action = runningPid(s.finding.where, c.dir) === undefined ? 'stopped' : 'failed';
@@ -224,16 +309,22 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
     });
   }
 
-  for (const c of locals) {
+  for (const c of s.locals) {
     const deleted = plan.some((p) => p.finding.kind === 'local-cluster' && p.finding.where === c.dir && p.run);
     if (!c.running && !deleted) warn(`local cluster ${c.name} is not running: its objects were not searched`);
   }
 
-  for (const [api, found] of scans) {
+  return wholeClusters;
+}
+
+/** meshflow's objects in every cluster searched (not those of a cluster deleted whole): CRDs only when all theirs. */
+async function planObjects(s: Survey, p: Planner, wholeClusters: Set<ClusterApi>): Promise<void> {
+  const { add, isOpen } = p;
+  for (const [api, found] of s.scans) {
     if (wholeClusters.has(api)) continue;
     const openCount = new Map<string, number>();
     for (const f of found) {
-      if (trustUids.has(f.item.metadata.uid)) continue;
+      if (s.trustUids.has(f.item.metadata.uid)) continue;
       if (isOpen(f.mesh)) {
         openCount.set(f.mesh, (openCount.get(f.mesh) ?? 0) + 1);
         continue;
@@ -283,9 +374,13 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
       add({ kind: 'object', where: api.label, mesh, what, action: 'kept', reason: 'workflow running' }, 0);
     }
   }
+}
 
-  for (const f of trust?.found ?? []) {
-    const { api } = trust!;
+/** The trust store's Secret of each mesh with no open workflow. */
+function planTrustSecrets(s: Survey, p: Planner): void {
+  const { add, isOpen } = p;
+  for (const f of s.trust?.found ?? []) {
+    const { api } = s.trust!;
     const m = f.item.metadata;
     const base = { kind: 'trust-secret' as const, where: api.label, mesh: f.mesh, what: describeItem('Secret', m) };
     if (isOpen(f.mesh)) add({ ...base, action: 'kept', reason: 'workflow running' }, 0);
@@ -296,16 +391,24 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
       add({ ...base, reason }, STAGE.trustSecrets, () => api.deleteFound(f));
     }
   }
+}
 
-  for (const g of cloudFound) {
+/** What the clouds' searches found (clusters, network rules). */
+function planCloud(s: Survey, p: Planner): void {
+  const { add, isOpen } = p;
+  for (const g of s.cloudFound) {
     const base = { kind: g.kind, where: g.where, mesh: g.mesh, what: g.what };
     const stage = g.stage === 'network-rules' ? STAGE.networkRules : STAGE.cloudClusters;
     if (isOpen(g.mesh)) add({ ...base, action: 'kept', reason: 'workflow running' }, 0);
     else add({ ...base, reason: g.reason }, stage, g.remove);
   }
+}
 
-  for (const mesh of meshDirs) {
-    const dir = path.join(meshesDir, mesh);
+/** Each mesh directory: its CA, its daemons, the directory once empty. */
+function planMeshDirs(s: Survey, p: Planner): void {
+  const { add, isOpen, stateDir } = p;
+  for (const mesh of s.meshDirs) {
+    const dir = path.join(s.meshesDir, mesh);
     const ca = caDir(stateDir, mesh);
     const caFinding = { kind: 'ca-dir' as const, where: ca, mesh, what: 'mesh CA keys and certificates' };
     if (isOpen(mesh)) {
@@ -340,42 +443,6 @@ export async function collectGarbage(opts: GcOptions): Promise<GcResult> {
       });
     }
   }
-
-  // 4. Act, stage by stage, unless this is a dry run. A workflow may have started since gc asked:
-  //    ask again first, and change nothing if one did.
-  if (!dryRun && plan.some((p) => p.run)) {
-    const closed = [...open].filter(([, o]) => !o).map(([mesh]) => mesh);
-    const opened = [...(await askOpen(closed, opts.isOpen))].filter(([, o]) => o).map(([mesh]) => mesh);
-    if (opened.length) {
-      const which = opened.join(', ');
-      throw new GcRefused(`mesh ${which} started a workflow while gc was looking; gc changed nothing, run it again`);
-    }
-    const stages = [...new Set(plan.filter((p) => p.run).map((p) => p.stage))].sort((a, b) => a - b);
-    for (const stage of stages) {
-      await mapLimit(
-        plan.filter((p) => p.run && p.stage === stage),
-        PARALLEL,
-        async (p) => {
-          const f = p.finding;
-          const verb = f.action === 'would-stop' ? 'stopping' : 'deleting';
-          progress(`${verb} ${f.kind} ${f.what} (${f.where}, mesh ${f.mesh})`);
-          try {
-            const outcome = await p.run!();
-            f.action = outcome?.action ?? (f.action === 'would-stop' ? 'stopped' : 'deleted');
-            if (outcome?.reason) f.reason = outcome.reason;
-          } catch (err) {
-            f.action = 'failed';
-            f.reason = messageOf(err);
-          }
-        },
-      );
-    }
-  }
-
-  const meshes = [...open].sort(([a], [b]) => a.localeCompare(b)).map(([mesh, o]) => ({ mesh, open: o }));
-  const result = { dryRun, stateDir, findings: plan.map((p) => p.finding), meshes, warnings, errors, summary: '' };
-  result.summary = summarize(result);
-  return result;
 }
 
 function summarize(r: Omit<GcResult, 'summary'>): string {
