@@ -11,6 +11,7 @@
 // GKE emulator's, kwok plays the kubelet and its port-forward leads to the istiod meshflow runs
 // beside the cluster: see sim/data-plane.ts.) `injection` and `analyze` read the clusters' APIs.
 import { execa } from 'execa';
+import { sleep } from '../util/net';
 import { withKubeconfigFile } from '../adapters/providers';
 import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { revisionLabel } from '../istio/version';
@@ -77,6 +78,10 @@ export const analyzeCheck = eachCluster(
   (ctx, c) => analyze(ctx, c),
 );
 
+/** How long discovery waits for a cluster istiod is still syncing, and how often it asks again. */
+const SYNC_WAIT_MS = 30_000;
+const SYNC_POLL_MS = 500;
+
 interface ClusterzEntry {
   id: string;
   syncStatus?: string;
@@ -96,10 +101,20 @@ async function discoveryOf(
   istiod: ReachedIstiod,
 ): Promise<Verdict> {
   const expected = clustersReadBy(ctx.spec, p.name);
-  const clusterz = await call(() =>
-    istiod.through(() => debugJson<ClusterzEntry[]>(istiod.debug, '/debug/clusterz', ctx.signal)),
-  );
-  const status = new Map(clusterz.map((e) => [e.id, e.syncStatus ?? 'unknown']));
+  // A cluster linked a moment ago is listed as `syncing` while istiod's informers list its API
+  // (seconds, longer on a busy machine): wait for that to end, up to SYNC_WAIT_MS, before judging.
+  const waitUntil = Date.now() + SYNC_WAIT_MS;
+  let status: Map<string, string>;
+  for (;;) {
+    const clusterz = await call(() =>
+      istiod.through(() => debugJson<ClusterzEntry[]>(istiod.debug, '/debug/clusterz', ctx.signal)),
+    );
+    status = new Map(clusterz.map((e) => [e.id, e.syncStatus ?? 'unknown']));
+    const syncing = expected.filter((c) => status.get(c) === 'syncing');
+    if (!syncing.length || Date.now() >= waitUntil) break;
+    await sleep(SYNC_POLL_MS);
+    ctx.signal?.throwIfAborted();
+  }
   const unsynced = expected.filter((c) => status.get(c) !== 'synced');
   if (unsynced.length) {
     return fail(
