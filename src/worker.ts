@@ -25,7 +25,8 @@ export async function productionDeps(stateDir = defaultStateDir()): Promise<Acti
 
 /**
  * The real adapters: every registered provider's runtime (providers/runtimes.ts), the Istio
- * builds (the default line's from `tools`, another line's built on first use), and the trust store MESHFLOW_TRUST_STORE names (read now: a wrong value stops the worker before it polls).
+ * builds (the default line's from `tools`, another line's built on first use), and the trust
+ * store MESHFLOW_TRUST_STORE names (read now: a wrong value stops the worker before it polls).
  */
 export function activityDeps(
   stateDir: string,

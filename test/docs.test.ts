@@ -82,14 +82,15 @@ const slug = (heading: string) =>
 /** The anchors of a Markdown file's headings (outside code blocks). */
 function anchors(file: string): Set<string> {
   const out = new Set<string>();
+  const text = fs.readFileSync(file, 'utf8');
   let code = false;
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+  for (const line of text.split('\n')) {
     if (line.startsWith('```')) code = !code;
     const h = code ? null : /^#{1,6} (.*)$/.exec(line);
     if (h) out.add(slug(h[1]));
   }
   // Anchors a page sets itself (docs/checks.md: one per code).
-  for (const m of fs.readFileSync(file, 'utf8').matchAll(/<a (?:id|name)="([^"]+)"/g)) out.add(m[1]);
+  for (const m of text.matchAll(/<a (?:id|name)="([^"]+)"/g)) out.add(m[1]);
   return out;
 }
 

@@ -49,7 +49,10 @@ export function clusterActivities(deps: ActivityDeps) {
         return { outputs: Object.fromEntries(results.map((r) => [r.cluster, 'ready to join'])) };
       }),
 
-    /** The network rule (GKE: a VPC firewall rule) that lets the pod ranges of a mesh network's clusters reach each other. */
+    /**
+     * The network rule (GKE: a VPC firewall rule) that lets the pod ranges of a mesh network's
+     * clusters reach each other.
+     */
     createFirewall: (req: StepRequest): Promise<StepOutcome> =>
       runStep(async (ctx) => {
         const network = req.step.target!;

@@ -11,7 +11,6 @@
 // GKE emulator's, kwok plays the kubelet and its port-forward leads to the istiod meshflow runs
 // beside the cluster: see sim/data-plane.ts.) `injection` and `analyze` read the clusters' APIs.
 import { execa } from 'execa';
-import { sleep } from '../util/net';
 import { withKubeconfigFile } from '../adapters/providers';
 import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { revisionLabel } from '../istio/version';
@@ -26,6 +25,7 @@ import type { CheckContext } from './context';
 import { type ReachedIstiod, withIstiod } from './istiod-reach';
 import { type SampleLayout, clustersReadBy } from './sample-layout';
 import { trustChain } from './trust-chain';
+import { pause } from './run';
 import { podRevision, tagOf } from '../istio/revisions';
 
 async function debugJson<T>(endpoint: string, path: string, signal?: AbortSignal): Promise<T> {
@@ -112,8 +112,7 @@ async function discoveryOf(
     status = new Map(clusterz.map((e) => [e.id, e.syncStatus ?? 'unknown']));
     const syncing = expected.filter((c) => status.get(c) === 'syncing');
     if (!syncing.length || Date.now() >= waitUntil) break;
-    await sleep(SYNC_POLL_MS);
-    ctx.signal?.throwIfAborted();
+    await pause(SYNC_POLL_MS, ctx.signal);
   }
   const unsynced = expected.filter((c) => status.get(c) !== 'synced');
   if (unsynced.length) {

@@ -182,7 +182,7 @@ export async function runCheck(
 }
 
 /** Waits `ms`, or less when `signal` aborts (then throws its reason). */
-async function pause(ms: number, signal?: AbortSignal): Promise<void> {
+export async function pause(ms: number, signal?: AbortSignal): Promise<void> {
   if (!signal) return sleep(ms);
   signal.throwIfAborted();
   await new Promise<void>((resolve) => {

@@ -252,7 +252,10 @@ async function survey(
   return { locals, meshesDir, meshDirs, targets, scans, trust, trustUids, cloudFound };
 }
 
-/** Local clusters of no open mesh, deleted whole with their processes; answers the clusters whose objects go with them. */
+/**
+ * Local clusters of no open mesh, deleted whole with their processes; answers the clusters whose
+ * objects go with them.
+ */
 function planLocalClusters(s: Survey, p: Planner): Set<ClusterApi> {
   const { add, isOpen, plan, warn } = p;
   const wholeClusters = new Set<ClusterApi>();

@@ -31,8 +31,9 @@ export async function istioctlRender(istioctl: string, iop: object, signal?: Abo
  */
 function operatorValues(ctx: ValuesContext, istioPlatform?: string): { values: Values; meshConfig?: Values } {
   const { meshConfig, ...owned } = ownedValues(ctx);
-  // Ambient on GKE (its provider's istioPlatform, given by the caller): Istio's GKE platform settings (istio-cni's binary directory, the ResourceQuotas
-  // GKE requires for the node-critical priority class outside kube-system), as Istio's docs ask.
+  // Ambient on GKE (its provider's istioPlatform, given by the caller): Istio's GKE platform
+  // settings (istio-cni's binary directory, the ResourceQuotas GKE requires for the node-critical
+  // priority class outside kube-system), as Istio's docs ask.
   const platform = ctx.mesh.istio.dataPlane === 'ambient' && istioPlatform ? { platform: istioPlatform } : {};
   const defaults = { global: { hub: ISTIO_HUB, tag: ctx.mesh.istio.version, ...platform } };
   const values = deepMerge(defaults, ctx.mesh.istio.values, owned);

@@ -15,15 +15,16 @@ export function loadProviderModules(spec = process.env.MESHFLOW_PROVIDERS ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)) {
-    const file = path.resolve(entry);
-    if (loaded.includes(file)) continue;
+    let file: string;
     try {
+      file = require.resolve(path.resolve(entry));
+      if (loaded.includes(file)) continue;
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- a module named at run time
       require(file);
     } catch (err) {
       throw new Error(`MESHFLOW_PROVIDERS: ${entry} did not load: ${(err as Error).message.split('\n')[0]}`);
     }
-    loaded.push(require.resolve(file));
+    loaded.push(file);
   }
   return [...loaded];
 }

@@ -12,20 +12,23 @@ const BUILTIN_RUNTIMES: Record<BuiltinProviderId, RuntimeFactory> = {
   gke: gkeRuntime,
 };
 
+/** The runtime factory of a registered provider: its own, or the built-in one. */
+function factoryOf(id: string): RuntimeFactory {
+  const factory = registeredRuntime(id) ?? BUILTIN_RUNTIMES[id as BuiltinProviderId];
+  if (!factory) throw new Error(`provider "${id}" registered no runtime`);
+  return factory;
+}
+
 /** Every registered provider's runtime, built in registry order (a later one may use an earlier one's). */
 export function providerRuntimes(env: Omit<ProviderEnv, 'providers'>): Record<string, ClusterProvider> {
   const providers: Record<string, ClusterProvider> = {};
   for (const id of providerIds()) {
-    const factory = registeredRuntime(id) ?? BUILTIN_RUNTIMES[id as BuiltinProviderId];
-    if (!factory) throw new Error(`provider "${id}" registered no runtime`);
-    providers[id] = factory({ ...env, providers });
+    providers[id] = factoryOf(id)({ ...env, providers });
   }
   return providers;
 }
 
 /** One provider's runtime (the CLI's gc, which needs only the cloud it searches). */
 export function providerRuntime(id: string, env: Omit<ProviderEnv, 'providers'>): ClusterProvider {
-  const factory = registeredRuntime(id) ?? BUILTIN_RUNTIMES[id as BuiltinProviderId];
-  if (!factory) throw new Error(`provider "${id}" registered no runtime`);
-  return factory({ ...env, providers: {} });
+  return factoryOf(id)({ ...env, providers: {} });
 }

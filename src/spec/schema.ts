@@ -22,7 +22,7 @@ import {
   parseDuration,
 } from './duration';
 import { ownedValueProblems } from './istio-values';
-import { stored } from './stored';
+import { STORED_NOT_YOURS, stored } from './stored';
 import type { ProviderDefinition } from '../providers/contract';
 import { BUILTIN_PROVIDERS, providerDefinitions, providerOf, registryVersion } from '../providers/registry';
 import { localNames, localSettings } from '../providers/local/definition';
@@ -328,7 +328,7 @@ export const meshSchema = z
       ctx.addIssue({
         code: 'custom',
         path: [...path, 'stored'],
-        message: 'is set by meshflow when it copies the file into the trust store at up; remove it',
+        message: STORED_NOT_YOURS,
       });
     if (mesh.trust.rootCa?.stored !== undefined) notYours(['trust', 'rootCa']);
     mesh.app.manifests.forEach((m, i) => m.stored !== undefined && notYours(['app', 'manifests', i]));

@@ -651,7 +651,8 @@ class MeshRun extends RunInput {
     if (unavailable) {
       const host = this.status.host ?? this.status.hostQueue!;
       const message =
-        `no worker of host ${host} has picked up a step of mesh ${this.spec.name} for ${this.input.hostWait ?? HOST_WAIT}; ` +
+        `no worker of host ${host} has picked up a step of mesh ${this.spec.name} ` +
+        `for ${this.input.hostWait ?? HOST_WAIT}; ` +
         `its steps wait for it. Start a worker with that host's state directory (or MESHFLOW_HOST_ID=${host}), ` +
         `or run \`meshflow down ${this.spec.name} --abandon-host\` to tear down what any worker can reach`;
       this.status.conditions = [
@@ -839,7 +840,8 @@ class MeshRun extends RunInput {
             this.teardownRequested ||
             this.deadlineVersion !== seen ||
             this.status.phase !== phase || // an update began or ended: renewals wait for a ready mesh
-            (this.v4drift && (this.driftVersion !== seenDrift || this.spec !== seenSpec)) || // new drift state or settings
+            // new drift state or settings
+            (this.v4drift && (this.driftVersion !== seenDrift || this.spec !== seenSpec)) ||
             workflowInfo().continueAsNewSuggested,
           Math.min(left, renewIn, driftIn, rotateIn),
           {
@@ -849,7 +851,8 @@ class MeshRun extends RunInput {
                 : rotateIn <= Math.min(renewIn, driftIn)
                   ? rotateIn >= dropIn
                     ? `drop the old root (its grace ends), then ${this.ttlSummary()}`
-                    : `rotate intermediates (trust.rotateBefore ${this.spec.trust.rotateBefore}), then ${this.ttlSummary()}`
+                    : `rotate intermediates (trust.rotateBefore ${this.spec.trust.rotateBefore}), ` +
+                      `then ${this.ttlSummary()}`
                   : renewIn <= driftIn
                     ? `renew reader tokens, then ${this.ttlSummary()}`
                     : `check for drift (every ${this.spec.drift.every}), then ${this.ttlSummary()}`,
@@ -1032,6 +1035,10 @@ class MeshRun extends RunInput {
     }
   };
 
+  /** Why an operation that needs a ready mesh is refused now: the phase it is in. */
+  private readonly notReady = (what: string): Error =>
+    new Error(`mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: ${what}`);
+
   /** An update (apply, rotate) is refused while another runs, naming it. */
   private readonly refuseWhileUpdating = (): void => {
     if (!this.updating) return;
@@ -1051,9 +1058,7 @@ class MeshRun extends RunInput {
     this.refuseWhileUpdating();
     if (this.renewal) throw new Error(`mesh ${this.spec.name} is renewing reader tokens: rotate in a moment`);
     if (this.teardownRequested || this.status.phase !== 'ready')
-      throw new Error(
-        `mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: credentials rotate on a ready mesh`,
-      );
+      throw this.notReady('credentials rotate on a ready mesh');
     if (!req || !(ROTATABLE as readonly string[]).includes(req.what))
       throw new Error(`what to rotate must be one of ${ROTATABLE.join(', ')} (got ${JSON.stringify(req?.what)})`);
     const names = this.spec.clusters.map((c) => c.name);
@@ -1065,7 +1070,8 @@ class MeshRun extends RunInput {
     if (req.what === 'root') this.validateRootRotation(req);
     if (req.what === 'readers' && !this.rotationSteps(req).length)
       throw new Error(
-        `mesh ${this.spec.name} has no reader credentials${req.clusters?.length ? ` for ${req.clusters.join(', ')}` : ''} ` +
+        `mesh ${this.spec.name} has no reader credentials` +
+          `${req.clusters?.length ? ` for ${req.clusters.join(', ')}` : ''} ` +
           '(one cluster, or no links): nothing to rotate',
       );
   };
@@ -1332,9 +1338,7 @@ class MeshRun extends RunInput {
     this.refuseWhileUpdating();
     if (this.renewal) throw new Error(`mesh ${this.spec.name} is renewing reader tokens: upgrade in a moment`);
     if (this.teardownRequested || this.status.phase !== 'ready')
-      throw new Error(
-        `mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: Istio is upgraded on a ready mesh`,
-      );
+      throw this.notReady('Istio is upgraded on a ready mesh');
     if (!req || typeof req.to !== 'string' || !ISTIO_VERSION_PATTERN.test(req.to))
       throw new Error(
         `--to ${JSON.stringify(req?.to)} is not a version meshflow pins a build of: ` +
@@ -1417,6 +1421,22 @@ class MeshRun extends RunInput {
    * revision's objects and istiods are removed, the east-west gateways move to the new version in
    * place, and the mesh is verified. A teardown or the deadline ends it; the teardown undoes all.
    */
+  /** A revision call of a wave, whose resources (also those a failure traced) are recorded under upgrade:<cluster>. */
+  private readonly upgradeCall = async (
+    call: 'installRevision' | 'switchRevision',
+    c: string,
+    to: UpgradeRun['to'],
+    summaryText: string,
+  ): Promise<void> => {
+    try {
+      const out = await this.revisionCall(call, c, to, summaryText);
+      this.record(`upgrade:${c}`, out.resources);
+    } catch (err) {
+      this.record(`upgrade:${c}`, tracedResources(err));
+      throw err;
+    }
+  };
+
   /** One wave: install, switch, verify; what failed is in `failures`. */
   private readonly runWave = async (
     u: UpgradeRun,
@@ -1426,36 +1446,14 @@ class MeshRun extends RunInput {
   ): Promise<void> => {
     const of = `wave ${i + 1}/${u.waves.length}`;
     u.up.stage = 'installing';
-    await this.eachCluster(clusters, failures, async (c) => {
-      try {
-        const out = await this.revisionCall(
-          'installRevision',
-          c,
-          u.to,
-          `install revision ${u.to.revision} in ${c} (${of})`,
-        );
-        this.record(`upgrade:${c}`, out.resources);
-      } catch (err) {
-        this.record(`upgrade:${c}`, tracedResources(err));
-        throw err;
-      }
-    });
+    await this.eachCluster(clusters, failures, (c) =>
+      this.upgradeCall('installRevision', c, u.to, `install revision ${u.to.revision} in ${c} (${of})`),
+    );
     if (failures.length) return;
     u.up.stage = 'switching';
-    await this.eachCluster(clusters, failures, async (c) => {
+    await this.eachCluster(clusters, failures, (c) => {
       u.switched.add(c);
-      try {
-        const out = await this.revisionCall(
-          'switchRevision',
-          c,
-          u.to,
-          `move ${c}'s default tag to ${u.to.revision} (${of})`,
-        );
-        this.record(`upgrade:${c}`, out.resources);
-      } catch (err) {
-        this.record(`upgrade:${c}`, tracedResources(err));
-        throw err;
-      }
+      return this.upgradeCall('switchRevision', c, u.to, `move ${c}'s default tag to ${u.to.revision} (${of})`);
     });
     if (failures.length) return;
     u.up.stage = 'verifying';
@@ -1560,8 +1558,8 @@ class MeshRun extends RunInput {
               'Updating',
               true,
               'AwaitingApproval',
-              `wave ${i + 1} of ${waves.length} passed; waiting for \`meshflow upgrade ${this.spec.name} --continue\` ` +
-                '(or --abort)',
+              `wave ${i + 1} of ${waves.length} passed; waiting for ` +
+                `\`meshflow upgrade ${this.spec.name} --continue\` (or --abort)`,
             );
             setCurrentDetails(`phase: updating: upgrade waits for approval after wave ${i + 1} of ${waves.length}`);
             await condition(() => this.upgradeDecision !== undefined, {
@@ -1692,10 +1690,7 @@ class MeshRun extends RunInput {
       );
     }
     this.refuseWhileUpdating();
-    if (this.teardownRequested || this.status.phase !== 'ready')
-      throw new Error(
-        `mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: apply changes a ready mesh`,
-      );
+    if (this.teardownRequested || this.status.phase !== 'ready') throw this.notReady('apply changes a ready mesh');
     if (!req || typeof req.spec !== 'object' || !Array.isArray(req.spec?.clusters))
       throw new Error('the request carries no mesh spec (want { spec, replace? })');
     let problems;
@@ -2207,9 +2202,7 @@ class MeshRun extends RunInput {
     this.refuseWhileDrifting('another check');
     if (this.renewal) throw new Error(`mesh ${this.spec.name} is renewing reader tokens: check for drift in a moment`);
     if (this.teardownRequested || this.status.phase !== 'ready')
-      throw new Error(
-        `mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: drift is checked on a ready mesh`,
-      );
+      throw this.notReady('drift is checked on a ready mesh');
   };
 
   /**

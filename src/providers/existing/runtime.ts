@@ -29,7 +29,8 @@ export class ExistingProvider implements ClusterProvider {
       await kubeFor(access).core.listNamespace({ limit: 1 });
     } catch (err) {
       throw new Error(
-        `cannot reach cluster ${cluster.name} through ${access.kubeconfig}${access.context ? ` (context ${access.context})` : ''}: ${(err as Error).message}`,
+        `cannot reach cluster ${cluster.name} through ${access.kubeconfig}` +
+          `${access.context ? ` (context ${access.context})` : ''}: ${(err as Error).message}`,
       );
     }
   }

@@ -11,7 +11,7 @@ export const gkeSettings = z.strictObject({
     .string()
     .regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'must be a GCP project ID such as my-project-123')
     .describe('the GCP project the cluster is made in'),
-  /** A zone (us-central1-a: a zonal cluster) or a region (us-central1: a regional cluster, nodes in each of its zones). */
+  /** A zone (us-central1-a: a zonal cluster) or a region (us-central1: regional, nodes in each of its zones). */
   location: z
     .string()
     .regex(/^[a-z]+-[a-z]+[0-9]+(-[a-z])?$/, 'must be a GCP region such as us-central1 or a zone such as us-central1-a')
@@ -79,7 +79,8 @@ export const gkeDefinition = {
         issue(
           ['clusters', i, 'network'],
           `network "${c.network}" is also clusters[${same.i}]'s, in VPC ${same.vpc}; this cluster is in VPC ${vpc}, ` +
-            `whose pods cannot reach the other's: give it a network of its own (east-west gateways then carry the traffic)`,
+            "whose pods cannot reach the other's: give it a network of its own (east-west gateways then carry the " +
+            'traffic)',
         );
       else vpcOfNetwork.set(c.network, { vpc, i });
     }

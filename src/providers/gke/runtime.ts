@@ -28,7 +28,7 @@ import type {
   ProviderEnv,
 } from '../contract';
 import { scanGke } from './garbage';
-import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, firewallName, ruleDescription, ruleOwner } from './names';
+import { GKE_CLUSTER_LABEL, GKE_MANAGED_BY, GKE_MESH_LABEL, firewallName, ruleDescription } from './names';
 
 type Cluster = containerProtos.google.container.v1.ICluster;
 type Operation = containerProtos.google.container.v1.IOperation;
@@ -224,7 +224,7 @@ export class GkeProvider implements ClusterProvider {
     ref: (mesh, network, clusters) => ({
       network,
       project: clusters[0].gke!.project,
-      name: GkeProvider.firewallName(mesh, network),
+      name: firewallName(mesh, network),
     }),
     ensure: async (mesh, network, clusters, ctx) => {
       const rule = await this.ensureFirewall(mesh, network, clusters, ctx);
@@ -504,10 +504,6 @@ export class GkeProvider implements ClusterProvider {
 
   // --- Firewall rules (Compute Engine): pod ranges of clusters that share a VPC reach each other. ---
 
-  static readonly firewallName = firewallName;
-  static readonly ruleOwner = ruleOwner;
-  private static readonly ruleDescription = ruleDescription;
-
   /** A request id GCE deduplicates on: the same rule asked twice (a lost answer) is made once. */
   private static requestId(mesh: string, name: string, verb: string, nonce: string): string {
     const h = createHash('sha256').update(`${mesh}/${name}/${verb}/${nonce}`).digest('hex');
@@ -542,7 +538,7 @@ export class GkeProvider implements ClusterProvider {
   ): Promise<{ project: string; name: string; sourceRanges: string[] }> {
     const project = clusters[0].gke!.project;
     const vpc = clusters[0].gke!.network;
-    const name = GkeProvider.firewallName(mesh, network);
+    const name = firewallName(mesh, network);
     const sourceRanges = [] as string[];
     for (const c of clusters) {
       const cluster = await this.cluster(mesh, c);
@@ -552,7 +548,7 @@ export class GkeProvider implements ClusterProvider {
     }
     const rule: Firewall = {
       name,
-      description: GkeProvider.ruleDescription(mesh, network),
+      description: ruleDescription(mesh, network),
       network: `projects/${project}/global/networks/${vpc}`,
       direction: 'INGRESS',
       priority: 900,
@@ -597,11 +593,11 @@ export class GkeProvider implements ClusterProvider {
 
   /** Deletes the rule when it is this mesh's; gone already is fine. */
   async deleteFirewall(mesh: string, network: string, project: string, ctx: ProviderContext): Promise<void> {
-    const name = GkeProvider.firewallName(mesh, network);
+    const name = firewallName(mesh, network);
     const doing = `delete firewall rule ${name} in project ${project}`;
     const existing = await this.getFirewall(project, name);
     if (!existing) return;
-    if (existing.description !== GkeProvider.ruleDescription(mesh, network))
+    if (existing.description !== ruleDescription(mesh, network))
       throw new NotOursError(`firewall rule ${name} in project ${project} is not mesh ${mesh}'s: left in place`);
     try {
       const [op] = await compute(
