@@ -37,6 +37,26 @@ function newestInput() {
   return newest;
 }
 
+/**
+ * Removes what tsc emitted for sources that are gone (tsc never does): a stale dist/gc.js, say,
+ * would be loaded by require('../gc') ahead of the dist/gc/ that replaced it.
+ */
+function pruneStale() {
+  const dist = path.join(root, 'dist');
+  const walk = (dir) => {
+    if (!fs.existsSync(dir)) return;
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.js(\.map)?$/.test(e.name)) {
+        const source = path.join(root, 'src', path.relative(dist, p).replace(/\.js(\.map)?$/, '.ts'));
+        if (!fs.existsSync(source)) fs.rmSync(p);
+      }
+    }
+  };
+  walk(dist);
+}
+
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
@@ -86,6 +106,7 @@ function main() {
   const stamp = path.join(root, 'dist', '.build-stamp');
   if (!fs.existsSync(path.join(root, 'dist', 'cli', 'main.js')) || mtime(stamp) < newestInput()) {
     const began = new Date();
+    pruneStale();
     run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
     fs.writeFileSync(stamp, '');
     fs.utimesSync(stamp, began, began);
