@@ -329,6 +329,10 @@ export class LocalClusters {
           `--initial-cluster=meshflow=${peer}`,
           // Local clusters are disposable: trade durability on power loss for speed.
           '--unsafe-no-fsync',
+          // One member elects itself after an election timeout: at etcd's default (1 s) that is
+          // most of its start, the machine idle meanwhile; 200 ms (heartbeats every 20 ms) is ~0.1 s.
+          '--heartbeat-interval=20',
+          '--election-timeout=200',
           '--log-level=warn',
         ],
       });
@@ -625,12 +629,14 @@ export class LocalClusters {
         args: [
           `--kubeconfig=${kc}`,
           `--config=${tools.kwokStages}`,
+          `--config=${writeExecConfig(cluster)}`,
           '--manage-all-nodes=false',
           `--manage-nodes-with-annotation-selector=${KWOK_ANNOTATION}=fake`,
           `--cidr=${cluster.podCidr}`,
           '--node-lease-duration-seconds=40',
-          // The kubelet API (exec, port-forward) as PortForward and Exec objects configure it.
-          '--enable-crds=PortForward,ClusterExec',
+          // The kubelet API: port-forwards as PortForward objects say (the simulated data plane
+          // makes one per istiod pod); every exec as the ClusterExec in the file above says.
+          `--enable-crds=${KWOK_CRD_KINDS.join(',')}`,
           '--node-ip=127.0.0.1',
           `--node-port=${cluster.kubeletPort}`,
           `--server-address=127.0.0.1:${cluster.kubeletPort}`,
@@ -744,17 +750,22 @@ export function defaultPodCidr(index: number): string {
   return `10.${128 + (index % 64)}.0.0/16`;
 }
 
+/** The kinds of kwok's kubelet API configuration it reads from the API server (the rest from its config files). */
+const KWOK_CRD_KINDS = ['PortForward'];
+
 /**
- * kwok's PortForward and ClusterExec CRDs, established before kwok starts watching them, and the
- * ClusterExec that runs every pod's exec on this machine, with the cluster's kubeconfig at hand.
+ * The CRDs of KWOK_CRD_KINDS, established before kwok starts watching them. The ClusterExec is not
+ * one of them: the API server holds every create of a custom resource made within 2 s of its CRD
+ * being established for 2 s (apiextensions-apiserver's customresource_handler, for HA servers),
+ * which was most of a local cluster's start; kwok reads it from a file instead.
  */
 async function ensureKwokCrds(cluster: LocalCluster, file: string): Promise<void> {
   const kc = new SharedTlsKubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const api = kc.makeApiClient(k8s.ApiextensionsV1Api);
-  const crds = YAML.parseAllDocuments(fs.readFileSync(file, 'utf8')).map(
-    (d) => d.toJS() as k8s.V1CustomResourceDefinition,
-  );
+  const crds = YAML.parseAllDocuments(fs.readFileSync(file, 'utf8'))
+    .map((d) => d.toJS() as k8s.V1CustomResourceDefinition)
+    .filter((crd) => KWOK_CRD_KINDS.includes(crd.spec.names.kind));
   for (const crd of crds) {
     try {
       await api.createCustomResourceDefinition({ body: crd });
@@ -771,25 +782,26 @@ async function ensureKwokCrds(cluster: LocalCluster, file: string): Promise<void
   };
   if (!(await waitFor(established, 30_000, () => true)))
     throw new LocalClusterError(`kwok's CRDs were not established in local cluster ${cluster.name} within 30s`);
-  try {
-    await kc.makeApiClient(k8s.CustomObjectsApi).createClusterCustomObject({
-      group: 'kwok.x-k8s.io',
-      version: 'v1alpha1',
-      plural: 'clusterexecs',
-      body: {
-        apiVersion: 'kwok.x-k8s.io/v1alpha1',
-        kind: 'ClusterExec',
-        metadata: { name: EXEC_DOUBLE },
-        spec: { execs: [{ local: { envs: [{ name: 'MESHFLOW_SIM_KUBECONFIG', value: cluster.kubeconfig }] } }] },
-      },
-    });
-  } catch (err) {
-    if ((err as { code?: number }).code !== 409) throw err;
-  }
 }
 
 /** The ClusterExec kwok runs every exec by (envs of the exec test double). */
-export const EXEC_DOUBLE = 'meshflow-exec-double';
+const EXEC_DOUBLE = 'meshflow-exec-double';
+
+/**
+ * Writes the kwok configuration (in the cluster's directory) that runs every exec in a pod on this
+ * machine, with the cluster's kubeconfig at hand for the exec test double; returns its path.
+ */
+function writeExecConfig(cluster: LocalCluster): string {
+  const file = path.join(path.dirname(cluster.kubeconfig), 'kwok-exec.yaml');
+  const clusterExec = {
+    apiVersion: 'kwok.x-k8s.io/v1alpha1',
+    kind: 'ClusterExec',
+    metadata: { name: EXEC_DOUBLE },
+    spec: { execs: [{ local: { envs: [{ name: 'MESHFLOW_SIM_KUBECONFIG', value: cluster.kubeconfig }] } }] },
+  };
+  fs.writeFileSync(file, YAML.stringify(clusterExec));
+  return file;
+}
 
 /** Writes the cluster's directory whose `curl` is the exec test double, first on kwok's PATH; returns it. */
 function execDoubleBin(clusterDir: string): string {

@@ -138,22 +138,28 @@ export async function serveExecDouble(kubeconfig: string): Promise<http.Server> 
   return server;
 }
 
+/** The file beside a local cluster's kubeconfig that makes its exec test double answer from that cluster only. */
+export const EXEC_DOUBLE_ONLY_OWN = 'exec-double.only-own';
+
 /**
  * The `curl` kwok runs for an exec: bash, which asks the cluster's simulated data plane over
  * /dev/tcp and prints its answer as curl would. MESHFLOW_SIM_KUBECONFIG (from the ClusterExec)
- * names the cluster; MESHFLOW_EXEC_DOUBLE_ONLY_OWN=1 (the ClusterExec too) asks for answers from
+ * names the cluster; a file `exec-double.only-own` beside that kubeconfig asks for answers from
  * the client's own cluster only, as a mesh whose path across clusters is broken would give.
  */
 export const CURL_SHIM = `#!/bin/bash
 # TEST DOUBLE: curl as an exec in a pod runs it on this machine (kwok plays the kubelet). The answer
 # comes from the cluster's simulated data plane (meshflow's sim/exec-double): as helloworld would give it.
-port=$(cat "$(dirname "$MESHFLOW_SIM_KUBECONFIG")/exec-double.port") || exit 7
+dir=$(dirname "$MESHFLOW_SIM_KUBECONFIG")
+port=$(cat "$dir/exec-double.port") || exit 7
+only_own=0
+[ -e "$dir/${EXEC_DOUBLE_ONLY_OWN}" ] && only_own=1
 if ! { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
   echo "curl: (7) the simulated data plane does not answer" >&2
   exit 7
 fi
 IFS=$'\\t'
-printf 'GET / HTTP/1.0\\r\\nX-Args: %s\\r\\nX-Only-Own: %s\\r\\n\\r\\n' "$*" "\${MESHFLOW_EXEC_DOUBLE_ONLY_OWN:-0}" >&3
+printf 'GET / HTTP/1.0\\r\\nX-Args: %s\\r\\nX-Only-Own: %s\\r\\n\\r\\n' "$*" "$only_own" >&3
 code=7
 while IFS= read -r line <&3; do
   line=\${line%$'\\r'}

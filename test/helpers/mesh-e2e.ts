@@ -16,6 +16,7 @@ import { freePort, sleep } from '../../src/util/net';
 import { stopDaemon, supervisedPid } from '../../src/util/daemon';
 import { LocalClusters } from '../../src/local/clusters';
 import { startSimulatedDataPlane } from '../../src/sim/start';
+import { EXEC_DOUBLE_ONLY_OWN } from '../../src/sim/exec-double';
 import { ensureClusterCa } from '../../src/istio/trust';
 import { probeServiceAccount } from '../../src/checks/trust-chain';
 import { spiffeId } from '../../src/pki/chain';
@@ -157,30 +158,17 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
 
   // 0c. The exec test double in cluster1's client pod answers from its own cluster only (as a mesh
   // whose path across clusters is broken would): the traffic check of cluster1 fails, naming cluster2.
-  const execs = { group: 'kwok.x-k8s.io', version: 'v1alpha1', plural: 'clusterexecs', name: 'meshflow-exec-double' };
   const onlyOwn = (on: boolean) =>
-    custom1.patchClusterCustomObject(
-      {
-        ...execs,
-        body: [
-          on
-            ? {
-                op: 'add',
-                path: '/spec/execs/0/local/envs/-',
-                value: { name: 'MESHFLOW_EXEC_DOUBLE_ONLY_OWN', value: '1' },
-              }
-            : { op: 'remove', path: '/spec/execs/0/local/envs/1' },
-        ],
-      },
-      jsonPatch,
-    );
-  await onlyOwn(true);
+    on
+      ? fs.writeFileSync(path.join(dir1, EXEC_DOUBLE_ONLY_OWN), '')
+      : fs.rmSync(path.join(dir1, EXEC_DOUBLE_ONLY_OWN));
+  onlyOwn(true);
   failed = await untilFailing(mesh, ['traffic/cluster1']);
   expect(failed[0]).toMatchObject({
     detail: expect.stringMatching(/^cluster2 never answered; \d+ requests from cluster1 .*: cluster1 \d+, cluster2 0/),
     hint: expect.stringContaining('east-west gateway'),
   });
-  await onlyOwn(false);
+  onlyOwn(false);
   await untilFailing(mesh, []);
 
   // 1. A wrong network label on istio-system. Pods injected before keep their network, so istiod
