@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import * as k8s from '@kubernetes/client-node';
-import { type Kube, type ObjectRef, ownedBy, parseManifests, pause } from '../adapters/kube';
+import { type Kube, type ObjectRef, ownedBy, parseManifests, pause, pollDelay } from '../adapters/kube';
 import {
   EASTWEST_SERVICE,
   ISTIO_NAMESPACE,
@@ -211,7 +211,7 @@ export async function waitProgrammed(
 ): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   const name = `${ref.namespace}/${ref.name}`;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     const gateway = await k.retrying(() => k.read(ref));
     const address = programmedAddress(gateway);
     if (address) return address;
@@ -228,7 +228,7 @@ export async function waitProgrammed(
       });
     }
     ctx.heartbeat({ waitingFor: `Gateway ${name} programmed` });
-    await pause(500, ctx.signal);
+    await pause(pollDelay(attempt), ctx.signal);
   }
 }
 

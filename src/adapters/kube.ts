@@ -67,6 +67,15 @@ export function ownedBy(o: k8s.KubernetesObject, mesh: string): boolean {
 
 export const describeRef = (r: ObjectRef) => `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
 
+/**
+ * The wait before poll number `attempt` (from 0) of a condition that usually holds within a second
+ * or two (a Deployment available, an address assigned): 100 ms, then half as long again each time,
+ * up to 1 s. A local cluster answers in a few polls; a cloud's minutes-long waits poll once a second.
+ */
+export function pollDelay(attempt: number): number {
+  return Math.min(100 * 1.5 ** attempt, 1000);
+}
+
 /** Waits `ms`, or rejects at once when `signal` aborts. */
 export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -539,7 +548,7 @@ export class Kube {
     for (const name of names) {
       // The last answer read: what the message describes when the reads at the deadline fail.
       let last: k8s.V1Deployment | undefined;
-      for (;;) {
+      for (let attempt = 0; ; attempt++) {
         const d = await api.read(() =>
           this.retrying(() => this.apps.readNamespacedDeploymentStatus({ name, namespace }), {
             until: deadline,
@@ -556,7 +565,7 @@ export class Kube {
           );
         }
         heartbeat({ waitingFor: `${namespace}/${name}` });
-        await pause(500, this.signal);
+        await pause(pollDelay(attempt), this.signal);
       }
     }
   }
@@ -611,14 +620,14 @@ export class Kube {
     timeoutMs: number,
   ): Promise<string | undefined> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
       const address = loadBalancerAddress(
         await this.retrying(() => this.core.readNamespacedService({ name, namespace })),
       );
       if (address) return address;
       if (Date.now() > deadline) return undefined;
       heartbeat({ waitingFor: `load balancer ${namespace}/${name}` });
-      await pause(500, this.signal);
+      await pause(pollDelay(attempt), this.signal);
     }
   }
 

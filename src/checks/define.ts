@@ -6,6 +6,7 @@ import type { CheckResult } from '../steps/contract';
 import { type CheckInfo, checkByCode } from './catalog';
 import type { CheckContext } from './context';
 import type { Call, Verdict } from './result';
+import { allSettledInOrder } from '../util/limit';
 
 export interface CheckImpl {
   code: string;
@@ -29,15 +30,18 @@ export function eachTarget<T>(
   const { name } = catalogEntry(code);
   return {
     code,
-    async run(ctx) {
-      const results: CheckResult[] = [];
-      for (const t of targets(ctx)) {
-        const where = cluster(t);
-        ctx.heartbeat({ verifying: where ? `${name} (${where})` : name });
-        results.push(await ctx.check(name, where, (call) => verdict(ctx, t, call)));
-      }
-      return results;
-    },
+    // The targets are judged at once (ctx.check bounds how many verdicts run together); their
+    // results keep the targets' order.
+    run: (ctx) =>
+      allSettledInOrder(
+        targets(ctx).map((t) => {
+          const where = cluster(t);
+          return ctx.check(name, where, (call) => {
+            ctx.heartbeat({ verifying: where ? `${name} (${where})` : name });
+            return verdict(ctx, t, call);
+          });
+        }),
+      ),
   };
 }
 

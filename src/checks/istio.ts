@@ -16,7 +16,7 @@ import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { revisionLabel } from '../istio/version';
 import { fetchEndpoints, outboundCluster } from '../istio/xds';
 import type { ClusterSpec } from '../spec/schema';
-import { loadBalancerAddress } from '../adapters/kube';
+import { loadBalancerAddress, pollDelay } from '../adapters/kube';
 import { ambientCapture, ambientWorkloads } from './ambient';
 import { eachCluster, everyCluster } from './define';
 import { type Call, type Verdict, fail, notFound, pass } from './result';
@@ -78,9 +78,8 @@ export const analyzeCheck = eachCluster(
   (ctx, c) => analyze(ctx, c),
 );
 
-/** How long discovery waits for a cluster istiod is still syncing, and how often it asks again. */
+/** How long discovery waits for a cluster istiod is still syncing (asking again as pollDelay says). */
 const SYNC_WAIT_MS = 30_000;
-const SYNC_POLL_MS = 500;
 
 interface ClusterzEntry {
   id: string;
@@ -105,14 +104,14 @@ async function discoveryOf(
   // (seconds, longer on a busy machine): wait for that to end, up to SYNC_WAIT_MS, before judging.
   const waitUntil = Date.now() + SYNC_WAIT_MS;
   let status: Map<string, string>;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     const clusterz = await call(() =>
       istiod.through(() => debugJson<ClusterzEntry[]>(istiod.debug, '/debug/clusterz', ctx.signal)),
     );
     status = new Map(clusterz.map((e) => [e.id, e.syncStatus ?? 'unknown']));
     const syncing = expected.filter((c) => status.get(c) === 'syncing');
     if (!syncing.length || Date.now() >= waitUntil) break;
-    await pause(SYNC_POLL_MS, ctx.signal);
+    await pause(pollDelay(attempt), ctx.signal);
   }
   const unsynced = expected.filter((c) => status.get(c) !== 'synced');
   if (unsynced.length) {

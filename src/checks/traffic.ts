@@ -16,6 +16,7 @@ import type { MeshSpec } from '../spec/schema';
 import type { CheckResult } from '../steps/contract';
 import { messageOf } from '../adapters/port-forward';
 import { ChecksUnavailableError } from './result';
+import { allSettledInOrder, limiter } from '../util/limit';
 
 export const INGRESS_SERVICE = 'istio-ingressgateway';
 
@@ -156,19 +157,19 @@ export async function execProbes(
       },
     ];
   }
-  const results: CheckResult[] = [];
-  for (const probe of SAMPLE_APPS[spec.app.sample].probes(appPlacement(spec)).exec) {
-    heartbeat({ traffic: probe.fromCluster });
-    const involved = [probe.fromCluster, ...Object.keys(probe.answers)];
-    const local = involved.some((c) => access(c).local);
-    if (local && spec.app.sample !== EXEC_DOUBLE_SAMPLE) {
-      results.push({ name: 'traffic', cluster: probe.fromCluster, status: 'not-supported', detail: NOT_ON_LOCAL });
-      continue;
-    }
-    const result = await execProbe(spec, probe, access, port);
-    results.push(local ? { ...result, detail: result.detail + BY_EXEC_DOUBLE } : result);
-  }
-  return results;
+  // Each client cluster's requests at once; the results keep the probes' order.
+  return allSettledInOrder(
+    SAMPLE_APPS[spec.app.sample].probes(appPlacement(spec)).exec.map(async (probe): Promise<CheckResult> => {
+      const involved = [probe.fromCluster, ...Object.keys(probe.answers)];
+      const local = involved.some((c) => access(c).local);
+      if (local && spec.app.sample !== EXEC_DOUBLE_SAMPLE) {
+        return { name: 'traffic', cluster: probe.fromCluster, status: 'not-supported', detail: NOT_ON_LOCAL };
+      }
+      heartbeat({ traffic: probe.fromCluster });
+      const result = await execProbe(spec, probe, access, port);
+      return local ? { ...result, detail: result.detail + BY_EXEC_DOUBLE } : result;
+    }),
+  );
 }
 
 /** A request to each ingress gateway (MF0502). */
@@ -215,7 +216,8 @@ async function execProbe(
     const matching = patterns.filter(([, re]) => re.test(body)).map(([c]) => c);
     return named && matching.includes(named) ? named : matching[0];
   };
-  // One request: its result, or the NoPodError that ends the check.
+  // One request: its result, or the NoPodError that ends the check (the requests not yet sent are not sent).
+  let noPod: NoPodError | undefined;
   const one = async (): Promise<ExecResult | NoPodError> => {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -227,7 +229,7 @@ async function execProbe(
           probe.command,
         );
       } catch (err) {
-        if (err instanceof NoPodError) return err;
+        if (err instanceof NoPodError) return (noPod = err);
         // The API server (or the kubelet behind it) could not open the exec now: no request was
         // sent, so nothing is known about the mesh. Tried again; still so, verify is retried whole.
         if (execUnavailable(err)) {
@@ -245,23 +247,23 @@ async function execProbe(
       }
     }
   };
-  for (let i = 0; i < requests; i += EXEC_PARALLEL) {
-    const wave = await Promise.all(Array.from({ length: Math.min(EXEC_PARALLEL, requests - i) }, one));
-    for (const r of wave) {
-      if (r instanceof NoPodError) {
-        return {
-          ...base,
-          status: 'failed',
-          detail: `cannot run ${probe.command.join(' ')}: ${r.message}`,
-          hint: `kubectl -n ${probe.namespace} get pods -l ${probe.podSelector} (image pulls, sidecar injection, resources)`,
-        };
-      }
-      const who = answerer(r.stdout);
-      if (r.exitCode === 0 && who) answered.set(who, answered.get(who)! + 1);
-      else {
-        errors++;
-        lastError = (r.stderr || r.stdout).trim().split('\n')[0];
-      }
+  // EXEC_PARALLEL requests in flight, the next one sent as soon as one ends.
+  const slot = limiter(EXEC_PARALLEL);
+  const all = await allSettledInOrder(Array.from({ length: requests }, () => slot(async () => noPod ?? (await one()))));
+  for (const r of all) {
+    if (r instanceof NoPodError) {
+      return {
+        ...base,
+        status: 'failed',
+        detail: `cannot run ${probe.command.join(' ')}: ${r.message}`,
+        hint: `kubectl -n ${probe.namespace} get pods -l ${probe.podSelector} (image pulls, sidecar injection, resources)`,
+      };
+    }
+    const who = answerer(r.stdout);
+    if (r.exitCode === 0 && who) answered.set(who, answered.get(who)! + 1);
+    else {
+      errors++;
+      lastError = (r.stderr || r.stdout).trim().split('\n')[0];
     }
   }
   const counts = [...answered].map(([c, n]) => `${c} ${n}`).join(', ');

@@ -16,6 +16,10 @@ import { sampleLayout } from './sample-layout';
 import { notFound } from './result';
 import { Agents, DEFAULTS, type VerifyOptions, clients, describeError, runCheck } from './run';
 import type { TrafficPort } from './traffic';
+import { allSettledInOrder, limiter } from '../util/limit';
+
+/** Verdicts judged at once (each one or a few API requests, a port-forward to istiod, istioctl analyze). */
+const CHECKS_AT_ONCE = 8;
 
 export interface VerifyScope {
   /** Codes of the checks to run (catalog codes, e.g. MF0101); all when absent. */
@@ -35,7 +39,8 @@ export async function verifyMesh(
     const opts = { ...DEFAULTS, ...rest };
     const configs = Object.fromEntries(spec.clusters.map((c) => [c.name, kubeFor(access(c.name)).config]));
     const api = Object.fromEntries(spec.clusters.map((c) => [c.name, clients(configs[c.name], opts, agents)]));
-    const read = new Map<string, { secret?: k8s.V1Secret; absent?: string }>();
+    const read = new Map<string, Promise<{ secret?: k8s.V1Secret; absent?: string }>>();
+    const slots = limiter(CHECKS_AT_ONCE);
     const ctx: CheckContext = {
       spec,
       plan: buildPlan(spec),
@@ -44,22 +49,23 @@ export async function verifyMesh(
       kubeConfig: (cluster) => configs[cluster],
       api,
       clientsFor: (kc) => clients(kc, opts, agents),
-      check: (name, cluster, fn) => runCheck(name, cluster, fn, heartbeat, opts),
-      // Only answers are kept: a transient error is retried by the next caller's `call`.
-      async cacerts(cluster, call) {
+      check: (name, cluster, fn) => slots(() => runCheck(name, cluster, fn, heartbeat, opts)),
+      // One read for the checks that ask at once; only answers are kept: a transient error is
+      // retried by the next caller's `call`.
+      cacerts(cluster, call) {
         let got = read.get(cluster);
         if (!got) {
-          try {
-            got = {
-              secret: await call(() =>
-                api[cluster].core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }),
-              ),
-            };
-          } catch (err) {
-            if (!notFound(err)) throw err;
-            got = { absent: describeError(err) };
-          }
+          got = call(() =>
+            api[cluster].core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }),
+          ).then(
+            (secret) => ({ secret }),
+            (err: unknown) => {
+              if (!notFound(err)) throw err;
+              return { absent: describeError(err) };
+            },
+          );
           read.set(cluster, got);
+          got.catch(() => read.delete(cluster));
         }
         return got;
       },
@@ -70,11 +76,12 @@ export async function verifyMesh(
       meshRoot: opts.meshRoot,
       signal: opts.signal,
     };
-    const results: CheckResult[] = [];
-    for (const check of REGISTRY.filter((c) => !only || only.includes(c.code))) {
-      for (const r of await check.run(ctx)) results.push({ code: check.code, ...r });
-    }
-    return results;
+    // Every check at once (on this machine verify took the sum of its checks, the machine mostly
+    // idle); the results keep the registry's order, and a check that cannot judge (its errors
+    // outlasted the budget) fails the verification only once the others have ended.
+    const checks = REGISTRY.filter((c) => !only || only.includes(c.code));
+    const results = await allSettledInOrder(checks.map((check) => check.run(ctx)));
+    return checks.flatMap((check, i) => results[i].map((r) => ({ code: check.code, ...r })));
   } finally {
     agents.destroy();
   }

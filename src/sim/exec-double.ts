@@ -14,14 +14,17 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { ISTIO_NAMESPACE } from '../istio/manifests';
+import { SharedTlsKubeConfig } from '../util/kube-config';
 
 interface Reader {
   server: string;
   kc: k8s.KubeConfig;
 }
 
+// Shared TLS agents: every answer reads a few lists from each cluster; a new agent per request was
+// a full TLS handshake each, on a machine the mesh's own components keep busy.
 const load = (text: string): Reader => {
-  const kc = new k8s.KubeConfig();
+  const kc = new SharedTlsKubeConfig();
   kc.loadFromString(text);
   return { kc, server: kc.getCurrentCluster()?.server ?? '' };
 };

@@ -159,9 +159,7 @@ async function breakAndVerify(mesh: string, local: LocalClusters): Promise<void>
   // 0c. The exec test double in cluster1's client pod answers from its own cluster only (as a mesh
   // whose path across clusters is broken would): the traffic check of cluster1 fails, naming cluster2.
   const onlyOwn = (on: boolean) =>
-    on
-      ? fs.writeFileSync(path.join(dir1, EXEC_DOUBLE_ONLY_OWN), '')
-      : fs.rmSync(path.join(dir1, EXEC_DOUBLE_ONLY_OWN));
+    on ? fs.writeFileSync(path.join(dir1, EXEC_DOUBLE_ONLY_OWN), '') : fs.rmSync(path.join(dir1, EXEC_DOUBLE_ONLY_OWN));
   onlyOwn(true);
   failed = await untilFailing(mesh, ['traffic/cluster1']);
   expect(failed[0]).toMatchObject({
