@@ -259,11 +259,16 @@ export class Kube {
     for (const batch of [crds, namespaces]) await Promise.all(batch.map((o) => this.ssa(o)));
     // The API server establishes CRDs independently: wait for them together, not one after another.
     await Promise.all(crds.map((crd) => this.waitEstablished(crd.metadata!.name!, heartbeat)));
+    // Meanwhile their watch caches fill, so that a controller started next (istiod) finds them served.
+    const watchable = Promise.all(
+      crds.map((crd) => this.waitWatchable(crd as unknown as k8s.V1CustomResourceDefinition)),
+    );
     // Independent objects go up in parallel, a few at a time.
     for (let i = 0; i < rest.length; i += 16) {
       await Promise.all(rest.slice(i, i + 16).map((o) => this.ssaWithRetry(o)));
       heartbeat({ applied: Math.min(i + 16, rest.length), of: rest.length });
     }
+    await watchable;
     return labelled.map(refOf);
   }
 
@@ -414,6 +419,44 @@ export class Kube {
     const r = this.resources.get(key);
     if (!r) throw Object.assign(new Error(`no matches for kind ${kind} in ${apiVersion}`), { code: 404 });
     return r.namespaced ? `${groupPath}/namespaces/${namespace ?? 'default'}/${r.name}` : `${groupPath}/${r.name}`;
+  }
+
+  /**
+   * Waits (up to 10 s, then goes on) until a just-established CRD's resources can be watched. The
+   * API server refuses watches with 429 until the resource's watch cache has its first list, and
+   * client-go then backs off for a second: istiod, started right after the install, spent a second
+   * idle on most of its CRD informers. Any answer but 429 or 404 ends the wait: it is not ours.
+   */
+  private async waitWatchable(crd: k8s.V1CustomResourceDefinition): Promise<void> {
+    const version = crd.spec.versions.find((v) => v.served)?.name;
+    if (!version) return;
+    const url = `/apis/${crd.spec.group}/${version}/${crd.spec.names.plural}?watch=1&resourceVersion=0&timeoutSeconds=1`;
+    const deadline = Date.now() + 10_000;
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      const status = await this.watchStatus(url).catch(() => 0);
+      if (status !== 429 && status !== 404 && status !== 0) return;
+      await pause(Math.min(pollDelay(attempt), 250), this.signal);
+    }
+  }
+
+  /** The status a watch request is answered with (the watch itself is closed at once). */
+  private async watchStatus(urlPath: string): Promise<number> {
+    const server = this.config.getCurrentCluster()!.server;
+    this.signal?.throwIfAborted();
+    this.sent++;
+    const opts: https.RequestOptions = { method: 'GET', signal: this.signal, timeout: REQUEST_TIMEOUT_MS };
+    await this.config.applyToHTTPSOptions(opts);
+    return new Promise((resolve, reject) => {
+      const req = https.request(new URL(urlPath, server), opts, (res) => {
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      });
+      req.on('timeout', () =>
+        req.destroy(Object.assign(new Error(`GET ${urlPath}: no answer`), { code: 'ETIMEDOUT' })),
+      );
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   /**
