@@ -64,8 +64,9 @@ import { Context } from '@temporalio/activity';
 import type { HostActivities } from '../activities/host';
 import type { MeshActivities } from '../activities/types';
 import { everyStep } from '../workflows/activity-names';
-import type { noopChain } from './noop-chain';
+import type { noopChain, noopPlan } from './noop-chain';
 import { takeoverAfterKill } from './takeover';
+import { type StepParts, stepOverheadParts, workflowTaskDurations } from './overhead';
 import type {
   MeshStatus,
   RotateRequest,
@@ -84,13 +85,16 @@ function latency(plan: Plan, kind: StepKind): number {
  * TEST DOUBLE of the activities: each step sleeps its injected latency and creates one marker
  * resource; the host claim keeps the steps on the worker's own queue.
  */
-function latencyActivities(latencyOf: (req: StepRequest) => number): MeshActivities & HostActivities {
+function latencyActivities(
+  latencyOf: (req: StepRequest) => number,
+  hostQueue?: string,
+): MeshActivities & HostActivities {
   const step = async (req: StepRequest): Promise<StepOutcome> => {
     await sleep(latencyOf(req));
     return { resources: req.step.kind === 'verify' ? [] : [{ type: 'file', path: req.step.id }], attempt: 1 };
   };
   return {
-    claimHost: async () => ({ host: 'bench', taskQueue: Context.current().info.taskQueue }),
+    claimHost: async () => ({ host: 'bench', taskQueue: hostQueue ?? Context.current().info.taskQueue }),
     ...everyStep(step),
     undoResource: async () => undefined,
     awaitClusterForgotten: async () => ({ forgotten: true, afterMs: 0, detail: 'test double: no istiod' }),
@@ -202,15 +206,28 @@ async function main(): Promise<void> {
       table('1. provisioning wall time vs critical path (injected latencies = plan estimates / 20)', rows);
 
       // 2. Orchestration overhead per activity: a mesh whose steps take no time, one step at a time on a chain.
-      const { samples, eventsRow } = await orchestrationOverhead(env, 'overhead');
+      const { samples, parts, tasks, floor, eventsRow } = await orchestrationOverhead(env, 'overhead');
+      const onHost = await orchestrationOverhead(env, 'overhead-host', true);
       table(
         '2. orchestration overhead per activity on the dev server (no-op activities; time from schedule to completion seen by the workflow)',
         [
           {
+            steps: "on the workflow's own queue (eager dispatch)",
             activities: samples.length,
             'p50 ms': pct(samples, 50),
             'p99 ms': pct(samples, 99),
             'max ms': Math.max(...samples),
+            'floor p50 ms (the plan as no-ops, nothing else)': pct(floor, 50),
+            'p50 / floor (target <= 1.5)': (pct(samples, 50) / pct(floor, 50)).toFixed(2),
+          },
+          {
+            steps: "on the claiming host's queue (as a real worker runs them; no eager dispatch)",
+            activities: onHost.samples.length,
+            'p50 ms': pct(onHost.samples, 50),
+            'p99 ms': pct(onHost.samples, 99),
+            'max ms': Math.max(...onHost.samples),
+            'floor p50 ms (the plan as no-ops, nothing else)': pct(floor, 50),
+            'p50 / floor (target <= 1.5)': (pct(onHost.samples, 50) / pct(floor, 50)).toFixed(2),
           },
         ],
       );
@@ -218,6 +235,10 @@ async function main(): Promise<void> {
       table(
         '2b. round trip per no-op activity, chains of 100, dev server on a SQLite file with DEV_SERVER_ARGS',
         chains,
+      );
+      table(
+        "2c. where a mesh step's overhead goes (section 2's steps, from the server's event times; p50 / p99 ms)",
+        overheadRows(parts, tasks),
       );
       table('3. history of a 3-cluster mesh (provision + ready + teardown)', [eventsRow]);
     }
@@ -300,23 +321,43 @@ async function wallVsCriticalPath(server: BenchServer, n: number): Promise<Recor
 async function orchestrationOverhead(
   server: BenchServer,
   queue: string,
-): Promise<{ samples: number[]; eventsRow: Record<string, string | number> }> {
+  onHostQueue = false,
+): Promise<{
+  samples: number[];
+  parts: StepParts[];
+  tasks: number[];
+  floor: number[];
+  eventsRow: Record<string, string | number>;
+}> {
   const spec = meshSpec(queue, 3);
   const samples: number[] = [];
+  const parts: StepParts[] = [];
+  const tasks: number[] = [];
   const worker = await Worker.create({
     connection: server.nativeConnection,
     taskQueue: queue,
     workflowsPath: require.resolve('../workflow-bundle'),
-    activities: latencyActivities(() => 0),
+    activities: latencyActivities(() => 0, onHostQueue ? `${queue}@bench` : undefined),
   });
+  // As a real worker runs a mesh it claimed: its steps on the host's own queue, polled beside.
+  const host = onHostQueue
+    ? await Worker.create({
+        connection: server.nativeConnection,
+        taskQueue: `${queue}@bench`,
+        activities: latencyActivities(() => 0),
+      })
+    : undefined;
   let eventsRow: Record<string, string | number> = {};
-  await worker.runUntil(async () => {
+  const rounds = async () => {
     for (let round = 0; round < 5; round++) {
       const s = { ...spec, name: `${queue}-${round}` };
       await startMesh(server.client, s, queue);
       await waitReady(server, s.name);
       const status = await server.client.workflow.getHandle(meshWorkflowId(s.name)).query(statusQuery);
       for (const st of status.steps) samples.push(Date.parse(st.endedAt!) - Date.parse(st.startedAt!));
+      const { events } = await server.client.workflow.getHandle(meshWorkflowId(s.name)).fetchHistory();
+      parts.push(...stepOverheadParts(events ?? []));
+      tasks.push(...workflowTaskDurations(events ?? []));
       await teardownMesh(server.client, s.name);
       await server.client.workflow.getHandle(meshWorkflowId(s.name)).result();
       if (round === 0) {
@@ -333,8 +374,30 @@ async function orchestrationOverhead(
         };
       }
     }
+  };
+  await worker.runUntil(host ? host.runUntil(rounds) : rounds());
+  if (onHostQueue) return { samples, parts, tasks, floor: [], eventsRow };
+  // The floor for this plan's shape: its steps as no-ops in a workflow that does nothing else.
+  const floorWorker = await Worker.create({
+    connection: server.nativeConnection,
+    taskQueue: `${queue}-plan`,
+    workflowsPath: require.resolve('./noop-chain'),
+    activities: { noop: async () => undefined },
   });
-  return { samples, eventsRow };
+  const steps = buildPlan(spec).steps.map((st) => ({ id: st.id, dependsOn: st.dependsOn }));
+  const floor: number[] = [];
+  await floorWorker.runUntil(async () => {
+    for (let round = 0; round < 5; round++) {
+      floor.push(
+        ...(await server.client.workflow.execute<typeof noopPlan>('noopPlan', {
+          taskQueue: `${queue}-plan`,
+          workflowId: `${queue}-plan-${round}`,
+          args: [steps],
+        })),
+      );
+    }
+  });
+  return { samples, parts, tasks, floor, eventsRow };
 }
 
 /**
@@ -494,6 +557,34 @@ async function resumeAfterKill(tools: Record<string, string>): Promise<void> {
     }
   }
   table('9. worker SIGKILLed mid-step and restarted at once (two-clusters example)', rows);
+}
+
+/** 2c: each part of a step's overhead, p50 and p99 over the steps, and the workflow tasks' own time. */
+function overheadRows(parts: StepParts[], tasks: number[]): Array<Record<string, string | number>> {
+  const row = (what: string, xs: number[]) => ({ part: what, 'p50 ms': pct(xs, 50), 'p99 ms': pct(xs, 99) });
+  return [
+    row(
+      'scheduling workflow task (its start to the step scheduled)',
+      parts.map((p) => p.schedulingTaskMs),
+    ),
+    row(
+      'dispatch (scheduled to started)',
+      parts.map((p) => p.dispatchMs),
+    ),
+    row(
+      'run and report (started to completed; a no-op)',
+      parts.map((p) => p.runMs),
+    ),
+    row(
+      'next workflow task (completed to its start)',
+      parts.map((p) => p.nextTaskMs),
+    ),
+    row(
+      'whole (the overhead of section 2)',
+      parts.map((p) => p.totalMs),
+    ),
+    row('a workflow task of the mesh, start to completion', tasks),
+  ];
 }
 
 /**

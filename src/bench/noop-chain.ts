@@ -1,5 +1,5 @@
-// Workflow for `npm run bench` (section 2b): a chain of no-op activities, one after another,
-// scheduled on the workflow's own task queue or on another one. Its result is the round trip of
+// Workflows for `npm run bench` (sections 2b, 2c): a chain of no-op activities, one after another,
+// scheduled on the workflow's own task queue or on another one; and a plan's steps as no-ops. Its result is the round trip of
 // each activity as the workflow sees it: from the workflow task that scheduled it to the one
 // that resumed after it (workflow time, replay-safe).
 import { proxyActivities } from '@temporalio/workflow';
@@ -22,4 +22,40 @@ export async function noopChain(count: number, activityTaskQueue?: string): Prom
     last = now;
   }
   return roundTrips;
+}
+
+/**
+ * The steps of a plan as no-op activities, each started once what it depends on is done (as the
+ * mesh workflow walks its plan), with nothing else: the floor for that plan's shape. Returns each
+ * step's time from the workflow task that scheduled it to the one that resumed after it.
+ */
+export async function noopPlan(
+  steps: Array<{ id: string; dependsOn: string[] }>,
+  activityTaskQueue?: string,
+): Promise<number[]> {
+  const { noop } = proxyActivities<NoopActivities>({
+    startToCloseTimeout: '30 seconds',
+    ...(activityTaskQueue ? { taskQueue: activityTaskQueue } : {}),
+  });
+  const done = new Set<string>();
+  const started = new Set<string>();
+  const running = new Map<string, Promise<void>>();
+  const samples: number[] = [];
+  for (;;) {
+    for (const step of steps) {
+      if (started.has(step.id) || !step.dependsOn.every((d) => done.has(d))) continue;
+      started.add(step.id);
+      const at = Date.now();
+      running.set(
+        step.id,
+        noop().then(() => {
+          samples.push(Date.now() - at);
+          done.add(step.id);
+          running.delete(step.id);
+        }),
+      );
+    }
+    if (!running.size) return samples;
+    await Promise.race(running.values());
+  }
 }
