@@ -2,9 +2,11 @@
 //  1. provisioning wall time against the plan's critical path (2 and 5 clusters), with step
 //     latencies injected by a TEST DOUBLE of the activities, beside the same steps run one after
 //     another as the classic scripts do;
-//  2. orchestration overhead per activity on the dev server (p50, p99); 2b. the floor: a chain of
-//     no-op activities on a dev server started as the local mode starts it (SQLite file), on the
-//     workflow's task queue and on another one;
+//  2. orchestration overhead per step on the dev server (p50, p99), its steps on the workflow's
+//     queue and on the claiming host's, against the floor for the plan's shape (its steps as no-ops
+//     in a workflow that does nothing else); 2b. a chain of no-op activities on a dev server started
+//     as the local mode starts it (SQLite file), on the workflow's task queue and on another one;
+//     2c. where a step's overhead goes, from the server's event times (src/bench/overhead.ts);
 //  3. history events and the largest payload of a provisioned and torn-down 3-cluster mesh;
 //  4. local clusters: time until 2 are ready (warm tools), RSS per API server, and the time 2 and 3
 //     take to be deleted (each by its own call, at once, as a mesh's undo does);
@@ -27,6 +29,8 @@
 //  15. sidecar against ambient: the same clusters (the ambient example: two clusters, two networks,
 //     helloworld, a waypoint) with istio.dataPlane flipped, one after the other: install and teardown
 //     time, objects applied, the CPU of the clusters' processes, `verify` time, and every check's result.
+//  17. `meshflow up` and `meshflow down --wait` as a user types them: the CLI in local mode on a
+//     scratch state directory, each command a whole process, for the two- and three-cluster examples.
 //  16. (`npm run bench -- cold` only) the first run on a fresh machine: the tools start-workflow
 //     builds, from empty caches: each tool's time, where it went (fetching, compiling, linking),
 //     the CPU used, wall against its floor and the 15-minute target.
@@ -58,7 +62,7 @@ import { applySpecs } from '../chaos/apply-kills';
 import { ChaosBench } from '../chaos/harness';
 import { meshHandle } from '../client';
 import { localClusterName } from '../spec/names';
-import { sleep } from '../util/net';
+import { canConnect, freePort, sleep } from '../util/net';
 import { meshWorkflowId, statusQuery } from '../workflows/definitions';
 import { Context } from '@temporalio/activity';
 import type { HostActivities } from '../activities/host';
@@ -262,6 +266,7 @@ async function main(): Promise<void> {
   }
 
   if (want('local')) await localClusterBench(tools);
+  if (want('cli')) await asUserTypesIt();
   if (want('resume')) await resumeAfterKill(tools);
   if (want('tools')) {
     // 5. Warm setup.
@@ -273,7 +278,7 @@ async function main(): Promise<void> {
 
 /**
  * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, upgrade, team,
- * ambient, takeover, local, resume, tools; cold only when named); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those
+ * ambient, takeover, local, cli, resume, tools; cold only when named); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those
  * examples in sections 6 and 13 (13 by default: two-clusters,three-clusters).
  */
 /** A Temporal server to measure on: the bench's dev server, or another (the team deployment's). */
@@ -452,6 +457,52 @@ async function teamBench(env: TestWorkflowEnvironment): Promise<void> {
 
 const SECTIONS = process.argv.slice(2);
 const want = (section: string) => SECTIONS.length === 0 || SECTIONS.includes(section);
+
+/**
+ * 17. `meshflow up` and `meshflow down --wait` as a user types them: the CLI in local mode (its dev
+ * server and worker started in the background, as `npm run start-workflow` does) on a scratch
+ * state directory, each command timed as a whole process; everything stopped after.
+ */
+async function asUserTypesIt(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshflow-bench-cli-'));
+  let port = await freePort();
+  while (port + 1000 > 65535 || (await canConnect(port + 1000))) port = await freePort();
+  const env = { ...process.env, MESHFLOW_STATE_DIR: dir, MESHFLOW_LOCAL_TEMPORAL_ADDRESS: `127.0.0.1:${port}` };
+  const cli = path.join(__dirname, '..', 'cli', 'main.js');
+  // What `npx meshflow` runs: the bin script (it runs the CLI on a supported Node, as installed).
+  const bin = path.join(__dirname, '..', '..', 'bin', 'meshflow.cjs');
+  const timed = async (args: string[]) => {
+    const t = Date.now();
+    await execa(process.execPath, [bin, ...args], { env });
+    return ((Date.now() - t) / 1000).toFixed(1);
+  };
+  const stop = stopOnInterrupt(async () => {
+    await execa(process.execPath, [cli, 'local', 'stop', '--force'], { env, reject: false });
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const rows: Array<Record<string, string | number>> = [];
+  try {
+    // The first `up` starts the dev server and the worker: timed apart from the meshes after it.
+    const cases = [
+      ['two-clusters', 'demo', 2, '<= 3 s'],
+      ['three-clusters', 'trio', 3, '<= 4 s'],
+    ] as const;
+    for (const [example, mesh, clusters, target] of cases) {
+      const up = await timed(['up', path.join(__dirname, '..', '..', 'examples', `${example}.yaml`)]);
+      const down = await timed(['down', mesh, '--wait']);
+      rows.push({
+        example,
+        clusters,
+        'up until ready s': up + (rows.length ? '' : ' (starts the dev server and worker too)'),
+        'down --wait s': down,
+        'down target': target,
+      });
+    }
+  } finally {
+    await stop();
+  }
+  table('17. `meshflow up` and `meshflow down --wait` as a user types them (local mode, whole CLI process)', rows);
+}
 
 /** 4. Local clusters. */
 async function localClusterBench(tools: Record<string, string>): Promise<void> {
