@@ -1,6 +1,6 @@
 // How a domain module binds a check of the catalog to what it does: over which targets it runs
 // (every cluster, some clusters, each link, the mesh once) and the verdict for one target. The
-// registry (./registry.ts) lists the bound checks in the order verify runs them.
+// registry (./registry.ts) lists the bound checks in the order verify reports them.
 import type { ClusterSpec } from '../spec/schema';
 import type { CheckResult } from '../steps/contract';
 import { type CheckInfo, checkByCode } from './catalog';

@@ -1,7 +1,7 @@
-// The checks verify runs, in order: each bound once to its catalog code (./catalog.ts) by the
-// domain module that implements it. A new check is a catalog entry, its implementation beside
-// the others of its domain, and one line here; test/checks-registry.test.ts holds the three to
-// each other.
+// The checks verify runs (all at once; it reports them in this order), each bound once to its
+// catalog code (./catalog.ts) by the domain module that implements it. A new check is a catalog
+// entry, its implementation beside the others of its domain, and one line here;
+// test/checks-registry.test.ts holds the three to each other.
 import type { CheckResult } from '../steps/contract';
 import type { CheckContext } from './context';
 import { crossNetworkGateway, eastwestAddress, istiodAvailable, networkLabel } from './control-plane';
