@@ -88,6 +88,13 @@ export interface StartOptions {
    * of system:masters (the GKE emulator's clusters accept its stand-in Google access token).
    */
   tokens?: Record<string, string | undefined>;
+  /**
+   * Whether to wait for the API server's bootstrap objects (default true). False: the clusters are
+   * returned once the rest of their readiness holds (see BOOTSTRAP_HOOKS); their RBAC roles and
+   * bindings and system priority classes follow within a second or two. Until then a service
+   * account may not review its own rights (system:basic-user); system:masters may do anything.
+   */
+  untilBootstrapped?: boolean;
 }
 
 interface EtcdRecord {
@@ -143,7 +150,11 @@ export class LocalClusters {
     return Promise.all(
       records.map(async (r) => {
         try {
-          const cluster = await this.ensureApiserver(r, etcd);
+          const cluster = await this.ensureApiserver(
+            r,
+            etcd,
+            options.untilBootstrapped === false ? BOOTSTRAP_HOOKS : [],
+          );
           if (this.tools.workloads) await this.ensureWorkloads(cluster, this.tools.workloads);
           return cluster;
         } finally {
@@ -355,13 +366,17 @@ export class LocalClusters {
     }
   }
 
-  private async ensureApiserver(rec: ClusterRecord, etcd: EtcdRecord): Promise<LocalCluster> {
+  private async ensureApiserver(
+    rec: ClusterRecord,
+    etcd: EtcdRecord,
+    exclude: readonly string[],
+  ): Promise<LocalCluster> {
     const dir = this.clusterDir(rec.name);
     const pidFile = this.apiserverPid(rec.name);
     const pki = await ensureClusterPki(path.join(dir, 'pki'), rec.name, KUBERNETES_SERVICE_IP);
     const cluster = { ...this.describe(rec), pki };
     writeKubeconfig(cluster);
-    if (runningPid(pidFile, dir) !== undefined && (await readyz(cluster, BOOTSTRAP_HOOKS))) return cluster;
+    if (runningPid(pidFile, dir) !== undefined && (await readyz(cluster, exclude))) return cluster;
     await stopDaemon(pidFile, dir);
     this.progress(`starting kube-apiserver for local cluster ${rec.name} on ${cluster.server}`);
     startDaemon({
@@ -395,7 +410,7 @@ export class LocalClusters {
       ],
     });
     const ok = await waitFor(
-      () => readyz(cluster, BOOTSTRAP_HOOKS),
+      () => readyz(cluster, exclude),
       90_000,
       () => runningPid(pidFile, dir) !== undefined,
     );
@@ -902,9 +917,8 @@ async function deleteEtcdPrefix(port: number, prefix: string): Promise<void> {
 /**
  * The API server's post-start hooks that write its bootstrap objects (the RBAC roles and bindings,
  * the system priority classes). Each first waits a whole second (wait.Poll, not PollImmediate), the
- * machine idle meanwhile, and nothing a mesh does in its first second needs them: meshflow and the
- * controllers act as system:masters, and the first pods come seconds later. A local cluster is
- * made once the rest of its readiness holds; they finish a moment after.
+ * machine idle meanwhile. A caller that acts as system:masters for its first seconds (a mesh's
+ * create-cluster step) need not wait for them: StartOptions.untilBootstrapped.
  */
 const BOOTSTRAP_HOOKS = [
   'poststarthook/rbac/bootstrap-roles',

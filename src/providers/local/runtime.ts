@@ -44,7 +44,13 @@ export class LocalProvider implements ClusterProvider {
     const name = this.localName(mesh, cluster);
     const beat = setInterval(() => heartbeat({ starting: name }), 5000);
     try {
-      const [local] = await this.clusters.start([name], { podCidrs: { [name]: cluster.podCidr } });
+      // Not waiting for the API server's bootstrap objects (a second of nothing on the install's
+      // critical path): the steps after this one act as system:masters, and the first that needs
+      // them (a link: the reader reviews its own rights) comes seconds later.
+      const [local] = await this.clusters.start([name], {
+        podCidrs: { [name]: cluster.podCidr },
+        untilBootstrapped: false,
+      });
       const dir = path.dirname(local.kubeconfig);
       // "<mesh>-<cluster>" splits more than one way when names hold '-': say whose cluster this is (read by gc).
       const owner = path.join(dir, 'owner.json');
