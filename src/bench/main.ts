@@ -610,29 +610,24 @@ async function resumeAfterKill(tools: Record<string, string>): Promise<void> {
   table('9. worker SIGKILLed mid-step and restarted at once (two-clusters example)', rows);
 }
 
+/** 2c: the parts of a step's overhead, as src/bench/overhead.ts splits it. */
+const OVERHEAD_PARTS: Array<[string, Exclude<keyof StepParts, 'activity'>]> = [
+  ['scheduling workflow task (its start to the step scheduled)', 'schedulingTaskMs'],
+  ['dispatch (scheduled to started)', 'dispatchMs'],
+  ['run and report (started to completed; a no-op)', 'runMs'],
+  ['next workflow task (completed to its start)', 'nextTaskMs'],
+  ['whole (the overhead of section 2)', 'totalMs'],
+];
+
 /** 2c: each part of a step's overhead, p50 and p99 over the steps, and the workflow tasks' own time. */
 function overheadRows(parts: StepParts[], tasks: number[]): Array<Record<string, string | number>> {
   const row = (what: string, xs: number[]) => ({ part: what, 'p50 ms': pct(xs, 50), 'p99 ms': pct(xs, 99) });
   return [
-    row(
-      'scheduling workflow task (its start to the step scheduled)',
-      parts.map((p) => p.schedulingTaskMs),
-    ),
-    row(
-      'dispatch (scheduled to started)',
-      parts.map((p) => p.dispatchMs),
-    ),
-    row(
-      'run and report (started to completed; a no-op)',
-      parts.map((p) => p.runMs),
-    ),
-    row(
-      'next workflow task (completed to its start)',
-      parts.map((p) => p.nextTaskMs),
-    ),
-    row(
-      'whole (the overhead of section 2)',
-      parts.map((p) => p.totalMs),
+    ...OVERHEAD_PARTS.map(([what, key]) =>
+      row(
+        what,
+        parts.map((p) => p[key]),
+      ),
     ),
     row('a workflow task of the mesh, start to completion', tasks),
   ];

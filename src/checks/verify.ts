@@ -13,7 +13,7 @@ import type { CheckResult } from '../steps/contract';
 import type { CheckContext } from './context';
 import { REGISTRY } from './registry';
 import { sampleLayout } from './sample-layout';
-import { notFound } from './result';
+import { ChecksUnavailableError, notFound } from './result';
 import { Agents, DEFAULTS, type VerifyOptions, clients, describeError, runCheck } from './run';
 import type { TrafficPort } from './traffic';
 import { allSettledInOrder, limiter } from '../util/limit';
@@ -36,10 +36,14 @@ export async function verifyMesh(
   const agents = new Agents();
   try {
     const { only, ...rest } = options;
-    const opts = { ...DEFAULTS, ...rest };
+    // Once one check cannot judge (its errors outlasted the budget), the verification fails and is
+    // retried whole: the others stop at once rather than spend their own budgets meanwhile.
+    const giveUp = new AbortController();
+    const signal = rest.signal ? AbortSignal.any([rest.signal, giveUp.signal]) : giveUp.signal;
+    const opts = { ...DEFAULTS, ...rest, signal };
     const configs = Object.fromEntries(spec.clusters.map((c) => [c.name, kubeFor(access(c.name)).config]));
     const api = Object.fromEntries(spec.clusters.map((c) => [c.name, clients(configs[c.name], opts, agents)]));
-    const read = new Map<string, Promise<{ secret?: k8s.V1Secret; absent?: string }>>();
+    const read = new Map<string, { secret?: k8s.V1Secret; absent?: string }>();
     const slots = limiter(CHECKS_AT_ONCE);
     const ctx: CheckContext = {
       spec,
@@ -50,22 +54,22 @@ export async function verifyMesh(
       api,
       clientsFor: (kc) => clients(kc, opts, agents),
       check: (name, cluster, fn) => slots(() => runCheck(name, cluster, fn, heartbeat, opts)),
-      // One read for the checks that ask at once; only answers are kept: a transient error is
-      // retried by the next caller's `call`.
-      cacerts(cluster, call) {
+      // Only answers are kept, and each check reads with its own `call`: a check never waits on
+      // another's retries, which its own budget would not count.
+      async cacerts(cluster, call) {
         let got = read.get(cluster);
         if (!got) {
-          got = call(() =>
-            api[cluster].core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }),
-          ).then(
-            (secret) => ({ secret }),
-            (err: unknown) => {
-              if (!notFound(err)) throw err;
-              return { absent: describeError(err) };
-            },
-          );
+          try {
+            got = {
+              secret: await call(() =>
+                api[cluster].core.readNamespacedSecret({ name: 'cacerts', namespace: ISTIO_NAMESPACE }),
+              ),
+            };
+          } catch (err) {
+            if (!notFound(err)) throw err;
+            got = { absent: describeError(err) };
+          }
           read.set(cluster, got);
-          got.catch(() => read.delete(cluster));
         }
         return got;
       },
@@ -80,7 +84,21 @@ export async function verifyMesh(
     // idle); the results keep the registry's order, and a check that cannot judge (its errors
     // outlasted the budget) fails the verification only once the others have ended.
     const checks = REGISTRY.filter((c) => !only || only.includes(c.code));
-    const results = await allSettledInOrder(checks.map((check) => check.run(ctx)));
+    let unavailable: ChecksUnavailableError | undefined;
+    const results = await allSettledInOrder(
+      checks.map((check) =>
+        check.run(ctx).catch((err: unknown) => {
+          if (err instanceof ChecksUnavailableError && !unavailable) {
+            unavailable = err;
+            giveUp.abort(err);
+          }
+          throw err;
+        }),
+      ),
+    ).catch((err: unknown) => {
+      // What ended the verification: the activity's cancellation, else the check that could not judge.
+      throw rest.signal?.aborted ? rest.signal.reason : (unavailable ?? err);
+    });
     return checks.flatMap((check, i) => results[i].map((r) => ({ code: check.code, ...r })));
   } finally {
     agents.destroy();
