@@ -61,7 +61,7 @@ test('each cluster has its own API server, CA and admin kubeconfig', async () =>
   expect(await readyz(crossed)).toBe(false);
 });
 
-test('a cluster made without waiting for its bootstrap objects (as create-cluster makes it) gets them a moment later', async () => {
+test('a cluster made without waiting for its bootstrap objects (as create-cluster does) gets them soon', async () => {
   const [early] = await clusters.start(['early'], { untilBootstrapped: false });
   try {
     // Everything but the bootstrap hooks holds, and system:masters may act at once.

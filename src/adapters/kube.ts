@@ -7,6 +7,7 @@ import { SharedTlsKubeConfig } from '../util/kube-config';
 import * as jsYaml from 'js-yaml';
 import type { ObjectRef } from '../steps/contract';
 import { NotOursError, PermanentError } from '../util/errors';
+import { mapLimit } from '../util/limit';
 
 export type { ObjectRef } from '../steps/contract';
 
@@ -93,6 +94,12 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
+
+/** An API server that does not answer a request at all: a transient error (ETIMEDOUT), retried like a reset. */
+const noAnswer = (method: string, urlPath: string): Error =>
+  Object.assign(new Error(`${method} ${urlPath}: no answer within ${REQUEST_TIMEOUT_MS / 1000}s`), {
+    code: 'ETIMEDOUT',
+  });
 
 /** Whether a failed API call is worth retrying: throttled, a server error, or a lost connection. */
 export function isTransient(err: unknown): boolean {
@@ -201,12 +208,6 @@ function podState(p: k8s.V1Pod): string {
     else if (ended && ended.exitCode !== 0) out.push(`${c.name} exited ${ended.exitCode} (${ended.reason ?? ''})`);
   }
   return out.join(', ');
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = [];
-  for (let i = 0; i < items.length; i += limit) out.push(...(await Promise.all(items.slice(i, i + limit).map(fn))));
-  return out;
 }
 
 export class Kube {
@@ -430,7 +431,8 @@ export class Kube {
   private async waitWatchable(crd: k8s.V1CustomResourceDefinition): Promise<void> {
     const version = crd.spec.versions.find((v) => v.served)?.name;
     if (!version) return;
-    const url = `/apis/${crd.spec.group}/${version}/${crd.spec.names.plural}?watch=1&resourceVersion=0&timeoutSeconds=1`;
+    const url =
+      `/apis/${crd.spec.group}/${version}/${crd.spec.names.plural}` + '?watch=1&resourceVersion=0&timeoutSeconds=1';
     const deadline = Date.now() + 10_000;
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       const status = await this.watchStatus(url).catch(() => 0);
@@ -441,22 +443,28 @@ export class Kube {
 
   /** The status a watch request is answered with (the watch itself is closed at once). */
   private async watchStatus(urlPath: string): Promise<number> {
-    const server = this.config.getCurrentCluster()!.server;
-    this.signal?.throwIfAborted();
-    this.sent++;
-    const opts: https.RequestOptions = { method: 'GET', signal: this.signal, timeout: REQUEST_TIMEOUT_MS };
-    await this.config.applyToHTTPSOptions(opts);
+    const { server, opts } = await this.requestOptions('GET');
     return new Promise((resolve, reject) => {
       const req = https.request(new URL(urlPath, server), opts, (res) => {
         resolve(res.statusCode ?? 0);
         req.destroy();
       });
-      req.on('timeout', () =>
-        req.destroy(Object.assign(new Error(`GET ${urlPath}: no answer`), { code: 'ETIMEDOUT' })),
-      );
+      req.on('timeout', () => req.destroy(noAnswer('GET', urlPath)));
       req.on('error', reject);
       req.end();
     });
+  }
+
+  /** The options of one raw request, with this cluster's credentials; counted as sent. */
+  private async requestOptions(
+    method: string,
+    headers: https.RequestOptions['headers'] = {},
+  ): Promise<{ server: string; opts: https.RequestOptions }> {
+    this.signal?.throwIfAborted();
+    this.sent++;
+    const opts: https.RequestOptions = { method, headers, signal: this.signal, timeout: REQUEST_TIMEOUT_MS };
+    await this.config.applyToHTTPSOptions(opts);
+    return { server: this.config.getCurrentCluster()!.server, opts };
   }
 
   /**
@@ -500,22 +508,13 @@ export class Kube {
   }
 
   private async requestOnce(method: string, urlPath: string, body?: string, contentType?: string): Promise<string> {
-    const server = this.config.getCurrentCluster()!.server;
-    this.signal?.throwIfAborted();
-    this.sent++;
-    const opts: https.RequestOptions = {
-      method,
-      headers: {
-        Accept: 'application/json',
-        ...(contentType ? { 'Content-Type': contentType } : {}),
-        // Said outright: Node sends a DELETE's body without a length, which on a kept-alive
-        // connection the API server reads as the start of the next request (400 Bad Request).
-        ...(body !== undefined ? { 'Content-Length': Buffer.byteLength(body) } : {}),
-      },
-      signal: this.signal,
-      timeout: REQUEST_TIMEOUT_MS,
-    };
-    await this.config.applyToHTTPSOptions(opts);
+    const { server, opts } = await this.requestOptions(method, {
+      Accept: 'application/json',
+      ...(contentType ? { 'Content-Type': contentType } : {}),
+      // Said outright: Node sends a DELETE's body without a length, which on a kept-alive
+      // connection the API server reads as the start of the next request (400 Bad Request).
+      ...(body !== undefined ? { 'Content-Length': Buffer.byteLength(body) } : {}),
+    });
     return new Promise((resolve, reject) => {
       const req = https.request(new URL(urlPath, server), opts, (res) => {
         const chunks: Buffer[] = [];
@@ -535,13 +534,7 @@ export class Kube {
         });
       });
       // An API server that does not answer at all: a transient error, retried like a reset.
-      req.on('timeout', () =>
-        req.destroy(
-          Object.assign(new Error(`${method} ${urlPath}: no answer within ${REQUEST_TIMEOUT_MS / 1000}s`), {
-            code: 'ETIMEDOUT',
-          }),
-        ),
-      );
+      req.on('timeout', () => req.destroy(noAnswer(method, urlPath)));
       req.on('error', reject);
       req.end(body);
     });

@@ -278,8 +278,9 @@ async function main(): Promise<void> {
 
 /**
  * `npm run bench -- gke real`: only those sections (orchestration, real, gke, api, apply, rotate, upgrade, team,
- * ambient, takeover, local, cli, resume, tools; cold only when named); none named: all. MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those
- * examples in sections 6 and 13 (13 by default: two-clusters,three-clusters).
+ * ambient, takeover, local, cli, resume, tools; cold only when named); none named: all.
+ * MESHFLOW_BENCH_EXAMPLES=two-clusters,one-network: only those examples in sections 6 and 13 (13 by
+ * default: two-clusters,three-clusters).
  */
 /** A Temporal server to measure on: the bench's dev server, or another (the team deployment's). */
 interface BenchServer {
@@ -468,7 +469,6 @@ async function asUserTypesIt(): Promise<void> {
   let port = await freePort();
   while (port + 1000 > 65535 || (await canConnect(port + 1000))) port = await freePort();
   const env = { ...process.env, MESHFLOW_STATE_DIR: dir, MESHFLOW_LOCAL_TEMPORAL_ADDRESS: `127.0.0.1:${port}` };
-  const cli = path.join(__dirname, '..', 'cli', 'main.js');
   // What `npx meshflow` runs: the bin script (it runs the CLI on a supported Node, as installed).
   const bin = path.join(__dirname, '..', '..', 'bin', 'meshflow.cjs');
   const timed = async (args: string[]) => {
@@ -477,7 +477,7 @@ async function asUserTypesIt(): Promise<void> {
     return ((Date.now() - t) / 1000).toFixed(1);
   };
   const stop = stopOnInterrupt(async () => {
-    await execa(process.execPath, [cli, 'local', 'stop', '--force'], { env, reject: false });
+    await execa(process.execPath, [bin, 'local', 'stop', '--force'], { env, reject: false });
     fs.rmSync(dir, { recursive: true, force: true });
   });
   const rows: Array<Record<string, string | number>> = [];

@@ -1,7 +1,7 @@
-// Workflows for `npm run bench` (sections 2b, 2c): a chain of no-op activities, one after another,
-// scheduled on the workflow's own task queue or on another one; and a plan's steps as no-ops. Its result is the round trip of
-// each activity as the workflow sees it: from the workflow task that scheduled it to the one
-// that resumed after it (workflow time, replay-safe).
+// Workflows for `npm run bench`: a chain of no-op activities, one after another, scheduled on the
+// workflow's own task queue or on another one (section 2b); a plan's steps as no-ops (section 2's
+// floor). Each returns the round trip of every activity as the workflow sees it: from the workflow
+// task that scheduled it to the one that resumed after it (workflow time, replay-safe).
 import { proxyActivities } from '@temporalio/workflow';
 
 export interface NoopActivities {

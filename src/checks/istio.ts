@@ -16,7 +16,7 @@ import { EASTWEST_SERVICE, ISTIO_NAMESPACE } from '../istio/manifests';
 import { revisionLabel } from '../istio/version';
 import { fetchEndpoints, outboundCluster } from '../istio/xds';
 import type { ClusterSpec } from '../spec/schema';
-import { loadBalancerAddress, pollDelay } from '../adapters/kube';
+import { loadBalancerAddress, pause, pollDelay } from '../adapters/kube';
 import { ambientCapture, ambientWorkloads } from './ambient';
 import { eachCluster, everyCluster } from './define';
 import { type Call, type Verdict, fail, notFound, pass } from './result';
@@ -25,7 +25,6 @@ import type { CheckContext } from './context';
 import { type ReachedIstiod, withIstiod } from './istiod-reach';
 import { type SampleLayout, clustersReadBy } from './sample-layout';
 import { trustChain } from './trust-chain';
-import { pause } from './run';
 import { podRevision, tagOf } from '../istio/revisions';
 
 async function debugJson<T>(endpoint: string, path: string, signal?: AbortSignal): Promise<T> {

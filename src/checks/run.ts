@@ -9,9 +9,8 @@
 // reporting the check as failed.
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
-import type { Heartbeat } from '../adapters/kube';
+import { type Heartbeat, pause } from '../adapters/kube';
 import type { CheckResult } from '../steps/contract';
-import { sleep } from '../util/net';
 import { type Call, ChecksUnavailableError, type Verdict } from './result';
 
 export interface VerifyOptions {
@@ -179,22 +178,6 @@ export async function runCheck(
     }
     return { name, ...where, status: 'failed', detail: describeError(err) };
   }
-}
-
-/** Waits `ms`, or less when `signal` aborts (then throws its reason). */
-export async function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  if (!signal) return sleep(ms);
-  signal.throwIfAborted();
-  await new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-  });
-  signal.throwIfAborted();
 }
 
 /** Keep-alive agents of one verification, destroyed when it ends. */

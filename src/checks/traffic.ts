@@ -256,7 +256,9 @@ async function execProbe(
         ...base,
         status: 'failed',
         detail: `cannot run ${probe.command.join(' ')}: ${r.message}`,
-        hint: `kubectl -n ${probe.namespace} get pods -l ${probe.podSelector} (image pulls, sidecar injection, resources)`,
+        hint:
+          `kubectl -n ${probe.namespace} get pods -l ${probe.podSelector} ` +
+          '(image pulls, sidecar injection, resources)',
       };
     }
     const who = answerer(r.stdout);

@@ -25,9 +25,9 @@ import {
   GcRefused,
   type GcResult,
   PARALLEL,
-  mapLimit,
   messageOf,
 } from './types';
+import { mapLimit } from '../util/limit';
 
 // ---------------------------------------------------------------------------------------------
 // The collector.

@@ -5,7 +5,8 @@ import { SharedTlsKubeConfig } from '../util/kube-config';
 import { Kube, MANAGED_BY, MESH_LABEL } from '../adapters/kube';
 import { type KubernetesStoreLocation, kubernetesTrustStore } from '../trust-store/from-env';
 import { secretName } from '../trust-store/kubernetes';
-import { type GcAction, PARALLEL, SELECTOR, codeOf, mapLimit, messageOf } from './types';
+import { type GcAction, PARALLEL, SELECTOR, codeOf, messageOf } from './types';
+import { mapLimit } from '../util/limit';
 
 // ---------------------------------------------------------------------------------------------
 // Kubernetes: discovery, labelled lists, deletes of exactly the object that was found.

@@ -77,9 +77,3 @@ export class GcRefused extends Error {
 
 export const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 export const codeOf = (err: unknown) => (err as { code?: number }).code;
-
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = [];
-  for (let i = 0; i < items.length; i += limit) out.push(...(await Promise.all(items.slice(i, i + limit).map(fn))));
-  return out;
-}

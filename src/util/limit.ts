@@ -1,5 +1,12 @@
 // Bounded concurrency for work that fans out (checks over clusters, requests over objects).
 
+/** `fn` over `items`, `limit` at a time (each batch ended before the next starts); results in order. */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += limit) out.push(...(await Promise.all(items.slice(i, i + limit).map(fn))));
+  return out;
+}
+
 /** Runs at most `n` of the functions given to it at once; the others wait their turn, in order. */
 export function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
   let active = 0;

@@ -1035,9 +1035,13 @@ class MeshRun extends RunInput {
     }
   };
 
-  /** Why an operation that needs a ready mesh is refused now: the phase it is in. */
-  private readonly notReady = (what: string): Error =>
-    new Error(`mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: ${what}`);
+  /** Refuses an operation that needs a ready mesh, naming the phase it is in. */
+  private readonly refuseUnlessReady = (what: string): void => {
+    if (this.teardownRequested || this.status.phase !== 'ready')
+      throw new Error(
+        `mesh ${this.spec.name} is ${this.teardownRequested ? 'tearing-down' : this.status.phase}: ${what}`,
+      );
+  };
 
   /** An update (apply, rotate) is refused while another runs, naming it. */
   private readonly refuseWhileUpdating = (): void => {
@@ -1057,8 +1061,7 @@ class MeshRun extends RunInput {
       );
     this.refuseWhileUpdating();
     if (this.renewal) throw new Error(`mesh ${this.spec.name} is renewing reader tokens: rotate in a moment`);
-    if (this.teardownRequested || this.status.phase !== 'ready')
-      throw this.notReady('credentials rotate on a ready mesh');
+    this.refuseUnlessReady('credentials rotate on a ready mesh');
     if (!req || !(ROTATABLE as readonly string[]).includes(req.what))
       throw new Error(`what to rotate must be one of ${ROTATABLE.join(', ')} (got ${JSON.stringify(req?.what)})`);
     const names = this.spec.clusters.map((c) => c.name);
@@ -1337,8 +1340,7 @@ class MeshRun extends RunInput {
       );
     this.refuseWhileUpdating();
     if (this.renewal) throw new Error(`mesh ${this.spec.name} is renewing reader tokens: upgrade in a moment`);
-    if (this.teardownRequested || this.status.phase !== 'ready')
-      throw this.notReady('Istio is upgraded on a ready mesh');
+    this.refuseUnlessReady('Istio is upgraded on a ready mesh');
     if (!req || typeof req.to !== 'string' || !ISTIO_VERSION_PATTERN.test(req.to))
       throw new Error(
         `--to ${JSON.stringify(req?.to)} is not a version meshflow pins a build of: ` +
@@ -1412,15 +1414,6 @@ class MeshRun extends RunInput {
     }
   };
 
-  /**
-   * Takes the mesh to another Istio version, canary by revision. Each wave: the new revision's
-   * control plane installed beside the old one on its clusters, their default tag moved to it and
-   * their workloads restarted (so that it injects them), then the mesh verified. A wave that fails
-   * is rolled back with every wave before it (tags back, workloads restarted, the new revision's
-   * objects undone): the mesh stays ready on the old revision. When every wave passed, the old
-   * revision's objects and istiods are removed, the east-west gateways move to the new version in
-   * place, and the mesh is verified. A teardown or the deadline ends it; the teardown undoes all.
-   */
   /** A revision call of a wave, whose resources (also those a failure traced) are recorded under upgrade:<cluster>. */
   private readonly upgradeCall = async (
     call: 'installRevision' | 'switchRevision',
@@ -1501,6 +1494,15 @@ class MeshRun extends RunInput {
     });
   };
 
+  /**
+   * Takes the mesh to another Istio version, canary by revision. Each wave: the new revision's
+   * control plane installed beside the old one on its clusters, their default tag moved to it and
+   * their workloads restarted (so that it injects them), then the mesh verified. A wave that fails
+   * is rolled back with every wave before it (tags back, workloads restarted, the new revision's
+   * objects undone): the mesh stays ready on the old revision. When every wave passed, the old
+   * revision's objects and istiods are removed, the east-west gateways move to the new version in
+   * place, and the mesh is verified. A teardown or the deadline ends it; the teardown undoes all.
+   */
   private readonly upgradeNow = async (req: UpgradeRequest): Promise<ApplyResult> => {
     const from = { version: this.spec.istio.version, revision: this.spec.istio.revision };
     const to = { version: req.to, revision: revisionOf(req.to) };
@@ -1690,7 +1692,7 @@ class MeshRun extends RunInput {
       );
     }
     this.refuseWhileUpdating();
-    if (this.teardownRequested || this.status.phase !== 'ready') throw this.notReady('apply changes a ready mesh');
+    this.refuseUnlessReady('apply changes a ready mesh');
     if (!req || typeof req.spec !== 'object' || !Array.isArray(req.spec?.clusters))
       throw new Error('the request carries no mesh spec (want { spec, replace? })');
     let problems;
@@ -2201,8 +2203,7 @@ class MeshRun extends RunInput {
     }
     this.refuseWhileDrifting('another check');
     if (this.renewal) throw new Error(`mesh ${this.spec.name} is renewing reader tokens: check for drift in a moment`);
-    if (this.teardownRequested || this.status.phase !== 'ready')
-      throw this.notReady('drift is checked on a ready mesh');
+    this.refuseUnlessReady('drift is checked on a ready mesh');
   };
 
   /**
